@@ -1,0 +1,24 @@
+// leftright: shared constants and small helpers for the detail layer.
+#pragma once
+
+#include <cstddef>
+
+namespace leftright::detail {
+
+/// The size we pad to so that two independently written objects never share a cache line.
+/// (Not std::hardware_destructive_interference_size, which GCC 12 warns about in headers.)
+inline constexpr std::size_t cache_line = 64;
+
+}  // namespace leftright::detail
+
+// LEFTRIGHT_TSAN is 1 when compiled under ThreadSanitizer (GCC or Clang).
+#if defined(__SANITIZE_THREAD__)
+#define LEFTRIGHT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LEFTRIGHT_TSAN 1
+#endif
+#endif
+#ifndef LEFTRIGHT_TSAN
+#define LEFTRIGHT_TSAN 0
+#endif

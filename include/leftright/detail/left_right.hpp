@@ -1,0 +1,359 @@
+// leftright: the generic left-right primitive. Two copies of a T, an atomic pointer to the one
+// readers use, an operation log, and publish(). Any deterministic data structure can sit on it.
+//
+// ================================ The protocol ================================
+//
+// Roles. One writer (lr_writer) owns the operation log and is the only thread that changes
+// either copy. Any number of readers (lr_reader), each with its own slot in the registry
+// (epoch.hpp), read the copy that read_ptr names. Readers never write a line another thread
+// writes; the writer never waits while holding a lock.
+//
+// Shared state (lr_core): copies[0], copies[1] (each on its own cache lines), read_ptr (its own
+// line), the registry of reader slots, each slot's epoch (odd = inside a read).
+//
+// Reader enter:  e = own epoch; [R1] epoch = e+1 (odd); [R2] p = read_ptr; read *p ...
+// Reader leave:  [R3] epoch = e+2 (even).
+// Nested guards on one reader reuse the pinned p; only the outermost touches the epoch.
+//
+// Writer publish(), with W the copy readers do not use, R the one they do:
+//   1. wait: for every (slot, e) recorded at the previous swap, [W4] wait until slot.epoch != e.
+//      Those are the only readers that can be inside W (see case analysis below).
+//   2. apply to W, by move, the batch R received last time (it is now owed to W), then, by
+//      copy, the new batch; W now equals R plus the new batch.
+//   3. [W1] read_ptr = &W (the swap); with asymmetric readers, [W2] membarrier.
+//   4. [G3]+[W3] walk the registry and record every slot whose epoch is odd, with its value.
+//   The new batch stays in the log, owed to R, which becomes the write copy next time.
+// try_publish() runs step 1 as a check ([W5]) and returns false instead of waiting.
+//
+// Invariants.
+//   I1. Between two swaps, the writer changes only W.
+//   I2. A reader that may be inside W when the writer starts step 2 is in the recorded set, and
+//       the writer has seen its epoch move: it has left (and its reads happen-before [W4]).
+//   I3. After every publish, W (next time's write copy) = R + the log; so replaying the log
+//       makes the copies equal, and with Traits::verify_copies the writer checks it.
+//
+// Why I2 holds: the numbered race cases. Let swap k make W the read copy, swap k+1 retire it,
+// and the writer write W again in publish k+2. A reader inside W during that write must have
+// loaded read_ptr == &W, i.e. its [R2] read swap k's value, before swap k+1 replaced it.
+//   C1. Its [R1] is seen by [W3] of publish k+1: recorded odd, and step 1 of publish k+2 waits
+//       until it moves. It can only move by [R3] (leave) - its reads are done - and its next
+//       enter loads read_ptr again, which by then names R (case C2 for that read).
+//   C2. [W3] misses its [R1] (reads an older, even value). seq_cst mode: [R1], [R2], [W1], [W3]
+//       are seq_cst; [W3] not seeing [R1] puts [W3] before [R1] in the single total order, so
+//       [W1] < [W3] < [R1] < [R2], and [R2] reads swap k+1's pointer or a later one: it is not
+//       inside W. Asymmetric mode: membarrier [W2] runs a full barrier on the reader's CPU
+//       at some point B. If [R1] came before B, [W3] sees it (C1). If after, [R2] is after B,
+//       which is after [W1] became visible, so again [R2] reads the new pointer.
+//   C3. The reader's slot was not yet in the list [G3] walked: it was registered [G2] after the
+//       walk began, so after [W1]; its first [R2] comes after, reads swap k+1's pointer or later.
+//   C4. The slot was released and reused during the wait: epochs are never reset, the new owner
+//       only increments, so "moved" still means the reader inside at the swap has left.
+//   C5. Nested guards: the inner one reuses the pinned pointer and leaves the epoch odd, so the
+//       reader counts as inside until the outermost guard ends, as it must.
+//   C6. The writer is destroyed while readers read: readers own the core through shared_ptr;
+//       nothing writes either copy again, and the read copy stays what was published last.
+// Visibility: [W1] is a release (seq_cst) store and [R2] an acquire (or seq_cst) load, so all
+// of step 2 happens-before every read through the pointer the reader loaded.
+//
+// Exception safety of publish(): the strong guarantee. If step 2 throws (a copy constructor,
+// the hash, an allocation), W is repaired by copy-assigning R to it (absl's copy assignment is
+// all-or-nothing), the replayed batch is considered delivered (W = R), the new batch stays
+// queued and the exception propagates: readers saw nothing, the copies are equal. If the repair
+// itself throws, the writer is poisoned: every later publish throws std::logic_error, and
+// readers keep the last published state forever. Step 3 and 4 cannot throw.
+//
+// Labels (every atomic operation in the core):
+//   [R0] reader loads its own epoch     relaxed   only its owner writes it
+//   [R1] reader marks itself inside     seq_cst   | relaxed + compiler barrier (asymmetric)
+//   [R2] reader loads read_ptr          seq_cst   | acquire (asymmetric); pairs with [W1]
+//   [R3] reader marks itself outside    release   pairs with [W4]/[W5]: reads done before
+//   [W1] writer swaps read_ptr          seq_cst   | release (asymmetric); pairs with [R2]
+//   [W2] membarrier (asymmetric only)   syscall   the readers' half of their missing fence
+//   [W3] writer records epochs          seq_cst   | acquire (asymmetric); pairs with [R1]
+//   [W4] writer waits for epochs        acquire   pairs with [R3]
+//   [W5] try_publish's check            acquire   pairs with [R3]
+//   [G0]-[G3] registry list             see epoch.hpp
+// ==============================================================================
+#pragma once
+
+#include <atomic>
+#include <cassert>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "barrier.hpp"
+#include "config.hpp"
+#include "epoch.hpp"
+
+namespace leftright {
+
+/// Compile-time knobs of a left-right instance. Derive from it and override what you need:
+///   struct my_traits : leftright::default_traits {
+///     static constexpr leftright::reader_sync sync = leftright::reader_sync::seq_cst;
+///   };
+struct default_traits {
+  /// How readers and the writer split the cost of their StoreLoad ordering (barrier.hpp).
+  static constexpr reader_sync sync = reader_sync::automatic;
+  /// Compare the two copies at every publish, after the replay (O(size) per publish: for tests
+  /// and debugging). Needs operator== on the structure; ignored where there is none.
+  static constexpr bool verify_copies = false;
+};
+
+namespace detail {
+
+/// One copy and the version it holds. Aligned so that the writer's stores to one copy's header
+/// (size, capacity, ...) never share a line with the copy readers are using.
+template <class T>
+struct alignas(cache_line) versioned {
+  T value;
+  std::uint64_t version = 0;
+};
+
+/// The state shared by the writer, readers, factories and guards (through shared_ptr).
+template <class T>
+struct lr_core {
+  template <class... Args>
+  explicit lr_core(reader_sync mode, const Args&... args)
+      : copies{{T(args...), 0}, {T(args...), 0}}, asymmetric(mode == reader_sync::asymmetric) {}
+
+  versioned<T> copies[2];
+  /// The copy readers use. Stored only by the writer, once per publish.
+  alignas(cache_line) std::atomic<const versioned<T>*> read_ptr{&copies[0]};
+  /// Fixed at construction: which barrier the readers and the writer of this instance use.
+  const bool asymmetric;
+  alignas(cache_line) reader_registry registry;
+};
+
+/// A reader's handle: one registered slot. Used by one thread at a time. Mode == seq_cst
+/// compiles the asymmetric branch away; otherwise the slot's flag (fixed at registration from
+/// the core, on the line the reader writes anyway) selects it.
+template <class T, reader_sync Mode>
+class lr_reader {
+ public:
+  explicit lr_reader(std::shared_ptr<lr_core<T>> core)
+      : core_(std::move(core)), slot_(core_->registry.acquire(core_->asymmetric)) {}
+  lr_reader(const lr_reader& other) : lr_reader(other.core_) {}
+  lr_reader(lr_reader&& other) noexcept
+      : core_(std::move(other.core_)), slot_(std::exchange(other.slot_, nullptr)) {}
+  lr_reader& operator=(lr_reader other) noexcept {
+    swap(other);
+    return *this;
+  }
+  ~lr_reader() {
+    if (slot_ == nullptr) return;
+    assert(slot_->depth == 0 && "a read guard outlived its reader");
+    core_->registry.release(slot_);
+  }
+  void swap(lr_reader& other) noexcept {
+    core_.swap(other.core_);
+    std::swap(slot_, other.slot_);
+  }
+
+  /// Enters a read and returns the copy to read. Wait-free: two stores, two loads.
+  const versioned<T>* enter() const noexcept {
+    reader_slot& s = *slot_;
+    if (s.depth++ != 0) return static_cast<const versioned<T>*>(s.pinned);
+    // [R0] relaxed: only this reader ever stores its epoch.
+    const std::uint64_t e = s.epoch.load(std::memory_order_relaxed);
+    const versioned<T>* p;
+    if (Mode == reader_sync::seq_cst || !s.asymmetric) {
+      // [R1] seq_cst: marks us inside before [R2]; with [W1]/[W3] seq_cst too, the writer
+      //      either sees us odd or we see its new pointer (case C2). StoreLoad: acquire/release
+      //      cannot give it.
+      s.epoch.store(e + 1, std::memory_order_seq_cst);
+      // [R2] seq_cst: see [R1]; also acquire, pairing with [W1] for the copy's contents.
+      p = core_->read_ptr.load(std::memory_order_seq_cst);
+    } else {
+      // [R1] relaxed + compiler barrier: the writer's membarrier [W2] supplies the hardware
+      //      fence between this store and [R2] when it matters (case C2).
+      s.epoch.store(e + 1, std::memory_order_relaxed);
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      // [R2] acquire: pairs with [W1] so the copy's contents are visible.
+      p = core_->read_ptr.load(std::memory_order_acquire);
+    }
+    s.pinned = p;
+    return p;
+  }
+
+  static void leave(reader_slot* s) noexcept {
+    if (--s->depth != 0) return;
+    // [R0] relaxed: only this reader ever stores its epoch.
+    const std::uint64_t e = s->epoch.load(std::memory_order_relaxed);
+    // [R3] release: every read of the pinned copy happens-before the writer's [W4]/[W5] load
+    //      that sees this value, and so before it writes that copy again.
+    s->epoch.store(e + 1, std::memory_order_release);
+  }
+
+  reader_slot* slot() const noexcept { return slot_; }
+  const std::shared_ptr<lr_core<T>>& core() const noexcept { return core_; }
+
+ private:
+  std::shared_ptr<lr_core<T>> core_;
+  reader_slot* slot_;
+};
+
+/// The writer. Apply must provide
+///   static void first(T&, const Op&);   // the first application, by copy
+///   static void second(T&, Op&&);       // the second application, by move
+/// and both must give the same result on equal T's (operations are deterministic).
+template <class T, class Op, class Apply, class Traits>
+class lr_writer {
+ public:
+  explicit lr_writer(std::shared_ptr<lr_core<T>> core) : core_(std::move(core)) {}
+  lr_writer(lr_writer&&) noexcept = default;
+  lr_writer& operator=(lr_writer&&) noexcept = default;
+  lr_writer(const lr_writer&) = delete;
+  lr_writer& operator=(const lr_writer&) = delete;
+
+  void append(Op op) { pending_.push_back(std::move(op)); }
+  std::size_t pending() const noexcept { return pending_.size(); }
+  void discard() noexcept { pending_.clear(); }
+
+  std::uint64_t publish() {
+    check_usable();
+    wait_for_readers();
+    return swap_in();
+  }
+
+  bool try_publish() {
+    check_usable();
+    if (!readers_gone()) return false;
+    swap_in();
+    return true;
+  }
+
+  /// The version readers get from a read that starts now.
+  std::uint64_t version() const noexcept { return core_->copies[write_ ^ 1].version; }
+  bool poisoned() const noexcept { return poisoned_; }
+  const std::shared_ptr<lr_core<T>>& core() const noexcept { return core_; }
+
+  /// The published state, for the writer's own reads (no reader protocol needed: only the
+  /// writer changes the copies, and never the read copy).
+  const T& published() const noexcept { return core_->copies[write_ ^ 1].value; }
+
+ private:
+  void check_usable() const {
+    if (!core_) throw std::logic_error("leftright: use of a moved-from writer");
+    if (poisoned_) {
+      throw std::logic_error(
+          "leftright: the writer is poisoned (a failed publish could not restore the write copy); "
+          "readers keep the last published state");
+    }
+  }
+
+  /// Step 1: wait for the readers recorded at the last swap.
+  void wait_for_readers() {
+    if (lost_track_) {
+      wait_for_all();
+      return;
+    }
+    for (const auto& [slot, seen] : waiting_) {
+      backoff b;
+      // [W4] acquire: pairs with the reader's [R3]; its reads happen-before our writes.
+      while (slot->epoch.load(std::memory_order_acquire) == seen) b.pause();
+    }
+    waiting_.clear();
+  }
+
+  /// The fallback when recording failed to allocate: wait for every reader inside now, which
+  /// includes every reader inside at the last swap (conservative, and allocation-free).
+  void wait_for_all() {
+    core_->registry.for_each([](reader_slot& s) {
+      // [W4] acquire: pairs with [R3] as above.
+      const std::uint64_t seen = s.epoch.load(std::memory_order_acquire);
+      if ((seen & 1) == 0) return;
+      backoff b;
+      // [W4] acquire: pairs with [R3] as above.
+      while (s.epoch.load(std::memory_order_acquire) == seen) b.pause();
+    });
+    lost_track_ = false;
+    waiting_.clear();
+  }
+
+  /// Step 1 as a check: true if no recorded reader is still inside. Drops the ones that left.
+  bool readers_gone() {
+    bool gone = true;
+    if (lost_track_) {
+      core_->registry.for_each([&](reader_slot& s) {
+        // [W5] acquire: pairs with [R3]; an even epoch means that reader is outside.
+        if (s.epoch.load(std::memory_order_acquire) & 1) gone = false;
+      });
+      if (gone) lost_track_ = false;
+      return gone;
+    }
+    std::erase_if(waiting_, [](const auto& w) {
+      // [W5] acquire: pairs with [R3]; once moved, that reader's reads happened-before.
+      return w.first->epoch.load(std::memory_order_acquire) != w.second;
+    });
+    return waiting_.empty();
+  }
+
+  /// Steps 2 to 4. Precondition: no reader is inside the write copy.
+  std::uint64_t swap_in() {
+    versioned<T>& w = core_->copies[write_];
+    const versioned<T>& r = core_->copies[write_ ^ 1];
+    try {
+      for (Op& op : replay_) Apply::second(w.value, std::move(op));
+      replay_.clear();
+      if constexpr (Traits::verify_copies && requires(const T& a) { a == a; }) {
+        if (!(w.value == r.value)) {
+          throw std::logic_error(
+              "leftright: the two copies differ after replay; an operation is not deterministic");
+        }
+      }
+      for (const Op& op : pending_) Apply::first(w.value, op);
+    } catch (...) {
+      replay_.clear();
+      try {
+        w.value = r.value;
+      } catch (...) {
+        poisoned_ = true;
+      }
+      throw;
+    }
+    w.version = r.version + 1;
+    if (core_->asymmetric) {
+      // [W1] release: pairs with the readers' acquire [R2]: step 2 is visible through &w.
+      core_->read_ptr.store(&w, std::memory_order_release);
+      heavy_barrier();  // [W2]: orders [W1] before [W3] against every reader's [R1]/[R2].
+    } else {
+      // [W1] seq_cst: with [R1], [R2], [W3] in one total order (case C2). Also a release.
+      core_->read_ptr.store(&w, std::memory_order_seq_cst);
+    }
+    write_ ^= 1;
+    replay_.swap(pending_);  // the new batch is now owed to the retired copy; pending_ is empty
+    record_readers();
+    return w.version;
+  }
+
+  /// Step 4. Never throws: on allocation failure fall back to waiting for everyone next time.
+  void record_readers() noexcept {
+    waiting_.clear();
+    const bool asymmetric = core_->asymmetric;
+    try {
+      core_->registry.for_each([&](reader_slot& s) {
+        // [W3] seq_cst (or acquire after the membarrier [W2]): pairs with [R1], case C2.
+        const std::uint64_t e = asymmetric ? s.epoch.load(std::memory_order_acquire)
+                                           : s.epoch.load(std::memory_order_seq_cst);
+        if (e & 1) waiting_.emplace_back(&s, e);
+      });
+    } catch (const std::bad_alloc&) {
+      lost_track_ = true;
+    }
+  }
+
+  std::shared_ptr<lr_core<T>> core_;
+  std::vector<Op> pending_;  ///< queued, not yet published
+  std::vector<Op> replay_;   ///< published last time, owed to the write copy
+  std::vector<std::pair<reader_slot*, std::uint64_t>> waiting_;  ///< inside at the last swap
+  unsigned write_ = 1;       ///< index of the copy readers do not use
+  bool lost_track_ = false;  ///< recording failed: wait for all readers next time
+  bool poisoned_ = false;    ///< a failed publish left the write copy unrepaired
+};
+
+}  // namespace detail
+}  // namespace leftright

@@ -1,0 +1,4 @@
+// leftright: the umbrella header. Includes every public header; defines nothing.
+#pragma once
+
+#include "map.hpp"  // IWYU pragma: export

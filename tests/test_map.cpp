@@ -1,0 +1,186 @@
+// Unit tests of the map's operations and of what readers see around publish().
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <leftright/leftright.hpp>
+
+#include "test_support.hpp"
+
+using lrtest::make;
+
+TEMPLATE_TEST_CASE("version 0 is the empty initial state; each publish makes the next version",
+                   "[map]", lrtest::seq_cst_traits, lrtest::asymmetric_traits) {
+  auto [w, r] = leftright::make_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
+                                    std::equal_to<std::uint64_t>, TestType>();
+  CHECK(r.version() == 0);
+  CHECK(w.version() == 0);
+  CHECK(r.empty());
+  CHECK(r.size() == 0);
+  CHECK_FALSE(r.get(1).has_value());
+  for (std::uint64_t v = 1; v <= 5; ++v) {
+    CHECK(w.publish() == v);  // also an empty batch makes a version
+    CHECK(r.version() == v);
+    CHECK(w.version() == v);
+  }
+}
+
+using kv_types = std::tuple<std::pair<std::uint64_t, std::uint64_t>, std::pair<std::string, std::string>,
+                            std::pair<int, std::string>, std::pair<std::string, std::uint64_t>>;
+
+TEMPLATE_LIST_TEST_CASE("every operation takes effect only at publish, all at once", "[map]",
+                        kv_types) {
+  using K = typename TestType::first_type;
+  using V = typename TestType::second_type;
+  auto [w, r] = leftright::make_map<K, V, absl::Hash<K>, std::equal_to<K>, lrtest::seq_cst_traits>();
+
+  SECTION("insert_or_assign sets and overwrites") {
+    w.insert_or_assign(make<K>(1), make<V>(10));
+    w.insert_or_assign(make<K>(2), make<V>(20));
+    CHECK(w.pending() == 2);
+    CHECK_FALSE(r.contains(make<K>(1)));
+    CHECK(w.publish() == 1);
+    CHECK(w.pending() == 0);
+    CHECK(r.get(make<K>(1)) == make<V>(10));
+    CHECK(r.get(make<K>(2)) == make<V>(20));
+    w.insert_or_assign(make<K>(1), make<V>(11));
+    CHECK(r.get(make<K>(1)) == make<V>(10));
+    w.publish();
+    CHECK(r.get(make<K>(1)) == make<V>(11));
+    CHECK(r.size() == 2);
+  }
+  SECTION("insert sets only if absent when applied, in queue order") {
+    w.insert(make<K>(1), make<V>(10));
+    w.insert(make<K>(1), make<V>(99));  // key present by the time this one applies
+    w.publish();
+    CHECK(r.get(make<K>(1)) == make<V>(10));
+    w.erase(make<K>(1));
+    w.insert(make<K>(1), make<V>(12));  // absent again after the erase queued before it
+    w.publish();
+    CHECK(r.get(make<K>(1)) == make<V>(12));
+    // Also right on the second copy: publish again and the replay must agree (verify_copies).
+    w.publish();
+    CHECK(r.get(make<K>(1)) == make<V>(12));
+  }
+  SECTION("erase removes if present, and is a no-op otherwise") {
+    for (long i = 0; i < 10; ++i) w.insert_or_assign(make<K>(i), make<V>(i));
+    w.publish();
+    w.erase(make<K>(3));
+    w.erase(make<K>(1000));
+    CHECK(r.contains(make<K>(3)));
+    w.publish();
+    CHECK_FALSE(r.contains(make<K>(3)));
+    CHECK(r.size() == 9);
+    w.publish();
+    CHECK(r.size() == 9);
+  }
+  SECTION("erase_if runs a pure predicate on both copies") {
+    for (long i = 0; i < 100; ++i) w.insert_or_assign(make<K>(i), make<V>(i));
+    w.publish();
+    const V limit = make<V>(50);
+    w.erase_if([&](const K&, const V& v) { return v < limit; });
+    w.publish();
+    auto g = r.read();
+    for (const auto& [k, v] : g) CHECK_FALSE(v < limit);
+    const std::size_t left = g.size();
+    CHECK(left < 100);
+    CHECK(left > 0);
+  }
+  SECTION("clear removes everything; later ops in the batch still apply") {
+    for (long i = 0; i < 10; ++i) w.insert_or_assign(make<K>(i), make<V>(i));
+    w.publish();
+    w.clear();
+    w.insert_or_assign(make<K>(7), make<V>(70));
+    w.publish();
+    CHECK(r.size() == 1);
+    CHECK(r.get(make<K>(7)) == make<V>(70));
+    w.publish();
+    CHECK(r.size() == 1);
+  }
+  SECTION("reserve changes no content") {
+    w.insert_or_assign(make<K>(1), make<V>(1));
+    w.reserve(1000);
+    w.publish();
+    w.publish();
+    CHECK(r.size() == 1);
+    CHECK(r.get(make<K>(1)) == make<V>(1));
+  }
+  SECTION("discard drops the queued batch") {
+    w.insert_or_assign(make<K>(1), make<V>(1));
+    w.publish();
+    w.insert_or_assign(make<K>(2), make<V>(2));
+    w.erase(make<K>(1));
+    CHECK(w.pending() == 2);
+    w.discard();
+    CHECK(w.pending() == 0);
+    CHECK(w.publish() == 2);
+    CHECK(r.contains(make<K>(1)));
+    CHECK_FALSE(r.contains(make<K>(2)));
+  }
+}
+
+TEST_CASE("a guard shows one consistent snapshot: find, contains, size, iteration", "[map][guard]") {
+  auto [w, r] = leftright::make_map<std::string, std::string>();
+  std::map<std::string, std::string> expect;
+  for (int i = 0; i < 50; ++i) {
+    w.insert_or_assign("key" + std::to_string(i), "value" + std::to_string(i));
+    expect["key" + std::to_string(i)] = "value" + std::to_string(i);
+  }
+  w.publish();
+  auto g = r.read();
+  CHECK(g.version() == 1);
+  CHECK(g.size() == 50);
+  CHECK_FALSE(g.empty());
+  REQUIRE(g.find(std::string("key7")) != nullptr);
+  CHECK(*g.find(std::string("key7")) == "value7");
+  CHECK(g.find(std::string("nope")) == nullptr);
+  CHECK(g.contains(std::string("key49")));
+  std::map<std::string, std::string> seen;
+  for (const std::pair<const std::string, std::string>& kv : g) seen.insert(kv);
+  CHECK(seen == expect);
+}
+
+namespace {
+struct transparent_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return absl::Hash<std::string_view>{}(s); }
+};
+struct transparent_eq {
+  using is_transparent = void;
+  bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+};
+}  // namespace
+
+TEST_CASE("lookups accept any key type the absl map accepts", "[map]") {
+  auto [w, r] = leftright::make_map<std::string, int, transparent_hash, transparent_eq>();
+  w.insert_or_assign("alpha", 1);
+  w.publish();
+  std::string_view key = "alpha";
+  CHECK(r.get(key) == 1);
+  CHECK(r.contains(key));
+  CHECK(r.read().find(std::string_view("beta")) == nullptr);
+  const char* c = "alpha";
+  CHECK(r.get(c) == 1);
+}
+
+TEST_CASE("make_map passes capacity, hash and equality to both copies", "[map]") {
+  struct mod_hash {
+    std::size_t operator()(int x) const { return absl::Hash<int>{}(x % 10); }
+  };
+  struct mod_eq {
+    bool operator()(int a, int b) const { return a % 10 == b % 10; }
+  };
+  auto [w, r] = leftright::make_map<int, int, mod_hash, mod_eq>(1000, mod_hash{}, mod_eq{});
+  w.insert_or_assign(3, 1);
+  w.insert_or_assign(13, 2);  // equal to 3 under mod_eq
+  w.publish();
+  w.publish();
+  CHECK(r.size() == 1);
+  CHECK(r.get(23) == 2);
+}

@@ -1,0 +1,92 @@
+// Shared helpers for the tests: traits for each reader mode, an instance-counting value, a value
+// whose copies can be made to throw, and a seeded random source that prints its seed.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <random>
+#include <stdexcept>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <leftright/map.hpp>
+
+namespace lrtest {
+
+/// Readers with seq_cst enter/leave; copies compared at every publish.
+struct seq_cst_traits : leftright::default_traits {
+  static constexpr leftright::reader_sync sync = leftright::reader_sync::seq_cst;
+  static constexpr bool verify_copies = true;
+};
+/// Readers with the asymmetric barrier where the kernel has it (seq_cst otherwise, and under
+/// ThreadSanitizer); copies compared at every publish.
+struct asymmetric_traits : leftright::default_traits {
+  static constexpr leftright::reader_sync sync = leftright::reader_sync::asymmetric;
+  static constexpr bool verify_copies = true;
+};
+
+/// Counts live instances, so a test can assert that nothing leaked or was destroyed twice.
+struct counted {
+  static inline std::atomic<long> live{0};
+  long v = 0;
+  counted() { live.fetch_add(1, std::memory_order_relaxed); }  // [T1] relaxed: a plain counter
+  explicit counted(long x) : v(x) { live.fetch_add(1, std::memory_order_relaxed); }  // [T1]
+  counted(const counted& o) : v(o.v) { live.fetch_add(1, std::memory_order_relaxed); }  // [T1]
+  counted(counted&& o) noexcept : v(o.v) { live.fetch_add(1, std::memory_order_relaxed); }  // [T1]
+  counted& operator=(const counted&) = default;
+  counted& operator=(counted&&) noexcept = default;
+  ~counted() {
+    // [T1] relaxed: a plain counter; a second destruction shows as a negative count.
+    live.fetch_sub(1, std::memory_order_relaxed);
+    v = -999;  // a use after destruction shows up as a wrong value
+  }
+  friend bool operator==(const counted& a, const counted& b) { return a.v == b.v; }
+};
+
+/// A value whose copy constructor throws once the budget of allowed copies is spent
+/// (budget < 0: never throws). Moves never throw.
+struct fragile {
+  static inline long copy_budget = -1;
+  long v = 0;
+  fragile() = default;
+  explicit fragile(long x) : v(x) {}
+  fragile(const fragile& o) : v(o.v) {
+    if (copy_budget == 0) throw std::runtime_error("fragile: copy refused");
+    if (copy_budget > 0) --copy_budget;
+  }
+  fragile(fragile&& o) noexcept : v(o.v) {}
+  fragile& operator=(const fragile& o) {
+    fragile tmp(o);
+    v = tmp.v;
+    return *this;
+  }
+  fragile& operator=(fragile&&) noexcept = default;
+  friend bool operator==(const fragile& a, const fragile& b) { return a.v == b.v; }
+};
+
+/// A seed from LEFTRIGHT_SEED if set, else random; printed so a failure can be replayed.
+inline std::uint64_t test_seed() {
+  std::uint64_t seed;
+  if (const char* s = std::getenv("LEFTRIGHT_SEED")) {
+    seed = std::strtoull(s, nullptr, 10);
+  } else {
+    seed = std::random_device{}();
+    seed = (seed << 32) ^ std::random_device{}();
+  }
+  UNSCOPED_INFO("seed " << seed << " (replay with LEFTRIGHT_SEED=" << seed << ")");
+  WARN("seed " << seed);
+  return seed;
+}
+
+/// Keys and values of each tested type made from an integer.
+template <class T>
+T make(long i) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    return "k" + std::to_string(i) + std::string(static_cast<std::size_t>(i % 23), 'x');
+  } else {
+    return static_cast<T>(i);
+  }
+}
+
+}  // namespace lrtest
