@@ -45,14 +45,19 @@ struct counted {
 };
 
 /// A value whose copy constructor throws once the budget of allowed copies is spent
-/// (budget < 0: never throws). Moves never throw.
+/// (budget < 0: never throws; refuse_once: only the first refused copy throws). Moves never throw.
+/// Single-threaded tests only.
 struct fragile {
   static inline long copy_budget = -1;
+  static inline bool refuse_once = false;
   long v = 0;
   fragile() = default;
   explicit fragile(long x) : v(x) {}
   fragile(const fragile& o) : v(o.v) {
-    if (copy_budget == 0) throw std::runtime_error("fragile: copy refused");
+    if (copy_budget == 0) {
+      if (refuse_once) copy_budget = -1;
+      throw std::runtime_error("fragile: copy refused");
+    }
     if (copy_budget > 0) --copy_budget;
   }
   fragile(fragile&& o) noexcept : v(o.v) {}

@@ -1,0 +1,143 @@
+// Ownership: no value leaked or destroyed twice, handles outliving the writer, and what a
+// throwing copy does to publish().
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <leftright/leftright.hpp>
+
+#include "test_support.hpp"
+
+using lrtest::counted;
+using lrtest::fragile;
+
+TEMPLATE_TEST_CASE("no value is leaked or destroyed twice", "[lifetime]", lrtest::seq_cst_traits,
+                   lrtest::asymmetric_traits) {
+  REQUIRE(counted::live == 0);
+  {
+    auto [w, r] = leftright::make_map<int, counted, absl::Hash<int>, std::equal_to<int>, TestType>();
+    for (int round = 0; round < 20; ++round) {
+      for (int i = 0; i < 50; ++i) w.insert_or_assign(i, counted(round * 100 + i));
+      for (int i = 40; i < 60; ++i) w.insert(i, counted(i));
+      w.erase(round % 50);
+      w.erase_if([round](const int& k, const counted&) { return k % 20 == round; });
+      if (round % 5 == 4) w.clear();
+      w.publish();
+    }
+    w.publish();  // replays the last batch: both copies complete, the log empty
+    const long size = static_cast<long>(r.size());
+    CHECK(counted::live == 2 * size);  // exactly one value per entry per copy, nothing else
+
+    auto g = r.read();
+    w.insert_or_assign(1000, counted(1));  // queued and dropped with the writer
+    w.discard();
+    w.insert_or_assign(1001, counted(2));
+  }
+  CHECK(counted::live == 0);
+}
+
+TEST_CASE("readers, factories and guards outlive the writer and keep the last published state",
+          "[lifetime]") {
+  REQUIRE(counted::live == 0);
+  {
+    auto made = leftright::make_map<std::string, counted>();
+    auto r = std::move(made.second);
+    auto factory = r.factory();
+    {
+      auto w = std::move(made.first);
+      w.insert_or_assign("a", counted(1));
+      w.publish();
+      w.insert_or_assign("b", counted(2));
+      w.publish();
+      w.insert_or_assign("c", counted(3));  // never published
+    }  // writer gone
+    auto late = factory.make_reader();
+    CHECK(late.version() == 2);
+    CHECK(late.get("a").value().v == 1);
+    CHECK(late.get("b").value().v == 2);
+    CHECK_FALSE(late.contains("c"));
+    auto guard = r.read();
+    CHECK(guard.size() == 2);
+    auto copy = late;
+    CHECK(copy.size() == 2);
+  }
+  CHECK(counted::live == 0);
+}
+
+TEST_CASE("a guard taken before the writer is destroyed stays valid after", "[lifetime]") {
+  auto [w0, r] = leftright::make_map<int, std::string>();
+  auto w = std::move(w0);
+  w.insert_or_assign(1, std::string(1000, 'x'));
+  w.publish();
+  auto g = r.read();
+  { auto gone = std::move(w); }
+  REQUIRE(g.find(1) != nullptr);
+  CHECK(*g.find(1) == std::string(1000, 'x'));
+}
+
+TEST_CASE("a throwing copy during publish gives the strong guarantee", "[lifetime][exceptions]") {
+  fragile::copy_budget = -1;
+  auto [w, r] = leftright::make_map<int, fragile, absl::Hash<int>, std::equal_to<int>,
+                                    lrtest::seq_cst_traits>();
+  SECTION("nothing is published, the batch stays queued, the copies stay equal") {
+    for (int i = 0; i < 10; ++i) w.insert_or_assign(i, fragile(i));
+    fragile::copy_budget = 5;  // the sixth copy of the first application throws
+    CHECK_THROWS_AS(w.publish(), std::runtime_error);
+    CHECK_FALSE(w.poisoned());
+    CHECK(w.version() == 0);
+    CHECK(r.version() == 0);
+    CHECK(r.empty());
+    CHECK(w.pending() == 10);
+
+    fragile::copy_budget = -1;
+    CHECK(w.publish() == 1);
+    CHECK(r.size() == 10);
+    CHECK(r.get(7).value().v == 7);
+    // The next publishes replay onto the repaired copy; verify_copies compares the two.
+    w.insert_or_assign(3, fragile(33));
+    CHECK(w.publish() == 2);
+    CHECK(w.publish() == 3);
+    CHECK(r.get(3).value().v == 33);
+  }
+  SECTION("after a failure whose repair succeeded, the writer goes on") {
+    w.insert_or_assign(1, fragile(1));
+    w.insert_or_assign(2, fragile(2));
+    w.publish();
+    w.publish();
+    for (int i = 3; i <= 5; ++i) w.insert_or_assign(i, fragile(i));
+    fragile::copy_budget = 1;
+    fragile::refuse_once = true;  // the 2nd copy throws, later ones (the repair's) succeed
+    CHECK_THROWS_AS(w.publish(), std::runtime_error);
+    CHECK_FALSE(w.poisoned());
+    CHECK(w.pending() == 3);
+    CHECK(r.version() == 2);
+    CHECK(r.size() == 2);
+    w.discard();
+    w.insert_or_assign(6, fragile(6));
+    CHECK(w.publish() == 3);
+    CHECK(w.publish() == 4);  // replay onto the repaired copy; verify_copies compares them
+    CHECK(r.size() == 3);
+    CHECK(r.get(6).value().v == 6);
+    CHECK_FALSE(r.contains(3));
+  }
+  SECTION("a failed repair poisons the writer; readers keep the last published state") {
+    w.insert_or_assign(1, fragile(1));
+    w.insert_or_assign(2, fragile(2));
+    w.publish();
+    w.publish();
+    w.insert_or_assign(4, fragile(4));
+    fragile::copy_budget = 0;  // every copy throws: the batch's and the repair's
+    CHECK_THROWS_AS(w.publish(), std::runtime_error);
+    CHECK(w.poisoned());
+    fragile::copy_budget = -1;
+    CHECK_THROWS_AS(w.publish(), std::logic_error);
+    CHECK_THROWS_AS(w.try_publish(), std::logic_error);
+    CHECK(r.version() == 2);
+    CHECK(r.size() == 2);
+    CHECK(r.get(2).value().v == 2);
+    CHECK(w.make_reader().get(1).value().v == 1);
+  }
+  fragile::copy_budget = -1;
+  fragile::refuse_once = false;
+}

@@ -1,0 +1,161 @@
+// What publish() and try_publish() wait for, and what guards held across them see.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <leftright/leftright.hpp>
+
+#include "test_support.hpp"
+
+namespace {
+template <class Traits>
+using u64_map = decltype(leftright::make_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
+                                             std::equal_to<std::uint64_t>, Traits>());
+}  // namespace
+
+TEMPLATE_TEST_CASE("a guard held across one publish keeps its snapshot; new reads see the new state",
+                   "[publish]", lrtest::seq_cst_traits, lrtest::asymmetric_traits) {
+  u64_map<TestType> m = leftright::make_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
+                                            std::equal_to<std::uint64_t>, TestType>();
+  auto& [w, r] = m;
+  w.insert_or_assign(1, 100);
+  w.publish();
+
+  auto other = r.factory().make_reader();
+  auto g = r.read();
+  w.insert_or_assign(1, 200);
+  w.insert_or_assign(2, 300);
+  CHECK(w.publish() == 2);  // does not wait for g: g reads the copy it just retired
+
+  // g is unchanged and valid.
+  CHECK(g.version() == 1);
+  REQUIRE(g.find(std::uint64_t{1}) != nullptr);
+  CHECK(*g.find(std::uint64_t{1}) == 100);
+  CHECK(g.find(std::uint64_t{2}) == nullptr);
+  CHECK(g.size() == 1);
+  // Another reader, existing or new, sees all of the new batch.
+  CHECK(other.version() == 2);
+  CHECK(other.get(1) == 200);
+  CHECK(other.get(2) == 300);
+  auto fresh = w.make_reader();
+  CHECK(fresh.get(2) == 300);
+
+  // A read nested inside g on the same reader sees g's snapshot (one reader, one snapshot).
+  CHECK(r.version() == 1);
+  CHECK(r.get(1) == 100);
+
+  SECTION("try_publish refuses while g holds the copy it would write, and changes nothing") {
+    w.insert_or_assign(3, 400);
+    CHECK_FALSE(w.try_publish());
+    CHECK(w.pending() == 1);
+    CHECK(w.version() == 2);
+    CHECK_FALSE(other.contains(3));
+    CHECK(g.version() == 1);
+    CHECK(*g.find(std::uint64_t{1}) == 100);
+
+    g = std::move(g);  // self-move keeps the guard
+    { auto done = std::move(g); }  // leave
+    CHECK(w.try_publish());
+    CHECK(w.version() == 3);
+    CHECK(other.get(3) == 400);
+    CHECK(r.get(3) == 400);
+  }
+  SECTION("a second publish waits for g, and returns once g is gone") {
+    std::atomic<bool> published{false};
+    std::thread t([&] {
+      w.insert_or_assign(4, 500);
+      w.publish();
+      // [T1] release: the main thread's acquire below sees the publish completed.
+      published.store(true, std::memory_order_release);
+    });
+    // Give the writer ample time to get stuck on g; if publish() did not wait it would be done.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // [T1] acquire: pairs with the release above.
+    const bool early = published.load(std::memory_order_acquire);
+    CHECK(g.find(std::uint64_t{1}) != nullptr);  // still valid, still ours
+    CHECK(*g.find(std::uint64_t{1}) == 100);
+    { auto done = std::move(g); }
+    t.join();
+    CHECK_FALSE(early);
+    CHECK(other.get(4) == 500);
+  }
+}
+
+TEST_CASE("try_publish succeeds when readers left or read only the current copy", "[publish]") {
+  auto [w, r] = leftright::make_map<int, int>();
+  CHECK(w.try_publish());  // no readers inside at all
+  {
+    auto g = r.read();  // inside the current read copy, not the one the writer writes next
+    w.insert_or_assign(1, 1);
+    CHECK(w.try_publish());
+    CHECK(g.version() == 1);
+    CHECK(r.factory().make_reader().get(1) == 1);
+    w.insert_or_assign(2, 2);
+    CHECK_FALSE(w.try_publish());  // now g is inside the copy to write
+  }
+  CHECK(w.try_publish());
+  CHECK(r.get(2) == 2);
+}
+
+TEST_CASE("readers register and leave while the writer waits, without deadlock", "[publish]") {
+  auto [w, r] = leftright::make_map<int, int>();
+  w.insert_or_assign(1, 1);
+  w.publish();
+  auto g = r.read();
+  w.publish();  // retires g's copy
+  std::atomic<bool> published{false};
+  std::thread writer([&] {
+    w.publish();  // waits for g
+    // [T2] release: pairs with the acquire in the main thread's check.
+    published.store(true, std::memory_order_release);
+  });
+  // While the writer waits: register, read, copy and drop many readers on this thread and another.
+  auto factory = r.factory();
+  long reads = 0;
+  long other_reads = 0;
+  std::thread other([&] {
+    for (int i = 0; i < 200; ++i) {
+      auto rd = factory.make_reader();
+      auto copy = rd;
+      other_reads += copy.get(1).value_or(0) + rd.get(1).value_or(0);
+    }
+  });
+  for (int i = 0; i < 200; ++i) reads += factory.make_reader().get(1).value_or(0);
+  other.join();
+  CHECK(reads == 200);
+  CHECK(other_reads == 400);
+  // [T2] acquire: pairs with the writer's release.
+  CHECK_FALSE(published.load(std::memory_order_acquire));
+  { auto done = std::move(g); }
+  writer.join();
+  CHECK(r.version() == 3);
+}
+
+TEST_CASE("slots of destroyed readers are reused", "[publish][registry]") {
+  auto [w, r] = leftright::make_map<int, int>();
+  const std::size_t base = w.reader_slots();
+  CHECK(base == 1);
+  for (int i = 0; i < 1000; ++i) {
+    auto a = w.make_reader();
+    auto b = a;  // a copy is a second registered reader
+    CHECK(b.get(1) == std::nullopt);
+    if (i % 7 == 0) w.publish();
+  }
+  CHECK(w.reader_slots() == base + 2);
+}
+
+TEST_CASE("sync_mode tells which barrier a map got", "[publish]") {
+  auto [w1, r1] = leftright::make_map<int, int, absl::Hash<int>, std::equal_to<int>, lrtest::seq_cst_traits>();
+  CHECK(w1.sync_mode() == leftright::reader_sync::seq_cst);
+  CHECK(r1.sync_mode() == leftright::reader_sync::seq_cst);
+  auto [w2, r2] = leftright::make_map<int, int>();
+  const auto expected = leftright::detail::membarrier_available() ? leftright::reader_sync::asymmetric
+                                                                  : leftright::reader_sync::seq_cst;
+  CHECK(w2.sync_mode() == expected);
+  CHECK(r2.sync_mode() == expected);
+#if LEFTRIGHT_TSAN
+  CHECK(expected == leftright::reader_sync::seq_cst);  // the barrier is invisible to TSan
+#endif
+}
