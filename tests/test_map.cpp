@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -183,4 +184,38 @@ TEST_CASE("make_map passes capacity, hash and equality to both copies", "[map]")
   w.publish();
   CHECK(r.size() == 1);
   CHECK(r.get(23) == 2);
+}
+
+TEST_CASE("verify_copies catches an operation that is not deterministic", "[map][verify]") {
+  auto [w, r] = leftright::make_map<int, int, absl::Hash<int>, std::equal_to<int>,
+                                    lrtest::seq_cst_traits>();
+  for (int i = 0; i < 10; ++i) w.insert_or_assign(i, i);
+  w.publish();
+  w.publish();
+  // Impure: true on its first ten calls only, so it erases everything from the first copy it
+  // runs on and nothing from the second.
+  auto calls = std::make_shared<int>(0);
+  w.erase_if([calls](const int&, const int&) { return (*calls)++ < 10; });
+  w.publish();
+  CHECK(r.empty());
+  w.insert_or_assign(100, 100);
+  CHECK_THROWS_AS(w.publish(), std::logic_error);  // the replay left the copies different
+  CHECK_FALSE(w.poisoned());                       // the write copy was restored from the read one
+  CHECK(w.pending() == 1);
+  CHECK(w.publish() == 4);
+  CHECK(w.publish() == 5);  // and now they agree again
+  CHECK(r.size() == 1);
+  CHECK(r.get(100) == 100);
+}
+
+TEST_CASE("values without operator== work; verification is skipped for them", "[map][verify]") {
+  struct no_eq {
+    int x;
+  };
+  auto [w, r] = leftright::make_map<int, no_eq, absl::Hash<int>, std::equal_to<int>,
+                                    lrtest::seq_cst_traits>();
+  w.insert_or_assign(1, no_eq{7});
+  w.publish();
+  w.publish();
+  CHECK(r.get(1).value().x == 7);
 }

@@ -4,6 +4,7 @@
 // once. See detail/left_right.hpp for the protocol.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -85,6 +86,13 @@ struct map_ops {
           }
         },
         o);
+  }
+
+  /// For Traits::verify_copies; only where values can be compared.
+  static bool equal(const table& a, const table& b)
+    requires std::equality_comparable<Value>
+  {
+    return a == b;
   }
 
   static void common(table& t, const erase_op& x) { t.erase(x.key); }

@@ -22,3 +22,14 @@ inline constexpr std::size_t cache_line = 64;
 #ifndef LEFTRIGHT_TSAN
 #define LEFTRIGHT_TSAN 0
 #endif
+
+// LEFTRIGHT_VERIFY_COPIES: the default of default_traits::verify_copies. On in debug builds
+// (NDEBUG not defined): every publish then compares the two copies, O(size). Define it to 0 to
+// keep debug builds of very large maps fast, or to 1 to check in release builds too.
+#ifndef LEFTRIGHT_VERIFY_COPIES
+#ifdef NDEBUG
+#define LEFTRIGHT_VERIFY_COPIES 0
+#else
+#define LEFTRIGHT_VERIFY_COPIES 1
+#endif
+#endif

@@ -98,9 +98,11 @@ namespace leftright {
 struct default_traits {
   /// How readers and the writer split the cost of their StoreLoad ordering (barrier.hpp).
   static constexpr reader_sync sync = reader_sync::automatic;
-  /// Compare the two copies at every publish, after the replay (O(size) per publish: for tests
-  /// and debugging). Needs operator== on the structure; ignored where there is none.
-  static constexpr bool verify_copies = false;
+  /// Compare the two copies at every publish, after the replay, and throw std::logic_error if
+  /// they differ (an operation was not deterministic). O(size) per publish; on by default in
+  /// debug builds (LEFTRIGHT_VERIFY_COPIES). Skipped where the structure has no equality (for
+  /// the map: where Value has no operator==).
+  static constexpr bool verify_copies = LEFTRIGHT_VERIFY_COPIES != 0;
 };
 
 namespace detail {
@@ -199,7 +201,8 @@ class lr_reader {
 /// The writer. Apply must provide
 ///   static void first(T&, const Op&);   // the first application, by copy
 ///   static void second(T&, Op&&);       // the second application, by move
-/// and both must give the same result on equal T's (operations are deterministic).
+/// and both must give the same result on equal T's (operations are deterministic). It may
+/// provide static bool equal(const T&, const T&) for Traits::verify_copies.
 template <class T, class Op, class Apply, class Traits>
 class lr_writer {
  public:
@@ -299,8 +302,8 @@ class lr_writer {
     try {
       for (Op& op : replay_) Apply::second(w.value, std::move(op));
       replay_.clear();
-      if constexpr (Traits::verify_copies && requires(const T& a) { a == a; }) {
-        if (!(w.value == r.value)) {
+      if constexpr (Traits::verify_copies && requires(const T& a) { Apply::equal(a, a); }) {
+        if (!Apply::equal(w.value, r.value)) {
           throw std::logic_error(
               "leftright: the two copies differ after replay; an operation is not deterministic");
         }
