@@ -70,6 +70,19 @@ struct fragile {
   friend bool operator==(const fragile& a, const fragile& b) { return a.v == b.v; }
 };
 
+/// A value too large to store inline (map entries above default_traits::max_inline_entry bytes
+/// are stored once, shared by both copies): a T plus a kilobyte of payload.
+template <class T>
+struct large {
+  T inner;
+  char payload[1024] = {};
+  large() = default;
+  explicit large(long x) : inner(x) { payload[0] = static_cast<char>(x); }
+  friend bool operator==(const large& a, const large& b) {
+    return a.inner == b.inner && a.payload[0] == b.payload[0];
+  }
+};
+
 /// A seed from LEFTRIGHT_SEED if set, else random; printed so a failure can be replayed.
 inline std::uint64_t test_seed() {
   std::uint64_t seed;

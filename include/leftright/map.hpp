@@ -12,11 +12,11 @@
 #include <optional>
 #include <type_traits>
 #include <utility>
-#include <variant>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
 #include "detail/left_right.hpp"
+#include "detail/map_ops.hpp"
 
 namespace leftright {
 
@@ -29,85 +29,11 @@ class reader_factory;
 
 namespace detail {
 
-/// The map's operations and how each is applied to a copy. Every operation is addressed by key
-/// or is a pure function of the entries, so applying the log to two equal tables gives equal
-/// tables, whatever order each iterates in.
-template <class Key, class Value, class Hash, class Eq>
-struct map_ops {
-  using table = absl::flat_hash_map<Key, Value, Hash, Eq>;
-
-  struct assign_op {
-    Key key;
-    Value value;
-  };
-  struct insert_op {
-    Key key;
-    Value value;
-  };
-  struct erase_op {
-    Key key;
-  };
-  struct erase_if_op {
-    std::function<bool(const Key&, const Value&)> pred;
-  };
-  struct clear_op {};
-  struct reserve_op {
-    std::size_t n;
-  };
-  using op = std::variant<assign_op, insert_op, erase_op, erase_if_op, clear_op, reserve_op>;
-
-  /// First application, by copy: the op stays in the log for the other copy.
-  static void first(table& t, const op& o) {
-    std::visit(
-        [&t](const auto& x) {
-          using X = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<X, assign_op>) {
-            t.insert_or_assign(x.key, x.value);
-          } else if constexpr (std::is_same_v<X, insert_op>) {
-            t.try_emplace(x.key, x.value);
-          } else {
-            common(t, x);
-          }
-        },
-        o);
-  }
-
-  /// Second and last application, by move.
-  static void second(table& t, op&& o) {
-    std::visit(
-        [&t](auto& x) {
-          using X = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<X, assign_op>) {
-            t.insert_or_assign(std::move(x.key), std::move(x.value));
-          } else if constexpr (std::is_same_v<X, insert_op>) {
-            t.try_emplace(std::move(x.key), std::move(x.value));
-          } else {
-            common(t, x);
-          }
-        },
-        o);
-  }
-
-  /// For Traits::verify_copies; only where values can be compared.
-  static bool equal(const table& a, const table& b)
-    requires std::equality_comparable<Value>
-  {
-    return a == b;
-  }
-
-  static void common(table& t, const erase_op& x) { t.erase(x.key); }
-  static void common(table& t, const erase_if_op& x) {
-    absl::erase_if(t, [&x](const typename table::value_type& kv) { return x.pred(kv.first, kv.second); });
-  }
-  static void common(table& t, const clear_op&) { t.clear(); }
-  static void common(table& t, const reserve_op& x) { t.reserve(x.n); }
-};
-
-template <class Key, class Value, class Hash, class Eq>
-using map_table = typename map_ops<Key, Value, Hash, Eq>::table;
+template <class Key, class Value, class Hash, class Eq, class Traits>
+using map_table = typename map_ops_for<Key, Value, Hash, Eq, Traits>::table;
 
 template <class Key, class Value, class Hash, class Eq, class Traits>
-using map_reader_impl = lr_reader<map_table<Key, Value, Hash, Eq>, Traits::sync>;
+using map_reader_impl = lr_reader<map_table<Key, Value, Hash, Eq, Traits>, Traits::sync>;
 
 }  // namespace detail
 
@@ -118,14 +44,15 @@ using map_reader_impl = lr_reader<map_table<Key, Value, Hash, Eq>, Traits::sync>
 template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
           class Traits = default_traits>
 class read_guard {
-  using table = detail::map_table<Key, Value, Hash, Eq>;
+  using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
+  using table = typename ops::table;
   using impl = detail::map_reader_impl<Key, Value, Hash, Eq, Traits>;
 
  public:
   using key_type = Key;
   using mapped_type = Value;
   using value_type = std::pair<const Key, Value>;
-  using const_iterator = typename table::const_iterator;
+  using const_iterator = typename ops::const_iterator;
   using iterator = const_iterator;
 
   read_guard(read_guard&& other) noexcept
@@ -147,13 +74,11 @@ class read_guard {
   /// Progress: wait-free. Cost: one hash-map lookup.
   template <class K>
   const Value* find(const K& key) const {
-    const table& t = copy_->value;
-    auto it = t.template find<K>(key);
-    return it == t.end() ? nullptr : &it->second;
+    return ops::find(copy_->value, key);
   }
   template <class K>
   bool contains(const K& key) const {
-    return copy_->value.template contains<K>(key);
+    return ops::contains(copy_->value, key);
   }
   std::size_t size() const noexcept { return copy_->value.size(); }
   bool empty() const noexcept { return copy_->value.empty(); }
@@ -180,7 +105,7 @@ class read_guard {
 template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
           class Traits = default_traits>
 class map_reader {
-  using table = detail::map_table<Key, Value, Hash, Eq>;
+  using table = detail::map_table<Key, Value, Hash, Eq, Traits>;
   using impl = detail::map_reader_impl<Key, Value, Hash, Eq, Traits>;
 
  public:
@@ -231,7 +156,7 @@ class map_reader {
 template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
           class Traits = default_traits>
 class reader_factory {
-  using table = detail::map_table<Key, Value, Hash, Eq>;
+  using table = detail::map_table<Key, Value, Hash, Eq, Traits>;
 
  public:
   /// Registers a new reader. Thread-safety: any thread. Cost: a mutex; an allocation the
@@ -256,7 +181,7 @@ class map_writer {
   static_assert(std::is_copy_constructible_v<Key> && std::is_copy_constructible_v<Value>,
                 "leftright: keys and values must be copy-constructible: each operation is "
                 "applied to two copies of the map");
-  using ops = detail::map_ops<Key, Value, Hash, Eq>;
+  using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
   using table = typename ops::table;
   using op = typename ops::op;
   using impl = detail::lr_writer<table, op, ops, Traits>;
@@ -344,7 +269,7 @@ template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::
           class Traits = default_traits>
 std::pair<map_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>>
 make_map(std::size_t capacity = 0, const Hash& hash = Hash(), const Eq& eq = Eq()) {
-  using table = detail::map_table<Key, Value, Hash, Eq>;
+  using table = detail::map_table<Key, Value, Hash, Eq, Traits>;
   auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync), capacity,
                                                        hash, eq);
   map_writer<Key, Value, Hash, Eq, Traits> w(core);

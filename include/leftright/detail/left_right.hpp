@@ -103,6 +103,10 @@ struct default_traits {
   /// debug builds (LEFTRIGHT_VERIFY_COPIES). Skipped where the structure has no equality (for
   /// the map: where Value has no operator==).
   static constexpr bool verify_copies = LEFTRIGHT_VERIFY_COPIES != 0;
+  /// Map entries (std::pair<const Key, Value>) larger than this many bytes are stored once, in a
+  /// node both copies point to, instead of once per copy: about half the memory for large
+  /// values, for one more pointer hop per lookup.
+  static constexpr std::size_t max_inline_entry = detail::cache_line;
 };
 
 namespace detail {
@@ -199,7 +203,8 @@ class lr_reader {
 };
 
 /// The writer. Apply must provide
-///   static void first(T&, const Op&);   // the first application, by copy
+///   static void first(T&, Op&);         // the first application, by copy (may note results
+///                                       // in the op for the second, e.g. a node it made)
 ///   static void second(T&, Op&&);       // the second application, by move
 /// and both must give the same result on equal T's (operations are deterministic). It may
 /// provide static bool equal(const T&, const T&) for Traits::verify_copies.
@@ -308,7 +313,7 @@ class lr_writer {
               "leftright: the two copies differ after replay; an operation is not deterministic");
         }
       }
-      for (const Op& op : pending_) Apply::first(w.value, op);
+      for (Op& op : pending_) Apply::first(w.value, op);
     } catch (...) {
       replay_.clear();
       try {

@@ -1,0 +1,382 @@
+// leftright: how the map stores its entries in each copy, and how each operation is applied.
+//
+// Two layouts, chosen at compile time by the size of an entry:
+//  - inline: each copy is an absl::flat_hash_map<Key, Value>; every entry exists twice. Fastest
+//    lookups (one probe, no indirection); right for small entries.
+//  - shared: each copy is an absl::flat_hash_set of pointers to heap nodes holding
+//    std::pair<const Key, Value>, and both copies point at the *same* nodes, so a large value is
+//    stored once. A node is freed when the last holder drops it: each copy and each queued
+//    operation holds one reference, counted by the writer alone (readers never touch the
+//    count). A copy drops its reference only when the writer applies an operation to it, which
+//    happens after the readers of that copy drained, so no reader can still see a freed node.
+//
+// Every operation is addressed by key, or is a pure predicate over entries, so applying the log
+// to two equal tables gives equal tables whatever order each iterates in.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <functional>
+#include <iterator>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "config.hpp"
+
+namespace leftright::detail {
+
+/// The operations common to both layouts' logs.
+template <class Key, class Value>
+struct common_ops {
+  struct erase_op {
+    Key key;
+  };
+  struct erase_if_op {
+    std::function<bool(const Key&, const Value&)> pred;
+  };
+  struct clear_op {};
+  struct reserve_op {
+    std::size_t n;
+  };
+};
+
+// ------------------------------------------------------------------------------------------
+// The inline layout.
+
+template <class Key, class Value, class Hash, class Eq>
+struct inline_ops : common_ops<Key, Value> {
+  using table = absl::flat_hash_map<Key, Value, Hash, Eq>;
+  using const_iterator = typename table::const_iterator;
+  using base = common_ops<Key, Value>;
+
+  struct assign_op {
+    Key key;
+    Value value;
+  };
+  struct insert_op {
+    Key key;
+    Value value;
+  };
+  using op = std::variant<assign_op, insert_op, typename base::erase_op, typename base::erase_if_op,
+                          typename base::clear_op, typename base::reserve_op>;
+
+  template <class K>
+  static const Value* find(const table& t, const K& key) {
+    auto it = t.template find<K>(key);
+    return it == t.end() ? nullptr : &it->second;
+  }
+  template <class K>
+  static bool contains(const table& t, const K& key) {
+    return t.template contains<K>(key);
+  }
+
+  /// First application, by copy: the op stays in the log for the other copy.
+  static void first(table& t, op& o) {
+    std::visit(
+        [&t](auto& x) {
+          using X = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<X, assign_op>) {
+            t.insert_or_assign(x.key, x.value);
+          } else if constexpr (std::is_same_v<X, insert_op>) {
+            t.try_emplace(x.key, x.value);
+          } else {
+            common(t, x);
+          }
+        },
+        o);
+  }
+  /// Second and last application, by move.
+  static void second(table& t, op&& o) {
+    std::visit(
+        [&t](auto& x) {
+          using X = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<X, assign_op>) {
+            t.insert_or_assign(std::move(x.key), std::move(x.value));
+          } else if constexpr (std::is_same_v<X, insert_op>) {
+            t.try_emplace(std::move(x.key), std::move(x.value));
+          } else {
+            common(t, x);
+          }
+        },
+        o);
+  }
+  /// For Traits::verify_copies; only where values can be compared.
+  static bool equal(const table& a, const table& b)
+    requires std::equality_comparable<Value>
+  {
+    return a == b;
+  }
+
+  static void common(table& t, const typename base::erase_op& x) { t.erase(x.key); }
+  static void common(table& t, const typename base::erase_if_op& x) {
+    absl::erase_if(t, [&x](const typename table::value_type& kv) { return x.pred(kv.first, kv.second); });
+  }
+  static void common(table& t, const typename base::clear_op&) { t.clear(); }
+  static void common(table& t, const typename base::reserve_op& x) { t.reserve(x.n); }
+};
+
+// ------------------------------------------------------------------------------------------
+// The shared layout.
+
+/// A heap entry shared by both copies. refs is touched by the writer only (and by whoever
+/// destroys the last handle of the map, which happens-after every writer action through the
+/// shared_ptr's reference count).
+template <class Key, class Value>
+struct shared_node {
+  template <class K, class V>
+  shared_node(K&& k, V&& v) : kv(std::forward<K>(k), std::forward<V>(v)) {}
+  std::pair<const Key, Value> kv;
+  std::size_t refs = 0;
+};
+
+template <class Key, class Value>
+inline void retain(shared_node<Key, Value>* n) noexcept {
+  ++n->refs;
+}
+template <class Key, class Value>
+inline void release(shared_node<Key, Value>* n) noexcept {
+  if (--n->refs == 0) delete n;
+}
+
+/// An owning reference to a node, held by a queued operation.
+template <class Key, class Value>
+class node_ref {
+ public:
+  using node = shared_node<Key, Value>;
+  node_ref() = default;
+  explicit node_ref(node* n) noexcept : n_(n) { retain(n_); }
+  node_ref(const node_ref& o) noexcept : n_(o.n_) {
+    if (n_) retain(n_);
+  }
+  node_ref(node_ref&& o) noexcept : n_(std::exchange(o.n_, nullptr)) {}
+  node_ref& operator=(node_ref o) noexcept {
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  ~node_ref() {
+    if (n_) release(n_);
+  }
+  node* get() const noexcept { return n_; }
+  explicit operator bool() const noexcept { return n_ != nullptr; }
+
+ private:
+  node* n_ = nullptr;
+};
+
+/// One copy in the shared layout: a set of node pointers, hashed and compared by the node's key,
+/// holding one reference to each node in it.
+template <class Key, class Value, class Hash, class Eq>
+class node_table {
+ public:
+  using node = shared_node<Key, Value>;
+
+ private:
+  struct hasher {
+    using is_transparent = void;
+    Hash h;
+    std::size_t operator()(const node* n) const { return h(n->kv.first); }
+    template <class K>
+      requires(!std::is_convertible_v<const K&, const node*>)
+    std::size_t operator()(const K& k) const {
+      return h(k);
+    }
+  };
+  struct key_eq {
+    using is_transparent = void;
+    Eq e;
+    bool operator()(const node* a, const node* b) const { return e(a->kv.first, b->kv.first); }
+    template <class K>
+      requires(!std::is_convertible_v<const K&, const node*>)
+    bool operator()(const node* a, const K& k) const {
+      return e(a->kv.first, k);
+    }
+    template <class K>
+      requires(!std::is_convertible_v<const K&, const node*>)
+    bool operator()(const K& k, const node* a) const {
+      return e(a->kv.first, k);
+    }
+  };
+  using set = absl::flat_hash_set<node*, hasher, key_eq>;
+
+ public:
+  /// Iterates const std::pair<const Key, Value>& through the node pointers.
+  class const_iterator {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = std::pair<const Key, Value>;
+    using difference_type = std::ptrdiff_t;
+    using reference = const value_type&;
+    using pointer = const value_type*;
+    const_iterator() = default;
+    explicit const_iterator(typename set::const_iterator it) : it_(it) {}
+    reference operator*() const { return (*it_)->kv; }
+    pointer operator->() const { return &(*it_)->kv; }
+    const_iterator& operator++() {
+      ++it_;
+      return *this;
+    }
+    const_iterator operator++(int) {
+      auto old = *this;
+      ++it_;
+      return old;
+    }
+    friend bool operator==(const const_iterator& a, const const_iterator& b) { return a.it_ == b.it_; }
+
+   private:
+    typename set::const_iterator it_;
+  };
+
+  node_table(std::size_t capacity, const Hash& h, const Eq& e) : set_(capacity, hasher{h}, key_eq{e}) {}
+  node_table(const node_table& o) : set_(o.set_) {
+    for (node* n : set_) retain(n);  // after the copy succeeded: all or nothing
+  }
+  node_table& operator=(const node_table& o) {
+    node_table tmp(o);  // may throw; *this untouched
+    set_.swap(tmp.set_);
+    return *this;
+  }
+  ~node_table() { clear(); }
+
+  std::size_t size() const noexcept { return set_.size(); }
+  bool empty() const noexcept { return set_.empty(); }
+  const_iterator begin() const { return const_iterator(set_.begin()); }
+  const_iterator end() const { return const_iterator(set_.end()); }
+
+  template <class K>
+  const node* find(const K& key) const {
+    auto it = set_.find(key);
+    return it == set_.end() ? nullptr : *it;
+  }
+  /// Puts n under its key, replacing (and releasing) any node there. Strong guarantee.
+  void put(node* n) {
+    auto [it, inserted] = set_.insert(n);  // may throw (growth); nothing changed then
+    retain(n);
+    if (!inserted) {
+      // Same key, so same hash and same place: replacing the pointer in place keeps the set
+      // valid. The slot is a node* the set constructed as non-const; const_cast is sound.
+      node*& slot = const_cast<node*&>(*it);
+      node* old = std::exchange(slot, n);
+      release(old);
+    }
+  }
+  template <class K>
+  void erase(const K& key) {
+    auto it = set_.find(key);
+    if (it == set_.end()) return;
+    node* n = *it;
+    set_.erase(it);
+    release(n);
+  }
+  template <class Pred>
+  void erase_if(Pred& pred) {
+    for (auto it = set_.begin(); it != set_.end();) {
+      node* n = *it;
+      if (pred(n->kv.first, n->kv.second)) {
+        set_.erase(it++);
+        release(n);
+      } else {
+        ++it;
+      }
+    }
+  }
+  void clear() noexcept {
+    for (node* n : set_) release(n);
+    set_.clear();
+  }
+  void reserve(std::size_t n) { set_.reserve(n); }
+
+  /// Both copies hold the very same nodes after a replay: compare pointers, not values.
+  friend bool same_nodes(const node_table& a, const node_table& b) {
+    if (a.size() != b.size()) return false;
+    for (node* n : a.set_) {
+      auto it = b.set_.find(n);
+      if (it == b.set_.end() || *it != n) return false;
+    }
+    return true;
+  }
+
+ private:
+  set set_;
+};
+
+template <class Key, class Value, class Hash, class Eq>
+struct shared_ops : common_ops<Key, Value> {
+  using table = node_table<Key, Value, Hash, Eq>;
+  using const_iterator = typename table::const_iterator;
+  using base = common_ops<Key, Value>;
+  using node = shared_node<Key, Value>;
+
+  /// fresh: the node the first application made; the second puts the same node in the other
+  /// copy. Made anew at every first application, so a retried batch starts clean.
+  struct assign_op {
+    Key key;
+    Value value;
+    node_ref<Key, Value> fresh;
+  };
+  struct insert_op {
+    Key key;
+    Value value;
+    node_ref<Key, Value> fresh;  // empty if the key was present at the first application
+  };
+  using op = std::variant<assign_op, insert_op, typename base::erase_op, typename base::erase_if_op,
+                          typename base::clear_op, typename base::reserve_op>;
+
+  template <class K>
+  static const Value* find(const table& t, const K& key) {
+    const node* n = t.find(key);
+    return n == nullptr ? nullptr : &n->kv.second;
+  }
+  template <class K>
+  static bool contains(const table& t, const K& key) {
+    return t.find(key) != nullptr;
+  }
+
+  static void first(table& t, op& o) {
+    std::visit(
+        [&t](auto& x) {
+          using X = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<X, assign_op>) {
+            x.fresh = node_ref<Key, Value>(new node(x.key, x.value));
+            t.put(x.fresh.get());
+          } else if constexpr (std::is_same_v<X, insert_op>) {
+            x.fresh = {};
+            if (t.find(x.key) == nullptr) {
+              x.fresh = node_ref<Key, Value>(new node(x.key, x.value));
+              t.put(x.fresh.get());
+            }
+          } else {
+            common(t, x);
+          }
+        },
+        o);
+  }
+  static void second(table& t, op&& o) {
+    std::visit(
+        [&t](auto& x) {
+          using X = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<X, assign_op> || std::is_same_v<X, insert_op>) {
+            if (x.fresh) t.put(x.fresh.get());
+          } else {
+            common(t, x);
+          }
+        },
+        o);
+  }
+  static bool equal(const table& a, const table& b) { return same_nodes(a, b); }
+
+  static void common(table& t, const typename base::erase_op& x) { t.erase(x.key); }
+  static void common(table& t, const typename base::erase_if_op& x) { t.erase_if(x.pred); }
+  static void common(table& t, const typename base::clear_op&) { t.clear(); }
+  static void common(table& t, const typename base::reserve_op& x) { t.reserve(x.n); }
+};
+
+/// The layout for an entry type: shared above Traits::max_inline_entry bytes.
+template <class Key, class Value, class Hash, class Eq, class Traits>
+using map_ops_for =
+    std::conditional_t<(sizeof(std::pair<const Key, Value>) > Traits::max_inline_entry),
+                       shared_ops<Key, Value, Hash, Eq>, inline_ops<Key, Value, Hash, Eq>>;
+
+}  // namespace leftright::detail
