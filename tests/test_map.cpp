@@ -219,3 +219,31 @@ TEST_CASE("values without operator== work; verification is skipped for them", "[
   w.publish();
   CHECK(r.get(1).value().x == 7);
 }
+
+namespace {
+struct amortized_traits : leftright::default_traits {
+  static constexpr leftright::copy_check verify_copies = leftright::copy_check::amortized;
+};
+}  // namespace
+
+TEST_CASE("amortized copy checks catch a divergence within size() operations", "[map][verify]") {
+  auto [w, r] = leftright::make_map<int, int, absl::Hash<int>, std::equal_to<int>, amortized_traits>();
+  for (int i = 0; i < 10; ++i) w.insert_or_assign(i, i);
+  w.publish();
+  w.publish();
+  auto calls = std::make_shared<int>(0);
+  w.erase_if([calls](const int& k, const int&) { return k == 0 && (*calls)++ == 0; });
+  w.publish();  // erased 0 from one copy only
+  int publishes = 0;
+  bool caught = false;
+  while (!caught && publishes < 12) {
+    ++publishes;
+    try {
+      w.publish();
+    } catch (const std::logic_error&) {
+      caught = true;
+    }
+  }
+  CHECK(caught);
+  CHECK(publishes <= 10);  // each publish counts at least one operation; the map has 9 entries
+}

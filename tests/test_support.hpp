@@ -17,13 +17,13 @@ namespace lrtest {
 /// Readers with seq_cst enter/leave; copies compared at every publish.
 struct seq_cst_traits : leftright::default_traits {
   static constexpr leftright::reader_sync sync = leftright::reader_sync::seq_cst;
-  static constexpr bool verify_copies = true;
+  static constexpr leftright::copy_check verify_copies = leftright::copy_check::every_publish;
 };
 /// Readers with the asymmetric barrier where the kernel has it (seq_cst otherwise, and under
 /// ThreadSanitizer); copies compared at every publish.
 struct asymmetric_traits : leftright::default_traits {
   static constexpr leftright::reader_sync sync = leftright::reader_sync::asymmetric;
-  static constexpr bool verify_copies = true;
+  static constexpr leftright::copy_check verify_copies = leftright::copy_check::every_publish;
 };
 
 /// Counts live instances, so a test can assert that nothing leaked or was destroyed twice.
@@ -101,7 +101,10 @@ inline std::uint64_t test_seed() {
 template <class T>
 T make(long i) {
   if constexpr (std::is_same_v<T, std::string>) {
-    return "k" + std::to_string(i) + std::string(static_cast<std::size_t>(i % 23), 'x');
+    std::string s = "k";
+    s += std::to_string(i);
+    s.append(static_cast<std::size_t>(i % 23), 'x');
+    return s;
   } else {
     return static_cast<T>(i);
   }

@@ -190,16 +190,21 @@ class map_writer {
   using reader = map_reader<Key, Value, Hash, Eq, Traits>;
   using factory_type = reader_factory<Key, Value, Hash, Eq, Traits>;
 
+  /// True if entries are stored once, in nodes both copies share (entries larger than
+  /// Traits::max_inline_entry bytes); false if each copy holds its entries inline.
+  static constexpr bool shares_values = std::is_same_v<
+      ops, detail::shared_ops<Key, Value, Hash, Eq>>;
+
   /// Queues: set key to value (insert or overwrite). Cost: appends to the log.
   void insert_or_assign(Key key, Value value) {
-    impl_.append(op(std::in_place_type<typename ops::assign_op>, std::move(key), std::move(value)));
+    impl_.append(typename ops::assign_op{std::move(key), std::move(value)});
   }
   /// Queues: set key to value only if key is absent when the batch is applied.
   void insert(Key key, Value value) {
-    impl_.append(op(std::in_place_type<typename ops::insert_op>, std::move(key), std::move(value)));
+    impl_.append(typename ops::insert_op{std::move(key), std::move(value)});
   }
   /// Queues: remove key if present.
-  void erase(const Key& key) { impl_.append(op(std::in_place_type<typename ops::erase_op>, key)); }
+  void erase(const Key& key) { impl_.append(typename ops::erase_op{key}); }
   /// Queues: remove every entry for which pred(const Key&, const Value&) is true. pred must be a
   /// pure function of its arguments (it runs once on each copy, at different times) and
   /// copy-constructible.
@@ -207,12 +212,13 @@ class map_writer {
   void erase_if(Pred pred) {
     static_assert(std::is_invocable_r_v<bool, const Pred&, const Key&, const Value&>,
                   "leftright: erase_if needs pred(const Key&, const Value&) -> bool");
-    impl_.append(op(std::in_place_type<typename ops::erase_if_op>, std::move(pred)));
+    using fn = std::function<bool(const Key&, const Value&)>;
+    impl_.append(typename ops::erase_if_op{std::make_shared<const fn>(std::move(pred))});
   }
   /// Queues: remove every entry.
-  void clear() { impl_.append(op(std::in_place_type<typename ops::clear_op>)); }
+  void clear() { impl_.append(typename ops::clear_op{}); }
   /// Queues: make room for n entries in each copy (applied in order with the other operations).
-  void reserve(std::size_t n) { impl_.append(op(std::in_place_type<typename ops::reserve_op>, n)); }
+  void reserve(std::size_t n) { impl_.append(typename ops::reserve_op{n}); }
 
   /// Operations queued and not yet published.
   std::size_t pending() const noexcept { return impl_.pending(); }

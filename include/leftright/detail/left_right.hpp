@@ -82,6 +82,7 @@
 #include <memory>
 #include <new>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -91,6 +92,14 @@
 
 namespace leftright {
 
+/// When the writer checks that replaying the log made the two copies equal (which catches an
+/// operation that is not deterministic). A failed check throws std::logic_error from publish().
+enum class copy_check {
+  off,
+  amortized,      ///< once the operations since the last check reach the map's size
+  every_publish,  ///< O(size) per publish: for tests
+};
+
 /// Compile-time knobs of a left-right instance. Derive from it and override what you need:
 ///   struct my_traits : leftright::default_traits {
 ///     static constexpr leftright::reader_sync sync = leftright::reader_sync::seq_cst;
@@ -98,11 +107,12 @@ namespace leftright {
 struct default_traits {
   /// How readers and the writer split the cost of their StoreLoad ordering (barrier.hpp).
   static constexpr reader_sync sync = reader_sync::automatic;
-  /// Compare the two copies at every publish, after the replay, and throw std::logic_error if
-  /// they differ (an operation was not deterministic). O(size) per publish; on by default in
-  /// debug builds (LEFTRIGHT_VERIFY_COPIES). Skipped where the structure has no equality (for
-  /// the map: where Value has no operator==).
-  static constexpr bool verify_copies = LEFTRIGHT_VERIFY_COPIES != 0;
+  /// Compare the two copies after the replay (see copy_check). Default: amortized in debug
+  /// builds, off otherwise (LEFTRIGHT_VERIFY_COPIES). Skipped where the structure has no
+  /// equality (for the inline map layout: where Value has no operator==).
+  static constexpr copy_check verify_copies = LEFTRIGHT_VERIFY_COPIES >= 2   ? copy_check::every_publish
+                                              : LEFTRIGHT_VERIFY_COPIES == 1 ? copy_check::amortized
+                                                                             : copy_check::off;
   /// Map entries (std::pair<const Key, Value>) larger than this many bytes are stored once, in a
   /// node both copies point to, instead of once per copy: about half the memory for large
   /// values, for one more pointer hop per lookup.
@@ -217,7 +227,11 @@ class lr_writer {
   lr_writer(const lr_writer&) = delete;
   lr_writer& operator=(const lr_writer&) = delete;
 
-  void append(Op op) { pending_.push_back(std::move(op)); }
+  /// Queues one operation, built in place from x (one of Op's alternatives).
+  template <class X>
+  void append(X&& x) {
+    pending_.emplace_back(std::in_place_type<std::decay_t<X>>, std::forward<X>(x));
+  }
   std::size_t pending() const noexcept { return pending_.size(); }
   void discard() noexcept { pending_.clear(); }
 
@@ -306,13 +320,8 @@ class lr_writer {
     const versioned<T>& r = core_->copies[write_ ^ 1];
     try {
       for (Op& op : replay_) Apply::second(w.value, std::move(op));
+      verify(w.value, r.value, replay_.size());
       replay_.clear();
-      if constexpr (Traits::verify_copies && requires(const T& a) { Apply::equal(a, a); }) {
-        if (!Apply::equal(w.value, r.value)) {
-          throw std::logic_error(
-              "leftright: the two copies differ after replay; an operation is not deterministic");
-        }
-      }
       for (Op& op : pending_) Apply::first(w.value, op);
     } catch (...) {
       replay_.clear();
@@ -338,6 +347,24 @@ class lr_writer {
     return w.version;
   }
 
+  /// Traits::verify_copies, after a replay of n operations.
+  void verify(const T& w, const T& r, std::size_t n) {
+    if constexpr (Traits::verify_copies != copy_check::off &&
+                  requires(const T& a) { Apply::equal(a, a); }) {
+      if constexpr (Traits::verify_copies == copy_check::amortized) {
+        unverified_ += n + 1;
+        if constexpr (requires(const T& a) { a.size(); }) {
+          if (unverified_ < w.size()) return;
+        }
+        unverified_ = 0;
+      }
+      if (!Apply::equal(w, r)) {
+        throw std::logic_error(
+            "leftright: the two copies differ after replay; an operation is not deterministic");
+      }
+    }
+  }
+
   /// Step 4. Never throws: on allocation failure fall back to waiting for everyone next time.
   void record_readers() noexcept {
     waiting_.clear();
@@ -360,6 +387,7 @@ class lr_writer {
   std::vector<std::pair<reader_slot*, std::uint64_t>> waiting_;  ///< inside at the last swap
   unsigned write_ = 1;       ///< index of the copy readers do not use
   bool lost_track_ = false;  ///< recording failed: wait for all readers next time
+  std::size_t unverified_ = 0;  ///< operations replayed since the last copy_check::amortized check
   bool poisoned_ = false;    ///< a failed publish left the write copy unrepaired
 };
 

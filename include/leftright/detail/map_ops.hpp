@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <functional>
 #include <iterator>
+#include <memory>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -34,8 +35,10 @@ struct common_ops {
   struct erase_op {
     Key key;
   };
+  /// The predicate sits behind a pointer: it keeps the op small and cheap to move (and keeps
+  /// GCC 12 from a false -Wmaybe-uninitialized on a std::function moved inside a variant).
   struct erase_if_op {
-    std::function<bool(const Key&, const Value&)> pred;
+    std::shared_ptr<const std::function<bool(const Key&, const Value&)>> pred;
   };
   struct clear_op {};
   struct reserve_op {
@@ -112,7 +115,8 @@ struct inline_ops : common_ops<Key, Value> {
 
   static void common(table& t, const typename base::erase_op& x) { t.erase(x.key); }
   static void common(table& t, const typename base::erase_if_op& x) {
-    absl::erase_if(t, [&x](const typename table::value_type& kv) { return x.pred(kv.first, kv.second); });
+    const auto& pred = *x.pred;
+    absl::erase_if(t, [&pred](const typename table::value_type& kv) { return pred(kv.first, kv.second); });
   }
   static void common(table& t, const typename base::clear_op&) { t.clear(); }
   static void common(table& t, const typename base::reserve_op& x) { t.reserve(x.n); }
@@ -314,12 +318,12 @@ struct shared_ops : common_ops<Key, Value> {
   struct assign_op {
     Key key;
     Value value;
-    node_ref<Key, Value> fresh;
+    node_ref<Key, Value> fresh = {};
   };
   struct insert_op {
     Key key;
     Value value;
-    node_ref<Key, Value> fresh;  // empty if the key was present at the first application
+    node_ref<Key, Value> fresh = {};  // empty if the key was present at the first application
   };
   using op = std::variant<assign_op, insert_op, typename base::erase_op, typename base::erase_if_op,
                           typename base::clear_op, typename base::reserve_op>;
@@ -368,7 +372,7 @@ struct shared_ops : common_ops<Key, Value> {
   static bool equal(const table& a, const table& b) { return same_nodes(a, b); }
 
   static void common(table& t, const typename base::erase_op& x) { t.erase(x.key); }
-  static void common(table& t, const typename base::erase_if_op& x) { t.erase_if(x.pred); }
+  static void common(table& t, const typename base::erase_if_op& x) { t.erase_if(*x.pred); }
   static void common(table& t, const typename base::clear_op&) { t.clear(); }
   static void common(table& t, const typename base::reserve_op& x) { t.reserve(x.n); }
 };
