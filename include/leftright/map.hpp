@@ -26,6 +26,8 @@ template <class Key, class Value, class Hash, class Eq, class Traits>
 class map_reader;
 template <class Key, class Value, class Hash, class Eq, class Traits>
 class reader_factory;
+template <class Key, class Value, class Hash, class Eq, class Traits>
+class durable_writer;
 
 namespace detail {
 
@@ -261,11 +263,11 @@ class map_writer {
   /// A factory to hand to other threads.
   factory_type factory() const { return factory_type(impl_.core()); }
 
-  /// Internal: adopts a freshly made core (use make_map()).
+  /// Internal: adopts a freshly made core (use make_map() or open_map()).
   explicit map_writer(std::shared_ptr<detail::lr_core<table>> core) : impl_(std::move(core)) {}
 
  private:
-
+  friend class durable_writer<Key, Value, Hash, Eq, Traits>;
   impl impl_;
 };
 

@@ -136,6 +136,11 @@ struct lr_core {
   explicit lr_core(reader_sync mode, const Args&... args)
       : copies{{T(args...), 0}, {T(args...), 0}}, asymmetric(mode == reader_sync::asymmetric) {}
 
+  /// Both copies start as `initial` at `version` (a recovered state).
+  lr_core(reader_sync mode, std::uint64_t version, T initial)
+      : copies{{T(initial), version}, {std::move(initial), version}},
+        asymmetric(mode == reader_sync::asymmetric) {}
+
   versioned<T> copies[2];
   /// The copy readers use. Stored only by the writer, once per publish.
   alignas(cache_line) std::atomic<const versioned<T>*> read_ptr{&copies[0]};
@@ -235,16 +240,23 @@ class lr_writer {
   std::size_t pending() const noexcept { return pending_.size(); }
   void discard() noexcept { pending_.clear(); }
 
-  std::uint64_t publish() {
+  std::uint64_t publish() { return publish_with(no_hook{}); }
+  bool try_publish() { return try_publish_with(no_hook{}); }
+
+  /// publish(), calling before_swap(version, ops) once the batch is applied to the write copy
+  /// and before readers can see it (the durable map writes its log there). If it throws, the
+  /// publish fails as if applying had thrown: nothing published, the batch stays queued.
+  template <class Hook>
+  std::uint64_t publish_with(Hook&& before_swap) {
     check_usable();
     wait_for_readers();
-    return swap_in();
+    return swap_in(before_swap);
   }
-
-  bool try_publish() {
+  template <class Hook>
+  bool try_publish_with(Hook&& before_swap) {
     check_usable();
     if (!readers_gone()) return false;
-    swap_in();
+    swap_in(before_swap);
     return true;
   }
 
@@ -314,8 +326,13 @@ class lr_writer {
     return waiting_.empty();
   }
 
+  struct no_hook {
+    void operator()(std::uint64_t, const std::vector<Op>&) const noexcept {}
+  };
+
   /// Steps 2 to 4. Precondition: no reader is inside the write copy.
-  std::uint64_t swap_in() {
+  template <class Hook>
+  std::uint64_t swap_in(Hook& before_swap) {
     versioned<T>& w = core_->copies[write_];
     const versioned<T>& r = core_->copies[write_ ^ 1];
     try {
@@ -323,6 +340,7 @@ class lr_writer {
       verify(w.value, r.value, replay_.size());
       replay_.clear();
       for (Op& op : pending_) Apply::first(w.value, op);
+      before_swap(r.version + 1, static_cast<const std::vector<Op>&>(pending_));
     } catch (...) {
       replay_.clear();
       try {

@@ -22,6 +22,7 @@
 #include <type_traits>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -39,6 +40,8 @@ struct common_ops {
   /// GCC 12 from a false -Wmaybe-uninitialized on a std::function moved inside a variant).
   struct erase_if_op {
     std::shared_ptr<const std::function<bool(const Key&, const Value&)>> pred;
+    bool record = false;       ///< note the erased keys at the first application (for a log)
+    std::vector<Key> erased = {};  ///< the keys erased by the first application, if record
   };
   struct clear_op {};
   struct reserve_op {
@@ -85,6 +88,18 @@ struct inline_ops : common_ops<Key, Value> {
             t.insert_or_assign(x.key, x.value);
           } else if constexpr (std::is_same_v<X, insert_op>) {
             t.try_emplace(x.key, x.value);
+          } else if constexpr (std::is_same_v<X, typename base::erase_if_op>) {
+            if (!x.record) return common(t, x);
+            x.erased.clear();
+            const auto& pred = *x.pred;
+            for (auto it = t.begin(); it != t.end();) {
+              if (pred(it->first, it->second)) {
+                x.erased.push_back(it->first);
+                t.erase(it++);
+              } else {
+                ++it;
+              }
+            }
           } else {
             common(t, x);
           }
@@ -130,6 +145,8 @@ struct inline_ops : common_ops<Key, Value> {
 /// shared_ptr's reference count).
 template <class Key, class Value>
 struct shared_node {
+  using key_type = Key;
+  using value_type = Value;
   template <class K, class V>
   shared_node(K&& k, V&& v) : kv(std::forward<K>(k), std::forward<V>(v)) {}
   std::pair<const Key, Value> kv;
@@ -351,6 +368,16 @@ struct shared_ops : common_ops<Key, Value> {
               x.fresh = node_ref<Key, Value>(new node(x.key, x.value));
               t.put(x.fresh.get());
             }
+          } else if constexpr (std::is_same_v<X, typename base::erase_if_op>) {
+            if (!x.record) return common(t, x);
+            x.erased.clear();
+            const auto& pred = *x.pred;
+            auto recording = [&](const Key& k, const Value& v) {
+              if (!pred(k, v)) return false;
+              x.erased.push_back(k);
+              return true;
+            };
+            t.erase_if(recording);
           } else {
             common(t, x);
           }

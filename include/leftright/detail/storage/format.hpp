@@ -1,0 +1,100 @@
+// leftright: the on-disk formats. All integers little-endian.
+//
+// Directory of a durable map:
+//   LOCK                       flock'ed by the one open map
+//   wal-<first seq, hex>.log   log segments, preallocated, written through a shared mapping
+//   snap-<seq, hex>.dat        snapshots: the whole map as of version <seq>
+//   *.tmp                      a snapshot being written; removed at recovery
+//
+// Segment: a 4096-byte header page, then records from offset 4096, each 8-byte aligned.
+//   header: magic "LRWAL001" | u32 format | u32 endian mark 0x01020304 | u64 salt | u64 first seq |
+//           u32 key codec length | u32 value codec length | key codec | value codec | ... |
+//           u32 crc32c of bytes [0, 4092) at 4092
+//   record: u32 crc32c of bytes [4, 32 + len) | u32 len | u32 type (1: batch) | u32 salt (low half
+//           of the segment's) | u64 seq | u64 synced seq (every seq <= it was durable when this
+//           record was written) | payload (len bytes) | zero padding to 8
+//   The crc is stored last: a record whose crc does not match was not completely written.
+// Snapshot: header: magic "LRSNAP01" | u32 format | u32 endian mark | u64 seq | u64 entries |
+//           u32 key codec length | u32 value codec length | codecs | u32 crc32c of the header;
+//           then the entries (key, value) in codec encoding; then a trailer:
+//           u64 data length | u32 crc32c of the data | u32 zero | magic "LRSNEND1".
+// Batch payload: u32 operation count, then per operation a u8 tag (1 insert_or_assign: key,
+//           value; 2 insert: key, value; 3 erase: key; 4 clear).
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace leftright::detail::storage {
+
+static_assert(std::endian::native == std::endian::little || std::endian::native == std::endian::big,
+              "leftright: mixed-endian hosts are not supported");
+
+inline constexpr std::uint32_t format_version = 1;
+inline constexpr std::uint32_t endian_mark = 0x01020304;
+inline constexpr std::size_t segment_header_size = 4096;
+inline constexpr std::size_t record_header_size = 32;
+inline constexpr std::uint32_t record_type_batch = 1;
+inline constexpr char segment_magic[8] = {'L', 'R', 'W', 'A', 'L', '0', '0', '1'};
+inline constexpr char snapshot_magic[8] = {'L', 'R', 'S', 'N', 'A', 'P', '0', '1'};
+inline constexpr char snapshot_end_magic[8] = {'L', 'R', 'S', 'N', 'E', 'N', 'D', '1'};
+inline constexpr std::size_t snapshot_trailer_size = 24;
+
+enum class op_tag : std::uint8_t { insert_or_assign = 1, insert = 2, erase = 3, clear = 4 };
+
+template <class T>
+inline T to_le(T v) noexcept {
+  if constexpr (std::endian::native == std::endian::big) {
+    if constexpr (sizeof(T) == 2) return static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
+    if constexpr (sizeof(T) == 4) return static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
+    if constexpr (sizeof(T) == 8) return static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
+  }
+  return v;
+}
+template <class T>
+inline void store_le(void* p, T v) noexcept {
+  v = to_le(v);
+  std::memcpy(p, &v, sizeof v);
+}
+template <class T>
+inline T load_le(const void* p) noexcept {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return to_le(v);
+}
+
+inline constexpr std::size_t align8(std::size_t n) noexcept { return (n + 7) & ~std::size_t{7}; }
+
+inline std::string hex_name(const char* prefix, std::uint64_t n, const char* suffix) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s%016llx%s", prefix, static_cast<unsigned long long>(n), suffix);
+  return buf;
+}
+inline std::string segment_name(std::uint64_t first_seq) { return hex_name("wal-", first_seq, ".log"); }
+inline std::string snapshot_name(std::uint64_t seq) { return hex_name("snap-", seq, ".dat"); }
+
+/// Parses "<prefix><16 hex digits><suffix>"; nullopt if the name is not of that form.
+inline std::optional<std::uint64_t> parse_hex_name(std::string_view name, std::string_view prefix,
+                                                   std::string_view suffix) {
+  if (name.size() != prefix.size() + 16 + suffix.size()) return std::nullopt;
+  if (name.substr(0, prefix.size()) != prefix || name.substr(prefix.size() + 16) != suffix) {
+    return std::nullopt;
+  }
+  std::uint64_t v = 0;
+  for (char c : name.substr(prefix.size(), 16)) {
+    int d;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else return std::nullopt;
+    v = v << 4 | static_cast<std::uint64_t>(d);
+  }
+  return v;
+}
+
+}  // namespace leftright::detail::storage

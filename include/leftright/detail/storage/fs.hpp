@@ -1,0 +1,253 @@
+// leftright: the small file-system interface all storage goes through, and its POSIX
+// implementation. Tests put a simulated file system underneath (one that loses unsynced writes,
+// tears pages and injects errors); the durable map never calls the OS directly.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "../../storage_error.hpp"
+
+namespace leftright::detail::storage {
+
+namespace fs = std::filesystem;
+
+/// A shared, writable or read-only memory mapping of the start of a file.
+class mapping {
+ public:
+  virtual ~mapping() = default;
+  virtual std::byte* data() noexcept = 0;
+  virtual std::size_t size() const noexcept = 0;
+  /// Makes bytes [off, off + len) of the mapping durable (msync MS_SYNC).
+  virtual void sync(std::size_t off, std::size_t len) = 0;
+};
+
+class file {
+ public:
+  virtual ~file() = default;
+  virtual const fs::path& path() const noexcept = 0;
+  virtual std::uint64_t size() = 0;
+  /// Writes all n bytes at off, or throws.
+  virtual void write_at(const void* p, std::size_t n, std::uint64_t off) = 0;
+  /// Reads up to n bytes at off; returns how many (fewer only at the end of the file).
+  virtual std::size_t read_at(void* p, std::size_t n, std::uint64_t off) = 0;
+  /// Reserves [0, len) on disk (posix_fallocate): a full disk fails here, not as a SIGBUS later.
+  virtual void allocate(std::uint64_t len) = 0;
+  /// fdatasync.
+  virtual void sync() = 0;
+  /// Maps [0, len) shared. The mapping keeps the file open and outlives this object.
+  virtual std::shared_ptr<mapping> map(std::size_t len, bool writable) = 0;
+};
+
+enum class open_mode {
+  read_only,
+  read_write,  ///< an existing file
+  create_new,  ///< fails if the file exists
+};
+
+/// Held while a directory is locked; unlocks when destroyed.
+class lock_handle {
+ public:
+  virtual ~lock_handle() = default;
+};
+
+class file_system {
+ public:
+  virtual ~file_system() = default;
+  virtual std::unique_ptr<file> open(const fs::path& p, open_mode mode) = 0;
+  virtual void create_directories(const fs::path& dir) = 0;
+  /// The names of the regular files in dir.
+  virtual std::vector<std::string> list(const fs::path& dir) = 0;
+  virtual void rename(const fs::path& from, const fs::path& to) = 0;
+  virtual void remove(const fs::path& p) = 0;
+  /// fsync of the directory itself: makes creates, renames and removes in it durable.
+  virtual void sync_directory(const fs::path& dir) = 0;
+  /// An exclusive lock on dir, across threads and processes; a storage_error if held.
+  virtual std::unique_ptr<lock_handle> lock_directory(const fs::path& dir) = 0;
+};
+
+// ----------------------------------------------------------------------------------------------
+// POSIX
+
+namespace posix {
+
+[[noreturn]] inline void fail(const fs::path& p, const char* op, int err, std::string detail = {}) {
+  throw storage_error(p, op, err, std::move(detail));
+}
+
+class fd_owner {
+ public:
+  explicit fd_owner(int fd) noexcept : fd_(fd) {}
+  fd_owner(const fd_owner&) = delete;
+  fd_owner& operator=(const fd_owner&) = delete;
+  ~fd_owner() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const noexcept { return fd_; }
+
+ private:
+  int fd_;
+};
+
+class posix_mapping final : public mapping {
+ public:
+  posix_mapping(fs::path p, void* addr, std::size_t len) : path_(std::move(p)), addr_(addr), len_(len) {}
+  ~posix_mapping() override { ::munmap(addr_, len_); }
+  std::byte* data() noexcept override { return static_cast<std::byte*>(addr_); }
+  std::size_t size() const noexcept override { return len_; }
+  void sync(std::size_t off, std::size_t len) override {
+    if (len == 0) return;
+    const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const std::size_t start = off / page * page;
+    if (::msync(data() + start, off + len - start, MS_SYNC) != 0) fail(path_, "msync", errno);
+  }
+
+ private:
+  fs::path path_;
+  void* addr_;
+  std::size_t len_;
+};
+
+class posix_file final : public file {
+ public:
+  posix_file(fs::path p, int fd) : path_(std::move(p)), fd_(std::make_shared<fd_owner>(fd)) {}
+  const fs::path& path() const noexcept override { return path_; }
+  std::uint64_t size() override {
+    struct stat st {};
+    if (::fstat(fd_->get(), &st) != 0) fail(path_, "fstat", errno);
+    return static_cast<std::uint64_t>(st.st_size);
+  }
+  void write_at(const void* p, std::size_t n, std::uint64_t off) override {
+    const char* c = static_cast<const char*>(p);
+    while (n > 0) {
+      const ssize_t w = ::pwrite(fd_->get(), c, n, static_cast<off_t>(off));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        fail(path_, "pwrite", errno);
+      }
+      if (w == 0) fail(path_, "pwrite", EIO, "wrote nothing");
+      c += w;
+      n -= static_cast<std::size_t>(w);
+      off += static_cast<std::uint64_t>(w);
+    }
+  }
+  std::size_t read_at(void* p, std::size_t n, std::uint64_t off) override {
+    char* c = static_cast<char*>(p);
+    std::size_t done = 0;
+    while (done < n) {
+      const ssize_t r = ::pread(fd_->get(), c + done, n - done, static_cast<off_t>(off + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        fail(path_, "pread", errno);
+      }
+      if (r == 0) break;
+      done += static_cast<std::size_t>(r);
+    }
+    return done;
+  }
+  void allocate(std::uint64_t len) override {
+    // posix_fallocate returns the error rather than setting errno.
+    const int err = ::posix_fallocate(fd_->get(), 0, static_cast<off_t>(len));
+    if (err != 0) fail(path_, "posix_fallocate", err, std::to_string(len) + " bytes");
+  }
+  void sync() override {
+    if (::fdatasync(fd_->get()) != 0) fail(path_, "fdatasync", errno);
+  }
+  std::shared_ptr<mapping> map(std::size_t len, bool writable) override {
+    if (len == 0) fail(path_, "mmap", EINVAL, "empty mapping");
+    const int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+    void* addr = ::mmap(nullptr, len, prot, MAP_SHARED, fd_->get(), 0);
+    if (addr == MAP_FAILED) fail(path_, "mmap", errno);
+    // A mapping stays valid after its descriptor closes; no need to keep fd_ alive for it.
+    return std::make_shared<posix_mapping>(path_, addr, len);
+  }
+
+ private:
+  fs::path path_;
+  std::shared_ptr<fd_owner> fd_;
+};
+
+class posix_lock final : public lock_handle {
+ public:
+  explicit posix_lock(int fd) : fd_(fd) {}  // closing the descriptor releases the flock
+
+ private:
+  fd_owner fd_;
+};
+
+}  // namespace posix
+
+class posix_file_system final : public file_system {
+ public:
+  std::unique_ptr<file> open(const fs::path& p, open_mode mode) override {
+    int flags = O_CLOEXEC;
+    switch (mode) {
+      case open_mode::read_only: flags |= O_RDONLY; break;
+      case open_mode::read_write: flags |= O_RDWR; break;
+      case open_mode::create_new: flags |= O_RDWR | O_CREAT | O_EXCL; break;
+    }
+    const int fd = ::open(p.c_str(), flags, 0644);
+    if (fd < 0) posix::fail(p, "open", errno);
+    return std::make_unique<posix::posix_file>(p, fd);
+  }
+  void create_directories(const fs::path& dir) override {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) posix::fail(dir, "create directory", ec.value());
+    if (!fs::is_directory(dir, ec)) posix::fail(dir, "open directory", ENOTDIR);
+  }
+  std::vector<std::string> list(const fs::path& dir) override {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      if (it->is_regular_file(ec)) names.push_back(it->path().filename().string());
+    }
+    if (ec) posix::fail(dir, "list directory", ec.value());
+    return names;
+  }
+  void rename(const fs::path& from, const fs::path& to) override {
+    if (::rename(from.c_str(), to.c_str()) != 0) posix::fail(from, "rename", errno, "to " + to.string());
+  }
+  void remove(const fs::path& p) override {
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT) posix::fail(p, "unlink", errno);
+  }
+  void sync_directory(const fs::path& dir) override {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) posix::fail(dir, "open directory", errno);
+    posix::fd_owner owner(fd);
+    if (::fsync(fd) != 0) posix::fail(dir, "fsync directory", errno);
+  }
+  std::unique_ptr<lock_handle> lock_directory(const fs::path& dir) override {
+    const fs::path p = dir / "LOCK";
+    const int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) posix::fail(p, "open", errno);
+    auto lock = std::make_unique<posix::posix_lock>(fd);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      posix::fail(dir, "lock", err,
+                  err == EWOULDBLOCK ? "the directory is in use by another open map" : std::string{});
+    }
+    return lock;
+  }
+};
+
+/// The process-wide POSIX file system.
+inline std::shared_ptr<file_system> default_file_system() {
+  static const std::shared_ptr<file_system> fs = std::make_shared<posix_file_system>();
+  return fs;
+}
+
+}  // namespace leftright::detail::storage

@@ -1,0 +1,154 @@
+// leftright: snapshots. Written to a temp file with pwrite, synced, renamed into place and the
+// directory synced; read back through a read-only mapping. See format.hpp for the bytes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../../storage_error.hpp"
+#include "crc32c.hpp"
+#include "format.hpp"
+#include "fs.hpp"
+
+namespace leftright::detail::storage {
+
+/// Writes one snapshot: header, entries appended in encoded form, trailer; then makes it durable
+/// and visible atomically (commit()). Destroying it uncommitted removes the temp file.
+class snapshot_writer {
+ public:
+  snapshot_writer(std::shared_ptr<file_system> fsys, fs::path dir, std::uint64_t seq,
+                  std::uint64_t entries, const std::string& key_codec, const std::string& value_codec)
+      : fs_(std::move(fsys)),
+        dir_(std::move(dir)),
+        final_(dir_ / snapshot_name(seq)),
+        tmp_(dir_ / (snapshot_name(seq) + ".tmp")) {
+    fs_->remove(tmp_);  // a leftover of an earlier failed attempt
+    file_ = fs_->open(tmp_, open_mode::create_new);
+    std::string h(48 + key_codec.size() + value_codec.size(), '\0');
+    std::memcpy(h.data(), snapshot_magic, 8);
+    store_le<std::uint32_t>(h.data() + 8, format_version);
+    store_le<std::uint32_t>(h.data() + 12, endian_mark);
+    store_le<std::uint64_t>(h.data() + 16, seq);
+    store_le<std::uint64_t>(h.data() + 24, entries);
+    store_le<std::uint32_t>(h.data() + 32, static_cast<std::uint32_t>(key_codec.size()));
+    store_le<std::uint32_t>(h.data() + 36, static_cast<std::uint32_t>(value_codec.size()));
+    std::memcpy(h.data() + 40, key_codec.data(), key_codec.size());
+    std::memcpy(h.data() + 40 + key_codec.size(), value_codec.data(), value_codec.size());
+    const std::size_t crc_at = 40 + key_codec.size() + value_codec.size();
+    store_le<std::uint32_t>(h.data() + crc_at, crc32c(h.data(), crc_at));
+    h.resize(crc_at + 4);
+    file_->write_at(h.data(), h.size(), 0);
+    off_ = h.size();
+    data_start_ = off_;
+  }
+  snapshot_writer(const snapshot_writer&) = delete;
+  snapshot_writer& operator=(const snapshot_writer&) = delete;
+  ~snapshot_writer() {
+    if (!committed_) {
+      file_.reset();
+      try {
+        fs_->remove(tmp_);
+      } catch (...) {  // best effort: recovery removes temp files too
+      }
+    }
+  }
+
+  /// The buffer to encode entries into; flushed to the file as it grows.
+  std::string& buffer() { return buf_; }
+  void maybe_flush() {
+    if (buf_.size() >= (std::size_t{1} << 20)) flush();
+  }
+
+  /// Writes the trailer, syncs, renames into place, syncs the directory.
+  void commit() {
+    flush();
+    char t[snapshot_trailer_size];
+    store_le<std::uint64_t>(t, off_ - data_start_);
+    store_le<std::uint32_t>(t + 8, crc_);
+    store_le<std::uint32_t>(t + 12, 0);
+    std::memcpy(t + 16, snapshot_end_magic, 8);
+    file_->write_at(t, sizeof t, off_);
+    file_->sync();
+    file_.reset();
+    fs_->rename(tmp_, final_);
+    committed_ = true;
+    fs_->sync_directory(dir_);
+  }
+  const fs::path& path() const { return final_; }
+
+ private:
+  void flush() {
+    if (buf_.empty()) return;
+    crc_ = crc32c(buf_.data(), buf_.size(), crc_);
+    file_->write_at(buf_.data(), buf_.size(), off_);
+    off_ += buf_.size();
+    buf_.clear();
+  }
+
+  std::shared_ptr<file_system> fs_;
+  fs::path dir_, final_, tmp_;
+  std::unique_ptr<file> file_;
+  std::string buf_;
+  std::uint64_t off_ = 0, data_start_ = 0;
+  std::uint32_t crc_ = 0;
+  bool committed_ = false;
+};
+
+/// A snapshot mapped for reading, its integrity checked.
+struct snapshot_view {
+  std::shared_ptr<mapping> map;
+  std::uint64_t seq = 0;
+  std::uint64_t entries = 0;
+  std::span<const std::byte> data;
+};
+
+/// Opens and checks a snapshot; throws storage_error naming what is wrong.
+inline snapshot_view read_snapshot(file_system& fsys, const fs::path& path, const std::string& key_codec,
+                                   const std::string& value_codec) {
+  auto f = fsys.open(path, open_mode::read_only);
+  const std::uint64_t size = f->size();
+  if (size < 44 + snapshot_trailer_size) throw storage_error(path, "read snapshot", 0, "file too short");
+  snapshot_view v;
+  v.map = f->map(static_cast<std::size_t>(size), false);
+  const std::byte* p = v.map->data();
+  auto bad = [&](const std::string& why, std::uint64_t at) {
+    return storage_error(path, "read snapshot", 0, why + " at offset " + std::to_string(at));
+  };
+  if (std::memcmp(p, snapshot_magic, 8) != 0) throw bad("not a snapshot (bad magic)", 0);
+  const auto klen = load_le<std::uint32_t>(p + 32);
+  const auto vlen = load_le<std::uint32_t>(p + 36);
+  const std::uint64_t crc_at = 40 + std::uint64_t{klen} + vlen;
+  if (crc_at + 4 + snapshot_trailer_size > size) throw bad("corrupt header", 32);
+  if (load_le<std::uint32_t>(p + crc_at) != crc32c(p, static_cast<std::size_t>(crc_at))) {
+    throw bad("header checksum mismatch", crc_at);
+  }
+  if (load_le<std::uint32_t>(p + 8) != format_version) throw bad("unsupported format version", 8);
+  if (load_le<std::uint32_t>(p + 12) != endian_mark) throw bad("written with another byte order", 12);
+  const std::string k(reinterpret_cast<const char*>(p + 40), klen);
+  const std::string vc(reinterpret_cast<const char*>(p + 40 + klen), vlen);
+  if (k != key_codec || vc != value_codec) {
+    throw storage_error(path, "open", 0,
+                        "the snapshot holds keys '" + k + "' and values '" + vc + "', opened as keys '" +
+                            key_codec + "' and values '" + value_codec + "'");
+  }
+  const std::byte* t = p + size - snapshot_trailer_size;
+  if (std::memcmp(t + 16, snapshot_end_magic, 8) != 0) throw bad("missing trailer", size - 8);
+  const std::uint64_t data_start = crc_at + 4;
+  const auto data_len = load_le<std::uint64_t>(t);
+  if (data_len != size - snapshot_trailer_size - data_start) throw bad("data length mismatch", size - 24);
+  v.data = std::span<const std::byte>(p + data_start, static_cast<std::size_t>(data_len));
+  if (load_le<std::uint32_t>(t + 8) != crc32c(v.data.data(), v.data.size())) {
+    throw bad("data checksum mismatch", data_start);
+  }
+  v.seq = load_le<std::uint64_t>(p + 16);
+  v.entries = load_le<std::uint64_t>(p + 24);
+  return v;
+}
+
+}  // namespace leftright::detail::storage

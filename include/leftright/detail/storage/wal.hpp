@@ -1,0 +1,298 @@
+// leftright: the write-ahead log. Segments are preallocated files written through a shared
+// mapping; one record per published batch. See format.hpp for the bytes.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../../storage_error.hpp"
+#include "crc32c.hpp"
+#include "format.hpp"
+#include "fs.hpp"
+
+namespace leftright::detail::storage {
+
+/// A fresh random salt: segments written after a crash never share one with the bytes before.
+inline std::uint64_t fresh_salt() {
+  std::random_device rd;
+  std::uint64_t s = 0;
+  while ((s & 0xffffffffu) == 0) s = (std::uint64_t{rd()} << 32) ^ rd();  // low half nonzero
+  return s;
+}
+
+/// Builds a segment's header page.
+inline std::vector<std::byte> segment_header(std::uint64_t salt, std::uint64_t first_seq,
+                                             const std::string& key_codec,
+                                             const std::string& value_codec) {
+  std::vector<std::byte> h(segment_header_size);
+  if (40 + key_codec.size() + value_codec.size() > segment_header_size - 4) {
+    throw storage_error({}, "create segment", 0, "codec names too long");
+  }
+  std::memcpy(h.data(), segment_magic, 8);
+  store_le<std::uint32_t>(h.data() + 8, format_version);
+  store_le<std::uint32_t>(h.data() + 12, endian_mark);
+  store_le<std::uint64_t>(h.data() + 16, salt);
+  store_le<std::uint64_t>(h.data() + 24, first_seq);
+  store_le<std::uint32_t>(h.data() + 32, static_cast<std::uint32_t>(key_codec.size()));
+  store_le<std::uint32_t>(h.data() + 36, static_cast<std::uint32_t>(value_codec.size()));
+  std::memcpy(h.data() + 40, key_codec.data(), key_codec.size());
+  std::memcpy(h.data() + 40 + key_codec.size(), value_codec.data(), value_codec.size());
+  store_le<std::uint32_t>(h.data() + segment_header_size - 4, crc32c(h.data(), segment_header_size - 4));
+  return h;
+}
+
+struct segment_header_info {
+  std::uint64_t salt;
+  std::uint64_t first_seq;
+};
+
+/// Checks a segment's header page. Returns nullopt if it is not a complete header at all (a
+/// segment whose creation a crash interrupted); throws if it is one for other types or formats.
+inline std::optional<segment_header_info> read_segment_header(std::span<const std::byte> h,
+                                                              const fs::path& path,
+                                                              const std::string& key_codec,
+                                                              const std::string& value_codec) {
+  if (h.size() < segment_header_size) return std::nullopt;
+  if (std::memcmp(h.data(), segment_magic, 8) != 0) return std::nullopt;
+  if (load_le<std::uint32_t>(h.data() + segment_header_size - 4) != crc32c(h.data(), segment_header_size - 4)) {
+    return std::nullopt;
+  }
+  if (load_le<std::uint32_t>(h.data() + 8) != format_version) {
+    throw storage_error(path, "open", 0, "unsupported log format version " +
+                                             std::to_string(load_le<std::uint32_t>(h.data() + 8)));
+  }
+  if (load_le<std::uint32_t>(h.data() + 12) != endian_mark) {
+    throw storage_error(path, "open", 0, "log written with another byte order");
+  }
+  const std::uint32_t klen = load_le<std::uint32_t>(h.data() + 32);
+  const std::uint32_t vlen = load_le<std::uint32_t>(h.data() + 36);
+  if (40 + std::uint64_t{klen} + vlen > segment_header_size - 4) {
+    throw storage_error(path, "open", 0, "corrupt segment header");
+  }
+  const std::string k(reinterpret_cast<const char*>(h.data() + 40), klen);
+  const std::string v(reinterpret_cast<const char*>(h.data() + 40 + klen), vlen);
+  if (k != key_codec || v != value_codec) {
+    throw storage_error(path, "open", 0,
+                        "the log holds keys '" + k + "' and values '" + v + "', opened as keys '" +
+                            key_codec + "' and values '" + value_codec + "'");
+  }
+  return segment_header_info{load_le<std::uint64_t>(h.data() + 16), load_le<std::uint64_t>(h.data() + 24)};
+}
+
+/// Appends records to the newest segment. append() and roll() are the writer's; sync() may also
+/// be called from a background thread (async durability): the mutex orders it with them.
+class wal_writer {
+ public:
+  wal_writer(std::shared_ptr<file_system> fsys, fs::path dir, std::string key_codec,
+             std::string value_codec, std::size_t segment_size)
+      : fs_(std::move(fsys)),
+        dir_(std::move(dir)),
+        key_codec_(std::move(key_codec)),
+        value_codec_(std::move(value_codec)),
+        segment_size_(std::max(segment_size, segment_header_size * 2)) {}
+
+  /// Starts a new segment whose first record will be first_seq, able to hold at least one
+  /// record of min_record bytes. The previous segment is synced first unless skip_sync.
+  /// Creation: create, preallocate, write and sync the header, sync the directory, map.
+  void roll(std::uint64_t first_seq, std::size_t min_record = 0, bool sync_previous = true) {
+    if (sync_previous) sync();
+    const std::size_t page = 4096;
+    const std::size_t size = std::max(segment_size_, (segment_header_size + min_record + page - 1) / page * page);
+    const fs::path path = dir_ / segment_name(first_seq);
+    const std::uint64_t salt = fresh_salt();
+    auto f = fs_->open(path, open_mode::create_new);
+    f->allocate(size);
+    const auto header = segment_header(salt, first_seq, key_codec_, value_codec_);
+    f->write_at(header.data(), header.size(), 0);
+    f->sync();
+    fs_->sync_directory(dir_);
+    auto m = f->map(size, true);
+    std::lock_guard<std::mutex> lock(mu_);
+    map_ = std::move(m);
+    salt_ = salt;
+    first_seq_ = first_seq;
+    write_off_ = segment_header_size;
+    synced_off_ = segment_header_size;
+    next_seq_ = first_seq;
+    paths_.push_back(path);
+    bytes_since_checkpoint_ += segment_header_size;
+  }
+
+  /// Makes sure the current segment starts at first_seq (a checkpoint's cut): rolls unless the
+  /// current segment already starts there and holds nothing yet.
+  void roll_if_needed(std::uint64_t first_seq, bool sync_previous) {
+    if (map_ && first_seq_ == first_seq && write_off_ == segment_header_size) return;
+    roll(first_seq, 0, sync_previous);
+  }
+
+  /// Appends one batch record. It is in the page cache when this returns (it survives a crash
+  /// of the process), durable only after sync(). Rolls to a new segment when this one is full.
+  void append(std::uint64_t seq, std::span<const std::byte> payload) {
+    if (payload.size() > 0xffffffffu - record_header_size) {
+      throw storage_error(dir_, "append", EFBIG, "a batch of " + std::to_string(payload.size()) +
+                                                     " bytes does not fit in one log record");
+    }
+    const std::size_t need = align8(record_header_size + payload.size());
+    if (!map_ || seq != next_seq_ || write_off_ + need > map_->size()) {
+      roll(seq, need, /*sync_previous=*/sync_on_roll_);
+    }
+    std::byte* rec = map_->data() + write_off_;
+    store_le<std::uint32_t>(rec + 4, static_cast<std::uint32_t>(payload.size()));
+    store_le<std::uint32_t>(rec + 8, record_type_batch);
+    store_le<std::uint32_t>(rec + 12, static_cast<std::uint32_t>(salt_));
+    store_le<std::uint64_t>(rec + 16, seq);
+    store_le<std::uint64_t>(rec + 24, synced_seq_);
+    if (!payload.empty()) std::memcpy(rec + record_header_size, payload.data(), payload.size());
+    std::memset(rec + record_header_size + payload.size(), 0, need - record_header_size - payload.size());
+    // The crc last: a record is valid only once all of it is in place.
+    store_le<std::uint32_t>(rec, crc32c(rec + 4, record_header_size - 4 + payload.size()));
+    std::lock_guard<std::mutex> lock(mu_);
+    write_off_ += need;
+    last_seq_ = seq;
+    next_seq_ = seq + 1;
+    bytes_since_checkpoint_ += need;
+  }
+
+  /// Makes every appended record durable (msync of the unsynced range). Thread-safe.
+  void sync() {
+    std::shared_ptr<mapping> m;
+    std::size_t from, to;
+    std::uint64_t seq;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!map_ || synced_off_ == write_off_) {
+        synced_seq_ = std::max(synced_seq_, last_seq_);
+        return;
+      }
+      m = map_;
+      from = synced_off_;
+      to = write_off_;
+      seq = last_seq_;
+    }
+    m->sync(from, to - from);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (m == map_) synced_off_ = std::max(synced_off_, to);
+    synced_seq_ = std::max(synced_seq_, seq);
+  }
+
+  /// Whether roll() syncs the segment it leaves (not in durability::none).
+  void set_sync_on_roll(bool on) { sync_on_roll_ = on; }
+  /// Log bytes written since reset_checkpoint_bytes().
+  std::uint64_t bytes_since_checkpoint() const { return bytes_since_checkpoint_; }
+  void reset_checkpoint_bytes() { bytes_since_checkpoint_ = 0; }
+  std::uint64_t synced_seq() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return synced_seq_;
+  }
+  /// Declares every seq <= seq durable by other means (a recovered or checkpointed state).
+  void mark_synced(std::uint64_t seq) {
+    std::lock_guard<std::mutex> lock(mu_);
+    synced_seq_ = std::max(synced_seq_, seq);
+    last_seq_ = std::max(last_seq_, seq);
+  }
+  /// Paths of the segments this writer created, oldest first, the current one last.
+  const std::vector<fs::path>& created() const { return paths_; }
+  void forget_all_but_current() {
+    if (paths_.size() > 1) paths_.erase(paths_.begin(), paths_.end() - 1);
+  }
+
+ private:
+  std::shared_ptr<file_system> fs_;
+  fs::path dir_;
+  std::string key_codec_;
+  std::string value_codec_;
+  std::size_t segment_size_;
+  bool sync_on_roll_ = true;
+  std::vector<fs::path> paths_;
+  std::uint64_t bytes_since_checkpoint_ = 0;
+
+  std::mutex mu_;  // orders sync() (any thread) with append()/roll() (the writer)
+  std::shared_ptr<mapping> map_;
+  std::uint64_t salt_ = 0;
+  std::uint64_t first_seq_ = 0;
+  std::size_t write_off_ = 0;   // guarded by mu_ (written by the writer, read by sync())
+  std::size_t synced_off_ = 0;  // guarded by mu_
+  std::uint64_t next_seq_ = 0;
+  std::uint64_t last_seq_ = 0;    // guarded by mu_
+  std::uint64_t synced_seq_ = 0;  // guarded by mu_
+};
+
+// ----------------------------------------------------------------------------------------------
+// Reading segments back.
+
+struct wal_record {
+  std::uint64_t seq;
+  std::uint64_t offset;
+  std::span<const std::byte> payload;
+};
+
+/// What a scan of one segment found.
+struct segment_scan {
+  std::uint64_t first_seq = 0;
+  std::vector<wal_record> records;  ///< consecutive, from first_seq
+  std::uint64_t end_offset = 0;     ///< where the valid records end
+  bool torn = false;                ///< something other than zeros or the end follows them
+  /// A later record that says it was written after the record at end_offset was durable:
+  /// damage a crash cannot explain.
+  std::optional<std::uint64_t> contradicting_offset;
+};
+
+/// Validates the record header at off; returns its seq and payload length if it is one of this
+/// segment's complete records.
+inline std::optional<std::pair<std::uint64_t, std::uint32_t>> read_record(std::span<const std::byte> seg,
+                                                                          std::size_t off,
+                                                                          std::uint32_t salt_lo) {
+  if (off + record_header_size > seg.size()) return std::nullopt;
+  const std::byte* rec = seg.data() + off;
+  const auto len = load_le<std::uint32_t>(rec + 4);
+  if (load_le<std::uint32_t>(rec + 8) != record_type_batch) return std::nullopt;
+  if (load_le<std::uint32_t>(rec + 12) != salt_lo) return std::nullopt;
+  if (len > seg.size() - off - record_header_size) return std::nullopt;
+  if (load_le<std::uint32_t>(rec) != crc32c(rec + 4, record_header_size - 4 + len)) return std::nullopt;
+  return std::pair{load_le<std::uint64_t>(rec + 16), len};
+}
+
+/// Reads a segment's records in order until the first that does not validate.
+inline segment_scan scan_segment(std::span<const std::byte> seg, const segment_header_info& h) {
+  segment_scan out;
+  out.first_seq = h.first_seq;
+  const auto salt_lo = static_cast<std::uint32_t>(h.salt);
+  std::size_t off = segment_header_size;
+  std::uint64_t expect = h.first_seq;
+  while (true) {
+    auto r = read_record(seg, off, salt_lo);
+    if (!r || r->first != expect) break;
+    out.records.push_back({expect, off, seg.subspan(off + record_header_size, r->second)});
+    off += align8(record_header_size + r->second);
+    ++expect;
+  }
+  out.end_offset = off;
+  // What follows: zeros (never written) is a clean end. Anything else is a torn tail, unless a
+  // later valid record of this segment claims the missing one was already durable.
+  for (std::size_t p = off; p < seg.size(); p += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, seg.data() + p, std::min<std::size_t>(8, seg.size() - p));
+    if (word == 0) continue;
+    out.torn = true;
+    if (auto r = read_record(seg, p, salt_lo); r && r->first > expect) {
+      const auto synced = load_le<std::uint64_t>(seg.data() + p + 24);
+      if (synced >= expect) {
+        out.contradicting_offset = p;
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace leftright::detail::storage

@@ -1,0 +1,595 @@
+// leftright: the durable map. The in-memory left-right map, plus a memory-mapped write-ahead log
+// of published batches and snapshots, recovered on open. One published batch is one log record:
+// one unit of atomicity at run time and after a crash.
+//
+// What survives what:
+//   - kill -9 of the process, in every mode: every batch whose publish() returned (the log is
+//     written through a shared mapping; the page cache outlives the process).
+//   - power loss or a kernel crash: with durability::sync every batch whose publish() returned
+//     (it was msync'ed before readers could see it); with async, batches older than about
+//     sync_interval; with none, batches up to the last checkpoint() or flush().
+//   - in every case the map reopens as the state after some prefix of published batches: never
+//     a partial batch, never a hole. Unpublished operations are never written.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "codec.hpp"
+#include "detail/storage/format.hpp"
+#include "detail/storage/fs.hpp"
+#include "detail/storage/snapshot.hpp"
+#include "detail/storage/wal.hpp"
+#include "map.hpp"
+#include "storage_error.hpp"
+
+namespace leftright {
+
+/// When a published batch reaches stable storage.
+enum class durability {
+  none,   ///< at checkpoint(), flush() and close only (still survives kill -9)
+  async,  ///< a background msync every sync_interval
+  sync,   ///< before publish() returns, and before any reader can see the batch
+};
+
+struct durable_options {
+  /// A directory the map owns (created if absent).
+  std::filesystem::path path;
+  leftright::durability durability = leftright::durability::sync;
+  /// For durability::async: how often the background thread syncs the log.
+  std::chrono::milliseconds sync_interval{1000};
+  /// Size of a log segment file (preallocated). A batch larger than this gets a segment of its own.
+  std::size_t segment_size = std::size_t{64} << 20;
+  /// Checkpoint automatically after a publish once this many log bytes were written since the
+  /// last checkpoint; 0: only when checkpoint() is called.
+  std::uint64_t checkpoint_bytes = std::uint64_t{256} << 20;
+  /// The file system underneath; null: the real one. (Tests put a simulated one here.)
+  std::shared_ptr<detail::storage::file_system> file_system;
+};
+
+/// What open_map() found and did.
+struct recovery_report {
+  std::uint64_t version = 0;           ///< the version the map reopened at
+  std::uint64_t snapshot_version = 0;  ///< the snapshot it started from (0: none)
+  std::uint64_t snapshot_entries = 0;
+  std::uint64_t records_replayed = 0;  ///< log records (batches) applied after the snapshot
+  std::uint64_t segments_read = 0;
+  bool tail_truncated = false;         ///< an incompletely written record ended the log
+  std::string note;                    ///< where the log was cut, files removed, ...
+  std::chrono::nanoseconds duration{};
+};
+
+template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+          class Traits = default_traits>
+class durable_writer;
+
+template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+          class Traits = default_traits>
+std::pair<durable_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>>
+open_map(const durable_options& options);
+
+namespace detail {
+
+/// Encodes one published batch into a log payload. erase_if was recorded as the keys it erased
+/// at the first application; reserve changes nothing that needs logging.
+template <class Ops>
+void encode_batch(const std::vector<typename Ops::op>& ops, std::string& out) {
+  out.clear();
+  byte_writer w(out);
+  w.put_u32(0);  // the count, patched below
+  std::uint32_t count = 0;
+  for (const auto& o : ops) {
+    std::visit(
+        [&](const auto& x) {
+          using X = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<X, typename Ops::assign_op>) {
+            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::insert_or_assign));
+            leftright::encode(x.key, w);
+            leftright::encode(x.value, w);
+            ++count;
+          } else if constexpr (std::is_same_v<X, typename Ops::insert_op>) {
+            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::insert));
+            leftright::encode(x.key, w);
+            leftright::encode(x.value, w);
+            ++count;
+          } else if constexpr (std::is_same_v<X, typename Ops::erase_op>) {
+            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::erase));
+            leftright::encode(x.key, w);
+            ++count;
+          } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
+            for (const auto& k : x.erased) {
+              w.put_u8(static_cast<std::uint8_t>(storage::op_tag::erase));
+              leftright::encode(k, w);
+              ++count;
+            }
+          } else if constexpr (std::is_same_v<X, typename Ops::clear_op>) {
+            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::clear));
+            ++count;
+          }
+        },
+        o);
+  }
+  storage::store_le<std::uint32_t>(out.data(), count);
+}
+
+/// Applies a logged batch to a recovering table (a plain, single-threaded absl map).
+template <class Key, class Value, class Table>
+void apply_batch(Table& t, std::span<const std::byte> payload) {
+  byte_reader r(payload);
+  const std::uint32_t n = r.get_u32("operation count");
+  for (std::uint32_t i = 0; i < n; ++i) {
+    const auto tag = static_cast<storage::op_tag>(r.get_u8("operation tag"));
+    switch (tag) {
+      case storage::op_tag::insert_or_assign: {
+        Key k = leftright::decode<Key>(r);
+        t.insert_or_assign(std::move(k), leftright::decode<Value>(r));
+        break;
+      }
+      case storage::op_tag::insert: {
+        Key k = leftright::decode<Key>(r);
+        Value v = leftright::decode<Value>(r);
+        t.try_emplace(std::move(k), std::move(v));
+        break;
+      }
+      case storage::op_tag::erase:
+        t.erase(leftright::decode<Key>(r));
+        break;
+      case storage::op_tag::clear:
+        t.clear();
+        break;
+      default:
+        throw storage_error({}, "decode", 0, "unknown operation tag " + std::to_string(static_cast<int>(tag)));
+    }
+  }
+  if (!r.empty()) throw storage_error({}, "decode", 0, "trailing bytes after the batch's operations");
+}
+
+/// The recovered state in the map's layout.
+template <class Ops, class Plain>
+typename Ops::table to_table(Plain&& plain) {
+  using table = typename Ops::table;
+  if constexpr (std::is_same_v<table, std::decay_t<Plain>>) {
+    return std::move(plain);
+  } else {
+    table t(plain.size(), plain.hash_function(), plain.key_eq());
+    for (auto& [k, v] : plain) {
+      node_ref<typename table::node::key_type, typename table::node::value_type> n(
+          new typename table::node(k, std::move(v)));
+      t.put(n.get());
+    }
+    return t;
+  }
+}
+
+}  // namespace detail
+
+/// The single writer of a durable map: every member of map_writer, with the same meaning, plus
+/// checkpoint(), flush() and recovery(). publish() is the commit point. Move-only.
+/// Failure: after any failed write or sync the writer is fail-stop: failed() is true and every
+/// later publish(), try_publish(), checkpoint() and flush() throws storage_error. Readers keep
+/// the last published state.
+template <class Key, class Value, class Hash, class Eq, class Traits>
+class durable_writer {
+  using inner_writer = map_writer<Key, Value, Hash, Eq, Traits>;
+  using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
+  using op = typename ops::op;
+  using table = typename ops::table;
+
+ public:
+  using reader = map_reader<Key, Value, Hash, Eq, Traits>;
+  using factory_type = reader_factory<Key, Value, Hash, Eq, Traits>;
+
+  durable_writer(durable_writer&&) noexcept = default;
+  durable_writer& operator=(durable_writer&& other) noexcept {
+    if (this != &other) {
+      close();
+      inner_ = std::move(other.inner_);
+      st_ = std::move(other.st_);
+    }
+    return *this;
+  }
+  ~durable_writer() { close(); }
+
+  // ---- The map_writer interface (queueing costs nothing on disk: only publish() writes). ----
+  void insert_or_assign(Key key, Value value) { inner_.insert_or_assign(std::move(key), std::move(value)); }
+  void insert(Key key, Value value) { inner_.insert(std::move(key), std::move(value)); }
+  void erase(const Key& key) { inner_.erase(key); }
+  /// As map_writer::erase_if; the keys it erases are what the log records.
+  template <class Pred>
+  void erase_if(Pred pred) {
+    static_assert(std::is_invocable_r_v<bool, const Pred&, const Key&, const Value&>,
+                  "leftright: erase_if needs pred(const Key&, const Value&) -> bool");
+    using fn = std::function<bool(const Key&, const Value&)>;
+    inner_.impl_.append(typename ops::erase_if_op{std::make_shared<const fn>(std::move(pred)), true});
+  }
+  void clear() { inner_.clear(); }
+  void reserve(std::size_t n) { inner_.reserve(n); }
+  std::size_t pending() const noexcept { return inner_.pending(); }
+  void discard() noexcept { inner_.discard(); }
+
+  /// Makes the queued batch visible to readers, atomically, and logs it as one record; returns
+  /// the new version. With durability::sync the record is on stable storage before readers can
+  /// see the batch and before this returns.
+  /// Progress: blocking (the reader wait of map_writer::publish, plus the log write and, in
+  ///           sync mode, an msync).
+  /// Exceptions: storage_error if the log cannot be written (the writer is then failed(): the
+  ///             batch is not published, and nothing more will be); as map_writer::publish for
+  ///             a throwing copy (the batch stays queued, nothing written).
+  std::uint64_t publish() {
+    check_usable();
+    const std::uint64_t v = inner_.impl_.publish_with(log_hook());
+    after_publish();
+    return v;
+  }
+  /// publish() if no reader has to be waited for; false and nothing changed otherwise.
+  bool try_publish() {
+    check_usable();
+    if (!inner_.impl_.try_publish_with(log_hook())) return false;
+    after_publish();
+    return true;
+  }
+
+  std::uint64_t version() const noexcept { return inner_.version(); }
+  reader_sync sync_mode() const noexcept { return inner_.sync_mode(); }
+  std::size_t reader_slots() const { return inner_.reader_slots(); }
+  reader make_reader() const { return inner_.make_reader(); }
+  factory_type factory() const { return inner_.factory(); }
+
+  // ---- Durability. ----
+
+  /// Writes a snapshot of the published state (temp file, sync, rename, directory sync), then
+  /// removes the log segments and older snapshots it covers. A crash at any point loses nothing.
+  /// Progress: blocking; O(size of the map). Queued operations stay queued.
+  void checkpoint() {
+    check_usable();
+    try {
+      auto& s = *st_;
+      const std::uint64_t v = inner_.version();
+      s.wal.roll_if_needed(v + 1, s.opts.durability != durability::none);
+      detail::storage::snapshot_writer snap(s.fs, s.opts.path, v, inner_.impl_.published().size(),
+                                            s.key_codec, s.value_codec);
+      byte_writer w(snap.buffer());
+      for (const auto& [k, val] : inner_.impl_.published()) {
+        leftright::encode(k, w);
+        leftright::encode(val, w);
+        snap.maybe_flush();
+      }
+      snap.commit();
+      remove_covered(v);
+      s.wal.reset_checkpoint_bytes();
+      ++s.checkpoints;
+    } catch (...) {
+      fail();
+      throw;
+    }
+  }
+
+  /// Makes every published batch durable now (msync of the log). Useful with none and async.
+  void flush() {
+    check_usable();
+    try {
+      st_->wal.sync();
+    } catch (...) {
+      fail();
+      throw;
+    }
+  }
+
+  /// What open_map() found and did.
+  const recovery_report& recovery() const noexcept { return st_->report; }
+  /// True once a write or sync failed; the writer then refuses to go on.
+  bool failed() const noexcept { return st_ && st_->failed; }
+  const durable_options& options() const noexcept { return st_->opts; }
+  /// Checkpoints taken by this writer (explicit and automatic).
+  std::uint64_t checkpoints() const noexcept { return st_->checkpoints; }
+
+ private:
+  template <class K, class V, class H, class E, class T>
+  friend std::pair<durable_writer<K, V, H, E, T>, map_reader<K, V, H, E, T>> open_map(
+      const durable_options&);
+
+  /// Everything that must not move when the writer does (the async thread points at it).
+  struct state {
+    durable_options opts;
+    std::shared_ptr<detail::storage::file_system> fs;
+    std::unique_ptr<detail::storage::lock_handle> lock;
+    std::string key_codec, value_codec;
+    detail::storage::wal_writer wal;
+    recovery_report report;
+    std::string payload;  // reused encoding buffer
+    bool failed = false;
+    std::uint64_t checkpoints = 0;
+    // durability::async
+    std::thread syncer;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool stop = false;                  // guarded by mu
+    std::exception_ptr syncer_error;    // guarded by mu
+
+    state(durable_options o, std::shared_ptr<detail::storage::file_system> f, std::string k, std::string v)
+        : opts(std::move(o)),
+          fs(std::move(f)),
+          key_codec(std::move(k)),
+          value_codec(std::move(v)),
+          wal(fs, opts.path, key_codec, value_codec, opts.segment_size) {}
+  };
+
+  durable_writer(inner_writer inner, std::unique_ptr<state> st) : inner_(std::move(inner)), st_(std::move(st)) {
+    if (st_->opts.durability == durability::async) {
+      state* s = st_.get();
+      s->syncer = std::thread([s] {
+        std::unique_lock<std::mutex> lock(s->mu);
+        while (!s->stop) {
+          s->cv.wait_for(lock, s->opts.sync_interval);
+          if (s->stop || s->syncer_error) continue;
+          lock.unlock();
+          try {
+            s->wal.sync();
+          } catch (...) {
+            lock.lock();
+            s->syncer_error = std::current_exception();
+            continue;
+          }
+          lock.lock();
+        }
+      });
+    }
+  }
+
+  auto log_hook() {
+    return [this](std::uint64_t version, const std::vector<op>& batch) {
+      auto& s = *st_;
+      try {
+        detail::encode_batch<ops>(batch, s.payload);
+        s.wal.append(version, std::as_bytes(std::span(s.payload.data(), s.payload.size())));
+        if (s.opts.durability == durability::sync) s.wal.sync();
+      } catch (...) {
+        fail();
+        throw;
+      }
+    };
+  }
+
+  void after_publish() {
+    auto& s = *st_;
+    if (s.opts.checkpoint_bytes != 0 && s.wal.bytes_since_checkpoint() >= s.opts.checkpoint_bytes) {
+      checkpoint();
+    }
+  }
+
+  void check_usable() {
+    if (!st_) throw std::logic_error("leftright: use of a moved-from durable_writer");
+    if (st_->opts.durability == durability::async) {
+      std::lock_guard<std::mutex> lock(st_->mu);
+      if (st_->syncer_error && !st_->failed) {
+        st_->failed = true;
+        try {
+          std::rethrow_exception(st_->syncer_error);
+        } catch (const storage_error& e) {
+          throw storage_error(e.path(), e.operation(), e.code().value(),
+                              "background sync failed; the writer is stopped: " + e.detail());
+        }
+      }
+    }
+    if (st_->failed) {
+      throw storage_error(st_->opts.path, "publish", 0,
+                          "an earlier write or sync failed; this writer acknowledges nothing more "
+                          "(reopen the map to recover what was durable)");
+    }
+  }
+  void fail() noexcept { st_->failed = true; }
+
+  /// Removes log segments whose records are all <= v, and snapshots older than v.
+  void remove_covered(std::uint64_t v) {
+    auto& s = *st_;
+    namespace st = detail::storage;
+    bool removed = false;
+    for (const std::string& name : s.fs->list(s.opts.path)) {
+      if (auto first = st::parse_hex_name(name, "wal-", ".log"); first && *first <= v) {
+        s.fs->remove(s.opts.path / name);
+        removed = true;
+      } else if (auto seq = st::parse_hex_name(name, "snap-", ".dat"); seq && *seq < v) {
+        s.fs->remove(s.opts.path / name);
+        removed = true;
+      }
+    }
+    if (removed) s.fs->sync_directory(s.opts.path);
+  }
+
+  void close() noexcept {
+    if (!st_) return;
+    if (st_->syncer.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(st_->mu);
+        st_->stop = true;
+      }
+      st_->cv.notify_all();
+      st_->syncer.join();
+    }
+    if (!st_->failed) {
+      try {
+        st_->wal.sync();  // none and async: the sync at close
+      } catch (...) {
+        // Nothing to report to from a destructor; what was published is in the page cache and
+        // survives the process. Call flush() first to see such errors.
+      }
+    }
+    st_.reset();
+  }
+
+  inner_writer inner_;
+  std::unique_ptr<state> st_;
+};
+
+/// Opens (creating if needed) the durable map in options.path and recovers it: the newest
+/// snapshot, then the log records after it, up to the first record that was not completely
+/// written. Returns the writer and a first reader, at the recovered version.
+/// Throws storage_error: the path is a file or cannot be created, the directory is in use by
+/// another open map (in this or another process), the files hold other key or value types, or
+/// they are damaged in a way a crash cannot explain (named by file and offset).
+template <class Key, class Value, class Hash, class Eq, class Traits>
+std::pair<durable_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>>
+open_map(const durable_options& options) {
+  namespace st = detail::storage;
+  using writer_t = durable_writer<Key, Value, Hash, Eq, Traits>;
+  using state = typename writer_t::state;
+  using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
+  using table = typename ops::table;
+  const auto started = std::chrono::steady_clock::now();
+
+  if (options.path.empty()) throw storage_error({}, "open", EINVAL, "durable_options.path is empty");
+  if (options.durability == durability::async && options.sync_interval.count() <= 0) {
+    throw storage_error(options.path, "open", EINVAL, "sync_interval must be positive");
+  }
+  auto fsys = options.file_system ? options.file_system : st::default_file_system();
+  auto s = std::make_unique<state>(options, fsys, codec_name<Key>(), codec_name<Value>());
+  fsys->create_directories(options.path);
+  s->lock = fsys->lock_directory(options.path);
+  recovery_report& rep = s->report;
+
+  // Inventory.
+  std::map<std::uint64_t, std::string> segments, snapshots;
+  for (const std::string& name : fsys->list(options.path)) {
+    if (auto n = st::parse_hex_name(name, "wal-", ".log")) {
+      segments.emplace(*n, name);
+    } else if (auto m = st::parse_hex_name(name, "snap-", ".dat")) {
+      snapshots.emplace(*m, name);
+    } else if (name.size() > 4 && name.ends_with(".tmp")) {
+      fsys->remove(options.path / name);  // a snapshot whose commit a crash interrupted
+      rep.note += "removed unfinished " + name + "; ";
+    }
+  }
+
+  // The newest snapshot. A committed snapshot was synced before its rename: if it does not
+  // check out, that is damage, not a crash, and we refuse rather than silently go back in time.
+  absl::flat_hash_map<Key, Value, Hash, Eq> t;  // the state being recovered
+  std::uint64_t expect = 1;
+  if (!snapshots.empty()) {
+    const auto& [seq, name] = *snapshots.rbegin();
+    const auto path = options.path / name;
+    auto view = st::read_snapshot(*fsys, path, s->key_codec, s->value_codec);
+    if (view.seq != seq) throw storage_error(path, "read snapshot", 0, "file name and header disagree");
+    t.reserve(static_cast<std::size_t>(view.entries));
+    byte_reader r(view.data);
+    try {
+      for (std::uint64_t i = 0; i < view.entries; ++i) {
+        Key k = leftright::decode<Key>(r);
+        t.insert_or_assign(std::move(k), leftright::decode<Value>(r));
+      }
+      if (!r.empty()) throw storage_error({}, "decode", 0, "bytes after the last entry");
+    } catch (const storage_error& e) {
+      throw storage_error(path, "read snapshot", 0, e.what());
+    }
+    rep.snapshot_version = seq;
+    rep.snapshot_entries = view.entries;
+    expect = seq + 1;
+  }
+
+  // The log after it.
+  std::vector<std::pair<std::uint64_t, std::string>> segs(segments.begin(), segments.end());
+  for (std::size_t i = 0; i < segs.size(); ++i) {
+    const auto& [first, name] = segs[i];
+    const bool last = i + 1 == segs.size();
+    const std::uint64_t limit = last ? UINT64_MAX : segs[i + 1].first;  // the newer segment wins
+    const auto path = options.path / name;
+    if (!last && limit <= expect) continue;  // every record it could hold is covered already
+    if (first > expect) {
+      throw storage_error(path, "recover", 0,
+                          "log hole: the segment starts at version " + std::to_string(first) +
+                              ", the state before it ends at " + std::to_string(expect - 1));
+    }
+    auto f = fsys->open(path, st::open_mode::read_write);
+    const std::uint64_t size = f->size();
+    std::shared_ptr<st::mapping> m;
+    std::optional<st::segment_header_info> h;
+    if (size >= st::segment_header_size) {
+      m = f->map(static_cast<std::size_t>(size), false);
+      h = st::read_segment_header(std::span<const std::byte>(m->data(), m->size()), path,
+                                  s->key_codec, s->value_codec);
+    }
+    if (!h) {
+      if (!last) throw storage_error(path, "recover", 0, "segment header damaged (offset 0)");
+      m.reset();
+      f.reset();
+      fsys->remove(path);  // its creation was interrupted: no record can be in it
+      rep.note += "removed " + name + " (header never completed); ";
+      continue;
+    }
+    if (h->first_seq != first) throw storage_error(path, "recover", 0, "file name and header disagree");
+    const auto scan = st::scan_segment(std::span<const std::byte>(m->data(), m->size()), *h);
+    ++rep.segments_read;
+    for (const auto& rec : scan.records) {
+      if (rec.seq >= limit) break;
+      if (rec.seq < expect) continue;
+      try {
+        detail::apply_batch<Key, Value>(t, rec.payload);
+      } catch (const storage_error& e) {
+        throw storage_error(path, "recover", 0,
+                            "record " + std::to_string(rec.seq) + " at offset " + std::to_string(rec.offset) +
+                                " has a valid checksum but does not decode: " + e.what());
+      }
+      ++rep.records_replayed;
+      expect = rec.seq + 1;
+    }
+    const std::uint64_t ended = scan.first_seq + scan.records.size();  // first seq not read
+    if (scan.contradicting_offset) {
+      throw storage_error(path, "recover", 0,
+                          "the record for version " + std::to_string(ended) + " at offset " +
+                              std::to_string(scan.end_offset) + " is damaged, but a later record at offset " +
+                              std::to_string(*scan.contradicting_offset) + " says it was durable");
+    }
+    if (!last && ended < limit) {
+      // The log was cut here before (a crash, then a recovery that started the next segment at
+      // exactly this version), or the next segment leaves a hole.
+      if (limit > ended && limit != expect) {
+        throw storage_error(path, "recover", 0,
+                            "log hole after offset " + std::to_string(scan.end_offset) + ": version " +
+                                std::to_string(ended) + " is missing, the next segment starts at " +
+                                std::to_string(limit));
+      }
+    }
+    if (last && scan.torn) {
+      rep.tail_truncated = true;
+      rep.note += "cut the log at " + name + " offset " + std::to_string(scan.end_offset) +
+                  " (version " + std::to_string(ended) + " incompletely written); ";
+    }
+    f->sync();  // what we recovered from must be durable before new records claim it was
+  }
+  const std::uint64_t version = expect - 1;
+  rep.version = version;
+
+  // A fresh segment with a fresh salt: stale bytes can never be mistaken for new records.
+  if (segments.count(version + 1) != 0) {
+    fsys->remove(options.path / segments[version + 1]);  // holds nothing valid: we cut before it
+    fsys->sync_directory(options.path);
+  }
+  s->wal.mark_synced(version);
+  s->wal.set_sync_on_roll(options.durability != durability::none);
+  s->wal.roll(version + 1, 0, /*sync_previous=*/false);
+  rep.duration = std::chrono::steady_clock::now() - started;
+
+  auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync), version,
+                                                       detail::to_table<ops>(std::move(t)));
+  map_writer<Key, Value, Hash, Eq, Traits> inner(std::move(core));
+  auto r = inner.make_reader();
+  return {writer_t(std::move(inner), std::move(s)), std::move(r)};
+}
+
+}  // namespace leftright
