@@ -1,4 +1,7 @@
 // leftright: the umbrella header. Includes every public header; defines nothing.
 #pragma once
 
-#include "map.hpp"  // IWYU pragma: export
+#include "codec.hpp"          // IWYU pragma: export
+#include "durable_map.hpp"    // IWYU pragma: export
+#include "map.hpp"            // IWYU pragma: export
+#include "storage_error.hpp"  // IWYU pragma: export

@@ -105,7 +105,18 @@ class wal_writer {
   /// record of min_record bytes. The previous segment is synced first unless skip_sync.
   /// Creation: create, preallocate, write and sync the header, sync the directory, map.
   void roll(std::uint64_t first_seq, std::size_t min_record = 0, bool sync_previous = true) {
-    if (sync_previous) sync();
+    if (map_ && first_seq_ == first_seq && write_off_ == segment_header_size) {
+      // The current segment starts here and holds nothing (it is too small for this record):
+      // replace it rather than leave two segments starting at one version.
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        map_.reset();
+      }
+      fs_->remove(paths_.back());
+      paths_.pop_back();
+    } else if (sync_previous) {
+      sync();
+    }
     const std::size_t page = 4096;
     const std::size_t size = std::max(segment_size_, (segment_header_size + min_record + page - 1) / page * page);
     const fs::path path = dir_ / segment_name(first_seq);

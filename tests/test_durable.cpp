@@ -1,0 +1,285 @@
+// The durable map: round trips in every mode and for every built-in codec, checkpoints, what is
+// and is not persisted, and the recovery report.
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <leftright/durable_map.hpp>
+
+#include "test_support.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+/// A fresh directory under /tmp, removed with everything in it at scope exit.
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    std::string tmpl = (fs::temp_directory_path() / "leftright-test-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+leftright::durable_options options(const fs::path& p, leftright::durability d) {
+  leftright::durable_options o;
+  o.path = p / "map";
+  o.durability = d;
+  o.sync_interval = std::chrono::milliseconds(5);
+  o.segment_size = 1 << 16;  // small segments: exercise rolling
+  return o;
+}
+
+template <class Reader>
+auto contents(Reader& r) {
+  using guard_t = decltype(r.read());
+  std::map<std::decay_t<decltype(std::declval<typename guard_t::value_type>().first)>,
+           std::decay_t<decltype(std::declval<typename guard_t::value_type>().second)>>
+      m;
+  for (const auto& [k, v] : r.read()) m.emplace(k, v);
+  return m;
+}
+
+enum class color : std::uint8_t { red = 1, green = 2, blue = 3 };
+
+template <class T>
+T value_of(long i);
+template <>
+std::string value_of<std::string>(long i) {
+  i = std::labs(i);
+  return std::string(static_cast<std::size_t>(i % 50), 'a' + static_cast<char>(i % 26)) + '\0' + "z";
+}
+template <>
+std::uint64_t value_of<std::uint64_t>(long i) {
+  return static_cast<std::uint64_t>(i) * 0x9e3779b97f4a7c15ULL;
+}
+template <>
+std::vector<std::uint32_t> value_of<std::vector<std::uint32_t>>(long i) {
+  i = std::labs(i);
+  return std::vector<std::uint32_t>(static_cast<std::size_t>(i % 7), static_cast<std::uint32_t>(i));
+}
+template <>
+std::pair<double, std::string> value_of<std::pair<double, std::string>>(long i) {
+  return {static_cast<double>(i) / 3.0, std::to_string(i)};
+}
+template <>
+std::tuple<std::int16_t, color, float> value_of<std::tuple<std::int16_t, color, float>>(long i) {
+  return {static_cast<std::int16_t>(-i), static_cast<color>(1 + i % 3), static_cast<float>(i) * 0.5f};
+}
+template <>
+std::int32_t value_of<std::int32_t>(long i) {
+  return static_cast<std::int32_t>(-i * 1000);
+}
+
+}  // namespace
+
+using durable_kv = std::tuple<std::pair<std::uint64_t, std::string>, std::pair<std::string, std::uint64_t>,
+                              std::pair<std::int32_t, std::vector<std::uint32_t>>,
+                              std::pair<std::uint64_t, std::pair<double, std::string>>,
+                              std::pair<std::string, std::tuple<std::int16_t, color, float>>>;
+
+TEMPLATE_LIST_TEST_CASE("what was published reopens, in every mode and for every built-in codec",
+                        "[durable]", durable_kv) {
+  using K = typename TestType::first_type;
+  using V = typename TestType::second_type;
+  const auto mode = GENERATE(leftright::durability::none, leftright::durability::async,
+                             leftright::durability::sync);
+  temp_dir dir;
+  std::map<K, V> model;
+  {
+    auto [w, r] = leftright::open_map<K, V>(options(dir.path, mode));
+    CHECK(w.version() == 0);
+    CHECK(w.recovery().version == 0);
+    for (long b = 1; b <= 30; ++b) {
+      for (long i = 0; i < 20; ++i) {
+        const long k = (b * 7 + i * 13) % 97;
+        w.insert_or_assign(value_of<K>(k), value_of<V>(b * 100 + i));
+        model[value_of<K>(k)] = value_of<V>(b * 100 + i);
+      }
+      w.erase(value_of<K>(b % 97));
+      model.erase(value_of<K>(b % 97));
+      w.insert(value_of<K>(b % 5), value_of<V>(-b));  // only if absent
+      model.emplace(value_of<K>(b % 5), value_of<V>(-b));
+      CHECK(w.publish() == static_cast<std::uint64_t>(b));
+    }
+    CHECK(contents(r) == model);
+  }
+  auto [w, r] = leftright::open_map<K, V>(options(dir.path, mode));
+  CHECK(w.version() == 30);
+  CHECK(w.recovery().version == 30);
+  CHECK(w.recovery().records_replayed == 30);
+  CHECK_FALSE(w.recovery().tail_truncated);
+  CHECK(r.version() == 30);
+  CHECK(contents(r) == model);
+}
+
+TEST_CASE("checkpoint, more log, reopen; checkpoints remove the log they cover", "[durable]") {
+  temp_dir dir;
+  const auto o = options(dir.path, leftright::durability::sync);
+  std::map<std::uint64_t, std::string> model;
+  auto publish_batch = [&](auto& w, std::uint64_t b) {
+    for (std::uint64_t i = 0; i < 50; ++i) {
+      w.insert_or_assign(b * 1000 + i, std::string(100, static_cast<char>('a' + b % 26)));
+      model[b * 1000 + i] = std::string(100, static_cast<char>('a' + b % 26));
+    }
+    w.erase_if([b](const std::uint64_t& k, const std::string&) { return k % 1000 == b % 50; });
+    std::erase_if(model, [b](const auto& kv) { return kv.first % 1000 == b % 50; });
+    w.publish();
+  };
+  auto count_files = [&](const char* prefix) {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(o.path)) n += e.path().filename().string().rfind(prefix, 0) == 0;
+    return n;
+  };
+  {
+    auto [w, r] = leftright::open_map<std::uint64_t, std::string>(o);
+    for (std::uint64_t b = 1; b <= 40; ++b) publish_batch(w, b);
+    CHECK(count_files("wal-") > 1);  // 64 KiB segments: the log rolled
+    w.checkpoint();
+    CHECK(count_files("snap-") == 1);
+    CHECK(count_files("wal-") == 1);  // only the fresh segment after the checkpoint
+    for (std::uint64_t b = 41; b <= 60; ++b) publish_batch(w, b);
+    CHECK(w.checkpoints() == 1);
+  }
+  {
+    auto [w, r] = leftright::open_map<std::uint64_t, std::string>(o);
+    CHECK(w.recovery().snapshot_version == 40);
+    CHECK(w.recovery().records_replayed == 20);
+    CHECK(w.version() == 60);
+    CHECK(contents(r) == model);
+    w.checkpoint();
+    w.checkpoint();  // nothing new: still fine
+    for (std::uint64_t b = 61; b <= 62; ++b) publish_batch(w, b);
+  }
+  auto [w, r] = leftright::open_map<std::uint64_t, std::string>(o);
+  CHECK(w.recovery().snapshot_version == 60);
+  CHECK(w.recovery().records_replayed == 2);
+  CHECK(count_files("snap-") == 1);
+  CHECK(contents(r) == model);
+}
+
+TEST_CASE("an automatic checkpoint bounds the log", "[durable]") {
+  temp_dir dir;
+  auto o = options(dir.path, leftright::durability::none);
+  o.checkpoint_bytes = 1 << 18;
+  std::map<std::uint64_t, std::uint64_t> model;
+  {
+    auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(o);
+    for (std::uint64_t b = 1; b <= 300; ++b) {
+      for (std::uint64_t i = 0; i < 100; ++i) {
+        w.insert_or_assign(i * 7 + b % 3, b);
+        model[i * 7 + b % 3] = b;
+      }
+      w.publish();
+    }
+    CHECK(w.checkpoints() >= 2);
+  }
+  auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(o);
+  CHECK(w.version() == 300);
+  CHECK(w.recovery().snapshot_version > 0);
+  CHECK(contents(r) == model);
+}
+
+TEST_CASE("unpublished and discarded operations are never persisted", "[durable]") {
+  temp_dir dir;
+  const auto o = options(dir.path, leftright::durability::sync);
+  {
+    auto [w, r] = leftright::open_map<std::string, std::string>(o);
+    w.insert_or_assign("kept", "1");
+    w.publish();
+    w.insert_or_assign("discarded", "2");
+    w.discard();
+    w.publish();  // an empty batch: still a version
+    w.insert_or_assign("queued", "3");
+    w.clear();
+  }  // destroyed with two queued operations
+  auto [w, r] = leftright::open_map<std::string, std::string>(o);
+  CHECK(w.version() == 2);
+  CHECK(r.get("kept") == "1");
+  CHECK_FALSE(r.contains("discarded"));
+  CHECK_FALSE(r.contains("queued"));
+  CHECK(r.size() == 1);
+}
+
+TEST_CASE("clear and insert replay in order", "[durable]") {
+  temp_dir dir;
+  const auto o = options(dir.path, leftright::durability::sync);
+  {
+    auto [w, r] = leftright::open_map<int, int>(o);
+    for (int i = 0; i < 10; ++i) w.insert_or_assign(i, i);
+    w.publish();
+    w.clear();
+    w.insert(3, 30);
+    w.insert(3, 31);
+    w.publish();
+  }
+  auto [w, r] = leftright::open_map<int, int>(o);
+  CHECK(r.size() == 1);
+  CHECK(r.get(3) == 30);
+}
+
+TEST_CASE("large values (stored once, shared by both copies) survive a reopen", "[durable][shared]") {
+  using big = std::vector<std::uint64_t>;
+  temp_dir dir;
+  const auto o = options(dir.path, leftright::durability::none);
+  {
+    auto [w, r] = leftright::open_map<std::string, big>(o);
+    for (int i = 0; i < 100; ++i) w.insert_or_assign("k" + std::to_string(i), big(128, static_cast<std::uint64_t>(i)));
+    w.publish();
+    w.checkpoint();
+    w.insert_or_assign("k5", big(3, 5));
+    w.publish();
+  }
+  auto [w, r] = leftright::open_map<std::string, big>(o);
+  CHECK(r.size() == 100);
+  CHECK(r.get("k5") == big(3, 5));
+  CHECK(r.get("k99") == big(128, 99));
+}
+
+TEST_CASE("readers of a durable map outlive its writer; the directory can then be reopened",
+          "[durable]") {
+  temp_dir dir;
+  const auto o = options(dir.path, leftright::durability::async);
+  auto opened = leftright::open_map<int, int>(o);
+  auto r = std::move(opened.second);
+  {
+    auto w = std::move(opened.first);
+    w.insert_or_assign(1, 1);
+    w.publish();
+    w.flush();
+  }
+  CHECK(r.get(1) == 1);
+  auto [w2, r2] = leftright::open_map<int, int>(o);
+  CHECK(r2.get(1) == 1);
+  CHECK(r.get(1) == 1);  // the old reader still reads its own memory
+}
+
+TEST_CASE("try_publish logs only what it publishes", "[durable]") {
+  temp_dir dir;
+  const auto o = options(dir.path, leftright::durability::sync);
+  {
+    auto [w, r] = leftright::open_map<int, int>(o);
+    w.insert_or_assign(1, 1);
+    w.publish();
+    auto g = r.read();
+    w.insert_or_assign(2, 2);
+    CHECK(w.try_publish());  // g reads the current copy
+    w.insert_or_assign(3, 3);
+    CHECK_FALSE(w.try_publish());  // now g is in the copy to write: nothing published or logged
+  }
+  auto [w, r] = leftright::open_map<int, int>(o);
+  CHECK(w.version() == 2);
+  CHECK(r.contains(2));
+  CHECK_FALSE(r.contains(3));
+}
