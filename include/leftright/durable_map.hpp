@@ -231,7 +231,9 @@ class durable_writer {
   ///           sync mode, an msync).
   /// Exceptions: storage_error if the log cannot be written (the writer is then failed(): the
   ///             batch is not published, and nothing more will be); as map_writer::publish for
-  ///             a throwing copy (the batch stays queued, nothing written).
+  ///             a throwing copy (the batch stays queued, nothing written). An automatic
+  ///             checkpoint that fails after the batch was published does not throw here: the
+  ///             writer becomes failed() and the next call throws, saying why.
   std::uint64_t publish() {
     check_usable();
     const std::uint64_t v = inner_.impl_.publish_with(log_hook());
@@ -315,6 +317,7 @@ class durable_writer {
     recovery_report report;
     std::string payload;  // reused encoding buffer
     bool failed = false;
+    std::string failure;  // why, when known
     std::uint64_t checkpoints = 0;
     // durability::async
     std::thread syncer;
@@ -367,10 +370,20 @@ class durable_writer {
     };
   }
 
-  void after_publish() {
+  /// The automatic checkpoint. The batch is already published and logged, so a failure here
+  /// must not make publish() look failed: the writer stops (fail-stop) and the next call
+  /// reports why.
+  void after_publish() noexcept {
     auto& s = *st_;
-    if (s.opts.checkpoint_bytes != 0 && s.wal.bytes_since_checkpoint() >= s.opts.checkpoint_bytes) {
+    if (s.opts.checkpoint_bytes == 0 || s.wal.bytes_since_checkpoint() < s.opts.checkpoint_bytes) return;
+    try {
       checkpoint();
+    } catch (const std::exception& e) {
+      s.failed = true;
+      s.failure = std::string("automatic checkpoint failed: ") + e.what();
+    } catch (...) {
+      s.failed = true;
+      s.failure = "automatic checkpoint failed";
     }
   }
 
@@ -391,7 +404,8 @@ class durable_writer {
     if (st_->failed) {
       throw storage_error(st_->opts.path, "publish", 0,
                           "an earlier write or sync failed; this writer acknowledges nothing more "
-                          "(reopen the map to recover what was durable)");
+                          "(reopen the map to recover what was durable)" +
+                              (st_->failure.empty() ? std::string() : ": " + st_->failure));
     }
   }
   void fail() noexcept { st_->failed = true; }
@@ -525,7 +539,15 @@ open_map(const durable_options& options) {
                                   s->key_codec, s->value_codec);
     }
     if (!h) {
-      if (!last) throw storage_error(path, "recover", 0, "segment header damaged (offset 0)");
+      // roll() syncs a segment's header before it writes any record to it: a bad header is an
+      // interrupted creation only if nothing follows it; otherwise it is damage.
+      bool blank = true;
+      if (m) {
+        for (std::size_t p = st::segment_header_size; p < m->size() && blank; ++p) {
+          blank = m->data()[p] == std::byte{0};
+        }
+      }
+      if (!last || !blank) throw storage_error(path, "recover", 0, "segment header damaged (offset 0)");
       m.reset();
       f.reset();
       fsys->remove(path);  // its creation was interrupted: no record can be in it

@@ -157,12 +157,17 @@ class wal_writer {
     if (!map_ || seq != next_seq_ || write_off_ + need > map_->size()) {
       roll(seq, need, /*sync_previous=*/sync_on_roll_);
     }
+    std::uint64_t synced;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      synced = synced_seq_;  // the async syncer updates it
+    }
     std::byte* rec = map_->data() + write_off_;
     store_le<std::uint32_t>(rec + 4, static_cast<std::uint32_t>(payload.size()));
     store_le<std::uint32_t>(rec + 8, record_type_batch);
     store_le<std::uint32_t>(rec + 12, static_cast<std::uint32_t>(salt_));
     store_le<std::uint64_t>(rec + 16, seq);
-    store_le<std::uint64_t>(rec + 24, synced_seq_);
+    store_le<std::uint64_t>(rec + 24, synced);
     if (!payload.empty()) std::memcpy(rec + record_header_size, payload.data(), payload.size());
     std::memset(rec + record_header_size + payload.size(), 0, need - record_header_size - payload.size());
     // The crc last: a record is valid only once all of it is in place.
@@ -291,7 +296,7 @@ inline segment_scan scan_segment(std::span<const std::byte> seg, const segment_h
   // What follows: zeros (never written) is a clean end. Anything else is a torn tail, unless a
   // later valid record of this segment claims the missing one was already durable.
   for (std::size_t p = off; p < seg.size(); p += 8) {
-    std::uint64_t word;
+    std::uint64_t word = 0;
     std::memcpy(&word, seg.data() + p, std::min<std::size_t>(8, seg.size() - p));
     if (word == 0) continue;
     out.torn = true;

@@ -1,0 +1,124 @@
+/*
+ * leftright: a Promela model of the reader/writer epoch protocol in left_right.hpp and
+ * epoch.hpp, checked with spin (scripts/test runs it; see scripts/model).
+ *
+ * What it checks, over every interleaving:
+ *   - safety: no reader ever reads a copy while the writer writes it (the assertions);
+ *   - the writer's wait ends once the readers it waits for leave, and registering or
+ *     releasing a slot during a wait cannot deadlock: spin reports any state where some
+ *     process is blocked forever (an "invalid end state").
+ *
+ * Memory model: spin interleaves steps under sequential consistency, which is what the seq_cst
+ * reader mode provides for [R1], [R2], [W1], [W3] and the registry's [G2]/[G3]. The asymmetric
+ * mode reaches the same orders through membarrier (case C2 of the essay); that argument is not
+ * in this model.
+ *
+ * Map from model steps to the labels of the protocol essay:
+ *   acquire slot (under the registry lock)  -> reader_registry::acquire, [G2] publishes the slot
+ *   epoch[s]++ before loading read_ptr      -> [R1], then p = read_ptr is [R2]
+ *   read1 / read2 (assert !writing[p])      -> the reader's lookups in the pinned copy
+ *   epoch[s]++ after reading                -> [R3]
+ *   release slot (under the registry lock)  -> reader_registry::release (epoch left even)
+ *   wait: epoch[s] != seen[s]               -> [W4], step 1 of publish
+ *   writing[w] = 1 ... 0                    -> step 2 (replay + apply to the write copy)
+ *   read_ptr = w                            -> [W1], step 3
+ *   for each listed slot: seen = epoch      -> [G3] + [W3], step 4 (record odd epochs)
+ * Epochs are bounded here (each reader makes READS reads), so byte counters never wrap.
+ */
+
+#define SLOTS 2     /* reader slots: fewer than readers, so slots are reused */
+#define READERS 3
+#define READS 2     /* reads per reader */
+#define PUBLISHES 3
+
+byte read_ptr = 0;           /* which copy readers use */
+bool writing[2];             /* the writer is changing this copy */
+byte epoch[SLOTS];           /* odd: the slot's owner is inside a read */
+bool listed[SLOTS];          /* in the registry's list (never removed: the list is append-only) */
+bool in_use[SLOTS];          /* owned by a live reader */
+bool lock = 0;               /* the registry mutex */
+bool recorded[SLOTS];        /* the writer's record of the last swap: slot was inside ... */
+byte seen[SLOTS];            /* ... with this epoch */
+
+inline lock_registry() { atomic { lock == 0 -> lock = 1 } }
+inline unlock_registry() { lock = 0 }
+
+proctype reader() {
+  byte s = 255;
+  byte p;
+  byte i;
+  byte n = 0;
+  do
+  :: n == READS -> break
+  :: else ->
+     /* register: a free slot, reused or new */
+     lock_registry();
+     i = 0;
+     do
+     :: i == SLOTS -> break
+     :: i < SLOTS && !in_use[i] -> in_use[i] = 1; listed[i] = 1; s = i; break
+     :: i < SLOTS && in_use[i] -> i++
+     od;
+     unlock_registry();
+     if
+     :: s == 255 -> skip          /* no free slot now: try again later */
+     :: s != 255 ->
+        epoch[s]++;               /* [R1] odd: inside */
+        p = read_ptr;             /* [R2] */
+        assert(!writing[p]);      /* read1 */
+        assert(!writing[p]);      /* read2 */
+        epoch[s]++;               /* [R3] even: outside */
+        n++;
+        lock_registry();          /* release: the slot may be reused by another reader */
+        in_use[s] = 0;
+        unlock_registry();
+        s = 255
+     fi
+  od
+}
+
+proctype writer() {
+  byte k = 0;
+  byte i;
+  byte w;
+  byte e;
+  do
+  :: k == PUBLISHES -> break
+  :: else ->
+     /* step 1: wait for the readers recorded at the previous swap [W4] */
+     i = 0;
+     do
+     :: i == SLOTS -> break
+     :: i < SLOTS && !recorded[i] -> i++
+     :: i < SLOTS && recorded[i] -> (epoch[i] != seen[i]); recorded[i] = 0; i++
+     od;
+     /* step 2: write the copy readers do not use */
+     w = 1 - read_ptr;
+     writing[w] = 1;
+     writing[w] = 0;
+     /* step 3: the swap [W1] */
+     read_ptr = w;
+     /* step 4: record the readers inside now [G3][W3] */
+     i = 0;
+     do
+     :: i == SLOTS -> break
+     :: i < SLOTS ->
+        e = epoch[i];             /* one load, as in record_readers() */
+        if
+        :: listed[i] && (e % 2 == 1) -> recorded[i] = 1; seen[i] = e
+        :: else -> recorded[i] = 0
+        fi;
+        i++
+     od;
+     k++
+  od
+}
+
+init {
+  atomic {
+    run writer();
+    run reader();
+    run reader();
+    run reader()
+  }
+}
