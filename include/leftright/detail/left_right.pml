@@ -26,22 +26,30 @@
  * Epochs are bounded here (each reader makes READS reads), so byte counters never wrap.
  */
 
-#define SLOTS 2     /* reader slots: fewer than readers, so slots are reused */
+/* The configuration scripts/model checks (override with spin -DNAME=value):
+ * 3 readers share 2 slots, so slots are reused and epochs carry across owners; each reader
+ * makes READS reads; the writer makes PUBLISHES publishes. */
+#ifndef SLOTS
+#define SLOTS 2
+#endif
+#ifndef READERS
 #define READERS 3
-#define READS 2     /* reads per reader */
-#define PUBLISHES 3
+#endif
+#ifndef READS
+#define READS 1
+#endif
+#ifndef PUBLISHES
+#define PUBLISHES 4
+#endif
 
 byte read_ptr = 0;           /* which copy readers use */
 bool writing[2];             /* the writer is changing this copy */
 byte epoch[SLOTS];           /* odd: the slot's owner is inside a read */
 bool listed[SLOTS];          /* in the registry's list (never removed: the list is append-only) */
 bool in_use[SLOTS];          /* owned by a live reader */
-bool lock = 0;               /* the registry mutex */
+bool lock = 0;               /* the registry mutex (never held across a wait, so always free) */
 bool recorded[SLOTS];        /* the writer's record of the last swap: slot was inside ... */
 byte seen[SLOTS];            /* ... with this epoch */
-
-inline lock_registry() { atomic { lock == 0 -> lock = 1 } }
-inline unlock_registry() { lock = 0 }
 
 proctype reader() {
   byte s = 255;
@@ -51,15 +59,18 @@ proctype reader() {
   do
   :: n == READS -> break
   :: else ->
-     /* register: a free slot, reused or new */
-     lock_registry();
-     i = 0;
-     do
-     :: i == SLOTS -> break
-     :: i < SLOTS && !in_use[i] -> in_use[i] = 1; listed[i] = 1; s = i; break
-     :: i < SLOTS && in_use[i] -> i++
-     od;
-     unlock_registry();
+     /* register: a free slot, reused or new. Everything under the registry mutex is one step
+        (no other registry operation can interleave; the writer's walk reads only listed[],
+        which changes in one store, [G2]). */
+     atomic {
+       lock == 0;
+       i = 0;
+       do
+       :: i == SLOTS -> break
+       :: i < SLOTS && !in_use[i] -> in_use[i] = 1; listed[i] = 1; s = i; break
+       :: i < SLOTS && in_use[i] -> i++
+       od
+     }
      if
      :: s == 255 -> skip          /* no free slot now: try again later */
      :: s != 255 ->
@@ -69,9 +80,7 @@ proctype reader() {
         assert(!writing[p]);      /* read2 */
         epoch[s]++;               /* [R3] even: outside */
         n++;
-        lock_registry();          /* release: the slot may be reused by another reader */
-        in_use[s] = 0;
-        unlock_registry();
+        atomic { lock == 0; in_use[s] = 0 }  /* release: the slot may be reused by another reader */
         s = 255
      fi
   od
@@ -115,10 +124,12 @@ proctype writer() {
 }
 
 init {
+  byte r = 0;
   atomic {
     run writer();
-    run reader();
-    run reader();
-    run reader()
+    do
+    :: r < READERS -> run reader(); r++
+    :: else -> break
+    od
   }
 }
