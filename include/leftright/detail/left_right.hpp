@@ -76,6 +76,7 @@
 // ==============================================================================
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cassert>
 #include <cstdint>
@@ -339,6 +340,9 @@ class lr_writer {
       for (Op& op : replay_) Apply::second(w.value, std::move(op));
       verify(w.value, r.value, replay_.size());
       replay_.clear();
+      // Keep the log's memory proportional to the batches in flight: a one-off huge batch
+      // (a bulk load) must not pin its buffer for the life of the map.
+      if (replay_.capacity() > 2 * std::max<std::size_t>(pending_.size(), 4096)) replay_.shrink_to_fit();
       for (Op& op : pending_) Apply::first(w.value, op);
       before_swap(r.version + 1, static_cast<const std::vector<Op>&>(pending_));
     } catch (...) {
