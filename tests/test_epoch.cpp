@@ -32,7 +32,7 @@ TEST_CASE("released slots are reused, and their epoch is never reset", "[registr
   reader_slot* c = reg.acquire(true);
   CHECK(c == a);
   CHECK(c->asymmetric);
-  CHECK(c->depth == 0);
+  CHECK(c->nested == 0);
   CHECK(c->epoch.load(std::memory_order_relaxed) == 42);  // [T1]
   CHECK(reg.capacity() == 2);
   reg.release(b);

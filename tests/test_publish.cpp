@@ -159,3 +159,26 @@ TEST_CASE("sync_mode tells which barrier a map got", "[publish]") {
   CHECK(expected == leftright::reader_sync::seq_cst);  // the barrier is invisible to TSan
 #endif
 }
+
+TEST_CASE("nested guards keep the read open until the last one ends, in any order", "[publish]") {
+  auto [w, r] = leftright::make_map<int, int>();
+  w.insert_or_assign(1, 1);
+  w.publish();
+  auto outer = r.read();
+  auto inner = r.read();
+  auto inner2 = r.read();
+  CHECK(inner.version() == 1);
+  w.insert_or_assign(1, 2);
+  w.publish();  // retires the copy the three guards read
+  { auto gone = std::move(outer); }  // the outermost ends first ...
+  w.insert_or_assign(1, 3);
+  CHECK_FALSE(w.try_publish());      // ... but the nested ones still hold the read open
+  { auto gone = std::move(inner); }
+  CHECK_FALSE(w.try_publish());
+  CHECK(*inner2.find(1) == 1);       // still the snapshot, untouched
+  { auto gone = std::move(inner2); }
+  CHECK(w.try_publish());            // the last one ended the read
+  CHECK(r.get(1) == 3);
+  auto again = r.read();             // the reader's state is clean for the next read
+  CHECK(again.version() == 3);
+}

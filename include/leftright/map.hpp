@@ -58,12 +58,13 @@ class read_guard {
   using iterator = const_iterator;
 
   read_guard(read_guard&& other) noexcept
-      : slot_(std::exchange(other.slot_, nullptr)), copy_(other.copy_) {}
+      : slot_(std::exchange(other.slot_, nullptr)), copy_(other.copy_), outermost_(other.outermost_) {}
   read_guard& operator=(read_guard&& other) noexcept {
     if (this != &other) {
       reset();
       slot_ = std::exchange(other.slot_, nullptr);
       copy_ = other.copy_;
+      outermost_ = other.outermost_;
     }
     return *this;
   }
@@ -92,14 +93,15 @@ class read_guard {
 
  private:
   friend class map_reader<Key, Value, Hash, Eq, Traits>;
-  read_guard(detail::reader_slot* slot, const detail::versioned<table>* copy) noexcept
-      : slot_(slot), copy_(copy) {}
+  read_guard(detail::reader_slot* slot, std::pair<const detail::versioned<table>*, bool> entered) noexcept
+      : slot_(slot), copy_(entered.first), outermost_(entered.second) {}
   void reset() noexcept {
-    if (slot_ != nullptr) impl::leave(std::exchange(slot_, nullptr));
+    if (slot_ != nullptr) impl::leave(std::exchange(slot_, nullptr), outermost_);
   }
 
   detail::reader_slot* slot_;
   const detail::versioned<table>* copy_;
+  bool outermost_;  ///< only the outermost guard on a reader moves its epoch
 };
 
 /// A reader of the map: a registered slot. Copyable; a copy is a new, separately registered

@@ -25,8 +25,9 @@ struct alignas(cache_line) reader_slot {
   /// writer waiting for it to move away from an odd value it saw can never be fooled.
   std::atomic<std::uint64_t> epoch{0};
   // Reader-private: touched only by the thread that owns the slot (between acquire and release).
-  std::uint64_t depth = 0;        ///< nesting of read guards on this reader
   const void* pinned = nullptr;   ///< the copy the outermost guard pinned
+  std::uint32_t nested = 0;       ///< live guards nested in the current read
+  bool outer_done = false;        ///< the outermost guard ended before its nested ones
   bool asymmetric = false;        ///< this reader's half of the barrier (see barrier.hpp)
   /// The next older slot in the registry's list. Set before the slot is published and never
   /// changed after, so the writer can walk the list without a lock.
@@ -68,8 +69,9 @@ class reader_registry {
       head_.store(s, std::memory_order_seq_cst);
       ++count_;
     }
-    s->depth = 0;
     s->pinned = nullptr;
+    s->nested = 0;
+    s->outer_done = false;
     s->asymmetric = asymmetric;
     return s;
   }

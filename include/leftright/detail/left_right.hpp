@@ -13,7 +13,8 @@
 //
 // Reader enter:  e = own epoch; [R1] epoch = e+1 (odd); [R2] p = read_ptr; read *p ...
 // Reader leave:  [R3] epoch = e+2 (even).
-// Nested guards on one reader reuse the pinned p; only the outermost touches the epoch.
+// Nested guards on one reader (epoch already odd) reuse the pinned p; only the outermost one
+// touches the epoch.
 //
 // Writer publish(), with W the copy readers do not use, R the one they do:
 //   1. wait: for every (slot, e) recorded at the previous swap, [W4] wait until slot.epoch != e.
@@ -48,8 +49,9 @@
 //       walk began, so after [W1]; its first [R2] comes after, reads swap k+1's pointer or later.
 //   C4. The slot was released and reused during the wait: epochs are never reset, the new owner
 //       only increments, so "moved" still means the reader inside at the swap has left.
-//   C5. Nested guards: the inner one reuses the pinned pointer and leaves the epoch odd, so the
-//       reader counts as inside until the outermost guard ends, as it must.
+//   C5. Nested guards: a read() on a reader whose epoch is already odd reuses the pinned
+//       pointer and leaves the epoch alone; the epoch turns even only when the last guard of the
+//       read ends (in whatever order they end), so the reader counts as inside until then.
 //   C6. The writer is destroyed while readers read: readers own the core through shared_ptr;
 //       nothing writes either copy again, and the read copy stays what was published last.
 // Visibility: [W1] is a release (seq_cst) store and [R2] an acquire (or seq_cst) load, so all
@@ -167,7 +169,8 @@ class lr_reader {
   }
   ~lr_reader() {
     if (slot_ == nullptr) return;
-    assert(slot_->depth == 0 && "a read guard outlived its reader");
+    // [R0] relaxed: only this reader stores its epoch; odd would mean a guard is still alive.
+    assert((slot_->epoch.load(std::memory_order_relaxed) & 1) == 0 && "a read guard outlived its reader");
     core_->registry.release(slot_);
   }
   void swap(lr_reader& other) noexcept {
@@ -175,12 +178,16 @@ class lr_reader {
     std::swap(slot_, other.slot_);
   }
 
-  /// Enters a read and returns the copy to read. Wait-free: two stores, two loads.
-  const versioned<T>* enter() const noexcept {
+  /// Enters a read: the copy to read, and whether this is the outermost read on this reader
+  /// (only the outermost one moves the epoch). Wait-free: two stores, two loads.
+  std::pair<const versioned<T>*, bool> enter() const noexcept {
     reader_slot& s = *slot_;
-    if (s.depth++ != 0) return static_cast<const versioned<T>*>(s.pinned);
     // [R0] relaxed: only this reader ever stores its epoch.
     const std::uint64_t e = s.epoch.load(std::memory_order_relaxed);
+    if (e & 1) {  // nested in a read on this reader (case C5): same snapshot, no epoch change
+      ++s.nested;
+      return {static_cast<const versioned<T>*>(s.pinned), false};
+    }
     const versioned<T>* p;
     if (Mode == reader_sync::seq_cst || !s.asymmetric) {
       // [R1] seq_cst: marks us inside before [R2]; with [W1]/[W3] seq_cst too, the writer
@@ -198,11 +205,21 @@ class lr_reader {
       p = core_->read_ptr.load(std::memory_order_acquire);
     }
     s.pinned = p;
-    return p;
+    return {p, true};
   }
 
-  static void leave(reader_slot* s) noexcept {
-    if (--s->depth != 0) return;
+  /// Leaves a read entered with enter(); outermost: what enter() said. The read ends when the
+  /// last of its guards does, in whatever order they end.
+  static void leave(reader_slot* s, bool outermost) noexcept {
+    if (outermost) {
+      if (s->nested != 0) {  // nested guards still alive: the last of them ends the read
+        s->outer_done = true;
+        return;
+      }
+    } else {
+      if (--s->nested != 0 || !s->outer_done) return;
+      s->outer_done = false;
+    }
     // [R0] relaxed: only this reader ever stores its epoch.
     const std::uint64_t e = s->epoch.load(std::memory_order_relaxed);
     // [R3] release: every read of the pinned copy happens-before the writer's [W4]/[W5] load
