@@ -1,0 +1,521 @@
+// leftright benchmarks: the maps under test, each behind the same small adapter, so that every
+// scenario (bench_<scenario>.cpp) is written once and run against all of them.
+//
+// The adapter interface (Key is std::uint64_t or std::string, values are value_t):
+//   static constexpr std::string_view name;  // the map's name in benchmark names and tables
+//   static constexpr bool has_guard;         // one read guard can cover several lookups
+//   static constexpr bool batches_writes;    // write_batch() amortises synchronisation over its ops
+//   explicit Adapter(const std::vector<Key>& keys);  // fills keys[i] -> i; readable on return
+//   static void register_thread();           // once per thread that reads or writes (liburcu)
+//   class reader {                           // one per reading thread
+//     explicit reader(Adapter&);
+//     value_t get(const Key&);               // one guard (lock, epoch, RCU section) per lookup
+//     template <class F> void batch(F&& f);  // f(get) with one guard around all of f's lookups
+//   };
+//   template <class F> void write_batch(F&& body);  // body(put), put(const Key&, value_t);
+//                                                   // the ops are visible to readers on return
+//   void settle();                           // waits for deferred work (RCU callbacks)
+//   std::string label() const;               // a note for the benchmark's label
+// get() returns the value, or miss_value when the key is absent.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "absl/synchronization/mutex.h"
+#include <leftright/map.hpp>
+
+#if LEFTRIGHT_BENCH_WITH_TBB
+#include <oneapi/tbb/concurrent_hash_map.h>
+#endif
+#if LEFTRIGHT_BENCH_WITH_CUCKOO
+#include <libcuckoo/cuckoohash_map.hh>
+#endif
+#if LEFTRIGHT_BENCH_WITH_URCU
+// _LGPL_SOURCE (set by CMake) inlines liburcu's read-side fast paths, as a user after speed would.
+#include <urcu/urcu-memb.h>
+// The hash table header must come after the flavour's.
+#include <urcu/rculfhash.h>
+#endif
+
+namespace lrbench {
+
+using value_t = std::uint64_t;
+/// What get() returns for an absent key (no key is ever stored with this value).
+inline constexpr value_t miss_value = ~value_t{0};
+
+/// Every map hashes with absl::Hash, so the comparison is about the structures, not the hashes.
+template <class Key>
+using hash_t = absl::Hash<Key>;
+template <class Key>
+using plain_table = absl::flat_hash_map<Key, value_t, hash_t<Key>, std::equal_to<Key>>;
+
+// ------------------------------------------------------------------------------------------
+// The limit: one unsynchronized absl::flat_hash_map. Correct only while nobody writes it.
+// ------------------------------------------------------------------------------------------
+template <class Key>
+class limit_map {
+ public:
+  static constexpr std::string_view name = "limit";
+  static constexpr bool has_guard = false;
+  static constexpr bool batches_writes = false;
+
+  explicit limit_map(const std::vector<Key>& keys) {
+    for (std::size_t i = 0; i < keys.size(); ++i) m_.insert_or_assign(keys[i], value_t{i});
+  }
+  static void register_thread() {}
+
+  class reader {
+   public:
+    explicit reader(const limit_map& m) : m_(&m.m_) {}
+    value_t get(const Key& k) const {
+      auto it = m_->find(k);
+      return it == m_->end() ? miss_value : it->second;
+    }
+    template <class F>
+    void batch(F&& f) const {
+      f([this](const Key& k) { return get(k); });
+    }
+
+   private:
+    const plain_table<Key>* m_;
+  };
+
+  /// Single-threaded use only (the writer benchmark's baseline).
+  template <class F>
+  void write_batch(F&& body) {
+    body([this](const Key& k, value_t v) { m_.insert_or_assign(k, v); });
+  }
+  void settle() {}
+  std::string label() const { return {}; }
+
+ private:
+  plain_table<Key> m_;
+};
+
+// ------------------------------------------------------------------------------------------
+// std::shared_mutex around an absl map. The lock and the table sit on separate cache lines, so
+// the readers' lock traffic does not also evict the table header.
+// ------------------------------------------------------------------------------------------
+template <class Key>
+class shared_mutex_map {
+ public:
+  static constexpr std::string_view name = "shared_mutex";
+  static constexpr bool has_guard = true;
+  static constexpr bool batches_writes = true;
+
+  explicit shared_mutex_map(const std::vector<Key>& keys) {
+    for (std::size_t i = 0; i < keys.size(); ++i) m_.insert_or_assign(keys[i], value_t{i});
+  }
+  static void register_thread() {}
+
+  class reader {
+   public:
+    explicit reader(shared_mutex_map& m) : m_(&m) {}
+    value_t get(const Key& k) const {
+      std::shared_lock<std::shared_mutex> lock(m_->mu_);
+      return find(k);
+    }
+    template <class F>
+    void batch(F&& f) const {
+      std::shared_lock<std::shared_mutex> lock(m_->mu_);
+      f([this](const Key& k) { return find(k); });
+    }
+
+   private:
+    value_t find(const Key& k) const {
+      auto it = m_->m_.find(k);
+      return it == m_->m_.end() ? miss_value : it->second;
+    }
+    shared_mutex_map* m_;
+  };
+
+  template <class F>
+  void write_batch(F&& body) {
+    std::unique_lock<std::shared_mutex> lock(mu_);
+    body([this](const Key& k, value_t v) { m_.insert_or_assign(k, v); });
+  }
+  void settle() {}
+  std::string label() const { return {}; }
+
+ private:
+  alignas(64) std::shared_mutex mu_;
+  alignas(64) plain_table<Key> m_;
+};
+
+// ------------------------------------------------------------------------------------------
+// absl::Mutex in reader mode (ReaderMutexLock) around an absl map.
+// ------------------------------------------------------------------------------------------
+template <class Key>
+class absl_mutex_map {
+ public:
+  static constexpr std::string_view name = "absl_mutex";
+  static constexpr bool has_guard = true;
+  static constexpr bool batches_writes = true;
+
+  explicit absl_mutex_map(const std::vector<Key>& keys) {
+    absl::MutexLock lock(&mu_);
+    for (std::size_t i = 0; i < keys.size(); ++i) m_.insert_or_assign(keys[i], value_t{i});
+  }
+  static void register_thread() {}
+
+  class reader {
+   public:
+    explicit reader(absl_mutex_map& m) : m_(&m) {}
+    value_t get(const Key& k) const {
+      absl::ReaderMutexLock lock(&m_->mu_);
+      return find(k);
+    }
+    template <class F>
+    void batch(F&& f) const {
+      absl::ReaderMutexLock lock(&m_->mu_);
+      f([this](const Key& k) { return find(k); });
+    }
+
+   private:
+    value_t find(const Key& k) const ABSL_SHARED_LOCKS_REQUIRED(m_->mu_) {
+      auto it = m_->m_.find(k);
+      return it == m_->m_.end() ? miss_value : it->second;
+    }
+    absl_mutex_map* m_;
+  };
+
+  template <class F>
+  void write_batch(F&& body) {
+    absl::MutexLock lock(&mu_);
+    body([this](const Key& k, value_t v) ABSL_NO_THREAD_SAFETY_ANALYSIS { m_.insert_or_assign(k, v); });
+  }
+  void settle() {}
+  std::string label() const { return {}; }
+
+ private:
+  alignas(64) absl::Mutex mu_;
+  alignas(64) plain_table<Key> m_ ABSL_GUARDED_BY(mu_);
+};
+
+#if LEFTRIGHT_BENCH_WITH_TBB
+// ------------------------------------------------------------------------------------------
+// oneTBB concurrent_hash_map: a lock per bucket and a reader-writer lock per element; an
+// accessor holds the element's lock, so there is no guard spanning several lookups.
+// ------------------------------------------------------------------------------------------
+template <class Key>
+class tbb_map {
+  struct hash_compare {
+    std::size_t hash(const Key& k) const { return hash_t<Key>{}(k); }
+    bool equal(const Key& a, const Key& b) const { return a == b; }
+  };
+  using table = tbb::concurrent_hash_map<Key, value_t, hash_compare>;
+
+ public:
+  static constexpr std::string_view name = "tbb_chm";
+  static constexpr bool has_guard = false;
+  static constexpr bool batches_writes = false;
+
+  explicit tbb_map(const std::vector<Key>& keys) {
+    for (std::size_t i = 0; i < keys.size(); ++i) put(keys[i], value_t{i});
+  }
+  static void register_thread() {}
+
+  class reader {
+   public:
+    explicit reader(tbb_map& m) : m_(&m.m_) {}
+    value_t get(const Key& k) const {
+      typename table::const_accessor a;
+      return m_->find(a, k) ? a->second : miss_value;
+    }
+    template <class F>
+    void batch(F&& f) const {
+      f([this](const Key& k) { return get(k); });
+    }
+
+   private:
+    table* m_;
+  };
+
+  template <class F>
+  void write_batch(F&& body) {
+    body([this](const Key& k, value_t v) { put(k, v); });
+  }
+  void settle() {}
+  std::string label() const { return {}; }
+
+ private:
+  void put(const Key& k, value_t v) {
+    typename table::accessor a;
+    m_.insert(a, k);
+    a->second = v;
+  }
+  table m_;
+};
+#endif
+
+#if LEFTRIGHT_BENCH_WITH_CUCKOO
+// ------------------------------------------------------------------------------------------
+// libcuckoo cuckoohash_map: striped spinlocks, two buckets locked per lookup.
+// ------------------------------------------------------------------------------------------
+template <class Key>
+class cuckoo_map {
+  using table = libcuckoo::cuckoohash_map<Key, value_t, hash_t<Key>, std::equal_to<Key>>;
+
+ public:
+  static constexpr std::string_view name = "libcuckoo";
+  static constexpr bool has_guard = false;
+  static constexpr bool batches_writes = false;
+
+  explicit cuckoo_map(const std::vector<Key>& keys) {
+    for (std::size_t i = 0; i < keys.size(); ++i) m_.insert_or_assign(keys[i], value_t{i});
+  }
+  static void register_thread() {}
+
+  class reader {
+   public:
+    explicit reader(cuckoo_map& m) : m_(&m.m_) {}
+    value_t get(const Key& k) const {
+      value_t v;
+      return m_->find(k, v) ? v : miss_value;
+    }
+    template <class F>
+    void batch(F&& f) const {
+      f([this](const Key& k) { return get(k); });
+    }
+
+   private:
+    const table* m_;
+  };
+
+  template <class F>
+  void write_batch(F&& body) {
+    body([this](const Key& k, value_t v) { m_.insert_or_assign(k, v); });
+  }
+  void settle() {}
+  std::string label() const { return {}; }
+
+ private:
+  table m_;
+};
+#endif
+
+#if LEFTRIGHT_BENCH_WITH_URCU
+/// liburcu needs every thread that enters a read-side section (readers, and writers of cds_lfht)
+/// registered once; the registration is undone when the thread exits.
+inline void urcu_register_this_thread() {
+  struct registration {
+    registration() { urcu_memb_register_thread(); }
+    ~registration() { urcu_memb_unregister_thread(); }
+    registration(const registration&) = delete;
+    registration& operator=(const registration&) = delete;
+  };
+  thread_local registration r;
+  (void)r;
+}
+
+// ------------------------------------------------------------------------------------------
+// liburcu's RCU lock-free resizable hash table (cds_lfht), urcu-memb flavour (readers pay a
+// compiler barrier; synchronize_rcu pays a membarrier). Nodes are immutable: an overwrite
+// swaps in a new node (add_replace) and frees the old one after a grace period (call_rcu).
+// ------------------------------------------------------------------------------------------
+template <class Key>
+class urcu_map {
+  struct node : cds_lfht_node, rcu_head {
+    node(const Key& k, value_t v) : cds_lfht_node{}, rcu_head{}, key(k), value(v) {}
+    Key key;
+    value_t value;
+  };
+
+ public:
+  static constexpr std::string_view name = "urcu_lfht";
+  static constexpr bool has_guard = true;
+  static constexpr bool batches_writes = false;
+
+  explicit urcu_map(const std::vector<Key>& keys) {
+    unsigned long buckets = 1;
+    while (buckets < keys.size()) buckets <<= 1;
+    ht_ = cds_lfht_new_flavor(buckets, 1, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+                              &urcu_memb_flavor, nullptr);
+    if (ht_ == nullptr) throw std::bad_alloc();
+    register_thread();
+    for (std::size_t i = 0; i < keys.size(); ++i) put(keys[i], value_t{i});
+  }
+  urcu_map(const urcu_map&) = delete;
+  urcu_map& operator=(const urcu_map&) = delete;
+  // Fixtures live until the process exits; the table and its nodes are not reclaimed.
+
+  static void register_thread() { urcu_register_this_thread(); }
+
+  class reader {
+   public:
+    explicit reader(urcu_map& m) : ht_(m.ht_) { register_thread(); }
+    value_t get(const Key& k) const {
+      urcu_memb_read_lock();
+      const value_t v = find(ht_, k);
+      urcu_memb_read_unlock();
+      return v;
+    }
+    template <class F>
+    void batch(F&& f) const {
+      urcu_memb_read_lock();
+      f([this](const Key& k) { return find(ht_, k); });
+      urcu_memb_read_unlock();
+    }
+
+   private:
+    cds_lfht* ht_;
+  };
+
+  template <class F>
+  void write_batch(F&& body) {
+    body([this](const Key& k, value_t v) { put(k, v); });
+  }
+  /// Runs every pending call_rcu callback (frees the nodes that overwrites replaced).
+  void settle() { urcu_memb_barrier(); }
+  std::string label() const { return {}; }
+
+ private:
+  static unsigned long hash(const Key& k) { return static_cast<unsigned long>(hash_t<Key>{}(k)); }
+  static int match(cds_lfht_node* n, const void* key) {
+    return static_cast<const node*>(n)->key == *static_cast<const Key*>(key) ? 1 : 0;
+  }
+  static void free_node(rcu_head* h) { delete static_cast<node*>(h); }
+
+  /// Precondition: inside a read-side section.
+  static value_t find(cds_lfht* ht, const Key& k) {
+    cds_lfht_iter it;
+    cds_lfht_lookup(ht, hash(k), &match, &k, &it);
+    const cds_lfht_node* n = cds_lfht_iter_get_node(&it);
+    return n == nullptr ? miss_value : static_cast<const node*>(n)->value;
+  }
+
+  void put(const Key& k, value_t v) {
+    node* fresh = new node(k, v);
+    cds_lfht_node_init(fresh);
+    urcu_memb_read_lock();
+    cds_lfht_node* old = cds_lfht_add_replace(ht_, hash(k), &match, &fresh->key, fresh);
+    urcu_memb_read_unlock();
+    if (old != nullptr) urcu_memb_call_rcu(static_cast<node*>(old), &free_node);
+  }
+
+  cds_lfht* ht_ = nullptr;
+};
+#endif
+
+// ------------------------------------------------------------------------------------------
+// Ours: leftright::map, once per reader_sync mode.
+// ------------------------------------------------------------------------------------------
+struct seq_cst_traits : leftright::default_traits {
+  static constexpr leftright::reader_sync sync = leftright::reader_sync::seq_cst;
+  static constexpr std::string_view bench_name = "lr_seq_cst";
+};
+/// Asks for the asymmetric barrier; falls back to seq_cst where membarrier is refused. Which one
+/// a map got is in its label (and the suite's context).
+struct asymmetric_traits : leftright::default_traits {
+  static constexpr leftright::reader_sync sync = leftright::reader_sync::asymmetric;
+  static constexpr std::string_view bench_name = "lr_asym";
+};
+
+inline const char* sync_name(leftright::reader_sync s) {
+  switch (s) {
+    case leftright::reader_sync::automatic: return "automatic";
+    case leftright::reader_sync::seq_cst: return "seq_cst";
+    case leftright::reader_sync::asymmetric: return "asymmetric";
+  }
+  return "?";
+}
+
+template <class Key, class Traits>
+class lr_map {
+ public:
+  using writer_type = leftright::map_writer<Key, value_t, hash_t<Key>, std::equal_to<Key>, Traits>;
+  using reader_type = typename writer_type::reader;
+  using factory_type = typename writer_type::factory_type;
+
+  static constexpr std::string_view name = Traits::bench_name;
+  static constexpr bool has_guard = true;
+  static constexpr bool batches_writes = true;
+
+  /// Fills through the public API as a user would (no reserve), then publishes twice so that
+  /// both copies hold every entry and the log is empty: the steady state.
+  explicit lr_map(const std::vector<Key>& keys) : w_(make_writer()), f_(w_.factory()) {
+    for (std::size_t i = 0; i < keys.size(); ++i) w_.insert_or_assign(keys[i], value_t{i});
+    w_.publish();
+    w_.publish();
+  }
+  static void register_thread() {}
+
+  class reader {
+   public:
+    explicit reader(lr_map& m) : r_(m.f_.make_reader()) {}
+    value_t get(const Key& k) const {
+      auto g = r_.read();
+      const value_t* v = g.find(k);
+      return v == nullptr ? miss_value : *v;
+    }
+    template <class F>
+    void batch(F&& f) const {
+      auto g = r_.read();
+      f([&g](const Key& k) {
+        const value_t* v = g.find(k);
+        return v == nullptr ? miss_value : *v;
+      });
+    }
+
+   private:
+    reader_type r_;
+  };
+
+  /// The ops become one published batch.
+  template <class F>
+  void write_batch(F&& body) {
+    body([this](const Key& k, value_t v) { w_.insert_or_assign(k, v); });
+    w_.publish();
+  }
+  void settle() {}
+  leftright::reader_sync sync_mode() const { return w_.sync_mode(); }
+  std::string label() const { return std::string("sync=") + sync_name(w_.sync_mode()); }
+  writer_type& writer() { return w_; }
+
+ private:
+  static writer_type make_writer() {
+    return leftright::make_map<Key, value_t, hash_t<Key>, std::equal_to<Key>, Traits>().first;
+  }
+
+  writer_type w_;
+  factory_type f_;
+};
+
+template <class Key>
+using lr_seq_cst_map = lr_map<Key, seq_cst_traits>;
+template <class Key>
+using lr_asym_map = lr_map<Key, asymmetric_traits>;
+
+/// Calls f.template operator()<Adapter>() for every map compiled in, limit first.
+template <class Key, class F>
+void for_each_map(F&& f) {
+  f.template operator()<limit_map<Key>>();
+  f.template operator()<lr_seq_cst_map<Key>>();
+  f.template operator()<lr_asym_map<Key>>();
+  f.template operator()<shared_mutex_map<Key>>();
+  f.template operator()<absl_mutex_map<Key>>();
+#if LEFTRIGHT_BENCH_WITH_TBB
+  f.template operator()<tbb_map<Key>>();
+#endif
+#if LEFTRIGHT_BENCH_WITH_CUCKOO
+  f.template operator()<cuckoo_map<Key>>();
+#endif
+#if LEFTRIGHT_BENCH_WITH_URCU
+  f.template operator()<urcu_map<Key>>();
+#endif
+}
+
+template <class Map>
+inline constexpr bool is_limit = Map::name == std::string_view("limit");
+
+}  // namespace lrbench

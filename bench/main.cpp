@@ -1,0 +1,46 @@
+// leftright_bench's main: Google Benchmark's, with a short default --benchmark_min_time (0.1 s,
+// so the whole suite with 3 repetitions stays within minutes on 2 cores; pass the flag to
+// override), and the suite's context (which reader_sync the asymmetric variant resolved to,
+// which peers were compiled in) added to the console and JSON output.
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "adapters.hpp"
+
+int main(int argc, char** argv) {
+  std::vector<char*> args(argv, argv + argc);
+  static char default_min_time[] = "--benchmark_min_time=0.1";
+  bool has_min_time = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--benchmark_min_time", 20) == 0) has_min_time = true;
+  }
+  if (!has_min_time) args.insert(args.begin() + 1, default_min_time);
+  int n = static_cast<int>(args.size());
+  benchmark::Initialize(&n, args.data());
+  if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
+
+  // Ask a throwaway map which barrier an asymmetric request got on this kernel.
+  {
+    const auto probe = leftright::make_map<int, int, absl::Hash<int>, std::equal_to<int>,
+                                           lrbench::asymmetric_traits>();
+    benchmark::AddCustomContext("lr_asym_sync_mode", lrbench::sync_name(probe.first.sync_mode()));
+  }
+  std::string peers = "shared_mutex,absl_mutex";
+#if LEFTRIGHT_BENCH_WITH_TBB
+  peers += ",tbb_chm";
+#endif
+#if LEFTRIGHT_BENCH_WITH_CUCKOO
+  peers += ",libcuckoo";
+#endif
+#if LEFTRIGHT_BENCH_WITH_URCU
+  peers += ",urcu_lfht";
+#endif
+  benchmark::AddCustomContext("peers", peers);
+
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

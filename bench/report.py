@@ -1,0 +1,470 @@
+#!/usr/bin/env python3
+"""Turns leftright_bench's JSON output into bench/results/README.md and PNG charts.
+
+Usage: report.py RESULTS_JSON OUT_DIR [--build-dir DIR] [--elapsed SECONDS] [--command TEXT]
+
+Tables use the median of the repetitions (or the single run with --quick) and give every map's
+rate as a ratio to the limit (an unsynchronized absl::flat_hash_map) measured in the same run.
+Standard library only; the charts are drawn by gnuplot when it is installed.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+# Display order of the maps; anything else found in the results is appended.
+MAP_ORDER = ["limit", "lr_seq_cst", "lr_asym", "shared_mutex", "absl_mutex", "tbb_chm",
+             "libcuckoo", "urcu_lfht"]
+OURS = {"lr_seq_cst", "lr_asym"}
+MAP_NOTES = {
+    "limit": "one unsynchronized absl::flat_hash_map (never written while read)",
+    "lr_seq_cst": "leftright::map, reader_sync::seq_cst",
+    "lr_asym": "leftright::map, reader_sync::asymmetric (membarrier)",
+    "shared_mutex": "std::shared_mutex + absl::flat_hash_map",
+    "absl_mutex": "absl::Mutex (ReaderMutexLock) + absl::flat_hash_map",
+    "tbb_chm": "oneTBB concurrent_hash_map",
+    "libcuckoo": "libcuckoo cuckoohash_map",
+    "urcu_lfht": "liburcu cds_lfht, urcu-memb flavour",
+}
+
+
+def load(path):
+    with open(path) as f:
+        data = json.load(f)
+    runs = {}
+    for b in data.get("benchmarks", []):
+        if b.get("error_occurred"):
+            continue
+        kind = b.get("run_type")
+        if kind == "aggregate" and b.get("aggregate_name") != "median":
+            continue
+        name = b.get("run_name") or b["name"]
+        # A median beats a single iteration run of the same name.
+        if kind == "iteration" and name in runs and runs[name]["_median"]:
+            continue
+        b = dict(b)
+        b["_median"] = kind == "aggregate"
+        runs[name] = b
+    return data.get("context", {}), runs
+
+
+def parse(name):
+    """'lookup/limit/u64/1K/hit/guard1/real_time/threads:2' -> (['lookup', ...], {'threads': 2})."""
+    parts = name.split("/")
+    fields, opts = [], {}
+    for p in parts:
+        if p in ("real_time", "manual_time"):
+            continue
+        m = re.fullmatch(r"(threads|iterations|repeats|min_time):(.+)", p)
+        if m:
+            opts[m.group(1)] = m.group(2)
+        else:
+            fields.append(p)
+    opts["threads"] = int(opts.get("threads", 1))
+    return fields, opts
+
+
+def index(runs):
+    """{scenario: [(fields, opts, run)]}"""
+    out = {}
+    for name, r in runs.items():
+        fields, opts = parse(name)
+        out.setdefault(fields[0], []).append((fields[1:], opts, r))
+    return out
+
+
+def maps_in(entries, pos=0):
+    found = {f[pos] for f, _, _ in entries}
+    return [m for m in MAP_ORDER if m in found] + sorted(found - set(MAP_ORDER))
+
+
+def rate(v, unit=""):
+    if v is None:
+        return "–"
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.3g} {suffix}{unit}"
+    return f"{v:.3g} {unit}".strip()
+
+
+def ns(v):
+    if v is None:
+        return "–"
+    if v >= 1e6:
+        return f"{v / 1e6:.3g} ms"
+    if v >= 1e3:
+        return f"{v / 1e3:.3g} µs"
+    return f"{v:.0f} ns"
+
+
+def cell(v, ref):
+    if v is None:
+        return "–"
+    if ref:
+        return f"{rate(v)} ({v / ref:.2f}×)"
+    return rate(v)
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def best_peer(values):
+    """values: {map: rate}. The fastest map that is neither ours nor the limit."""
+    peers = {m: v for m, v in values.items() if m not in OURS and m != "limit" and v is not None}
+    if not peers:
+        return None, None
+    m = max(peers, key=peers.get)
+    return m, peers[m]
+
+
+# ----------------------------------------------------------------------------------------------
+# Sections
+
+
+def lookup_values(entries):
+    """{(key, size, mix, guard, threads): {map: items/s}}"""
+    vals = {}
+    for f, o, r in entries:
+        m, key, size, mix, guard = f[:5]
+        vals.setdefault((key, size, mix, guard, o["threads"]), {})[m] = r.get("items_per_second")
+    return vals
+
+
+def section_key_figures(entries):
+    vals = lookup_values(entries)
+    rows = []
+    for size in ("1M", "1K"):
+        for threads in (1, 2):
+            v = vals.get(("u64", size, "hit", "guard1", threads))
+            if not v:
+                continue
+            lim = v.get("limit")
+            peer, pv = best_peer(v)
+
+            def ratio(x):
+                return f"{x / lim:.2f}×" if (x is not None and lim) else "–"
+
+            rows.append([size, threads, rate(lim, "/s"), ratio(v.get("lr_seq_cst")),
+                         ratio(v.get("lr_asym")), f"{peer} {ratio(pv)}" if peer else "–"])
+    if not rows:
+        return ""
+    return ("## Key figures\n\nLookups of present `uint64_t` keys, one guard per lookup, as a ratio "
+            "to the limit measured in the same run (1.00× = as fast as an unsynchronized "
+            "absl::flat_hash_map).\n\n" +
+            table(["map size", "threads", "limit (lookups/s)", "lr_seq_cst", "lr_asym",
+                   "best peer"], rows) + "\n")
+
+
+def section_lookup(entries):
+    vals = lookup_values(entries)
+    maps = maps_in(entries)
+    out = ["## Lookups, no writer\n",
+           "Median lookups per second (all threads together), and in parentheses the ratio to "
+           "the limit in the same row. `hit`: every key present; `miss10`: 10% absent. `guard1`: "
+           "one guard (lock, epoch, RCU read section) per lookup; `guard16`: one per 16 lookups "
+           "(only maps where a guard can span lookups). Wall-clock time; 2 threads on this "
+           "2-core machine.\n"]
+    for key in ("u64", "str16"):
+        rows = []
+        for k in sorted(vals, key=lambda k: (k[1] != "1K", k[3] != "guard1", k[2] != "hit", k[4])):
+            if k[0] != key:
+                continue
+            v = vals[k]
+            lim = v.get("limit")
+            ref = lim if k[3] == "guard1" else vals.get((key, k[1], k[2], "guard1", k[4]), {}).get("limit")
+            rows.append([k[1], k[2], k[3], k[4]] + [cell(v.get(m), ref) for m in maps])
+        if rows:
+            out.append(f"### `{key}` keys\n")
+            out.append(table(["size", "mix", "guard", "threads"] + maps, rows) + "\n")
+    return "\n".join(out)
+
+
+def section_read_under_write(entries, lookups):
+    if not entries:
+        return ""
+    lvals = lookup_values(lookups)
+    maps = maps_in(entries)
+    vals = {}
+    for f, o, r in entries:
+        m, key, size, every = f[:4]
+        vals.setdefault((key, size, every.split(":")[1]), {})[m] = r
+    rows_r, rows_w = [], []
+    for k in sorted(vals, key=lambda k: (k[0] != "u64", int(k[2]))):
+        key, size, every = k
+        lim = lvals.get((key, size, "hit", "guard1", 1), {}).get("limit")
+        v = vals[k]
+        rows_r.append([key, every] + [cell(v[m].get("items_per_second"), lim) if m in v else "–"
+                                      for m in maps])
+        rows_w.append([key, every] + [rate(v[m].get("writer_ops_per_s")) if m in v else "–"
+                                      for m in maps])
+    return "\n".join([
+        "## Readers under a writer\n",
+        "One reader thread looks up present keys of the 1M map (one guard per lookup) while one "
+        "writer thread overwrites existing keys flat out. `every`: ours publishes every n "
+        "operations; the lock-based maps hold their exclusive lock for n operations; TBB, "
+        "libcuckoo and liburcu have no batches (n = 1 only). Reader rate, with the ratio to the "
+        "limit's lookups of the same keys with no writer (1 thread):\n",
+        table(["key", "every"] + maps, rows_r) + "\n",
+        "Writer operations per second during the same runs:\n",
+        table(["key", "every"] + maps, rows_w) + "\n"])
+
+
+def section_write(entries):
+    if not entries:
+        return ""
+    maps = maps_in(entries)
+    vals = {}
+    for f, o, r in entries:
+        m, key, size, batch = f[:4]
+        vals.setdefault((key, size, int(batch.split(":")[1])), {})[m] = r.get("items_per_second")
+    rows = []
+    for k in sorted(vals, key=lambda k: (k[0] != "u64", k[1] != "1K", k[2])):
+        key, size, batch = k
+        lim = vals[k].get("limit") or vals.get((key, size, 1), {}).get("limit")
+        rows.append([key, size, batch] + [cell(vals[k].get(m), lim) for m in maps])
+    return "\n".join([
+        "## Writer cost\n",
+        "Overwrites of existing keys per second, one thread, no readers, including making them "
+        "visible: ours publishes once per batch, the lock-based maps lock once per batch, the "
+        "others make each operation visible on its own (batch 1 only). Ratio to the limit's "
+        "`insert_or_assign` of the same keys into one absl map, run through the same batch "
+        "loop:\n",
+        table(["key", "size", "batch"] + maps, rows) + "\n"])
+
+
+def section_publish(entries):
+    if not entries:
+        return ""
+    rows = []
+    for f, o, r in sorted(entries, key=lambda e: (e[0][1] != "u64", e[0][0] != "lr_seq_cst", e[0][3])):
+        m, key, size, readers = f[:4]
+        rows.append([m, key, size, readers.split(":")[1], ns(r.get("p50_ns")), ns(r.get("p99_ns")),
+                     ns(r.get("p999_ns")), rate(r.get("items_per_second"), "/s"),
+                     rate(r.get("reader_lookups_per_s"), "/s") if "reader_lookups_per_s" in r else "–",
+                     r.get("label", "")])
+    return "\n".join([
+        "## publish() latency\n",
+        "One overwrite queued, then `publish()` timed alone, many times; percentiles of those "
+        "samples (median over the repetitions). With one reader thread doing back-to-back "
+        "lookups, one guard each, the writer may wait for it to leave, and in asymmetric mode "
+        "its membarrier interrupts the reader's CPU.\n",
+        table(["map", "key", "size", "readers", "p50", "p99", "p99.9", "publishes", "reader lookups",
+               "label"], rows) + "\n"])
+
+
+def section_memory(entries):
+    if not entries:
+        return ""
+    layouts = maps_in(entries)
+    layouts = [l for l in ("absl", "lr_one_batch", "lr_batches_1024") if l in layouts]
+    vals = {}
+    for f, o, r in entries:
+        layout, key, value, n = f[:4]
+        vals.setdefault((key, value, n), {})[layout] = r.get("bytes_per_entry")
+    rows = []
+    for k in sorted(vals, key=lambda k: (k[1] != "8B", k[1], k[0] != "u64")):
+        v = vals[k]
+        ref = v.get("absl")
+        rows.append(list(k) + [f"{v[l]:.0f} ({v[l] / ref:.2f}×)" if (l in v and ref) else "–"
+                               for l in layouts])
+    return "\n".join([
+        "## Memory per entry\n",
+        "Heap bytes per entry after building the map, one run (glibc mallinfo2 in-use delta, malloc "
+        "headers included), ours after two publishes (both copies full), with the ratio to one "
+        "absl::flat_hash_map. `lr_one_batch`: all entries inserted in one batch; "
+        "`lr_batches_1024`: published every 1024 inserts. Values: `8B` uint64_t; `1KiB` "
+        "std::array<char, 1024> (an entry above `max_inline_entry`: ours stores it once, shared "
+        "by both copies); `1KiB_str` a 1024-char std::string (a small entry owning a heap block: "
+        "each copy has its own).\n",
+        table(["key", "value", "entries"] + layouts, rows) + "\n"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Machine, charts
+
+
+def run(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return ""
+
+
+def compiler(build_dir):
+    cxx = None
+    cache = os.path.join(build_dir or "", "CMakeCache.txt")
+    if build_dir and os.path.exists(cache):
+        with open(cache) as f:
+            for line in f:
+                if line.startswith("CMAKE_CXX_COMPILER:"):
+                    cxx = line.split("=", 1)[1].strip()
+    cxx = cxx or shutil.which("c++") or "c++"
+    return (run([cxx, "--version"]).splitlines() or [cxx])[0]
+
+
+def machine(ctx, build_dir, elapsed, command):
+    lscpu = run(["lscpu"])
+    model = re.search(r"^Model name:\s*(.+)$", lscpu, re.M)
+    cores = re.search(r"^CPU\(s\):\s*(.+)$", lscpu, re.M)
+    hyp = re.search(r"^Hypervisor vendor:\s*(.+)$", lscpu, re.M)
+    caches = ", ".join(f"L{c['level']} {c['type'][0].lower() if c['type'] != 'Unified' else ''}"
+                       f"{c['size'] // 1024} KiB" for c in ctx.get("caches", []))
+    pkgs = []
+    for p in ("libabsl-dev", "libbenchmark-dev", "libtbb-dev", "libcuckoo-dev", "liburcu-dev"):
+        v = run(["dpkg-query", "-W", "-f=${Version}", p])
+        if v:
+            pkgs.append(f"{p} {v}")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rev = run(["git", "-C", repo, "rev-parse", "--short", "HEAD"])
+    dirty = run(["git", "-C", repo, "status", "--porcelain", "--", "include"])
+    load = ctx.get("load_avg")
+    lines = [
+        f"- CPU: {model.group(1) if model else platform.processor()}, "
+        f"{cores.group(1) if cores else ctx.get('num_cpus')} CPUs"
+        + (f" ({hyp.group(1)} guest)" if hyp else "")
+        + (f", {ctx['mhz_per_cpu']} MHz" if ctx.get("mhz_per_cpu") else "")
+        + (f"; caches {caches}" if caches else ""),
+        f"- Kernel: {platform.release()}",
+        f"- Compiler: {compiler(build_dir)} (-O2)",
+        f"- leftright: commit {rev}" + (" with uncommitted changes under include/" if dirty else "")
+        if rev else "",
+        f"- Libraries: {', '.join(pkgs)}" if pkgs else "- Libraries: (dpkg-query unavailable)",
+        f"- Date: {ctx.get('date', datetime.datetime.now().isoformat())}",
+        f"- Load average when the suite started: {', '.join(f'{x:.2f}' for x in load)}" if load else "",
+        f"- Asymmetric variant's reader_sync in force: `{ctx.get('lr_asym_sync_mode', '?')}`",
+        f"- Peers compiled in: {ctx.get('peers', '?')}",
+        f"- Google Benchmark library build type: {ctx.get('library_build_type', '?')} "
+        "(Debian's; it does not affect the code measured)",
+    ]
+    if elapsed:
+        lines.append(f"- Suite wall time: {float(elapsed):.0f} s")
+    if command:
+        lines.append(f"- Command: `{command.strip()}`")
+    return "## Machine\n\n" + "\n".join(l for l in lines if l) + "\n"
+
+
+def charts(lookups, out_dir):
+    gp = shutil.which("gnuplot")
+    if not gp or not lookups:
+        return []
+    vals = lookup_values(lookups)
+    maps = maps_in(lookups)
+    made = []
+    with tempfile.TemporaryDirectory() as tmp:
+        # Reader scaling: lookups/s by thread count, one line per map, one panel per key/size.
+        panels = []
+        for key in ("u64", "str16"):
+            for size in ("1K", "1M"):
+                dat = os.path.join(tmp, f"scale_{key}_{size}.dat")
+                with open(dat, "w") as f:
+                    f.write("# threads " + " ".join(maps) + "\n")
+                    for t in (1, 2):
+                        v = vals.get((key, size, "hit", "guard1", t), {})
+                        f.write(f"{t} " + " ".join(f"{(v.get(m) or float('nan')) / 1e6:.4f}" for m in maps) + "\n")
+                panels.append((key, size, dat))
+        png = os.path.join(out_dir, "reader_scaling.png")
+        script = ["set terminal pngcairo size 1400,1000 font 'sans,10'", "set termoption noenhanced",
+                  f"set output '{png}'",
+                  "set multiplot layout 2,2 title 'Reader scaling: hits, one guard per lookup, no writer'",
+                  "set xrange [0.8:2.2]", "set xtics 1", "set xlabel 'reader threads'",
+                  "set ylabel 'M lookups/s (all threads)'", "set key outside right", "set grid ytics",
+                  "set logscale y"]
+        for key, size, dat in panels:
+            plots = ", ".join(f"'{dat}' using 1:{i + 2} with linespoints lw 2 title '{m}'"
+                              for i, m in enumerate(maps))
+            script += [f"set title '{key} keys, {size} map'", f"plot {plots}"]
+        script.append("unset multiplot")
+        gp_file = os.path.join(tmp, "scaling.gp")
+        with open(gp_file, "w") as f:
+            f.write("\n".join(script) + "\n")
+        subprocess.run([gp, gp_file], check=False)
+        if os.path.exists(png):
+            made.append("reader_scaling.png")
+
+        # Lookups by map size: per map, hits and 10% misses, one panel per key type and size.
+        png = os.path.join(out_dir, "lookup_by_size.png")
+        script = ["set terminal pngcairo size 1400,1000 font 'sans,10'", "set termoption noenhanced",
+                  f"set output '{png}'",
+                  "set multiplot layout 2,2 title 'Lookups by map size: 1 thread, one guard per "
+                  "lookup, no writer'",
+                  "set style data histogram", "set style histogram cluster gap 1",
+                  "set style fill solid 0.8 border -1", "set boxwidth 0.9", "set grid ytics",
+                  "set ylabel 'M lookups/s'", "set key top right", "set xtics rotate by -30",
+                  "set yrange [0:*]"]
+        for key in ("u64", "str16"):
+            for size in ("1K", "1M"):
+                mixes = [(mix, title) for mix, title in (("hit", "all hits"), ("miss10", "10% misses"))
+                         if any(vals.get((key, size, mix, "guard1", 1), {}).get(m) for m in maps)]
+                if not mixes:
+                    continue
+                dat = os.path.join(tmp, f"size_{key}_{size}.dat")
+                with open(dat, "w") as f:
+                    f.write("# map " + " ".join(mix for mix, _ in mixes) + "\n")
+                    for m in maps:
+                        row = [vals.get((key, size, mix, "guard1", 1), {}).get(m) for mix, _ in mixes]
+                        f.write(m + " " + " ".join(f"{(x or 0) / 1e6:.4f}" for x in row) + "\n")
+                plots = ", ".join((f"'{dat}' using {i + 2}:xtic(1)" if i == 0 else f"'' using {i + 2}") +
+                                  f" title '{title}'" for i, (_, title) in enumerate(mixes))
+                script += [f"set title '{key} keys, {size} map'", f"plot {plots}"]
+        script.append("unset multiplot")
+        gp_file = os.path.join(tmp, "size.gp")
+        with open(gp_file, "w") as f:
+            f.write("\n".join(script) + "\n")
+        subprocess.run([gp, gp_file], check=False)
+        if os.path.exists(png):
+            made.append("lookup_by_size.png")
+    return made
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results")
+    ap.add_argument("out_dir")
+    ap.add_argument("--build-dir")
+    ap.add_argument("--elapsed")
+    ap.add_argument("--command")
+    a = ap.parse_args()
+
+    ctx, runs = load(a.results)
+    if not runs:
+        print(f"report.py: no benchmark results in {a.results}", file=sys.stderr)
+        return 1
+    idx = index(runs)
+    lookups = idx.get("lookup", [])
+    os.makedirs(a.out_dir, exist_ok=True)
+    made = charts(lookups, a.out_dir)
+
+    maps_seen = sorted({m for e in idx.get("lookup", []) + idx.get("write", []) for m in [e[0][0]]},
+                       key=lambda m: MAP_ORDER.index(m) if m in MAP_ORDER else 99)
+    parts = [
+        "# leftright benchmark results\n",
+        "Generated by `scripts/bench` (bench/report.py) from `results.json` in this folder; "
+        "the console output is in `console.txt`. Every figure is the median of the repetitions. "
+        "All maps, including the limit, ran in the same binary and the same run.\n",
+        "Maps: " + "; ".join(f"`{m}`: {MAP_NOTES.get(m, m)}" for m in maps_seen) + ".\n",
+        machine(ctx, a.build_dir, a.elapsed, a.command),
+        section_key_figures(lookups),
+    ]
+    if made:
+        parts.append("## Charts\n\n" + "\n\n".join(f"![{p}]({p})" for p in made) + "\n")
+    parts += [section_lookup(lookups), section_read_under_write(idx.get("read_under_write", []), lookups),
+              section_write(idx.get("write", [])), section_publish(idx.get("publish", [])),
+              section_memory(idx.get("memory", []))]
+    with open(os.path.join(a.out_dir, "README.md"), "w") as f:
+        f.write("\n".join(p for p in parts if p))
+    print(f"report.py: wrote {os.path.join(a.out_dir, 'README.md')}" +
+          (f" and {', '.join(made)}" if made else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
