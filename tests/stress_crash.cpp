@@ -55,6 +55,8 @@
 
 #include "test_support.hpp"
 
+using lrtest::temp_dir;
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -67,27 +69,6 @@ constexpr std::size_t segment_size = 12 << 10;  // small: segments roll every ~4
 constexpr int max_delay_ms = 50;
 
 /// A directory from mkdtemp, removed with everything in it at the end of the test. (A forked
-/// child leaves through _exit() and never runs this destructor.)
-class temp_dir {
- public:
-  explicit temp_dir(const char* tag) {
-    std::string templ = std::string("/tmp/leftright-") + tag + "-XXXXXX";
-    if (::mkdtemp(templ.data()) == nullptr) {
-      throw std::system_error(errno, std::generic_category(), "mkdtemp");
-    }
-    path_ = templ;
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const noexcept { return path_; }
-
- private:
-  fs::path path_;
-};
 
 /// The i-th key batch b writes (8 distinct keys per batch; batches overlap).
 std::uint64_t batch_key(std::uint64_t b, int i) {

@@ -48,37 +48,12 @@
 
 #include "test_support.hpp"
 
+using lrtest::failure_log;
+
 namespace {
 
 constexpr std::uint64_t key_count = 64;
 
-/// Failures found by worker threads; asserted by the main thread after join().
-class failure_log {
- public:
-  template <class... Parts>
-  void add(const Parts&... parts) {
-    std::ostringstream out;
-    (out << ... << parts);
-    std::lock_guard<std::mutex> lock(mu_);
-    if (first_.size() < 10) first_.push_back(out.str());
-    ++count_;
-  }
-  long count() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return count_;
-  }
-  std::string summary() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::string s = std::to_string(count_) + " failures";
-    for (const std::string& f : first_) s += "\n  " + f;
-    return s;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::vector<std::string> first_;
-  long count_ = 0;
-};
 
 /// Aborts the process with a message if not destroyed within the limit: turns a deadlock into a
 /// prompt, named failure instead of a ctest timeout.

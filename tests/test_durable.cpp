@@ -18,19 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// A fresh directory under /tmp, removed with everything in it at scope exit.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string tmpl = (fs::temp_directory_path() / "leftright-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 leftright::durable_options options(const fs::path& p, leftright::durability d) {
   leftright::durable_options o;
@@ -95,10 +82,10 @@ TEMPLATE_LIST_TEST_CASE("what was published reopens, in every mode and for every
   using V = typename TestType::second_type;
   const auto mode = GENERATE(leftright::durability::none, leftright::durability::async,
                              leftright::durability::sync);
-  temp_dir dir;
+  lrtest::temp_dir dir("durable");
   std::map<K, V> model;
   {
-    auto [w, r] = leftright::open_map<K, V>(options(dir.path, mode));
+    auto [w, r] = leftright::open_map<K, V>(options(dir.path(), mode));
     CHECK(w.version() == 0);
     CHECK(w.recovery().version == 0);
     for (long b = 1; b <= 30; ++b) {
@@ -115,7 +102,7 @@ TEMPLATE_LIST_TEST_CASE("what was published reopens, in every mode and for every
     }
     CHECK(contents(r) == model);
   }
-  auto [w, r] = leftright::open_map<K, V>(options(dir.path, mode));
+  auto [w, r] = leftright::open_map<K, V>(options(dir.path(), mode));
   CHECK(w.version() == 30);
   CHECK(w.recovery().version == 30);
   CHECK(w.recovery().records_replayed == 30);
@@ -125,8 +112,8 @@ TEMPLATE_LIST_TEST_CASE("what was published reopens, in every mode and for every
 }
 
 TEST_CASE("checkpoint, more log, reopen; checkpoints remove the log they cover", "[durable]") {
-  temp_dir dir;
-  const auto o = options(dir.path, leftright::durability::sync);
+  lrtest::temp_dir dir("durable");
+  const auto o = options(dir.path(), leftright::durability::sync);
   std::map<std::uint64_t, std::string> model;
   auto publish_batch = [&](auto& w, std::uint64_t b) {
     for (std::uint64_t i = 0; i < 50; ++i) {
@@ -170,8 +157,8 @@ TEST_CASE("checkpoint, more log, reopen; checkpoints remove the log they cover",
 }
 
 TEST_CASE("an automatic checkpoint bounds the log", "[durable]") {
-  temp_dir dir;
-  auto o = options(dir.path, leftright::durability::none);
+  lrtest::temp_dir dir("durable");
+  auto o = options(dir.path(), leftright::durability::none);
   o.checkpoint_bytes = 1 << 18;
   std::map<std::uint64_t, std::uint64_t> model;
   {
@@ -192,8 +179,8 @@ TEST_CASE("an automatic checkpoint bounds the log", "[durable]") {
 }
 
 TEST_CASE("unpublished and discarded operations are never persisted", "[durable]") {
-  temp_dir dir;
-  const auto o = options(dir.path, leftright::durability::sync);
+  lrtest::temp_dir dir("durable");
+  const auto o = options(dir.path(), leftright::durability::sync);
   {
     auto [w, r] = leftright::open_map<std::string, std::string>(o);
     w.insert_or_assign("kept", "1");
@@ -213,8 +200,8 @@ TEST_CASE("unpublished and discarded operations are never persisted", "[durable]
 }
 
 TEST_CASE("clear and insert replay in order", "[durable]") {
-  temp_dir dir;
-  const auto o = options(dir.path, leftright::durability::sync);
+  lrtest::temp_dir dir("durable");
+  const auto o = options(dir.path(), leftright::durability::sync);
   {
     auto [w, r] = leftright::open_map<int, int>(o);
     for (int i = 0; i < 10; ++i) w.insert_or_assign(i, i);
@@ -231,8 +218,8 @@ TEST_CASE("clear and insert replay in order", "[durable]") {
 
 TEST_CASE("large values (stored once, shared by both copies) survive a reopen", "[durable][shared]") {
   using big = std::vector<std::uint64_t>;
-  temp_dir dir;
-  const auto o = options(dir.path, leftright::durability::none);
+  lrtest::temp_dir dir("durable");
+  const auto o = options(dir.path(), leftright::durability::none);
   {
     auto [w, r] = leftright::open_map<std::string, big>(o);
     for (int i = 0; i < 100; ++i) w.insert_or_assign("k" + std::to_string(i), big(128, static_cast<std::uint64_t>(i)));
@@ -249,8 +236,8 @@ TEST_CASE("large values (stored once, shared by both copies) survive a reopen", 
 
 TEST_CASE("readers of a durable map outlive its writer; the directory can then be reopened",
           "[durable]") {
-  temp_dir dir;
-  const auto o = options(dir.path, leftright::durability::async);
+  lrtest::temp_dir dir("durable");
+  const auto o = options(dir.path(), leftright::durability::async);
   auto opened = leftright::open_map<int, int>(o);
   auto r = std::move(opened.second);
   {
@@ -266,8 +253,8 @@ TEST_CASE("readers of a durable map outlive its writer; the directory can then b
 }
 
 TEST_CASE("try_publish logs only what it publishes", "[durable]") {
-  temp_dir dir;
-  const auto o = options(dir.path, leftright::durability::sync);
+  lrtest::temp_dir dir("durable");
+  const auto o = options(dir.path(), leftright::durability::sync);
   {
     auto [w, r] = leftright::open_map<int, int>(o);
     w.insert_or_assign(1, 1);

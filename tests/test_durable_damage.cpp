@@ -63,6 +63,8 @@
 
 #include "test_support.hpp"
 
+using lrtest::temp_dir;
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -73,28 +75,6 @@ using leftright::storage_error;
 // Files and directories.
 
 /// A directory from mkdtemp, removed with everything in it when destroyed. (Forked children
-/// leave through _exit() and never run this destructor.)
-class temp_dir {
- public:
-  explicit temp_dir(const char* tag) {
-    std::string templ = std::string("/tmp/leftright-") + tag + "-XXXXXX";
-    if (::mkdtemp(templ.data()) == nullptr) {
-      throw std::system_error(errno, std::generic_category(), "mkdtemp");
-    }
-    path_ = templ;
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  ~temp_dir() {
-    std::error_code ec;
-    fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const noexcept { return path_; }
-
- private:
-  fs::path path_;
-};
 
 std::vector<unsigned char> read_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

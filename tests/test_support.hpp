@@ -3,11 +3,19 @@
 #pragma once
 
 #include <atomic>
+#include <cerrno>
+#include <filesystem>
+#include <mutex>
+#include <sstream>
+#include <system_error>
+#include <vector>
 #include <cstdint>
 #include <cstdlib>
 #include <random>
 #include <stdexcept>
 #include <string>
+
+#include <stdlib.h>
 
 #include <catch2/catch.hpp>
 #include <leftright/map.hpp>
@@ -109,5 +117,57 @@ T make(long i) {
     return static_cast<T>(i);
   }
 }
+
+/// Failures found by worker threads (Catch2 assertions are not thread-safe); the main thread
+/// asserts on count() after join().
+class failure_log {
+ public:
+  template <class... Parts>
+  void add(const Parts&... parts) {
+    std::ostringstream out;
+    (out << ... << parts);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (first_.size() < 10) first_.push_back(out.str());
+    ++count_;
+  }
+  long count() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return count_;
+  }
+  std::string summary() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string s = std::to_string(count_) + " failures";
+    for (const std::string& f : first_) s += "\n  " + f;
+    return s;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> first_;
+  long count_ = 0;
+};
+
+/// A fresh directory /tmp/leftright-<tag>-XXXXXX, removed with everything in it at scope exit.
+class temp_dir {
+ public:
+  explicit temp_dir(const char* tag) {
+    std::string templ = std::string("/tmp/leftright-") + tag + "-XXXXXX";
+    if (::mkdtemp(templ.data()) == nullptr) {
+      throw std::system_error(errno, std::generic_category(), "mkdtemp");
+    }
+    path_ = templ;
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::permissions(path_, std::filesystem::perms::owner_all, std::filesystem::perm_options::add, ec);
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
 
 }  // namespace lrtest
