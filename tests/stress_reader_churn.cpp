@@ -49,42 +49,13 @@
 #include "test_support.hpp"
 
 using lrtest::failure_log;
+using lrtest::watchdog;
 
 namespace {
 
 constexpr std::uint64_t key_count = 64;
 
 
-/// Aborts the process with a message if not destroyed within the limit: turns a deadlock into a
-/// prompt, named failure instead of a ctest timeout.
-class watchdog {
- public:
-  watchdog(std::chrono::seconds limit, const char* what)
-      : thread_([this, limit, what] {
-          std::unique_lock<std::mutex> lock(mu_);
-          if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
-            std::fprintf(stderr, "watchdog: '%s' did not finish within %lld s (deadlock?)\n", what,
-                         static_cast<long long>(limit.count()));
-            std::abort();
-          }
-        }) {}
-  watchdog(const watchdog&) = delete;
-  watchdog& operator=(const watchdog&) = delete;
-  ~watchdog() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;  // last: starts after the members it uses exist
-};
 
 /// Entries above max_inline_entry bytes take the shared layout (one node per entry, both copies
 /// point at it, freed by writer-only reference counts).

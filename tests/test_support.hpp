@@ -3,6 +3,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <thread>
 #include <cerrno>
 #include <filesystem>
 #include <mutex>
@@ -168,6 +172,37 @@ class temp_dir {
 
  private:
   std::filesystem::path path_;
+};
+
+/// Aborts the test binary with a message if a scope (a stress test) runs longer than a limit:
+/// a deadlock fails loudly instead of hanging CI.
+class watchdog {
+ public:
+  watchdog(std::chrono::seconds limit, const char* what)
+      : thread_([this, limit, what] {
+          std::unique_lock<std::mutex> lock(mu_);
+          if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
+            std::fprintf(stderr, "watchdog: '%s' did not finish within %lld s (deadlock?)\n", what,
+                         static_cast<long long>(limit.count()));
+            std::abort();
+          }
+        }) {}
+  watchdog(const watchdog&) = delete;
+  watchdog& operator=(const watchdog&) = delete;
+  ~watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;  // last: starts after the members it uses exist
 };
 
 }  // namespace lrtest
