@@ -112,8 +112,7 @@ class wal_writer {
         std::lock_guard<std::mutex> lock(mu_);
         map_.reset();
       }
-      fs_->remove(paths_.back());
-      paths_.pop_back();
+      fs_->remove(path_);
     } else if (sync_previous) {
       sync();
     }
@@ -135,7 +134,7 @@ class wal_writer {
     write_off_ = segment_header_size;
     synced_off_ = segment_header_size;
     next_seq_ = first_seq;
-    paths_.push_back(path);
+    path_ = path;
     bytes_since_checkpoint_ += segment_header_size;
   }
 
@@ -206,20 +205,11 @@ class wal_writer {
   /// Log bytes written since reset_checkpoint_bytes().
   std::uint64_t bytes_since_checkpoint() const { return bytes_since_checkpoint_; }
   void reset_checkpoint_bytes() { bytes_since_checkpoint_ = 0; }
-  std::uint64_t synced_seq() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return synced_seq_;
-  }
   /// Declares every seq <= seq durable by other means (a recovered or checkpointed state).
   void mark_synced(std::uint64_t seq) {
     std::lock_guard<std::mutex> lock(mu_);
     synced_seq_ = std::max(synced_seq_, seq);
     last_seq_ = std::max(last_seq_, seq);
-  }
-  /// Paths of the segments this writer created, oldest first, the current one last.
-  const std::vector<fs::path>& created() const { return paths_; }
-  void forget_all_but_current() {
-    if (paths_.size() > 1) paths_.erase(paths_.begin(), paths_.end() - 1);
   }
 
  private:
@@ -229,7 +219,7 @@ class wal_writer {
   std::string value_codec_;
   std::size_t segment_size_;
   bool sync_on_roll_ = true;
-  std::vector<fs::path> paths_;
+  fs::path path_;  ///< the current segment
   std::uint64_t bytes_since_checkpoint_ = 0;
 
   std::mutex mu_;  // orders sync() (any thread) with append()/roll() (the writer)
