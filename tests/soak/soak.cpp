@@ -1,0 +1,766 @@
+// Soak: readers, a writer, checkpoints and kill -9 restarts of a durable map, in a loop, for as
+// long as asked (scripts/soak runs it under ThreadSanitizer or ASan). Not a unit test: a short
+// bounded run of it is the CTest test `soak_smoke`.
+//
+// Two roles in one binary:
+//   - The supervisor (the default) stays single-threaded. Each round it starts a child with
+//     posix_spawn() of /proc/self/exe --child (a fresh process image, not a fork() of a process
+//     that sanitizer runtimes may have given threads), reads the child's messages from a pipe,
+//     and SIGKILLs it at a seeded random moment: usually 0.2-3 s after the child reported that
+//     it opened the map, one round in eight 0-150 ms after the spawn (inside recovery). Then it
+//     reopens the directory itself (durability none: no threads) and checks it.
+//   - The child opens the map (the durability mode rotates per round: sync, async, none), starts
+//     reader threads and runs the writer: batch b = version + 1, + 2, ... forever. After each
+//     publish() returns it writes the version to the pipe: the acknowledged version. It also
+//     checkpoints now and then (explicit checkpoint(), plus a small checkpoint_bytes for
+//     automatic ones), and a small segment_size makes the log roll often.
+//
+// The state after v batches is a pure function of v (expected_present / value_for below), so
+// neither side keeps a model: batch b writes all keys of group b % groups (value: b and the key,
+// padded to a length that varies), erases group (b + erase_shift) % groups, and every
+// clear_every-th batch starts with clear(); one more key holds the version.
+//
+// What is checked:
+//   - readers, inside one read_guard at version V: the version key says V, size() is the
+//     expected size at V, and the groups looked at hold exactly the expected values at V (a torn
+//     batch shows as a group whose keys disagree, or a size that no version has); a reader's
+//     versions never go backwards; a guard held across publishes keeps its snapshot;
+//   - the writer: publish() returns the next version;
+//   - the supervisor, after each kill: the child died of SIGKILL (a sanitizer report or an
+//     exception ends it otherwise); it reopened at the version the supervisor recovered last
+//     time (recovery is deterministic); the recovered version V is >= every acknowledged version
+//     (kill -9 loses nothing published, in every mode) and at most one beyond (nothing that was
+//     not handed to publish()); recovery().version == V; the whole map equals the state at V.
+// Checks alternate between the directory itself and a copy of it, so that half the children
+// recover from the raw crashed state. A copy of each crashed state is kept until the next
+// round; on a failure it is kept for good (failure-N/), with the seed. The run directory is
+// removed at the end only if nothing failed.
+//
+// A line of figures every --interval (default 60 s) and at the end.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include <leftright/durable_map.hpp>
+
+extern char** environ;
+
+namespace soak {
+
+namespace fs = std::filesystem;
+using leftright::durability;
+using clock_type = std::chrono::steady_clock;
+using ms = std::chrono::milliseconds;
+
+// ---------------------------------------------------------------------------------------------
+// The workload: the state after v batches, as a pure function of v.
+
+constexpr std::uint64_t groups = 61;
+constexpr std::uint64_t group_keys = 12;
+constexpr std::uint64_t erase_shift = 30;    // batch b erases group (b + 30) % groups
+constexpr std::uint64_t clear_every = 997;   // batch b starts with clear() when b % 997 == 0
+constexpr std::uint64_t version_key = std::uint64_t{1} << 40;
+
+using map_key = std::uint64_t;
+using map_value = std::string;
+
+std::uint64_t group_key(std::uint64_t g, std::uint64_t i) { return g * group_keys + i; }
+
+/// The value batch b stores under key k: "b/k" padded with 'x' to 8..55 characters. Unique per
+/// (b, k), so a value under the wrong key or from the wrong batch cannot pass.
+constexpr std::size_t max_value = 64;
+std::size_t put_decimal(char* out, std::uint64_t x) {
+  char digits[20];
+  std::size_t n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + x % 10);
+    x /= 10;
+  } while (x != 0);
+  for (std::size_t i = 0; i < n; ++i) out[i] = digits[n - 1 - i];
+  return n;
+}
+std::size_t format_value(char (&buf)[max_value], std::uint64_t b, std::uint64_t k) {
+  std::size_t n = put_decimal(buf, b);  // at most 20 digits
+  buf[n++] = '/';
+  n += put_decimal(buf + n, k);         // at most 41 characters so far
+  const std::size_t want = 8 + static_cast<std::size_t>((b * 7 + k) % 48);
+  while (n < want) buf[n++] = 'x';
+  return n;
+}
+map_value value_for(std::uint64_t b, std::uint64_t k) {
+  char buf[max_value];
+  return map_value(buf, format_value(buf, b, k));
+}
+bool is_value(const map_value& s, std::uint64_t b, std::uint64_t k) {
+  char buf[max_value];
+  return std::string_view(s) == std::string_view(buf, format_value(buf, b, k));
+}
+
+/// The last batch in 1..v congruent to r modulo groups; 0 if none.
+std::uint64_t last_congruent(std::uint64_t v, std::uint64_t r) {
+  const std::uint64_t d = (v % groups + groups - r) % groups;
+  return d >= v ? 0 : v - d;
+}
+
+/// The batch whose values group g holds at version v; 0: the group is absent.
+std::uint64_t expected_group(std::uint64_t g, std::uint64_t v) {
+  const std::uint64_t written = last_congruent(v, g);
+  const std::uint64_t erased = last_congruent(v, (g + groups - erase_shift) % groups);
+  const std::uint64_t cleared = v - v % clear_every;  // 0: never
+  // A clear comes first in its batch, so a write in the clearing batch survives it.
+  return written != 0 && written > erased && written >= cleared ? written : 0;
+}
+
+std::size_t expected_size(std::uint64_t v) {
+  std::size_t n = v == 0 ? 0 : 1;
+  for (std::uint64_t g = 0; g < groups; ++g) {
+    if (expected_group(g, v) != 0) n += group_keys;
+  }
+  return n;
+}
+
+/// Queues batch b on the writer. One in three batches writes its group by erase() + insert()
+/// instead of insert_or_assign(): the same result through other operations.
+template <class Writer>
+void queue_batch(Writer& w, std::uint64_t b) {
+  if (b % clear_every == 0) w.clear();
+  const std::uint64_t g = b % groups;
+  for (std::uint64_t i = 0; i < group_keys; ++i) {
+    const std::uint64_t k = group_key(g, i);
+    if (b % 3 == 0) {
+      w.erase(k);
+      w.insert(k, value_for(b, k));
+    } else {
+      w.insert_or_assign(k, value_for(b, k));
+    }
+  }
+  const std::uint64_t e = (b + erase_shift) % groups;
+  for (std::uint64_t i = 0; i < group_keys; ++i) w.erase(group_key(e, i));
+  w.insert_or_assign(version_key, value_for(b, version_key));
+}
+
+/// Empty if group g in the snapshot is exactly what version v holds; else what differs.
+template <class Guard>
+std::string check_group(const Guard& s, std::uint64_t g, std::uint64_t v) {
+  const std::uint64_t b = expected_group(g, v);
+  for (std::uint64_t i = 0; i < group_keys; ++i) {
+    const std::uint64_t k = group_key(g, i);
+    const map_value* p = s.find(k);
+    if (b == 0 && p != nullptr) {
+      return "version " + std::to_string(v) + ": key " + std::to_string(k) + " of absent group " +
+             std::to_string(g) + " holds '" + *p + "'";
+    }
+    if (b != 0 && p == nullptr) {
+      return "version " + std::to_string(v) + ": key " + std::to_string(k) + " missing (group " +
+             std::to_string(g) + " of batch " + std::to_string(b) + ")";
+    }
+    if (b != 0 && !is_value(*p, b, k)) {
+      return "version " + std::to_string(v) + ": key " + std::to_string(k) + " holds '" + *p +
+             "', expected '" + value_for(b, k) + "'";
+    }
+  }
+  return {};
+}
+
+/// Empty if the snapshot's version key and size fit its version; else what differs.
+template <class Guard>
+std::string check_header(const Guard& s, std::uint64_t v) {
+  const map_value* p = s.find(version_key);
+  if (v == 0 ? p != nullptr : p == nullptr || !is_value(*p, v, version_key)) {
+    return "version " + std::to_string(v) + ": version key holds '" + (p ? *p : std::string("(absent)")) + "'";
+  }
+  const std::size_t want = expected_size(v);
+  if (s.size() != want) {
+    return "version " + std::to_string(v) + ": " + std::to_string(s.size()) + " entries, expected " +
+           std::to_string(want);
+  }
+  return {};
+}
+
+/// Empty if the snapshot is exactly the state at its version.
+template <class Guard>
+std::string check_all(const Guard& s) {
+  const std::uint64_t v = s.version();
+  std::string e = check_header(s, v);
+  for (std::uint64_t g = 0; g < groups && e.empty(); ++g) e = check_group(s, g, v);
+  return e;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages from the child: 16 bytes each, so every write() to the pipe is atomic (< PIPE_BUF)
+// and a kill never leaves half a message. Reader threads write failures directly.
+
+struct message {
+  std::uint64_t kind;
+  std::uint64_t value;
+};
+enum : std::uint64_t {
+  msg_opened = 1,       // value: the version the map reopened at
+  msg_published = 2,    // value: a version whose publish() returned
+  msg_reads = 3,        // value: reads so far (cumulative)
+  msg_checkpoints = 4,  // value: checkpoints so far (cumulative, explicit and automatic)
+  msg_failure = 5,      // value: 1 (the details went to stderr)
+};
+constexpr int child_fd = 3;
+
+void send(std::uint64_t kind, std::uint64_t value) {
+  const message m{kind, value};
+  while (::write(child_fd, &m, sizeof m) < 0 && errno == EINTR) {
+  }
+}
+
+const char* mode_name(durability m) {
+  switch (m) {
+    case durability::none: return "none";
+    case durability::async: return "async";
+    case durability::sync: return "sync";
+  }
+  return "?";
+}
+
+constexpr std::size_t segment_size = 64 << 10;        // rolls every ~70 batches
+constexpr std::uint64_t checkpoint_bytes = 384 << 10;  // an automatic checkpoint every ~400 batches
+
+leftright::durable_options options_for(const fs::path& dir, durability mode, ms sync_interval) {
+  leftright::durable_options o;
+  o.path = dir;
+  o.durability = mode;
+  o.sync_interval = sync_interval;
+  o.segment_size = segment_size;
+  o.checkpoint_bytes = checkpoint_bytes;
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The child.
+
+struct child_args {
+  fs::path dir;
+  durability mode = durability::sync;
+  std::uint64_t seed = 0;
+  int readers = 2;
+};
+
+/// Failures seen in the child's threads: each is sent to the supervisor and the first few are
+/// printed.
+std::atomic<std::uint64_t> child_failures{0};
+
+template <class... Parts>
+void child_fail(const Parts&... parts) {
+  // [S1] relaxed: a counter; it only limits how much is printed.
+  const std::uint64_t n = child_failures.fetch_add(1, std::memory_order_relaxed);
+  if (n < 10) {
+    std::string s = "soak child " + std::to_string(::getpid()) + ": FAILURE: ";
+    (s += ... += std::string(parts));
+    s += '\n';
+    std::fputs(s.c_str(), stderr);
+  }
+  if (n < 1000) send(msg_failure, 1);
+}
+
+/// Read counts, one cache line per reader thread so that counting costs no shared line.
+struct alignas(64) read_counter {
+  std::atomic<std::uint64_t> n{0};
+};
+
+template <class Factory>
+void reader_main(Factory factory, int id, std::uint64_t opened_at, read_counter& count) {
+  auto r = factory.make_reader();
+  std::uint64_t last = opened_at;  // this thread's versions never go backwards
+  for (std::uint64_t n = 1;; ++n) {
+    {
+      auto s = r.read();
+      const std::uint64_t v = s.version();
+      if (v < last) child_fail("reader ", std::to_string(id), " went back from version ", std::to_string(last), " to ", std::to_string(v));
+      last = v;
+      std::string e = n % 256 == 0 ? check_all(s) : check_header(s, v);
+      if (e.empty() && n % 256 != 0) e = check_group(s, (n * 7 + static_cast<std::uint64_t>(id)) % groups, v);
+      if (!e.empty()) child_fail("reader ", std::to_string(id), ": ", e);
+      if (id == 1 && n % 1024 == 0) {
+        // Hold the guard while the writer publishes (its second publish waits for us): the
+        // snapshot must not change under it.
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+        if (s.version() != v) child_fail("reader 1: a held guard changed version");
+        e = check_all(s);
+        if (!e.empty()) child_fail("reader 1, guard held across publishes: ", e);
+      }
+    }
+    // [S2] relaxed: a statistic, read by the writer thread for its reports.
+    count.n.store(n, std::memory_order_relaxed);
+    if (id == 0 && n % 4096 == 0) r = factory.make_reader();  // reader churn: register anew
+    // Two cores: give the writer room now and then (a reader preempted inside a guard holds up
+    // publish() for a time slice).
+    if (n % 64 == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+[[noreturn]] void child_main(const child_args& a) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the supervisor
+  if (::getppid() == 1) ::_exit(4);
+  int code = 0;
+  try {
+    std::mt19937_64 rng(a.seed);
+    const ms sync_interval(1 + static_cast<long>(rng() % 20));
+    auto [w, r0] = leftright::open_map<map_key, map_value>(options_for(a.dir, a.mode, sync_interval));
+    const std::uint64_t opened_at = w.version();
+    if (w.recovery().version != opened_at) child_fail("recovery().version ", std::to_string(w.recovery().version), " != version ", std::to_string(opened_at));
+    {
+      auto s = r0.read();
+      const std::string e = check_all(s);
+      if (!e.empty()) child_fail("state after recovery: ", e);
+    }
+    send(msg_opened, opened_at);
+
+    std::vector<std::unique_ptr<read_counter>> counts;
+    std::vector<std::thread> readers;
+    for (int i = 0; i < a.readers; ++i) {
+      counts.push_back(std::make_unique<read_counter>());
+      readers.emplace_back(reader_main<decltype(w.factory())>, w.factory(), i, opened_at, std::ref(*counts.back()));
+    }
+    // Never joined: the supervisor kills this process.
+    for (auto& t : readers) t.detach();
+
+    std::uint64_t next_checkpoint = opened_at + 50 + rng() % 400;
+    std::uint64_t checkpoints_sent = 0;
+    auto next_report = clock_type::now();
+    for (std::uint64_t b = opened_at + 1;; ++b) {
+      queue_batch(w, b);
+      std::uint64_t v = 0;
+      if (b % 5 == 0 && w.try_publish()) {
+        v = w.version();
+      } else {
+        v = w.publish();
+      }
+      if (v != b) {
+        child_fail("batch ", std::to_string(b), " published as version ", std::to_string(v));
+        code = 3;
+        break;
+      }
+      send(msg_published, b);
+      if (b >= next_checkpoint) {
+        w.checkpoint();
+        next_checkpoint = b + 50 + rng() % 400;
+      }
+      if (const auto now = clock_type::now(); now >= next_report) {
+        next_report = now + ms(50);
+        std::uint64_t reads = 0;
+        // [S2] relaxed: a statistic.
+        for (const auto& c : counts) reads += c->n.load(std::memory_order_relaxed);
+        send(msg_reads, reads);
+        if (w.checkpoints() != checkpoints_sent) send(msg_checkpoints, checkpoints_sent = w.checkpoints());
+      }
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "soak child %d: exception: %s\n", static_cast<int>(::getpid()), e.what());
+    code = 2;
+  } catch (...) {
+    code = 2;
+  }
+  std::fflush(stderr);
+  ::_exit(code);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The supervisor.
+
+struct settings {
+  std::chrono::milliseconds duration{60000};
+  std::chrono::milliseconds interval{60000};
+  fs::path parent;  // the run directory is made inside it
+  std::uint64_t seed = 0;
+  int readers = 2;
+};
+
+struct totals {
+  std::uint64_t batches = 0;      // acknowledged publishes
+  std::uint64_t reads = 0;
+  std::uint64_t restarts = 0;     // children killed and recovered
+  std::uint64_t checkpoints = 0;
+  std::uint64_t failures = 0;
+  std::uint64_t tails = 0;        // recoveries that cut a torn record
+  std::uint64_t ahead = 0;        // recoveries that found the batch after the last acknowledged one
+  std::uint64_t early = 0;        // kills before the child reported that it had opened
+  std::uint64_t stalls = 0;       // children that ran > 2 s after opening and published nothing
+  std::uint64_t recovered_last = 0;
+  std::uint64_t recovered_min = UINT64_MAX;  // of the current interval
+};
+
+std::string hms(clock_type::duration d) {
+  const long s = static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%02ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+  return buf;
+}
+
+/// One line of figures: totals, plus what the running child reported so far (live).
+void print_line(const char* tag, clock_type::duration elapsed, totals& t, std::uint64_t live_batches = 0,
+                std::uint64_t live_reads = 0, std::uint64_t live_checkpoints = 0) {
+  const std::uint64_t rmin = t.recovered_min == UINT64_MAX ? t.recovered_last : t.recovered_min;
+  std::printf("[soak] %s %s  batches %llu  reads %llu  restarts %llu  recovered %llu/%llu (min/last)  "
+              "checkpoints %llu  tails %llu  failures %llu\n",
+              tag, hms(elapsed).c_str(), static_cast<unsigned long long>(t.batches + live_batches),
+              static_cast<unsigned long long>(t.reads + live_reads), static_cast<unsigned long long>(t.restarts),
+              static_cast<unsigned long long>(rmin), static_cast<unsigned long long>(t.recovered_last),
+              static_cast<unsigned long long>(t.checkpoints + live_checkpoints), static_cast<unsigned long long>(t.tails),
+              static_cast<unsigned long long>(t.failures));
+  std::fflush(stdout);
+  t.recovered_min = UINT64_MAX;
+}
+
+struct round_result {
+  bool opened = false;
+  std::uint64_t opened_at = 0;
+  std::uint64_t last_ack = 0;
+  std::uint64_t acks = 0;
+  std::uint64_t reads = 0, checkpoints = 0, failures = 0;  // reported by the child
+  int status = 0;
+  bool hung = false;  // never reported opening within the limit
+};
+
+/// Spawns a child on dir, runs it until the kill, reaps it. periodic() is called whenever it is
+/// due while waiting.
+template <class Periodic>
+round_result run_child(const fs::path& dir, durability mode, std::uint64_t child_seed, int readers,
+                       bool from_spawn, ms delay, Periodic&& periodic) {
+  round_result res;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
+  // Keep the write end off fd 3, so that dup2() onto 3 in the child makes a fresh descriptor
+  // without FD_CLOEXEC.
+  const int wfd = ::fcntl(fds[1], F_DUPFD_CLOEXEC, 10);
+  if (wfd < 0) throw std::system_error(errno, std::generic_category(), "fcntl");
+  ::close(fds[1]);
+  const int rfd = fds[0];
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, wfd, child_fd);
+  std::vector<std::string> args = {"leftright_soak", "--child", "--dir", dir.string(), "--mode",
+                                   mode_name(mode), "--seed", std::to_string(child_seed),
+                                   "--readers", std::to_string(readers)};
+  std::vector<char*> argv;
+  for (auto& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  std::fflush(nullptr);
+  pid_t pid = 0;
+  const int rc = ::posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(wfd);
+  if (rc != 0) {
+    ::close(rfd);
+    throw std::system_error(rc, std::generic_category(), "posix_spawn");
+  }
+
+  const auto spawned = clock_type::now();
+  auto opened_time = spawned;
+  // A child that has not opened the map after a minute is counted as hung (recovery stuck).
+  auto deadline = spawned + (from_spawn ? delay : ms(60000));
+  std::vector<char> buf;
+  bool gone = false;  // the pipe reached EOF before the deadline: the child ended by itself
+  auto parse = [&] {
+    std::size_t used = 0;
+    for (; used + sizeof(message) <= buf.size(); used += sizeof(message)) {
+      message m;
+      std::memcpy(&m, buf.data() + used, sizeof m);
+      switch (m.kind) {
+        case msg_opened:
+          res.opened = true;
+          res.opened_at = m.value;
+          opened_time = clock_type::now();
+          if (!from_spawn) deadline = opened_time + delay;
+          break;
+        case msg_published:
+          res.last_ack = std::max(res.last_ack, m.value);
+          ++res.acks;
+          break;
+        case msg_reads: res.reads = std::max(res.reads, m.value); break;
+        case msg_checkpoints: res.checkpoints = std::max(res.checkpoints, m.value); break;
+        case msg_failure: ++res.failures; break;
+        default: break;
+      }
+    }
+    buf.erase(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(used));
+  };
+  auto take = [&](bool until_eof) {
+    char chunk[8192];
+    while (true) {
+      if (!until_eof) {
+        const auto now = clock_type::now();
+        periodic(now, res);
+        if (now >= deadline) return;
+        const auto left = std::chrono::duration_cast<ms>(deadline - now).count();
+        pollfd p{rfd, POLLIN, 0};
+        const int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left + 1, 1000)));
+        if (n == 0) continue;
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          return;
+        }
+      }
+      const ssize_t got = ::read(rfd, chunk, sizeof chunk);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        if (!until_eof) gone = true;
+        return;
+      }
+      buf.insert(buf.end(), chunk, chunk + got);
+      parse();
+    }
+  };
+  take(false);
+  res.hung = !res.opened && !from_spawn && !gone;
+  ::kill(pid, SIGKILL);  // also fine if it already exited: a zombie until reaped
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  take(true);
+  ::close(rfd);
+  res.status = status;
+  return res;
+}
+
+std::string describe_status(int status) {
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
+  return "status " + std::to_string(status);
+}
+
+void replace_copy(const fs::path& from, const fs::path& to) {
+  fs::remove_all(to);
+  fs::copy(from, to, fs::copy_options::recursive);
+}
+
+int supervise(const settings& cfg) {
+  std::error_code ec;
+  fs::create_directories(cfg.parent, ec);
+  std::string templ = (cfg.parent / ("leftright-soak-" + std::to_string(cfg.seed) + "-XXXXXX")).string();
+  if (::mkdtemp(templ.data()) == nullptr) {
+    std::fprintf(stderr, "soak: cannot make a directory in %s: %s\n", cfg.parent.c_str(), std::strerror(errno));
+    return 2;
+  }
+  const fs::path run = templ;
+  const fs::path map_dir = run / "map", crashed = run / "last-crash", check_copy = run / "check";
+  std::printf("[soak] seed %llu, directory %s, %d readers, duration %lld s, lines every %lld s\n",
+              static_cast<unsigned long long>(cfg.seed), run.c_str(), cfg.readers,
+              static_cast<long long>(cfg.duration.count() / 1000), static_cast<long long>(cfg.interval.count() / 1000));
+  std::fflush(stdout);
+
+  std::mt19937_64 rng(cfg.seed);
+  totals t;
+  const auto started = clock_type::now();
+  auto next_line = started + cfg.interval;
+  auto periodic = [&](clock_type::time_point now, const round_result& live) {
+    if (now >= next_line) {
+      print_line("at", now - started, t, live.acks, live.reads, live.checkpoints);
+      next_line += cfg.interval;
+    }
+  };
+  std::uint64_t recovered = 0;  // what the last check found: the next child must open there
+  std::uint64_t ever_ack = 0;   // the highest version any child acknowledged
+  int kept = 0;
+  bool fatal = false;
+  constexpr durability modes[] = {durability::sync, durability::async, durability::none};
+
+  for (std::uint64_t round = 0; clock_type::now() - started < cfg.duration && !fatal; ++round) {
+    const durability mode = modes[round % 3];
+    const bool from_spawn = rng() % 8 == 0;
+    const ms delay(from_spawn ? static_cast<long>(rng() % 151) : 200 + static_cast<long>(rng() % 2801));
+    const std::uint64_t child_seed = rng();
+    const round_result res = run_child(map_dir, mode, child_seed, cfg.readers, from_spawn, delay, periodic);
+
+    std::vector<std::string> problems;
+    t.batches += res.acks;
+    t.reads += res.reads;
+    t.checkpoints += res.checkpoints;
+    if (res.failures > 0) problems.push_back(std::to_string(res.failures) + " failures reported by the child");
+    if (!WIFSIGNALED(res.status) || WTERMSIG(res.status) != SIGKILL) {
+      problems.push_back("the child " + describe_status(res.status) + " (not our SIGKILL; a sanitizer report or an exception above?)");
+    }
+    if (res.hung) problems.push_back("the child did not open the map within 60 s");
+    if (res.opened && res.opened_at != recovered) {
+      problems.push_back("the child reopened at version " + std::to_string(res.opened_at) + ", the last check found " +
+                         std::to_string(recovered));
+    }
+    if (!res.opened) ++t.early;
+    if (res.opened && res.acks == 0 && delay >= ms(2000)) ++t.stalls;
+    ever_ack = std::max(ever_ack, res.last_ack);
+
+    std::uint64_t v = recovered;
+    std::string note;
+    try {
+      replace_copy(map_dir, crashed);
+      fs::path where = map_dir;
+      if (round % 2 == 1) {
+        replace_copy(map_dir, check_copy);
+        where = check_copy;
+      }
+      auto [w, r] = leftright::open_map<map_key, map_value>(options_for(where, durability::none, ms(1000)));
+      v = w.version();
+      const auto& rep = w.recovery();
+      note = rep.note;
+      if (rep.tail_truncated) ++t.tails;
+      if (rep.version != v) problems.push_back("recovery().version " + std::to_string(rep.version) + " != version " + std::to_string(v));
+      if (v < ever_ack) {
+        problems.push_back("recovered version " + std::to_string(v) + " < acknowledged version " + std::to_string(ever_ack) +
+                           ": a published batch was lost");
+      }
+      if (v < recovered) problems.push_back("recovered version " + std::to_string(v) + " < the previous recovery's " + std::to_string(recovered));
+      const std::uint64_t baseline = std::max(recovered, ever_ack);
+      if (v > baseline + 1) {
+        problems.push_back("recovered version " + std::to_string(v) + " > last acknowledged " + std::to_string(baseline) +
+                           " + 1: batches that were never handed to publish()");
+      }
+      if (v == baseline + 1) ++t.ahead;
+      auto s = r.read();
+      if (s.version() != v) problems.push_back("reader version " + std::to_string(s.version()) + " != writer version " + std::to_string(v));
+      if (std::string e = check_all(s); !e.empty()) problems.push_back("recovered state: " + e);
+    } catch (const std::exception& e) {
+      problems.push_back(std::string("reopening failed: ") + e.what());
+      fatal = true;  // the directory cannot be recovered: nothing more to soak
+    }
+    ++t.restarts;
+    t.recovered_last = v;
+    t.recovered_min = std::min(t.recovered_min, v);
+    recovered = v;
+
+    if (!problems.empty()) {
+      t.failures += problems.size();
+      fs::path keep = run / ("failure-" + std::to_string(++kept));
+      try {
+        if (kept <= 5) replace_copy(crashed, keep);
+      } catch (const std::exception&) {
+        keep.clear();
+      }
+      std::printf("[soak] FAILURE in round %llu (durability %s, child seed %llu, kill %lld ms after %s; "
+                  "acknowledged %llu, recovered %llu; %s)\n",
+                  static_cast<unsigned long long>(round), mode_name(mode), static_cast<unsigned long long>(child_seed),
+                  static_cast<long long>(delay.count()), from_spawn ? "spawn" : "opening",
+                  static_cast<unsigned long long>(ever_ack), static_cast<unsigned long long>(v), note.c_str());
+      for (const auto& p : problems) std::printf("[soak]   %s\n", p.c_str());
+      std::printf("[soak]   seed %llu; crashed state kept in %s\n", static_cast<unsigned long long>(cfg.seed),
+                  kept <= 5 ? keep.c_str() : "(no: more than 5 failures)");
+      std::fflush(stdout);
+    }
+  }
+
+  const auto elapsed = clock_type::now() - started;
+  print_line("final", elapsed, t);
+  std::printf("[soak] totals: %llu batches, %llu reads, %llu restarts (%llu killed during recovery), %llu checkpoints, "
+              "%llu torn tails cut, %llu recoveries found the unacknowledged last batch, %llu stalls, %llu failures; "
+              "final version %llu; seed %llu\n",
+              static_cast<unsigned long long>(t.batches), static_cast<unsigned long long>(t.reads),
+              static_cast<unsigned long long>(t.restarts), static_cast<unsigned long long>(t.early),
+              static_cast<unsigned long long>(t.checkpoints), static_cast<unsigned long long>(t.tails),
+              static_cast<unsigned long long>(t.ahead), static_cast<unsigned long long>(t.stalls),
+              static_cast<unsigned long long>(t.failures), static_cast<unsigned long long>(recovered),
+              static_cast<unsigned long long>(cfg.seed));
+  if (t.failures == 0) {
+    fs::remove_all(run, ec);
+    std::printf("[soak] PASS\n");
+  } else {
+    std::printf("[soak] FAIL: directory kept: %s (replay the kill schedule with --seed %llu)\n", run.c_str(),
+                static_cast<unsigned long long>(cfg.seed));
+  }
+  std::fflush(stdout);
+  return t.failures == 0 ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command line.
+
+/// "90s", "30m", "2h", "500ms", or plain seconds.
+std::optional<ms> parse_duration(std::string_view s) {
+  double n = 0;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (r.ec != std::errc() || n < 0) return std::nullopt;
+  const std::string_view unit(r.ptr, static_cast<std::size_t>(s.data() + s.size() - r.ptr));
+  double scale = 0;
+  if (unit.empty() || unit == "s") {
+    scale = 1000;
+  } else if (unit == "ms") {
+    scale = 1;
+  } else if (unit == "m") {
+    scale = 60e3;
+  } else if (unit == "h") {
+    scale = 3600e3;
+  } else {
+    return std::nullopt;
+  }
+  return ms(static_cast<long long>(n * scale));
+}
+
+[[noreturn]] void usage() {
+  std::fprintf(stderr,
+               "usage: leftright_soak [--duration D] [--interval D] [--dir PARENT] [--seed N] [--readers N]\n"
+               "  D: 90s, 30m, 2h, 500ms; defaults: --duration 60s --interval 60s --dir . (a run directory is made in it)\n");
+  std::exit(2);
+}
+
+}  // namespace soak
+
+int main(int argc, char** argv) {
+  using namespace soak;
+  settings cfg;
+  cfg.parent = ".";
+  cfg.seed = (std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
+  child_args child;
+  bool is_child = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    auto next = [&]() -> std::string_view {
+      if (i + 1 >= argc) usage();
+      return argv[++i];
+    };
+    if (a == "--child") {
+      is_child = true;
+    } else if (a == "--duration" || a == "--interval") {
+      const auto d = parse_duration(next());
+      if (!d) usage();
+      (a == "--duration" ? cfg.duration : cfg.interval) = *d;
+    } else if (a == "--dir") {
+      cfg.parent = child.dir = std::string(next());
+    } else if (a == "--seed") {
+      cfg.seed = child.seed = std::strtoull(std::string(next()).c_str(), nullptr, 10);
+    } else if (a == "--readers") {
+      cfg.readers = child.readers = std::max(1, std::atoi(std::string(next()).c_str()));
+    } else if (a == "--mode") {
+      const std::string_view m = next();
+      child.mode = m == "none" ? durability::none : m == "async" ? durability::async : durability::sync;
+    } else {
+      usage();
+    }
+  }
+  if (cfg.interval.count() <= 0) usage();
+  if (is_child) child_main(child);
+  try {
+    return supervise(cfg);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "soak: %s\n", e.what());
+    return 2;
+  }
+}
