@@ -18,7 +18,9 @@
 // The state after v batches is a pure function of v (expected_present / value_for below), so
 // neither side keeps a model: batch b writes all keys of group b % groups (value: b and the key,
 // padded to a length that varies), erases group (b + erase_shift) % groups, and every
-// clear_every-th batch starts with clear(); one more key holds the version.
+// clear_every-th batch starts with clear(); one more key holds the version. Every bulk_every-th
+// batch also writes bulk_keys keys (a log record larger than a segment: it gets a segment of its
+// own), which the batch bulk_every / 2 later erases again.
 //
 // What is checked:
 //   - readers, inside one read_guard at version V: the version key says V, size() is the
@@ -85,6 +87,10 @@ constexpr std::uint64_t group_keys = 12;
 constexpr std::uint64_t erase_shift = 30;    // batch b erases group (b + 30) % groups
 constexpr std::uint64_t clear_every = 997;   // batch b starts with clear() when b % 997 == 0
 constexpr std::uint64_t version_key = std::uint64_t{1} << 40;
+constexpr std::uint64_t bulk_every = 509;    // batch b writes the bulk keys when b % 509 == 0
+constexpr std::uint64_t bulk_erase = 254;    // ... and erases them when b % 509 == 254
+constexpr std::uint64_t bulk_keys = 3000;
+constexpr std::uint64_t bulk_base = std::uint64_t{1} << 32;
 
 using map_key = std::uint64_t;
 using map_value = std::string;
@@ -136,8 +142,19 @@ std::uint64_t expected_group(std::uint64_t g, std::uint64_t v) {
   return written != 0 && written > erased && written >= cleared ? written : 0;
 }
 
+/// The batch whose values the bulk keys hold at version v; 0: they are absent.
+std::uint64_t expected_bulk(std::uint64_t v) {
+  const std::uint64_t written = v - v % bulk_every;
+  const std::uint64_t erased = v % bulk_every >= bulk_erase ? v - v % bulk_every + bulk_erase
+                               : v >= bulk_every            ? v - v % bulk_every - bulk_every + bulk_erase
+                                                            : 0;
+  const std::uint64_t cleared = v - v % clear_every;
+  return written != 0 && written > erased && written >= cleared ? written : 0;
+}
+
 std::size_t expected_size(std::uint64_t v) {
   std::size_t n = v == 0 ? 0 : 1;
+  if (expected_bulk(v) != 0) n += bulk_keys;
   for (std::uint64_t g = 0; g < groups; ++g) {
     if (expected_group(g, v) != 0) n += group_keys;
   }
@@ -161,6 +178,11 @@ void queue_batch(Writer& w, std::uint64_t b) {
   }
   const std::uint64_t e = (b + erase_shift) % groups;
   for (std::uint64_t i = 0; i < group_keys; ++i) w.erase(group_key(e, i));
+  if (b % bulk_every == 0) {
+    for (std::uint64_t i = 0; i < bulk_keys; ++i) w.insert_or_assign(bulk_base + i, value_for(b, bulk_base + i));
+  } else if (b % bulk_every == bulk_erase) {
+    for (std::uint64_t i = 0; i < bulk_keys; ++i) w.erase(bulk_base + i);
+  }
   w.insert_or_assign(version_key, value_for(b, version_key));
 }
 
@@ -187,6 +209,22 @@ std::string check_group(const Guard& s, std::uint64_t g, std::uint64_t v) {
   return {};
 }
 
+/// Empty if bulk keys first..first+count-1 in the snapshot are what version v holds.
+template <class Guard>
+std::string check_bulk(const Guard& s, std::uint64_t v, std::uint64_t first, std::uint64_t count) {
+  const std::uint64_t b = expected_bulk(v);
+  for (std::uint64_t i = first; i < first + count && i < bulk_keys; ++i) {
+    const std::uint64_t k = bulk_base + i;
+    const map_value* p = s.find(k);
+    if (b == 0 ? p != nullptr : p == nullptr || !is_value(*p, b, k)) {
+      return "version " + std::to_string(v) + ": bulk key " + std::to_string(k) + " holds '" +
+             (p ? *p : std::string("(absent)")) + "', expected " +
+             (b == 0 ? std::string("(absent)") : "'" + value_for(b, k) + "'");
+    }
+  }
+  return {};
+}
+
 /// Empty if the snapshot's version key and size fit its version; else what differs.
 template <class Guard>
 std::string check_header(const Guard& s, std::uint64_t v) {
@@ -208,6 +246,7 @@ std::string check_all(const Guard& s) {
   const std::uint64_t v = s.version();
   std::string e = check_header(s, v);
   for (std::uint64_t g = 0; g < groups && e.empty(); ++g) e = check_group(s, g, v);
+  if (e.empty()) e = check_bulk(s, v, 0, bulk_keys);
   return e;
 }
 
@@ -300,6 +339,7 @@ void reader_main(Factory factory, int id, std::uint64_t opened_at, read_counter&
       last = v;
       std::string e = n % 256 == 0 ? check_all(s) : check_header(s, v);
       if (e.empty() && n % 256 != 0) e = check_group(s, (n * 7 + static_cast<std::uint64_t>(id)) % groups, v);
+      if (e.empty() && n % 256 != 0) e = check_bulk(s, v, n * 8 % bulk_keys, 8);
       if (!e.empty()) child_fail("reader ", std::to_string(id), ": ", e);
       if (id == 1 && n % 1024 == 0) {
         // Hold the guard while the writer publishes (its second publish waits for us): the
