@@ -161,6 +161,23 @@ void apply_batch(Table& t, std::span<const std::byte> payload) {
   if (!r.empty()) throw storage_error({}, "decode", 0, "trailing bytes after the batch's operations");
 }
 
+/// Decodes a checked snapshot's entries into a recovering table (a plain, single-threaded absl
+/// map). Throws storage_error naming path if they do not decode.
+template <class Key, class Value, class Table>
+void load_snapshot(Table& t, const storage::snapshot_view& view, const std::filesystem::path& path) {
+  t.reserve(static_cast<std::size_t>(view.entries));
+  byte_reader r(view.data);
+  try {
+    for (std::uint64_t i = 0; i < view.entries; ++i) {
+      Key k = leftright::decode<Key>(r);
+      t.insert_or_assign(std::move(k), leftright::decode<Value>(r));
+    }
+    if (!r.empty()) throw storage_error({}, "decode", 0, "bytes after the last entry");
+  } catch (const storage_error& e) {
+    throw storage_error(path, "read snapshot", 0, e.what());
+  }
+}
+
 /// The recovered state in the map's layout.
 template <class Ops, class Plain>
 typename Ops::table to_table(Plain&& plain) {
@@ -500,17 +517,7 @@ open_map(const durable_options& options) {
     const auto path = options.path / name;
     auto view = st::read_snapshot(*fsys, path, s->key_codec, s->value_codec);
     if (view.seq != seq) throw storage_error(path, "read snapshot", 0, "file name and header disagree");
-    t.reserve(static_cast<std::size_t>(view.entries));
-    byte_reader r(view.data);
-    try {
-      for (std::uint64_t i = 0; i < view.entries; ++i) {
-        Key k = leftright::decode<Key>(r);
-        t.insert_or_assign(std::move(k), leftright::decode<Value>(r));
-      }
-      if (!r.empty()) throw storage_error({}, "decode", 0, "bytes after the last entry");
-    } catch (const storage_error& e) {
-      throw storage_error(path, "read snapshot", 0, e.what());
-    }
+    detail::load_snapshot<Key, Value>(t, view, path);
     rep.snapshot_version = seq;
     rep.snapshot_entries = view.entries;
     expect = seq + 1;

@@ -108,15 +108,15 @@ struct snapshot_view {
   std::span<const std::byte> data;
 };
 
-/// Opens and checks a snapshot; throws storage_error naming what is wrong.
-inline snapshot_view read_snapshot(file_system& fsys, const fs::path& path, const std::string& key_codec,
-                                   const std::string& value_codec) {
-  auto f = fsys.open(path, open_mode::read_only);
-  const std::uint64_t size = f->size();
+/// Checks a snapshot's bytes (the whole file) and returns a view of them (map left null; data
+/// points into bytes). Throws storage_error naming path and what is wrong. Pure: no file access,
+/// so it is what the fuzzer drives.
+inline snapshot_view parse_snapshot(std::span<const std::byte> bytes, const fs::path& path,
+                                    const std::string& key_codec, const std::string& value_codec) {
+  const std::uint64_t size = bytes.size();
   if (size < 44 + snapshot_trailer_size) throw storage_error(path, "read snapshot", 0, "file too short");
   snapshot_view v;
-  v.map = f->map(static_cast<std::size_t>(size), false);
-  const std::byte* p = v.map->data();
+  const std::byte* p = bytes.data();
   auto bad = [&](const std::string& why, std::uint64_t at) {
     return storage_error(path, "read snapshot", 0, why + " at offset " + std::to_string(at));
   };
@@ -148,6 +148,19 @@ inline snapshot_view read_snapshot(file_system& fsys, const fs::path& path, cons
   }
   v.seq = load_le<std::uint64_t>(p + 16);
   v.entries = load_le<std::uint64_t>(p + 24);
+  return v;
+}
+
+/// Opens, maps and checks a snapshot (parse_snapshot); throws storage_error naming what is wrong.
+inline snapshot_view read_snapshot(file_system& fsys, const fs::path& path, const std::string& key_codec,
+                                   const std::string& value_codec) {
+  auto f = fsys.open(path, open_mode::read_only);
+  const std::uint64_t size = f->size();
+  if (size < 44 + snapshot_trailer_size) throw storage_error(path, "read snapshot", 0, "file too short");
+  auto map = f->map(static_cast<std::size_t>(size), false);
+  snapshot_view v = parse_snapshot(std::span<const std::byte>(map->data(), static_cast<std::size_t>(size)), path,
+                                   key_codec, value_codec);
+  v.map = std::move(map);
   return v;
 }
 
