@@ -148,6 +148,13 @@ inline snapshot_view parse_snapshot(std::span<const std::byte> bytes, const fs::
   }
   v.seq = load_le<std::uint64_t>(p + 16);
   v.entries = load_le<std::uint64_t>(p + 24);
+  // Distinct keys have distinct encodings, so at most one entry takes no bytes. A larger count
+  // is damage, and must not size the table the entries are loaded into.
+  if (v.entries > v.data.size() + 1) {
+    throw bad("entry count " + std::to_string(v.entries) + " exceeds what " +
+                  std::to_string(v.data.size()) + " bytes of entries can hold",
+              24);
+  }
   return v;
 }
 
