@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <concepts>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -87,46 +88,123 @@ open_map(const durable_options& options);
 
 namespace detail {
 
-/// Encodes one published batch into a log payload. erase_if was recorded as the keys it erased
-/// at the first application; reserve changes nothing that needs logging.
-template <class Ops>
-void encode_batch(const std::vector<typename Ops::op>& ops, std::string& out) {
-  out.clear();
-  byte_writer w(out);
-  w.put_u32(0);  // the count, patched below
-  std::uint32_t count = 0;
+/// encode_batch for built-in integer keys and values: byte for byte what the general path
+/// writes (tag, key, value per operation; u32 count first), sized in a first pass.
+template <class Ops, class Key, class Value>
+void encode_batch_fixed(const std::vector<typename Ops::op>& ops, std::string& out) {
+  constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
+  std::size_t bytes = 4;
+  std::uint64_t count = 0;
   for (const auto& o : ops) {
     std::visit(
         [&](const auto& x) {
           using X = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<X, typename Ops::assign_op>) {
-            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::insert_or_assign));
-            leftright::encode(x.key, w);
-            leftright::encode(x.value, w);
-            ++count;
-          } else if constexpr (std::is_same_v<X, typename Ops::insert_op>) {
-            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::insert));
-            leftright::encode(x.key, w);
-            leftright::encode(x.value, w);
+          if constexpr (std::is_same_v<X, typename Ops::assign_op> || std::is_same_v<X, typename Ops::insert_op>) {
+            bytes += 1 + ks + vs;
             ++count;
           } else if constexpr (std::is_same_v<X, typename Ops::erase_op>) {
-            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::erase));
-            leftright::encode(x.key, w);
+            bytes += 1 + ks;
             ++count;
           } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
-            for (const auto& k : x.erased) {
-              w.put_u8(static_cast<std::uint8_t>(storage::op_tag::erase));
-              leftright::encode(k, w);
-              ++count;
-            }
+            bytes += x.erased.size() * (1 + ks);
+            count += x.erased.size();
           } else if constexpr (std::is_same_v<X, typename Ops::clear_op>) {
-            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::clear));
+            bytes += 1;
             ++count;
           }
         },
         o);
   }
-  storage::store_le<std::uint32_t>(out.data(), count);
+  out.resize(bytes);
+  auto* p = reinterpret_cast<unsigned char*>(out.data());
+  // The count is a u32 on the wire, as the general path writes it.
+  leftright::detail::store_le(p, static_cast<std::uint32_t>(count));
+  p += 4;
+  const auto put_key = [&](const Key& k) {
+    leftright::detail::store_le(p, static_cast<typename codec<Key>::unsigned_type>(k));
+    p += ks;
+  };
+  const auto put_tag = [&](storage::op_tag t) { *p++ = static_cast<unsigned char>(t); };
+  for (const auto& o : ops) {
+    std::visit(
+        [&](const auto& x) {
+          using X = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<X, typename Ops::assign_op> || std::is_same_v<X, typename Ops::insert_op>) {
+            put_tag(std::is_same_v<X, typename Ops::assign_op> ? storage::op_tag::insert_or_assign
+                                                                : storage::op_tag::insert);
+            put_key(x.key);
+            leftright::detail::store_le(p, static_cast<typename codec<Value>::unsigned_type>(x.value));
+            p += vs;
+          } else if constexpr (std::is_same_v<X, typename Ops::erase_op>) {
+            put_tag(storage::op_tag::erase);
+            put_key(x.key);
+          } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
+            for (const auto& k : x.erased) {
+              put_tag(storage::op_tag::erase);
+              put_key(k);
+            }
+          } else if constexpr (std::is_same_v<X, typename Ops::clear_op>) {
+            put_tag(storage::op_tag::clear);
+          }
+        },
+        o);
+  }
+}
+
+/// Keys or values whose codec is the built-in integer one: sizeof(T) little-endian bytes. A batch
+/// of them is sized before it is written (see encode_batch).
+template <class T>
+concept builtin_int_codec = std::integral<T> && !std::same_as<std::remove_cv_t<T>, bool> &&
+                            requires { typename codec<T>::unsigned_type; };
+
+/// Encodes one published batch into a log payload. erase_if was recorded as the keys it erased
+/// at the first application; reserve changes nothing that needs logging.
+/// Cost: O(encoded bytes). With built-in integer keys and values the payload is sized once and
+/// written in place (the same bytes, without an append call per field).
+template <class Ops>
+void encode_batch(const std::vector<typename Ops::op>& ops, std::string& out) {
+  using key_type = std::remove_cvref_t<decltype(std::declval<typename Ops::assign_op&>().key)>;
+  using value_type = std::remove_cvref_t<decltype(std::declval<typename Ops::assign_op&>().value)>;
+  if constexpr (builtin_int_codec<key_type> && builtin_int_codec<value_type>) {
+    encode_batch_fixed<Ops, key_type, value_type>(ops, out);
+  } else {
+    out.clear();
+    byte_writer w(out);
+    w.put_u32(0);  // the count, patched below
+    std::uint32_t count = 0;
+    for (const auto& o : ops) {
+      std::visit(
+          [&](const auto& x) {
+            using X = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<X, typename Ops::assign_op>) {
+              w.put_u8(static_cast<std::uint8_t>(storage::op_tag::insert_or_assign));
+              leftright::encode(x.key, w);
+              leftright::encode(x.value, w);
+              ++count;
+            } else if constexpr (std::is_same_v<X, typename Ops::insert_op>) {
+              w.put_u8(static_cast<std::uint8_t>(storage::op_tag::insert));
+              leftright::encode(x.key, w);
+              leftright::encode(x.value, w);
+              ++count;
+            } else if constexpr (std::is_same_v<X, typename Ops::erase_op>) {
+              w.put_u8(static_cast<std::uint8_t>(storage::op_tag::erase));
+              leftright::encode(x.key, w);
+              ++count;
+            } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
+              for (const auto& k : x.erased) {
+                w.put_u8(static_cast<std::uint8_t>(storage::op_tag::erase));
+                leftright::encode(k, w);
+                ++count;
+              }
+            } else if constexpr (std::is_same_v<X, typename Ops::clear_op>) {
+              w.put_u8(static_cast<std::uint8_t>(storage::op_tag::clear));
+              ++count;
+            }
+          },
+          o);
+    }
+    storage::store_le<std::uint32_t>(out.data(), count);
+  }
 }
 
 /// Applies a logged batch to a recovering table (a plain, single-threaded absl map).
@@ -291,6 +369,7 @@ class durable_writer {
         snap.maybe_flush();
       }
       snap.commit();
+      s.wal.forget_unsynced_through(v);
       remove_covered(v);
       s.wal.reset_checkpoint_bytes();
       ++s.checkpoints;
@@ -491,7 +570,11 @@ open_map(const durable_options& options) {
   }
   auto fsys = options.file_system ? options.file_system : st::default_file_system();
   auto s = std::make_unique<state>(options, fsys, codec_name<Key>(), codec_name<Value>());
-  fsys->create_directories(options.path);
+  // A directory this open creates must itself be durable before anything in it can be: sync
+  // the parent of each one made.
+  for (const auto& made : fsys->create_directories(options.path)) {
+    fsys->sync_directory(made.has_parent_path() ? made.parent_path() : std::filesystem::path("."));
+  }
   s->lock = fsys->lock_directory(options.path);
   recovery_report& rep = s->report;
 
@@ -584,15 +667,38 @@ open_map(const durable_options& options) {
                               std::to_string(scan.end_offset) + " is damaged, but a later record at offset " +
                               std::to_string(*scan.contradicting_offset) + " says it was durable");
     }
-    if (!last && ended < limit) {
-      // The log was cut here before (a crash, then a recovery that started the next segment at
-      // exactly this version), or the next segment leaves a hole.
-      if (limit > ended && limit != expect) {
-        throw storage_error(path, "recover", 0,
-                            "log hole after offset " + std::to_string(scan.end_offset) + ": version " +
-                                std::to_string(ended) + " is missing, the next segment starts at " +
-                                std::to_string(limit));
+    if (!last && ended < limit && expect < limit) {
+      // Versions from `ended` are missing, and the next segment starts later. A crash explains
+      // that only if no later record says they were durable (durability::none does not sync a
+      // segment before starting the next, so power loss can drop its tail and keep the next
+      // one's records). Then the log ends here; otherwise it is damage.
+      for (std::size_t j = i + 1; j < segs.size(); ++j) {
+        const auto later = options.path / segs[j].second;
+        auto lf = fsys->open(later, st::open_mode::read_only);
+        const std::uint64_t lsize = lf->size();
+        if (lsize < st::segment_header_size) continue;
+        auto lm = lf->map(static_cast<std::size_t>(lsize), false);
+        const std::span<const std::byte> bytes(lm->data(), lm->size());
+        const auto lh = st::read_segment_header(bytes, later, s->key_codec, s->value_codec);
+        if (!lh) continue;
+        for (const auto& rec : st::scan_segment(bytes, *lh).records) {
+          if (rec.synced >= ended) {
+            throw storage_error(path, "recover", 0,
+                                "log hole after offset " + std::to_string(scan.end_offset) + ": version " +
+                                    std::to_string(ended) + " is missing, but the record at offset " +
+                                    std::to_string(rec.offset) + " of " + segs[j].second +
+                                    " says it was durable");
+          }
+        }
       }
+      for (std::size_t j = i + 1; j < segs.size(); ++j) fsys->remove(options.path / segs[j].second);
+      fsys->sync_directory(options.path);
+      rep.tail_truncated = true;
+      rep.note += "cut the log at " + name + " offset " + std::to_string(scan.end_offset) + " (version " +
+                  std::to_string(ended) + " was never made durable; removed " +
+                  std::to_string(segs.size() - i - 1) + " later segment(s)); ";
+      f->sync();
+      break;
     }
     if (last && scan.torn) {
       rep.tail_truncated = true;

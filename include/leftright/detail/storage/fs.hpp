@@ -68,7 +68,9 @@ class file_system {
  public:
   virtual ~file_system() = default;
   virtual std::unique_ptr<file> open(const fs::path& p, open_mode mode) = 0;
-  virtual void create_directories(const fs::path& dir) = 0;
+  /// mkdir -p: creates dir and its missing parents. Returns the directories it created, parents
+  /// first (the caller syncs the parent of each to make them durable).
+  virtual std::vector<fs::path> create_directories(const fs::path& dir) = 0;
   /// The names of the regular files in dir.
   virtual std::vector<std::string> list(const fs::path& dir) = 0;
   virtual void rename(const fs::path& from, const fs::path& to) = 0;
@@ -203,11 +205,21 @@ class posix_file_system final : public file_system {
     if (fd < 0) posix::fail(p, "open", errno);
     return std::make_unique<posix::posix_file>(p, fd);
   }
-  void create_directories(const fs::path& dir) override {
+  std::vector<fs::path> create_directories(const fs::path& dir) override {
+    std::vector<fs::path> created;
+    fs::path sofar;
+    for (const auto& part : dir.lexically_normal()) {
+      sofar /= part;
+      if (part.empty() || part == "/") continue;
+      if (::mkdir(sofar.c_str(), 0755) == 0) {
+        created.push_back(sofar);
+      } else if (errno != EEXIST) {
+        posix::fail(sofar, "create directory", errno);
+      }
+    }
     std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) posix::fail(dir, "create directory", ec.value());
     if (!fs::is_directory(dir, ec)) posix::fail(dir, "open directory", ENOTDIR);
+    return created;
   }
   std::vector<std::string> list(const fs::path& dir) override {
     std::vector<std::string> names;

@@ -115,6 +115,11 @@ class wal_writer {
       fs_->remove(path_);
     } else if (sync_previous) {
       sync();
+    } else if (map_) {
+      // Left unsynced (durability::none): the next sync() must still cover it, before any
+      // record it writes can claim everything up to it is durable.
+      std::lock_guard<std::mutex> lock(mu_);
+      if (synced_off_ < write_off_) unsynced_.push_back({path_, last_seq_});
     }
     const std::size_t page = 4096;
     const std::size_t size = std::max(segment_size_, (segment_header_size + min_record + page - 1) / page * page);
@@ -184,6 +189,19 @@ class wal_writer {
     std::size_t from, to;
     std::uint64_t seq;
     {
+      // Segments left unsynced by roll(), oldest first: fdatasync through a fresh descriptor
+      // writes back the file's dirty pages, whoever dirtied them.
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!unsynced_.empty()) {
+        const unsynced_segment u = unsynced_.front();
+        lock.unlock();
+        fs_->open(u.path, open_mode::read_write)->sync();
+        lock.lock();
+        if (!unsynced_.empty() && unsynced_.front().path == u.path) unsynced_.erase(unsynced_.begin());
+        synced_seq_ = std::max(synced_seq_, u.last_seq);
+      }
+    }
+    {
       std::lock_guard<std::mutex> lock(mu_);
       if (!map_ || synced_off_ == write_off_) {
         synced_seq_ = std::max(synced_seq_, last_seq_);
@@ -205,6 +223,12 @@ class wal_writer {
   /// Log bytes written since reset_checkpoint_bytes().
   std::uint64_t bytes_since_checkpoint() const { return bytes_since_checkpoint_; }
   void reset_checkpoint_bytes() { bytes_since_checkpoint_ = 0; }
+  /// Forgets the unsynced segments whose records are all <= seq (a checkpoint covers them and
+  /// is about to remove them).
+  void forget_unsynced_through(std::uint64_t seq) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::erase_if(unsynced_, [seq](const unsynced_segment& u) { return u.last_seq <= seq; });
+  }
   /// Declares every seq <= seq durable by other means (a recovered or checkpointed state).
   void mark_synced(std::uint64_t seq) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -224,6 +248,12 @@ class wal_writer {
 
   std::mutex mu_;  // orders sync() (any thread) with append()/roll() (the writer)
   std::shared_ptr<mapping> map_;
+  /// Earlier segments whose records roll() did not sync (durability::none), oldest first.
+  struct unsynced_segment {
+    fs::path path;
+    std::uint64_t last_seq;
+  };
+  std::vector<unsynced_segment> unsynced_;  // guarded by mu_
   std::uint64_t salt_ = 0;
   std::uint64_t first_seq_ = 0;
   std::size_t write_off_ = 0;   // guarded by mu_ (written by the writer, read by sync())
@@ -239,6 +269,7 @@ class wal_writer {
 struct wal_record {
   std::uint64_t seq;
   std::uint64_t offset;
+  std::uint64_t synced;  ///< every version up to this one was durable when it was written
   std::span<const std::byte> payload;
 };
 
@@ -278,7 +309,8 @@ inline segment_scan scan_segment(std::span<const std::byte> seg, const segment_h
   while (true) {
     auto r = read_record(seg, off, salt_lo);
     if (!r || r->first != expect) break;
-    out.records.push_back({expect, off, seg.subspan(off + record_header_size, r->second)});
+    out.records.push_back({expect, off, load_le<std::uint64_t>(seg.data() + off + 24),
+                           seg.subspan(off + record_header_size, r->second)});
     off += align8(record_header_size + r->second);
     ++expect;
   }
