@@ -58,13 +58,13 @@ class read_guard {
   using iterator = const_iterator;
 
   read_guard(read_guard&& other) noexcept
-      : slot_(std::exchange(other.slot_, nullptr)), copy_(other.copy_), outermost_(other.outermost_) {}
+      : slot_(std::exchange(other.slot_, nullptr)), entered_(other.entered_), copy_(other.copy_) {}
   read_guard& operator=(read_guard&& other) noexcept {
     if (this != &other) {
       reset();
       slot_ = std::exchange(other.slot_, nullptr);
       copy_ = other.copy_;
-      outermost_ = other.outermost_;
+      entered_ = other.entered_;
     }
     return *this;
   }
@@ -93,15 +93,14 @@ class read_guard {
 
  private:
   friend class map_reader<Key, Value, Hash, Eq, Traits>;
-  read_guard(detail::reader_slot* slot, std::pair<const detail::versioned<table>*, bool> entered) noexcept
-      : slot_(slot), copy_(entered.first), outermost_(entered.second) {}
+  read_guard(const impl& reader) noexcept : slot_(reader.slot()), entered_(0), copy_(reader.enter(entered_)) {}
   void reset() noexcept {
-    if (slot_ != nullptr) impl::leave(std::exchange(slot_, nullptr), outermost_);
+    if (slot_ != nullptr) impl::leave(std::exchange(slot_, nullptr), entered_);
   }
 
   detail::reader_slot* slot_;
+  std::uint64_t entered_;  ///< the epoch the outermost guard stored (0: nested; leaves it alone)
   const detail::versioned<table>* copy_;
-  bool outermost_;  ///< only the outermost guard on a reader moves its epoch
 };
 
 /// A reader of the map: a registered slot. Copyable; a copy is a new, separately registered
@@ -120,7 +119,7 @@ class map_reader {
   /// Memory ordering: every operation of every publish() that returned before this call, and of
   ///                  the publish that made the returned version, happens-before reads through
   ///                  the guard. Nested guards on one reader see the outermost one's snapshot.
-  guard read() const noexcept { return guard(impl_.slot(), impl_.enter()); }
+  guard read() const noexcept { return guard(impl_); }
 
   /// A copy of the value under key, or nullopt. Wait-free; costs a lookup and a copy.
   template <class K>

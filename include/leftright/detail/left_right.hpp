@@ -178,15 +178,18 @@ class lr_reader {
     std::swap(slot_, other.slot_);
   }
 
-  /// Enters a read: the copy to read, and whether this is the outermost read on this reader
-  /// (only the outermost one moves the epoch). Wait-free: two stores, two loads.
-  std::pair<const versioned<T>*, bool> enter() const noexcept {
+  /// Enters a read: returns the copy to read; sets entered to the odd epoch value this read
+  /// stored if it is the outermost read on this reader (0 for a nested one: only the outermost
+  /// moves the epoch). The caller hands it back to leave(), which need not load the epoch again.
+  /// Wait-free: two stores, two loads.
+  const versioned<T>* enter(std::uint64_t& entered) const noexcept {
     reader_slot& s = *slot_;
     // [R0] relaxed: only this reader ever stores its epoch.
     const std::uint64_t e = s.epoch.load(std::memory_order_relaxed);
     if (e & 1) {  // nested in a read on this reader (case C5): same snapshot, no epoch change
       ++s.nested;
-      return {static_cast<const versioned<T>*>(s.pinned), false};
+      entered = 0;
+      return static_cast<const versioned<T>*>(s.pinned);
     }
     const versioned<T>* p;
     if (Mode == reader_sync::seq_cst || !s.asymmetric) {
@@ -205,25 +208,29 @@ class lr_reader {
       p = core_->read_ptr.load(std::memory_order_acquire);
     }
     s.pinned = p;
-    return {p, true};
+    entered = e + 1;
+    return p;
   }
 
-  /// Leaves a read entered with enter(); outermost: what enter() said. The read ends when the
-  /// last of its guards does, in whatever order they end.
-  static void leave(reader_slot* s, bool outermost) noexcept {
-    if (outermost) {
-      if (s->nested != 0) {  // nested guards still alive: the last of them ends the read
-        s->outer_done = true;
+  /// Leaves a read entered with enter(); entered: the epoch value enter() returned (0: nested).
+  /// The read ends when the last of its guards does, in whatever order they end.
+  static void leave(reader_slot* s, std::uint64_t entered) noexcept {
+    if (entered != 0) {
+      if (s->nested == 0) [[likely]] {
+        // [R3] release: every read of the pinned copy happens-before the writer's [W4]/[W5]
+        //      load that sees this value, and so before it writes that copy again. The epoch
+        //      is still `entered`: only this reader stores it, and nested reads leave it alone.
+        s->epoch.store(entered + 1, std::memory_order_release);
         return;
       }
-    } else {
-      if (--s->nested != 0 || !s->outer_done) return;
-      s->outer_done = false;
+      s->outer_done = true;  // nested guards still alive: the last of them ends the read
+      return;
     }
+    if (--s->nested != 0 || !s->outer_done) return;
+    s->outer_done = false;
     // [R0] relaxed: only this reader ever stores its epoch.
     const std::uint64_t e = s->epoch.load(std::memory_order_relaxed);
-    // [R3] release: every read of the pinned copy happens-before the writer's [W4]/[W5] load
-    //      that sees this value, and so before it writes that copy again.
+    // [R3] release: as above.
     s->epoch.store(e + 1, std::memory_order_release);
   }
 
