@@ -171,6 +171,8 @@ def section_key_figures(entries):
 
 
 def section_lookup(entries):
+    if not entries:
+        return ""
     vals = lookup_values(entries)
     maps = maps_in(entries)
     out = ["## Lookups, no writer\n",
@@ -537,8 +539,11 @@ def machine(ctx, build_dir, elapsed, command):
         + (f"; caches {caches}" if caches else ""),
         f"- Kernel: {platform.release()}",
         f"- Compiler: {compiler(build_dir)} (-O2)",
-        f"- leftright: commit {rev}" + (" with uncommitted changes under include/" if dirty else "")
-        if rev else "",
+        # What the suite was built from, as scripts/bench recorded it; else (older results) the
+        # working tree now.
+        f"- leftright: built from {ctx['built_from']}" if ctx.get("built_from") else
+        (f"- leftright: commit {rev}" + (" with uncommitted changes under include/" if dirty else "")
+         if rev else ""),
         f"- Libraries: {', '.join(pkgs)}" if pkgs else "- Libraries: (dpkg-query unavailable)",
         f"- Date: {ctx.get('date', datetime.datetime.now().isoformat())}",
         f"- Load average when the suite started: {', '.join(f'{x:.2f}' for x in load)}" if load else "",
