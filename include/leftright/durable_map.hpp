@@ -106,8 +106,8 @@ void encode_batch_fixed(const std::vector<typename Ops::op>& ops, std::string& o
             bytes += 1 + ks;
             ++count;
           } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
-            bytes += x.erased.size() * (1 + ks);
-            count += x.erased.size();
+            bytes += x.s->erased.size() * (1 + ks);
+            count += x.s->erased.size();
           } else if constexpr (std::is_same_v<X, typename Ops::clear_op>) {
             bytes += 1;
             ++count;
@@ -139,7 +139,7 @@ void encode_batch_fixed(const std::vector<typename Ops::op>& ops, std::string& o
             put_tag(storage::op_tag::erase);
             put_key(x.key);
           } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
-            for (const auto& k : x.erased) {
+            for (const auto& k : x.s->erased) {
               put_tag(storage::op_tag::erase);
               put_key(k);
             }
@@ -191,7 +191,7 @@ void encode_batch(const std::vector<typename Ops::op>& ops, std::string& out) {
               leftright::encode(x.key, w);
               ++count;
             } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
-              for (const auto& k : x.erased) {
+              for (const auto& k : x.s->erased) {
                 w.put_u8(static_cast<std::uint8_t>(storage::op_tag::erase));
                 leftright::encode(k, w);
                 ++count;
@@ -311,8 +311,8 @@ class durable_writer {
   void erase_if(Pred pred) {
     static_assert(std::is_invocable_r_v<bool, const Pred&, const Key&, const Value&>,
                   "leftright: erase_if needs pred(const Key&, const Value&) -> bool");
-    using fn = std::function<bool(const Key&, const Value&)>;
-    inner_.impl_.append(typename ops::erase_if_op{std::make_shared<const fn>(std::move(pred)), true});
+    using pred_state = typename ops::erase_if_op::state;
+    inner_.impl_.append(typename ops::erase_if_op{std::make_shared<pred_state>(pred_state{std::move(pred), true})});
   }
   void clear() { inner_.clear(); }
   void reserve(std::size_t n) { inner_.reserve(n); }

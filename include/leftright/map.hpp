@@ -215,8 +215,8 @@ class map_writer {
   void erase_if(Pred pred) {
     static_assert(std::is_invocable_r_v<bool, const Pred&, const Key&, const Value&>,
                   "leftright: erase_if needs pred(const Key&, const Value&) -> bool");
-    using fn = std::function<bool(const Key&, const Value&)>;
-    impl_.append(typename ops::erase_if_op{std::make_shared<const fn>(std::move(pred))});
+    using state = typename ops::erase_if_op::state;
+    impl_.append(typename ops::erase_if_op{std::make_shared<state>(state{std::move(pred)})});
   }
   /// Queues: remove every entry.
   void clear() { impl_.append(typename ops::clear_op{}); }

@@ -36,12 +36,16 @@ struct common_ops {
   struct erase_op {
     Key key;
   };
-  /// The predicate sits behind a pointer: it keeps the op small and cheap to move (and keeps
-  /// GCC 12 from a false -Wmaybe-uninitialized on a std::function moved inside a variant).
+  /// Everything behind one pointer: a rare op must not make every op in the log bigger (the
+  /// variant is as large as its largest member), and a std::function moved inside a variant
+  /// draws a false -Wmaybe-uninitialized from GCC 12.
   struct erase_if_op {
-    std::shared_ptr<const std::function<bool(const Key&, const Value&)>> pred;
-    bool record = false;       ///< note the erased keys at the first application (for a log)
-    std::vector<Key> erased = {};  ///< the keys erased by the first application, if record
+    struct state {
+      std::function<bool(const Key&, const Value&)> pred;
+      bool record = false;       ///< note the erased keys at the first application (for a log)
+      std::vector<Key> erased{};  ///< the keys erased by the first application, if record
+    };
+    std::shared_ptr<state> s;
   };
   struct clear_op {};
   struct reserve_op {
@@ -89,12 +93,12 @@ struct inline_ops : common_ops<Key, Value> {
           } else if constexpr (std::is_same_v<X, insert_op>) {
             t.try_emplace(x.key, x.value);
           } else if constexpr (std::is_same_v<X, typename base::erase_if_op>) {
-            if (!x.record) return common(t, x);
-            x.erased.clear();
-            const auto& pred = *x.pred;
+            if (!x.s->record) return common(t, x);
+            x.s->erased.clear();
+            const auto& pred = x.s->pred;
             for (auto it = t.begin(); it != t.end();) {
               if (pred(it->first, it->second)) {
-                x.erased.push_back(it->first);
+                x.s->erased.push_back(it->first);
                 t.erase(it++);
               } else {
                 ++it;
@@ -130,7 +134,7 @@ struct inline_ops : common_ops<Key, Value> {
 
   static void common(table& t, const typename base::erase_op& x) { t.erase(x.key); }
   static void common(table& t, const typename base::erase_if_op& x) {
-    const auto& pred = *x.pred;
+    const auto& pred = x.s->pred;
     absl::erase_if(t, [&pred](const typename table::value_type& kv) { return pred(kv.first, kv.second); });
   }
   static void common(table& t, const typename base::clear_op&) { t.clear(); }
@@ -369,12 +373,12 @@ struct shared_ops : common_ops<Key, Value> {
               t.put(x.fresh.get());
             }
           } else if constexpr (std::is_same_v<X, typename base::erase_if_op>) {
-            if (!x.record) return common(t, x);
-            x.erased.clear();
-            const auto& pred = *x.pred;
+            if (!x.s->record) return common(t, x);
+            x.s->erased.clear();
+            const auto& pred = x.s->pred;
             auto recording = [&](const Key& k, const Value& v) {
               if (!pred(k, v)) return false;
-              x.erased.push_back(k);
+              x.s->erased.push_back(k);
               return true;
             };
             t.erase_if(recording);
@@ -399,7 +403,7 @@ struct shared_ops : common_ops<Key, Value> {
   static bool equal(const table& a, const table& b) { return same_nodes(a, b); }
 
   static void common(table& t, const typename base::erase_op& x) { t.erase(x.key); }
-  static void common(table& t, const typename base::erase_if_op& x) { t.erase_if(*x.pred); }
+  static void common(table& t, const typename base::erase_if_op& x) { t.erase_if(x.s->pred); }
   static void common(table& t, const typename base::clear_op&) { t.clear(); }
   static void common(table& t, const typename base::reserve_op& x) { t.reserve(x.n); }
 };
