@@ -164,22 +164,11 @@ inline leftright::durable_options options(std::shared_ptr<sim::file_system> fsys
   return o;
 }
 
-/// Runs one step of a workload against an open map, keeping the model in step: a publish of a
-/// random batch (mostly), a checkpoint, or a flush. Throws what the map throws; the model is
-/// updated before the call, so a crash inside it leaves the batch "attempted".
-inline void step(map_t& m, history& h, std::mt19937_64& rng, const config& c) {
-  const auto r = rng() % 100;
-  if (r < 6) {
-    m.first.checkpoint();
-    h.promised = std::max(h.promised, h.acked);
-    return;
-  }
-  if (r < 9) {
-    m.first.flush();
-    h.promised = std::max(h.promised, h.acked);
-    return;
-  }
-  const batch b = random_batch(rng);
+/// Publishes a random batch, keeping the model in step: the state is recorded as attempted
+/// before the call (a crash inside it may or may not keep the batch), acknowledged after it
+/// returns, and promised durable at once in sync mode. Throws what publish() throws.
+inline void publish_random(map_t& m, history& h, std::mt19937_64& rng, const config& c, std::size_t max_ops = 8) {
+  const batch b = random_batch(rng, max_ops);
   state next = h.states.back();
   apply(next, b);
   queue(m.first, b);
@@ -188,6 +177,24 @@ inline void step(map_t& m, history& h, std::mt19937_64& rng, const config& c) {
   if (v != h.attempted()) throw std::logic_error("publish returned version " + std::to_string(v));
   h.acked = v;
   if (c.mode == leftright::durability::sync) h.promised = v;
+}
+
+/// Makes everything acknowledged durable: checkpoint() or flush().
+inline void make_durable(map_t& m, history& h, bool checkpoint) {
+  if (checkpoint) {
+    m.first.checkpoint();
+  } else {
+    m.first.flush();
+  }
+  h.promised = std::max(h.promised, h.acked);
+}
+
+/// Runs one step of a workload against an open map: a publish of a random batch (mostly), a
+/// checkpoint, or a flush. Throws what the map throws.
+inline void step(map_t& m, history& h, std::mt19937_64& rng, const config& c) {
+  const auto r = rng() % 100;
+  if (r < 9) return make_durable(m, h, r < 6);
+  publish_random(m, h, rng, c);
 }
 
 /// Opens the map on fsys and checks it against the history; on success the history moves to the

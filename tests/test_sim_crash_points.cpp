@@ -29,21 +29,11 @@ void workload(const std::shared_ptr<sim::file_system>& fsys, const config& c, hi
   std::mt19937_64 rng(20261121);
   std::optional<map_t> m;
   reopen(fsys, c, h, m);
-  auto publish = [&] {
-    const batch b = random_batch(rng, 12);
-    state next = h.states.back();
-    apply(next, b);
-    queue(m->first, b);
-    h.states.push_back(std::move(next));
-    h.acked = m->first.publish();
-    if (c.mode == durability::sync) h.promised = h.acked;
-  };
+  auto publish = [&] { publish_random(*m, h, rng, c, 12); };
   for (int i = 0; i < 10; ++i) publish();  // rolls segments (8 KiB each)
-  m->first.checkpoint();
-  h.promised = h.acked;
+  make_durable(*m, h, /*checkpoint=*/true);
   for (int i = 0; i < 6; ++i) publish();
-  m->first.flush();
-  h.promised = h.acked;
+  make_durable(*m, h, /*checkpoint=*/false);
   for (int i = 0; i < 3; ++i) publish();
   m.reset();  // a clean close syncs (a destructor cannot report a failure: check the fs)
   if (fsys->dead()) throw leftright::storage_error({}, "close", EIO, "simulated crash");

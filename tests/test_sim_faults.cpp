@@ -35,20 +35,10 @@ outcome run_with_fault(const std::shared_ptr<sim::file_system>& fsys, const conf
   }
   for (int i = 0; i < 40 && !out.error; ++i) {
     try {
-      if (i == 15) {
-        m->first.checkpoint();
-        h.promised = h.acked;
-      } else if (i == 25) {
-        m->first.flush();
-        h.promised = h.acked;
+      if (i == 15 || i == 25) {
+        make_durable(*m, h, /*checkpoint=*/i == 15);
       } else {
-        const batch b = random_batch(rng, 12);
-        state next = h.states.back();
-        apply(next, b);
-        queue(m->first, b);
-        h.states.push_back(std::move(next));
-        h.acked = m->first.publish();
-        if (c.mode == durability::sync) h.promised = h.acked;
+        publish_random(*m, h, rng, c, 12);
       }
       // An automatic checkpoint that failed after a publish: the publish stands, the writer stops.
       out.error = m->first.failed();
