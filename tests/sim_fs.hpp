@@ -417,6 +417,7 @@ class sim_mapping final : public st::mapping {
     // a crash covers anyway by keeping or dropping the rest of the page.
     if (!s_->lying) n_->write_back(off, off + len);
   }
+  // advise(): the base class's no-op (a page-cache hint; the simulation has no read-ahead).
 
  private:
   std::shared_ptr<detail::state> s_;
@@ -474,6 +475,25 @@ class sim_file final : public st::file {
     if (s_->lying) return;
     n_->write_back(0, n_->cur.size());
     n_->dur_size = n_->cur.size();
+  }
+  /// As SEEK_DATA/SEEK_HOLE over a file whose all-zero pages are holes: the first run of pages
+  /// at or after off holding a non-zero byte (so callers that skip zeros this way are tested).
+  std::pair<std::uint64_t, std::uint64_t> data_range(std::uint64_t off) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    file_system::enter_state(*s_, path_, "lseek");
+    const std::size_t n = n_->cur.size();
+    if (off >= n) return {n, n};
+    const auto zero_page = [&](std::size_t p) {
+      const std::size_t a = p * detail::page, b = std::min(n, a + detail::page);
+      return std::all_of(n_->cur.begin() + static_cast<std::ptrdiff_t>(a),
+                         n_->cur.begin() + static_cast<std::ptrdiff_t>(b), [](std::byte c) { return c == std::byte{0}; });
+    };
+    std::size_t p = static_cast<std::size_t>(off) / detail::page;
+    while (p * detail::page < n && zero_page(p)) ++p;
+    if (p * detail::page >= n) return {n, n};
+    const std::size_t first = std::max<std::size_t>(static_cast<std::size_t>(off), p * detail::page);
+    while (p * detail::page < n && !zero_page(p)) ++p;
+    return {first, std::min(n, p * detail::page)};
   }
   std::shared_ptr<st::mapping> map(std::size_t len, bool writable) override {
     std::lock_guard<std::mutex> lock(s_->mu);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -25,6 +26,12 @@ namespace leftright::detail::storage {
 
 namespace fs = std::filesystem;
 
+/// How a mapping is about to be read (madvise). Only a hint: it changes no byte read.
+enum class access_hint {
+  random,     ///< no read-around on a fault: touch a page, get that page (MADV_RANDOM)
+  will_need,  ///< read this range ahead now (MADV_WILLNEED)
+};
+
 /// A shared, writable or read-only memory mapping of the start of a file.
 class mapping {
  public:
@@ -33,6 +40,12 @@ class mapping {
   virtual std::size_t size() const noexcept = 0;
   /// Makes bytes [off, off + len) of the mapping durable (msync MS_SYNC).
   virtual void sync(std::size_t off, std::size_t len) = 0;
+  /// A hint about bytes [off, off + len); ignored where it means nothing. Never fails.
+  virtual void advise(std::size_t off, std::size_t len, access_hint hint) noexcept {
+    (void)off;
+    (void)len;
+    (void)hint;
+  }
 };
 
 class file {
@@ -50,6 +63,15 @@ class file {
   virtual void sync() = 0;
   /// Maps [0, len) shared. The mapping keeps the file open and outlives this object.
   virtual std::shared_ptr<mapping> map(std::size_t len, bool writable) = 0;
+  /// A hint for readers looking for non-zero bytes: the first range [first, second) at or
+  /// after off that may hold any; every byte of [off, first) reads as zero. {size, size}: none
+  /// left. Never wrong, possibly coarse: {off, size} (the default) is always a valid answer.
+  /// POSIX: lseek SEEK_DATA, then SEEK_HOLE (holes and never-written preallocated extents read
+  /// as zeros, so a segment's unused tail need not be read, or faulted in, to know it is zero).
+  virtual std::pair<std::uint64_t, std::uint64_t> data_range(std::uint64_t off) {
+    const std::uint64_t n = size();
+    return {std::min(off, n), n};
+  }
 };
 
 enum class open_mode {
@@ -116,6 +138,14 @@ class posix_mapping final : public mapping {
     const std::size_t start = off / page * page;
     if (::msync(data() + start, off + len - start, MS_SYNC) != 0) fail(path_, "msync", errno);
   }
+  void advise(std::size_t off, std::size_t len, access_hint hint) noexcept override {
+    if (off >= len_ || len == 0) return;
+    len = std::min(len, len_ - off);
+    const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const std::size_t start = off / page * page;
+    // A hint: an error (an old kernel, an odd file system) changes nothing that matters.
+    (void)::madvise(data() + start, off + len - start, hint == access_hint::random ? MADV_RANDOM : MADV_WILLNEED);
+  }
 
  private:
   fs::path path_;
@@ -167,6 +197,20 @@ class posix_file final : public file {
   }
   void sync() override {
     if (::fdatasync(fd_->get()) != 0) fail(path_, "fdatasync", errno);
+  }
+  std::pair<std::uint64_t, std::uint64_t> data_range(std::uint64_t off) override {
+    const std::uint64_t n = size();
+    if (off >= n) return {n, n};
+    const off_t data = ::lseek(fd_->get(), static_cast<off_t>(off), SEEK_DATA);
+    if (data < 0) {
+      // ENXIO: no data at or after off. Anything else (a file system without SEEK_DATA):
+      // no hint, the whole rest may hold data.
+      return errno == ENXIO ? std::pair{n, n} : std::pair{off, n};
+    }
+    const off_t hole = ::lseek(fd_->get(), data, SEEK_HOLE);
+    const auto first = std::min<std::uint64_t>(static_cast<std::uint64_t>(data), n);
+    if (hole < 0) return {first, n};
+    return {first, std::clamp<std::uint64_t>(static_cast<std::uint64_t>(hole), first, n)};
   }
   std::shared_ptr<mapping> map(std::size_t len, bool writable) override {
     if (len == 0) fail(path_, "mmap", EINVAL, "empty mapping");
