@@ -606,7 +606,25 @@ open_map(const durable_options& options) {
     expect = seq + 1;
   }
 
-  // The log after it.
+  // The log after it. A segment is mapped for reading without read-around (access_hint::random)
+  // and read only where the file system says it may hold data (file::data_range), each such
+  // range read ahead as it is reached: the never-written tail of a preallocated segment is
+  // neither read nor brought into the page cache (where it would start to count as data).
+  const auto map_for_scan = [](st::file& file, std::uint64_t size) {
+    auto mp = file.map(static_cast<std::size_t>(size), false);
+    mp->advise(0, mp->size(), st::access_hint::random);
+    return mp;
+  };
+  const auto data_ranges = [](st::file& file, st::mapping& mp) {
+    return [&file, &mp](std::uint64_t off, std::uint64_t) {
+      const auto r = file.data_range(off);
+      if (r.second > r.first) {
+        mp.advise(static_cast<std::size_t>(r.first), static_cast<std::size_t>(r.second - r.first),
+                  st::access_hint::will_need);
+      }
+      return r;
+    };
+  };
   std::vector<std::pair<std::uint64_t, std::string>> segs(segments.begin(), segments.end());
   for (std::size_t i = 0; i < segs.size(); ++i) {
     const auto& [first, name] = segs[i];
@@ -624,7 +642,7 @@ open_map(const durable_options& options) {
     std::shared_ptr<st::mapping> m;
     std::optional<st::segment_header_info> h;
     if (size >= st::segment_header_size) {
-      m = f->map(static_cast<std::size_t>(size), false);
+      m = map_for_scan(*f, size);
       h = st::read_segment_header(std::span<const std::byte>(m->data(), m->size()), path,
                                   s->key_codec, s->value_codec);
     }
@@ -633,8 +651,14 @@ open_map(const durable_options& options) {
       // interrupted creation only if nothing follows it; otherwise it is damage.
       bool blank = true;
       if (m) {
-        for (std::size_t p = st::segment_header_size; p < m->size() && blank; ++p) {
-          blank = m->data()[p] == std::byte{0};
+        for (std::uint64_t p = st::segment_header_size; p < m->size() && blank;) {
+          const auto [from, to] = f->data_range(p);
+          if (from >= m->size()) break;
+          const std::size_t end = static_cast<std::size_t>(std::max(to, from + 1));
+          for (std::size_t q = static_cast<std::size_t>(from); q < end && q < m->size() && blank; ++q) {
+            blank = m->data()[q] == std::byte{0};
+          }
+          p = end;
         }
       }
       if (!last || !blank) throw storage_error(path, "recover", 0, "segment header damaged (offset 0)");
@@ -645,7 +669,9 @@ open_map(const durable_options& options) {
       continue;
     }
     if (h->first_seq != first) throw storage_error(path, "recover", 0, "file name and header disagree");
-    const auto scan = st::scan_segment(std::span<const std::byte>(m->data(), m->size()), *h);
+    const auto data_range = data_ranges(*f, *m);
+    data_range(st::segment_header_size, size);  // the records: read ahead
+    const auto scan = st::scan_segment(std::span<const std::byte>(m->data(), m->size()), *h, data_range);
     ++rep.segments_read;
     for (const auto& rec : scan.records) {
       if (rec.seq >= limit) break;
@@ -667,6 +693,16 @@ open_map(const durable_options& options) {
                               std::to_string(scan.end_offset) + " is damaged, but a later record at offset " +
                               std::to_string(*scan.contradicting_offset) + " says it was durable");
     }
+    if (scan.unchecked_offset) {
+      throw storage_error(path, "recover", 0,
+                          "the record for version " + std::to_string(ended) + " at offset " +
+                              std::to_string(scan.end_offset) +
+                              " is damaged, and the bytes after it hold more record-like headers than a crash "
+                              "leaves (checked " +
+                              std::to_string(st::tail_check_budget(m->size())) +
+                              " bytes; the header at offset " + std::to_string(*scan.unchecked_offset) +
+                              " was not checked)");
+    }
     if (!last && ended < limit && expect < limit) {
       // Versions from `ended` are missing, and the next segment starts later. A crash explains
       // that only if no later record says they were durable (durability::none does not sync a
@@ -677,11 +713,13 @@ open_map(const durable_options& options) {
         auto lf = fsys->open(later, st::open_mode::read_only);
         const std::uint64_t lsize = lf->size();
         if (lsize < st::segment_header_size) continue;
-        auto lm = lf->map(static_cast<std::size_t>(lsize), false);
+        auto lm = map_for_scan(*lf, lsize);
         const std::span<const std::byte> bytes(lm->data(), lm->size());
         const auto lh = st::read_segment_header(bytes, later, s->key_codec, s->value_codec);
         if (!lh) continue;
-        for (const auto& rec : st::scan_segment(bytes, *lh).records) {
+        const auto ldata = data_ranges(*lf, *lm);
+        ldata(st::segment_header_size, lsize);
+        for (const auto& rec : st::scan_segment(bytes, *lh, ldata).records) {
           if (rec.synced >= ended) {
             throw storage_error(path, "recover", 0,
                                 "log hole after offset " + std::to_string(scan.end_offset) + ": version " +

@@ -282,6 +282,11 @@ struct segment_scan {
   /// A later record that says it was written after the record at end_offset was durable:
   /// damage a crash cannot explain.
   std::optional<std::uint64_t> contradicting_offset;
+  /// A header in the tail that claims what a contradicting record claims, but that the tail
+  /// check's checksum budget (tail_check_budget) no longer covered: the tail holds more
+  /// record-like bytes than a crash leaves behind. Damage too; set only if no contradicting
+  /// record was found first.
+  std::optional<std::uint64_t> unchecked_offset;
 };
 
 /// Validates the record header at off; returns its seq and payload length if it is one of this
@@ -299,8 +304,27 @@ inline std::optional<std::pair<std::uint64_t, std::uint32_t>> read_record(std::s
   return std::pair{load_le<std::uint64_t>(rec + 16), len};
 }
 
-/// Reads a segment's records in order until the first that does not validate.
-inline segment_scan scan_segment(std::span<const std::byte> seg, const segment_header_info& h) {
+/// How many bytes the tail check of a segment of `size` bytes may checksum: twice the segment.
+/// The records a crash can leave after a torn one are disjoint, so checking each of them costs
+/// at most the segment once; only crafted bytes (overlapping record-like headers, each claiming
+/// most of the segment) need more, and would otherwise make the check quadratic.
+inline constexpr std::uint64_t tail_check_budget(std::uint64_t size) noexcept { return 2 * size; }
+
+/// The whole rest of the segment may hold data (no hint from the file system).
+struct no_data_hint {
+  std::pair<std::uint64_t, std::uint64_t> operator()(std::uint64_t off, std::uint64_t size) const noexcept {
+    return {std::min(off, size), size};
+  }
+};
+
+/// Reads a segment's records in order until the first that does not validate, then checks the
+/// tail after them. data_range(off, size) -> [first, second): as file::data_range, the first
+/// range at or after off that may hold non-zero bytes (the tail check reads only those).
+/// Cost: O(segment bytes that may hold data); the tail check checksums at most
+/// tail_check_budget(segment size) bytes.
+template <class DataRange = no_data_hint>
+segment_scan scan_segment(std::span<const std::byte> seg, const segment_header_info& h,
+                          DataRange&& data_range = DataRange{}) {
   segment_scan out;
   out.first_seq = h.first_seq;
   const auto salt_lo = static_cast<std::uint32_t>(h.salt);
@@ -316,19 +340,66 @@ inline segment_scan scan_segment(std::span<const std::byte> seg, const segment_h
   }
   out.end_offset = off;
   // What follows: zeros (never written) is a clean end. Anything else is a torn tail, unless a
-  // later valid record of this segment claims the missing one was already durable.
-  for (std::size_t p = off; p < seg.size(); p += 8) {
-    std::uint64_t word = 0;
-    std::memcpy(&word, seg.data() + p, std::min<std::size_t>(8, seg.size() - p));
-    if (word == 0) continue;
+  // later valid record of this segment claims the missing one was already durable. Each 8-byte
+  // word is looked at (zeros 64 bytes at a time); a non-zero one is checksummed only if its
+  // cheap fields make the claim (type, salt, seq > expect, synced >= expect, length), and only
+  // within the budget, so a crafted tail cannot make recovery quadratic.
+  const std::size_t size = seg.size();
+  const std::byte* base = seg.data();
+  std::uint64_t budget = tail_check_budget(size);
+  // The 8-byte word at p (the last one of a segment whose size is not a multiple of 8 is short).
+  const auto word_at = [&](std::size_t p) {
+    std::uint64_t w = 0;
+    std::memcpy(&w, base + p, std::min<std::size_t>(8, size - p));
+    return w;
+  };
+  // A non-zero word at p: the tail is torn; true if a record-like header there settles it
+  // (contradicting, or over the budget).
+  const auto check = [&](std::size_t p) -> bool {
     out.torn = true;
-    if (auto r = read_record(seg, p, salt_lo); r && r->first > expect) {
-      const auto synced = load_le<std::uint64_t>(seg.data() + p + 24);
-      if (synced >= expect) {
-        out.contradicting_offset = p;
-        break;
+    if (p + record_header_size > size) return false;
+    const std::byte* rec = base + p;
+    const auto len = load_le<std::uint32_t>(rec + 4);
+    if (load_le<std::uint32_t>(rec + 8) != record_type_batch || load_le<std::uint32_t>(rec + 12) != salt_lo ||
+        load_le<std::uint64_t>(rec + 16) <= expect || load_le<std::uint64_t>(rec + 24) < expect ||
+        len > size - p - record_header_size) {
+      return false;
+    }
+    const std::uint64_t cost = record_header_size - 4 + std::uint64_t{len};
+    if (cost > budget) {
+      out.unchecked_offset = p;
+      return true;
+    }
+    budget -= cost;
+    if (load_le<std::uint32_t>(rec) != crc32c(rec + 4, static_cast<std::size_t>(cost))) return false;
+    out.contradicting_offset = p;
+    return true;
+  };
+  // Records start at the 4096-byte header and are padded to 8: every offset here is 8-aligned.
+  bool done = false;
+  for (std::size_t p = off; p < size && !done;) {
+    const auto [first, second] = data_range(std::uint64_t{p}, std::uint64_t{size});
+    if (first >= size) break;  // zeros to the end
+    // [p, first) reads as zeros; read [first, second) in whole words. A range that does not
+    // reach past p is no hint: then the rest is read.
+    const std::size_t from = std::max(p, static_cast<std::size_t>(first) & ~std::size_t{7});
+    const std::size_t to = second > from ? std::min<std::size_t>(align8(static_cast<std::size_t>(second)), size) : size;
+    for (std::size_t q = from; q < to && !done;) {
+      if ((q & 63) == 0 && q + 64 <= to) {
+        std::uint64_t w[8];
+        std::memcpy(w, base + q, 64);
+        if ((w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) != 0) {
+          for (std::size_t i = 0; i < 8 && !done; ++i) {
+            if (w[i] != 0) done = check(q + 8 * i);
+          }
+        }
+        q += 64;
+      } else {
+        if (word_at(q) != 0) done = check(q);
+        q += 8;
       }
     }
+    p = to;
   }
   return out;
 }
