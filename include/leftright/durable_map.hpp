@@ -207,9 +207,72 @@ void encode_batch(const std::vector<typename Ops::op>& ops, std::string& out) {
   }
 }
 
+/// A built-in integer's encoding at p (the caller checked the bytes are there).
+template <class T>
+inline T load_builtin(const std::byte* p) noexcept {
+  return static_cast<T>(storage::load_le<typename codec<T>::unsigned_type>(p));  // modular, as codec<T>
+}
+
+/// apply_batch for built-in integer keys and values: checks the whole batch's structure first
+/// (tags, lengths), then applies it reading the fields in place (no bounds check per field:
+/// about twice as fast). The same result as the general path; false (nothing applied) if the
+/// batch does not check, so that the general path reports exactly what is wrong.
+template <class Key, class Value, class Table>
+bool apply_batch_builtin(Table& t, std::span<const std::byte> payload) {
+  constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
+  const std::byte* const p = payload.data();
+  const std::size_t size = payload.size();
+  if (size < 4) return false;
+  const std::uint32_t n = storage::load_le<std::uint32_t>(p);
+  // The length of the operation at off, or 0 if it is not one.
+  const auto length = [p](std::size_t off) -> std::size_t {
+    switch (static_cast<storage::op_tag>(p[off])) {
+      case storage::op_tag::insert_or_assign:
+      case storage::op_tag::insert: return 1 + ks + vs;
+      case storage::op_tag::erase: return 1 + ks;
+      case storage::op_tag::clear: return 1;
+      default: return 0;
+    }
+  };
+  std::size_t off = 4;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (off >= size) return false;
+    const std::size_t len = length(off);
+    if (len == 0 || len > size - off) return false;
+    off += len;
+  }
+  if (off != size) return false;
+  // Checked: every access below is in bounds.
+  for (off = 4; off < size;) {
+    const std::byte* o = p + off;
+    switch (static_cast<storage::op_tag>(*o)) {
+      case storage::op_tag::insert_or_assign:
+        t.insert_or_assign(load_builtin<Key>(o + 1), load_builtin<Value>(o + 1 + ks));
+        off += 1 + ks + vs;
+        break;
+      case storage::op_tag::insert:
+        t.try_emplace(load_builtin<Key>(o + 1), load_builtin<Value>(o + 1 + ks));
+        off += 1 + ks + vs;
+        break;
+      case storage::op_tag::erase:
+        t.erase(load_builtin<Key>(o + 1));
+        off += 1 + ks;
+        break;
+      default:  // clear: the only other tag the check let through
+        t.clear();
+        off += 1;
+        break;
+    }
+  }
+  return true;
+}
+
 /// Applies a logged batch to a recovering table (a plain, single-threaded absl map).
 template <class Key, class Value, class Table>
 void apply_batch(Table& t, std::span<const std::byte> payload) {
+  if constexpr (builtin_int_codec<Key> && builtin_int_codec<Value>) {
+    if (apply_batch_builtin<Key, Value>(t, payload)) return;
+  }
   byte_reader r(payload);
   const std::uint32_t n = r.get_u32("operation count");
   for (std::uint32_t i = 0; i < n; ++i) {
@@ -240,10 +303,23 @@ void apply_batch(Table& t, std::span<const std::byte> payload) {
 }
 
 /// Decodes a checked snapshot's entries into a recovering table (a plain, single-threaded absl
-/// map). Throws storage_error naming path if they do not decode.
+/// map). Throws storage_error naming path if they do not decode. Built-in integer keys and
+/// values whose bytes are exactly `entries` entries are read in place (no bounds check per field).
 template <class Key, class Value, class Table>
 void load_snapshot(Table& t, const storage::snapshot_view& view, const std::filesystem::path& path) {
   t.reserve(static_cast<std::size_t>(view.entries));
+  if constexpr (builtin_int_codec<Key> && builtin_int_codec<Value>) {
+    constexpr std::size_t es = sizeof(Key) + sizeof(Value);
+    // entries <= data bytes + 1 (parse_snapshot), so the product cannot overflow.
+    if (view.data.size() == view.entries * es) {
+      const std::byte* const p = view.data.data();
+      const std::size_t n = static_cast<std::size_t>(view.entries);
+      for (std::size_t i = 0; i < n; ++i) {
+        t.insert_or_assign(load_builtin<Key>(p + i * es), load_builtin<Value>(p + i * es + sizeof(Key)));
+      }
+      return;
+    }
+  }
   byte_reader r(view.data);
   try {
     for (std::uint64_t i = 0; i < view.entries; ++i) {
@@ -254,6 +330,20 @@ void load_snapshot(Table& t, const storage::snapshot_view& view, const std::file
   } catch (const storage_error& e) {
     throw storage_error(path, "read snapshot", 0, e.what());
   }
+}
+
+/// An upper estimate of the entries a run of logged batches can add (to reserve before they are
+/// replayed): each record's operation count, capped by what its payload can hold (an insert
+/// takes at least min_op bytes; a damaged but checksummed count must not size the table).
+template <class Records>
+std::size_t logged_operations(const Records& records, std::size_t min_op) {
+  std::uint64_t n = 0;
+  for (const auto& rec : records) {
+    if (rec.payload.size() < 4) continue;
+    const std::uint64_t count = storage::load_le<std::uint32_t>(rec.payload.data());
+    n += std::min<std::uint64_t>(count, (rec.payload.size() - 4) / min_op);
+  }
+  return static_cast<std::size_t>(n);
 }
 
 /// The recovered state in the map's layout.
@@ -591,9 +681,12 @@ open_map(const durable_options& options) {
     }
   }
 
+  // The state being recovered (a plain table: the map's layout may differ, see to_table).
+  using plain_table = absl::flat_hash_map<Key, Value, Hash, Eq>;
+  plain_table t;
+
   // The newest snapshot. A committed snapshot was synced before its rename: if it does not
   // check out, that is damage, not a crash, and we refuse rather than silently go back in time.
-  absl::flat_hash_map<Key, Value, Hash, Eq> t;  // the state being recovered
   std::uint64_t expect = 1;
   if (!snapshots.empty()) {
     const auto& [seq, name] = *snapshots.rbegin();
@@ -625,6 +718,19 @@ open_map(const durable_options& options) {
       return r;
     };
   };
+  constexpr std::size_t replay_reserve_cap = std::size_t{1} << 22;
+  constexpr std::size_t min_op = detail::builtin_int_codec<Key> && detail::builtin_int_codec<Value>
+                                     ? 1 + sizeof(Key) + sizeof(Value)
+                                     : 2;  // a tag and (for all keys but one) a byte
+  // The newest segment, if it starts at the recovered version + 1 and holds nothing: the fresh
+  // segment the last open (or a checkpoint) started. The writer continues in it.
+  struct reusable_segment {
+    std::string name;
+    std::uint64_t salt;
+    std::uint64_t size;
+    std::unique_ptr<st::file> file;
+  };
+  std::optional<reusable_segment> reuse;
   std::vector<std::pair<std::uint64_t, std::string>> segs(segments.begin(), segments.end());
   for (std::size_t i = 0; i < segs.size(); ++i) {
     const auto& [first, name] = segs[i];
@@ -673,18 +779,32 @@ open_map(const durable_options& options) {
     data_range(st::segment_header_size, size);  // the records: read ahead
     const auto scan = st::scan_segment(std::span<const std::byte>(m->data(), m->size()), *h, data_range);
     ++rep.segments_read;
-    for (const auto& rec : scan.records) {
-      if (rec.seq >= limit) break;
-      if (rec.seq < expect) continue;
-      try {
-        detail::apply_batch<Key, Value>(t, rec.payload);
-      } catch (const storage_error& e) {
-        throw storage_error(path, "recover", 0,
-                            "record " + std::to_string(rec.seq) + " at offset " + std::to_string(rec.offset) +
-                                " has a valid checksum but does not decode: " + e.what());
+    // The records to apply: consecutive, so a range of them.
+    std::size_t lo = 0;
+    while (lo < scan.records.size() && scan.records[lo].seq < expect) ++lo;
+    std::size_t hi = lo;
+    while (hi < scan.records.size() && scan.records[hi].seq < limit) ++hi;
+    if (hi > lo) {
+      const std::span<const st::wal_record> recs(scan.records.data() + lo, hi - lo);
+      // Reserved once rather than grown step by step while replaying: room for as many entries
+      // more as the records have operations (each counted as an insert), at most the table's
+      // size or 4M more (a long log of overwrites or erases must not size a huge table).
+      const std::size_t more = detail::logged_operations(recs, min_op);
+      t.reserve(t.size() + std::min(more, std::max(t.size(), replay_reserve_cap)));
+      for (const auto& rec : recs) {
+        try {
+          detail::apply_batch<Key, Value>(t, rec.payload);
+        } catch (const storage_error& e) {
+          throw storage_error(path, "recover", 0,
+                              "record " + std::to_string(rec.seq) + " at offset " + std::to_string(rec.offset) +
+                                  " has a valid checksum but does not decode: " + e.what());
+        }
       }
-      ++rep.records_replayed;
-      expect = rec.seq + 1;
+      // The estimate counted every operation as an insert; give back what overwrites and erases
+      // left unused (a table never shrinks by itself).
+      if (t.size() < t.bucket_count() / 4) t.rehash(0);
+      rep.records_replayed += hi - lo;
+      expect = recs.back().seq + 1;
     }
     const std::uint64_t ended = scan.first_seq + scan.records.size();  // first seq not read
     if (scan.contradicting_offset) {
@@ -744,18 +864,32 @@ open_map(const durable_options& options) {
                   " (version " + std::to_string(ended) + " incompletely written); ";
     }
     f->sync();  // what we recovered from must be durable before new records claim it was
+    if (last && scan.records.empty() && !scan.torn && first == expect) {
+      // Nothing but zeros after a valid header (so no stale bytes can share its salt), and now
+      // synced: as good as a segment roll() would create.
+      reuse = reusable_segment{name, h->salt, size, std::move(f)};
+    }
   }
   const std::uint64_t version = expect - 1;
   rep.version = version;
 
-  // A fresh segment with a fresh salt: stale bytes can never be mistaken for new records.
-  if (segments.count(version + 1) != 0) {
-    fsys->remove(options.path / segments[version + 1]);  // holds nothing valid: we cut before it
-    fsys->sync_directory(options.path);
-  }
   s->wal.mark_synced(version);
   s->wal.set_sync_on_roll(options.durability != durability::none);
-  s->wal.roll(version + 1, 0, /*sync_previous=*/false);
+  if (reuse) {
+    // Its name must be durable before records in it are acknowledged: the open that created it
+    // may have crashed between syncing the file and syncing the directory.
+    fsys->sync_directory(options.path);
+    s->wal.reuse(options.path / reuse->name, version + 1, reuse->salt,
+                 reuse->file->map(static_cast<std::size_t>(reuse->size), true));
+    reuse.reset();
+  } else {
+    // A fresh segment with a fresh salt: stale bytes can never be mistaken for new records.
+    if (segments.count(version + 1) != 0) {
+      fsys->remove(options.path / segments[version + 1]);  // holds nothing valid: we cut before it
+      fsys->sync_directory(options.path);
+    }
+    s->wal.roll(version + 1, 0, /*sync_previous=*/false);
+  }
   rep.duration = std::chrono::steady_clock::now() - started;
 
   auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync), version,

@@ -143,6 +143,23 @@ class wal_writer {
     bytes_since_checkpoint_ += segment_header_size;
   }
 
+  /// Continues in an existing segment instead of creating one (recovery, after a clean close:
+  /// the newest segment is the empty one the last open created). Preconditions, which the
+  /// caller checked: its header is valid, durable (file synced) and names first_seq and salt;
+  /// every byte after the header is zero, so no stale record can carry this salt; its name is
+  /// durable (directory synced); m maps all of it, writable. No other segment is current.
+  void reuse(const fs::path& path, std::uint64_t first_seq, std::uint64_t salt, std::shared_ptr<mapping> m) {
+    std::lock_guard<std::mutex> lock(mu_);
+    map_ = std::move(m);
+    salt_ = salt;
+    first_seq_ = first_seq;
+    write_off_ = segment_header_size;
+    synced_off_ = segment_header_size;
+    next_seq_ = first_seq;
+    path_ = path;
+    bytes_since_checkpoint_ += segment_header_size;  // as roll() counts a new segment
+  }
+
   /// Makes sure the current segment starts at first_seq (a checkpoint's cut): rolls unless the
   /// current segment already starts there and holds nothing yet.
   void roll_if_needed(std::uint64_t first_seq, bool sync_previous) {
