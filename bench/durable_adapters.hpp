@@ -152,6 +152,9 @@ class lr_store {
       o.durability = mode == "none"    ? leftright::durability::none
                      : mode == "async" ? leftright::durability::async
                                        : leftright::durability::sync;
+      // LEFTRIGHT_BENCH_PREFAULT=<bytes> overrides durable_options::prefault_bytes (0: off), to
+      // measure what prefaulting the log is worth.
+      if (const char* pf = std::getenv("LEFTRIGHT_BENCH_PREFAULT")) o.prefault_bytes = std::strtoull(pf, nullptr, 10);
       dur_.emplace(leftright::open_map<std::uint64_t, std::uint64_t>(o).first);
     }
     visit([&](auto& w) {

@@ -61,6 +61,10 @@ struct durable_options {
   /// Checkpoint automatically after a publish once this many log bytes were written since the
   /// last checkpoint; 0: only when checkpoint() is called.
   std::uint64_t checkpoint_bytes = std::uint64_t{256} << 20;
+  /// How far ahead of the writer a thread of the map's own keeps the log faulted in, so that
+  /// publish() does not stop on page faults in a fresh segment; 0: no thread, publish() faults
+  /// the pages in itself.
+  std::size_t prefault_bytes = std::size_t{4} << 20;
   /// The file system underneath; null: the real one. (Tests put a simulated one here.)
   std::shared_ptr<detail::storage::file_system> file_system;
 };
@@ -517,7 +521,7 @@ class durable_writer {
           fs(std::move(f)),
           key_codec(std::move(k)),
           value_codec(std::move(v)),
-          wal(fs, opts.path, key_codec, value_codec, opts.segment_size) {}
+          wal(fs, opts.path, key_codec, value_codec, opts.segment_size, opts.prefault_bytes) {}
   };
 
   durable_writer(inner_writer inner, std::unique_ptr<state> st) : inner_(std::move(inner)), st_(std::move(st)) {

@@ -46,6 +46,12 @@ class mapping {
     (void)len;
     (void)hint;
   }
+  /// Faults bytes [off, off + len) in, writable, without changing them (MADV_POPULATE_WRITE),
+  /// so that later stores there do not fault. Best effort: ignored where unsupported.
+  virtual void populate(std::size_t off, std::size_t len) noexcept {
+    (void)off;
+    (void)len;
+  }
 };
 
 class file {
@@ -145,6 +151,20 @@ class posix_mapping final : public mapping {
     const std::size_t start = off / page * page;
     // A hint: an error (an old kernel, an odd file system) changes nothing that matters.
     (void)::madvise(data() + start, off + len - start, hint == access_hint::random ? MADV_RANDOM : MADV_WILLNEED);
+  }
+  void populate(std::size_t off, std::size_t len) noexcept override {
+#ifdef MADV_POPULATE_WRITE
+    if (off >= len_ || len == 0) return;
+    len = std::min(len, len_ - off);
+    const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const std::size_t start = off / page * page;
+    // EINVAL before Linux 5.14, EFAULT/ENOMEM/EIO if the pages cannot be had now: then the
+    // writer's own stores fault them in, as without this hint.
+    (void)::madvise(data() + start, off + len - start, MADV_POPULATE_WRITE);
+#else
+    (void)off;
+    (void)len;
+#endif
   }
 
  private:

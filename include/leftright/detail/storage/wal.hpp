@@ -7,11 +7,13 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <span>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -89,17 +91,89 @@ inline std::optional<segment_header_info> read_segment_header(std::span<const st
   return segment_header_info{load_le<std::uint64_t>(h.data() + 16), load_le<std::uint64_t>(h.data() + 24)};
 }
 
+/// Keeps the bytes just ahead of the log's write offset faulted in, from a thread of its own, so
+/// that the writer's stores into a fresh segment do not fault: a first store to a page of a
+/// file mapping allocates and zeroes a page-cache page and asks the file system to make a
+/// preallocated extent writable, which is most of what a large commit costs when nothing is
+/// synced. The thread starts at the first request; ahead == 0: never.
+class prefaulter {
+ public:
+  explicit prefaulter(std::size_t ahead) : ahead_(ahead) {}
+  prefaulter(const prefaulter&) = delete;
+  prefaulter& operator=(const prefaulter&) = delete;
+  ~prefaulter() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  /// The writer wrote up to `at` in segment `gen` (mapped by m). Costs nothing until the writer
+  /// is half way through what was asked for last; then a lock and a notify. Writer only.
+  void wrote(std::uint64_t gen, const std::shared_ptr<mapping>& m, std::size_t at) {
+    if (ahead_ == 0 || (gen == asked_gen_ && at + ahead_ / 2 <= asked_to_)) return;
+    const std::size_t want = std::min(m->size(), at + ahead_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (gen != gen_) {
+        gen_ = gen;
+        map_ = m;
+        done_ = at;
+      }
+      want_ = std::max(want_, want);
+      if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+    }
+    cv_.notify_one();
+    asked_gen_ = gen;
+    asked_to_ = want;
+  }
+
+ private:
+  void run() {
+    static constexpr std::size_t chunk = std::size_t{256} << 10;
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      cv_.wait(lock, [this] { return stop_ || (map_ && done_ < want_); });
+      if (stop_) return;
+      std::shared_ptr<mapping> m = map_;  // keeps the segment mapped while it is populated
+      const std::uint64_t gen = gen_;
+      const std::size_t from = done_, to = std::min(want_, from + chunk);
+      lock.unlock();
+      m->populate(from, to - from);  // changes no byte: the writer may store anywhere meanwhile
+      lock.lock();
+      if (gen == gen_) done_ = std::max(done_, to);
+    }
+  }
+
+  const std::size_t ahead_;
+  std::uint64_t asked_gen_ = 0;  // writer-private: what it asked for last
+  std::size_t asked_to_ = 0;
+
+  std::mutex mu_;  // hands each request from the writer to the thread
+  std::condition_variable cv_;
+  std::shared_ptr<mapping> map_;  // guarded by mu_: the segment being written
+  std::uint64_t gen_ = 0;         // guarded by mu_
+  std::size_t done_ = 0;          // guarded by mu_: populated up to here
+  std::size_t want_ = 0;          // guarded by mu_
+  bool stop_ = false;             // guarded by mu_
+  std::thread thread_;
+};
+
 /// Appends records to the newest segment. append() and roll() are the writer's; sync() may also
 /// be called from a background thread (async durability): the mutex orders it with them.
 class wal_writer {
  public:
+  /// prefault_bytes: how far ahead of the writer to keep the segment faulted in (0: not at all).
   wal_writer(std::shared_ptr<file_system> fsys, fs::path dir, std::string key_codec,
-             std::string value_codec, std::size_t segment_size)
+             std::string value_codec, std::size_t segment_size, std::size_t prefault_bytes = 0)
       : fs_(std::move(fsys)),
         dir_(std::move(dir)),
         key_codec_(std::move(key_codec)),
         value_codec_(std::move(value_codec)),
-        segment_size_(std::max(segment_size, segment_header_size * 2)) {}
+        segment_size_(std::max(segment_size, segment_header_size * 2)),
+        prefault_(prefault_bytes) {}
 
   /// Starts a new segment whose first record will be first_seq, able to hold at least one
   /// record of min_record bytes. The previous segment is synced first unless skip_sync.
@@ -141,6 +215,7 @@ class wal_writer {
     next_seq_ = first_seq;
     path_ = path;
     bytes_since_checkpoint_ += segment_header_size;
+    prefault_.wrote(++gen_, map_, write_off_);
   }
 
   /// Continues in an existing segment instead of creating one (recovery, after a clean close:
@@ -158,6 +233,7 @@ class wal_writer {
     next_seq_ = first_seq;
     path_ = path;
     bytes_since_checkpoint_ += segment_header_size;  // as roll() counts a new segment
+    prefault_.wrote(++gen_, map_, write_off_);
   }
 
   /// Makes sure the current segment starts at first_seq (a checkpoint's cut): rolls unless the
@@ -193,11 +269,14 @@ class wal_writer {
     std::memset(rec + record_header_size + payload.size(), 0, need - record_header_size - payload.size());
     // The crc last: a record is valid only once all of it is in place.
     store_le<std::uint32_t>(rec, crc32c(rec + 4, record_header_size - 4 + payload.size()));
-    std::lock_guard<std::mutex> lock(mu_);
-    write_off_ += need;
-    last_seq_ = seq;
-    next_seq_ = seq + 1;
-    bytes_since_checkpoint_ += need;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      write_off_ += need;
+      last_seq_ = seq;
+      next_seq_ = seq + 1;
+      bytes_since_checkpoint_ += need;
+    }
+    prefault_.wrote(gen_, map_, write_off_);
   }
 
   /// Makes every appended record durable (msync of the unsynced range). Thread-safe.
@@ -263,6 +342,8 @@ class wal_writer {
   fs::path path_;  ///< the current segment
   std::uint64_t bytes_since_checkpoint_ = 0;
 
+  std::uint64_t gen_ = 0;  ///< counts segments made current (roll, reuse): the writer's
+  prefaulter prefault_;    ///< holds its own reference to the segment it is populating
   std::mutex mu_;  // orders sync() (any thread) with append()/roll() (the writer)
   std::shared_ptr<mapping> map_;
   /// Earlier segments whose records roll() did not sync (durability::none), oldest first.
