@@ -5,9 +5,9 @@
 // in the page cache: this is recovery after a process restart, not after a reboot (no cold-cache
 // figure: dropping the page cache needs root).
 //
-// Every open also does what any open does: lock the directory, scan each log segment to its
-// end (segments are preallocated, 64 MiB), and start a fresh segment (create, preallocate,
-// sync its header and the directory).
+// Every open also does what any open does: lock the directory, scan the written part of each
+// log segment (segments are preallocated, 64 MiB), and continue in the newest segment if it is
+// empty or start a fresh one (create, preallocate, sync its header and the directory).
 //
 // Name: durable_recovery/leftright/<snapshot|log>/u64/1M/manual_time
 // items/s = entries recovered per second (wall clock). cpu_ms_per_open: the thread's CPU time in
