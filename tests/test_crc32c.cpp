@@ -83,7 +83,12 @@ TEST_CASE("crc32c: every implementation agrees on random buffers of many lengths
   const auto impls = implementations();
   std::vector<std::size_t> lengths;
   for (std::size_t n = 0; n <= 300; ++n) lengths.push_back(n);
+  // Around the three-stream rounds of the hardware path (3 * crc32c_stride bytes each).
+  constexpr std::size_t round = 3 * leftright::detail::crc32c_stride;
   for (std::size_t n : {511u, 512u, 513u, 4095u, 4096u, 4097u, 65536u + 13u}) lengths.push_back(n);
+  for (std::size_t n : {round - 1, round, round + 1, round + 7, 2 * round, 2 * round + 9, 5 * round + 4093}) {
+    lengths.push_back(n);
+  }
 
   for (std::size_t n : lengths) {
     // A buffer with 16 bytes of slack, read at every offset 0..15 (every alignment).
