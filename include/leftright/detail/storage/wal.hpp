@@ -205,21 +205,11 @@ class wal_writer {
     f->write_at(header.data(), header.size(), 0);
     f->sync();
     fs_->sync_directory(dir_);
-    auto m = f->map(size, true);
-    std::lock_guard<std::mutex> lock(mu_);
-    map_ = std::move(m);
-    salt_ = salt;
-    first_seq_ = first_seq;
-    write_off_ = segment_header_size;
-    synced_off_ = segment_header_size;
-    next_seq_ = first_seq;
-    path_ = path;
-    bytes_since_checkpoint_ += segment_header_size;
-    prefault_.wrote(++gen_, map_, write_off_);
+    reuse(path, first_seq, salt, f->map(size, true));
   }
 
   /// Continues in an existing segment instead of creating one (recovery, after a clean close:
-  /// the newest segment is the empty one the last open created). Preconditions, which the
+  /// the newest segment is the empty one the last open created; and the end of roll()). Preconditions, which the
   /// caller checked: its header is valid, durable (file synced) and names first_seq and salt;
   /// every byte after the header is zero, so no stale record can carry this salt; its name is
   /// durable (directory synced); m maps all of it, writable. No other segment is current.
