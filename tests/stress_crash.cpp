@@ -95,26 +95,8 @@ void make_batch(std::uint64_t b, Sink& sink) {
   }
 }
 
-/// The expected state: std::map, advanced by replaying make_batch.
-struct model {
-  std::map<std::uint64_t, std::uint64_t> m;
-  std::uint64_t version = 0;
-
-  void insert_or_assign(std::uint64_t k, std::uint64_t v) { m[k] = v; }
-  void insert(std::uint64_t k, std::uint64_t v) { m.emplace(k, v); }
-  void erase(std::uint64_t k) { m.erase(k); }
-  template <class Pred>
-  void erase_if(Pred pred) {
-    for (auto it = m.begin(); it != m.end();) {
-      if (pred(it->first, it->second)) {
-        it = m.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  void clear() { m.clear(); }
-
+/// The expected state, advanced by replaying make_batch.
+struct model : lrtest::model_map<std::uint64_t, std::uint64_t> {
   /// The state after exactly v batches.
   void advance_to(std::uint64_t v) {
     if (v < version) {
@@ -124,32 +106,6 @@ struct model {
     while (version < v) make_batch(++version, *this);
   }
 };
-
-/// Empty if the reader's state equals the model exactly; else the first difference.
-template <class Reader>
-std::string compare(const Reader& r, const model& expected) {
-  auto g = r.read();
-  std::ostringstream out;
-  if (g.version() != expected.version) {
-    out << "reader version " << g.version() << ", model version " << expected.version;
-    return out.str();
-  }
-  for (const auto& [k, v] : expected.m) {
-    const std::uint64_t* p = g.find(k);
-    if (p == nullptr) {
-      out << "key " << k << " missing (expected " << v << ")";
-      return out.str();
-    }
-    if (*p != v) {
-      out << "key " << k << " = " << *p << ", expected " << v;
-      return out.str();
-    }
-  }
-  if (g.size() != expected.m.size()) {
-    out << g.size() << " entries, expected " << expected.m.size();
-  }
-  return out.str();
-}
 
 leftright::durable_options options_for(const fs::path& dir, durability mode) {
   leftright::durable_options o;
@@ -358,7 +314,7 @@ void run_crash_rounds(durability mode, int rounds, std::chrono::seconds budget) 
       // ... and nothing appeared that had not at least been handed to publish().
       REQUIRE(v <= baseline + 1);
       expected.advance_to(v);
-      const std::string diff = compare(r, expected);
+      const std::string diff = lrtest::compare_to_model(r, expected);
       INFO("difference: " << diff);
       REQUIRE(diff.empty());
       if (w.recovery().tail_truncated) ++tails;
@@ -411,7 +367,7 @@ TEST_CASE("async mode in process: publishes race the background sync; a reopen h
   REQUIRE(w.version() == batches);
   model expected;
   expected.advance_to(batches);
-  const std::string diff = compare(r, expected);
+  const std::string diff = lrtest::compare_to_model(r, expected);
   INFO(diff);
   CHECK(diff.empty());
 }

@@ -19,7 +19,7 @@ using namespace simw;
 using leftright::durability;
 
 struct scenario_stats {
-  std::uint64_t crashes = 0, crashes_in_recovery = 0, batches = 0, checks = 0;
+  std::uint64_t crashes = 0, crashes_inside = 0, crashes_in_recovery = 0, batches = 0, checks = 0;
 };
 
 /// One scenario: a configuration drawn from the seed, rounds of work each ended by a crash.
@@ -72,6 +72,7 @@ std::string run_scenario(std::uint64_t seed, scenario_stats& stats) {
     } catch (const leftright::storage_error& e) {
       if (!fsys->dead()) return std::string("unexpected error: ") + e.what();
     }
+    stats.crashes_inside += fsys->dead() ? 1 : 0;  // crash_at fired inside a call
     auto image = fsys->dead() ? fsys->image() : fsys->crash(rng());
     m.reset();  // the old writer closes against a dead file system: it can do no harm
     fsys = image;
@@ -99,9 +100,15 @@ TEST_CASE("random workloads survive repeated crashes on the simulated file syste
                             << " tests/stress_sim_crash");
     }
   }
-  std::printf("stress_sim_crash: %zu scenarios, %llu crashes (%llu inside recovery), %llu steps, %llu reopenings checked\n",
+  std::printf("stress_sim_crash: %zu scenarios, %llu crashes (%llu inside a call, %llu inside recovery), %llu steps, %llu reopenings checked\n",
               seeds.size(), static_cast<unsigned long long>(stats.crashes),
+              static_cast<unsigned long long>(stats.crashes_inside),
               static_cast<unsigned long long>(stats.crashes_in_recovery),
               static_cast<unsigned long long>(stats.batches), static_cast<unsigned long long>(stats.checks));
-  CHECK(stats.crashes >= seeds.size() * 6);
+  if (seeds.size() > 1) {
+    // Over many scenarios the armed crashes do land inside calls, also inside recoveries: the
+    // crash points the test exists for were reached, not only crashes between operations.
+    CHECK(stats.crashes_inside > 0);
+    CHECK(stats.crashes_in_recovery > 0);
+  }
 }

@@ -175,24 +175,7 @@ void make_batch(std::uint64_t b, Sink& sink) {
 }
 
 template <class V>
-struct basic_model {
-  std::map<key_type, V> m;
-  std::uint64_t version = 0;
-  void insert_or_assign(key_type k, V v) { m[k] = std::move(v); }
-  void insert(key_type k, V v) { m.emplace(k, std::move(v)); }
-  void erase(key_type k) { m.erase(k); }
-  template <class Pred>
-  void erase_if(Pred pred) {
-    for (auto it = m.begin(); it != m.end();) {
-      if (pred(it->first, it->second)) {
-        it = m.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  void clear() { m.clear(); }
-};
+using basic_model = lrtest::model_map<key_type, V>;
 using model = basic_model<value_type>;
 
 /// The model after exactly v batches of make_batch.
@@ -200,32 +183,6 @@ model model_at(std::uint64_t v) {
   model m;
   while (m.version < v) make_batch(++m.version, m);
   return m;
-}
-
-/// Empty if the reader's state equals the model exactly; else the first difference.
-template <class Reader, class Model>
-std::string compare(const Reader& r, const Model& expected) {
-  auto g = r.read();
-  std::ostringstream out;
-  if (g.version() != expected.version) {
-    out << "reader version " << g.version() << ", model version " << expected.version;
-    return out.str();
-  }
-  for (const auto& [k, v] : expected.m) {
-    const auto* p = g.find(k);
-    if (p == nullptr) {
-      out << "version " << expected.version << ": key " << k << " missing";
-      return out.str();
-    }
-    if (!(*p == v)) {
-      out << "version " << expected.version << ": key " << k << " differs";
-      return out.str();
-    }
-  }
-  if (g.size() != expected.m.size()) {
-    out << "version " << expected.version << ": " << g.size() << " entries, expected " << expected.m.size();
-  }
-  return out.str();
 }
 
 leftright::durable_options options_for(const fs::path& dir, durability mode = durability::sync) {
@@ -364,7 +321,7 @@ int open_and_check(const fs::path& dir, int fd) {
   try {
     auto [w, r] = leftright::open_map<key_type, value_type>(options_for(dir));
     const std::uint64_t v = w.version();
-    const std::string diff = compare(r, model_at(v));
+    const std::string diff = lrtest::compare_to_model(r, model_at(v));
     if (!diff.empty()) {
       put(fd, "opened at version " + std::to_string(v) + " with wrong content: " + diff);
       return 2;
@@ -383,7 +340,7 @@ void require_opens_at(const fs::path& dir, std::uint64_t v) {
   auto [w, r] = leftright::open_map<key_type, value_type>(options_for(dir));
   INFO("recovery note: " << w.recovery().note);
   REQUIRE(w.version() == v);
-  const std::string diff = compare(r, model_at(v));
+  const std::string diff = lrtest::compare_to_model(r, model_at(v));
   INFO(diff);
   REQUIRE(diff.empty());
 }
@@ -635,7 +592,7 @@ int disk_full_child(const fs::path& dir, const disk_full_plan& plan, int fd) {
       << "reader_version " << r.version() << "\n"
       << "writer_version " << w.version() << "\n";
   // The readers must show exactly the last batch whose publish() returned.
-  out << "reader_diff " << compare(r, disk_model_at(published, plan.huge_at)) << "\n";
+  out << "reader_diff " << lrtest::compare_to_model(r, disk_model_at(published, plan.huge_at)) << "\n";
   // Every later publish and checkpoint must be refused with a storage_error.
   w.insert_or_assign(1, "after the failure");
   try {
@@ -681,7 +638,7 @@ disk_full_outcome run_disk_full(const disk_full_plan& plan) {
   auto [w, r] = leftright::open_map<std::uint64_t, std::string>(o);
   out.reopened_version = w.version();
   const std::uint64_t published = out.facts.num("published");
-  if (published != UINT64_MAX) out.reopened_diff_vs_published = compare(r, disk_model_at(published, plan.huge_at));
+  if (published != UINT64_MAX) out.reopened_diff_vs_published = lrtest::compare_to_model(r, disk_model_at(published, plan.huge_at));
   return out;
 }
 
@@ -767,7 +724,7 @@ TEST_CASE("damage (a): a damaged last record is a torn tail: cut, the rest recov
     CHECK(w.recovery().note.find(base().segments.back()) != std::string::npos);
     REQUIRE(w.version() == base_batches - 1);
     CHECK(w.recovery().snapshot_version == base_snapshot);
-    const std::string diff = compare(r, model_at(base_batches - 1));
+    const std::string diff = lrtest::compare_to_model(r, model_at(base_batches - 1));
     INFO(diff);
     REQUIRE(diff.empty());
   }
