@@ -182,3 +182,27 @@ TEST_CASE("nested guards keep the read open until the last one ends, in any orde
   auto again = r.read();             // the reader's state is clean for the next read
   CHECK(again.version() == 3);
 }
+
+TEST_CASE("move-assigning a guard ends the read it replaced and carries the other one", "[publish]") {
+  auto [w, r] = leftright::make_map<int, int>();
+  auto r2 = r.factory().make_reader();
+  w.insert_or_assign(1, 1);
+  w.publish();
+  auto a = r.read();   // r's read, version 1
+  auto b = r2.read();  // r2's read, version 1
+  w.insert_or_assign(1, 2);
+  w.publish();         // retires the copy both read
+  w.insert_or_assign(1, 3);
+  CHECK_FALSE(w.try_publish());
+  a = std::move(b);    // r's read ends; a now holds r2's read
+  CHECK_FALSE(w.try_publish());  // r2 is still inside
+  CHECK(*a.find(1) == 1);
+  auto c = r.read();   // r is outside again: a fresh, outermost read of the new state
+  CHECK(c.version() == 2);
+  { auto gone = std::move(a); }  // r2's read ends through the guard it was moved into
+  CHECK(w.try_publish());
+  { auto gone = std::move(c); }
+  { auto moved_from = std::move(b); }  // b was moved from: destroying its move does nothing
+  CHECK(r.get(1) == 3);
+  CHECK(r2.get(1) == 3);
+}

@@ -58,13 +58,15 @@ class read_guard {
   using iterator = const_iterator;
 
   read_guard(read_guard&& other) noexcept
-      : slot_(std::exchange(other.slot_, nullptr)), entered_(other.entered_), copy_(other.copy_) {}
+      : slot_(std::exchange(other.slot_, nullptr)),
+        entered_(std::exchange(other.entered_, 0)),
+        copy_(other.copy_) {}
   read_guard& operator=(read_guard&& other) noexcept {
     if (this != &other) {
       reset();
       slot_ = std::exchange(other.slot_, nullptr);
       copy_ = other.copy_;
-      entered_ = other.entered_;
+      entered_ = std::exchange(other.entered_, 0);
     }
     return *this;
   }
@@ -93,9 +95,18 @@ class read_guard {
 
  private:
   friend class map_reader<Key, Value, Hash, Eq, Traits>;
-  read_guard(const impl& reader) noexcept : slot_(reader.slot()), entered_(0), copy_(reader.enter(entered_)) {}
+  read_guard(const impl& reader) noexcept : read_guard(reader.slot(), reader.enter()) {}
+  read_guard(detail::reader_slot* slot, typename impl::entry e) noexcept
+      : slot_(slot), entered_(e.entered), copy_(e.copy) {}
+  /// The outermost guard (entered_ != 0) is tested first: it is the common case, and a
+  /// moved-from guard has entered_ == 0 and slot_ == nullptr. Leaves the fields as they are:
+  /// the destructor and the move assignment (which overwrites them) are the only callers.
   void reset() noexcept {
-    if (slot_ != nullptr) impl::leave(std::exchange(slot_, nullptr), entered_);
+    if (entered_ != 0) [[likely]] {
+      impl::leave(slot_, entered_);
+    } else if (slot_ != nullptr) {
+      impl::leave_nested(slot_);
+    }
   }
 
   detail::reader_slot* slot_;

@@ -178,18 +178,23 @@ class lr_reader {
     std::swap(slot_, other.slot_);
   }
 
-  /// Enters a read: returns the copy to read; sets entered to the odd epoch value this read
-  /// stored if it is the outermost read on this reader (0 for a nested one: only the outermost
-  /// moves the epoch). The caller hands it back to leave(), which need not load the epoch again.
-  /// Wait-free: two stores, two loads.
-  const versioned<T>* enter(std::uint64_t& entered) const noexcept {
+  /// What enter() hands the guard: the copy to read, and the odd epoch value this read stored
+  /// if it is the outermost read on this reader (0 for a nested one: only the outermost moves
+  /// the epoch). The guard gives `entered` back to leave(), which need not load the epoch again.
+  struct entry {
+    const versioned<T>* copy;
+    std::uint64_t entered;
+  };
+
+  /// Enters a read. Wait-free: two stores, two loads (the outermost read), returned by value so
+  /// that the guard's fields stay in registers.
+  entry enter() const noexcept {
     reader_slot& s = *slot_;
     // [R0] relaxed: only this reader ever stores its epoch.
     const std::uint64_t e = s.epoch.load(std::memory_order_relaxed);
-    if (e & 1) {  // nested in a read on this reader (case C5): same snapshot, no epoch change
+    if (e & 1) [[unlikely]] {  // nested in a read on this reader (case C5): same snapshot
       ++s.nested;
-      entered = 0;
-      return static_cast<const versioned<T>*>(s.pinned);
+      return {static_cast<const versioned<T>*>(s.pinned), 0};
     }
     const versioned<T>* p;
     if (Mode == reader_sync::seq_cst || !s.asymmetric) {
@@ -208,14 +213,13 @@ class lr_reader {
       p = core_->read_ptr.load(std::memory_order_acquire);
     }
     s.pinned = p;
-    entered = e + 1;
-    return p;
+    return {p, e + 1};
   }
 
-  /// Leaves a read entered with enter(); entered: the epoch value enter() returned (0: nested).
+  /// Leaves a read entered with enter(); entered: the value enter() returned (0: nested).
   /// The read ends when the last of its guards does, in whatever order they end.
   static void leave(reader_slot* s, std::uint64_t entered) noexcept {
-    if (entered != 0) {
+    if (entered != 0) [[likely]] {
       if (s->nested == 0) [[likely]] {
         // [R3] release: every read of the pinned copy happens-before the writer's [W4]/[W5]
         //      load that sees this value, and so before it writes that copy again. The epoch
@@ -226,6 +230,11 @@ class lr_reader {
       s->outer_done = true;  // nested guards still alive: the last of them ends the read
       return;
     }
+    leave_nested(s);
+  }
+
+  /// Leaves a nested read (entered == 0).
+  static void leave_nested(reader_slot* s) noexcept {
     if (--s->nested != 0 || !s->outer_done) return;
     s->outer_done = false;
     // [R0] relaxed: only this reader ever stores its epoch.
