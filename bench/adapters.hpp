@@ -56,8 +56,12 @@ inline constexpr value_t miss_value = ~value_t{0};
 /// Every map hashes with absl::Hash, so the comparison is about the structures, not the hashes.
 template <class Key>
 using hash_t = absl::Hash<Key>;
+/// The absl maps here (the limit, the lock-based peers) get the allocator ours uses by default,
+/// which asks for transparent huge pages for large tables: the limit is then the same table
+/// with the same pages, and the ratios to it measure the reading protocol alone.
 template <class Key>
-using plain_table = absl::flat_hash_map<Key, value_t, hash_t<Key>, std::equal_to<Key>>;
+using plain_table = absl::flat_hash_map<Key, value_t, hash_t<Key>, std::equal_to<Key>,
+                                        leftright::detail::table_allocator<std::pair<const Key, value_t>>>;
 
 // ------------------------------------------------------------------------------------------
 // The limit: one unsynchronized absl::flat_hash_map. Correct only while nobody writes it.

@@ -149,7 +149,7 @@ TEST_CASE("large values are stored once, shared by both copies, and freed exactl
   using map_ops = leftright::detail::map_ops_for<int, big, absl::Hash<int>, std::equal_to<int>,
                                                  lrtest::seq_cst_traits>;
   STATIC_REQUIRE(std::is_same_v<map_ops, leftright::detail::shared_ops<int, big, absl::Hash<int>,
-                                                                       std::equal_to<int>>>);
+                                                                       std::equal_to<int>, true>>);
   REQUIRE(counted::live == 0);
   {
     auto [w, r] = leftright::make_map<int, big, absl::Hash<int>, std::equal_to<int>,

@@ -685,8 +685,10 @@ open_map(const durable_options& options) {
     }
   }
 
-  // The state being recovered (a plain table: the map's layout may differ, see to_table).
-  using plain_table = absl::flat_hash_map<Key, Value, Hash, Eq>;
+  // The state being recovered (a plain table: the map's layout may differ, see to_table; its
+  // allocator is the map's, so that for the inline layout the table moves in as it is).
+  using plain_table = absl::flat_hash_map<Key, Value, Hash, Eq,
+                                          detail::table_allocator_t<std::pair<const Key, Value>, Traits::huge_pages>>;
   plain_table t;
 
   // The newest snapshot. A committed snapshot was synced before its rename: if it does not

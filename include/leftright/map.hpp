@@ -207,7 +207,7 @@ class map_writer {
   /// True if entries are stored once, in nodes both copies share (entries larger than
   /// Traits::max_inline_entry bytes); false if each copy holds its entries inline.
   static constexpr bool shares_values = std::is_same_v<
-      ops, detail::shared_ops<Key, Value, Hash, Eq>>;
+      ops, detail::shared_ops<Key, Value, Hash, Eq, Traits::huge_pages>>;
 
   /// Queues: set key to value (insert or overwrite). Cost: appends to the log.
   void insert_or_assign(Key key, Value value) {

@@ -120,6 +120,10 @@ struct default_traits {
   /// node both copies point to, instead of once per copy: about half the memory for large
   /// values, for one more pointer hop per lookup.
   static constexpr std::size_t max_inline_entry = detail::cache_line;
+  /// Ask the kernel for transparent huge pages for every table block of 4 MiB or more (see
+  /// detail/allocator.hpp): fewer TLB misses on large maps, and far fewer page faults while one
+  /// is built (recovery, rehash). Only advice; false gives plain std::allocator tables.
+  static constexpr bool huge_pages = true;
 };
 
 namespace detail {

@@ -26,6 +26,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "allocator.hpp"
 #include "config.hpp"
 
 namespace leftright::detail {
@@ -56,9 +57,10 @@ struct common_ops {
 // ------------------------------------------------------------------------------------------
 // The inline layout.
 
-template <class Key, class Value, class Hash, class Eq>
+template <class Key, class Value, class Hash, class Eq, bool HugePages>
 struct inline_ops : common_ops<Key, Value> {
-  using table = absl::flat_hash_map<Key, Value, Hash, Eq>;
+  using table = absl::flat_hash_map<Key, Value, Hash, Eq,
+                                    table_allocator_t<std::pair<const Key, Value>, HugePages>>;
   using const_iterator = typename table::const_iterator;
   using base = common_ops<Key, Value>;
 
@@ -193,7 +195,7 @@ class node_ref {
 
 /// One copy in the shared layout: a set of node pointers, hashed and compared by the node's key,
 /// holding one reference to each node in it.
-template <class Key, class Value, class Hash, class Eq>
+template <class Key, class Value, class Hash, class Eq, bool HugePages>
 class node_table {
  public:
   using node = shared_node<Key, Value>;
@@ -224,7 +226,7 @@ class node_table {
       return e(a->kv.first, k);
     }
   };
-  using set = absl::flat_hash_set<node*, hasher, key_eq>;
+  using set = absl::flat_hash_set<node*, hasher, key_eq, table_allocator_t<node*, HugePages>>;
 
  public:
   /// Iterates const std::pair<const Key, Value>& through the node pointers.
@@ -327,9 +329,9 @@ class node_table {
   set set_;
 };
 
-template <class Key, class Value, class Hash, class Eq>
+template <class Key, class Value, class Hash, class Eq, bool HugePages>
 struct shared_ops : common_ops<Key, Value> {
-  using table = node_table<Key, Value, Hash, Eq>;
+  using table = node_table<Key, Value, Hash, Eq, HugePages>;
   using const_iterator = typename table::const_iterator;
   using base = common_ops<Key, Value>;
   using node = shared_node<Key, Value>;
@@ -412,6 +414,7 @@ struct shared_ops : common_ops<Key, Value> {
 template <class Key, class Value, class Hash, class Eq, class Traits>
 using map_ops_for =
     std::conditional_t<(sizeof(std::pair<const Key, Value>) > Traits::max_inline_entry),
-                       shared_ops<Key, Value, Hash, Eq>, inline_ops<Key, Value, Hash, Eq>>;
+                       shared_ops<Key, Value, Hash, Eq, Traits::huge_pages>,
+                       inline_ops<Key, Value, Hash, Eq, Traits::huge_pages>>;
 
 }  // namespace leftright::detail
