@@ -87,6 +87,10 @@ struct inline_ops : common_ops<Key, Value> {
 
   /// First application, by copy: the op stays in the log for the other copy.
   static void first(table& t, op& o) {
+    if (auto* x = std::get_if<assign_op>(&o)) [[likely]] {  // the common op, without the visit
+      t.insert_or_assign(x->key, x->value);
+      return;
+    }
     std::visit(
         [&t](auto& x) {
           using X = std::decay_t<decltype(x)>;
@@ -114,6 +118,10 @@ struct inline_ops : common_ops<Key, Value> {
   }
   /// Second and last application, by move.
   static void second(table& t, op&& o) {
+    if (auto* x = std::get_if<assign_op>(&o)) [[likely]] {
+      t.insert_or_assign(std::move(x->key), std::move(x->value));
+      return;
+    }
     std::visit(
         [&t](auto& x) {
           using X = std::decay_t<decltype(x)>;
