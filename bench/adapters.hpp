@@ -19,9 +19,11 @@
 // get() returns the value, or miss_value when the key is absent.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
@@ -104,6 +106,77 @@ class limit_map {
 
  private:
   plain_table<Key> m_;
+};
+
+// ------------------------------------------------------------------------------------------
+// The epoch floor: the limit's table read through the least any per-read epoch protocol can do
+// (a reader-owned counter on its own cache line: load it, store it odd, compiler barrier, load
+// the table pointer, look up, store it even). No nesting, no fallback, no writer: it answers how
+// far below the limit a map must stay on this machine when every lookup marks itself in and out,
+// which is what a left-right reader (ours, or any other) does. Lookup scenario only.
+// ------------------------------------------------------------------------------------------
+template <class Key>
+class epoch_floor_map {
+ public:
+  static constexpr std::string_view name = "epoch_floor";
+  static constexpr bool has_guard = true;
+  static constexpr bool batches_writes = false;
+
+  explicit epoch_floor_map(const std::vector<Key>& keys) {
+    for (std::size_t i = 0; i < keys.size(); ++i) m_.insert_or_assign(keys[i], value_t{i});
+    table_.store(&m_, std::memory_order_relaxed);  // before any reader exists
+  }
+  static void register_thread() {}
+
+  class reader {
+   public:
+    explicit reader(const epoch_floor_map& m) : table_(&m.table_) {}
+    value_t get(const Key& k) const {
+      const std::uint64_t e = enter();
+      const plain_table<Key>* t = table_->load(std::memory_order_acquire);  // see enter()
+      auto it = t->find(k);
+      const value_t v = it == t->end() ? miss_value : it->second;
+      leave(e);
+      return v;
+    }
+    template <class F>
+    void batch(F&& f) const {
+      const std::uint64_t e = enter();
+      const plain_table<Key>* t = table_->load(std::memory_order_acquire);  // see enter()
+      f([t](const Key& k) {
+        auto it = t->find(k);
+        return it == t->end() ? miss_value : it->second;
+      });
+      leave(e);
+    }
+
+   private:
+    /// Marks the reader inside; the caller then loads the table pointer with acquire (pairing
+    /// with the release a writer's pointer swap would be).
+    std::uint64_t enter() const {
+      // relaxed: only this reader stores its epoch.
+      const std::uint64_t e = slot_->epoch.load(std::memory_order_relaxed);
+      // relaxed + compiler barrier: as ours in asymmetric mode (a writer would pair a membarrier).
+      slot_->epoch.store(e + 1, std::memory_order_relaxed);
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      return e;
+    }
+    void leave(std::uint64_t e) const {
+      // release: the reads above happen-before a writer seeing the even value.
+      slot_->epoch.store(e + 2, std::memory_order_release);
+    }
+    struct alignas(64) slot {
+      std::atomic<std::uint64_t> epoch{0};
+    };
+    const std::atomic<const plain_table<Key>*>* table_;
+    std::unique_ptr<slot> slot_ = std::make_unique<slot>();
+  };
+
+  std::string label() const { return {}; }
+
+ private:
+  plain_table<Key> m_;
+  alignas(64) std::atomic<const plain_table<Key>*> table_{nullptr};
 };
 
 // ------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 // Scenario: lookups with no writer. Every map, both key types, a 1K and a 1M map, all hits or
 // 10% misses, 1 and 2 reader threads (real time, so items/s is the total rate of all threads),
 // one guard per lookup ("guard1") or, where a guard can span lookups, one per 16 ("guard16").
+// Beside the maps, the epoch floor (adapters.hpp): the limit's table read through the barest
+// per-read epoch protocol, how close any left-right reader can come to the limit here.
 //
 // Name: lookup/<map>/<key>/<size>/<hit|miss10>/<guard1|guard16>/real_time/threads:<n>
 // One iteration = 16 lookups; items/s = lookups per second.
@@ -52,6 +54,7 @@ template <class Key, std::size_t N, unsigned MissPercent, bool Guard16>
 void add_all_maps() {
   for_each_map<Key>([]<class Map>() {
     if constexpr (!Guard16 || Map::has_guard) add<Map, Key, N, MissPercent, Guard16>();
+    if constexpr (is_limit<Map>) add<epoch_floor_map<Key>, Key, N, MissPercent, Guard16>();  // after the limit
   });
 }
 
