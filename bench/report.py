@@ -671,7 +671,8 @@ def main():
         "suite; console output in `console.txt`) and `durable.json` (the durability benchmarks; "
         "`durable_console.txt`) in this folder, each written by its own run. Every figure is the "
         "median of the repetitions. All maps, including the limit, ran in the same binary and the "
-        "same run.\n",
+        "same run, the repetitions of all benchmarks in a random interleaved order (unless the "
+        "command below says otherwise).\n",
         "Maps: " + "; ".join(f"`{m}`: {MAP_NOTES.get(m, m)}" for m in maps_seen) + ".\n"
         if maps_seen else "",
         machine(ctx or dctx, a.build_dir, a.elapsed, a.command),
