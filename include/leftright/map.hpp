@@ -58,15 +58,12 @@ class read_guard {
   using iterator = const_iterator;
 
   read_guard(read_guard&& other) noexcept
-      : slot_(std::exchange(other.slot_, nullptr)),
-        entered_(std::exchange(other.entered_, 0)),
-        copy_(other.copy_) {}
+      : slot_(std::exchange(other.slot_, moved_from)), copy_(other.copy_) {}
   read_guard& operator=(read_guard&& other) noexcept {
     if (this != &other) {
       reset();
-      slot_ = std::exchange(other.slot_, nullptr);
+      slot_ = std::exchange(other.slot_, moved_from);
       copy_ = other.copy_;
-      entered_ = std::exchange(other.entered_, 0);
     }
     return *this;
   }
@@ -97,20 +94,21 @@ class read_guard {
   friend class map_reader<Key, Value, Hash, Eq, Traits>;
   read_guard(const impl& reader) noexcept : read_guard(reader.slot(), reader.enter()) {}
   read_guard(detail::reader_slot* slot, typename impl::entry e) noexcept
-      : slot_(slot), entered_(e.entered), copy_(e.copy) {}
-  /// The outermost guard (entered_ != 0) is tested first: it is the common case, and a
-  /// moved-from guard has entered_ == 0 and slot_ == nullptr. Leaves the fields as they are:
-  /// the destructor and the move assignment (which overwrites them) are the only callers.
+      : slot_(reinterpret_cast<std::uintptr_t>(slot) | (e.nested ? 1 : 0)), copy_(e.copy) {}
+  /// The outermost guard (slot_ untagged) is tested first: it is the common case. A nested
+  /// guard's slot_ carries tag bit 1 (slots are cache-line aligned); a moved-from guard's is the
+  /// tag alone. Leaves the fields as they are: the destructor and the move assignment (which
+  /// overwrites them) are the only callers.
   void reset() noexcept {
-    if (entered_ != 0) [[likely]] {
-      impl::leave(slot_, entered_);
-    } else if (slot_ != nullptr) {
-      impl::leave_nested(slot_);
+    if ((slot_ & 1) == 0) [[likely]] {
+      impl::leave(reinterpret_cast<detail::reader_slot*>(slot_));
+    } else if (slot_ != moved_from) {
+      impl::leave_nested(reinterpret_cast<detail::reader_slot*>(slot_ & ~std::uintptr_t{1}));
     }
   }
 
-  detail::reader_slot* slot_;
-  std::uint64_t entered_;  ///< the epoch the outermost guard stored (0: nested; leaves it alone)
+  static constexpr std::uintptr_t moved_from = 1;
+  std::uintptr_t slot_;  ///< the reader's slot, tag bit 1 if nested (only the outermost moves the epoch)
   const detail::versioned<table>* copy_;
 };
 
