@@ -108,6 +108,7 @@ class read_guard {
   }
 
   static constexpr std::uintptr_t moved_from = 1;
+  static_assert(alignof(detail::reader_slot) >= 2, "the nested tag needs bit 0 of a slot's address");
   std::uintptr_t slot_;  ///< the reader's slot, tag bit 1 if nested (only the outermost moves the epoch)
   const detail::versioned<table>* copy_;
 };
