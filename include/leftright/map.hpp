@@ -92,9 +92,9 @@ class read_guard {
 
  private:
   friend class map_reader<Key, Value, Hash, Eq, Traits>;
-  read_guard(const impl& reader) noexcept : read_guard(reader.slot(), reader.enter()) {}
-  read_guard(detail::reader_slot* slot, typename impl::entry e) noexcept
-      : slot_(reinterpret_cast<std::uintptr_t>(slot) | (e.nested ? 1 : 0)), copy_(e.copy) {}
+  read_guard(const impl& reader) noexcept : read_guard(reader.enter()) {}
+  explicit read_guard(typename impl::entry e) noexcept
+      : slot_(reinterpret_cast<std::uintptr_t>(e.slot) | (e.nested ? 1 : 0)), copy_(e.copy) {}
   /// The outermost guard (slot_ untagged) is tested first: it is the common case. A nested
   /// guard's slot_ carries tag bit 1 (slots are cache-line aligned); a moved-from guard's is the
   /// tag alone. Leaves the fields as they are: the destructor and the move assignment (which

@@ -182,24 +182,27 @@ class lr_reader {
     std::swap(slot_, other.slot_);
   }
 
-  /// What enter() hands the guard: the copy to read, and whether the read is nested in another
-  /// on this reader (only the outermost moves the epoch; the guard then calls leave_nested()).
-  /// The guard keeps no epoch value: leave() reloads it from the line this reader owns, which
-  /// leaves one register more to the caller's lookup (measured faster than carrying it).
+  /// What enter() hands the guard: the copy to read, this reader's slot (loaded once, here), and
+  /// whether the read is nested in another on this reader (only the outermost moves the epoch;
+  /// the guard then calls leave_nested()). The guard keeps no epoch value: leave() reloads it
+  /// from the line this reader owns, which leaves one register more to the caller's lookup
+  /// (measured faster than carrying it).
   struct entry {
     const versioned<T>* copy;
+    reader_slot* slot;
     bool nested;
   };
 
-  /// Enters a read. Wait-free: two stores, two loads (the outermost read), returned by value so
-  /// that the guard's fields stay in registers.
+  /// Enters a read. Wait-free: two stores (the epoch, the pinned copy) and three loads (the
+  /// epoch, the core, its read pointer) for the outermost read; returned by value so that the
+  /// guard's fields stay in registers.
   entry enter() const noexcept {
     reader_slot& s = *slot_;
     // [R0] relaxed: only this reader ever stores its epoch.
     const std::uint64_t e = s.epoch.load(std::memory_order_relaxed);
     if (e & 1) [[unlikely]] {  // nested in a read on this reader (case C5): same snapshot
       ++s.nested;
-      return {static_cast<const versioned<T>*>(s.pinned), true};
+      return {static_cast<const versioned<T>*>(s.pinned), &s, true};
     }
     const versioned<T>* p;
     if (Mode == reader_sync::seq_cst || !s.asymmetric) {
@@ -218,7 +221,7 @@ class lr_reader {
       p = core_->read_ptr.load(std::memory_order_acquire);
     }
     s.pinned = p;
-    return {p, false};
+    return {p, &s, false};
   }
 
   /// Leaves the outermost read. The read ends when the last of its guards does, in whatever
