@@ -52,6 +52,16 @@ inline double thread_cpu_seconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
+/// The map's options, in the writing process and in the child that reopens it: `none`, and no
+/// automatic checkpoint (the log variant must keep its whole log).
+inline leftright::durable_options recover_options(const std::filesystem::path& path) {
+  leftright::durable_options o;
+  o.path = path;
+  o.durability = leftright::durability::none;
+  o.checkpoint_bytes = 0;
+  return o;
+}
+
 /// What one open in a child process measured.
 struct recovery_sample {
   double wall_s = 0;    ///< open_map(), wall clock
@@ -107,10 +117,7 @@ void bm_recover(benchmark::State& state, bool snapshot) {
   const std::vector<std::uint64_t>& keys = present_keys<std::uint64_t, N>();
   try {
     scratch_dir dir(snapshot ? "recover-snapshot" : "recover-log");
-    leftright::durable_options o;
-    o.path = dir.path() / "map";
-    o.durability = leftright::durability::none;
-    o.checkpoint_bytes = 0;  // the log variant must keep its whole log
+    const leftright::durable_options o = recover_options(dir.path() / "map");
     {
       auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(o);
       for (std::size_t i = 0; i < keys.size(); ++i) {
@@ -160,10 +167,7 @@ void bm_recover(benchmark::State& state, bool snapshot) {
 /// The child's side: one open of the map in dir, its figures on stdout as one line.
 int recover_child_main(const char* dir) {
   try {
-    leftright::durable_options o;
-    o.path = dir;
-    o.durability = leftright::durability::none;
-    o.checkpoint_bytes = 0;
+    const leftright::durable_options o = recover_options(dir);
     const double c0 = thread_cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(o);
