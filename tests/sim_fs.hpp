@@ -417,6 +417,14 @@ class sim_mapping final : public st::mapping {
     // a crash covers anyway by keeping or dropping the rest of the page.
     if (!s_->lying) n_->write_back(off, off + len);
   }
+  /// The worst case of a hint that promises nothing: the bytes reach the disk at once, so a
+  /// crash keeps them even if they are changed again before any sync. Not a crash point (it
+  /// cannot fail), and no injected fault fires here: errors belong to the sync that follows.
+  void start_writeback(std::size_t off, std::size_t len) noexcept override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    if (s_->dead || s_->lying || off >= len_) return;
+    n_->write_back(off, std::min(off + len, len_));
+  }
   // advise(): the base class's no-op (a page-cache hint; the simulation has no read-ahead).
 
  private:

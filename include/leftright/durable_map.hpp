@@ -420,19 +420,21 @@ class durable_writer {
   ///           sync mode, an msync).
   /// Exceptions: storage_error if the log cannot be written (the writer is then failed(): the
   ///             batch is not published, and nothing more will be); as map_writer::publish for
-  ///             a throwing copy (the batch stays queued, nothing written). An automatic
+  ///             a throwing copy (the batch stays queued, nothing left in the log: in sync mode
+  ///             the record written before applying is zeroed and the zeros synced; if that
+  ///             fails, the writer is failed() too). An automatic
   ///             checkpoint that fails after the batch was published does not throw here: the
   ///             writer becomes failed() and the next call throws, saying why.
   std::uint64_t publish() {
     check_usable();
-    const std::uint64_t v = inner_.impl_.publish_with(log_hook());
+    const std::uint64_t v = inner_.impl_.publish_with(log_hook{*this});
     after_publish();
     return v;
   }
   /// publish() if no reader has to be waited for; false and nothing changed otherwise.
   bool try_publish() {
     check_usable();
-    if (!inner_.impl_.try_publish_with(log_hook())) return false;
+    if (!inner_.impl_.try_publish_with(log_hook{*this})) return false;
     after_publish();
     return true;
   }
@@ -546,18 +548,64 @@ class durable_writer {
     }
   }
 
-  auto log_hook() {
-    return [this](std::uint64_t version, const std::vector<op>& batch) {
-      auto& s = *st_;
-      try {
-        detail::encode_batch<ops>(batch, s.payload);
-        s.wal.append(version, std::as_bytes(std::span(s.payload.data(), s.payload.size())));
-        if (s.opts.durability == durability::sync) s.wal.sync();
-      } catch (...) {
-        fail();
-        throw;
+  /// Writes the log around the application of a batch (see lr_writer::publish_with).
+  /// durability::sync logs a batch before applying it and starts the record's write-back, so
+  /// that the disk works while the writer applies (on 1024-operation batches this hides most of
+  /// the in-memory work: the publish then costs little more than the sync). If applying then
+  /// fails, the record is taken back (zeroed, and the zeros synced) before the publish throws.
+  /// A batch with erase_if is logged after it is applied, as in the other modes: the keys it
+  /// erased are known only then.
+  struct log_hook {
+    durable_writer& w;
+    bool logged = false;  // by before_apply
+
+    void before_apply(std::uint64_t version, const std::vector<op>& batch) {
+      auto& s = *w.st_;
+      if (s.opts.durability != durability::sync) return;
+      for (const op& o : batch) {
+        if (std::holds_alternative<typename ops::erase_if_op>(o)) return;
       }
-    };
+      w.log(version, batch);
+      s.wal.start_writeback();
+      logged = true;
+    }
+    void before_swap(std::uint64_t version, const std::vector<op>& batch) {
+      auto& s = *w.st_;
+      if (!logged) w.log(version, batch);
+      if (s.opts.durability == durability::sync) {
+        try {
+          s.wal.sync();
+        } catch (...) {
+          w.fail();
+          throw;
+        }
+      }
+    }
+    void abort() noexcept {
+      if (!logged) return;
+      logged = false;
+      try {
+        w.st_->wal.retract_last(/*durable=*/true);
+      } catch (const std::exception& e) {
+        w.st_->failed = true;
+        w.st_->failure = std::string("a failed publish could not take back its log record: ") + e.what();
+      } catch (...) {
+        w.st_->failed = true;
+        w.st_->failure = "a failed publish could not take back its log record";
+      }
+    }
+  };
+
+  /// Appends one batch's record (in the page cache when this returns).
+  void log(std::uint64_t version, const std::vector<op>& batch) {
+    auto& s = *st_;
+    try {
+      detail::encode_batch<ops>(batch, s.payload);
+      s.wal.append(version, std::as_bytes(std::span(s.payload.data(), s.payload.size())));
+    } catch (...) {
+      fail();
+      throw;
+    }
   }
 
   /// The automatic checkpoint. The batch is already published and logged, so a failure here

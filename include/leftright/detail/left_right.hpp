@@ -282,20 +282,27 @@ class lr_writer {
   std::uint64_t publish() { return publish_with(no_hook{}); }
   bool try_publish() { return try_publish_with(no_hook{}); }
 
-  /// publish(), calling before_swap(version, ops) once the batch is applied to the write copy
-  /// and before readers can see it (the durable map writes its log there). If it throws, the
-  /// publish fails as if applying had thrown: nothing published, the batch stays queued.
+  /// publish(), calling the hook's three steps (the durable map writes its log there):
+  ///   hook.before_apply(version, ops)  once no reader is left in the write copy, before
+  ///                                    anything is applied to it. If it throws, nothing
+  ///                                    changed: the publish fails, the batch stays queued.
+  ///   hook.before_swap(version, ops)   once the batch is applied to the write copy, before
+  ///                                    readers can see it.
+  ///   hook.abort() noexcept            if applying, or before_swap, threw after before_apply
+  ///                                    returned: the publish fails as if applying had thrown
+  ///                                    (nothing published, the batch stays queued), and the
+  ///                                    hook undoes what before_apply did.
   template <class Hook>
-  std::uint64_t publish_with(Hook&& before_swap) {
+  std::uint64_t publish_with(Hook&& hook) {
     check_usable();
     wait_for_readers();
-    return swap_in(before_swap);
+    return swap_in(hook);
   }
   template <class Hook>
-  bool try_publish_with(Hook&& before_swap) {
+  bool try_publish_with(Hook&& hook) {
     check_usable();
     if (!readers_gone()) return false;
-    swap_in(before_swap);
+    swap_in(hook);
     return true;
   }
 
@@ -366,14 +373,18 @@ class lr_writer {
   }
 
   struct no_hook {
-    void operator()(std::uint64_t, const std::vector<Op>&) const noexcept {}
+    void before_apply(std::uint64_t, const std::vector<Op>&) const noexcept {}
+    void before_swap(std::uint64_t, const std::vector<Op>&) const noexcept {}
+    void abort() const noexcept {}
   };
 
   /// Steps 2 to 4. Precondition: no reader is inside the write copy.
   template <class Hook>
-  std::uint64_t swap_in(Hook& before_swap) {
+  std::uint64_t swap_in(Hook& hook) {
     versioned<T>& w = core_->copies[write_];
     const versioned<T>& r = core_->copies[write_ ^ 1];
+    const std::vector<Op>& batch = pending_;
+    hook.before_apply(r.version + 1, batch);  // throws: nothing changed yet
     try {
       for (Op& op : replay_) Apply::second(w.value, std::move(op));
       verify(w.value, r.value, replay_.size());
@@ -382,8 +393,10 @@ class lr_writer {
       // (a bulk load) must not pin its buffer for the life of the map.
       if (replay_.capacity() > 2 * std::max<std::size_t>(pending_.size(), 4096)) replay_.shrink_to_fit();
       for (Op& op : pending_) Apply::first(w.value, op);
-      before_swap(r.version + 1, static_cast<const std::vector<Op>&>(pending_));
+      hook.before_swap(r.version + 1, batch);
     } catch (...) {
+      static_assert(noexcept(hook.abort()), "leftright: a publish hook's abort() must not throw");
+      hook.abort();
       replay_.clear();
       try {
         w.value = r.value;

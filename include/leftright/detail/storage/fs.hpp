@@ -52,6 +52,15 @@ class mapping {
     (void)off;
     (void)len;
   }
+  /// Starts writing bytes [off, off + len) back to the disk, and returns without waiting
+  /// (sync_file_range SYNC_FILE_RANGE_WRITE), so that a sync() of them soon after finds the
+  /// work under way. Promises nothing: the bytes are durable only once sync() returns, and they
+  /// may reach the disk now, so write here only what may survive a crash. Never fails; errors
+  /// surface at the next sync().
+  virtual void start_writeback(std::size_t off, std::size_t len) noexcept {
+    (void)off;
+    (void)len;
+  }
 };
 
 class file {
@@ -134,7 +143,9 @@ class fd_owner {
 
 class posix_mapping final : public mapping {
  public:
-  posix_mapping(fs::path p, void* addr, std::size_t len) : path_(std::move(p)), addr_(addr), len_(len) {}
+  /// fd: the file's descriptor, kept for start_writeback(); null for a read-only mapping.
+  posix_mapping(fs::path p, void* addr, std::size_t len, std::shared_ptr<fd_owner> fd)
+      : path_(std::move(p)), addr_(addr), len_(len), fd_(std::move(fd)) {}
   ~posix_mapping() override { ::munmap(addr_, len_); }
   std::byte* data() noexcept override { return static_cast<std::byte*>(addr_); }
   std::size_t size() const noexcept override { return len_; }
@@ -166,11 +177,19 @@ class posix_mapping final : public mapping {
     (void)len;
 #endif
   }
+  void start_writeback(std::size_t off, std::size_t len) noexcept override {
+    if (!fd_ || off >= len_ || len == 0) return;
+    len = std::min(len, len_ - off);
+    // A hint: EINVAL/ESPIPE (a file system without it) change nothing, and a write error is
+    // recorded against the file, so the msync that follows reports it.
+    (void)::sync_file_range(fd_->get(), static_cast<off_t>(off), static_cast<off_t>(len), SYNC_FILE_RANGE_WRITE);
+  }
 
  private:
   fs::path path_;
   void* addr_;
   std::size_t len_;
+  std::shared_ptr<fd_owner> fd_;
 };
 
 class posix_file final : public file {
@@ -237,8 +256,9 @@ class posix_file final : public file {
     const int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
     void* addr = ::mmap(nullptr, len, prot, MAP_SHARED, fd_->get(), 0);
     if (addr == MAP_FAILED) fail(path_, "mmap", errno);
-    // A mapping stays valid after its descriptor closes; no need to keep fd_ alive for it.
-    return std::make_shared<posix_mapping>(path_, addr, len);
+    // A mapping stays valid after its descriptor closes; a writable one keeps it open for
+    // start_writeback().
+    return std::make_shared<posix_mapping>(path_, addr, len, writable ? fd_ : nullptr);
   }
 
  private:

@@ -261,12 +261,56 @@ class wal_writer {
     store_le<std::uint32_t>(rec, crc32c(rec + 4, record_header_size - 4 + payload.size()));
     {
       std::lock_guard<std::mutex> lock(mu_);
+      last_append_ = appended{gen_, write_off_, need, last_seq_};
       write_off_ += need;
       last_seq_ = seq;
       next_seq_ = seq + 1;
       bytes_since_checkpoint_ += need;
     }
     prefault_.wrote(gen_, map_, write_off_);
+  }
+
+  /// Starts writing the appended, unsynced records back without waiting (see
+  /// mapping::start_writeback), so that the sync() after the caller's other work waits less.
+  /// Writer only.
+  void start_writeback() noexcept {
+    std::shared_ptr<mapping> m;
+    std::size_t from, to;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!map_ || synced_off_ >= write_off_) return;
+      m = map_;
+      from = synced_off_;
+      to = write_off_;
+    }
+    m->start_writeback(from, to - from);
+  }
+
+  /// Takes back the record of the last append(), which must be the last thing written and not
+  /// yet synced: zeroes it, syncs the zeros if `durable` (the record may have reached the disk
+  /// already, through start_writeback() or the kernel's own write-back), and appends the next
+  /// record where it stood, with the same seq. For a batch logged before it was applied whose
+  /// application then failed. Throws storage_error if the zeros cannot be synced: the record
+  /// may then survive a crash, and the caller must stop writing (fail-stop). Writer only.
+  void retract_last(bool durable) {
+    appended a{};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!last_append_ || last_append_->gen != gen_ || last_append_->off + last_append_->len != write_off_ ||
+          synced_off_ > last_append_->off) {
+        throw std::logic_error("leftright: retract_last() without an unsynced last record");
+      }
+      a = *last_append_;
+      last_append_.reset();
+      write_off_ = a.off;
+      next_seq_ = last_seq_;
+      last_seq_ = a.prev_last_seq;
+      bytes_since_checkpoint_ -= a.len;
+    }
+    // Zeros, as a segment holds past its last record: whatever part of them reaches the disk
+    // leaves no record there, and the next append finds the bytes as roll() made them.
+    std::memset(map_->data() + a.off, 0, a.len);
+    if (durable) map_->sync(a.off, a.len);
   }
 
   /// Makes every appended record durable (msync of the unsynced range). Thread-safe.
@@ -349,6 +393,13 @@ class wal_writer {
   std::uint64_t next_seq_ = 0;
   std::uint64_t last_seq_ = 0;    // guarded by mu_
   std::uint64_t synced_seq_ = 0;  // guarded by mu_
+  /// Where the last append() wrote, for retract_last().
+  struct appended {
+    std::uint64_t gen;
+    std::size_t off, len;
+    std::uint64_t prev_last_seq;
+  };
+  std::optional<appended> last_append_;  // guarded by mu_ where written
 };
 
 // ----------------------------------------------------------------------------------------------
