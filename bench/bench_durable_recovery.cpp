@@ -27,13 +27,17 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include <absl/container/flat_hash_map.h>
 #include <benchmark/benchmark.h>
+#include <leftright/detail/allocator.hpp>
 
 #include "durable_adapters.hpp"
 #include "workload.hpp"
@@ -71,8 +75,9 @@ struct recovery_sample {
   std::uint64_t replayed = 0;
 };
 
-/// Runs `<this executable> --recover-child DIR` and reads its one line of figures.
-inline recovery_sample recover_in_child(const std::filesystem::path& dir) {
+/// Runs `<this executable> <flag> <arg>` (--recover-child DIR, or --build-child: the floor) and
+/// reads its one line of figures.
+inline recovery_sample run_child(const char* child_flag, const std::string& child_arg) {
   int fds[2];
   if (::pipe(fds) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
   posix_spawn_file_actions_t fa;
@@ -80,7 +85,7 @@ inline recovery_sample recover_in_child(const std::filesystem::path& dir) {
   posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
   posix_spawn_file_actions_addclose(&fa, fds[0]);
   posix_spawn_file_actions_addclose(&fa, fds[1]);
-  std::string exe = "/proc/self/exe", flag = "--recover-child", arg = dir.string();
+  std::string exe = "/proc/self/exe", flag = child_flag, arg = child_arg;
   char* argv[] = {exe.data(), flag.data(), arg.data(), nullptr};
   pid_t pid = 0;
   const int rc = ::posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv, environ);
@@ -105,7 +110,7 @@ inline recovery_sample recover_in_child(const std::filesystem::path& dir) {
   unsigned long long entries = 0, replayed = 0;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
       std::sscanf(out.c_str(), "%lf %lf %lf %llu %llu", &r.wall_s, &r.cpu_s, &r.report_s, &entries, &replayed) != 5) {
-    throw std::runtime_error("the recovery child failed: " + out);
+    throw std::runtime_error(std::string("the child (") + child_flag + ") failed: " + out);
   }
   r.entries = entries;
   r.replayed = replayed;
@@ -130,7 +135,7 @@ void bm_recover(benchmark::State& state, bool snapshot) {
     recovery_sample last{};
     double cpu_s = 0;
     for (auto _ : state) {
-      last = recover_in_child(o.path);
+      last = run_child("--recover-child", o.path.string());
       cpu_s += last.cpu_s;
       state.SetIterationTime(last.wall_s);
     }
@@ -151,7 +156,36 @@ void bm_recover(benchmark::State& state, bool snapshot) {
   }
 }
 
+/// The floor: what any recovery of a left-right map must do at least, in a fresh process:
+/// build one table of the same entries from memory (reserved, the log's insertion order, the
+/// map's own table type and allocator) and copy it for the second copy. Recovery's ratio to it
+/// is what reading, checking and decoding the files, and the rest of open_map(), cost.
+template <std::size_t N>
+void bm_build_floor(benchmark::State& state) {
+  try {
+    recovery_sample last{};
+    double cpu_s = 0;
+    for (auto _ : state) {
+      last = run_child("--build-child", std::to_string(N));
+      cpu_s += last.cpu_s;
+      state.SetIterationTime(last.wall_s);
+    }
+    if (last.entries != N) {
+      state.SkipWithError(("built " + std::to_string(last.entries) + " entries, expected " + std::to_string(N)).c_str());
+      return;
+    }
+    state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(N));
+    state.counters["cpu_ms_per_open"] = cpu_s * 1e3 / static_cast<double>(state.iterations());
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
 [[maybe_unused]] const bool registered = [] {
+  benchmark::RegisterBenchmark(("durable_recovery/floor/tables/u64/" + size_name(large_n)).c_str(),
+                               &bm_build_floor<large_n>)
+      ->UseManualTime()
+      ->MinTime(0.5);
   for (bool snapshot : {true, false}) {
     const std::string name = std::string("durable_recovery/leftright/") + (snapshot ? "snapshot" : "log") +
                              "/u64/" + size_name(large_n);
@@ -163,6 +197,34 @@ void bm_recover(benchmark::State& state, bool snapshot) {
 }();
 
 }  // namespace
+
+/// The floor's child: builds the two tables of n (1M) entries from memory, its figures on stdout
+/// as one line (the recovery child's format).
+int build_child_main(const char* n_arg) {
+  try {
+    using table = absl::flat_hash_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
+                                      std::equal_to<std::uint64_t>,
+                                      leftright::detail::table_allocator_t<std::pair<const std::uint64_t, std::uint64_t>,
+                                                                           leftright::default_traits::huge_pages>>;
+    if (std::strtoull(n_arg, nullptr, 10) != large_n) throw std::runtime_error("only the 1M floor is built");
+    const std::vector<std::uint64_t>& keys = present_keys<std::uint64_t, large_n>();  // before the clock
+    const double c0 = thread_cpu_seconds();
+    const auto t0 = std::chrono::steady_clock::now();
+    table a;
+    a.reserve(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) a.insert_or_assign(keys[i], i);
+    table b(a);
+    const auto t1 = std::chrono::steady_clock::now();
+    const double cpu = thread_cpu_seconds() - c0;
+    benchmark::DoNotOptimize(b);
+    std::printf("%.9f %.9f %.9f %llu %llu\n", std::chrono::duration<double>(t1 - t0).count(), cpu,
+                std::chrono::duration<double>(t1 - t0).count(), static_cast<unsigned long long>(b.size()), 0ull);
+    return 0;
+  } catch (const std::exception& e) {
+    std::printf("%s\n", e.what());
+    return 1;
+  }
+}
 
 /// The child's side: one open of the map in dir, its figures on stdout as one line.
 int recover_child_main(const char* dir) {

@@ -11,12 +11,14 @@
 #include "adapters.hpp"
 
 namespace lrbench {
-int recover_child_main(const char* dir);  // bench_durable_recovery.cpp
+int recover_child_main(const char* dir);    // bench_durable_recovery.cpp
+int build_child_main(const char* entries);  // bench_durable_recovery.cpp (the floor)
 }
 
 int main(int argc, char** argv) {
   // The recovery scenario's child: one open_map() in a fresh process (see that scenario).
   if (argc == 3 && std::strcmp(argv[1], "--recover-child") == 0) return lrbench::recover_child_main(argv[2]);
+  if (argc == 3 && std::strcmp(argv[1], "--build-child") == 0) return lrbench::build_child_main(argv[2]);
   std::vector<char*> args(argv, argv + argc);
   static char default_min_time[] = "--benchmark_min_time=0.1";
   bool has_min_time = false;
