@@ -9,7 +9,9 @@
 // Values: 8 bytes (std::uint64_t, 1M entries), and 1 KiB two ways (64K entries):
 // std::array<char, 1024> ("1KiB"), an entry larger than default_traits::max_inline_entry, which
 // ours stores once in a node both copies share; and std::string of 1024 chars ("1KiB_str"), a
-// small entry pointing at a heap block, which each copy holds its own copy of.
+// small entry pointing at a heap block, which each copy holds its own copy of; and that string
+// again in a map whose traits set max_inline_entry = 0 ("1KiB_str_shared"): every entry in a node
+// both copies share, the remedy for values that own heap memory (the absl map is the same).
 // Name: memory/<absl|lr_one_batch|lr_batches_1024>/<key>/<value>/<entries>/iterations:1
 // Counter bytes_per_entry.
 #include <malloc.h>
@@ -50,6 +52,11 @@ kib make_value<kib>(std::size_t i) {
   return v;
 }
 
+/// The shared layout for every entry, whatever its size.
+struct shared_traits : seq_cst_traits {
+  static constexpr std::size_t max_inline_entry = 0;
+};
+
 enum class layout { absl, lr_one_batch, lr_batches_1024 };
 
 constexpr const char* layout_name(layout l) {
@@ -61,7 +68,7 @@ constexpr const char* layout_name(layout l) {
   return "?";
 }
 
-template <class Key, class Value, layout L, std::size_t N>
+template <class Key, class Value, layout L, std::size_t N, class Traits = seq_cst_traits>
 void bm_memory(benchmark::State& state) {
   const std::vector<Key>& keys = present_keys<Key, N>();
   double bytes = 0;
@@ -73,7 +80,7 @@ void bm_memory(benchmark::State& state) {
       bytes = static_cast<double>(heap_in_use() - before);
       benchmark::DoNotOptimize(m.size());
     } else {
-      auto [w, r] = leftright::make_map<Key, Value, hash_t<Key>, std::equal_to<Key>, seq_cst_traits>();
+      auto [w, r] = leftright::make_map<Key, Value, hash_t<Key>, std::equal_to<Key>, Traits>();
       for (std::size_t i = 0; i < N; ++i) {
         w.insert_or_assign(keys[i], make_value<Value>(i));
         if (L == layout::lr_batches_1024 && i % 1024 == 1023) w.publish();
@@ -87,7 +94,7 @@ void bm_memory(benchmark::State& state) {
   state.counters["bytes_per_entry"] = bytes / static_cast<double>(N);
 }
 
-template <class Key, class Value, std::size_t N>
+template <class Key, class Value, std::size_t N, class Traits = seq_cst_traits>
 void add_all(const char* value_name) {
   for (layout l : {layout::absl, layout::lr_one_batch, layout::lr_batches_1024}) {
     const std::string name = std::string("memory/") + layout_name(l) + "/" +
@@ -95,13 +102,13 @@ void add_all(const char* value_name) {
     benchmark::internal::Benchmark* b = nullptr;
     switch (l) {
       case layout::absl:
-        b = benchmark::RegisterBenchmark(name.c_str(), &bm_memory<Key, Value, layout::absl, N>);
+        b = benchmark::RegisterBenchmark(name.c_str(), &bm_memory<Key, Value, layout::absl, N, Traits>);
         break;
       case layout::lr_one_batch:
-        b = benchmark::RegisterBenchmark(name.c_str(), &bm_memory<Key, Value, layout::lr_one_batch, N>);
+        b = benchmark::RegisterBenchmark(name.c_str(), &bm_memory<Key, Value, layout::lr_one_batch, N, Traits>);
         break;
       case layout::lr_batches_1024:
-        b = benchmark::RegisterBenchmark(name.c_str(), &bm_memory<Key, Value, layout::lr_batches_1024, N>);
+        b = benchmark::RegisterBenchmark(name.c_str(), &bm_memory<Key, Value, layout::lr_batches_1024, N, Traits>);
         break;
     }
     // Deterministic up to malloc noise, and the slowest to set up: one repetition is enough.
@@ -116,6 +123,8 @@ void add_all(const char* value_name) {
   add_all<std::string, kib, std::size_t{1} << 16>("1KiB");
   add_all<std::uint64_t, std::string, std::size_t{1} << 16>("1KiB_str");
   add_all<std::string, std::string, std::size_t{1} << 16>("1KiB_str");
+  add_all<std::uint64_t, std::string, std::size_t{1} << 16, shared_traits>("1KiB_str_shared");
+  add_all<std::string, std::string, std::size_t{1} << 16, shared_traits>("1KiB_str_shared");
   return true;
 }();
 

@@ -297,7 +297,8 @@ def section_memory(entries):
         "`lr_batches_1024`: published every 1024 inserts. Values: `8B` uint64_t; `1KiB` "
         "std::array<char, 1024> (an entry above `max_inline_entry`: ours stores it once, shared "
         "by both copies); `1KiB_str` a 1024-char std::string (a small entry owning a heap block: "
-        "each copy has its own).\n",
+        "each copy has its own); `1KiB_str_shared` the same string in a map whose traits set "
+        "`max_inline_entry = 0`, so that every entry is stored once, in a node both copies share.\n",
         table(["key", "value", "entries"] + layouts, rows) + "\n"])
 
 
