@@ -32,14 +32,31 @@ TEMPLATE_TEST_CASE("version 0 is the empty initial state; each publish makes the
   }
 }
 
-using kv_types = std::tuple<std::pair<std::uint64_t, std::uint64_t>, std::pair<std::string, std::string>,
-                            std::pair<int, std::string>, std::pair<std::string, std::uint64_t>>;
+/// Every entry in the shared layout (one node both copies point to), however small: what a map
+/// of values that own heap memory (long strings) uses to hold them once.
+struct shared_layout_traits : lrtest::seq_cst_traits {
+  static constexpr std::size_t max_inline_entry = 0;
+};
+
+template <class K, class V, class Traits = lrtest::seq_cst_traits>
+struct kv {
+  using first_type = K;
+  using second_type = V;
+  using traits = Traits;
+};
+using kv_types = std::tuple<kv<std::uint64_t, std::uint64_t>, kv<std::string, std::string>, kv<int, std::string>,
+                            kv<std::string, std::uint64_t>, kv<std::uint64_t, std::string, shared_layout_traits>,
+                            kv<std::string, std::string, shared_layout_traits>>;
 
 TEMPLATE_LIST_TEST_CASE("every operation takes effect only at publish, all at once", "[map]",
                         kv_types) {
   using K = typename TestType::first_type;
   using V = typename TestType::second_type;
-  auto [w, r] = leftright::make_map<K, V, absl::Hash<K>, std::equal_to<K>, lrtest::seq_cst_traits>();
+  using traits = typename TestType::traits;
+  static_assert(leftright::map_writer<K, V, absl::Hash<K>, std::equal_to<K>, traits>::shares_values ==
+                    std::is_same_v<traits, shared_layout_traits>,
+                "max_inline_entry = 0 must select the shared layout");
+  auto [w, r] = leftright::make_map<K, V, absl::Hash<K>, std::equal_to<K>, traits>();
 
   SECTION("insert_or_assign sets and overwrites") {
     w.insert_or_assign(make<K>(1), make<V>(10));
