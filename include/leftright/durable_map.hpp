@@ -585,13 +585,9 @@ class durable_writer {
       if (!logged) return;
       logged = false;
       try {
-        w.st_->wal.retract_last(/*durable=*/true);
-      } catch (const std::exception& e) {
-        w.st_->failed = true;
-        w.st_->failure = std::string("a failed publish could not take back its log record: ") + e.what();
+        w.st_->wal.retract_last();
       } catch (...) {
-        w.st_->failed = true;
-        w.st_->failure = "a failed publish could not take back its log record";
+        w.fail_with("a failed publish could not take back its log record");
       }
     }
   };
@@ -616,12 +612,8 @@ class durable_writer {
     if (s.opts.checkpoint_bytes == 0 || s.wal.bytes_since_checkpoint() < s.opts.checkpoint_bytes) return;
     try {
       checkpoint();
-    } catch (const std::exception& e) {
-      s.failed = true;
-      s.failure = std::string("automatic checkpoint failed: ") + e.what();
     } catch (...) {
-      s.failed = true;
-      s.failure = "automatic checkpoint failed";
+      fail_with("automatic checkpoint failed");
     }
   }
 
@@ -647,6 +639,25 @@ class durable_writer {
     }
   }
   void fail() noexcept { st_->failed = true; }
+  /// fail(), remembering why for the next call to report: `why`, and the exception being
+  /// handled if it says more. Call from a catch block.
+  void fail_with(const char* why) noexcept {
+    st_->failed = true;
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      try {
+        st_->failure = std::string(why) + ": " + e.what();
+      } catch (...) {
+        // No memory for the message: failed() still stops the writer.
+      }
+    } catch (...) {
+      try {
+        st_->failure = why;
+      } catch (...) {
+      }
+    }
+  }
 
   /// Removes log segments whose records are all <= v, and snapshots older than v.
   void remove_covered(std::uint64_t v) {

@@ -287,12 +287,12 @@ class wal_writer {
   }
 
   /// Takes back the record of the last append(), which must be the last thing written and not
-  /// yet synced: zeroes it, syncs the zeros if `durable` (the record may have reached the disk
-  /// already, through start_writeback() or the kernel's own write-back), and appends the next
-  /// record where it stood, with the same seq. For a batch logged before it was applied whose
+  /// yet synced: zeroes it, syncs the zeros (the record may have reached the disk already,
+  /// through start_writeback() or the kernel's own write-back), and appends the next record
+  /// where it stood, with the same seq. For a batch logged before it was applied whose
   /// application then failed. Throws storage_error if the zeros cannot be synced: the record
   /// may then survive a crash, and the caller must stop writing (fail-stop). Writer only.
-  void retract_last(bool durable) {
+  void retract_last() {
     appended a{};
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -310,7 +310,7 @@ class wal_writer {
     // Zeros, as a segment holds past its last record: whatever part of them reaches the disk
     // leaves no record there, and the next append finds the bytes as roll() made them.
     std::memset(map_->data() + a.off, 0, a.len);
-    if (durable) map_->sync(a.off, a.len);
+    map_->sync(a.off, a.len);
   }
 
   /// Makes every appended record durable (msync of the unsynced range). Thread-safe.
