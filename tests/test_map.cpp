@@ -264,3 +264,76 @@ TEST_CASE("amortized copy checks catch a divergence within size() operations", "
   CHECK(caught);
   CHECK(publishes <= 10);  // each publish counts at least one operation; the map has 9 entries
 }
+
+namespace {
+/// Counts its calls through a pointer, so it stays trivially copyable (the kind of hasher whose
+/// hash an operation carries from its first application to its second).
+struct counting_hash {
+  std::size_t* calls;
+  std::size_t operator()(std::uint64_t x) const {
+    ++*calls;
+    return absl::Hash<std::uint64_t>{}(x);
+  }
+};
+/// A hasher that is not trivially copyable (its seed is a string): operations do not carry its
+/// hash, and must still give the same copies.
+struct string_seeded_hash {
+  std::string seed = "seed";
+  std::size_t operator()(std::uint64_t x) const { return absl::HashOf(seed, x); }
+};
+struct unchecked_traits : leftright::default_traits {
+  static constexpr leftright::copy_check verify_copies = leftright::copy_check::off;
+};
+struct unchecked_shared_traits : unchecked_traits {
+  static constexpr std::size_t max_inline_entry = 0;
+};
+}  // namespace
+
+TEMPLATE_TEST_CASE("an overwrite hashes its key once for both copies", "[map]", unchecked_traits,
+                   unchecked_shared_traits) {
+  std::size_t calls = 0;
+  auto [w, r] = leftright::make_map<std::uint64_t, std::uint64_t, counting_hash, std::equal_to<std::uint64_t>,
+                                    TestType>(0, counting_hash{&calls});
+  constexpr std::uint64_t n = 100;
+  for (std::uint64_t k = 0; k < n; ++k) w.insert_or_assign(k, k);
+  w.publish();
+  w.publish();  // both copies hold every key
+  calls = 0;
+  for (std::uint64_t k = 0; k < n; ++k) w.insert_or_assign(k, k + 1000);
+  w.publish();  // the first application: one hash per operation
+  CHECK(calls == n);
+  w.publish();  // the second application, on the other copy: found by the hash carried over
+  CHECK(calls == n);
+  calls = 0;
+  for (std::uint64_t k = 0; k < n; ++k) {
+    INFO("key " << k);
+    REQUIRE(r.get(k) == k + 1000);
+  }
+  CHECK(calls == n);  // each lookup hashes once: the counter counts what it should
+  // A key that is new pays for its insertion in each copy, but stays correct.
+  w.insert_or_assign(n, 7);
+  w.insert(n + 1, 8);
+  w.insert(0, 9);  // present: unchanged
+  w.publish();
+  w.publish();
+  CHECK(r.size() == n + 2);
+  CHECK(r.get(n) == 7);
+  CHECK(r.get(n + 1) == 8);
+  CHECK(r.get(0) == 1000);
+}
+
+TEST_CASE("a hasher that is not trivially copyable gives the same results", "[map]") {
+  auto [w, r] = leftright::make_map<std::uint64_t, std::uint64_t, string_seeded_hash, std::equal_to<std::uint64_t>,
+                                    lrtest::seq_cst_traits>(0, string_seeded_hash{"another seed"});
+  for (std::uint64_t k = 0; k < 50; ++k) w.insert_or_assign(k, k);
+  w.publish();
+  for (std::uint64_t k = 0; k < 50; k += 2) w.insert_or_assign(k, k + 100);
+  w.insert(1, 0);   // present: unchanged
+  w.insert(50, 5);  // absent: inserted
+  w.publish();
+  w.publish();  // replayed; seq_cst_traits compares the copies at every publish
+  CHECK(r.size() == 51);
+  CHECK(r.get(0) == 100);
+  CHECK(r.get(1) == 1);
+  CHECK(r.get(50) == 5);
+}

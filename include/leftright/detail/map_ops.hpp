@@ -64,16 +64,55 @@ struct inline_ops : common_ops<Key, Value> {
   using const_iterator = typename table::const_iterator;
   using base = common_ops<Key, Value>;
 
+  /// hash: the key's hash in the tables, computed at the first application and kept for the
+  /// second (see put).
   struct assign_op {
     Key key;
     Value value;
+    std::size_t hash = 0;
   };
   struct insert_op {
     Key key;
     Value value;
+    std::size_t hash = 0;
   };
   using op = std::variant<assign_op, insert_op, typename base::erase_op, typename base::erase_if_op,
                           typename base::clear_op, typename base::reserve_op>;
+
+  /// Whether ops carry their key's hash from the first application to the second: where the
+  /// hasher is trivially copyable (table::hash_function() returns a copy; a heavy hasher would
+  /// cost more to copy than the hash saves).
+  static constexpr bool carries_hash = std::is_trivially_copyable_v<Hash>;
+
+  /// Applies an assign (Assign) or an insert to t. An op on a key already present (an
+  /// overwrite: the common case) is one inlined lookup with the hash already known, where
+  /// insert_or_assign and try_emplace each compute the hash and call out to absl's general
+  /// find-or-insert. Only a key not present pays a second probe, in the call that inserts it.
+  /// A wrong hash could only cost time: a miss falls through to that call, which hashes anew.
+  template <bool Assign, class K, class V>
+  static void put(table& t, K&& key, V&& value, std::size_t hash) {
+    if constexpr (carries_hash) {
+      auto it = t.find(key, hash);
+      if (it != t.end()) {
+        if constexpr (Assign) it->second = std::forward<V>(value);
+        return;
+      }
+    }
+    if constexpr (Assign) {
+      t.insert_or_assign(std::forward<K>(key), std::forward<V>(value));
+    } else {
+      t.try_emplace(std::forward<K>(key), std::forward<V>(value));
+    }
+  }
+  template <class X>
+  static void put_first(table& t, X& x) {
+    if constexpr (carries_hash) x.hash = t.hash_function()(x.key);
+    put<std::is_same_v<X, assign_op>>(t, x.key, x.value, x.hash);
+  }
+  template <class X>
+  static void put_second(table& t, X& x) {
+    put<std::is_same_v<X, assign_op>>(t, std::move(x.key), std::move(x.value), x.hash);
+  }
 
   template <class K>
   static const Value* find(const table& t, const K& key) {
@@ -88,16 +127,14 @@ struct inline_ops : common_ops<Key, Value> {
   /// First application, by copy: the op stays in the log for the other copy.
   static void first(table& t, op& o) {
     if (auto* x = std::get_if<assign_op>(&o)) [[likely]] {  // the common op, without the visit
-      t.insert_or_assign(x->key, x->value);
+      put_first(t, *x);
       return;
     }
     std::visit(
         [&t](auto& x) {
           using X = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<X, assign_op>) {
-            t.insert_or_assign(x.key, x.value);
-          } else if constexpr (std::is_same_v<X, insert_op>) {
-            t.try_emplace(x.key, x.value);
+          if constexpr (std::is_same_v<X, assign_op> || std::is_same_v<X, insert_op>) {
+            put_first(t, x);
           } else if constexpr (std::is_same_v<X, typename base::erase_if_op>) {
             if (!x.s->record) return common(t, x);
             x.s->erased.clear();
@@ -119,16 +156,14 @@ struct inline_ops : common_ops<Key, Value> {
   /// Second and last application, by move.
   static void second(table& t, op&& o) {
     if (auto* x = std::get_if<assign_op>(&o)) [[likely]] {
-      t.insert_or_assign(std::move(x->key), std::move(x->value));
+      put_second(t, *x);
       return;
     }
     std::visit(
         [&t](auto& x) {
           using X = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<X, assign_op>) {
-            t.insert_or_assign(std::move(x.key), std::move(x.value));
-          } else if constexpr (std::is_same_v<X, insert_op>) {
-            t.try_emplace(std::move(x.key), std::move(x.value));
+          if constexpr (std::is_same_v<X, assign_op> || std::is_same_v<X, insert_op>) {
+            put_second(t, x);
           } else {
             common(t, x);
           }
@@ -285,17 +320,31 @@ class node_table {
     auto it = set_.find(key);
     return it == set_.end() ? nullptr : *it;
   }
+  /// Whether hash_of() is worth calling to carry a key's hash between the two applications
+  /// (see inline_ops::carries_hash).
+  static constexpr bool carries_hash = std::is_trivially_copyable_v<Hash>;
+  template <class K>
+  std::size_t hash_of(const K& key) const {
+    return set_.hash_function()(key);
+  }
+
   /// Puts n under its key, replacing (and releasing) any node there. Strong guarantee.
   void put(node* n) {
     auto [it, inserted] = set_.insert(n);  // may throw (growth); nothing changed then
-    retain(n);
-    if (!inserted) {
-      // Same key, so same hash and same place: replacing the pointer in place keeps the set
-      // valid. The slot is a node* the set constructed as non-const; const_cast is sound.
-      node*& slot = const_cast<node*&>(*it);
-      node* old = std::exchange(slot, n);
-      release(old);
+    if (inserted) {
+      retain(n);
+    } else {
+      replace(it, n);
     }
+  }
+  /// put(n), given hash_of(n's key) where carries_hash: an overwrite is then one lookup (see
+  /// inline_ops::put). A wrong hash could only cost time.
+  void put(node* n, std::size_t hash) {
+    if constexpr (carries_hash) {
+      auto it = set_.find(n->kv.first, hash);
+      if (it != set_.end()) return replace(it, n);
+    }
+    put(n);
   }
   template <class K>
   void erase(const K& key) {
@@ -334,6 +383,15 @@ class node_table {
   }
 
  private:
+  /// Puts n in the slot of the node with its key. Same key, so same hash and same place:
+  /// replacing the pointer in place keeps the set valid. The slot is a node* the set
+  /// constructed as non-const; const_cast is sound.
+  static void replace(typename set::iterator it, node* n) noexcept {
+    retain(n);
+    node*& slot = const_cast<node*&>(*it);
+    release(std::exchange(slot, n));
+  }
+
   set set_;
 };
 
@@ -346,10 +404,12 @@ struct shared_ops : common_ops<Key, Value> {
 
   /// fresh: the node the first application made; the second puts the same node in the other
   /// copy. Made anew at every first application, so a retried batch starts clean.
+  /// hash: the key's hash in the tables, from the first application (see node_table::put).
   struct assign_op {
     Key key;
     Value value;
     node_ref<Key, Value> fresh = {};
+    std::size_t hash = 0;
   };
   struct insert_op {
     Key key;
@@ -374,8 +434,9 @@ struct shared_ops : common_ops<Key, Value> {
         [&t](auto& x) {
           using X = std::decay_t<decltype(x)>;
           if constexpr (std::is_same_v<X, assign_op>) {
+            if constexpr (table::carries_hash) x.hash = t.hash_of(x.key);
             x.fresh = node_ref<Key, Value>(new node(x.key, x.value));
-            t.put(x.fresh.get());
+            t.put(x.fresh.get(), x.hash);
           } else if constexpr (std::is_same_v<X, insert_op>) {
             x.fresh = {};
             if (t.find(x.key) == nullptr) {
@@ -402,8 +463,10 @@ struct shared_ops : common_ops<Key, Value> {
     std::visit(
         [&t](auto& x) {
           using X = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<X, assign_op> || std::is_same_v<X, insert_op>) {
-            if (x.fresh) t.put(x.fresh.get());
+          if constexpr (std::is_same_v<X, assign_op>) {
+            if (x.fresh) t.put(x.fresh.get(), x.hash);
+          } else if constexpr (std::is_same_v<X, insert_op>) {
+            if (x.fresh) t.put(x.fresh.get());  // the key is absent here too: no lookup to save
           } else {
             common(t, x);
           }
