@@ -37,6 +37,7 @@
 #include "detail/storage/format.hpp"
 #include "detail/storage/fs.hpp"
 #include "detail/storage/snapshot.hpp"
+#include "detail/slot_order.hpp"
 #include "detail/storage/wal.hpp"
 #include "map.hpp"
 #include "storage_error.hpp"
@@ -217,57 +218,77 @@ inline T load_builtin(const std::byte* p) noexcept {
   return static_cast<T>(storage::load_le<typename codec<T>::unsigned_type>(p));  // modular, as codec<T>
 }
 
-/// apply_batch for built-in integer keys and values: checks the whole batch's structure first
-/// (tags, lengths), then applies it reading the fields in place (no bounds check per field:
-/// about twice as fast). The same result as the general path; false (nothing applied) if the
-/// batch does not check, so that the general path reports exactly what is wrong.
-template <class Key, class Value, class Table>
-bool apply_batch_builtin(Table& t, std::span<const std::byte> payload) {
+/// What check_batch_builtin() found.
+enum class batch_check { bad, keyed, with_clear };
+
+/// For built-in integer keys and values: checks a batch's structure (count, tags, lengths), so
+/// that for_each_op_builtin() can read its fields in place with no bounds check per field
+/// (about twice as fast as the general decoder). bad: it does not check (the general path then
+/// reports exactly what is wrong); keyed: every operation is on one key; with_clear: it checks
+/// and holds a clear.
+template <class Key, class Value>
+batch_check check_batch_builtin(std::span<const std::byte> payload) {
   constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
   const std::byte* const p = payload.data();
   const std::size_t size = payload.size();
-  if (size < 4) return false;
+  if (size < 4) return batch_check::bad;
   const std::uint32_t n = storage::load_le<std::uint32_t>(p);
-  // The length of the operation at off, or 0 if it is not one.
-  const auto length = [p](std::size_t off) -> std::size_t {
-    switch (static_cast<storage::op_tag>(p[off])) {
-      case storage::op_tag::insert_or_assign:
-      case storage::op_tag::insert: return 1 + ks + vs;
-      case storage::op_tag::erase: return 1 + ks;
-      case storage::op_tag::clear: return 1;
-      default: return 0;
-    }
-  };
+  bool clears = false;
   std::size_t off = 4;
   for (std::uint32_t i = 0; i < n; ++i) {
-    if (off >= size) return false;
-    const std::size_t len = length(off);
-    if (len == 0 || len > size - off) return false;
+    if (off >= size) return batch_check::bad;
+    std::size_t len = 0;
+    switch (static_cast<storage::op_tag>(p[off])) {
+      case storage::op_tag::insert_or_assign:
+      case storage::op_tag::insert: len = 1 + ks + vs; break;
+      case storage::op_tag::erase: len = 1 + ks; break;
+      case storage::op_tag::clear: len = 1; clears = true; break;
+      default: return batch_check::bad;
+    }
+    if (len > size - off) return batch_check::bad;
     off += len;
   }
-  if (off != size) return false;
+  if (off != size) return batch_check::bad;
+  return clears ? batch_check::with_clear : batch_check::keyed;
+}
+
+/// Calls keyed(keyed_op, key, value) or clear() for each operation of a batch that
+/// check_batch_builtin() accepted, in order (an erase's value is 0).
+template <class Key, class Value, class Keyed, class Clear>
+void for_each_op_builtin(std::span<const std::byte> payload, Keyed&& keyed, Clear&& clear) {
+  constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
+  const std::byte* const p = payload.data();
   // Checked: every access below is in bounds.
-  for (off = 4; off < size;) {
+  for (std::size_t off = 4; off < payload.size();) {
     const std::byte* o = p + off;
     switch (static_cast<storage::op_tag>(*o)) {
       case storage::op_tag::insert_or_assign:
-        t.insert_or_assign(load_builtin<Key>(o + 1), load_builtin<Value>(o + 1 + ks));
+        keyed(keyed_op::insert_or_assign, load_builtin<Key>(o + 1), load_builtin<Value>(o + 1 + ks));
         off += 1 + ks + vs;
         break;
       case storage::op_tag::insert:
-        t.try_emplace(load_builtin<Key>(o + 1), load_builtin<Value>(o + 1 + ks));
+        keyed(keyed_op::insert, load_builtin<Key>(o + 1), load_builtin<Value>(o + 1 + ks));
         off += 1 + ks + vs;
         break;
       case storage::op_tag::erase:
-        t.erase(load_builtin<Key>(o + 1));
+        keyed(keyed_op::erase, load_builtin<Key>(o + 1), Value{});
         off += 1 + ks;
         break;
       default:  // clear: the only other tag the check let through
-        t.clear();
+        clear();
         off += 1;
         break;
     }
   }
+}
+
+/// apply_batch for built-in integer keys and values, reading the fields in place. The same
+/// result as the general path; false (nothing applied) if the batch does not check.
+template <class Key, class Value, class Table>
+bool apply_batch_builtin(Table& t, std::span<const std::byte> payload) {
+  if (check_batch_builtin<Key, Value>(payload) == batch_check::bad) return false;
+  for_each_op_builtin<Key, Value>(
+      payload, [&t](keyed_op op, Key k, Value v) { apply_keyed(t, op, k, v); }, [&t] { t.clear(); });
   return true;
 }
 
@@ -308,7 +329,8 @@ void apply_batch(Table& t, std::span<const std::byte> payload) {
 
 /// Decodes a checked snapshot's entries into a recovering table (a plain, single-threaded absl
 /// map). Throws storage_error naming path if they do not decode. Built-in integer keys and
-/// values whose bytes are exactly `entries` entries are read in place (no bounds check per field).
+/// values whose bytes are exactly `entries` entries are read in place (no bounds check per field)
+/// and inserted in the table's slot order (apply_in_slot_order).
 template <class Key, class Value, class Table>
 void load_snapshot(Table& t, const storage::snapshot_view& view, const std::filesystem::path& path) {
   t.reserve(static_cast<std::size_t>(view.entries));
@@ -318,9 +340,11 @@ void load_snapshot(Table& t, const storage::snapshot_view& view, const std::file
     if (view.data.size() == view.entries * es) {
       const std::byte* const p = view.data.data();
       const std::size_t n = static_cast<std::size_t>(view.entries);
-      for (std::size_t i = 0; i < n; ++i) {
-        t.insert_or_assign(load_builtin<Key>(p + i * es), load_builtin<Value>(p + i * es + sizeof(Key)));
-      }
+      apply_in_slot_order(t, [p, n](auto&& f) {
+        for (std::size_t i = 0; i < n; ++i) {
+          f(keyed_op::insert_or_assign, load_builtin<Key>(p + i * es), load_builtin<Value>(p + i * es + sizeof(Key)));
+        }
+      });
       return;
     }
   }
@@ -856,7 +880,7 @@ open_map(const durable_options& options) {
       // size or 4M more (a long log of overwrites or erases must not size a huge table).
       const std::size_t more = detail::logged_operations(recs, min_op);
       t.reserve(t.size() + std::min(more, std::max(t.size(), replay_reserve_cap)));
-      for (const auto& rec : recs) {
+      const auto apply_general = [&](const st::wal_record& rec) {
         try {
           detail::apply_batch<Key, Value>(t, rec.payload);
         } catch (const storage_error& e) {
@@ -864,6 +888,25 @@ open_map(const durable_options& options) {
                               "record " + std::to_string(rec.seq) + " at offset " + std::to_string(rec.offset) +
                                   " has a valid checksum but does not decode: " + e.what());
         }
+      };
+      if constexpr (detail::builtin_int_codec<Key> && detail::builtin_int_codec<Value>) {
+        // Each run of records that check and hold no clear is applied in the table's slot order
+        // (apply_in_slot_order); any other record on its own, in its place.
+        for (std::size_t from = 0; from < recs.size();) {
+          std::size_t to = from;
+          while (to < recs.size() && detail::check_batch_builtin<Key, Value>(recs[to].payload) == detail::batch_check::keyed) {
+            ++to;
+          }
+          if (to > from) {
+            detail::apply_in_slot_order(t, [&recs, from, to](auto&& op) {
+              for (std::size_t k = from; k < to; ++k) detail::for_each_op_builtin<Key, Value>(recs[k].payload, op, [] {});
+            });
+          }
+          if (to < recs.size()) apply_general(recs[to++]);
+          from = to;
+        }
+      } else {
+        for (const auto& rec : recs) apply_general(rec);
       }
       // The estimate counted every operation as an insert; give back what overwrites and erases
       // left unused (a table never shrinks by itself).
