@@ -210,11 +210,11 @@ class map_writer {
 
   /// Queues: set key to value (insert or overwrite). Cost: appends to the log.
   void insert_or_assign(Key key, Value value) {
-    impl_.append(typename ops::assign_op{std::move(key), std::move(value)});
+    impl_.template emplace<typename ops::assign_op>(std::move(key), std::move(value));
   }
   /// Queues: set key to value only if key is absent when the batch is applied.
   void insert(Key key, Value value) {
-    impl_.append(typename ops::insert_op{std::move(key), std::move(value)});
+    impl_.template emplace<typename ops::insert_op>(std::move(key), std::move(value));
   }
   /// Queues: remove key if present.
   void erase(const Key& key) { impl_.append(typename ops::erase_op{key}); }

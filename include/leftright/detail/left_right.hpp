@@ -276,6 +276,11 @@ class lr_writer {
   void append(X&& x) {
     pending_.emplace_back(std::in_place_type<std::decay_t<X>>, std::forward<X>(x));
   }
+  /// Queues one operation of type X (one of Op's alternatives), built in place from args.
+  template <class X, class... Args>
+  void emplace(Args&&... args) {
+    pending_.emplace_back(std::in_place_type<X>, std::forward<Args>(args)...);
+  }
   std::size_t pending() const noexcept { return pending_.size(); }
   void discard() noexcept { pending_.clear(); }
 
