@@ -92,7 +92,7 @@ struct inline_ops : common_ops<Key, Value> {
   template <bool Assign, class K, class V>
   static void put(table& t, K&& key, V&& value, std::size_t hash) {
     if constexpr (carries_hash) {
-      auto it = t.find(key, hash);
+      auto it = find_inlined(t, key, hash);
       if (it != t.end()) {
         if constexpr (Assign) it->second = std::forward<V>(value);
         return;
@@ -103,6 +103,12 @@ struct inline_ops : common_ops<Key, Value> {
     } else {
       t.try_emplace(std::forward<K>(key), std::forward<V>(value));
     }
+  }
+  /// absl's find(key, hash), kept out of put() so that only it is flattened: GCC inlines it into
+  /// some callers and not others (the durable writer's), and an overwrite is little more.
+  template <class K>
+  [[gnu::flatten]] static typename table::iterator find_inlined(table& t, const K& key, std::size_t hash) {
+    return t.find(key, hash);
   }
   template <class X>
   static void put_first(table& t, X& x) {
