@@ -150,29 +150,73 @@ def lookup_values(entries):
     return vals
 
 
-def section_key_figures(entries):
+def pair_values(entries):
+    """{(key, size, threads): {map: paired ratio to the limit}} from lookup_pair."""
+    vals = {}
+    for f, o, r in entries:
+        m, key, size = f[:3]
+        vals.setdefault((key, size, o["threads"]), {})[m] = r.get("ratio")
+    return vals
+
+
+def section_key_figures(entries, pairs):
     vals = lookup_values(entries)
+    pvals = pair_values(pairs)
     rows = []
     for size in ("1M", "1K"):
         for threads in (1, 2):
-            v = vals.get(("u64", size, "hit", "guard1", threads))
-            if not v:
-                continue
+            v = vals.get(("u64", size, "hit", "guard1", threads), {})
             lim = v.get("limit")
-            peer, pv = best_peer(v)
+            pv = pvals.get(("u64", size, threads))
+            if pv:
+                ratios = dict(pv)
+            elif v and lim:
+                ratios = {m: (x / lim if x is not None else None) for m, x in v.items() if m != "limit"}
+            else:
+                continue
+            peer, peer_ratio = best_peer(ratios)
 
-            def ratio(x):
-                return f"{x / lim:.2f}×" if (x is not None and lim) else "–"
+            def fmt(x):
+                return f"{x:.2f}×" if x is not None else "–"
 
-            rows.append([size, threads, rate(lim, "/s"), ratio(v.get("epoch_floor")), ratio(v.get("lr_seq_cst")),
-                         ratio(v.get("lr_asym")), f"{peer} {ratio(pv)}" if peer else "–"])
+            def over_peer(m):
+                x = ratios.get(m)
+                return f"{x / peer_ratio:.1f}×" if (x is not None and peer_ratio) else "–"
+
+            rows.append([size, threads, rate(lim, "/s"), fmt(ratios.get("epoch_floor")), fmt(ratios.get("lr_seq_cst")),
+                         fmt(ratios.get("lr_asym")), f"{peer} {fmt(peer_ratio)}" if peer else "–",
+                         f"{over_peer('lr_seq_cst')} / {over_peer('lr_asym')}"])
     if not rows:
         return ""
+    how = ("each ratio is the median over many pairs of back-to-back phases, the limit's and the "
+           "map's, on the same keys with every thread in the same phase (`lookup_pair`, see "
+           "below): on this shared machine the noise between two separate benchmarks moves a "
+           "ratio by ±0.15, within a pair it mostly cancels" if pvals else
+           "from separate benchmarks of the same run")
     return ("## Key figures\n\nLookups of present `uint64_t` keys, one guard per lookup, as a ratio "
-            "to the limit measured in the same run (1.00× = as fast as an unsynchronized "
-            "absl::flat_hash_map).\n\n" +
+            "to the limit (1.00× = as fast as an unsynchronized absl::flat_hash_map): " + how +
+            ". The limit's own rate is from the lookup scenario. Last column: ours over the best "
+            "peer (seq_cst / asymmetric).\n\n" +
             table(["map size", "threads", "limit (lookups/s)", "epoch floor", "lr_seq_cst", "lr_asym",
-                   "best peer"], rows) + "\n")
+                   "best peer", "ours / best peer"], rows) + "\n")
+
+
+def section_pairs(pairs):
+    if not pairs:
+        return ""
+    pvals = pair_values(pairs)
+    maps = maps_in(pairs)
+    rows = []
+    for k in sorted(pvals, key=lambda k: (k[0], k[1] != "1K", k[2])):
+        rows.append([k[0], k[1], k[2]] + [f"{pvals[k][m]:.2f}×" if pvals[k].get(m) is not None else "–"
+                                          for m in maps])
+    return ("## Lookups paired with the limit\n\n`lookup_pair`: every iteration runs the same "
+            "lookups (present keys, one guard each) on the limit and on the map, one phase after "
+            "the other, the order alternating, all threads in the same phase (a barrier between "
+            "phases); the figure is the median over the iterations of the limit's phase time over "
+            "the map's: the map's rate as a fraction of the limit's, measured so that a burst of "
+            "noise on this shared machine spoils a few pairs rather than the ratio.\n\n" +
+            table(["key", "size", "threads"] + maps, rows) + "\n")
 
 
 def section_lookup(entries):
@@ -687,11 +731,12 @@ def main():
         "Maps: " + "; ".join(f"`{m}`: {MAP_NOTES.get(m, m)}" for m in maps_seen) + ".\n"
         if maps_seen else "",
         machine(ctx or dctx, a.build_dir, a.elapsed, a.command),
-        section_key_figures(lookups),
+        section_key_figures(lookups, idx.get("lookup_pair", [])),
     ]
     if made:
         parts.append("## Charts\n\n" + "\n\n".join(f"![{p}]({p})" for p in made) + "\n")
-    parts += [section_lookup(lookups), section_read_under_write(idx.get("read_under_write", []), lookups),
+    parts += [section_lookup(lookups), section_pairs(idx.get("lookup_pair", [])),
+              section_read_under_write(idx.get("read_under_write", []), lookups),
               section_write(idx.get("write", [])), section_publish(idx.get("publish", [])),
               section_memory(idx.get("memory", [])), section_durable(dctx, didx)]
     with open(os.path.join(a.out_dir, "README.md"), "w") as f:

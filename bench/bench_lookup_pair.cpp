@@ -1,0 +1,121 @@
+// Scenario: lookups paired with the limit. The ratio to the limit that the lookup scenario gives
+// comes from two benchmarks run at different moments; on a shared machine the noise between
+// them (another tenant's burst, a neighbour filling the L3) moves that ratio by ±0.15. Here each
+// iteration runs the same lookups on the limit and on the map, one phase after the other (the
+// order alternating), every thread in the same phase at once (a barrier between phases), and
+// records the ratio of the two phases' times; the figure is the median of those ratios. A burst
+// then spoils a few pairs, not the ratio.
+//
+// Workload: the key figures' one: present uint64_t keys, one guard per lookup, 1K and 1M maps,
+// 1 and 2 threads. Each phase: phase_lookups(N) lookups of the shuffled key sequence, the same
+// keys in both phases of a pair.
+//
+// Name: lookup_pair/<map>/u64/<size>/hit/guard1/real_time/threads:<n>
+// Counters: ratio = median over pairs of (limit's phase time / map's phase time), averaged over
+// the threads: the map's lookup rate as a fraction of the limit's. items/s: all lookups, both
+// phases.
+#include <algorithm>
+#include <barrier>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "adapters.hpp"
+#include "workload.hpp"
+
+namespace lrbench {
+namespace {
+
+/// The threads of the running pair benchmark meet here between phases (made in its Setup).
+std::unique_ptr<std::barrier<>> phase_barrier;
+
+void setup_pair(const benchmark::State& state) {
+  phase_barrier = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(state.threads()));
+}
+void teardown_pair(const benchmark::State&) { phase_barrier.reset(); }
+
+/// Lookups per phase: about 0.2-0.5 ms on this machine, long beside the barrier, short beside
+/// a burst of noise.
+constexpr std::size_t phase_lookups(std::size_t n) { return n > 65536 ? 16384 : 65536; }
+
+template <class Map, class Key, std::size_t N>
+void bm_pair(benchmark::State& state) {
+  using limit = limit_map<Key>;
+  const limit& base = fixture<limit, Key, N>();
+  Map& m = fixture<Map, Key, N>();
+  const std::vector<Key>& keys = lookup_keys<Key, N, 0>();
+  typename limit::reader rb(base);
+  typename Map::reader rm(m);
+  const std::size_t len = keys.size();
+  constexpr std::size_t phase = phase_lookups(N);
+  std::size_t at = thread_start(state, len);
+  // One phase: the same `phase` lookups from `from`, timed after every thread has arrived.
+  const auto run_phase = [&](const auto& r, std::size_t from) {
+    phase_barrier->arrive_and_wait();
+    const auto t0 = std::chrono::steady_clock::now();
+    std::size_t i = from;
+    for (std::size_t done = 0; done < phase; done += block) {
+      const Key* k = &keys[i];
+      for (std::size_t j = 0; j < block; ++j) benchmark::DoNotOptimize(r.get(k[j]));
+      i += block;
+      if (i == len) i = 0;
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  std::vector<double> ratios;
+  bool limit_first = true;
+  for (auto _ : state) {
+    double t_limit, t_map;
+    if (limit_first) {
+      t_limit = run_phase(rb, at);
+      t_map = run_phase(rm, at);
+    } else {
+      t_map = run_phase(rm, at);
+      t_limit = run_phase(rb, at);
+    }
+    limit_first = !limit_first;
+    ratios.push_back(t_limit / t_map);
+    at = (at + phase) % len;  // len is a multiple of block, and so is phase
+  }
+  std::sort(ratios.begin(), ratios.end());
+  const double median = ratios.empty() ? 0.0 : ratios[ratios.size() / 2];
+  state.counters["ratio"] = benchmark::Counter(median, benchmark::Counter::kAvgThreads);
+  state.counters["pairs"] = benchmark::Counter(static_cast<double>(ratios.size()), benchmark::Counter::kAvgThreads);
+  state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * phase));
+  if (state.thread_index() == 0) set_label(state, m);
+}
+
+template <class Map, class Key, std::size_t N>
+void add() {
+  const std::string name = "lookup_pair/" + std::string(Map::name) + "/" + std::string(key_name<Key>) + "/" +
+                           size_name(N) + "/hit/guard1";
+  benchmark::RegisterBenchmark(name.c_str(), &bm_pair<Map, Key, N>)
+      ->ThreadRange(1, 2)
+      ->UseRealTime()
+      ->Setup(setup_pair)
+      ->Teardown(teardown_pair);
+}
+
+template <class Key, std::size_t N>
+void add_all_maps() {
+  for_each_map<Key>([]<class Map>() {
+    if constexpr (is_limit<Map>) {
+      add<epoch_floor_map<Key>, Key, N>();
+    } else {
+      add<Map, Key, N>();
+    }
+  });
+}
+
+[[maybe_unused]] const bool registered = [] {
+  add_all_maps<std::uint64_t, small_n>();
+  add_all_maps<std::uint64_t, large_n>();
+  return true;
+}();
+
+}  // namespace
+}  // namespace lrbench
