@@ -337,3 +337,54 @@ TEST_CASE("a hasher that is not trivially copyable gives the same results", "[ma
   CHECK(r.get(1) == 1);
   CHECK(r.get(50) == 5);
 }
+
+namespace {
+/// Counts the heap blocks strings of this allocator take.
+inline std::size_t string_blocks = 0;
+template <class T>
+struct counting_allocator {
+  using value_type = T;
+  counting_allocator() = default;
+  template <class U>
+  counting_allocator(const counting_allocator<U>&) noexcept {}
+  T* allocate(std::size_t n) {
+    ++string_blocks;
+    return std::allocator<T>{}.allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) noexcept { std::allocator<T>{}.deallocate(p, n); }
+  friend bool operator==(const counting_allocator&, const counting_allocator&) { return true; }
+};
+using counted_string = std::basic_string<char, std::char_traits<char>, counting_allocator<char>>;
+}  // namespace
+
+TEST_CASE("keys passed as lvalues are copied into the storage of operations applied before", "[map]") {
+  auto [w, r] = leftright::make_map<counted_string, int, absl::Hash<counted_string>, std::equal_to<counted_string>,
+                                    lrtest::seq_cst_traits>();
+  constexpr int n = 100;
+  std::vector<counted_string> keys;
+  for (int i = 0; i < n; ++i) keys.emplace_back("a key long enough for the heap " + std::to_string(1000 + i));
+  for (int i = 0; i < n; ++i) w.insert_or_assign(keys[i], i);
+  w.publish();
+  w.publish();  // applied to both copies: spent, their keys moved into the second copy
+  for (int i = 0; i < n; ++i) w.insert_or_assign(keys[i], i + 1);
+  w.publish();
+  w.publish();  // overwrites: spent, their keys still in them
+  string_blocks = 0;
+  for (int i = 0; i < n; ++i) w.insert_or_assign(keys[n - 1 - i], -i);  // the same lengths, other order
+  CHECK(string_blocks == 0);
+  w.publish();
+  w.publish();
+  for (int i = 0; i < n; ++i) {
+    INFO("key " << i);
+    REQUIRE(r.get(keys[n - 1 - i]) == -i);
+  }
+  // insert, and a key longer than any spent one's storage: still right, whatever it allocates.
+  counted_string longer(200, 'z');
+  w.insert(longer, 7);
+  w.insert(keys[0], 8);  // present: unchanged
+  w.publish();
+  w.publish();
+  CHECK(r.get(longer) == 7);
+  CHECK(r.get(keys[0]) == -(n - 1));
+  CHECK(r.size() == static_cast<std::size_t>(n + 1));
+}

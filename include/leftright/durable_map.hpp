@@ -421,8 +421,10 @@ class durable_writer {
   ~durable_writer() { close(); }
 
   // ---- The map_writer interface (queueing costs nothing on disk: only publish() writes). ----
-  void insert_or_assign(Key key, Value value) { inner_.insert_or_assign(std::move(key), std::move(value)); }
-  void insert(Key key, Value value) { inner_.insert(std::move(key), std::move(value)); }
+  void insert_or_assign(const Key& key, Value value) { inner_.insert_or_assign(key, std::move(value)); }
+  void insert_or_assign(Key&& key, Value value) { inner_.insert_or_assign(std::move(key), std::move(value)); }
+  void insert(const Key& key, Value value) { inner_.insert(key, std::move(value)); }
+  void insert(Key&& key, Value value) { inner_.insert(std::move(key), std::move(value)); }
   void erase(const Key& key) { inner_.erase(key); }
   /// As map_writer::erase_if; the keys it erases are what the log records.
   template <class Pred>

@@ -208,12 +208,20 @@ class map_writer {
   static constexpr bool shares_values = std::is_same_v<
       ops, detail::shared_ops<Key, Value, Hash, Eq, Traits::huge_pages>>;
 
-  /// Queues: set key to value (insert or overwrite). Cost: appends to the log.
-  void insert_or_assign(Key key, Value value) {
+  /// Queues: set key to value (insert or overwrite). Cost: appends to the log. A key passed as
+  /// an lvalue is copied into the log, into the storage of an operation applied earlier where
+  /// the key type can reuse it (a std::string key then costs no allocation).
+  void insert_or_assign(const Key& key, Value value) {
+    impl_.template emplace_reusing<typename ops::assign_op>(key, std::move(value));
+  }
+  void insert_or_assign(Key&& key, Value value) {
     impl_.template emplace<typename ops::assign_op>(std::move(key), std::move(value));
   }
   /// Queues: set key to value only if key is absent when the batch is applied.
-  void insert(Key key, Value value) {
+  void insert(const Key& key, Value value) {
+    impl_.template emplace_reusing<typename ops::insert_op>(key, std::move(value));
+  }
+  void insert(Key&& key, Value value) {
     impl_.template emplace<typename ops::insert_op>(std::move(key), std::move(value));
   }
   /// Queues: remove key if present.

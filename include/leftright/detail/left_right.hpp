@@ -261,7 +261,10 @@ class lr_reader {
 ///                                       // in the op for the second, e.g. a node it made)
 ///   static void second(T&, Op&&);       // the second application, by move
 /// and both must give the same result on equal T's (operations are deterministic). It may
-/// provide static bool equal(const T&, const T&) for Traits::verify_copies.
+/// provide static bool equal(const T&, const T&) for Traits::verify_copies, and, to have
+/// emplace_reusing() reuse the storage of spent keys, static constexpr bool recycles = true,
+/// a type spare_key and static void salvage(Op&, std::vector<spare_key>&) (called on each op
+/// after its second application).
 template <class T, class Op, class Apply, class Traits>
 class lr_writer {
  public:
@@ -280,6 +283,22 @@ class lr_writer {
   template <class X, class... Args>
   void emplace(Args&&... args) {
     pending_.emplace_back(std::in_place_type<X>, std::forward<Args>(args)...);
+  }
+  /// emplace<X>(key, value), but where Apply::recycles, the key is copied into the storage of a
+  /// key kept from an operation applied twice before (Apply::salvage), and moved into the op: a
+  /// key that owns memory then costs no allocation.
+  template <class X, class K, class V>
+  void emplace_reusing(const K& key, V&& value) {
+    if constexpr (recycles) {
+      if (!spare_.empty()) {
+        auto k = std::move(spare_.back());
+        spare_.pop_back();
+        k = key;  // throws: nothing queued, k freed
+        pending_.emplace_back(std::in_place_type<X>, std::move(k), std::forward<V>(value));
+        return;
+      }
+    }
+    pending_.emplace_back(std::in_place_type<X>, key, std::forward<V>(value));
   }
   std::size_t pending() const noexcept { return pending_.size(); }
   void discard() noexcept { pending_.clear(); }
@@ -391,7 +410,12 @@ class lr_writer {
     const std::vector<Op>& batch = pending_;
     hook.before_apply(r.version + 1, batch);  // throws: nothing changed yet
     try {
-      for (Op& op : replay_) Apply::second(w.value, std::move(op));
+      for (Op& op : replay_) {
+        Apply::second(w.value, std::move(op));
+        if constexpr (recycles) {
+          if (spare_.size() < spare_cap) Apply::salvage(op, spare_);
+        }
+      }
       verify(w.value, r.value, replay_.size());
       replay_.clear();
       // Keep the log's memory proportional to the batches in flight: a one-off huge batch
@@ -462,6 +486,20 @@ class lr_writer {
   std::shared_ptr<lr_core<T>> core_;
   std::vector<Op> pending_;  ///< queued, not yet published
   std::vector<Op> replay_;   ///< published last time, owed to the write copy
+  /// Whether Apply keeps keys of spent operations for emplace_reusing() (Apply::recycles).
+  static constexpr bool recycles = requires { requires Apply::recycles; };
+  template <class A, bool>
+  struct spare_store {
+    struct type {};
+  };
+  template <class A>
+  struct spare_store<A, true> {
+    using type = std::vector<typename A::spare_key>;
+  };
+  /// Keys of operations applied twice, for emplace_reusing() (if recycles): at most spare_cap,
+  /// and never more than the last batch had.
+  [[no_unique_address]] typename spare_store<Apply, recycles>::type spare_;
+  static constexpr std::size_t spare_cap = 4096;
   std::vector<std::pair<reader_slot*, std::uint64_t>> waiting_;  ///< inside at the last swap
   unsigned write_ = 1;       ///< index of the copy readers do not use
   bool lost_track_ = false;  ///< recording failed: wait for all readers next time

@@ -19,6 +19,7 @@
 #include <functional>
 #include <iterator>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -30,6 +31,17 @@
 #include "config.hpp"
 
 namespace leftright::detail {
+
+/// Whether a copy assignment into a T reuses the memory T already holds, and T owns nothing else
+/// (what lr_writer may keep of spent keys, to copy new keys into).
+template <class T>
+struct reuses_capacity : std::false_type {};
+template <class C, class Tr, class A>
+struct reuses_capacity<std::basic_string<C, Tr, A>> : std::true_type {};
+template <class T, class A>
+struct reuses_capacity<std::vector<T, A>> : std::bool_constant<std::is_trivially_copyable_v<T>> {};
+/// The largest key storage kept for reuse, in bytes: a rare huge key is not worth pinning.
+inline constexpr std::size_t max_spare_bytes = 256;
 
 /// The operations common to both layouts' logs.
 template <class Key, class Value>
@@ -109,6 +121,28 @@ struct inline_ops : common_ops<Key, Value> {
   template <class K>
   [[gnu::flatten]] static typename table::iterator find_inlined(table& t, const K& key, std::size_t hash) {
     return t.find(key, hash);
+  }
+  /// Keys worth keeping once their operation is spent (lr_writer::emplace_reusing): a string or
+  /// a vector of trivially copyable elements, whose copy assignment reuses the capacity it has
+  /// and which owns nothing but that memory.
+  static constexpr bool recycles = reuses_capacity<Key>::value;
+  using spare_key = Key;
+  /// Moves the key out of an operation just applied the second time into spare, if it has
+  /// storage worth reusing: more than an empty key's (a key moved into the table has none) and
+  /// at most max_spare_bytes of it.
+  static void salvage(op& o, std::vector<Key>& spare) {
+    Key* k = nullptr;
+    if (auto* x = std::get_if<assign_op>(&o)) [[likely]] {
+      k = &x->key;
+    } else if (auto* y = std::get_if<insert_op>(&o)) {
+      k = &y->key;
+    } else {
+      return;
+    }
+    const std::size_t cap = k->capacity();
+    if (cap > Key().capacity() && cap * sizeof(typename Key::value_type) <= max_spare_bytes) {
+      spare.push_back(std::move(*k));
+    }
   }
   template <class X>
   static void put_first(table& t, X& x) {
