@@ -7,10 +7,11 @@
 // then spoils a few pairs, not the ratio.
 //
 // Workload: the key figures' one: present uint64_t keys, one guard per lookup, 1K and 1M maps,
-// 1 and 2 threads. Each phase: phase_lookups(N) lookups of the shuffled key sequence, the same
-// keys in both phases of a pair.
+// 1 and 2 threads; and the same with ~16-byte std::string keys on the 1M map (a target of its
+// own). Each phase: phase_lookups(N) lookups of the shuffled key sequence, the same keys in both
+// phases of a pair.
 //
-// Name: lookup_pair/<map>/u64/<size>/hit/guard1/real_time/threads:<n>
+// Name: lookup_pair/<map>/<u64|str16>/<size>/hit/guard1/real_time/threads:<n>
 // Counters: ratio = median over pairs of (limit's phase time / map's phase time), averaged over
 // the threads: the map's lookup rate as a fraction of the limit's. items/s: all lookups, both
 // phases.
@@ -114,6 +115,7 @@ void add_all_maps() {
 [[maybe_unused]] const bool registered = [] {
   add_all_maps<std::uint64_t, small_n>();
   add_all_maps<std::uint64_t, large_n>();
+  add_all_maps<std::string, large_n>();
   return true;
 }();
 
