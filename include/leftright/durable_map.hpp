@@ -93,10 +93,10 @@ open_map(const durable_options& options);
 
 namespace detail {
 
-/// encode_batch for built-in integer keys and values: byte for byte what the general path
-/// writes (tag, key, value per operation; u32 count first), sized in a first pass.
+/// The size of a batch's payload for built-in integer keys and values (see encode_batch_fixed),
+/// and the number of logged operations in it.
 template <class Ops, class Key, class Value>
-void encode_batch_fixed(const std::vector<typename Ops::op>& ops, std::string& out) {
+std::pair<std::size_t, std::uint64_t> fixed_batch_size(const std::vector<typename Ops::op>& ops) noexcept {
   constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
   std::size_t bytes = 4;
   std::uint64_t count = 0;
@@ -120,8 +120,15 @@ void encode_batch_fixed(const std::vector<typename Ops::op>& ops, std::string& o
         },
         o);
   }
-  out.resize(bytes);
-  auto* p = reinterpret_cast<unsigned char*>(out.data());
+  return {bytes, count};
+}
+
+/// Writes the payload of fixed_batch_size() (count: its second) at dst: byte for byte what the
+/// general path writes (u32 count first, then tag, key, value per operation).
+template <class Ops, class Key, class Value>
+void write_fixed_batch(const std::vector<typename Ops::op>& ops, std::uint64_t count, std::byte* dst) noexcept {
+  constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
+  auto* p = reinterpret_cast<unsigned char*>(dst);
   // The count is a u32 on the wire, as the general path writes it.
   leftright::detail::store_le(p, static_cast<std::uint32_t>(count));
   p += 4;
@@ -154,6 +161,14 @@ void encode_batch_fixed(const std::vector<typename Ops::op>& ops, std::string& o
         },
         o);
   }
+}
+
+/// encode_batch for built-in integer keys and values, sized in a first pass.
+template <class Ops, class Key, class Value>
+void encode_batch_fixed(const std::vector<typename Ops::op>& ops, std::string& out) {
+  const auto [bytes, count] = fixed_batch_size<Ops, Key, Value>(ops);
+  out.resize(bytes);
+  write_fixed_batch<Ops, Key, Value>(ops, count, reinterpret_cast<std::byte*>(out.data()));
 }
 
 /// Keys or values whose codec is the built-in integer one: sizeof(T) little-endian bytes. A batch
@@ -622,8 +637,18 @@ class durable_writer {
   void log(std::uint64_t version, const std::vector<op>& batch) {
     auto& s = *st_;
     try {
-      detail::encode_batch<ops>(batch, s.payload);
-      s.wal.append(version, std::as_bytes(std::span(s.payload.data(), s.payload.size())));
+      using key_type = std::remove_cvref_t<decltype(std::declval<typename ops::assign_op&>().key)>;
+      using value_type = std::remove_cvref_t<decltype(std::declval<typename ops::assign_op&>().value)>;
+      if constexpr (detail::builtin_int_codec<key_type> && detail::builtin_int_codec<value_type>) {
+        // Encoded straight into the log's mapping: no payload buffer, no copy.
+        const auto [bytes, count] = detail::fixed_batch_size<ops, key_type, value_type>(batch);
+        s.wal.append_with(version, bytes, [&batch, count = count](std::byte* dst) noexcept {
+          detail::write_fixed_batch<ops, key_type, value_type>(batch, count, dst);
+        });
+      } else {
+        detail::encode_batch<ops>(batch, s.payload);
+        s.wal.append(version, std::as_bytes(std::span(s.payload.data(), s.payload.size())));
+      }
     } catch (...) {
       fail();
       throw;

@@ -13,6 +13,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -236,11 +237,22 @@ class wal_writer {
   /// Appends one batch record. It is in the page cache when this returns (it survives a crash
   /// of the process), durable only after sync(). Rolls to a new segment when this one is full.
   void append(std::uint64_t seq, std::span<const std::byte> payload) {
-    if (payload.size() > 0xffffffffu - record_header_size) {
-      throw storage_error(dir_, "append", EFBIG, "a batch of " + std::to_string(payload.size()) +
+    append_with(seq, payload.size(), [payload](std::byte* dst) noexcept {
+      if (!payload.empty()) std::memcpy(dst, payload.data(), payload.size());
+    });
+  }
+
+  /// append(), the payload written in place by fill(dst), which must write exactly size bytes
+  /// at dst and not throw (a record half written would leave non-zero bytes past the log's
+  /// end): no copy of the payload on the way.
+  template <class Fill>
+  void append_with(std::uint64_t seq, std::size_t size, Fill&& fill) {
+    static_assert(std::is_nothrow_invocable_v<Fill&, std::byte*>, "leftright: append_with's fill must be noexcept");
+    if (size > 0xffffffffu - record_header_size) {
+      throw storage_error(dir_, "append", EFBIG, "a batch of " + std::to_string(size) +
                                                      " bytes does not fit in one log record");
     }
-    const std::size_t need = align8(record_header_size + payload.size());
+    const std::size_t need = align8(record_header_size + size);
     if (!map_ || seq != next_seq_ || write_off_ + need > map_->size()) {
       roll(seq, need, /*sync_previous=*/sync_on_roll_);
     }
@@ -250,15 +262,15 @@ class wal_writer {
       synced = synced_seq_;  // the async syncer updates it
     }
     std::byte* rec = map_->data() + write_off_;
-    store_le<std::uint32_t>(rec + 4, static_cast<std::uint32_t>(payload.size()));
+    store_le<std::uint32_t>(rec + 4, static_cast<std::uint32_t>(size));
     store_le<std::uint32_t>(rec + 8, record_type_batch);
     store_le<std::uint32_t>(rec + 12, static_cast<std::uint32_t>(salt_));
     store_le<std::uint64_t>(rec + 16, seq);
     store_le<std::uint64_t>(rec + 24, synced);
-    if (!payload.empty()) std::memcpy(rec + record_header_size, payload.data(), payload.size());
-    std::memset(rec + record_header_size + payload.size(), 0, need - record_header_size - payload.size());
+    fill(rec + record_header_size);
+    std::memset(rec + record_header_size + size, 0, need - record_header_size - size);
     // The crc last: a record is valid only once all of it is in place.
-    store_le<std::uint32_t>(rec, crc32c(rec + 4, record_header_size - 4 + payload.size()));
+    store_le<std::uint32_t>(rec, crc32c(rec + 4, record_header_size - 4 + size));
     {
       std::lock_guard<std::mutex> lock(mu_);
       last_append_ = appended{gen_, write_off_, need, last_seq_};
