@@ -93,8 +93,8 @@ open_map(const durable_options& options);
 
 namespace detail {
 
-/// The size of a batch's payload for built-in integer keys and values (see encode_batch_fixed),
-/// and the number of logged operations in it.
+/// The size of a batch's payload for built-in integer keys and values, and the number of logged
+/// operations in it (write_fixed_batch then writes it in place).
 template <class Ops, class Key, class Value>
 std::pair<std::size_t, std::uint64_t> fixed_batch_size(const std::vector<typename Ops::op>& ops) noexcept {
   constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
@@ -163,68 +163,54 @@ void write_fixed_batch(const std::vector<typename Ops::op>& ops, std::uint64_t c
   }
 }
 
-/// encode_batch for built-in integer keys and values, sized in a first pass.
-template <class Ops, class Key, class Value>
-void encode_batch_fixed(const std::vector<typename Ops::op>& ops, std::string& out) {
-  const auto [bytes, count] = fixed_batch_size<Ops, Key, Value>(ops);
-  out.resize(bytes);
-  write_fixed_batch<Ops, Key, Value>(ops, count, reinterpret_cast<std::byte*>(out.data()));
-}
-
 /// Keys or values whose codec is the built-in integer one: sizeof(T) little-endian bytes. A batch
-/// of them is sized before it is written (see encode_batch).
+/// of them is sized before it is written, in place (see durable_writer::log).
 template <class T>
 concept builtin_int_codec = std::integral<T> && !std::same_as<std::remove_cv_t<T>, bool> &&
                             requires { typename codec<T>::unsigned_type; };
 
-/// Encodes one published batch into a log payload. erase_if was recorded as the keys it erased
-/// at the first application; reserve changes nothing that needs logging.
-/// Cost: O(encoded bytes). With built-in integer keys and values the payload is sized once and
-/// written in place (the same bytes, without an append call per field).
+/// Encodes one published batch into a log payload, through the codecs. erase_if was recorded as
+/// the keys it erased at the first application; reserve changes nothing that needs logging.
+/// Cost: O(encoded bytes). (Built-in integer keys and values take fixed_batch_size() and
+/// write_fixed_batch() instead: the same bytes, without an append call per field.)
 template <class Ops>
 void encode_batch(const std::vector<typename Ops::op>& ops, std::string& out) {
-  using key_type = std::remove_cvref_t<decltype(std::declval<typename Ops::assign_op&>().key)>;
-  using value_type = std::remove_cvref_t<decltype(std::declval<typename Ops::assign_op&>().value)>;
-  if constexpr (builtin_int_codec<key_type> && builtin_int_codec<value_type>) {
-    encode_batch_fixed<Ops, key_type, value_type>(ops, out);
-  } else {
-    out.clear();
-    byte_writer w(out);
-    w.put_u32(0);  // the count, patched below
-    std::uint32_t count = 0;
-    for (const auto& o : ops) {
-      std::visit(
-          [&](const auto& x) {
-            using X = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<X, typename Ops::assign_op>) {
-              w.put_u8(static_cast<std::uint8_t>(storage::op_tag::insert_or_assign));
-              leftright::encode(x.key, w);
-              leftright::encode(x.value, w);
-              ++count;
-            } else if constexpr (std::is_same_v<X, typename Ops::insert_op>) {
-              w.put_u8(static_cast<std::uint8_t>(storage::op_tag::insert));
-              leftright::encode(x.key, w);
-              leftright::encode(x.value, w);
-              ++count;
-            } else if constexpr (std::is_same_v<X, typename Ops::erase_op>) {
+  out.clear();
+  byte_writer w(out);
+  w.put_u32(0);  // the count, patched below
+  std::uint32_t count = 0;
+  for (const auto& o : ops) {
+    std::visit(
+        [&](const auto& x) {
+          using X = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<X, typename Ops::assign_op>) {
+            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::insert_or_assign));
+            leftright::encode(x.key, w);
+            leftright::encode(x.value, w);
+            ++count;
+          } else if constexpr (std::is_same_v<X, typename Ops::insert_op>) {
+            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::insert));
+            leftright::encode(x.key, w);
+            leftright::encode(x.value, w);
+            ++count;
+          } else if constexpr (std::is_same_v<X, typename Ops::erase_op>) {
+            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::erase));
+            leftright::encode(x.key, w);
+            ++count;
+          } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
+            for (const auto& k : x.s->erased) {
               w.put_u8(static_cast<std::uint8_t>(storage::op_tag::erase));
-              leftright::encode(x.key, w);
-              ++count;
-            } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
-              for (const auto& k : x.s->erased) {
-                w.put_u8(static_cast<std::uint8_t>(storage::op_tag::erase));
-                leftright::encode(k, w);
-                ++count;
-              }
-            } else if constexpr (std::is_same_v<X, typename Ops::clear_op>) {
-              w.put_u8(static_cast<std::uint8_t>(storage::op_tag::clear));
+              leftright::encode(k, w);
               ++count;
             }
-          },
-          o);
-    }
-    storage::store_le<std::uint32_t>(out.data(), count);
+          } else if constexpr (std::is_same_v<X, typename Ops::clear_op>) {
+            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::clear));
+            ++count;
+          }
+        },
+        o);
   }
+  storage::store_le<std::uint32_t>(out.data(), count);
 }
 
 /// A built-in integer's encoding at p (the caller checked the bytes are there).
@@ -637,13 +623,11 @@ class durable_writer {
   void log(std::uint64_t version, const std::vector<op>& batch) {
     auto& s = *st_;
     try {
-      using key_type = std::remove_cvref_t<decltype(std::declval<typename ops::assign_op&>().key)>;
-      using value_type = std::remove_cvref_t<decltype(std::declval<typename ops::assign_op&>().value)>;
-      if constexpr (detail::builtin_int_codec<key_type> && detail::builtin_int_codec<value_type>) {
+      if constexpr (detail::builtin_int_codec<Key> && detail::builtin_int_codec<Value>) {
         // Encoded straight into the log's mapping: no payload buffer, no copy.
-        const auto [bytes, count] = detail::fixed_batch_size<ops, key_type, value_type>(batch);
+        const auto [bytes, count] = detail::fixed_batch_size<ops, Key, Value>(batch);
         s.wal.append_with(version, bytes, [&batch, count = count](std::byte* dst) noexcept {
-          detail::write_fixed_batch<ops, key_type, value_type>(batch, count, dst);
+          detail::write_fixed_batch<ops, Key, Value>(batch, count, dst);
         });
       } else {
         detail::encode_batch<ops>(batch, s.payload);

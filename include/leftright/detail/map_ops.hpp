@@ -43,6 +43,12 @@ struct reuses_capacity<std::vector<T, A>> : std::bool_constant<std::is_trivially
 /// The largest key storage kept for reuse, in bytes: a rare huge key is not worth pinning.
 inline constexpr std::size_t max_spare_bytes = 256;
 
+/// Whether operations carry their key's hash from the first application to the second (both
+/// layouts): where the hasher is trivially copyable (a table's hash_function() returns a copy;
+/// a heavy hasher would cost more to copy than the hash saves).
+template <class Hash>
+inline constexpr bool carries_hash_v = std::is_trivially_copyable_v<Hash>;
+
 /// The operations common to both layouts' logs.
 template <class Key, class Value>
 struct common_ops {
@@ -91,10 +97,7 @@ struct inline_ops : common_ops<Key, Value> {
   using op = std::variant<assign_op, insert_op, typename base::erase_op, typename base::erase_if_op,
                           typename base::clear_op, typename base::reserve_op>;
 
-  /// Whether ops carry their key's hash from the first application to the second: where the
-  /// hasher is trivially copyable (table::hash_function() returns a copy; a heavy hasher would
-  /// cost more to copy than the hash saves).
-  static constexpr bool carries_hash = std::is_trivially_copyable_v<Hash>;
+  static constexpr bool carries_hash = carries_hash_v<Hash>;
 
   /// Applies an assign (Assign) or an insert to t. An op on a key already present (an
   /// overwrite: the common case) is one inlined lookup with the hash already known, where
@@ -360,9 +363,8 @@ class node_table {
     auto it = set_.find(key);
     return it == set_.end() ? nullptr : *it;
   }
-  /// Whether hash_of() is worth calling to carry a key's hash between the two applications
-  /// (see inline_ops::carries_hash).
-  static constexpr bool carries_hash = std::is_trivially_copyable_v<Hash>;
+  /// Whether hash_of() is worth calling to carry a key's hash between the two applications.
+  static constexpr bool carries_hash = carries_hash_v<Hash>;
   template <class K>
   std::size_t hash_of(const K& key) const {
     return set_.hash_function()(key);
