@@ -57,12 +57,11 @@ class read_guard {
   using const_iterator = typename ops::const_iterator;
   using iterator = const_iterator;
 
-  read_guard(read_guard&& other) noexcept
-      : slot_(std::exchange(other.slot_, moved_from)), copy_(other.copy_) {}
+  read_guard(read_guard&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)), copy_(other.copy_) {}
   read_guard& operator=(read_guard&& other) noexcept {
     if (this != &other) {
       reset();
-      slot_ = std::exchange(other.slot_, moved_from);
+      slot_ = std::exchange(other.slot_, nullptr);
       copy_ = other.copy_;
     }
     return *this;
@@ -93,23 +92,14 @@ class read_guard {
  private:
   friend class map_reader<Key, Value, Hash, Eq, Traits>;
   read_guard(const impl& reader) noexcept : read_guard(reader.enter()) {}
-  explicit read_guard(typename impl::entry e) noexcept
-      : slot_(reinterpret_cast<std::uintptr_t>(e.slot) | (e.nested ? 1 : 0)), copy_(e.copy) {}
-  /// The outermost guard (slot_ untagged) is tested first: it is the common case. A nested
-  /// guard's slot_ carries tag bit 1 (slots are cache-line aligned); a moved-from guard's is the
-  /// tag alone. Leaves the fields as they are: the destructor and the move assignment (which
-  /// overwrites them) are the only callers.
+  explicit read_guard(typename impl::entry e) noexcept : slot_(e.slot), copy_(e.copy) {}
+  /// Leaves the guard's part of the read (a moved-from guard has none). Leaves the fields as
+  /// they are: the destructor and the move assignment (which overwrites them) are the only callers.
   void reset() noexcept {
-    if ((slot_ & 1) == 0) [[likely]] {
-      impl::leave(reinterpret_cast<detail::reader_slot*>(slot_));
-    } else if (slot_ != moved_from) {
-      impl::leave_nested(reinterpret_cast<detail::reader_slot*>(slot_ & ~std::uintptr_t{1}));
-    }
+    if (slot_ != nullptr) [[likely]] impl::leave(slot_);
   }
 
-  static constexpr std::uintptr_t moved_from = 1;
-  static_assert(alignof(detail::reader_slot) >= 2, "the nested tag needs bit 0 of a slot's address");
-  std::uintptr_t slot_;  ///< the reader's slot, tag bit 1 if nested (only the outermost moves the epoch)
+  detail::reader_slot* slot_;  ///< the reader's slot; nullptr once moved from
   const detail::versioned<table>* copy_;
 };
 
@@ -149,7 +139,7 @@ class map_reader {
 
   /// Which barrier this map's readers use (fixed when the map was made).
   reader_sync sync_mode() const noexcept {
-    return impl_.slot()->asymmetric ? reader_sync::asymmetric : reader_sync::seq_cst;
+    return impl_.slot()->asymmetric() ? reader_sync::asymmetric : reader_sync::seq_cst;
   }
   /// A factory for more readers of the same map.
   reader_factory<Key, Value, Hash, Eq, Traits> factory() const {

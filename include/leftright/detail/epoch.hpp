@@ -1,7 +1,8 @@
-// leftright: the reader registry. One cache-line slot per reader holds its epoch counter (odd =
-// inside a read); the writer snapshots the odd ones after a swap and later waits for them to move.
+// leftright: the reader registry. One cache-line slot per reader holds its epoch word (inside
+// a read or not, and a count of reads); the writer records the slots that are inside after a swap
+// and later waits for each to leave that read.
 // The memory-order reasoning for the epoch itself lives in left_right.hpp, next to the reader and
-// writer code that pairs its operations; this file only hands out and takes back slots.
+// writer code that pairs its operations; this file defines the word and hands out slots.
 #pragma once
 
 #include <atomic>
@@ -17,21 +18,57 @@
 
 namespace leftright::detail {
 
-/// One reader's slot. Written only by its owner (the epoch, and the reader-private fields beside
+/// The layout of a reader's epoch word, one 64-bit atomic that only its reader stores:
+///   bit 0       fenced: this reader orders its entry with seq_cst (reader_sync::seq_cst), fixed
+///                       while the slot is registered; beside the count, so that one test on the
+///                       read path sends both a nested read and a fenced reader off it
+///   bits 1-29   count:  live guards of the current read (the outermost and the nested ones)
+///   bits 30-63  generation: reads entered so far (wraps; see left_since)
+/// A reader is inside while its count is not zero. Entering from outside adds one generation
+/// and one guard in one store; a nested guard adds one guard; every guard, outermost or not,
+/// leaves by taking one off, in whatever order the guards end: no leave needs a branch, and a
+/// guard needs to know nothing but its slot. (liburcu's reader counter likewise keeps its
+/// nesting count beside a grace-period phase.) The masks and the entry increment stay below
+/// 2^31, so x86 tests and adds them as immediates.
+struct epoch_word {
+  static constexpr std::uint64_t fenced = 1;
+  static constexpr std::uint64_t guard_unit = 2;
+  static constexpr std::uint64_t count_mask = 0x1fff'ffffULL * guard_unit;
+  static constexpr std::uint64_t generation_unit = count_mask + guard_unit;  // 1 << 30
+  /// Entering a read from outside: one generation more, one guard.
+  static constexpr std::uint64_t enter_read = generation_unit + guard_unit;
+
+  static constexpr bool inside(std::uint64_t e) noexcept { return (e & count_mask) != 0; }
+  /// True once a reader seen inside with word `seen` has left that read. Its generation only
+  /// changes when it enters a read from outside, and it is outside only once every guard of the
+  /// read has left. A wrapped generation (2^34 reads between two looks) can only make the
+  /// writer wait for the reader's current read as well: safe.
+  static constexpr bool left_since(std::uint64_t now, std::uint64_t seen) noexcept {
+    return !inside(now) || ((now ^ seen) >= generation_unit);
+  }
+  static_assert(enter_read < (1ULL << 31) && (count_mask | fenced) < (1ULL << 31));
+  /// Whether one more guard fits in the count.
+  static constexpr bool can_nest(std::uint64_t e) noexcept { return (e & count_mask) != count_mask; }
+};
+
+/// One reader's slot. Written only by its owner (the epoch, and the reader-private field beside
 /// it), read by the writer; alignas keeps every slot on a line of its own so that no reader ever
 /// writes a line another reader or the registry writes.
 struct alignas(cache_line) reader_slot {
-  /// Odd while the owner is inside a read. Never reset, also not when the slot is reused: a
-  /// writer waiting for it to move away from an odd value it saw can never be fooled.
+  /// The epoch word (epoch_word). Never reset, also not when the slot is reused (only its
+  /// fenced bit is set anew): a writer waiting for it to leave a read it saw can never be fooled.
   std::atomic<std::uint64_t> epoch{0};
-  // Reader-private: touched only by the thread that owns the slot (between acquire and release).
-  const void* pinned = nullptr;   ///< the copy the outermost guard pinned
-  std::uint32_t nested = 0;       ///< live guards nested in the current read
-  bool outer_done = false;        ///< the outermost guard ended before its nested ones
-  bool asymmetric = false;        ///< this reader's half of the barrier (see barrier.hpp)
+  /// Reader-private: the copy the outermost guard of the current read pinned (for nested ones).
+  const void* pinned = nullptr;
   /// The next older slot in the registry's list. Set before the slot is published and never
   /// changed after, so the writer can walk the list without a lock.
   reader_slot* next = nullptr;
+
+  /// Whether the owner orders its entries with the writer's membarrier (else seq_cst).
+  bool asymmetric() const noexcept {
+    // relaxed: the bit is set at registration, by the owner's thread or before it got the slot.
+    return (epoch.load(std::memory_order_relaxed) & epoch_word::fenced) == 0;
+  }
 };
 static_assert(sizeof(reader_slot) == cache_line, "a reader slot must fill exactly one cache line");
 
@@ -50,7 +87,8 @@ class reader_registry {
   }
 
   /// Hands out a free slot, reusing released ones first. Cost: a mutex, and an allocation when
-  /// none is free. The slot's epoch is even (its last owner left it outside a read).
+  /// none is free. The slot is outside any read (its last owner left it so); its fenced bit is
+  /// set for a seq_cst reader, cleared for an asymmetric one.
   reader_slot* acquire(bool asymmetric) {
     std::lock_guard<std::mutex> lock(mu_);
     reader_slot* s;
@@ -70,13 +108,16 @@ class reader_registry {
       ++count_;
     }
     s->pinned = nullptr;
-    s->nested = 0;
-    s->outer_done = false;
-    s->asymmetric = asymmetric;
+    // Only the fenced bit changes; the generation goes on (a writer may still hold an old value).
+    // relaxed load: the last store was the previous owner's, ordered before us by mu_.
+    const std::uint64_t e = s->epoch.load(std::memory_order_relaxed);
+    // release: a writer that reads this value instead of the previous owner's last leave still
+    //          gets that owner's reads ordered before it (they precede its release(), under mu_).
+    s->epoch.store(asymmetric ? e & ~epoch_word::fenced : e | epoch_word::fenced, std::memory_order_release);
     return s;
   }
 
-  /// Takes a slot back. Precondition: its owner is outside any read (epoch even).
+  /// Takes a slot back. Precondition: its owner is outside any read.
   void release(reader_slot* s) noexcept {
     std::lock_guard<std::mutex> lock(mu_);
     free_.push_back(s);  // capacity reserved in acquire(): cannot throw

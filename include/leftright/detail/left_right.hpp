@@ -9,20 +9,24 @@
 // writes; the writer never waits while holding a lock.
 //
 // Shared state (lr_core): copies[0], copies[1] (each on its own cache lines), read_ptr (its own
-// line), the registry of reader slots, each slot's epoch (odd = inside a read).
+// line), the registry of reader slots, each slot's epoch word (epoch.hpp: a count of live guards
+// and a generation; inside = count not zero).
 //
-// Reader enter:  e = own epoch; [R1] epoch = e+1 (odd); [R2] p = read_ptr; read *p ...
-// Reader leave:  [R3] epoch = e+2 (even).
-// Nested guards on one reader (epoch already odd) reuse the pinned p; only the outermost one
-// touches the epoch.
+// Reader enter:  e = own word; [R1] word = e + one generation + one guard; [R2] p = read_ptr;
+//                read *p ...
+// Reader leave:  [R3] word -= one guard.
+// Nested guards on one reader (word already inside) reuse the pinned p and add one guard; each
+// takes its own off. Whatever order the guards end in, the reader is inside until the last one
+// does, and the generation only moves at an entry from outside.
 //
 // Writer publish(), with W the copy readers do not use, R the one they do:
-//   1. wait: for every (slot, e) recorded at the previous swap, [W4] wait until slot.epoch != e.
-//      Those are the only readers that can be inside W (see case analysis below).
+//   1. wait: for every (slot, e) recorded at the previous swap, [W4] wait until the slot has left
+//      that read: outside, or a newer generation (epoch_word::left_since). Those are the only
+//      readers that can be inside W (see case analysis below).
 //   2. apply to W, by move, the batch R received last time (it is now owed to W), then, by
 //      copy, the new batch; W now equals R plus the new batch.
 //   3. [W1] read_ptr = &W (the swap); with asymmetric readers, [W2] membarrier.
-//   4. [G3]+[W3] walk the registry and record every slot whose epoch is odd, with its value.
+//   4. [G3]+[W3] walk the registry and record every slot that is inside, with its word.
 //   The new batch stays in the log, owed to R, which becomes the write copy next time.
 // try_publish() runs step 1 as a check ([W5]) and returns false instead of waiting.
 //
@@ -36,10 +40,11 @@
 // Why I2 holds: the numbered race cases. Let swap k make W the read copy, swap k+1 retire it,
 // and the writer write W again in publish k+2. A reader inside W during that write must have
 // loaded read_ptr == &W, i.e. its [R2] read swap k's value, before swap k+1 replaced it.
-//   C1. Its [R1] is seen by [W3] of publish k+1: recorded odd, and step 1 of publish k+2 waits
-//       until it moves. It can only move by [R3] (leave) - its reads are done - and its next
-//       enter loads read_ptr again, which by then names R (case C2 for that read).
-//   C2. [W3] misses its [R1] (reads an older, even value). seq_cst mode: [R1], [R2], [W1], [W3]
+//   C1. Its [R1] is seen by [W3] of publish k+1: recorded inside, and step 1 of publish k+2
+//       waits until it leaves that read. Only its last [R3] brings the count to zero - its
+//       reads are done - and only its next entry from outside, which loads read_ptr again (by
+//       then naming R; case C2 for that read), changes the generation.
+//   C2. [W3] misses its [R1] (reads an older, outside value). seq_cst mode: [R1], [R2], [W1], [W3]
 //       are seq_cst; [W3] not seeing [R1] puts [W3] before [R1] in the single total order, so
 //       [W1] < [W3] < [R1] < [R2], and [R2] reads swap k+1's pointer or a later one: it is not
 //       inside W. Asymmetric mode: membarrier [W2] runs a full barrier on the reader's CPU
@@ -47,11 +52,13 @@
 //       which is after [W1] became visible, so again [R2] reads the new pointer.
 //   C3. The reader's slot was not yet in the list [G3] walked: it was registered [G2] after the
 //       walk began, so after [W1]; its first [R2] comes after, reads swap k+1's pointer or later.
-//   C4. The slot was released and reused during the wait: epochs are never reset, the new owner
-//       only increments, so "moved" still means the reader inside at the swap has left.
-//   C5. Nested guards: a read() on a reader whose epoch is already odd reuses the pinned
-//       pointer and leaves the epoch alone; the epoch turns even only when the last guard of the
-//       read ends (in whatever order they end), so the reader counts as inside until then.
+//   C4. The slot was released and reused during the wait: the word is never reset (only its
+//       fenced bit is set anew), and a release needs the old owner outside, so the writer sees
+//       it has left whatever the new owner does.
+//   C5. Nested guards: a read() on a reader that is already inside reuses the pinned pointer
+//       and only adds one to the count; the reader is outside only when the count is zero, that
+//       is when the last guard of the read ends (in whatever order they end), so it counts as
+//       inside until then, in the same generation.
 //   C6. The writer is destroyed while readers read: readers own the core through shared_ptr;
 //       nothing writes either copy again, and the read copy stays what was published last.
 // Visibility: [W1] is a release (seq_cst) store and [R2] an acquire (or seq_cst) load, so all
@@ -66,7 +73,9 @@
 //
 // Labels (every atomic operation in the core):
 //   [R0] reader loads its own epoch     relaxed   only its owner writes it
-//   [R1] reader marks itself inside     seq_cst   | relaxed + compiler barrier (asymmetric)
+//   [R1] reader marks itself inside     seq_cst   | release + compiler barrier (asymmetric);
+//        a nested guard's count is a release too. Release, not for [R2]'s sake, but because
+//        a writer's [W4]/[W5] may read one of these stores instead of the [R3] before it.
 //   [R2] reader loads read_ptr          seq_cst   | acquire (asymmetric); pairs with [W1]
 //   [R3] reader marks itself outside    release   pairs with [W4]/[W5]: reads done before
 //   [W1] writer swaps read_ptr          seq_cst   | release (asymmetric); pairs with [R2]
@@ -82,6 +91,8 @@
 #include <atomic>
 #include <cassert>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <new>
 #include <stdexcept>
@@ -157,8 +168,8 @@ struct lr_core {
 };
 
 /// A reader's handle: one registered slot. Used by one thread at a time. Mode == seq_cst
-/// compiles the asymmetric branch away; otherwise the slot's flag (fixed at registration from
-/// the core, on the line the reader writes anyway) selects it.
+/// compiles the asymmetric branch away; otherwise the fenced bit of the slot's word (fixed at
+/// registration from the core) selects it, tested with the nesting in one instruction.
 template <class T, reader_sync Mode>
 class lr_reader {
  public:
@@ -173,8 +184,8 @@ class lr_reader {
   }
   ~lr_reader() {
     if (slot_ == nullptr) return;
-    // [R0] relaxed: only this reader stores its epoch; odd would mean a guard is still alive.
-    assert((slot_->epoch.load(std::memory_order_relaxed) & 1) == 0 && "a read guard outlived its reader");
+    // [R0] relaxed: only this reader stores its epoch; inside would mean a guard is still alive.
+    assert(!epoch_word::inside(slot_->epoch.load(std::memory_order_relaxed)) && "a read guard outlived its reader");
     core_->registry.release(slot_);
   }
   void swap(lr_reader& other) noexcept {
@@ -182,76 +193,81 @@ class lr_reader {
     std::swap(slot_, other.slot_);
   }
 
-  /// What enter() hands the guard: the copy to read, this reader's slot (loaded once, here), and
-  /// whether the read is nested in another on this reader (only the outermost moves the epoch;
-  /// the guard then calls leave_nested()). The guard keeps no epoch value: leave() reloads it
-  /// from the line this reader owns, which leaves one register more to the caller's lookup
-  /// (measured faster than carrying it).
+  /// What enter() hands the guard: the copy to read and this reader's slot.
   struct entry {
     const versioned<T>* copy;
     reader_slot* slot;
-    bool nested;
   };
 
-  /// Enters a read. Wait-free: two stores (the epoch, the pinned copy) and three loads (the
-  /// epoch, the core, its read pointer) for the outermost read; returned by value so that the
-  /// guard's fields stay in registers.
+  /// Enters a read. Wait-free: for the outermost read of an asymmetric reader, one test, two
+  /// stores (the epoch word, the pinned copy) and three loads (the word, the core, its read
+  /// pointer); returned by value so that the guard's fields stay in registers.
   entry enter() const noexcept {
+    // A moved-from reader has no slot; reading through it is a precondition violation. Saying
+    // so lets the compiler drop the guard's "moved from?" test at leave.
+    if (slot_ == nullptr) __builtin_unreachable();
     reader_slot& s = *slot_;
-    // [R0] relaxed: only this reader ever stores its epoch.
+    // [R0] relaxed: only this reader ever stores its epoch word.
     const std::uint64_t e = s.epoch.load(std::memory_order_relaxed);
-    if (e & 1) [[unlikely]] {  // nested in a read on this reader (case C5): same snapshot
-      ++s.nested;
-      return {static_cast<const versioned<T>*>(s.pinned), &s, true};
+    if constexpr (Mode != reader_sync::seq_cst) {
+      // One test: outside a read, and asymmetric (fenced clear).
+      if ((e & (epoch_word::count_mask | epoch_word::fenced)) == 0) [[likely]] {
+        // [R1] release + compiler barrier: the writer's membarrier [W2] supplies the hardware
+        //      fence between this store and [R2] when it matters (case C2). Release (a plain
+        //      store on x86) for a writer that sees this value instead of our last [R3]: since
+        //      C++20 a later plain store no longer continues [R3]'s release sequence.
+        s.epoch.store(e + epoch_word::enter_read, std::memory_order_release);
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        // [R2] acquire: pairs with [W1] so the copy's contents are visible.
+        const versioned<T>* p = core_->read_ptr.load(std::memory_order_acquire);
+        s.pinned = p;
+        return {p, &s};
+      }
     }
-    const versioned<T>* p;
-    if (Mode == reader_sync::seq_cst || !s.asymmetric) {
-      // [R1] seq_cst: marks us inside before [R2]; with [W1]/[W3] seq_cst too, the writer
-      //      either sees us odd or we see its new pointer (case C2). StoreLoad: acquire/release
-      //      cannot give it.
-      s.epoch.store(e + 1, std::memory_order_seq_cst);
-      // [R2] seq_cst: see [R1]; also acquire, pairing with [W1] for the copy's contents.
-      p = core_->read_ptr.load(std::memory_order_seq_cst);
-    } else {
-      // [R1] relaxed + compiler barrier: the writer's membarrier [W2] supplies the hardware
-      //      fence between this store and [R2] when it matters (case C2).
-      s.epoch.store(e + 1, std::memory_order_relaxed);
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-      // [R2] acquire: pairs with [W1] so the copy's contents are visible.
-      p = core_->read_ptr.load(std::memory_order_acquire);
-    }
-    s.pinned = p;
-    return {p, &s, false};
+    return enter_slow(s, e);
   }
 
-  /// Leaves the outermost read. The read ends when the last of its guards does, in whatever
-  /// order they end.
+  /// Leaves a read: one guard of it. The read ends when the last of its guards leaves, in
+  /// whatever order they do.
   static void leave(reader_slot* s) noexcept {
-    if (s->nested == 0) [[likely]] {
-      // [R0] relaxed: only this reader ever stores its epoch.
-      const std::uint64_t e = s->epoch.load(std::memory_order_relaxed);
-      // [R3] release: every read of the pinned copy happens-before the writer's [W4]/[W5]
-      //      load that sees this value, and so before it writes that copy again.
-      s->epoch.store(e + 1, std::memory_order_release);
-      return;
-    }
-    s->outer_done = true;  // nested guards still alive: the last of them ends the read
-  }
-
-  /// Leaves a nested read.
-  static void leave_nested(reader_slot* s) noexcept {
-    if (--s->nested != 0 || !s->outer_done) return;
-    s->outer_done = false;
-    // [R0] relaxed: only this reader ever stores its epoch.
+    // [R0] relaxed: only this reader ever stores its epoch word.
     const std::uint64_t e = s->epoch.load(std::memory_order_relaxed);
-    // [R3] release: as above.
-    s->epoch.store(e + 1, std::memory_order_release);
+    // [R3] release: every read of the pinned copy happens-before the writer's [W4]/[W5] load
+    //      that sees this value or a later one, and so before it writes that copy again.
+    s->epoch.store(e - epoch_word::guard_unit, std::memory_order_release);
   }
 
   reader_slot* slot() const noexcept { return slot_; }
   const std::shared_ptr<lr_core<T>>& core() const noexcept { return core_; }
 
  private:
+  /// A nested read (case C5), or the outermost read of a seq_cst reader. Inlined, so that the
+  /// caller's guard is not made to live in memory by a call that fills it in.
+  [[gnu::always_inline]] entry enter_slow(reader_slot& s, std::uint64_t e) const noexcept {
+    if (epoch_word::inside(e)) {
+      // Nested in a read on this reader: the same snapshot, one guard more. The count only
+      // grows while the reader is inside, which the writer already treats as the same read.
+      if (!epoch_word::can_nest(e)) [[unlikely]] too_deep();
+      // release: staying inside needs no ordering, but a writer may see this value instead
+      //          of an earlier [R3] (as for [R1]).
+      s.epoch.store(e + epoch_word::guard_unit, std::memory_order_release);
+      return {static_cast<const versioned<T>*>(s.pinned), &s};
+    }
+    // [R1] seq_cst: marks us inside before [R2]; with [W1]/[W3] seq_cst too, the writer
+    //      either sees us inside or we see its new pointer (case C2). StoreLoad:
+    //      acquire/release cannot give it.
+    s.epoch.store(e + epoch_word::enter_read, std::memory_order_seq_cst);
+    // [R2] seq_cst: see [R1]; also acquire, pairing with [W1] for the copy's contents.
+    const versioned<T>* p = core_->read_ptr.load(std::memory_order_seq_cst);
+    s.pinned = p;
+    return {p, &s};
+  }
+
+  [[noreturn]] static void too_deep() noexcept {
+    std::fputs("leftright: more than 2^29-1 read guards alive on one reader\n", stderr);
+    std::abort();
+  }
+
   std::shared_ptr<lr_core<T>> core_;
   reader_slot* slot_;
 };
@@ -358,7 +374,7 @@ class lr_writer {
     for (const auto& [slot, seen] : waiting_) {
       backoff b;
       // [W4] acquire: pairs with the reader's [R3]; its reads happen-before our writes.
-      while (slot->epoch.load(std::memory_order_acquire) == seen) b.pause();
+      while (!epoch_word::left_since(slot->epoch.load(std::memory_order_acquire), seen)) b.pause();
     }
     waiting_.clear();
   }
@@ -369,10 +385,10 @@ class lr_writer {
     core_->registry.for_each([](reader_slot& s) {
       // [W4] acquire: pairs with [R3] as above.
       const std::uint64_t seen = s.epoch.load(std::memory_order_acquire);
-      if ((seen & 1) == 0) return;
+      if (!epoch_word::inside(seen)) return;
       backoff b;
       // [W4] acquire: pairs with [R3] as above.
-      while (s.epoch.load(std::memory_order_acquire) == seen) b.pause();
+      while (!epoch_word::left_since(s.epoch.load(std::memory_order_acquire), seen)) b.pause();
     });
     lost_track_ = false;
     waiting_.clear();
@@ -383,15 +399,15 @@ class lr_writer {
     bool gone = true;
     if (lost_track_) {
       core_->registry.for_each([&](reader_slot& s) {
-        // [W5] acquire: pairs with [R3]; an even epoch means that reader is outside.
-        if (s.epoch.load(std::memory_order_acquire) & 1) gone = false;
+        // [W5] acquire: pairs with [R3]; a reader seen outside has finished its reads.
+        if (epoch_word::inside(s.epoch.load(std::memory_order_acquire))) gone = false;
       });
       if (gone) lost_track_ = false;
       return gone;
     }
     std::erase_if(waiting_, [](const auto& w) {
       // [W5] acquire: pairs with [R3]; once moved, that reader's reads happened-before.
-      return w.first->epoch.load(std::memory_order_acquire) != w.second;
+      return epoch_word::left_since(w.first->epoch.load(std::memory_order_acquire), w.second);
     });
     return waiting_.empty();
   }
@@ -476,7 +492,7 @@ class lr_writer {
         // [W3] seq_cst (or acquire after the membarrier [W2]): pairs with [R1], case C2.
         const std::uint64_t e = asymmetric ? s.epoch.load(std::memory_order_acquire)
                                            : s.epoch.load(std::memory_order_seq_cst);
-        if (e & 1) waiting_.emplace_back(&s, e);
+        if (epoch_word::inside(e)) waiting_.emplace_back(&s, e);
       });
     } catch (const std::bad_alloc&) {
       lost_track_ = true;

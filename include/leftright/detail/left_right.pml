@@ -15,15 +15,19 @@
  *
  * Map from model steps to the labels of the protocol essay:
  *   acquire slot (under the registry lock)  -> reader_registry::acquire, [G2] publishes the slot
- *   epoch[s]++ before loading read_ptr      -> [R1], then p = read_ptr is [R2]
- *   read1 / read2 (assert !writing[p])      -> the reader's lookups in the pinned copy
- *   epoch[s]++ after reading                -> [R3]
- *   release slot (under the registry lock)  -> reader_registry::release (epoch left even)
- *   wait: epoch[s] != seen[s]               -> [W4], step 1 of publish
+ *   gen[s]++, cnt[s] = 1 before read_ptr    -> [R1] (one store of the epoch word: a generation
+ *                                              more, one guard), then p = read_ptr is [R2]
+ *   cnt[s]++ while inside                   -> a nested guard (case C5): same snapshot p
+ *   assert(!writing[p])                     -> a lookup in the pinned copy, by any live guard
+ *   cnt[s]-- (each guard, in either order)  -> [R3]; the read ends when the count is 0
+ *   release slot (under the registry lock)  -> reader_registry::release (count 0)
+ *   wait: cnt == 0 || gen != seen gen       -> [W4], step 1 of publish (epoch_word::left_since)
  *   writing[w] = 1 ... 0                    -> step 2 (replay + apply to the write copy)
  *   read_ptr = w                            -> [W1], step 3
- *   for each listed slot: seen = epoch      -> [G3] + [W3], step 4 (record odd epochs)
- * Epochs are bounded here (each reader makes READS reads), so byte counters never wrap.
+ *   for each listed slot: seen = its word   -> [G3] + [W3], step 4 (record the slots inside)
+ * The generation counts modulo GENS (default 2), so its wrap-around is checked too: the real
+ * word's 34-bit generation wraps after 2^34 reads, and the wrap must never let the writer in
+ * early. The epoch word is one atomic; the model updates its two fields in one step.
  */
 
 /* The configuration scripts/model checks (override with spin -DNAME=value):
@@ -41,15 +45,19 @@
 #ifndef PUBLISHES
 #define PUBLISHES 4
 #endif
+#ifndef GENS
+#define GENS 2
+#endif
 
 byte read_ptr = 0;           /* which copy readers use */
 bool writing[2];             /* the writer is changing this copy */
-byte epoch[SLOTS];           /* odd: the slot's owner is inside a read */
+byte gen[SLOTS];             /* epoch word: reads entered (mod GENS) ... */
+byte cnt[SLOTS];             /* ... and live guards of the current read (inside: > 0) */
 bool listed[SLOTS];          /* in the registry's list (never removed: the list is append-only) */
 bool in_use[SLOTS];          /* owned by a live reader */
 bool lock = 0;               /* the registry mutex (never held across a wait, so always free) */
 bool recorded[SLOTS];        /* the writer's record of the last swap: slot was inside ... */
-byte seen[SLOTS];            /* ... with this epoch */
+byte seen[SLOTS];            /* ... in this generation */
 
 proctype reader() {
   byte s = 255;
@@ -74,11 +82,29 @@ proctype reader() {
      if
      :: s == 255 -> skip          /* no free slot now: try again later */
      :: s != 255 ->
-        epoch[s]++;               /* [R1] odd: inside */
+        atomic { gen[s] = (gen[s] + 1) % GENS; cnt[s] = 1 }  /* [R1] inside: one guard */
         p = read_ptr;             /* [R2] */
-        assert(!writing[p]);      /* read1 */
-        assert(!writing[p]);      /* read2 */
-        epoch[s]++;               /* [R3] even: outside */
+        assert(!writing[p]);
+        if
+        :: cnt[s]--               /* [R3] one guard, no nesting: outside */
+        :: cnt[s]++;              /* a nested guard */
+           assert(!writing[p]);
+           if
+           :: cnt[s]--;           /* the nested guard leaves first */
+              assert(!writing[p]);
+              cnt[s]--            /* then the outermost: outside */
+           :: cnt[s]--;           /* the outermost leaves first: still inside */
+              assert(!writing[p]);
+              if
+              :: cnt[s]++;        /* a read() now is nested too: the same snapshot */
+                 assert(!writing[p]);
+                 cnt[s]--
+              :: skip
+              fi;
+              assert(!writing[p]);
+              cnt[s]--            /* the last guard: outside */
+           fi
+        fi;
         n++;
         atomic { lock == 0; in_use[s] = 0 }  /* release: the slot may be reused by another reader */
         s = 255
@@ -91,6 +117,7 @@ proctype writer() {
   byte i;
   byte w;
   byte e;
+  byte c;
   do
   :: k == PUBLISHES -> break
   :: else ->
@@ -99,7 +126,7 @@ proctype writer() {
      do
      :: i == SLOTS -> break
      :: i < SLOTS && !recorded[i] -> i++
-     :: i < SLOTS && recorded[i] -> (epoch[i] != seen[i]); recorded[i] = 0; i++
+     :: i < SLOTS && recorded[i] -> (cnt[i] == 0 || gen[i] != seen[i]); recorded[i] = 0; i++
      od;
      /* step 2: write the copy readers do not use */
      w = 1 - read_ptr;
@@ -112,9 +139,9 @@ proctype writer() {
      do
      :: i == SLOTS -> break
      :: i < SLOTS ->
-        e = epoch[i];             /* one load, as in record_readers() */
+        atomic { e = gen[i]; c = cnt[i] }  /* one load of the word, as in record_readers() */
         if
-        :: listed[i] && (e % 2 == 1) -> recorded[i] = 1; seen[i] = e
+        :: listed[i] && c > 0 -> recorded[i] = 1; seen[i] = e
         :: else -> recorded[i] = 0
         fi;
         i++
