@@ -151,11 +151,11 @@ def lookup_values(entries):
 
 
 def pair_values(entries):
-    """{(key, size, threads): {map: paired ratio to the limit}} from lookup_pair."""
+    """{(key, size, mix, guard, threads): {map: paired ratio to the limit}} from lookup_pair."""
     vals = {}
     for f, o, r in entries:
-        m, key, size = f[:3]
-        vals.setdefault((key, size, o["threads"]), {})[m] = r.get("ratio")
+        m, key, size, mix, guard = f[:5]
+        vals.setdefault((key, size, mix, guard, o["threads"]), {})[m] = r.get("ratio")
     return vals
 
 
@@ -167,7 +167,7 @@ def section_key_figures(entries, pairs):
         for threads in (1, 2):
             v = vals.get(("u64", size, "hit", "guard1", threads), {})
             lim = v.get("limit")
-            pv = pvals.get(("u64", size, threads))
+            pv = pvals.get(("u64", size, "hit", "guard1", threads))
             if pv:
                 ratios = dict(pv)
             elif v and lim:
@@ -206,17 +206,46 @@ def section_pairs(pairs):
         return ""
     pvals = pair_values(pairs)
     maps = maps_in(pairs)
-    rows = []
-    for k in sorted(pvals, key=lambda k: (k[0], k[1] != "1K", k[2])):
-        rows.append([k[0], k[1], k[2]] + [f"{pvals[k][m]:.2f}×" if pvals[k].get(m) is not None else "–"
-                                          for m in maps])
+
+    def order(k):
+        return (k[0] != "u64", k[1] != "1K", k[3] != "guard1", k[2] != "hit", k[4])
+
+    ours = [m for m in MAP_ORDER if m in OURS]
+    rows, behind, compared = [], [], 0
+    for k in sorted(pvals, key=order):
+        v = pvals[k]
+        peer, peer_ratio = best_peer(v)
+        cells = []
+        for m in ours:
+            x = v.get(m)
+            if x is None or peer_ratio is None:
+                cells.append("–")
+                continue
+            compared += 1
+            cells.append(f"{x / peer_ratio:.2f}×")
+            if x <= peer_ratio:
+                behind.append(f"{m} on {k[0]} {k[1]} {k[2]} {k[3]} at {k[4]} thread(s): "
+                              f"{x:.2f}× against {peer} {peer_ratio:.2f}×")
+        rows.append(list(k) + [f"{v[m]:.2f}×" if v.get(m) is not None else "–" for m in maps] +
+                    [peer or "–"] + cells)
+    if compared:
+        verdict_line = (f"Ahead of every peer: ours ahead of the best peer in {compared - len(behind)} of "
+                        f"{compared} comparisons (each of our two reader modes in each workload)" +
+                        (": **met**." if not behind else "; behind in " + "; ".join(behind) + "."))
+    else:
+        verdict_line = ""
     return ("## Lookups paired with the limit\n\n`lookup_pair`: every iteration runs the same "
-            "lookups (present keys, one guard each) on the limit and on the map, one phase after "
-            "the other, the order alternating, all threads in the same phase (a barrier between "
-            "phases); the figure is the median over the iterations of the limit's phase time over "
-            "the map's: the map's rate as a fraction of the limit's, measured so that a burst of "
-            "noise on this shared machine spoils a few pairs rather than the ratio.\n\n" +
-            table(["key", "size", "threads"] + maps, rows) + "\n")
+            "lookups on the limit and on the map, one phase after the other, the order "
+            "alternating, all threads in the same phase (a barrier between phases); the figure is "
+            "the median over the iterations of the limit's phase time over the map's: the map's "
+            "rate as a fraction of the limit's, measured so that a burst of noise on this shared "
+            "machine spoils a few pairs rather than the ratio. The same read-only workloads as "
+            "the lookup scenario (`guard16`: one guard per 16 lookups, only maps whose guard can "
+            "span lookups; the limit's phase runs the same lookups unguarded). Last columns: the "
+            "best peer in the row, and ours over it (two maps compared through their paired "
+            "ratios to the same limit).\n\n" +
+            table(["key", "size", "mix", "guard", "threads"] + maps + ["best peer"] +
+                  [f"{m} / best peer" for m in ours], rows) + "\n\n" + verdict_line + "\n")
 
 
 def section_lookup(entries):
