@@ -594,5 +594,8 @@ void for_each_map(F&& f) {
 
 template <class Map>
 inline constexpr bool is_limit = Map::name == std::string_view("limit");
+/// leftright::map, either reader mode.
+template <class Map>
+inline constexpr bool is_ours = Map::name == std::string_view("lr_seq_cst") || Map::name == std::string_view("lr_asym");
 
 }  // namespace lrbench
