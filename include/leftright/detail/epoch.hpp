@@ -1,6 +1,6 @@
-// leftright: the reader registry. One cache-line slot per reader holds its epoch word (inside
-// a read or not, and a count of reads); the writer records the slots that are inside after a swap
-// and later waits for each to leave that read.
+// leftright: the reader registry. One cache-line slot per reader holds its epoch word (a count
+// of its live guards and a generation); the writer records the slots that are inside after a
+// swap and later waits for each to leave that read.
 // The memory-order reasoning for the epoch itself lives in left_right.hpp, next to the reader and
 // writer code that pairs its operations; this file defines the word and hands out slots.
 #pragma once
