@@ -66,7 +66,8 @@ struct alignas(cache_line) reader_slot {
 
   /// Whether the owner orders its entries with the writer's membarrier (else seq_cst).
   bool asymmetric() const noexcept {
-    // relaxed: the bit is set at registration, by the owner's thread or before it got the slot.
+    // [R0] relaxed: the owner reads its own word; the bit is set at registration [G4], by the
+    //      owner's thread or before it got the slot.
     return (epoch.load(std::memory_order_relaxed) & epoch_word::fenced) == 0;
   }
 };
@@ -109,10 +110,10 @@ class reader_registry {
     }
     s->pinned = nullptr;
     // Only the fenced bit changes; the generation goes on (a writer may still hold an old value).
-    // relaxed load: the last store was the previous owner's, ordered before us by mu_.
+    // [G4] relaxed load: the last store was the previous owner's, ordered before us by mu_.
     const std::uint64_t e = s->epoch.load(std::memory_order_relaxed);
-    // release: a writer that reads this value instead of the previous owner's last leave still
-    //          gets that owner's reads ordered before it (they precede its release(), under mu_).
+    // [G4] release: a writer that reads this value instead of the previous owner's last leave
+    //      still gets that owner's reads ordered before it (they precede its release(), under mu_).
     s->epoch.store(asymmetric ? e & ~epoch_word::fenced : e | epoch_word::fenced, std::memory_order_release);
     return s;
   }

@@ -84,6 +84,7 @@
 //   [W4] writer waits for epochs        acquire   pairs with [R3]
 //   [W5] try_publish's check            acquire   pairs with [R3]
 //   [G0]-[G3] registry list             see epoch.hpp
+//   [G4] registration sets fenced bit   release   pairs with [W3]/[W4]/[W5], see epoch.hpp
 // ==============================================================================
 #pragma once
 
