@@ -60,12 +60,9 @@ void add_all_maps() {
 
 template <class Key>
 void register_key() {
-  add_all_maps<Key, small_n, 0, false>();
-  add_all_maps<Key, small_n, 10, false>();
-  add_all_maps<Key, large_n, 0, false>();
-  add_all_maps<Key, large_n, 10, false>();
-  add_all_maps<Key, small_n, 0, true>();
-  add_all_maps<Key, large_n, 0, true>();
+  for_each_read_workload([]<std::size_t N, unsigned MissPercent, bool Guard16>() {
+    add_all_maps<Key, N, MissPercent, Guard16>();
+  });
 }
 
 [[maybe_unused]] const bool registered = [] {

@@ -304,17 +304,24 @@ def section_read_under_write(entries, lookups):
         table(["key", "every"] + maps, rows_w) + "\n"])
 
 
-def section_read_under_write_pair(entries):
-    if not entries:
-        return ""
+def paired_ratio_table(entries, header):
+    """A table of the `ratio` counters of a paired scenario whose names are
+    <scenario>/<map>/<key>/<size>/<param>:<n>: one row per key, size and n (header names the
+    three columns), one column per map; u64 first, then by size and n."""
     maps = maps_in(entries)
     vals = {}
     for f, o, r in entries:
-        m, key, size, every = f[:4]
-        vals.setdefault((key, int(every.split(":")[1])), {})[m] = r.get("ratio")
+        m, key, size, param = f[:4]
+        vals.setdefault((key, size, int(param.split(":")[1])), {})[m] = r.get("ratio")
     rows = []
-    for k in sorted(vals, key=lambda k: (k[0] != "u64", k[1])):
+    for k in sorted(vals, key=lambda k: (k[0] != "u64", k[1] != "1K", k[2])):
         rows.append(list(k) + [f"{vals[k][m]:.2f}×" if vals[k].get(m) is not None else "–" for m in maps])
+    return table(header + maps, rows)
+
+
+def section_read_under_write_pair(entries):
+    if not entries:
+        return ""
     return "\n".join([
         "### Readers under a writer, paired with the limit\n",
         "`read_under_write_pair`: every iteration runs the same lookups (present keys, 1M map, "
@@ -324,7 +331,7 @@ def section_read_under_write_pair(entries):
         "median over the iterations of the limit's phase time over ours: the reader's rate under "
         "the writer as a fraction of the 1-thread limit's (the target is ≥ 0.5× at every "
         "1024):\n",
-        table(["key", "every"] + maps, rows) + "\n"])
+        paired_ratio_table(entries, ["key", "size", "every"]) + "\n"])
 
 
 def section_write(entries):
@@ -353,14 +360,6 @@ def section_write(entries):
 def section_write_pair(entries):
     if not entries:
         return ""
-    maps = maps_in(entries)
-    vals = {}
-    for f, o, r in entries:
-        m, key, size, batch = f[:4]
-        vals.setdefault((key, size, int(batch.split(":")[1])), {})[m] = r.get("ratio")
-    rows = []
-    for k in sorted(vals, key=lambda k: (k[0] != "u64", k[1] != "1K", k[2])):
-        rows.append(list(k) + [f"{vals[k][m]:.2f}×" if vals[k].get(m) is not None else "–" for m in maps])
     return "\n".join([
         "### Writer paired with the limit\n",
         "`write_pair`: every iteration overwrites the same keys (at least 16K of them) on the "
@@ -369,7 +368,7 @@ def section_write_pair(entries):
         "phase time over ours: our write rate as a fraction of the limit's, with the noise "
         "between separate benchmarks taken out (the writer target, ≥ 0.45× at batches of 64 "
         "and more, is read here):\n",
-        table(["key", "size", "batch"] + maps, rows) + "\n"])
+        paired_ratio_table(entries, ["key", "size", "batch"]) + "\n"])
 
 
 def section_publish(entries):

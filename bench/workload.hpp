@@ -121,6 +121,18 @@ inline std::size_t thread_start(const benchmark::State& state, std::size_t len) 
   return (len / n * t) / block * block;
 }
 
+/// The read-only workloads of the lookup scenarios (lookup, lookup_pair), in their order:
+/// f.template operator()<N, MissPercent, Guard16>() for each.
+template <class F>
+void for_each_read_workload(F&& f) {
+  f.template operator()<small_n, 0, false>();
+  f.template operator()<small_n, 10, false>();
+  f.template operator()<large_n, 0, false>();
+  f.template operator()<large_n, 10, false>();
+  f.template operator()<small_n, 0, true>();
+  f.template operator()<large_n, 0, true>();
+}
+
 /// Sets the label: the adapter's note, plus the scenario's.
 template <class Map>
 void set_label(benchmark::State& state, const Map& m, const std::string& extra = {}) {
