@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -339,8 +341,9 @@ TEST_CASE("a hasher that is not trivially copyable gives the same results", "[ma
 }
 
 namespace {
-/// Counts the heap blocks strings of this allocator take.
+/// Counts the heap blocks strings of this allocator take; refuses them while fail_blocks is set.
 inline std::size_t string_blocks = 0;
+inline bool fail_blocks = false;
 template <class T>
 struct counting_allocator {
   using value_type = T;
@@ -348,6 +351,7 @@ struct counting_allocator {
   template <class U>
   counting_allocator(const counting_allocator<U>&) noexcept {}
   T* allocate(std::size_t n) {
+    if (fail_blocks) throw std::bad_alloc();
     ++string_blocks;
     return std::allocator<T>{}.allocate(n);
   }
@@ -387,4 +391,60 @@ TEST_CASE("keys passed as lvalues are copied into the storage of operations appl
   CHECK(r.get(longer) == 7);
   CHECK(r.get(keys[0]) == -(n - 1));
   CHECK(r.size() == static_cast<std::size_t>(n + 1));
+}
+
+namespace {
+/// A value whose move throws while throw_on_move is set.
+inline bool throw_on_move = false;
+struct touchy {
+  int v = 0;
+  touchy(int x) : v(x) {}  // NOLINT: implicit, as an int
+  touchy(const touchy&) = default;
+  touchy(touchy&& o) : v(o.v) {
+    if (throw_on_move) throw std::runtime_error("touchy move");
+  }
+  touchy& operator=(const touchy&) = default;
+  touchy& operator=(touchy&&) = default;
+  friend bool operator==(const touchy&, const touchy&) = default;
+};
+}  // namespace
+
+TEST_CASE("a key copy or a value move that throws queues nothing, and reused storage stays usable", "[map]") {
+  auto [w, r] = leftright::make_map<counted_string, touchy, absl::Hash<counted_string>, std::equal_to<counted_string>,
+                                    lrtest::seq_cst_traits>();
+  const counted_string a = "a key long enough for the heap, number one";
+  const counted_string b = "a key long enough for the heap, number two";
+  w.insert_or_assign(a, 1);
+  w.insert_or_assign(b, 2);
+  w.publish();
+  w.publish();
+  w.insert_or_assign(a, 3);
+  w.insert_or_assign(b, 4);
+  w.publish();
+  w.publish();  // two spent overwrites: their keys' storage is kept for reuse
+
+  // A key longer than any kept storage must allocate; the allocation fails.
+  const counted_string longer(300, 'x');
+  fail_blocks = true;
+  CHECK_THROWS_AS(w.insert_or_assign(longer, 5), std::bad_alloc);
+  fail_blocks = false;
+  CHECK(w.pending() == 0);
+
+  // The value's move throws after the key was copied into kept storage.
+  throw_on_move = true;
+  CHECK_THROWS_AS(w.insert_or_assign(a, 6), std::runtime_error);
+  CHECK_THROWS_AS(w.insert(b, 7), std::runtime_error);
+  throw_on_move = false;
+  CHECK(w.pending() == 0);
+
+  // The kept storage (possibly emptied by the failed moves) still serves new keys correctly.
+  w.insert_or_assign(a, 8);
+  w.insert_or_assign(b, 9);
+  w.insert_or_assign(longer, 10);
+  w.publish();
+  w.publish();
+  CHECK(r.get(a) == touchy(8));
+  CHECK(r.get(b) == touchy(9));
+  CHECK(r.get(longer) == touchy(10));
+  CHECK(r.size() == 3);
 }

@@ -303,15 +303,18 @@ class lr_writer {
   }
   /// emplace<X>(key, value), but where Apply::recycles, the key is copied into the storage of a
   /// key kept from an operation applied twice before (Apply::salvage), and moved into the op: a
-  /// key that owns memory then costs no allocation.
+  /// key that owns memory then costs no allocation. The copy is made in place, in the spare
+  /// itself: one move per key, not two (a string's move is an out-of-line call).
   template <class X, class K, class V>
   void emplace_reusing(const K& key, V&& value) {
     if constexpr (recycles) {
       if (!spare_.empty()) {
-        auto k = std::move(spare_.back());
-        spare_.pop_back();
-        k = key;  // throws: nothing queued, k freed
+        auto& k = spare_.back();
+        k = key;  // throws: nothing queued, the spare keeps its storage
+        // Throws (growth, or Value's constructor): nothing queued; k may have been moved from,
+        // which leaves a spare without storage, still a valid key.
         pending_.emplace_back(std::in_place_type<X>, std::move(k), std::forward<V>(value));
+        spare_.pop_back();
         return;
       }
     }
