@@ -274,6 +274,39 @@ def section_lookup(entries):
     return "\n".join(out)
 
 
+def section_scaling_pair(entries):
+    if not entries:
+        return ""
+    maps = maps_in(entries)
+    vals = {}
+    for f, o, r in entries:
+        m, key, size = f[:3]
+        vals.setdefault((key, size), {})[m] = r.get("scaling")
+    rows, misses = [], []
+    for k in sorted(vals, key=lambda k: (k[0] != "u64", k[1] != "1K")):
+        rows.append(list(k) + [f"{vals[k][m]:.2f}" if vals[k].get(m) is not None else "–" for m in maps])
+        for m in maps:
+            v = vals[k].get(m)
+            if m in OURS and v is not None and v < 1.9:
+                misses.append(f"{m} on {k[1]} ({v:.2f})")
+    ours = [v for k in vals for m, v in vals[k].items() if m in OURS and v is not None]
+    verdict_line = ""
+    if ours:
+        verdict_line = ("Target 2 threads ≥ 1.9 × 1 thread: " +
+                        ("**met** by every reader mode and size." if not misses else
+                         "**missed** by " + ", ".join(misses) + ".") + "\n")
+    return "\n".join([
+        "### Reader scaling, paired\n",
+        "`scaling_pair`: one 2-thread benchmark alternates a solo phase (thread 0 looks up "
+        "while thread 1 waits) and a duo phase (both threads look up as many keys each), every "
+        "phase on keys no recent phase read; the figure is the median over the iterations of "
+        "the duo phase's lookups per second (both threads) over the solo phase's: 2.00 is "
+        "perfect scaling. The limit's own figure is how far this machine's two vCPUs scale at "
+        "all. `u64` keys, present, one guard per lookup:\n",
+        table(["key", "size"] + maps, rows) + "\n",
+        verdict_line])
+
+
 def section_read_under_write(entries, lookups):
     if not entries:
         return ""
@@ -809,6 +842,7 @@ def main():
     if made:
         parts.append("## Charts\n\n" + "\n\n".join(f"![{p}]({p})" for p in made) + "\n")
     parts += [section_lookup(lookups), section_pairs(idx.get("lookup_pair", [])),
+              section_scaling_pair(idx.get("scaling_pair", [])),
               section_read_under_write(idx.get("read_under_write", []), lookups),
               section_read_under_write_pair(idx.get("read_under_write_pair", [])),
               section_write(idx.get("write", [])), section_write_pair(idx.get("write_pair", [])),
