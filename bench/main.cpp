@@ -30,8 +30,12 @@ int main(int argc, char** argv) {
   // adjustment off: every large table is mmap'd (and advised) on its own, and keys stay on
   // ordinary heap pages for every map alike. Not in the recovery children above: they measure
   // a restart as a user's process would run it.
-  if (mallopt(M_MMAP_THRESHOLD, 128 * 1024) != 1) {
-    std::fprintf(stderr, "leftright_bench: mallopt(M_MMAP_THRESHOLD) refused; fixture layouts may differ\n");
+  // One arena, for the same reason: a fixture is built by whichever benchmark thread first
+  // needs it, and one built by a second thread went to that thread's arena (64 MiB heaps of
+  // their own) instead of the main heap, by the luck of the run's order. Nothing timed here
+  // allocates from two threads at once (readers never allocate).
+  if (mallopt(M_MMAP_THRESHOLD, 128 * 1024) != 1 || mallopt(M_ARENA_MAX, 1) != 1) {
+    std::fprintf(stderr, "leftright_bench: mallopt refused; fixture layouts may differ\n");
   }
   std::vector<char*> args(argv, argv + argc);
   static char default_min_time[] = "--benchmark_min_time=0.1";
