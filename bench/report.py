@@ -289,9 +289,8 @@ def section_scaling_pair(entries):
             v = vals[k].get(m)
             if m in OURS and v is not None and v < 1.9:
                 misses.append(f"{m} on {k[1]} ({v:.2f})")
-    ours = [v for k in vals for m, v in vals[k].items() if m in OURS and v is not None]
     verdict_line = ""
-    if ours:
+    if any(v is not None for k in vals for m, v in vals[k].items() if m in OURS):
         verdict_line = ("Target 2 threads ≥ 1.9 × 1 thread: " +
                         ("**met** by every reader mode and size." if not misses else
                          "**missed** by " + ", ".join(misses) + ".") + "\n")
