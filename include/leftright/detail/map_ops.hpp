@@ -85,11 +85,19 @@ struct inline_ops : common_ops<Key, Value> {
   /// hash: the key's hash in the tables, computed at the first application and kept for the
   /// second (see put).
   struct assign_op {
+    // A constructor, not aggregate initialization: emplace builds the op with parentheses, which
+    // clang accepts for aggregates only from version 16.
+    template <class K, class V>
+    assign_op(K&& k, V&& v) : key(std::forward<K>(k)), value(std::forward<V>(v)) {}
     Key key;
     Value value;
     std::size_t hash = 0;
   };
   struct insert_op {
+    // A constructor, not aggregate initialization: emplace builds the op with parentheses, which
+    // clang accepts for aggregates only from version 16.
+    template <class K, class V>
+    insert_op(K&& k, V&& v) : key(std::forward<K>(k)), value(std::forward<V>(v)) {}
     Key key;
     Value value;
     std::size_t hash = 0;
@@ -448,12 +456,20 @@ struct shared_ops : common_ops<Key, Value> {
   /// copy. Made anew at every first application, so a retried batch starts clean.
   /// hash: the key's hash in the tables, from the first application (see node_table::put).
   struct assign_op {
+    // A constructor, not aggregate initialization: emplace builds the op with parentheses, which
+    // clang accepts for aggregates only from version 16.
+    template <class K, class V>
+    assign_op(K&& k, V&& v) : key(std::forward<K>(k)), value(std::forward<V>(v)) {}
     Key key;
     Value value;
     node_ref<Key, Value> fresh = {};
     std::size_t hash = 0;
   };
   struct insert_op {
+    // A constructor, not aggregate initialization: emplace builds the op with parentheses, which
+    // clang accepts for aggregates only from version 16.
+    template <class K, class V>
+    insert_op(K&& k, V&& v) : key(std::forward<K>(k)), value(std::forward<V>(v)) {}
     Key key;
     Value value;
     node_ref<Key, Value> fresh = {};  // empty if the key was present at the first application
