@@ -1,5 +1,6 @@
 // Unit tests of the map's operations and of what readers see around publish().
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -447,4 +448,65 @@ TEST_CASE("a key copy or a value move that throws queues nothing, and reused sto
   CHECK(r.get(b) == touchy(9));
   CHECK(r.get(longer) == touchy(10));
   CHECK(r.size() == 3);
+}
+
+namespace {
+/// A value too large to be stored inline (the shared layout).
+struct wide_value {
+  std::array<char, 120> bytes{};
+  int n = 0;
+  explicit wide_value(int x = 0) : n(x) {}
+  bool operator==(const wide_value& o) const { return n == o.n; }
+};
+}  // namespace
+
+TEMPLATE_TEST_CASE("string keys take string_view and literals by default, in both layouts", "[map]", int,
+                   wide_value) {
+  using V = TestType;
+  static_assert(std::is_same_v<leftright::default_hash<std::uint64_t>, absl::Hash<std::uint64_t>>);
+  static_assert(std::is_same_v<leftright::default_eq<std::uint64_t>, std::equal_to<std::uint64_t>>);
+  auto [w, r] = leftright::make_map<std::string, V>();
+  STATIC_REQUIRE(decltype(w)::shares_values == std::is_same_v<V, wide_value>);
+  const std::string long_key(40, 'k');  // longer than any small-string buffer
+  w.insert_or_assign("alpha", V(1));
+  w.insert_or_assign(long_key, V(2));
+  w.publish();
+
+  const std::string_view alpha = "alpha";
+  CHECK(r.get(alpha) == V(1));
+  CHECK(r.get("alpha") == V(1));
+  CHECK(r.get(std::string_view(long_key)) == V(2));
+  CHECK(r.contains(alpha));
+  CHECK_FALSE(r.contains(std::string_view("beta")));
+  {
+    const auto g = r.read();
+    REQUIRE(g.find(std::string_view(long_key)) != nullptr);
+    CHECK(*g.find(std::string_view(long_key)) == V(2));
+    CHECK(g.find("beta") == nullptr);
+  }
+  w.erase(alpha);
+  w.erase(std::string_view("not there"));
+  w.publish();
+  CHECK_FALSE(r.contains(alpha));
+  CHECK(r.get(std::string_view(long_key)) == V(2));
+  CHECK(r.size() == 1);
+}
+
+namespace {
+template <class R>
+concept reads_from_temporary = requires { std::declval<R>().read(); };
+template <class R>
+concept reads_from_lvalue = requires(const R& r) { r.read(); };
+}  // namespace
+
+TEST_CASE("a guard cannot be taken from a temporary reader", "[map]") {
+  using reader = leftright::map_reader<int, int>;
+  // `auto g = w.make_reader().read();` would keep a guard on a slot its reader has released.
+  STATIC_REQUIRE_FALSE(reads_from_temporary<reader>);
+  STATIC_REQUIRE(reads_from_lvalue<reader>);
+  // Calls that end their guard before returning stay usable on a temporary.
+  auto [w, r] = leftright::make_map<int, int>();
+  w.insert_or_assign(1, 2);
+  w.publish();
+  CHECK(w.make_reader().get(1) == 2);
 }

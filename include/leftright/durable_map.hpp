@@ -82,11 +82,11 @@ struct recovery_report {
   std::chrono::nanoseconds duration{};
 };
 
-template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 class durable_writer;
 
-template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 std::pair<durable_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>>
 open_map(const durable_options& options);
@@ -427,6 +427,11 @@ class durable_writer {
   void insert(const Key& key, Value value) { inner_.insert(key, std::move(value)); }
   void insert(Key&& key, Value value) { inner_.insert(std::move(key), std::move(value)); }
   void erase(const Key& key) { inner_.erase(key); }
+  template <class K>
+    requires detail::heterogeneous_key<Key, K, Hash, Eq>
+  void erase(const K& key) {
+    inner_.erase(key);
+  }
   /// As map_writer::erase_if; the keys it erases are what the log records.
   template <class Pred>
   void erase_if(Pred pred) {

@@ -10,6 +10,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -31,6 +33,56 @@ class durable_writer;
 
 namespace detail {
 
+/// Hashes any string-like argument as the std::string_view it converts to; transparent, so a
+/// lookup by string_view or by a literal builds no std::string. Equal to absl::Hash<std::string>
+/// on equal text (Abseil hashes both through string_view).
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return absl::Hash<std::string_view>{}(s); }
+};
+/// Compares any two string-like arguments as std::string_views; transparent.
+struct string_eq {
+  using is_transparent = void;
+  bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
+};
+
+template <class Key>
+struct default_functors {
+  using hash = absl::Hash<Key>;
+  using eq = std::equal_to<Key>;
+};
+template <class Alloc>
+struct default_functors<std::basic_string<char, std::char_traits<char>, Alloc>> {
+  using hash = string_hash;
+  using eq = string_eq;
+};
+template <>
+struct default_functors<std::string_view> {
+  using hash = string_hash;
+  using eq = string_eq;
+};
+
+/// Whether a K other than Key may be passed where a Key is looked up or erased: Hash and Eq are
+/// transparent and a Key can be made from it.
+template <class Key, class K, class Hash, class Eq>
+concept heterogeneous_key = !std::is_same_v<std::remove_cvref_t<K>, Key> &&
+                            requires { typename Hash::is_transparent; typename Eq::is_transparent; } &&
+                            std::is_constructible_v<Key, const K&>;
+
+}  // namespace detail
+
+/// The hash a map of Key gets unless told otherwise: absl::Hash<Key>, or for std::string and
+/// std::string_view keys a transparent one, so that get, contains, find and erase take a
+/// std::string_view or a literal without building a std::string (as absl::flat_hash_map does).
+template <class Key>
+using default_hash = typename detail::default_functors<Key>::hash;
+/// The key equality a map of Key gets unless told otherwise: std::equal_to<Key>, or a transparent
+/// one for std::string and std::string_view keys (see default_hash).
+template <class Key>
+using default_eq = typename detail::default_functors<Key>::eq;
+
+namespace detail {
+
 template <class Key, class Value, class Hash, class Eq, class Traits>
 using map_table = typename map_ops_for<Key, Value, Hash, Eq, Traits>::table;
 
@@ -43,7 +95,7 @@ using map_reader_impl = lr_reader<map_table<Key, Value, Hash, Eq, Traits>, Trait
 /// Move-only. Holding it keeps the writer's *second* publish from now waiting (the first one
 /// never waits for it), so keep it short. Must not outlive the map_reader it came from.
 /// Thread-safety: the thread that owns the reader.
-template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 class read_guard {
   using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
@@ -105,7 +157,7 @@ class read_guard {
 
 /// A reader of the map: a registered slot. Copyable; a copy is a new, separately registered
 /// reader (copy one per thread). A reader is used by one thread at a time.
-template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 class map_reader {
   using table = detail::map_table<Key, Value, Hash, Eq, Traits>;
@@ -119,7 +171,10 @@ class map_reader {
   /// Memory ordering: every operation of every publish() that returned before this call, and of
   ///                  the publish that made the returned version, happens-before reads through
   ///                  the guard. Nested guards on one reader see the outermost one's snapshot.
-  guard read() const noexcept { return guard(impl_); }
+  guard read() const& noexcept { return guard(impl_); }
+  /// Deleted: a guard from a temporary reader would outlive the reader (and its slot, which the
+  /// next reader registered takes over). Keep the reader in a variable.
+  guard read() const&& = delete;
 
   /// A copy of the value under key, or nullopt. Wait-free; costs a lookup and a copy.
   template <class K>
@@ -156,7 +211,7 @@ class map_reader {
 
 /// Makes readers. Copyable and thread-safe: hand copies to threads, each makes its own reader.
 /// Keeps the map alive like a reader does.
-template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 class reader_factory {
   using table = detail::map_table<Key, Value, Hash, Eq, Traits>;
@@ -178,7 +233,7 @@ class reader_factory {
 
 /// The single writer of a map. Move-only. Operations are queued and take effect for readers
 /// only at publish(). All members: Thread-safety: the one thread using the writer at a time.
-template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 class map_writer {
   static_assert(std::is_copy_constructible_v<Key> && std::is_copy_constructible_v<Value>,
@@ -216,6 +271,14 @@ class map_writer {
   }
   /// Queues: remove key if present.
   void erase(const Key& key) { impl_.append(typename ops::erase_op{key}); }
+  /// Queues: remove the key equal to `key` (a std::string_view for a std::string key, say): where
+  /// Hash and Eq are transparent, as they are by default for string keys. The operation holds
+  /// a Key made from it.
+  template <class K>
+    requires detail::heterogeneous_key<Key, K, Hash, Eq>
+  void erase(const K& key) {
+    impl_.append(typename ops::erase_op{Key(key)});
+  }
   /// Queues: remove every entry for which pred(const Key&, const Value&) is true. pred must be a
   /// pure function of its arguments (it runs once on each copy, at different times) and
   /// copy-constructible.
@@ -282,7 +345,7 @@ class map_writer {
 
 /// Makes an empty map (version 0) and returns its writer and a first reader.
 /// capacity: entries to make room for in each copy; hash, eq: the functors both copies use.
-template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 std::pair<map_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>>
 make_map(std::size_t capacity = 0, const Hash& hash = Hash(), const Eq& eq = Eq()) {

@@ -64,7 +64,7 @@ inline void heavy_barrier() noexcept {
 
 /// Resolves a requested mode to the one in force: automatic becomes asymmetric or seq_cst, and an
 /// explicit asymmetric request is honoured only where the barrier works (else seq_cst, which is
-/// always correct; reader_sync_in_use() tells which one a map got).
+/// always correct; sync_mode() tells which one a map got).
 inline reader_sync resolve(reader_sync requested) noexcept {
   if (requested == reader_sync::seq_cst) return reader_sync::seq_cst;
   return membarrier_available() ? reader_sync::asymmetric : reader_sync::seq_cst;
