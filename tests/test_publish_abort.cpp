@@ -212,3 +212,77 @@ TEST_CASE("sync: a batch whose application throws is not in the log, on a real d
     CHECK_FALSE(m.first.recovery().tail_truncated);  // zeros, not a torn record
   }
 }
+
+namespace {
+/// A value whose codec refuses to encode one marker value (a codec that validates, say).
+struct picky {
+  std::string text;
+  bool operator==(const picky&) const = default;
+};
+}  // namespace
+
+template <>
+struct leftright::codec<picky> {
+  static std::string name() { return "picky/1"; }
+  static void encode(const picky& p, leftright::byte_writer& w) {
+    if (p.text == "refused") throw std::invalid_argument("picky: refused value");
+    leftright::encode(p.text, w);
+  }
+  static picky decode(leftright::byte_reader& r) { return picky{leftright::decode<std::string>(r)}; }
+};
+
+TEST_CASE("a codec whose encode() throws fails that publish only", "[durable][sim]") {
+  const auto mode = GENERATE(leftright::durability::none, leftright::durability::sync);
+  INFO("durability " << static_cast<int>(mode));
+  auto fsys = std::make_shared<sim::file_system>();
+  leftright::durable_options o;
+  o.path = "/data/map";
+  o.durability = mode;
+  o.file_system = fsys;
+  std::map<key, picky> published;
+  {
+    auto [w, r] = leftright::open_map<key, picky>(o);
+    w.insert_or_assign(1, picky{"one"});
+    published[1] = picky{"one"};
+    REQUIRE(w.publish() == 1);
+
+    w.insert_or_assign(2, picky{"two"});
+    w.insert_or_assign(3, picky{"refused"});
+    CHECK_THROWS_WITH(w.publish(), "picky: refused value");
+    CHECK_FALSE(w.failed());  // nothing reached the log
+    CHECK_FALSE(w.poisoned());
+    CHECK(w.pending() == 2);  // the batch stays queued, as for any failed application
+    CHECK(r.version() == 1);
+    CHECK_FALSE(r.contains(2));
+
+    w.discard();
+    w.insert_or_assign(4, picky{"four"});
+    published[4] = picky{"four"};
+    CHECK(w.publish() == 2);  // the writer goes on: no "an earlier write failed"
+    CHECK(r.get(4) == picky{"four"});
+  }
+  auto [w, r] = leftright::open_map<key, picky>(o);
+  CHECK(r.version() == 2);
+  std::map<key, picky> seen;
+  for (const auto& [k, v] : r.read()) seen.emplace(k, v);
+  CHECK(seen == published);
+}
+
+TEST_CASE("a stopped writer says why, every time", "[durable][sim]") {
+  auto fsys = std::make_shared<sim::file_system>();
+  auto m = leftright::open_map<key, value, poison_hash>(options(fsys, leftright::durability::sync));
+  m.first.insert_or_assign(1, "one");
+  REQUIRE(m.first.publish() == 1);
+  fsys->inject(sim::call::msync, 1, sim::fault::eio);
+  m.first.insert_or_assign(2, "two");
+  CHECK_THROWS_AS(m.first.publish(), leftright::storage_error);
+  REQUIRE(m.first.failed());
+  for (int i = 0; i < 2; ++i) {
+    try {
+      m.first.publish();
+      FAIL("publish() after a failed sync");
+    } catch (const leftright::storage_error& e) {
+      CHECK_THAT(e.what(), Catch::Contains("syncing the log failed"));
+    }
+  }
+}

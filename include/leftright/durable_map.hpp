@@ -410,6 +410,9 @@ class durable_writer {
   using reader = map_reader<Key, Value, Hash, Eq, Traits>;
   using factory_type = reader_factory<Key, Value, Hash, Eq, Traits>;
 
+  /// As map_writer::shares_values: whether entries are stored once, in nodes both copies share.
+  static constexpr bool shares_values = inner_writer::shares_values;
+
   durable_writer(durable_writer&&) noexcept = default;
   durable_writer& operator=(durable_writer&& other) noexcept {
     if (this != &other) {
@@ -472,6 +475,9 @@ class durable_writer {
   }
 
   std::uint64_t version() const noexcept { return inner_.version(); }
+  /// As map_writer::poisoned(): a failed publish could not restore the write copy (every later
+  /// publish throws std::logic_error). Independent of failed(), which is about the log.
+  bool poisoned() const noexcept { return inner_.poisoned(); }
   reader_sync sync_mode() const noexcept { return inner_.sync_mode(); }
   std::size_t reader_slots() const { return inner_.reader_slots(); }
   reader make_reader() const { return inner_.make_reader(); }
@@ -502,7 +508,7 @@ class durable_writer {
       s.wal.reset_checkpoint_bytes();
       ++s.checkpoints;
     } catch (...) {
-      fail();
+      fail_with("checkpoint failed");
       throw;
     }
   }
@@ -513,7 +519,7 @@ class durable_writer {
     try {
       st_->wal.sync();
     } catch (...) {
-      fail();
+      fail_with("flush failed");
       throw;
     }
   }
@@ -608,7 +614,7 @@ class durable_writer {
         try {
           s.wal.sync();
         } catch (...) {
-          w.fail();
+          w.fail_with("syncing the log failed");
           throw;
         }
       }
@@ -625,21 +631,32 @@ class durable_writer {
   };
 
   /// Appends one batch's record (in the page cache when this returns).
+  /// A codec's encode() that throws has written nothing to the log: the exception propagates,
+  /// the publish fails as if applying had thrown (the batch stays queued) and the writer goes on.
+  /// A failure of the log itself stops the writer (fail-stop).
   void log(std::uint64_t version, const std::vector<op>& batch) {
     auto& s = *st_;
-    try {
-      if constexpr (detail::builtin_int_codec<Key> && detail::builtin_int_codec<Value>) {
-        // Encoded straight into the log's mapping: no payload buffer, no copy.
-        const auto [bytes, count] = detail::fixed_batch_size<ops, Key, Value>(batch);
+    if constexpr (detail::builtin_int_codec<Key> && detail::builtin_int_codec<Value>) {
+      // Encoded straight into the log's mapping: no payload buffer, no copy (and no codec call
+      // that can throw).
+      const auto [bytes, count] = detail::fixed_batch_size<ops, Key, Value>(batch);
+      append_or_fail([&] {
         s.wal.append_with(version, bytes, [&batch, count = count](std::byte* dst) noexcept {
           detail::write_fixed_batch<ops, Key, Value>(batch, count, dst);
         });
-      } else {
-        detail::encode_batch<ops>(batch, s.payload);
-        s.wal.append(version, std::as_bytes(std::span(s.payload.data(), s.payload.size())));
-      }
+      });
+    } else {
+      detail::encode_batch<ops>(batch, s.payload);  // throws: nothing written, nothing failed
+      append_or_fail([&] { s.wal.append(version, std::as_bytes(std::span(s.payload.data(), s.payload.size()))); });
+    }
+  }
+  /// Runs f, a write to the log; if it throws, the writer fails (fail-stop) and the error goes on.
+  template <class F>
+  void append_or_fail(F&& f) {
+    try {
+      f();
     } catch (...) {
-      fail();
+      fail_with("writing the log failed");
       throw;
     }
   }
@@ -666,6 +683,7 @@ class durable_writer {
         try {
           std::rethrow_exception(st_->syncer_error);
         } catch (const storage_error& e) {
+          st_->failure = std::string("background sync failed: ") + e.what();
           throw storage_error(e.path(), e.operation(), e.code().value(),
                               "background sync failed; the writer is stopped: " + e.detail());
         }
@@ -674,13 +692,13 @@ class durable_writer {
     if (st_->failed) {
       throw storage_error(st_->opts.path, "publish", 0,
                           "an earlier write or sync failed; this writer acknowledges nothing more "
-                          "(reopen the map to recover what was durable)" +
-                              (st_->failure.empty() ? std::string() : ": " + st_->failure));
+                          "(reopen the map to recover what was durable): " +
+                              (st_->failure.empty() ? std::string("the reason could not be recorded (no memory)")
+                                                    : st_->failure));
     }
   }
-  void fail() noexcept { st_->failed = true; }
-  /// fail(), remembering why for the next call to report: `why`, and the exception being
-  /// handled if it says more. Call from a catch block.
+  /// Stops the writer (fail-stop), remembering why for the next call to report: `why`, and the
+  /// exception being handled if it says more. Call from a catch block.
   void fail_with(const char* why) noexcept {
     st_->failed = true;
     try {
