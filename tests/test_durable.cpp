@@ -1,9 +1,13 @@
 // The durable map: round trips in every mode and for every built-in codec, checkpoints, what is
 // and is not persisted, and the recovery report.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -269,4 +273,43 @@ TEST_CASE("try_publish logs only what it publishes", "[durable]") {
   CHECK(w.version() == 2);
   CHECK(r.contains(2));
   CHECK_FALSE(r.contains(3));
+}
+
+TEST_CASE("a child made by fork() does not keep the directory locked", "[durable]") {
+  // A pre-fork server: the parent opens the map, forks a worker, later closes the map; the
+  // worker lives on. The directory must then open again.
+  lrtest::temp_dir tmp("fork");
+  leftright::durable_options o;
+  o.path = tmp.path() / "map";
+  auto m = std::make_optional(leftright::open_map<std::uint64_t, std::uint64_t>(o));
+  m->first.insert_or_assign(1, 10);
+  REQUIRE(m->first.publish() == 1);
+
+  int release[2];
+  REQUIRE(::pipe(release) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {  // the worker: waits until told, touching nothing of the map
+    char c;
+    const ssize_t got = ::read(release[0], &c, 1);
+    ::_exit(got == 1 ? 0 : 1);
+  }
+  ::close(release[0]);
+  m.reset();  // the parent closes its map while the worker still runs
+  std::uint64_t reopened_at = 0;
+  std::string error;
+  try {
+    auto again = leftright::open_map<std::uint64_t, std::uint64_t>(o);
+    reopened_at = again.second.version();
+  } catch (const leftright::storage_error& e) {
+    error = e.what();
+  }
+  const ssize_t sent = ::write(release[1], "x", 1);
+  ::close(release[1]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  CHECK(sent == 1);
+  CHECK(WIFEXITED(status));
+  INFO("reopen: " << error);
+  CHECK(reopened_at == 1);
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -266,13 +268,67 @@ class posix_file final : public file {
   std::shared_ptr<fd_owner> fd_;
 };
 
-class posix_lock final : public lock_handle {
+class posix_lock;
+
+/// The directory locks this process holds, so that a child made by fork() lets go of the copies
+/// it inherits. A flock belongs to the open file description, which a child shares: without
+/// this, a pre-fork server's workers would keep the parent's directory locked after the parent
+/// closed its map. Made once, never destroyed (a fork may come while statics are destroyed).
+class held_locks {
  public:
-  explicit posix_lock(int fd) : fd_(fd) {}  // closing the descriptor releases the flock
+  static held_locks& instance() {
+    static held_locks* const h = new held_locks;
+    return *h;
+  }
+  void add(posix_lock* l) {
+    std::lock_guard<std::mutex> g(mu_);
+    locks_.push_back(l);
+  }
+  void remove(posix_lock* l) noexcept {
+    std::lock_guard<std::mutex> g(mu_);
+    std::erase(locks_, l);
+  }
 
  private:
-  fd_owner fd_;
+  held_locks() { ::pthread_atfork(&before_fork, &in_parent, &in_child); }
+  // No lock is added or removed while fork() copies the process: the child's list is whole.
+  static void before_fork() { instance().mu_.lock(); }
+  static void in_parent() { instance().mu_.unlock(); }
+  static void in_child();
+
+  std::mutex mu_;
+  std::vector<posix_lock*> locks_;  // guarded by mu_
 };
+
+/// An flock on a directory's LOCK file, held through the descriptor: closing it (in every
+/// process that has a copy, see held_locks) releases the lock.
+class posix_lock final : public lock_handle {
+ public:
+  explicit posix_lock(int fd) : fd_(fd) { held_locks::instance().add(this); }
+  posix_lock(const posix_lock&) = delete;
+  posix_lock& operator=(const posix_lock&) = delete;
+  ~posix_lock() override {
+    held_locks::instance().remove(this);
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int fd() const noexcept { return fd_; }
+  /// In a child after fork(): closes this process's copy of the descriptor, so the lock lives
+  /// only as long as the parent keeps it. The child must not use the map it inherited.
+  void release_inherited() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+inline void held_locks::in_child() {
+  held_locks& h = instance();
+  for (posix_lock* l : h.locks_) l->release_inherited();
+  h.locks_.clear();
+  h.mu_.unlock();
+}
 
 }  // namespace posix
 
@@ -330,7 +386,7 @@ class posix_file_system final : public file_system {
     const fs::path p = dir / "LOCK";
     const int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) posix::fail(p, "open", errno);
-    auto lock = std::make_unique<posix::posix_lock>(fd);
+    auto lock = std::make_unique<posix::posix_lock>(fd);  // owns fd from here on
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       const int err = errno;
       posix::fail(dir, "lock", err,
