@@ -2,7 +2,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
+#include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 #include <leftright/leftright.hpp>
@@ -205,4 +208,51 @@ TEST_CASE("move-assigning a guard ends the read it replaced and carries the othe
   { auto moved_from = std::move(b); }  // b was moved from: destroying its move does nothing
   CHECK(r.get(1) == 3);
   CHECK(r2.get(1) == 3);
+}
+
+TEST_CASE("a publish that waits too long for a reader says which one", "[publish][stall]") {
+  auto [w, r] = leftright::make_map<int, int>();
+  auto other = w.make_reader();  // slot 1: the one that forgets its guard
+  w.insert_or_assign(1, 1);
+  w.publish();
+  std::optional<decltype(other.read())> forgotten = other.read();  // sees version 1
+  w.insert_or_assign(2, 2);
+  REQUIRE(w.publish() == 2);  // finds slot 1 inside; never waits for it
+  std::vector<leftright::reader_stall> reports;
+  w.set_stall_report(std::chrono::microseconds(1), [&](const leftright::reader_stall& s) {
+    reports.push_back(s);
+    if (reports.size() == 3) forgotten.reset();  // the stall ends: the reader leaves
+  });
+  w.insert_or_assign(3, 3);
+  CHECK(w.publish() == 3);  // waits for slot 1 until the third report lets it go
+  REQUIRE(reports.size() == 3);
+  for (const auto& s : reports) {
+    CHECK(s.slot == 1);
+    CHECK(s.seen_at == 2);
+    CHECK(s.publishing == 3);
+    CHECK(s.inside_for >= s.waited);
+  }
+  CHECK(reports[2].waited > reports[0].waited);
+  CHECK(r.get(3) == 3);
+}
+
+TEST_CASE("a stall report that throws makes the waiting publish give up, changing nothing", "[publish][stall]") {
+  auto [w, r] = leftright::make_map<int, int>();
+  w.insert_or_assign(1, 1);
+  w.publish();
+  std::optional<decltype(r.read())> forgotten = r.read();
+  w.insert_or_assign(2, 2);
+  REQUIRE(w.publish() == 2);
+  w.set_stall_report(std::chrono::microseconds(1),
+                     [](const leftright::reader_stall&) { throw std::runtime_error("gave up"); });
+  w.insert_or_assign(3, 3);
+  CHECK_THROWS_WITH(w.publish(), "gave up");
+  CHECK(w.pending() == 1);
+  CHECK(w.version() == 2);
+  CHECK_FALSE(w.poisoned());
+  CHECK(forgotten->version() == 1);  // the forgotten snapshot is untouched
+  forgotten.reset();
+  CHECK(w.publish() == 3);
+  CHECK(r.get(3) == 3);
+  CHECK(r.get(2) == 2);
 }

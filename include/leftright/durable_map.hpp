@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -479,6 +480,10 @@ class durable_writer {
   /// publish throws std::logic_error). Independent of failed(), which is about the log.
   bool poisoned() const noexcept { return inner_.poisoned(); }
   reader_sync sync_mode() const noexcept { return inner_.sync_mode(); }
+  /// As map_writer::set_stall_report.
+  void set_stall_report(std::chrono::nanoseconds after, std::function<void(const reader_stall&)> report = {}) {
+    inner_.set_stall_report(after, std::move(report));
+  }
   std::size_t reader_slots() const { return inner_.reader_slots(); }
   reader make_reader() const { return inner_.make_reader(); }
   factory_type factory() const { return inner_.factory(); }

@@ -4,6 +4,7 @@
 // once. See detail/left_right.hpp for the protocol.
 #pragma once
 
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -316,6 +317,17 @@ class map_writer {
   /// publish(), but only if no reader has to be waited for; otherwise returns false and changes
   /// nothing (the batch stays queued). Progress: never waits for readers.
   bool try_publish() { return impl_.try_publish(); }
+
+  /// Says when a publish() waits too long for a reader: once it has waited `after` for one
+  /// reader that is still inside a read it was found in at an earlier publish, publish() calls
+  /// report(stall) (and again every `after` while the wait lasts), from its own thread. Empty
+  /// report: a line on stderr. after <= 0: no report. Default: after 10 s, to stderr.
+  /// The report may throw: publish() then throws it having changed nothing (the batch stays
+  /// queued), a way to give up on a reader that never leaves.
+  /// Cost: none until a wait sleeps; then a clock read per sleep.
+  void set_stall_report(std::chrono::nanoseconds after, std::function<void(const reader_stall&)> report = {}) {
+    impl_.set_stall_report(after, std::move(report));
+  }
 
   /// The last published version (what a read starting now sees).
   std::uint64_t version() const noexcept { return impl_.version(); }

@@ -164,6 +164,8 @@ class backoff {
     }
     ++n_;
   }
+  /// Whether the next pauses sleep (the waiting has gone on past spinning and yielding).
+  bool sleeping() const noexcept { return n_ > 128; }
 
  private:
   int n_ = 0;

@@ -91,9 +91,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cassert>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <new>
 #include <stdexcept>
@@ -136,6 +138,17 @@ struct default_traits {
   /// detail/allocator.hpp): fewer TLB misses on large maps, and far fewer page faults while one
   /// is built (recovery, rehash). Only advice; false gives plain std::allocator tables.
   static constexpr bool huge_pages = true;
+};
+
+/// What a publish() that waits too long for a reader reports (see map_writer::set_stall_report):
+/// a read that has not ended since an earlier publish, most often a read_guard kept too long or
+/// forgotten (in a request that hangs, a cache, a coroutine frame).
+struct reader_stall {
+  std::size_t slot;          ///< the reader's slot: 0 for the first ever registered, 1 the next, ...
+  std::uint64_t seen_at;     ///< the version whose publish found that reader inside this read
+  std::chrono::nanoseconds inside_for;  ///< at least this long inside it
+  std::uint64_t publishing;  ///< the version the waiting publish() will make
+  std::chrono::nanoseconds waited;      ///< how long that publish() has waited so far
 };
 
 namespace detail {
@@ -355,6 +368,12 @@ class lr_writer {
   bool poisoned() const noexcept { return poisoned_; }
   const std::shared_ptr<lr_core<T>>& core() const noexcept { return core_; }
 
+  /// See map_writer::set_stall_report.
+  void set_stall_report(std::chrono::nanoseconds after, std::function<void(const reader_stall&)> report) {
+    stall_after_ = after;
+    stall_report_ = std::move(report);
+  }
+
   /// The published state, for the writer's own reads (no reader protocol needed: only the
   /// writer changes the copies, and never the read copy).
   const T& published() const noexcept { return core_->copies[write_ ^ 1].value; }
@@ -369,33 +388,83 @@ class lr_writer {
     }
   }
 
+  /// Times one publish's wait for readers, reading the clock only once the wait sleeps.
+  class stall_watch {
+   public:
+    explicit stall_watch(const lr_writer& w) : w_(w) {}
+    void check(const reader_slot& s) {
+      if (w_.stall_after_.count() <= 0) return;
+      const auto now = std::chrono::steady_clock::now();
+      if (started_ == std::chrono::steady_clock::time_point{}) {
+        started_ = now;
+        next_ = now + w_.stall_after_;
+        return;
+      }
+      if (now < next_) return;
+      next_ = now + w_.stall_after_;
+      w_.report_stall(s, now - started_);
+    }
+
+   private:
+    const lr_writer& w_;
+    std::chrono::steady_clock::time_point started_{}, next_{};
+  };
+
   /// Step 1: wait for the readers recorded at the last swap.
   void wait_for_readers() {
     if (lost_track_) {
       wait_for_all();
       return;
     }
-    for (const auto& [slot, seen] : waiting_) {
-      backoff b;
-      // [W4] acquire: pairs with the reader's [R3]; its reads happen-before our writes.
-      while (!epoch_word::left_since(slot->epoch.load(std::memory_order_acquire), seen)) b.pause();
-    }
+    stall_watch watch(*this);
+    for (const auto& [slot, seen] : waiting_) wait_until_left(*slot, seen, watch);
     waiting_.clear();
   }
 
   /// The fallback when recording failed to allocate: wait for every reader inside now, which
   /// includes every reader inside at the last swap (conservative, and allocation-free).
   void wait_for_all() {
-    core_->registry.for_each([](reader_slot& s) {
+    stall_watch watch(*this);
+    core_->registry.for_each([&](reader_slot& s) {
       // [W4] acquire: pairs with [R3] as above.
       const std::uint64_t seen = s.epoch.load(std::memory_order_acquire);
-      if (!epoch_word::inside(seen)) return;
-      backoff b;
-      // [W4] acquire: pairs with [R3] as above.
-      while (!epoch_word::left_since(s.epoch.load(std::memory_order_acquire), seen)) b.pause();
+      if (epoch_word::inside(seen)) wait_until_left(s, seen, watch);
     });
     lost_track_ = false;
     waiting_.clear();
+  }
+
+  /// Waits until slot s, seen with word `seen`, has left that read; once the wait has gone on
+  /// for stall_after_, reports it (and again every stall_after_ while it lasts).
+  void wait_until_left(reader_slot& s, std::uint64_t seen, stall_watch& watch) {
+    backoff b;
+    // [W4] acquire: pairs with the reader's [R3]; its reads happen-before our writes.
+    while (!epoch_word::left_since(s.epoch.load(std::memory_order_acquire), seen)) {
+      b.pause();
+      if (b.sleeping()) watch.check(s);
+    }
+  }
+
+  /// Builds the reader_stall for slot s and hands it to the report (or prints it).
+  void report_stall(const reader_slot& s, std::chrono::nanoseconds waited) const {
+    std::size_t position = 0, count = 0;  // the list runs newest first
+    core_->registry.for_each([&](const reader_slot& x) {
+      if (&x == &s) position = count;
+      ++count;
+    });
+    const reader_stall info{count - 1 - position, recorded_version_,
+                            std::chrono::steady_clock::now() - recorded_at_, version() + 1, waited};
+    if (stall_report_) {
+      stall_report_(info);  // may throw: publish() then throws it, having changed nothing
+      return;
+    }
+    std::fprintf(stderr,
+                 "leftright: publish() of version %llu has waited %.1f s for reader slot %zu, inside one "
+                 "read since the publish of version %llu (%.1f s ago): a read_guard kept too long or "
+                 "forgotten? (map_writer::set_stall_report)\n",
+                 static_cast<unsigned long long>(info.publishing), std::chrono::duration<double>(waited).count(),
+                 info.slot, static_cast<unsigned long long>(info.seen_at),
+                 std::chrono::duration<double>(info.inside_for).count());
   }
 
   /// Step 1 as a check: true if no recorded reader is still inside. Drops the ones that left.
@@ -490,6 +559,7 @@ class lr_writer {
   /// Step 4. Never throws: on allocation failure fall back to waiting for everyone next time.
   void record_readers() noexcept {
     waiting_.clear();
+    recorded_version_ = version();
     const bool asymmetric = core_->asymmetric;
     try {
       core_->registry.for_each([&](reader_slot& s) {
@@ -501,6 +571,8 @@ class lr_writer {
     } catch (const std::bad_alloc&) {
       lost_track_ = true;
     }
+    // Only for a stall report: the clock is read when some reader may be waited for.
+    if (lost_track_ || !waiting_.empty()) recorded_at_ = std::chrono::steady_clock::now();
   }
 
   std::shared_ptr<lr_core<T>> core_;
@@ -525,6 +597,12 @@ class lr_writer {
   bool lost_track_ = false;  ///< recording failed: wait for all readers next time
   std::size_t unverified_ = 0;  ///< operations replayed since the last copy_check::amortized check
   bool poisoned_ = false;    ///< a failed publish left the write copy unrepaired
+  // The stall report (set_stall_report): after how long, to whom (empty: stderr), and when and
+  // at which version the readers waited for were recorded.
+  std::chrono::nanoseconds stall_after_ = std::chrono::seconds(10);
+  std::function<void(const reader_stall&)> stall_report_;
+  std::uint64_t recorded_version_ = 0;
+  std::chrono::steady_clock::time_point recorded_at_{};
 };
 
 }  // namespace detail
