@@ -11,6 +11,9 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <ranges>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -62,6 +65,19 @@ struct default_functors<std::string_view> {
   using hash = string_hash;
   using eq = string_eq;
 };
+
+/// Throws std::invalid_argument unless a batched call's output span matches its keys.
+inline void check_batch_spans(std::size_t keys, std::size_t out, const char* call) {
+  if (keys != out) {
+    throw std::invalid_argument(std::string("leftright: ") + call + ": out.size() (" + std::to_string(out) +
+                                ") must equal keys.size() (" + std::to_string(keys) + ")");
+  }
+}
+
+/// A contiguous range of keys that is not already a std::span (those take the span overloads).
+template <class R>
+concept key_range = std::ranges::contiguous_range<R> && std::ranges::sized_range<R> &&
+                    !requires { R::extent; };
 
 /// Whether a K other than Key may be passed where a Key is looked up or erased: Hash and Eq are
 /// transparent and a Key can be made from it.
@@ -134,6 +150,35 @@ class read_guard {
   bool contains(const K& key) const {
     return ops::contains(copy_->value, key);
   }
+
+  /// out[i] = find(keys[i]) for every i, all in this guard's snapshot: a multi-get that pays
+  /// for the read protocol once, not per key. Keys may repeat. Throws std::invalid_argument
+  /// unless out.size() == keys.size(). Progress: wait-free. Cost: one lookup per key.
+  template <class K>
+  void find_many(std::span<const K> keys, std::span<const Value*> out) const {
+    detail::check_batch_spans(keys.size(), out.size(), "find_many");
+    const table& t = copy_->value;
+    for (std::size_t i = 0; i < keys.size(); ++i) out[i] = ops::find(t, keys[i]);
+  }
+  /// find_many() over any contiguous range of keys (a std::vector, a std::array, ...).
+  template <detail::key_range R>
+  void find_many(const R& keys, std::span<const Value*> out) const {
+    find_many(std::span<const std::ranges::range_value_t<R>>(keys), out);
+  }
+  /// out[i] = contains(keys[i]); returns how many are present. As find_many().
+  template <class K>
+  std::size_t contains_many(std::span<const K> keys, std::span<bool> out) const {
+    detail::check_batch_spans(keys.size(), out.size(), "contains_many");
+    const table& t = copy_->value;
+    std::size_t found = 0;
+    for (std::size_t i = 0; i < keys.size(); ++i) found += (out[i] = ops::contains(t, keys[i]));
+    return found;
+  }
+  template <detail::key_range R>
+  std::size_t contains_many(const R& keys, std::span<bool> out) const {
+    return contains_many(std::span<const std::ranges::range_value_t<R>>(keys), out);
+  }
+
   std::size_t size() const noexcept { return copy_->value.size(); }
   bool empty() const noexcept { return copy_->value.empty(); }
   /// The version this snapshot shows (0 = the empty initial state).
@@ -187,6 +232,31 @@ class map_reader {
   template <class K>
   bool contains(const K& key) const {
     return read().contains(key);
+  }
+  /// Copies out the values of keys, all from one snapshot (one guard for the whole call):
+  /// out[i] = get(keys[i]) as of that snapshot. Returns how many were found. Keys may repeat.
+  /// Throws std::invalid_argument unless out.size() == keys.size() (before reading anything);
+  /// if copying a value throws, out holds what was copied so far and the exception propagates.
+  /// Progress: wait-free. Cost: one lookup and, for a hit, one copy per key.
+  template <class K>
+  std::size_t get_many(std::span<const K> keys, std::span<std::optional<Value>> out) const {
+    detail::check_batch_spans(keys.size(), out.size(), "get_many");
+    const guard g = read();
+    std::size_t found = 0;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (const Value* v = g.find(keys[i])) {
+        out[i] = *v;
+        ++found;
+      } else {
+        out[i].reset();
+      }
+    }
+    return found;
+  }
+  /// get_many() over any contiguous range of keys.
+  template <detail::key_range R>
+  std::size_t get_many(const R& keys, std::span<std::optional<Value>> out) const {
+    return get_many(std::span<const std::ranges::range_value_t<R>>(keys), out);
   }
   std::size_t size() const noexcept { return read().size(); }
   bool empty() const noexcept { return read().empty(); }

@@ -1,0 +1,129 @@
+// Batched reads: find_many, contains_many and get_many give what find, contains and get give,
+// key by key, from one snapshot for the whole call.
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <leftright/leftright.hpp>
+
+#include "test_support.hpp"
+
+namespace {
+
+/// A value too large to be stored inline (the shared layout).
+struct wide {
+  std::array<std::uint64_t, 12> words{};
+  explicit wide(std::uint64_t x = 0) { words.fill(x); }
+  bool operator==(const wide&) const = default;
+};
+
+template <class V>
+V value_of(std::uint64_t x) {
+  return V(x);
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("find_many and get_many agree with find and get, key by key", "[find_many]", std::uint64_t,
+                   wide) {
+  using V = TestType;
+  auto [w, r] = leftright::make_map<std::uint64_t, V>();
+  STATIC_REQUIRE(decltype(w)::shares_values == std::is_same_v<V, wide>);
+  std::mt19937_64 rng(20261203);
+  for (std::uint64_t k = 0; k < 2000; k += 2) w.insert_or_assign(k, value_of<V>(k * 7));
+  w.publish();
+
+  for (const std::size_t n : {0, 1, 3, 16, 64, 257}) {
+    INFO("batch of " << n);
+    std::vector<std::uint64_t> keys(n);
+    for (auto& k : keys) k = rng() % 2400;                 // hits, misses (odd, and past 2000)
+    if (n > 2) keys[n - 1] = keys[0];                      // a repeat
+    std::vector<const V*> found(n, reinterpret_cast<const V*>(&rng));  // garbage, overwritten
+    std::vector<std::optional<V>> got(n, value_of<V>(999));           // stale, overwritten
+    std::array<bool, 300> present{};
+    const auto g = r.read();
+    g.find_many(keys, found);
+    const std::size_t hits = r.get_many(keys, got);
+    const std::size_t also = g.contains_many(keys, std::span<bool>(present.data(), n));
+    std::size_t expect_hits = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      INFO("key " << keys[i]);
+      CHECK(found[i] == g.find(keys[i]));
+      CHECK(got[i] == r.get(keys[i]));
+      CHECK(present[i] == g.contains(keys[i]));
+      expect_hits += g.contains(keys[i]) ? 1 : 0;
+    }
+    CHECK(hits == expect_hits);
+    CHECK(also == expect_hits);
+  }
+}
+
+TEST_CASE("batched reads check their spans and take heterogeneous keys", "[find_many]") {
+  auto [w, r] = leftright::make_map<std::string, int>();
+  w.insert_or_assign("a", 1);
+  w.insert_or_assign("b", 2);
+  w.publish();
+  const std::vector<std::string_view> keys = {"b", "zz", "a"};
+  std::vector<std::optional<int>> out(3);
+  CHECK(r.get_many(keys, out) == 2);
+  CHECK(out == std::vector<std::optional<int>>{2, std::nullopt, 1});
+
+  std::vector<std::optional<int>> short_out(2, 7);
+  CHECK_THROWS_AS(r.get_many(keys, short_out), std::invalid_argument);
+  CHECK(short_out == std::vector<std::optional<int>>{7, 7});  // nothing written
+  const auto g = r.read();
+  std::vector<const int*> ptrs(4);
+  CHECK_THROWS_WITH(g.find_many(keys, ptrs),
+                    Catch::Contains("find_many") && Catch::Contains("must equal keys.size()"));
+  // The span form, as declared, with K named.
+  std::vector<const int*> three(3);
+  g.find_many<std::string_view>(keys, three);
+  CHECK(*three[0] == 2);
+  CHECK(three[1] == nullptr);
+  // Empty spans: nothing to do, nothing thrown.
+  CHECK(r.get_many(std::vector<std::string>{}, std::span<std::optional<int>>{}) == 0);
+}
+
+TEST_CASE("a batched read sees one snapshot while the writer publishes", "[find_many][stress]") {
+  // Every batch sets all keys to one value (its version): a call that mixed two snapshots
+  // would see two values.
+  constexpr std::uint64_t keys_n = 256;
+  constexpr int publishes = 300;
+  auto [w, r] = leftright::make_map<std::uint64_t, std::uint64_t>();
+  for (std::uint64_t k = 0; k < keys_n; ++k) w.insert_or_assign(k, 0);
+  w.publish();
+  std::atomic<bool> done{false};
+  std::atomic<int> torn{0}, calls{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&, rd = w.make_reader()] {
+      std::vector<std::uint64_t> keys(keys_n);
+      for (std::uint64_t k = 0; k < keys_n; ++k) keys[k] = (k * 37) % keys_n;
+      std::vector<std::optional<std::uint64_t>> out(keys_n);
+      // [T1] relaxed: a stop flag and counters, read after join(). At least one call each.
+      do {
+        rd.get_many(keys, out);
+        for (const auto& v : out) {
+          if (!v || *v != *out[0]) torn.fetch_add(1, std::memory_order_relaxed);  // [T1]
+        }
+        calls.fetch_add(1, std::memory_order_relaxed);  // [T1]
+      } while (!done.load(std::memory_order_relaxed));  // [T1]
+    });
+  }
+  for (int p = 0; p < publishes; ++p) {
+    for (std::uint64_t k = 0; k < keys_n; ++k) w.insert_or_assign(k, w.version() + 1);
+    w.publish();
+  }
+  done.store(true, std::memory_order_relaxed);  // [T1]
+  for (auto& t : readers) t.join();
+  CHECK(torn.load() == 0);
+  CHECK(calls.load() >= 2);
+}
