@@ -103,6 +103,8 @@ class limit_map {
   }
   void settle() {}
   std::string label() const { return {}; }
+  /// The table itself, for loops that read it their own way (the batched-lookup limit).
+  const plain_table<Key>& table() const { return m_; }
 
  private:
   /// One overwrite with all of absl's find-or-insert inlined, whatever else the binary holds:
@@ -563,6 +565,8 @@ class lr_map {
     w_.publish();
   }
   void settle() {}
+  /// A plain reader of the map, for scenarios that use its API beyond get() (find_many).
+  reader_type make_reader() const { return f_.make_reader(); }
   leftright::reader_sync sync_mode() const { return w_.sync_mode(); }
   std::string label() const { return std::string("sync=") + sync_name(w_.sync_mode()); }
   writer_type& writer() { return w_; }

@@ -28,6 +28,9 @@ namespace lrbench {
 
 inline constexpr std::size_t small_n = std::size_t{1} << 10;  // "1K": cache-resident
 inline constexpr std::size_t large_n = std::size_t{1} << 20;  // "1M": far beyond the caches
+/// "16M": a map that lives in DRAM. A 1M-entry uint64_t table (16 MiB + control bytes) fits in
+/// a 32 MiB L3; 16M entries take 0.5 GiB per table, far beyond any last-level cache.
+inline constexpr std::size_t dram_n = std::size_t{1} << 24;
 /// Lookups per benchmark iteration; also the span of one guard in the "guard16" form.
 inline constexpr std::size_t block = 16;
 

@@ -448,6 +448,15 @@ class durable_writer {
   void reserve(std::size_t n) { inner_.reserve(n); }
   std::size_t pending() const noexcept { return inner_.pending(); }
   void discard() noexcept { inner_.discard(); }
+  /// As map_writer::find and contains: the state the next publish() will make visible.
+  template <class K>
+  const Value* find(const K& key) const {
+    return inner_.find(key);
+  }
+  template <class K>
+  bool contains(const K& key) const {
+    return inner_.contains(key);
+  }
 
   /// Makes the queued batch visible to readers, atomically, and logs it as one record; returns
   /// the new version. With durability::sync the record is on stable storage before readers can

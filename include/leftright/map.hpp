@@ -18,6 +18,8 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <variant>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
@@ -365,6 +367,22 @@ class map_writer {
   /// Queues: make room for n entries in each copy (applied in order with the other operations).
   void reserve(std::size_t n) { impl_.append(typename ops::reserve_op{n}); }
 
+  /// The writer's read of its own writes: the value under key in the state the next publish()
+  /// will make visible (the published state with every queued operation applied), or nullptr.
+  /// For read-modify-write updates (a counter, an append) without a second map.
+  /// Valid until the next call on the writer. Thread-safety: the writer's thread.
+  /// Cost: a look at every queued operation (O(pending()), newest first, stopping at the last
+  /// assign, erase or clear of the key), then at most one lookup in the published state.
+  template <class K>
+  const Value* find(const K& key) const {
+    return find_queued(key).value;
+  }
+  /// Whether find(key) would find a value. Same cost.
+  template <class K>
+  bool contains(const K& key) const {
+    return find_queued(key).value != nullptr;
+  }
+
   /// Operations queued and not yet published.
   std::size_t pending() const noexcept { return impl_.pending(); }
   /// Drops every queued operation (rollback). Readers never saw them.
@@ -422,6 +440,46 @@ class map_writer {
 
  private:
   friend class durable_writer<Key, Value, Hash, Eq, Traits>;
+  /// What find_queued() found: the key and value, each in the published state or in a queued
+  /// operation; both null if absent.
+  struct found_entry {
+    const Key* key = nullptr;
+    const Value* value = nullptr;
+  };
+
+  /// find() with the key it found (erase_if's predicate takes both). Two passes over the queue:
+  /// back to the last operation that settles the key whatever came before (an assign or erase of
+  /// it, a clear), then forward through what may change it from there (an insert of it, which
+  /// applies only where it is absent, and erase_if). Copies nothing.
+  template <class K>
+  found_entry find_queued(const K& key) const {
+    const std::vector<op>& q = impl_.queued();
+    const table& t = impl_.published();
+    const auto is_key = [&](const Key& k) { return ops::same_key(t, k, key); };
+    std::size_t from = q.size();
+    for (; from > 0; --from) {
+      const op& o = q[from - 1];
+      if (std::holds_alternative<typename ops::clear_op>(o)) break;
+      if (const auto* x = std::get_if<typename ops::assign_op>(&o); x != nullptr && is_key(x->key)) break;
+      if (const auto* x = std::get_if<typename ops::erase_op>(&o); x != nullptr && is_key(x->key)) break;
+    }
+    // Where the forward pass starts: what operation from - 1 settled, or the published state.
+    found_entry f;
+    if (from == 0) {
+      if (const auto* e = ops::find_entry(t, key)) f = {&e->first, &e->second};
+    } else if (const auto* x = std::get_if<typename ops::assign_op>(&q[from - 1])) {
+      f = {&x->key, &x->value};
+    }
+    for (std::size_t i = from; i < q.size(); ++i) {
+      if (const auto* x = std::get_if<typename ops::insert_op>(&q[i])) {
+        if (f.value == nullptr && is_key(x->key)) f = {&x->key, &x->value};
+      } else if (const auto* y = std::get_if<typename ops::erase_if_op>(&q[i])) {
+        if (f.value != nullptr && y->s->pred(*f.key, *f.value)) f = {};
+      }
+    }
+    return f;
+  }
+
   impl impl_;
 };
 

@@ -334,6 +334,8 @@ class lr_writer {
     pending_.emplace_back(std::in_place_type<X>, key, std::forward<V>(value));
   }
   std::size_t pending() const noexcept { return pending_.size(); }
+  /// The queued operations, oldest first (for the writer's reads of its own writes).
+  const std::vector<Op>& queued() const noexcept { return pending_; }
   void discard() noexcept { pending_.clear(); }
 
   std::uint64_t publish() { return publish_with(no_hook{}); }

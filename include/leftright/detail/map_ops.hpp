@@ -174,6 +174,17 @@ struct inline_ops : common_ops<Key, Value> {
   static bool contains(const table& t, const K& key) {
     return t.template contains<K>(key);
   }
+  /// The entry under key, or nullptr (the writer's reads of its own writes need the key too).
+  template <class K>
+  static const std::pair<const Key, Value>* find_entry(const table& t, const K& key) {
+    auto it = t.template find<K>(key);
+    return it == t.end() ? nullptr : &*it;
+  }
+  /// Whether a and b are the same key, by the table's equality.
+  template <class K>
+  static bool same_key(const table& t, const Key& a, const K& b) {
+    return t.key_eq()(a, b);
+  }
 
   /// First application, by copy: the op stays in the log for the other copy.
   static void first(table& t, op& o) {
@@ -371,6 +382,8 @@ class node_table {
     auto it = set_.find(key);
     return it == set_.end() ? nullptr : *it;
   }
+  /// The key equality both copies use.
+  Eq key_equality() const { return set_.key_eq().e; }
   /// Whether hash_of() is worth calling to carry a key's hash between the two applications.
   static constexpr bool carries_hash = carries_hash_v<Hash>;
   template <class K>
@@ -485,6 +498,15 @@ struct shared_ops : common_ops<Key, Value> {
   template <class K>
   static bool contains(const table& t, const K& key) {
     return t.find(key) != nullptr;
+  }
+  template <class K>
+  static const std::pair<const Key, Value>* find_entry(const table& t, const K& key) {
+    const node* n = t.find(key);
+    return n == nullptr ? nullptr : &n->kv;
+  }
+  template <class K>
+  static bool same_key(const table& t, const Key& a, const K& b) {
+    return t.key_equality()(a, b);
   }
 
   static void first(table& t, op& o) {
