@@ -1,6 +1,6 @@
-// Scenario: how long open_map() takes to recover a map of 1M u64 -> u64 entries, from a snapshot
-// (the map was checkpointed before it was closed) or from the log alone (no checkpoint: 1024
-// records of 1024 inserts each are replayed). Only open_map() is timed (manual time); closing
+// Scenario: how long open_map() takes to recover a map of 1M (or 16M: a map that lives in DRAM)
+// u64 -> u64 entries, from a snapshot (the map was checkpointed before it was closed) or from the
+// log alone (no checkpoint: records of 1024 inserts each are replayed). Only open_map() is timed (manual time); closing
 // the map and everything before the first open are not. The files were just written, so they are
 // in the page cache: this is recovery after a process restart, not after a reboot (no cold-cache
 // figure: dropping the page cache needs root).
@@ -14,7 +14,7 @@
 // log segment (segments are preallocated, 64 MiB), and continue in the newest segment if it is
 // empty or start a fresh one (create, preallocate, sync its header and the directory).
 //
-// Name: durable_recovery/leftright/<snapshot|log>/u64/1M/manual_time
+// Name: durable_recovery/leftright/<snapshot|log>/u64/<1M|16M>/manual_time
 // items/s = entries recovered per second (wall clock). cpu_ms_per_open: the child's CPU time in
 // open_map() (on a busy machine, wall time minus this is waiting: for the disk, or for a core).
 #include <spawn.h>
@@ -183,50 +183,62 @@ void bm_build_floor(benchmark::State& state) {
   }
 }
 
-[[maybe_unused]] const bool registered = [] {
-  benchmark::RegisterBenchmark(("durable_recovery/floor/tables/u64/" + size_name(large_n)).c_str(),
-                               &bm_build_floor<large_n>)
+/// The floor and both recoveries of a map of N entries.
+template <std::size_t N>
+void register_size() {
+  benchmark::RegisterBenchmark(("durable_recovery/floor/tables/u64/" + size_name(N)).c_str(), &bm_build_floor<N>)
       ->UseManualTime()
       ->MinTime(0.5);
   for (bool snapshot : {true, false}) {
     const std::string name = std::string("durable_recovery/leftright/") + (snapshot ? "snapshot" : "log") +
-                             "/u64/" + size_name(large_n);
-    benchmark::RegisterBenchmark(name.c_str(), &bm_recover<large_n>, snapshot)
-        ->UseManualTime()
-        ->MinTime(0.5);
+                             "/u64/" + size_name(N);
+    benchmark::RegisterBenchmark(name.c_str(), &bm_recover<N>, snapshot)->UseManualTime()->MinTime(0.5);
   }
+}
+
+[[maybe_unused]] const bool registered = [] {
+  register_size<large_n>();
+  register_size<dram_n>();  // a map that lives in DRAM (see workload.hpp)
   return true;
 }();
 
+/// build_child_main's work for a map of N entries.
+template <std::size_t N>
+int build_floor_tables() {
+  using table = absl::flat_hash_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
+                                    std::equal_to<std::uint64_t>,
+                                    leftright::detail::table_allocator_t<std::pair<const std::uint64_t, std::uint64_t>,
+                                                                         leftright::default_traits::huge_pages>>;
+  const std::vector<std::uint64_t>& keys = present_keys<std::uint64_t, N>();  // before the clock
+  const double c0 = thread_cpu_seconds();
+  const auto t0 = std::chrono::steady_clock::now();
+  table a;
+  a.reserve(keys.size());
+  // In the table's slot order, as recovery inserts (leftright/detail/slot_order.hpp).
+  leftright::detail::apply_in_slot_order(a, [&keys](auto&& f) {
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      f(leftright::detail::keyed_op::insert_or_assign, keys[i], static_cast<std::uint64_t>(i));
+    }
+  });
+  table b(a);
+  const auto t1 = std::chrono::steady_clock::now();
+  const double cpu = thread_cpu_seconds() - c0;
+  benchmark::DoNotOptimize(b);
+  std::printf("%.9f %.9f %.9f %llu %llu\n", std::chrono::duration<double>(t1 - t0).count(), cpu,
+              std::chrono::duration<double>(t1 - t0).count(), static_cast<unsigned long long>(b.size()), 0ull);
+  return 0;
+}
+
 }  // namespace
 
-/// The floor's child: builds the two tables of n (1M) entries from memory, its figures on stdout
-/// as one line (the recovery child's format).
+/// The floor's child: builds the two tables of n entries (1M or 16M) from memory, its figures on
+/// stdout as one line (the recovery child's format).
 int build_child_main(const char* n_arg) {
   try {
-    using table = absl::flat_hash_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
-                                      std::equal_to<std::uint64_t>,
-                                      leftright::detail::table_allocator_t<std::pair<const std::uint64_t, std::uint64_t>,
-                                                                           leftright::default_traits::huge_pages>>;
-    if (std::strtoull(n_arg, nullptr, 10) != large_n) throw std::runtime_error("only the 1M floor is built");
-    const std::vector<std::uint64_t>& keys = present_keys<std::uint64_t, large_n>();  // before the clock
-    const double c0 = thread_cpu_seconds();
-    const auto t0 = std::chrono::steady_clock::now();
-    table a;
-    a.reserve(keys.size());
-    // In the table's slot order, as recovery inserts (leftright/detail/slot_order.hpp).
-    leftright::detail::apply_in_slot_order(a, [&keys](auto&& f) {
-      for (std::size_t i = 0; i < keys.size(); ++i) {
-        f(leftright::detail::keyed_op::insert_or_assign, keys[i], static_cast<std::uint64_t>(i));
-      }
-    });
-    table b(a);
-    const auto t1 = std::chrono::steady_clock::now();
-    const double cpu = thread_cpu_seconds() - c0;
-    benchmark::DoNotOptimize(b);
-    std::printf("%.9f %.9f %.9f %llu %llu\n", std::chrono::duration<double>(t1 - t0).count(), cpu,
-                std::chrono::duration<double>(t1 - t0).count(), static_cast<unsigned long long>(b.size()), 0ull);
-    return 0;
+    const std::uint64_t n = std::strtoull(n_arg, nullptr, 10);
+    if (n == large_n) return build_floor_tables<large_n>();
+    if (n == dram_n) return build_floor_tables<dram_n>();
+    throw std::runtime_error("only the 1M and 16M floors are built");
   } catch (const std::exception& e) {
     std::printf("%s\n", e.what());
     return 1;

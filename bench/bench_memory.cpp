@@ -118,6 +118,7 @@ void add_all(const char* value_name) {
 
 [[maybe_unused]] const bool registered = [] {
   add_all<std::uint64_t, std::uint64_t, large_n>("8B");
+  add_all<std::uint64_t, std::uint64_t, dram_n>("8B");
   add_all<std::string, std::uint64_t, large_n>("8B");
   add_all<std::uint64_t, kib, std::size_t{1} << 16>("1KiB");
   add_all<std::string, kib, std::size_t{1} << 16>("1KiB");

@@ -7,7 +7,7 @@
 // the iterations of the limit's phase time over the map's. Ours only (both reader modes): the
 // writer target is about ours; the write scenario has every peer.
 //
-// Name: write_pair/<map>/<u64|str16>/<1K|1M>/batch:<n>/real_time
+// Name: write_pair/<map>/<u64|str16>/<1K|1M|16M>/batch:<n>/real_time (16M: u64 only)
 // Counters: ratio = median over pairs of (limit's phase time / map's phase time): the map's
 // write rate as a fraction of the limit's. items/s: overwrites of both phases.
 #include <algorithm>
@@ -88,6 +88,7 @@ void register_size() {
 [[maybe_unused]] const bool registered = [] {
   register_size<std::uint64_t, small_n>();
   register_size<std::uint64_t, large_n>();
+  register_size<std::uint64_t, dram_n>();
   register_size<std::string, small_n>();
   register_size<std::string, large_n>();
   return true;

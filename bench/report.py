@@ -366,6 +366,57 @@ def section_read_under_write_pair(entries):
         paired_ratio_table(entries, ["key", "size", "every"]) + "\n"])
 
 
+def batch_values(entries):
+    """{(key, size, mix, batch, threads): {variant: ratio to the limit's scalar loop}}."""
+    vals = {}
+    for f, o, r in entries:
+        variant, key, size, mix, batch = f[:5]
+        vals.setdefault((key, size, mix, int(batch[1:]), o["threads"]), {})[variant] = r.get("ratio")
+    return vals
+
+
+def section_batch(entries, ctx):
+    """batch_pair: find_many and get_many against the limit's scalar loop and its best batched
+    loop, per batch size; the verdict on the targets (16-64 keys per call: find_many >= 1.0x the
+    scalar limit and >= 0.95x limit_batched; get_many >= 0.9x find_many)."""
+    if not entries:
+        return ""
+    vals = batch_values(entries)
+    order = {"1K": 0, "1M": 1, "16M": 2}
+    keys = sorted(vals, key=lambda k: (k[0] != "u64", order.get(k[1], 9), k[2] != "hit", k[4], k[3]))
+    rows, misses = [], []
+    for k in keys:
+        v = vals[k]
+        fm, lb, gm = v.get("find_many"), v.get("limit_batched"), v.get("get_many")
+        vs_batched = fm / max(lb, 1.0) if fm and lb else None
+        rows.append([k[0], k[1], k[2], k[4], k[3]] +
+                    [f"{x:.2f}×" if x else "–" for x in (lb, fm, vs_batched, gm, gm / fm if gm and fm else None)])
+        if 16 <= k[3] <= 64 and fm:
+            if fm < 1.0:
+                misses.append(f"{k[0]} {k[1]} {k[2]} b{k[3]} {k[4]}T: find_many {fm:.2f}× the scalar limit")
+            if vs_batched is not None and vs_batched < 0.95:
+                misses.append(f"{k[0]} {k[1]} {k[2]} b{k[3]} {k[4]}T: find_many {vs_batched:.2f}× the best loop")
+            if gm and gm / fm < 0.9:
+                misses.append(f"{k[0]} {k[1]} b{k[3]} {k[4]}T: get_many {gm / fm:.2f}× find_many")
+    l3 = ctx.get("l3_cache_bytes")
+    l3_note = f" This host's L3: {int(l3) >> 20} MiB." if l3 and l3.isdigit() and int(l3) > 0 else ""
+    return "\n".join([
+        "## Many keys at once (batched lookups)\n",
+        "`batch_pair`: every iteration runs the same lookups twice, as the limit's scalar loop (one "
+        "unsynchronized absl find per key) and as the variant in calls of B keys, the order "
+        "alternating, every thread in the same phase. Each figure is the median over pairs of the "
+        "limit's phase time over the variant's: its rate as a fraction of the scalar limit's. "
+        "`limit_batched` is the best batched loop over the unsynchronized table found here "
+        "(absl's prefetch of the B keys, then each find); `find_many` is ours, one guard per "
+        "call; `vs best` is find_many over the better of the two limits; `get_many` copies the "
+        "values out." + l3_note + "\n",
+        table(["key", "size", "mix", "threads", "B", "limit_batched", "find_many", "vs best", "get_many",
+               "get/find"], rows) + "\n",
+        "Targets at 16-64 keys per call (find_many ≥ 1.0× the scalar limit and ≥ 0.95× the best "
+        "loop; get_many ≥ 0.9× find_many): " +
+        (verdict(True) if not misses else verdict(False) + " — " + "; ".join(misses)) + "\n"])
+
+
 def section_write(entries):
     if not entries:
         return ""
@@ -541,13 +592,14 @@ def section_durable(ctx, idx):
                     verdict(abs(ratio - 1) <= spread)])
     # The floor (durable_recovery/floor/tables): the two tables built from memory in a fresh
     # process, the least any recovery does; the same run, so its ratio survives a slow host.
-    floor = next((r for f, o, r in recovery if f[0] == "floor"), None)
-    floor_eps = floor.get("items_per_second") if floor else None
-    for f, o, r in sorted(recovery, key=lambda e: e[0][1] != "snapshot"):
+    floors = {f[3]: r for f, o, r in recovery if f[0] == "floor"}  # by map size
+    for f, o, r in sorted(recovery, key=lambda e: (e[0][3] != "1M", e[0][1] != "snapshot")):
         system, kind, key, size = f[:4]
         eps = r.get("items_per_second")
         if eps is None or system == "floor":
             continue
+        floor = floors.get(size)
+        floor_eps = floor.get("items_per_second") if floor else None
         vs = f" vs floor {ns(real_ns(floor))}" if floor_eps else ""
         tgt.append([f"recovery ≥ 10 M entries/s ({'snapshot load' if kind == 'snapshot' else 'log replay'}, "
                     f"{size} entries)", "–", f"{ns(real_ns(r))} per open{vs}",
@@ -626,7 +678,7 @@ def section_durable(ctx, idx):
 
     if recovery:
         rows = []
-        for f, o, r in sorted(recovery, key=lambda e: e[0][1] != "snapshot"):
+        for f, o, r in sorted(recovery, key=lambda e: (e[0][3] != "1M", e[0][1] != "snapshot")):
             system, kind, key, size = f[:4]
             eps = r.get("items_per_second")
             rows.append([kind, size, ns(real_ns(r)),
@@ -638,14 +690,14 @@ def section_durable(ctx, idx):
                          if (eps and r.get("cpu_ms_per_open")) else "–",
                          f"{r['records_replayed']:.0f}" if "records_replayed" in r else "–"])
         out += ["### Recovery\n",
-                "open_map() of a directory holding 1M `uint64_t` pairs: after a checkpoint "
+                "open_map() of a directory holding 1M (or 16M, a map in DRAM) `uint64_t` pairs: after a checkpoint "
                 "(`snapshot`: one snapshot file and an empty log segment) or with the log alone "
                 "(`log`: 1024 records of 1024 inserts). Includes what every open does: lock, scan "
                 "the written part of each (64 MiB, preallocated) log segment, then continue in "
                 "the newest one if it is empty or start a fresh one (create, preallocate, sync "
                 "its header and the directory). The files were just "
                 "written, so they are in the page cache (a process restart, not a reboot). "
-                "`tables` is the floor: the same 1M entries inserted from memory into a reserved "
+                "`tables` is the floor: the same entries inserted from memory into a reserved "
                 "table of the map's own type, which is then copied (a map has two copies), in a "
                 "fresh process like the others; no file is read. "
                 "`recovery report` is open_map's own measure (recovery_report::duration, the last "
@@ -842,6 +894,7 @@ def main():
         parts.append("## Charts\n\n" + "\n\n".join(f"![{p}]({p})" for p in made) + "\n")
     parts += [section_lookup(lookups), section_pairs(idx.get("lookup_pair", [])),
               section_scaling_pair(idx.get("scaling_pair", [])),
+              section_batch(idx.get("batch_pair", []), ctx),
               section_read_under_write(idx.get("read_under_write", []), lookups),
               section_read_under_write_pair(idx.get("read_under_write_pair", [])),
               section_write(idx.get("write", [])), section_write_pair(idx.get("write_pair", [])),
