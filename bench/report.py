@@ -407,7 +407,7 @@ def section_batch(entries, ctx):
         "alternating, every thread in the same phase. Each figure is the median over pairs of the "
         "limit's phase time over the variant's: its rate as a fraction of the scalar limit's. "
         "`limit_batched` is the best batched loop over the unsynchronized table found here "
-        "(absl's prefetch of the B keys, then each find); `find_many` is ours, one guard per "
+        "(each key's lines prefetched 16 keys ahead of its find); `find_many` is ours, one guard per "
         "call; `vs best` is find_many over the better of the two limits; `get_many` copies the "
         "values out." + l3_note + "\n",
         table(["key", "size", "mix", "threads", "B", "limit_batched", "find_many", "vs best", "get_many",

@@ -180,6 +180,12 @@ struct inline_ops : common_ops<Key, Value> {
     auto it = t.template find<K>(key);
     return it == t.end() ? nullptr : &*it;
   }
+  /// Starts loading the table's lines where key would be (a later lookup of it then finds them
+  /// in cache). Costs a hash.
+  template <class K>
+  static void prefetch(const table& t, const K& key) {
+    t.template prefetch<K>(key);
+  }
   /// Whether a and b are the same key, by the table's equality.
   template <class K>
   static bool same_key(const table& t, const Key& a, const K& b) {
@@ -384,6 +390,10 @@ class node_table {
   }
   /// The key equality both copies use.
   Eq key_equality() const { return set_.key_eq().e; }
+  template <class K>
+  void prefetch(const K& key) const {
+    set_.prefetch(key);
+  }
   /// Whether hash_of() is worth calling to carry a key's hash between the two applications.
   static constexpr bool carries_hash = carries_hash_v<Hash>;
   template <class K>
@@ -503,6 +513,12 @@ struct shared_ops : common_ops<Key, Value> {
   static const std::pair<const Key, Value>* find_entry(const table& t, const K& key) {
     const node* n = t.find(key);
     return n == nullptr ? nullptr : &n->kv;
+  }
+  /// Starts loading the set's lines where key's node pointer would be (not the node itself,
+  /// which takes that pointer to find).
+  template <class K>
+  static void prefetch(const table& t, const K& key) {
+    t.prefetch(key);
   }
   template <class K>
   static bool same_key(const table& t, const Key& a, const K& b) {
