@@ -192,20 +192,15 @@ class read_guard {
   friend class map_reader<Key, Value, Hash, Eq, Traits>;
   read_guard(const impl& reader) noexcept : read_guard(reader.enter()) {}
 
-  /// Tables at least this large are read with prefetching in the batched calls: smaller ones sit
-  /// in the L1/L2 caches, where the prefetch is pure cost.
-  static constexpr std::size_t prefetch_min_entries = 16384;
-  /// How many keys ahead a batched call starts loading a key's lines: enough misses in flight to
-  /// cover a DRAM latency, few enough that the lines are still in L1 when their key comes.
-  static constexpr std::size_t prefetch_distance = 16;
-
   /// Calls look(i, table) for each i < keys.size(), in order, on this guard's snapshot; on a
-  /// large table, keys prefetch_distance ahead are prefetched first.
+  /// large table (detail::prefetch_min_entries), each key's lines are prefetched
+  /// detail::prefetch_distance keys before its turn.
   template <class K, class Look>
   void for_each_looked_up(std::span<const K> keys, Look&& look) const {
+    using detail::prefetch_distance;
     const table& t = copy_->value;
     const std::size_t n = keys.size();
-    if (n < 4 || t.size() < prefetch_min_entries) {
+    if (n < 4 || t.size() < detail::prefetch_min_entries) {
       for (std::size_t i = 0; i < n; ++i) look(i, t);
       return;
     }
