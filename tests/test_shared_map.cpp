@@ -1,6 +1,7 @@
 // shared_map: reads and writes from any thread without handles; writers combined into groups
 // (one publish per group); a caller whose operations throw fails alone.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -273,4 +274,21 @@ TEST_CASE("shared_map: checkpoint() of an in-memory map is a logic_error", "[sha
   CHECK(m.recovery().version == 0);
   m.insert_or_assign(1, "still usable");
   CHECK(m.contains(1));
+}
+
+TEST_CASE("shared_map: with max_delay a combiner waits for joiners; every write still lands once",
+          "[shared_map]") {
+  leftright::shared_map_options o;
+  o.max_delay = std::chrono::microseconds(500);
+  leftright::shared_map<int, int> m(o);
+  constexpr int writers = 4, per_writer = 25;
+  run_threads(writers, [&](int t) {
+    for (int i = 0; i < per_writer; ++i) m.insert_or_assign(t * 100 + i, i);
+  });
+  CHECK(m.size() == std::size_t(writers * per_writer));
+  const auto s = m.stats();
+  CHECK(s.writes == std::uint64_t(writers * per_writer));
+  CHECK(s.operations == std::uint64_t(writers * per_writer));
+  CHECK(s.publishes <= s.writes);
+  CHECK(s.publishes == m.version());
 }
