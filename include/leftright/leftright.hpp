@@ -4,4 +4,5 @@
 #include "codec.hpp"          // IWYU pragma: export
 #include "durable_map.hpp"    // IWYU pragma: export
 #include "map.hpp"            // IWYU pragma: export
+#include "shared_map.hpp"     // IWYU pragma: export
 #include "storage_error.hpp"  // IWYU pragma: export

@@ -1,0 +1,157 @@
+// Scenario: mixed reads and writes in the cache shapes of YCSB, every operation from any thread
+// through each map's thread-safe API (ours: the handle-free shared_map; a write call returns
+// once published). u64 keys, 1M entries, Zipfian popularity (YCSB's generator, theta 0.99):
+//   B: 95% reads, 5% updates (insert_or_assign of a present key), keys scrambled Zipfian
+//   D: 95% reads of the latest keys (the newest inserted is the most popular), 5% inserts of new
+//      keys
+// Each thread runs its own pre-generated stream of operations; 1 and 2 threads.
+//
+// Name: ycsb/<B|D>/<map>/real_time/threads:<n>; items/s = operations per second (all threads).
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+#include <leftright/shared_map.hpp>
+
+#include "adapters.hpp"
+#include "workload.hpp"
+
+namespace lrbench {
+namespace {
+
+/// YCSB's ZipfianGenerator (Gray et al.): ranks 0..n-1, rank 0 the most popular.
+class zipfian {
+ public:
+  zipfian(std::uint64_t n, double theta = 0.99) : n_(n), theta_(theta) {
+    for (std::uint64_t i = 1; i <= n; ++i) zetan_ += 1.0 / std::pow(static_cast<double>(i), theta);
+    const double zeta2 = 1.0 + 1.0 / std::pow(2.0, theta);
+    alpha_ = 1.0 / (1.0 - theta);
+    eta_ = (1.0 - std::pow(2.0 / static_cast<double>(n), 1.0 - theta)) / (1.0 - zeta2 / zetan_);
+  }
+  template <class Rng>
+  std::uint64_t operator()(Rng& rng) const {
+    const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+    const double uz = u * zetan_;
+    if (uz < 1.0) return 0;
+    if (uz < 1.0 + std::pow(0.5, theta_)) return 1;
+    const auto r = static_cast<std::uint64_t>(static_cast<double>(n_) * std::pow(eta_ * u - eta_ + 1.0, alpha_));
+    return r < n_ ? r : n_ - 1;
+  }
+
+ private:
+  std::uint64_t n_;
+  double theta_, zetan_ = 0, alpha_ = 0, eta_ = 0;
+};
+
+struct op {
+  bool write;
+  std::uint64_t rank;
+};
+
+/// A thread's stream: 64K operations, 5% writes, Zipfian ranks.
+const std::vector<op>& stream(int thread) {
+  static const zipfian z(large_n);
+  static std::vector<std::vector<op>> streams = [] {
+    std::vector<std::vector<op>> s(2);
+    for (std::size_t t = 0; t < s.size(); ++t) {
+      std::mt19937_64 rng(1234 + t);
+      for (int i = 0; i < (1 << 16); ++i) s[t].push_back(op{rng() % 100 < 5, z(rng)});
+    }
+    return s;
+  }();
+  return streams[static_cast<std::size_t>(thread) % streams.size()];
+}
+
+/// The handle-free map, behind the operations this scenario needs.
+struct shared_ycsb {
+  static constexpr std::string_view name = "lr_shared";
+  using map_t = leftright::shared_map<std::uint64_t, value_t, hash_t<std::uint64_t>>;
+  explicit shared_ycsb(const std::vector<std::uint64_t>& keys) {
+    m.update([&keys](map_t::batch& b) {
+      for (std::size_t i = 0; i < keys.size(); ++i) b.insert_or_assign(keys[i], value_t{i});
+    });
+    m.update([](map_t::batch&) {});
+  }
+  value_t get(const std::uint64_t& k) const { return m.get(k).value_or(miss_value); }
+  void put(const std::uint64_t& k, value_t v) { m.insert_or_assign(k, v); }
+  map_t m;
+};
+
+/// A peer, through its adapter: a reader per thread, one write_batch per write.
+template <class Peer>
+struct peer_ycsb {
+  static constexpr std::string_view name = Peer::name;
+  explicit peer_ycsb(const std::vector<std::uint64_t>& keys) : m(keys) {}
+  Peer m;
+};
+
+template <class Map>
+struct inserted_count {
+  static inline std::atomic<std::uint64_t> n{0};  // keys inserted by D so far (relaxed: a count)
+};
+
+template <class Map, char Workload>
+void bm_ycsb(benchmark::State& state) {
+  Map& m = fixture<Map, std::uint64_t, large_n>();
+  const std::vector<op>& ops = stream(state.thread_index());
+  auto& inserted = inserted_count<Map>::n;
+  std::size_t at = (ops.size() / 2) * static_cast<std::size_t>(state.thread_index());
+  const auto run = [&](auto&& get, auto&& put) {
+    for (auto _ : state) {
+      for (std::size_t j = 0; j < 1024; ++j) {
+        const op& o = ops[at];
+        at = at + 1 == ops.size() ? 0 : at + 1;
+        if constexpr (Workload == 'B') {
+          const std::uint64_t key = make_key<std::uint64_t>(splitmix64(o.rank) % large_n);
+          if (o.write) put(key, value_t{o.rank}); else benchmark::DoNotOptimize(get(key));
+        } else {
+          const std::uint64_t latest = large_n + inserted.load(std::memory_order_relaxed);
+          if (o.write) {
+            put(make_key<std::uint64_t>(large_n + inserted.fetch_add(1, std::memory_order_relaxed)), value_t{o.rank});
+          } else {
+            benchmark::DoNotOptimize(get(make_key<std::uint64_t>(latest - 1 - o.rank % latest)));
+          }
+        }
+      }
+    }
+  };
+  if constexpr (std::is_same_v<Map, shared_ycsb>) {
+    run([&m](std::uint64_t k) { return m.get(k); }, [&m](std::uint64_t k, value_t v) { m.put(k, v); });
+  } else {
+    typename decltype(m.m)::reader r(m.m);
+    run([&r](std::uint64_t k) { return r.get(k); },
+        [&m](std::uint64_t k, value_t v) { m.m.write_batch([&](const auto& put) { put(k, v); }); });
+  }
+  state.SetItemsProcessed(state.iterations() * 1024);
+}
+
+template <class Map>
+void add() {
+  for (char w : {'B', 'D'}) {
+    const std::string name = "ycsb/" + std::string(1, w) + "/" + std::string(Map::name);
+    benchmark::RegisterBenchmark(name.c_str(), w == 'B' ? &bm_ycsb<Map, 'B'> : &bm_ycsb<Map, 'D'>)
+        ->ThreadRange(1, 2)
+        ->UseRealTime();
+  }
+}
+
+[[maybe_unused]] const bool registered = [] {
+  add<shared_ycsb>();
+  add<peer_ycsb<shared_mutex_map<std::uint64_t>>>();
+  add<peer_ycsb<absl_mutex_map<std::uint64_t>>>();
+#if LEFTRIGHT_BENCH_WITH_TBB
+  add<peer_ycsb<tbb_map<std::uint64_t>>>();
+#endif
+#if LEFTRIGHT_BENCH_WITH_CUCKOO
+  add<peer_ycsb<cuckoo_map<std::uint64_t>>>();
+#endif
+  return true;
+}();
+
+}  // namespace
+}  // namespace lrbench

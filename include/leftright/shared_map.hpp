@@ -1,0 +1,498 @@
+// leftright: shared_map, the map any thread may read and write without handles.
+//
+// Reads: each thread that reads the map gets a map_reader of its own on its first read (made
+// from the map's reader_factory) and keeps it until it exits or the map dies, whichever comes
+// first; later reads find it through a one-entry thread-local cache of (map id, reader), so a
+// read costs what map_reader::get costs plus one thread-local load and a compare.
+// See detail/shared_map_readers.hpp.
+//
+// Writes: flat combining on the map's single writer (a map_writer, or a durable_writer for a
+// durable map). A writing thread queues its batch, then either becomes the combiner (applies every
+// queued caller's batch to the writer, publishes them as one version — one log record and, in
+// durability::sync, one sync — and wakes the callers with that version) or waits for the combiner
+// that took its batch. See detail/shared_map_queue.hpp and docs/shared_map.md.
+//
+// Failure isolation: publish() gives the strong guarantee (a throw leaves the batch queued and
+// nothing visible), so when a group's publish throws, the combiner discards it and publishes the
+// two halves of the group separately, recursively: every caller whose operations apply is
+// published and returns normally, and a caller whose operations throw gets the exception alone.
+// A storage failure is not one caller's: it fails the whole group and every later write.
+//
+// Atomics in this file: the statistics counters.
+//   [S1] counter update  relaxed  one combiner at a time writes them (the queue's mutex orders
+//                                 combiners); a load and a store, as a plain counter would be
+//   [S2] counter load    relaxed  a statistic; a slightly old value is fine
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "detail/shared_map_queue.hpp"
+#include "detail/shared_map_readers.hpp"
+#include "durable_map.hpp"
+#include "map.hpp"
+
+namespace leftright {
+
+struct shared_map_options {
+  /// How long a writer that will publish may wait for more writers to join its group before it
+  /// publishes (0: publish at once, with whatever is queued by then).
+  std::chrono::microseconds max_delay{0};
+};
+
+/// What the writers of a shared_map have done so far. Every field only grows.
+struct shared_map_stats {
+  std::uint64_t writes = 0;         ///< write calls run (failed ones and posted ones included)
+  std::uint64_t failed_writes = 0;  ///< of those, calls that got an exception instead of a version
+  std::uint64_t operations = 0;     ///< operations published
+  std::uint64_t publishes = 0;      ///< versions made: one per group, more when a group was split
+  std::uint64_t groups = 0;         ///< groups a combiner took (write calls and control calls)
+  std::uint64_t largest_group = 0;  ///< most write calls published in one version
+  std::uint64_t splits = 0;         ///< publishes that threw and were retried in halves
+};
+
+/// A map every thread may read and write. Neither copyable nor movable: share it by reference.
+/// Reads are wait-free after a thread's first read of the map (which registers its reader);
+/// writes are combined (see the top of this file). A durable shared_map logs each group as one
+/// record, as durable_writer::publish() does.
+/// Precondition: no thread calls the map while it is being destroyed, and every read_guard of it
+/// has ended. A thread that merely used the map earlier needs to do nothing.
+template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+          class Traits = default_traits>
+class shared_map {
+ public:
+  using key_type = Key;
+  using mapped_type = Value;
+  using reader_type = map_reader<Key, Value, Hash, Eq, Traits>;
+  using guard = read_guard<Key, Value, Hash, Eq, Traits>;
+  class batch;
+
+  /// An empty in-memory map (version 0).
+  shared_map() : shared_map(shared_map_options{}) {}
+  explicit shared_map(const shared_map_options& options)
+      : shared_map(make_map<Key, Value, Hash, Eq, Traits>(), options) {}
+  /// Opens (and recovers) a durable map, as open_map(). Throws storage_error on failure.
+  explicit shared_map(const durable_options& durable, const shared_map_options& options = {})
+      : shared_map(open_map<Key, Value, Hash, Eq, Traits>(durable), options) {}
+
+  shared_map(const shared_map&) = delete;
+  shared_map& operator=(const shared_map&) = delete;
+  /// Releases every thread's reader of this map (no thread is waited for), then the writer (a
+  /// durable map syncs its log and closes, as durable_writer's destructor).
+  ~shared_map() { home_->close(); }
+
+  // ---- Reads. Thread-safety: any thread. Progress: wait-free after the thread's first read of
+  // this map (a mutex, and an allocation at a new high of live readers). Memory ordering: every
+  // write call that returned before the read started happens-before it. ----
+
+  /// A copy of the value under key, or nullopt. Costs a lookup and a copy.
+  template <class K>
+  std::optional<Value> get(const K& key) const {
+    return local_reader().get(key);
+  }
+  template <class K>
+  bool contains(const K& key) const {
+    return local_reader().contains(key);
+  }
+  std::size_t size() const { return local_reader().size(); }
+  bool empty() const { return local_reader().empty(); }
+  /// The newest version this thread can see (0: nothing published yet).
+  std::uint64_t version() const { return local_reader().version(); }
+  /// A snapshot of one version, unchanged while the guard lives. The guard is used by this
+  /// thread only and must end before the map is destroyed and before this thread exits; keep it
+  /// short (it holds up the writer's second publish from now, and so every writer).
+  guard read() const { return local_reader().read(); }
+
+  // ---- Writes. Thread-safety: any thread. Progress: blocking; waits for at most the group
+  // being published when it was called, then for its own (one publish, one sync in
+  // durability::sync). Each returns once its operations are published (and, for a durable map
+  // in durability::sync, on stable storage) with the version that made them visible. Memory
+  // ordering: the operations happen-before every read that starts after the call returns.
+  // Exceptions: what applying this call's own operations threw (a copy, the hash, an
+  // allocation), with nothing of them visible; storage_error if the log failed (then every later
+  // write throws it too; reads keep working). ----
+
+  std::uint64_t insert_or_assign(Key key, Value value) {
+    request r;
+    r.ops.insert_or_assign(std::move(key), std::move(value));
+    return submit(r);
+  }
+  /// Sets key to value only if key is absent when the operation is applied.
+  std::uint64_t insert(Key key, Value value) {
+    request r;
+    r.ops.insert(std::move(key), std::move(value));
+    return submit(r);
+  }
+  std::uint64_t erase(const Key& key) {
+    request r;
+    r.ops.erase(key);
+    return submit(r);
+  }
+  std::uint64_t clear() {
+    request r;
+    r.ops.clear();
+    return submit(r);
+  }
+  /// f(batch&) queues operations that become visible in one version, all or none, in the order
+  /// queued and not interleaved with any other call's. f runs in the calling thread before
+  /// anything is queued: if it throws, nothing of it is applied and the exception propagates.
+  template <class F>
+  std::uint64_t update(F&& f) {
+    static_assert(std::is_invocable_v<F&&, batch&>, "leftright: update needs f(shared_map::batch&)");
+    request r;
+    std::forward<F>(f)(r.ops);
+    return submit(r);
+  }
+
+  /// update() for fire-and-forget producers: queues f's operations and returns at once if a
+  /// combiner is running (it or the next one publishes them); otherwise this thread publishes
+  /// them (and whatever else is queued) before returning. A thread's posted and waited-for
+  /// writes are applied in the order it made them. A posted batch that throws is dropped alone;
+  /// the next sync() rethrows the first such exception.
+  template <class F>
+  void post(F&& f) {
+    static_assert(std::is_invocable_v<F&&, batch&>, "leftright: post needs f(shared_map::batch&)");
+    auto r = std::make_unique<request>();
+    std::forward<F>(f)(r->ops);
+    auto run = runner();
+    queue_.post(std::move(r), run);
+  }
+
+  /// Returns once everything queued before it (also posted batches) is published and, for a
+  /// durable map, on stable storage (a flush of the log in durability::none and async).
+  /// Exceptions: the first exception of a posted batch since the last sync(); storage_error.
+  void sync() {
+    control([this] {
+      backend_->flush();
+      if (posted_error_) std::rethrow_exception(std::exchange(posted_error_, nullptr));
+    });
+  }
+
+  /// Durable maps: durable_writer::checkpoint() (a snapshot; the log it covers is removed), after
+  /// everything queued before it is published. Progress: blocking, O(size); writers wait for it.
+  /// Throws std::logic_error for an in-memory map; storage_error as checkpoint().
+  void checkpoint() {
+    control([this] { backend_->checkpoint(); });
+  }
+  /// What open_map() found and did (a durable map); version 0 and empty for an in-memory map.
+  const recovery_report& recovery() const noexcept { return recovery_; }
+  bool durable() const noexcept { return durable_; }
+
+  /// Reader slots of the map: the high-water mark of live per-thread readers (a thread's reader
+  /// is released when it exits, and its slot reused). Waits for the group in progress.
+  std::size_t reader_slots() const {
+    std::size_t n = 0;
+    control([this, &n] { n = backend_->reader_slots(); });
+    return n;
+  }
+  /// Write (and sync/checkpoint) calls queued and not yet taken by a combiner: the next group,
+  /// as it stands. Any thread. Cost: a mutex.
+  std::size_t queued_writes() const { return queue_.queued(); }
+  /// Per-thread readers alive now. Cost: a mutex.
+  std::size_t live_readers() const { return home_->live(); }
+
+  /// Counters of the writers' work. Any thread; wait-free; each field may be slightly old.
+  shared_map_stats stats() const noexcept {
+    const auto ld = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };  // [S2]
+    return {ld(counters_.writes),    ld(counters_.failed_writes), ld(counters_.operations),
+            ld(counters_.publishes), ld(counters_.groups),        ld(counters_.largest_group),
+            ld(counters_.splits)};
+  }
+
+ private:
+  using group = detail::combining_queue::group;
+  struct request;
+  struct counters {
+    std::atomic<std::uint64_t> writes{0}, failed_writes{0}, operations{0}, publishes{0}, groups{0},
+        largest_group{0}, splits{0};
+    /// [S1] relaxed: only the combiner writes (see the top of the file).
+    static void add(std::atomic<std::uint64_t>& a, std::uint64_t n) noexcept {
+      a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+    static void raise(std::atomic<std::uint64_t>& a, std::uint64_t n) noexcept {
+      if (n > a.load(std::memory_order_relaxed)) a.store(n, std::memory_order_relaxed);  // [S1]
+    }
+  };
+  struct backend;
+  template <class W>
+  struct backend_of;
+
+  template <class W>
+  shared_map(std::pair<W, reader_type> made, const shared_map_options& options)
+      : factory_(made.second.factory()), queue_(options.max_delay) {
+    if constexpr (std::is_same_v<W, durable_writer<Key, Value, Hash, Eq, Traits>>) {
+      recovery_ = made.first.recovery();
+      durable_ = true;
+    }
+    backend_ = std::make_unique<backend_of<W>>(std::move(made.first), counters_);
+  }
+
+  // ---- The per-thread reader. ----
+
+  const reader_type& local_reader() const {
+    const detail::reader_cache c = detail::tls_reader_cache;
+    if (c.map_id == id_) [[likely]] return *static_cast<const reader_type*>(c.reader);
+    return local_reader_slow();
+  }
+  [[gnu::noinline]] const reader_type& local_reader_slow() const;
+
+  // ---- Combining. ----
+
+  std::uint64_t submit(request& r) {
+    auto run = runner();
+    queue_.submit(r, run);
+    if (r.error) std::rethrow_exception(r.error);
+    return r.version;
+  }
+  /// Runs f with the writer held, after everything queued before it; rethrows what f threw.
+  template <class F>
+  void control(F f) const {
+    request r;
+    r.control = std::move(f);
+    auto run = runner();
+    queue_.submit(r, run);
+    if (r.error) std::rethrow_exception(r.error);
+  }
+  auto runner() const {
+    return [this](group g) noexcept { run_group(g); };
+  }
+  void run_group(group g) const noexcept;
+  void run_control(request& r) const noexcept;
+
+  const std::uint64_t id_ = detail::next_shared_map_id();
+  const std::shared_ptr<detail::reader_home> home_ = std::make_shared<detail::reader_home>();
+  reader_factory<Key, Value, Hash, Eq, Traits> factory_;
+  recovery_report recovery_;
+  bool durable_ = false;
+  // The combiner's state: used only by the thread that holds the combiner's role.
+  mutable std::unique_ptr<backend> backend_;
+  mutable std::exception_ptr posted_error_;  ///< the first failure of a posted batch since sync()
+  mutable detail::combining_queue queue_;
+  mutable counters counters_;
+};
+
+// ------------------------------------------------------------------------------------------------
+
+/// The operations of one update() or post() call, applied in the order queued, all in one
+/// version. Filled by the calling thread only.
+template <class Key, class Value, class Hash, class Eq, class Traits>
+class shared_map<Key, Value, Hash, Eq, Traits>::batch {
+ public:
+  void insert_or_assign(Key key, Value value) { ops_.emplace_back(assign_op{std::move(key), std::move(value)}); }
+  void insert(Key key, Value value) { ops_.emplace_back(insert_op{std::move(key), std::move(value)}); }
+  void erase(Key key) { ops_.emplace_back(erase_op{std::move(key)}); }
+  /// Removes every entry for which pred(const Key&, const Value&) is true. pred must be a pure
+  /// function of its arguments and copy-constructible (as map_writer::erase_if).
+  template <class Pred>
+  void erase_if(Pred pred) {
+    static_assert(std::is_invocable_r_v<bool, const Pred&, const Key&, const Value&>,
+                  "leftright: erase_if needs pred(const Key&, const Value&) -> bool");
+    ops_.emplace_back(erase_if_op{std::function<bool(const Key&, const Value&)>(std::move(pred))});
+  }
+  void clear() { ops_.emplace_back(clear_op{}); }
+  /// Operations queued so far.
+  std::size_t size() const noexcept { return ops_.size(); }
+  bool empty() const noexcept { return ops_.empty(); }
+
+ private:
+  friend class shared_map;
+  struct assign_op {
+    Key key;
+    Value value;
+  };
+  struct insert_op {
+    Key key;
+    Value value;
+  };
+  struct erase_op {
+    Key key;
+  };
+  struct erase_if_op {
+    std::function<bool(const Key&, const Value&)> pred;
+  };
+  struct clear_op {};
+
+  /// Queues the operations on the writer w: by copy, so that they can be queued again if the
+  /// publish throws, or by move when this is the last try.
+  template <class W>
+  void apply_to(W& w, bool move) {
+    for (auto& o : ops_) {
+      std::visit([&w, move](auto& op) { apply_one(w, op, move); }, o);
+    }
+  }
+  template <class W, class Op>
+  static void apply_one(W& w, Op& op, bool move) {
+    if constexpr (std::is_same_v<Op, assign_op> || std::is_same_v<Op, insert_op>) {
+      constexpr bool assign = std::is_same_v<Op, assign_op>;
+      if (move) {
+        if constexpr (assign) w.insert_or_assign(std::move(op.key), std::move(op.value));
+        else w.insert(std::move(op.key), std::move(op.value));
+      } else {
+        if constexpr (assign) w.insert_or_assign(std::as_const(op.key), op.value);
+        else w.insert(std::as_const(op.key), op.value);
+      }
+    } else if constexpr (std::is_same_v<Op, erase_op>) {
+      w.erase(op.key);
+    } else if constexpr (std::is_same_v<Op, erase_if_op>) {
+      w.erase_if(op.pred);
+    } else {
+      w.clear();
+    }
+  }
+
+  std::vector<std::variant<assign_op, insert_op, erase_op, erase_if_op, clear_op>> ops_;
+};
+
+template <class Key, class Value, class Hash, class Eq, class Traits>
+struct shared_map<Key, Value, Hash, Eq, Traits>::request final : detail::combine_request {
+  batch ops;
+  std::function<void()> control;  ///< set: a control call, run with the writer held
+  std::uint64_t version = 0;      ///< set by the combiner: the version that published ops
+  std::exception_ptr error;       ///< set by the combiner: what this call throws
+};
+
+/// The map's single writer, held by the combiner; the durable one is made (and its codecs
+/// required) only by the durable constructor.
+template <class Key, class Value, class Hash, class Eq, class Traits>
+struct shared_map<Key, Value, Hash, Eq, Traits>::backend {
+  virtual ~backend() = default;
+  /// Publishes the batches of rs (write requests, in queue order) as one version, or, if that
+  /// throws, isolates the calls that throw. Records each request's version or error.
+  virtual void publish(group rs) noexcept = 0;
+  virtual void flush() = 0;
+  virtual void checkpoint() = 0;
+  virtual std::size_t reader_slots() const = 0;
+};
+
+template <class Key, class Value, class Hash, class Eq, class Traits>
+template <class W>
+struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
+  static constexpr bool is_durable = std::is_same_v<W, durable_writer<Key, Value, Hash, Eq, Traits>>;
+
+  backend_of(W writer, counters& c) : w(std::move(writer)), stats(c) {}
+
+  void publish(group rs) noexcept override {
+    const bool last_try = rs.size() == 1;
+    try {
+      std::uint64_t n = 0;
+      for (combine_request_ptr c : rs) {
+        as_request(c).ops.apply_to(w, last_try);
+        n += as_request(c).ops.size();
+      }
+      const std::uint64_t v = w.publish();
+      for (combine_request_ptr c : rs) as_request(c).version = v;
+      counters::add(stats.publishes, 1);
+      counters::add(stats.operations, n);
+      counters::raise(stats.largest_group, rs.size());
+    } catch (...) {
+      w.discard();
+      if (last_try || !usable()) {
+        for (combine_request_ptr c : rs) as_request(c).error = std::current_exception();
+        counters::add(stats.failed_writes, rs.size());
+        return;
+      }
+      counters::add(stats.splits, 1);
+      publish(rs.first(rs.size() / 2));
+      publish(rs.subspan(rs.size() / 2));
+    }
+  }
+  void flush() override {
+    if constexpr (is_durable) w.flush();
+  }
+  void checkpoint() override {
+    if constexpr (is_durable) {
+      w.checkpoint();
+    } else {
+      throw std::logic_error("leftright: checkpoint() of an in-memory shared_map");
+    }
+  }
+  std::size_t reader_slots() const override { return w.reader_slots(); }
+
+  /// False once the writer refuses every publish (a storage failure, or a poisoned writer): then
+  /// the group's callers all get the exception, and splitting it would not help.
+  bool usable() const noexcept {
+    if constexpr (is_durable) return !w.failed();
+    else return !w.poisoned();
+  }
+
+  using combine_request_ptr = detail::combine_request*;
+  static request& as_request(combine_request_ptr c) noexcept { return static_cast<request&>(*c); }
+
+  W w;
+  counters& stats;
+};
+
+// ------------------------------------------------------------------------------------------------
+
+template <class Key, class Value, class Hash, class Eq, class Traits>
+const typename shared_map<Key, Value, Hash, Eq, Traits>::reader_type&
+shared_map<Key, Value, Hash, Eq, Traits>::local_reader_slow() const {
+  using node = detail::thread_reader_node_of<reader_type>;
+  detail::thread_readers* table = detail::thread_readers::current();  // null while the thread exits
+  detail::thread_reader_node* n = table != nullptr ? table->find(id_) : nullptr;
+  if (n == nullptr) {
+    auto made = std::make_unique<node>(factory_.make_reader());
+    n = made.get();
+    home_->adopt(made.release());
+    // A thread reading from a thread_local destructor after its table is gone: the map keeps
+    // the reader until it dies (the cache below finds it while this thread reads only this map).
+    if (table != nullptr) {
+      try {
+        table->add(id_, n, home_);
+      } catch (...) {
+        home_->release(n);
+        throw;
+      }
+    }
+  }
+  const reader_type* r = &static_cast<node*>(n)->reader;
+  detail::tls_reader_cache = {id_, r};
+  return *r;
+}
+
+template <class Key, class Value, class Hash, class Eq, class Traits>
+void shared_map<Key, Value, Hash, Eq, Traits>::run_group(group g) const noexcept {
+  const auto is_control = [](detail::combine_request* c) { return bool(static_cast<request*>(c)->control); };
+  counters::add(counters_.groups, 1);
+  counters::add(counters_.writes, static_cast<std::uint64_t>(std::count_if(g.begin(), g.end(),
+                                                                           [&](auto* c) { return !is_control(c); })));
+  for (std::size_t i = 0; i < g.size();) {
+    if (is_control(g[i])) {
+      run_control(*static_cast<request*>(g[i]));
+      ++i;
+      continue;
+    }
+    std::size_t j = i + 1;
+    while (j < g.size() && !is_control(g[j])) ++j;
+    backend_->publish(g.subspan(i, j - i));
+    i = j;
+  }
+  for (detail::combine_request* c : g) {  // failures of posted batches go to the next sync()
+    request& r = *static_cast<request*>(c);
+    if (r.detached && r.error && !posted_error_) posted_error_ = r.error;
+  }
+}
+
+template <class Key, class Value, class Hash, class Eq, class Traits>
+void shared_map<Key, Value, Hash, Eq, Traits>::run_control(request& r) const noexcept {
+  try {
+    r.control();
+  } catch (...) {
+    r.error = std::current_exception();
+  }
+}
+
+}  // namespace leftright

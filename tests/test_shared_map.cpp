@@ -1,0 +1,294 @@
+// shared_map: reads and writes from any thread without handles; writers combined into groups
+// (one publish per group); a caller whose operations throw fails alone.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <leftright/leftright.hpp>
+
+#include "shared_map_support.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using smap = leftright::shared_map<int, std::string>;
+
+/// Starts n threads, each calling f(i), and joins them.
+template <class F>
+void run_threads(int n, F f) {
+  std::vector<std::thread> ts;
+  for (int i = 0; i < n; ++i) ts.emplace_back(f, i);
+  for (auto& t : ts) t.join();
+}
+
+}  // namespace
+
+TEST_CASE("shared_map: each write call publishes one version; reads see it at once", "[shared_map]") {
+  smap m;
+  CHECK(m.version() == 0);
+  CHECK(m.empty());
+  CHECK(m.insert_or_assign(1, "a") == 1);
+  CHECK(m.get(1) == std::optional<std::string>("a"));
+  CHECK(m.insert(1, "b") == 2);  // present: unchanged
+  CHECK(m.get(1) == std::optional<std::string>("a"));
+  CHECK(m.insert(2, "b") == 3);
+  CHECK(m.insert_or_assign(1, "c") == 4);
+  CHECK(m.size() == 2);
+  CHECK(m.erase(1) == 5);
+  CHECK_FALSE(m.contains(1));
+  CHECK(m.version() == 5);
+  CHECK(m.clear() == 6);
+  CHECK(m.empty());
+  const auto s = m.stats();
+  CHECK(s.writes == 6);
+  CHECK(s.publishes == 6);
+  CHECK(s.operations == 6);
+  CHECK(s.failed_writes == 0);
+  CHECK(s.largest_group == 1);
+}
+
+TEST_CASE("shared_map: update() publishes its batch in one version, in order", "[shared_map]") {
+  smap m;
+  m.insert_or_assign(9, "nine");
+  const std::uint64_t v = m.update([](smap::batch& b) {
+    b.insert_or_assign(1, "a");
+    b.insert_or_assign(2, "b");
+    b.erase(1);
+    b.insert(2, "ignored");
+    b.erase_if([](const int& k, const std::string&) { return k == 9; });
+    b.insert_or_assign(3, "c");
+    CHECK(b.size() == 6);
+  });
+  CHECK(v == 2);
+  auto g = m.read();
+  CHECK(g.version() == 2);
+  CHECK(g.size() == 2);
+  CHECK(g.find(1) == nullptr);
+  CHECK(*g.find(2) == "b");
+  CHECK(*g.find(3) == "c");
+  CHECK(g.find(9) == nullptr);
+}
+
+TEST_CASE("shared_map: an update() whose f throws applies nothing", "[shared_map]") {
+  smap m;
+  m.insert_or_assign(1, "a");
+  CHECK_THROWS_AS(m.update([](smap::batch& b) {
+    b.insert_or_assign(2, "b");
+    b.clear();
+    throw std::runtime_error("changed my mind");
+  }),
+                  std::runtime_error);
+  CHECK(m.version() == 1);
+  CHECK(m.size() == 1);
+  CHECK(m.stats().writes == 1);  // the thrown update never reached the queue
+}
+
+TEST_CASE("shared_map: writes that overlap one publish are published together", "[shared_map]") {
+  constexpr int writers = 6;
+  smap m;
+  m.insert_or_assign(0, "zero");
+  lrtest::gate g;
+  std::thread holder([&] { m.update([&](smap::batch& b) { lrtest::hold_combiner(b, g); }); });
+  g.await_entered();  // the holder is the combiner, inside its publish
+  std::vector<std::uint64_t> versions(writers);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < writers; ++i) {
+    ts.emplace_back([&, i] {
+      if (i % 2 == 0) {
+        versions[std::size_t(i)] = m.insert_or_assign(i + 1, std::to_string(i + 1));
+      } else {
+        versions[std::size_t(i)] = m.update([i](smap::batch& b) {
+          b.insert_or_assign(i + 1, std::to_string(i + 1));
+          b.insert_or_assign(100 + i, "x");
+        });
+      }
+    });
+  }
+  lrtest::await_queued(m, writers);
+  g.release();
+  holder.join();
+  for (auto& t : ts) t.join();
+  for (int i = 0; i < writers; ++i) {
+    CHECK(versions[std::size_t(i)] == 3);  // version 2 was the holder's
+    CHECK(m.get(i + 1) == std::optional<std::string>(std::to_string(i + 1)));
+  }
+  const auto s = m.stats();
+  CHECK(s.publishes == 3);
+  CHECK(s.largest_group == writers);
+  CHECK(s.writes == writers + 2);
+  CHECK(s.operations == 2 + writers + writers / 2);
+}
+
+TEST_CASE("shared_map: a caller whose value cannot be copied fails alone", "[shared_map][exceptions]") {
+  using bmap = leftright::shared_map<int, lrtest::bomb>;
+  bmap m;
+  m.insert_or_assign(0, lrtest::bomb(0));
+  lrtest::gate g;
+  std::thread holder([&] { m.update([&](bmap::batch& b) { lrtest::hold_combiner(b, g); }); });
+  g.await_entered();
+  constexpr int writers = 7;
+  constexpr int bad = 3;
+  std::vector<std::uint64_t> versions(writers, 0);
+  std::vector<int> threw(writers, 0);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < writers; ++i) {
+    ts.emplace_back([&, i] {
+      try {
+        versions[std::size_t(i)] = m.update([i](bmap::batch& b) {
+          b.insert_or_assign(10 + i, lrtest::bomb(i));
+          b.insert_or_assign(20 + i, lrtest::bomb(i == bad ? -1 : i));  // copied at publish: throws
+        });
+      } catch (const std::runtime_error&) {
+        threw[std::size_t(i)] = 1;
+      }
+    });
+  }
+  lrtest::await_queued(m, writers);
+  g.release();
+  holder.join();
+  for (auto& t : ts) t.join();
+  for (int i = 0; i < writers; ++i) {
+    INFO("writer " << i);
+    if (i == bad) {
+      CHECK(threw[std::size_t(i)] == 1);
+      CHECK_FALSE(m.contains(10 + i));  // nothing of its batch
+      CHECK_FALSE(m.contains(20 + i));
+    } else {
+      CHECK(threw[std::size_t(i)] == 0);
+      CHECK(versions[std::size_t(i)] > 2);
+      CHECK(m.get(20 + i).value().v == i);
+    }
+  }
+  const auto s = m.stats();
+  CHECK(s.failed_writes == 1);
+  CHECK(s.splits >= 1);
+  // Still usable: a later write from this thread publishes normally.
+  const std::uint64_t v = m.insert_or_assign(99, lrtest::bomb(99));
+  CHECK(v == m.version());
+  CHECK(m.get(99).value().v == 99);
+}
+
+TEST_CASE("shared_map: a caller whose key the hash refuses fails alone, also when alone",
+          "[shared_map][exceptions]") {
+  using pmap = leftright::shared_map<int, int, lrtest::picky_hash>;
+  pmap m;
+  m.insert_or_assign(1, 1);
+  CHECK_THROWS_AS(m.insert_or_assign(666, 1), std::runtime_error);
+  CHECK(m.version() == 1);
+  CHECK(m.size() == 1);
+
+  lrtest::gate g;
+  std::thread holder([&] { m.update([&](pmap::batch& b) { lrtest::hold_combiner(b, g); }); });
+  g.await_entered();
+  constexpr int writers = 5;
+  std::vector<int> threw(writers, 0);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < writers; ++i) {
+    ts.emplace_back([&, i] {
+      try {
+        if (i == 0) m.erase(666); else m.insert_or_assign(100 + i, i);
+      } catch (const std::runtime_error&) {
+        threw[std::size_t(i)] = 1;
+      }
+    });
+  }
+  lrtest::await_queued(m, writers);
+  g.release();
+  holder.join();
+  for (auto& t : ts) t.join();
+  CHECK(threw == std::vector<int>{1, 0, 0, 0, 0});
+  for (int i = 1; i < writers; ++i) CHECK(m.get(100 + i) == std::optional<int>(i));
+}
+
+TEST_CASE("shared_map: a thread's writes apply in program order; posted ones too", "[shared_map]") {
+  smap m;
+  for (int i = 0; i < 50; ++i) m.post([i](smap::batch& b) { b.insert_or_assign(i % 5, std::to_string(i)); });
+  m.erase(0);
+  m.post([](smap::batch& b) { b.insert(0, "again"); });
+  m.sync();
+  CHECK(m.get(0) == std::optional<std::string>("again"));
+  for (int k = 1; k < 5; ++k) CHECK(m.get(k) == std::optional<std::string>(std::to_string(45 + k)));
+  CHECK(m.stats().writes == 52);
+}
+
+TEST_CASE("shared_map: a posted batch that throws is dropped alone; sync() reports it once",
+          "[shared_map][exceptions]") {
+  using bmap = leftright::shared_map<int, lrtest::bomb>;
+  bmap m;
+  m.post([](bmap::batch& b) { b.insert_or_assign(1, lrtest::bomb(1)); });
+  m.post([](bmap::batch& b) { b.insert_or_assign(2, lrtest::bomb(-2)); });  // throws when copied
+  m.post([](bmap::batch& b) { b.insert_or_assign(3, lrtest::bomb(3)); });
+  CHECK_THROWS_AS(m.sync(), std::runtime_error);
+  CHECK_NOTHROW(m.sync());
+  CHECK(m.contains(1));
+  CHECK_FALSE(m.contains(2));
+  CHECK(m.contains(3));
+  CHECK(m.stats().failed_writes == 1);
+}
+
+TEST_CASE("shared_map: a write is seen by every read that starts after it returned, on any thread",
+          "[shared_map]") {
+  constexpr int writers = 3, readers = 2, per_writer = 300;
+  leftright::shared_map<int, int> m;
+  std::vector<std::atomic<int>> latest(writers);
+  for (auto& l : latest) l.store(-1);
+  std::atomic<int> writers_done{0};
+  lrtest::failure_log failures;
+  run_threads(writers + readers, [&](int t) {
+    if (t < writers) {
+      for (int i = 0; i < per_writer; ++i) {
+        const int key = t * per_writer + i;
+        const std::uint64_t v = m.insert_or_assign(key, i);
+        if (m.get(key) != std::optional<int>(i)) failures.add("writer ", t, " does not see its key ", key);
+        if (m.version() < v) failures.add("writer ", t, " sees version ", m.version(), " < ", v);
+        // [T2] release: hands "key is written" to the readers' acquire load below.
+        latest[std::size_t(t)].store(i, std::memory_order_release);
+      }
+      writers_done.fetch_add(1);
+      return;
+    }
+    while (writers_done.load() < writers) {
+      for (int w = 0; w < writers; ++w) {
+        const int i = latest[std::size_t(w)].load(std::memory_order_acquire);  // [T2]
+        if (i >= 0 && !m.contains(w * per_writer + i)) failures.add("reader misses ", w, "/", i);
+      }
+    }
+  });
+  INFO(failures.summary());
+  CHECK(failures.count() == 0);
+  CHECK(m.size() == std::size_t(writers * per_writer));
+  CHECK(m.stats().writes == std::uint64_t(writers * per_writer));
+}
+
+TEST_CASE("shared_map: checkpoint() of an in-memory map is a logic_error", "[shared_map]") {
+  smap m;
+  CHECK_FALSE(m.durable());
+  CHECK_THROWS_AS(m.checkpoint(), std::logic_error);
+  CHECK_NOTHROW(m.sync());
+  CHECK(m.recovery().version == 0);
+  m.insert_or_assign(1, "still usable");
+  CHECK(m.contains(1));
+}
+
+TEST_CASE("shared_map: with max_delay a combiner waits for joiners; every write still lands once",
+          "[shared_map]") {
+  leftright::shared_map_options o;
+  o.max_delay = std::chrono::microseconds(500);
+  leftright::shared_map<int, int> m(o);
+  constexpr int writers = 4, per_writer = 25;
+  run_threads(writers, [&](int t) {
+    for (int i = 0; i < per_writer; ++i) m.insert_or_assign(t * 100 + i, i);
+  });
+  CHECK(m.size() == std::size_t(writers * per_writer));
+  const auto s = m.stats();
+  CHECK(s.writes == std::uint64_t(writers * per_writer));
+  CHECK(s.operations == std::uint64_t(writers * per_writer));
+  CHECK(s.publishes <= s.writes);
+  CHECK(s.publishes == m.version());
+}

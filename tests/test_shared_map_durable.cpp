@@ -1,0 +1,181 @@
+// Durable shared_map: a group of overlapping writes is one log record (and, in sync mode, one
+// sync); every write whose call returned survives a power loss in the middle of concurrent
+// writing, as a prefix of each thread's writes; after a storage error every write throws and
+// reads keep working.
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <leftright/leftright.hpp>
+
+#include "shared_map_support.hpp"
+#include "sim_fs.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using dmap = leftright::shared_map<std::uint64_t, std::string>;
+using leftright::durability;
+
+std::string value_of(std::uint64_t k) { return "value-" + std::to_string(k); }
+
+leftright::durable_options sim_options(std::shared_ptr<sim::file_system> fsys, durability d) {
+  leftright::durable_options o;
+  o.path = "/data/map";
+  o.durability = d;
+  o.segment_size = 16 << 10;  // small: segment rolls happen during the test
+  o.checkpoint_bytes = 0;
+  o.prefault_bytes = 0;
+  o.file_system = std::move(fsys);
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("durable shared_map: overlapping writes are one log record; reopened, all are there",
+          "[shared_map][durable]") {
+  lrtest::temp_dir dir("shared-durable");
+  leftright::durable_options o;
+  o.path = dir.path() / "map";
+  o.durability = durability::sync;
+  constexpr int writers = 5;
+  {
+    dmap m(o);
+    CHECK(m.durable());
+    m.insert_or_assign(0, "zero");
+    lrtest::gate g;
+    std::thread holder([&] { m.update([&](dmap::batch& b) { lrtest::hold_combiner(b, g); }); });
+    g.await_entered();
+    std::vector<std::uint64_t> versions(writers);
+    std::vector<std::thread> ts;
+    for (int i = 0; i < writers; ++i) {
+      ts.emplace_back([&, i] { versions[std::size_t(i)] = m.insert_or_assign(std::uint64_t(i + 1), value_of(std::uint64_t(i + 1))); });
+    }
+    lrtest::await_queued(m, writers);
+    g.release();
+    holder.join();
+    for (auto& t : ts) t.join();
+    CHECK(versions == std::vector<std::uint64_t>(writers, 3));
+    CHECK(m.stats().publishes == 3);
+  }
+  dmap again(o);
+  CHECK(again.recovery().version == 3);
+  CHECK(again.recovery().records_replayed == 3);  // one record per publish, the group's included
+  for (std::uint64_t k = 1; k <= writers; ++k) CHECK(again.get(k) == std::optional<std::string>(value_of(k)));
+}
+
+TEST_CASE("durable shared_map: every acknowledged write survives a power loss amid concurrent writes",
+          "[shared_map][durable]") {
+  constexpr int threads = 4;
+  constexpr std::uint64_t per_thread = 10000;  // more than a thread gets through before the crash
+  for (std::uint64_t crash_after : {40, 150, 400}) {
+    for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+      INFO("crash after " << crash_after << " calls, seed " << seed);
+      auto fsys = std::make_shared<sim::file_system>();
+      std::vector<std::uint64_t> acked(threads, 0);
+      std::vector<int> refused_after(threads, 1);
+      {
+        dmap m(sim_options(fsys, durability::sync));
+        fsys->crash_at(crash_after, seed, sim::crash_mode::random);
+        std::vector<std::thread> ts;
+        for (int t = 0; t < threads; ++t) {
+          ts.emplace_back([&, t] {
+            const std::uint64_t base = std::uint64_t(t) * per_thread;
+            try {
+              for (std::uint64_t i = 0; i < per_thread; ++i) {
+                m.insert_or_assign(base + i, value_of(base + i));
+                acked[std::size_t(t)] = i + 1;
+              }
+            } catch (const leftright::storage_error&) {
+              try {  // fail-stop: the next write is refused too
+                m.insert_or_assign(base + per_thread, "after");
+                refused_after[std::size_t(t)] = 0;
+              } catch (const leftright::storage_error&) {
+              }
+            }
+          });
+        }
+        for (auto& t : ts) t.join();
+        // Reads keep working after the failure.
+        if (acked[0] > 0) CHECK(m.get(acked[0] - 1) == std::optional<std::string>(value_of(acked[0] - 1)));
+      }
+      std::uint64_t total = 0;
+      for (std::uint64_t a : acked) total += a;
+      if (crash_after >= 150) CHECK(total > 0);  // the crash came amid the writes, not before them
+      auto image = fsys->image();
+      REQUIRE(image);
+      dmap m(sim_options(image, durability::sync));
+      for (int t = 0; t < threads; ++t) {
+        INFO("thread " << t << " acknowledged " << acked[std::size_t(t)]);
+        CHECK(refused_after[std::size_t(t)] == 1);
+        const std::uint64_t base = std::uint64_t(t) * per_thread;
+        std::uint64_t present = 0;  // a prefix of the thread's writes (program order, prefix of versions)
+        while (present < per_thread && m.contains(base + present)) ++present;
+        CHECK(present >= acked[std::size_t(t)]);
+        CHECK_FALSE(m.contains(base + present + 1));
+        if (present > 0) CHECK(m.get(base + present - 1) == std::optional<std::string>(value_of(base + present - 1)));
+      }
+    }
+  }
+}
+
+TEST_CASE("durable shared_map: after a storage error every write throws it; reads keep working",
+          "[shared_map][durable]") {
+  auto fsys = std::make_shared<sim::file_system>();
+  dmap m(sim_options(fsys, durability::sync));
+  m.insert_or_assign(1, value_of(1));
+  fsys->inject(sim::call::msync, 2, sim::fault::eio);
+  std::uint64_t k = 2;
+  CHECK_THROWS_AS(
+      [&] {
+        for (; k < 100; ++k) m.insert_or_assign(k, value_of(k));
+      }(),
+      leftright::storage_error);
+  std::vector<int> refused(3, 0);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 3; ++t) {
+    ts.emplace_back([&, t] {
+      try {
+        m.update([t](dmap::batch& b) { b.insert_or_assign(std::uint64_t(1000 + t), "x"); });
+      } catch (const leftright::storage_error&) {
+        refused[std::size_t(t)] = 1;
+      }
+      if (m.get(1) != std::optional<std::string>(value_of(1))) refused[std::size_t(t)] = 2;
+    });
+  }
+  for (auto& t : ts) t.join();
+  CHECK(refused == std::vector<int>{1, 1, 1});
+  CHECK_THROWS_AS(m.sync(), leftright::storage_error);
+  CHECK_THROWS_AS(m.checkpoint(), leftright::storage_error);
+  CHECK(m.get(1) == std::optional<std::string>(value_of(1)));
+  CHECK_FALSE(m.contains(k));
+}
+
+TEST_CASE("durable shared_map: posted writes, sync() and checkpoint() in durability::none",
+          "[shared_map][durable]") {
+  auto fsys = std::make_shared<sim::file_system>();
+  {
+    dmap m(sim_options(fsys, durability::none));
+    for (std::uint64_t i = 0; i < 100; ++i) m.post([i](dmap::batch& b) { b.insert_or_assign(i, value_of(i)); });
+    m.sync();  // published and flushed: survives a power loss
+    auto after_sync = fsys->copy()->crash(7, sim::crash_mode::drop_all);
+    dmap lost(sim_options(after_sync, durability::none));
+    CHECK(lost.size() == 100);
+    CHECK(lost.recovery().version == m.version());
+  }
+  {
+    dmap m(sim_options(fsys, durability::none));
+    CHECK(m.recovery().version == 100);
+    m.erase(0);
+    m.checkpoint();
+    const std::uint64_t v = m.version();
+    auto image = fsys->copy()->crash(8, sim::crash_mode::drop_all);
+    dmap back(sim_options(image, durability::none));
+    CHECK(back.recovery().snapshot_version == v);
+    CHECK(back.size() == 99);
+  }
+}
