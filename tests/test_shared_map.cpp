@@ -6,6 +6,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -291,4 +292,22 @@ TEST_CASE("shared_map: with max_delay a combiner waits for joiners; every write 
   CHECK(s.operations == std::uint64_t(writers * per_writer));
   CHECK(s.publishes <= s.writes);
   CHECK(s.publishes == m.version());
+}
+
+TEST_CASE("shared_map: get_many reads many keys from one snapshot, from any thread", "[shared_map]") {
+  leftright::shared_map<std::string, int> m;
+  m.update([](auto& b) {
+    b.insert_or_assign("a", 1);
+    b.insert_or_assign("b", 2);
+  });
+  std::vector<std::optional<int>> out(3);
+  std::size_t found = 0;
+  std::thread([&] {
+    const std::vector<std::string_view> keys = {"b", "none", "a"};  // transparent by default
+    found = m.get_many(keys, out);
+  }).join();
+  CHECK(found == 2);
+  CHECK(out == std::vector<std::optional<int>>{2, std::nullopt, 1});
+  std::vector<std::optional<int>> wrong(1);
+  CHECK_THROWS_AS(m.get_many(std::vector<std::string>{"a", "b"}, wrong), std::invalid_argument);
 }

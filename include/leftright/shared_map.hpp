@@ -70,7 +70,7 @@ struct shared_map_stats {
 /// record, as durable_writer::publish() does.
 /// Precondition: no thread calls the map while it is being destroyed, and every read_guard of it
 /// has ended. A thread that merely used the map earlier needs to do nothing.
-template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 class shared_map {
  public:
@@ -106,6 +106,15 @@ class shared_map {
   template <class K>
   bool contains(const K& key) const {
     return local_reader().contains(key);
+  }
+  /// As map_reader::get_many: every key from one snapshot, one guard for the whole call.
+  template <class K>
+  std::size_t get_many(std::span<const K> keys, std::span<std::optional<Value>> out) const {
+    return local_reader().get_many(keys, out);
+  }
+  template <detail::key_range R>
+  std::size_t get_many(const R& keys, std::span<std::optional<Value>> out) const {
+    return local_reader().get_many(keys, out);
   }
   std::size_t size() const { return local_reader().size(); }
   bool empty() const { return local_reader().empty(); }
