@@ -93,14 +93,17 @@ class frequency_sketch {
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
     return x ^ (x >> 31);
   }
-  // Counter i of a hash lives in its own word (chosen from one 16-bit slice of the spread hash)
-  // at one of that word's 16 nibbles (chosen from another 4-bit slice).
+  // Counter i of a hash lives in its own word, at one of that word's 16 nibbles, both chosen
+  // from an independent remix of the spread hash.
   std::size_t word_of(std::uint64_t h, unsigned i) const {
-    std::uint64_t slice = (h >> (16 * i)) * 0x9e3779b97f4a7c15ULL;
-    return static_cast<std::size_t>((slice ^ (slice >> 29) ^ (h >> (i + 7))) & mask_);
+    return static_cast<std::size_t>(remix(h, i) & mask_);
   }
-  static unsigned nibble_of(std::uint64_t h, unsigned i) {
-    return unsigned((h >> (60 - 4 * i)) & 0xf) << 2;
+  static unsigned nibble_of(std::uint64_t h, unsigned i) { return unsigned(remix(h, i) >> 60) << 2; }
+  static std::uint64_t remix(std::uint64_t h, unsigned i) {
+    constexpr std::uint64_t seeds[4] = {0xc3a5c85c97cb3127ULL, 0xb492b66fbe98f273ULL,
+                                        0x9ae16a3b2f90404fULL, 0xcbf29ce484222325ULL};
+    std::uint64_t x = (h + seeds[i]) * seeds[i];
+    return x ^ (x >> 32);
   }
   bool increment_at(std::size_t word, unsigned shift) {
     std::uint64_t mask = std::uint64_t{0xf} << shift;
@@ -127,6 +130,18 @@ struct cache_policy_options {
   double protected_share = 0.8;
   /// Whether the hill climber adapts the window; false keeps `initial_window` (Caffeine 2.6).
   bool adaptive = true;
+  /// Requests per hill-climber sample, as a multiple of the capacity in entries.
+  double sample_factor = 5.0;
+  /// A hit-ratio change at least this large restarts the climber with a full step.
+  double restart_threshold = 0.05;
+  /// The climber's full step, as a share of the capacity.
+  double step_share = 0.0625;
+  /// The step's decay per sample while the hit ratio settles.
+  double step_decay = 0.98;
+  /// Whether a warm candidate that does not beat its victim is admitted now and then (with
+  /// probability 1 / (jitter_mask + 1)), so that an attacker cannot pin a victim.
+  bool jitter = true;
+  std::uint64_t jitter_mask = 1023;
   /// Seed of the admission jitter.
   std::uint64_t seed = 0x2545f4914f6cdd1dULL;
 };
@@ -218,9 +233,6 @@ class cache_policy {
  private:
   enum queue : std::uint32_t { window, probation, protected_, none };
   static constexpr std::uint32_t nil = std::numeric_limits<std::uint32_t>::max();
-  static constexpr double restart_threshold = 0.05;  // a hit-ratio change this large restarts
-  static constexpr double step_share = 0.0625;       // the restart step, share of capacity
-  static constexpr double step_decay = 0.98;
   static constexpr unsigned warm_candidate = 6;      // sketch estimate where jitter applies
 
   // Doubly-linked lists through nodes_; node q < 3 is the sentinel of queue q (next = LRU end,
@@ -242,7 +254,7 @@ class cache_policy {
     if (window_max_ == 0 && capacity > 1) window_max_ = 1;
     protected_max_ = static_cast<std::uint64_t>(double(capacity - window_max_) *
                                                 options_.protected_share);
-    step_ = -step_share * double(capacity);
+    step_ = -options_.step_share * double(capacity);
     adjustment_ = 0;
     previous_hit_ratio_ = 0;
     hits_in_sample_ = misses_in_sample_ = 0;
@@ -387,8 +399,8 @@ class cache_policy {
     unsigned candidate_freq = sketch_.frequency(candidate);
     unsigned victim_freq = sketch_.frequency(victim);
     if (candidate_freq > victim_freq) return true;
-    if (candidate_freq < warm_candidate) return false;
-    return (next_random() & 127) == 0;
+    if (!options_.jitter || candidate_freq < warm_candidate) return false;
+    return (next_random() & options_.jitter_mask) == 0;
   }
 
   std::uint64_t next_random() {  // xorshift64*
@@ -410,13 +422,13 @@ class cache_policy {
 
   void determine_adjustment() {
     std::uint64_t requests = hits_in_sample_ + misses_in_sample_;
-    if (requests < sketch_.sample_size()) return;
+    if (double(requests) < options_.sample_factor * double(capacity_)) return;
     double hit_ratio = double(hits_in_sample_) / double(requests);
     double change = hit_ratio - previous_hit_ratio_;
     double amount = change >= 0 ? step_ : -step_;
-    step_ = std::abs(change) >= restart_threshold
-                ? step_share * double(capacity_) * (amount >= 0 ? 1 : -1)
-                : step_decay * amount;
+    step_ = std::abs(change) >= options_.restart_threshold
+                ? options_.step_share * double(capacity_) * (amount >= 0 ? 1 : -1)
+                : options_.step_decay * amount;
     previous_hit_ratio_ = hit_ratio;
     adjustment_ = static_cast<std::int64_t>(amount);
     hits_in_sample_ = misses_in_sample_ = 0;
