@@ -131,11 +131,11 @@ struct cache_policy_options {
   /// Whether the hill climber adapts the window; false keeps `initial_window` (Caffeine 2.6).
   bool adaptive = true;
   /// Requests per hill-climber sample, as a multiple of the capacity in entries.
-  double sample_factor = 5.0;
+  double sample_factor = 6.0;
   /// A hit-ratio change at least this large restarts the climber with a full step.
   double restart_threshold = 0.05;
   /// The climber's full step, as a share of the capacity.
-  double step_share = 0.0625;
+  double step_share = 0.03;
   /// The step's decay per sample while the hit ratio settles.
   double step_decay = 0.98;
   /// Whether a warm candidate that does not beat its victim is admitted now and then (with
