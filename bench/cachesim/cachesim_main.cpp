@@ -24,6 +24,9 @@ ABSL_FLAG(std::string, trace, "", "trace file (.zst, .gz, .xz or raw)");
 ABSL_FLAG(std::string, format, "", "trace format: arc, lirs or cache2k (default: from the path)");
 ABSL_FLAG(std::uint64_t, size, 0, "cache size in entries");
 ABSL_FLAG(std::string, policy, "leftright", "leftright, lru, arc, s3fifo, wtinylfu or opt");
+ABSL_FLAG(bool, dump_keys, false,
+          "print the trace's keys, one decimal per line, instead of replaying it (for a replay "
+          "in another program, such as bench/caffeine/CaffeineReplay.java)");
 ABSL_FLAG(bool, table, false, "run every trace and size of the reference table, every policy");
 ABSL_FLAG(std::string, traces, "",
           "trace directory for --table (default: $LEFTRIGHT_TRACES, else ../shared/traces)");
@@ -32,13 +35,18 @@ namespace lc = leftright::cachesim;
 
 namespace {
 
+int dump(const std::vector<std::uint64_t>& keys) {
+  for (std::uint64_t key : keys) std::printf("%llu\n", static_cast<unsigned long long>(key));
+  return std::ferror(stdout) ? 1 : 0;
+}
+
 int run_one() {
   std::string path = absl::GetFlag(FLAGS_trace);
   std::string policy = absl::GetFlag(FLAGS_policy);
   std::optional<lc::trace_format> format = absl::GetFlag(FLAGS_format).empty()
                                                ? lc::format_from_path(path)
                                                : lc::parse_trace_format(absl::GetFlag(FLAGS_format));
-  if (path.empty() || !format || absl::GetFlag(FLAGS_size) == 0) {
+  if (path.empty() || !format || (absl::GetFlag(FLAGS_size) == 0 && !absl::GetFlag(FLAGS_dump_keys))) {
     std::fprintf(stderr, "%s\n", std::string(absl::ProgramUsageMessage()).c_str());
     return 2;
   }
@@ -47,6 +55,7 @@ int run_one() {
     return 1;
   }
   std::vector<std::uint64_t> keys = lc::read_trace(path, *format);
+  if (absl::GetFlag(FLAGS_dump_keys)) return dump(keys);
   std::optional<std::uint64_t> hits = lc::replay_hits(policy, keys, absl::GetFlag(FLAGS_size));
   if (!hits) {
     std::fprintf(stderr, "leftright_cachesim: unknown policy '%s'\n", policy.c_str());
