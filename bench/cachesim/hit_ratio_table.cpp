@@ -102,6 +102,9 @@ void print_verdicts(const std::vector<cells>& all) {
   std::printf("- mean at least 1 point above every other column's mean: %s (%.2f vs %s %.2f: %+.2f)\n",
               ours - best_other >= 1.0 ? "met" : "NOT met", ours, best_name.c_str(), best_other,
               ours - best_other);
+  for (const auto& [name, value] : others) {
+    std::printf("  - vs %s: %+.2f\n", name.c_str(), ours - value);
+  }
 }
 
 }  // namespace
