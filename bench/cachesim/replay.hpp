@@ -1,0 +1,108 @@
+// What the hit-ratio simulator replays a trace through: one interface over the reference
+// policies and over leftright's own policy.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "leftright/detail/cache_policy.hpp"
+#include "reference_policies.hpp"
+
+namespace leftright::cachesim {
+
+/// A cache replayed one request at a time: a miss inserts the key.
+class replay_target {
+ public:
+  virtual ~replay_target() = default;
+  /// One request for `key`; true on a hit.
+  virtual bool access(std::uint64_t key) = 0;
+};
+
+/// A reference policy (anything with `bool access(key)`) as a replay target.
+template <class Policy>
+class reference_target final : public replay_target {
+ public:
+  template <class... Args>
+  explicit reference_target(Args&&... args) : policy_(std::forward<Args>(args)...) {}
+  bool access(std::uint64_t key) override { return policy_.access(key); }
+
+ private:
+  Policy policy_;
+};
+
+/// The key hash the cache hands its policy. A fixed mixer (splitmix64) stands in for absl::Hash,
+/// whose seed changes from process to process, so that a replay is identical run to run.
+inline std::uint64_t key_hash(std::uint64_t key) {
+  key += 0x9e3779b97f4a7c15ULL;
+  key = (key ^ (key >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  key = (key ^ (key >> 27)) * 0x94d049bb133111ebULL;
+  return key ^ (key >> 31);
+}
+
+/// leftright's eviction policy driven directly, the way the cache's writer drives it: a hit is
+/// record_access(), a miss on_insert() and the victims erased from the resident set.
+///
+/// The seam for the real cache: a `cache_target` with the same access() would hold a
+/// leftright::cache<std::uint64_t, char> and its reader, and per request call get(), on a miss
+/// insert(), then run_pending_tasks() (single thread, maintenance after every access), so that
+/// its hit ratio is comparable with this one. make_target("cache", ...) is where it plugs in.
+class policy_target final : public replay_target {
+ public:
+  explicit policy_target(std::size_t capacity, detail::cache_policy_options options = {})
+      : policy_(capacity, options) {}
+
+  bool access(std::uint64_t key) override {
+    std::uint64_t hash = key_hash(key);
+    if (resident_.contains(hash)) {
+      policy_.record_access(hash);
+      return true;
+    }
+    detail::cache_policy::insert_result r = policy_.on_insert(hash);
+    for (std::uint64_t victim : r.victims) resident_.erase(victim);
+    if (r.admitted) resident_.insert(hash);
+    return false;
+  }
+
+  const detail::cache_policy& policy() const { return policy_; }
+
+ private:
+  detail::cache_policy policy_;
+  absl::flat_hash_set<std::uint64_t> resident_;  // the cache's map, keys only
+};
+
+/// The policies by their --policy name: leftright, lru, arc, s3fifo, wtinylfu (the same policy
+/// with a fixed 1% window: Caffeine 2.6's shape). "opt" needs the whole trace; see opt_hits().
+/// Null for an unknown name.
+inline std::unique_ptr<replay_target> make_target(std::string_view policy, std::size_t capacity) {
+  if (policy == "leftright") return std::make_unique<policy_target>(capacity);
+  if (policy == "wtinylfu") {
+    detail::cache_policy_options fixed;
+    fixed.adaptive = false;
+    return std::make_unique<policy_target>(capacity, fixed);
+  }
+  if (policy == "lru") return std::make_unique<reference_target<lru_policy>>(capacity);
+  if (policy == "arc") return std::make_unique<reference_target<arc_policy>>(capacity);
+  if (policy == "s3fifo") return std::make_unique<reference_target<s3fifo_policy>>(capacity);
+  return nullptr;
+}
+
+/// Hits of `policy` over `trace` with `capacity` entries (opt included).
+inline std::optional<std::uint64_t> replay_hits(std::string_view policy,
+                                                std::span<const std::uint64_t> trace,
+                                                std::size_t capacity) {
+  if (policy == "opt") return opt_hits(trace, capacity);
+  std::unique_ptr<replay_target> target = make_target(policy, capacity);
+  if (!target) return std::nullopt;
+  std::uint64_t hits = 0;
+  for (std::uint64_t key : trace) hits += target->access(key) ? 1 : 0;
+  return hits;
+}
+
+}  // namespace leftright::cachesim

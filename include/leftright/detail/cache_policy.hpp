@@ -1,0 +1,501 @@
+// The eviction policy of leftright::cache: an adaptive W-TinyLFU, owned and driven by the cache's
+// writer alone (single-threaded; no atomics).
+//
+// Shape (after Caffeine's BoundedLocalCache; Einziger, Friedman & Manes, "TinyLFU: A Highly
+// Efficient Cache Admission Policy", ACM ToS 2017):
+//   - a window LRU that every new entry enters first (recency);
+//   - a main segmented LRU: probation (entries admitted from the window, or demoted) and
+//     protected (entries hit while in probation), protected holding up to 80% of main;
+//   - a frequency sketch (count-min, 4-bit counters, halved every 10 x capacity additions:
+//     "aging") that estimates how often each hash was requested recently, residents or not;
+//   - admission: when the window overflows, its oldest entry (the candidate) competes with the
+//     oldest probation entry (the victim); the one with the lower estimated frequency goes. A
+//     warm candidate that does not win outright is admitted with probability 1/1024 (Caffeine:
+//     1/128, which costs a point on the loop trace), so that an attacker cannot pin a victim by
+//     raising its hash's counters;
+//   - a hill climber that moves capacity between window and main: every sample period (6 x the
+//     capacity in requests; Caffeine: 10 x) it compares the hit ratio with the previous
+//     period's and keeps going in the same direction while the ratio improves, reverses when it
+//     falls, and shrinks its step as the ratio settles. Recency-heavy workloads grow the window
+//     (toward LRU), frequency-heavy ones and loops shrink it (toward LFU).
+//
+// Measured (bench/results/hit_ratio.md, scripts/hit_ratio): on the traces README's eleven
+// trace/size cells the mean hit ratio is 47.33% (Caffeine 2.6.2 45.77, S3-FIFO 45.27, ARC 34.99,
+// LRU 28.71), within 2 points of the best of LRU, ARC, S3-FIFO and Caffeine on every cell but one:
+// P3 at 131,072 entries, 44.28% against LRU's 44.79 and ARC's 50.63. No window size fixes that
+// cell (a fixed window of 1% to 90% gives 42.1-45.3%): it wants keys re-requested soon after
+// leaving the cache to be let back in, which ARC's and S3-FIFO's ghost lists do and a frequency
+// sketch does not. The climber's defaults sit on a plateau (samples of 4-6 x capacity, steps of
+// 2-4%), not on a single tuned point.
+//
+// Keys. The policy knows entries by a 64-bit hash only. It assumes the cache gives distinct
+// resident entries distinct hashes: a second on_insert() of a resident hash is the same entry
+// (its weight is updated). A cache whose two keys collide must keep at most one of them under
+// the policy (for instance replace the first), or the policy's sizes drift from the map's.
+// Hashes of keys never inserted may be passed to record_access(): they feed the sketch only.
+//
+// Determinism. For a given capacity, options (seed included) and sequence of calls, the results
+// are identical run to run: the policy draws its jitter from its own seeded generator. (A cache
+// hashing with absl::Hash gets different hashes in different processes, so it is deterministic
+// per process.)
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+
+namespace leftright::detail {
+
+/// A count-min sketch of 4-bit counters, four per hash, 16 per 64-bit word, halved every
+/// `sample_size()` additions so that old popularity fades.
+class frequency_sketch {
+ public:
+  /// Sized for about `expected_entries` distinct hot keys (16 to 2^22 words: 128 B to 32 MiB).
+  explicit frequency_sketch(std::uint64_t expected_entries) { resize(expected_entries); }
+
+  /// Clears the counters and resizes the table for `expected_entries`. A weighted cache passes
+  /// its capacity in weight units; the clamp keeps a byte-sized capacity from sizing a huge table
+  /// and a never-aging sample.
+  void resize(std::uint64_t expected_entries) {
+    std::uint64_t entries = std::clamp<std::uint64_t>(expected_entries, 1, max_words);
+    std::uint64_t words = std::bit_ceil(std::max<std::uint64_t>(entries, 16));
+    table_.assign(static_cast<std::size_t>(words), 0);
+    mask_ = words - 1;
+    sample_size_ = 10 * entries;
+    additions_ = 0;
+  }
+
+  /// Counts one request of `hash`: raises each of its four counters not yet at 15. Halves every
+  /// counter when the number of counted requests reaches sample_size(). Cost: O(1), plus an
+  /// O(table) halving once per sample_size() calls.
+  void increment(std::uint64_t hash) {
+    std::uint64_t h = spread(hash);
+    bool added = false;
+    for (unsigned i = 0; i < 4; ++i) added |= increment_at(word_of(h, i), nibble_of(h, i));
+    if (added && ++additions_ >= sample_size_) age();
+  }
+
+  /// The estimated recent request count of `hash`, 0..15. Cost: O(1).
+  unsigned frequency(std::uint64_t hash) const {
+    std::uint64_t h = spread(hash);
+    unsigned least = 15;
+    for (unsigned i = 0; i < 4; ++i) {
+      least = std::min(least, unsigned((table_[word_of(h, i)] >> nibble_of(h, i)) & 0xf));
+    }
+    return least;
+  }
+
+  /// Counted requests between two halvings.
+  std::uint64_t sample_size() const { return sample_size_; }
+
+ private:
+  static constexpr std::uint64_t max_words = std::uint64_t{1} << 22;
+
+  static std::uint64_t spread(std::uint64_t x) {  // splitmix64's finalizer
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+  }
+  // Counter i of a hash lives in its own word, at one of that word's 16 nibbles, both chosen
+  // from an independent remix of the spread hash.
+  std::size_t word_of(std::uint64_t h, unsigned i) const {
+    return static_cast<std::size_t>(remix(h, i) & mask_);
+  }
+  static unsigned nibble_of(std::uint64_t h, unsigned i) { return unsigned(remix(h, i) >> 60) << 2; }
+  static std::uint64_t remix(std::uint64_t h, unsigned i) {
+    constexpr std::uint64_t seeds[4] = {0xc3a5c85c97cb3127ULL, 0xb492b66fbe98f273ULL,
+                                        0x9ae16a3b2f90404fULL, 0xcbf29ce484222325ULL};
+    std::uint64_t x = (h + seeds[i]) * seeds[i];
+    return x ^ (x >> 32);
+  }
+  bool increment_at(std::size_t word, unsigned shift) {
+    std::uint64_t mask = std::uint64_t{0xf} << shift;
+    if ((table_[word] & mask) == mask) return false;
+    table_[word] += std::uint64_t{1} << shift;
+    return true;
+  }
+  void age() {
+    for (std::uint64_t& w : table_) w = (w >> 1) & 0x7777777777777777ULL;
+    additions_ /= 2;
+  }
+
+  std::vector<std::uint64_t> table_;
+  std::uint64_t mask_ = 0;
+  std::uint64_t sample_size_ = 0;
+  std::uint64_t additions_ = 0;
+};
+
+/// Tuning of cache_policy; the defaults are the measured ones (bench/results/hit_ratio.md).
+struct cache_policy_options {
+  /// The window's share of the capacity at the start (the hill climber moves it).
+  double initial_window = 0.01;
+  /// Protected's share of the main region.
+  double protected_share = 0.8;
+  /// Whether the hill climber adapts the window; false keeps `initial_window` (Caffeine 2.6).
+  bool adaptive = true;
+  /// Requests per hill-climber sample, as a multiple of the capacity in entries.
+  double sample_factor = 6.0;
+  /// A hit-ratio change at least this large restarts the climber with a full step.
+  double restart_threshold = 0.05;
+  /// The climber's full step, as a share of the capacity.
+  double step_share = 0.03;
+  /// The step's decay per sample while the hit ratio settles.
+  double step_decay = 0.98;
+  /// Whether a warm candidate that does not beat its victim is admitted now and then (with
+  /// probability 1 / (jitter_mask + 1)), so that an attacker cannot pin a victim.
+  bool jitter = true;
+  std::uint64_t jitter_mask = 1023;
+  /// Seed of the admission jitter.
+  std::uint64_t seed = 0x2545f4914f6cdd1dULL;
+};
+
+/// Adaptive W-TinyLFU over entries known by hash (see the file comment).
+/// Thread-safety: none; one thread (the cache's writer) calls everything.
+/// Capacity: in weight units (an entry weighs 1 when the cache counts entries).
+class cache_policy {
+ public:
+  /// What on_insert() decided. `victims` are resident hashes the cache must now erase; the span
+  /// stays valid until the next call of a non-const member.
+  struct insert_result {
+    bool admitted;
+    std::span<const std::uint64_t> victims;
+  };
+
+  explicit cache_policy(std::uint64_t capacity, cache_policy_options options = {})
+      : options_(options), sketch_(capacity), rng_(options.seed | 1) {
+    lists_.resize(3);
+    for (std::uint32_t q = 0; q < 3; ++q) nodes_.push_back(node{0, 0, q, q, q});
+    apply_capacity(capacity);
+  }
+
+  /// Records a hit on `hash` (possibly late, possibly for an entry evicted since; lost records
+  /// only make the policy less informed). Cost: O(1) amortized.
+  void record_access(std::uint64_t hash) {
+    sketch_.increment(hash);
+    auto it = index_.find(hash);
+    if (it == index_.end()) return;
+    ++hits_in_sample_;
+    touch(it->second);
+    climb();
+  }
+
+  /// Adds `hash` with `weight` after a miss, or updates a resident entry's weight (counted as an
+  /// access). Returns whether the entry is resident afterwards and the victims to erase, which
+  /// never include `hash` itself: admitted == false means the cache must not hold `hash` (not
+  /// insert a new entry; erase an updated one that no longer fits). An entry heavier than the
+  /// capacity is never admitted. The hill climber counts this call as a miss for a new hash.
+  /// Cost: O(1) amortized, plus O(evicted entries).
+  insert_result on_insert(std::uint64_t hash, std::uint64_t weight = 1) {
+    victims_.clear();
+    sketch_.increment(hash);
+    if (auto it = index_.find(hash); it != index_.end()) {
+      reweigh(it->second, weight);
+      touch(it->second);
+    } else {
+      ++misses_in_sample_;
+      if (weight > capacity_) return {false, {}};
+      link_new(hash, weight);
+    }
+    evict();
+    climb();
+    bool resident = index_.contains(hash);
+    if (!resident) victims_.erase(std::find(victims_.begin(), victims_.end(), hash));
+    return {resident, victims_};
+  }
+
+  /// Forgets `hash` (invalidation, expiry). Returns whether it was resident. Cost: O(1).
+  bool on_remove(std::uint64_t hash) {
+    auto it = index_.find(hash);
+    if (it == index_.end()) return false;
+    std::uint32_t n = it->second;
+    index_.erase(it);
+    unlink(n);
+    release(n);
+    return true;
+  }
+
+  /// Changes the capacity; returns the victims to erase to fit it (valid as for on_insert()).
+  /// Cost: O(evicted entries) and O(capacity) to resize the sketch when it grows or shrinks by
+  /// more than half.
+  std::span<const std::uint64_t> set_capacity(std::uint64_t capacity) {
+    victims_.clear();
+    if (capacity > 2 * capacity_ || 2 * capacity < capacity_) sketch_.resize(capacity);
+    apply_capacity(capacity);
+    evict();
+    return victims_;
+  }
+
+  bool contains(std::uint64_t hash) const { return index_.contains(hash); }
+  std::size_t size() const { return index_.size(); }
+  std::uint64_t weighted_size() const { return total_weight(); }
+  std::uint64_t capacity() const { return capacity_; }
+  /// The window's current share of the capacity, in weight units (moved by the hill climber).
+  std::uint64_t window_capacity() const { return window_max_; }
+  /// The sketch's estimate for `hash` (tests and diagnostics).
+  unsigned frequency(std::uint64_t hash) const { return sketch_.frequency(hash); }
+
+ private:
+  enum queue : std::uint32_t { window, probation, protected_, none };
+  static constexpr std::uint32_t nil = std::numeric_limits<std::uint32_t>::max();
+  static constexpr unsigned warm_candidate = 6;      // sketch estimate where jitter applies
+
+  // Doubly-linked lists through nodes_; node q < 3 is the sentinel of queue q (next = LRU end,
+  // prev = MRU end).
+  struct node {
+    std::uint64_t hash;
+    std::uint64_t weight;
+    std::uint32_t prev, next;
+    std::uint32_t where;
+  };
+  struct list_state {
+    std::uint64_t weight = 0;
+  };
+
+  void apply_capacity(std::uint64_t capacity) {
+    capacity_ = capacity;
+    window_max_ = std::min(capacity, static_cast<std::uint64_t>(
+                                         std::llround(double(capacity) * options_.initial_window)));
+    if (window_max_ == 0 && capacity > 1) window_max_ = 1;
+    protected_max_ = static_cast<std::uint64_t>(double(capacity - window_max_) *
+                                                options_.protected_share);
+    step_ = -options_.step_share * double(capacity);
+    adjustment_ = 0;
+    previous_hit_ratio_ = 0;
+    hits_in_sample_ = misses_in_sample_ = 0;
+  }
+
+  // --- lists ---
+  std::uint32_t lru(std::uint32_t q) const { return nodes_[q].next; }
+  bool empty(std::uint32_t q) const { return nodes_[q].next == q; }
+  std::uint64_t total_weight() const {
+    return lists_[window].weight + lists_[probation].weight + lists_[protected_].weight;
+  }
+
+  void push_mru(std::uint32_t q, std::uint32_t n) {
+    std::uint32_t last = nodes_[q].prev;
+    nodes_[n].prev = last;
+    nodes_[n].next = q;
+    nodes_[last].next = n;
+    nodes_[q].prev = n;
+    nodes_[n].where = q;
+    lists_[q].weight += nodes_[n].weight;
+  }
+  void unlink(std::uint32_t n) {
+    node& x = nodes_[n];
+    nodes_[x.prev].next = x.next;
+    nodes_[x.next].prev = x.prev;
+    lists_[x.where].weight -= x.weight;
+    x.where = none;
+  }
+  void move_mru(std::uint32_t q, std::uint32_t n) {
+    unlink(n);
+    push_mru(q, n);
+  }
+
+  // --- nodes ---
+  void link_new(std::uint64_t hash, std::uint64_t weight) {
+    std::uint32_t n;
+    if (free_.empty()) {
+      n = static_cast<std::uint32_t>(nodes_.size());
+      nodes_.push_back(node{hash, weight, nil, nil, none});
+    } else {
+      n = free_.back();
+      free_.pop_back();
+      nodes_[n] = node{hash, weight, nil, nil, none};
+    }
+    index_.emplace(hash, n);
+    push_mru(window, n);
+  }
+  void release(std::uint32_t n) { free_.push_back(n); }
+  void reweigh(std::uint32_t n, std::uint64_t weight) {
+    lists_[nodes_[n].where].weight -= nodes_[n].weight;
+    nodes_[n].weight = weight;
+    lists_[nodes_[n].where].weight += weight;
+  }
+  void evict_node(std::uint32_t n) {
+    victims_.push_back(nodes_[n].hash);
+    index_.erase(nodes_[n].hash);
+    unlink(n);
+    release(n);
+  }
+
+  // --- policy ---
+  // A hit: window and protected entries move to their MRU end; a probation entry is promoted.
+  void touch(std::uint32_t n) {
+    switch (nodes_[n].where) {
+      case probation:
+        move_mru(protected_, n);
+        demote_from_protected();
+        break;
+      case window:
+      case protected_:
+        move_mru(nodes_[n].where, n);
+        break;
+      default:
+        break;
+    }
+  }
+
+  void demote_from_protected() {
+    while (lists_[protected_].weight > protected_max_ && !empty(protected_)) {
+      move_mru(probation, lru(protected_));
+    }
+  }
+
+  // Moves the window's overflow to probation's MRU end; returns the first moved (the oldest
+  // candidate), or nil.
+  std::uint32_t evict_from_window() {
+    std::uint32_t first = nil;
+    while (lists_[window].weight > window_max_ && !empty(window)) {
+      std::uint32_t n = lru(window);
+      move_mru(probation, n);
+      if (first == nil) first = n;
+    }
+    return first;
+  }
+
+  // Evicts until the total fits: candidates (from the window, oldest first) against victims
+  // (probation's LRU end, then protected's, then the window's).
+  void evict() {
+    std::uint32_t candidate = evict_from_window();
+    std::uint32_t victim_queue = probation;
+    std::uint32_t victim = empty(probation) ? nil : lru(probation);
+    while (total_weight() > capacity_) {
+      if (victim == nil && candidate == nil) {
+        if (victim_queue == window) break;
+        victim_queue = victim_queue == probation ? protected_ : window;
+        victim = empty(victim_queue) ? nil : lru(victim_queue);
+        continue;
+      }
+      if (victim == nil) {
+        std::uint32_t following = next_of(candidate);
+        evict_node(candidate);
+        candidate = following;
+        continue;
+      }
+      if (candidate == nil || candidate == victim) {
+        // Only a victim, or the victims have reached the candidates: no contest left.
+        std::uint32_t following = next_of(victim);
+        if (candidate == victim) candidate = nil;
+        evict_node(victim);
+        victim = following;
+        continue;
+      }
+      if (admit(nodes_[candidate].hash, nodes_[victim].hash)) {
+        std::uint32_t following = next_of(victim);
+        evict_node(victim);
+        victim = following;
+      } else {
+        std::uint32_t following = next_of(candidate);
+        evict_node(candidate);
+        candidate = following;
+      }
+    }
+  }
+
+  // The entry after `n` toward its queue's MRU end, or nil.
+  std::uint32_t next_of(std::uint32_t n) const {
+    std::uint32_t next = nodes_[n].next;
+    return next < 3 ? nil : next;
+  }
+
+  bool admit(std::uint64_t candidate, std::uint64_t victim) {
+    unsigned candidate_freq = sketch_.frequency(candidate);
+    unsigned victim_freq = sketch_.frequency(victim);
+    if (candidate_freq > victim_freq) return true;
+    if (!options_.jitter || candidate_freq < warm_candidate) return false;
+    return (next_random() & options_.jitter_mask) == 0;
+  }
+
+  std::uint64_t next_random() {  // xorshift64*
+    rng_ ^= rng_ >> 12;
+    rng_ ^= rng_ << 25;
+    rng_ ^= rng_ >> 27;
+    return rng_ * 0x2545f4914f6cdd1dULL;
+  }
+
+  // --- hill climber ---
+  void climb() {
+    if (!options_.adaptive) return;
+    determine_adjustment();
+    demote_from_protected();
+    if (adjustment_ > 0) increase_window(static_cast<std::uint64_t>(adjustment_));
+    if (adjustment_ < 0) decrease_window(static_cast<std::uint64_t>(-adjustment_));
+    adjustment_ = 0;
+  }
+
+  void determine_adjustment() {
+    std::uint64_t requests = hits_in_sample_ + misses_in_sample_;
+    if (double(requests) < options_.sample_factor * double(capacity_)) return;
+    double hit_ratio = double(hits_in_sample_) / double(requests);
+    double change = hit_ratio - previous_hit_ratio_;
+    double amount = change >= 0 ? step_ : -step_;
+    step_ = std::abs(change) >= options_.restart_threshold
+                ? options_.step_share * double(capacity_) * (amount >= 0 ? 1 : -1)
+                : options_.step_decay * amount;
+    previous_hit_ratio_ = hit_ratio;
+    adjustment_ = static_cast<std::int64_t>(amount);
+    hits_in_sample_ = misses_in_sample_ = 0;
+  }
+
+  // Grows the window by up to `quota`, taken from protected's share; the main region's oldest
+  // entries move into the window's MRU end.
+  void increase_window(std::uint64_t quota) {
+    quota = std::min(quota, protected_max_);
+    protected_max_ -= quota;
+    window_max_ += quota;
+    demote_from_protected();
+    while (quota > 0) {
+      std::uint32_t q = !empty(probation) && nodes_[lru(probation)].weight <= quota ? probation
+                                                                                     : protected_;
+      if (empty(q) || nodes_[lru(q)].weight > quota) break;
+      quota -= nodes_[lru(q)].weight;
+      move_mru(window, lru(q));
+    }
+    protected_max_ += quota;
+    window_max_ -= quota;
+  }
+
+  // Shrinks the window by up to `quota` (keeping at least 1), its oldest entries moving to
+  // probation's MRU end.
+  void decrease_window(std::uint64_t quota) {
+    if (window_max_ <= 1) return;
+    quota = std::min(quota, window_max_ - 1);
+    protected_max_ += quota;
+    window_max_ -= quota;
+    while (!empty(window) && nodes_[lru(window)].weight <= quota) {
+      quota -= nodes_[lru(window)].weight;
+      move_mru(probation, lru(window));
+    }
+    protected_max_ -= quota;
+    window_max_ += quota;
+  }
+
+  cache_policy_options options_;
+  frequency_sketch sketch_;
+  std::uint64_t rng_;
+  std::vector<node> nodes_;  // [0, 3): the sentinels of window, probation, protected
+  std::vector<list_state> lists_;
+  std::vector<std::uint32_t> free_;
+  absl::flat_hash_map<std::uint64_t, std::uint32_t> index_;
+  std::vector<std::uint64_t> victims_;
+
+  std::uint64_t capacity_ = 0;
+  std::uint64_t window_max_ = 0;
+  std::uint64_t protected_max_ = 0;
+
+  std::uint64_t hits_in_sample_ = 0;
+  std::uint64_t misses_in_sample_ = 0;
+  double previous_hit_ratio_ = 0;
+  double step_ = 0;
+  std::int64_t adjustment_ = 0;
+};
+
+}  // namespace leftright::detail

@@ -1,0 +1,240 @@
+// The cache's eviction policy (detail::cache_policy) and the reference policies of the
+// hit-ratio simulator (bench/cachesim): invariants, scan resistance, aging, the weight bound, and
+// hand-checked hit counts.
+#include <cstdint>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <leftright/detail/cache_policy.hpp>
+
+#include "absl/container/flat_hash_map.h"
+#include "reference_policies.hpp"
+#include "replay.hpp"
+#include "trace.hpp"
+
+namespace {
+
+using leftright::detail::cache_policy;
+using leftright::detail::cache_policy_options;
+namespace lc = leftright::cachesim;
+
+// The policy plus the cache's view of it: what is resident, with which weight.
+struct policy_model {
+  cache_policy policy;
+  absl::flat_hash_map<std::uint64_t, std::uint64_t> resident;  // hash -> weight
+
+  explicit policy_model(std::uint64_t capacity) : policy(capacity) {}
+
+  std::uint64_t weight() const {
+    std::uint64_t sum = 0;
+    for (const auto& [hash, w] : resident) sum += w;
+    return sum;
+  }
+  // A request: a hit is recorded, a miss inserted. Returns whether it hit.
+  bool request(std::uint64_t hash, std::uint64_t w = 1) {
+    if (resident.contains(hash)) {
+      policy.record_access(hash);
+      return true;
+    }
+    insert(hash, w);
+    return false;
+  }
+  cache_policy::insert_result insert(std::uint64_t hash, std::uint64_t w) {
+    cache_policy::insert_result r = policy.on_insert(hash, w);
+    for (std::uint64_t victim : r.victims) {
+      REQUIRE(victim != hash);
+      REQUIRE(resident.erase(victim) == 1);  // every victim is resident
+    }
+    if (r.admitted) {
+      resident[hash] = w;
+    } else {
+      resident.erase(hash);
+    }
+    return r;
+  }
+  std::size_t resident_among(std::uint64_t first, std::uint64_t count) const {
+    std::size_t n = 0;
+    for (std::uint64_t k = first; k < first + count; ++k) n += resident.contains(k) ? 1 : 0;
+    return n;
+  }
+};
+
+std::vector<std::uint64_t> victims_of(cache_policy& p, const std::vector<std::uint64_t>& keys) {
+  std::vector<std::uint64_t> out;
+  for (std::uint64_t k : keys) {
+    if (p.contains(k)) {
+      p.record_access(k);
+      continue;
+    }
+    cache_policy::insert_result r = p.on_insert(k);
+    out.insert(out.end(), r.victims.begin(), r.victims.end());
+    out.push_back(r.admitted ? 1 : 0);
+  }
+  return out;
+}
+
+std::vector<std::uint64_t> skewed_keys(std::uint64_t seed, std::size_t n, std::uint64_t universe) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::uint64_t> keys;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint64_t a = rng() % universe, b = rng() % universe;
+    keys.push_back(lc::key_hash(std::min(a, b)));  // small keys more often
+  }
+  return keys;
+}
+
+}  // namespace
+
+TEST_CASE("cache_policy never exceeds its capacity and evicts only resident entries") {
+  std::uint64_t seed = std::random_device{}();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  policy_model m(500);
+  for (int i = 0; i < 200000; ++i) {
+    std::uint64_t key = lc::key_hash(std::min(rng() % 4000, rng() % 4000));
+    switch (rng() % 16) {
+      case 0: {
+        bool was_resident = m.resident.erase(key) == 1;
+        REQUIRE(m.policy.on_remove(key) == was_resident);
+        break;
+      }
+      case 1:
+        m.policy.record_access(lc::key_hash(rng()));  // a late record of a non-resident
+        break;
+      default:
+        m.request(key, 1 + rng() % 8);
+    }
+    REQUIRE(m.policy.weighted_size() <= m.policy.capacity());
+    REQUIRE(m.policy.size() == m.resident.size());
+  }
+  REQUIRE(m.policy.weighted_size() == m.weight());
+}
+
+TEST_CASE("cache_policy is deterministic for a given sequence") {
+  std::vector<std::uint64_t> keys = skewed_keys(7, 100000, 3000);
+  cache_policy a(300), b(300);
+  REQUIRE(victims_of(a, keys) == victims_of(b, keys));
+  REQUIRE(a.window_capacity() == b.window_capacity());
+}
+
+TEST_CASE("cache_policy keeps hot entries through a scan of one-hit keys larger than the cache") {
+  policy_model m(100);
+  for (int round = 0; round < 20; ++round) {
+    for (std::uint64_t k = 0; k < 50; ++k) m.request(k);
+  }
+  REQUIRE(m.resident_among(0, 50) == 50);
+  // A scan of five times the cache (within one aging period: a scan longer than many periods
+  // ages the hot entries' counts away, as it should).
+  for (std::uint64_t k = 1000; k < 1500; ++k) m.request(k);
+  CHECK(m.resident_among(0, 50) == 50);
+  // LRU keeps none of them.
+  lc::lru_policy lru(100);
+  for (int round = 0; round < 20; ++round) {
+    for (std::uint64_t k = 0; k < 50; ++k) lru.access(k);
+  }
+  for (std::uint64_t k = 1000; k < 1500; ++k) lru.access(k);
+  std::size_t lru_kept = 0;
+  for (std::uint64_t k = 0; k < 50; ++k) lru_kept += lru.access(k) ? 1 : 0;
+  CHECK(lru_kept == 0);
+}
+
+TEST_CASE("cache_policy ages: a new working set replaces an old one") {
+  policy_model m(100);
+  for (int round = 0; round < 50; ++round) {
+    for (std::uint64_t k = 0; k < 100; ++k) m.request(k);
+  }
+  REQUIRE(m.resident_among(0, 100) == 100);
+  for (int round = 0; round < 100; ++round) {
+    for (std::uint64_t k = 5000; k < 5100; ++k) m.request(k);
+  }
+  CHECK(m.resident_among(5000, 100) >= 95);
+  CHECK(m.resident_among(0, 100) <= 5);
+}
+
+TEST_CASE("cache_policy never admits an entry heavier than its capacity") {
+  policy_model m(100);
+  for (std::uint64_t k = 0; k < 50; ++k) m.request(k, 2);
+  REQUIRE(m.policy.weighted_size() == 100);
+  cache_policy::insert_result r = m.insert(999, 101);
+  CHECK_FALSE(r.admitted);
+  CHECK(r.victims.empty());
+  CHECK_FALSE(m.policy.contains(999));
+  CHECK(m.policy.weighted_size() == 100);
+  // Exactly the capacity fits, and evicts everything else.
+  r = m.insert(1000, 100);
+  CHECK(m.policy.weighted_size() <= 100);
+  CHECK(m.policy.size() == m.resident.size());
+}
+
+TEST_CASE("cache_policy forgets removed entries and shrinks to a new capacity") {
+  policy_model m(200);
+  for (std::uint64_t k = 0; k < 200; ++k) m.request(k);
+  REQUIRE(m.policy.size() == 200);
+  CHECK(m.policy.on_remove(7));
+  CHECK_FALSE(m.policy.on_remove(7));
+  CHECK_FALSE(m.policy.contains(7));
+  std::size_t before = m.policy.size();
+  auto victims = m.policy.set_capacity(50);
+  CHECK(victims.size() == before - 50);
+  for (std::uint64_t v : victims) CHECK_FALSE(m.policy.contains(v));
+  CHECK(m.policy.size() == 50);
+}
+
+TEST_CASE("reference policies: hand-checked hit counts") {
+  auto hits = [](auto policy, std::vector<std::uint64_t> keys) {
+    int n = 0;
+    for (std::uint64_t k : keys) n += policy.access(k) ? 1 : 0;
+    return n;
+  };
+  // LRU, 2 entries: a b a c b -> only the second a hits (c evicts b).
+  CHECK(hits(lc::lru_policy(2), {1, 2, 1, 3, 2}) == 1);
+  // ARC, 2 entries: a a b c a -> a moves to T2 on its hit; c demotes b (T1 over its target 0),
+  // so a hits again. LRU evicts a for c.
+  CHECK(hits(lc::arc_policy(2), {1, 1, 2, 3, 1}) == 2);
+  CHECK(hits(lc::lru_policy(2), {1, 1, 2, 3, 1}) == 1);
+  // S3-FIFO, 10 entries (small queue 1): x hit twice in the small queue moves to main when ten
+  // new keys arrive, and hits once more; LRU loses x to the ten.
+  std::vector<std::uint64_t> seq = {100, 100, 100, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 100};
+  CHECK(hits(lc::s3fifo_policy(10), seq) == 3);
+  CHECK(hits(lc::lru_policy(10), seq) == 2);
+  // OPT, 2 entries: a b c a b -> c evicts b (used last), a hits, b misses.
+  std::vector<std::uint64_t> opt_seq = {1, 2, 3, 1, 2};
+  CHECK(lc::opt_hits(opt_seq, 2) == 1);
+  CHECK(hits(lc::lru_policy(2), opt_seq) == 0);
+}
+
+TEST_CASE("on a loop larger than the cache, the policy beats LRU and stays under OPT") {
+  std::vector<std::uint64_t> trace;
+  for (int round = 0; round < 100; ++round) {
+    for (std::uint64_t k = 0; k < 120; ++k) trace.push_back(k);
+  }
+  std::uint64_t lru = *lc::replay_hits("lru", trace, 100);
+  std::uint64_t ours = *lc::replay_hits("leftright", trace, 100);
+  std::uint64_t opt = *lc::replay_hits("opt", trace, 100);
+  CHECK(lru == 0);
+  CHECK(ours > trace.size() / 2);
+  CHECK(ours <= opt);
+}
+
+TEST_CASE("the simulator reproduces the traces README's LRU and OPT cells (skipped without traces)") {
+  std::filesystem::path dir = std::getenv("LEFTRIGHT_TRACES") ? std::getenv("LEFTRIGHT_TRACES")
+                                                              : LEFTRIGHT_TRACES_DEFAULT;
+  std::filesystem::path gli = dir / "lirs/gli.trace.gz";
+  if (!std::filesystem::exists(gli)) {
+    WARN("no traces at " << dir << ": skipped");
+    return;
+  }
+  std::vector<std::uint64_t> keys = lc::read_trace(gli.string(), lc::trace_format::lirs);
+  REQUIRE(keys.size() == 6015);
+  auto percent = [&](std::uint64_t hits) {
+    return std::round(10000.0 * double(hits) / double(keys.size())) / 100.0;
+  };
+  CHECK(percent(*lc::replay_hits("lru", keys, 1000)) == Approx(11.21));
+  CHECK(percent(*lc::replay_hits("arc", keys, 1000)) == Approx(21.31));
+  CHECK(percent(*lc::replay_hits("opt", keys, 1000)) == Approx(53.13));
+}
