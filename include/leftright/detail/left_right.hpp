@@ -92,7 +92,6 @@
 #include <atomic>
 #include <cassert>
 #include <chrono>
-#include <concepts>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -502,18 +501,18 @@ class lr_writer {
     const std::vector<Op>& batch = pending_;
     hook.before_apply(r.version + 1, batch);  // throws: nothing changed yet
     try {
-      apply_each(w.value, replay_, [&](Op& op) {
+      for (Op& op : replay_) {
         Apply::second(w.value, std::move(op));
         if constexpr (recycles) {
           if (spare_.size() < spare_cap) Apply::salvage(op, spare_);
         }
-      });
+      }
       verify(w.value, r.value, replay_.size());
       replay_.clear();
       // Keep the log's memory proportional to the batches in flight: a one-off huge batch
       // (a bulk load) must not pin its buffer for the life of the map.
       if (replay_.capacity() > 2 * std::max<std::size_t>(pending_.size(), 4096)) replay_.shrink_to_fit();
-      apply_each(w.value, pending_, [&](Op& op) { Apply::first(w.value, op); });
+      for (Op& op : pending_) Apply::first(w.value, op);
       hook.before_swap(r.version + 1, batch);
     } catch (...) {
       static_assert(noexcept(hook.abort()), "leftright: a publish hook's abort() must not throw");
@@ -540,30 +539,6 @@ class lr_writer {
     record_readers();
     return w.version;
   }
-
-  /// Calls each(op) for every op of ops, in order. Where Apply can prefetch and the table is
-  /// large (Apply::worth_prefetching), the lines of the operation prefetch_ahead places on are
-  /// loaded while each one is applied: a writer's lookup is followed by stores, so unlike a
-  /// reader's it cannot overlap its misses by itself.
-  template <class Each>
-  static void apply_each(const T& t, std::vector<Op>& ops, Each&& each) {
-    if constexpr (requires(const Op& o) {
-                    Apply::prefetch_op(t, o);
-                    { Apply::worth_prefetching(t) } -> std::convertible_to<bool>;
-                  }) {
-      const std::size_t n = ops.size();
-      if (n >= 2 * prefetch_ahead && Apply::worth_prefetching(t)) {
-        for (std::size_t i = 0; i < prefetch_ahead; ++i) Apply::prefetch_op(t, ops[i]);
-        for (std::size_t i = 0; i < n; ++i) {
-          if (i + prefetch_ahead < n) Apply::prefetch_op(t, ops[i + prefetch_ahead]);
-          each(ops[i]);
-        }
-        return;
-      }
-    }
-    for (Op& op : ops) each(op);
-  }
-  static constexpr std::size_t prefetch_ahead = 16;
 
   /// Traits::verify_copies, after a replay of n operations.
   void verify(const T& w, const T& r, std::size_t n) {
