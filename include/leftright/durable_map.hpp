@@ -58,7 +58,11 @@ struct durable_options {
   leftright::durability durability = leftright::durability::sync;
   /// For durability::async: how often the background thread syncs the log.
   std::chrono::milliseconds sync_interval{1000};
-  /// Size of a log segment file (preallocated). A batch larger than this gets a segment of its own.
+  /// The largest size of a log segment file (each is preallocated). Segments grow with the map:
+  /// the first after an open or a checkpoint is 64 KiB (or this, if smaller), each next one
+  /// twice the last, up to this. A batch larger than this gets a segment of its own size. A
+  /// file-size limit (RLIMIT_FSIZE) below it makes a segment's creation fail, with SIGXFSZ
+  /// (which kills the process unless ignored; ignored: EFBIG, and the writer stops).
   std::size_t segment_size = std::size_t{64} << 20;
   /// Checkpoint automatically after a publish once this many log bytes were written since the
   /// last checkpoint; 0: only when checkpoint() is called.
