@@ -243,6 +243,7 @@ inline void start_log(wal_writer& wal, file_system& fsys, const fs::path& dir, l
   if (log.open_end && log.open_end->next == version + 1) {
     const auto rec = successor_record(log.open_end->salt, version + 1, version);
     auto f = fsys.open(log.open_end->path, open_mode::read_write);
+    // Every segment keeps room for it (wal_writer::append); a file that has none is left as is.
     if (log.open_end->offset + rec.size() <= f->size()) {
       f->write_at(rec.data(), rec.size(), log.open_end->offset);
       f->sync();
