@@ -169,6 +169,7 @@ struct state {
   std::map<std::string, entry> cur_ns, dur_ns;
   std::vector<ns_op> pending;  ///< namespace operations not yet durable, in order
   std::set<std::string> locked;
+  std::map<std::string, int> shared_locked;  ///< holders of a shared lock, by directory
   std::uint64_t calls = 0;
   std::optional<std::uint64_t> crash_at;
   crash_mode crash_how = crash_mode::random;
@@ -332,6 +333,7 @@ class file_system final : public st::file_system, public std::enable_shared_from
     s_->pending.erase(s_->pending.begin(), s_->pending.begin() + static_cast<std::ptrdiff_t>(n));
   }
   std::unique_ptr<st::lock_handle> lock_directory(const fs::path& dir) override;
+  std::unique_ptr<st::lock_handle> lock_directory_shared(const fs::path& dir) override;
 
  private:
   friend class sim_file;
@@ -532,15 +534,21 @@ class sim_file final : public st::file {
 
 class sim_lock final : public st::lock_handle {
  public:
-  sim_lock(std::shared_ptr<detail::state> s, std::string dir) : s_(std::move(s)), dir_(std::move(dir)) {}
+  sim_lock(std::shared_ptr<detail::state> s, std::string dir, bool shared = false)
+      : s_(std::move(s)), dir_(std::move(dir)), shared_(shared) {}
   ~sim_lock() override {
     std::lock_guard<std::mutex> lock(s_->mu);
-    s_->locked.erase(dir_);
+    if (!shared_) {
+      s_->locked.erase(dir_);
+    } else if (--s_->shared_locked[dir_] == 0) {
+      s_->shared_locked.erase(dir_);
+    }
   }
 
  private:
   std::shared_ptr<detail::state> s_;
   std::string dir_;
+  bool shared_;
 };
 
 inline std::unique_ptr<st::file> file_system::open(const fs::path& p, st::open_mode mode) {
@@ -566,10 +574,22 @@ inline std::unique_ptr<st::lock_handle> file_system::lock_directory(const fs::pa
   enter(lock, dir, "lock");
   const std::string d = detail::key(dir);
   if (!is_dir(d)) throw leftright::storage_error(dir, "open", ENOENT);
-  if (!s_->locked.insert(d).second) {
+  if (s_->shared_locked.count(d) != 0 || !s_->locked.insert(d).second) {
     throw leftright::storage_error(dir, "lock", EWOULDBLOCK, "the directory is in use by another open map");
   }
   return std::make_unique<sim_lock>(s_, d);
+}
+
+inline std::unique_ptr<st::lock_handle> file_system::lock_directory_shared(const fs::path& dir) {
+  std::unique_lock<std::mutex> lock(s_->mu);
+  enter(lock, dir, "lock (shared)");
+  const std::string d = detail::key(dir);
+  if (!is_dir(d)) throw leftright::storage_error(dir, "open", ENOENT);
+  if (s_->locked.count(d) != 0) {
+    throw leftright::storage_error(dir, "lock (shared)", EWOULDBLOCK, "the directory is in use by a writable open map");
+  }
+  ++s_->shared_locked[d];
+  return std::make_unique<sim_lock>(s_, d, true);
 }
 
 inline std::shared_ptr<file_system> file_system::crash_state(detail::state& s, std::uint64_t seed, crash_mode how) {

@@ -138,6 +138,7 @@ std::vector<record_info> records_of(const fs::path& segment) {
     const std::uint32_t crc = le32(b, off);
     const std::uint32_t len = le32(b, off + 4);
     if (crc == 0 && len == 0) break;
+    if (le32(b, off + 8) != 1) break;  // the successor record (type 2) ends a segment's records
     out.push_back({off, len, le64(b, off + 16)});
     off += (record_header + len + 7) & ~std::size_t{7};
   }

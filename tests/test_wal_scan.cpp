@@ -60,7 +60,7 @@ struct segment {
   std::size_t off = st::segment_header_size;
 
   segment(std::size_t size, std::uint64_t first_seq) : bytes(size) {
-    const auto h = st::segment_header(salt, first_seq, leftright::codec_name<key>(), leftright::codec_name<value>());
+    const auto h = st::segment_header(salt, first_seq, size, leftright::codec_name<key>(), leftright::codec_name<value>());
     std::memcpy(bytes.data(), h.data(), h.size());
   }
   /// A record header at `at` (crc valid if good), payload copied in; returns its aligned size.
@@ -111,9 +111,10 @@ void fill_with_claims(segment& s, std::size_t from, std::size_t end) {
   }
 }
 
-/// Writes a segment as the only log file of a map directory.
+/// Writes a segment as the only log file of a map directory (with the directory's marker).
 void write_segment(const fs::path& dir, const segment& s) {
   fs::create_directories(dir);
+  st::write_marker(*st::default_file_system(), dir, leftright::codec_name<key>(), leftright::codec_name<value>());
   const fs::path p = dir / st::segment_name(1);
   const int fd = ::open(p.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
   REQUIRE(fd >= 0);

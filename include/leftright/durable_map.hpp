@@ -37,6 +37,7 @@
 #include "codec.hpp"
 #include "detail/storage/format.hpp"
 #include "detail/storage/fs.hpp"
+#include "detail/storage/recovery.hpp"
 #include "detail/storage/snapshot.hpp"
 #include "detail/slot_order.hpp"
 #include "detail/storage/wal.hpp"
@@ -58,7 +59,11 @@ struct durable_options {
   leftright::durability durability = leftright::durability::sync;
   /// For durability::async: how often the background thread syncs the log.
   std::chrono::milliseconds sync_interval{1000};
-  /// Size of a log segment file (preallocated). A batch larger than this gets a segment of its own.
+  /// The largest size of a log segment file (each is preallocated). Segments grow with the map:
+  /// the first after an open or a checkpoint is 64 KiB (or this, if smaller), each next one
+  /// twice the last, up to this. A batch larger than this gets a segment of its own size. A
+  /// file-size limit (RLIMIT_FSIZE) below it makes a segment's creation fail, with SIGXFSZ
+  /// (which kills the process unless ignored; ignored: EFBIG, and the writer stops).
   std::size_t segment_size = std::size_t{64} << 20;
   /// Checkpoint automatically after a publish once this many log bytes were written since the
   /// last checkpoint; 0: only when checkpoint() is called.
@@ -91,6 +96,14 @@ template <class Key, class Value, class Hash = default_hash<Key>, class Eq = def
           class Traits = default_traits>
 std::pair<durable_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>>
 open_map(const durable_options& options);
+
+template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+          class Traits = default_traits>
+class read_only_map;
+
+template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+          class Traits = default_traits>
+read_only_map<Key, Value, Hash, Eq, Traits> open_map_read_only(const durable_options& options);
 
 namespace detail {
 
@@ -393,6 +406,156 @@ typename Ops::table to_table(Plain&& plain) {
   }
 }
 
+/// The table recovery builds: a plain, single-threaded absl map (the map's layout may differ,
+/// see to_table) with the map's allocator, so that for the inline layout it moves in as it is.
+template <class Key, class Value, class Hash, class Eq, class Traits>
+using recovery_table = absl::flat_hash_map<Key, Value, Hash, Eq,
+                                           table_allocator_t<std::pair<const Key, Value>, Traits::huge_pages>>;
+
+/// Loads the newest snapshot into t (a committed snapshot was synced before its rename: if it
+/// does not check out, that is damage, not a crash, and recovery refuses rather than silently
+/// go back in time). Returns the first version the log must supply.
+template <class Key, class Value, class Table>
+std::uint64_t load_newest_snapshot(Table& t, storage::file_system& fsys, const std::filesystem::path& dir,
+                                   const storage::inventory& inv, const std::string& key_codec,
+                                   const std::string& value_codec, recovery_report& rep) {
+  if (inv.snapshots.empty()) return 1;
+  const auto& [seq, name] = *inv.snapshots.rbegin();
+  const auto path = dir / name;
+  auto view = storage::read_snapshot(fsys, path, key_codec, value_codec);
+  if (view.seq != seq) throw storage_error(path, "read snapshot", 0, "file name and header disagree");
+  load_snapshot<Key, Value>(t, view, path);
+  rep.snapshot_version = seq;
+  rep.snapshot_entries = view.entries;
+  return seq + 1;
+}
+
+/// Applies consecutive log records of segment `path` to a recovering table.
+template <class Key, class Value, class Table>
+void apply_records(Table& t, std::span<const storage::wal_record> recs, const std::filesystem::path& path) {
+  constexpr std::size_t replay_reserve_cap = std::size_t{1} << 22;
+  constexpr std::size_t min_op = builtin_int_codec<Key> && builtin_int_codec<Value>
+                                     ? 1 + sizeof(Key) + sizeof(Value)
+                                     : 2;  // a tag and (for all keys but one) a byte
+  // Reserved once rather than grown step by step while replaying: room for as many entries
+  // more as the records have operations (each counted as an insert), at most the table's
+  // size or 4M more (a long log of overwrites or erases must not size a huge table).
+  const std::size_t more = logged_operations(recs, min_op);
+  t.reserve(t.size() + std::min(more, std::max(t.size(), replay_reserve_cap)));
+  const auto apply_general = [&](const storage::wal_record& rec) {
+    try {
+      apply_batch<Key, Value>(t, rec.payload);
+    } catch (const storage_error& e) {
+      throw storage_error(path, "recover", 0,
+                          "record " + std::to_string(rec.seq) + " at offset " + std::to_string(rec.offset) +
+                              " has a valid checksum but does not decode: " + e.what());
+    }
+  };
+  if constexpr (builtin_int_codec<Key> && builtin_int_codec<Value>) {
+    // Each run of records that check and hold no clear is applied in the table's slot order
+    // (apply_in_slot_order); any other record on its own, in its place.
+    for (std::size_t from = 0; from < recs.size();) {
+      std::size_t to = from;
+      while (to < recs.size() && check_batch_builtin<Key, Value>(recs[to].payload) == batch_check::keyed) ++to;
+      if (to > from) {
+        apply_in_slot_order(t, [&recs, from, to](auto&& op) {
+          for (std::size_t k = from; k < to; ++k) for_each_op_builtin<Key, Value>(recs[k].payload, op, [] {});
+        });
+      }
+      if (to < recs.size()) apply_general(recs[to++]);
+      from = to;
+    }
+  } else {
+    for (const auto& rec : recs) apply_general(rec);
+  }
+  // The estimate counted every operation as an insert; give back what overwrites and erases
+  // left unused (a table never shrinks by itself).
+  if (t.size() < t.bucket_count() / 4) t.rehash(0);
+}
+
+/// Replays the log segments after the snapshot (expect: the first version they must supply) up
+/// to the first record that was not completely written, checking each segment against the
+/// next (storage::check_scan). A writable open syncs what it recovered from and cuts the log
+/// at a hole a crash explains; a read-only one only notes it. Sets rep.version.
+template <class Key, class Value, class Table>
+storage::log_state replay_log(Table& t, storage::file_system& fsys, const std::filesystem::path& dir,
+                              const storage::inventory& inv, std::uint64_t expect, bool writable,
+                              const std::string& key_codec, const std::string& value_codec, recovery_report& rep) {
+  namespace st = storage;
+  st::log_state out;
+  const std::vector<std::pair<std::uint64_t, std::string>> segs(inv.segments.begin(), inv.segments.end());
+  for (std::size_t i = 0; i < segs.size(); ++i) {
+    const auto& [first, name] = segs[i];
+    const bool last = i + 1 == segs.size();
+    const std::uint64_t limit = last ? UINT64_MAX : segs[i + 1].first;  // the newer segment wins
+    const auto path = dir / name;
+    if (!last && limit <= expect) continue;  // every record it could hold is covered already
+    if (first > expect) {
+      throw storage_error(path, "recover", 0,
+                          "log hole: the segment starts at version " + std::to_string(first) +
+                              ", the state before it ends at " + std::to_string(expect - 1));
+    }
+    auto seg = st::open_for_scan(fsys, path, writable, key_codec, value_codec);
+    const auto scan = st::scan_open_segment(seg);
+    ++rep.segments_read;
+    st::check_scan(scan, path, seg.map->size(), last ? std::nullopt : std::optional<std::uint64_t>(limit));
+    out.holds_data = out.holds_data || !scan.records.empty() || scan.successor || scan.torn;
+    // The records to apply: consecutive, so a range of them.
+    std::size_t lo = 0;
+    while (lo < scan.records.size() && scan.records[lo].seq < expect) ++lo;
+    std::size_t hi = lo;
+    while (hi < scan.records.size() && scan.records[hi].seq < limit) ++hi;
+    if (hi > lo) {
+      apply_records<Key, Value>(t, std::span<const st::wal_record>(scan.records.data() + lo, hi - lo), path);
+      rep.records_replayed += hi - lo;
+      expect = scan.records[hi - 1].seq + 1;
+    }
+    const std::uint64_t ended = scan.first_seq + scan.records.size();  // first seq not read
+    if (scan.successor) {
+      out.open_end.reset();
+    } else if (!scan.records.empty()) {
+      out.open_end = st::log_state::end{path, seg.header.salt, scan.end_offset, ended};
+    }
+    if (!last && ended < limit && expect < limit) {
+      st::end_log_at_hole(fsys, dir, segs, i, scan, writable, key_codec, value_codec, rep.note);
+      rep.tail_truncated = true;
+      if (writable) seg.file->sync();
+      break;
+    }
+    if (last && scan.torn) {
+      rep.tail_truncated = true;
+      rep.note += std::string(writable ? "cut the log at " : "the log ends at ") + name + " offset " +
+                  std::to_string(scan.end_offset) + " (version " + std::to_string(ended) + " incompletely written" +
+                  (writable ? "" : "; a writable open starts a new segment after it") + "); ";
+    }
+    if (writable) seg.file->sync();  // what we recovered from must be durable before new records claim it was
+    if (last && scan.records.empty() && !scan.torn && !scan.successor && first == expect) {
+      // Nothing but zeros after a valid header (so no stale bytes can share its salt), and now
+      // synced: as good as a segment roll() would create.
+      out.reuse = st::log_state::reusable{name, seg.header.salt, seg.map->size(), std::move(seg.file)};
+    }
+  }
+  rep.version = expect - 1;
+  return out;
+}
+
+/// Recovers the state in dir into t: the inventory (see storage::take_inventory), the newest
+/// snapshot, the log after it, and the marker's checks. writable: as open_map() (removes what a
+/// crash left unfinished, cuts the log where it must); otherwise nothing is written, and
+/// rep.note says what a writable open would change.
+template <class Key, class Value, class Table>
+std::pair<storage::inventory, storage::log_state> recover_directory(Table& t, storage::file_system& fsys,
+                                                                    const std::filesystem::path& dir, bool writable,
+                                                                    const std::string& key_codec,
+                                                                    const std::string& value_codec,
+                                                                    recovery_report& rep) {
+  auto inv = storage::take_inventory(fsys, dir, writable, key_codec, value_codec, rep.note);
+  const std::uint64_t expect = load_newest_snapshot<Key, Value>(t, fsys, dir, inv, key_codec, value_codec, rep);
+  auto log = replay_log<Key, Value>(t, fsys, dir, inv, expect, writable, key_codec, value_codec, rep);
+  storage::check_marker(inv, log, dir);
+  return {std::move(inv), std::move(log)};
+}
+
 }  // namespace detail
 
 /// The single writer of a durable map: every member of map_writer, with the same meaning, plus
@@ -507,6 +670,7 @@ class durable_writer {
     try {
       auto& s = *st_;
       const std::uint64_t v = inner_.version();
+      s.wal.restart_growth();  // the log after a checkpoint starts small again
       s.wal.roll_if_needed(v + 1, s.opts.durability != durability::none);
       detail::storage::snapshot_writer snap(s.fs, s.opts.path, v, inner_.impl_.published().size(),
                                             s.key_codec, s.value_codec);
@@ -731,12 +895,15 @@ class durable_writer {
     }
   }
 
-  /// Removes log segments whose records are all <= v, and snapshots older than v.
+  /// Removes log segments whose records are all <= v, and snapshots older than v; segments
+  /// oldest first, so that a crash part way leaves no segment whose successor is gone.
   void remove_covered(std::uint64_t v) {
     auto& s = *st_;
     namespace st = detail::storage;
     bool removed = false;
-    for (const std::string& name : s.fs->list(s.opts.path)) {
+    std::vector<std::string> names = s.fs->list(s.opts.path);
+    std::sort(names.begin(), names.end());  // wal-<16 hex digits>: name order is version order
+    for (const std::string& name : names) {
       if (auto first = st::parse_hex_name(name, "wal-", ".log"); first && *first <= v) {
         s.fs->remove(s.opts.path / name);
         removed = true;
@@ -803,249 +970,13 @@ open_map(const durable_options& options) {
   s->lock = fsys->lock_directory(options.path);
   recovery_report& rep = s->report;
 
-  // Inventory.
-  std::map<std::uint64_t, std::string> segments, snapshots;
-  for (const std::string& name : fsys->list(options.path)) {
-    if (auto n = st::parse_hex_name(name, "wal-", ".log")) {
-      segments.emplace(*n, name);
-    } else if (auto m = st::parse_hex_name(name, "snap-", ".dat")) {
-      snapshots.emplace(*m, name);
-    } else if (name.size() > 4 && name.ends_with(".tmp")) {
-      fsys->remove(options.path / name);  // a snapshot whose commit a crash interrupted
-      rep.note += "removed unfinished " + name + "; ";
-    }
-  }
-
-  // The state being recovered (a plain table: the map's layout may differ, see to_table; its
-  // allocator is the map's, so that for the inline layout the table moves in as it is).
-  using plain_table = absl::flat_hash_map<Key, Value, Hash, Eq,
-                                          detail::table_allocator_t<std::pair<const Key, Value>, Traits::huge_pages>>;
-  plain_table t;
-
-  // The newest snapshot. A committed snapshot was synced before its rename: if it does not
-  // check out, that is damage, not a crash, and we refuse rather than silently go back in time.
-  std::uint64_t expect = 1;
-  if (!snapshots.empty()) {
-    const auto& [seq, name] = *snapshots.rbegin();
-    const auto path = options.path / name;
-    auto view = st::read_snapshot(*fsys, path, s->key_codec, s->value_codec);
-    if (view.seq != seq) throw storage_error(path, "read snapshot", 0, "file name and header disagree");
-    detail::load_snapshot<Key, Value>(t, view, path);
-    rep.snapshot_version = seq;
-    rep.snapshot_entries = view.entries;
-    expect = seq + 1;
-  }
-
-  // The log after it. A segment is mapped for reading without read-around (access_hint::random)
-  // and read only where the file system says it may hold data (file::data_range), each such
-  // range read ahead as it is reached: the never-written tail of a preallocated segment is
-  // neither read nor brought into the page cache (where it would start to count as data).
-  const auto map_for_scan = [](st::file& file, std::uint64_t size) {
-    auto mp = file.map(static_cast<std::size_t>(size), false);
-    mp->advise(0, mp->size(), st::access_hint::random);
-    return mp;
-  };
-  const auto data_ranges = [](st::file& file, st::mapping& mp) {
-    return [&file, &mp](std::uint64_t off, std::uint64_t) {
-      const auto r = file.data_range(off);
-      if (r.second > r.first) {
-        mp.advise(static_cast<std::size_t>(r.first), static_cast<std::size_t>(r.second - r.first),
-                  st::access_hint::will_need);
-      }
-      return r;
-    };
-  };
-  constexpr std::size_t replay_reserve_cap = std::size_t{1} << 22;
-  constexpr std::size_t min_op = detail::builtin_int_codec<Key> && detail::builtin_int_codec<Value>
-                                     ? 1 + sizeof(Key) + sizeof(Value)
-                                     : 2;  // a tag and (for all keys but one) a byte
-  // The newest segment, if it starts at the recovered version + 1 and holds nothing: the fresh
-  // segment the last open (or a checkpoint) started. The writer continues in it.
-  struct reusable_segment {
-    std::string name;
-    std::uint64_t salt;
-    std::uint64_t size;
-    std::unique_ptr<st::file> file;
-  };
-  std::optional<reusable_segment> reuse;
-  std::vector<std::pair<std::uint64_t, std::string>> segs(segments.begin(), segments.end());
-  for (std::size_t i = 0; i < segs.size(); ++i) {
-    const auto& [first, name] = segs[i];
-    const bool last = i + 1 == segs.size();
-    const std::uint64_t limit = last ? UINT64_MAX : segs[i + 1].first;  // the newer segment wins
-    const auto path = options.path / name;
-    if (!last && limit <= expect) continue;  // every record it could hold is covered already
-    if (first > expect) {
-      throw storage_error(path, "recover", 0,
-                          "log hole: the segment starts at version " + std::to_string(first) +
-                              ", the state before it ends at " + std::to_string(expect - 1));
-    }
-    auto f = fsys->open(path, st::open_mode::read_write);
-    const std::uint64_t size = f->size();
-    std::shared_ptr<st::mapping> m;
-    std::optional<st::segment_header_info> h;
-    if (size >= st::segment_header_size) {
-      m = map_for_scan(*f, size);
-      h = st::read_segment_header(std::span<const std::byte>(m->data(), m->size()), path,
-                                  s->key_codec, s->value_codec);
-    }
-    if (!h) {
-      // roll() syncs a segment's header before it writes any record to it: a bad header is an
-      // interrupted creation only if nothing follows it; otherwise it is damage.
-      bool blank = true;
-      if (m) {
-        for (std::uint64_t p = st::segment_header_size; p < m->size() && blank;) {
-          const auto [from, to] = f->data_range(p);
-          if (from >= m->size()) break;
-          const std::size_t end = static_cast<std::size_t>(std::max(to, from + 1));
-          for (std::size_t q = static_cast<std::size_t>(from); q < end && q < m->size() && blank; ++q) {
-            blank = m->data()[q] == std::byte{0};
-          }
-          p = end;
-        }
-      }
-      if (!last || !blank) throw storage_error(path, "recover", 0, "segment header damaged (offset 0)");
-      m.reset();
-      f.reset();
-      fsys->remove(path);  // its creation was interrupted: no record can be in it
-      rep.note += "removed " + name + " (header never completed); ";
-      continue;
-    }
-    if (h->first_seq != first) throw storage_error(path, "recover", 0, "file name and header disagree");
-    const auto data_range = data_ranges(*f, *m);
-    data_range(st::segment_header_size, size);  // the records: read ahead
-    const auto scan = st::scan_segment(std::span<const std::byte>(m->data(), m->size()), *h, data_range);
-    ++rep.segments_read;
-    // The records to apply: consecutive, so a range of them.
-    std::size_t lo = 0;
-    while (lo < scan.records.size() && scan.records[lo].seq < expect) ++lo;
-    std::size_t hi = lo;
-    while (hi < scan.records.size() && scan.records[hi].seq < limit) ++hi;
-    if (hi > lo) {
-      const std::span<const st::wal_record> recs(scan.records.data() + lo, hi - lo);
-      // Reserved once rather than grown step by step while replaying: room for as many entries
-      // more as the records have operations (each counted as an insert), at most the table's
-      // size or 4M more (a long log of overwrites or erases must not size a huge table).
-      const std::size_t more = detail::logged_operations(recs, min_op);
-      t.reserve(t.size() + std::min(more, std::max(t.size(), replay_reserve_cap)));
-      const auto apply_general = [&](const st::wal_record& rec) {
-        try {
-          detail::apply_batch<Key, Value>(t, rec.payload);
-        } catch (const storage_error& e) {
-          throw storage_error(path, "recover", 0,
-                              "record " + std::to_string(rec.seq) + " at offset " + std::to_string(rec.offset) +
-                                  " has a valid checksum but does not decode: " + e.what());
-        }
-      };
-      if constexpr (detail::builtin_int_codec<Key> && detail::builtin_int_codec<Value>) {
-        // Each run of records that check and hold no clear is applied in the table's slot order
-        // (apply_in_slot_order); any other record on its own, in its place.
-        for (std::size_t from = 0; from < recs.size();) {
-          std::size_t to = from;
-          while (to < recs.size() && detail::check_batch_builtin<Key, Value>(recs[to].payload) == detail::batch_check::keyed) {
-            ++to;
-          }
-          if (to > from) {
-            detail::apply_in_slot_order(t, [&recs, from, to](auto&& op) {
-              for (std::size_t k = from; k < to; ++k) detail::for_each_op_builtin<Key, Value>(recs[k].payload, op, [] {});
-            });
-          }
-          if (to < recs.size()) apply_general(recs[to++]);
-          from = to;
-        }
-      } else {
-        for (const auto& rec : recs) apply_general(rec);
-      }
-      // The estimate counted every operation as an insert; give back what overwrites and erases
-      // left unused (a table never shrinks by itself).
-      if (t.size() < t.bucket_count() / 4) t.rehash(0);
-      rep.records_replayed += hi - lo;
-      expect = recs.back().seq + 1;
-    }
-    const std::uint64_t ended = scan.first_seq + scan.records.size();  // first seq not read
-    if (scan.contradicting_offset) {
-      throw storage_error(path, "recover", 0,
-                          "the record for version " + std::to_string(ended) + " at offset " +
-                              std::to_string(scan.end_offset) + " is damaged, but a later record at offset " +
-                              std::to_string(*scan.contradicting_offset) + " says it was durable");
-    }
-    if (scan.unchecked_offset) {
-      throw storage_error(path, "recover", 0,
-                          "the record for version " + std::to_string(ended) + " at offset " +
-                              std::to_string(scan.end_offset) +
-                              " is damaged, and the bytes after it hold more record-like headers than a crash "
-                              "leaves (checked " +
-                              std::to_string(st::tail_check_budget(m->size())) +
-                              " bytes; the header at offset " + std::to_string(*scan.unchecked_offset) +
-                              " was not checked)");
-    }
-    if (!last && ended < limit && expect < limit) {
-      // Versions from `ended` are missing, and the next segment starts later. A crash explains
-      // that only if no later record says they were durable (durability::none does not sync a
-      // segment before starting the next, so power loss can drop its tail and keep the next
-      // one's records). Then the log ends here; otherwise it is damage.
-      for (std::size_t j = i + 1; j < segs.size(); ++j) {
-        const auto later = options.path / segs[j].second;
-        auto lf = fsys->open(later, st::open_mode::read_only);
-        const std::uint64_t lsize = lf->size();
-        if (lsize < st::segment_header_size) continue;
-        auto lm = map_for_scan(*lf, lsize);
-        const std::span<const std::byte> bytes(lm->data(), lm->size());
-        const auto lh = st::read_segment_header(bytes, later, s->key_codec, s->value_codec);
-        if (!lh) continue;
-        const auto ldata = data_ranges(*lf, *lm);
-        ldata(st::segment_header_size, lsize);
-        for (const auto& rec : st::scan_segment(bytes, *lh, ldata).records) {
-          if (rec.synced >= ended) {
-            throw storage_error(path, "recover", 0,
-                                "log hole after offset " + std::to_string(scan.end_offset) + ": version " +
-                                    std::to_string(ended) + " is missing, but the record at offset " +
-                                    std::to_string(rec.offset) + " of " + segs[j].second +
-                                    " says it was durable");
-          }
-        }
-      }
-      for (std::size_t j = i + 1; j < segs.size(); ++j) fsys->remove(options.path / segs[j].second);
-      fsys->sync_directory(options.path);
-      rep.tail_truncated = true;
-      rep.note += "cut the log at " + name + " offset " + std::to_string(scan.end_offset) + " (version " +
-                  std::to_string(ended) + " was never made durable; removed " +
-                  std::to_string(segs.size() - i - 1) + " later segment(s)); ";
-      f->sync();
-      break;
-    }
-    if (last && scan.torn) {
-      rep.tail_truncated = true;
-      rep.note += "cut the log at " + name + " offset " + std::to_string(scan.end_offset) +
-                  " (version " + std::to_string(ended) + " incompletely written); ";
-    }
-    f->sync();  // what we recovered from must be durable before new records claim it was
-    if (last && scan.records.empty() && !scan.torn && first == expect) {
-      // Nothing but zeros after a valid header (so no stale bytes can share its salt), and now
-      // synced: as good as a segment roll() would create.
-      reuse = reusable_segment{name, h->salt, size, std::move(f)};
-    }
-  }
-  const std::uint64_t version = expect - 1;
-  rep.version = version;
-
+  detail::recovery_table<Key, Value, Hash, Eq, Traits> t;
+  auto [inv, log] = detail::recover_directory<Key, Value>(t, *fsys, options.path, /*writable=*/true,
+                                                          s->key_codec, s->value_codec, rep);
+  const std::uint64_t version = rep.version;
   s->wal.mark_synced(version);
   s->wal.set_sync_on_roll(options.durability != durability::none);
-  if (reuse) {
-    // Its name must be durable before records in it are acknowledged: the open that created it
-    // may have crashed between syncing the file and syncing the directory.
-    fsys->sync_directory(options.path);
-    s->wal.reuse(options.path / reuse->name, version + 1, reuse->salt,
-                 reuse->file->map(static_cast<std::size_t>(reuse->size), true));
-    reuse.reset();
-  } else {
-    // A fresh segment with a fresh salt: stale bytes can never be mistaken for new records.
-    if (segments.count(version + 1) != 0) {
-      fsys->remove(options.path / segments[version + 1]);  // holds nothing valid: we cut before it
-      fsys->sync_directory(options.path);
-    }
-    s->wal.roll(version + 1, 0, /*sync_previous=*/false);
-  }
+  st::start_log(s->wal, *fsys, options.path, log, version, inv.marker, s->key_codec, s->value_codec);
   rep.duration = std::chrono::steady_clock::now() - started;
 
   auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync), version,
@@ -1053,6 +984,72 @@ open_map(const durable_options& options) {
   map_writer<Key, Value, Hash, Eq, Traits> inner(std::move(core));
   auto r = inner.make_reader();
   return {writer_t(std::move(inner), std::move(s)), std::move(r)};
+}
+
+/// A durable map opened read-only (open_map_read_only()): the state recovered from its directory,
+/// for readers, with no writer. It holds a shared lock on the directory while it lives, so no
+/// writable open_map() can change the files under it (other read-only opens can). Its readers,
+/// factories and guards stay valid after it is destroyed (they keep the recovered state), but the
+/// lock goes with it. Move-only.
+template <class Key, class Value, class Hash, class Eq, class Traits>
+class read_only_map {
+ public:
+  using reader = map_reader<Key, Value, Hash, Eq, Traits>;
+  using factory_type = reader_factory<Key, Value, Hash, Eq, Traits>;
+
+  read_only_map(read_only_map&&) noexcept = default;
+  read_only_map& operator=(read_only_map&&) noexcept = default;
+
+  /// A new registered reader. Thread-safety: any thread holding the map; see reader_factory.
+  /// Progress: a mutex; an allocation at a new high of live readers.
+  reader make_reader() const { return inner_.make_reader(); }
+  /// A factory to hand to other threads. Thread-safety: any thread holding the map.
+  factory_type factory() const { return inner_.factory(); }
+  /// The recovered version. Thread-safety: any thread. Progress: wait-free.
+  std::uint64_t version() const noexcept { return inner_.version(); }
+  /// What recovery found; note also says what a writable open would change (a cut tail, files
+  /// it would remove) and did not. Thread-safety: any thread.
+  const recovery_report& recovery() const noexcept { return report_; }
+
+ private:
+  template <class K, class V, class H, class E, class T>
+  friend read_only_map<K, V, H, E, T> open_map_read_only(const durable_options&);
+
+  read_only_map(map_writer<Key, Value, Hash, Eq, Traits> inner, std::unique_ptr<detail::storage::lock_handle> lock,
+                recovery_report report)
+      : inner_(std::move(inner)), lock_(std::move(lock)), report_(std::move(report)) {}
+
+  map_writer<Key, Value, Hash, Eq, Traits> inner_;  // never publishes: it owns the state readers see
+  std::unique_ptr<detail::storage::lock_handle> lock_;
+  recovery_report report_;
+};
+
+/// Opens the durable map in options.path for reading only, and recovers it as open_map() would,
+/// but writes nothing: no directory or segment is created, no tail cut, no file removed or
+/// synced (recovery().note says what a writable open would do instead). So it works on a
+/// read-only directory or file system and on a full disk. Takes a shared lock (see
+/// read_only_map). Of options, only path and file_system are used.
+/// Thread-safety: any thread. Progress: blocking; O(snapshot + log).
+/// Throws storage_error: the directory does not exist or cannot be read, a writable map holds
+/// it, or its files are damaged, of another format or other types (as open_map()).
+template <class Key, class Value, class Hash, class Eq, class Traits>
+read_only_map<Key, Value, Hash, Eq, Traits> open_map_read_only(const durable_options& options) {
+  namespace st = detail::storage;
+  using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
+  using table = typename ops::table;
+  const auto started = std::chrono::steady_clock::now();
+  if (options.path.empty()) throw storage_error({}, "open", EINVAL, "durable_options.path is empty");
+  auto fsys = options.file_system ? options.file_system : st::default_file_system();
+  auto lock = fsys->lock_directory_shared(options.path);
+  recovery_report rep;
+  detail::recovery_table<Key, Value, Hash, Eq, Traits> t;
+  detail::recover_directory<Key, Value>(t, *fsys, options.path, /*writable=*/false, codec_name<Key>(),
+                                        codec_name<Value>(), rep);
+  rep.duration = std::chrono::steady_clock::now() - started;
+  auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync), rep.version,
+                                                       detail::to_table<ops>(std::move(t)));
+  return read_only_map<Key, Value, Hash, Eq, Traits>(map_writer<Key, Value, Hash, Eq, Traits>(std::move(core)),
+                                                     std::move(lock), std::move(rep));
 }
 
 }  // namespace leftright

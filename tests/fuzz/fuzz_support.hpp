@@ -65,7 +65,7 @@ inline std::vector<std::byte> wal_segment(std::uint8_t mode, std::span<const std
     std::uint64_t first_seq = 1;
     if (body.size() >= 16) salt |= st::load_le<std::uint32_t>(body.data() + 12);
     if (body.size() >= 24) first_seq = st::load_le<std::uint64_t>(body.data() + 16);
-    seg = st::segment_header(salt, first_seq, leftright::codec_name<wal_key>(),
+    seg = st::segment_header(salt, first_seq, st::segment_header_size + body.size(), leftright::codec_name<wal_key>(),
                              leftright::codec_name<wal_value>());
   }
   seg.insert(seg.end(), body.begin(), body.end());

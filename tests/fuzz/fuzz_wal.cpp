@@ -44,6 +44,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     off += lrfuzz::st::align8(lrfuzz::st::record_header_size + rec.payload.size());
   }
   lrfuzz::check(scan.end_offset == off, "end_offset is not where the last record ends");
+  if (scan.successor) {
+    lrfuzz::check(*scan.successor == h->first_seq + scan.records.size(), "a successor record that skips versions");
+    lrfuzz::check(scan.end_offset + lrfuzz::st::record_header_size <= bytes.size(),
+                  "the successor record lies outside the segment");
+    lrfuzz::check(!scan.torn && !scan.contradicting_offset, "a tail checked after a successor record");
+  }
   if (scan.contradicting_offset) {
     lrfuzz::check(scan.torn, "a contradicting record without a torn tail");
     lrfuzz::check(*scan.contradicting_offset >= scan.end_offset &&

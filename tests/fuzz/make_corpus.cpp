@@ -161,7 +161,7 @@ void wal_seeds() {
   }
   {
     bytes b = slice(seg, 0, end + 64);
-    put<std::uint32_t>(b, 8, 2);  // format version
+    put<std::uint32_t>(b, 8, st::format_version - 1);  // an older format version
     seed("wal", "raw-fix-bad-version", fix, b);
     b = slice(seg, 0, end + 64);
     put<std::uint32_t>(b, 32, 5000);  // key codec length past the header
@@ -217,6 +217,8 @@ void wal_seeds() {
     if (segs.size() < 3) throw std::runtime_error("expected at least three segments");
     const bytes second = read_file(segs[1]);
     seed("wal", "synth-second-segment", synth, slice(second, body, records_end(second, kc, vc) + 16));
+    // A segment the log moved on from: its records, then its successor record.
+    seed("wal", "raw-successor", raw, slice(second, 0, records_end(second, kc, vc) + st::record_header_size + 16));
     const bytes large = read_file(segs.back());
     seed("wal", "synth-large-record", synth, slice(large, body, records_end(large, kc, vc) + 16));
   }

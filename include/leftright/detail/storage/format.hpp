@@ -1,18 +1,29 @@
 // leftright: the on-disk formats. All integers little-endian.
 //
 // Directory of a durable map:
-//   LOCK                       flock'ed by the one open map
+//   LOCK                       flock'ed by the open map (shared by read-only opens)
+//   MAP                        the marker: this directory holds a map's log (written once, when the
+//                              first segment is durable; from then on a log segment must exist)
 //   wal-<first seq, hex>.log   log segments, preallocated, written through a shared mapping
 //   snap-<seq, hex>.dat        snapshots: the whole map as of version <seq>
-//   *.tmp                      a snapshot being written; removed at recovery
+//   *.tmp                      a file being written (snapshot, segment, marker) before its rename
+//                              into place; removed at recovery
 //
-// Segment: a 4096-byte header page, then records from offset 4096, each 8-byte aligned.
+// Marker: magic "LRMAP001" | u32 format | u32 endian mark | u32 key codec length | u32 value codec
+//           length | key codec | value codec | u32 crc32c of the bytes before it.
+// Segment: a 4096-byte header page, then records from offset 4096, each 8-byte aligned. A segment
+//   is created as <name>.tmp, preallocated, its header written and synced, then renamed into
+//   place: a segment under its final name always has a complete header and its full size.
 //   header: magic "LRWAL001" | u32 format | u32 endian mark 0x01020304 | u64 salt | u64 first seq |
 //           u32 key codec length | u32 value codec length | key codec | value codec | ... |
-//           u32 crc32c of bytes [0, 4092) at 4092
-//   record: u32 crc32c of bytes [4, 32 + len) | u32 len | u32 type (1: batch) | u32 salt (low half
-//           of the segment's) | u64 seq | u64 synced seq (every seq <= it was durable when this
-//           record was written) | payload (len bytes) | zero padding to 8
+//           u64 file size (as preallocated) at 4080 | u32 zero | u32 crc32c of bytes [0, 4092)
+//   record: u32 crc32c of bytes [4, 32 + len) | u32 len | u32 type | u32 salt (low half of the
+//           segment's) | u64 seq | u64 synced seq (every seq <= it was durable when this record
+//           was written) | payload (len bytes) | zero padding to 8
+//   type 1, batch: one published batch, version seq.
+//   type 2, successor: len 0, the segment's last record: the log goes on in the segment whose
+//           first seq is seq (written once that segment is durable, before any record goes in
+//           it). Every segment keeps room for it.
 //   The crc is stored last: a record whose crc does not match was not completely written.
 // Snapshot: header: magic "LRSNAP01" | u32 format | u32 endian mark | u64 seq | u64 entries |
 //           u32 key codec length | u32 value codec length | codecs | u32 crc32c of the header;
@@ -36,11 +47,17 @@ namespace leftright::detail::storage {
 static_assert(std::endian::native == std::endian::little || std::endian::native == std::endian::big,
               "leftright: mixed-endian hosts are not supported");
 
-inline constexpr std::uint32_t format_version = 1;
+/// 2: the successor record, the marker file, the segment's size in its header. A directory
+/// written in format 1 is refused (storage_error naming the version).
+inline constexpr std::uint32_t format_version = 2;
 inline constexpr std::uint32_t endian_mark = 0x01020304;
 inline constexpr std::size_t segment_header_size = 4096;
 inline constexpr std::size_t record_header_size = 32;
 inline constexpr std::uint32_t record_type_batch = 1;
+inline constexpr std::uint32_t record_type_successor = 2;
+inline constexpr std::size_t segment_size_offset = 4080;  ///< the u64 file size in a segment's header
+inline constexpr char marker_magic[8] = {'L', 'R', 'M', 'A', 'P', '0', '0', '1'};
+inline constexpr const char* marker_name = "MAP";
 inline constexpr char segment_magic[8] = {'L', 'R', 'W', 'A', 'L', '0', '0', '1'};
 inline constexpr char snapshot_magic[8] = {'L', 'R', 'S', 'N', 'A', 'P', '0', '1'};
 inline constexpr char snapshot_end_magic[8] = {'L', 'R', 'S', 'N', 'E', 'N', 'D', '1'};

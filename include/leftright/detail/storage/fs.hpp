@@ -118,6 +118,10 @@ class file_system {
   virtual void sync_directory(const fs::path& dir) = 0;
   /// An exclusive lock on dir, across threads and processes; a storage_error if held.
   virtual std::unique_ptr<lock_handle> lock_directory(const fs::path& dir) = 0;
+  /// A shared lock on dir: held with other shared ones, never with the exclusive one (a
+  /// storage_error if that is held). Writes nothing; where no exclusive lock was ever taken
+  /// (no LOCK file), there is nothing to lock against, and nothing is locked.
+  virtual std::unique_ptr<lock_handle> lock_directory_shared(const fs::path& dir) = 0;
 };
 
 // ----------------------------------------------------------------------------------------------
@@ -391,6 +395,19 @@ class posix_file_system final : public file_system {
       const int err = errno;
       posix::fail(dir, "lock", err,
                   err == EWOULDBLOCK ? "the directory is in use by another open map" : std::string{});
+    }
+    return lock;
+  }
+  std::unique_ptr<lock_handle> lock_directory_shared(const fs::path& dir) override {
+    const fs::path p = dir / "LOCK";
+    const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) return std::make_unique<lock_handle>();
+    if (fd < 0) posix::fail(p, "open", errno);
+    auto lock = std::make_unique<posix::posix_lock>(fd);
+    if (::flock(fd, LOCK_SH | LOCK_NB) != 0) {
+      const int err = errno;
+      posix::fail(dir, "lock (shared)", err,
+                  err == EWOULDBLOCK ? "the directory is in use by a writable open map" : std::string{});
     }
     return lock;
   }

@@ -1,8 +1,10 @@
 // leftright: the write-ahead log. Segments are preallocated files written through a shared
-// mapping; one record per published batch. See format.hpp for the bytes.
+// mapping; one record per published batch, and a successor record at the end of each segment
+// the log has moved on from. See format.hpp for the bytes.
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -33,12 +35,12 @@ inline std::uint64_t fresh_salt() {
   return s;
 }
 
-/// Builds a segment's header page.
-inline std::vector<std::byte> segment_header(std::uint64_t salt, std::uint64_t first_seq,
+/// Builds a segment's header page, for a segment file of file_size bytes (as preallocated).
+inline std::vector<std::byte> segment_header(std::uint64_t salt, std::uint64_t first_seq, std::uint64_t file_size,
                                              const std::string& key_codec,
                                              const std::string& value_codec) {
   std::vector<std::byte> h(segment_header_size);
-  if (40 + key_codec.size() + value_codec.size() > segment_header_size - 4) {
+  if (40 + key_codec.size() + value_codec.size() > segment_size_offset) {
     throw storage_error({}, "create segment", 0, "codec names too long");
   }
   std::memcpy(h.data(), segment_magic, 8);
@@ -50,6 +52,7 @@ inline std::vector<std::byte> segment_header(std::uint64_t salt, std::uint64_t f
   store_le<std::uint32_t>(h.data() + 36, static_cast<std::uint32_t>(value_codec.size()));
   std::memcpy(h.data() + 40, key_codec.data(), key_codec.size());
   std::memcpy(h.data() + 40 + key_codec.size(), value_codec.data(), value_codec.size());
+  store_le<std::uint64_t>(h.data() + segment_size_offset, file_size);
   store_le<std::uint32_t>(h.data() + segment_header_size - 4, crc32c(h.data(), segment_header_size - 4));
   return h;
 }
@@ -57,6 +60,7 @@ inline std::vector<std::byte> segment_header(std::uint64_t salt, std::uint64_t f
 struct segment_header_info {
   std::uint64_t salt;
   std::uint64_t first_seq;
+  std::uint64_t size = 0;  ///< the file's size as preallocated: a shorter file was cut short
 };
 
 /// Checks a segment's header page. Returns nullopt if it is not a complete header at all (a
@@ -79,7 +83,7 @@ inline std::optional<segment_header_info> read_segment_header(std::span<const st
   }
   const std::uint32_t klen = load_le<std::uint32_t>(h.data() + 32);
   const std::uint32_t vlen = load_le<std::uint32_t>(h.data() + 36);
-  if (40 + std::uint64_t{klen} + vlen > segment_header_size - 4) {
+  if (40 + std::uint64_t{klen} + vlen > segment_size_offset) {
     throw storage_error(path, "open", 0, "corrupt segment header");
   }
   const std::string k(reinterpret_cast<const char*>(h.data() + 40), klen);
@@ -89,7 +93,38 @@ inline std::optional<segment_header_info> read_segment_header(std::span<const st
                         "the log holds keys '" + k + "' and values '" + v + "', opened as keys '" +
                             key_codec + "' and values '" + value_codec + "'");
   }
-  return segment_header_info{load_le<std::uint64_t>(h.data() + 16), load_le<std::uint64_t>(h.data() + 24)};
+  return segment_header_info{load_le<std::uint64_t>(h.data() + 16), load_le<std::uint64_t>(h.data() + 24),
+                             load_le<std::uint64_t>(h.data() + segment_size_offset)};
+}
+
+/// The successor record: the log goes on in the segment whose first seq is next (see format.hpp).
+inline std::array<std::byte, record_header_size> successor_record(std::uint64_t salt, std::uint64_t next,
+                                                                  std::uint64_t synced) noexcept {
+  std::array<std::byte, record_header_size> rec{};
+  store_le<std::uint32_t>(rec.data() + 4, 0);
+  store_le<std::uint32_t>(rec.data() + 8, record_type_successor);
+  store_le<std::uint32_t>(rec.data() + 12, static_cast<std::uint32_t>(salt));
+  store_le<std::uint64_t>(rec.data() + 16, next);
+  store_le<std::uint64_t>(rec.data() + 24, synced);
+  store_le<std::uint32_t>(rec.data(), crc32c(rec.data() + 4, record_header_size - 4));
+  return rec;
+}
+
+/// Creates a segment file at path, durably and atomically: written as path.tmp (preallocated to
+/// size, header written and synced), renamed into place (replacing a file of that name), the
+/// directory synced. A crash leaves the old name's file, or this one complete; never a part.
+/// Returns the file, open for writing. Cost: a file sync and a directory sync.
+inline std::unique_ptr<file> create_segment_file(file_system& fsys, const fs::path& dir, const fs::path& path,
+                                                 std::span<const std::byte> header, std::uint64_t size) {
+  const fs::path tmp = path.string() + ".tmp";
+  fsys.remove(tmp);  // a leftover of an earlier failed attempt
+  auto f = fsys.open(tmp, open_mode::create_new);
+  f->allocate(size);
+  f->write_at(header.data(), header.size(), 0);
+  f->sync();
+  fsys.rename(tmp, path);
+  fsys.sync_directory(dir);
+  return f;
 }
 
 /// Keeps the bytes just ahead of the log's write offset faulted in, from a thread of its own, so
@@ -174,40 +209,39 @@ class wal_writer {
         key_codec_(std::move(key_codec)),
         value_codec_(std::move(value_codec)),
         segment_size_(std::max(segment_size, segment_header_size * 2)),
+        first_size_(std::min(segment_size_, first_segment_size)),
+        next_size_(first_size_),
         prefault_(prefault_bytes) {}
 
+  /// The size of the first segment after open_map() or a checkpoint; each later one is twice
+  /// the one before, up to segment_size: a small map keeps a small log.
+  static constexpr std::size_t first_segment_size = std::size_t{64} << 10;
+
   /// Starts a new segment whose first record will be first_seq, able to hold at least one
-  /// record of min_record bytes. The previous segment is synced first unless skip_sync.
-  /// Creation: create, preallocate, write and sync the header, sync the directory, map.
+  /// record of min_record bytes, sized by the growth rule (first_segment_size, doubling up to
+  /// segment_size). Creation is create_segment_file(): a crash leaves it whole or absent. Then the
+  /// segment left behind gets its successor record (the log goes on in the new one) and is
+  /// synced, unless !sync_previous (durability::none: the next sync() covers it). If the current
+  /// segment starts at first_seq and holds nothing (it is too small for this record), the new one
+  /// replaces it under its name instead, atomically.
   void roll(std::uint64_t first_seq, std::size_t min_record = 0, bool sync_previous = true) {
-    if (map_ && first_seq_ == first_seq && write_off_ == segment_header_size) {
-      // The current segment starts here and holds nothing (it is too small for this record):
-      // replace it rather than leave two segments starting at one version.
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        map_.reset();
-      }
-      fs_->remove(path_);
-    } else if (sync_previous) {
-      sync();
-    } else if (map_) {
-      // Left unsynced (durability::none): the next sync() must still cover it, before any
-      // record it writes can claim everything up to it is durable.
-      std::lock_guard<std::mutex> lock(mu_);
-      if (synced_off_ < write_off_) unsynced_.push_back({path_, last_seq_});
-    }
-    const std::size_t page = 4096;
-    const std::size_t size = std::max(segment_size_, (segment_header_size + min_record + page - 1) / page * page);
+    const bool replace = map_ && first_seq_ == first_seq && write_off_ == segment_header_size;
+    const std::size_t size = next_segment_size(min_record);
     const fs::path path = dir_ / segment_name(first_seq);
     const std::uint64_t salt = fresh_salt();
-    auto f = fs_->open(path, open_mode::create_new);
-    f->allocate(size);
-    const auto header = segment_header(salt, first_seq, key_codec_, value_codec_);
-    f->write_at(header.data(), header.size(), 0);
-    f->sync();
-    fs_->sync_directory(dir_);
+    const auto header = segment_header(salt, first_seq, size, key_codec_, value_codec_);
+    auto f = create_segment_file(*fs_, dir_, path, header, size);
+    if (replace) {
+      std::lock_guard<std::mutex> lock(mu_);
+      map_.reset();  // its name is the new segment's now
+    } else if (map_) {
+      leave_current(first_seq, sync_previous);
+    }
     reuse(path, first_seq, salt, f->map(size, true));
   }
+
+  /// The next segment is first_segment_size again (after a checkpoint: the log starts over).
+  void restart_growth() noexcept { next_size_ = first_size_; }
 
   /// Continues in an existing segment instead of creating one (recovery, after a clean close:
   /// the newest segment is the empty one the last open created; and the end of roll()). Preconditions, which the
@@ -215,6 +249,7 @@ class wal_writer {
   /// every byte after the header is zero, so no stale record can carry this salt; its name is
   /// durable (directory synced); m maps all of it, writable. No other segment is current.
   void reuse(const fs::path& path, std::uint64_t first_seq, std::uint64_t salt, std::shared_ptr<mapping> m) {
+    if (m->size() >= next_size_) next_size_ = std::min(segment_size_, m->size() * 2);
     std::lock_guard<std::mutex> lock(mu_);
     map_ = std::move(m);
     salt_ = salt;
@@ -253,7 +288,8 @@ class wal_writer {
                                                      " bytes does not fit in one log record");
     }
     const std::size_t need = align8(record_header_size + size);
-    if (!map_ || seq != next_seq_ || write_off_ + need > map_->size()) {
+    // Room for the record and, after it, the successor record the segment ends with.
+    if (!map_ || seq != next_seq_ || write_off_ + need + record_header_size > map_->size()) {
       roll(seq, need, /*sync_previous=*/sync_on_roll_);
     }
     std::uint64_t synced;
@@ -379,11 +415,42 @@ class wal_writer {
   }
 
  private:
+  /// The size of the next segment, one that can hold a record of min_record bytes and the
+  /// successor record after it; advances the growth rule.
+  std::size_t next_segment_size(std::size_t min_record) noexcept {
+    constexpr std::size_t page = 4096;
+    const std::size_t need = (segment_header_size + min_record + record_header_size + page - 1) / page * page;
+    const std::size_t size = std::max(next_size_, need);
+    next_size_ = std::min(segment_size_, next_size_ * 2);
+    return size;
+  }
+
+  /// Ends the current segment: its successor record (the log goes on at next_first), then a
+  /// sync of it, or (!sync) a note that the next sync() must cover it. Writer only.
+  void leave_current(std::uint64_t next_first, bool sync) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const auto rec = successor_record(salt_, next_first, synced_seq_);
+      std::memcpy(map_->data() + write_off_, rec.data(), rec.size());  // append() kept room for it
+      write_off_ += rec.size();
+    }
+    if (sync) {
+      this->sync();
+      return;
+    }
+    // Left unsynced (durability::none): the next sync() must still cover it, before any record
+    // the new segment holds can claim everything up to it is durable.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (synced_off_ < write_off_) unsynced_.push_back({path_, last_seq_});
+  }
+
   std::shared_ptr<file_system> fs_;
   fs::path dir_;
   std::string key_codec_;
   std::string value_codec_;
   std::size_t segment_size_;
+  std::size_t first_size_;  ///< the first segment's size (after open or a checkpoint)
+  std::size_t next_size_;   ///< the next segment's, doubling up to segment_size_
   bool sync_on_roll_ = true;
   fs::path path_;  ///< the current segment
   std::uint64_t bytes_since_checkpoint_ = 0;
@@ -429,6 +496,9 @@ struct segment_scan {
   std::uint64_t first_seq = 0;
   std::vector<wal_record> records;  ///< consecutive, from first_seq
   std::uint64_t end_offset = 0;     ///< where the valid records end
+  /// The segment ends with a successor record at end_offset: the log goes on in the segment
+  /// whose first seq is this (the next seq after the records). Nothing after it is looked at.
+  std::optional<std::uint64_t> successor;
   bool torn = false;                ///< something other than zeros or the end follows them
   /// A later record that says it was written after the record at end_offset was durable:
   /// damage a crash cannot explain.
@@ -453,6 +523,16 @@ inline std::optional<std::pair<std::uint64_t, std::uint32_t>> read_record(std::s
   if (len > seg.size() - off - record_header_size) return std::nullopt;
   if (load_le<std::uint32_t>(rec) != crc32c(rec + 4, record_header_size - 4 + len)) return std::nullopt;
   return std::pair{load_le<std::uint64_t>(rec + 16), len};
+}
+
+/// Whether the bytes at off are this segment's successor record naming next.
+inline bool is_successor_record(std::span<const std::byte> seg, std::size_t off, std::uint32_t salt_lo,
+                                std::uint64_t next) {
+  if (off + record_header_size > seg.size()) return false;
+  const std::byte* rec = seg.data() + off;
+  return load_le<std::uint32_t>(rec + 4) == 0 && load_le<std::uint32_t>(rec + 8) == record_type_successor &&
+         load_le<std::uint32_t>(rec + 12) == salt_lo && load_le<std::uint64_t>(rec + 16) == next &&
+         load_le<std::uint32_t>(rec) == crc32c(rec + 4, record_header_size - 4);
 }
 
 /// How many bytes the tail check of a segment of `size` bytes may checksum: twice the segment.
@@ -490,6 +570,10 @@ segment_scan scan_segment(std::span<const std::byte> seg, const segment_header_i
     ++expect;
   }
   out.end_offset = off;
+  if (is_successor_record(seg, off, salt_lo, expect)) {
+    out.successor = expect;
+    return out;
+  }
   // What follows: zeros (never written) is a clean end. Anything else is a torn tail, unless a
   // later valid record of this segment claims the missing one was already durable. Each 8-byte
   // word is looked at (zeros 64 bytes at a time); a non-zero one is checksummed only if its
