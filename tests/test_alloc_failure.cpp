@@ -197,7 +197,7 @@ TEMPLATE_TEST_CASE("a size no table can hold is std::length_error, before it rea
   CHECK_THROWS_AS(make_huge(), std::length_error);
 }
 
-TEST_CASE("the largest table we ask Abseil for is within its own limit", "[alloc]") {
+TEST_CASE("the tables we ask Abseil for are within its limits and grow as it would", "[alloc]") {
   using inline_table = absl::flat_hash_map<key, std::string>;
   using pointer_set = absl::flat_hash_set<void*>;
   namespace d = leftright::detail;
@@ -210,6 +210,12 @@ TEST_CASE("the largest table we ask Abseil for is within its own limit", "[alloc
     const std::size_t cap = d::capacity_for<inline_table>(n);
     CHECK(d::room_limit(cap) >= n);
     CHECK(d::room_limit(cap / 2) < n);  // the smallest such capacity
+  }
+  // A full table grows to twice its slots, as Abseil grows (not four times: a 1M map would
+  // take 4M slots).
+  for (std::size_t cap = 0; cap < (std::size_t{1} << 24); cap = cap * 2 + 1) {
+    const std::size_t size = d::room_limit(cap);
+    CHECK(d::capacity_for<inline_table>(d::growth_target(size, cap)) == std::max(d::min_capacity, cap * 2 + 1));
   }
 }
 

@@ -118,12 +118,18 @@ template <class Set>
   t.swap(fresh);
 }
 
+/// The entries to make room for when a full table of `capacity` slots grows: the next capacity's
+/// worth (twice the slots, as Abseil grows), at least one more than `size`.
+constexpr std::size_t growth_target(std::size_t size, std::size_t capacity) noexcept {
+  return std::max(size + 1, room_limit(2 * capacity + 1));
+}
+
 /// Ensures t can take one more entry without Abseil allocating: the writer's check before every
 /// insert. Cost: a compare of the size against the capacity's limit; an amortized rebuild_for.
 template <class Set>
 inline void make_room(Set& t) {
   if (t.size() >= room_limit(t.bucket_count())) [[unlikely]] {
-    rebuild_for(t, std::max<std::size_t>(1, 2 * t.size()));
+    rebuild_for(t, growth_target(t.size(), t.bucket_count()));
   }
 }
 
@@ -578,7 +584,7 @@ class node_table {
   /// hash) leaves this one as it was, holding its references.
   void make_room() {
     if (set_.size() >= room_limit(set_.bucket_count())) [[unlikely]] {
-      grow(std::max<std::size_t>(1, 2 * set_.size()));
+      grow(growth_target(set_.size(), set_.bucket_count()));
     }
   }
   [[gnu::noinline]] void grow(std::size_t n) {
