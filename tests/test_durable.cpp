@@ -285,16 +285,23 @@ TEST_CASE("a child made by fork() does not keep the directory locked", "[durable
   m->first.insert_or_assign(1, 10);
   REQUIRE(m->first.publish() == 1);
 
-  int release[2];
+  int release[2], started[2];
   REQUIRE(::pipe(release) == 0);
+  REQUIRE(::pipe(started) == 0);
   const pid_t pid = ::fork();
   REQUIRE(pid >= 0);
-  if (pid == 0) {  // the worker: waits until told, touching nothing of the map
+  if (pid == 0) {  // the worker: says it runs, then waits until told, touching nothing of the map
+    // fork() has returned here, so the fork handlers that let go of the lock have run.
+    const ssize_t said = ::write(started[1], "s", 1);
     char c;
     const ssize_t got = ::read(release[0], &c, 1);
-    ::_exit(got == 1 ? 0 : 1);
+    ::_exit(said == 1 && got == 1 ? 0 : 1);
   }
   ::close(release[0]);
+  ::close(started[1]);
+  char c;
+  REQUIRE(::read(started[0], &c, 1) == 1);  // the worker runs (the lock's copy is let go as it starts)
+  ::close(started[0]);
   m.reset();  // the parent closes its map while the worker still runs
   std::uint64_t reopened_at = 0;
   std::string error;

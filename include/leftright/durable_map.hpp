@@ -348,7 +348,7 @@ void apply_batch(Table& t, std::span<const std::byte> payload) {
 /// and inserted in the table's slot order (apply_in_slot_order).
 template <class Key, class Value, class Table>
 void load_snapshot(Table& t, const storage::snapshot_view& view, const std::filesystem::path& path) {
-  t.reserve(static_cast<std::size_t>(view.entries));
+  detail::reserve_room(t, static_cast<std::size_t>(view.entries));  // see map_ops.hpp
   if constexpr (builtin_int_codec<Key> && builtin_int_codec<Value>) {
     constexpr std::size_t es = sizeof(Key) + sizeof(Value);
     // entries <= data bytes + 1 (parse_snapshot), so the product cannot overflow.
@@ -396,7 +396,7 @@ typename Ops::table to_table(Plain&& plain) {
   if constexpr (std::is_same_v<table, std::decay_t<Plain>>) {
     return std::move(plain);
   } else {
-    table t(plain.size(), plain.hash_function(), plain.key_eq());
+    table t(table::buckets_for(plain.size()), plain.hash_function(), plain.key_eq());
     for (auto& [k, v] : plain) {
       node_ref<typename table::node::key_type, typename table::node::value_type> n(
           new typename table::node(k, std::move(v)));
@@ -441,7 +441,7 @@ void apply_records(Table& t, std::span<const storage::wal_record> recs, const st
   // more as the records have operations (each counted as an insert), at most the table's
   // size or 4M more (a long log of overwrites or erases must not size a huge table).
   const std::size_t more = logged_operations(recs, min_op);
-  t.reserve(t.size() + std::min(more, std::max(t.size(), replay_reserve_cap)));
+  detail::reserve_room(t, t.size() + std::min(more, std::max(t.size(), replay_reserve_cap)));
   const auto apply_general = [&](const storage::wal_record& rec) {
     try {
       apply_batch<Key, Value>(t, rec.payload);
@@ -470,7 +470,7 @@ void apply_records(Table& t, std::span<const storage::wal_record> recs, const st
   }
   // The estimate counted every operation as an insert; give back what overwrites and erases
   // left unused (a table never shrinks by itself).
-  if (t.size() < t.bucket_count() / 4) t.rehash(0);
+  if (t.size() < t.bucket_count() / 4) detail::rebuild_for(t, t.size());
 }
 
 /// Replays the log segments after the snapshot (expect: the first version they must supply) up
@@ -808,31 +808,31 @@ class durable_writer {
     }
   };
 
-  /// Appends one batch's record (in the page cache when this returns).
-  /// A codec's encode() that throws has written nothing to the log: the exception propagates,
-  /// the publish fails as if applying had thrown (the batch stays queued) and the writer goes on.
-  /// A failure of the log itself stops the writer (fail-stop).
+  /// Appends one batch's record (in the page cache when this returns). A failure to encode the
+  /// batch (a codec, or no memory for the payload) writes nothing: the publish fails and the
+  /// writer goes on. A failure of the log write itself stops the writer (fail-stop).
   void log(std::uint64_t version, const std::vector<op>& batch) {
     auto& s = *st_;
     if constexpr (detail::builtin_int_codec<Key> && detail::builtin_int_codec<Value>) {
-      // Encoded straight into the log's mapping: no payload buffer, no copy (and no codec call
-      // that can throw).
-      const auto [bytes, count] = detail::fixed_batch_size<ops, Key, Value>(batch);
+      // Encoded straight into the log's mapping: no payload buffer, no copy.
+      // Named variables, not a structured binding: clang 14 cannot capture those.
+      const auto sized = detail::fixed_batch_size<ops, Key, Value>(batch);
+      const std::size_t bytes = sized.first;
+      const std::uint64_t count = sized.second;
       append_or_fail([&] {
-        s.wal.append_with(version, bytes, [&batch, count = count](std::byte* dst) noexcept {
+        s.wal.append_with(version, bytes, [&batch, count](std::byte* dst) noexcept {
           detail::write_fixed_batch<ops, Key, Value>(batch, count, dst);
         });
       });
     } else {
-      detail::encode_batch<ops>(batch, s.payload);  // throws: nothing written, nothing failed
+      detail::encode_batch<ops>(batch, s.payload);  // throws: nothing written
       append_or_fail([&] { s.wal.append(version, std::as_bytes(std::span(s.payload.data(), s.payload.size()))); });
     }
   }
-  /// Runs f, a write to the log; if it throws, the writer fails (fail-stop) and the error goes on.
   template <class F>
-  void append_or_fail(F&& f) {
+  void append_or_fail(F&& append) {
     try {
-      f();
+      append();
     } catch (...) {
       fail_with("writing the log failed");
       throw;
@@ -979,8 +979,10 @@ open_map(const durable_options& options) {
   st::start_log(s->wal, *fsys, options.path, log, version, inv.marker, s->key_codec, s->value_codec);
   rep.duration = std::chrono::steady_clock::now() - started;
 
+  table first = detail::to_table<ops>(std::move(t));
+  table second = ops::copy(first);  // not table's copy constructor: see detail/map_ops.hpp
   auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync), version,
-                                                       detail::to_table<ops>(std::move(t)));
+                                                       std::move(first), std::move(second));
   map_writer<Key, Value, Hash, Eq, Traits> inner(std::move(core));
   auto r = inner.make_reader();
   return {writer_t(std::move(inner), std::move(s)), std::move(r)};
@@ -1046,8 +1048,10 @@ read_only_map<Key, Value, Hash, Eq, Traits> open_map_read_only(const durable_opt
   detail::recover_directory<Key, Value>(t, *fsys, options.path, /*writable=*/false, codec_name<Key>(),
                                         codec_name<Value>(), rep);
   rep.duration = std::chrono::steady_clock::now() - started;
+  table first = detail::to_table<ops>(std::move(t));
+  table second = ops::copy(first);  // not table's copy constructor: see detail/map_ops.hpp
   auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync), rep.version,
-                                                       detail::to_table<ops>(std::move(t)));
+                                                       std::move(first), std::move(second));
   return read_only_map<Key, Value, Hash, Eq, Traits>(map_writer<Key, Value, Hash, Eq, Traits>(std::move(core)),
                                                      std::move(lock), std::move(rep));
 }

@@ -384,7 +384,13 @@ class map_writer {
   /// Queues: remove every entry.
   void clear() { impl_.append(typename ops::clear_op{}); }
   /// Queues: make room for n entries in each copy (applied in order with the other operations).
-  void reserve(std::size_t n) { impl_.append(typename ops::reserve_op{n}); }
+  /// Throws std::length_error, queuing nothing, if n is more entries than a table of this type
+  /// can describe; a table too large for memory fails at publish() instead (std::bad_alloc,
+  /// with the strong guarantee of publish()). Cost: appends to the log.
+  void reserve(std::size_t n) {
+    ops::buckets_for(n);  // the size check alone
+    impl_.append(typename ops::reserve_op{n});
+  }
 
   /// The writer's read of its own writes: the value under key in the state the next publish()
   /// will make visible (the published state with every queued operation applied), or nullptr.
@@ -504,13 +510,16 @@ class map_writer {
 
 /// Makes an empty map (version 0) and returns its writer and a first reader.
 /// capacity: entries to make room for in each copy; hash, eq: the functors both copies use.
+/// Throws std::length_error if capacity is more entries than a table of this type can
+/// describe, std::bad_alloc if the tables do not fit in memory.
 template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 std::pair<map_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>>
 make_map(std::size_t capacity = 0, const Hash& hash = Hash(), const Eq& eq = Eq()) {
   using table = detail::map_table<Key, Value, Hash, Eq, Traits>;
-  auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync), capacity,
-                                                       hash, eq);
+  using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
+  auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync),
+                                                       ops::buckets_for(capacity), hash, eq);
   map_writer<Key, Value, Hash, Eq, Traits> w(core);
   map_reader<Key, Value, Hash, Eq, Traits> r = w.make_reader();
   return {std::move(w), std::move(r)};

@@ -65,11 +65,14 @@
 // of step 2 happens-before every read through the pointer the reader loaded.
 //
 // Exception safety of publish(): the strong guarantee. If step 2 throws (a copy constructor,
-// the hash, an allocation), W is repaired by copy-assigning R to it (absl's copy assignment is
-// all-or-nothing), the replayed batch is considered delivered (W = R), the new batch stays
-// queued and the exception propagates: readers saw nothing, the copies are equal. If the repair
-// itself throws, the writer is poisoned: every later publish throws std::logic_error, and
-// readers keep the last published state forever. Step 3 and 4 cannot throw.
+// the hash, an allocation), W is repaired by making it a copy of R (Apply::restore where
+// given: for the map, a copy into a table allocated up front, since a table Abseil failed to
+// grow must never be destroyed or walked; see map_ops.hpp), the replayed batch is considered
+// delivered (W = R), the new batch stays queued and the exception propagates: readers saw
+// nothing, the copies are equal. This needs step 2 to leave W valid, if not equal to anything,
+// whatever throws: Apply's promise. If the repair itself throws, the writer is poisoned: every
+// later publish throws std::logic_error, and readers keep the last published state forever.
+// Step 3 and 4 cannot throw.
 //
 // Labels (every atomic operation in the core):
 //   [R0] reader loads its own epoch     relaxed   only its owner writes it
@@ -168,9 +171,10 @@ struct lr_core {
   explicit lr_core(reader_sync mode, const Args&... args)
       : copies{{T(args...), 0}, {T(args...), 0}}, asymmetric(mode == reader_sync::asymmetric) {}
 
-  /// Both copies start as `initial` at `version` (a recovered state).
-  lr_core(reader_sync mode, std::uint64_t version, T initial)
-      : copies{{T(initial), version}, {std::move(initial), version}},
+  /// The copies start as `first` and `second` at `version` (a recovered state: two equal
+  /// tables, the second made by the caller's safe copy of the first).
+  lr_core(reader_sync mode, std::uint64_t version, T first, T second)
+      : copies{{std::move(first), version}, {std::move(second), version}},
         asymmetric(mode == reader_sync::asymmetric) {}
 
   versioned<T> copies[2];
@@ -290,8 +294,11 @@ class lr_reader {
 ///   static void first(T&, Op&);         // the first application, by copy (may note results
 ///                                       // in the op for the second, e.g. a node it made)
 ///   static void second(T&, Op&&);       // the second application, by move
-/// and both must give the same result on equal T's (operations are deterministic). It may
-/// provide static bool equal(const T&, const T&) for Traits::verify_copies, and, to have
+/// and both must give the same result on equal T's (operations are deterministic); if either
+/// throws, it must leave T valid (destructible and assignable), if not equal to anything. It may
+/// provide static void restore(T& dst, const T& src), a copy assignment that leaves dst valid
+/// if it throws (used to repair the write copy after a failed publish; default dst = src),
+/// static bool equal(const T&, const T&) for Traits::verify_copies, and, to have
 /// emplace_reusing() reuse the storage of spent keys, static constexpr bool recycles = true,
 /// a type spare_key and static void salvage(Op&, std::vector<spare_key>&) (called on each op
 /// after its second application).
@@ -519,7 +526,7 @@ class lr_writer {
       hook.abort();
       replay_.clear();
       try {
-        w.value = r.value;
+        restore(w.value, r.value);
       } catch (...) {
         poisoned_ = true;
       }
@@ -538,6 +545,15 @@ class lr_writer {
     replay_.swap(pending_);  // the new batch is now owed to the retired copy; pending_ is empty
     record_readers();
     return w.version;
+  }
+
+  /// Makes the write copy equal to the read copy again, after a failed step 2.
+  static void restore(T& w, const T& r) {
+    if constexpr (requires { Apply::restore(w, r); }) {
+      Apply::restore(w, r);
+    } else {
+      w = r;
+    }
   }
 
   /// Traits::verify_copies, after a replay of n operations.

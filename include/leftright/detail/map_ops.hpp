@@ -12,13 +12,33 @@
 //
 // Every operation is addressed by key, or is a pure predicate over entries, so applying the log
 // to two equal tables gives equal tables whatever order each iterates in.
+//
+// Growth happens here, never inside Abseil. Abseil's resize (20220623) sets the new capacity
+// before it allocates; if the allocation throws, the table keeps its old arrays with the new
+// capacity, and destroying, copying or walking it is undefined (a crash, in practice). So before
+// every insert a copy is made to have room (make_room): at most room_limit(capacity) entries,
+// which keeps Abseil's own growth path to dropping tombstones in place, without allocating. When
+// more room is needed, a new table is made with the (bucket_count, ...) constructor, which
+// allocates before anything exists to be destroyed half-made, and the entries move over
+// (rebuild_for). The same holds for copies of a table (inline_ops::copy, node_table's copy
+// constructor) and for size requests, which are
+// checked against the largest table Abseil's size arithmetic can describe (capacity_for) and
+// rejected with std::length_error rather than reaching Abseil's abort.
+//
+// And an entry is never constructed inside a table by a constructor that can throw: Abseil marks
+// the slot full before it constructs the entry, and a throw leaves a full slot holding garbage.
+// The inline layout copies a key and value first and moves them in (it is chosen only where
+// Key's and Value's moves cannot throw); the shared layout stores pointers.
 #pragma once
 
+#include <bit>
 #include <concepts>
 #include <cstddef>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -52,6 +72,81 @@ inline constexpr std::size_t prefetch_min_entries = 16384;
 /// flight to cover a DRAM latency, few enough that the lines are still in L1 when their key comes.
 inline constexpr std::size_t prefetch_distance = 16;
 
+// ------------------------------------------------------------------------------------------
+// Table sizing and growth, outside Abseil (see the header comment). Set: an absl flat table.
+
+/// Abseil's smallest capacity above one group (16 slots): from there on, its growth path drops
+/// tombstones in place while the table is at most 25/32 full.
+inline constexpr std::size_t min_capacity = 31;
+
+/// The entries a table of `capacity` slots may hold with room for one more insert that Abseil
+/// makes without allocating: none up to 16 slots, else a little under 25/32 of them (computed
+/// without overflow).
+constexpr std::size_t room_limit(std::size_t capacity) noexcept {
+  return capacity <= 16 ? 0 : capacity / 2 + capacity / 4 + capacity / 32;
+}
+
+/// Abseil's largest valid capacity for Set (MaxValidCapacity: a power of two minus one, at most
+/// a quarter of the address space in slots, so that its size arithmetic cannot overflow).
+template <class Set>
+constexpr std::size_t max_capacity() noexcept {
+  return std::numeric_limits<std::size_t>::max() >>
+         std::countl_zero(std::numeric_limits<std::size_t>::max() / 4 / sizeof(typename Set::value_type));
+}
+
+/// The most entries a Set can be asked to hold.
+template <class Set>
+constexpr std::size_t max_entries() noexcept {
+  return room_limit(max_capacity<Set>());
+}
+
+/// The capacity a Set gets to hold n entries (0 for none). Throws std::length_error above
+/// max_entries<Set>(), before anything reaches Abseil (which would abort).
+template <class Set>
+std::size_t capacity_for(std::size_t n) {
+  if (n > max_entries<Set>()) [[unlikely]] {
+    throw std::length_error("leftright: room for " + std::to_string(n) +
+                            " entries requested; a table of this entry type holds at most " +
+                            std::to_string(max_entries<Set>()));
+  }
+  if (n == 0) return 0;
+  std::size_t cap = min_capacity;
+  while (room_limit(cap) < n) cap = cap * 2 + 1;  // stops at max_capacity<Set>() at the latest
+  return cap;
+}
+
+/// Makes t a table with room for n entries (at least its own), moving its entries into a new
+/// one (to grow it, or to shrink it). A throw from the allocation leaves t untouched; a throw
+/// while moving (the hash) leaves t valid but missing entries: the caller restores it
+/// (lr_writer repairs the write copy from the read copy).
+/// Cost: one allocation, and a hash and a move per entry.
+template <class Set>
+[[gnu::noinline]] void rebuild_for(Set& t, std::size_t n) {
+  Set fresh(capacity_for<Set>(std::max(n, t.size())), t.hash_function(), t.key_eq(), t.get_allocator());
+  for (auto it = t.begin(); it != t.end();) fresh.insert(t.extract(it++));
+  t.swap(fresh);
+}
+
+/// The entries to make room for when a full table of `capacity` slots grows: the next capacity's
+/// worth (twice the slots, as Abseil grows), at least one more than `size`.
+constexpr std::size_t growth_target(std::size_t size, std::size_t capacity) noexcept {
+  return std::max(size + 1, room_limit(2 * capacity + 1));
+}
+
+/// Ensures t can take one more entry without Abseil allocating: the writer's check before every
+/// insert. Cost: a compare of the size against the capacity's limit; an amortized rebuild_for.
+template <class Set>
+inline void make_room(Set& t) {
+  if (t.size() >= room_limit(t.bucket_count())) [[unlikely]] {
+    rebuild_for(t, growth_target(t.size(), t.bucket_count()));
+  }
+}
+
+/// The reserve operation: room for n entries, through rebuild_for.
+template <class Set>
+void reserve_room(Set& t, std::size_t n) {
+  if (n > room_limit(t.bucket_count())) rebuild_for(t, n);
+}
 
 /// Whether operations carry their key's hash from the first application to the second (both
 /// layouts): where the hasher is trivially copyable (a table's hash_function() returns a copy;
@@ -124,17 +219,27 @@ struct inline_ops : common_ops<Key, Value> {
   /// A wrong hash could only cost time: a miss falls through to that call, which hashes anew.
   template <bool Assign, class K, class V>
   static void put(table& t, K&& key, V&& value, std::size_t hash) {
-    if constexpr (carries_hash) {
-      auto it = find_inlined(t, key, hash);
-      if (it != t.end()) {
-        if constexpr (Assign) it->second = std::forward<V>(value);
-        return;
-      }
+    auto it = carries_hash ? find_inlined(t, key, hash) : t.find(key);
+    if (it != t.end()) {
+      if constexpr (Assign) it->second = std::forward<V>(value);
+      return;
     }
-    if constexpr (Assign) {
-      t.insert_or_assign(std::forward<K>(key), std::forward<V>(value));
+    insert_new(t, std::forward<K>(key), std::forward<V>(value));
+  }
+  /// Inserts a key known to be absent. Whatever may throw happens before the table changes: the
+  /// growth (make_room), and the copies of an lvalue key and value. The entry is then built in
+  /// its slot by moves, which cannot throw (the inline layout requires it): Abseil marks the slot
+  /// full before it constructs the entry, so a throw there would leave garbage in a full slot.
+  template <class K, class V>
+  static void insert_new(table& t, K&& key, V&& value) {
+    if constexpr (std::is_lvalue_reference_v<K> || std::is_lvalue_reference_v<V>) {
+      Key k(std::forward<K>(key));
+      Value v(std::forward<V>(value));
+      make_room(t);
+      t.try_emplace(std::move(k), std::move(v));
     } else {
-      t.try_emplace(std::forward<K>(key), std::forward<V>(value));
+      make_room(t);
+      t.try_emplace(std::move(key), std::move(value));
     }
   }
   /// absl's find(key, hash), kept out of put() so that only it is flattened: GCC inlines it into
@@ -261,7 +366,25 @@ struct inline_ops : common_ops<Key, Value> {
     absl::erase_if(t, [&pred](const typename table::value_type& kv) { return pred(kv.first, kv.second); });
   }
   static void common(table& t, const typename base::clear_op&) { t.clear(); }
-  static void common(table& t, const typename base::reserve_op& x) { t.reserve(x.n); }
+  static void common(table& t, const typename base::reserve_op& x) { reserve_room(t, x.n); }
+
+  /// The bucket count to construct a table with room for n entries (std::length_error if no
+  /// table can hold them).
+  static std::size_t buckets_for(std::size_t n) { return capacity_for<table>(n); }
+  /// A copy of src, made in a table allocated up front (Abseil's copy constructor grows a table
+  /// it then destroys half-made if the growth throws). Each entry is copied, then moved in.
+  static table copy(const table& src) {
+    table t(buckets_for(src.size()), src.hash_function(), src.key_eq(), src.get_allocator());
+    for (const auto& [key, value] : src) insert_new(t, key, value);
+    return t;
+  }
+  /// Makes dst equal to src (lr_writer's repair of the write copy). dst is emptied first, so that
+  /// the copy needs less memory; if the copy throws, dst stays empty (valid, but not src).
+  static void restore(table& dst, const table& src) {
+    dst.clear();
+    table fresh = copy(src);
+    dst.swap(fresh);
+  }
 };
 
 // ------------------------------------------------------------------------------------------
@@ -377,15 +500,25 @@ class node_table {
     typename set::const_iterator it_;
   };
 
-  node_table(std::size_t capacity, const Hash& h, const Eq& e) : set_(capacity, hasher{h}, key_eq{e}) {}
-  node_table(const node_table& o) : set_(o.set_) {
-    for (node* n : set_) retain(n);  // after the copy succeeded: all or nothing
+  /// A table with `buckets` slots (0, or buckets_for(n) for room for n entries).
+  node_table(std::size_t buckets, const Hash& h, const Eq& e) : set_(buckets, hasher{h}, key_eq{e}) {}
+  /// All or nothing: the set is allocated up front (not by Abseil's copy, see rebuild_for), filled
+  /// with pointers (which cannot throw but for the hash), and only then takes its references.
+  node_table(const node_table& o)
+      : set_(buckets_for(o.size()), o.set_.hash_function(), o.set_.key_eq(), o.set_.get_allocator()) {
+    for (node* n : o.set_) set_.insert(n);
+    for (node* n : set_) retain(n);
   }
   node_table& operator=(const node_table& o) {
     node_table tmp(o);  // may throw; *this untouched
     set_.swap(tmp.set_);
     return *this;
   }
+  void swap(node_table& o) noexcept { set_.swap(o.set_); }
+
+  /// The bucket count to construct a table with room for n entries (std::length_error if no
+  /// table can hold them).
+  static std::size_t buckets_for(std::size_t n) { return capacity_for<set>(n); }
   ~node_table() { clear(); }
 
   std::size_t size() const noexcept { return set_.size(); }
@@ -413,7 +546,8 @@ class node_table {
 
   /// Puts n under its key, replacing (and releasing) any node there. Strong guarantee.
   void put(node* n) {
-    auto [it, inserted] = set_.insert(n);  // may throw (growth); nothing changed then
+    make_room();                           // may throw; nothing changed then
+    auto [it, inserted] = set_.insert(n);  // may throw (the hash); nothing changed then
     if (inserted) {
       retain(n);
     } else {
@@ -453,7 +587,10 @@ class node_table {
     for (node* n : set_) release(n);
     set_.clear();
   }
-  void reserve(std::size_t n) { set_.reserve(n); }
+  /// Room for n entries; strong guarantee (the pointers are copied into a new set, see grow).
+  void reserve(std::size_t n) {
+    if (n > room_limit(set_.bucket_count())) grow(n);
+  }
 
   /// Both copies hold the very same nodes after a replay: compare pointers, not values.
   friend bool same_nodes(const node_table& a, const node_table& b) {
@@ -473,6 +610,19 @@ class node_table {
     retain(n);
     node*& slot = const_cast<node*&>(*it);
     release(std::exchange(slot, n));
+  }
+
+  /// make_room for a set of pointers: copied, not moved, into the new set, so a throw (the
+  /// hash) leaves this one as it was, holding its references.
+  void make_room() {
+    if (set_.size() >= room_limit(set_.bucket_count())) [[unlikely]] {
+      grow(growth_target(set_.size(), set_.bucket_count()));
+    }
+  }
+  [[gnu::noinline]] void grow(std::size_t n) {
+    set fresh(buckets_for(std::max(n, set_.size())), set_.hash_function(), set_.key_eq(), set_.get_allocator());
+    for (node* p : set_) fresh.insert(p);
+    set_.swap(fresh);
   }
 
   set set_;
@@ -585,12 +735,27 @@ struct shared_ops : common_ops<Key, Value> {
   static void common(table& t, const typename base::erase_if_op& x) { t.erase_if(x.s->pred); }
   static void common(table& t, const typename base::clear_op&) { t.clear(); }
   static void common(table& t, const typename base::reserve_op& x) { t.reserve(x.n); }
+
+  static std::size_t buckets_for(std::size_t n) { return table::buckets_for(n); }
+  /// See inline_ops::copy and restore.
+  static table copy(const table& src) { return table(src); }
+  static void restore(table& dst, const table& src) {
+    dst.clear();
+    table fresh(src);
+    dst.swap(fresh);
+  }
 };
 
-/// The layout for an entry type: shared above Traits::max_inline_entry bytes.
+/// The layout for an entry type: shared above Traits::max_inline_entry bytes, and where a move
+/// of Key or Value may throw (the inline layout builds entries in their slots by moves, see
+/// inline_ops::insert_new; the shared layout only stores pointers).
+template <class Key, class Value>
+inline constexpr bool inline_movable_v =
+    std::is_nothrow_move_constructible_v<Key> && std::is_nothrow_move_constructible_v<Value>;
 template <class Key, class Value, class Hash, class Eq, class Traits>
 using map_ops_for =
-    std::conditional_t<(sizeof(std::pair<const Key, Value>) > Traits::max_inline_entry),
+    std::conditional_t<(sizeof(std::pair<const Key, Value>) > Traits::max_inline_entry) ||
+                           !inline_movable_v<Key, Value>,
                        shared_ops<Key, Value, Hash, Eq, Traits::huge_pages>,
                        inline_ops<Key, Value, Hash, Eq, Traits::huge_pages>>;
 
