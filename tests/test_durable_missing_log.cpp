@@ -84,7 +84,7 @@ TEST_CASE("deleting the newest of three segments is refused, naming it", "[durab
   }
   auto segs = segments(dir);
   REQUIRE(segs.size() >= 3);
-  SECTION("after a clean close") {}
+  SECTION("after a clean close") { SUCCEED("after a clean close"); }
   SECTION("after a reopen that started a segment of its own") {
     {
       auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(options(dir));
@@ -105,9 +105,9 @@ TEST_CASE("deleting the only segment is refused, with or without a snapshot", "[
   temp_dir tmp("missing");
   const fs::path dir = tmp.path() / "map";
   std::uint64_t checkpoint_at = 0;
-  SECTION("a log only") {}
-  SECTION("a snapshot and the segment after it") { checkpoint_at = 20; }
-  SECTION("a snapshot and the empty segment after it") { checkpoint_at = 30; }
+  SECTION("a log only") { SUCCEED("a log only"); }
+  SECTION("a snapshot and the segment after it") { checkpoint_at = 20; SUCCEED("a snapshot and the segment after it"); }
+  SECTION("a snapshot and the empty segment after it") { checkpoint_at = 30; SUCCEED("a snapshot and the empty segment after it"); }
   {
     auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(options(dir));
     publish_to(w, 30, checkpoint_at);
@@ -132,10 +132,10 @@ TEST_CASE("a segment shorter than it was preallocated is refused", "[durable][da
   const fs::path last = dir / segs.back();
   const auto size = fs::file_size(last);
   std::uintmax_t cut = 0;
-  SECTION("the newest, to its header") { cut = 4096; }
-  SECTION("the newest, part way through its records") { cut = 4096 + 256; }
-  SECTION("the newest, by one page") { cut = size - 4096; }
-  SECTION("the newest, into its header") { cut = 1000; }
+  SECTION("the newest, to its header") { cut = 4096; SUCCEED("the newest, to its header"); }
+  SECTION("the newest, part way through its records") { cut = 4096 + 256; SUCCEED("the newest, part way through its records"); }
+  SECTION("the newest, by one page") { cut = size - 4096; SUCCEED("the newest, by one page"); }
+  SECTION("the newest, into its header") { cut = 1000; SUCCEED("the newest, into its header"); }
   REQUIRE(cut < size);
   fs::resize_file(last, cut);
   const storage_error e = open_error(options(dir));
@@ -228,8 +228,8 @@ TEST_CASE("sim: deleting the newest or the only segment is refused; the untouche
   leftright::durable_options o = options("/m");
   o.file_system = fsys;
   bool checkpoint = false;
-  SECTION("three segments") {}
-  SECTION("a checkpoint, then one segment") { checkpoint = true; }
+  SECTION("three segments") { SUCCEED("three segments"); }
+  SECTION("a checkpoint, then one segment") { checkpoint = true; SUCCEED("a checkpoint, then one segment"); }
   {
     auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(o);
     publish_to(w, 150);
