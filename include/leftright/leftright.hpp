@@ -5,3 +5,4 @@
 #include "durable_map.hpp"    // IWYU pragma: export
 #include "map.hpp"            // IWYU pragma: export
 #include "storage_error.hpp"  // IWYU pragma: export
+#include "version.hpp"        // IWYU pragma: export
