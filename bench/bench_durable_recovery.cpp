@@ -5,7 +5,7 @@
 // in the page cache: this is recovery after a process restart, not after a reboot (no cold-cache
 // figure: dropping the page cache needs root).
 //
-// Each open runs in a fresh process (this executable, started again with --recover-child DIR),
+// Each open runs in a fresh process (this executable, started again with --recover_child DIR),
 // as a real restart does. That matters: absl::Hash is seeded per process, so in the process that
 // wrote the files the snapshot's entries come in the order of the table being built, which a
 // restarted process never sees.
@@ -76,7 +76,7 @@ struct recovery_sample {
   std::uint64_t replayed = 0;
 };
 
-/// Runs `<this executable> <flag> <arg>` (--recover-child DIR, or --build-child: the floor) and
+/// Runs `<this executable> <flag> <arg>` (--recover_child DIR, or --build_child N: the floor) and
 /// reads its one line of figures.
 inline recovery_sample run_child(const char* child_flag, const std::string& child_arg) {
   int fds[2];
@@ -136,7 +136,7 @@ void bm_recover(benchmark::State& state, bool snapshot) {
     recovery_sample last{};
     double cpu_s = 0;
     for (auto _ : state) {
-      last = run_child("--recover-child", o.path.string());
+      last = run_child("--recover_child", o.path.string());
       cpu_s += last.cpu_s;
       state.SetIterationTime(last.wall_s);
     }
@@ -168,7 +168,7 @@ void bm_build_floor(benchmark::State& state) {
     recovery_sample last{};
     double cpu_s = 0;
     for (auto _ : state) {
-      last = run_child("--build-child", std::to_string(N));
+      last = run_child("--build_child", std::to_string(N));
       cpu_s += last.cpu_s;
       state.SetIterationTime(last.wall_s);
     }

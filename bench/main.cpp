@@ -1,13 +1,20 @@
 // leftright_bench's main: Google Benchmark's, with a short default --benchmark_min_time (0.1 s,
 // so the whole suite with 3 repetitions stays within minutes on 2 cores; pass the flag to
 // override), and the suite's context (which reader_sync the asymmetric variant resolved to,
-// which peers were compiled in) added to the console and JSON output.
+// which peers were compiled in) added to the console and JSON output. Google Benchmark parses
+// its own flags (--benchmark_*, --help); Abseil's flags library parses the rest (ours below), so
+// anything else is an error with a message.
 #include <cstdio>
-#include <cstring>
+#include <cstdlib>
 #include <malloc.h>
 #include <string>
 #include <vector>
 
+#include <absl/flags/flag.h>
+#include <absl/flags/parse.h>
+#include <absl/flags/usage.h>
+#include <absl/flags/usage_config.h>
+#include <absl/strings/match.h>
 #include <benchmark/benchmark.h>
 
 #include "adapters.hpp"
@@ -17,10 +24,56 @@ int recover_child_main(const char* dir);    // bench_durable_recovery.cpp
 int build_child_main(const char* entries);  // bench_durable_recovery.cpp (the floor)
 }
 
+// The recovery scenario's children (bench_durable_recovery.cpp starts this executable again).
+ABSL_FLAG(std::string, recover_child, "",
+          "internal: open the durable map in this directory once and print the figures");
+ABSL_FLAG(std::string, build_child, "",
+          "internal: build the recovery floor's tables of this many entries and print the figures");
+
+namespace {
+
+/// --help: Google Benchmark's flags, then where ours are listed.
+void print_help() {
+  benchmark::PrintDefaultHelp();
+  std::printf("\nleftright_bench's own flags (--helpfull lists them with Abseil's): --recover_child=DIR,\n"
+              "--build_child=N (both internal: the durable_recovery scenario's fresh processes)\n");
+}
+
+/// Google Benchmark's flags first (it removes them from argv), then ours; exits 1 with a
+/// message on any argument neither knows.
+void parse_flags(int argc, char** argv) {
+  std::vector<char*> args(argv, argv + argc);
+  // A shorter default --benchmark_min_time than Google Benchmark's, unless one is given.
+  static char default_min_time[] = "--benchmark_min_time=0.1";
+  bool has_min_time = false;
+  for (int i = 1; i < argc; ++i) {
+    if (absl::StartsWith(argv[i], "--benchmark_min_time")) has_min_time = true;
+  }
+  if (!has_min_time) args.insert(args.begin() + 1, default_min_time);
+  int n = static_cast<int>(args.size());
+  args.push_back(nullptr);
+  benchmark::Initialize(&n, args.data(), print_help);
+  absl::SetProgramUsageMessage("leftright's benchmark suite (Google Benchmark); --help for its flags");
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "bench/main.cpp"); };
+  absl::SetFlagsUsageConfig(usage);
+  if (absl::ParseCommandLine(n, args.data()).size() > 1) {
+    std::fprintf(stderr, "leftright_bench: unexpected argument '%s' (--help for the flags)\n", args[1]);
+    std::exit(1);
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  parse_flags(argc, argv);
   // The recovery scenario's child: one open_map() in a fresh process (see that scenario).
-  if (argc == 3 && std::strcmp(argv[1], "--recover-child") == 0) return lrbench::recover_child_main(argv[2]);
-  if (argc == 3 && std::strcmp(argv[1], "--build-child") == 0) return lrbench::build_child_main(argv[2]);
+  if (const std::string dir = absl::GetFlag(FLAGS_recover_child); !dir.empty()) {
+    return lrbench::recover_child_main(dir.c_str());
+  }
+  if (const std::string n = absl::GetFlag(FLAGS_build_child); !n.empty()) {
+    return lrbench::build_child_main(n.c_str());
+  }
   // Every fixture's memory placed the same way, whatever ran before it. By default glibc raises
   // its mmap threshold to the size of each mmap'd block freed (up to 32 MiB), so after the first
   // map's table growth, later maps' intermediate tables come from the heap instead; freed, they
@@ -37,16 +90,6 @@ int main(int argc, char** argv) {
   if (mallopt(M_MMAP_THRESHOLD, 128 * 1024) != 1 || mallopt(M_ARENA_MAX, 1) != 1) {
     std::fprintf(stderr, "leftright_bench: mallopt refused; fixture layouts may differ\n");
   }
-  std::vector<char*> args(argv, argv + argc);
-  static char default_min_time[] = "--benchmark_min_time=0.1";
-  bool has_min_time = false;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--benchmark_min_time", 20) == 0) has_min_time = true;
-  }
-  if (!has_min_time) args.insert(args.begin() + 1, default_min_time);
-  int n = static_cast<int>(args.size());
-  benchmark::Initialize(&n, args.data());
-  if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
 
   // Ask a throwaway map which barrier an asymmetric request got on this kernel.
   {

@@ -21,7 +21,7 @@
 // would show up as "torn"; the program exits 1 if it ever sees one.
 //
 // Usage: leftright_cache_example [--seconds S] [--readers R] [--batch N] [--keys K] [--skew Z]
-//                                [--rate U]          (--help for details)
+//                                [--rate U]          (--help for details; Abseil flags)
 //
 // ---------------------------------- Atomics in this file ---------------------------------------
 // None of them hands over the cached data: the map's publish() and read() do that (see
@@ -48,13 +48,13 @@
 #include <array>
 #include <atomic>
 #include <bit>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <random>
@@ -64,6 +64,12 @@
 #include <thread>
 #include <vector>
 
+#include <absl/flags/flag.h>
+#include <absl/flags/parse.h>
+#include <absl/flags/usage.h>
+#include <absl/flags/usage_config.h>
+#include <absl/strings/match.h>
+#include <absl/strings/str_format.h>
 #include <leftright/leftright.hpp>
 
 namespace {
@@ -129,86 +135,58 @@ struct splitmix {
 
 struct options {
   double seconds = 3;
-  unsigned readers = std::max(2u, std::thread::hardware_concurrency());
+  unsigned readers = 2;
   std::uint64_t batch = 256;
   std::uint64_t keys = 100'000;
   double skew = 0.99;  ///< Zipf exponent of the readers' key popularity; 0 = uniform
   double rate = 0;     ///< updates/s the writer aims at; 0 = as fast as it can
 };
 
-void usage(std::FILE* out) {
-  const options d;
-  std::fprintf(out,
-               "usage: leftright_cache_example [options]\n"
-               "A read-heavy cache: reader threads look up user profiles in a leftright map while\n"
-               "one writer thread applies updates and publishes them in batches.\n"
-               "  --seconds S   how long to run (default %g; fractions allowed)\n"
-               "  --readers R   reader threads (default %u: hardware threads, at least 2)\n"
-               "  --batch N     updates per publish() (default %llu)\n"
-               "  --keys K      distinct user ids (default %llu, at most 10000000)\n"
-               "  --skew Z      Zipf exponent of key popularity for reads (default %g; 0 = uniform)\n"
-               "  --rate U      updates/s the writer aims at (default 0 = as fast as it can)\n"
-               "  --help        this text\n"
-               "Flags also take the form --name=value. Ctrl-C stops early and prints the summary.\n",
-               d.seconds, d.readers, static_cast<unsigned long long>(d.batch),
-               static_cast<unsigned long long>(d.keys), d.skew);
-}
+}  // namespace
 
-template <class T>
-bool parse_number(std::string_view s, T& out) {
-  T v{};
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc{} || end != s.data() + s.size()) return false;
-  if constexpr (std::is_floating_point_v<T>) {
-    if (!std::isfinite(v)) return false;
-  }
-  out = v;
-  return true;
-}
+// The flags (Abseil's flags library: --help, --name=value or --name value, errors for values
+// that do not parse). read_options() checks their ranges.
+ABSL_FLAG(double, seconds, 3, "how long to run, in seconds (fractions allowed; at most 1e6)");
+ABSL_FLAG(unsigned, readers, std::max(2u, std::thread::hardware_concurrency()),
+          "reader threads, 1 to 1024 (default: the hardware threads, at least 2)");
+ABSL_FLAG(std::uint64_t, batch, 256, "updates per publish(), 1 to 10000000");
+ABSL_FLAG(std::uint64_t, keys, 100'000, "distinct user ids, 1 to 10000000");
+ABSL_FLAG(double, skew, 0.99, "Zipf exponent of key popularity for reads, 0 (uniform) to 10");
+ABSL_FLAG(double, rate, 0, "updates/s the writer aims at (0: as fast as it can)");
 
-/// The options, or nullopt after printing what is wrong (the caller prints the usage).
-std::optional<options> parse_options(int argc, char** argv, bool& help) {
+namespace {
+
+/// Parses the command line into options; prints what is wrong and exits 2 on a value out of
+/// range or an argument that is not a flag (Abseil's parser exits on a flag it cannot parse).
+options read_options(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "A read-heavy cache: reader threads look up user profiles in a leftright map while one\n"
+      "writer thread applies updates and publishes them in batches. Ctrl-C stops early and\n"
+      "prints the summary.\n  usage: leftright_cache_example [--seconds S] [--readers R] "
+      "[--batch N] [--keys K] [--skew Z] [--rate U]");
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "cache.cpp"); };
+  usage.version_string = [] { return std::string("leftright ") + LEFTRIGHT_VERSION_STRING + "\n"; };
+  absl::SetFlagsUsageConfig(usage);
+  const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      help = true;
-      return o;
-    }
-    std::string_view name = arg;
-    std::string_view value;
-    if (const auto eq = arg.find('='); eq != std::string_view::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      std::fprintf(stderr, "error: %s needs a value\n", argv[i]);
-      return std::nullopt;
-    }
-    bool ok = false;
-    if (name == "--seconds") {
-      ok = parse_number(value, o.seconds) && o.seconds > 0 && o.seconds <= 1e6;
-    } else if (name == "--readers") {
-      ok = parse_number(value, o.readers) && o.readers >= 1 && o.readers <= 1024;
-    } else if (name == "--batch") {
-      ok = parse_number(value, o.batch) && o.batch >= 1 && o.batch <= 10'000'000;
-    } else if (name == "--keys") {
-      ok = parse_number(value, o.keys) && o.keys >= 1 && o.keys <= 10'000'000;
-    } else if (name == "--skew") {
-      ok = parse_number(value, o.skew) && o.skew >= 0 && o.skew <= 10;
-    } else if (name == "--rate") {
-      ok = parse_number(value, o.rate) && o.rate >= 0;
-    } else {
-      std::fprintf(stderr, "error: unknown option '%.*s'\n", static_cast<int>(name.size()),
-                   name.data());
-      return std::nullopt;
-    }
-    if (!ok) {
-      std::fprintf(stderr, "error: bad value '%.*s' for %.*s\n", static_cast<int>(value.size()),
-                   value.data(), static_cast<int>(name.size()), name.data());
-      return std::nullopt;
-    }
+  o.seconds = absl::GetFlag(FLAGS_seconds);
+  o.readers = absl::GetFlag(FLAGS_readers);
+  o.batch = absl::GetFlag(FLAGS_batch);
+  o.keys = absl::GetFlag(FLAGS_keys);
+  o.skew = absl::GetFlag(FLAGS_skew);
+  o.rate = absl::GetFlag(FLAGS_rate);
+  const char* bad = nullptr;
+  if (rest.size() > 1) bad = "no arguments other than flags";
+  else if (!(o.seconds > 0 && o.seconds <= 1e6)) bad = "--seconds in (0, 1e6]";
+  else if (o.readers < 1 || o.readers > 1024) bad = "--readers in [1, 1024]";
+  else if (o.batch < 1 || o.batch > 10'000'000) bad = "--batch in [1, 10000000]";
+  else if (o.keys < 1 || o.keys > 10'000'000) bad = "--keys in [1, 10000000]";
+  else if (!(o.skew >= 0 && o.skew <= 10)) bad = "--skew in [0, 10]";
+  else if (!(o.rate >= 0 && std::isfinite(o.rate))) bad = "--rate finite and >= 0";
+  if (bad != nullptr) {
+    std::fprintf(stderr, "leftright_cache_example: expected %s (--help for the flags)\n", bad);
+    std::exit(2);
   }
   return o;
 }
@@ -615,43 +593,26 @@ totals collect(const shared_state& shared, const reader_stats* rs, unsigned read
 
 /// 1234567 -> "1.23M".
 std::string si(double x) {
-  char buf[32];
-  if (x >= 1e9) {
-    std::snprintf(buf, sizeof buf, "%.2fG", x / 1e9);
-  } else if (x >= 1e6) {
-    std::snprintf(buf, sizeof buf, "%.2fM", x / 1e6);
-  } else if (x >= 1e3) {
-    std::snprintf(buf, sizeof buf, "%.1fk", x / 1e3);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.0f", x);
-  }
-  return buf;
+  if (x >= 1e9) return absl::StrFormat("%.2fG", x / 1e9);
+  if (x >= 1e6) return absl::StrFormat("%.2fM", x / 1e6);
+  if (x >= 1e3) return absl::StrFormat("%.1fk", x / 1e3);
+  return absl::StrFormat("%.0f", x);
 }
 
 /// A duration in ns -> "+4.1us", "-120ns", "2.3ms"; signed adds a '+' to positive values.
 std::string duration(double ns, bool signed_ = false) {
-  char buf[32];
   const char* plus = signed_ && ns > 0 ? "+" : "";
   const double a = std::abs(ns);
-  if (a < 1e3) {
-    std::snprintf(buf, sizeof buf, "%s%.0fns", plus, ns);
-  } else if (a < 1e6) {
-    std::snprintf(buf, sizeof buf, "%s%.*fus", plus, a < 1e4 ? 1 : 0, ns / 1e3);
-  } else if (a < 1e9) {
-    std::snprintf(buf, sizeof buf, "%s%.*fms", plus, a < 1e7 ? 1 : 0, ns / 1e6);
-  } else {
-    std::snprintf(buf, sizeof buf, "%s%.2fs", plus, ns / 1e9);
-  }
-  return buf;
+  if (a < 1e3) return absl::StrFormat("%s%.0fns", plus, ns);
+  if (a < 1e6) return absl::StrFormat("%s%.*fus", plus, a < 1e4 ? 1 : 0, ns / 1e3);
+  if (a < 1e9) return absl::StrFormat("%s%.*fms", plus, a < 1e7 ? 1 : 0, ns / 1e6);
+  return absl::StrFormat("%s%.2fs", plus, ns / 1e9);
 }
 
 std::string quantile_or_dash(const histogram::counts& c, double q, bool as_duration) {
   const auto v = c.quantile(q);
   if (!v) return "-";
-  if (as_duration) return duration(*v, true);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.0f", *v);
-  return buf;
+  return as_duration ? duration(*v, true) : absl::StrFormat("%.0f", *v);
 }
 
 double ratio(std::uint64_t a, std::uint64_t b) {
@@ -693,17 +654,7 @@ const char* sync_name(leftright::reader_sync s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool help = false;
-  const std::optional<options> parsed = parse_options(argc, argv, help);
-  if (help) {
-    usage(stdout);
-    return 0;
-  }
-  if (!parsed) {
-    usage(stderr);
-    return 2;
-  }
-  const options opt = *parsed;
+  const options opt = read_options(argc, argv);
   std::signal(SIGINT, on_sigint);
 
   const std::vector<std::uint64_t> key_stream = make_key_stream(opt.keys, opt.skew);

@@ -67,7 +67,11 @@ inline batch random_batch(std::mt19937_64& rng, std::size_t max_ops = 8) {
       o.kind = op::clear;
     }
     if (o.kind == op::assign || o.kind == op::insert) {
-      o.v = "v" + std::to_string(rng() % 100000) + std::string(rng() % 200, 'x');
+      // Two draws, sequenced: the operands of + are evaluated in an order the compiler picks
+      // (g++ right to left, clang++ left to right), and the workload must not depend on it.
+      const auto pad = rng() % 200;
+      const auto num = rng() % 100000;
+      o.v = "v" + std::to_string(num) + std::string(pad, 'x');
     }
     b.push_back(std::move(o));
   }

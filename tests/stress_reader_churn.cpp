@@ -236,7 +236,8 @@ TEMPLATE_TEST_CASE("a writer blocked in publish() blocks no reader, and waits on
                    "[stress][churn]", lrtest::seq_cst_traits, lrtest::asymmetric_traits) {
   watchdog dog(std::chrono::seconds(120), "blocked writer");
   auto m = new_map<std::uint64_t, TestType>();
-  auto& [w, r] = m;
+  auto& w = m.first;  // not a binding: the writer thread's lambda captures it (clang 14 cannot)
+  auto& r = m.second;
   const auto factory = r.factory();
   failure_log log;
 

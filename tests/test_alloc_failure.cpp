@@ -104,7 +104,7 @@ struct big {
   char pad[64] = {};
   big() = default;
   big(std::string x) : s(std::move(x)) {}  // NOLINT: implicit, as the string it holds
-  friend bool operator==(const big& a, const big& b) { return a.s == b.s; }
+  bool operator==(const big& o) const { return s == o.s; }
 };
 
 }  // namespace

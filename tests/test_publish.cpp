@@ -22,7 +22,8 @@ TEMPLATE_TEST_CASE("a guard held across one publish keeps its snapshot; new read
                    "[publish]", lrtest::seq_cst_traits, lrtest::asymmetric_traits) {
   u64_map<TestType> m = leftright::make_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
                                             std::equal_to<std::uint64_t>, TestType>();
-  auto& [w, r] = m;
+  auto& w = m.first;  // named references, not bindings: clang 14 cannot capture a binding
+  auto& r = m.second;
   w.insert_or_assign(1, 100);
   w.publish();
 
@@ -103,7 +104,9 @@ TEST_CASE("try_publish succeeds when readers left or read only the current copy"
 }
 
 TEST_CASE("readers register and leave while the writer waits, without deadlock", "[publish]") {
-  auto [w, r] = leftright::make_map<int, int>();
+  auto m = leftright::make_map<int, int>();
+  auto& w = m.first;  // not a binding: the lambda below captures it (clang 14 cannot capture one)
+  auto& r = m.second;
   w.insert_or_assign(1, 1);
   w.publish();
   auto g = r.read();

@@ -64,7 +64,9 @@ TEMPLATE_TEST_CASE("the writer sees its queued operations; readers see them at p
 }
 
 TEST_CASE("a read-modify-write counter needs no second map", "[writer_reads]") {
-  auto [w, r] = leftright::make_map<std::string, int>();
+  auto m = leftright::make_map<std::string, int>();
+  auto& w = m.first;  // named references: clang 14 cannot capture a structured binding
+  auto& r = m.second;
   const auto increment = [&w] {
     const int* c = w.find("hits");
     w.insert_or_assign("hits", (c ? *c : 0) + 1);

@@ -6,3 +6,4 @@
 #include "map.hpp"            // IWYU pragma: export
 #include "shared_map.hpp"     // IWYU pragma: export
 #include "storage_error.hpp"  // IWYU pragma: export
+#include "version.hpp"        // IWYU pragma: export

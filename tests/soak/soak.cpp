@@ -52,7 +52,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -69,6 +68,12 @@
 #include <thread>
 #include <vector>
 
+#include <absl/flags/flag.h>
+#include <absl/flags/parse.h>
+#include <absl/flags/usage.h>
+#include <absl/flags/usage_config.h>
+#include <absl/strings/match.h>
+#include <absl/time/time.h>
 #include <leftright/durable_map.hpp>
 
 extern char** environ;
@@ -731,35 +736,51 @@ int supervise(const settings& cfg) {
   return t.failures == 0 ? 0 : 1;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Command line.
+}  // namespace soak
 
-/// "90s", "30m", "2h", "500ms", or plain seconds.
-std::optional<ms> parse_duration(std::string_view s) {
-  double n = 0;
-  const auto r = std::from_chars(s.data(), s.data() + s.size(), n);
-  if (r.ec != std::errc() || n < 0) return std::nullopt;
-  const std::string_view unit(r.ptr, static_cast<std::size_t>(s.data() + s.size() - r.ptr));
-  double scale = 0;
-  if (unit.empty() || unit == "s") {
-    scale = 1000;
-  } else if (unit == "ms") {
-    scale = 1;
-  } else if (unit == "m") {
-    scale = 60e3;
-  } else if (unit == "h") {
-    scale = 3600e3;
-  } else {
-    return std::nullopt;
-  }
-  return ms(static_cast<long long>(n * scale));
+// The command line: Abseil's flags library (--help; durations as 90s, 30m, 2h, 500ms).
+ABSL_FLAG(absl::Duration, duration, absl::Seconds(60), "how long to run");
+ABSL_FLAG(absl::Duration, interval, absl::Seconds(60), "time between two lines of figures");
+ABSL_FLAG(std::string, dir, ".", "the directory to make the run directory in");
+ABSL_FLAG(std::optional<std::uint64_t>, seed, std::nullopt,
+          "the seed of the kill schedule (default: a random one, printed)");
+ABSL_FLAG(int, readers, 2, "reader threads in each child, at least 1");
+ABSL_FLAG(bool, child, false, "internal: run as the supervisor's child");
+ABSL_FLAG(std::string, mode, "sync", "internal, with --child: the durability mode, sync, async or none");
+
+namespace soak {
+
+[[noreturn]] void bad_usage(const char* what) {
+  std::fprintf(stderr, "leftright_soak: %s (--help for the flags)\n", what);
+  std::exit(2);
 }
 
-[[noreturn]] void usage() {
-  std::fprintf(stderr,
-               "usage: leftright_soak [--duration D] [--interval D] [--dir PARENT] [--seed N] [--readers N]\n"
-               "  D: 90s, 30m, 2h, 500ms; defaults: --duration 60s --interval 60s --dir . (a run directory is made in it)\n");
-  std::exit(2);
+std::chrono::milliseconds to_ms(absl::Duration d) { return std::chrono::milliseconds(absl::ToInt64Milliseconds(d)); }
+
+/// Parses the command line into the supervisor's settings and the child's arguments; exits 2
+/// with a message on a value out of range (Abseil's parser exits on one that does not parse).
+void read_flags(int argc, char** argv, settings& cfg, child_args& child) {
+  absl::SetProgramUsageMessage(
+      "Readers, a writer, checkpoints and kill -9 restarts of a durable map, for as long as asked.\n"
+      "  usage: leftright_soak [--duration D] [--interval D] [--dir PARENT] [--seed N] [--readers N]");
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "soak.cpp"); };
+  absl::SetFlagsUsageConfig(usage);
+  if (absl::ParseCommandLine(argc, argv).size() > 1) bad_usage("no arguments other than flags");
+  cfg.duration = to_ms(absl::GetFlag(FLAGS_duration));
+  cfg.interval = to_ms(absl::GetFlag(FLAGS_interval));
+  if (cfg.duration.count() < 0) bad_usage("--duration must not be negative");
+  if (cfg.interval.count() <= 0) bad_usage("--interval must be positive");
+  cfg.parent = child.dir = absl::GetFlag(FLAGS_dir);
+  const std::optional<std::uint64_t> seed = absl::GetFlag(FLAGS_seed);
+  cfg.seed = child.seed = seed ? *seed : (std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
+  cfg.readers = child.readers = absl::GetFlag(FLAGS_readers);
+  if (cfg.readers < 1) bad_usage("--readers must be at least 1");
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  if (mode == "none") child.mode = durability::none;
+  else if (mode == "async") child.mode = durability::async;
+  else if (mode == "sync") child.mode = durability::sync;
+  else bad_usage("--mode is sync, async or none");
 }
 
 }  // namespace soak
@@ -767,37 +788,9 @@ std::optional<ms> parse_duration(std::string_view s) {
 int main(int argc, char** argv) {
   using namespace soak;
   settings cfg;
-  cfg.parent = ".";
-  cfg.seed = (std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
   child_args child;
-  bool is_child = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    auto next = [&]() -> std::string_view {
-      if (i + 1 >= argc) usage();
-      return argv[++i];
-    };
-    if (a == "--child") {
-      is_child = true;
-    } else if (a == "--duration" || a == "--interval") {
-      const auto d = parse_duration(next());
-      if (!d) usage();
-      (a == "--duration" ? cfg.duration : cfg.interval) = *d;
-    } else if (a == "--dir") {
-      cfg.parent = child.dir = std::string(next());
-    } else if (a == "--seed") {
-      cfg.seed = child.seed = std::strtoull(std::string(next()).c_str(), nullptr, 10);
-    } else if (a == "--readers") {
-      cfg.readers = child.readers = std::max(1, std::atoi(std::string(next()).c_str()));
-    } else if (a == "--mode") {
-      const std::string_view m = next();
-      child.mode = m == "none" ? durability::none : m == "async" ? durability::async : durability::sync;
-    } else {
-      usage();
-    }
-  }
-  if (cfg.interval.count() <= 0) usage();
-  if (is_child) child_main(child);
+  read_flags(argc, argv, cfg, child);
+  if (absl::GetFlag(FLAGS_child)) child_main(child);
   try {
     return supervise(cfg);
   } catch (const std::exception& e) {

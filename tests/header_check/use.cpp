@@ -1,0 +1,44 @@
+// Compiled with the header checks (tests/CMakeLists.txt): the public templates instantiated as a
+// user's program would, under a user's strict warnings, so that a warning inside a template body
+// (which only an instantiation shows) fails the build too. Compiled, never run.
+#include <leftright/leftright.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace leftright_header_check {
+
+int use_in_memory_map() {
+  auto [w, r] = leftright::make_map<std::string, int>();
+  w.insert_or_assign("a", 1);
+  w.insert("b", 2);
+  w.erase("a");
+  w.erase_if([](const std::string&, int v) { return v > 5; });
+  w.reserve(16);
+  w.publish();
+  (void)w.try_publish();
+  w.clear();
+  w.discard();
+  auto other = w.factory().make_reader();
+  int sum = 0;
+  for (const auto& kv : r.read()) sum += kv.second;
+  return sum + r.get(std::string("b")).value_or(0) + static_cast<int>(other.size());
+}
+
+std::uint64_t use_durable_map(const char* dir) {
+  leftright::durable_options o;
+  o.path = dir;
+  o.durability = leftright::durability::sync;
+  auto [w, r] = leftright::open_map<std::string, std::uint64_t>(o);
+  w.insert_or_assign("x", 1);
+  w.publish();
+  w.checkpoint();
+  w.flush();
+  auto [w2, r2] = leftright::open_map<std::uint64_t, std::vector<double>>(o);
+  w2.insert_or_assign(1, std::vector<double>{1.0});
+  w2.publish();
+  return r.size() + r2.size() + w.recovery().records_replayed;
+}
+
+}  // namespace leftright_header_check
