@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright benchmarks: the maps under test, each behind the same small adapter, so that every
 // scenario (bench_<scenario>.cpp) is written once and run against all of them.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: lookups of many keys at once, paired with the limit's scalar loop. A multi-get pays
 // for the read protocol once per call, not per key, so its rate can reach the limit itself.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: what a durable commit costs. Each iteration overwrites `batch` existing keys of a
 // 64K-entry store (u64 key, u64 value; keys in a shuffled order) and commits them as one batch:
 // ours publishes (in memory, or logged in each durability mode), LMDB commits one write

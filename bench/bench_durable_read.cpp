@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: reads of a durable map against reads of an in-memory one. Both maps are built the
 // same way (N entries inserted in one batch, published twice so that both copies hold them);
 // one from make_map(), one from open_map() (durability::sync, the default; the read path does

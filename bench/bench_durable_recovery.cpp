@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: how long open_map() takes to recover a map of 1M (or 16M: a map that lives in DRAM)
 // u64 -> u64 entries, from a snapshot (the map was checkpointed before it was closed) or from the
 // log alone (no checkpoint: records of 1024 inserts each are replayed). Only open_map() is timed (manual time); closing

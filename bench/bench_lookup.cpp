@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: lookups with no writer. Every map, both key types, a 1K and a 1M map, all hits or
 // 10% misses, 1 and 2 reader threads (real time, so items/s is the total rate of all threads),
 // one guard per lookup ("guard1") or, where a guard can span lookups, one per 16 ("guard16").

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: lookups paired with the limit. The ratio to the limit that the lookup scenario gives
 // comes from two benchmarks run at different moments; on a shared machine the noise between
 // them (another tenant's burst, a neighbour filling the L3) moves that ratio by ±0.15. Here each

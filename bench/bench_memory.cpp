@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: heap bytes per entry, ours against one absl::flat_hash_map holding the same entries.
 // Both are filled through their public API with no reserve; ours then publishes, and publishes
 // again so that both copies hold every entry (the steady state). Measured as the change in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: many producers, one durable store (the SQLite pain: writers queue on one lock, and
 // the usual workaround, synchronous=OFF, gives up durability). N producer threads (1, 2, 8, 32,
 // 128) each commit small records (8-byte key, 64-byte value), one write call (one transaction)

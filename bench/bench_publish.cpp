@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: how long publish() takes, ours only (the peers have no publish). Each iteration
 // queues one overwrite in the 1K map and publishes it; every publish() call is timed on its
 // own, and the p50/p99/p99.9 of those samples are reported as counters (nanoseconds). Run with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: one reader thread (the benchmark's) looks up hits in the 1M map while one writer
 // thread streams overwrites of existing keys as fast as it can. Ours publishes every 1, 64 or
 // 1024 operations; the lock-based maps hold their exclusive lock for as many operations (the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: reader scaling, paired. The lookup scenario's 2-thread and 1-thread rates come from
 // two benchmarks run at different moments; their quotient (the scaling) carries the noise of
 // both, and on this shared machine it has read anywhere from 1.3 to 2.9 for the same code. Here

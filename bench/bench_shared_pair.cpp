@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: handle-free reads. shared_map::get (any thread, no handle: the thread's reader is
 // found through a one-entry thread-local cache) against map_reader::get (a reader handle the
 // thread holds), on the same keys, paired as lookup_pair pairs a map with the limit: each

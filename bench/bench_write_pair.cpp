@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: the writer's cost paired with the limit's. The write scenario's ratio to the limit
 // comes from two benchmarks run at different moments, and on a shared machine the noise between
 // them moves it by more than the differences worth measuring. Here each iteration overwrites the

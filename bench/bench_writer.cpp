@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: the writer's cost per operation, no readers running. Each iteration overwrites
 // `batch` existing keys (shuffled order) and makes them visible: ours publishes, the lock-based
 // maps take their exclusive lock once per batch; TBB, libcuckoo and liburcu make every operation

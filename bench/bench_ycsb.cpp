@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario: mixed reads and writes in the cache shapes of YCSB, every operation from any thread
 // through each map's thread-safe API (ours: the handle-free shared_map; a write call returns
 // once published). u64 keys, 1M entries, Zipfian popularity (YCSB's generator, theta 0.99):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright benchmarks: the durable stores, each behind the same small commit interface, and the
 // scratch directories they write to. Used by bench_durable_*.cpp only (the in-memory maps are in
 // adapters.hpp).

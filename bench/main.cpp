@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright_bench's main: Google Benchmark's, with a short default --benchmark_min_time (0.1 s,
 // so the whole suite with 3 repetitions stays within minutes on 2 cores; pass the flag to
 // override), and the suite's context (which reader_sync the asymmetric variant resolved to,

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Turns leftright_bench's JSON output into bench/results/README.md and PNG charts.
 
 Usage: report.py RESULTS_JSON OUT_DIR [--durable DURABLE_JSON] [--build-dir DIR]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright benchmarks: keys, key arrays and the shared map fixtures every scenario uses.
 //
 // Keys: std::uint64_t keys are splitmix64(i), a bijection, so key i never collides with key j;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // examples/cache.cpp: a read-heavy in-process cache on a leftright map.
 //
 // The scenario: a service keeps user profiles in memory, keyed by a 64-bit id. Request threads

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The README's example, compiled and run by the test suite so that it cannot rot.
 #include <leftright/leftright.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // examples/shared_map.cpp: a small routing service on a leftright::shared_map.
 //
 // The scenario: a service routes requests by host name to a backend. Request threads come and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The precompiled header of every test executable (tests/CMakeLists.txt): the third-party and
 // standard headers the tests include, parsed once per build instead of once per test file. Only
 // headers that do not change with the project: ours are parsed by each file, as a user's would.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers for the shared_map tests: a gate that holds the combiner inside its publish, so that a
 // test knows exactly which writes overlap it, and values and hashes that throw on demand.
 #pragma once

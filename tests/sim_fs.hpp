@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright tests: a simulated file system under the storage layer's file_system interface.
 //
 // Deterministic and seeded. Every file has two contents: what is *durable* (on the platter) and

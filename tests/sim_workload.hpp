@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright tests: seeded workloads of a durable map on the simulated file system, and the
 // checker every crash test uses. The model keeps the state after every version still in play:
 // after a crash the reopened map must equal states[v] for some v with promised <= v <= the last

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Stress: kill -9 a real writer process at random moments and recover, again and again, in the
 // same directory. What is checked (DESIGN.md section 3, durable_map.hpp "What survives what"):
 //   - nothing published is lost: a SIGKILL keeps the page cache, so in every durability mode the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Stress: readers registering and leaving while the writer publishes.
 //   1. Threads loop making readers (from a factory, by copy, by copy-assignment, by move), read
 //      once or twice and drop them, while the writer alternates publish() and try_publish().

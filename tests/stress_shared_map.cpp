@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // shared_map under contention (bounded: a fixed count of operations per thread): update() batches
 // from many threads are never split across versions nor interleaved with another caller's, a
 // thread's writes apply in program order, and readers on other threads (which come and go) see

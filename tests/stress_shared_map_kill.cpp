@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Stress: kill -9 a process whose threads write a durable shared_map concurrently, and recover.
 // Each round forks a child that opens the map (recovering the previous round's crash) and starts
 // 4 writer threads; each thread writes its own keys in order (key = round << 40 | thread << 32 |

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Seeded random workloads of a durable map on the simulated file system, crashed again and
 // again: at a random call inside a publish, a checkpoint, a segment roll, a close or a recovery,
 // or between operations, with every unsynced page kept, dropped or torn. After each crash the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Stress: no reader ever sees a torn batch. One writer publishes batches; batch b sets the same
 // 64 keys to b and is published as version b (the b-th publish of a fresh map). Reader threads
 // check, inside each guard, that

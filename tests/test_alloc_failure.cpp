@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Allocation failures during publish(): a publish that cannot allocate (a table's growth, a
 // value's copy, a reserve too large for memory) fails with the strong guarantee and never
 // crashes; a size no table can describe is std::length_error, not an abort inside Abseil.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The tables' allocator: large blocks are advised to use transparent huge pages (checked in
 // /proc/self/smaps, where the kernel lists the advice as the "hg" VmFlag), small ones are not,
 // and maps work the same with the advice on or off.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+// LEFTRIGHT_TEST_OWN_EXECUTABLE: it links the trace reader (bench/cachesim) and the decompressors.
 // The cache's eviction policy (detail::cache_policy) and the reference policies of the
 // hit-ratio simulator (bench/cachesim): invariants, scan resistance, aging, the weight bound, and
 // hand-checked hit counts.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests of the codec layer: round trips of every built-in codec (edge values included), the
 // exact byte layouts, the names, decoding of truncated and corrupt input (always a
 // storage_error, never a crash or a huge allocation), a user-defined codec, and storage_error.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests of CRC32C: the standard check values for each implementation, hardware against
 // software on random buffers of many lengths and alignments, and piecewise against one-shot.
 #include <cstddef>

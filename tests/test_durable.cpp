@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The durable map: round trips in every mode and for every built-in codec, checkpoints, what is
 // and is not persisted, and the recovery report.
 #include <sys/wait.h>

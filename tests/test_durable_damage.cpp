@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Damaged files and hostile environments for the durable map (DESIGN.md section 3): whatever is
 // done to the files, open_map() either recovers the state after some prefix of the published
 // batches, exactly, or throws storage_error. Never a crash, a signal, another exception type, or

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A log that is missing or cut short in a way no crash explains is refused (storage_error), never
 // reopened at an older version: the newest of several segments deleted (the segment before it
 // names it in its successor record), the only segment deleted with or without a snapshot (the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // open_map_read_only(): the state a writable open would recover, for readers, with nothing
 // written: no segment created, no tail cut, no unfinished file removed (the report says what a
 // writable open would do instead). It works where nothing can be written (every write call

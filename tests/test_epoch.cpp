@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The reader registry (detail/epoch.hpp): slot layout, reuse, and epochs that never go back.
 #include <cstdint>
 #include <set>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Batched reads: find_many, contains_many and get_many give what find, contains and get give,
 // key by key, from one snapshot for the whole call.
 #include <array>

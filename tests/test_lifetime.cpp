@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Ownership: no value leaked or destroyed twice, handles outliving the writer, and what a
 // throwing copy does to publish().
 #include <cstdint>

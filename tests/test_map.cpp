@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests of the map's operations and of what readers see around publish().
 #include <algorithm>
 #include <array>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Randomized model test (after evmap's): a seeded random sequence of writer operations, checked
 // against two std::map models.
 //   pending   - updated on every queued operation: what readers will see after the next publish

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What publish() and try_publish() wait for, and what guards held across them see.
 #include <atomic>
 #include <chrono>

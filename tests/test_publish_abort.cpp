@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A durable publish that fails while applying its batch. In durability::sync a batch is logged
 // before it is applied (so that the disk works while the writer applies); if the application
 // then throws, the record must be taken back before publish() throws: after any crash the batch

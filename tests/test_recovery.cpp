@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Recovery's shortcuts (durable_map.hpp, open_map) give what the long way gives:
 //   - a clean reopen continues in the empty segment the previous open started (same file, no new
 //     one), and what is published into it afterwards reopens; a segment with anything but zeros

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Log segments grow with the map: the first after an open or a checkpoint is small (64 KiB, or
 // segment_size if smaller), each next one twice the last, up to segment_size; so a small map's
 // directory stays small, and a checkpoint shrinks the directory. Sizes, not timings. No atomics

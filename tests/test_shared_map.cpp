@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // shared_map: reads and writes from any thread without handles; writers combined into groups
 // (one publish per group); a caller whose operations throw fails alone.
 #include <atomic>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Durable shared_map: a group of overlapping writes is one log record (and, in sync mode, one
 // sync); every write whose call returned survives a power loss in the middle of concurrent
 // writing, as a prefix of each thread's writes; after a storage error every write throws and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // shared_map's per-thread readers: made on a thread's first read, released when the thread exits
 // or when the map dies, whichever comes first, with no leak and no use after free either way.
 #include <atomic>

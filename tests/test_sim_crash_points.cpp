@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Every crash point of a recorded workload, explored exhaustively on the simulated file system:
 // a small fixed sequence (publishes that roll segments, a checkpoint, a flush, a close, a
 // recovery, more publishes) is run once per file-system call, crashing inside that call, with

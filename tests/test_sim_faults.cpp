@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Injected storage errors on the simulated file system: EIO, ENOSPC, EFBIG and short writes on
 // the nth write, fdatasync, msync, fallocate, rename, directory sync and create, for every n the
 // workload reaches. Each must make the writer fail-stop (every later publish, checkpoint and

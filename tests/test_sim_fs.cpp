@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The simulated file system itself: what a crash keeps and loses, injected errors, locks.
 // The crash tests of the durable map are only as good as this model, so it is tested first.
 #include <catch2/catch.hpp>

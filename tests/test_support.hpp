@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Shared helpers for the tests: traits for each reader mode, an instance-counting value, a value
 // whose copies can be made to throw, and a seeded random source that prints its seed.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The version promises of the README ("Versions"): the version header says what the CMake project
 // says, and a directory in a newer on-disk format is refused, with nothing in it changed.
 #include <cstdint>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The log scan's tail check (wal.hpp, scan_segment) on crafted segments, and the file-system hint
 // it reads the tail by (file::data_range):
 //   - a tail of overlapping record-like headers, each claiming most of the segment, is checked in

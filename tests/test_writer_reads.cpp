@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The writer reads its own writes: map_writer::find and contains give the state the next
 // publish() will make visible, checked against a model updated on every operation (and the
 // readers against one updated at publish), over random operation sequences in both layouts.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright_cachesim: hit ratios of leftright's eviction policy and the reference policies on
 // real cache traces (see ../shared/traces/README.md for the traces and where to get them).
 //   leftright_cachesim --trace PATH --size N --policy leftright|lru|arc|s3fifo|wtinylfu|opt

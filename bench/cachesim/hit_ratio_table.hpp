@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The reference hit-ratio table of the traces README, replayed: every trace and size, every
 // policy, printed as markdown with the targets checked.
 #pragma once

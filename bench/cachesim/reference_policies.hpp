@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Reference cache policies for the hit-ratio simulator: plain, readable implementations that
 // reproduce published figures (LRU, ARC, OPT) or follow a paper's reference code (S3-FIFO).
 // Sized in entries; every miss inserts the key. Single-threaded.

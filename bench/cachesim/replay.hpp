@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the hit-ratio simulator replays a trace through: one interface over the reference
 // policies and over leftright's own policy.
 #pragma once

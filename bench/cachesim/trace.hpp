@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Cache traces for the hit-ratio simulator: the formats of the traces README
 // (../shared/traces/README.md), read whole into memory as a sequence of 64-bit keys.
 #pragma once

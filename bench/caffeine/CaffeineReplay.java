@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Replays a key stream (one decimal key per line on stdin, as `leftright_cachesim --dump_keys`
 // prints it) through the real Caffeine library and prints the hit ratio: maximumSize(N), a
 // same-thread executor (maintenance right after every operation), getIfPresent then put on a

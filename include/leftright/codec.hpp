@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: codecs, how keys and values become bytes in the write-ahead log and in snapshots.
 //
 // The encoding is fixed and independent of the host: little-endian integers, IEEE-754 bit

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: the durable map. The in-memory left-right map, plus a memory-mapped write-ahead log
 // of published batches and snapshots, recovered on open. One published batch is one log record:
 // one unit of atomicity at run time and after a crash.

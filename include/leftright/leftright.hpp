@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: the umbrella header. Includes every public header; defines nothing.
 #pragma once
 

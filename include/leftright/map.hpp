@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: a concurrent hash map for read-mostly workloads. One writer, any number of readers;
 // reads are wait-free and cost about what a lookup in an unsynchronized absl::flat_hash_map
 // costs. The writer queues operations and publish() makes a batch visible to every reader at

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: shared_map, the map any thread may read and write without handles.
 //
 // Reads: each thread that reads the map gets a map_reader of its own on its first read (made

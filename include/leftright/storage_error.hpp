@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: storage_error, the one exception type of the durability layer. Every failed file
 // operation (open, fallocate, mmap, msync, rename, ...) and every input that does not decode
 // (a truncated or corrupt record, a file written with other key/value types) throws it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: the library's version, as numbers for the preprocessor and as a string.
 // Semantic versioning (README, "Versions"): a release that changes the public API incompatibly
 // raises MAJOR; one that adds to it raises MINOR; one that only fixes raises PATCH. Kept equal to

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Builds against the installed package and checks a publish is seen, and that the installed
 // version header says the version the package says (LEFTRIGHT_EXPECTED_VERSION, from
 // find_package or pkg-config).

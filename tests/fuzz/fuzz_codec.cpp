@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes every built-in codec's decoder. The first byte picks the type (fuzz_support.hpp's
 // codec_types), the rest is decoded as that type. Properties: decoding ends in a value or a
 // storage_error (operation "decode"); the encoding is canonical (re-encoding a decoded value

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes the snapshot reader: the file's checks (parse_snapshot, which read_snapshot runs over the
 // mapped file) and the decoding of its entries (load_snapshot), as recovery runs them. Input
 // layout and modes: fuzz_support.hpp. Every input must end in a clean result or a storage_error;

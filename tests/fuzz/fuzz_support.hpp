@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Shared by the fuzz targets and the corpus generator: the layout of each target's input (a
 // mode byte, then bytes), the checksum fix-ups that let mutated inputs reach the decoders, the
 // types the codec target decodes, and a check that aborts (the fuzzer reports it as a crash).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes the log's record reader: a segment's header check (read_segment_header), the scan of its
 // records (scan_segment) and the decoding of every record's batch (apply_batch), as recovery
 // runs them. Input layout and modes: fuzz_support.hpp. Every input must end in a clean result or

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Writes the seed corpus of the fuzz targets: real segments and snapshots written by open_map()
 // in a temp directory, cut to their used part, some damaged on purpose, each with the mode byte
 // that fuzz_support.hpp defines; and one encoded sample value per codec type (two for the

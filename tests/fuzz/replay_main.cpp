@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Runs inputs through a fuzz target without libFuzzer: the files named on the command line, and
 // every regular file in the directories named (in name order). This is how every ordinary build
 // replays the seed corpus (CTest label fuzz-replay). Exits non-zero if no input was found; a

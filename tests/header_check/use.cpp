@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Compiled with the header checks (tests/CMakeLists.txt): the public templates instantiated as a
 // user's program would, under a user's strict warnings, so that a warning inside a template body
 // (which only an instantiation shows) fails the build too. Compiled, never run.

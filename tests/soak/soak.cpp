@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Soak: readers, a writer, checkpoints and kill -9 restarts of a durable map, in a loop, for as
 // long as asked (scripts/soak runs it under ThreadSanitizer or ASan). Not a unit test: a short
 // bounded run of it is the CTest test `soak_smoke`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: the allocator of the copies' hash tables. A large table (a million entries is some
 // 34 MB per copy) is read at random, so with 4 KiB pages nearly every lookup also misses the
 // TLB, and building one (recovery, a rehash, the second copy) takes a page fault every 4 KiB.

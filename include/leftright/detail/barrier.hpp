@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: the asymmetric barrier (membarrier) and its probe.
 //
 // Readers of a left-right structure must order "my epoch is odd" before "load the read pointer",

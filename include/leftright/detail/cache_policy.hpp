@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The eviction policy of leftright::cache: an adaptive W-TinyLFU, owned and driven by the cache's
 // writer alone (single-threaded; no atomics).
 //

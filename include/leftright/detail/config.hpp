@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: shared constants and small helpers for the detail layer.
 #pragma once
 

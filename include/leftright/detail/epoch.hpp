@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: the reader registry. One cache-line slot per reader holds its epoch word (a count
 // of its live guards and a generation); the writer records the slots that are inside after a
 // swap and later waits for each to leave that read.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: the generic left-right primitive. Two copies of a T, an atomic pointer to the one
 // readers use, an operation log, and publish(). Any deterministic data structure can sit on it.
 //

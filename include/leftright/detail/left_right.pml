@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /*
  * leftright: a Promela model of the reader/writer epoch protocol in left_right.hpp and
  * epoch.hpp, checked with spin (scripts/test runs it; see scripts/model).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: how the map stores its entries in each copy, and how each operation is applied.
 //
 // Two layouts, chosen at compile time by the size of an entry:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: the combining queue of shared_map (flat combining, no thread of its own).
 //
 // A writer queues a request and then either becomes the combiner or waits. The combiner holds the

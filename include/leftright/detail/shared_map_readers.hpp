@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: the per-thread readers of shared_map. Each thread that reads a shared_map gets a
 // map_reader of its own on its first read; later reads find it through a one-entry cache of
 // (map id, reader) per thread, and on a miss through the thread's table of its readers.

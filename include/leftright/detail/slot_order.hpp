@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: applies many keyed operations to an absl hash map in the order of the table's slots
 // instead of the order they came in. Recovery's bulk loads use it (a snapshot, a long log).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: CRC32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of every WAL
 // record and snapshot. Two implementations with identical results:
 //   crc32c_hw  the SSE4.2 crc32 instruction, 8 bytes per instruction (x86-64 with GCC or Clang

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: the on-disk formats. All integers little-endian.
 //
 // Directory of a durable map:

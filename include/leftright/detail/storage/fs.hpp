@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: the small file-system interface all storage goes through, and its POSIX
 // implementation. Tests put a simulated file system underneath (one that loses unsynced writes,
 // tears pages and injects errors); the durable map never calls the OS directly.

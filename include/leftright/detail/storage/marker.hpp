@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: the directory's marker file (MAP). It records, durably, that the directory holds a
 // map's log, so that a log whose segments are all gone (deleted, or never copied) is refused
 // rather than reopened as an empty map. See format.hpp for the bytes and when it is written.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: the steps of recovery that do not depend on the map's types: the directory's
 // inventory, opening and checking a log segment, the checks of a segment's scan against the
 // segments after it, ending the log at a hole a crash explains, and starting the log again after

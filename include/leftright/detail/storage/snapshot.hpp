@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: snapshots. Written to a temp file with pwrite, synced, renamed into place and the
 // directory synced; read back through a read-only mapping. See format.hpp for the bytes.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // leftright: the write-ahead log. Segments are preallocated files written through a shared
 // mapping; one record per published batch, and a successor record at the end of each segment
 // the log has moved on from. See format.hpp for the bytes.
