@@ -39,15 +39,7 @@ leftright::durable_options options(const fs::path& dir, leftright::durability mo
   return o;
 }
 
-std::vector<std::string> segments(const fs::path& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string n = e.path().filename().string();
-    if (st::parse_hex_name(n, "wal-", ".log")) out.push_back(n);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
+using lrtest::segments;
 
 /// Publishes batches up to version `to`, one key each.
 template <class Writer>

@@ -41,15 +41,7 @@ leftright::durable_options options(const fs::path& dir) {
   return o;
 }
 
-std::vector<std::string> segments(const fs::path& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string n = e.path().filename().string();
-    if (st::parse_hex_name(n, "wal-", ".log")) out.push_back(n);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
+using lrtest::segments;
 
 /// A segment's salt (fresh for each segment roll() creates).
 std::uint64_t salt_of(const fs::path& p) {

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <sstream>
 #include <system_error>
+#include <algorithm>
 #include <vector>
 #include <cstdint>
 #include <cstdlib>
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 
 #include <catch2/catch.hpp>
+#include <leftright/detail/storage/format.hpp>
 #include <leftright/map.hpp>
 
 namespace lrtest {
@@ -248,6 +250,17 @@ std::string compare_to_model(const Reader& r, const Model& expected) {
     out << "version " << expected.version << ": " << g.size() << " entries, expected " << expected.m.size();
   }
   return out.str();
+}
+
+/// The log segment files in a map's directory (wal-*.log), in version order.
+inline std::vector<std::string> segments(const std::filesystem::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (leftright::detail::storage::parse_hex_name(n, "wal-", ".log")) out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace lrtest
