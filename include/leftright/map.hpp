@@ -464,6 +464,24 @@ class map_writer {
   /// Internal: adopts a freshly made core (use make_map() or open_map()).
   explicit map_writer(std::shared_ptr<detail::lr_core<table>> core) : impl_(std::move(core)) {}
 
+ protected:
+  /// For writers built on this one (the durable writer, a replicated writer): what a batch is
+  /// made of, and publish() with a hook that sees each batch at two points (see
+  /// detail::lr_writer::publish_with: before_apply(version, ops), before_swap(version, ops),
+  /// abort() noexcept). The hook's contract is the whole of what such a writer may rely on.
+  using ops_type = ops;
+  using op_type = op;
+  template <class Hook>
+  std::uint64_t publish_with(Hook&& hook) {
+    return impl_.publish_with(hook);
+  }
+  template <class Hook>
+  bool try_publish_with(Hook&& hook) {
+    return impl_.try_publish_with(hook);
+  }
+  /// The operations queued for the next publish, oldest first.
+  const std::vector<op>& queued() const noexcept { return impl_.queued(); }
+
  private:
   friend class durable_writer<Key, Value, Hash, Eq, Traits>;
   /// What find_queued() found: the key and value, each in the published state or in a queued
