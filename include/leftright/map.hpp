@@ -432,6 +432,32 @@ class map_writer {
   /// nothing (the batch stays queued). Progress: never waits for readers.
   bool try_publish() { return impl_.try_publish(); }
 
+  /// As publish(), but waits at most max_wait for the readers still inside the copy it must
+  /// write. Past that, those readers keep that copy, frozen as they saw it (held_copies() counts
+  /// it), and the writer goes on with a fresh copy made from the published state. Returns the
+  /// new version. A held copy is freed at a later publish (or release_held_copies()) once each
+  /// of its readers has left the read it was in.
+  /// Progress: waits at most max_wait plus the time to copy the map; but as publish() (waiting
+  ///           until the readers leave) if held_copies() is at its limit
+  ///           (set_held_copy_limit), if the copy cannot be made (an exception from a copy or an
+  ///           allocation: nothing is lost, the exception is dropped and the publish waits), or
+  ///           after a publish failed to allocate its record of the readers inside.
+  /// Cost: as publish(); after the bound, one copy of the map (O(size) time, one more map's
+  ///       memory while it is held). A reader that stays inside holds one copy per
+  ///       publish_within() that found it inside (the writer cannot tell which of them it
+  ///       reads, see detail/left_right.hpp case C7), but is not waited for again.
+  /// Memory ordering and exceptions: as publish().
+  std::uint64_t publish_within(std::chrono::nanoseconds max_wait) { return impl_.publish_within(max_wait); }
+  /// Copies held by readers that publish_within() stopped waiting for, not yet freed.
+  /// Thread-safety: writer only. Cost: none.
+  std::size_t held_copies() const noexcept { return impl_.held_copies(); }
+  /// Frees the held copies whose readers have all left; returns how many are still held. Every
+  /// publish does this first. Thread-safety: writer only. Cost: a load per holding reader.
+  std::size_t release_held_copies() noexcept { return impl_.release_held_copies(); }
+  /// At most n copies held at once (default 8): a publish_within() that would hold one more waits
+  /// for the readers instead, as publish() does. Thread-safety: writer only.
+  void set_held_copy_limit(std::size_t n) noexcept { impl_.set_held_copy_limit(n); }
+
   /// Says when a publish() waits too long for a reader: once it has waited `after` for one
   /// reader that is still inside a read it was found in at an earlier publish, publish() calls
   /// report(stall) (and again every `after` while the wait lasts), from its own thread. Empty
@@ -478,6 +504,12 @@ class map_writer {
   template <class Hook>
   bool try_publish_with(Hook&& hook) {
     return impl_.try_publish_with(hook);
+  }
+  /// publish_within() with the hook of publish_with(); before_apply comes after the fresh copy,
+  /// if one is made.
+  template <class Hook>
+  std::uint64_t publish_within_with(Hook&& hook, std::chrono::nanoseconds max_wait) {
+    return impl_.publish_within_with(hook, max_wait);
   }
   /// The operations queued for the next publish, oldest first.
   const std::vector<op>& queued() const noexcept { return impl_.queued(); }

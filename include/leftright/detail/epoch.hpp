@@ -6,7 +6,9 @@
 // writer code that pairs its operations; this file defines the word and hands out slots.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "config.hpp"
 
 namespace leftright::detail {
@@ -163,6 +166,13 @@ class backoff {
       const int shift = n_ - 128 < 10 ? n_ - 128 : 10;
       absl::SleepFor(absl::Microseconds(1 << shift));  // up to ~1 ms
     }
+    ++n_;
+  }
+  /// pause(), but a sleep is cut to at most `limit` (a wait with a deadline must not sleep past it).
+  void pause_at_most(std::chrono::nanoseconds limit) {
+    if (n_ < 128) return pause();
+    const int shift = n_ - 128 < 10 ? n_ - 128 : 10;
+    absl::SleepFor(std::min(absl::Microseconds(1 << shift), absl::FromChrono(limit)));
     ++n_;
   }
   /// Whether the next pauses sleep (the waiting has gone on past spinning and yielding).

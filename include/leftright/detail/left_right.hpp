@@ -165,24 +165,42 @@ struct alignas(cache_line) versioned {
   std::uint64_t version = 0;
 };
 
+/// A copy given to the readers still inside it when a publish_within() stopped waiting for them
+/// (case C7): frozen as they saw it, freed once each of them has left that read.
+template <class T>
+struct held_copy {
+  std::unique_ptr<versioned<T>> copy;
+  /// The readers that may be inside it, with the epoch word each was recorded with.
+  std::vector<std::pair<reader_slot*, std::uint64_t>> holders;
+};
+
 /// The state shared by the writer, readers, factories and guards (through shared_ptr).
 template <class T>
 struct lr_core {
   template <class... Args>
   explicit lr_core(reader_sync mode, const Args&... args)
-      : copies{{T(args...), 0}, {T(args...), 0}}, asymmetric(mode == reader_sync::asymmetric) {}
+      : copies{std::unique_ptr<versioned<T>>(new versioned<T>{T(args...), 0}),
+               std::unique_ptr<versioned<T>>(new versioned<T>{T(args...), 0})},
+        asymmetric(mode == reader_sync::asymmetric) {}
 
   /// The copies start as `first` and `second` at `version` (a recovered state: two equal
   /// tables, the second made by the caller's safe copy of the first).
   lr_core(reader_sync mode, std::uint64_t version, T first, T second)
-      : copies{{std::move(first), version}, {std::move(second), version}},
+      : copies{std::unique_ptr<versioned<T>>(new versioned<T>{std::move(first), version}),
+               std::unique_ptr<versioned<T>>(new versioned<T>{std::move(second), version})},
         asymmetric(mode == reader_sync::asymmetric) {}
 
-  versioned<T> copies[2];
+  /// The two live copies, each in an allocation of its own (so that a publish_within() can give
+  /// one away and put a fresh one in its place). Only the writer reads or changes these
+  /// pointers; readers reach a copy through read_ptr alone.
+  std::unique_ptr<versioned<T>> copies[2];
   /// The copy readers use. Stored only by the writer, once per publish.
-  alignas(cache_line) std::atomic<const versioned<T>*> read_ptr{&copies[0]};
+  alignas(cache_line) std::atomic<const versioned<T>*> read_ptr{copies[0].get()};
   /// Fixed at construction: which barrier the readers and the writer of this instance use.
   const bool asymmetric;
+  /// Copies held by slow readers (case C7). Writer only; whatever is left when the last handle
+  /// goes is freed with the core, after every reader has gone.
+  std::vector<held_copy<T>> held;
   alignas(cache_line) reader_registry registry;
 };
 
@@ -362,19 +380,64 @@ class lr_writer {
   template <class Hook>
   std::uint64_t publish_with(Hook&& hook) {
     check_usable();
+    release_held_copies();
     wait_for_readers();
     return swap_in(hook);
   }
   template <class Hook>
   bool try_publish_with(Hook&& hook) {
     check_usable();
+    release_held_copies();
     if (!readers_gone()) return false;
     swap_in(hook);
     return true;
   }
 
+  std::uint64_t publish_within(std::chrono::nanoseconds max_wait) { return publish_within_with(no_hook{}, max_wait); }
+
+  /// publish_with(hook), but waits at most max_wait for the readers that may be inside the write
+  /// copy. Past that, the write copy is given to the readers still inside it (held, frozen, until
+  /// they leave: case C7) and a fresh write copy is made from the read copy, in O(size), before
+  /// the hook's before_apply. Falls back to waiting as publish_with() does, having changed
+  /// nothing, if the held copies are at their limit (set_held_copy_limit), if making the fresh
+  /// copy throws (it is then lost, and so is the exception), or after recording the readers
+  /// failed to allocate (lost_track_).
+  template <class Hook>
+  std::uint64_t publish_within_with(Hook&& hook, std::chrono::nanoseconds max_wait) {
+    check_usable();
+    release_held_copies();
+    if (lost_track_) {
+      wait_for_all();
+    } else if (!wait_for_readers_within(max_wait) && !detach_write_copy()) {
+      wait_for_readers();
+    }
+    return swap_in(hook);
+  }
+
+  /// Copies held by slow readers and not yet freed (case C7). Cost: none.
+  std::size_t held_copies() const noexcept { return core_ ? core_->held.size() : 0; }
+  /// Frees every held copy whose readers have all left their reads; returns how many are still
+  /// held. Every publish calls it first. Cost: a load of each holder's epoch word, and the
+  /// destruction of what is freed.
+  std::size_t release_held_copies() noexcept {
+    if (!core_) return 0;
+    std::erase_if(core_->held, [](held_copy<T>& h) {
+      std::erase_if(h.holders, [](const auto& x) {
+        // [W6] acquire: pairs with the holder's [R3]. Seeing it has left, every read it made of
+        //      the held copy happens-before the copy's destruction here.
+        return epoch_word::left_since(x.first->epoch.load(std::memory_order_acquire), x.second);
+      });
+      return h.holders.empty();
+    });
+    return core_->held.size();
+  }
+  /// At most this many copies held at once (default held_copy_limit_default); a publish_within()
+  /// that would hold one more waits instead, as publish() does.
+  void set_held_copy_limit(std::size_t n) noexcept { held_limit_ = n; }
+  static constexpr std::size_t held_copy_limit_default = 8;
+
   /// The version readers get from a read that starts now.
-  std::uint64_t version() const noexcept { return core_->copies[write_ ^ 1].version; }
+  std::uint64_t version() const noexcept { return core_->copies[write_ ^ 1]->version; }
   bool poisoned() const noexcept { return poisoned_; }
   const std::shared_ptr<lr_core<T>>& core() const noexcept { return core_; }
 
@@ -386,7 +449,7 @@ class lr_writer {
 
   /// The published state, for the writer's own reads (no reader protocol needed: only the
   /// writer changes the copies, and never the read copy).
-  const T& published() const noexcept { return core_->copies[write_ ^ 1].value; }
+  const T& published() const noexcept { return core_->copies[write_ ^ 1]->value; }
 
  private:
   void check_usable() const {
@@ -442,6 +505,72 @@ class lr_writer {
     });
     lost_track_ = false;
     waiting_.clear();
+  }
+
+  /// Step 1 with a bound: waits until every recorded reader has left, or until max_wait has
+  /// passed; true if they all left. Drops the ones that left. A reader that already holds a
+  /// copy in the same read (it was found slow before) is not waited for again.
+  bool wait_for_readers_within(std::chrono::nanoseconds max_wait) {
+    const auto deadline = std::chrono::steady_clock::now() + max_wait;
+    bool timed_out = false;
+    std::erase_if(waiting_, [&](const auto& x) {
+      if (timed_out || holds_a_copy(*x.first, x.second)) {
+        // [W4] acquire: pairs with [R3], as in wait_until_left.
+        return epoch_word::left_since(x.first->epoch.load(std::memory_order_acquire), x.second);
+      }
+      backoff b;
+      // [W4] acquire: pairs with the reader's [R3]; its reads happen-before our writes.
+      while (!epoch_word::left_since(x.first->epoch.load(std::memory_order_acquire), x.second)) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) {
+          timed_out = true;
+          return false;
+        }
+        b.pause_at_most(deadline - now);
+      }
+      return true;
+    });
+    return waiting_.empty();
+  }
+
+  /// Whether slot s, in the read it was seen in with word `seen`, already holds a copy.
+  bool holds_a_copy(const reader_slot& s, std::uint64_t seen) const noexcept {
+    for (const held_copy<T>& h : core_->held) {
+      for (const auto& [slot, word] : h.holders) {
+        if (slot == &s && !epoch_word::left_since(seen, word)) return true;
+      }
+    }
+    return false;
+  }
+
+  /// Case C7: gives the write copy to the readers still recorded (waiting_) and puts in its place
+  /// a fresh copy of the read copy, which owes nothing (the log's replay is dropped). False, with
+  /// nothing changed, at the held-copy limit or if anything here throws.
+  bool detach_write_copy() noexcept {
+    if (core_->held.size() >= held_limit_) return false;
+    try {
+      core_->held.reserve(core_->held.size() + 1);
+      std::vector<std::pair<reader_slot*, std::uint64_t>> holders(waiting_);
+      const versioned<T>& r = *core_->copies[write_ ^ 1];
+      std::unique_ptr<versioned<T>> fresh(new versioned<T>{copy_of(r.value), r.version});
+      // Nothing below throws: room reserved, and held_copy's move is noexcept.
+      core_->held.push_back(held_copy<T>{std::move(core_->copies[write_]), std::move(holders)});
+      core_->copies[write_] = std::move(fresh);
+    } catch (...) {
+      return false;
+    }
+    waiting_.clear();
+    replay_.clear();
+    return true;
+  }
+
+  /// A copy of t, made the safe way where Apply has one (see map_ops.hpp: copy).
+  static T copy_of(const T& t) {
+    if constexpr (requires { Apply::copy(t); }) {
+      return Apply::copy(t);
+    } else {
+      return T(t);
+    }
   }
 
   /// Waits until slot s, seen with word `seen`, has left that read; once the wait has gone on
@@ -504,8 +633,8 @@ class lr_writer {
   /// Steps 2 to 4. Precondition: no reader is inside the write copy.
   template <class Hook>
   std::uint64_t swap_in(Hook& hook) {
-    versioned<T>& w = core_->copies[write_];
-    const versioned<T>& r = core_->copies[write_ ^ 1];
+    versioned<T>& w = *core_->copies[write_];
+    const versioned<T>& r = *core_->copies[write_ ^ 1];
     const std::vector<Op>& batch = pending_;
     hook.before_apply(r.version + 1, batch);  // throws: nothing changed yet
     try {
@@ -616,6 +745,7 @@ class lr_writer {
   bool lost_track_ = false;  ///< recording failed: wait for all readers next time
   std::size_t unverified_ = 0;  ///< operations replayed since the last copy_check::amortized check
   bool poisoned_ = false;    ///< a failed publish left the write copy unrepaired
+  std::size_t held_limit_ = held_copy_limit_default;  ///< set_held_copy_limit
   // The stall report (set_stall_report): after how long, to whom (empty: stderr), and when and
   // at which version the readers waited for were recorded.
   std::chrono::nanoseconds stall_after_ = std::chrono::seconds(10);
