@@ -9,9 +9,12 @@
 // (epoch.hpp), read the copy that read_ptr names. Readers never write a line another thread
 // writes; the writer never waits while holding a lock.
 //
-// Shared state (lr_core): copies[0], copies[1] (each on its own cache lines), read_ptr (its own
-// line), the registry of reader slots, each slot's epoch word (epoch.hpp: a count of live guards
-// and a generation; inside = count not zero).
+// Shared state (lr_core): copies[0], copies[1] (each in an allocation of its own, aligned to cache
+// lines), read_ptr (its own line), the registry of reader slots, each slot's epoch word
+// (epoch.hpp: a count of live guards and a generation; inside = count not zero), and the held
+// copies (case C7). Readers reach a copy through read_ptr alone, never through copies[]: the
+// pointer they load is the copy's address, so holding the copies on the heap (which lets a
+// publish_within() give one away) costs the read path nothing.
 //
 // Reader enter:  e = own word; [R1] word = e + one generation + one guard; [R2] p = read_ptr;
 //                read *p ...
@@ -30,6 +33,11 @@
 //   4. [G3]+[W3] walk the registry and record every slot that is inside, with its word.
 //   The new batch stays in the log, owed to R, which becomes the write copy next time.
 // try_publish() runs step 1 as a check ([W5]) and returns false instead of waiting.
+// publish_within(max_wait) runs step 1 for at most max_wait; if recorded readers are still inside
+// then, it detaches W (case C7): W goes to the held list with those readers (slot and word), a
+// fresh W is made as a copy of R, the log's replay is dropped (the fresh W already equals R),
+// and steps 2 to 4 follow on the fresh W. Every publish first frees the held copies whose
+// readers have all left ([W6]).
 //
 // Invariants.
 //   I1. Between two swaps, the writer changes only W.
@@ -62,6 +70,23 @@
 //       inside until then, in the same generation.
 //   C6. The writer is destroyed while readers read: readers own the core through shared_ptr;
 //       nothing writes either copy again, and the read copy stays what was published last.
+//       Held copies (C7) belong to the core too, and go with it.
+//   C7. The detached copy. publish_within() stops waiting for the readers still recorded after
+//       max_wait and gives them W. By I2's argument, those are the only readers that can be
+//       inside W; W is never written again, and it is freed only once [W6] has seen each of
+//       them leave that read (its [R3] happens-before the free). The fresh W is new memory no
+//       reader has a pointer to; it is published by [W1] like any write copy, so readers that
+//       load it see it whole. R is untouched (the fresh W is copied from it, a read). A slow
+//       reader recorded again at this swap (it is still inside) may be in R, or may not yet have
+//       loaded read_ptr at all ([R1] seen, [R2] still to come: it will load this swap's pointer
+//       or a later one); the writer cannot tell these apart without the reader publishing the
+//       pointer it loaded and checking it again, instructions the read path does not pay. So the
+//       next publish_within() holds the next write copy for it as well: a reader that stays
+//       inside holds one copy per publish_within() that found it inside, each freed when it
+//       leaves; a reader already holding a copy in its read is not waited for again. The held
+//       list is bounded (set_held_copy_limit); at the bound, or if building the fresh copy
+//       throws, publish_within() waits as publish() does, W still owed the replay, nothing lost.
+//       Nothing is ever freed that a recorded reader may be in, and nothing written.
 // Visibility: [W1] is a release (seq_cst) store and [R2] an acquire (or seq_cst) load, so all
 // of step 2 happens-before every read through the pointer the reader loaded.
 //
@@ -73,7 +98,8 @@
 // nothing, the copies are equal. This needs step 2 to leave W valid, if not equal to anything,
 // whatever throws: Apply's promise. If the repair itself throws, the writer is poisoned: every
 // later publish throws std::logic_error, and readers keep the last published state forever.
-// Step 3 and 4 cannot throw.
+// Step 3 and 4 cannot throw. A publish_within() whose detachment throws (the fresh copy, the held
+// list's growth) has changed nothing yet: it waits as publish() does and goes on from there.
 //
 // Labels (every atomic operation in the core):
 //   [R0] reader loads its own epoch     relaxed   only its owner writes it
@@ -87,6 +113,7 @@
 //   [W3] writer records epochs          seq_cst   | acquire (asymmetric); pairs with [R1]
 //   [W4] writer waits for epochs        acquire   pairs with [R3]
 //   [W5] try_publish's check            acquire   pairs with [R3]
+//   [W6] held copy's holders checked    acquire   pairs with [R3]: reads done before the free
 //   [G0]-[G3] registry list             see epoch.hpp
 //   [G4] registration sets fenced bit   release   pairs with [W3]/[W4]/[W5], see epoch.hpp
 // ==============================================================================
@@ -194,13 +221,14 @@ struct lr_core {
   /// one away and put a fresh one in its place). Only the writer reads or changes these
   /// pointers; readers reach a copy through read_ptr alone.
   std::unique_ptr<versioned<T>> copies[2];
+  /// Copies held by slow readers (case C7). Writer only (on the writer's line with copies[],
+  /// away from read_ptr); whatever is left when the last handle goes is freed with the core,
+  /// after every reader has gone.
+  std::vector<held_copy<T>> held;
   /// The copy readers use. Stored only by the writer, once per publish.
   alignas(cache_line) std::atomic<const versioned<T>*> read_ptr{copies[0].get()};
   /// Fixed at construction: which barrier the readers and the writer of this instance use.
   const bool asymmetric;
-  /// Copies held by slow readers (case C7). Writer only; whatever is left when the last handle
-  /// goes is freed with the core, after every reader has gone.
-  std::vector<held_copy<T>> held;
   alignas(cache_line) reader_registry registry;
 };
 
