@@ -218,3 +218,62 @@ TEMPLATE_TEST_CASE("a reader holding its guard in another thread never stalls pu
   CHECK(failures.count() == 0);
   CHECK(counted::live.load() == live_before);
 }
+
+namespace {
+
+/// A writer built on map_writer, as the durable writer is: publish_within through its hook.
+class hooked_writer : public leftright::map_writer<int, int> {
+ public:
+  explicit hooked_writer(leftright::map_writer<int, int>&& w) : map_writer(std::move(w)) {}
+  struct hook {
+    std::vector<std::uint64_t>* applied;  // versions seen by before_apply
+    std::size_t* ops;                     // the operations in the last batch seen
+    bool* fail;                           // make before_apply throw
+    void before_apply(std::uint64_t v, const std::vector<op_type>& batch) const {
+      if (*fail) throw std::runtime_error("hook refused");
+      applied->push_back(v);
+      *ops = batch.size();
+    }
+    void before_swap(std::uint64_t, const std::vector<op_type>&) const noexcept {}
+    void abort() const noexcept {}
+  };
+  std::uint64_t publish_hooked(hook h, std::chrono::nanoseconds max_wait) {
+    return publish_within_with(h, max_wait);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("publish_within_with calls the hook after a detachment, and a refusing hook loses nothing",
+          "[publish_within]") {
+  auto [plain, r] = leftright::make_map<int, int>();
+  hooked_writer w(std::move(plain));
+  std::vector<std::uint64_t> applied;
+  std::size_t ops = 0;
+  bool fail = false;
+  const hooked_writer::hook h{&applied, &ops, &fail};
+  w.insert_or_assign(1, 1);
+  REQUIRE(w.publish_hooked(h, 1ms) == 1);
+  std::optional<decltype(r.read())> slow = r.read();
+  w.insert_or_assign(2, 2);
+  REQUIRE(w.publish_hooked(h, 1ms) == 2);  // records the slow reader
+  w.insert_or_assign(3, 3);
+  w.insert_or_assign(4, 4);
+  fail = true;
+  CHECK_THROWS_WITH(w.publish_hooked(h, 1ms), "hook refused");  // after detaching: nothing published
+  CHECK(w.held_copies() == 1);
+  CHECK(w.pending() == 2);
+  CHECK(w.version() == 2);
+  fail = false;
+  fail_instead_of_waiting(w);
+  CHECK(w.publish_hooked(h, 1ms) == 3);  // the fresh copy is already there: no wait, no new copy
+  CHECK(w.held_copies() == 1);
+  CHECK(applied == std::vector<std::uint64_t>{1, 2, 3});
+  CHECK(ops == 2);
+  CHECK(slow->version() == 1);
+  CHECK(slow->find(2) == nullptr);
+  slow.reset();
+  CHECK(r.get(4) == 4);
+  CHECK(r.get(2) == 2);
+  CHECK(w.release_held_copies() == 0);
+}
