@@ -52,6 +52,7 @@ long fingerprint(const Guard& g) {
 
 TEMPLATE_TEST_CASE("publish_within gives the write copy to a guard held on the writer's thread", "[publish_within]",
                    counted, large_counted) {
+  // [T1] seq_cst loads of the instance count: this thread alone makes values here.
   const long live_before = counted::live.load();
   {
     auto [w, r] = leftright::make_map<std::uint64_t, TestType, leftright::default_hash<std::uint64_t>,
@@ -87,7 +88,7 @@ TEMPLATE_TEST_CASE("publish_within gives the write copy to a guard held on the w
     CHECK(r.read().find(std::uint64_t{7}) != nullptr);
     CHECK(w.held_copies() == 0);
   }
-  CHECK(counted::live.load() == live_before);
+  CHECK(counted::live.load() == live_before);  // [T1]
 }
 
 TEST_CASE("publish_within waits as publish does at the held-copy limit", "[publish_within]") {
@@ -141,6 +142,7 @@ TEST_CASE("publish_within falls back to waiting when the fresh copy cannot be ma
 TEMPLATE_TEST_CASE("a reader holding its guard in another thread never stalls publish_within", "[publish_within]",
                    lrtest::seq_cst_traits, lrtest::asymmetric_traits) {
   using map_traits = TestType;
+  // [T1] seq_cst loads of the instance count, before the threads start and after they joined.
   const long live_before = counted::live.load();
   constexpr int publishes = 300;
   lrtest::failure_log failures;
@@ -210,6 +212,7 @@ TEMPLATE_TEST_CASE("a reader holding its guard in another thread never stalls pu
     slow.join();
     fast.join();
     CHECK(waited == 0);
+    // seq_cst loads after join(): the threads' stores happen-before them.
     CHECK(progress.load() == publishes);
     CHECK(slow_left.load());
     CHECK(w.held_copies() >= 1);
@@ -218,7 +221,7 @@ TEMPLATE_TEST_CASE("a reader holding its guard in another thread never stalls pu
   }
   INFO(failures.summary());
   CHECK(failures.count() == 0);
-  CHECK(counted::live.load() == live_before);
+  CHECK(counted::live.load() == live_before);  // [T1]
 }
 
 namespace {
