@@ -108,7 +108,11 @@ template <class Key, class Value, class Hash, class Eq, class Traits>
 using map_table = typename map_ops_for<Key, Value, Hash, Eq, Traits>::table;
 
 template <class Key, class Value, class Hash, class Eq, class Traits>
-using map_reader_impl = lr_reader<map_table<Key, Value, Hash, Eq, Traits>, Traits::sync>;
+using map_reader_impl =
+    lr_reader<map_table<Key, Value, Hash, Eq, Traits>, Traits::sync, typename meta_of<Traits>::type>;
+
+template <class Key, class Value, class Hash, class Eq, class Traits>
+using map_core = lr_core<map_table<Key, Value, Hash, Eq, Traits>, typename meta_of<Traits>::type>;
 
 }  // namespace detail
 
@@ -185,6 +189,9 @@ class read_guard {
   bool empty() const noexcept { return copy_->value.empty(); }
   /// The version this snapshot shows (0 = the empty initial state).
   std::uint64_t version() const noexcept { return copy_->version; }
+  /// The metadata of this snapshot: the last set_meta() published at or before version()
+  /// (Traits::meta_type; default-constructed until one is). Valid while this guard lives.
+  const typename detail::meta_of<Traits>::type& meta() const noexcept { return copy_->meta; }
   /// Iterates const std::pair<const Key, Value>& in an unspecified order.
   const_iterator begin() const { return copy_->value.begin(); }
   const_iterator end() const { return copy_->value.end(); }
@@ -219,7 +226,7 @@ class read_guard {
   }
 
   detail::reader_slot* slot_;  ///< the reader's slot; nullptr once moved from
-  const detail::versioned<table>* copy_;
+  const detail::versioned<table, typename detail::meta_of<Traits>::type>* copy_;
 };
 
 /// A reader of the map: a registered slot. Copyable; a copy is a new, separately registered
@@ -297,7 +304,7 @@ class map_reader {
  private:
   friend class map_writer<Key, Value, Hash, Eq, Traits>;
   friend class reader_factory<Key, Value, Hash, Eq, Traits>;
-  explicit map_reader(std::shared_ptr<detail::lr_core<table>> core) : impl_(std::move(core)) {}
+  explicit map_reader(std::shared_ptr<detail::map_core<Key, Value, Hash, Eq, Traits>> core) : impl_(std::move(core)) {}
 
   impl impl_;
 };
@@ -319,9 +326,10 @@ class reader_factory {
  private:
   friend class map_writer<Key, Value, Hash, Eq, Traits>;
   friend class map_reader<Key, Value, Hash, Eq, Traits>;
-  explicit reader_factory(std::shared_ptr<detail::lr_core<table>> core) : core_(std::move(core)) {}
+  explicit reader_factory(std::shared_ptr<detail::map_core<Key, Value, Hash, Eq, Traits>> core)
+      : core_(std::move(core)) {}
 
-  std::shared_ptr<detail::lr_core<table>> core_;
+  std::shared_ptr<detail::map_core<Key, Value, Hash, Eq, Traits>> core_;
 };
 
 /// The single writer of a map. Move-only. Operations are queued and take effect for readers
@@ -409,6 +417,15 @@ class map_writer {
     return find_queued(key).value != nullptr;
   }
 
+  /// Queues metadata for the next publish: readers see it with that batch's entries and never
+  /// with another's (Traits::meta_type: a revision, a timestamp, a schema version). The last
+  /// set_meta() before a publish wins; discard() drops it; later publishes keep it until the next.
+  /// In memory only: a durable map does not log or snapshot it yet.
+  /// Cost: a copy of m into each copy of the map at publish.
+  void set_meta(typename detail::meta_of<Traits>::type m) { impl_.set_meta(std::move(m)); }
+  /// The metadata the next publish() will make visible (the writer reads its own writes).
+  const typename detail::meta_of<Traits>::type& meta() const noexcept { return impl_.meta(); }
+
   /// Operations queued and not yet published.
   std::size_t pending() const noexcept { return impl_.pending(); }
   /// Drops every queued operation (rollback). Readers never saw them.
@@ -488,7 +505,7 @@ class map_writer {
   factory_type factory() const { return factory_type(impl_.core()); }
 
   /// Internal: adopts a freshly made core (use make_map() or open_map()).
-  explicit map_writer(std::shared_ptr<detail::lr_core<table>> core) : impl_(std::move(core)) {}
+  explicit map_writer(std::shared_ptr<detail::map_core<Key, Value, Hash, Eq, Traits>> core) : impl_(std::move(core)) {}
 
  protected:
   /// For writers built on this one (the durable writer, a replicated writer): what a batch is
@@ -567,9 +584,8 @@ template <class Key, class Value, class Hash = default_hash<Key>, class Eq = def
           class Traits = default_traits>
 std::pair<map_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>>
 make_map(std::size_t capacity = 0, const Hash& hash = Hash(), const Eq& eq = Eq()) {
-  using table = detail::map_table<Key, Value, Hash, Eq, Traits>;
   using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
-  auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync),
+  auto core = std::make_shared<detail::map_core<Key, Value, Hash, Eq, Traits>>(detail::resolve(Traits::sync),
                                                        ops::buckets_for(capacity), hash, eq);
   map_writer<Key, Value, Hash, Eq, Traits> w(core);
   map_reader<Key, Value, Hash, Eq, Traits> r = w.make_reader();

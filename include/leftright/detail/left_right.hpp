@@ -28,7 +28,9 @@
 //      that read: outside, or a newer generation (epoch_word::left_since). Those are the only
 //      readers that can be inside W (see case analysis below).
 //   2. apply to W, by move, the batch R received last time (it is now owed to W), then, by
-//      copy, the new batch; W now equals R plus the new batch.
+//      copy, the new batch; W now equals R plus the new batch. The copy's metadata
+//      (Traits::meta_type, beside the version in the copy) goes the same way: the last batch's
+//      set_meta, then the new one's, so a reader sees a batch's label with its entries only.
 //   3. [W1] read_ptr = &W (the swap); with asymmetric readers, [W2] membarrier.
 //   4. [G3]+[W3] walk the registry and record every slot that is inside, with its word.
 //   The new batch stays in the log, owed to R, which becomes the write copy next time.
@@ -129,6 +131,7 @@
 #include <functional>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -146,6 +149,11 @@ enum class copy_check {
   off,
   amortized,      ///< once the operations since the last check reach the map's size
   every_publish,  ///< O(size) per publish: for tests
+};
+
+/// The metadata of a map without any (Traits::meta_type's default): empty, no storage.
+struct no_meta {
+  friend bool operator==(const no_meta&, const no_meta&) noexcept = default;
 };
 
 /// Compile-time knobs of a left-right instance. Derive from it and override what you need:
@@ -169,6 +177,9 @@ struct default_traits {
   /// detail/allocator.hpp): fewer TLB misses on large maps, and far fewer page faults while one
   /// is built (recovery, rehash). Only advice; false gives plain std::allocator tables.
   static constexpr bool huge_pages = true;
+  /// Metadata published with the data (map_writer::set_meta, read_guard::meta): a label for the
+  /// state a snapshot shows (an upstream revision, a timestamp, a schema version). Copyable.
+  using meta_type = no_meta;
 };
 
 /// What a publish() that waits too long for a reader reports (see map_writer::set_stall_report):
@@ -186,47 +197,60 @@ namespace detail {
 
 /// One copy and the version it holds. Aligned so that the writer's stores to one copy's header
 /// (size, capacity, ...) never share a line with the copy readers are using.
-template <class T>
+template <class T, class Meta = no_meta>
 struct alignas(cache_line) versioned {
   T value;
   std::uint64_t version = 0;
+  [[no_unique_address]] Meta meta{};  ///< set with the batch that made this version
+};
+
+/// Traits::meta_type, or no_meta for traits that do not name one.
+template <class Traits>
+struct meta_of {
+  using type = no_meta;
+};
+template <class Traits>
+  requires requires { typename Traits::meta_type; }
+struct meta_of<Traits> {
+  using type = typename Traits::meta_type;
 };
 
 /// A copy given to the readers still inside it when a publish_within() stopped waiting for them
 /// (case C7): frozen as they saw it, freed once each of them has left that read.
-template <class T>
+template <class T, class Meta>
 struct held_copy {
-  std::unique_ptr<versioned<T>> copy;
+  std::unique_ptr<versioned<T, Meta>> copy;
   /// The readers that may be inside it, with the epoch word each was recorded with.
   std::vector<std::pair<reader_slot*, std::uint64_t>> holders;
 };
 
 /// The state shared by the writer, readers, factories and guards (through shared_ptr).
-template <class T>
+template <class T, class Meta = no_meta>
 struct lr_core {
+  using copy_type = versioned<T, Meta>;
   template <class... Args>
   explicit lr_core(reader_sync mode, const Args&... args)
-      : copies{std::unique_ptr<versioned<T>>(new versioned<T>{T(args...), 0}),
-               std::unique_ptr<versioned<T>>(new versioned<T>{T(args...), 0})},
+      : copies{std::unique_ptr<copy_type>(new copy_type{T(args...), 0}),
+               std::unique_ptr<copy_type>(new copy_type{T(args...), 0})},
         asymmetric(mode == reader_sync::asymmetric) {}
 
   /// The copies start as `first` and `second` at `version` (a recovered state: two equal
   /// tables, the second made by the caller's safe copy of the first).
   lr_core(reader_sync mode, std::uint64_t version, T first, T second)
-      : copies{std::unique_ptr<versioned<T>>(new versioned<T>{std::move(first), version}),
-               std::unique_ptr<versioned<T>>(new versioned<T>{std::move(second), version})},
+      : copies{std::unique_ptr<copy_type>(new copy_type{std::move(first), version}),
+               std::unique_ptr<copy_type>(new copy_type{std::move(second), version})},
         asymmetric(mode == reader_sync::asymmetric) {}
 
   /// The two live copies, each in an allocation of its own (so that a publish_within() can give
   /// one away and put a fresh one in its place). Only the writer reads or changes these
   /// pointers; readers reach a copy through read_ptr alone.
-  std::unique_ptr<versioned<T>> copies[2];
+  std::unique_ptr<copy_type> copies[2];
   /// Copies held by slow readers (case C7). Writer only (on the writer's line with copies[],
   /// away from read_ptr); whatever is left when the last handle goes is freed with the core,
   /// after every reader has gone.
-  std::vector<held_copy<T>> held;
+  std::vector<held_copy<T, Meta>> held;
   /// The copy readers use. Stored only by the writer, once per publish.
-  alignas(cache_line) std::atomic<const versioned<T>*> read_ptr{copies[0].get()};
+  alignas(cache_line) std::atomic<const copy_type*> read_ptr{copies[0].get()};
   /// Fixed at construction: which barrier the readers and the writer of this instance use.
   const bool asymmetric;
   alignas(cache_line) reader_registry registry;
@@ -235,10 +259,13 @@ struct lr_core {
 /// A reader's handle: one registered slot. Used by one thread at a time. Mode == seq_cst
 /// compiles the asymmetric branch away; otherwise the fenced bit of the slot's word (fixed at
 /// registration from the core) selects it, tested with the nesting in one instruction.
-template <class T, reader_sync Mode>
+template <class T, reader_sync Mode, class Meta = no_meta>
 class lr_reader {
+  using core_type = lr_core<T, Meta>;
+  using copy_type = versioned<T, Meta>;
+
  public:
-  explicit lr_reader(std::shared_ptr<lr_core<T>> core)
+  explicit lr_reader(std::shared_ptr<core_type> core)
       : core_(std::move(core)), slot_(core_->registry.acquire(core_->asymmetric)) {}
   lr_reader(const lr_reader& other) : lr_reader(other.core_) {}
   lr_reader(lr_reader&& other) noexcept
@@ -260,7 +287,7 @@ class lr_reader {
 
   /// What enter() hands the guard: the copy to read and this reader's slot.
   struct entry {
-    const versioned<T>* copy;
+    const copy_type* copy;
     reader_slot* slot;
   };
 
@@ -284,7 +311,7 @@ class lr_reader {
         s.epoch.store(e + epoch_word::enter_read, std::memory_order_release);
         std::atomic_signal_fence(std::memory_order_seq_cst);
         // [R2] acquire: pairs with [W1] so the copy's contents are visible.
-        const versioned<T>* p = core_->read_ptr.load(std::memory_order_acquire);
+        const copy_type* p = core_->read_ptr.load(std::memory_order_acquire);
         s.pinned = p;
         return {p, &s};
       }
@@ -303,7 +330,7 @@ class lr_reader {
   }
 
   reader_slot* slot() const noexcept { return slot_; }
-  const std::shared_ptr<lr_core<T>>& core() const noexcept { return core_; }
+  const std::shared_ptr<core_type>& core() const noexcept { return core_; }
 
  private:
   /// A nested read (case C5), or the outermost read of a seq_cst reader. Inlined, so that the
@@ -316,14 +343,14 @@ class lr_reader {
       // release: staying inside needs no ordering, but a writer may see this value instead
       //          of an earlier [R3] (as for [R1]).
       s.epoch.store(e + epoch_word::guard_unit, std::memory_order_release);
-      return {static_cast<const versioned<T>*>(s.pinned), &s};
+      return {static_cast<const copy_type*>(s.pinned), &s};
     }
     // [R1] seq_cst: marks us inside before [R2]; with [W1]/[W3] seq_cst too, the writer
     //      either sees us inside or we see its new pointer (case C2). StoreLoad:
     //      acquire/release cannot give it.
     s.epoch.store(e + epoch_word::enter_read, std::memory_order_seq_cst);
     // [R2] seq_cst: see [R1]; also acquire, pairing with [W1] for the copy's contents.
-    const versioned<T>* p = core_->read_ptr.load(std::memory_order_seq_cst);
+    const copy_type* p = core_->read_ptr.load(std::memory_order_seq_cst);
     s.pinned = p;
     return {p, &s};
   }
@@ -333,7 +360,7 @@ class lr_reader {
     std::abort();
   }
 
-  std::shared_ptr<lr_core<T>> core_;
+  std::shared_ptr<core_type> core_;
   reader_slot* slot_;
 };
 
@@ -352,7 +379,11 @@ class lr_reader {
 template <class T, class Op, class Apply, class Traits>
 class lr_writer {
  public:
-  explicit lr_writer(std::shared_ptr<lr_core<T>> core) : core_(std::move(core)) {}
+  using meta_type = typename meta_of<Traits>::type;
+  using core_type = lr_core<T, meta_type>;
+  using copy_type = versioned<T, meta_type>;
+
+  explicit lr_writer(std::shared_ptr<core_type> core) : core_(std::move(core)) {}
   lr_writer(lr_writer&&) noexcept = default;
   lr_writer& operator=(lr_writer&&) noexcept = default;
   lr_writer(const lr_writer&) = delete;
@@ -390,7 +421,16 @@ class lr_writer {
   std::size_t pending() const noexcept { return pending_.size(); }
   /// The queued operations, oldest first (for the writer's reads of its own writes).
   const std::vector<Op>& queued() const noexcept { return pending_; }
-  void discard() noexcept { pending_.clear(); }
+  void discard() noexcept {
+    pending_.clear();
+    pending_meta_.reset();
+  }
+  /// Queues new metadata, published with the next batch (the last one queued wins).
+  void set_meta(meta_type m) { pending_meta_.emplace(std::move(m)); }
+  /// The metadata the next publish will make visible (queued, else published).
+  const meta_type& meta() const noexcept {
+    return pending_meta_ ? *pending_meta_ : core_->copies[write_ ^ 1]->meta;
+  }
 
   std::uint64_t publish() { return publish_with(no_hook{}); }
   bool try_publish() { return try_publish_with(no_hook{}); }
@@ -449,7 +489,7 @@ class lr_writer {
   /// destruction of what is freed.
   std::size_t release_held_copies() noexcept {
     if (!core_) return 0;
-    std::erase_if(core_->held, [](held_copy<T>& h) {
+    std::erase_if(core_->held, [](held_copy<T, meta_type>& h) {
       std::erase_if(h.holders, [](const auto& x) {
         // [W6] acquire: pairs with the holder's [R3]. Seeing it has left, every read it made of
         //      the held copy happens-before the copy's destruction here.
@@ -467,7 +507,7 @@ class lr_writer {
   /// The version readers get from a read that starts now.
   std::uint64_t version() const noexcept { return core_->copies[write_ ^ 1]->version; }
   bool poisoned() const noexcept { return poisoned_; }
-  const std::shared_ptr<lr_core<T>>& core() const noexcept { return core_; }
+  const std::shared_ptr<core_type>& core() const noexcept { return core_; }
 
   /// See map_writer::set_stall_report.
   void set_stall_report(std::chrono::nanoseconds after, std::function<void(const reader_stall&)> report) {
@@ -563,7 +603,7 @@ class lr_writer {
 
   /// Whether slot s, in the read it was seen in with word `seen`, already holds a copy.
   bool holds_a_copy(const reader_slot& s, std::uint64_t seen) const noexcept {
-    for (const held_copy<T>& h : core_->held) {
+    for (const held_copy<T, meta_type>& h : core_->held) {
       for (const auto& [slot, word] : h.holders) {
         if (slot == &s && !epoch_word::left_since(seen, word)) return true;
       }
@@ -579,16 +619,17 @@ class lr_writer {
     try {
       core_->held.reserve(core_->held.size() + 1);
       std::vector<std::pair<reader_slot*, std::uint64_t>> holders(waiting_);
-      const versioned<T>& r = *core_->copies[write_ ^ 1];
-      std::unique_ptr<versioned<T>> fresh(new versioned<T>{copy_of(r.value), r.version});
+      const copy_type& r = *core_->copies[write_ ^ 1];
+      std::unique_ptr<copy_type> fresh(new copy_type{copy_of(r.value), r.version, r.meta});
       // Nothing below throws: room reserved, and held_copy's move is noexcept.
-      core_->held.push_back(held_copy<T>{std::move(core_->copies[write_]), std::move(holders)});
+      core_->held.push_back(held_copy<T, meta_type>{std::move(core_->copies[write_]), std::move(holders)});
       core_->copies[write_] = std::move(fresh);
     } catch (...) {
       return false;
     }
     waiting_.clear();
     replay_.clear();
+    replay_meta_.reset();
     return true;
   }
 
@@ -661,8 +702,8 @@ class lr_writer {
   /// Steps 2 to 4. Precondition: no reader is inside the write copy.
   template <class Hook>
   std::uint64_t swap_in(Hook& hook) {
-    versioned<T>& w = *core_->copies[write_];
-    const versioned<T>& r = *core_->copies[write_ ^ 1];
+    copy_type& w = *core_->copies[write_];
+    const copy_type& r = *core_->copies[write_ ^ 1];
     const std::vector<Op>& batch = pending_;
     hook.before_apply(r.version + 1, batch);  // throws: nothing changed yet
     try {
@@ -678,13 +719,16 @@ class lr_writer {
       // (a bulk load) must not pin its buffer for the life of the map.
       if (replay_.capacity() > 2 * std::max<std::size_t>(pending_.size(), 4096)) replay_.shrink_to_fit();
       for (Op& op : pending_) Apply::first(w.value, op);
+      apply_meta(w);
       hook.before_swap(r.version + 1, batch);
     } catch (...) {
       static_assert(noexcept(hook.abort()), "leftright: a publish hook's abort() must not throw");
       hook.abort();
       replay_.clear();
+      replay_meta_.reset();
       try {
         restore(w.value, r.value);
+        w.meta = r.meta;
       } catch (...) {
         poisoned_ = true;
       }
@@ -701,8 +745,19 @@ class lr_writer {
     }
     write_ ^= 1;
     replay_.swap(pending_);  // the new batch is now owed to the retired copy; pending_ is empty
+    replay_meta_ = std::move(pending_meta_);  // and its metadata, if it set any
+    pending_meta_.reset();
     record_readers();
     return w.version;
+  }
+
+  /// Step 2 for the metadata: what the retired copy received last time, then the new batch's.
+  void apply_meta(copy_type& w) {
+    if (replay_meta_) {
+      w.meta = std::move(*replay_meta_);
+      replay_meta_.reset();
+    }
+    if (pending_meta_) w.meta = *pending_meta_;
   }
 
   /// Makes the write copy equal to the read copy again, after a failed step 2.
@@ -751,9 +806,11 @@ class lr_writer {
     if (lost_track_ || !waiting_.empty()) recorded_at_ = std::chrono::steady_clock::now();
   }
 
-  std::shared_ptr<lr_core<T>> core_;
+  std::shared_ptr<core_type> core_;
   std::vector<Op> pending_;  ///< queued, not yet published
   std::vector<Op> replay_;   ///< published last time, owed to the write copy
+  std::optional<meta_type> pending_meta_;  ///< set_meta, not yet published
+  std::optional<meta_type> replay_meta_;   ///< published last time, owed to the write copy
   /// Whether Apply keeps keys of spent operations for emplace_reusing() (Apply::recycles).
   static constexpr bool recycles = requires { requires Apply::recycles; };
   template <class A, bool>
