@@ -62,7 +62,7 @@ struct cache_options {
   /// How long an entry lives after its put (0: entries do not expire). put(k, v, ttl) overrides it.
   std::chrono::nanoseconds expire_after_write{0};
   /// The clock: nanoseconds, monotonic. Empty: std::chrono::steady_clock. Tests pass a fake one.
-  std::function<std::int64_t()> ticker;
+  std::function<std::int64_t()> ticker{};
 };
 
 struct cache_stats {
@@ -88,7 +88,18 @@ enum class removal_cause {
   expired,      ///< its deadline passed
 };
 
+/// What a loader returns to give the loaded value an expiry of its own (a DNS answer's TTL, an
+/// HTTP response's max-age): get_or_load() puts it as put(key, value, ttl).
+template <class Value>
+struct with_ttl {
+  Value value;
+  std::chrono::nanoseconds ttl;
+};
+
 namespace detail {
+template <class T, class Value>
+inline constexpr bool is_with_ttl = std::is_same_v<std::remove_cvref_t<T>, with_ttl<Value>>;
+
 /// What the cache stores under each key: the value and its deadline (ticker nanoseconds).
 template <class Value>
 struct cache_entry {
@@ -141,7 +152,7 @@ class cache {
       return std::nullopt;
     }
     std::optional<Value> out(e->value);
-    t.ring.record(hash_of(key));
+    if (bounded_) t.ring.record(hash_of(key));
     t.hits.add();
     return out;
   }
@@ -158,7 +169,8 @@ class cache {
 
   // ---- Loads. ----
 
-  /// The live value under key; on a miss, loader(key)'s value, which is then put. Concurrent
+  /// The live value under key; on a miss, loader(key)'s value, which is then put (a loader that
+  /// returns with_ttl<Value> puts it with that ttl). Concurrent
   /// misses of one key run one loader: the other callers wait for it and get its value, or the
   /// exception it threw (then nothing is cached, and the next call loads again). Loads of
   /// different keys run in parallel. A loader that calls get_or_load() for the same key on the
@@ -166,8 +178,9 @@ class cache {
   /// with any lock; do not).
   template <class Loader>
   Value get_or_load(const Key& key, Loader&& loader) {
-    static_assert(std::is_invocable_r_v<Value, Loader&, const Key&>,
-                  "leftright: get_or_load needs loader(const Key&) -> Value");
+    static_assert(std::is_invocable_r_v<Value, Loader&, const Key&> ||
+                      detail::is_with_ttl<std::invoke_result_t<Loader&, const Key&>, Value>,
+                  "leftright: get_or_load needs loader(const Key&) -> Value or with_ttl<Value>");
     if (std::optional<Value> v = get(key)) return *std::move(v);
     return load(key, loader);
   }
@@ -252,7 +265,7 @@ class cache {
     ~thread_state() override {
       totals->add(totals->hits, hits.get());
       totals->add(totals->misses, misses.get());
-      totals->add(totals->dropped, ring_dropped);
+      totals->add(totals->dropped, ring_dropped + ring.undrained());  // the policy never sees these
     }
     reader_type reader;
     mutable detail::access_ring ring;
@@ -503,6 +516,7 @@ class cache {
 
   const std::uint64_t id_ = detail::next_shared_map_id();
   const cache_options options_;
+  const bool bounded_ = capacity(options_) != 0;  ///< whether accesses feed a policy
   const weigher_type weigher_;
   [[no_unique_address]] Hash hash_{};
   [[no_unique_address]] Eq eq_{};
@@ -584,14 +598,22 @@ Value cache<Key, Value, Hash, Eq, Traits>::load(const Key& key, Loader& loader) 
   try {
     v = peek(key);
     if (!v) {
+      std::optional<std::chrono::nanoseconds> ttl;
       try {
-        v.emplace(std::invoke(loader, key));
+        if constexpr (detail::is_with_ttl<std::invoke_result_t<Loader&, const Key&>, Value>) {
+          with_ttl<Value> loaded = std::invoke(loader, key);
+          v.emplace(std::move(loaded.value));
+          ttl = loaded.ttl;
+        } else {
+          v.emplace(std::invoke(loader, key));
+        }
       } catch (...) {
         load_failures_.fetch_add(1, std::memory_order_relaxed);  // [K1]
         throw;
       }
       load_successes_.fetch_add(1, std::memory_order_relaxed);  // [K1]
-      put(key, *v);
+      if (ttl) put(key, *v, *ttl);
+      else put(key, *v);
     }
   } catch (...) {
     error = std::current_exception();

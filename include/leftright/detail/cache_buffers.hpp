@@ -50,7 +50,7 @@ class owned_counter {
 /// at a time (the cache's writer).
 class access_ring {
  public:
-  static constexpr std::uint64_t size = 128;  ///< a power of two: 1 KiB of slots per thread
+  static constexpr std::uint64_t size = 1024;  ///< a power of two: 8 KiB of slots per thread
 
   /// Records an access. Progress: wait-free, a few stores to lines only this thread writes.
   void record(std::uint64_t hash) noexcept {
@@ -75,6 +75,8 @@ class access_ring {
 
   /// Records lost to overwriting, as of the last drain. The drainer's thread.
   std::uint64_t dropped() const noexcept { return dropped_; }
+  /// Records no drain has taken: the owning thread, once no drain can run (it is leaving).
+  std::uint64_t undrained() const noexcept { return head_.load(std::memory_order_relaxed) - drained_; }
 
  private:
   // The reader's line(s): the head and the slots.
