@@ -7,6 +7,8 @@
 // run_pairs: alternating phases, every thread in the same phase). The subjects:
 //   lr_cache      leftright::cache::get (a shared_map read, plus the access recorded in the
 //                 thread's ring and the hit counted in its counter)
+//   lr_cache_peek the same cache through peek() (no recording, no counting): what get()'s
+//                 bookkeeping costs, beside the lookup itself
 //   mutex_lru     the usual hand-made cache: a std::mutex around a std::list (most recent
 //                 first) and an absl::flat_hash_map of list iterators; a hit moves its node to
 //                 the front
@@ -93,6 +95,17 @@ struct lr_cache {
   /// A thread's first read registers it with the cache (and its shared_map).
   void register_thread() const { benchmark::DoNotOptimize(c.peek(cache_key{0})); }
   cache_t c;
+};
+
+/// The same cache (lr_cache's fixture of N entries) read with peek(): get() without recording
+/// the access or counting the hit. Not a cache anyone would use so: it shows what get()'s
+/// bookkeeping costs beside the lookup.
+template <std::size_t N>
+struct lr_cache_peek {
+  static constexpr std::string_view name = "lr_cache_peek";
+  explicit lr_cache_peek(const std::vector<cache_key>&) : c(fixture<lr_cache, cache_key, N>().c) {}
+  std::optional<value_t> get(const cache_key& k) const { return c.peek(k); }
+  const lr_cache::cache_t& c;
 };
 
 /// leftright::cache read with get(), and on a miss loaded and put by the caller: no coalescing.
@@ -333,9 +346,11 @@ void add_herd(std::string_view name) {
 
 [[maybe_unused]] const bool registered = [] {
   add_pair<lr_cache, small_n>();
+  add_pair<lr_cache_peek<small_n>, small_n>();
   add_pair<mutex_lru, small_n>();
   add_pair<rw_map, small_n>();
   add_pair<lr_cache, large_n>();
+  add_pair<lr_cache_peek<large_n>, large_n>();
   add_pair<mutex_lru, large_n>();
   add_pair<rw_map, large_n>();
 #if LEFTRIGHT_BENCH_WITH_TBB_LRU

@@ -506,9 +506,11 @@ def section_memory(entries):
 # ----------------------------------------------------------------------------------------------
 # leftright::cache (bench_cache.cpp)
 
-CACHE_ORDER = ["lr_cache", "lr_cache_get_put", "mutex_lru", "shared_mutex", "tbb_lru"]
+CACHE_ORDER = ["lr_cache", "lr_cache_peek", "lr_cache_get_put", "mutex_lru", "shared_mutex", "tbb_lru"]
 CACHE_NOTES = {
     "lr_cache": "leftright::cache (get; get_or_load in the herd)",
+    "lr_cache_peek": "the same leftright::cache through peek() (no access recorded, no hit counted): "
+                     "what get()'s bookkeeping costs beside the lookup",
     "lr_cache_get_put": "leftright::cache through get, and on a miss the load and put (no coalescing)",
     "mutex_lru": "std::mutex + std::list + absl::flat_hash_map of list iterators; a hit moves its "
                  "node to the front; a miss loads without the lock, then puts",
