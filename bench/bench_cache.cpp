@@ -18,8 +18,9 @@
 // Name: cache_pair/<subject>/u64/<1K|1M>/zipf/real_time/threads:<n>
 // Counters: ratio = median over pairs of (shared_map phase time / subject phase time): the
 // subject's rate as a fraction of shared_map's (target for lr_cache >= 0.8, and >= 5x
-// mutex_lru's ratio at 2 threads); lookups_per_s and shared_map_lookups_per_s: the two sides'
-// rates over their phases (all threads).
+// mutex_lru's ratio at 2 threads); thread_lookups_per_s and shared_map_thread_lookups_per_s:
+// the two sides' rates per thread over their phases, averaged over the threads (not summed: on
+// a loaded machine the threads of one phase need not have run at the same time).
 //
 // cache_herd: 64 threads, released together by a std::latch, miss on one key whose loader
 // sleeps 10 ms. Each herd a fresh key, 64 fresh threads (made before the release, not timed).
@@ -218,10 +219,13 @@ void bm_cache_pair(benchmark::State& state) {
       [&] { lookup_phase(keys, at, phase, [&cache](const cache_key& k) { return cache.get(k); }); },
       [&] { at = (at + phase) % keys.size(); });
   set_pair_counters(state, r);
-  // Each thread's rate over its own phases; the counters sum them over the threads.
+  // Each thread's rate over its own phases, averaged over the threads.
   const double lookups = static_cast<double>(r.pairs * phase);
-  state.counters["lookups_per_s"] = r.subject_seconds > 0 ? lookups / r.subject_seconds : 0;
-  state.counters["shared_map_lookups_per_s"] = r.base_seconds > 0 ? lookups / r.base_seconds : 0;
+  const auto per_thread = [&](double seconds) {
+    return benchmark::Counter(seconds > 0 ? lookups / seconds : 0, benchmark::Counter::kAvgThreads);
+  };
+  state.counters["thread_lookups_per_s"] = per_thread(r.subject_seconds);
+  state.counters["shared_map_thread_lookups_per_s"] = per_thread(r.base_seconds);
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * phase));
 }
 

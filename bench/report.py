@@ -539,11 +539,11 @@ def cache_get_rows(pairs):
     for k in sorted(vals, key=lambda k: (k[0] != "u64", k[1] != "1K", k[2])):
         v = vals[k]
         ratio = {s: v[s].get("ratio") for s in v}
-        base = (v.get("lr_cache") or next(iter(v.values()))).get("shared_map_lookups_per_s")
+        base = (v.get("lr_cache") or next(iter(v.values()))).get("shared_map_thread_lookups_per_s")
         lr, lru = ratio.get("lr_cache"), ratio.get("mutex_lru")
         over = lr / lru if lr and lru else None
         rows.append([k[1], k[2], rate(base, "/s")] +
-                    [f"{ratio[s]:.2f}× ({rate(v[s].get('lookups_per_s'), '/s')})" if ratio.get(s) else "–"
+                    [f"{ratio[s]:.2f}× ({rate(v[s].get('thread_lookups_per_s'), '/s')})" if ratio.get(s) else "–"
                      for s in subjects] + [f"{over:.1f}×" if over else "–"])
         if lr:
             targets.append([f"cache::get ≥ {CACHE_GET_TARGET}× shared_map::get ({k[1]}, {k[2]} thread"
@@ -551,7 +551,7 @@ def cache_get_rows(pairs):
         if over and k[2] == 2:
             targets.append([f"cache::get ≥ {CACHE_LRU_TARGET:.0f}× the mutex LRU ({k[1]}, 2 threads)",
                             f"{over:.1f}×", verdict(over >= CACHE_LRU_TARGET)])
-    header = ["size", "threads", "shared_map::get"] + subjects + ["lr_cache / mutex_lru"]
+    header = ["size", "threads", "shared_map::get (per thread)"] + subjects + ["lr_cache / mutex_lru"]
     return header, rows, targets
 
 
@@ -591,7 +591,8 @@ def section_cache(pairs, herds):
                 "one phase after the other, the order alternating, every thread in the same phase; "
                 "each cell is the median over the iterations of shared_map's phase time over the "
                 "cache's (the cache's rate as a fraction of shared_map's), with the cache's lookups "
-                "per second (all threads) beside it. Last column: ours over the mutex LRU (two "
+                "per second per thread beside it (averaged over the threads, not summed: on a loaded "
+                "machine the two threads of a phase need not have run at once; quote the ratios). Last column: ours over the mutex LRU (two "
                 "ratios to the same baseline).\n",
                 table(header, get_rows) + "\n"]
     if herd_rows:
