@@ -3,8 +3,10 @@
 // shared_map.
 //
 // Reads. get() is a shared_map read (a per-thread map_reader, one guard, one lookup, a copy of
-// the value) plus what the policy needs: the key's hash written to the thread's own ring of
-// recent accesses and a hit or miss counted in the thread's own counter (detail/cache_buffers.hpp).
+// the value) plus what the policy needs: on a hit, the key (an integer key as it is, another
+// key's hash) written to the thread's own ring of recent accesses, whose position counts the
+// thread's hits; on a miss, the thread's own miss counter (detail/cache_buffers.hpp). The writer
+// hashes the integer keys when it drains the rings, off the read path.
 // A reader writes no line another thread writes and never waits. An entry that can expire holds
 // its deadline, and get() compares it with the ticker: an expired entry is a miss whether or not
 // the writer has removed it yet.
@@ -152,8 +154,7 @@ class cache {
       return std::nullopt;
     }
     std::optional<Value> out(e->value);
-    if (bounded_) t.ring.record(hash_of(key));
-    t.hits.add();
+    t.ring.record(access_record(key));  // counts the hit too
     return out;
   }
   /// get() without recording the access or counting it.
@@ -236,7 +237,7 @@ class cache {
     s.dropped_accesses = totals_->get(totals_->dropped);
     home_->for_each([&](const detail::thread_reader_node& n) {
       const auto& t = static_cast<const thread_state&>(n);
-      s.hits += t.hits.get();
+      s.hits += t.ring.recorded();
       s.misses += t.misses.get();
       s.dropped_accesses += t.ring_dropped;
     });
@@ -263,13 +264,13 @@ class cache {
     thread_state(reader_type r, std::shared_ptr<detail::cache_totals> t)
         : reader(std::move(r)), totals(std::move(t)) {}
     ~thread_state() override {
-      totals->add(totals->hits, hits.get());
+      totals->add(totals->hits, ring.recorded());
       totals->add(totals->misses, misses.get());
       totals->add(totals->dropped, ring_dropped + ring.undrained());  // the policy never sees these
     }
     reader_type reader;
     mutable detail::access_ring ring;
-    mutable detail::owned_counter hits, misses;
+    mutable detail::owned_counter misses;  // (the hits are the ring's records)
     std::uint64_t ring_dropped = 0;  ///< written by the drainer, under home_'s mutex
     std::shared_ptr<detail::cache_totals> totals;
   };
@@ -331,6 +332,18 @@ class cache {
   template <class K>
   std::uint64_t hash_of(const K& key) const {
     return static_cast<std::uint64_t>(hash_(key));
+  }
+  /// What a hit writes to the ring: an integer key itself (hashed by the writer at the drain),
+  /// another key's hash.
+  static constexpr bool records_keys = std::is_integral_v<Key> && sizeof(Key) <= sizeof(std::uint64_t);
+  template <class K>
+  std::uint64_t access_record(const K& key) const {
+    if constexpr (records_keys) return static_cast<std::uint64_t>(static_cast<Key>(key));
+    else return hash_of(key);
+  }
+  std::uint64_t policy_hash(std::uint64_t record) const {
+    if constexpr (records_keys) return hash_of(static_cast<Key>(record));
+    else return record;
   }
 
   // ---- Time. ----
@@ -462,7 +475,7 @@ class cache {
     home_->for_each([&](detail::thread_reader_node& n) {
       auto& t = static_cast<thread_state&>(n);
       if (policy_) {
-        t.ring.drain([&](std::uint64_t h) { policy_->record_access(h); });
+        t.ring.drain([&](std::uint64_t r) { policy_->record_access(policy_hash(r)); });
       } else {
         t.ring.drain([](std::uint64_t) {});
       }
@@ -516,7 +529,6 @@ class cache {
 
   const std::uint64_t id_ = detail::next_shared_map_id();
   const cache_options options_;
-  const bool bounded_ = capacity(options_) != 0;  ///< whether accesses feed a policy
   const weigher_type weigher_;
   [[no_unique_address]] Hash hash_{};
   [[no_unique_address]] Eq eq_{};

@@ -17,6 +17,7 @@
 //   [B2] head store               release  (reader) the slots written before it are visible to
 //                                          the writer that loads this head...
 //   [B3] head load                acquire  (writer) ...and pairs with [B2]
+//   [B3'] head load elsewhere     relaxed  recorded(): a count (the thread's hits), as [B5]
 //   [B4] own counter load + store relaxed  one writer per counter (the owning thread); a load
 //                                          and a store, as a plain counter would be
 //   [B5] counter load elsewhere   relaxed  a statistic; a slightly old value is fine, and a
@@ -73,6 +74,8 @@ class access_ring {
     drained_ = h;
   }
 
+  /// Accesses recorded so far (the cache counts a thread's hits by it). Any thread; may be old.
+  std::uint64_t recorded() const noexcept { return head_.load(std::memory_order_relaxed); }  // [B3']
   /// Records lost to overwriting, as of the last drain. The drainer's thread.
   std::uint64_t dropped() const noexcept { return dropped_; }
   /// Records no drain has taken: the owning thread, once no drain can run (it is leaving).
