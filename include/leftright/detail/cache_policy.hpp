@@ -20,7 +20,7 @@
 //     falls, and shrinks its step as the ratio settles. Recency-heavy workloads grow the window
 //     (toward LRU), frequency-heavy ones and loops shrink it (toward LFU);
 //   - a ghost of rejected candidates: a direct-mapped table of hashes, one slot per entry of
-//     capacity (at most 2^22), where a candidate that lost at admission leaves its hash. A miss
+//     capacity (rounded down to a power of two, at most 2^22), where a candidate that lost at admission leaves its hash. A miss
 //     on a hash found there (a ghost hit: the key came back soon after it was turned away) goes
 //     straight to protected, as ARC moves a hit in its recency ghost to its frequency list; but
 //     only while that is measured to pay. Some traces want it (keys re-requested just after
@@ -177,7 +177,9 @@ struct cache_policy_options {
   std::uint64_t seed = 0x2545f4914f6cdd1dULL;
   /// What a miss on a lately rejected candidate (a ghost hit) does: `off`, no ghost is kept and
   /// the hash enters the window like any other (Caffeine); `on`, it goes straight to protected;
-  /// `trial`, whichever of the two the trial policies measure as better lately.
+  /// `trial`, whichever of the two the trial policies measure as better lately. The trials are
+  /// sized in weight units: a cache bound by weight, whose entries weigh more than 1, keeps the
+  /// ghost off.
   enum class ghost_mode : std::uint8_t { off, on, trial };
   ghost_mode ghost = ghost_mode::trial;
   /// The trial policies' capacity: the capacity divided by the largest power of two that leaves
@@ -473,7 +475,8 @@ class cache_policy {
 
   // --- ghost of rejected candidates ---
   // A direct-mapped table of the hashes of candidates lately rejected at admission (one slot
-  // per entry of capacity, a newer hash overwriting an older one in its slot).
+  // per entry of capacity, rounded down to a power of two; a newer hash overwrites an older
+  // one in its slot).
   std::uint64_t& ghost_slot(std::uint64_t hash) {
     return ghosts_[static_cast<std::size_t>((hash * 0x9e3779b97f4a7c15ULL) >> 32) &
                    (ghosts_.size() - 1)];
@@ -481,9 +484,9 @@ class cache_policy {
   void remember_rejected(std::uint64_t hash) {
     if (!ghosts_.empty()) ghost_slot(hash) = hash;
   }
-  // Whether `hash` was lately rejected; forgets it.
+  // Whether `hash` was lately rejected; forgets it. (0 marks an empty slot.)
   bool ghost_hit(std::uint64_t hash) {
-    if (ghosts_.empty() || ghost_slot(hash) != hash) return false;
+    if (ghosts_.empty() || hash == 0 || ghost_slot(hash) != hash) return false;
     ghost_slot(hash) = 0;
     return true;
   }
