@@ -104,8 +104,8 @@ class cache_target final : public replay_target {
 };
 
 /// The policies by their --policy name: leftright (the real cache), policy (its eviction policy
-/// alone), lru, arc, s3fifo, wtinylfu (the same policy with a fixed 1% window: Caffeine 2.6's
-/// shape). "opt" needs the whole trace; see opt_hits().
+/// alone), lru, arc, s3fifo, wtinylfu (the same policy with a fixed 1% window and no ghost:
+/// Caffeine 2.6's shape). "opt" needs the whole trace; see opt_hits().
 /// Null for an unknown name.
 inline std::unique_ptr<replay_target> make_target(std::string_view policy, std::size_t capacity) {
   if (policy == "leftright") return std::make_unique<cache_target>(capacity);
@@ -113,6 +113,7 @@ inline std::unique_ptr<replay_target> make_target(std::string_view policy, std::
   if (policy == "wtinylfu") {
     detail::cache_policy_options fixed;
     fixed.adaptive = false;
+    fixed.ghost = detail::cache_policy_options::ghost_mode::off;
     return std::make_unique<policy_target>(capacity, fixed);
   }
   if (policy == "lru") return std::make_unique<reference_target<lru_policy>>(capacity);

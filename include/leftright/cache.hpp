@@ -134,7 +134,9 @@ class cache {
   template <class Weigher>
   cache(const cache_options& options, Weigher weigher)
       : options_(checked(options, bool(weigher_type(weigher)))), weigher_(std::move(weigher)) {
-    if (const std::uint64_t bound = capacity(options_); bound != 0) policy_.emplace(bound);
+    if (const std::uint64_t bound = capacity(options_); bound != 0) {
+      policy_.emplace(bound, policy_options(options_));
+    }
   }
   cache(const cache&) = delete;
   cache& operator=(const cache&) = delete;
@@ -313,6 +315,13 @@ class cache {
   }
   static std::uint64_t capacity(const cache_options& o) {
     return o.max_weight != 0 ? o.max_weight : static_cast<std::uint64_t>(o.max_entries);
+  }
+  // A bound by weight keeps the policy's ghost off: its trials would be sized in weight units,
+  // too small for entries of unknown weight to measure anything.
+  static detail::cache_policy_options policy_options(const cache_options& o) {
+    detail::cache_policy_options p;
+    if (o.max_weight != 0) p.ghost = detail::cache_policy_options::ghost_mode::off;
+    return p;
   }
 
   // ---- Reading-thread machinery. ----
@@ -646,7 +655,7 @@ void cache<Key, Value, Hash, Eq, Traits>::resync() noexcept {
   try {
     index_.clear();
     deadlines_.clear();
-    if (policy_) policy_.emplace(policy_->capacity());
+    if (policy_) policy_.emplace(policy_->capacity(), policy_options(options_));
     auto g = writer_reader().read();
     for (const auto& [k, e] : g) {
       const std::uint64_t h = hash_of(k);
