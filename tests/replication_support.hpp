@@ -16,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -117,10 +118,25 @@ class nats_server {
     ::waitpid(pid_, &status, 0);
     pid_ = -1;
   }
-  void stop_signal() { ::kill(pid_, SIGSTOP); }
+  /// SIGSTOP, and waits until every thread of it has stopped (delivery is asynchronous).
+  void stop_signal() {
+    ::kill(pid_, SIGSTOP);
+    if (!eventually([&] { return all_threads_stopped(); })) throw std::runtime_error("nats-server did not stop");
+  }
   void cont_signal() { ::kill(pid_, SIGCONT); }
 
  private:
+  bool all_threads_stopped() const {
+    const std::filesystem::path tasks = "/proc/" + std::to_string(pid_) + "/task";
+    for (const auto& t : std::filesystem::directory_iterator(tasks)) {
+      std::ifstream in(t.path() / "stat");
+      std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      const auto close = stat.rfind(')');  // the state follows the command name in parentheses
+      if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'T') return false;
+    }
+    return true;
+  }
+
   int port_;
   pid_t pid_ = -1;
   std::filesystem::path dir_;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -86,7 +87,7 @@ struct model {
 template <class Factory>
 class read_checker {
  public:
-  read_checker(Factory f, const model* m, int threads = 2) {
+  read_checker(Factory f, const model* m, int threads = 1) {
     for (int i = 0; i < threads; ++i) {
       threads_.emplace_back([this, f, m] {
         auto r = f.make_reader();
@@ -110,6 +111,7 @@ class read_checker {
           }
           // relaxed: a counter read after join.
           reads_.fetch_add(1, std::memory_order_relaxed);
+          std::this_thread::yield();  // 2 cores: leave the follower's thread room to run
         }
       });
     }
@@ -159,6 +161,7 @@ TEST_CASE("replication: a fresh follower bootstraps from the snapshot and tails 
   CHECK(reader.version() == 1000);  // the snapshot's
   CHECK(fingerprint_of(reader.read()) == m.at[1000]);
   read_checker checker(f.factory(), &m);
+  INFO("follower at " << f.version() << ", lag " << f.lag() << ", last error: " << f.last_error());
   REQUIRE(f.wait_for(2000, std::chrono::seconds(20)));
   checker.stop();
   CHECK(checker.failures().empty());
@@ -193,4 +196,228 @@ TEST_CASE("replication: followers see every batch whole while the leader publish
   auto g = reader.read();
   CHECK(fingerprint_of(g) == fingerprint_of(lr.read()));
   for (u64 k = 0; k < 50; ++k) CHECK_FALSE(g.contains(k));
+}
+
+TEST_CASE("replication: of two leaders exactly one wins each version; the other is fenced and shows nothing",
+          "[replication]") {
+  using leader_t = std::pair<leftright::replicated_writer<u64, u64>, leftright::map_reader<u64, u64>>;
+  nats_server server;
+  auto opts_a = options_for(server, "fence");
+  opts_a.id = "a";
+  std::optional<leader_t> a(leftright::open_leader<u64, u64>(opts_a));
+  for (u64 v = 1; v <= 10; ++v) {
+    a->first.insert_or_assign(key_a, v);
+    a->first.insert_or_assign(key_b, v);
+    a->first.publish();
+  }
+  auto opts_b = opts_a;
+  opts_b.id = "b";
+  // The lease keeps a second leader out, unless it takes over (a failover).
+  try {
+    (void)leftright::open_leader<u64, u64>(opts_b);
+    FAIL("a second leader opened without taking over");
+  } catch (const replication_error& e) {
+    CHECK(e.code() == replication_errc::lease_held);
+  }
+  opts_a.take_over = opts_b.take_over = true;
+  std::optional<leader_t> b(leftright::open_leader<u64, u64>(opts_b));
+  CHECK(b->first.version() == 10);  // it loaded the log
+  auto [f, fr] = leftright::open_follower<u64, u64>(opts_a);
+  read_checker checker(f.factory(), nullptr);
+
+  // Each round both try the next version with values of their own; whoever goes first wins it,
+  // the other is fenced, shows nothing of its batch, and reopens (loading the log) to go on.
+  u64 wins_a = 0, wins_b = 0;
+  for (u64 round = 0; round < 10; ++round) {
+    const u64 next = a->first.version() + 1;
+    REQUIRE(b->first.version() + 1 == next);
+    auto attempt = [&](std::optional<leader_t>& l, const leftright::replication_options& o, u64 value) {
+      auto& [w, r] = *l;
+      w.insert_or_assign(key_a, value);
+      w.insert_or_assign(key_b, value);
+      try {
+        const u64 got = w.publish();
+        CHECK(got == next);
+        return true;
+      } catch (const replication_error& e) {
+        CHECK(e.code() == replication_errc::fenced);
+        CHECK(w.version() == next - 1);  // nothing visible locally
+        CHECK(*r.read().find(key_a) != value);
+        CHECK(w.pending() == 2);  // still queued
+        l.reset();
+        l.emplace(leftright::open_leader<u64, u64>(o));
+        return false;
+      }
+    };
+    bool won_a = false, won_b = false;
+    if (round % 3 != 1) {
+      won_a = attempt(a, opts_a, 1000 + round);
+      won_b = attempt(b, opts_b, 2000 + round);
+    } else {
+      won_b = attempt(b, opts_b, 2000 + round);
+      won_a = attempt(a, opts_a, 1000 + round);
+    }
+    CHECK(won_a != won_b);  // exactly one
+    wins_a += won_a;
+    wins_b += won_b;
+    REQUIRE(f.wait_for(next, std::chrono::seconds(10)));
+    CHECK(*fr.read().find(key_a) == (won_a ? 1000 + round : 2000 + round));
+    CHECK(a->first.version() == next);  // the loser reloaded the winner's batch
+    CHECK(b->first.version() == next);
+  }
+  CHECK(wins_a >= 1);
+  CHECK(wins_b >= 1);
+  checker.stop();
+  CHECK(checker.failures().empty());
+}
+
+namespace {
+
+/// A leader and a follower at version 20; outage(server) makes the engine unreachable, heal(server)
+/// brings it back. While it is out the leader's publish fails with nothing visible and the
+/// follower keeps serving version 20; once back, the same batch is published (or recognised as
+/// a duplicate of the attempt that landed) and the follower catches up.
+template <class Outage, class Heal>
+void engine_outage(const std::string& name, Outage outage, Heal heal) {
+  nats_server server;
+  auto opts = options_for(server, name);
+  opts.timeout = std::chrono::milliseconds(1000);
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  auto [f, fr] = leftright::open_follower<u64, u64>(opts);
+  read_checker checker(f.factory(), nullptr);
+  u64 value = 0;
+  auto queue = [&, &leader = leader] {
+    ++value;
+    leader.insert_or_assign(key_a, value);
+    leader.insert_or_assign(key_b, value);
+  };
+  for (int i = 0; i < 20; ++i) {
+    queue();
+    leader.publish();
+  }
+  REQUIRE(f.wait_for(20, std::chrono::seconds(10)));
+
+  outage(server);
+  queue();
+  bool failed = false;
+  try {
+    const u64 v = leader.publish();
+    INFO("published version " << v);
+  } catch (const replication_error& e) {
+    failed = true;
+    CHECK(e.code() == replication_errc::unreachable);
+  }
+  CHECK(failed);
+  CHECK(leader.version() == 20);
+  CHECK(*lr.read().find(key_a) == 20);
+  CHECK(leader.pending() == 2);
+  CHECK(eventually([&f = f] { return !f.connected(); }));
+  CHECK(fr.version() == 20);
+  CHECK(*fr.read().find(key_a) == 20);
+
+  heal(server);
+  REQUIRE(eventually([&leader = leader] {
+    try {
+      leader.publish();
+      return true;
+    } catch (const replication_error& e) {
+      if (e.code() != replication_errc::unreachable) throw;
+      return false;
+    }
+  }, std::chrono::seconds(20)));
+  CHECK(leader.version() == 21);
+  for (int i = 0; i < 5; ++i) {
+    queue();
+    leader.publish();
+  }
+  REQUIRE(f.wait_for(26, std::chrono::seconds(20)));
+  CHECK(f.connected());
+  CHECK(*fr.read().find(key_a) == value);
+  checker.stop();
+  CHECK(checker.failures().empty());
+}
+
+}  // namespace
+
+TEST_CASE("replication: engine killed (SIGKILL) and restarted on its store: publish fails meanwhile, followers serve",
+          "[replication]") {
+  engine_outage("killed", [](nats_server& s) { s.kill(); }, [](nats_server& s) { s.start(); });
+}
+
+TEST_CASE("replication: engine stopped (SIGSTOP, a silent peer) and continued: publish fails meanwhile, followers serve",
+          "[replication]") {
+  engine_outage("stopped", [](nats_server& s) { s.stop_signal(); }, [](nats_server& s) { s.cont_signal(); });
+}
+
+TEST_CASE("replication: a follower behind the retained log re-bootstraps, jumping forward", "[replication]") {
+  nats_server server;
+  auto opts = options_for(server, "behind");
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  model m;
+  for (u64 v = 1; v <= 300; ++v) m.record(v);
+  for (u64 v = 1; v <= 100; ++v) {
+    model::queue(leader, v);
+    leader.publish();
+  }
+  auto [f, fr] = leftright::open_follower<u64, u64>(opts);
+  std::mutex mu;
+  std::vector<std::pair<u64, u64>> jumps;
+  f.on_rebootstrap([&](u64 from, u64 to) {
+    std::lock_guard lock(mu);
+    jumps.emplace_back(from, to);
+  });
+  read_checker checker(f.factory(), &m);
+  REQUIRE(f.wait_for(100, std::chrono::seconds(10)));
+  f.pause();
+  for (u64 v = 101; v <= 200; ++v) {
+    model::queue(leader, v);
+    leader.publish();
+  }
+  leader.snapshot();  // at 200; the log below 201 is purged
+  for (u64 v = 201; v <= 300; ++v) {
+    model::queue(leader, v);
+    leader.publish();
+  }
+  CHECK(fr.version() == 100);  // paused
+  f.resume();
+  REQUIRE(f.wait_for(300, std::chrono::seconds(20)));
+  checker.stop();
+  CHECK(checker.failures().empty());
+  CHECK(f.rebootstraps() == 1);
+  std::lock_guard lock(mu);
+  REQUIRE(jumps.size() == 1);
+  CHECK(jumps[0] == std::pair<u64, u64>(100, 200));
+}
+
+TEST_CASE("replication: a batch larger than the engine's message limit is a typed error; nothing is lost",
+          "[replication]") {
+  nats_server server(64 * 1024);
+  auto opts = options_for(server, "big");
+  auto [leader, lr] = leftright::open_leader<std::string, std::string>(opts);
+  auto [f, fr] = leftright::open_follower<std::string, std::string>(opts);
+  leader.insert_or_assign("small", "x");
+  REQUIRE(leader.publish() == 1);
+  for (int i = 0; i < 100; ++i) leader.insert_or_assign("k" + std::to_string(i), std::string(1024, 'v'));
+  try {
+    leader.publish();
+    FAIL("a batch over the limit was published");
+  } catch (const replication_error& e) {
+    CHECK(e.code() == replication_errc::too_large);
+  }
+  CHECK(leader.version() == 1);
+  CHECK(leader.pending() == 100);
+  CHECK_FALSE(lr.read().contains("k0"));
+  // Split in two it fits; the follower gets all of it.
+  leader.discard();
+  for (int i = 0; i < 50; ++i) leader.insert_or_assign("k" + std::to_string(i), std::string(1024, 'v'));
+  REQUIRE(leader.publish() == 2);
+  for (int i = 50; i < 100; ++i) leader.insert_or_assign("k" + std::to_string(i), std::string(1024, 'v'));
+  REQUIRE(leader.publish() == 3);
+  // A snapshot larger than the limit goes in chunks.
+  leader.snapshot();
+  auto [g, gr] = leftright::open_follower<std::string, std::string>(opts);
+  CHECK(gr.version() == 3);
+  CHECK(gr.size() == 101);
+  REQUIRE(f.wait_for(3, std::chrono::seconds(10)));
+  CHECK(fr.size() == 101);
 }
