@@ -7,6 +7,9 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -420,4 +423,125 @@ TEST_CASE("replication: a batch larger than the engine's message limit is a type
   CHECK(gr.size() == 101);
   REQUIRE(f.wait_for(3, std::chrono::seconds(10)));
   CHECK(fr.size() == 101);
+}
+
+namespace {
+
+/// Runs this test executable's hidden follower case ([replication-child]) as a child process,
+/// following map `name` at url and writing "<version> <sum> <size> <ok>" to `out` whenever its
+/// version moves. Returns its pid.
+pid_t spawn_follower_child(const std::string& url, const std::string& name, const std::filesystem::path& out) {
+  std::vector<std::string> args = {"/proc/self/exe", "[replication-child]"};
+  std::vector<std::string> env = {"LEFTRIGHT_CHILD_URL=" + url, "LEFTRIGHT_CHILD_NAME=" + name,
+                                  "LEFTRIGHT_CHILD_OUT=" + out.string()};
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), envp.data()) != 0) {
+    throw std::runtime_error("cannot spawn the follower child");
+  }
+  return pid;
+}
+
+/// The child's last line: version, fingerprint, and whether every read so far was consistent.
+struct child_report {
+  u64 version = 0;
+  fingerprint f;
+  bool ok = false;
+};
+std::optional<child_report> read_child(const std::filesystem::path& out) {
+  std::ifstream in(out);
+  child_report r;
+  int ok = 0;
+  if (!(in >> r.version >> r.f.sum >> r.f.size >> ok)) return std::nullopt;
+  r.ok = ok == 1;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("replication child: a follower in a process of its own", "[.][replication-child]") {
+  const char* url = std::getenv("LEFTRIGHT_CHILD_URL");
+  const char* name = std::getenv("LEFTRIGHT_CHILD_NAME");
+  const char* out = std::getenv("LEFTRIGHT_CHILD_OUT");
+  REQUIRE(url != nullptr);
+  REQUIRE(name != nullptr);
+  REQUIRE(out != nullptr);
+  leftright::replication_options o;
+  o.url = url;
+  o.name = name;
+  auto [f, r] = leftright::open_follower<u64, u64>(o);
+  bool ok = true;
+  u64 last = 0;
+  for (;;) {  // until killed (bounded by the parent)
+    f.wait_for(last + 1, std::chrono::milliseconds(200));
+    auto g = r.read();
+    const u64 v = g.version();
+    if (v == last && v != 0) continue;
+    const auto* a = g.find(key_a);
+    const auto* b = g.find(key_b);
+    ok = ok && v >= last && (a == nullptr) == (b == nullptr) && (a == nullptr || *a == *b);
+    const fingerprint fp = fingerprint_of(g);
+    last = v;
+    const std::string tmp = std::string(out) + ".tmp";
+    std::ofstream(tmp) << v << ' ' << fp.sum << ' ' << fp.size << ' ' << (ok ? 1 : 0) << '\n';
+    std::filesystem::rename(tmp, out);  // the parent reads whole lines only
+  }
+}
+
+TEST_CASE("replication: a follower process killed (kill -9) mid-stream is restarted and catches up", "[replication]") {
+  nats_server server;
+  auto opts = options_for(server, "childkill");
+  opts.keep_log = 10;
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  model m;
+  for (u64 v = 1; v <= 100; ++v) m.record(v);
+  for (u64 v = 1; v <= 40; ++v) {
+    model::queue(leader, v);
+    leader.publish();
+  }
+  char tmpl[] = "/tmp/leftright-child-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  const std::filesystem::path dir = tmpl;
+  const auto out = dir / "report";
+
+  pid_t child = spawn_follower_child(server.url(), opts.name, out);
+  REQUIRE(eventually([&] { auto r = read_child(out); return r && r->version >= 40; }, std::chrono::seconds(20)));
+  for (u64 v = 41; v <= 60; ++v) {  // the child is following while it is killed
+    model::queue(leader, v);
+    leader.publish();
+    if (v == 50) {
+      ::kill(child, SIGKILL);
+      int status = 0;
+      ::waitpid(child, &status, 0);
+      CHECK(WIFSIGNALED(status));
+    }
+  }
+  const auto before = read_child(out);
+  REQUIRE(before);
+  CHECK(before->ok);
+  CHECK(before->f == m.at[before->version]);
+  leader.snapshot();  // at 60; the log keeps 51 on
+  for (u64 v = 61; v <= 100; ++v) {
+    model::queue(leader, v);
+    leader.publish();
+  }
+
+  std::filesystem::remove(out);
+  child = spawn_follower_child(server.url(), opts.name, out);
+  const bool reached = eventually([&] { auto r = read_child(out); return r && r->version == 100; },
+                                  std::chrono::seconds(20));
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  const auto after = read_child(out);
+  std::filesystem::remove_all(dir);
+  REQUIRE(reached);
+  REQUIRE(after);
+  CHECK(after->ok);
+  CHECK(after->f == m.at[100]);
 }
