@@ -341,10 +341,8 @@ class follower {
   using rebootstrap_callback = std::function<void(std::uint64_t from, std::uint64_t to)>;
 
   follower(follower&&) noexcept = default;
-  follower& operator=(follower&&) noexcept = default;
-  ~follower() {
-    if (s_) s_->stop();
-  }
+  follower& operator=(follower&&) noexcept = default;  // the replaced one's thread stops (~state)
+  ~follower() = default;
 
   /// The version the follower's readers see now. Progress: wait-free.
   std::uint64_t version() const noexcept {
@@ -411,6 +409,10 @@ class follower {
   struct state {
     state(std::unique_ptr<detail::replication::channel> c, writer_t writer)
         : ch(std::move(c)), w(std::move(writer)), applied(w.version()) {}
+
+    state(const state&) = delete;
+    state& operator=(const state&) = delete;
+    ~state() { stop(); }
 
     void start() { thread = std::thread([this] { run(); }); }
     void stop() {
