@@ -137,6 +137,9 @@ class read_checker {
   std::vector<std::string> failures_;
 };
 
+using detail_writer = leftright::detail::replication::replica_writer<u64, u64, leftright::default_hash<u64>,
+                                                                      leftright::default_eq<u64>, leftright::default_traits>;
+
 leftright::replication_options options_for(const nats_server& s, const std::string& name) {
   leftright::replication_options o;
   o.url = s.url();
@@ -146,6 +149,38 @@ leftright::replication_options options_for(const nats_server& s, const std::stri
 }
 
 }  // namespace
+
+TEST_CASE("replication: a replica's writer jumps forward to a snapshot's version, never back", "[replication]") {
+  // No engine: the map_writer surface a follower re-bootstraps with (skip_to).
+  detail_writer w = leftright::detail::replication::make_writer_at<u64, u64, leftright::default_hash<u64>,
+                                                                     leftright::default_eq<u64>,
+                                                                     leftright::default_traits>(
+      leftright::detail::replication::load_table<u64, u64, leftright::default_hash<u64>, leftright::default_eq<u64>,
+                                                 leftright::default_traits>{{1, 1}},
+      7);
+  auto r = w.make_reader();
+  CHECK(r.version() == 7);
+  CHECK(r.get(1) == 1);
+  w.insert_or_assign(2, 2);
+  CHECK(w.publish() == 8);
+  w.clear();
+  w.insert_or_assign(3, 3);
+  w.skip_to(20);
+  CHECK(w.publish() == 20);  // one batch: the old state is gone, the new one complete
+  CHECK(r.version() == 20);
+  CHECK(r.size() == 1);
+  CHECK(r.get(3) == 3);
+  w.insert_or_assign(4, 4);
+  CHECK(w.publish() == 21);  // and on by one from there; the other copy caught up
+  w.skip_to(5);              // not forward: no effect
+  w.erase(4);
+  CHECK(w.publish() == 22);
+  CHECK(r.size() == 1);
+  // An empty batch can jump too.
+  w.skip_to(30);
+  w.discard();
+  CHECK(w.publish() == 30);
+}
 
 TEST_CASE("replication: a fresh follower bootstraps from the snapshot and tails the log to the leader's version",
           "[replication]") {
