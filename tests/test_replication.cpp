@@ -95,7 +95,6 @@ class read_checker {
       threads_.emplace_back([this, f, m] {
         auto r = f.make_reader();
         u64 last = 0;
-        // relaxed: a stop flag; join() orders everything else.
         do {
           auto g = r.read();
           const u64 v = g.version();
@@ -113,7 +112,8 @@ class read_checker {
             failures_.push_back(bad);
           }
           std::this_thread::yield();  // 2 cores: leave the follower's thread room to run
-        } while (!stop_.load(std::memory_order_relaxed));  // at least one read, however short the run
+          // At least one read, however short the run. relaxed: a stop flag; join() orders the rest.
+        } while (!stop_.load(std::memory_order_relaxed));
       });
     }
   }

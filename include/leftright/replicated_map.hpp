@@ -14,6 +14,7 @@
 // that missed a batch, is refused (replication_errc::fenced) and can never fork the log.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -21,10 +22,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <unistd.h>
 #include <utility>
+#include <vector>
 
 #include "detail/replication/batch_bridge.hpp"
 #include "detail/replication/nats.hpp"

@@ -14,6 +14,7 @@
 #include <nats/nats.h>
 
 #include <chrono>
+#include <cinttypes>
 #include <cstdio>
 #include <cstdint>
 #include <memory>
@@ -196,7 +197,8 @@ class channel {
     kv_entry_ptr owned(e);
     snapshot_pointer p;
     const std::string text(static_cast<const char*>(kvEntry_Value(e)), static_cast<std::size_t>(kvEntry_ValueLen(e)));
-    if (std::sscanf(text.c_str(), "%lu %lu %lu %lu", &p.version, &p.first_seq, &p.chunks, &p.bytes) != 4) {
+    if (std::sscanf(text.c_str(), "%" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64, &p.version, &p.first_seq,
+                    &p.chunks, &p.bytes) != 4) {
       throw replication_error(replication_errc::protocol, "read snapshot pointer", "malformed: '" + text + "'");
     }
     return p;
