@@ -375,6 +375,10 @@ class lr_writer {
 
   /// The version readers get from a read that starts now.
   std::uint64_t version() const noexcept { return core_->copies[write_ ^ 1].version; }
+  /// Makes the next successful publish produce version v rather than version() + 1, where v is
+  /// larger (a replica that jumps forward to a newer snapshot); v <= version() + 1 changes
+  /// nothing. Versions still never go down.
+  void skip_to(std::uint64_t v) noexcept { skip_to_ = v; }
   bool poisoned() const noexcept { return poisoned_; }
   const std::shared_ptr<lr_core<T>>& core() const noexcept { return core_; }
 
@@ -507,7 +511,8 @@ class lr_writer {
     versioned<T>& w = core_->copies[write_];
     const versioned<T>& r = core_->copies[write_ ^ 1];
     const std::vector<Op>& batch = pending_;
-    hook.before_apply(r.version + 1, batch);  // throws: nothing changed yet
+    const std::uint64_t next = std::max(r.version + 1, skip_to_);
+    hook.before_apply(next, batch);  // throws: nothing changed yet
     try {
       for (Op& op : replay_) {
         Apply::second(w.value, std::move(op));
@@ -521,7 +526,7 @@ class lr_writer {
       // (a bulk load) must not pin its buffer for the life of the map.
       if (replay_.capacity() > 2 * std::max<std::size_t>(pending_.size(), 4096)) replay_.shrink_to_fit();
       for (Op& op : pending_) Apply::first(w.value, op);
-      hook.before_swap(r.version + 1, batch);
+      hook.before_swap(next, batch);
     } catch (...) {
       static_assert(noexcept(hook.abort()), "leftright: a publish hook's abort() must not throw");
       hook.abort();
@@ -533,7 +538,8 @@ class lr_writer {
       }
       throw;
     }
-    w.version = r.version + 1;
+    w.version = next;
+    skip_to_ = 0;
     if (core_->asymmetric) {
       // [W1] release: pairs with the readers' acquire [R2]: step 2 is visible through &w.
       core_->read_ptr.store(&w, std::memory_order_release);
@@ -616,6 +622,7 @@ class lr_writer {
   bool lost_track_ = false;  ///< recording failed: wait for all readers next time
   std::size_t unverified_ = 0;  ///< operations replayed since the last copy_check::amortized check
   bool poisoned_ = false;    ///< a failed publish left the write copy unrepaired
+  std::uint64_t skip_to_ = 0;  ///< the next publish's version if larger than the next one (skip_to)
   // The stall report (set_stall_report): after how long, to whom (empty: stderr), and when and
   // at which version the readers waited for were recorded.
   std::chrono::nanoseconds stall_after_ = std::chrono::seconds(10);
