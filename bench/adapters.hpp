@@ -36,6 +36,7 @@
 #include "absl/hash/hash.h"
 #include "absl/synchronization/mutex.h"
 #include <leftright/map.hpp>
+#include <leftright/shared_map.hpp>
 
 #if LEFTRIGHT_BENCH_WITH_TBB
 #include <oneapi/tbb/concurrent_hash_map.h>
@@ -65,6 +66,17 @@ using hash_t = absl::Hash<Key>;
 template <class Key>
 using plain_table = absl::flat_hash_map<Key, value_t, hash_t<Key>, std::equal_to<Key>,
                                         leftright::detail::table_allocator<std::pair<const Key, value_t>>>;
+
+/// Fills a leftright::shared_map with keys[i] -> i in one update, then publishes an empty one,
+/// which replays the fill into the other copy: both copies full, as the handle-free scenarios
+/// (shared_pair, ycsb, cache_pair) read it.
+template <class SharedMap, class Key>
+void fill_shared(SharedMap& m, const std::vector<Key>& keys) {
+  m.update([&keys](typename SharedMap::batch& b) {
+    for (std::size_t i = 0; i < keys.size(); ++i) b.insert_or_assign(keys[i], value_t{i});
+  });
+  m.update([](typename SharedMap::batch&) {});
+}
 
 // ------------------------------------------------------------------------------------------
 // The limit: one unsynchronized absl::flat_hash_map. Correct only while nobody writes it.

@@ -14,11 +14,7 @@
 // Name: shared_pair/<u64>/<1K|1M>/hit/real_time/threads:<n>
 // Counters: ratio = median over pairs of (handle phase time / shared_map phase time): the
 // handle-free rate as a fraction of the handle path's (target >= 0.95).
-#include <algorithm>
-#include <barrier>
-#include <chrono>
 #include <cstddef>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,12 +28,6 @@
 namespace lrbench {
 namespace {
 
-std::unique_ptr<std::barrier<>> shared_phase_barrier;
-void setup_shared_pair(const benchmark::State& state) {
-  shared_phase_barrier = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(state.threads()));
-}
-void teardown_shared_pair(const benchmark::State&) { shared_phase_barrier.reset(); }
-
 /// The two maps of one size, filled alike.
 template <class Key>
 struct both_maps {
@@ -49,10 +39,7 @@ struct both_maps {
     for (std::size_t i = 0; i < keys.size(); ++i) writer.insert_or_assign(keys[i], value_t{i});
     writer.publish();
     writer.publish();
-    shared.update([&keys](typename shared_t::batch& b) {
-      for (std::size_t i = 0; i < keys.size(); ++i) b.insert_or_assign(keys[i], value_t{i});
-    });
-    shared.update([](typename shared_t::batch&) {});  // replays the fill: both copies full
+    fill_shared(shared, keys);
   }
 
   writer_t writer;
@@ -66,42 +53,13 @@ void bm_shared_pair(benchmark::State& state) {
   const std::vector<Key>& keys = lookup_keys<Key, N, 0>();
   const auto handle = maps.factory.make_reader();
   const auto& shared = maps.shared;
-  const std::size_t len = keys.size();
   constexpr std::size_t phase = N > 65536 ? 16384 : 65536;
-  std::size_t at = thread_start(state, len);
-  const auto run_phase = [&](const auto& get, std::size_t from) {
-    shared_phase_barrier->arrive_and_wait();
-    const auto t0 = std::chrono::steady_clock::now();
-    std::size_t i = from;
-    for (std::size_t done = 0; done < phase; done += block) {
-      const Key* k = &keys[i];
-      for (std::size_t j = 0; j < block; ++j) benchmark::DoNotOptimize(get(k[j]));
-      i += block;
-      if (i == len) i = 0;
-    }
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  };
-  const auto by_handle = [&handle](const Key& k) { return handle.get(k); };
-  const auto handle_free = [&shared](const Key& k) { return shared.get(k); };
-  std::vector<double> ratios;
-  bool handle_first = true;
-  for (auto _ : state) {
-    double t_handle, t_shared;
-    if (handle_first) {
-      t_handle = run_phase(by_handle, at);
-      t_shared = run_phase(handle_free, at);
-    } else {
-      t_shared = run_phase(handle_free, at);
-      t_handle = run_phase(by_handle, at);
-    }
-    handle_first = !handle_first;
-    ratios.push_back(t_handle / t_shared);
-    at = (at + phase) % len;
-  }
-  std::sort(ratios.begin(), ratios.end());
-  const double median = ratios.empty() ? 0.0 : ratios[ratios.size() / 2];
-  state.counters["ratio"] = benchmark::Counter(median, benchmark::Counter::kAvgThreads);
-  state.counters["pairs"] = benchmark::Counter(static_cast<double>(ratios.size()), benchmark::Counter::kAvgThreads);
+  std::size_t at = thread_start(state, keys.size());
+  const pair_result r = run_pairs(
+      state, [&] { lookup_phase(keys, at, phase, [&handle](const Key& k) { return handle.get(k); }); },
+      [&] { lookup_phase(keys, at, phase, [&shared](const Key& k) { return shared.get(k); }); },
+      [&] { at = (at + phase) % keys.size(); });
+  set_pair_counters(state, r);
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * phase));
 }
 
@@ -111,8 +69,8 @@ void add() {
   benchmark::RegisterBenchmark(name.c_str(), &bm_shared_pair<Key, N>)
       ->ThreadRange(1, 2)
       ->UseRealTime()
-      ->Setup(setup_shared_pair)
-      ->Teardown(teardown_shared_pair);
+      ->Setup(setup_pair_barrier)
+      ->Teardown(teardown_pair_barrier);
 }
 
 [[maybe_unused]] const bool registered = [] {

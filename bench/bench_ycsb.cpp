@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Scenario: mixed reads and writes in the cache shapes of YCSB, every operation from any thread
 // through each map's thread-safe API (ours: the handle-free shared_map; a write call returns
-// once published). u64 keys, 1M entries, Zipfian popularity (YCSB's generator, theta 0.99):
+// once published). u64 keys, 1M entries, Zipfian popularity (YCSB's generator in workload.hpp,
+// theta 0.99):
 //   B: 95% reads, 5% updates (insert_or_assign of a present key), keys scrambled Zipfian
 //   D: 95% reads of the latest keys (the newest inserted is the most popular), 5% inserts of new
 //      keys
@@ -9,7 +10,6 @@
 //
 // Name: ycsb/<B|D>/<map>/real_time/threads:<n>; items/s = operations per second (all threads).
 #include <atomic>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <random>
@@ -24,30 +24,6 @@
 
 namespace lrbench {
 namespace {
-
-/// YCSB's ZipfianGenerator (Gray et al.): ranks 0..n-1, rank 0 the most popular.
-class zipfian {
- public:
-  zipfian(std::uint64_t n, double theta = 0.99) : n_(n), theta_(theta) {
-    for (std::uint64_t i = 1; i <= n; ++i) zetan_ += 1.0 / std::pow(static_cast<double>(i), theta);
-    const double zeta2 = 1.0 + 1.0 / std::pow(2.0, theta);
-    alpha_ = 1.0 / (1.0 - theta);
-    eta_ = (1.0 - std::pow(2.0 / static_cast<double>(n), 1.0 - theta)) / (1.0 - zeta2 / zetan_);
-  }
-  template <class Rng>
-  std::uint64_t operator()(Rng& rng) const {
-    const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-    const double uz = u * zetan_;
-    if (uz < 1.0) return 0;
-    if (uz < 1.0 + std::pow(0.5, theta_)) return 1;
-    const auto r = static_cast<std::uint64_t>(static_cast<double>(n_) * std::pow(eta_ * u - eta_ + 1.0, alpha_));
-    return r < n_ ? r : n_ - 1;
-  }
-
- private:
-  std::uint64_t n_;
-  double theta_, zetan_ = 0, alpha_ = 0, eta_ = 0;
-};
 
 struct op {
   bool write;
@@ -72,12 +48,7 @@ const std::vector<op>& stream(int thread) {
 struct shared_ycsb {
   static constexpr std::string_view name = "lr_shared";
   using map_t = leftright::shared_map<std::uint64_t, value_t, hash_t<std::uint64_t>>;
-  explicit shared_ycsb(const std::vector<std::uint64_t>& keys) {
-    m.update([&keys](map_t::batch& b) {
-      for (std::size_t i = 0; i < keys.size(); ++i) b.insert_or_assign(keys[i], value_t{i});
-    });
-    m.update([](map_t::batch&) {});
-  }
+  explicit shared_ycsb(const std::vector<std::uint64_t>& keys) { fill_shared(m, keys); }
   value_t get(const std::uint64_t& k) const { return m.get(k).value_or(miss_value); }
   void put(const std::uint64_t& k, value_t v) { m.insert_or_assign(k, v); }
   map_t m;

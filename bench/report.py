@@ -504,6 +504,109 @@ def section_memory(entries):
 
 
 # ----------------------------------------------------------------------------------------------
+# leftright::cache (bench_cache.cpp)
+
+CACHE_ORDER = ["lr_cache", "lr_cache_peek", "lr_cache_get_put", "mutex_lru", "shared_mutex", "tbb_lru"]
+CACHE_NOTES = {
+    "lr_cache": "leftright::cache (get; get_or_load in the herd)",
+    "lr_cache_peek": "the same leftright::cache through peek() (no access recorded, no hit counted): "
+                     "what get()'s bookkeeping costs beside the lookup",
+    "lr_cache_get_put": "leftright::cache through get, and on a miss the load and put (no coalescing)",
+    "mutex_lru": "std::mutex + std::list + absl::flat_hash_map of list iterators; a hit moves its "
+                 "node to the front; a miss loads without the lock, then puts",
+    "shared_mutex": "std::shared_mutex + absl::flat_hash_map, no eviction",
+    "tbb_lru": "oneTBB concurrent_lru_cache (a handle per get; loads through its value function, once)",
+}
+CACHE_GET_TARGET = 0.8    # cache::get >= 0.8x shared_map::get on the same keys
+CACHE_LRU_TARGET = 5.0    # cache::get >= 5x the mutex LRU at 2 threads
+HERD_SERVED_TARGET = 1.5  # a herd served within 1.5x one load's time (one load + small overhead)
+
+
+def cache_subjects(entries):
+    found = {f[0] for f, _, _ in entries}
+    return [m for m in CACHE_ORDER if m in found] + sorted(found - set(CACHE_ORDER))
+
+
+def cache_get_rows(pairs):
+    """cache_pair: one row per size and threads, every subject's paired ratio to shared_map::get
+    (and its rate); the targets' verdicts."""
+    subjects = cache_subjects(pairs)
+    vals = {}
+    for f, o, r in pairs:
+        subject, key, size = f[:3]
+        vals.setdefault((key, size, o["threads"]), {})[subject] = r
+    rows, targets = [], []
+    for k in sorted(vals, key=lambda k: (k[0] != "u64", k[1] != "1K", k[2])):
+        v = vals[k]
+        ratio = {s: v[s].get("ratio") for s in v}
+        base = (v.get("lr_cache") or next(iter(v.values()))).get("shared_map_thread_lookups_per_s")
+        lr, lru = ratio.get("lr_cache"), ratio.get("mutex_lru")
+        over = lr / lru if lr and lru else None
+        rows.append([k[1], k[2], rate(base, "/s")] +
+                    [f"{ratio[s]:.2f}× ({rate(v[s].get('thread_lookups_per_s'), '/s')})" if ratio.get(s) else "–"
+                     for s in subjects] + [f"{over:.1f}×" if over else "–"])
+        if lr:
+            targets.append([f"cache::get ≥ {CACHE_GET_TARGET}× shared_map::get ({k[1]}, {k[2]} thread"
+                            f"{'s' if k[2] > 1 else ''})", f"{lr:.2f}×", verdict(lr >= CACHE_GET_TARGET)])
+        if over and k[2] == 2:
+            targets.append([f"cache::get ≥ {CACHE_LRU_TARGET:.0f}× the mutex LRU ({k[1]}, 2 threads)",
+                            f"{over:.1f}×", verdict(over >= CACHE_LRU_TARGET)])
+    header = ["size", "threads", "shared_map::get (per thread)"] + subjects + ["lr_cache / mutex_lru"]
+    return header, rows, targets
+
+
+def cache_herd_rows(herds):
+    """cache_herd: one row per subject; the targets' verdicts for lr_cache."""
+    rows, targets = [], []
+    by_subject = {f[0]: r for f, o, r in herds}
+    for s in cache_subjects(herds):
+        r = by_subject[s]
+        loads, over = r.get("loads_per_herd"), r.get("served_over_load")
+        rows.append([s, f"{loads:.1f}" if loads is not None else "–", f"{r.get('served_ms', 0):.1f} ms",
+                     f"{r.get('load_ms', 0):.1f} ms", f"{over:.2f}×" if over else "–"])
+        if s == "lr_cache" and loads is not None:
+            targets.append(["get_or_load herd of 64: one load", f"{loads:.1f} loads per herd", verdict(loads == 1)])
+            if over:
+                targets.append([f"get_or_load herd of 64: all served within {HERD_SERVED_TARGET}× one load",
+                                f"{over:.2f}×", verdict(over <= HERD_SERVED_TARGET)])
+    return rows, targets
+
+
+def section_cache(pairs, herds):
+    if not pairs and not herds:
+        return ""
+    header, get_rows, targets = cache_get_rows(pairs)
+    herd_rows, herd_targets = cache_herd_rows(herds)
+    targets += herd_targets
+    subjects = cache_subjects(pairs + herds)
+    out = ["## Cache\n",
+           "Caches: " + "; ".join(f"`{s}`: {CACHE_NOTES.get(s, s)}" for s in subjects) + ".\n"]
+    if targets:
+        out += ["### Targets\n", table(["target", "figure", "verdict"], targets) + "\n"]
+    if get_rows:
+        out += ["### Hits\n",
+                "`cache_pair`: a cache of N entries at capacity (every key present), `u64` keys "
+                "looked up with Zipfian popularity (theta 0.99), all hits. Every iteration runs the "
+                "same lookups through `shared_map::get` on the same entries and through the cache, "
+                "one phase after the other, the order alternating, every thread in the same phase; "
+                "each cell is the median over the iterations of shared_map's phase time over the "
+                "cache's (the cache's rate as a fraction of shared_map's), with the cache's lookups "
+                "per second per thread beside it (averaged over the threads, not summed: on a loaded "
+                "machine the two threads of a phase need not have run at once; quote the ratios). Last column: ours over the mutex LRU (two "
+                "ratios to the same baseline).\n",
+                table(header, get_rows) + "\n"]
+    if herd_rows:
+        out += ["### A thundering herd\n",
+                "`cache_herd`: 64 threads, released together by a latch, miss on one fresh key "
+                "whose loader sleeps 10 ms; each row is over 10 herds. `served`: from the release "
+                "until the last of the 64 has its value (median); `one load`: the loader's own "
+                "time (median); last column: served over one load (median of the herds'). A "
+                "cache that coalesces loads once per herd.\n",
+                table(["cache", "loads per herd", "served", "one load", "served / one load"], herd_rows) + "\n"]
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------------------------
 # Durability (durable.json)
 
 STORE_ORDER = [("leftright", "memory"), ("leftright", "none"), ("leftright", "async"),
@@ -900,7 +1003,9 @@ def main():
               section_read_under_write_pair(idx.get("read_under_write_pair", [])),
               section_write(idx.get("write", [])), section_write_pair(idx.get("write_pair", [])),
               section_publish(idx.get("publish", [])),
-              section_memory(idx.get("memory", [])), section_durable(dctx, didx)]
+              section_memory(idx.get("memory", [])),
+              section_cache(idx.get("cache_pair", []), idx.get("cache_herd", [])),
+              section_durable(dctx, didx)]
     with open(os.path.join(a.out_dir, "README.md"), "w") as f:
         f.write("\n".join(p for p in parts if p))
     print(f"report.py: wrote {os.path.join(a.out_dir, 'README.md')}" +

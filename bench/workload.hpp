@@ -13,8 +13,12 @@
 #pragma once
 
 #include <algorithm>
+#include <barrier>
+#include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
@@ -143,6 +147,126 @@ void set_label(benchmark::State& state, const Map& m, const std::string& extra =
   std::string l = m.label();
   if (!extra.empty()) l += (l.empty() ? "" : " ") + extra;
   if (!l.empty()) state.SetLabel(l);
+}
+
+/// YCSB's ZipfianGenerator (Gray et al.): ranks 0..n-1, rank 0 the most popular.
+class zipfian {
+ public:
+  explicit zipfian(std::uint64_t n, double theta = 0.99) : n_(n), theta_(theta) {
+    for (std::uint64_t i = 1; i <= n; ++i) zetan_ += 1.0 / std::pow(static_cast<double>(i), theta);
+    const double zeta2 = 1.0 + 1.0 / std::pow(2.0, theta);
+    alpha_ = 1.0 / (1.0 - theta);
+    eta_ = (1.0 - std::pow(2.0 / static_cast<double>(n), 1.0 - theta)) / (1.0 - zeta2 / zetan_);
+  }
+  template <class Rng>
+  std::uint64_t operator()(Rng& rng) const {
+    const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+    const double uz = u * zetan_;
+    if (uz < 1.0) return 0;
+    if (uz < 1.0 + std::pow(0.5, theta_)) return 1;
+    const auto r = static_cast<std::uint64_t>(static_cast<double>(n_) * std::pow(eta_ * u - eta_ + 1.0, alpha_));
+    return r < n_ ? r : n_ - 1;
+  }
+
+ private:
+  std::uint64_t n_;
+  double theta_, zetan_ = 0, alpha_ = 0, eta_ = 0;
+};
+
+/// The lookup sequence of a cache of N entries: 256K keys (a multiple of block), key i drawn
+/// with Zipfian popularity (theta 0.99) over the N present keys, rank r being make_key(r); all
+/// hits. Fixed seed.
+template <class Key, std::size_t N>
+const std::vector<Key>& zipf_keys() {
+  static const std::vector<Key> keys = [] {
+    const zipfian z(N);
+    std::mt19937_64 rng(99 + N);
+    std::vector<Key> v;
+    v.reserve(std::size_t{1} << 18);
+    for (std::size_t i = 0; i < (std::size_t{1} << 18); ++i) v.push_back(make_key<Key>(z(rng)));
+    return v;
+  }();
+  return keys;
+}
+
+// ------------------------------------------------------------------------------------------
+// Paired phases (the *_pair scenarios): every iteration runs the same work twice, through a
+// baseline and through the subject, one phase after the other, the order alternating, every
+// thread of the benchmark in the same phase (a barrier before each); the figure is the median
+// over the iterations of (baseline phase time / subject phase time), the subject's rate as a
+// fraction of the baseline's. A burst of noise on a shared machine then spoils a few pairs,
+// not the ratio.
+// ------------------------------------------------------------------------------------------
+
+/// The barrier every thread of a paired benchmark meets before each phase: made by
+/// setup_pair_barrier (the benchmark's Setup) for its thread count, dropped by its Teardown.
+inline std::unique_ptr<std::barrier<>> pair_barrier;
+inline void setup_pair_barrier(const benchmark::State& state) {
+  pair_barrier = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(state.threads()));
+}
+inline void teardown_pair_barrier(const benchmark::State&) { pair_barrier.reset(); }
+
+/// What run_pairs measured on one thread.
+struct pair_result {
+  double ratio = 0;           ///< median over the pairs of baseline time / subject time
+  std::size_t pairs = 0;
+  double base_seconds = 0;    ///< the baseline's phases, all together
+  double subject_seconds = 0; ///< the subject's phases, all together
+};
+
+/// Runs the benchmark's iterations as pairs: base() and subject() (each one phase, the same
+/// work), the order alternating, pair_barrier before each; next() after each pair.
+template <class Base, class Subject, class Next>
+pair_result run_pairs(benchmark::State& state, Base&& base, Subject&& subject, Next&& next) {
+  const auto timed = [](auto& phase) {
+    pair_barrier->arrive_and_wait();
+    const auto t0 = std::chrono::steady_clock::now();
+    phase();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  pair_result r;
+  std::vector<double> ratios;
+  bool base_first = true;
+  for (auto _ : state) {
+    double t_base, t_subject;
+    if (base_first) {
+      t_base = timed(base);
+      t_subject = timed(subject);
+    } else {
+      t_subject = timed(subject);
+      t_base = timed(base);
+    }
+    base_first = !base_first;
+    ratios.push_back(t_base / t_subject);
+    r.base_seconds += t_base;
+    r.subject_seconds += t_subject;
+    next();
+  }
+  std::sort(ratios.begin(), ratios.end());
+  r.ratio = ratios.empty() ? 0.0 : ratios[ratios.size() / 2];
+  r.pairs = ratios.size();
+  return r;
+}
+
+/// The counters every paired scenario reports: ratio and pairs (averaged over the threads).
+inline void set_pair_counters(benchmark::State& state, const pair_result& r) {
+  state.counters["ratio"] = benchmark::Counter(r.ratio, benchmark::Counter::kAvgThreads);
+  state.counters["pairs"] = benchmark::Counter(static_cast<double>(r.pairs), benchmark::Counter::kAvgThreads);
+}
+
+/// One phase of lookups: count keys of `keys` from index `from` on, a block at a time, wrapping
+/// at the end (from, count and keys.size() multiples of block), each result kept from the
+/// optimizer.
+template <class Key, class Get>
+void lookup_phase(const std::vector<Key>& keys, std::size_t from, std::size_t count, Get&& get) {
+  const std::size_t len = keys.size();
+  std::size_t i = from;
+  for (std::size_t done = 0; done < count; done += block) {
+    const Key* k = &keys[i];
+    for (std::size_t j = 0; j < block; ++j) benchmark::DoNotOptimize(get(k[j]));
+    i += block;
+    if (i == len) i = 0;
+  }
 }
 
 /// The q-quantile (0..1) of samples already sorted ascending, nearest rank.

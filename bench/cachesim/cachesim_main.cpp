@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // leftright_cachesim: hit ratios of leftright's eviction policy and the reference policies on
 // real cache traces (see ../shared/traces/README.md for the traces and where to get them).
-//   leftright_cachesim --trace PATH --size N --policy leftright|lru|arc|s3fifo|wtinylfu|opt
+//   leftright_cachesim --trace PATH --size N --policy leftright|policy|lru|arc|s3fifo|wtinylfu|opt
 //                      [--format arc|lirs|cache2k]
 //   leftright_cachesim --table [--traces DIR]   every trace and size of the README's table,
 //                                               every policy, as a markdown table
@@ -24,7 +24,7 @@
 ABSL_FLAG(std::string, trace, "", "trace file (.zst, .gz, .xz or raw)");
 ABSL_FLAG(std::string, format, "", "trace format: arc, lirs or cache2k (default: from the path)");
 ABSL_FLAG(std::uint64_t, size, 0, "cache size in entries");
-ABSL_FLAG(std::string, policy, "leftright", "leftright, lru, arc, s3fifo, wtinylfu or opt");
+ABSL_FLAG(std::string, policy, "leftright", "leftright (the real cache), policy (its policy alone), lru, arc, s3fifo, wtinylfu or opt");
 ABSL_FLAG(bool, dump_keys, false,
           "print the trace's keys, one decimal per line, instead of replaying it (for a replay "
           "in another program, such as bench/caffeine/CaffeineReplay.java)");
@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "hit ratio of a cache policy on a trace\n"
       "  leftright_cachesim --trace PATH --size N --policy "
-      "leftright|lru|arc|s3fifo|wtinylfu|opt [--format arc|lirs|cache2k]\n"
+      "leftright|policy|lru|arc|s3fifo|wtinylfu|opt [--format arc|lirs|cache2k]\n"
       "  leftright_cachesim --table [--traces DIR]");
   absl::ParseCommandLine(argc, argv);
   try {

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "leftright/cache.hpp"
 #include "leftright/detail/cache_policy.hpp"
 #include "reference_policies.hpp"
 
@@ -48,12 +49,8 @@ inline std::uint64_t key_hash(std::uint64_t key) {
 }
 
 /// leftright's eviction policy driven directly, the way the cache's writer drives it: a hit is
-/// record_access(), a miss on_insert() and the victims erased from the resident set.
-///
-/// The seam for the real cache: a `cache_target` with the same access() would hold a
-/// leftright::cache<std::uint64_t, char> and its reader, and per request call get(), on a miss
-/// insert(), then run_pending_tasks() (single thread, maintenance after every access), so that
-/// its hit ratio is comparable with this one. make_target("cache", ...) is where it plugs in.
+/// record_access(), a miss on_insert() and the victims erased from the resident set. (--policy
+/// policy: a quick check of the policy alone; cache_target below is the product.)
 class policy_target final : public replay_target {
  public:
   explicit policy_target(std::size_t capacity, detail::cache_policy_options options = {})
@@ -78,14 +75,45 @@ class policy_target final : public replay_target {
   absl::flat_hash_set<std::uint64_t> resident_;  // the cache's map, keys only
 };
 
-/// The policies by their --policy name: leftright, lru, arc, s3fifo, wtinylfu (the same policy
-/// with a fixed 1% window: Caffeine 2.6's shape). "opt" needs the whole trace; see opt_hits().
+/// The hash the replayed cache uses: key_hash, so that a replay is identical run to run.
+struct replay_hash {
+  std::size_t operator()(std::uint64_t key) const noexcept { return static_cast<std::size_t>(key_hash(key)); }
+};
+
+/// The real leftright::cache, single-threaded: per request get(), on a miss put(), then
+/// run_pending() (maintenance after every access), so that it is deterministic. Its policy sees
+/// the calls policy_target makes, in the same order, so the two agree request for request.
+class cache_target final : public replay_target {
+ public:
+  explicit cache_target(std::size_t capacity) : cache_(make_options(capacity)) {}
+
+  bool access(std::uint64_t key) override {
+    const bool hit = cache_.get(key).has_value();
+    if (!hit) cache_.put(key, 1);
+    cache_.run_pending();
+    return hit;
+  }
+
+ private:
+  static cache_options make_options(std::size_t capacity) {
+    cache_options o;
+    o.max_entries = capacity;
+    return o;
+  }
+  cache<std::uint64_t, char, replay_hash> cache_;
+};
+
+/// The policies by their --policy name: leftright (the real cache), policy (its eviction policy
+/// alone), lru, arc, s3fifo, wtinylfu (the same policy with a fixed 1% window and no ghost:
+/// Caffeine 2.6's shape). "opt" needs the whole trace; see opt_hits().
 /// Null for an unknown name.
 inline std::unique_ptr<replay_target> make_target(std::string_view policy, std::size_t capacity) {
-  if (policy == "leftright") return std::make_unique<policy_target>(capacity);
+  if (policy == "leftright") return std::make_unique<cache_target>(capacity);
+  if (policy == "policy") return std::make_unique<policy_target>(capacity);
   if (policy == "wtinylfu") {
     detail::cache_policy_options fixed;
     fixed.adaptive = false;
+    fixed.ghost = detail::cache_policy_options::ghost_mode::off;
     return std::make_unique<policy_target>(capacity, fixed);
   }
   if (policy == "lru") return std::make_unique<reference_target<lru_policy>>(capacity);

@@ -2,6 +2,7 @@
 // leftright: the umbrella header. Includes every public header; defines nothing.
 #pragma once
 
+#include "cache.hpp"          // IWYU pragma: export
 #include "codec.hpp"          // IWYU pragma: export
 #include "durable_map.hpp"    // IWYU pragma: export
 #include "map.hpp"            // IWYU pragma: export

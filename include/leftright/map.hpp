@@ -530,6 +530,18 @@ class map_writer {
   }
   /// The operations queued for the next publish, oldest first.
   const std::vector<op>& queued() const noexcept { return impl_.queued(); }
+  /// Queues erase_if(pred) noting, at its first application, the keys it erases (in the op's
+  /// state, `erased`), so that a hook's before_swap can log them as erases.
+  template <class Pred>
+  void erase_if_noting_keys(Pred pred) {
+    static_assert(std::is_invocable_r_v<bool, const Pred&, const Key&, const Value&>,
+                  "leftright: erase_if needs pred(const Key&, const Value&) -> bool");
+    using state = typename ops::erase_if_op::state;
+    impl_.append(typename ops::erase_if_op{std::make_shared<state>(state{std::move(pred), true})});
+  }
+  /// The next successful publish makes version v, not version() + 1, where v is larger: for a
+  /// replica jumping forward to a newer snapshot of its source (versions never go down).
+  void skip_to(std::uint64_t v) noexcept { impl_.skip_to(v); }
 
  private:
   friend class durable_writer<Key, Value, Hash, Eq, Traits>;

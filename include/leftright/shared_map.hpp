@@ -121,6 +121,10 @@ class shared_map {
   bool empty() const { return local_reader().empty(); }
   /// The newest version this thread can see (0: nothing published yet).
   std::uint64_t version() const { return local_reader().version(); }
+  /// A factory of map_readers of this map, for a thread that wants a handle of its own (its
+  /// reads then skip the thread-local lookup) or for a layer built on this map. A reader it
+  /// makes keeps the map's copies alive, as any map_reader does.
+  reader_factory<Key, Value, Hash, Eq, Traits> factory() const { return factory_; }
   /// A snapshot of one version, unchanged while the guard lives. The guard is used by this
   /// thread only and must end before the map is destroyed and before this thread exits; keep it
   /// short (it holds up the writer's second publish from now, and so every writer).
@@ -451,24 +455,8 @@ template <class Key, class Value, class Hash, class Eq, class Traits>
 const typename shared_map<Key, Value, Hash, Eq, Traits>::reader_type&
 shared_map<Key, Value, Hash, Eq, Traits>::local_reader_slow() const {
   using node = detail::thread_reader_node_of<reader_type>;
-  detail::thread_readers* table = detail::thread_readers::current();  // null while the thread exits
-  detail::thread_reader_node* n = table != nullptr ? table->find(id_) : nullptr;
-  if (n == nullptr) {
-    auto made = std::make_unique<node>(factory_.make_reader());
-    n = made.get();
-    home_->adopt(made.release());
-    // A thread reading from a thread_local destructor after its table is gone: the map keeps
-    // the reader until it dies (the cache below finds it while this thread reads only this map).
-    if (table != nullptr) {
-      try {
-        table->add(id_, n, home_);
-      } catch (...) {
-        home_->release(n);
-        throw;
-      }
-    }
-  }
-  const reader_type* r = &static_cast<node*>(n)->reader;
+  node& n = detail::local_node<node>(id_, home_, [this] { return std::make_unique<node>(factory_.make_reader()); });
+  const reader_type* r = &n.reader;
   detail::tls_reader_cache = {id_, r};
   return *r;
 }

@@ -506,6 +506,10 @@ class lr_writer {
 
   /// The version readers get from a read that starts now.
   std::uint64_t version() const noexcept { return core_->copies[write_ ^ 1]->version; }
+  /// Makes the next successful publish produce version v rather than version() + 1, where v is
+  /// larger (a replica that jumps forward to a newer snapshot); v <= version() + 1 changes
+  /// nothing. Versions still never go down.
+  void skip_to(std::uint64_t v) noexcept { skip_to_ = v; }
   bool poisoned() const noexcept { return poisoned_; }
   const std::shared_ptr<core_type>& core() const noexcept { return core_; }
 
@@ -705,7 +709,8 @@ class lr_writer {
     copy_type& w = *core_->copies[write_];
     const copy_type& r = *core_->copies[write_ ^ 1];
     const std::vector<Op>& batch = pending_;
-    hook.before_apply(r.version + 1, batch);  // throws: nothing changed yet
+    const std::uint64_t next = std::max(r.version + 1, skip_to_);
+    hook.before_apply(next, batch);  // throws: nothing changed yet
     try {
       for (Op& op : replay_) {
         Apply::second(w.value, std::move(op));
@@ -720,7 +725,7 @@ class lr_writer {
       if (replay_.capacity() > 2 * std::max<std::size_t>(pending_.size(), 4096)) replay_.shrink_to_fit();
       for (Op& op : pending_) Apply::first(w.value, op);
       apply_meta(w);
-      hook.before_swap(r.version + 1, batch);
+      hook.before_swap(next, batch);
     } catch (...) {
       static_assert(noexcept(hook.abort()), "leftright: a publish hook's abort() must not throw");
       hook.abort();
@@ -734,7 +739,8 @@ class lr_writer {
       }
       throw;
     }
-    w.version = r.version + 1;
+    w.version = next;
+    skip_to_ = 0;
     if (core_->asymmetric) {
       // [W1] release: pairs with the readers' acquire [R2]: step 2 is visible through &w.
       core_->read_ptr.store(&w, std::memory_order_release);
@@ -831,6 +837,7 @@ class lr_writer {
   std::size_t unverified_ = 0;  ///< operations replayed since the last copy_check::amortized check
   bool poisoned_ = false;    ///< a failed publish left the write copy unrepaired
   std::size_t held_limit_ = held_copy_limit_default;  ///< set_held_copy_limit
+  std::uint64_t skip_to_ = 0;  ///< the next publish's version if larger than the next one (skip_to)
   // The stall report (set_stall_report): after how long, to whom (empty: stderr), and when and
   // at which version the readers waited for were recorded.
   std::chrono::nanoseconds stall_after_ = std::chrono::seconds(10);

@@ -95,6 +95,14 @@ class reader_home {
     while (list != nullptr) delete std::exchange(list, list->next);
   }
 
+  /// Calls f(node&) for each live node, under the home's mutex (a node's thread cannot release
+  /// it meanwhile). Thread-safety: any thread. Cost: the mutex, held for the whole walk.
+  template <class F>
+  void for_each(F&& f) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (thread_reader_node* n = head_; n != nullptr; n = n->next) f(*n);
+  }
+
   /// True once the map is gone. Progress: wait-free; may be late (see [H3]).
   bool closed() const noexcept { return closed_.load(std::memory_order_relaxed); }  // [H3]
   /// Readers alive now, and the most alive at once.
@@ -173,5 +181,31 @@ class thread_readers {
   absl::flat_hash_map<std::uint64_t, entry> entries_;
   std::size_t purge_at_ = 8;
 };
+
+/// This thread's node of the owner (a map, a cache) with id `id`: found in the thread's table,
+/// or made by make() (a std::unique_ptr<Node>), adopted by home and recorded in the table on the
+/// thread's first call. The caller then points tls_reader_cache at what its fast path needs.
+/// A thread calling from a thread_local destructor after its table is gone gets a node the home
+/// keeps until the owner dies. Throws what make() or an allocation throws, having changed
+/// nothing.
+template <class Node, class Make>
+Node& local_node(std::uint64_t id, const std::shared_ptr<reader_home>& home, Make&& make) {
+  thread_readers* table = thread_readers::current();  // null while the thread exits
+  thread_reader_node* n = table != nullptr ? table->find(id) : nullptr;
+  if (n == nullptr) {
+    std::unique_ptr<Node> made = make();
+    n = made.get();
+    home->adopt(made.release());
+    if (table != nullptr) {
+      try {
+        table->add(id, n, home);
+      } catch (...) {
+        home->release(n);
+        throw;
+      }
+    }
+  }
+  return static_cast<Node&>(*n);
+}
 
 }  // namespace leftright::detail

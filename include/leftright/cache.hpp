@@ -1,0 +1,672 @@
+// SPDX-License-Identifier: Apache-2.0
+// leftright: cache, a bounded, expiring, loading cache that any thread reads and writes, built on
+// shared_map.
+//
+// Reads. get() is a shared_map read (a per-thread map_reader, one guard, one lookup, a copy of
+// the value) plus what the policy needs: on a hit, the key (an integer key as it is, another
+// key's hash) written to the thread's own ring of recent accesses, whose position counts the
+// thread's hits; on a miss, the thread's own miss counter (detail/cache_buffers.hpp). The writer
+// hashes the integer keys when it drains the rings, off the read path.
+// A reader writes no line another thread writes and never waits. An entry that can expire holds
+// its deadline, and get() compares it with the ticker: an expired entry is a miss whether or not
+// the writer has removed it yet.
+//
+// Writes. put(), invalidate() and run_pending() take the cache's writer lock, and under it: drain
+// every thread's ring into the eviction policy (detail/cache_policy.hpp, adaptive W-TinyLFU),
+// remove the entries whose deadline has passed, let the policy pick the victims the new entry
+// displaces, and publish all of it as one shared_map update: the new entry and the erases of the
+// victims become visible together, so after any write returns the cache holds at most
+// max_entries entries (max_weight of weight). The policy knows entries by hash; the writer keeps
+// the index from hash to key (and deadline, and weight) that turns its decisions into erases.
+// Two resident keys never share a hash: the second one's put replaces the first (counted as an
+// eviction; with 64-bit hashes it does not happen in practice).
+//
+// Loads. get_or_load() coalesces concurrent misses of one key: the first caller runs the loader
+// (in its own thread, with no lock held) and puts the value; the others wait on that load and get
+// its value or its exception. A failed load caches nothing.
+//
+// Atomics in this file: the load counters.
+//   [K1] fetch_add / load  relaxed  counts only (as cache_buffers.hpp's [B6])
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "detail/cache_buffers.hpp"
+#include "detail/cache_policy.hpp"
+#include "detail/shared_map_readers.hpp"
+#include "shared_map.hpp"
+
+namespace leftright {
+
+struct cache_options {
+  /// Most entries kept (0: no bound by count). Not together with max_weight.
+  std::size_t max_entries = 0;
+  /// Most total weight kept (0: no bound by weight); needs a weigher.
+  std::uint64_t max_weight = 0;
+  /// How long an entry lives after its put (0: entries do not expire). put(k, v, ttl) overrides it.
+  std::chrono::nanoseconds expire_after_write{0};
+  /// The clock: nanoseconds, monotonic. Empty: std::chrono::steady_clock. Tests pass a fake one.
+  std::function<std::int64_t()> ticker{};
+};
+
+struct cache_stats {
+  std::uint64_t hits = 0;            ///< get()/get_or_load() calls that found a live entry
+  std::uint64_t misses = 0;          ///< ...that found none, or an expired one
+  std::uint64_t load_successes = 0;  ///< loader calls that returned a value
+  std::uint64_t load_failures = 0;   ///< loader calls that threw
+  std::uint64_t evictions = 0;       ///< entries removed to keep the bound
+  std::uint64_t expirations = 0;     ///< entries removed after their deadline
+  std::uint64_t dropped_accesses = 0;  ///< hit records the policy never saw (a full ring)
+  /// hits / (hits + misses); 1 before any lookup.
+  double hit_ratio() const {
+    const std::uint64_t lookups = hits + misses;
+    return lookups == 0 ? 1.0 : static_cast<double>(hits) / static_cast<double>(lookups);
+  }
+};
+
+/// Why an entry left the cache (the removal listener's third argument).
+enum class removal_cause {
+  invalidated,  ///< invalidate(), invalidate_if(), invalidate_all()
+  replaced,     ///< a put() of its key replaced its value
+  evicted,      ///< the size bound (or a weight larger than the bound)
+  expired,      ///< its deadline passed
+};
+
+/// What a loader returns to give the loaded value an expiry of its own (a DNS answer's TTL, an
+/// HTTP response's max-age): get_or_load() puts it as put(key, value, ttl).
+template <class Value>
+struct with_ttl {
+  Value value;
+  std::chrono::nanoseconds ttl;
+};
+
+namespace detail {
+template <class T, class Value>
+inline constexpr bool is_with_ttl = std::is_same_v<std::remove_cvref_t<T>, with_ttl<Value>>;
+
+/// What the cache stores under each key: the value and its deadline (ticker nanoseconds).
+template <class Value>
+struct cache_entry {
+  static constexpr std::int64_t never = std::numeric_limits<std::int64_t>::max();
+  Value value;
+  std::int64_t expires = never;
+};
+}  // namespace detail
+
+/// A bounded, expiring, loading cache. Every member: any thread. Neither copyable nor movable.
+/// Precondition: no thread calls it while it is destroyed.
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
+          class Traits = default_traits>
+class cache {
+  using entry = detail::cache_entry<Value>;
+  using map_type = shared_map<Key, entry, Hash, Eq, Traits>;
+  using reader_type = typename map_type::reader_type;
+
+ public:
+  using key_type = Key;
+  using mapped_type = Value;
+  using weigher_type = std::function<std::uint64_t(const Key&, const Value&)>;
+  /// Called after an entry left the cache, in the thread whose call removed it, after that call's
+  /// update is visible and with no lock of the cache held (it may call the cache).
+  using removal_listener = std::function<void(const Key&, const Value&, removal_cause)>;
+
+  /// Throws std::invalid_argument for a bound by weight without a weigher, both bounds at once,
+  /// or a negative expire_after_write.
+  explicit cache(const cache_options& options = {}) : cache(options, weigher_type{}) {}
+  template <class Weigher>
+  cache(const cache_options& options, Weigher weigher)
+      : options_(checked(options, bool(weigher_type(weigher)))), weigher_(std::move(weigher)) {
+    if (const std::uint64_t bound = capacity(options_); bound != 0) {
+      policy_.emplace(bound, policy_options(options_));
+    }
+  }
+  cache(const cache&) = delete;
+  cache& operator=(const cache&) = delete;
+  ~cache() { home_->close(); }
+
+  // ---- Reads. Progress: wait-free after the thread's first read (which registers it). ----
+
+  /// A copy of the live value under key, or nullopt (absent or expired). Records the access for
+  /// the policy and counts a hit or a miss.
+  template <class K>
+  std::optional<Value> get(const K& key) const {
+    const thread_state& t = local();
+    auto g = t.reader.read();
+    const entry* e = g.find(key);
+    if (e == nullptr || expired(*e)) {
+      t.misses.add();
+      return std::nullopt;
+    }
+    std::optional<Value> out(e->value);
+    t.ring.record(access_record(key));  // counts the hit too
+    return out;
+  }
+  /// get() without recording the access or counting it.
+  template <class K>
+  std::optional<Value> peek(const K& key) const {
+    auto g = local().reader.read();
+    const entry* e = g.find(key);
+    if (e == nullptr || expired(*e)) return std::nullopt;
+    return e->value;
+  }
+  /// Entries held now, expired ones not yet removed included (run_pending() removes them).
+  std::size_t size() const { return local().reader.size(); }
+
+  // ---- Loads. ----
+
+  /// The live value under key; on a miss, loader(key)'s value, which is then put (a loader that
+  /// returns with_ttl<Value> puts it with that ttl). Concurrent
+  /// misses of one key run one loader: the other callers wait for it and get its value, or the
+  /// exception it threw (then nothing is cached, and the next call loads again). Loads of
+  /// different keys run in parallel. A loader that calls get_or_load() for the same key on the
+  /// same thread gets std::logic_error (two loaders waiting on each other's keys deadlock, as
+  /// with any lock; do not).
+  template <class Loader>
+  Value get_or_load(const Key& key, Loader&& loader) {
+    static_assert(std::is_invocable_r_v<Value, Loader&, const Key&> ||
+                      detail::is_with_ttl<std::invoke_result_t<Loader&, const Key&>, Value>,
+                  "leftright: get_or_load needs loader(const Key&) -> Value or with_ttl<Value>");
+    if (std::optional<Value> v = get(key)) return *std::move(v);
+    return load(key, loader);
+  }
+
+  // ---- Writes. Progress: blocking (the writer lock, and one shared_map update). Each returns
+  // once its effect is visible to every read that starts afterwards. ----
+
+  /// Sets key to value, with the default expiry; may evict other entries to keep the bound.
+  void put(Key key, Value value) { put_until(std::move(key), std::move(value), default_deadline()); }
+  /// As put(), expiring after ttl (ttl <= 0: the put only removes what key held).
+  void put(Key key, Value value, std::chrono::nanoseconds ttl) {
+    put_until(std::move(key), std::move(value), deadline_after(ttl));
+  }
+  /// Removes key's entry, if any.
+  void invalidate(const Key& key) {
+    write([&](plan& p) {
+      if (auto it = find_resident(key); it != index_.end()) remove(p, it, removal_cause::invalidated);
+    });
+  }
+  /// Removes every entry for which pred(const Key&, const Value&) is true. Cost: O(size).
+  template <class Pred>
+  void invalidate_if(Pred pred) {
+    write([&](plan& p) {
+      for (const auto& [k, e] : snapshot(p)) {
+        if (pred(k, e.value)) remove(p, index_.find(hash_of(k)), removal_cause::invalidated);
+      }
+    });
+  }
+  /// Removes every entry.
+  void invalidate_all() {
+    invalidate_if([](const Key&, const Value&) { return true; });
+  }
+  /// Applies the recorded accesses to the policy and removes expired entries now (writes do it
+  /// too). After it returns, size() <= max_entries and the weight <= max_weight.
+  void run_pending() {
+    write([](plan&) {});
+  }
+
+  /// Sets the removal listener (empty: none). Writes after it returns call it.
+  void set_removal_listener(removal_listener listener) {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    listener_ = std::move(listener);
+  }
+
+  // ---- Statistics. ----
+
+  /// The counters so far. Each field may be slightly old while other threads run; after they
+  /// have been joined, hits + misses is the number of lookups they made.
+  cache_stats stats() const {
+    cache_stats s;
+    s.hits = totals_->get(totals_->hits);
+    s.misses = totals_->get(totals_->misses);
+    s.dropped_accesses = totals_->get(totals_->dropped);
+    home_->for_each([&](const detail::thread_reader_node& n) {
+      const auto& t = static_cast<const thread_state&>(n);
+      s.hits += t.ring.recorded();
+      s.misses += t.misses.get();
+      s.dropped_accesses += t.ring_dropped;
+    });
+    s.load_successes = load_successes_.load(std::memory_order_relaxed);  // [K1]
+    s.load_failures = load_failures_.load(std::memory_order_relaxed);    // [K1]
+    std::lock_guard<std::mutex> lock(write_mu_);
+    s.evictions = evictions_;
+    s.expirations = expirations_;
+    return s;
+  }
+  /// The total weight held (entries count 1 each without a weigher). Takes the writer lock.
+  std::uint64_t weighted_size() const {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    std::uint64_t w = 0;
+    for (const auto& [h, r] : index_) w += r.weight;
+    return w;
+  }
+  /// The options the cache was made with.
+  const cache_options& options() const noexcept { return options_; }
+
+ private:
+  /// A reading thread's state (see detail/cache_buffers.hpp), owned by home_.
+  struct thread_state final : detail::thread_reader_node {
+    thread_state(reader_type r, std::shared_ptr<detail::cache_totals> t)
+        : reader(std::move(r)), totals(std::move(t)) {}
+    ~thread_state() override {
+      totals->add(totals->hits, ring.recorded());
+      totals->add(totals->misses, misses.get());
+      totals->add(totals->dropped, ring_dropped + ring.undrained());  // the policy never sees these
+    }
+    reader_type reader;
+    mutable detail::access_ring ring;
+    mutable detail::owned_counter misses;  // (the hits are the ring's records)
+    std::uint64_t ring_dropped = 0;  ///< written by the drainer, under home_'s mutex
+    std::shared_ptr<detail::cache_totals> totals;
+  };
+
+  /// What the writer knows of a resident entry.
+  struct resident {
+    Key key;
+    std::int64_t expires;
+    std::uint64_t weight;
+  };
+  using index_type = absl::flat_hash_map<std::uint64_t, resident>;
+
+  /// One write's effect: the erases and the new entry, published as one update, and the
+  /// removals to report afterwards.
+  struct plan {
+    std::vector<Key> erases;
+    std::optional<std::pair<Key, entry>> assign;
+    struct removal {
+      Key key;
+      Value value;
+      removal_cause cause;
+    };
+    std::vector<removal> removed;
+    bool reporting = false;  ///< a listener is set: collect the removals
+    std::optional<typename reader_type::guard> snapshot;  ///< the map before this write
+  };
+
+  struct load_state;
+
+  static const cache_options& checked(const cache_options& o, bool has_weigher) {
+    if (o.max_entries != 0 && o.max_weight != 0)
+      throw std::invalid_argument("leftright::cache: max_entries and max_weight are exclusive");
+    if (o.max_weight != 0 && !has_weigher)
+      throw std::invalid_argument("leftright::cache: max_weight needs a weigher");
+    if (o.max_weight == 0 && has_weigher)
+      throw std::invalid_argument("leftright::cache: a weigher needs max_weight");
+    if (o.expire_after_write.count() < 0)
+      throw std::invalid_argument("leftright::cache: expire_after_write is negative");
+    return o;
+  }
+  static std::uint64_t capacity(const cache_options& o) {
+    return o.max_weight != 0 ? o.max_weight : static_cast<std::uint64_t>(o.max_entries);
+  }
+  // A bound by weight keeps the policy's ghost off: its trials would be sized in weight units,
+  // too small for entries of unknown weight to measure anything.
+  static detail::cache_policy_options policy_options(const cache_options& o) {
+    detail::cache_policy_options p;
+    if (o.max_weight != 0) p.ghost = detail::cache_policy_options::ghost_mode::off;
+    return p;
+  }
+
+  // ---- Reading-thread machinery. ----
+
+  const thread_state& local() const {
+    const detail::reader_cache c = detail::tls_reader_cache;
+    if (c.map_id == id_) [[likely]] return *static_cast<const thread_state*>(c.reader);
+    return local_slow();
+  }
+  [[gnu::noinline]] const thread_state& local_slow() const {
+    thread_state& t = detail::local_node<thread_state>(id_, home_, [this] {
+      return std::make_unique<thread_state>(map_.factory().make_reader(), totals_);
+    });
+    detail::tls_reader_cache = {id_, &t};
+    return t;
+  }
+  template <class K>
+  std::uint64_t hash_of(const K& key) const {
+    return static_cast<std::uint64_t>(hash_(key));
+  }
+  /// What a hit writes to the ring: an integer key itself (hashed by the writer at the drain),
+  /// another key's hash.
+  static constexpr bool records_keys = std::is_integral_v<Key> && sizeof(Key) <= sizeof(std::uint64_t);
+  template <class K>
+  std::uint64_t access_record(const K& key) const {
+    if constexpr (records_keys) return static_cast<std::uint64_t>(static_cast<Key>(key));
+    else return hash_of(key);
+  }
+  std::uint64_t policy_hash(std::uint64_t record) const {
+    if constexpr (records_keys) return hash_of(static_cast<Key>(record));
+    else return record;
+  }
+
+  // ---- Time. ----
+
+  std::int64_t now() const {
+    if (options_.ticker) return options_.ticker();
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  bool expired(const entry& e) const { return e.expires != entry::never && now() >= e.expires; }
+  std::int64_t default_deadline() const {
+    return options_.expire_after_write.count() == 0 ? entry::never : deadline_after(options_.expire_after_write);
+  }
+  /// now + ttl, saturating; a ttl <= 0 gives a deadline already past.
+  std::int64_t deadline_after(std::chrono::nanoseconds ttl) const {
+    const std::int64_t t = now();
+    const std::int64_t d = ttl.count();
+    if (d <= 0) return std::numeric_limits<std::int64_t>::min();
+    return t > entry::never - d ? entry::never - 1 : t + d;
+  }
+
+  // ---- The writer. ----
+
+  /// Runs decide(plan&) under the writer lock after the maintenance every write does (the
+  /// recorded accesses, the expired entries), publishes the plan, then reports its removals.
+  template <class Decide>
+  void write(Decide&& decide) {
+    plan p;
+    removal_listener listener;
+    {
+      std::lock_guard<std::mutex> lock(write_mu_);
+      p.reporting = bool(listener_);
+      drain_accesses();
+      expire_due(p);
+      decide(p);
+      publish(p);
+      listener = listener_;
+    }
+    p.snapshot.reset();
+    if (listener) {
+      for (const auto& r : p.removed) listener(r.key, r.value, r.cause);
+    }
+  }
+
+  void put_until(Key key, Value value, std::int64_t expires) {
+    write([&](plan& p) {
+      const std::uint64_t h = hash_of(key);
+      auto it = index_.find(h);
+      if (it != index_.end() && !eq_(it->second.key, key)) {  // another key with this hash
+        remove(p, it, removal_cause::evicted);
+        it = index_.end();
+      }
+      if (expires == std::numeric_limits<std::int64_t>::min()) {  // a ttl <= 0
+        if (it != index_.end()) remove(p, it, removal_cause::expired);
+        return;
+      }
+      const std::uint64_t weight = weigher_ ? weigher_(key, value) : 1;
+      const bool was_resident = it != index_.end();
+      if (!admit(p, h, weight, was_resident)) {  // heavier than the bound: not kept
+        if (!was_resident) report(p, key, value, removal_cause::evicted);
+        return;
+      }
+      if (it != index_.end()) retire(p, it, removal_cause::replaced);
+      if (expires != entry::never) deadlines_.insert({expires, h});
+      index_.insert_or_assign(h, resident{key, expires, weight});
+      p.assign.emplace(std::move(key), entry{std::move(value), expires});
+    });
+  }
+
+  /// Tells the policy of the entry (hash h) being put; erases the victims it picks. False if the
+  /// entry is not to be kept (heavier than the bound): the entry it would replace is evicted, or
+  /// the new one is counted as evicted.
+  bool admit(plan& p, std::uint64_t h, std::uint64_t weight, bool resident_now) {
+    if (!policy_) return true;
+    const auto decided = policy_->on_insert(h, weight);
+    for (std::uint64_t victim : decided.victims) evict(p, victim);
+    if (decided.admitted) return true;
+    if (resident_now) evict(p, h);
+    else ++evictions_;
+    return false;
+  }
+  /// Erases the entry the policy dropped (hash h).
+  void evict(plan& p, std::uint64_t h) {
+    auto it = index_.find(h);
+    if (it == index_.end()) return;
+    ++evictions_;
+    drop(p, it, removal_cause::evicted);
+  }
+
+  /// Removes a resident entry on the cache's own decision (invalidation, expiry, collision).
+  void remove(plan& p, typename index_type::iterator it, removal_cause cause) {
+    if (it == index_.end()) return;
+    if (policy_) policy_->on_remove(it->first);
+    if (cause == removal_cause::evicted) ++evictions_;
+    if (cause == removal_cause::expired) ++expirations_;
+    drop(p, it, cause);
+  }
+  /// Erases the entry from the map (in the plan) and from the writer's index.
+  void drop(plan& p, typename index_type::iterator it, removal_cause cause) {
+    retire(p, it, cause);
+    p.erases.push_back(std::move(it->second.key));
+    index_.erase(it);
+  }
+  /// Forgets the entry's deadline and reports its removal (its value from the snapshot).
+  void retire(plan& p, typename index_type::iterator it, removal_cause cause) {
+    if (it->second.expires != entry::never) deadlines_.erase({it->second.expires, it->first});
+    if (p.reporting) {
+      if (const entry* e = snapshot(p).find(it->second.key)) report(p, it->second.key, e->value, cause);
+    }
+  }
+  void report(plan& p, const Key& key, const Value& value, removal_cause cause) {
+    if (p.reporting) p.removed.push_back({key, value, cause});
+  }
+  /// The map as this write found it (no other write runs meanwhile), held until the write ends.
+  const typename reader_type::guard& snapshot(plan& p) {
+    if (!p.snapshot) p.snapshot.emplace(writer_reader().read());
+    return *p.snapshot;
+  }
+
+  template <class K>
+  typename index_type::iterator find_resident(const K& key) {
+    auto it = index_.find(hash_of(key));
+    return it != index_.end() && eq_(it->second.key, key) ? it : index_.end();
+  }
+
+  /// Feeds every thread's recorded accesses to the policy.
+  void drain_accesses() {
+    home_->for_each([&](detail::thread_reader_node& n) {
+      auto& t = static_cast<thread_state&>(n);
+      if (policy_) {
+        t.ring.drain([&](std::uint64_t r) { policy_->record_access(policy_hash(r)); });
+      } else {
+        t.ring.drain([](std::uint64_t) {});
+      }
+      t.ring_dropped = t.ring.dropped();
+    });
+  }
+  /// Removes the entries whose deadline has passed.
+  void expire_due(plan& p) {
+    const std::int64_t t = now();
+    while (!deadlines_.empty() && deadlines_.begin()->first <= t) {
+      const auto [deadline, h] = *deadlines_.begin();
+      auto it = index_.find(h);
+      if (it == index_.end() || it->second.expires != deadline) {  // not expected; never loop on it
+        deadlines_.erase(deadlines_.begin());
+        continue;
+      }
+      remove(p, it, removal_cause::expired);
+    }
+  }
+
+  /// Publishes the plan as one update (nothing if it is empty). If that throws (an allocation, a
+  /// copy), the writer's index and policy are rebuilt from the map as it is, and the exception
+  /// propagates.
+  void publish(plan& p) {
+    if (p.erases.empty() && !p.assign) return;
+    try {
+      map_.update([&](typename map_type::batch& b) {
+        for (const Key& k : p.erases) b.erase(k);
+        if (p.assign) b.insert_or_assign(p.assign->first, p.assign->second);
+      });
+    } catch (...) {
+      p.removed.clear();
+      resync();
+      throw;
+    }
+  }
+  /// Rebuilds the index, the deadlines and the policy from the published map (after a failed
+  /// update; the policy's history is lost, nothing else).
+  void resync() noexcept;
+
+  /// The writer's own reader, made on first use (under write_mu_).
+  const reader_type& writer_reader() {
+    if (!writer_reader_) writer_reader_.emplace(map_.factory().make_reader());
+    return *writer_reader_;
+  }
+
+  // ---- Loading. ----
+
+  template <class Loader>
+  Value load(const Key& key, Loader& loader);
+
+  const std::uint64_t id_ = detail::next_shared_map_id();
+  const cache_options options_;
+  const weigher_type weigher_;
+  [[no_unique_address]] Hash hash_{};
+  [[no_unique_address]] Eq eq_{};
+  map_type map_;
+  const std::shared_ptr<detail::reader_home> home_ = std::make_shared<detail::reader_home>();
+  const std::shared_ptr<detail::cache_totals> totals_ = std::make_shared<detail::cache_totals>();
+
+  // The writer's state, under write_mu_.
+  mutable std::mutex write_mu_;
+  std::optional<detail::cache_policy> policy_;
+  index_type index_;
+  absl::btree_set<std::pair<std::int64_t, std::uint64_t>> deadlines_;
+  std::optional<reader_type> writer_reader_;
+  removal_listener listener_;
+  std::uint64_t evictions_ = 0;
+  std::uint64_t expirations_ = 0;
+
+  // Loads in flight, under load_mu_.
+  std::mutex load_mu_;
+  absl::flat_hash_map<Key, std::shared_ptr<load_state>, Hash, Eq> loads_;
+  std::atomic<std::uint64_t> load_successes_{0}, load_failures_{0};
+};
+
+// ------------------------------------------------------------------------------------------------
+
+/// One load in flight: the thread running it, and its outcome for the callers waiting on it.
+template <class Key, class Value, class Hash, class Eq, class Traits>
+struct cache<Key, Value, Hash, Eq, Traits>::load_state {
+  const std::thread::id loader = std::this_thread::get_id();
+  std::mutex mu;
+  std::condition_variable done_cv;
+  bool done = false;
+  std::optional<Value> value;
+  std::exception_ptr error;
+
+  void finish(std::optional<Value> v, std::exception_ptr e) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      value = std::move(v);
+      error = std::move(e);
+      done = true;
+    }
+    done_cv.notify_all();
+  }
+  Value wait() {
+    std::unique_lock<std::mutex> lock(mu);
+    done_cv.wait(lock, [&] { return done; });
+    if (error) std::rethrow_exception(error);
+    return *value;
+  }
+};
+
+template <class Key, class Value, class Hash, class Eq, class Traits>
+template <class Loader>
+Value cache<Key, Value, Hash, Eq, Traits>::load(const Key& key, Loader& loader) {
+  std::shared_ptr<load_state> st;
+  bool mine = false;
+  {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    auto [it, fresh] = loads_.try_emplace(key);
+    if (fresh) {
+      try {
+        it->second = std::make_shared<load_state>();
+      } catch (...) {
+        loads_.erase(it);
+        throw;
+      }
+      mine = true;
+    } else if (it->second->loader == std::this_thread::get_id()) {
+      throw std::logic_error("leftright::cache: a loader called get_or_load() for the key it is loading");
+    }
+    st = it->second;
+  }
+  if (!mine) return st->wait();
+  // This thread loads. Its miss may have raced with the end of another load of the key: look
+  // again before calling the loader.
+  std::optional<Value> v;
+  std::exception_ptr error;
+  try {
+    v = peek(key);
+    if (!v) {
+      std::optional<std::chrono::nanoseconds> ttl;
+      try {
+        if constexpr (detail::is_with_ttl<std::invoke_result_t<Loader&, const Key&>, Value>) {
+          with_ttl<Value> loaded = std::invoke(loader, key);
+          v.emplace(std::move(loaded.value));
+          ttl = loaded.ttl;
+        } else {
+          v.emplace(std::invoke(loader, key));
+        }
+      } catch (...) {
+        load_failures_.fetch_add(1, std::memory_order_relaxed);  // [K1]
+        throw;
+      }
+      load_successes_.fetch_add(1, std::memory_order_relaxed);  // [K1]
+      if (ttl) put(key, *v, *ttl);
+      else put(key, *v);
+    }
+  } catch (...) {
+    error = std::current_exception();
+  }
+  {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    loads_.erase(key);
+  }
+  st->finish(error ? std::nullopt : v, error);
+  if (error) std::rethrow_exception(error);
+  return *std::move(v);
+}
+
+template <class Key, class Value, class Hash, class Eq, class Traits>
+void cache<Key, Value, Hash, Eq, Traits>::resync() noexcept {
+  // Everything here allocates at most what the failed update's state already held; if even that
+  // fails, the cache stops bounding (no policy) rather than diverge from the map.
+  try {
+    index_.clear();
+    deadlines_.clear();
+    if (policy_) policy_.emplace(policy_->capacity(), policy_options(options_));
+    auto g = writer_reader().read();
+    for (const auto& [k, e] : g) {
+      const std::uint64_t h = hash_of(k);
+      const std::uint64_t weight = weigher_ ? weigher_(k, e.value) : 1;
+      index_.insert_or_assign(h, resident{k, e.expires, weight});
+      if (e.expires != entry::never) deadlines_.insert({e.expires, h});
+      if (policy_) policy_->on_insert(h, weight);  // no victims: the map kept the bound
+    }
+  } catch (...) {
+    policy_.reset();
+  }
+}
+
+}  // namespace leftright

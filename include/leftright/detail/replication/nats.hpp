@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: Apache-2.0
+// leftright replication machinery: the nats.c handles as RAII types, the engine's failures turned
+// into replication_error, and the one JetStream layout a replicated map uses (the channel).
+//
+// Layout of a map named <m> in the engine:
+//   stream LR_<m>        subject lr.<m>.log   one message per published batch: sequence == version
+//   stream LRS_<m>       subject lr.<m>.snap  a snapshot's image, in chunks (consecutive messages)
+//   KV LR_<m>_META       key snapshot         "<version> <first chunk seq> <chunks> <bytes>"
+//   KV LR_<m>_LEASE      key leader           the leader's id (the bucket's TTL expires it)
+// The expected-last-sequence check on every log publish fences a second writer: correctness
+// never depends on the lease, which only keeps two leaders from taking turns.
+#pragma once
+
+#include <nats/nats.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "../../replication_error.hpp"
+
+namespace leftright::detail::replication {
+
+/// A nats.c object owned by a unique_ptr that calls its destroy function.
+template <class T, void (*Destroy)(T*)>
+struct destroyer {
+  void operator()(T* p) const noexcept { Destroy(p); }
+};
+template <class T, void (*Destroy)(T*)>
+using handle = std::unique_ptr<T, destroyer<T, Destroy>>;
+
+using options_ptr = handle<natsOptions, natsOptions_Destroy>;
+using connection_ptr = handle<natsConnection, natsConnection_Destroy>;
+using js_ptr = handle<jsCtx, jsCtx_Destroy>;
+using subscription_ptr = handle<natsSubscription, natsSubscription_Destroy>;
+using msg_ptr = handle<natsMsg, natsMsg_Destroy>;
+using pub_ack_ptr = handle<jsPubAck, jsPubAck_Destroy>;
+using stream_info_ptr = handle<jsStreamInfo, jsStreamInfo_Destroy>;
+using meta_ptr = handle<jsMsgMetaData, jsMsgMetaData_Destroy>;
+using kv_ptr = handle<kvStore, kvStore_Destroy>;
+using kv_entry_ptr = handle<kvEntry, kvEntry_Destroy>;
+
+/// Which replication_errc a failed status (and JetStream error code) means.
+inline replication_errc classify(natsStatus s, jsErrCode jerr) noexcept {
+  if (jerr == JSStreamWrongLastSequenceErr) return replication_errc::fenced;
+  if (jerr == JSStreamMessageExceedsMaximumErr || s == NATS_MAX_PAYLOAD) return replication_errc::too_large;
+  switch (s) {
+    case NATS_TIMEOUT:
+    case NATS_NO_SERVER:
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_STALE_CONNECTION:
+    case NATS_IO_ERROR:
+    case NATS_NO_RESPONDERS:
+    case NATS_NOT_YET_CONNECTED:
+      return replication_errc::unreachable;
+    default:
+      return replication_errc::engine;
+  }
+}
+
+/// Throws replication_error for a failed status: the status text, the JetStream error code if
+/// any, and the library's last error text for this thread.
+inline void check(natsStatus s, const char* operation, jsErrCode jerr = static_cast<jsErrCode>(0)) {
+  if (s == NATS_OK) return;
+  std::string detail = natsStatus_GetText(s);
+  if (jerr != 0) detail += " (JetStream error " + std::to_string(static_cast<int>(jerr)) + ")";
+  natsStatus last = NATS_OK;
+  if (const char* text = nats_GetLastError(&last); text != nullptr && *text != '\0') {
+    detail += ": ";
+    detail += text;
+  }
+  throw replication_error(classify(s, jerr), operation, detail);
+}
+
+/// Where a snapshot's chunks are: written by the leader, read by whoever bootstraps.
+struct snapshot_pointer {
+  std::uint64_t version = 0;    ///< the version the image shows
+  std::uint64_t first_seq = 0;  ///< the sequence of its first chunk in the snapshot stream
+  std::uint64_t chunks = 0;
+  std::uint64_t bytes = 0;
+};
+
+/// The first and last sequence the log stream holds (first > last: it holds none).
+struct log_range {
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;
+};
+
+/// One connection to the engine and the map's streams and buckets there.
+/// Thread-safety: nats.c connections and contexts are thread-safe; a channel is shared by a
+/// writer or follower and its background thread.
+class channel {
+ public:
+  /// Connects to url (reconnecting forever after a loss) and makes the map's streams and
+  /// buckets if they do not exist. timeout bounds every request. Throws replication_error.
+  channel(const std::string& url, const std::string& name, std::chrono::milliseconds timeout,
+          std::chrono::milliseconds lease_ttl)
+      : name_(name), timeout_ms_(timeout.count()) {
+    check_name(name);
+    connect(url);
+    ensure_stream(log_stream(), log_subject(), /*max_msg_size=*/-1);
+    ensure_stream(snap_stream(), snap_subject(), -1);
+    meta_ = ensure_bucket("LR_" + name_ + "_META", 0);
+    lease_ = ensure_bucket("LR_" + name_ + "_LEASE", lease_ttl.count());
+  }
+
+  std::string log_stream() const { return "LR_" + name_; }
+  std::string log_subject() const { return "lr." + name_ + ".log"; }
+  std::string snap_stream() const { return "LRS_" + name_; }
+  std::string snap_subject() const { return "lr." + name_ + ".snap"; }
+
+  bool connected() const noexcept { return natsConnection_Status(nc_.get()) == NATS_CONN_STATUS_CONNECTED; }
+  /// The largest message the server takes (payload bytes).
+  std::size_t max_payload() const noexcept {
+    const int64_t n = natsConnection_GetMaxPayload(nc_.get());
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
+
+  /// Appends a batch to the log as sequence expected_last + 1 and waits for the engine's ack.
+  /// msg_id makes a retry of the same batch a duplicate the engine drops. Returns the sequence.
+  /// Throws replication_error: fenced if the log's last sequence is not expected_last.
+  std::uint64_t append(std::string_view payload, std::uint64_t expected_last, const std::string& msg_id) {
+    if (payload.size() > max_payload()) {
+      throw replication_error(replication_errc::too_large, "publish",
+                              "a batch of " + std::to_string(payload.size()) + " bytes exceeds the engine's " +
+                                  std::to_string(max_payload()) + "-byte message limit");
+    }
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = timeout_ms_;
+    po.MsgId = msg_id.c_str();
+    po.ExpectLastSeq = expected_last;
+    // ExpectLastSeq 0 is "no expectation" to the client: an empty stream is checked as
+    // "this subject holds no message" instead.
+    po.ExpectNoMessage = expected_last == 0;
+    jsPubAck* ack = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const natsStatus s = js_Publish(&ack, js_.get(), log_subject().c_str(), payload.data(),
+                                    static_cast<int>(payload.size()), &po, &jerr);
+    pub_ack_ptr owned(ack);
+    check(s, "publish", jerr);
+    return ack->Sequence;
+  }
+
+  /// The log stream's first and last sequence.
+  log_range range() {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    jsOptions o = request_options();
+    check(js_GetStreamInfo(&si, js_.get(), log_stream().c_str(), &o, &jerr), "stream info", jerr);
+    stream_info_ptr owned(si);
+    return {si->State.FirstSeq, si->State.LastSeq};
+  }
+
+  /// The message at seq of a stream; null if there is none (purged or never written).
+  msg_ptr get(const std::string& stream, std::uint64_t seq) {
+    natsMsg* m = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    jsOptions o = request_options();
+    const natsStatus s = js_GetMsg(&m, js_.get(), stream.c_str(), seq, &o, &jerr);
+    if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) return nullptr;
+    check(s, "get message", jerr);
+    return msg_ptr(m);
+  }
+
+  /// Removes the log's messages below seq.
+  void purge_log_below(std::uint64_t seq) { purge(log_stream(), seq); }
+  /// Removes the snapshot stream's messages below seq (the chunks of older snapshots).
+  void purge_snapshots_below(std::uint64_t seq) { purge(snap_stream(), seq); }
+
+  /// Publishes one snapshot chunk; returns its sequence in the snapshot stream.
+  std::uint64_t append_chunk(std::string_view chunk) {
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = timeout_ms_;
+    jsPubAck* ack = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const natsStatus s = js_Publish(&ack, js_.get(), snap_subject().c_str(), chunk.data(),
+                                    static_cast<int>(chunk.size()), &po, &jerr);
+    pub_ack_ptr owned(ack);
+    check(s, "publish snapshot", jerr);
+    return ack->Sequence;
+  }
+
+  /// The newest snapshot's pointer; version 0 if none was taken.
+  snapshot_pointer snapshot() {
+    kvEntry* e = nullptr;
+    const natsStatus s = kvStore_Get(&e, meta_.get(), "snapshot");
+    if (s == NATS_NOT_FOUND) return {};
+    check(s, "read snapshot pointer");
+    kv_entry_ptr owned(e);
+    snapshot_pointer p;
+    const std::string text(static_cast<const char*>(kvEntry_Value(e)), static_cast<std::size_t>(kvEntry_ValueLen(e)));
+    if (std::sscanf(text.c_str(), "%" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64, &p.version, &p.first_seq,
+                    &p.chunks, &p.bytes) != 4) {
+      throw replication_error(replication_errc::protocol, "read snapshot pointer", "malformed: '" + text + "'");
+    }
+    return p;
+  }
+  void set_snapshot(const snapshot_pointer& p) {
+    const std::string text = std::to_string(p.version) + ' ' + std::to_string(p.first_seq) + ' ' +
+                             std::to_string(p.chunks) + ' ' + std::to_string(p.bytes);
+    std::uint64_t rev = 0;
+    check(kvStore_PutString(&rev, meta_.get(), "snapshot", text.c_str()), "write snapshot pointer");
+  }
+
+  /// Takes the leader lease for id (take_over: even if another holds it). Throws lease_held.
+  void acquire_lease(const std::string& id, bool take_over) {
+    natsStatus s = kvStore_CreateString(&lease_rev_, lease_.get(), "leader", id.c_str());
+    if (s != NATS_OK && take_over) s = kvStore_PutString(&lease_rev_, lease_.get(), "leader", id.c_str());
+    if (s != NATS_OK) {
+      kvEntry* e = nullptr;
+      std::string holder = "?";
+      if (kvStore_Get(&e, lease_.get(), "leader") == NATS_OK) {
+        kv_entry_ptr owned(e);
+        holder = kvEntry_ValueString(e);
+      }
+      throw replication_error(replication_errc::lease_held, "acquire lease",
+                              "the map '" + name_ + "' has a leader: " + holder);
+    }
+  }
+  /// Renews the lease (before the bucket's TTL expires it); throws lease_held if another
+  /// leader took it since.
+  void renew_lease(const std::string& id) {
+    natsStatus s = kvStore_UpdateString(&lease_rev_, lease_.get(), "leader", id.c_str(), lease_rev_);
+    // Expired (nobody renewed it in time): take it afresh if nobody else did.
+    if (s != NATS_OK) s = kvStore_CreateString(&lease_rev_, lease_.get(), "leader", id.c_str());
+    if (s != NATS_OK) throw replication_error(replication_errc::lease_held, "renew lease", "another leader took it");
+  }
+
+  /// An ordered consumer of the log from start_seq (in order, no acks, recreated by the client
+  /// after a gap or missed heartbeats).
+  subscription_ptr subscribe_log(std::uint64_t start_seq) {
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Ordered = true;
+    so.Stream = nullptr;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = start_seq;
+    so.Config.Heartbeat = 1'000'000'000;  // 1 s in ns: a silent server shows within seconds
+    natsSubscription* sub = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    jsOptions o = request_options();
+    check(js_SubscribeSync(&sub, js_.get(), log_subject().c_str(), &o, &so, &jerr), "subscribe", jerr);
+    return subscription_ptr(sub);
+  }
+
+  std::chrono::milliseconds timeout() const noexcept { return std::chrono::milliseconds(timeout_ms_); }
+
+ private:
+  static void check_name(const std::string& name) {
+    bool ok = !name.empty();
+    for (char c : name) ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-');
+    if (!ok) throw replication_error(replication_errc::protocol, "open", "a map's name is letters, digits, _ and -: '" + name + "'");
+  }
+
+  void connect(const std::string& url) {
+    natsOptions* o = nullptr;
+    check(natsOptions_Create(&o), "connect");
+    options_ptr opts(o);
+    check(natsOptions_SetURL(o, url.c_str()), "connect");
+    check(natsOptions_SetTimeout(o, timeout_ms_), "connect");
+    check(natsOptions_SetAllowReconnect(o, true), "connect");
+    check(natsOptions_SetMaxReconnect(o, -1), "connect");  // forever: followers keep trying
+    check(natsOptions_SetReconnectWait(o, 100), "connect");
+    // A stopped server (a silent peer, not a refused connection) is noticed in about 2 s.
+    check(natsOptions_SetPingInterval(o, 1000), "connect");
+    check(natsOptions_SetMaxPingsOut(o, 2), "connect");
+    natsConnection* nc = nullptr;
+    check(natsConnection_Connect(&nc, o), ("connect to " + url).c_str());
+    nc_.reset(nc);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = timeout_ms_;
+    jsCtx* js = nullptr;
+    check(natsConnection_JetStream(&js, nc, &jo), "jetstream");
+    js_.reset(js);
+  }
+
+  /// The options of a JetStream API request: the channel's timeout.
+  jsOptions request_options() const noexcept {
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Wait = timeout_ms_;
+    return o;
+  }
+
+  void ensure_stream(const std::string& stream, const std::string& subject, std::int32_t max_msg_size) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    jsOptions o = request_options();
+    natsStatus s = js_GetStreamInfo(&si, js_.get(), stream.c_str(), &o, &jerr);
+    stream_info_ptr owned(si);
+    if (s == NATS_OK) return;
+    if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) check(s, "stream info", jerr);
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = stream.c_str();
+    const char* subjects[] = {subject.c_str()};
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.MaxMsgSize = max_msg_size;
+    s = js_AddStream(&si, js_.get(), &cfg, &o, &jerr);
+    stream_info_ptr added(si);
+    if (jerr == JSStreamNameExistErr) return;  // made by another process meanwhile
+    check(s, ("create stream " + stream).c_str(), jerr);
+  }
+
+  kv_ptr ensure_bucket(const std::string& bucket, std::int64_t ttl_ms) {
+    kvStore* kv = nullptr;
+    if (js_KeyValue(&kv, js_.get(), bucket.c_str()) == NATS_OK) return kv_ptr(kv);
+    kvConfig cfg;
+    kvConfig_Init(&cfg);
+    cfg.Bucket = bucket.c_str();
+    cfg.History = 1;
+    cfg.TTL = ttl_ms * 1'000'000;  // nanoseconds, as the stream's MaxAge
+    cfg.StorageType = js_FileStorage;
+    check(js_CreateKeyValue(&kv, js_.get(), &cfg), ("create bucket " + bucket).c_str());
+    return kv_ptr(kv);
+  }
+
+  void purge(const std::string& stream, std::uint64_t below) {
+    // Nothing is below 1; and nats-server 2.9 takes a purge below 1 for a purge of everything.
+    if (below <= 1) return;
+    jsOptions o = request_options();
+    o.Stream.Purge.Sequence = below;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    check(js_PurgeStream(js_.get(), stream.c_str(), &o, &jerr), "purge", jerr);
+  }
+
+  std::string name_;
+  std::int64_t timeout_ms_;
+  connection_ptr nc_;
+  js_ptr js_;
+  kv_ptr meta_;
+  kv_ptr lease_;
+  std::uint64_t lease_rev_ = 0;
+};
+
+}  // namespace leftright::detail::replication

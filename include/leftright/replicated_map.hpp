@@ -1,0 +1,609 @@
+// SPDX-License-Identifier: Apache-2.0
+// leftright: one map on many machines. A leader publishes each batch to NATS JetStream before
+// its own readers see it; followers bootstrap from the newest snapshot and apply the log in
+// order, each through its own map writer, so their readers are ordinary map_readers: wait-free,
+// whole batches only, versions never going down.
+//
+// An optional part: CMake target leftright::replication, built when libnats (the nats.c client)
+// is found. The rest of the library never includes this header.
+//
+// The engine holds, for a map named <m> (detail/replication/nats.hpp has the layout): a log
+// stream with one message per published batch, whose sequence is the batch's version; a
+// snapshot stream; a KV bucket with the newest snapshot's pointer, and one with the leader lease.
+// A publish carries the expected last sequence (its version - 1): a second leader, or a leader
+// that missed a batch, is refused (replication_errc::fenced) and can never fork the log.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+#include "detail/replication/batch_bridge.hpp"
+#include "detail/replication/nats.hpp"
+#include "detail/storage/crc32c.hpp"
+#include "durable_map.hpp"
+#include "map.hpp"
+#include "replication_error.hpp"
+
+namespace leftright {
+
+/// Where a replicated map lives in the engine, and how its leader snapshots and trims the log.
+struct replication_options {
+  std::string url = "nats://127.0.0.1:4222";  ///< the engine's address
+  std::string name;                            ///< the map's name there: letters, digits, _ and -
+  std::chrono::milliseconds timeout{5000};     ///< bounds each request to the engine
+  /// Leader: take a snapshot after every this many versions (0: only when snapshot() is called).
+  std::uint64_t snapshot_every = 0;
+  /// Leader: after a snapshot at V, the log is purged below V + 1 - keep_log (so followers up to
+  /// keep_log versions behind can still catch up from the log). No purge when purge_log is false.
+  std::uint64_t keep_log = 0;
+  bool purge_log = true;
+  /// Leader: its name in the lease (default: "pid-<pid>"); take_over steals a held lease (after
+  /// a failover: the old leader, if alive, is then fenced at its next publish).
+  std::string id;
+  bool take_over = false;
+  /// Leader: the lease expires this long after its last renewal (each publish renews it once a
+  /// third of this has passed).
+  std::chrono::milliseconds lease_ttl{10000};
+};
+
+namespace detail::replication {
+
+/// The plain table a replica's state is loaded into before it becomes a map.
+template <class Key, class Value, class Hash, class Eq, class Traits>
+using load_table = recovery_table<Key, Value, Hash, Eq, Traits>;
+
+/// Applies a logged batch to a plain table (loading) or queues it on a writer (following).
+template <class Target>
+struct apply_visitor {
+  Target& t;
+  template <class K, class V>
+  void assign(K&& k, V&& v) { t.insert_or_assign(std::forward<K>(k), std::forward<V>(v)); }
+  template <class K, class V>
+  void insert(K&& k, V&& v) {
+    if constexpr (requires { t.try_emplace(std::forward<K>(k), std::forward<V>(v)); }) {
+      t.try_emplace(std::forward<K>(k), std::forward<V>(v));
+    } else {
+      t.insert(std::forward<K>(k), std::forward<V>(v));
+    }
+  }
+  template <class K>
+  void erase(K&& k) { t.erase(std::forward<K>(k)); }
+  void clear() { t.clear(); }
+};
+
+/// The bytes of a message.
+inline std::span<const std::byte> message_bytes(natsMsg* m) noexcept {
+  return {reinterpret_cast<const std::byte*>(natsMsg_GetData(m)), static_cast<std::size_t>(natsMsg_GetDataLength(m))};
+}
+
+/// The newest snapshot's image (its chunks joined); empty pointer: none. Throws
+/// replication_error (protocol) if a chunk is gone (a newer snapshot replaced it: retry).
+inline std::string read_snapshot_image(channel& ch, const snapshot_pointer& p) {
+  std::string image;
+  image.reserve(static_cast<std::size_t>(p.bytes));
+  for (std::uint64_t i = 0; i < p.chunks; ++i) {
+    msg_ptr m = ch.get(ch.snap_stream(), p.first_seq + i);
+    if (!m) throw replication_error(replication_errc::protocol, "read snapshot", "chunk " + std::to_string(i) + " is gone");
+    const auto b = message_bytes(m.get());
+    image.append(reinterpret_cast<const char*>(b.data()), b.size());
+  }
+  if (image.size() != p.bytes) throw replication_error(replication_errc::protocol, "read snapshot", "size mismatch");
+  return image;
+}
+
+/// Loads the newest snapshot into t; returns its version (0: none).
+template <class Key, class Value, class Table>
+std::uint64_t load_snapshot(channel& ch, Table& t) {
+  const snapshot_pointer p = ch.snapshot();
+  if (p.version == 0) return 0;
+  const std::string image = read_snapshot_image(ch, p);
+  for_each_snapshot_entry<Key, Value>(std::as_bytes(std::span(image.data(), image.size())),
+                                      [&t](Key&& k, Value&& v) { t.insert_or_assign(std::move(k), std::move(v)); });
+  return p.version;
+}
+
+/// Applies the log's messages from `from` through `to` to t. Throws protocol if one is missing.
+template <class Key, class Value, class Table>
+void load_log(channel& ch, Table& t, std::uint64_t from, std::uint64_t to) {
+  apply_visitor<Table> v{t};
+  for (std::uint64_t seq = from; seq <= to; ++seq) {
+    msg_ptr m = ch.get(ch.log_stream(), seq);
+    if (!m) {
+      throw replication_error(replication_errc::protocol, "load log",
+                              "version " + std::to_string(seq) + " is neither in the log nor in a snapshot");
+    }
+    for_each_logged_op<Key, Value>(message_bytes(m.get()), v);
+  }
+}
+
+/// A replica's map writer: a map_writer that can jump forward to a snapshot's version.
+template <class Key, class Value, class Hash, class Eq, class Traits>
+class replica_writer : public map_writer<Key, Value, Hash, Eq, Traits> {
+  using base = map_writer<Key, Value, Hash, Eq, Traits>;
+
+ public:
+  using base::base;
+  using base::skip_to;
+};
+
+/// A map writer whose two copies start as t, at version.
+template <class Key, class Value, class Hash, class Eq, class Traits, class Table>
+replica_writer<Key, Value, Hash, Eq, Traits> make_writer_at(Table&& t, std::uint64_t version) {
+  using ops = map_ops_for<Key, Value, Hash, Eq, Traits>;
+  using table = typename ops::table;
+  table first = to_table<ops>(std::forward<Table>(t));
+  table second = ops::copy(first);
+  auto core = std::make_shared<lr_core<table>>(resolve(Traits::sync), version, std::move(first), std::move(second));
+  return replica_writer<Key, Value, Hash, Eq, Traits>(std::move(core));
+}
+
+inline std::string default_id() { return "pid-" + std::to_string(::getpid()); }
+
+}  // namespace detail::replication
+
+/// The one writer of a replicated map: every member of map_writer, with the same meaning, plus
+/// snapshot() and connected(). publish() returns once the engine has stored the batch; the
+/// local readers see it after that, never before. Move-only.
+/// All members: Thread-safety: the one thread using the writer at a time.
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
+          class Traits = default_traits>
+class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
+  using base = map_writer<Key, Value, Hash, Eq, Traits>;
+  using ops = typename base::ops_type;
+  using op = typename base::op_type;
+
+ public:
+  using typename base::factory_type;
+  using typename base::reader;
+  using base::shares_values;
+
+  using base::clear;
+  using base::contains;
+  using base::discard;
+  using base::erase;
+  using base::factory;
+  using base::find;
+  using base::insert;
+  using base::insert_or_assign;
+  using base::make_reader;
+  using base::pending;
+  using base::poisoned;
+  using base::reader_slots;
+  using base::reserve;
+  using base::set_stall_report;
+  using base::sync_mode;
+  using base::version;
+
+  /// As map_writer::erase_if; the log records the keys it erased.
+  template <class Pred>
+  void erase_if(Pred pred) {
+    base::erase_if_noting_keys(std::move(pred));
+  }
+
+  /// Appends the queued batch to the engine's log as the next version and, once the engine has
+  /// acknowledged it, makes it visible to the local readers; returns the version.
+  /// Progress: blocking: the reader wait of map_writer::publish, then a round trip to the engine.
+  /// Exceptions: replication_error, with nothing published and the batch still queued:
+  ///   fenced      the log moved on without this writer (another leader published): it must
+  ///               not publish again; reopen it (open_leader) to continue from the log;
+  ///   unreachable no answer within options.timeout: the batch may or may not be in the log
+  ///               (a retry of the same batch is dropped by the engine as a duplicate; a
+  ///               different batch is fenced if the first one landed);
+  ///   too_large   the encoded batch is larger than the engine's message limit;
+  ///   lease_held  another leader took the lease.
+  ///   Otherwise as map_writer::publish. After a publish, a due automatic snapshot runs; if it
+  ///   fails, the publish has happened and the snapshot's error propagates.
+  std::uint64_t publish() {
+    const std::uint64_t v = base::publish_with(hook{*this});
+    snapshot_if_due(v);
+    return v;
+  }
+  /// publish() if no reader has to be waited for; false and nothing changed otherwise.
+  bool try_publish() {
+    if (!base::try_publish_with(hook{*this})) return false;
+    snapshot_if_due(version());
+    return true;
+  }
+
+  /// Writes a snapshot of the published state to the engine, points followers at it, then
+  /// purges what it covers (older snapshots; the log below version() + 1 - keep_log).
+  /// Progress: blocking; O(size of the map) plus a round trip per chunk (a chunk is at most
+  /// the engine's message limit). Throws replication_error; a failed snapshot changes nothing
+  /// a follower relies on (the pointer moves only once every chunk is stored).
+  void snapshot() {
+    auto g = snap_reader_.read();
+    const std::uint64_t v = g.version();
+    detail::replication::encode_snapshot<Key, Value>(g, image_);
+    auto& ch = *ch_;
+    const std::size_t chunk = std::max<std::size_t>(ch.max_payload() > 4096 ? ch.max_payload() - 4096 : 1, 1);
+    detail::replication::snapshot_pointer p{v, 0, 0, image_.size()};
+    for (std::size_t off = 0; off < image_.size(); off += chunk) {
+      const std::uint64_t seq = ch.append_chunk(std::string_view(image_).substr(off, chunk));
+      if (p.chunks++ == 0) p.first_seq = seq;
+    }
+    ch.set_snapshot(p);
+    ch.purge_snapshots_below(p.first_seq);
+    if (opts_.purge_log && v + 1 > opts_.keep_log) ch.purge_log_below(v + 1 - opts_.keep_log);
+    last_snapshot_ = v;
+  }
+
+  /// Whether the connection to the engine is up now. Thread-safety: any thread.
+  bool connected() const noexcept { return ch_->connected(); }
+  const replication_options& options() const noexcept { return opts_; }
+
+ private:
+  template <class K, class V, class H, class E, class T>
+  friend std::pair<replicated_writer<K, V, H, E, T>, map_reader<K, V, H, E, T>> open_leader(
+      const replication_options&);
+
+  replicated_writer(base inner, std::unique_ptr<detail::replication::channel> ch, replication_options opts)
+      : base(std::move(inner)), ch_(std::move(ch)), opts_(std::move(opts)), snap_reader_(base::make_reader()),
+        last_snapshot_(base::version()), renewed_(std::chrono::steady_clock::now()) {}
+
+  /// publish_with's hook: the batch goes to the engine once it is applied to the write copy
+  /// (erase_if's erased keys are known then) and before readers can see it. If the engine
+  /// refuses it, before_swap throws and map_writer undoes the application.
+  struct hook {
+    replicated_writer& w;
+    void before_apply(std::uint64_t, const std::vector<op>&) const noexcept {}
+    void before_swap(std::uint64_t v, const std::vector<op>& batch) const { w.append(v, batch); }
+    void abort() const noexcept {}
+  };
+
+  void append(std::uint64_t v, const std::vector<op>& batch) {
+    renew_lease_if_due();
+    detail::replication::encode_batch_payload<ops>(batch, payload_);
+    // The same version and bytes make the same id: a retry after an unknown outcome is
+    // recognised by the engine as a duplicate of what landed.
+    const std::string msg_id = opts_.name + "." + std::to_string(v) + "." +
+                               std::to_string(detail::crc32c(payload_.data(), payload_.size()));
+    const std::uint64_t seq = ch_->append(payload_, v - 1, msg_id);
+    if (seq != v) {
+      throw replication_error(replication_errc::fenced, "publish",
+                              "the engine stored version " + std::to_string(v) + " at sequence " +
+                                  std::to_string(seq));
+    }
+  }
+
+  void renew_lease_if_due() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - renewed_ < opts_.lease_ttl / 3) return;
+    ch_->renew_lease(opts_.id);
+    renewed_ = now;
+  }
+
+  void snapshot_if_due(std::uint64_t v) {
+    if (opts_.snapshot_every != 0 && v >= last_snapshot_ + opts_.snapshot_every) snapshot();
+  }
+
+  std::unique_ptr<detail::replication::channel> ch_;
+  replication_options opts_;
+  reader snap_reader_;  ///< the published state, for snapshot()
+  std::uint64_t last_snapshot_;
+  std::chrono::steady_clock::time_point renewed_;
+  std::string payload_;  ///< the batch being published, encoded
+  std::string image_;    ///< the snapshot being written, encoded
+};
+
+/// Opens the leader of the replicated map options.name: takes the lease, then loads the
+/// engine's state (the newest snapshot and the log after it) and returns the writer, at the
+/// log's last version, and a first reader.
+/// Throws replication_error: unreachable (no engine at options.url), lease_held, protocol (the
+/// engine's state is of other types, or has a hole).
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
+          class Traits = default_traits>
+std::pair<replicated_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>> open_leader(
+    const replication_options& options) {
+  namespace rp = detail::replication;
+  replication_options opts = options;
+  if (opts.id.empty()) opts.id = rp::default_id();
+  auto ch = std::make_unique<rp::channel>(opts.url, opts.name, opts.timeout, opts.lease_ttl);
+  ch->acquire_lease(opts.id, opts.take_over);
+  rp::load_table<Key, Value, Hash, Eq, Traits> t;
+  const std::uint64_t snap = rp::load_snapshot<Key, Value>(*ch, t);
+  const std::uint64_t last = ch->range().last;
+  if (last < snap) {
+    throw replication_error(replication_errc::protocol, "open leader",
+                            "the log ends at " + std::to_string(last) + ", before the snapshot at " +
+                                std::to_string(snap) + " (the engine lost its tail)");
+  }
+  rp::load_log<Key, Value>(*ch, t, snap + 1, last);
+  auto inner = rp::make_writer_at<Key, Value, Hash, Eq, Traits>(std::move(t), last);
+  auto r = inner.make_reader();
+  return {replicated_writer<Key, Value, Hash, Eq, Traits>(std::move(inner), std::move(ch), std::move(opts)),
+          std::move(r)};
+}
+
+/// A follower of a replicated map: a background thread applies the engine's log in order, one
+/// published batch per log message, through the follower's own map writer. Its readers (from
+/// open_follower, make_reader(), factory()) are ordinary map_readers: wait-free, whole batches,
+/// versions never going down, each version the leader's. Move-only; destroying it stops the
+/// thread (its readers keep the last state).
+/// All members: Thread-safety: any thread.
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
+          class Traits = default_traits>
+class follower {
+  using writer_t = detail::replication::replica_writer<Key, Value, Hash, Eq, Traits>;
+
+ public:
+  using reader = map_reader<Key, Value, Hash, Eq, Traits>;
+  using factory_type = reader_factory<Key, Value, Hash, Eq, Traits>;
+  /// Called (from the follower's thread) after a re-bootstrap from version `from` to `to`.
+  using rebootstrap_callback = std::function<void(std::uint64_t from, std::uint64_t to)>;
+
+  follower(follower&&) noexcept = default;
+  follower& operator=(follower&&) noexcept = default;  // the replaced one's thread stops (~state)
+  ~follower() = default;
+
+  /// The version the follower's readers see now. Progress: wait-free.
+  std::uint64_t version() const noexcept {
+    // acquire: pairs with the release store after each publish (see state::applied_).
+    return s_->applied.load(std::memory_order_acquire);
+  }
+  /// Waits until version() >= v (read-your-writes with a version the leader's publish returned)
+  /// or timeout passes; true if it was reached. Progress: blocking, at most timeout.
+  bool wait_for(std::uint64_t v, std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(s_->mu);
+    return s_->cv.wait_for(lock, timeout, [&] { return version() >= v; });
+  }
+  /// How many versions the log held beyond version() when the follower last looked (at most
+  /// about a second ago while messages flow; the staleness bound of its reads).
+  std::uint64_t lag() const noexcept {
+    // relaxed: an estimate; no other data is read through it.
+    const std::uint64_t last = s_->known_last.load(std::memory_order_relaxed);
+    const std::uint64_t v = version();
+    return last > v ? last - v : 0;
+  }
+  /// Whether the connection to the engine is up now. While it is not, readers keep the last
+  /// version (stale, consistent).
+  bool connected() const noexcept { return s_->ch->connected(); }
+  /// Sets the function called after each re-bootstrap (a follower behind the retained log jumps
+  /// forward to the newest snapshot; versions never go backwards).
+  void on_rebootstrap(rebootstrap_callback f) {
+    std::lock_guard lock(s_->mu);
+    s_->callback = std::move(f);
+  }
+  /// Re-bootstraps so far.
+  std::uint64_t rebootstraps() const noexcept {
+    // relaxed: a counter read on its own.
+    return s_->rebootstraps.load(std::memory_order_relaxed);
+  }
+  /// The last error the follower's thread met (it retries; empty if none), e.g. "engine behind".
+  std::string last_error() const {
+    std::lock_guard lock(s_->mu);
+    return s_->error;
+  }
+  /// Stops applying the log (readers keep the version shown now) until resume(); returns once
+  /// the thread has let go of its subscription. A follower paused past the log's retention
+  /// re-bootstraps when resumed. Progress: blocking, while the thread finishes a batch.
+  void pause() {
+    std::unique_lock lock(s_->mu);
+    s_->paused = true;
+    s_->cv.notify_all();
+    s_->cv.wait(lock, [&] { return s_->idle; });
+  }
+  void resume() {
+    {
+      std::lock_guard lock(s_->mu);
+      s_->paused = false;
+    }
+    s_->cv.notify_all();
+  }
+  reader make_reader() const { return s_->w.make_reader(); }
+  factory_type factory() const { return s_->w.factory(); }
+
+ private:
+  template <class K, class V, class H, class E, class T>
+  friend std::pair<follower<K, V, H, E, T>, map_reader<K, V, H, E, T>> open_follower(const replication_options&);
+
+  /// Everything the thread uses; it does not move when the follower does.
+  struct state {
+    state(std::unique_ptr<detail::replication::channel> c, writer_t writer)
+        : ch(std::move(c)), w(std::move(writer)), applied(w.version()) {}
+
+    state(const state&) = delete;
+    state& operator=(const state&) = delete;
+    ~state() { stop(); }
+
+    void start() { thread = std::thread([this] { run(); }); }
+    void stop() {
+      {
+        std::lock_guard lock(mu);
+        // relaxed is enough: the mutex orders it before the thread's next check.
+        stopping.store(true, std::memory_order_relaxed);
+      }
+      cv.notify_all();
+      if (thread.joinable()) thread.join();
+    }
+    bool stopped() const noexcept {
+      // relaxed: only a signal to leave the loop; nothing is read through it.
+      return stopping.load(std::memory_order_relaxed);
+    }
+
+    void run() {
+      detail::replication::subscription_ptr sub;
+      std::uint64_t seen_at_check = applied.load(std::memory_order_relaxed);  // relaxed: own writes
+      auto next_check = std::chrono::steady_clock::now();
+      while (!stopped()) {
+        try {
+          if (wait_while_paused()) sub.reset();
+          if (!sub) sub = ch->subscribe_log(w.version() + 1);
+          natsMsg* m = nullptr;
+          const natsStatus st = natsSubscription_NextMsg(&m, sub.get(), 200);
+          detail::replication::msg_ptr msg(m);
+          if (st == NATS_OK) {
+            if (!take(msg.get())) sub.reset();
+          } else if (st != NATS_TIMEOUT) {
+            sub.reset();  // the client gave up on this consumer (heartbeats missed, closed): a new one
+            pause();
+          }
+          if (std::chrono::steady_clock::now() >= next_check) {
+            if (!watchdog(seen_at_check)) sub.reset();
+            seen_at_check = w.version();
+            next_check = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+          }
+        } catch (const std::exception& e) {
+          note_error(e.what());
+          sub.reset();
+          pause();
+        }
+      }
+    }
+
+    /// Applies one log message if it is the next version; false if the log skipped versions
+    /// (they were purged: re-bootstrapped instead; the subscription starts afresh).
+    bool take(natsMsg* m) {
+      jsMsgMetaData* md = nullptr;
+      detail::replication::check(natsMsg_GetMetaData(&md, m), "message metadata");
+      detail::replication::meta_ptr owned(md);
+      const std::uint64_t seq = md->Sequence.Stream;
+      // relaxed: an estimate for lag(): the log holds NumPending more after this message.
+      known_last.store(seq + md->NumPending, std::memory_order_relaxed);
+      const std::uint64_t v = w.version();
+      if (seq <= v) return true;  // already applied (a consumer recreated from an older point)
+      if (seq != v + 1) {
+        rebootstrap();
+        return false;
+      }
+      detail::replication::apply_visitor<writer_t> visit{w};
+      try {
+        detail::replication::for_each_logged_op<Key, Value>(detail::replication::message_bytes(m), visit);
+      } catch (...) {
+        w.discard();
+        throw;
+      }
+      published(w.publish());
+      return true;
+    }
+
+    /// Every second: the log's range. False if the subscription should start afresh (the log
+    /// is ahead and nothing arrived since the last check: a consumer that died silently).
+    bool watchdog(std::uint64_t seen_at_check) {
+      const auto r = ch->range();
+      // relaxed: an estimate for lag().
+      known_last.store(r.last, std::memory_order_relaxed);
+      const std::uint64_t v = w.version();
+      if (r.last < v) {
+        note_error("engine behind: its log ends at version " + std::to_string(r.last) + ", this follower shows " +
+                   std::to_string(v));
+        return true;
+      }
+      if (r.first > v + 1 && r.last >= r.first) {
+        rebootstrap();
+        return false;
+      }
+      return !(r.last > v && v == seen_at_check);
+    }
+
+    /// Replaces the state with the newest snapshot's, as one batch whose version is the
+    /// snapshot's (a jump forward; never backwards).
+    void rebootstrap() {
+      const std::uint64_t from = w.version();
+      const auto p = ch->snapshot();
+      if (p.version <= from) {
+        throw replication_error(replication_errc::protocol, "rebootstrap",
+                                "the log lacks version " + std::to_string(from + 1) +
+                                    " and no newer snapshot exists");
+      }
+      const std::string image = detail::replication::read_snapshot_image(*ch, p);
+      w.clear();
+      try {
+        detail::replication::for_each_snapshot_entry<Key, Value>(
+            std::as_bytes(std::span(image.data(), image.size())),
+            [this](Key&& k, Value&& v) { w.insert_or_assign(std::move(k), std::move(v)); });
+      } catch (...) {
+        w.discard();
+        throw;
+      }
+      w.skip_to(p.version);
+      published(w.publish());
+      // relaxed: a counter.
+      rebootstraps.fetch_add(1, std::memory_order_relaxed);
+      rebootstrap_callback f;
+      {
+        std::lock_guard lock(mu);
+        f = callback;
+      }
+      if (f) f(from, p.version);
+    }
+
+    void published(std::uint64_t v) {
+      {
+        std::lock_guard lock(mu);
+        // release: the batch was published (readers see it) before version() reports it.
+        applied.store(v, std::memory_order_release);
+      }
+      cv.notify_all();
+    }
+    void note_error(std::string e) {
+      std::lock_guard lock(mu);
+      error = std::move(e);
+    }
+    /// If paused: says so (idle) and waits for resume() or stop(); true if it waited.
+    bool wait_while_paused() {
+      std::unique_lock lock(mu);
+      if (!paused) return false;
+      idle = true;
+      cv.notify_all();
+      cv.wait(lock, [this] { return !paused || stopped(); });
+      idle = false;
+      return true;
+    }
+    /// Waits a little before retrying (woken at once by stop()).
+    void pause() {
+      std::unique_lock lock(mu);
+      cv.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopped(); });
+    }
+
+    std::unique_ptr<detail::replication::channel> ch;
+    writer_t w;  ///< used by the thread only
+    std::atomic<std::uint64_t> applied;
+    std::atomic<std::uint64_t> known_last{0};
+    std::atomic<std::uint64_t> rebootstraps{0};
+    std::atomic<bool> stopping{false};
+    mutable std::mutex mu;
+    mutable std::condition_variable cv;
+    rebootstrap_callback callback;  ///< guarded by mu
+    bool paused = false;            ///< guarded by mu: pause() asked the thread to stop applying
+    bool idle = false;              ///< guarded by mu: the thread has let go of its subscription
+    std::string error;              ///< guarded by mu
+    std::thread thread;
+  };
+
+  explicit follower(std::unique_ptr<state> s) : s_(std::move(s)) {}
+
+  std::unique_ptr<state> s_;
+};
+
+/// Opens a follower of the replicated map options.name: loads the newest snapshot (if any), so
+/// that its first reader, returned here, shows the snapshot's version; then its thread applies
+/// the log from there. Throws replication_error: unreachable, protocol (other types).
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
+          class Traits = default_traits>
+std::pair<follower<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>> open_follower(
+    const replication_options& options) {
+  namespace rp = detail::replication;
+  auto ch = std::make_unique<rp::channel>(options.url, options.name, options.timeout, options.lease_ttl);
+  rp::load_table<Key, Value, Hash, Eq, Traits> t;
+  const std::uint64_t snap = rp::load_snapshot<Key, Value>(*ch, t);
+  auto w = rp::make_writer_at<Key, Value, Hash, Eq, Traits>(std::move(t), snap);
+  auto r = w.make_reader();
+  using follower_t = follower<Key, Value, Hash, Eq, Traits>;
+  auto s = std::make_unique<typename follower_t::state>(std::move(ch), std::move(w));
+  s->start();
+  return {follower_t(std::move(s)), std::move(r)};
+}
+
+}  // namespace leftright

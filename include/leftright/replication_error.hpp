@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: Apache-2.0
+// leftright: replication_error, the one exception type of the replication layer
+// (replicated_map.hpp). It needs no NATS header: the engine's status is carried as its text.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+namespace leftright {
+
+/// Why a replication operation failed.
+enum class replication_errc {
+  unreachable,  ///< the engine did not answer (connection lost, no route, timeout): outcome unknown
+  fenced,       ///< the log has moved on without this writer (another leader, or a lost ack)
+  lease_held,   ///< another leader holds the lease (replication_options::take_over to steal it)
+  too_large,    ///< a batch is larger than the engine's message limit; nothing was published
+  protocol,     ///< what the engine holds is not what this map expects (types, format, a gap)
+  engine,       ///< any other error the engine reported
+};
+
+/// A failed replication operation. what() reads `leftright: <operation>: <detail>`, the detail
+/// carrying the engine's status text and, for JetStream API errors, its error code.
+/// Copying never throws. Thread-safety: like any immutable value.
+class replication_error : public std::runtime_error {
+ public:
+  replication_error(replication_errc code, const std::string& operation, const std::string& detail)
+      : std::runtime_error("leftright: " + operation + ": " + detail), code_(code) {}
+  replication_errc code() const noexcept { return code_; }
+
+ private:
+  replication_errc code_;
+};
+
+}  // namespace leftright

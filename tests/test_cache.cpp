@@ -1,0 +1,406 @@
+// SPDX-License-Identifier: Apache-2.0
+// leftright::cache: the semantics its header promises, each asserted. Deterministic: time comes
+// from a fake ticker, maintenance from run_pending(); the concurrent cases assert on counts.
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <cstdint>
+#include <latch>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "leftright/cache.hpp"
+
+namespace {
+
+using leftright::cache;
+using leftright::cache_options;
+using leftright::removal_cause;
+using namespace std::chrono_literals;
+
+/// A clock the test moves by hand.
+struct fake_clock {
+  std::int64_t ns = 1'000'000'000;
+  std::function<std::int64_t()> ticker() {
+    return [this] { return ns; };
+  }
+  void advance(std::chrono::nanoseconds d) { ns += d.count(); }
+};
+
+template <class C>
+std::size_t count_present(const C& c, std::uint64_t from, std::uint64_t to) {
+  std::size_t n = 0;
+  for (std::uint64_t k = from; k < to; ++k) n += c.peek(k).has_value();
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("cache: a put is read back on its thread and by a thread started after it") {
+  cache<std::string, int> c;
+  c.put("a", 1);
+  CHECK(c.get("a") == 1);
+  CHECK(c.get(std::string_view("a")) == 1);  // heterogeneous lookup of string keys
+  c.put("a", 2);
+  CHECK(c.get("a") == 2);
+  std::optional<int> seen;
+  std::thread([&] { seen = c.get("a"); }).join();
+  CHECK(seen == 2);
+  CHECK_FALSE(c.get("b").has_value());
+  CHECK(c.size() == 1);
+}
+
+TEST_CASE("cache: options that contradict each other are refused") {
+  CHECK_THROWS_AS((cache<int, int>({.max_entries = 4, .max_weight = 4}, [](int, int) { return 1u; })),
+                  std::invalid_argument);
+  CHECK_THROWS_AS((cache<int, int>({.max_weight = 4})), std::invalid_argument);
+  CHECK_THROWS_AS((cache<int, int>({}, [](int, int) { return 1u; })), std::invalid_argument);
+  CHECK_THROWS_AS((cache<int, int>({.expire_after_write = -1ns})), std::invalid_argument);
+}
+
+TEST_CASE("cache: the count bound holds after every put, and run_pending keeps it") {
+  cache<std::uint64_t, std::uint64_t> c({.max_entries = 100});
+  for (std::uint64_t k = 0; k < 5000; ++k) {
+    c.put(k, k * 3);
+    REQUIRE(c.size() <= 100);
+    // What the cache holds is what was put.
+    if (auto v = c.peek(k)) REQUIRE(*v == k * 3);
+  }
+  c.run_pending();
+  CHECK(c.size() <= 100);
+  CHECK(c.size() >= 90);  // the policy keeps it (nearly) full
+  const auto s = c.stats();
+  CHECK(s.evictions == 5000 - c.size());
+}
+
+TEST_CASE("cache: the weight bound holds, and an entry heavier than the bound is not kept") {
+  cache<int, std::string> c({.max_weight = 100},
+                            [](const int&, const std::string& v) { return static_cast<std::uint64_t>(v.size()); });
+  for (int k = 0; k < 200; ++k) {
+    c.put(k, std::string(static_cast<std::size_t>(k % 17 + 1), 'x'));
+    REQUIRE(c.weighted_size() <= 100);
+  }
+  c.put(1000, std::string(101, 'y'));
+  CHECK_FALSE(c.peek(1000).has_value());
+  // A resident entry that grows past the bound goes too.
+  c.put(2000, "small");
+  c.put(2000, std::string(150, 'z'));
+  CHECK_FALSE(c.peek(2000).has_value());
+  CHECK(c.weighted_size() <= 100);
+}
+
+TEST_CASE("cache: hot keys survive a scan of one-hit keys larger than the cache") {
+  cache<std::uint64_t, std::uint64_t> c({.max_entries = 1000});
+  const std::uint64_t hot = 200;
+  for (int round = 0; round < 20; ++round) {
+    for (std::uint64_t k = 0; k < hot; ++k) {
+      if (!c.get(k)) c.put(k, k);
+    }
+    c.run_pending();
+  }
+  REQUIRE(count_present(c, 0, hot) == hot);
+  // A scan of 10x the cache, each key once, with the hot keys still in use now and then.
+  for (std::uint64_t k = 1'000'000; k < 1'010'000; ++k) {
+    if (!c.get(k)) c.put(k, k);
+    if (k % 50 == 0) {
+      for (std::uint64_t h = 0; h < hot; ++h) (void)c.get(h);
+    }
+  }
+  c.run_pending();
+  CHECK(count_present(c, 0, hot) >= hot * 95 / 100);
+}
+
+TEST_CASE("cache: a new working set displaces an old one once the old one stops being used") {
+  cache<std::uint64_t, std::uint64_t> c({.max_entries = 500});
+  const auto use = [&](std::uint64_t from, std::uint64_t to, int rounds) {
+    for (int r = 0; r < rounds; ++r) {
+      for (std::uint64_t k = from; k < to; ++k) {
+        if (!c.get(k)) c.put(k, k);
+      }
+      c.run_pending();
+    }
+  };
+  use(0, 400, 30);  // very frequent
+  use(10'000, 10'400, 60);
+  CHECK(count_present(c, 10'000, 10'400) >= 380);
+}
+
+TEST_CASE("cache: the same sequence of calls leaves the same entries") {
+  const auto run = [] {
+    cache<std::uint64_t, std::uint64_t> c({.max_entries = 64});
+    std::uint64_t x = 12345;
+    for (int i = 0; i < 20'000; ++i) {
+      x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+      const std::uint64_t k = (x >> 33) % 300;
+      if (!c.get(k)) c.put(k, k);
+      c.run_pending();
+    }
+    std::set<std::uint64_t> held;
+    for (std::uint64_t k = 0; k < 300; ++k) {
+      if (c.peek(k)) held.insert(k);
+    }
+    return std::pair(held, c.stats().hits);
+  };
+  const auto a = run();
+  const auto b = run();
+  CHECK(a.first.size() <= 64);
+  CHECK(a == b);
+}
+
+TEST_CASE("cache: an entry past its deadline is a miss before maintenance, and maintenance removes it") {
+  fake_clock clock;
+  cache<int, int> c({.expire_after_write = 10s, .ticker = clock.ticker()});
+  c.put(1, 10);
+  c.put(2, 20, 30s);  // a per-entry ttl overrides the default
+  c.put(3, 30, 0s);   // a ttl <= 0: nothing is kept
+  CHECK_FALSE(c.peek(3).has_value());
+  clock.advance(9s);
+  CHECK(c.get(1) == 10);
+  clock.advance(1s);
+  CHECK_FALSE(c.get(1).has_value());  // at the deadline: expired, with no maintenance yet
+  CHECK(c.get(2) == 20);
+  CHECK(c.size() == 2);
+  CHECK(c.stats().expirations == 0);
+  c.run_pending();
+  CHECK(c.size() == 1);
+  CHECK(c.stats().expirations == 1);
+  c.put(1, 11);  // a new put of an expired key starts a new lifetime
+  clock.advance(25s);
+  CHECK(c.get(1) == std::nullopt);
+  CHECK(c.get(2) == std::nullopt);
+  c.run_pending();
+  CHECK(c.size() == 0);
+  CHECK(c.stats().expirations == 3);
+}
+
+TEST_CASE("cache: a put over an entry resets its deadline; an invalidated entry is forgotten") {
+  fake_clock clock;
+  cache<int, int> c({.expire_after_write = 10s, .ticker = clock.ticker()});
+  c.put(1, 1);
+  clock.advance(8s);
+  c.put(1, 2);
+  clock.advance(8s);
+  CHECK(c.get(1) == 2);
+  c.invalidate(1);
+  CHECK_FALSE(c.get(1).has_value());
+  clock.advance(1h);
+  c.run_pending();
+  CHECK(c.stats().expirations == 0);  // its deadline went with it
+}
+
+TEST_CASE("cache: invalidate_if and invalidate_all remove what they name") {
+  cache<int, int> c({.max_entries = 1000});
+  for (int k = 0; k < 100; ++k) c.put(k, k);
+  c.invalidate_if([](const int& k, const int&) { return k % 2 == 0; });
+  CHECK(c.size() == 50);
+  CHECK_FALSE(c.peek(4).has_value());
+  CHECK(c.peek(5) == 5);
+  c.invalidate_all();
+  CHECK(c.size() == 0);
+  for (int k = 0; k < 2000; ++k) c.put(k, k);  // the policy forgot them too: the bound still holds
+  CHECK(c.size() <= 1000);
+}
+
+TEST_CASE("cache: the removal listener hears every removal with its cause and value") {
+  fake_clock clock;
+  cache<int, int> c({.max_entries = 2, .ticker = clock.ticker()});
+  std::vector<std::tuple<int, int, removal_cause>> heard;
+  c.set_removal_listener([&](const int& k, const int& v, removal_cause why) { heard.emplace_back(k, v, why); });
+  c.put(1, 10);
+  c.put(1, 11);
+  REQUIRE(heard.size() == 1);
+  CHECK(heard[0] == std::tuple(1, 10, removal_cause::replaced));
+  c.invalidate(1);
+  CHECK(heard.back() == std::tuple(1, 11, removal_cause::invalidated));
+  c.put(2, 20, 5s);
+  clock.advance(5s);
+  c.run_pending();
+  CHECK(heard.back() == std::tuple(2, 20, removal_cause::expired));
+  heard.clear();
+  for (int k = 100; k < 110; ++k) c.put(k, k);
+  CHECK(heard.size() == 8);
+  for (const auto& [k, v, why] : heard) {
+    CHECK(why == removal_cause::evicted);
+    CHECK(k == v);
+  }
+  // The listener may call the cache: no lock is held.
+  c.set_removal_listener([&](const int& k, const int&, removal_cause) { (void)c.get(k); });
+  c.invalidate_all();
+  CHECK(c.size() == 0);
+}
+
+TEST_CASE("cache: get_or_load loads a miss once and caches it; a failed load caches nothing") {
+  cache<int, std::string> c;
+  int calls = 0;
+  const auto loader = [&](const int& k) {
+    ++calls;
+    return std::to_string(k);
+  };
+  CHECK(c.get_or_load(7, loader) == "7");
+  CHECK(c.get_or_load(7, loader) == "7");
+  CHECK(calls == 1);
+  CHECK_THROWS_AS(c.get_or_load(8, [](const int&) -> std::string { throw std::runtime_error("down"); }),
+                  std::runtime_error);
+  CHECK_FALSE(c.peek(8).has_value());
+  CHECK(c.get_or_load(8, loader) == "8");
+  const auto s = c.stats();
+  CHECK(s.load_successes == 2);
+  CHECK(s.load_failures == 1);
+  CHECK(s.hits == 1);
+  CHECK(s.misses == 3);
+}
+
+TEST_CASE("cache: a loader that loads its own key again gets a logic_error, not a deadlock") {
+  cache<int, int> c;
+  CHECK_THROWS_AS(c.get_or_load(1, [&](const int& k) { return c.get_or_load(k, [](const int&) { return 0; }); }),
+                  std::logic_error);
+  // Another key from inside a loader is fine.
+  CHECK(c.get_or_load(2, [&](const int&) { return c.get_or_load(3, [](const int&) { return 3; }) + 1; }) == 4);
+  CHECK(c.peek(1) == std::nullopt);
+}
+
+TEST_CASE("cache: concurrent misses of one key run one loader and all get its value") {
+  cache<int, int> c;
+  constexpr int threads = 8;
+  std::atomic<int> loads{0};
+  std::atomic<int> arrived{0};
+  std::vector<int> got(threads, -1);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < threads; ++i) {
+    ts.emplace_back([&, i] {
+      arrived.fetch_add(1);  // seq_cst: a plain count, read by the loader below
+      got[static_cast<std::size_t>(i)] = c.get_or_load(42, [&](const int&) {
+        loads.fetch_add(1);  // seq_cst: a plain count
+        // Hold the load until every caller has arrived (they then find it in flight, or its value).
+        while (arrived.load() < threads) std::this_thread::yield();
+        return 4242;
+      });
+    });
+  }
+  for (auto& t : ts) t.join();
+  CHECK(loads.load() == 1);
+  for (int v : got) CHECK(v == 4242);
+  CHECK(c.stats().load_successes == 1);
+}
+
+TEST_CASE("cache: every caller waiting on a load that throws gets the exception") {
+  cache<int, int> c;
+  constexpr int threads = 6;
+  std::atomic<int> arrived{0}, failures{0}, loads{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < threads; ++i) {
+    ts.emplace_back([&] {
+      arrived.fetch_add(1);  // seq_cst: a plain count
+      try {
+        (void)c.get_or_load(5, [&](const int&) -> int {
+          loads.fetch_add(1);  // seq_cst: a plain count
+          while (arrived.load() < threads) std::this_thread::yield();
+          throw std::runtime_error("backend down");
+        });
+      } catch (const std::runtime_error&) {
+        failures.fetch_add(1);  // seq_cst: a plain count
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  CHECK(failures.load() == threads);  // nobody got a value, nobody hung
+  CHECK(loads.load() >= 1);
+  CHECK(c.stats().load_failures == static_cast<std::uint64_t>(loads.load()));
+  CHECK_FALSE(c.peek(5).has_value());
+  CHECK(c.get_or_load(5, [](const int&) { return 55; }) == 55);
+}
+
+TEST_CASE("cache: loads of different keys run in parallel") {
+  cache<int, int> c;
+  std::atomic<bool> first_started{false}, second_started{false};
+  bool saw_other = false;
+  std::thread a([&] {
+    c.get_or_load(1, [&](const int&) {
+      first_started.store(true);  // seq_cst: a flag
+      // Wait (bounded) for the other key's loader to start: it can only if no lock is held here.
+      const auto give_up = std::chrono::steady_clock::now() + 20s;
+      while (!second_started.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+      saw_other = second_started.load();
+      return 1;
+    });
+  });
+  while (!first_started.load()) std::this_thread::yield();
+  c.get_or_load(2, [&](const int&) {
+    second_started.store(true);  // seq_cst: a flag
+    return 2;
+  });
+  a.join();
+  CHECK(saw_other);
+}
+
+TEST_CASE("cache: hits and misses add up to the lookups made, across threads") {
+  cache<std::uint64_t, std::uint64_t> c({.max_entries = 10'000});
+  for (std::uint64_t k = 0; k < 1000; ++k) c.put(k, k);
+  constexpr int threads = 4;
+  constexpr std::uint64_t per_thread = 20'000;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&] {
+      for (std::uint64_t i = 0; i < per_thread; ++i) (void)c.get(i % 2000);  // half hit
+    });
+  }
+  for (auto& t : ts) t.join();
+  const auto s = c.stats();
+  CHECK(s.hits + s.misses == threads * per_thread);
+  CHECK(s.hits == threads * per_thread / 2);
+  CHECK(s.hit_ratio() == 0.5);
+  c.run_pending();
+  // The ring keeps a thread's newest records; the rest are counted as dropped.
+  CHECK(c.stats().dropped_accesses > 0);
+}
+
+TEST_CASE("cache: readers and writers on many threads keep the bound and see only what was put") {
+  cache<std::uint64_t, std::uint64_t> c({.max_entries = 256});
+  constexpr int threads = 4;
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      std::uint64_t x = static_cast<std::uint64_t>(t) + 1;
+      for (int i = 0; i < 4000; ++i) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        const std::uint64_t k = (x >> 40) % 1024;
+        if (auto v = c.get(k)) {
+          if (*v != k * 7) bad.fetch_add(1);  // seq_cst: a plain count
+        } else if (i % 3 == 0) {
+          c.put(k, k * 7);
+        } else if (i % 3 == 1) {
+          (void)c.get_or_load(k, [](const std::uint64_t& key) { return key * 7; });
+        } else {
+          c.invalidate(k ^ 1);
+        }
+        if (c.size() > 256) bad.fetch_add(1000);  // seq_cst: a plain count
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  CHECK(bad.load() == 0);
+  c.run_pending();
+  CHECK(c.size() <= 256);
+  CHECK(c.stats().hits + c.stats().misses >= threads * 4000);
+}
+
+TEST_CASE("cache: a loader's with_ttl gives the loaded entry its own expiry") {
+  fake_clock clock;
+  cache<int, int> c({.ticker = clock.ticker()});
+  CHECK(c.get_or_load(1, [](const int&) { return leftright::with_ttl<int>{10, 3s}; }) == 10);
+  clock.advance(2s);
+  CHECK(c.get(1) == 10);
+  clock.advance(1s);
+  CHECK_FALSE(c.get(1).has_value());
+  CHECK(c.get_or_load(1, [](const int&) { return 11; }) == 11);  // no ttl: kept
+  clock.advance(1000h);
+  CHECK(c.get(1) == 11);
+}

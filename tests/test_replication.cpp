@@ -1,0 +1,583 @@
+// SPDX-License-Identifier: Apache-2.0
+// Replication on a real engine: each test case starts its own nats-server with JetStream on
+// 127.0.0.1 (tests/replication_support.hpp). Built only when libnats and nats-server are found.
+// LEFTRIGHT_TEST_OWN_EXECUTABLE: it links libnats, which the other tests do not need.
+#include <leftright/replicated_map.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "replication_support.hpp"
+
+namespace {
+
+using leftright::replication_errc;
+using leftright::replication_error;
+using leftright_test::eventually;
+using leftright_test::nats_server;
+using u64 = std::uint64_t;
+
+// Every batch of these tests writes keys a and b to the same value (the invariant readers
+// check), and one more key of its own.
+constexpr u64 key_a = 1'000'000;
+constexpr u64 key_b = 1'000'001;
+
+u64 mix(u64 k, u64 v) {
+  u64 x = k * 0x9E3779B97F4A7C15ULL ^ (v + 0x632BE59BD9B4E019ULL);
+  x ^= x >> 31;
+  return x * 0xBF58476D1CE4E5B9ULL;
+}
+
+/// What a map shows, in one number: the sum of mix(key, value) over its entries, and its size.
+struct fingerprint {
+  u64 sum = 0;
+  u64 size = 0;
+  bool operator==(const fingerprint&) const = default;
+};
+template <class Range>
+fingerprint fingerprint_of(const Range& r) {
+  fingerprint f;
+  for (const auto& [k, v] : r) {
+    f.sum += mix(k, v);
+    ++f.size;
+  }
+  return f;
+}
+
+/// The model: the map each version shows (as a fingerprint).
+struct model {
+  std::map<u64, u64> state;
+  std::vector<fingerprint> at{fingerprint{}};  // at[v]
+  /// Batch v of the workload: a = b = v, key v % 97 = v; every 10th batch erases key (v/10) % 97.
+  template <class Writer>
+  u64 publish_batch(Writer& w) {
+    const u64 v = at.size();
+    queue(w, v);
+    const u64 got = w.publish();
+    record(v);
+    return got;
+  }
+  template <class Writer>
+  static void queue(Writer& w, u64 v) {
+    w.insert_or_assign(key_a, v);
+    w.insert_or_assign(key_b, v);
+    w.insert_or_assign(v % 97, v);
+    if (v % 10 == 0) w.erase((v / 10) % 97);
+  }
+  void record(u64 v) {
+    state[key_a] = v;
+    state[key_b] = v;
+    state[v % 97] = v;
+    if (v % 10 == 0) state.erase((v / 10) % 97);
+    at.push_back(fingerprint_of(state));
+  }
+};
+
+/// Reader threads on a follower: every read must show a == b, a version no lower than the last
+/// one, and (when given a model) exactly the model's map at that version. Failures are
+/// collected and asserted after join (Catch2 is not thread-safe).
+template <class Factory>
+class read_checker {
+ public:
+  read_checker(Factory f, const model* m, int threads = 1) {
+    for (int i = 0; i < threads; ++i) {
+      threads_.emplace_back([this, f, m] {
+        auto r = f.make_reader();
+        u64 last = 0;
+        do {
+          auto g = r.read();
+          const u64 v = g.version();
+          const auto* a = g.find(key_a);
+          const auto* b = g.find(key_b);
+          std::string bad;
+          if (v < last) bad = "version went down from " + std::to_string(last) + " to " + std::to_string(v);
+          if ((a == nullptr) != (b == nullptr) || (a != nullptr && *a != *b)) bad = "a != b at " + std::to_string(v);
+          if (m != nullptr && v < m->at.size() && !(fingerprint_of(g) == m->at[v])) {
+            bad = "state differs from the model at version " + std::to_string(v);
+          }
+          last = v;
+          if (!bad.empty()) {
+            std::lock_guard lock(mu_);
+            failures_.push_back(bad);
+          }
+          std::this_thread::yield();  // 2 cores: leave the follower's thread room to run
+          // At least one read, however short the run. relaxed: a stop flag; join() orders the rest.
+        } while (!stop_.load(std::memory_order_relaxed));
+      });
+    }
+  }
+  ~read_checker() { stop(); }
+  void stop() {
+    stop_.store(true, std::memory_order_relaxed);  // relaxed: join() below synchronizes
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  std::vector<std::string> failures() const { return failures_; }
+
+ private:
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<std::string> failures_;
+};
+
+using detail_writer = leftright::detail::replication::replica_writer<u64, u64, leftright::default_hash<u64>,
+                                                                      leftright::default_eq<u64>, leftright::default_traits>;
+
+leftright::replication_options options_for(const nats_server& s, const std::string& name) {
+  leftright::replication_options o;
+  o.url = s.url();
+  o.name = name;
+  o.timeout = std::chrono::milliseconds(2000);
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("replication: a replica's writer jumps forward to a snapshot's version, never back", "[replication]") {
+  // No engine: the map_writer surface a follower re-bootstraps with (skip_to).
+  detail_writer w = leftright::detail::replication::make_writer_at<u64, u64, leftright::default_hash<u64>,
+                                                                     leftright::default_eq<u64>,
+                                                                     leftright::default_traits>(
+      leftright::detail::replication::load_table<u64, u64, leftright::default_hash<u64>, leftright::default_eq<u64>,
+                                                 leftright::default_traits>{{1, 1}},
+      7);
+  auto r = w.make_reader();
+  CHECK(r.version() == 7);
+  CHECK(r.get(1) == 1);
+  w.insert_or_assign(2, 2);
+  CHECK(w.publish() == 8);
+  w.clear();
+  w.insert_or_assign(3, 3);
+  w.skip_to(20);
+  CHECK(w.publish() == 20);  // one batch: the old state is gone, the new one complete
+  CHECK(r.version() == 20);
+  CHECK(r.size() == 1);
+  CHECK(r.get(3) == 3);
+  w.insert_or_assign(4, 4);
+  CHECK(w.publish() == 21);  // and on by one from there; the other copy caught up
+  w.skip_to(5);              // not forward: no effect
+  w.erase(4);
+  CHECK(w.publish() == 22);
+  CHECK(r.size() == 1);
+  // An empty batch can jump too.
+  w.skip_to(30);
+  w.discard();
+  CHECK(w.publish() == 30);
+}
+
+TEST_CASE("replication: a fresh follower bootstraps from the snapshot and tails the log to the leader's version",
+          "[replication]") {
+  nats_server server;
+  auto opts = options_for(server, "boot");
+  opts.keep_log = 100;
+  auto [leader, leader_reader] = leftright::open_leader<u64, u64>(opts);
+  model m;
+  for (int i = 0; i < 1000; ++i) m.publish_batch(leader);
+  leader.snapshot();  // at 1000; the log is purged below 901
+  for (int i = 0; i < 1000; ++i) m.publish_batch(leader);
+  REQUIRE(leader.version() == 2000);
+  REQUIRE(fingerprint_of(leader_reader.read()) == m.at[2000]);
+
+  auto [f, reader] = leftright::open_follower<u64, u64>(opts);
+  {
+    // The snapshot's version, or later if the follower's thread already applied the log; no
+    // earlier (it started from the snapshot: the log below 901 is gone, and it never had to
+    // re-bootstrap, checked below).
+    auto g = reader.read();
+    CHECK(g.version() >= 1000);
+    CHECK(fingerprint_of(g) == m.at[g.version()]);
+  }
+  read_checker checker(f.factory(), &m);
+  INFO("follower at " << f.version() << ", lag " << f.lag() << ", last error: " << f.last_error());
+  REQUIRE(f.wait_for(2000, std::chrono::seconds(20)));
+  checker.stop();
+  CHECK(checker.failures().empty());
+  for (const auto& e : checker.failures()) INFO(e);
+  CHECK(fingerprint_of(reader.read()) == m.at[2000]);
+  CHECK(f.rebootstraps() == 0);
+  CHECK(f.connected());
+  CHECK(f.lag() == 0);
+}
+
+TEST_CASE("replication: followers see every batch whole while the leader publishes, erase_if included",
+          "[replication]") {
+  nats_server server;
+  auto opts = options_for(server, "tail");
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  auto [f, reader] = leftright::open_follower<u64, u64>(opts);
+  model m;  // computed before any reader thread reads it
+  for (u64 v = 1; v <= 300; ++v) m.record(v);
+  read_checker checker(f.factory(), &m);
+  for (u64 v = 1; v <= 300; ++v) {
+    model::queue(leader, v);
+    REQUIRE(leader.publish() == v);
+  }
+  REQUIRE(f.wait_for(300, std::chrono::seconds(20)));
+  // erase_if is logged as the keys it erased.
+  leader.erase_if([](u64 k, u64) { return k < 50; });
+  const u64 v = leader.publish();
+  REQUIRE(f.wait_for(v, std::chrono::seconds(10)));
+  checker.stop();
+  CHECK(checker.failures().empty());
+  auto g = reader.read();
+  CHECK(fingerprint_of(g) == fingerprint_of(lr.read()));
+  for (u64 k = 0; k < 50; ++k) CHECK_FALSE(g.contains(k));
+}
+
+TEST_CASE("replication: of two leaders exactly one wins each version; the other is fenced and shows nothing",
+          "[replication]") {
+  using leader_t = std::pair<leftright::replicated_writer<u64, u64>, leftright::map_reader<u64, u64>>;
+  nats_server server;
+  auto opts_a = options_for(server, "fence");
+  opts_a.id = "a";
+  std::optional<leader_t> a(leftright::open_leader<u64, u64>(opts_a));
+  for (u64 v = 1; v <= 10; ++v) {
+    a->first.insert_or_assign(key_a, v);
+    a->first.insert_or_assign(key_b, v);
+    a->first.publish();
+  }
+  auto opts_b = opts_a;
+  opts_b.id = "b";
+  // The lease keeps a second leader out, unless it takes over (a failover).
+  try {
+    (void)leftright::open_leader<u64, u64>(opts_b);
+    FAIL("a second leader opened without taking over");
+  } catch (const replication_error& e) {
+    CHECK(e.code() == replication_errc::lease_held);
+  }
+  opts_a.take_over = opts_b.take_over = true;
+  std::optional<leader_t> b(leftright::open_leader<u64, u64>(opts_b));
+  CHECK(b->first.version() == 10);  // it loaded the log
+  auto [f, fr] = leftright::open_follower<u64, u64>(opts_a);
+  read_checker checker(f.factory(), nullptr);
+
+  // Each round both try the next version with values of their own; whoever goes first wins it,
+  // the other is fenced, shows nothing of its batch, and reopens (loading the log) to go on.
+  u64 wins_a = 0, wins_b = 0;
+  for (u64 round = 0; round < 10; ++round) {
+    const u64 next = a->first.version() + 1;
+    REQUIRE(b->first.version() + 1 == next);
+    auto attempt = [&](std::optional<leader_t>& l, const leftright::replication_options& o, u64 value) {
+      auto& [w, r] = *l;
+      w.insert_or_assign(key_a, value);
+      w.insert_or_assign(key_b, value);
+      try {
+        const u64 got = w.publish();
+        CHECK(got == next);
+        return true;
+      } catch (const replication_error& e) {
+        CHECK(e.code() == replication_errc::fenced);
+        CHECK(w.version() == next - 1);  // nothing visible locally
+        CHECK(*r.read().find(key_a) != value);
+        CHECK(w.pending() == 2);  // still queued
+        l.reset();
+        l.emplace(leftright::open_leader<u64, u64>(o));
+        return false;
+      }
+    };
+    bool won_a = false, won_b = false;
+    if (round % 3 != 1) {
+      won_a = attempt(a, opts_a, 1000 + round);
+      won_b = attempt(b, opts_b, 2000 + round);
+    } else {
+      won_b = attempt(b, opts_b, 2000 + round);
+      won_a = attempt(a, opts_a, 1000 + round);
+    }
+    CHECK(won_a != won_b);  // exactly one
+    wins_a += won_a;
+    wins_b += won_b;
+    REQUIRE(f.wait_for(next, std::chrono::seconds(10)));
+    CHECK(*fr.read().find(key_a) == (won_a ? 1000 + round : 2000 + round));
+    CHECK(a->first.version() == next);  // the loser reloaded the winner's batch
+    CHECK(b->first.version() == next);
+  }
+  CHECK(wins_a >= 1);
+  CHECK(wins_b >= 1);
+  checker.stop();
+  CHECK(checker.failures().empty());
+}
+
+namespace {
+
+/// A leader and a follower at version 20; outage(server) makes the engine unreachable, heal(server)
+/// brings it back. While it is out the leader's publish fails with nothing visible and the
+/// follower keeps serving version 20; once back, the same batch is published (or recognised as
+/// a duplicate of the attempt that landed) and the follower catches up.
+template <class Outage, class Heal>
+void engine_outage(const std::string& name, Outage outage, Heal heal) {
+  nats_server server;
+  auto opts = options_for(server, name);
+  opts.timeout = std::chrono::milliseconds(1000);
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  auto [f, fr] = leftright::open_follower<u64, u64>(opts);
+  read_checker checker(f.factory(), nullptr);
+  u64 value = 0;
+  auto queue = [&, &leader = leader] {
+    ++value;
+    leader.insert_or_assign(key_a, value);
+    leader.insert_or_assign(key_b, value);
+  };
+  for (int i = 0; i < 20; ++i) {
+    queue();
+    leader.publish();
+  }
+  REQUIRE(f.wait_for(20, std::chrono::seconds(10)));
+
+  outage(server);
+  queue();
+  bool failed = false;
+  try {
+    const u64 v = leader.publish();
+    INFO("published version " << v);
+  } catch (const replication_error& e) {
+    failed = true;
+    CHECK(e.code() == replication_errc::unreachable);
+  }
+  CHECK(failed);
+  CHECK(leader.version() == 20);
+  CHECK(*lr.read().find(key_a) == 20);
+  CHECK(leader.pending() == 2);
+  CHECK(eventually([&f = f] { return !f.connected(); }));
+  CHECK(fr.version() == 20);
+  CHECK(*fr.read().find(key_a) == 20);
+
+  heal(server);
+  REQUIRE(eventually([&leader = leader] {
+    try {
+      leader.publish();
+      return true;
+    } catch (const replication_error& e) {
+      if (e.code() != replication_errc::unreachable) throw;
+      return false;
+    }
+  }, std::chrono::seconds(20)));
+  CHECK(leader.version() == 21);
+  for (int i = 0; i < 5; ++i) {
+    queue();
+    leader.publish();
+  }
+  REQUIRE(f.wait_for(26, std::chrono::seconds(20)));
+  CHECK(f.connected());
+  CHECK(*fr.read().find(key_a) == value);
+  checker.stop();
+  CHECK(checker.failures().empty());
+}
+
+}  // namespace
+
+TEST_CASE("replication: engine killed (SIGKILL) and restarted on its store: publish fails meanwhile, followers serve",
+          "[replication]") {
+  engine_outage("killed", [](nats_server& s) { s.kill(); }, [](nats_server& s) { s.start(); });
+}
+
+TEST_CASE("replication: engine stopped (SIGSTOP, a silent peer) and continued: publish fails meanwhile, followers serve",
+          "[replication]") {
+  engine_outage("stopped", [](nats_server& s) { s.stop_signal(); }, [](nats_server& s) { s.cont_signal(); });
+}
+
+TEST_CASE("replication: a follower behind the retained log re-bootstraps, jumping forward", "[replication]") {
+  nats_server server;
+  auto opts = options_for(server, "behind");
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  model m;
+  for (u64 v = 1; v <= 300; ++v) m.record(v);
+  for (u64 v = 1; v <= 100; ++v) {
+    model::queue(leader, v);
+    leader.publish();
+  }
+  auto [f, fr] = leftright::open_follower<u64, u64>(opts);
+  std::mutex mu;
+  std::vector<std::pair<u64, u64>> jumps;
+  f.on_rebootstrap([&](u64 from, u64 to) {
+    std::lock_guard lock(mu);
+    jumps.emplace_back(from, to);
+  });
+  read_checker checker(f.factory(), &m);
+  REQUIRE(f.wait_for(100, std::chrono::seconds(10)));
+  f.pause();
+  for (u64 v = 101; v <= 200; ++v) {
+    model::queue(leader, v);
+    leader.publish();
+  }
+  leader.snapshot();  // at 200; the log below 201 is purged
+  for (u64 v = 201; v <= 300; ++v) {
+    model::queue(leader, v);
+    leader.publish();
+  }
+  CHECK(fr.version() == 100);  // paused
+  f.resume();
+  REQUIRE(f.wait_for(300, std::chrono::seconds(20)));
+  checker.stop();
+  CHECK(checker.failures().empty());
+  CHECK(f.rebootstraps() == 1);
+  std::lock_guard lock(mu);
+  REQUIRE(jumps.size() == 1);
+  CHECK(jumps[0] == std::pair<u64, u64>(100, 200));
+}
+
+TEST_CASE("replication: a batch larger than the engine's message limit is a typed error; nothing is lost",
+          "[replication]") {
+  nats_server server(64 * 1024);
+  auto opts = options_for(server, "big");
+  auto [leader, lr] = leftright::open_leader<std::string, std::string>(opts);
+  auto [f, fr] = leftright::open_follower<std::string, std::string>(opts);
+  leader.insert_or_assign("small", "x");
+  REQUIRE(leader.publish() == 1);
+  for (int i = 0; i < 100; ++i) leader.insert_or_assign("k" + std::to_string(i), std::string(1024, 'v'));
+  try {
+    leader.publish();
+    FAIL("a batch over the limit was published");
+  } catch (const replication_error& e) {
+    CHECK(e.code() == replication_errc::too_large);
+  }
+  CHECK(leader.version() == 1);
+  CHECK(leader.pending() == 100);
+  CHECK_FALSE(lr.read().contains("k0"));
+  // Split in two it fits; the follower gets all of it.
+  leader.discard();
+  for (int i = 0; i < 50; ++i) leader.insert_or_assign("k" + std::to_string(i), std::string(1024, 'v'));
+  REQUIRE(leader.publish() == 2);
+  for (int i = 50; i < 100; ++i) leader.insert_or_assign("k" + std::to_string(i), std::string(1024, 'v'));
+  REQUIRE(leader.publish() == 3);
+  // A snapshot larger than the limit goes in chunks.
+  leader.snapshot();
+  auto [g, gr] = leftright::open_follower<std::string, std::string>(opts);
+  CHECK(gr.version() == 3);
+  CHECK(gr.size() == 101);
+  REQUIRE(f.wait_for(3, std::chrono::seconds(10)));
+  CHECK(fr.size() == 101);
+}
+
+namespace {
+
+/// Runs this test executable's hidden follower case ([replication-child]) as a child process,
+/// following map `name` at url and writing "<version> <sum> <size> <ok>" to `out` whenever its
+/// version moves. Returns its pid.
+pid_t spawn_follower_child(const std::string& url, const std::string& name, const std::filesystem::path& out) {
+  std::vector<std::string> args = {"/proc/self/exe", "[replication-child]"};
+  std::vector<std::string> env = {"LEFTRIGHT_CHILD_URL=" + url, "LEFTRIGHT_CHILD_NAME=" + name,
+                                  "LEFTRIGHT_CHILD_OUT=" + out.string()};
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), envp.data()) != 0) {
+    throw std::runtime_error("cannot spawn the follower child");
+  }
+  return pid;
+}
+
+/// The child's last line: version, fingerprint, and whether every read so far was consistent.
+struct child_report {
+  u64 version = 0;
+  fingerprint f;
+  bool ok = false;
+};
+std::optional<child_report> read_child(const std::filesystem::path& out) {
+  std::ifstream in(out);
+  child_report r;
+  int ok = 0;
+  if (!(in >> r.version >> r.f.sum >> r.f.size >> ok)) return std::nullopt;
+  r.ok = ok == 1;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("replication child: a follower in a process of its own", "[.][replication-child]") {
+  const char* url = std::getenv("LEFTRIGHT_CHILD_URL");
+  const char* name = std::getenv("LEFTRIGHT_CHILD_NAME");
+  const char* out = std::getenv("LEFTRIGHT_CHILD_OUT");
+  REQUIRE(url != nullptr);
+  REQUIRE(name != nullptr);
+  REQUIRE(out != nullptr);
+  leftright::replication_options o;
+  o.url = url;
+  o.name = name;
+  auto [f, r] = leftright::open_follower<u64, u64>(o);
+  bool ok = true;
+  u64 last = 0;
+  for (;;) {  // until killed (bounded by the parent)
+    f.wait_for(last + 1, std::chrono::milliseconds(200));
+    auto g = r.read();
+    const u64 v = g.version();
+    if (v == last && v != 0) continue;
+    const auto* a = g.find(key_a);
+    const auto* b = g.find(key_b);
+    ok = ok && v >= last && (a == nullptr) == (b == nullptr) && (a == nullptr || *a == *b);
+    const fingerprint fp = fingerprint_of(g);
+    last = v;
+    const std::string tmp = std::string(out) + ".tmp";
+    std::ofstream(tmp) << v << ' ' << fp.sum << ' ' << fp.size << ' ' << (ok ? 1 : 0) << '\n';
+    std::filesystem::rename(tmp, out);  // the parent reads whole lines only
+  }
+}
+
+TEST_CASE("replication: a follower process killed (kill -9) mid-stream is restarted and catches up", "[replication]") {
+  nats_server server;
+  auto opts = options_for(server, "childkill");
+  opts.keep_log = 10;
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  model m;
+  for (u64 v = 1; v <= 100; ++v) m.record(v);
+  for (u64 v = 1; v <= 40; ++v) {
+    model::queue(leader, v);
+    leader.publish();
+  }
+  char tmpl[] = "/tmp/leftright-child-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  const std::filesystem::path dir = tmpl;
+  const auto out = dir / "report";
+
+  pid_t child = spawn_follower_child(server.url(), opts.name, out);
+  REQUIRE(eventually([&] { auto r = read_child(out); return r && r->version >= 40; }, std::chrono::seconds(20)));
+  for (u64 v = 41; v <= 60; ++v) {  // the child is following while it is killed
+    model::queue(leader, v);
+    leader.publish();
+    if (v == 50) {
+      ::kill(child, SIGKILL);
+      int status = 0;
+      ::waitpid(child, &status, 0);
+      CHECK(WIFSIGNALED(status));
+    }
+  }
+  const auto before = read_child(out);
+  REQUIRE(before);
+  CHECK(before->ok);
+  CHECK(before->f == m.at[before->version]);
+  leader.snapshot();  // at 60; the log keeps 51 on
+  for (u64 v = 61; v <= 100; ++v) {
+    model::queue(leader, v);
+    leader.publish();
+  }
+
+  std::filesystem::remove(out);
+  child = spawn_follower_child(server.url(), opts.name, out);
+  const bool reached = eventually([&] { auto r = read_child(out); return r && r->version == 100; },
+                                  std::chrono::seconds(20));
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  const auto after = read_child(out);
+  std::filesystem::remove_all(dir);
+  REQUIRE(reached);
+  REQUIRE(after);
+  CHECK(after->ok);
+  CHECK(after->f == m.at[100]);
+}
