@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "codec.hpp"
+#include "detail/storage/batch.hpp"
 #include "detail/storage/format.hpp"
 #include "detail/storage/fs.hpp"
 #include "detail/storage/recovery.hpp"
@@ -108,241 +109,6 @@ read_only_map<Key, Value, Hash, Eq, Traits> open_map_read_only(const durable_opt
 
 namespace detail {
 
-/// The size of a batch's payload for built-in integer keys and values, and the number of logged
-/// operations in it (write_fixed_batch then writes it in place).
-template <class Ops, class Key, class Value>
-std::pair<std::size_t, std::uint64_t> fixed_batch_size(const std::vector<typename Ops::op>& ops) noexcept {
-  constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
-  std::size_t bytes = 4;
-  std::uint64_t count = 0;
-  for (const auto& o : ops) {
-    std::visit(
-        [&](const auto& x) {
-          using X = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<X, typename Ops::assign_op> || std::is_same_v<X, typename Ops::insert_op>) {
-            bytes += 1 + ks + vs;
-            ++count;
-          } else if constexpr (std::is_same_v<X, typename Ops::erase_op>) {
-            bytes += 1 + ks;
-            ++count;
-          } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
-            bytes += x.s->erased.size() * (1 + ks);
-            count += x.s->erased.size();
-          } else if constexpr (std::is_same_v<X, typename Ops::clear_op>) {
-            bytes += 1;
-            ++count;
-          }
-        },
-        o);
-  }
-  return {bytes, count};
-}
-
-/// Writes the payload of fixed_batch_size() (count: its second) at dst: byte for byte what the
-/// general path writes (u32 count first, then tag, key, value per operation).
-template <class Ops, class Key, class Value>
-void write_fixed_batch(const std::vector<typename Ops::op>& ops, std::uint64_t count, std::byte* dst) noexcept {
-  constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
-  auto* p = reinterpret_cast<unsigned char*>(dst);
-  // The count is a u32 on the wire, as the general path writes it.
-  leftright::detail::store_le(p, static_cast<std::uint32_t>(count));
-  p += 4;
-  const auto put_key = [&](const Key& k) {
-    leftright::detail::store_le(p, static_cast<typename codec<Key>::unsigned_type>(k));
-    p += ks;
-  };
-  const auto put_tag = [&](storage::op_tag t) { *p++ = static_cast<unsigned char>(t); };
-  for (const auto& o : ops) {
-    std::visit(
-        [&](const auto& x) {
-          using X = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<X, typename Ops::assign_op> || std::is_same_v<X, typename Ops::insert_op>) {
-            put_tag(std::is_same_v<X, typename Ops::assign_op> ? storage::op_tag::insert_or_assign
-                                                                : storage::op_tag::insert);
-            put_key(x.key);
-            leftright::detail::store_le(p, static_cast<typename codec<Value>::unsigned_type>(x.value));
-            p += vs;
-          } else if constexpr (std::is_same_v<X, typename Ops::erase_op>) {
-            put_tag(storage::op_tag::erase);
-            put_key(x.key);
-          } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
-            for (const auto& k : x.s->erased) {
-              put_tag(storage::op_tag::erase);
-              put_key(k);
-            }
-          } else if constexpr (std::is_same_v<X, typename Ops::clear_op>) {
-            put_tag(storage::op_tag::clear);
-          }
-        },
-        o);
-  }
-}
-
-/// Keys or values whose codec is the built-in integer one: sizeof(T) little-endian bytes. A batch
-/// of them is sized before it is written, in place (see durable_writer::log).
-template <class T>
-concept builtin_int_codec = std::integral<T> && !std::same_as<std::remove_cv_t<T>, bool> &&
-                            requires { typename codec<T>::unsigned_type; };
-
-/// Encodes one published batch into a log payload, through the codecs. erase_if was recorded as
-/// the keys it erased at the first application; reserve changes nothing that needs logging.
-/// Cost: O(encoded bytes). (Built-in integer keys and values take fixed_batch_size() and
-/// write_fixed_batch() instead: the same bytes, without an append call per field.)
-template <class Ops>
-void encode_batch(const std::vector<typename Ops::op>& ops, std::string& out) {
-  out.clear();
-  byte_writer w(out);
-  w.put_u32(0);  // the count, patched below
-  std::uint32_t count = 0;
-  for (const auto& o : ops) {
-    std::visit(
-        [&](const auto& x) {
-          using X = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<X, typename Ops::assign_op>) {
-            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::insert_or_assign));
-            leftright::encode(x.key, w);
-            leftright::encode(x.value, w);
-            ++count;
-          } else if constexpr (std::is_same_v<X, typename Ops::insert_op>) {
-            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::insert));
-            leftright::encode(x.key, w);
-            leftright::encode(x.value, w);
-            ++count;
-          } else if constexpr (std::is_same_v<X, typename Ops::erase_op>) {
-            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::erase));
-            leftright::encode(x.key, w);
-            ++count;
-          } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
-            for (const auto& k : x.s->erased) {
-              w.put_u8(static_cast<std::uint8_t>(storage::op_tag::erase));
-              leftright::encode(k, w);
-              ++count;
-            }
-          } else if constexpr (std::is_same_v<X, typename Ops::clear_op>) {
-            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::clear));
-            ++count;
-          }
-        },
-        o);
-  }
-  storage::store_le<std::uint32_t>(out.data(), count);
-}
-
-/// A built-in integer's encoding at p (the caller checked the bytes are there).
-template <class T>
-inline T load_builtin(const std::byte* p) noexcept {
-  return static_cast<T>(storage::load_le<typename codec<T>::unsigned_type>(p));  // modular, as codec<T>
-}
-
-/// What check_batch_builtin() found.
-enum class batch_check { bad, keyed, with_clear };
-
-/// For built-in integer keys and values: checks a batch's structure (count, tags, lengths), so
-/// that for_each_op_builtin() can read its fields in place with no bounds check per field
-/// (about twice as fast as the general decoder). bad: it does not check (the general path then
-/// reports exactly what is wrong); keyed: every operation is on one key; with_clear: it checks
-/// and holds a clear.
-template <class Key, class Value>
-batch_check check_batch_builtin(std::span<const std::byte> payload) {
-  constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
-  const std::byte* const p = payload.data();
-  const std::size_t size = payload.size();
-  if (size < 4) return batch_check::bad;
-  const std::uint32_t n = storage::load_le<std::uint32_t>(p);
-  bool clears = false;
-  std::size_t off = 4;
-  for (std::uint32_t i = 0; i < n; ++i) {
-    if (off >= size) return batch_check::bad;
-    std::size_t len = 0;
-    switch (static_cast<storage::op_tag>(p[off])) {
-      case storage::op_tag::insert_or_assign:
-      case storage::op_tag::insert: len = 1 + ks + vs; break;
-      case storage::op_tag::erase: len = 1 + ks; break;
-      case storage::op_tag::clear: len = 1; clears = true; break;
-      default: return batch_check::bad;
-    }
-    if (len > size - off) return batch_check::bad;
-    off += len;
-  }
-  if (off != size) return batch_check::bad;
-  return clears ? batch_check::with_clear : batch_check::keyed;
-}
-
-/// Calls keyed(keyed_op, key, value) or clear() for each operation of a batch that
-/// check_batch_builtin() accepted, in order (an erase's value is 0).
-template <class Key, class Value, class Keyed, class Clear>
-void for_each_op_builtin(std::span<const std::byte> payload, Keyed&& keyed, Clear&& clear) {
-  constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
-  const std::byte* const p = payload.data();
-  // Checked: every access below is in bounds.
-  for (std::size_t off = 4; off < payload.size();) {
-    const std::byte* o = p + off;
-    switch (static_cast<storage::op_tag>(*o)) {
-      case storage::op_tag::insert_or_assign:
-        keyed(keyed_op::insert_or_assign, load_builtin<Key>(o + 1), load_builtin<Value>(o + 1 + ks));
-        off += 1 + ks + vs;
-        break;
-      case storage::op_tag::insert:
-        keyed(keyed_op::insert, load_builtin<Key>(o + 1), load_builtin<Value>(o + 1 + ks));
-        off += 1 + ks + vs;
-        break;
-      case storage::op_tag::erase:
-        keyed(keyed_op::erase, load_builtin<Key>(o + 1), Value{});
-        off += 1 + ks;
-        break;
-      default:  // clear: the only other tag the check let through
-        clear();
-        off += 1;
-        break;
-    }
-  }
-}
-
-/// apply_batch for built-in integer keys and values, reading the fields in place. The same
-/// result as the general path; false (nothing applied) if the batch does not check.
-template <class Key, class Value, class Table>
-bool apply_batch_builtin(Table& t, std::span<const std::byte> payload) {
-  if (check_batch_builtin<Key, Value>(payload) == batch_check::bad) return false;
-  for_each_op_builtin<Key, Value>(
-      payload, [&t](keyed_op op, Key k, Value v) { apply_keyed(t, op, k, v); }, [&t] { t.clear(); });
-  return true;
-}
-
-/// Applies a logged batch to a recovering table (a plain, single-threaded absl map).
-template <class Key, class Value, class Table>
-void apply_batch(Table& t, std::span<const std::byte> payload) {
-  if constexpr (builtin_int_codec<Key> && builtin_int_codec<Value>) {
-    if (apply_batch_builtin<Key, Value>(t, payload)) return;
-  }
-  byte_reader r(payload);
-  const std::uint32_t n = r.get_u32("operation count");
-  for (std::uint32_t i = 0; i < n; ++i) {
-    const auto tag = static_cast<storage::op_tag>(r.get_u8("operation tag"));
-    switch (tag) {
-      case storage::op_tag::insert_or_assign: {
-        Key k = leftright::decode<Key>(r);
-        t.insert_or_assign(std::move(k), leftright::decode<Value>(r));
-        break;
-      }
-      case storage::op_tag::insert: {
-        Key k = leftright::decode<Key>(r);
-        Value v = leftright::decode<Value>(r);
-        t.try_emplace(std::move(k), std::move(v));
-        break;
-      }
-      case storage::op_tag::erase:
-        t.erase(leftright::decode<Key>(r));
-        break;
-      case storage::op_tag::clear:
-        t.clear();
-        break;
-      default:
-        throw storage_error({}, "decode", 0, "unknown operation tag " + std::to_string(static_cast<int>(tag)));
-    }
-  }
-  if (!r.empty()) throw storage_error({}, "decode", 0, "trailing bytes after the batch's operations");
-}
-
 /// Decodes a checked snapshot's entries into a recovering table (a plain, single-threaded absl
 /// map). Throws storage_error naming path if they do not decode. Built-in integer keys and
 /// values whose bytes are exactly `entries` entries are read in place (no bounds check per field)
@@ -350,7 +116,7 @@ void apply_batch(Table& t, std::span<const std::byte> payload) {
 template <class Key, class Value, class Table>
 void load_snapshot(Table& t, const storage::snapshot_view& view, const std::filesystem::path& path) {
   detail::reserve_room(t, static_cast<std::size_t>(view.entries));  // see map_ops.hpp
-  if constexpr (builtin_int_codec<Key> && builtin_int_codec<Value>) {
+  if constexpr (storage::builtin_batch<Key, Value>) {
     constexpr std::size_t es = sizeof(Key) + sizeof(Value);
     // entries <= data bytes + 1 (parse_snapshot), so the product cannot overflow.
     if (view.data.size() == view.entries * es) {
@@ -358,7 +124,7 @@ void load_snapshot(Table& t, const storage::snapshot_view& view, const std::file
       const std::size_t n = static_cast<std::size_t>(view.entries);
       apply_in_slot_order(t, [p, n](auto&& f) {
         for (std::size_t i = 0; i < n; ++i) {
-          f(keyed_op::insert_or_assign, load_builtin<Key>(p + i * es), load_builtin<Value>(p + i * es + sizeof(Key)));
+          f(keyed_op::insert_or_assign, storage::load_builtin<Key>(p + i * es), storage::load_builtin<Value>(p + i * es + sizeof(Key)));
         }
       });
       return;
@@ -384,7 +150,7 @@ std::size_t logged_operations(const Records& records, std::size_t min_op) {
   std::uint64_t n = 0;
   for (const auto& rec : records) {
     if (rec.payload.size() < 4) continue;
-    const std::uint64_t count = storage::load_le<std::uint32_t>(rec.payload.data());
+    const std::uint64_t count = load_le<std::uint32_t>(rec.payload.data());
     n += std::min<std::uint64_t>(count, (rec.payload.size() - 4) / min_op);
   }
   return static_cast<std::size_t>(n);
@@ -435,7 +201,7 @@ std::uint64_t load_newest_snapshot(Table& t, storage::file_system& fsys, const s
 template <class Key, class Value, class Table>
 void apply_records(Table& t, std::span<const storage::wal_record> recs, const std::filesystem::path& path) {
   constexpr std::size_t replay_reserve_cap = std::size_t{1} << 22;
-  constexpr std::size_t min_op = builtin_int_codec<Key> && builtin_int_codec<Value>
+  constexpr std::size_t min_op = storage::builtin_batch<Key, Value>
                                      ? 1 + sizeof(Key) + sizeof(Value)
                                      : 2;  // a tag and (for all keys but one) a byte
   // Reserved once rather than grown step by step while replaying: room for as many entries
@@ -445,22 +211,22 @@ void apply_records(Table& t, std::span<const storage::wal_record> recs, const st
   detail::reserve_room(t, t.size() + std::min(more, std::max(t.size(), replay_reserve_cap)));
   const auto apply_general = [&](const storage::wal_record& rec) {
     try {
-      apply_batch<Key, Value>(t, rec.payload);
+      storage::apply_batch<Key, Value>(t, rec.payload);
     } catch (const storage_error& e) {
       throw storage_error(path, "recover", 0,
                           "record " + std::to_string(rec.seq) + " at offset " + std::to_string(rec.offset) +
                               " has a valid checksum but does not decode: " + e.what());
     }
   };
-  if constexpr (builtin_int_codec<Key> && builtin_int_codec<Value>) {
+  if constexpr (storage::builtin_batch<Key, Value>) {
     // Each run of records that check and hold no clear is applied in the table's slot order
     // (apply_in_slot_order); any other record on its own, in its place.
     for (std::size_t from = 0; from < recs.size();) {
       std::size_t to = from;
-      while (to < recs.size() && check_batch_builtin<Key, Value>(recs[to].payload) == batch_check::keyed) ++to;
+      while (to < recs.size() && storage::check_builtin_batch<Key, Value>(recs[to].payload) == storage::batch_check::keyed) ++to;
       if (to > from) {
         apply_in_slot_order(t, [&recs, from, to](auto&& op) {
-          for (std::size_t k = from; k < to; ++k) for_each_op_builtin<Key, Value>(recs[k].payload, op, [] {});
+          for (std::size_t k = from; k < to; ++k) storage::for_each_keyed_op<Key, Value>(recs[k].payload, op);
         });
       }
       if (to < recs.size()) apply_general(recs[to++]);
@@ -814,19 +580,19 @@ class durable_writer {
   /// writer goes on. A failure of the log write itself stops the writer (fail-stop).
   void log(std::uint64_t version, const std::vector<op>& batch) {
     auto& s = *st_;
-    if constexpr (detail::builtin_int_codec<Key> && detail::builtin_int_codec<Value>) {
+    if constexpr (detail::storage::builtin_batch<Key, Value>) {
       // Encoded straight into the log's mapping: no payload buffer, no copy.
       // Named variables, not a structured binding: clang 14 cannot capture those.
-      const auto sized = detail::fixed_batch_size<ops, Key, Value>(batch);
+      const auto sized = detail::storage::builtin_batch_size<ops>(batch);
       const std::size_t bytes = sized.first;
       const std::uint64_t count = sized.second;
       append_or_fail([&] {
         s.wal.append_with(version, bytes, [&batch, count](std::byte* dst) noexcept {
-          detail::write_fixed_batch<ops, Key, Value>(batch, count, dst);
+          detail::storage::write_builtin_batch<ops>(batch, count, dst);
         });
       });
     } else {
-      detail::encode_batch<ops>(batch, s.payload);  // throws: nothing written
+      detail::storage::encode_batch<ops>(batch, s.payload);  // throws: nothing written
       append_or_fail([&] { s.wal.append(version, std::as_bytes(std::span(s.payload.data(), s.payload.size()))); });
     }
   }
