@@ -325,68 +325,54 @@ std::pair<storage::inventory, storage::log_state> recover_directory(Table& t, st
 
 }  // namespace detail
 
-/// The single writer of a durable map: every member of map_writer, with the same meaning, plus
-/// checkpoint(), flush() and recovery(). publish() is the commit point. Move-only.
+/// The single writer of a durable map: a map_writer (every member, with the same meaning) whose
+/// publish() also logs the batch as one record, plus checkpoint(), flush() and recovery().
+/// publish() is the commit point; queueing costs nothing on disk. Move-only.
 /// Failure: after any failed write or sync the writer is fail-stop: failed() is true and every
 /// later publish(), try_publish(), checkpoint() and flush() throws storage_error. Readers keep
 /// the last published state.
+/// (Private inheritance: a durable_writer cannot be used as a map_writer, whose publish() would
+/// not log.)
 template <class Key, class Value, class Hash, class Eq, class Traits>
-class durable_writer {
-  using inner_writer = map_writer<Key, Value, Hash, Eq, Traits>;
-  using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
-  using op = typename ops::op;
-  using table = typename ops::table;
+class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
+  using base = map_writer<Key, Value, Hash, Eq, Traits>;
+  using ops = typename base::ops_type;
+  using op = typename base::op_type;
 
  public:
-  using reader = map_reader<Key, Value, Hash, Eq, Traits>;
-  using factory_type = reader_factory<Key, Value, Hash, Eq, Traits>;
-
-  /// As map_writer::shares_values: whether entries are stored once, in nodes both copies share.
-  static constexpr bool shares_values = inner_writer::shares_values;
+  using typename base::factory_type;
+  using typename base::reader;
+  using base::shares_values;
 
   durable_writer(durable_writer&&) noexcept = default;
   durable_writer& operator=(durable_writer&& other) noexcept {
     if (this != &other) {
       close();
-      inner_ = std::move(other.inner_);
+      base::operator=(std::move(other));
       st_ = std::move(other.st_);
     }
     return *this;
   }
   ~durable_writer() { close(); }
 
-  // ---- The map_writer interface (queueing costs nothing on disk: only publish() writes). ----
-  void insert_or_assign(const Key& key, Value value) { inner_.insert_or_assign(key, std::move(value)); }
-  void insert_or_assign(Key&& key, Value value) { inner_.insert_or_assign(std::move(key), std::move(value)); }
-  void insert(const Key& key, Value value) { inner_.insert(key, std::move(value)); }
-  void insert(Key&& key, Value value) { inner_.insert(std::move(key), std::move(value)); }
-  void erase(const Key& key) { inner_.erase(key); }
-  template <class K>
-    requires detail::heterogeneous_key<Key, K, Hash, Eq>
-  void erase(const K& key) {
-    inner_.erase(key);
-  }
-  /// As map_writer::erase_if; the keys it erases are what the log records.
-  template <class Pred>
-  void erase_if(Pred pred) {
-    static_assert(std::is_invocable_r_v<bool, const Pred&, const Key&, const Value&>,
-                  "leftright: erase_if needs pred(const Key&, const Value&) -> bool");
-    using pred_state = typename ops::erase_if_op::state;
-    inner_.impl_.append(typename ops::erase_if_op{std::make_shared<pred_state>(pred_state{std::move(pred), true})});
-  }
-  void clear() { inner_.clear(); }
-  void reserve(std::size_t n) { inner_.reserve(n); }
-  std::size_t pending() const noexcept { return inner_.pending(); }
-  void discard() noexcept { inner_.discard(); }
-  /// As map_writer::find and contains: the state the next publish() will make visible.
-  template <class K>
-  const Value* find(const K& key) const {
-    return inner_.find(key);
-  }
-  template <class K>
-  bool contains(const K& key) const {
-    return inner_.contains(key);
-  }
+  // ---- As map_writer. erase_if's log record holds the keys it erased (see log_hook). ----
+  using base::clear;
+  using base::contains;
+  using base::discard;
+  using base::erase;
+  using base::erase_if;
+  using base::factory;
+  using base::find;
+  using base::insert;
+  using base::insert_or_assign;
+  using base::make_reader;
+  using base::pending;
+  using base::poisoned;
+  using base::reader_slots;
+  using base::reserve;
+  using base::set_stall_report;
+  using base::sync_mode;
+  using base::version;
 
   /// Makes the queued batch visible to readers, atomically, and logs it as one record; returns
   /// the new version. With durability::sync the record is on stable storage before readers can
@@ -402,30 +388,17 @@ class durable_writer {
   ///             writer becomes failed() and the next call throws, saying why.
   std::uint64_t publish() {
     check_usable();
-    const std::uint64_t v = inner_.impl_.publish_with(log_hook{*this});
+    const std::uint64_t v = base::publish_with(log_hook{*this});
     after_publish();
     return v;
   }
   /// publish() if no reader has to be waited for; false and nothing changed otherwise.
   bool try_publish() {
     check_usable();
-    if (!inner_.impl_.try_publish_with(log_hook{*this})) return false;
+    if (!base::try_publish_with(log_hook{*this})) return false;
     after_publish();
     return true;
   }
-
-  std::uint64_t version() const noexcept { return inner_.version(); }
-  /// As map_writer::poisoned(): a failed publish could not restore the write copy (every later
-  /// publish throws std::logic_error). Independent of failed(), which is about the log.
-  bool poisoned() const noexcept { return inner_.poisoned(); }
-  reader_sync sync_mode() const noexcept { return inner_.sync_mode(); }
-  /// As map_writer::set_stall_report.
-  void set_stall_report(std::chrono::nanoseconds after, std::function<void(const reader_stall&)> report = {}) {
-    inner_.set_stall_report(after, std::move(report));
-  }
-  std::size_t reader_slots() const { return inner_.reader_slots(); }
-  reader make_reader() const { return inner_.make_reader(); }
-  factory_type factory() const { return inner_.factory(); }
 
   // ---- Durability. ----
 
@@ -436,13 +409,13 @@ class durable_writer {
     check_usable();
     try {
       auto& s = *st_;
-      const std::uint64_t v = inner_.version();
+      const std::uint64_t v = base::version();
       s.wal.restart_growth();  // the log after a checkpoint starts small again
       s.wal.roll_if_needed(v + 1, s.opts.durability != durability::none);
-      detail::storage::snapshot_writer snap(s.fs, s.opts.path, v, inner_.impl_.published().size(),
+      detail::storage::snapshot_writer snap(s.fs, s.opts.path, v, base::published().size(),
                                             s.key_codec, s.value_codec);
       byte_writer w(snap.buffer());
-      for (const auto& [k, val] : inner_.impl_.published()) {
+      for (const auto& [k, val] : base::published()) {
         leftright::encode(k, w);
         leftright::encode(val, w);
         snap.maybe_flush();
@@ -509,7 +482,8 @@ class durable_writer {
           wal(fs, opts.path, key_codec, value_codec, opts.segment_size, opts.prefault_bytes) {}
   };
 
-  durable_writer(inner_writer inner, std::unique_ptr<state> st) : inner_(std::move(inner)), st_(std::move(st)) {
+  durable_writer(std::shared_ptr<detail::lr_core<typename ops::table>> core, std::unique_ptr<state> st)
+      : base(std::move(core)), st_(std::move(st)) {
     if (st_->opts.durability == durability::async) {
       state* s = st_.get();
       s->syncer = std::thread([s] {
@@ -537,24 +511,26 @@ class durable_writer {
   /// the in-memory work: the publish then costs little more than the sync). If applying then
   /// fails, the record is taken back (zeroed, and the zeros synced) before the publish throws.
   /// A batch with erase_if is logged after it is applied, as in the other modes: the keys it
-  /// erased are known only then.
+  /// erased are known only then (before_apply asks its first application to note them; the
+  /// record holds them as erases).
   struct log_hook {
     durable_writer& w;
     bool logged = false;  // by before_apply
 
-    void before_apply(std::uint64_t version, const std::vector<op>& batch) {
-      auto& s = *w.st_;
-      if (s.opts.durability != durability::sync) return;
+    void before_apply(std::uint64_t seq, const std::vector<op>& batch) {
+      bool erases_if = false;
       for (const op& o : batch) {
-        if (std::holds_alternative<typename ops::erase_if_op>(o)) return;
+        if (const auto* x = std::get_if<typename ops::erase_if_op>(&o)) x->s->record = erases_if = true;
       }
-      w.log(version, batch);
+      auto& s = *w.st_;
+      if (s.opts.durability != durability::sync || erases_if) return;
+      w.log(seq, batch);
       s.wal.start_writeback();
       logged = true;
     }
-    void before_swap(std::uint64_t version, const std::vector<op>& batch) {
+    void before_swap(std::uint64_t seq, const std::vector<op>& batch) {
       auto& s = *w.st_;
-      if (!logged) w.log(version, batch);
+      if (!logged) w.log(seq, batch);
       if (s.opts.durability == durability::sync) {
         try {
           s.wal.sync();
@@ -578,7 +554,7 @@ class durable_writer {
   /// Appends one batch's record (in the page cache when this returns). A failure to encode the
   /// batch (a codec, or no memory for the payload) writes nothing: the publish fails and the
   /// writer goes on. A failure of the log write itself stops the writer (fail-stop).
-  void log(std::uint64_t version, const std::vector<op>& batch) {
+  void log(std::uint64_t seq, const std::vector<op>& batch) {
     auto& s = *st_;
     if constexpr (detail::storage::builtin_batch<Key, Value>) {
       // Encoded straight into the log's mapping: no payload buffer, no copy.
@@ -587,13 +563,13 @@ class durable_writer {
       const std::size_t bytes = sized.first;
       const std::uint64_t count = sized.second;
       append_or_fail([&] {
-        s.wal.append_with(version, bytes, [&batch, count](std::byte* dst) noexcept {
+        s.wal.append_with(seq, bytes, [&batch, count](std::byte* dst) noexcept {
           detail::storage::write_builtin_batch<ops>(batch, count, dst);
         });
       });
     } else {
       detail::storage::encode_batch<ops>(batch, s.payload);  // throws: nothing written
-      append_or_fail([&] { s.wal.append(version, std::as_bytes(std::span(s.payload.data(), s.payload.size()))); });
+      append_or_fail([&] { s.wal.append(seq, std::as_bytes(std::span(s.payload.data(), s.payload.size()))); });
     }
   }
   template <class F>
@@ -703,7 +679,6 @@ class durable_writer {
     st_.reset();
   }
 
-  inner_writer inner_;
   std::unique_ptr<state> st_;
 };
 
@@ -750,9 +725,9 @@ open_map(const durable_options& options) {
   table second = ops::copy(first);  // not table's copy constructor: see detail/map_ops.hpp
   auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync), version,
                                                        std::move(first), std::move(second));
-  map_writer<Key, Value, Hash, Eq, Traits> inner(std::move(core));
-  auto r = inner.make_reader();
-  return {writer_t(std::move(inner), std::move(s)), std::move(r)};
+  writer_t w(std::move(core), std::move(s));
+  auto r = w.make_reader();
+  return {std::move(w), std::move(r)};
 }
 
 /// A durable map opened read-only (open_map_read_only()): the state recovered from its directory,
