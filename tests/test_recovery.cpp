@@ -221,14 +221,14 @@ TEST_CASE("snapshots of built-in integers, read in place, load as written; damag
   view.entries = 100;
   view.data = bytes(data);
   absl::flat_hash_map<std::int32_t, std::uint16_t> t;
-  leftright::detail::load_snapshot<std::int32_t, std::uint16_t>(t, view, "snap");
+  leftright::detail::storage::load_snapshot<std::int32_t, std::uint16_t>(t, view, "snap");
   REQUIRE(t.size() == 100);
   for (std::int32_t k = -50; k < 50; ++k) CHECK(t.at(k) == static_cast<std::uint16_t>(k * 7));
 
   for (const std::uint64_t entries : {std::uint64_t{99}, std::uint64_t{101}}) {
     view.entries = entries;
     absl::flat_hash_map<std::int32_t, std::uint16_t> u;
-    CHECK_THROWS_AS((leftright::detail::load_snapshot<std::int32_t, std::uint16_t>(u, view, "snap")),
+    CHECK_THROWS_AS((leftright::detail::storage::load_snapshot<std::int32_t, std::uint16_t>(u, view, "snap")),
                     leftright::storage_error);
   }
 }
@@ -240,8 +240,8 @@ TEST_CASE("the entries reserved before a replay are capped by what the records c
   leftright::detail::store_le<std::uint32_t>(honest.data(), 3);
   const std::string empty;
   std::vector<st::wal_record> recs{{1, 0, 0, bytes(huge_count)}, {2, 0, 0, bytes(honest)}, {3, 0, 0, bytes(empty)}};
-  CHECK(leftright::detail::logged_operations(recs, 17) == 1 + 3);
-  CHECK(leftright::detail::logged_operations(recs, 2) == 8 + 3);
+  CHECK(leftright::detail::storage::logged_operations(recs, 17) == 1 + 3);
+  CHECK(leftright::detail::storage::logged_operations(recs, 2) == 8 + 3);
 }
 
 TEST_CASE("operations applied in slot order leave the table they leave in arrival order", "[recovery][slot-order]") {

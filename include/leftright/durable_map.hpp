@@ -40,55 +40,15 @@
 #include "detail/storage/format.hpp"
 #include "detail/storage/fs.hpp"
 #include "detail/storage/recovery.hpp"
+#include "detail/storage/replay.hpp"
 #include "detail/storage/snapshot.hpp"
 #include "detail/slot_order.hpp"
 #include "detail/storage/wal.hpp"
+#include "durable_options.hpp"
 #include "map.hpp"
 #include "storage_error.hpp"
 
 namespace leftright {
-
-/// When a published batch reaches stable storage.
-enum class durability {
-  none,   ///< at checkpoint(), flush() and close only (still survives kill -9)
-  async,  ///< a background msync every sync_interval
-  sync,   ///< before publish() returns, and before any reader can see the batch
-};
-
-struct durable_options {
-  /// A directory the map owns (created if absent).
-  std::filesystem::path path;
-  leftright::durability durability = leftright::durability::sync;
-  /// For durability::async: how often the background thread syncs the log.
-  std::chrono::milliseconds sync_interval{1000};
-  /// The largest size of a log segment file (each is preallocated). Segments grow with the map:
-  /// the first after an open or a checkpoint is 64 KiB (or this, if smaller), each next one
-  /// twice the last, up to this. A batch larger than this gets a segment of its own size. A
-  /// file-size limit (RLIMIT_FSIZE) below it makes a segment's creation fail, with SIGXFSZ
-  /// (which kills the process unless ignored; ignored: EFBIG, and the writer stops).
-  std::size_t segment_size = std::size_t{64} << 20;
-  /// Checkpoint automatically after a publish once this many log bytes were written since the
-  /// last checkpoint; 0: only when checkpoint() is called.
-  std::uint64_t checkpoint_bytes = std::uint64_t{256} << 20;
-  /// How far ahead of the writer a thread of the map's own keeps the log faulted in, so that
-  /// publish() does not stop on page faults in a fresh segment; 0: no thread, publish() faults
-  /// the pages in itself.
-  std::size_t prefault_bytes = std::size_t{4} << 20;
-  /// The file system underneath; null: the real one. (Tests put a simulated one here.)
-  std::shared_ptr<detail::storage::file_system> file_system;
-};
-
-/// What open_map() found and did.
-struct recovery_report {
-  std::uint64_t version = 0;           ///< the version the map reopened at
-  std::uint64_t snapshot_version = 0;  ///< the snapshot it started from (0: none)
-  std::uint64_t snapshot_entries = 0;
-  std::uint64_t records_replayed = 0;  ///< log records (batches) applied after the snapshot
-  std::uint64_t segments_read = 0;
-  bool tail_truncated = false;         ///< an incompletely written record ended the log
-  std::string note;                    ///< where the log was cut, files removed, ...
-  std::chrono::nanoseconds duration{};
-};
 
 template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
@@ -106,224 +66,6 @@ class read_only_map;
 template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
           class Traits = default_traits>
 read_only_map<Key, Value, Hash, Eq, Traits> open_map_read_only(const durable_options& options);
-
-namespace detail {
-
-/// Decodes a checked snapshot's entries into a recovering table (a plain, single-threaded absl
-/// map). Throws storage_error naming path if they do not decode. Built-in integer keys and
-/// values whose bytes are exactly `entries` entries are read in place (no bounds check per field)
-/// and inserted in the table's slot order (apply_in_slot_order).
-template <class Key, class Value, class Table>
-void load_snapshot(Table& t, const storage::snapshot_view& view, const std::filesystem::path& path) {
-  detail::reserve_room(t, static_cast<std::size_t>(view.entries));  // see map_ops.hpp
-  if constexpr (storage::builtin_batch<Key, Value>) {
-    constexpr std::size_t es = sizeof(Key) + sizeof(Value);
-    // entries <= data bytes + 1 (parse_snapshot), so the product cannot overflow.
-    if (view.data.size() == view.entries * es) {
-      const std::byte* const p = view.data.data();
-      const std::size_t n = static_cast<std::size_t>(view.entries);
-      apply_in_slot_order(t, [p, n](auto&& f) {
-        for (std::size_t i = 0; i < n; ++i) {
-          f(keyed_op::insert_or_assign, storage::load_builtin<Key>(p + i * es), storage::load_builtin<Value>(p + i * es + sizeof(Key)));
-        }
-      });
-      return;
-    }
-  }
-  byte_reader r(view.data);
-  try {
-    for (std::uint64_t i = 0; i < view.entries; ++i) {
-      Key k = leftright::decode<Key>(r);
-      t.insert_or_assign(std::move(k), leftright::decode<Value>(r));
-    }
-    if (!r.empty()) throw storage_error({}, "decode", 0, "bytes after the last entry");
-  } catch (const storage_error& e) {
-    throw storage_error(path, "read snapshot", 0, e.what());
-  }
-}
-
-/// An upper estimate of the entries a run of logged batches can add (to reserve before they are
-/// replayed): each record's operation count, capped by what its payload can hold (an insert
-/// takes at least min_op bytes; a damaged but checksummed count must not size the table).
-template <class Records>
-std::size_t logged_operations(const Records& records, std::size_t min_op) {
-  std::uint64_t n = 0;
-  for (const auto& rec : records) {
-    if (rec.payload.size() < 4) continue;
-    const std::uint64_t count = load_le<std::uint32_t>(rec.payload.data());
-    n += std::min<std::uint64_t>(count, (rec.payload.size() - 4) / min_op);
-  }
-  return static_cast<std::size_t>(n);
-}
-
-/// The recovered state in the map's layout.
-template <class Ops, class Plain>
-typename Ops::table to_table(Plain&& plain) {
-  using table = typename Ops::table;
-  if constexpr (std::is_same_v<table, std::decay_t<Plain>>) {
-    return std::move(plain);
-  } else {
-    table t(table::buckets_for(plain.size()), plain.hash_function(), plain.key_eq());
-    for (auto& [k, v] : plain) {
-      node_ref<typename table::node::key_type, typename table::node::value_type> n(
-          new typename table::node(k, std::move(v)));
-      t.put(n.get());
-    }
-    return t;
-  }
-}
-
-/// The table recovery builds: a plain, single-threaded absl map (the map's layout may differ,
-/// see to_table) with the map's allocator, so that for the inline layout it moves in as it is.
-template <class Key, class Value, class Hash, class Eq, class Traits>
-using recovery_table = absl::flat_hash_map<Key, Value, Hash, Eq,
-                                           table_allocator_t<std::pair<const Key, Value>, Traits::huge_pages>>;
-
-/// Loads the newest snapshot into t (a committed snapshot was synced before its rename: if it
-/// does not check out, that is damage, not a crash, and recovery refuses rather than silently
-/// go back in time). Returns the first version the log must supply.
-template <class Key, class Value, class Table>
-std::uint64_t load_newest_snapshot(Table& t, storage::file_system& fsys, const std::filesystem::path& dir,
-                                   const storage::inventory& inv, const std::string& key_codec,
-                                   const std::string& value_codec, recovery_report& rep) {
-  if (inv.snapshots.empty()) return 1;
-  const auto& [seq, name] = *inv.snapshots.rbegin();
-  const auto path = dir / name;
-  auto view = storage::read_snapshot(fsys, path, key_codec, value_codec);
-  if (view.seq != seq) throw storage_error(path, "read snapshot", 0, "file name and header disagree");
-  load_snapshot<Key, Value>(t, view, path);
-  rep.snapshot_version = seq;
-  rep.snapshot_entries = view.entries;
-  return seq + 1;
-}
-
-/// Applies consecutive log records of segment `path` to a recovering table.
-template <class Key, class Value, class Table>
-void apply_records(Table& t, std::span<const storage::wal_record> recs, const std::filesystem::path& path) {
-  constexpr std::size_t replay_reserve_cap = std::size_t{1} << 22;
-  constexpr std::size_t min_op = storage::builtin_batch<Key, Value>
-                                     ? 1 + sizeof(Key) + sizeof(Value)
-                                     : 2;  // a tag and (for all keys but one) a byte
-  // Reserved once rather than grown step by step while replaying: room for as many entries
-  // more as the records have operations (each counted as an insert), at most the table's
-  // size or 4M more (a long log of overwrites or erases must not size a huge table).
-  const std::size_t more = logged_operations(recs, min_op);
-  detail::reserve_room(t, t.size() + std::min(more, std::max(t.size(), replay_reserve_cap)));
-  const auto apply_general = [&](const storage::wal_record& rec) {
-    try {
-      storage::apply_batch<Key, Value>(t, rec.payload);
-    } catch (const storage_error& e) {
-      throw storage_error(path, "recover", 0,
-                          "record " + std::to_string(rec.seq) + " at offset " + std::to_string(rec.offset) +
-                              " has a valid checksum but does not decode: " + e.what());
-    }
-  };
-  if constexpr (storage::builtin_batch<Key, Value>) {
-    // Each run of records that check and hold no clear is applied in the table's slot order
-    // (apply_in_slot_order); any other record on its own, in its place.
-    for (std::size_t from = 0; from < recs.size();) {
-      std::size_t to = from;
-      while (to < recs.size() && storage::check_builtin_batch<Key, Value>(recs[to].payload) == storage::batch_check::keyed) ++to;
-      if (to > from) {
-        apply_in_slot_order(t, [&recs, from, to](auto&& op) {
-          for (std::size_t k = from; k < to; ++k) storage::for_each_keyed_op<Key, Value>(recs[k].payload, op);
-        });
-      }
-      if (to < recs.size()) apply_general(recs[to++]);
-      from = to;
-    }
-  } else {
-    for (const auto& rec : recs) apply_general(rec);
-  }
-  // The estimate counted every operation as an insert; give back what overwrites and erases
-  // left unused (a table never shrinks by itself).
-  if (t.size() < t.bucket_count() / 4) detail::rebuild_for(t, t.size());
-}
-
-/// Replays the log segments after the snapshot (expect: the first version they must supply) up
-/// to the first record that was not completely written, checking each segment against the
-/// next (storage::check_scan). A writable open syncs what it recovered from and cuts the log
-/// at a hole a crash explains; a read-only one only notes it. Sets rep.version.
-template <class Key, class Value, class Table>
-storage::log_state replay_log(Table& t, storage::file_system& fsys, const std::filesystem::path& dir,
-                              const storage::inventory& inv, std::uint64_t expect, bool writable,
-                              const std::string& key_codec, const std::string& value_codec, recovery_report& rep) {
-  namespace st = storage;
-  st::log_state out;
-  const std::vector<std::pair<std::uint64_t, std::string>> segs(inv.segments.begin(), inv.segments.end());
-  for (std::size_t i = 0; i < segs.size(); ++i) {
-    const auto& [first, name] = segs[i];
-    const bool last = i + 1 == segs.size();
-    const std::uint64_t limit = last ? UINT64_MAX : segs[i + 1].first;  // the newer segment wins
-    const auto path = dir / name;
-    if (!last && limit <= expect) continue;  // every record it could hold is covered already
-    if (first > expect) {
-      throw storage_error(path, "recover", 0,
-                          "log hole: the segment starts at version " + std::to_string(first) +
-                              ", the state before it ends at " + std::to_string(expect - 1));
-    }
-    auto seg = st::open_for_scan(fsys, path, writable, key_codec, value_codec);
-    const auto scan = st::scan_open_segment(seg);
-    ++rep.segments_read;
-    st::check_scan(scan, path, seg.map->size(), last ? std::nullopt : std::optional<std::uint64_t>(limit));
-    out.holds_data = out.holds_data || !scan.records.empty() || scan.successor || scan.torn;
-    // The records to apply: consecutive, so a range of them.
-    std::size_t lo = 0;
-    while (lo < scan.records.size() && scan.records[lo].seq < expect) ++lo;
-    std::size_t hi = lo;
-    while (hi < scan.records.size() && scan.records[hi].seq < limit) ++hi;
-    if (hi > lo) {
-      apply_records<Key, Value>(t, std::span<const st::wal_record>(scan.records.data() + lo, hi - lo), path);
-      rep.records_replayed += hi - lo;
-      expect = scan.records[hi - 1].seq + 1;
-    }
-    const std::uint64_t ended = scan.first_seq + scan.records.size();  // first seq not read
-    if (scan.successor) {
-      out.open_end.reset();
-    } else if (!scan.records.empty()) {
-      out.open_end = st::log_state::end{path, seg.header.salt, scan.end_offset, ended};
-    }
-    if (!last && ended < limit && expect < limit) {
-      st::end_log_at_hole(fsys, dir, segs, i, scan, writable, key_codec, value_codec, rep.note);
-      rep.tail_truncated = true;
-      if (writable) seg.file->sync();
-      break;
-    }
-    if (last && scan.torn) {
-      rep.tail_truncated = true;
-      rep.note += std::string(writable ? "cut the log at " : "the log ends at ") + name + " offset " +
-                  std::to_string(scan.end_offset) + " (version " + std::to_string(ended) + " incompletely written" +
-                  (writable ? "" : "; a writable open starts a new segment after it") + "); ";
-    }
-    if (writable) seg.file->sync();  // what we recovered from must be durable before new records claim it was
-    if (last && scan.records.empty() && !scan.torn && !scan.successor && first == expect) {
-      // Nothing but zeros after a valid header (so no stale bytes can share its salt), and now
-      // synced: as good as a segment roll() would create.
-      out.reuse = st::log_state::reusable{name, seg.header.salt, seg.map->size(), std::move(seg.file)};
-    }
-  }
-  rep.version = expect - 1;
-  return out;
-}
-
-/// Recovers the state in dir into t: the inventory (see storage::take_inventory), the newest
-/// snapshot, the log after it, and the marker's checks. writable: as open_map() (removes what a
-/// crash left unfinished, cuts the log where it must); otherwise nothing is written, and
-/// rep.note says what a writable open would change.
-template <class Key, class Value, class Table>
-std::pair<storage::inventory, storage::log_state> recover_directory(Table& t, storage::file_system& fsys,
-                                                                    const std::filesystem::path& dir, bool writable,
-                                                                    const std::string& key_codec,
-                                                                    const std::string& value_codec,
-                                                                    recovery_report& rep) {
-  auto inv = storage::take_inventory(fsys, dir, writable, key_codec, value_codec, rep.note);
-  const std::uint64_t expect = load_newest_snapshot<Key, Value>(t, fsys, dir, inv, key_codec, value_codec, rep);
-  auto log = replay_log<Key, Value>(t, fsys, dir, inv, expect, writable, key_codec, value_codec, rep);
-  storage::check_marker(inv, log, dir);
-  return {std::move(inv), std::move(log)};
-}
-
-}  // namespace detail
 
 /// The single writer of a durable map: a map_writer (every member, with the same meaning) whose
 /// publish() also logs the batch as one record, plus checkpoint(), flush() and recovery().
@@ -691,41 +433,27 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
 template <class Key, class Value, class Hash, class Eq, class Traits>
 std::pair<durable_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>>
 open_map(const durable_options& options) {
-  namespace st = detail::storage;
   using writer_t = durable_writer<Key, Value, Hash, Eq, Traits>;
-  using state = typename writer_t::state;
-  using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
-  using table = typename ops::table;
+  namespace st = detail::storage;
   const auto started = std::chrono::steady_clock::now();
-
   if (options.path.empty()) throw storage_error({}, "open", EINVAL, "durable_options.path is empty");
   if (options.durability == durability::async && options.sync_interval.count() <= 0) {
     throw storage_error(options.path, "open", EINVAL, "sync_interval must be positive");
   }
   auto fsys = options.file_system ? options.file_system : st::default_file_system();
-  auto s = std::make_unique<state>(options, fsys, codec_name<Key>(), codec_name<Value>());
-  // A directory this open creates must itself be durable before anything in it can be: sync
-  // the parent of each one made.
-  for (const auto& made : fsys->create_directories(options.path)) {
-    fsys->sync_directory(made.has_parent_path() ? made.parent_path() : std::filesystem::path("."));
-  }
-  s->lock = fsys->lock_directory(options.path);
-  recovery_report& rep = s->report;
-
-  detail::recovery_table<Key, Value, Hash, Eq, Traits> t;
-  auto [inv, log] = detail::recover_directory<Key, Value>(t, *fsys, options.path, /*writable=*/true,
-                                                          s->key_codec, s->value_codec, rep);
-  const std::uint64_t version = rep.version;
+  auto s = std::make_unique<typename writer_t::state>(options, fsys, codec_name<Key>(), codec_name<Value>());
+  s->lock = st::open_directory(*fsys, options.path);
+  // The newest snapshot, then the log after it, up to the first record not completely written.
+  st::recovery_table<Key, Value, Hash, Eq, Traits> t;
+  const st::recovery_source src{*fsys, options.path, /*writable=*/true, s->key_codec, s->value_codec};
+  auto [inv, log] = st::recover_directory<Key, Value>(t, src, s->report);
+  // The log goes on after the recovered version, in a segment no stale record can share.
+  const std::uint64_t version = s->report.version;
   s->wal.mark_synced(version);
   s->wal.set_sync_on_roll(options.durability != durability::none);
   st::start_log(s->wal, *fsys, options.path, log, version, inv.marker, s->key_codec, s->value_codec);
-  rep.duration = std::chrono::steady_clock::now() - started;
-
-  table first = detail::to_table<ops>(std::move(t));
-  table second = ops::copy(first);  // not table's copy constructor: see detail/map_ops.hpp
-  auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync), version,
-                                                       std::move(first), std::move(second));
-  writer_t w(std::move(core), std::move(s));
+  s->report.duration = std::chrono::steady_clock::now() - started;
+  writer_t w(st::recovered_core<typename writer_t::ops, Traits>(std::move(t), version), std::move(s));
   auto r = w.make_reader();
   return {std::move(w), std::move(r)};
 }
@@ -780,20 +508,17 @@ template <class Key, class Value, class Hash, class Eq, class Traits>
 read_only_map<Key, Value, Hash, Eq, Traits> open_map_read_only(const durable_options& options) {
   namespace st = detail::storage;
   using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
-  using table = typename ops::table;
   const auto started = std::chrono::steady_clock::now();
   if (options.path.empty()) throw storage_error({}, "open", EINVAL, "durable_options.path is empty");
   auto fsys = options.file_system ? options.file_system : st::default_file_system();
   auto lock = fsys->lock_directory_shared(options.path);
   recovery_report rep;
-  detail::recovery_table<Key, Value, Hash, Eq, Traits> t;
-  detail::recover_directory<Key, Value>(t, *fsys, options.path, /*writable=*/false, codec_name<Key>(),
-                                        codec_name<Value>(), rep);
+  st::recovery_table<Key, Value, Hash, Eq, Traits> t;
+  const std::string key_codec = codec_name<Key>(), value_codec = codec_name<Value>();
+  st::recover_directory<Key, Value>(t, st::recovery_source{*fsys, options.path, /*writable=*/false, key_codec,
+                                                           value_codec}, rep);
   rep.duration = std::chrono::steady_clock::now() - started;
-  table first = detail::to_table<ops>(std::move(t));
-  table second = ops::copy(first);  // not table's copy constructor: see detail/map_ops.hpp
-  auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync), rep.version,
-                                                       std::move(first), std::move(second));
+  auto core = st::recovered_core<ops, Traits>(std::move(t), rep.version);
   return read_only_map<Key, Value, Hash, Eq, Traits>(map_writer<Key, Value, Hash, Eq, Traits>(std::move(core)),
                                                      std::move(lock), std::move(rep));
 }
