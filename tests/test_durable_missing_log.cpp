@@ -167,8 +167,8 @@ TEST_CASE("a segment of format 1 is refused, naming the version", "[durable][dam
     std::ifstream in(seg, std::ios::binary);
     REQUIRE(in.read(h.data(), 4096));
   }
-  st::store_le<std::uint32_t>(h.data() + 8, 1);
-  st::store_le<std::uint32_t>(h.data() + 4092, leftright::detail::crc32c(h.data(), 4092));
+  leftright::detail::store_le<std::uint32_t>(h.data() + 8, 1);
+  leftright::detail::store_le<std::uint32_t>(h.data() + 4092, leftright::detail::crc32c(h.data(), 4092));
   {
     std::fstream out(seg, std::ios::in | std::ios::out | std::ios::binary);
     out.write(h.data(), 4096);
@@ -195,8 +195,8 @@ TEST_CASE("a crash-cut log tail, then more batches: deleting the newest segment 
     std::vector<char> b(4096 + 10 * 48 + 200);
     REQUIRE(f.read(b.data(), static_cast<std::streamsize>(b.size())));
     std::size_t end = 4096;
-    while (st::load_le<std::uint32_t>(b.data() + end + 8) == st::record_type_batch) {
-      end += st::align8(32 + st::load_le<std::uint32_t>(b.data() + end + 4));
+    while (leftright::detail::load_le<std::uint32_t>(b.data() + end + 8) == st::record_type_batch) {
+      end += st::align8(32 + leftright::detail::load_le<std::uint32_t>(b.data() + end + 4));
     }
     f.seekp(static_cast<std::streamoff>(end + 40));
     f.write("torn", 4);

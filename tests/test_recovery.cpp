@@ -48,7 +48,7 @@ std::uint64_t salt_of(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
   char b[24];
   REQUIRE(f.read(b, sizeof b));
-  return st::load_le<std::uint64_t>(b + 16);
+  return leftright::detail::load_le<std::uint64_t>(b + 16);
 }
 
 template <class Map>
@@ -171,7 +171,7 @@ TEMPLATE_TEST_CASE("batches of built-in integers, read in place, apply as a mode
         case st::op_tag::clear: model.clear(); break;
       }
     }
-    leftright::detail::apply_batch<K, V>(t, bytes(payload<K, V>(ops)));
+    leftright::detail::storage::apply_batch<K, V>(t, bytes(payload<K, V>(ops)));
     REQUIRE(t.size() == model.size());
     for (const auto& [k, v] : model) {
       INFO("seed " << seed << " batch " << b);
@@ -188,7 +188,7 @@ TEST_CASE("damaged batches of built-in integers are refused as the general path 
   const auto refused = [](const std::string& p, const char* says) {
     absl::flat_hash_map<std::uint64_t, std::uint64_t> t;
     try {
-      leftright::detail::apply_batch<std::uint64_t, std::uint64_t>(t, bytes(p));
+      leftright::detail::storage::apply_batch<std::uint64_t, std::uint64_t>(t, bytes(p));
       FAIL("accepted");
     } catch (const leftright::storage_error& e) {
       CHECK(e.operation() == "decode");
@@ -202,10 +202,10 @@ TEST_CASE("damaged batches of built-in integers are refused as the general path 
   bad_tag[4] = '\x09';
   refused(bad_tag, "unknown operation tag 9");
   std::string more = good;
-  st::store_le<std::uint32_t>(more.data(), 4);  // one more operation than there are
+  leftright::detail::store_le<std::uint32_t>(more.data(), 4);  // one more operation than there are
   refused(more, "truncated");
   std::string fewer = good;
-  st::store_le<std::uint32_t>(fewer.data(), 2);
+  leftright::detail::store_le<std::uint32_t>(fewer.data(), 2);
   refused(fewer, "trailing bytes");
 }
 
@@ -221,27 +221,27 @@ TEST_CASE("snapshots of built-in integers, read in place, load as written; damag
   view.entries = 100;
   view.data = bytes(data);
   absl::flat_hash_map<std::int32_t, std::uint16_t> t;
-  leftright::detail::load_snapshot<std::int32_t, std::uint16_t>(t, view, "snap");
+  leftright::detail::storage::load_snapshot<std::int32_t, std::uint16_t>(t, view, "snap");
   REQUIRE(t.size() == 100);
   for (std::int32_t k = -50; k < 50; ++k) CHECK(t.at(k) == static_cast<std::uint16_t>(k * 7));
 
   for (const std::uint64_t entries : {std::uint64_t{99}, std::uint64_t{101}}) {
     view.entries = entries;
     absl::flat_hash_map<std::int32_t, std::uint16_t> u;
-    CHECK_THROWS_AS((leftright::detail::load_snapshot<std::int32_t, std::uint16_t>(u, view, "snap")),
+    CHECK_THROWS_AS((leftright::detail::storage::load_snapshot<std::int32_t, std::uint16_t>(u, view, "snap")),
                     leftright::storage_error);
   }
 }
 
 TEST_CASE("the entries reserved before a replay are capped by what the records can hold", "[recovery]") {
   std::string huge_count(4 + 17, '\0');
-  st::store_le<std::uint32_t>(huge_count.data(), 0xffffffffu);  // a damaged but checksummed count
+  leftright::detail::store_le<std::uint32_t>(huge_count.data(), 0xffffffffu);  // a damaged but checksummed count
   std::string honest(4 + 3 * 17, '\0');
-  st::store_le<std::uint32_t>(honest.data(), 3);
+  leftright::detail::store_le<std::uint32_t>(honest.data(), 3);
   const std::string empty;
   std::vector<st::wal_record> recs{{1, 0, 0, bytes(huge_count)}, {2, 0, 0, bytes(honest)}, {3, 0, 0, bytes(empty)}};
-  CHECK(leftright::detail::logged_operations(recs, 17) == 1 + 3);
-  CHECK(leftright::detail::logged_operations(recs, 2) == 8 + 3);
+  CHECK(leftright::detail::storage::logged_operations(recs, 17) == 1 + 3);
+  CHECK(leftright::detail::storage::logged_operations(recs, 2) == 8 + 3);
 }
 
 TEST_CASE("operations applied in slot order leave the table they leave in arrival order", "[recovery][slot-order]") {

@@ -62,8 +62,8 @@ void make_map_dir(const fs::path& dir, bool checkpoint) {
 void set_segment_format(const fs::path& p, std::uint32_t version) {
   std::string b = read_file(p);
   REQUIRE(b.size() >= st::segment_header_size);
-  st::store_le<std::uint32_t>(b.data() + 8, version);
-  st::store_le<std::uint32_t>(b.data() + st::segment_header_size - 4,
+  leftright::detail::store_le<std::uint32_t>(b.data() + 8, version);
+  leftright::detail::store_le<std::uint32_t>(b.data() + st::segment_header_size - 4,
                               leftright::detail::crc32c(b.data(), st::segment_header_size - 4));
   write_file(p, b);
 }
@@ -72,11 +72,11 @@ void set_segment_format(const fs::path& p, std::uint32_t version) {
 void set_snapshot_format(const fs::path& p, std::uint32_t version) {
   std::string b = read_file(p);
   REQUIRE(b.size() >= 44);
-  st::store_le<std::uint32_t>(b.data() + 8, version);
-  const std::size_t crc_at = 40 + std::size_t{st::load_le<std::uint32_t>(b.data() + 32)} +
-                             st::load_le<std::uint32_t>(b.data() + 36);
+  leftright::detail::store_le<std::uint32_t>(b.data() + 8, version);
+  const std::size_t crc_at = 40 + std::size_t{leftright::detail::load_le<std::uint32_t>(b.data() + 32)} +
+                             leftright::detail::load_le<std::uint32_t>(b.data() + 36);
   REQUIRE(crc_at + 4 <= b.size());
-  st::store_le<std::uint32_t>(b.data() + crc_at, leftright::detail::crc32c(b.data(), crc_at));
+  leftright::detail::store_le<std::uint32_t>(b.data() + crc_at, leftright::detail::crc32c(b.data(), crc_at));
   write_file(p, b);
 }
 

@@ -69,14 +69,14 @@ struct segment {
                   bool good = true, std::uint32_t claimed_len = 0) {
     std::byte* rec = bytes.data() + at;
     const std::uint32_t len = claimed_len ? claimed_len : static_cast<std::uint32_t>(payload.size());
-    st::store_le<std::uint32_t>(rec + 4, len);
-    st::store_le<std::uint32_t>(rec + 8, st::record_type_batch);
-    st::store_le<std::uint32_t>(rec + 12, static_cast<std::uint32_t>(salt));
-    st::store_le<std::uint64_t>(rec + 16, seq);
-    st::store_le<std::uint64_t>(rec + 24, synced);
+    leftright::detail::store_le<std::uint32_t>(rec + 4, len);
+    leftright::detail::store_le<std::uint32_t>(rec + 8, st::record_type_batch);
+    leftright::detail::store_le<std::uint32_t>(rec + 12, static_cast<std::uint32_t>(salt));
+    leftright::detail::store_le<std::uint64_t>(rec + 16, seq);
+    leftright::detail::store_le<std::uint64_t>(rec + 24, synced);
     std::memcpy(rec + st::record_header_size, payload.data(), payload.size());
     const std::uint32_t crc = leftright::detail::crc32c(rec + 4, st::record_header_size - 4 + len);
-    st::store_le<std::uint32_t>(rec, good ? crc : crc ^ 1u);
+    leftright::detail::store_le<std::uint32_t>(rec, good ? crc : crc ^ 1u);
     return st::align8(st::record_header_size + payload.size());
   }
   void append(std::uint64_t seq, std::uint64_t synced, const std::string& payload) {
@@ -103,12 +103,12 @@ void fill_with_claims(segment& s, std::size_t from, std::size_t end) {
   for (std::size_t at = from; at + st::record_header_size <= end; at += st::record_header_size) {
     std::byte* rec = s.bytes.data() + at;
     const auto len = static_cast<std::uint32_t>(s.bytes.size() - at - st::record_header_size);
-    st::store_le<std::uint32_t>(rec, 0xdeadbeefu);  // matches no crc here
-    st::store_le<std::uint32_t>(rec + 4, len);
-    st::store_le<std::uint32_t>(rec + 8, st::record_type_batch);
-    st::store_le<std::uint32_t>(rec + 12, static_cast<std::uint32_t>(salt));
-    st::store_le<std::uint64_t>(rec + 16, 5);
-    st::store_le<std::uint64_t>(rec + 24, 4);
+    leftright::detail::store_le<std::uint32_t>(rec, 0xdeadbeefu);  // matches no crc here
+    leftright::detail::store_le<std::uint32_t>(rec + 4, len);
+    leftright::detail::store_le<std::uint32_t>(rec + 8, st::record_type_batch);
+    leftright::detail::store_le<std::uint32_t>(rec + 12, static_cast<std::uint32_t>(salt));
+    leftright::detail::store_le<std::uint64_t>(rec + 16, 5);
+    leftright::detail::store_le<std::uint64_t>(rec + 24, 4);
   }
 }
 

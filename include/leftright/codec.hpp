@@ -76,30 +76,33 @@ namespace leftright {
 
 namespace detail {
 
-/// Stores the low sizeof(U) bytes of v at p, least significant first.
+/// Stores the low sizeof(U) bytes of v at p (any alignment), least significant first. The one
+/// little-endian store of the library: codecs, batches and file headers all write through it.
 template <class U>
-void store_le(unsigned char* p, U v) noexcept {
+void store_le(void* p, U v) noexcept {
   static_assert(std::is_unsigned_v<U>);
   if constexpr (std::endian::native == std::endian::little) {
     std::memcpy(p, &v, sizeof(U));
   } else {
+    auto* b = static_cast<unsigned char*>(p);
     for (std::size_t i = 0; i < sizeof(U); ++i) {
-      p[i] = static_cast<unsigned char>(v >> (8 * i));
+      b[i] = static_cast<unsigned char>(v >> (8 * i));
     }
   }
 }
 
-/// Loads a little-endian U from p (any alignment).
+/// Loads a little-endian U from p (any alignment): store_le's inverse.
 template <class U>
-U load_le(const std::byte* p) noexcept {
+U load_le(const void* p) noexcept {
   static_assert(std::is_unsigned_v<U>);
   U v;
   if constexpr (std::endian::native == std::endian::little) {
     std::memcpy(&v, p, sizeof(U));
   } else {
+    const auto* b = static_cast<const unsigned char*>(p);
     v = 0;
     for (std::size_t i = sizeof(U); i-- > 0;) {
-      v = static_cast<U>((v << 8) | static_cast<U>(std::to_integer<unsigned char>(p[i])));
+      v = static_cast<U>((v << 8) | static_cast<U>(b[i]));
     }
   }
   return v;

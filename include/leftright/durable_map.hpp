@@ -36,58 +36,19 @@
 #include <vector>
 
 #include "codec.hpp"
+#include "detail/storage/batch.hpp"
 #include "detail/storage/format.hpp"
 #include "detail/storage/fs.hpp"
 #include "detail/storage/recovery.hpp"
+#include "detail/storage/replay.hpp"
 #include "detail/storage/snapshot.hpp"
 #include "detail/slot_order.hpp"
 #include "detail/storage/wal.hpp"
+#include "durable_options.hpp"
 #include "map.hpp"
 #include "storage_error.hpp"
 
 namespace leftright {
-
-/// When a published batch reaches stable storage.
-enum class durability {
-  none,   ///< at checkpoint(), flush() and close only (still survives kill -9)
-  async,  ///< a background msync every sync_interval
-  sync,   ///< before publish() returns, and before any reader can see the batch
-};
-
-struct durable_options {
-  /// A directory the map owns (created if absent).
-  std::filesystem::path path;
-  leftright::durability durability = leftright::durability::sync;
-  /// For durability::async: how often the background thread syncs the log.
-  std::chrono::milliseconds sync_interval{1000};
-  /// The largest size of a log segment file (each is preallocated). Segments grow with the map:
-  /// the first after an open or a checkpoint is 64 KiB (or this, if smaller), each next one
-  /// twice the last, up to this. A batch larger than this gets a segment of its own size. A
-  /// file-size limit (RLIMIT_FSIZE) below it makes a segment's creation fail, with SIGXFSZ
-  /// (which kills the process unless ignored; ignored: EFBIG, and the writer stops).
-  std::size_t segment_size = std::size_t{64} << 20;
-  /// Checkpoint automatically after a publish once this many log bytes were written since the
-  /// last checkpoint; 0: only when checkpoint() is called.
-  std::uint64_t checkpoint_bytes = std::uint64_t{256} << 20;
-  /// How far ahead of the writer a thread of the map's own keeps the log faulted in, so that
-  /// publish() does not stop on page faults in a fresh segment; 0: no thread, publish() faults
-  /// the pages in itself.
-  std::size_t prefault_bytes = std::size_t{4} << 20;
-  /// The file system underneath; null: the real one. (Tests put a simulated one here.)
-  std::shared_ptr<detail::storage::file_system> file_system;
-};
-
-/// What open_map() found and did.
-struct recovery_report {
-  std::uint64_t version = 0;           ///< the version the map reopened at
-  std::uint64_t snapshot_version = 0;  ///< the snapshot it started from (0: none)
-  std::uint64_t snapshot_entries = 0;
-  std::uint64_t records_replayed = 0;  ///< log records (batches) applied after the snapshot
-  std::uint64_t segments_read = 0;
-  bool tail_truncated = false;         ///< an incompletely written record ended the log
-  std::string note;                    ///< where the log was cut, files removed, ...
-  std::chrono::nanoseconds duration{};
-};
 
 template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
@@ -106,521 +67,54 @@ template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::
           class Traits = default_traits>
 read_only_map<Key, Value, Hash, Eq, Traits> open_map_read_only(const durable_options& options);
 
-namespace detail {
-
-/// The size of a batch's payload for built-in integer keys and values, and the number of logged
-/// operations in it (write_fixed_batch then writes it in place).
-template <class Ops, class Key, class Value>
-std::pair<std::size_t, std::uint64_t> fixed_batch_size(const std::vector<typename Ops::op>& ops) noexcept {
-  constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
-  std::size_t bytes = 4;
-  std::uint64_t count = 0;
-  for (const auto& o : ops) {
-    std::visit(
-        [&](const auto& x) {
-          using X = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<X, typename Ops::assign_op> || std::is_same_v<X, typename Ops::insert_op>) {
-            bytes += 1 + ks + vs;
-            ++count;
-          } else if constexpr (std::is_same_v<X, typename Ops::erase_op>) {
-            bytes += 1 + ks;
-            ++count;
-          } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
-            bytes += x.s->erased.size() * (1 + ks);
-            count += x.s->erased.size();
-          } else if constexpr (std::is_same_v<X, typename Ops::clear_op>) {
-            bytes += 1;
-            ++count;
-          }
-        },
-        o);
-  }
-  return {bytes, count};
-}
-
-/// Writes the payload of fixed_batch_size() (count: its second) at dst: byte for byte what the
-/// general path writes (u32 count first, then tag, key, value per operation).
-template <class Ops, class Key, class Value>
-void write_fixed_batch(const std::vector<typename Ops::op>& ops, std::uint64_t count, std::byte* dst) noexcept {
-  constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
-  auto* p = reinterpret_cast<unsigned char*>(dst);
-  // The count is a u32 on the wire, as the general path writes it.
-  leftright::detail::store_le(p, static_cast<std::uint32_t>(count));
-  p += 4;
-  const auto put_key = [&](const Key& k) {
-    leftright::detail::store_le(p, static_cast<typename codec<Key>::unsigned_type>(k));
-    p += ks;
-  };
-  const auto put_tag = [&](storage::op_tag t) { *p++ = static_cast<unsigned char>(t); };
-  for (const auto& o : ops) {
-    std::visit(
-        [&](const auto& x) {
-          using X = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<X, typename Ops::assign_op> || std::is_same_v<X, typename Ops::insert_op>) {
-            put_tag(std::is_same_v<X, typename Ops::assign_op> ? storage::op_tag::insert_or_assign
-                                                                : storage::op_tag::insert);
-            put_key(x.key);
-            leftright::detail::store_le(p, static_cast<typename codec<Value>::unsigned_type>(x.value));
-            p += vs;
-          } else if constexpr (std::is_same_v<X, typename Ops::erase_op>) {
-            put_tag(storage::op_tag::erase);
-            put_key(x.key);
-          } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
-            for (const auto& k : x.s->erased) {
-              put_tag(storage::op_tag::erase);
-              put_key(k);
-            }
-          } else if constexpr (std::is_same_v<X, typename Ops::clear_op>) {
-            put_tag(storage::op_tag::clear);
-          }
-        },
-        o);
-  }
-}
-
-/// Keys or values whose codec is the built-in integer one: sizeof(T) little-endian bytes. A batch
-/// of them is sized before it is written, in place (see durable_writer::log).
-template <class T>
-concept builtin_int_codec = std::integral<T> && !std::same_as<std::remove_cv_t<T>, bool> &&
-                            requires { typename codec<T>::unsigned_type; };
-
-/// Encodes one published batch into a log payload, through the codecs. erase_if was recorded as
-/// the keys it erased at the first application; reserve changes nothing that needs logging.
-/// Cost: O(encoded bytes). (Built-in integer keys and values take fixed_batch_size() and
-/// write_fixed_batch() instead: the same bytes, without an append call per field.)
-template <class Ops>
-void encode_batch(const std::vector<typename Ops::op>& ops, std::string& out) {
-  out.clear();
-  byte_writer w(out);
-  w.put_u32(0);  // the count, patched below
-  std::uint32_t count = 0;
-  for (const auto& o : ops) {
-    std::visit(
-        [&](const auto& x) {
-          using X = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<X, typename Ops::assign_op>) {
-            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::insert_or_assign));
-            leftright::encode(x.key, w);
-            leftright::encode(x.value, w);
-            ++count;
-          } else if constexpr (std::is_same_v<X, typename Ops::insert_op>) {
-            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::insert));
-            leftright::encode(x.key, w);
-            leftright::encode(x.value, w);
-            ++count;
-          } else if constexpr (std::is_same_v<X, typename Ops::erase_op>) {
-            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::erase));
-            leftright::encode(x.key, w);
-            ++count;
-          } else if constexpr (std::is_same_v<X, typename Ops::erase_if_op>) {
-            for (const auto& k : x.s->erased) {
-              w.put_u8(static_cast<std::uint8_t>(storage::op_tag::erase));
-              leftright::encode(k, w);
-              ++count;
-            }
-          } else if constexpr (std::is_same_v<X, typename Ops::clear_op>) {
-            w.put_u8(static_cast<std::uint8_t>(storage::op_tag::clear));
-            ++count;
-          }
-        },
-        o);
-  }
-  storage::store_le<std::uint32_t>(out.data(), count);
-}
-
-/// A built-in integer's encoding at p (the caller checked the bytes are there).
-template <class T>
-inline T load_builtin(const std::byte* p) noexcept {
-  return static_cast<T>(storage::load_le<typename codec<T>::unsigned_type>(p));  // modular, as codec<T>
-}
-
-/// What check_batch_builtin() found.
-enum class batch_check { bad, keyed, with_clear };
-
-/// For built-in integer keys and values: checks a batch's structure (count, tags, lengths), so
-/// that for_each_op_builtin() can read its fields in place with no bounds check per field
-/// (about twice as fast as the general decoder). bad: it does not check (the general path then
-/// reports exactly what is wrong); keyed: every operation is on one key; with_clear: it checks
-/// and holds a clear.
-template <class Key, class Value>
-batch_check check_batch_builtin(std::span<const std::byte> payload) {
-  constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
-  const std::byte* const p = payload.data();
-  const std::size_t size = payload.size();
-  if (size < 4) return batch_check::bad;
-  const std::uint32_t n = storage::load_le<std::uint32_t>(p);
-  bool clears = false;
-  std::size_t off = 4;
-  for (std::uint32_t i = 0; i < n; ++i) {
-    if (off >= size) return batch_check::bad;
-    std::size_t len = 0;
-    switch (static_cast<storage::op_tag>(p[off])) {
-      case storage::op_tag::insert_or_assign:
-      case storage::op_tag::insert: len = 1 + ks + vs; break;
-      case storage::op_tag::erase: len = 1 + ks; break;
-      case storage::op_tag::clear: len = 1; clears = true; break;
-      default: return batch_check::bad;
-    }
-    if (len > size - off) return batch_check::bad;
-    off += len;
-  }
-  if (off != size) return batch_check::bad;
-  return clears ? batch_check::with_clear : batch_check::keyed;
-}
-
-/// Calls keyed(keyed_op, key, value) or clear() for each operation of a batch that
-/// check_batch_builtin() accepted, in order (an erase's value is 0).
-template <class Key, class Value, class Keyed, class Clear>
-void for_each_op_builtin(std::span<const std::byte> payload, Keyed&& keyed, Clear&& clear) {
-  constexpr std::size_t ks = sizeof(Key), vs = sizeof(Value);
-  const std::byte* const p = payload.data();
-  // Checked: every access below is in bounds.
-  for (std::size_t off = 4; off < payload.size();) {
-    const std::byte* o = p + off;
-    switch (static_cast<storage::op_tag>(*o)) {
-      case storage::op_tag::insert_or_assign:
-        keyed(keyed_op::insert_or_assign, load_builtin<Key>(o + 1), load_builtin<Value>(o + 1 + ks));
-        off += 1 + ks + vs;
-        break;
-      case storage::op_tag::insert:
-        keyed(keyed_op::insert, load_builtin<Key>(o + 1), load_builtin<Value>(o + 1 + ks));
-        off += 1 + ks + vs;
-        break;
-      case storage::op_tag::erase:
-        keyed(keyed_op::erase, load_builtin<Key>(o + 1), Value{});
-        off += 1 + ks;
-        break;
-      default:  // clear: the only other tag the check let through
-        clear();
-        off += 1;
-        break;
-    }
-  }
-}
-
-/// apply_batch for built-in integer keys and values, reading the fields in place. The same
-/// result as the general path; false (nothing applied) if the batch does not check.
-template <class Key, class Value, class Table>
-bool apply_batch_builtin(Table& t, std::span<const std::byte> payload) {
-  if (check_batch_builtin<Key, Value>(payload) == batch_check::bad) return false;
-  for_each_op_builtin<Key, Value>(
-      payload, [&t](keyed_op op, Key k, Value v) { apply_keyed(t, op, k, v); }, [&t] { t.clear(); });
-  return true;
-}
-
-/// Applies a logged batch to a recovering table (a plain, single-threaded absl map).
-template <class Key, class Value, class Table>
-void apply_batch(Table& t, std::span<const std::byte> payload) {
-  if constexpr (builtin_int_codec<Key> && builtin_int_codec<Value>) {
-    if (apply_batch_builtin<Key, Value>(t, payload)) return;
-  }
-  byte_reader r(payload);
-  const std::uint32_t n = r.get_u32("operation count");
-  for (std::uint32_t i = 0; i < n; ++i) {
-    const auto tag = static_cast<storage::op_tag>(r.get_u8("operation tag"));
-    switch (tag) {
-      case storage::op_tag::insert_or_assign: {
-        Key k = leftright::decode<Key>(r);
-        t.insert_or_assign(std::move(k), leftright::decode<Value>(r));
-        break;
-      }
-      case storage::op_tag::insert: {
-        Key k = leftright::decode<Key>(r);
-        Value v = leftright::decode<Value>(r);
-        t.try_emplace(std::move(k), std::move(v));
-        break;
-      }
-      case storage::op_tag::erase:
-        t.erase(leftright::decode<Key>(r));
-        break;
-      case storage::op_tag::clear:
-        t.clear();
-        break;
-      default:
-        throw storage_error({}, "decode", 0, "unknown operation tag " + std::to_string(static_cast<int>(tag)));
-    }
-  }
-  if (!r.empty()) throw storage_error({}, "decode", 0, "trailing bytes after the batch's operations");
-}
-
-/// Decodes a checked snapshot's entries into a recovering table (a plain, single-threaded absl
-/// map). Throws storage_error naming path if they do not decode. Built-in integer keys and
-/// values whose bytes are exactly `entries` entries are read in place (no bounds check per field)
-/// and inserted in the table's slot order (apply_in_slot_order).
-template <class Key, class Value, class Table>
-void load_snapshot(Table& t, const storage::snapshot_view& view, const std::filesystem::path& path) {
-  detail::reserve_room(t, static_cast<std::size_t>(view.entries));  // see map_ops.hpp
-  if constexpr (builtin_int_codec<Key> && builtin_int_codec<Value>) {
-    constexpr std::size_t es = sizeof(Key) + sizeof(Value);
-    // entries <= data bytes + 1 (parse_snapshot), so the product cannot overflow.
-    if (view.data.size() == view.entries * es) {
-      const std::byte* const p = view.data.data();
-      const std::size_t n = static_cast<std::size_t>(view.entries);
-      apply_in_slot_order(t, [p, n](auto&& f) {
-        for (std::size_t i = 0; i < n; ++i) {
-          f(keyed_op::insert_or_assign, load_builtin<Key>(p + i * es), load_builtin<Value>(p + i * es + sizeof(Key)));
-        }
-      });
-      return;
-    }
-  }
-  byte_reader r(view.data);
-  try {
-    for (std::uint64_t i = 0; i < view.entries; ++i) {
-      Key k = leftright::decode<Key>(r);
-      t.insert_or_assign(std::move(k), leftright::decode<Value>(r));
-    }
-    if (!r.empty()) throw storage_error({}, "decode", 0, "bytes after the last entry");
-  } catch (const storage_error& e) {
-    throw storage_error(path, "read snapshot", 0, e.what());
-  }
-}
-
-/// An upper estimate of the entries a run of logged batches can add (to reserve before they are
-/// replayed): each record's operation count, capped by what its payload can hold (an insert
-/// takes at least min_op bytes; a damaged but checksummed count must not size the table).
-template <class Records>
-std::size_t logged_operations(const Records& records, std::size_t min_op) {
-  std::uint64_t n = 0;
-  for (const auto& rec : records) {
-    if (rec.payload.size() < 4) continue;
-    const std::uint64_t count = storage::load_le<std::uint32_t>(rec.payload.data());
-    n += std::min<std::uint64_t>(count, (rec.payload.size() - 4) / min_op);
-  }
-  return static_cast<std::size_t>(n);
-}
-
-/// The recovered state in the map's layout.
-template <class Ops, class Plain>
-typename Ops::table to_table(Plain&& plain) {
-  using table = typename Ops::table;
-  if constexpr (std::is_same_v<table, std::decay_t<Plain>>) {
-    return std::move(plain);
-  } else {
-    table t(table::buckets_for(plain.size()), plain.hash_function(), plain.key_eq());
-    for (auto& [k, v] : plain) {
-      node_ref<typename table::node::key_type, typename table::node::value_type> n(
-          new typename table::node(k, std::move(v)));
-      t.put(n.get());
-    }
-    return t;
-  }
-}
-
-/// The table recovery builds: a plain, single-threaded absl map (the map's layout may differ,
-/// see to_table) with the map's allocator, so that for the inline layout it moves in as it is.
-template <class Key, class Value, class Hash, class Eq, class Traits>
-using recovery_table = absl::flat_hash_map<Key, Value, Hash, Eq,
-                                           table_allocator_t<std::pair<const Key, Value>, Traits::huge_pages>>;
-
-/// Loads the newest snapshot into t (a committed snapshot was synced before its rename: if it
-/// does not check out, that is damage, not a crash, and recovery refuses rather than silently
-/// go back in time). Returns the first version the log must supply.
-template <class Key, class Value, class Table>
-std::uint64_t load_newest_snapshot(Table& t, storage::file_system& fsys, const std::filesystem::path& dir,
-                                   const storage::inventory& inv, const std::string& key_codec,
-                                   const std::string& value_codec, recovery_report& rep) {
-  if (inv.snapshots.empty()) return 1;
-  const auto& [seq, name] = *inv.snapshots.rbegin();
-  const auto path = dir / name;
-  auto view = storage::read_snapshot(fsys, path, key_codec, value_codec);
-  if (view.seq != seq) throw storage_error(path, "read snapshot", 0, "file name and header disagree");
-  load_snapshot<Key, Value>(t, view, path);
-  rep.snapshot_version = seq;
-  rep.snapshot_entries = view.entries;
-  return seq + 1;
-}
-
-/// Applies consecutive log records of segment `path` to a recovering table.
-template <class Key, class Value, class Table>
-void apply_records(Table& t, std::span<const storage::wal_record> recs, const std::filesystem::path& path) {
-  constexpr std::size_t replay_reserve_cap = std::size_t{1} << 22;
-  constexpr std::size_t min_op = builtin_int_codec<Key> && builtin_int_codec<Value>
-                                     ? 1 + sizeof(Key) + sizeof(Value)
-                                     : 2;  // a tag and (for all keys but one) a byte
-  // Reserved once rather than grown step by step while replaying: room for as many entries
-  // more as the records have operations (each counted as an insert), at most the table's
-  // size or 4M more (a long log of overwrites or erases must not size a huge table).
-  const std::size_t more = logged_operations(recs, min_op);
-  detail::reserve_room(t, t.size() + std::min(more, std::max(t.size(), replay_reserve_cap)));
-  const auto apply_general = [&](const storage::wal_record& rec) {
-    try {
-      apply_batch<Key, Value>(t, rec.payload);
-    } catch (const storage_error& e) {
-      throw storage_error(path, "recover", 0,
-                          "record " + std::to_string(rec.seq) + " at offset " + std::to_string(rec.offset) +
-                              " has a valid checksum but does not decode: " + e.what());
-    }
-  };
-  if constexpr (builtin_int_codec<Key> && builtin_int_codec<Value>) {
-    // Each run of records that check and hold no clear is applied in the table's slot order
-    // (apply_in_slot_order); any other record on its own, in its place.
-    for (std::size_t from = 0; from < recs.size();) {
-      std::size_t to = from;
-      while (to < recs.size() && check_batch_builtin<Key, Value>(recs[to].payload) == batch_check::keyed) ++to;
-      if (to > from) {
-        apply_in_slot_order(t, [&recs, from, to](auto&& op) {
-          for (std::size_t k = from; k < to; ++k) for_each_op_builtin<Key, Value>(recs[k].payload, op, [] {});
-        });
-      }
-      if (to < recs.size()) apply_general(recs[to++]);
-      from = to;
-    }
-  } else {
-    for (const auto& rec : recs) apply_general(rec);
-  }
-  // The estimate counted every operation as an insert; give back what overwrites and erases
-  // left unused (a table never shrinks by itself).
-  if (t.size() < t.bucket_count() / 4) detail::rebuild_for(t, t.size());
-}
-
-/// Replays the log segments after the snapshot (expect: the first version they must supply) up
-/// to the first record that was not completely written, checking each segment against the
-/// next (storage::check_scan). A writable open syncs what it recovered from and cuts the log
-/// at a hole a crash explains; a read-only one only notes it. Sets rep.version.
-template <class Key, class Value, class Table>
-storage::log_state replay_log(Table& t, storage::file_system& fsys, const std::filesystem::path& dir,
-                              const storage::inventory& inv, std::uint64_t expect, bool writable,
-                              const std::string& key_codec, const std::string& value_codec, recovery_report& rep) {
-  namespace st = storage;
-  st::log_state out;
-  const std::vector<std::pair<std::uint64_t, std::string>> segs(inv.segments.begin(), inv.segments.end());
-  for (std::size_t i = 0; i < segs.size(); ++i) {
-    const auto& [first, name] = segs[i];
-    const bool last = i + 1 == segs.size();
-    const std::uint64_t limit = last ? UINT64_MAX : segs[i + 1].first;  // the newer segment wins
-    const auto path = dir / name;
-    if (!last && limit <= expect) continue;  // every record it could hold is covered already
-    if (first > expect) {
-      throw storage_error(path, "recover", 0,
-                          "log hole: the segment starts at version " + std::to_string(first) +
-                              ", the state before it ends at " + std::to_string(expect - 1));
-    }
-    auto seg = st::open_for_scan(fsys, path, writable, key_codec, value_codec);
-    const auto scan = st::scan_open_segment(seg);
-    ++rep.segments_read;
-    st::check_scan(scan, path, seg.map->size(), last ? std::nullopt : std::optional<std::uint64_t>(limit));
-    out.holds_data = out.holds_data || !scan.records.empty() || scan.successor || scan.torn;
-    // The records to apply: consecutive, so a range of them.
-    std::size_t lo = 0;
-    while (lo < scan.records.size() && scan.records[lo].seq < expect) ++lo;
-    std::size_t hi = lo;
-    while (hi < scan.records.size() && scan.records[hi].seq < limit) ++hi;
-    if (hi > lo) {
-      apply_records<Key, Value>(t, std::span<const st::wal_record>(scan.records.data() + lo, hi - lo), path);
-      rep.records_replayed += hi - lo;
-      expect = scan.records[hi - 1].seq + 1;
-    }
-    const std::uint64_t ended = scan.first_seq + scan.records.size();  // first seq not read
-    if (scan.successor) {
-      out.open_end.reset();
-    } else if (!scan.records.empty()) {
-      out.open_end = st::log_state::end{path, seg.header.salt, scan.end_offset, ended};
-    }
-    if (!last && ended < limit && expect < limit) {
-      st::end_log_at_hole(fsys, dir, segs, i, scan, writable, key_codec, value_codec, rep.note);
-      rep.tail_truncated = true;
-      if (writable) seg.file->sync();
-      break;
-    }
-    if (last && scan.torn) {
-      rep.tail_truncated = true;
-      rep.note += std::string(writable ? "cut the log at " : "the log ends at ") + name + " offset " +
-                  std::to_string(scan.end_offset) + " (version " + std::to_string(ended) + " incompletely written" +
-                  (writable ? "" : "; a writable open starts a new segment after it") + "); ";
-    }
-    if (writable) seg.file->sync();  // what we recovered from must be durable before new records claim it was
-    if (last && scan.records.empty() && !scan.torn && !scan.successor && first == expect) {
-      // Nothing but zeros after a valid header (so no stale bytes can share its salt), and now
-      // synced: as good as a segment roll() would create.
-      out.reuse = st::log_state::reusable{name, seg.header.salt, seg.map->size(), std::move(seg.file)};
-    }
-  }
-  rep.version = expect - 1;
-  return out;
-}
-
-/// Recovers the state in dir into t: the inventory (see storage::take_inventory), the newest
-/// snapshot, the log after it, and the marker's checks. writable: as open_map() (removes what a
-/// crash left unfinished, cuts the log where it must); otherwise nothing is written, and
-/// rep.note says what a writable open would change.
-template <class Key, class Value, class Table>
-std::pair<storage::inventory, storage::log_state> recover_directory(Table& t, storage::file_system& fsys,
-                                                                    const std::filesystem::path& dir, bool writable,
-                                                                    const std::string& key_codec,
-                                                                    const std::string& value_codec,
-                                                                    recovery_report& rep) {
-  auto inv = storage::take_inventory(fsys, dir, writable, key_codec, value_codec, rep.note);
-  const std::uint64_t expect = load_newest_snapshot<Key, Value>(t, fsys, dir, inv, key_codec, value_codec, rep);
-  auto log = replay_log<Key, Value>(t, fsys, dir, inv, expect, writable, key_codec, value_codec, rep);
-  storage::check_marker(inv, log, dir);
-  return {std::move(inv), std::move(log)};
-}
-
-}  // namespace detail
-
-/// The single writer of a durable map: every member of map_writer, with the same meaning, plus
-/// checkpoint(), flush() and recovery(). publish() is the commit point. Move-only.
+/// The single writer of a durable map: a map_writer (every member, with the same meaning) whose
+/// publish() also logs the batch as one record, plus checkpoint(), flush() and recovery().
+/// publish() is the commit point; queueing costs nothing on disk. Move-only.
 /// Failure: after any failed write or sync the writer is fail-stop: failed() is true and every
 /// later publish(), try_publish(), checkpoint() and flush() throws storage_error. Readers keep
 /// the last published state.
+/// (Private inheritance: a durable_writer cannot be used as a map_writer, whose publish() would
+/// not log.)
 template <class Key, class Value, class Hash, class Eq, class Traits>
-class durable_writer {
-  using inner_writer = map_writer<Key, Value, Hash, Eq, Traits>;
-  using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
-  using op = typename ops::op;
-  using table = typename ops::table;
+class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
+  using base = map_writer<Key, Value, Hash, Eq, Traits>;
+  using ops = typename base::ops_type;
+  using op = typename base::op_type;
 
  public:
-  using reader = map_reader<Key, Value, Hash, Eq, Traits>;
-  using factory_type = reader_factory<Key, Value, Hash, Eq, Traits>;
-
-  /// As map_writer::shares_values: whether entries are stored once, in nodes both copies share.
-  static constexpr bool shares_values = inner_writer::shares_values;
+  using typename base::factory_type;
+  using typename base::reader;
+  using base::shares_values;
 
   durable_writer(durable_writer&&) noexcept = default;
   durable_writer& operator=(durable_writer&& other) noexcept {
     if (this != &other) {
       close();
-      inner_ = std::move(other.inner_);
+      base::operator=(std::move(other));
       st_ = std::move(other.st_);
     }
     return *this;
   }
   ~durable_writer() { close(); }
 
-  // ---- The map_writer interface (queueing costs nothing on disk: only publish() writes). ----
-  void insert_or_assign(const Key& key, Value value) { inner_.insert_or_assign(key, std::move(value)); }
-  void insert_or_assign(Key&& key, Value value) { inner_.insert_or_assign(std::move(key), std::move(value)); }
-  void insert(const Key& key, Value value) { inner_.insert(key, std::move(value)); }
-  void insert(Key&& key, Value value) { inner_.insert(std::move(key), std::move(value)); }
-  void erase(const Key& key) { inner_.erase(key); }
-  template <class K>
-    requires detail::heterogeneous_key<Key, K, Hash, Eq>
-  void erase(const K& key) {
-    inner_.erase(key);
-  }
-  /// As map_writer::erase_if; the keys it erases are what the log records.
-  template <class Pred>
-  void erase_if(Pred pred) {
-    static_assert(std::is_invocable_r_v<bool, const Pred&, const Key&, const Value&>,
-                  "leftright: erase_if needs pred(const Key&, const Value&) -> bool");
-    using pred_state = typename ops::erase_if_op::state;
-    inner_.impl_.append(typename ops::erase_if_op{std::make_shared<pred_state>(pred_state{std::move(pred), true})});
-  }
-  void clear() { inner_.clear(); }
-  void reserve(std::size_t n) { inner_.reserve(n); }
-  std::size_t pending() const noexcept { return inner_.pending(); }
-  void discard() noexcept { inner_.discard(); }
-  /// As map_writer::find and contains: the state the next publish() will make visible.
-  template <class K>
-  const Value* find(const K& key) const {
-    return inner_.find(key);
-  }
-  template <class K>
-  bool contains(const K& key) const {
-    return inner_.contains(key);
-  }
+  // ---- As map_writer. erase_if's log record holds the keys it erased (see log_hook). ----
+  using base::clear;
+  using base::contains;
+  using base::discard;
+  using base::erase;
+  using base::erase_if;
+  using base::factory;
+  using base::find;
+  using base::insert;
+  using base::insert_or_assign;
+  using base::make_reader;
+  using base::pending;
+  using base::poisoned;
+  using base::reader_slots;
+  using base::reserve;
+  using base::set_stall_report;
+  using base::sync_mode;
+  using base::version;
 
   /// Makes the queued batch visible to readers, atomically, and logs it as one record; returns
   /// the new version. With durability::sync the record is on stable storage before readers can
@@ -636,30 +130,17 @@ class durable_writer {
   ///             writer becomes failed() and the next call throws, saying why.
   std::uint64_t publish() {
     check_usable();
-    const std::uint64_t v = inner_.impl_.publish_with(log_hook{*this});
+    const std::uint64_t v = base::publish_with(log_hook{*this});
     after_publish();
     return v;
   }
   /// publish() if no reader has to be waited for; false and nothing changed otherwise.
   bool try_publish() {
     check_usable();
-    if (!inner_.impl_.try_publish_with(log_hook{*this})) return false;
+    if (!base::try_publish_with(log_hook{*this})) return false;
     after_publish();
     return true;
   }
-
-  std::uint64_t version() const noexcept { return inner_.version(); }
-  /// As map_writer::poisoned(): a failed publish could not restore the write copy (every later
-  /// publish throws std::logic_error). Independent of failed(), which is about the log.
-  bool poisoned() const noexcept { return inner_.poisoned(); }
-  reader_sync sync_mode() const noexcept { return inner_.sync_mode(); }
-  /// As map_writer::set_stall_report.
-  void set_stall_report(std::chrono::nanoseconds after, std::function<void(const reader_stall&)> report = {}) {
-    inner_.set_stall_report(after, std::move(report));
-  }
-  std::size_t reader_slots() const { return inner_.reader_slots(); }
-  reader make_reader() const { return inner_.make_reader(); }
-  factory_type factory() const { return inner_.factory(); }
 
   // ---- Durability. ----
 
@@ -670,13 +151,13 @@ class durable_writer {
     check_usable();
     try {
       auto& s = *st_;
-      const std::uint64_t v = inner_.version();
+      const std::uint64_t v = base::version();
       s.wal.restart_growth();  // the log after a checkpoint starts small again
       s.wal.roll_if_needed(v + 1, s.opts.durability != durability::none);
-      detail::storage::snapshot_writer snap(s.fs, s.opts.path, v, inner_.impl_.published().size(),
+      detail::storage::snapshot_writer snap(s.fs, s.opts.path, v, base::published().size(),
                                             s.key_codec, s.value_codec);
       byte_writer w(snap.buffer());
-      for (const auto& [k, val] : inner_.impl_.published()) {
+      for (const auto& [k, val] : base::published()) {
         leftright::encode(k, w);
         leftright::encode(val, w);
         snap.maybe_flush();
@@ -743,7 +224,8 @@ class durable_writer {
           wal(fs, opts.path, key_codec, value_codec, opts.segment_size, opts.prefault_bytes) {}
   };
 
-  durable_writer(inner_writer inner, std::unique_ptr<state> st) : inner_(std::move(inner)), st_(std::move(st)) {
+  durable_writer(std::shared_ptr<detail::lr_core<typename ops::table>> core, std::unique_ptr<state> st)
+      : base(std::move(core)), st_(std::move(st)) {
     if (st_->opts.durability == durability::async) {
       state* s = st_.get();
       s->syncer = std::thread([s] {
@@ -771,24 +253,26 @@ class durable_writer {
   /// the in-memory work: the publish then costs little more than the sync). If applying then
   /// fails, the record is taken back (zeroed, and the zeros synced) before the publish throws.
   /// A batch with erase_if is logged after it is applied, as in the other modes: the keys it
-  /// erased are known only then.
+  /// erased are known only then (before_apply asks its first application to note them; the
+  /// record holds them as erases).
   struct log_hook {
     durable_writer& w;
     bool logged = false;  // by before_apply
 
-    void before_apply(std::uint64_t version, const std::vector<op>& batch) {
-      auto& s = *w.st_;
-      if (s.opts.durability != durability::sync) return;
+    void before_apply(std::uint64_t seq, const std::vector<op>& batch) {
+      bool erases_if = false;
       for (const op& o : batch) {
-        if (std::holds_alternative<typename ops::erase_if_op>(o)) return;
+        if (const auto* x = std::get_if<typename ops::erase_if_op>(&o)) x->s->record = erases_if = true;
       }
-      w.log(version, batch);
+      auto& s = *w.st_;
+      if (s.opts.durability != durability::sync || erases_if) return;
+      w.log(seq, batch);
       s.wal.start_writeback();
       logged = true;
     }
-    void before_swap(std::uint64_t version, const std::vector<op>& batch) {
+    void before_swap(std::uint64_t seq, const std::vector<op>& batch) {
       auto& s = *w.st_;
-      if (!logged) w.log(version, batch);
+      if (!logged) w.log(seq, batch);
       if (s.opts.durability == durability::sync) {
         try {
           s.wal.sync();
@@ -812,22 +296,22 @@ class durable_writer {
   /// Appends one batch's record (in the page cache when this returns). A failure to encode the
   /// batch (a codec, or no memory for the payload) writes nothing: the publish fails and the
   /// writer goes on. A failure of the log write itself stops the writer (fail-stop).
-  void log(std::uint64_t version, const std::vector<op>& batch) {
+  void log(std::uint64_t seq, const std::vector<op>& batch) {
     auto& s = *st_;
-    if constexpr (detail::builtin_int_codec<Key> && detail::builtin_int_codec<Value>) {
+    if constexpr (detail::storage::builtin_batch<Key, Value>) {
       // Encoded straight into the log's mapping: no payload buffer, no copy.
       // Named variables, not a structured binding: clang 14 cannot capture those.
-      const auto sized = detail::fixed_batch_size<ops, Key, Value>(batch);
+      const auto sized = detail::storage::builtin_batch_size<ops>(batch);
       const std::size_t bytes = sized.first;
       const std::uint64_t count = sized.second;
       append_or_fail([&] {
-        s.wal.append_with(version, bytes, [&batch, count](std::byte* dst) noexcept {
-          detail::write_fixed_batch<ops, Key, Value>(batch, count, dst);
+        s.wal.append_with(seq, bytes, [&batch, count](std::byte* dst) noexcept {
+          detail::storage::write_builtin_batch<ops>(batch, count, dst);
         });
       });
     } else {
-      detail::encode_batch<ops>(batch, s.payload);  // throws: nothing written
-      append_or_fail([&] { s.wal.append(version, std::as_bytes(std::span(s.payload.data(), s.payload.size()))); });
+      detail::storage::encode_batch<ops>(batch, s.payload);  // throws: nothing written
+      append_or_fail([&] { s.wal.append(seq, std::as_bytes(std::span(s.payload.data(), s.payload.size()))); });
     }
   }
   template <class F>
@@ -937,7 +421,6 @@ class durable_writer {
     st_.reset();
   }
 
-  inner_writer inner_;
   std::unique_ptr<state> st_;
 };
 
@@ -950,43 +433,29 @@ class durable_writer {
 template <class Key, class Value, class Hash, class Eq, class Traits>
 std::pair<durable_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>>
 open_map(const durable_options& options) {
-  namespace st = detail::storage;
   using writer_t = durable_writer<Key, Value, Hash, Eq, Traits>;
-  using state = typename writer_t::state;
-  using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
-  using table = typename ops::table;
+  namespace st = detail::storage;
   const auto started = std::chrono::steady_clock::now();
-
   if (options.path.empty()) throw storage_error({}, "open", EINVAL, "durable_options.path is empty");
   if (options.durability == durability::async && options.sync_interval.count() <= 0) {
     throw storage_error(options.path, "open", EINVAL, "sync_interval must be positive");
   }
   auto fsys = options.file_system ? options.file_system : st::default_file_system();
-  auto s = std::make_unique<state>(options, fsys, codec_name<Key>(), codec_name<Value>());
-  // A directory this open creates must itself be durable before anything in it can be: sync
-  // the parent of each one made.
-  for (const auto& made : fsys->create_directories(options.path)) {
-    fsys->sync_directory(made.has_parent_path() ? made.parent_path() : std::filesystem::path("."));
-  }
-  s->lock = fsys->lock_directory(options.path);
-  recovery_report& rep = s->report;
-
-  detail::recovery_table<Key, Value, Hash, Eq, Traits> t;
-  auto [inv, log] = detail::recover_directory<Key, Value>(t, *fsys, options.path, /*writable=*/true,
-                                                          s->key_codec, s->value_codec, rep);
-  const std::uint64_t version = rep.version;
+  auto s = std::make_unique<typename writer_t::state>(options, fsys, codec_name<Key>(), codec_name<Value>());
+  s->lock = st::open_directory(*fsys, options.path);
+  // The newest snapshot, then the log after it, up to the first record not completely written.
+  st::recovery_table<Key, Value, Hash, Eq, Traits> t;
+  const st::recovery_source src{*fsys, options.path, /*writable=*/true, s->key_codec, s->value_codec};
+  auto [inv, log] = st::recover_directory<Key, Value>(t, src, s->report);
+  // The log goes on after the recovered version, in a segment no stale record can share.
+  const std::uint64_t version = s->report.version;
   s->wal.mark_synced(version);
   s->wal.set_sync_on_roll(options.durability != durability::none);
   st::start_log(s->wal, *fsys, options.path, log, version, inv.marker, s->key_codec, s->value_codec);
-  rep.duration = std::chrono::steady_clock::now() - started;
-
-  table first = detail::to_table<ops>(std::move(t));
-  table second = ops::copy(first);  // not table's copy constructor: see detail/map_ops.hpp
-  auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync), version,
-                                                       std::move(first), std::move(second));
-  map_writer<Key, Value, Hash, Eq, Traits> inner(std::move(core));
-  auto r = inner.make_reader();
-  return {writer_t(std::move(inner), std::move(s)), std::move(r)};
+  s->report.duration = std::chrono::steady_clock::now() - started;
+  writer_t w(st::recovered_core<typename writer_t::ops, Traits>(std::move(t), version), std::move(s));
+  auto r = w.make_reader();
+  return {std::move(w), std::move(r)};
 }
 
 /// A durable map opened read-only (open_map_read_only()): the state recovered from its directory,
@@ -1039,20 +508,17 @@ template <class Key, class Value, class Hash, class Eq, class Traits>
 read_only_map<Key, Value, Hash, Eq, Traits> open_map_read_only(const durable_options& options) {
   namespace st = detail::storage;
   using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
-  using table = typename ops::table;
   const auto started = std::chrono::steady_clock::now();
   if (options.path.empty()) throw storage_error({}, "open", EINVAL, "durable_options.path is empty");
   auto fsys = options.file_system ? options.file_system : st::default_file_system();
   auto lock = fsys->lock_directory_shared(options.path);
   recovery_report rep;
-  detail::recovery_table<Key, Value, Hash, Eq, Traits> t;
-  detail::recover_directory<Key, Value>(t, *fsys, options.path, /*writable=*/false, codec_name<Key>(),
-                                        codec_name<Value>(), rep);
+  st::recovery_table<Key, Value, Hash, Eq, Traits> t;
+  const std::string key_codec = codec_name<Key>(), value_codec = codec_name<Value>();
+  st::recover_directory<Key, Value>(t, st::recovery_source{*fsys, options.path, /*writable=*/false, key_codec,
+                                                           value_codec}, rep);
   rep.duration = std::chrono::steady_clock::now() - started;
-  table first = detail::to_table<ops>(std::move(t));
-  table second = ops::copy(first);  // not table's copy constructor: see detail/map_ops.hpp
-  auto core = std::make_shared<detail::lr_core<table>>(detail::resolve(Traits::sync), rep.version,
-                                                       std::move(first), std::move(second));
+  auto core = st::recovered_core<ops, Traits>(std::move(t), rep.version);
   return read_only_map<Key, Value, Hash, Eq, Traits>(map_writer<Key, Value, Hash, Eq, Traits>(std::move(core)),
                                                      std::move(lock), std::move(rep));
 }

@@ -36,8 +36,6 @@ template <class Key, class Value, class Hash, class Eq, class Traits>
 class map_reader;
 template <class Key, class Value, class Hash, class Eq, class Traits>
 class reader_factory;
-template <class Key, class Value, class Hash, class Eq, class Traits>
-class durable_writer;
 
 namespace detail {
 
@@ -542,9 +540,11 @@ class map_writer {
   /// The next successful publish makes version v, not version() + 1, where v is larger: for a
   /// replica jumping forward to a newer snapshot of its source (versions never go down).
   void skip_to(std::uint64_t v) noexcept { impl_.skip_to(v); }
+  /// The published state (what a read starting now sees), for the writer's own reads: a
+  /// checkpoint writes it out. Valid until the next publish.
+  const table& published() const noexcept { return impl_.published(); }
 
  private:
-  friend class durable_writer<Key, Value, Hash, Eq, Traits>;
   /// What find_queued() found: the key and value, each in the published state or in a queued
   /// operation; both null if absent.
   struct found_entry {

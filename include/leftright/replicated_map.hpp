@@ -62,7 +62,7 @@ namespace detail::replication {
 
 /// The plain table a replica's state is loaded into before it becomes a map.
 template <class Key, class Value, class Hash, class Eq, class Traits>
-using load_table = recovery_table<Key, Value, Hash, Eq, Traits>;
+using load_table = storage::recovery_table<Key, Value, Hash, Eq, Traits>;
 
 /// Applies a logged batch to a plain table (loading) or queues it on a writer (following).
 template <class Target>
@@ -142,11 +142,8 @@ class replica_writer : public map_writer<Key, Value, Hash, Eq, Traits> {
 template <class Key, class Value, class Hash, class Eq, class Traits, class Table>
 replica_writer<Key, Value, Hash, Eq, Traits> make_writer_at(Table&& t, std::uint64_t version) {
   using ops = map_ops_for<Key, Value, Hash, Eq, Traits>;
-  using table = typename ops::table;
-  table first = to_table<ops>(std::forward<Table>(t));
-  table second = ops::copy(first);
-  auto core = std::make_shared<lr_core<table>>(resolve(Traits::sync), version, std::move(first), std::move(second));
-  return replica_writer<Key, Value, Hash, Eq, Traits>(std::move(core));
+  return replica_writer<Key, Value, Hash, Eq, Traits>(
+      storage::recovered_core<ops, Traits>(std::forward<Table>(t), version));
 }
 
 inline std::string default_id() { return "pid-" + std::to_string(::getpid()); }

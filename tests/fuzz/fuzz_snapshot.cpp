@@ -34,7 +34,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   absl::flat_hash_map<lrfuzz::snap_key, lrfuzz::snap_value> t;
   try {
-    leftright::detail::load_snapshot<lrfuzz::snap_key, lrfuzz::snap_value>(t, view, path);
+    leftright::detail::storage::load_snapshot<lrfuzz::snap_key, lrfuzz::snap_value>(t, view, path);
   } catch (const leftright::storage_error& e) {
     lrfuzz::check(e.path() == path && e.operation() == "read snapshot",
                   "an entry that does not decode is not reported against the snapshot");

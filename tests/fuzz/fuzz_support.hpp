@@ -64,8 +64,8 @@ inline std::vector<std::byte> wal_segment(std::uint8_t mode, std::span<const std
   if (mode & wal_synth_header) {
     std::uint64_t salt = 0x5eed5eed00000000u;
     std::uint64_t first_seq = 1;
-    if (body.size() >= 16) salt |= st::load_le<std::uint32_t>(body.data() + 12);
-    if (body.size() >= 24) first_seq = st::load_le<std::uint64_t>(body.data() + 16);
+    if (body.size() >= 16) salt |= leftright::detail::load_le<std::uint32_t>(body.data() + 12);
+    if (body.size() >= 24) first_seq = leftright::detail::load_le<std::uint64_t>(body.data() + 16);
     seg = st::segment_header(salt, first_seq, st::segment_header_size + body.size(), leftright::codec_name<wal_key>(),
                              leftright::codec_name<wal_value>());
   }
@@ -73,13 +73,13 @@ inline std::vector<std::byte> wal_segment(std::uint8_t mode, std::span<const std
   if (mode & wal_fix_crcs) {
     if (seg.size() >= st::segment_header_size) {
       const std::size_t at = st::segment_header_size - 4;
-      st::store_le<std::uint32_t>(seg.data() + at, leftright::detail::crc32c(seg.data(), at));
+      leftright::detail::store_le<std::uint32_t>(seg.data() + at, leftright::detail::crc32c(seg.data(), at));
     }
     std::size_t off = st::segment_header_size;
     while (off + st::record_header_size <= seg.size()) {
-      const auto len = st::load_le<std::uint32_t>(seg.data() + off + 4);
+      const auto len = leftright::detail::load_le<std::uint32_t>(seg.data() + off + 4);
       if (len > seg.size() - off - st::record_header_size) break;
-      st::store_le<std::uint32_t>(seg.data() + off,
+      leftright::detail::store_le<std::uint32_t>(seg.data() + off,
                                   leftright::detail::crc32c(seg.data() + off + 4, st::record_header_size - 4 + len));
       off += st::align8(st::record_header_size + len);
     }
@@ -99,17 +99,17 @@ using snap_value = std::string;
 inline std::vector<std::byte> snapshot_file(std::uint8_t mode, std::span<const std::byte> body) {
   std::vector<std::byte> f(body.begin(), body.end());
   if ((mode & snap_fix) && f.size() >= 44 + st::snapshot_trailer_size) {
-    const auto klen = st::load_le<std::uint32_t>(f.data() + 32);
-    const auto vlen = st::load_le<std::uint32_t>(f.data() + 36);
+    const auto klen = leftright::detail::load_le<std::uint32_t>(f.data() + 32);
+    const auto vlen = leftright::detail::load_le<std::uint32_t>(f.data() + 36);
     const std::uint64_t crc_at = 40 + std::uint64_t{klen} + vlen;
     if (crc_at + 4 + st::snapshot_trailer_size <= f.size()) {
       const auto at = static_cast<std::size_t>(crc_at);
-      st::store_le<std::uint32_t>(f.data() + at, leftright::detail::crc32c(f.data(), at));
+      leftright::detail::store_le<std::uint32_t>(f.data() + at, leftright::detail::crc32c(f.data(), at));
       const std::size_t data_start = at + 4;
       const std::size_t data_len = f.size() - st::snapshot_trailer_size - data_start;
       std::byte* t = f.data() + f.size() - st::snapshot_trailer_size;
-      st::store_le<std::uint64_t>(t, data_len);
-      st::store_le<std::uint32_t>(t + 8, leftright::detail::crc32c(f.data() + data_start, data_len));
+      leftright::detail::store_le<std::uint64_t>(t, data_len);
+      leftright::detail::store_le<std::uint32_t>(t + 8, leftright::detail::crc32c(f.data() + data_start, data_len));
     }
   }
   return f;

@@ -63,7 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   absl::flat_hash_map<lrfuzz::wal_key, lrfuzz::wal_value> t;
   for (const auto& rec : scan.records) {
     try {
-      leftright::detail::apply_batch<lrfuzz::wal_key, lrfuzz::wal_value>(t, rec.payload);
+      leftright::detail::storage::apply_batch<lrfuzz::wal_key, lrfuzz::wal_value>(t, rec.payload);
     } catch (const leftright::storage_error& e) {
       lrfuzz::check_decode_error(e);
     }

@@ -102,7 +102,7 @@ bytes slice(const bytes& b, std::size_t from, std::size_t to) {
 }
 template <class T>
 void put(bytes& b, std::size_t at, T v) {
-  st::store_le<T>(b.data() + at, v);
+  leftright::detail::store_le<T>(b.data() + at, v);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,8 +154,8 @@ void wal_seeds() {
   }
   {
     // Damage record 3 (an erase: header, count, tag, key): record 4 and later say 3 was durable.
-    const std::size_t rec2 = rec1 + st::align8(st::record_header_size + st::load_le<std::uint32_t>(seg.data() + rec1 + 4));
-    const std::size_t rec3 = rec2 + st::align8(st::record_header_size + st::load_le<std::uint32_t>(seg.data() + rec2 + 4));
+    const std::size_t rec2 = rec1 + st::align8(st::record_header_size + leftright::detail::load_le<std::uint32_t>(seg.data() + rec1 + 4));
+    const std::size_t rec3 = rec2 + st::align8(st::record_header_size + leftright::detail::load_le<std::uint32_t>(seg.data() + rec2 + 4));
     bytes b = slice(seg, 0, end + 64);
     b[rec3 + st::record_header_size + 6] ^= std::byte{0x40};
     seed("wal", "raw-contradicting", raw, b);
@@ -187,7 +187,7 @@ void wal_seeds() {
     seed("wal", "synth-fix-trailing-bytes", synth | fix, b);
     b = slice(seg, body, end + 16);
     const std::size_t rec2_in_body =
-        st::align8(st::record_header_size + st::load_le<std::uint32_t>(seg.data() + rec1 + 4));
+        st::align8(st::record_header_size + leftright::detail::load_le<std::uint32_t>(seg.data() + rec1 + 4));
     put<std::uint64_t>(b, rec2_in_body + 16, 99);  // record 2 claims version 99
     seed("wal", "synth-fix-seq-gap", synth | fix, b);
   }

@@ -1,10 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // leftright replication machinery: every call the replication layer makes into the durable map's
 // codecs, in one place. A log message's payload is exactly a durable log record's payload
-// (detail::encode_batch: a u32 count, then per operation a tag, the key, the value); a snapshot
-// image is a small header and the entries encoded as a durable snapshot's data section.
-// for_each_logged_op() is the visitor walk a follower replays with: it belongs next to the codec
-// (detail/storage/batch.hpp, once that exists) and moves there as it is.
+// (detail/storage/batch.hpp: a u32 count, then per operation a tag, the key, the value); a
+// snapshot image is a small header and the entries encoded as a durable snapshot's data section.
 #pragma once
 
 #include <cstddef>
@@ -23,38 +21,16 @@ namespace leftright::detail::replication {
 /// with erase_if_noting_keys).
 template <class Ops>
 void encode_batch_payload(const std::vector<typename Ops::op>& ops, std::string& out) {
-  detail::encode_batch<Ops>(ops, out);
+  storage::encode_batch<Ops>(ops, out);
 }
 
 /// Calls v.assign(key, value), v.insert(key, value), v.erase(key) or v.clear() for each
-/// operation of a logged batch, in order. Throws replication_error (protocol) if it does not
-/// decode. (To fold into detail/storage/batch.hpp.)
+/// operation of a logged batch, in order (storage::for_each_op, the durable log's own walk).
+/// Throws replication_error (protocol) if it does not decode.
 template <class Key, class Value, class Visitor>
 void for_each_logged_op(std::span<const std::byte> payload, Visitor&& v) {
-  using storage::op_tag;
   try {
-    byte_reader r(payload);
-    const std::uint32_t n = r.get_u32("operation count");
-    for (std::uint32_t i = 0; i < n; ++i) {
-      const auto tag = static_cast<op_tag>(r.get_u8("operation tag"));
-      if (tag == op_tag::insert_or_assign || tag == op_tag::insert) {
-        Key k = leftright::decode<Key>(r);
-        Value val = leftright::decode<Value>(r);
-        if (tag == op_tag::insert) {
-          v.insert(std::move(k), std::move(val));
-        } else {
-          v.assign(std::move(k), std::move(val));
-        }
-      } else if (tag == op_tag::erase) {
-        v.erase(leftright::decode<Key>(r));
-      } else if (tag == op_tag::clear) {
-        v.clear();
-      } else {
-        throw replication_error(replication_errc::protocol, "decode batch",
-                                "unknown operation tag " + std::to_string(static_cast<int>(tag)));
-      }
-    }
-    if (!r.empty()) throw replication_error(replication_errc::protocol, "decode batch", "trailing bytes");
+    storage::for_each_op<Key, Value>(payload, v);
   } catch (const storage_error& e) {
     throw replication_error(replication_errc::protocol, "decode batch", e.what());
   }

@@ -43,6 +43,8 @@
 #include <string>
 #include <string_view>
 
+#include "../../codec.hpp"  // store_le, load_le
+
 namespace leftright::detail::storage {
 
 static_assert(std::endian::native == std::endian::little || std::endian::native == std::endian::big,
@@ -65,27 +67,6 @@ inline constexpr char snapshot_end_magic[8] = {'L', 'R', 'S', 'N', 'E', 'N', 'D'
 inline constexpr std::size_t snapshot_trailer_size = 24;
 
 enum class op_tag : std::uint8_t { insert_or_assign = 1, insert = 2, erase = 3, clear = 4 };
-
-template <class T>
-inline T to_le(T v) noexcept {
-  if constexpr (std::endian::native == std::endian::big) {
-    if constexpr (sizeof(T) == 2) return static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
-    if constexpr (sizeof(T) == 4) return static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
-    if constexpr (sizeof(T) == 8) return static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
-  }
-  return v;
-}
-template <class T>
-inline void store_le(void* p, T v) noexcept {
-  v = to_le(v);
-  std::memcpy(p, &v, sizeof v);
-}
-template <class T>
-inline T load_le(const void* p) noexcept {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return to_le(v);
-}
 
 inline constexpr std::size_t align8(std::size_t n) noexcept { return (n + 7) & ~std::size_t{7}; }
 

@@ -40,6 +40,15 @@ struct inventory {
   bool marker = false;                             ///< MAP is there (and checks out)
 };
 
+/// For a writable open: creates dir if absent, durably (each directory made is synced into its
+/// parent before anything is written in it), and locks it for this open alone.
+inline std::unique_ptr<lock_handle> open_directory(file_system& fsys, const fs::path& dir) {
+  for (const auto& made : fsys.create_directories(dir)) {
+    fsys.sync_directory(made.has_parent_path() ? made.parent_path() : fs::path("."));
+  }
+  return fsys.lock_directory(dir);
+}
+
 /// Lists dir. A writable open removes the *.tmp files (a snapshot, segment or marker whose
 /// commit a crash interrupted); a read-only one notes that it would. Checks the marker.
 inline inventory take_inventory(file_system& fsys, const fs::path& dir, bool writable, const std::string& key_codec,

@@ -549,9 +549,80 @@ struct no_data_hint {
   }
 };
 
+/// Checks a non-zero word at offset p after a segment's valid records (expect: the first
+/// version missing) and notes in out that the tail is torn. Returns true if a record-like header
+/// there settles it: it claims the missing version was durable (out.contradicting_offset), or
+/// checking it would exceed the budget (out.unchecked_offset). Charges what it checksums to budget.
+inline bool tail_word_settles(std::span<const std::byte> seg, std::size_t p, std::uint32_t salt_lo,
+                              std::uint64_t expect, std::uint64_t& budget, segment_scan& out) {
+  const std::size_t size = seg.size();
+  out.torn = true;
+  if (p + record_header_size > size) return false;
+  const std::byte* rec = seg.data() + p;
+  const auto len = load_le<std::uint32_t>(rec + 4);
+  if (load_le<std::uint32_t>(rec + 8) != record_type_batch || load_le<std::uint32_t>(rec + 12) != salt_lo ||
+      load_le<std::uint64_t>(rec + 16) <= expect || load_le<std::uint64_t>(rec + 24) < expect ||
+      len > size - p - record_header_size) {
+    return false;
+  }
+  const std::uint64_t cost = record_header_size - 4 + std::uint64_t{len};
+  if (cost > budget) {
+    out.unchecked_offset = p;
+    return true;
+  }
+  budget -= cost;
+  if (load_le<std::uint32_t>(rec) != crc32c(rec + 4, static_cast<std::size_t>(cost))) return false;
+  out.contradicting_offset = p;
+  return true;
+}
+
+/// Looks at what follows a segment's valid records (from out.end_offset; expect: the first
+/// version missing). Zeros (never written) are a clean end. Anything else is a torn tail, unless
+/// a later valid record of this segment claims the missing one was already durable. Each 8-byte
+/// word is looked at (zeros 64 bytes at a time); a non-zero one is checksummed only if its cheap
+/// fields make the claim (type, salt, seq > expect, synced >= expect, length), and only within
+/// the budget, so a crafted tail cannot make recovery quadratic. data_range: as scan_segment's.
+template <class DataRange>
+void check_tail(std::span<const std::byte> seg, std::uint32_t salt_lo, std::uint64_t expect, DataRange& data_range,
+                segment_scan& out) {
+  const std::size_t size = seg.size();
+  const std::byte* base = seg.data();
+  std::uint64_t budget = tail_check_budget(size);
+  const auto settles = [&](std::size_t p) { return tail_word_settles(seg, p, salt_lo, expect, budget, out); };
+  // Records start at the 4096-byte header and are padded to 8: every offset here is 8-aligned.
+  bool done = false;
+  for (std::size_t p = out.end_offset; p < size && !done;) {
+    const auto [first, second] = data_range(std::uint64_t{p}, std::uint64_t{size});
+    if (first >= size) break;  // zeros to the end
+    // [p, first) reads as zeros; read [first, second) in whole words. A range that does not
+    // reach past p is no hint: then the rest is read.
+    const std::size_t from = std::max(p, static_cast<std::size_t>(first) & ~std::size_t{7});
+    const std::size_t to = second > from ? std::min<std::size_t>(align8(static_cast<std::size_t>(second)), size) : size;
+    for (std::size_t q = from; q < to && !done;) {
+      if ((q & 63) == 0 && q + 64 <= to) {
+        std::uint64_t w[8];
+        std::memcpy(w, base + q, 64);
+        if ((w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) != 0) {
+          for (std::size_t i = 0; i < 8 && !done; ++i) {
+            if (w[i] != 0) done = settles(q + 8 * i);
+          }
+        }
+        q += 64;
+      } else {
+        // The 8-byte word at q (the last one of a segment whose size is not a multiple of 8 is short).
+        std::uint64_t w = 0;
+        std::memcpy(&w, base + q, std::min<std::size_t>(8, size - q));
+        if (w != 0) done = settles(q);
+        q += 8;
+      }
+    }
+    p = to;
+  }
+}
+
 /// Reads a segment's records in order until the first that does not validate, then checks the
-/// tail after them. data_range(off, size) -> [first, second): as file::data_range, the first
-/// range at or after off that may hold non-zero bytes (the tail check reads only those).
+/// tail after them (check_tail). data_range(off, size) -> [first, second): as file::data_range,
+/// the first range at or after off that may hold non-zero bytes (the tail check reads only those).
 /// Cost: O(segment bytes that may hold data); the tail check checksums at most
 /// tail_check_budget(segment size) bytes.
 template <class DataRange = no_data_hint>
@@ -575,68 +646,7 @@ segment_scan scan_segment(std::span<const std::byte> seg, const segment_header_i
     out.successor = expect;
     return out;
   }
-  // What follows: zeros (never written) is a clean end. Anything else is a torn tail, unless a
-  // later valid record of this segment claims the missing one was already durable. Each 8-byte
-  // word is looked at (zeros 64 bytes at a time); a non-zero one is checksummed only if its
-  // cheap fields make the claim (type, salt, seq > expect, synced >= expect, length), and only
-  // within the budget, so a crafted tail cannot make recovery quadratic.
-  const std::size_t size = seg.size();
-  const std::byte* base = seg.data();
-  std::uint64_t budget = tail_check_budget(size);
-  // The 8-byte word at p (the last one of a segment whose size is not a multiple of 8 is short).
-  const auto word_at = [&](std::size_t p) {
-    std::uint64_t w = 0;
-    std::memcpy(&w, base + p, std::min<std::size_t>(8, size - p));
-    return w;
-  };
-  // A non-zero word at p: the tail is torn; true if a record-like header there settles it
-  // (contradicting, or over the budget).
-  const auto check = [&](std::size_t p) -> bool {
-    out.torn = true;
-    if (p + record_header_size > size) return false;
-    const std::byte* rec = base + p;
-    const auto len = load_le<std::uint32_t>(rec + 4);
-    if (load_le<std::uint32_t>(rec + 8) != record_type_batch || load_le<std::uint32_t>(rec + 12) != salt_lo ||
-        load_le<std::uint64_t>(rec + 16) <= expect || load_le<std::uint64_t>(rec + 24) < expect ||
-        len > size - p - record_header_size) {
-      return false;
-    }
-    const std::uint64_t cost = record_header_size - 4 + std::uint64_t{len};
-    if (cost > budget) {
-      out.unchecked_offset = p;
-      return true;
-    }
-    budget -= cost;
-    if (load_le<std::uint32_t>(rec) != crc32c(rec + 4, static_cast<std::size_t>(cost))) return false;
-    out.contradicting_offset = p;
-    return true;
-  };
-  // Records start at the 4096-byte header and are padded to 8: every offset here is 8-aligned.
-  bool done = false;
-  for (std::size_t p = off; p < size && !done;) {
-    const auto [first, second] = data_range(std::uint64_t{p}, std::uint64_t{size});
-    if (first >= size) break;  // zeros to the end
-    // [p, first) reads as zeros; read [first, second) in whole words. A range that does not
-    // reach past p is no hint: then the rest is read.
-    const std::size_t from = std::max(p, static_cast<std::size_t>(first) & ~std::size_t{7});
-    const std::size_t to = second > from ? std::min<std::size_t>(align8(static_cast<std::size_t>(second)), size) : size;
-    for (std::size_t q = from; q < to && !done;) {
-      if ((q & 63) == 0 && q + 64 <= to) {
-        std::uint64_t w[8];
-        std::memcpy(w, base + q, 64);
-        if ((w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) != 0) {
-          for (std::size_t i = 0; i < 8 && !done; ++i) {
-            if (w[i] != 0) done = check(q + 8 * i);
-          }
-        }
-        q += 64;
-      } else {
-        if (word_at(q) != 0) done = check(q);
-        q += 8;
-      }
-    }
-    p = to;
-  }
+  check_tail(seg, salt_lo, expect, data_range, out);
   return out;
 }
 

@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: Apache-2.0
+// leftright: the steps of recovery that know the map's types, each callable on its own (a
+// follower of a replicated map bootstraps from a snapshot and replays records with them):
+//   load_snapshot         a snapshot's entries into a table
+//   load_newest_snapshot  the newest snapshot of a directory (the version the log goes on from)
+//   apply_records         consecutive log records into a table
+//   replay_log            a directory's log segments after the snapshot, each checked against
+//                         the next (replay_segment), up to the first record not completely
+//                         written or a hole a crash explains
+//   recover_directory     all of it: inventory, snapshot, log, marker checks
+// The table is a plain, single-threaded absl map (recovery_table); to_table() puts it in the
+// map's layout. The steps that do not depend on types are in recovery.hpp.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <absl/container/flat_hash_map.h>
+
+#include "../../codec.hpp"
+#include "../../durable_options.hpp"
+#include "../../storage_error.hpp"
+#include "../allocator.hpp"
+#include "../barrier.hpp"
+#include "../left_right.hpp"
+#include "../map_ops.hpp"
+#include "../slot_order.hpp"
+#include "batch.hpp"
+#include "fs.hpp"
+#include "recovery.hpp"
+#include "snapshot.hpp"
+#include "wal.hpp"
+
+namespace leftright::detail::storage {
+
+/// What recovery reads and how: the directory, its file system, the codec names its files must
+/// carry, and whether it may write (a writable open) or only note what it would change.
+struct recovery_source {
+  file_system& fsys;
+  const std::filesystem::path& dir;
+  bool writable;
+  const std::string& key_codec;
+  const std::string& value_codec;
+};
+
+/// Decodes a checked snapshot's entries into a recovering table (a plain, single-threaded absl
+/// map). Throws storage_error naming path if they do not decode. Built-in integer keys and
+/// values whose bytes are exactly `entries` entries are read in place (no bounds check per field)
+/// and inserted in the table's slot order (apply_in_slot_order).
+template <class Key, class Value, class Table>
+void load_snapshot(Table& t, const snapshot_view& view, const std::filesystem::path& path) {
+  reserve_room(t, static_cast<std::size_t>(view.entries));  // see map_ops.hpp
+  if constexpr (builtin_batch<Key, Value>) {
+    constexpr std::size_t es = sizeof(Key) + sizeof(Value);
+    // entries <= data bytes + 1 (parse_snapshot), so the product cannot overflow.
+    if (view.data.size() == view.entries * es) {
+      const std::byte* const p = view.data.data();
+      const std::size_t n = static_cast<std::size_t>(view.entries);
+      apply_in_slot_order(t, [p, n](auto&& f) {
+        for (std::size_t i = 0; i < n; ++i) {
+          f(keyed_op::insert_or_assign, load_builtin<Key>(p + i * es),
+            load_builtin<Value>(p + i * es + sizeof(Key)));
+        }
+      });
+      return;
+    }
+  }
+  byte_reader r(view.data);
+  try {
+    for (std::uint64_t i = 0; i < view.entries; ++i) {
+      Key k = leftright::decode<Key>(r);
+      t.insert_or_assign(std::move(k), leftright::decode<Value>(r));
+    }
+    if (!r.empty()) throw storage_error({}, "decode", 0, "bytes after the last entry");
+  } catch (const storage_error& e) {
+    throw storage_error(path, "read snapshot", 0, e.what());
+  }
+}
+
+/// An upper estimate of the entries a run of logged batches can add (to reserve before they are
+/// replayed): each record's operation count, capped by what its payload can hold (an insert
+/// takes at least min_op bytes; a damaged but checksummed count must not size the table).
+template <class Records>
+std::size_t logged_operations(const Records& records, std::size_t min_op) {
+  std::uint64_t n = 0;
+  for (const auto& rec : records) {
+    if (rec.payload.size() < 4) continue;
+    const std::uint64_t count = load_le<std::uint32_t>(rec.payload.data());
+    n += std::min<std::uint64_t>(count, (rec.payload.size() - 4) / min_op);
+  }
+  return static_cast<std::size_t>(n);
+}
+
+/// The recovered state in the map's layout.
+template <class Ops, class Plain>
+typename Ops::table to_table(Plain&& plain) {
+  using table = typename Ops::table;
+  if constexpr (std::is_same_v<table, std::decay_t<Plain>>) {
+    return std::move(plain);
+  } else {
+    table t(table::buckets_for(plain.size()), plain.hash_function(), plain.key_eq());
+    for (auto& [k, v] : plain) {
+      node_ref<typename table::node::key_type, typename table::node::value_type> n(
+          new typename table::node(k, std::move(v)));
+      t.put(n.get());
+    }
+    return t;
+  }
+}
+
+/// The table recovery builds: a plain, single-threaded absl map (the map's layout may differ,
+/// see to_table) with the map's allocator, so that for the inline layout it moves in as it is.
+template <class Key, class Value, class Hash, class Eq, class Traits>
+using recovery_table = absl::flat_hash_map<Key, Value, Hash, Eq,
+                                           table_allocator_t<std::pair<const Key, Value>, Traits::huge_pages>>;
+
+/// The shared state of a map holding the recovered table at version: both copies in the map's
+/// layout (the second made with Ops::copy, not the table's copy constructor: see map_ops.hpp).
+template <class Ops, class Traits, class Plain>
+std::shared_ptr<lr_core<typename Ops::table>> recovered_core(Plain&& plain, std::uint64_t version) {
+  using table = typename Ops::table;
+  table first = to_table<Ops>(std::forward<Plain>(plain));
+  table second = Ops::copy(first);
+  return std::make_shared<lr_core<table>>(resolve(Traits::sync), version, std::move(first), std::move(second));
+}
+
+/// Loads the newest snapshot into t (a committed snapshot was synced before its rename: if it
+/// does not check out, that is damage, not a crash, and recovery refuses rather than silently
+/// go back in time). Returns the first version the log must supply.
+template <class Key, class Value, class Table>
+std::uint64_t load_newest_snapshot(Table& t, const recovery_source& src, const inventory& inv,
+                                   recovery_report& rep) {
+  if (inv.snapshots.empty()) return 1;
+  const auto& [seq, name] = *inv.snapshots.rbegin();
+  const auto path = src.dir / name;
+  auto view = read_snapshot(src.fsys, path, src.key_codec, src.value_codec);
+  if (view.seq != seq) throw storage_error(path, "read snapshot", 0, "file name and header disagree");
+  load_snapshot<Key, Value>(t, view, path);
+  rep.snapshot_version = seq;
+  rep.snapshot_entries = view.entries;
+  return seq + 1;
+}
+
+/// Applies consecutive log records of segment `path` to a recovering table.
+template <class Key, class Value, class Table>
+void apply_records(Table& t, std::span<const wal_record> recs, const std::filesystem::path& path) {
+  constexpr std::size_t replay_reserve_cap = std::size_t{1} << 22;
+  constexpr std::size_t min_op = builtin_batch<Key, Value>
+                                     ? 1 + sizeof(Key) + sizeof(Value)
+                                     : 2;  // a tag and (for all keys but one) a byte
+  // Reserved once rather than grown step by step while replaying: room for as many entries
+  // more as the records have operations (each counted as an insert), at most the table's
+  // size or 4M more (a long log of overwrites or erases must not size a huge table).
+  const std::size_t more = logged_operations(recs, min_op);
+  reserve_room(t, t.size() + std::min(more, std::max(t.size(), replay_reserve_cap)));
+  const auto apply_general = [&](const wal_record& rec) {
+    try {
+      apply_batch<Key, Value>(t, rec.payload);
+    } catch (const storage_error& e) {
+      throw storage_error(path, "recover", 0,
+                          "record " + std::to_string(rec.seq) + " at offset " + std::to_string(rec.offset) +
+                              " has a valid checksum but does not decode: " + e.what());
+    }
+  };
+  if constexpr (builtin_batch<Key, Value>) {
+    // Each run of records that check and hold no clear is applied in the table's slot order
+    // (apply_in_slot_order); any other record on its own, in its place.
+    for (std::size_t from = 0; from < recs.size();) {
+      std::size_t to = from;
+      while (to < recs.size() && check_builtin_batch<Key, Value>(recs[to].payload) == batch_check::keyed) {
+        ++to;
+      }
+      if (to > from) {
+        apply_in_slot_order(t, [&recs, from, to](auto&& op) {
+          for (std::size_t k = from; k < to; ++k) for_each_keyed_op<Key, Value>(recs[k].payload, op);
+        });
+      }
+      if (to < recs.size()) apply_general(recs[to++]);
+      from = to;
+    }
+  } else {
+    for (const auto& rec : recs) apply_general(rec);
+  }
+  // The estimate counted every operation as an insert; give back what overwrites and erases
+  // left unused (a table never shrinks by itself).
+  if (t.size() < t.bucket_count() / 4) rebuild_for(t, t.size());
+}
+
+/// Applies the records of a scanned segment from version expect up to (not including) limit;
+/// returns the version the log must supply next.
+template <class Key, class Value, class Table>
+std::uint64_t apply_scanned(Table& t, const segment_scan& scan, std::uint64_t expect, std::uint64_t limit,
+                            const std::filesystem::path& path, recovery_report& rep) {
+  // The records to apply: consecutive, so a range of them.
+  std::size_t lo = 0;
+  while (lo < scan.records.size() && scan.records[lo].seq < expect) ++lo;
+  std::size_t hi = lo;
+  while (hi < scan.records.size() && scan.records[hi].seq < limit) ++hi;
+  if (hi == lo) return expect;
+  apply_records<Key, Value>(t, std::span<const wal_record>(scan.records.data() + lo, hi - lo), path);
+  rep.records_replayed += hi - lo;
+  return scan.records[hi - 1].seq + 1;
+}
+
+/// Notes where a scanned segment leaves the log: whether it held anything, and the segment a
+/// writer must give a successor record (none once one has it).
+inline void note_log_end(log_state& out, const segment_scan& scan, const std::filesystem::path& path,
+                         std::uint64_t salt) {
+  out.holds_data = out.holds_data || !scan.records.empty() || scan.successor || scan.torn;
+  if (scan.successor) {
+    out.open_end.reset();
+  } else if (!scan.records.empty()) {
+    out.open_end = log_state::end{path, salt, scan.end_offset, scan.first_seq + scan.records.size()};
+  }
+}
+
+/// Notes in rep a newest segment whose last record was not completely written.
+inline void note_torn_tail(recovery_report& rep, const std::string& name, const segment_scan& scan, bool writable) {
+  const std::uint64_t ended = scan.first_seq + scan.records.size();  // first seq not read
+  rep.tail_truncated = true;
+  rep.note += std::string(writable ? "cut the log at " : "the log ends at ") + name + " offset " +
+              std::to_string(scan.end_offset) + " (version " + std::to_string(ended) + " incompletely written" +
+              (writable ? "" : "; a writable open starts a new segment after it") + "); ";
+}
+
+/// The log's segments by first version, oldest first.
+using segment_list = std::vector<std::pair<std::uint64_t, std::string>>;
+
+/// Replays segment segs[i] (expect: the first version it must supply; advanced past what it
+/// applied). Checks it against the next (check_scan), notes in out how the log ends, syncs what
+/// a writable open recovered from. Returns false if the log ends here, at a hole a crash
+/// explains (end_log_at_hole); throws storage_error for damage.
+template <class Key, class Value, class Table>
+bool replay_segment(Table& t, const recovery_source& src, const segment_list& segs, std::size_t i,
+                    std::uint64_t& expect, log_state& out, recovery_report& rep) {
+  const auto& [first, name] = segs[i];
+  const bool last = i + 1 == segs.size();
+  const std::uint64_t limit = last ? UINT64_MAX : segs[i + 1].first;  // the newer segment wins
+  const auto path = src.dir / name;
+  if (first > expect) {
+    throw storage_error(path, "recover", 0,
+                        "log hole: the segment starts at version " + std::to_string(first) +
+                            ", the state before it ends at " + std::to_string(expect - 1));
+  }
+  auto seg = open_for_scan(src.fsys, path, src.writable, src.key_codec, src.value_codec);
+  const auto scan = scan_open_segment(seg);
+  ++rep.segments_read;
+  check_scan(scan, path, seg.map->size(), last ? std::nullopt : std::optional<std::uint64_t>(limit));
+  expect = apply_scanned<Key, Value>(t, scan, expect, limit, path, rep);
+  note_log_end(out, scan, path, seg.header.salt);
+  const std::uint64_t ended = scan.first_seq + scan.records.size();  // first seq not read
+  const bool hole = !last && ended < limit && expect < limit;
+  if (hole) {
+    end_log_at_hole(src.fsys, src.dir, segs, i, scan, src.writable, src.key_codec, src.value_codec, rep.note);
+    rep.tail_truncated = true;
+  } else if (last && scan.torn) {
+    note_torn_tail(rep, name, scan, src.writable);
+  }
+  if (src.writable) seg.file->sync();  // what we recovered from must be durable before new records claim it was
+  if (!hole && last && scan.records.empty() && !scan.torn && !scan.successor && first == expect) {
+    // Nothing but zeros after a valid header (so no stale bytes can share its salt), and now
+    // synced: as good as a segment roll() would create.
+    out.reuse = log_state::reusable{name, seg.header.salt, seg.map->size(), std::move(seg.file)};
+  }
+  return !hole;
+}
+
+/// Replays the log segments after the snapshot (expect: the first version they must supply) up
+/// to the first record that was not completely written, or a hole a crash explains. A writable
+/// open syncs what it recovered from and cuts the log at such a hole; a read-only one only notes
+/// it. Sets rep.version.
+template <class Key, class Value, class Table>
+log_state replay_log(Table& t, const recovery_source& src, const inventory& inv, std::uint64_t expect,
+                     recovery_report& rep) {
+  log_state out;
+  const segment_list segs(inv.segments.begin(), inv.segments.end());
+  for (std::size_t i = 0; i < segs.size(); ++i) {
+    const bool covered = i + 1 < segs.size() && segs[i + 1].first <= expect;
+    if (covered) continue;  // every record it could hold is covered already
+    if (!replay_segment<Key, Value>(t, src, segs, i, expect, out, rep)) break;
+  }
+  rep.version = expect - 1;
+  return out;
+}
+
+/// Recovers the state in src.dir into t: the inventory (see take_inventory), the newest
+/// snapshot, the log after it, and the marker's checks. A writable source: as open_map()
+/// (removes what a crash left unfinished, cuts the log where it must); otherwise nothing is
+/// written, and rep.note says what a writable open would change.
+template <class Key, class Value, class Table>
+std::pair<inventory, log_state> recover_directory(Table& t, const recovery_source& src, recovery_report& rep) {
+  auto inv = take_inventory(src.fsys, src.dir, src.writable, src.key_codec, src.value_codec, rep.note);
+  const std::uint64_t expect = load_newest_snapshot<Key, Value>(t, src, inv, rep);
+  auto log = replay_log<Key, Value>(t, src, inv, expect, rep);
+  check_marker(inv, log, src.dir);
+  return {std::move(inv), std::move(log)};
+}
+
+}  // namespace leftright::detail::storage
