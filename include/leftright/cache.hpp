@@ -64,7 +64,12 @@ struct cache_options {
   /// How long an entry lives after its put (0: entries do not expire). put(k, v, ttl) overrides it.
   std::chrono::nanoseconds expire_after_write{0};
   /// The clock: nanoseconds, monotonic. Empty: std::chrono::steady_clock. Tests pass a fake one.
+  /// Called by every thread that reads an entry that can expire: it must be thread-safe.
   std::function<std::int64_t()> ticker{};
+  /// How long a write waits for a thread stuck in a long read of the cache's map (a get() whose
+  /// value copy blocks): as shared_map_options::max_reader_wait (0: as long as it takes; at most
+  /// 8 copies held for stuck readers, then writes wait again).
+  std::chrono::nanoseconds max_reader_wait{0};
 };
 
 struct cache_stats {
@@ -311,7 +316,14 @@ class cache {
       throw std::invalid_argument("leftright::cache: a weigher needs max_weight");
     if (o.expire_after_write.count() < 0)
       throw std::invalid_argument("leftright::cache: expire_after_write is negative");
+    if (o.max_reader_wait.count() < 0)
+      throw std::invalid_argument("leftright::cache: max_reader_wait is negative");
     return o;
+  }
+  static shared_map_options map_options(const cache_options& o) {
+    shared_map_options m;
+    m.max_reader_wait = o.max_reader_wait;
+    return m;
   }
   static std::uint64_t capacity(const cache_options& o) {
     return o.max_weight != 0 ? o.max_weight : static_cast<std::uint64_t>(o.max_entries);
@@ -541,7 +553,7 @@ class cache {
   const weigher_type weigher_;
   [[no_unique_address]] Hash hash_{};
   [[no_unique_address]] Eq eq_{};
-  map_type map_;
+  map_type map_{map_options(options_)};
   const std::shared_ptr<detail::reader_home> home_ = std::make_shared<detail::reader_home>();
   const std::shared_ptr<detail::cache_totals> totals_ = std::make_shared<detail::cache_totals>();
 

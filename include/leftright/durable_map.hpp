@@ -141,6 +141,18 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     after_publish();
     return true;
   }
+  /// publish(), waiting at most max_wait for readers still inside the copy it must write (as
+  /// map_writer::publish_within: past that, they keep that copy and the writer goes on with a
+  /// fresh one). The batch is logged as publish() logs it. Exceptions: as publish().
+  std::uint64_t publish_within(std::chrono::nanoseconds max_wait) {
+    check_usable();
+    const std::uint64_t v = base::publish_within_with(log_hook{*this}, max_wait);
+    after_publish();
+    return v;
+  }
+  using base::held_copies;
+  using base::release_held_copies;
+  using base::set_held_copy_limit;
 
   // ---- Durability. ----
 

@@ -52,6 +52,16 @@ struct shared_map_options {
   /// How long a writer that will publish may wait for more writers to join its group before it
   /// publishes (0: publish at once, with whatever is queued by then).
   std::chrono::microseconds max_delay{0};
+  /// How long a group's publish waits for readers still inside the copy it must write (a thread
+  /// stuck in a long read()): 0, as long as they take (map_writer::publish()); more, at most
+  /// that long, then those readers keep their copy and the writers go on
+  /// (map_writer::publish_within(), which costs one copy of the map per such publish). A reader
+  /// stuck in one read holds a copy for each publish that finds it inside, up to
+  /// max_held_copies; past that, publishes wait for it again, as they do without the option.
+  std::chrono::nanoseconds max_reader_wait{0};
+  /// With max_reader_wait: most copies held for stuck readers at once (map_writer::
+  /// set_held_copy_limit; each is one more map's memory).
+  std::size_t max_held_copies = 8;
 };
 
 /// What the writers of a shared_map have done so far. Every field only grows.
@@ -251,7 +261,7 @@ class shared_map {
       recovery_ = made.first.recovery();
       durable_ = true;
     }
-    backend_ = std::make_unique<backend_of<W>>(std::move(made.first), counters_);
+    backend_ = std::make_unique<backend_of<W>>(std::move(made.first), counters_, options);
   }
 
   // ---- The per-thread reader. ----
@@ -396,7 +406,11 @@ template <class W>
 struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
   static constexpr bool is_durable = std::is_same_v<W, durable_writer<Key, Value, Hash, Eq, Traits>>;
 
-  backend_of(W writer, counters& c) : w(std::move(writer)), stats(c) {}
+  backend_of(W writer, counters& c, std::chrono::nanoseconds reader_wait)
+      : w(std::move(writer)), stats(c), max_reader_wait(reader_wait) {}
+  backend_of(W writer, counters& c, const shared_map_options& o) : backend_of(std::move(writer), c, o.max_reader_wait) {
+    w.set_held_copy_limit(o.max_held_copies);
+  }
 
   void publish(group rs) noexcept override {
     const bool last_try = rs.size() == 1;
@@ -406,7 +420,7 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
         as_request(c).ops.apply_to(w, last_try);
         n += as_request(c).ops.size();
       }
-      const std::uint64_t v = w.publish();
+      const std::uint64_t v = max_reader_wait.count() > 0 ? w.publish_within(max_reader_wait) : w.publish();
       for (combine_request_ptr c : rs) as_request(c).version = v;
       counters::add(stats.publishes, 1);
       counters::add(stats.operations, n);
@@ -447,6 +461,7 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
 
   W w;
   counters& stats;
+  const std::chrono::nanoseconds max_reader_wait;
 };
 
 // ------------------------------------------------------------------------------------------------
