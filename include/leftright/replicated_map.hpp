@@ -12,6 +12,15 @@
 // snapshot stream; a KV bucket with the newest snapshot's pointer, and one with the leader lease.
 // A publish carries the expected last sequence (its version - 1): a second leader, or a leader
 // that missed a batch, is refused (replication_errc::fenced) and can never fork the log.
+//
+// Atomics in this file (a follower's state, shared by its applying thread and its users):
+//   [F1] applied: store release, version() load acquire: the batch was published (its readers
+//        see it) before version() reports it; wait_for() then finds it too
+//   [F2] applied: load relaxed by the applying thread, its own writes
+//   [F3] known_last: relaxed both ways: an estimate for lag(); nothing is read through it
+//   [F4] rebootstraps: relaxed: a counter read on its own
+//   [F5] stopping: relaxed both ways: stored under the mutex that orders it before the thread's
+//        next check; only a signal to leave the loop
 #pragma once
 
 #include <algorithm>
@@ -346,7 +355,7 @@ class follower {
 
   /// The version the follower's readers see now. Progress: wait-free.
   std::uint64_t version() const noexcept {
-    // acquire: pairs with the release store after each publish (see state::applied_).
+    // [F1] acquire: pairs with the release store after each publish (see state::applied_).
     return s_->applied.load(std::memory_order_acquire);
   }
   /// Waits until version() >= v (read-your-writes with a version the leader's publish returned)
@@ -358,7 +367,7 @@ class follower {
   /// How many versions the log held beyond version() when the follower last looked (at most
   /// about a second ago while messages flow; the staleness bound of its reads).
   std::uint64_t lag() const noexcept {
-    // relaxed: an estimate; no other data is read through it.
+    // [F3] relaxed: an estimate; no other data is read through it.
     const std::uint64_t last = s_->known_last.load(std::memory_order_relaxed);
     const std::uint64_t v = version();
     return last > v ? last - v : 0;
@@ -374,7 +383,7 @@ class follower {
   }
   /// Re-bootstraps so far.
   std::uint64_t rebootstraps() const noexcept {
-    // relaxed: a counter read on its own.
+    // [F4] relaxed: a counter read on its own.
     return s_->rebootstraps.load(std::memory_order_relaxed);
   }
   /// The last error the follower's thread met (it retries; empty if none), e.g. "engine behind".
@@ -418,20 +427,20 @@ class follower {
     void stop() {
       {
         std::lock_guard lock(mu);
-        // relaxed is enough: the mutex orders it before the thread's next check.
+        // [F5] relaxed is enough: the mutex orders it before the thread's next check.
         stopping.store(true, std::memory_order_relaxed);
       }
       cv.notify_all();
       if (thread.joinable()) thread.join();
     }
     bool stopped() const noexcept {
-      // relaxed: only a signal to leave the loop; nothing is read through it.
+      // [F5] relaxed: only a signal to leave the loop; nothing is read through it.
       return stopping.load(std::memory_order_relaxed);
     }
 
     void run() {
       detail::replication::subscription_ptr sub;
-      std::uint64_t seen_at_check = applied.load(std::memory_order_relaxed);  // relaxed: own writes
+      std::uint64_t seen_at_check = applied.load(std::memory_order_relaxed);  // [F2] relaxed: own writes
       auto next_check = std::chrono::steady_clock::now();
       while (!stopped()) {
         try {
@@ -466,7 +475,7 @@ class follower {
       detail::replication::check(natsMsg_GetMetaData(&md, m), "message metadata");
       detail::replication::meta_ptr owned(md);
       const std::uint64_t seq = md->Sequence.Stream;
-      // relaxed: an estimate for lag(): the log holds NumPending more after this message.
+      // [F3] relaxed: an estimate for lag(): the log holds NumPending more after this message.
       known_last.store(seq + md->NumPending, std::memory_order_relaxed);
       const std::uint64_t v = w.version();
       if (seq <= v) return true;  // already applied (a consumer recreated from an older point)
@@ -489,7 +498,7 @@ class follower {
     /// is ahead and nothing arrived since the last check: a consumer that died silently).
     bool watchdog(std::uint64_t seen_at_check) {
       const auto r = ch->range();
-      // relaxed: an estimate for lag().
+      // [F3] relaxed: an estimate for lag().
       known_last.store(r.last, std::memory_order_relaxed);
       const std::uint64_t v = w.version();
       if (r.last < v) {
@@ -526,7 +535,7 @@ class follower {
       }
       w.skip_to(p.version);
       published(w.publish());
-      // relaxed: a counter.
+      // [F4] relaxed: a counter.
       rebootstraps.fetch_add(1, std::memory_order_relaxed);
       rebootstrap_callback f;
       {
@@ -539,7 +548,7 @@ class follower {
     void published(std::uint64_t v) {
       {
         std::lock_guard lock(mu);
-        // release: the batch was published (readers see it) before version() reports it.
+        // [F1] release: the batch was published (readers see it) before version() reports it.
         applied.store(v, std::memory_order_release);
       }
       cv.notify_all();

@@ -12,12 +12,13 @@
 // records lost that way are counted (dropped()).
 //
 // Atomics in this file:
+//   [B0] head load (owner)        relaxed  the owning thread reads its own last store
 //   [B1] slot store / load        relaxed  each slot is a whole hash (no tearing); which hash the
 //                                          writer reads does not matter (see above)
 //   [B2] head store               release  (reader) the slots written before it are visible to
 //                                          the writer that loads this head...
 //   [B3] head load                acquire  (writer) ...and pairs with [B2]
-//   [B3'] head load elsewhere     relaxed  recorded(): a count (the thread's hits), as [B5]
+//   [B7] head load elsewhere      relaxed  recorded(): a count (the thread's hits), as [B5]
 //   [B4] own counter load + store relaxed  one writer per counter (the owning thread); a load
 //                                          and a store, as a plain counter would be
 //   [B5] counter load elsewhere   relaxed  a statistic; a slightly old value is fine, and a
@@ -55,7 +56,7 @@ class access_ring {
 
   /// Records an access. Progress: wait-free, a few stores to lines only this thread writes.
   void record(std::uint64_t hash) noexcept {
-    const std::uint64_t h = head_.load(std::memory_order_relaxed);  // own variable
+    const std::uint64_t h = head_.load(std::memory_order_relaxed);  // [B0] own variable
     slots_[h & (size - 1)].store(hash, std::memory_order_relaxed);  // [B1]
     head_.store(h + 1, std::memory_order_release);                   // [B2]
   }
@@ -70,16 +71,20 @@ class access_ring {
       dropped_ += h - from - size;
       from = h - size;
     }
-    for (std::uint64_t i = from; i < h; ++i) f(slots_[i & (size - 1)].load(std::memory_order_relaxed));  // [B1]
+    for (std::uint64_t i = from; i < h; ++i) {
+      f(slots_[i & (size - 1)].load(std::memory_order_relaxed));  // [B1]
+    }
     drained_ = h;
   }
 
   /// Accesses recorded so far (the cache counts a thread's hits by it). Any thread; may be old.
-  std::uint64_t recorded() const noexcept { return head_.load(std::memory_order_relaxed); }  // [B3']
+  std::uint64_t recorded() const noexcept { return head_.load(std::memory_order_relaxed); }  // [B7]
   /// Records lost to overwriting, as of the last drain. The drainer's thread.
   std::uint64_t dropped() const noexcept { return dropped_; }
   /// Records no drain has taken: the owning thread, once no drain can run (it is leaving).
-  std::uint64_t undrained() const noexcept { return head_.load(std::memory_order_relaxed) - drained_; }
+  std::uint64_t undrained() const noexcept {
+    return head_.load(std::memory_order_relaxed) - drained_;  // [B0]
+  }
 
  private:
   // The reader's line(s): the head and the slots.
