@@ -80,6 +80,8 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   using base = map_writer<Key, Value, Hash, Eq, Traits>;
   using ops = typename base::ops_type;
   using op = typename base::op_type;
+  using meta_type = typename detail::meta_of<Traits>::type;
+  static constexpr bool has_meta = !std::is_same_v<meta_type, no_meta>;
 
  public:
   using typename base::factory_type;
@@ -108,10 +110,12 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   using base::insert;
   using base::insert_or_assign;
   using base::make_reader;
+  using base::meta;  // with the metadata the log and snapshots carry (Traits::meta_type's codec)
   using base::pending;
   using base::poisoned;
   using base::reader_slots;
   using base::reserve;
+  using base::set_meta;
   using base::set_stall_report;
   using base::sync_mode;
   using base::version;
@@ -169,6 +173,7 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
       detail::storage::snapshot_writer snap(s.fs, s.opts.path, v, base::published().size(),
                                             s.key_codec, s.value_codec);
       byte_writer w(snap.buffer());
+      if constexpr (has_meta) detail::storage::append_meta(w, base::published_meta());
       for (const auto& [k, val] : base::published()) {
         leftright::encode(k, w);
         leftright::encode(val, w);
@@ -236,7 +241,7 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
           wal(fs, opts.path, key_codec, value_codec, opts.segment_size, opts.prefault_bytes) {}
   };
 
-  durable_writer(std::shared_ptr<detail::lr_core<typename ops::table>> core, std::unique_ptr<state> st)
+  durable_writer(std::shared_ptr<detail::map_core<Key, Value, Hash, Eq, Traits>> core, std::unique_ptr<state> st)
       : base(std::move(core)), st_(std::move(st)) {
     if (st_->opts.durability == durability::async) {
       state* s = st_.get();
@@ -305,26 +310,31 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     }
   };
 
-  /// Appends one batch's record (in the page cache when this returns). A failure to encode the
-  /// batch (a codec, or no memory for the payload) writes nothing: the publish fails and the
-  /// writer goes on. A failure of the log write itself stops the writer (fail-stop).
+  /// Appends one batch's record (in the page cache when this returns), with the metadata the
+  /// batch sets. A failure to encode the batch (a codec, or no memory for the payload) writes
+  /// nothing: the publish fails and the writer goes on. A failure of the log write itself stops
+  /// the writer (fail-stop).
   void log(std::uint64_t seq, const std::vector<op>& batch) {
     auto& s = *st_;
+    std::conditional_t<has_meta, const meta_type*, const void*> label = nullptr;  // void: none to log
+    if constexpr (has_meta) label = base::queued_meta();
     if constexpr (detail::storage::builtin_batch<Key, Value>) {
-      // Encoded straight into the log's mapping: no payload buffer, no copy.
-      // Named variables, not a structured binding: clang 14 cannot capture those.
-      const auto sized = detail::storage::builtin_batch_size<ops>(batch);
-      const std::size_t bytes = sized.first;
-      const std::uint64_t count = sized.second;
-      append_or_fail([&] {
-        s.wal.append_with(seq, bytes, [&batch, count](std::byte* dst) noexcept {
-          detail::storage::write_builtin_batch<ops>(batch, count, dst);
+      if (label == nullptr) {
+        // Encoded straight into the log's mapping: no payload buffer, no copy.
+        // Named variables, not a structured binding: clang 14 cannot capture those.
+        const auto sized = detail::storage::builtin_batch_size<ops>(batch);
+        const std::size_t bytes = sized.first;
+        const std::uint64_t count = sized.second;
+        append_or_fail([&] {
+          s.wal.append_with(seq, bytes, [&batch, count](std::byte* dst) noexcept {
+            detail::storage::write_builtin_batch<ops>(batch, count, dst);
+          });
         });
-      });
-    } else {
-      detail::storage::encode_batch<ops>(batch, s.payload);  // throws: nothing written
-      append_or_fail([&] { s.wal.append(seq, std::as_bytes(std::span(s.payload.data(), s.payload.size()))); });
+        return;
+      }
     }
+    detail::storage::encode_batch<ops>(batch, s.payload, label);  // throws: nothing written
+    append_or_fail([&] { s.wal.append(seq, std::as_bytes(std::span(s.payload.data(), s.payload.size()))); });
   }
   template <class F>
   void append_or_fail(F&& append) {
@@ -453,19 +463,22 @@ open_map(const durable_options& options) {
     throw storage_error(options.path, "open", EINVAL, "sync_interval must be positive");
   }
   auto fsys = options.file_system ? options.file_system : st::default_file_system();
-  auto s = std::make_unique<typename writer_t::state>(options, fsys, codec_name<Key>(), codec_name<Value>());
+  using meta_type = typename detail::meta_of<Traits>::type;
+  auto s = std::make_unique<typename writer_t::state>(options, fsys, codec_name<Key>(),
+                                                      st::value_codec_name<Value, meta_type>());
   s->lock = st::open_directory(*fsys, options.path);
   // The newest snapshot, then the log after it, up to the first record not completely written.
   st::recovery_table<Key, Value, Hash, Eq, Traits> t;
+  meta_type meta{};
   const st::recovery_source src{*fsys, options.path, /*writable=*/true, s->key_codec, s->value_codec};
-  auto [inv, log] = st::recover_directory<Key, Value>(t, src, s->report);
+  auto [inv, log] = st::recover_directory<Key, Value>(t, meta, src, s->report);
   // The log goes on after the recovered version, in a segment no stale record can share.
   const std::uint64_t version = s->report.version;
   s->wal.mark_synced(version);
   s->wal.set_sync_on_roll(options.durability != durability::none);
   st::start_log(s->wal, *fsys, options.path, log, version, inv.marker, s->key_codec, s->value_codec);
   s->report.duration = std::chrono::steady_clock::now() - started;
-  writer_t w(st::recovered_core<typename writer_t::ops, Traits>(std::move(t), version), std::move(s));
+  writer_t w(st::recovered_core<typename writer_t::ops, Traits>(std::move(t), version, meta), std::move(s));
   auto r = w.make_reader();
   return {std::move(w), std::move(r)};
 }
@@ -526,11 +539,13 @@ read_only_map<Key, Value, Hash, Eq, Traits> open_map_read_only(const durable_opt
   auto lock = fsys->lock_directory_shared(options.path);
   recovery_report rep;
   st::recovery_table<Key, Value, Hash, Eq, Traits> t;
-  const std::string key_codec = codec_name<Key>(), value_codec = codec_name<Value>();
-  st::recover_directory<Key, Value>(t, st::recovery_source{*fsys, options.path, /*writable=*/false, key_codec,
-                                                           value_codec}, rep);
+  typename detail::meta_of<Traits>::type meta{};
+  const std::string key_codec = codec_name<Key>();
+  const std::string value_codec = st::value_codec_name<Value, typename detail::meta_of<Traits>::type>();
+  st::recover_directory<Key, Value>(t, meta, st::recovery_source{*fsys, options.path, /*writable=*/false, key_codec,
+                                                                 value_codec}, rep);
   rep.duration = std::chrono::steady_clock::now() - started;
-  auto core = st::recovered_core<ops, Traits>(std::move(t), rep.version);
+  auto core = st::recovered_core<ops, Traits>(std::move(t), rep.version, meta);
   return read_only_map<Key, Value, Hash, Eq, Traits>(map_writer<Key, Value, Hash, Eq, Traits>(std::move(core)),
                                                      std::move(lock), std::move(rep));
 }

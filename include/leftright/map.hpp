@@ -418,7 +418,8 @@ class map_writer {
   /// Queues metadata for the next publish: readers see it with that batch's entries and never
   /// with another's (Traits::meta_type: a revision, a timestamp, a schema version). The last
   /// set_meta() before a publish wins; discard() drops it; later publishes keep it until the next.
-  /// In memory only: a durable map does not log or snapshot it yet.
+  /// A durable map logs it in that batch's record and writes it into snapshots (through
+  /// leftright::codec<Traits::meta_type>), so recovery restores it with the entries it labels.
   /// Cost: a copy of m into each copy of the map at publish.
   void set_meta(typename detail::meta_of<Traits>::type m) { impl_.set_meta(std::move(m)); }
   /// The metadata the next publish() will make visible (the writer reads its own writes).
@@ -543,6 +544,10 @@ class map_writer {
   /// The published state (what a read starting now sees), for the writer's own reads: a
   /// checkpoint writes it out. Valid until the next publish.
   const table& published() const noexcept { return impl_.published(); }
+  /// The metadata set_meta() queued for the next publish, or nullptr (what a hook logs with the
+  /// batch), and the metadata of the published state (what a checkpoint writes with it).
+  const typename detail::meta_of<Traits>::type* queued_meta() const noexcept { return impl_.queued_meta(); }
+  const typename detail::meta_of<Traits>::type& published_meta() const noexcept { return impl_.published_meta(); }
 
  private:
   /// What find_queued() found: the key and value, each in the published state or in a queued

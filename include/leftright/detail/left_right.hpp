@@ -234,11 +234,11 @@ struct lr_core {
                std::unique_ptr<copy_type>(new copy_type{T(args...), 0})},
         asymmetric(mode == reader_sync::asymmetric) {}
 
-  /// The copies start as `first` and `second` at `version` (a recovered state: two equal
-  /// tables, the second made by the caller's safe copy of the first).
-  lr_core(reader_sync mode, std::uint64_t version, T first, T second)
-      : copies{std::unique_ptr<copy_type>(new copy_type{std::move(first), version}),
-               std::unique_ptr<copy_type>(new copy_type{std::move(second), version})},
+  /// The copies start as `first` and `second` at `version`, labelled `meta` (a recovered state:
+  /// two equal tables, the second made by the caller's safe copy of the first).
+  lr_core(reader_sync mode, std::uint64_t version, T first, T second, const Meta& meta = Meta{})
+      : copies{std::unique_ptr<copy_type>(new copy_type{std::move(first), version, meta}),
+               std::unique_ptr<copy_type>(new copy_type{std::move(second), version, meta})},
         asymmetric(mode == reader_sync::asymmetric) {}
 
   /// The two live copies, each in an allocation of its own (so that a publish_within() can give
@@ -428,9 +428,11 @@ class lr_writer {
   /// Queues new metadata, published with the next batch (the last one queued wins).
   void set_meta(meta_type m) { pending_meta_.emplace(std::move(m)); }
   /// The metadata the next publish will make visible (queued, else published).
-  const meta_type& meta() const noexcept {
-    return pending_meta_ ? *pending_meta_ : core_->copies[write_ ^ 1]->meta;
-  }
+  const meta_type& meta() const noexcept { return pending_meta_ ? *pending_meta_ : published_meta(); }
+  /// The metadata queued for the next publish, or nullptr if none is (what a publish hook logs).
+  const meta_type* queued_meta() const noexcept { return pending_meta_ ? &*pending_meta_ : nullptr; }
+  /// The metadata of the published state (what a checkpoint writes out).
+  const meta_type& published_meta() const noexcept { return core_->copies[write_ ^ 1]->meta; }
 
   std::uint64_t publish() { return publish_with(no_hook{}); }
   bool try_publish() { return try_publish_with(no_hook{}); }

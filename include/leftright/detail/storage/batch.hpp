@@ -6,21 +6,23 @@
 // The payload (format.hpp): a u32 operation count, then per operation a u8 tag and its fields,
 // each through its codec (codec.hpp):
 //   1 insert_or_assign: key, value   2 insert: key, value   3 erase: key   4 clear
+//   5 set_meta: u32 length, the metadata (Traits::meta_type) through its codec; the batch's last
 // erase_if is logged as the erases its first application made; reserve is not logged (it
-// changes nothing a reader can see).
+// changes nothing a reader can see). The metadata goes last: a batch labels its whole state.
 //
 // Two walks, one per direction, each with its fields read or written through a small policy:
 //   write_ops(ops, sink)     the in-memory batch, as the operations it logs. Sinks: size_sink
 //                            (counts bytes), raw_sink (built-in integers, in place), codec_sink
 //                            (through the codecs, into a buffer).
 //   walk_ops(fields, visitor) a payload's operations, in order, to visitor.assign(key, value),
-//                            insert(key, value), erase(key), clear(). Field sources:
+//                            insert(key, value), erase(key), clear(), and meta(bytes) for a
+//                            visitor that takes metadata (decode_meta). Field sources:
 //                            codec_fields (bounds-checked; a malformed payload throws, saying
 //                            what is wrong), sized_fields (checks a built-in-integer payload's
 //                            structure without reading a field), raw_fields (reads a checked
 //                            built-in-integer payload in place, no bounds check per field).
 // Built-in integer keys and values (builtin_int_codec) take the in-place policies: the same
-// bytes, about twice as fast as the codec path. Adding an operation kind touches two places:
+// bytes, about twice as fast as the codec path (a batch that sets metadata takes the codec path). Adding an operation kind touches two places:
 // write_ops (what the in-memory operation logs) and walk_ops (what its tag reads), plus a tag
 // below and a member in the visitors.
 #pragma once
@@ -52,7 +54,9 @@ concept builtin_int_codec = std::integral<T> && !std::same_as<std::remove_cv_t<T
 template <class Key, class Value>
 inline constexpr bool builtin_batch = builtin_int_codec<Key> && builtin_int_codec<Value>;
 
-/// What receives a payload's operations from walk_ops() and for_each_op(), in order.
+/// What receives a payload's operations from walk_ops() and for_each_op(), in order. A visitor
+/// may also take a batch's metadata, as v.meta(std::span<const std::byte>) (its encoding:
+/// decode_meta); one that does not skips it.
 template <class V, class Key, class Value>
 concept batch_visitor = requires(V& v, Key k, Value x) {
   v.assign(std::move(k), std::move(x));  // 1: insert_or_assign
@@ -146,14 +150,44 @@ void write_builtin_batch(const std::vector<typename Ops::op>& ops, std::uint64_t
   write_ops<Ops>(ops, sink);
 }
 
-/// Encodes a batch into out (cleared first) through the codecs. Cost: O(encoded bytes).
+/// Appends metadata as a batch and a snapshot carry it: u32 length, then its codec's encoding.
+/// Throws what the codec throws, and storage_error ("encode") past 4 GiB - 1 bytes.
+template <class Meta>
+void append_meta(byte_writer& w, const Meta& m) {
+  const std::size_t at = w.size();
+  w.put_u32(0);  // the length, patched below
+  leftright::encode(m, w);
+  const std::size_t len = w.size() - at - 4;
+  if (len > UINT32_MAX) throw storage_error({}, "encode", 0, "metadata longer than 4 GiB - 1 bytes");
+  store_le(w.buffer().data() + at, static_cast<std::uint32_t>(len));
+}
+
+/// Metadata from the bytes append_meta() wrote after its length. Throws storage_error
+/// ("decode") if they do not decode to exactly one Meta.
+template <class Meta>
+Meta decode_meta(std::span<const std::byte> bytes) {
+  byte_reader r(bytes);
+  Meta m = leftright::decode<Meta>(r);
+  if (!r.empty()) throw storage_error({}, "decode", 0, "trailing bytes after the metadata");
+  return m;
+}
+
+/// Encodes a batch into out (cleared first) through the codecs, with the metadata it sets last
+/// (meta: null if it sets none). Cost: O(encoded bytes).
 /// Throws what a codec throws (out then holds part of a payload: log nothing).
-template <class Ops>
-void encode_batch(const std::vector<typename Ops::op>& ops, std::string& out) {
+template <class Ops, class Meta = void>
+void encode_batch(const std::vector<typename Ops::op>& ops, std::string& out, const Meta* meta = nullptr) {
   out.clear();
   codec_sink sink{byte_writer(out)};
   sink.w.put_u32(0);  // the count, patched below
-  const std::uint64_t count = write_ops<Ops>(ops, sink);
+  std::uint64_t count = write_ops<Ops>(ops, sink);
+  if constexpr (!std::is_void_v<Meta>) {
+    if (meta != nullptr) {
+      sink.tag(op_tag::set_meta);
+      append_meta(sink.w, *meta);
+      ++count;
+    }
+  }
   store_le(out.data(), static_cast<std::uint32_t>(count));
 }
 
@@ -179,6 +213,11 @@ void walk_ops(Fields& in, Visitor& v) {
       }
       case op_tag::erase: v.erase(in.key()); break;
       case op_tag::clear: v.clear(); break;
+      case op_tag::set_meta: {
+        const std::span<const std::byte> bytes = in.blob();
+        if constexpr (requires { v.meta(bytes); }) v.meta(bytes);
+        break;
+      }
       default: in.bad_tag(tag); break;
     }
   }
@@ -195,6 +234,7 @@ class codec_fields {
   std::uint8_t tag() { return r_.get_u8("operation tag"); }
   Key key() { return leftright::decode<Key>(r_); }
   Value value() { return leftright::decode<Value>(r_); }
+  std::span<const std::byte> blob() { return r_.get_bytes(r_.get_u32("metadata length"), "metadata"); }
   [[noreturn]] static void bad_tag(std::uint8_t tag) {
     throw storage_error({}, "decode", 0, "unknown operation tag " + std::to_string(tag));
   }
@@ -229,6 +269,10 @@ class sized_fields {
     take(sizeof(Value));
     return Value{};
   }
+  std::span<const std::byte> blob() noexcept {
+    if (take(4)) take(load_le<std::uint32_t>(p_.data() + off_ - 4));
+    return {};
+  }
   void bad_tag(std::uint8_t) noexcept { ok_ = false; }
   void finish() noexcept { ok_ = ok_ && off_ == p_.size(); }
 
@@ -254,6 +298,12 @@ class raw_fields {
   std::uint8_t tag() noexcept { return std::to_integer<std::uint8_t>(*p_++); }
   Key key() noexcept { return take<Key>(); }
   Value value() noexcept { return take<Value>(); }
+  std::span<const std::byte> blob() noexcept {
+    const auto n = take<std::uint32_t>();
+    const std::span<const std::byte> out(p_, n);
+    p_ += n;
+    return out;
+  }
   static void bad_tag(std::uint8_t) noexcept {}  // checked: there is none
   static void finish() noexcept {}
 
@@ -268,28 +318,29 @@ class raw_fields {
 };
 
 /// What check_builtin_batch() found: bad (the payload does not check: the codec path then says
-/// exactly what is wrong), keyed (every operation is on one key), with_clear (it checks and
-/// holds a clear).
-enum class batch_check { bad, keyed, with_clear };
+/// exactly what is wrong), keyed (every operation is on one key), unkeyed (it checks and holds
+/// a clear or metadata).
+enum class batch_check { bad, keyed, unkeyed };
 
-/// A visitor that only notes whether a batch holds a clear.
+/// A visitor that only notes whether a batch holds an operation on no one key.
 template <class Key, class Value>
-struct clear_finder {
+struct unkeyed_finder {
   bool seen = false;
   void assign(Key&&, Value&&) noexcept {}
   void insert(Key&&, Value&&) noexcept {}
   void erase(Key&&) noexcept {}
   void clear() noexcept { seen = true; }
+  void meta(std::span<const std::byte>) noexcept { seen = true; }
 };
 
 /// Checks a built-in-integer payload's structure, so that raw_fields can read it.
 template <class Key, class Value>
 batch_check check_builtin_batch(std::span<const std::byte> payload) noexcept {
-  clear_finder<Key, Value> v;
+  unkeyed_finder<Key, Value> v;
   sized_fields<Key, Value> in(payload);
   walk_ops(in, v);
   if (!in.ok()) return batch_check::bad;
-  return v.seen ? batch_check::with_clear : batch_check::keyed;
+  return v.seen ? batch_check::unkeyed : batch_check::keyed;
 }
 
 /// Calls v.assign(key, value), v.insert(key, value), v.erase(key) or v.clear() for each operation
@@ -313,17 +364,19 @@ void for_each_op(std::span<const std::byte> payload, Visitor&& v) {
     // It does not check: the codec path reads the same structure and throws, saying what is
     // wrong, before anything is delivered.
     codec_fields<Key, Value> probe(payload);
-    clear_finder<Key, Value> none;
+    unkeyed_finder<Key, Value> none;
     walk_ops(probe, none);
   }
   codec_fields<Key, Value> in(payload);
   walk_ops(in, v);
 }
 
-/// A visitor that applies operations to a plain, single-threaded table (an absl map).
-template <class Table>
+/// A visitor that applies operations to a plain, single-threaded table (an absl map), and a
+/// batch's metadata to *meta_out (Meta void: the map has none).
+template <class Table, class Meta = void>
 struct table_visitor {
   Table& t;
+  Meta* meta_out = nullptr;
   template <class K, class V>
   void assign(K&& key, V&& value) {
     t.insert_or_assign(std::forward<K>(key), std::forward<V>(value));
@@ -337,13 +390,19 @@ struct table_visitor {
     t.erase(key);
   }
   void clear() { t.clear(); }
+  void meta(std::span<const std::byte> bytes)
+    requires(!std::is_void_v<Meta>)
+  {
+    *meta_out = decode_meta<Meta>(bytes);
+  }
 };
 
-/// Applies a logged batch to a plain, single-threaded table (a recovering map). Throws as
+/// Applies a logged batch to a plain, single-threaded table (a recovering map), and the
+/// metadata it sets, if any, to *meta (null, Meta void: the map has none). Throws as
 /// for_each_op().
-template <class Key, class Value, class Table>
-void apply_batch(Table& t, std::span<const std::byte> payload) {
-  for_each_op<Key, Value>(payload, table_visitor<Table>{t});
+template <class Key, class Value, class Table, class Meta = void>
+void apply_batch(Table& t, std::span<const std::byte> payload, Meta* meta = nullptr) {
+  for_each_op<Key, Value>(payload, table_visitor<Table, Meta>{t, meta});
 }
 
 /// Calls f(keyed_op, key, value) for each operation of a built-in-integer payload that
@@ -357,6 +416,7 @@ void for_each_keyed_op(std::span<const std::byte> payload, F&& f) {
     void insert(Key k, Value v) { f(keyed_op::insert, k, v); }
     void erase(Key k) { f(keyed_op::erase, k, Value{}); }
     void clear() noexcept {}  // checked: there is none
+    void meta(std::span<const std::byte>) noexcept {}  // checked: there is none
   } v{f};
   raw_fields<Key, Value> in(payload);
   walk_ops(in, v);

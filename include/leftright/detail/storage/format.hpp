@@ -31,7 +31,12 @@
 //           then the entries (key, value) in codec encoding; then a trailer:
 //           u64 data length | u32 crc32c of the data | u32 zero | magic "LRSNEND1".
 // Batch payload: u32 operation count, then per operation a u8 tag (1 insert_or_assign: key,
-//           value; 2 insert: key, value; 3 erase: key; 4 clear).
+//           value; 2 insert: key, value; 3 erase: key; 4 clear; 5 set_meta: u32 length, the
+//           metadata in its codec's encoding; last in a batch that set one).
+// Metadata (a map whose Traits name a meta_type): the value codec recorded in every header is
+//           "<value codec>+meta:<metadata codec>" (meta_codec_name), so files written with
+//           metadata and without are refused by a map of the other kind, naming both; and a
+//           snapshot's entries are preceded by u32 length | the published metadata, encoded.
 #pragma once
 
 #include <bit>
@@ -66,7 +71,7 @@ inline constexpr char snapshot_magic[8] = {'L', 'R', 'S', 'N', 'A', 'P', '0', '1
 inline constexpr char snapshot_end_magic[8] = {'L', 'R', 'S', 'N', 'E', 'N', 'D', '1'};
 inline constexpr std::size_t snapshot_trailer_size = 24;
 
-enum class op_tag : std::uint8_t { insert_or_assign = 1, insert = 2, erase = 3, clear = 4 };
+enum class op_tag : std::uint8_t { insert_or_assign = 1, insert = 2, erase = 3, clear = 4, set_meta = 5 };
 
 inline constexpr std::size_t align8(std::size_t n) noexcept { return (n + 7) & ~std::size_t{7}; }
 

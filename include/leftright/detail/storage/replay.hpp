@@ -9,7 +9,9 @@
 //                         written or a hole a crash explains
 //   recover_directory     all of it: inventory, snapshot, log, marker checks
 // The table is a plain, single-threaded absl map (recovery_table); to_table() puts it in the
-// map's layout. The steps that do not depend on types are in recovery.hpp.
+// map's layout. Beside it, the metadata (Traits::meta_type; no_meta: the map has none) of the
+// snapshot or the last batch that set one. The steps that do not depend on types are in
+// recovery.hpp.
 #pragma once
 
 #include <algorithm>
@@ -51,6 +53,45 @@ struct recovery_source {
   const std::string& key_codec;
   const std::string& value_codec;
 };
+
+/// The value codec name a map's files carry: the value's codec, and the metadata's for a map
+/// that has metadata (see format.hpp). Needs leftright::codec<Meta> (codec.hpp).
+template <class Value, class Meta>
+std::string value_codec_name() {
+  if constexpr (std::is_same_v<Meta, no_meta>) {
+    return codec_name<Value>();
+  } else {
+    static_assert(encodable<Meta>,
+                  "leftright: a durable map's Traits::meta_type needs a codec (specialize leftright::codec)");
+    return codec_name<Value>() + "+meta:" + codec_name<Meta>();
+  }
+}
+
+/// Applies a logged batch to a recovering table and its metadata (apply_batch, with no
+/// metadata to take where the map has none).
+template <class Key, class Value, class Table, class Meta>
+void apply_batch_with_meta(Table& t, std::span<const std::byte> payload, Meta& meta) {
+  if constexpr (std::is_same_v<Meta, no_meta>) {
+    apply_batch<Key, Value>(t, payload);
+  } else {
+    apply_batch<Key, Value>(t, payload, &meta);
+  }
+}
+
+/// Takes a snapshot's metadata (u32 length, its encoding) off the front of its entries, for a
+/// map with metadata; nothing otherwise. Throws storage_error naming path if it does not decode.
+template <class Meta>
+void take_snapshot_meta(snapshot_view& view, Meta& meta, const std::filesystem::path& path) {
+  if constexpr (!std::is_same_v<Meta, no_meta>) {
+    try {
+      byte_reader r(view.data);
+      meta = decode_meta<Meta>(r.get_bytes(r.get_u32("metadata length"), "metadata"));
+      view.data = view.data.subspan(r.position());
+    } catch (const storage_error& e) {
+      throw storage_error(path, "read snapshot", 0, e.what());
+    }
+  }
+}
 
 /// Decodes a checked snapshot's entries into a recovering table (a plain, single-threaded absl
 /// map). Throws storage_error naming path if they do not decode. Built-in integer keys and
@@ -123,36 +164,40 @@ template <class Key, class Value, class Hash, class Eq, class Traits>
 using recovery_table = absl::flat_hash_map<Key, Value, Hash, Eq,
                                            table_allocator_t<std::pair<const Key, Value>, Traits::huge_pages>>;
 
-/// The shared state of a map holding the recovered table at version: both copies in the map's
-/// layout (the second made with Ops::copy, not the table's copy constructor: see map_ops.hpp).
+/// The shared state of a map holding the recovered table at version, labelled meta: both copies
+/// in the map's layout (the second made with Ops::copy, not the table's copy constructor: see
+/// map_ops.hpp).
 template <class Ops, class Traits, class Plain>
-std::shared_ptr<lr_core<typename Ops::table>> recovered_core(Plain&& plain, std::uint64_t version) {
+std::shared_ptr<lr_core<typename Ops::table, typename meta_of<Traits>::type>> recovered_core(
+    Plain&& plain, std::uint64_t version, const typename meta_of<Traits>::type& meta = {}) {
   using table = typename Ops::table;
   table first = to_table<Ops>(std::forward<Plain>(plain));
   table second = Ops::copy(first);
-  return std::make_shared<lr_core<table>>(resolve(Traits::sync), version, std::move(first), std::move(second));
+  return std::make_shared<lr_core<table, typename meta_of<Traits>::type>>(resolve(Traits::sync), version,
+                                                                          std::move(first), std::move(second), meta);
 }
 
-/// Loads the newest snapshot into t (a committed snapshot was synced before its rename: if it
-/// does not check out, that is damage, not a crash, and recovery refuses rather than silently
-/// go back in time). Returns the first version the log must supply.
-template <class Key, class Value, class Table>
-std::uint64_t load_newest_snapshot(Table& t, const recovery_source& src, const inventory& inv,
+/// Loads the newest snapshot into t and meta (a committed snapshot was synced before its rename:
+/// if it does not check out, that is damage, not a crash, and recovery refuses rather than
+/// silently go back in time). Returns the first version the log must supply.
+template <class Key, class Value, class Table, class Meta>
+std::uint64_t load_newest_snapshot(Table& t, Meta& meta, const recovery_source& src, const inventory& inv,
                                    recovery_report& rep) {
   if (inv.snapshots.empty()) return 1;
   const auto& [seq, name] = *inv.snapshots.rbegin();
   const auto path = src.dir / name;
   auto view = read_snapshot(src.fsys, path, src.key_codec, src.value_codec);
   if (view.seq != seq) throw storage_error(path, "read snapshot", 0, "file name and header disagree");
+  take_snapshot_meta(view, meta, path);
   load_snapshot<Key, Value>(t, view, path);
   rep.snapshot_version = seq;
   rep.snapshot_entries = view.entries;
   return seq + 1;
 }
 
-/// Applies consecutive log records of segment `path` to a recovering table.
-template <class Key, class Value, class Table>
-void apply_records(Table& t, std::span<const wal_record> recs, const std::filesystem::path& path) {
+/// Applies consecutive log records of segment `path` to a recovering table and its metadata.
+template <class Key, class Value, class Table, class Meta>
+void apply_records(Table& t, Meta& meta, std::span<const wal_record> recs, const std::filesystem::path& path) {
   constexpr std::size_t replay_reserve_cap = std::size_t{1} << 22;
   constexpr std::size_t min_op = builtin_batch<Key, Value>
                                      ? 1 + sizeof(Key) + sizeof(Value)
@@ -164,7 +209,7 @@ void apply_records(Table& t, std::span<const wal_record> recs, const std::filesy
   reserve_room(t, t.size() + std::min(more, std::max(t.size(), replay_reserve_cap)));
   const auto apply_general = [&](const wal_record& rec) {
     try {
-      apply_batch<Key, Value>(t, rec.payload);
+      apply_batch_with_meta<Key, Value>(t, rec.payload, meta);
     } catch (const storage_error& e) {
       throw storage_error(path, "recover", 0,
                           "record " + std::to_string(rec.seq) + " at offset " + std::to_string(rec.offset) +
@@ -172,7 +217,7 @@ void apply_records(Table& t, std::span<const wal_record> recs, const std::filesy
     }
   };
   if constexpr (builtin_batch<Key, Value>) {
-    // Each run of records that check and hold no clear is applied in the table's slot order
+    // Each run of records that check and hold no clear or metadata is applied in the table's slot order
     // (apply_in_slot_order); any other record on its own, in its place.
     for (std::size_t from = 0; from < recs.size();) {
       std::size_t to = from;
@@ -197,8 +242,8 @@ void apply_records(Table& t, std::span<const wal_record> recs, const std::filesy
 
 /// Applies the records of a scanned segment from version expect up to (not including) limit;
 /// returns the version the log must supply next.
-template <class Key, class Value, class Table>
-std::uint64_t apply_scanned(Table& t, const segment_scan& scan, std::uint64_t expect, std::uint64_t limit,
+template <class Key, class Value, class Table, class Meta>
+std::uint64_t apply_scanned(Table& t, Meta& meta, const segment_scan& scan, std::uint64_t expect, std::uint64_t limit,
                             const std::filesystem::path& path, recovery_report& rep) {
   // The records to apply: consecutive, so a range of them.
   std::size_t lo = 0;
@@ -206,7 +251,7 @@ std::uint64_t apply_scanned(Table& t, const segment_scan& scan, std::uint64_t ex
   std::size_t hi = lo;
   while (hi < scan.records.size() && scan.records[hi].seq < limit) ++hi;
   if (hi == lo) return expect;
-  apply_records<Key, Value>(t, std::span<const wal_record>(scan.records.data() + lo, hi - lo), path);
+  apply_records<Key, Value>(t, meta, std::span<const wal_record>(scan.records.data() + lo, hi - lo), path);
   rep.records_replayed += hi - lo;
   return scan.records[hi - 1].seq + 1;
 }
@@ -239,8 +284,8 @@ using segment_list = std::vector<std::pair<std::uint64_t, std::string>>;
 /// applied). Checks it against the next (check_scan), notes in out how the log ends, syncs what
 /// a writable open recovered from. Returns false if the log ends here, at a hole a crash
 /// explains (end_log_at_hole); throws storage_error for damage.
-template <class Key, class Value, class Table>
-bool replay_segment(Table& t, const recovery_source& src, const segment_list& segs, std::size_t i,
+template <class Key, class Value, class Table, class Meta>
+bool replay_segment(Table& t, Meta& meta, const recovery_source& src, const segment_list& segs, std::size_t i,
                     std::uint64_t& expect, log_state& out, recovery_report& rep) {
   const auto& [first, name] = segs[i];
   const bool last = i + 1 == segs.size();
@@ -255,7 +300,7 @@ bool replay_segment(Table& t, const recovery_source& src, const segment_list& se
   const auto scan = scan_open_segment(seg);
   ++rep.segments_read;
   check_scan(scan, path, seg.map->size(), last ? std::nullopt : std::optional<std::uint64_t>(limit));
-  expect = apply_scanned<Key, Value>(t, scan, expect, limit, path, rep);
+  expect = apply_scanned<Key, Value>(t, meta, scan, expect, limit, path, rep);
   note_log_end(out, scan, path, seg.header.salt);
   const std::uint64_t ended = scan.first_seq + scan.records.size();  // first seq not read
   const bool hole = !last && ended < limit && expect < limit;
@@ -278,29 +323,30 @@ bool replay_segment(Table& t, const recovery_source& src, const segment_list& se
 /// to the first record that was not completely written, or a hole a crash explains. A writable
 /// open syncs what it recovered from and cuts the log at such a hole; a read-only one only notes
 /// it. Sets rep.version.
-template <class Key, class Value, class Table>
-log_state replay_log(Table& t, const recovery_source& src, const inventory& inv, std::uint64_t expect,
+template <class Key, class Value, class Table, class Meta>
+log_state replay_log(Table& t, Meta& meta, const recovery_source& src, const inventory& inv, std::uint64_t expect,
                      recovery_report& rep) {
   log_state out;
   const segment_list segs(inv.segments.begin(), inv.segments.end());
   for (std::size_t i = 0; i < segs.size(); ++i) {
     const bool covered = i + 1 < segs.size() && segs[i + 1].first <= expect;
     if (covered) continue;  // every record it could hold is covered already
-    if (!replay_segment<Key, Value>(t, src, segs, i, expect, out, rep)) break;
+    if (!replay_segment<Key, Value>(t, meta, src, segs, i, expect, out, rep)) break;
   }
   rep.version = expect - 1;
   return out;
 }
 
-/// Recovers the state in src.dir into t: the inventory (see take_inventory), the newest
+/// Recovers the state in src.dir into t and meta: the inventory (see take_inventory), the newest
 /// snapshot, the log after it, and the marker's checks. A writable source: as open_map()
 /// (removes what a crash left unfinished, cuts the log where it must); otherwise nothing is
 /// written, and rep.note says what a writable open would change.
-template <class Key, class Value, class Table>
-std::pair<inventory, log_state> recover_directory(Table& t, const recovery_source& src, recovery_report& rep) {
+template <class Key, class Value, class Table, class Meta>
+std::pair<inventory, log_state> recover_directory(Table& t, Meta& meta, const recovery_source& src,
+                                                  recovery_report& rep) {
   auto inv = take_inventory(src.fsys, src.dir, src.writable, src.key_codec, src.value_codec, rep.note);
-  const std::uint64_t expect = load_newest_snapshot<Key, Value>(t, src, inv, rep);
-  auto log = replay_log<Key, Value>(t, src, inv, expect, rep);
+  const std::uint64_t expect = load_newest_snapshot<Key, Value>(t, meta, src, inv, rep);
+  auto log = replay_log<Key, Value>(t, meta, src, inv, expect, rep);
   check_marker(inv, log, src.dir);
   return {std::move(inv), std::move(log)};
 }
