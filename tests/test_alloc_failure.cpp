@@ -5,6 +5,7 @@
 // This executable replaces the global operator new so that a test can make the Nth allocation
 // from now fail, or every allocation above a size; the failure is thrown before malloc is
 // asked, so sanitizers' allocators never see a request they would report.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

@@ -2,6 +2,7 @@
 // The tables' allocator: large blocks are advised to use transparent huge pages (checked in
 // /proc/self/smaps, where the kernel lists the advice as the "hg" VmFlag), small ones are not,
 // and maps work the same with the advice on or off.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>

@@ -8,6 +8,7 @@
 //   - a malformed payload is refused (storage_error "decode"); a built-in integer one delivers
 //     nothing before the refusal.
 // No atomics in this file.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <cstddef>
 #include <cstdint>
 #include <map>

@@ -3,6 +3,7 @@
 // The cache's eviction policy (detail::cache_policy) and the reference policies of the
 // hit-ratio simulator (bench/cachesim): invariants, scan resistance, aging, the weight bound, and
 // hand-checked hit counts.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <cstdint>
 #include <cmath>
 #include <cstdlib>

@@ -2,6 +2,7 @@
 // Unit tests of the codec layer: round trips of every built-in codec (edge values included), the
 // exact byte layouts, the names, decoding of truncated and corrupt input (always a
 // storage_error, never a crash or a huge allocation), a user-defined codec, and storage_error.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <atomic>
 #include <bit>
 #include <cerrno>

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Unit tests of CRC32C: the standard check values for each implementation, hardware against
 // software on random buffers of many lengths and alignments, and piecewise against one-shot.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

@@ -31,6 +31,7 @@
 //
 // Children never return into Catch2: they leave through _exit() (no Catch2 macros in them).
 // No atomics in this file.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>

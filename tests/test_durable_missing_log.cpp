@@ -7,6 +7,7 @@
 // file system and, where the simulated one adds something (deletions it can see exactly), there.
 // A crash must still never look like damage: test_sim_crash_points and stress_sim_crash crash
 // every call of rolls, checkpoints and the first open. No atomics in this file.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>

@@ -4,6 +4,7 @@
 // writable open would do instead). It works where nothing can be written (every write call
 // refused; a full disk in the simulated file system) and takes a shared lock: read-only opens
 // coexist, a writer excludes them and they exclude a writer. No atomics in this file.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>

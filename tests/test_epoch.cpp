@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The reader registry (detail/epoch.hpp): slot layout, reuse, and epochs that never go back.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <cstdint>
 #include <set>
 #include <vector>

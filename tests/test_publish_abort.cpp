@@ -5,6 +5,7 @@
 // is absent, the writer goes on, and the same batch published again lands as the next version.
 // The simulated file system's start_writeback() puts the record on the disk at once (the worst
 // case of a real one), so a record that were only zeroed in memory would survive these crashes.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <cstdint>
 #include <map>
 #include <memory>

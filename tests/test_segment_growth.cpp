@@ -3,6 +3,7 @@
 // segment_size if smaller), each next one twice the last, up to segment_size; so a small map's
 // directory stays small, and a checkpoint shrinks the directory. Sizes, not timings. No atomics
 // in this file.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>

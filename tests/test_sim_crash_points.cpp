@@ -4,6 +4,7 @@
 // recovery, more publishes) is run once per file-system call, crashing inside that call, with
 // each way of losing what was not durable; then every call of the recovery from that image is
 // crashed in turn, and the map must still come back as a prefix holding everything promised.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <catch2/catch.hpp>
 
 #include <cstdio>

@@ -4,6 +4,7 @@
 // workload reaches. Each must make the writer fail-stop (every later publish, checkpoint and
 // flush throws), and no batch whose publish() returned may be missing after a crash that loses
 // everything unsynced. A lying disk, last, shows that the checker would catch a lost batch.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <catch2/catch.hpp>
 
 #include <cstdio>

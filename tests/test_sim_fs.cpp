@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The simulated file system itself: what a crash keeps and loses, injected errors, locks.
 // The crash tests of the durable map are only as good as this model, so it is tested first.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <catch2/catch.hpp>
 
 #include <cstring>

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The version promises of the README ("Versions"): the version header says what the CMake project
 // says, and a directory in a newer on-disk format is refused, with nothing in it changed.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <cstdint>
 #include <filesystem>
 #include <fstream>

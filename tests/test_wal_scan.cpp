@@ -10,6 +10,7 @@
 //   - a data_range hint is followed (bytes it calls zero are not read) and the POSIX one is never
 //     wrong: it skips no non-zero byte of a preallocated, partly written file.
 // No atomics in this file.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <fcntl.h>
 #include <unistd.h>
 

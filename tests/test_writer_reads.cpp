@@ -2,6 +2,7 @@
 // The writer reads its own writes: map_writer::find and contains give the state the next
 // publish() will make visible, checked against a model updated on every operation (and the
 // readers against one updated at publish), over random operation sequences in both layouts.
+// LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <array>
 #include <cstdint>
 #include <map>
