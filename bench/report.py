@@ -11,6 +11,10 @@ the repetitions (or the single run with --quick) and give every map's rate as a 
 (an unsynchronized absl::flat_hash_map) measured in the same run; every durability figure is a
 ratio to a baseline from the same run as well. Standard library only; the charts are drawn by
 gnuplot when it is installed.
+
+It writes OUT_DIR/README.md and the charts, nothing else: not the top-level README.md (whose
+Benchmarks section holds a few key figures, revised by hand) and not OUT_DIR/notes.md (the
+figures explained, by hand), which the report links to when it is there.
 """
 import argparse
 import datetime
@@ -989,6 +993,8 @@ def main():
         "median of the repetitions. All maps, including the limit, ran in the same binary and the "
         "same run, the repetitions of all benchmarks in a random interleaved order (unless the "
         "command below says otherwise).\n",
+        "What the figures say, written by hand for the run it names: [notes.md](notes.md).\n"
+        if os.path.exists(os.path.join(a.out_dir, "notes.md")) else "",
         "Maps: " + "; ".join(f"`{m}`: {MAP_NOTES.get(m, m)}" for m in maps_seen) + ".\n"
         if maps_seen else "",
         machine(ctx or dctx, a.build_dir, a.elapsed, a.command),
