@@ -44,11 +44,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "../../codec.hpp"  // store_le, load_le
+#include "../../storage_error.hpp"
 
 namespace leftright::detail::storage {
 
@@ -74,6 +76,40 @@ inline constexpr std::size_t snapshot_trailer_size = 24;
 enum class op_tag : std::uint8_t { insert_or_assign = 1, insert = 2, erase = 3, clear = 4, set_meta = 5 };
 
 inline constexpr std::size_t align8(std::size_t n) noexcept { return (n + 7) & ~std::size_t{7}; }
+
+// ---- What every file header holds: its start, and the codec names. ----
+
+/// Writes what every file header starts with at p: magic, format_version, endian_mark (16 bytes).
+inline void put_file_start(std::byte* p, const char (&magic)[8]) noexcept {
+  std::memcpy(p, magic, 8);
+  store_le<std::uint32_t>(p + 8, format_version);
+  store_le<std::uint32_t>(p + 12, endian_mark);
+}
+
+/// Writes the codec names as every header carries them, at p: u32 key codec length | u32 value
+/// codec length | key codec | value codec. Returns the bytes written.
+inline std::size_t put_codec_names(std::byte* p, const std::string& key_codec, const std::string& value_codec) noexcept {
+  store_le<std::uint32_t>(p, static_cast<std::uint32_t>(key_codec.size()));
+  store_le<std::uint32_t>(p + 4, static_cast<std::uint32_t>(value_codec.size()));
+  std::memcpy(p + 8, key_codec.data(), key_codec.size());
+  std::memcpy(p + 8 + key_codec.size(), value_codec.data(), value_codec.size());
+  return 8 + key_codec.size() + value_codec.size();
+}
+
+/// Checks the codec names a header holds (klen and vlen bytes at names, which the caller checked
+/// are there) against the ones the map is opened with. Throws storage_error (path, "open")
+/// naming both pairs if they differ; `holder` says whose they are ("the log", "the map").
+inline void check_codec_names(const std::byte* names, std::uint64_t klen, std::uint64_t vlen,
+                              const std::filesystem::path& path, const char* holder, const std::string& key_codec,
+                              const std::string& value_codec) {
+  const std::string k(reinterpret_cast<const char*>(names), static_cast<std::size_t>(klen));
+  const std::string v(reinterpret_cast<const char*>(names + klen), static_cast<std::size_t>(vlen));
+  if (k != key_codec || v != value_codec) {
+    throw storage_error(path, "open", 0,
+                        std::string(holder) + " holds keys '" + k + "' and values '" + v + "', opened as keys '" +
+                            key_codec + "' and values '" + value_codec + "'");
+  }
+}
 
 inline std::string hex_name(const char* prefix, std::uint64_t n, const char* suffix) {
   char buf[64];

@@ -20,13 +20,8 @@ namespace leftright::detail::storage {
 /// The marker's bytes for these codecs.
 inline std::vector<std::byte> marker_bytes(const std::string& key_codec, const std::string& value_codec) {
   std::vector<std::byte> m(24 + key_codec.size() + value_codec.size() + 4);
-  std::memcpy(m.data(), marker_magic, 8);
-  store_le<std::uint32_t>(m.data() + 8, format_version);
-  store_le<std::uint32_t>(m.data() + 12, endian_mark);
-  store_le<std::uint32_t>(m.data() + 16, static_cast<std::uint32_t>(key_codec.size()));
-  store_le<std::uint32_t>(m.data() + 20, static_cast<std::uint32_t>(value_codec.size()));
-  std::memcpy(m.data() + 24, key_codec.data(), key_codec.size());
-  std::memcpy(m.data() + 24 + key_codec.size(), value_codec.data(), value_codec.size());
+  put_file_start(m.data(), marker_magic);
+  put_codec_names(m.data() + 16, key_codec, value_codec);
   const std::size_t crc_at = m.size() - 4;
   store_le<std::uint32_t>(m.data() + crc_at, crc32c(m.data(), crc_at));
   return m;
@@ -57,13 +52,7 @@ inline bool read_marker(file_system& fsys, const fs::path& dir, const std::vecto
   }
   const std::uint64_t klen = load_le<std::uint32_t>(m.data() + 16), vlen = load_le<std::uint32_t>(m.data() + 20);
   if (24 + klen + vlen != crc_at) throw storage_error(path, "open", 0, "damaged map marker (codec lengths)");
-  const std::string k(reinterpret_cast<const char*>(m.data() + 24), static_cast<std::size_t>(klen));
-  const std::string v(reinterpret_cast<const char*>(m.data() + 24 + klen), static_cast<std::size_t>(vlen));
-  if (k != key_codec || v != value_codec) {
-    throw storage_error(path, "open", 0,
-                        "the map holds keys '" + k + "' and values '" + v + "', opened as keys '" + key_codec +
-                            "' and values '" + value_codec + "'");
-  }
+  check_codec_names(m.data() + 24, klen, vlen, path, "the map", key_codec, value_codec);
   return true;
 }
 

@@ -31,19 +31,12 @@ class snapshot_writer {
         tmp_(dir_ / (snapshot_name(seq) + ".tmp")) {
     fs_->remove(tmp_);  // a leftover of an earlier failed attempt
     file_ = fs_->open(tmp_, open_mode::create_new);
-    std::string h(48 + key_codec.size() + value_codec.size(), '\0');
-    std::memcpy(h.data(), snapshot_magic, 8);
-    store_le<std::uint32_t>(h.data() + 8, format_version);
-    store_le<std::uint32_t>(h.data() + 12, endian_mark);
+    std::vector<std::byte> h(44 + key_codec.size() + value_codec.size());
+    put_file_start(h.data(), snapshot_magic);
     store_le<std::uint64_t>(h.data() + 16, seq);
     store_le<std::uint64_t>(h.data() + 24, entries);
-    store_le<std::uint32_t>(h.data() + 32, static_cast<std::uint32_t>(key_codec.size()));
-    store_le<std::uint32_t>(h.data() + 36, static_cast<std::uint32_t>(value_codec.size()));
-    std::memcpy(h.data() + 40, key_codec.data(), key_codec.size());
-    std::memcpy(h.data() + 40 + key_codec.size(), value_codec.data(), value_codec.size());
-    const std::size_t crc_at = 40 + key_codec.size() + value_codec.size();
+    const std::size_t crc_at = 32 + put_codec_names(h.data() + 32, key_codec, value_codec);
     store_le<std::uint32_t>(h.data() + crc_at, crc32c(h.data(), crc_at));
-    h.resize(crc_at + 4);
     file_->write_at(h.data(), h.size(), 0);
     off_ = h.size();
     data_start_ = off_;
@@ -131,13 +124,7 @@ inline snapshot_view parse_snapshot(std::span<const std::byte> bytes, const fs::
   }
   if (load_le<std::uint32_t>(p + 8) != format_version) throw bad("unsupported format version", 8);
   if (load_le<std::uint32_t>(p + 12) != endian_mark) throw bad("written with another byte order", 12);
-  const std::string k(reinterpret_cast<const char*>(p + 40), klen);
-  const std::string vc(reinterpret_cast<const char*>(p + 40 + klen), vlen);
-  if (k != key_codec || vc != value_codec) {
-    throw storage_error(path, "open", 0,
-                        "the snapshot holds keys '" + k + "' and values '" + vc + "', opened as keys '" +
-                            key_codec + "' and values '" + value_codec + "'");
-  }
+  check_codec_names(p + 40, klen, vlen, path, "the snapshot", key_codec, value_codec);
   const std::byte* t = p + size - snapshot_trailer_size;
   if (std::memcmp(t + 16, snapshot_end_magic, 8) != 0) throw bad("missing trailer", size - 8);
   const std::uint64_t data_start = crc_at + 4;

@@ -44,15 +44,10 @@ inline std::vector<std::byte> segment_header(std::uint64_t salt, std::uint64_t f
   if (40 + key_codec.size() + value_codec.size() > segment_size_offset) {
     throw storage_error({}, "create segment", 0, "codec names too long");
   }
-  std::memcpy(h.data(), segment_magic, 8);
-  store_le<std::uint32_t>(h.data() + 8, format_version);
-  store_le<std::uint32_t>(h.data() + 12, endian_mark);
+  put_file_start(h.data(), segment_magic);
   store_le<std::uint64_t>(h.data() + 16, salt);
   store_le<std::uint64_t>(h.data() + 24, first_seq);
-  store_le<std::uint32_t>(h.data() + 32, static_cast<std::uint32_t>(key_codec.size()));
-  store_le<std::uint32_t>(h.data() + 36, static_cast<std::uint32_t>(value_codec.size()));
-  std::memcpy(h.data() + 40, key_codec.data(), key_codec.size());
-  std::memcpy(h.data() + 40 + key_codec.size(), value_codec.data(), value_codec.size());
+  put_codec_names(h.data() + 32, key_codec, value_codec);
   store_le<std::uint64_t>(h.data() + segment_size_offset, file_size);
   store_le<std::uint32_t>(h.data() + segment_header_size - 4, crc32c(h.data(), segment_header_size - 4));
   return h;
@@ -87,13 +82,7 @@ inline std::optional<segment_header_info> read_segment_header(std::span<const st
   if (40 + std::uint64_t{klen} + vlen > segment_size_offset) {
     throw storage_error(path, "open", 0, "corrupt segment header");
   }
-  const std::string k(reinterpret_cast<const char*>(h.data() + 40), klen);
-  const std::string v(reinterpret_cast<const char*>(h.data() + 40 + klen), vlen);
-  if (k != key_codec || v != value_codec) {
-    throw storage_error(path, "open", 0,
-                        "the log holds keys '" + k + "' and values '" + v + "', opened as keys '" +
-                            key_codec + "' and values '" + value_codec + "'");
-  }
+  check_codec_names(h.data() + 40, klen, vlen, path, "the log", key_codec, value_codec);
   return segment_header_info{load_le<std::uint64_t>(h.data() + 16), load_le<std::uint64_t>(h.data() + 24),
                              load_le<std::uint64_t>(h.data() + segment_size_offset)};
 }
