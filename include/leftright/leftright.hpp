@@ -8,4 +8,5 @@
 #include "map.hpp"            // IWYU pragma: export
 #include "shared_map.hpp"     // IWYU pragma: export
 #include "storage_error.hpp"  // IWYU pragma: export
+#include "traits.hpp"         // IWYU pragma: export
 #include "version.hpp"        // IWYU pragma: export

@@ -25,6 +25,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
+#include "traits.hpp"
 #include "detail/left_right.hpp"
 #include "detail/map_ops.hpp"
 
@@ -232,6 +233,7 @@ class read_guard {
 template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 class map_reader {
+  static_assert(map_traits<Traits>, "leftright: Traits must meet leftright::map_traits (derive it from default_traits)");
   using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
   using table = detail::map_table<Key, Value, Hash, Eq, Traits>;
   using impl = detail::map_reader_impl<Key, Value, Hash, Eq, Traits>;
@@ -335,6 +337,7 @@ class reader_factory {
 template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 class map_writer {
+  static_assert(map_traits<Traits>, "leftright: Traits must meet leftright::map_traits (derive it from default_traits)");
   static_assert(std::is_copy_constructible_v<Key> && std::is_copy_constructible_v<Value>,
                 "leftright: keys and values must be copy-constructible: each operation is "
                 "applied to two copies of the map");
@@ -513,17 +516,17 @@ class map_writer {
   /// abort() noexcept). The hook's contract is the whole of what such a writer may rely on.
   using ops_type = ops;
   using op_type = op;
-  template <class Hook>
+  template <detail::publish_hook<op> Hook>
   std::uint64_t publish_with(Hook&& hook) {
     return impl_.publish_with(hook);
   }
-  template <class Hook>
+  template <detail::publish_hook<op> Hook>
   bool try_publish_with(Hook&& hook) {
     return impl_.try_publish_with(hook);
   }
   /// publish_within() with the hook of publish_with(); before_apply comes after the fresh copy,
   /// if one is made.
-  template <class Hook>
+  template <detail::publish_hook<op> Hook>
   std::uint64_t publish_within_with(Hook&& hook, std::chrono::nanoseconds max_wait) {
     return impl_.publish_within_with(hook, max_wait);
   }

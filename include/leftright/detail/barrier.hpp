@@ -13,6 +13,7 @@
 
 #include <cerrno>
 
+#include "../traits.hpp"
 #include "config.hpp"
 
 #if defined(__linux__)
@@ -23,12 +24,7 @@
 
 namespace leftright {
 
-/// How readers order their epoch store against their pointer load.
-enum class reader_sync {
-  automatic,   ///< asymmetric where the kernel allows it (probed once), seq_cst otherwise
-  seq_cst,     ///< every read pays a locked instruction; publishing pays nothing extra
-  asymmetric,  ///< reads pay nothing; every publish issues a membarrier (~0.25 us idle, ~10 us busy)
-};
+// reader_sync, the choice between the two: traits.hpp.
 
 namespace detail {
 

@@ -24,14 +24,4 @@ inline constexpr std::size_t cache_line = 64;
 #define LEFTRIGHT_TSAN 0
 #endif
 
-// LEFTRIGHT_VERIFY_COPIES: the default of default_traits::verify_copies. 0: never compare the
-// two copies; 1: compare them at a publish once as many operations have been applied since the
-// last comparison as the map has entries (amortized: about one lookup per operation); 2: compare
-// at every publish (O(size) each). Default: 1 in debug builds (NDEBUG not defined), 0 otherwise.
-#ifndef LEFTRIGHT_VERIFY_COPIES
-#ifdef NDEBUG
-#define LEFTRIGHT_VERIFY_COPIES 0
-#else
-#define LEFTRIGHT_VERIFY_COPIES 1
-#endif
-#endif
+// LEFTRIGHT_VERIFY_COPIES, the macro a user sets: see traits.hpp.

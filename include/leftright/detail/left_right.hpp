@@ -137,50 +137,14 @@
 #include <utility>
 #include <vector>
 
+#include "../traits.hpp"
 #include "barrier.hpp"
 #include "config.hpp"
 #include "epoch.hpp"
 
 namespace leftright {
 
-/// When the writer checks that replaying the log made the two copies equal (which catches an
-/// operation that is not deterministic). A failed check throws std::logic_error from publish().
-enum class copy_check {
-  off,
-  amortized,      ///< once the operations since the last check reach the map's size
-  every_publish,  ///< O(size) per publish: for tests
-};
-
-/// The metadata of a map without any (Traits::meta_type's default): empty, no storage.
-struct no_meta {
-  friend bool operator==(const no_meta&, const no_meta&) noexcept = default;
-};
-
-/// Compile-time knobs of a left-right instance. Derive from it and override what you need:
-///   struct my_traits : leftright::default_traits {
-///     static constexpr leftright::reader_sync sync = leftright::reader_sync::seq_cst;
-///   };
-struct default_traits {
-  /// How readers and the writer split the cost of their StoreLoad ordering (barrier.hpp).
-  static constexpr reader_sync sync = reader_sync::automatic;
-  /// Compare the two copies after the replay (see copy_check). Default: amortized in debug
-  /// builds, off otherwise (LEFTRIGHT_VERIFY_COPIES). Skipped where the structure has no
-  /// equality (for the inline map layout: where Value has no operator==).
-  static constexpr copy_check verify_copies = LEFTRIGHT_VERIFY_COPIES >= 2   ? copy_check::every_publish
-                                              : LEFTRIGHT_VERIFY_COPIES == 1 ? copy_check::amortized
-                                                                             : copy_check::off;
-  /// Map entries (std::pair<const Key, Value>) larger than this many bytes are stored once, in a
-  /// node both copies point to, instead of once per copy: about half the memory for large
-  /// values, for one more pointer hop per lookup.
-  static constexpr std::size_t max_inline_entry = detail::cache_line;
-  /// Ask the kernel for transparent huge pages for every table block of 4 MiB or more (see
-  /// detail/allocator.hpp): fewer TLB misses on large maps, and far fewer page faults while one
-  /// is built (recovery, rehash). Only advice; false gives plain std::allocator tables.
-  static constexpr bool huge_pages = true;
-  /// Metadata published with the data (map_writer::set_meta, read_guard::meta): a label for the
-  /// state a snapshot shows (an upstream revision, a timestamp, a schema version). Copyable.
-  using meta_type = no_meta;
-};
+// reader_sync, copy_check, no_meta and default_traits, what users customize: traits.hpp.
 
 /// What a publish() that waits too long for a reader reports (see map_writer::set_stall_report):
 /// a read that has not ended since an earlier publish, most often a read_guard kept too long or
@@ -364,6 +328,23 @@ class lr_reader {
   reader_slot* slot_;
 };
 
+/// How operations are applied to a copy (the required half of lr_writer's Apply contract, below):
+/// first by copy, then, to the other copy, by move.
+template <class Apply, class T, class Op>
+concept absorbs = requires(T& t, Op& op) {
+  Apply::first(t, op);
+  Apply::second(t, std::move(op));
+};
+
+/// A hook of lr_writer::publish_with(): before_apply and before_swap see the batch and its
+/// version; abort() undoes before_apply and must not throw.
+template <class H, class Op>
+concept publish_hook = requires(H& h, std::uint64_t version, const std::vector<Op>& ops) {
+  h.before_apply(version, ops);
+  h.before_swap(version, ops);
+  { h.abort() } noexcept;
+};
+
 /// The writer. Apply must provide
 ///   static void first(T&, Op&);         // the first application, by copy (may note results
 ///                                       // in the op for the second, e.g. a node it made)
@@ -375,8 +356,8 @@ class lr_reader {
 /// static bool equal(const T&, const T&) for Traits::verify_copies, and, to have
 /// emplace_reusing() reuse the storage of spent keys, static constexpr bool recycles = true,
 /// a type spare_key and static void salvage(Op&, std::vector<spare_key>&) (called on each op
-/// after its second application).
-template <class T, class Op, class Apply, class Traits>
+/// after its second application). The required half is the concept absorbs.
+template <class T, class Op, absorbs<T, Op> Apply, map_traits Traits>
 class lr_writer {
  public:
   using meta_type = typename meta_of<Traits>::type;
@@ -447,14 +428,14 @@ class lr_writer {
   ///                                    returned: the publish fails as if applying had thrown
   ///                                    (nothing published, the batch stays queued), and the
   ///                                    hook undoes what before_apply did.
-  template <class Hook>
+  template <publish_hook<Op> Hook>
   std::uint64_t publish_with(Hook&& hook) {
     check_usable();
     release_held_copies();
     wait_for_readers();
     return swap_in(hook);
   }
-  template <class Hook>
+  template <publish_hook<Op> Hook>
   bool try_publish_with(Hook&& hook) {
     check_usable();
     release_held_copies();
@@ -472,7 +453,7 @@ class lr_writer {
   /// nothing, if the held copies are at their limit (set_held_copy_limit), if making the fresh
   /// copy throws (it is then lost, and so is the exception), or after recording the readers
   /// failed to allocate (lost_track_).
-  template <class Hook>
+  template <publish_hook<Op> Hook>
   std::uint64_t publish_within_with(Hook&& hook, std::chrono::nanoseconds max_wait) {
     check_usable();
     release_held_copies();
@@ -729,7 +710,6 @@ class lr_writer {
       apply_meta(w);
       hook.before_swap(next, batch);
     } catch (...) {
-      static_assert(noexcept(hook.abort()), "leftright: a publish hook's abort() must not throw");
       hook.abort();
       replay_.clear();
       replay_meta_.reset();
