@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "replication_support.hpp"
+#include "support/replication_support.hpp"
 
 namespace {
 

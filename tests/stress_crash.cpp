@@ -30,31 +30,24 @@
 // the killed children.
 //
 // No atomics in this file.
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <stdlib.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cerrno>
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <map>
 #include <random>
-#include <sstream>
 #include <string>
 #include <system_error>
-#include <vector>
 
 #include <catch2/catch.hpp>
 #include <leftright/durable_map.hpp>
 
-#include "test_support.hpp"
+#include "support/child_process.hpp"
+#include "support/durability_name.hpp"
+#include "support/model_map.hpp"
+#include "support/test_support.hpp"
 
 using lrtest::temp_dir;
 
@@ -68,8 +61,6 @@ constexpr int keys_per_batch = 8;
 constexpr std::uint64_t checkpoint_every = 50;
 constexpr std::size_t segment_size = 12 << 10;  // small: segments roll every ~40 batches
 constexpr int max_delay_ms = 50;
-
-/// A directory from mkdtemp, removed with everything in it at the end of the test. (A forked
 
 /// The i-th key batch b writes (8 distinct keys per batch; batches overlap).
 std::uint64_t batch_key(std::uint64_t b, int i) {
@@ -96,15 +87,10 @@ void make_batch(std::uint64_t b, Sink& sink) {
   }
 }
 
-/// The expected state, advanced by replaying make_batch.
+/// The expected state: advance_to(v) replays make_batch up to batch v.
 struct model : lrtest::model_map<std::uint64_t, std::uint64_t> {
-  /// The state after exactly v batches.
   void advance_to(std::uint64_t v) {
-    if (v < version) {
-      m.clear();
-      version = 0;
-    }
-    while (version < v) make_batch(++version, *this);
+    model_map::advance_to(v, [](std::uint64_t b, model_map& s) { make_batch(b, s); });
   }
 };
 
@@ -118,27 +104,17 @@ leftright::durable_options options_for(const fs::path& dir, durability mode) {
   return o;
 }
 
-/// A message from the child: it opened at `value`, or published version `value`. 16 bytes, so
-/// each write to the pipe is atomic (< PIPE_BUF): a kill never leaves half a message.
-struct message {
-  std::uint64_t kind;  // 1: opened, 2: published
-  std::uint64_t value;
-};
+// The child's reports (lrtest::report, 16 bytes: atomic in the pipe, so a kill never leaves
+// half of one): it opened at `value`, or published version `value`.
 constexpr std::uint64_t msg_opened = 1;
 constexpr std::uint64_t msg_published = 2;
 
-void send(int fd, std::uint64_t kind, std::uint64_t value) {
-  const message m{kind, value};
-  while (::write(fd, &m, sizeof m) < 0 && errno == EINTR) {
-  }
-}
-
-/// The child: open (recovering), then publish batches until killed. Never returns.
-[[noreturn]] void child_main(const fs::path& dir, durability mode, int fd) {
-  int code = 0;
+/// The child: open (recovering), then publish batches until killed. Returns (its exit code) only
+/// on a failure: 2, an exception; 3, publish() returned an unexpected version.
+int child_main(const fs::path& dir, durability mode, int fd) {
   try {
     auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(options_for(dir, mode));
-    send(fd, msg_opened, w.version());
+    lrtest::send_record(fd, lrtest::report{msg_opened, w.version()});
     for (std::uint64_t b = w.version() + 1;; ++b) {
       make_batch(b, w);
       if (b % 7 == 0) {
@@ -151,19 +127,16 @@ void send(int fd, std::uint64_t kind, std::uint64_t value) {
         std::fprintf(stderr, "child: batch %llu published as version %llu (reader: %llu)\n",
                      static_cast<unsigned long long>(b), static_cast<unsigned long long>(w.version()),
                      static_cast<unsigned long long>(r.version()));
-        code = 3;
-        break;
+        return 3;
       }
-      send(fd, msg_published, b);
+      lrtest::send_record(fd, lrtest::report{msg_published, b});
       if (b % checkpoint_every == 0) w.checkpoint();
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "child: exception: %s\n", e.what());
-    code = 2;
   } catch (...) {
-    code = 2;
   }
-  ::_exit(code);
+  return 2;
 }
 
 struct round_result {
@@ -171,7 +144,7 @@ struct round_result {
   std::uint64_t opened_at = 0;
   std::uint64_t last_reported = 0;     // the highest published version it reported
   std::uint64_t reports = 0;
-  int status = 0;
+  lrtest::exit_status status;
 };
 
 /// Forks a child, lets it run, kills it with SIGKILL and reaps it. The delay counts from the
@@ -179,28 +152,15 @@ struct round_result {
 /// inside the child's recovery.
 round_result run_child(const fs::path& dir, durability mode, std::chrono::milliseconds delay,
                        bool from_fork) {
-  using clock = std::chrono::steady_clock;
+  using clock = lrtest::child_process::clock;
   round_result res;
-  int fds[2];
-  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
-  std::fflush(nullptr);  // nothing buffered in the parent gets written twice
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(fds[0]);
-    child_main(dir, mode, fds[1]);
-  }
-  ::close(fds[1]);
-
+  lrtest::child_process child = lrtest::child_process::fork([&](int fd) { return child_main(dir, mode, fd); });
   // A child that never reports "opened" is killed after this (and the test fails below if it
   // was not just slow: opened_at is then checked on the next round's reopen anyway).
   clock::time_point deadline = clock::now() + (from_fork ? delay : std::chrono::milliseconds(10000));
-  std::vector<char> buf;
-  std::size_t parsed = 0;
+  std::string buf;
   auto parse = [&] {
-    for (; parsed + sizeof(message) <= buf.size(); parsed += sizeof(message)) {
-      message m;
-      std::memcpy(&m, buf.data() + parsed, sizeof m);
+    lrtest::take_records<lrtest::report>(buf, [&](const lrtest::report& m) {
       if (m.kind == msg_opened) {
         res.reopened = true;
         res.opened_at = m.value;
@@ -209,48 +169,14 @@ round_result run_child(const fs::path& dir, durability mode, std::chrono::millis
         res.last_reported = std::max(res.last_reported, m.value);
         ++res.reports;
       }
-    }
+    });
   };
-  auto take = [&](bool until_eof) {
-    char chunk[4096];
-    while (true) {
-      if (!until_eof) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
-        if (left.count() <= 0) return;
-        pollfd p{fds[0], POLLIN, 0};
-        const int n = ::poll(&p, 1, static_cast<int>(left.count()));
-        if (n == 0) return;
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          return;
-        }
-      }
-      const ssize_t got = ::read(fds[0], chunk, sizeof chunk);
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) return;  // EOF: the child is gone (or failed and left early)
-      buf.insert(buf.end(), chunk, chunk + got);
-      parse();
-    }
-  };
-  take(false);
-  ::kill(pid, SIGKILL);  // also fine if it already exited: it is a zombie until reaped
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  take(true);
-  ::close(fds[0]);
-  res.status = status;
-  CHECK(buf.size() % sizeof(message) == 0);
+  while (child.read_some(buf, deadline) == lrtest::child_process::read_state::data) parse();
+  res.status = child.kill_and_wait(SIGKILL);  // also fine if it already exited
+  child.read_to_end(buf);
+  parse();
+  CHECK(buf.empty());  // no half report
   return res;
-}
-
-const char* mode_name(durability mode) {
-  switch (mode) {
-    case durability::none: return "none";
-    case durability::async: return "async";
-    case durability::sync: return "sync";
-  }
-  return "?";
 }
 
 void run_crash_rounds(durability mode, int rounds, std::chrono::seconds budget) {
@@ -271,15 +197,13 @@ void run_crash_rounds(durability mode, int rounds, std::chrono::seconds budget) 
     // often lands inside the child's recovery (the disk's fsyncs make it take a few ms).
     const bool from_fork = rng() % 5 == 0;
     const int delay_ms = from_fork ? static_cast<int>(rng() % 21) : 1 + static_cast<int>(rng() % max_delay_ms);
-    INFO("mode " << mode_name(mode) << ", round " << round << ", delay " << delay_ms << " ms after "
+    INFO("mode " << lrtest::durability_name(mode) << ", round " << round << ", delay " << delay_ms << " ms after "
                  << (from_fork ? "fork" : "reopening"));
     const round_result res = run_child(dir, mode, std::chrono::milliseconds(delay_ms), from_fork);
 
     // The child must have died of our SIGKILL, not of an error of its own.
-    INFO("child status " << res.status << " (exited: " << WIFEXITED(res.status) << ", code "
-                         << (WIFEXITED(res.status) ? WEXITSTATUS(res.status) : -1) << ")");
-    REQUIRE(WIFSIGNALED(res.status));
-    REQUIRE(WTERMSIG(res.status) == SIGKILL);
+    INFO("child " << res.status.describe());
+    REQUIRE(res.status.killed_by(SIGKILL));
     if (res.reopened) {
       // Recovery is deterministic: the child reopened where the last check (or, on odd rounds,
       // the check of an identical copy) found the map.
@@ -324,7 +248,7 @@ void run_crash_rounds(durability mode, int rounds, std::chrono::seconds budget) 
     ++done;
   }
   const auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  WARN("crash rounds, durability " << mode_name(mode) << ": " << done << " rounds in " << secs
+  WARN("crash rounds, durability " << lrtest::durability_name(mode) << ": " << done << " rounds in " << secs
                                    << " s, final version " << recovered << ", " << tails
                                    << " torn tails, " << early_kills << " kills before the child reopened");
   CHECK(done > 0);

@@ -8,17 +8,15 @@
 //   - every reported (acknowledged) key is present with its value;
 //   - what is present is a prefix of the thread's writes (program order, a prefix of versions).
 // The child is a fresh process: the test binary starts no threads before fork(). It leaves
-// through _exit() or dies of the signal; a failure in it shows as an exit code (2: an exception).
+// through _exit() or dies of the signal (tests/support/child_process.hpp); a failure in it shows as an exit code (2: an exception).
 // Bounded: a fixed count of rounds and of reports per round. durability::sync and none (kill -9
 // keeps the page cache, so both must hold every acknowledged write).
 //
 // No atomics in this file.
 #include <signal.h>
-#include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -28,7 +26,8 @@
 #include <catch2/catch.hpp>
 #include <leftright/leftright.hpp>
 
-#include "test_support.hpp"
+#include "support/child_process.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 
@@ -41,7 +40,8 @@ std::uint64_t key_of(int round, int thread, std::uint64_t i) {
   return (std::uint64_t(round) << 40) | (std::uint64_t(thread) << 32) | i;
 }
 
-[[noreturn]] void child(const leftright::durable_options& o, int round, int fd) {
+/// The child's writers, until killed; returns (its exit code) only on an exception: 2.
+int child(const leftright::durable_options& o, int round, int fd) {
   try {
     dmap m(o);
     std::vector<std::thread> ts;
@@ -50,15 +50,35 @@ std::uint64_t key_of(int round, int thread, std::uint64_t i) {
         for (std::uint64_t i = 0;; ++i) {
           const std::uint64_t k = key_of(round, t, i);
           m.insert_or_assign(k, i);
-          if (::write(fd, &k, sizeof k) != static_cast<ssize_t>(sizeof k)) ::_exit(0);  // parent gone
+          if (!lrtest::send_record(fd, k)) ::_exit(0);  // parent gone
         }
       });
     }
     for (auto& t : ts) t.join();
   } catch (...) {
-    ::_exit(2);
+    return 2;
   }
-  ::_exit(0);
+  return 0;
+}
+
+/// Runs one round's child until it has reported `reports_before_kill` writes (or is gone), adds
+/// them to acked, kills it and reaps it.
+lrtest::exit_status run_round(const leftright::durable_options& o, int round,
+                              std::map<std::pair<int, int>, std::uint64_t>& acked) {
+  lrtest::child_process c = lrtest::child_process::fork([&](int fd) { return child(o, round, fd); });
+  std::string buf;
+  int reports = 0;
+  while (reports < reports_before_kill &&
+         c.read_some(buf, lrtest::child_process::clock::time_point::max()) ==
+             lrtest::child_process::read_state::data) {
+    lrtest::take_records<std::uint64_t>(buf, [&](std::uint64_t k) {
+      if (reports++ >= reports_before_kill) return;  // read, but after the count: as if unread
+      const int t = static_cast<int>((k >> 32) & 0xff);
+      auto& n = acked[{round, t}];
+      n = std::max(n, (k & 0xffffffffu) + 1);
+    });
+  }
+  return c.kill_and_wait(SIGKILL);
 }
 
 /// Checks the reopened map against what each (round, thread) acknowledged.
@@ -88,28 +108,10 @@ TEST_CASE("shared_map stress: kill -9 amid concurrent writers keeps every acknow
     o.segment_size = 64 << 10;  // rolls during the rounds
     std::map<std::pair<int, int>, std::uint64_t> acked;  // (round, thread) -> writes acknowledged
     for (int round = 0; round < rounds; ++round) {
-      int fds[2];
-      REQUIRE(::pipe(fds) == 0);
-      const pid_t pid = ::fork();
-      REQUIRE(pid >= 0);
-      if (pid == 0) {
-        ::close(fds[0]);
-        child(o, round, fds[1]);
-      }
-      ::close(fds[1]);
-      for (int r = 0; r < reports_before_kill; ++r) {
-        std::uint64_t k = 0;
-        if (::read(fds[0], &k, sizeof k) != static_cast<ssize_t>(sizeof k)) break;
-        const int t = static_cast<int>((k >> 32) & 0xff);
-        auto& n = acked[{round, t}];
-        n = std::max(n, (k & 0xffffffffu) + 1);
-      }
-      ::kill(pid, SIGKILL);
-      int status = 0;
-      ::waitpid(pid, &status, 0);
-      ::close(fds[0]);
+      const lrtest::exit_status status = run_round(o, round, acked);
       INFO("round " << round);
-      CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));
+      INFO("child " << status.describe());
+      CHECK(status.killed_by(SIGKILL));
       check(o, acked);
     }
   }

@@ -11,8 +11,8 @@
 #include <random>
 #include <string>
 
-#include "sim_workload.hpp"
-#include "test_support.hpp"
+#include "support/sim_workload.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 

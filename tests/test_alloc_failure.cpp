@@ -21,7 +21,7 @@
 #include <leftright/durable_map.hpp>
 #include <leftright/map.hpp>
 
-#include "test_support.hpp"
+#include "support/test_support.hpp"
 
 // ---- Failing allocation, on demand. -----------------------------------------------------------
 // Thread-local: only the test's own thread is made to fail (the durable map's other threads and

@@ -29,7 +29,7 @@
 #include <leftright/codec.hpp>
 #include <leftright/storage_error.hpp>
 
-#include "test_support.hpp"
+#include "support/test_support.hpp"
 
 // ---- Allocation probe: the largest single operator new request while a probe is active. -------
 // This executable replaces the global operator new/delete to watch what decoding allocates.

@@ -17,7 +17,7 @@
 #include <catch2/catch.hpp>
 #include <leftright/durable_map.hpp>
 
-#include "test_support.hpp"
+#include "support/test_support.hpp"
 
 namespace fs = std::filesystem;
 

@@ -20,8 +20,8 @@
 #include <catch2/catch.hpp>
 #include <leftright/durable_map.hpp>
 
-#include "sim_fs.hpp"
-#include "test_support.hpp"
+#include "support/sim_fs.hpp"
+#include "support/test_support.hpp"
 
 using lrtest::temp_dir;
 

@@ -8,7 +8,7 @@
 #include <catch2/catch.hpp>
 #include <leftright/leftright.hpp>
 
-#include "test_support.hpp"
+#include "support/test_support.hpp"
 
 using lrtest::counted;
 using lrtest::fragile;

@@ -14,7 +14,7 @@
 #include "leftright/cache.hpp"
 #include "leftright/durable_map.hpp"
 #include "leftright/shared_map.hpp"
-#include "test_support.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include <catch2/catch.hpp>
 #include <leftright/map.hpp>
 
-#include "test_support.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 

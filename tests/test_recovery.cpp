@@ -24,7 +24,7 @@
 #include <catch2/catch.hpp>
 #include <leftright/durable_map.hpp>
 
-#include "test_support.hpp"
+#include "support/test_support.hpp"
 
 using lrtest::temp_dir;
 

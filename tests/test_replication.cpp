@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Replication on a real engine: each test case starts its own nats-server with JetStream on
-// 127.0.0.1 (tests/replication_support.hpp). Built only when libnats and nats-server are found.
+// 127.0.0.1 (tests/support/replication_support.hpp). Built only when libnats and nats-server are found.
 // LEFTRIGHT_TEST_OWN_EXECUTABLE: it links libnats, which the other tests do not need.
 #include <leftright/replicated_map.hpp>
 
@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "replication_support.hpp"
+#include "support/replication_support.hpp"
 
 namespace {
 

@@ -14,8 +14,8 @@
 #include <catch2/catch.hpp>
 #include <leftright/leftright.hpp>
 
-#include "shared_map_support.hpp"
-#include "test_support.hpp"
+#include "support/shared_map_support.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 

@@ -13,9 +13,9 @@
 #include <catch2/catch.hpp>
 #include <leftright/leftright.hpp>
 
-#include "shared_map_support.hpp"
-#include "sim_fs.hpp"
-#include "test_support.hpp"
+#include "support/shared_map_support.hpp"
+#include "support/sim_fs.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 

@@ -11,7 +11,7 @@
 #include <random>
 #include <string>
 
-#include "sim_workload.hpp"
+#include "support/sim_workload.hpp"
 
 namespace {
 

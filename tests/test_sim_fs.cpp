@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "sim_fs.hpp"
+#include "support/sim_fs.hpp"
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include <leftright/version.hpp>
 
 #include "project_version.hpp"  // generated from project() in CMakeLists.txt
-#include "test_support.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 

@@ -14,7 +14,7 @@
 #include <catch2/catch.hpp>
 #include <leftright/leftright.hpp>
 
-#include "test_support.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 

@@ -40,14 +40,10 @@
 // removed at the end only if nothing failed.
 //
 // A line of figures every --interval (default 60 s) and at the end.
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -77,7 +73,8 @@
 #include <absl/time/time.h>
 #include <leftright/durable_map.hpp>
 
-extern char** environ;
+#include "support/child_process.hpp"
+#include "support/durability_name.hpp"
 
 namespace soak {
 
@@ -261,13 +258,9 @@ std::string check_all(const Guard& s) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Messages from the child: 16 bytes each, so every write() to the pipe is atomic (< PIPE_BUF)
-// and a kill never leaves half a message. Reader threads write failures directly.
-
-struct message {
-  std::uint64_t kind;
-  std::uint64_t value;
-};
+// Messages from the child: lrtest::report {kind, value} (tests/support/child_process.hpp), 16
+// bytes each, so every write() to the pipe is atomic (< PIPE_BUF) and a kill never leaves half a
+// message. Reader threads write failures directly.
 enum : std::uint64_t {
   msg_opened = 1,       // value: the version the map reopened at
   msg_published = 2,    // value: a version whose publish() returned
@@ -277,20 +270,9 @@ enum : std::uint64_t {
 };
 constexpr int child_fd = 3;
 
-void send(std::uint64_t kind, std::uint64_t value) {
-  const message m{kind, value};
-  while (::write(child_fd, &m, sizeof m) < 0 && errno == EINTR) {
-  }
-}
+void send(std::uint64_t kind, std::uint64_t value) { lrtest::send_record(child_fd, lrtest::report{kind, value}); }
 
-const char* mode_name(durability m) {
-  switch (m) {
-    case durability::none: return "none";
-    case durability::async: return "async";
-    case durability::sync: return "sync";
-  }
-  return "?";
-}
+using lrtest::durability_name;
 
 constexpr std::size_t segment_size = 64 << 10;        // rolls every ~70 batches
 constexpr std::uint64_t checkpoint_bytes = 384 << 10;  // an automatic checkpoint every ~400 batches
@@ -488,116 +470,64 @@ struct round_result {
   std::uint64_t last_ack = 0;
   std::uint64_t acks = 0;
   std::uint64_t reads = 0, checkpoints = 0, failures = 0;  // reported by the child
-  int status = 0;
+  lrtest::exit_status status;
   bool hung = false;  // never reported opening within the limit
 };
 
+/// Adds one report of the child to res; an "opened" report moves the deadline (unless the kill
+/// counts from the spawn).
+void take_report(const lrtest::report& m, round_result& res, bool from_spawn, ms delay,
+                 clock_type::time_point& deadline) {
+  switch (m.kind) {
+    case msg_opened:
+      res.opened = true;
+      res.opened_at = m.value;
+      if (!from_spawn) deadline = clock_type::now() + delay;
+      break;
+    case msg_published:
+      res.last_ack = std::max(res.last_ack, m.value);
+      ++res.acks;
+      break;
+    case msg_reads: res.reads = std::max(res.reads, m.value); break;
+    case msg_checkpoints: res.checkpoints = std::max(res.checkpoints, m.value); break;
+    case msg_failure: ++res.failures; break;
+    default: break;
+  }
+}
+
 /// Spawns a child on dir, runs it until the kill, reaps it. periodic() is called whenever it is
-/// due while waiting.
+/// due while waiting (at least once a second).
 template <class Periodic>
 round_result run_child(const fs::path& dir, durability mode, std::uint64_t child_seed, int readers,
                        bool from_spawn, ms delay, Periodic&& periodic) {
   round_result res;
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
-  // Keep the write end off fd 3, so that dup2() onto 3 in the child makes a fresh descriptor
-  // without FD_CLOEXEC.
-  const int wfd = ::fcntl(fds[1], F_DUPFD_CLOEXEC, 10);
-  if (wfd < 0) throw std::system_error(errno, std::generic_category(), "fcntl");
-  ::close(fds[1]);
-  const int rfd = fds[0];
-
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, wfd, child_fd);
-  std::vector<std::string> args = {"leftright_soak", "--child", "--dir", dir.string(), "--mode",
-                                   mode_name(mode), "--seed", std::to_string(child_seed),
-                                   "--readers", std::to_string(readers)};
-  std::vector<char*> argv;
-  for (auto& s : args) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  std::fflush(nullptr);
-  pid_t pid = 0;
-  const int rc = ::posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(wfd);
-  if (rc != 0) {
-    ::close(rfd);
-    throw std::system_error(rc, std::generic_category(), "posix_spawn");
-  }
-
-  const auto spawned = clock_type::now();
-  auto opened_time = spawned;
+  lrtest::child_process child = lrtest::child_process::spawn(
+      "/proc/self/exe",
+      {"leftright_soak", "--child", "--dir", dir.string(), "--mode", durability_name(mode), "--seed",
+       std::to_string(child_seed), "--readers", std::to_string(readers)},
+      child_fd);
   // A child that has not opened the map after a minute is counted as hung (recovery stuck).
-  auto deadline = spawned + (from_spawn ? delay : ms(60000));
-  std::vector<char> buf;
-  bool gone = false;  // the pipe reached EOF before the deadline: the child ended by itself
+  auto deadline = clock_type::now() + (from_spawn ? delay : ms(60000));
+  std::string buf;
   auto parse = [&] {
-    std::size_t used = 0;
-    for (; used + sizeof(message) <= buf.size(); used += sizeof(message)) {
-      message m;
-      std::memcpy(&m, buf.data() + used, sizeof m);
-      switch (m.kind) {
-        case msg_opened:
-          res.opened = true;
-          res.opened_at = m.value;
-          opened_time = clock_type::now();
-          if (!from_spawn) deadline = opened_time + delay;
-          break;
-        case msg_published:
-          res.last_ack = std::max(res.last_ack, m.value);
-          ++res.acks;
-          break;
-        case msg_reads: res.reads = std::max(res.reads, m.value); break;
-        case msg_checkpoints: res.checkpoints = std::max(res.checkpoints, m.value); break;
-        case msg_failure: ++res.failures; break;
-        default: break;
-      }
-    }
-    buf.erase(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(used));
+    lrtest::take_records<lrtest::report>(
+        buf, [&](const lrtest::report& m) { take_report(m, res, from_spawn, delay, deadline); });
   };
-  auto take = [&](bool until_eof) {
-    char chunk[8192];
-    while (true) {
-      if (!until_eof) {
-        const auto now = clock_type::now();
-        periodic(now, res);
-        if (now >= deadline) return;
-        const auto left = std::chrono::duration_cast<ms>(deadline - now).count();
-        pollfd p{rfd, POLLIN, 0};
-        const int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left + 1, 1000)));
-        if (n == 0) continue;
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          return;
-        }
-      }
-      const ssize_t got = ::read(rfd, chunk, sizeof chunk);
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        if (!until_eof) gone = true;
-        return;
-      }
-      buf.insert(buf.end(), chunk, chunk + got);
-      parse();
+  bool gone = false;  // the pipe reached its end before the deadline: the child ended by itself
+  for (auto now = clock_type::now(); now < deadline; now = clock_type::now()) {
+    periodic(now, res);
+    const auto got = child.read_some(buf, std::min(deadline, now + ms(1000)));
+    if (got == lrtest::child_process::read_state::end) {
+      gone = true;
+      break;
     }
-  };
-  take(false);
-  res.hung = !res.opened && !from_spawn && !gone;
-  ::kill(pid, SIGKILL);  // also fine if it already exited: a zombie until reaped
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    parse();
   }
-  take(true);
-  ::close(rfd);
-  res.status = status;
+  res.hung = !res.opened && !from_spawn && !gone;
+  res.status = child.kill_and_wait(SIGKILL);  // also fine if it already exited
+  child.read_to_end(buf);
+  parse();
   return res;
-}
-
-std::string describe_status(int status) {
-  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
-  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
-  return "status " + std::to_string(status);
 }
 
 void replace_copy(const fs::path& from, const fs::path& to) {
@@ -648,8 +578,8 @@ int supervise(const settings& cfg) {
     t.reads += res.reads;
     t.checkpoints += res.checkpoints;
     if (res.failures > 0) problems.push_back(std::to_string(res.failures) + " failures reported by the child");
-    if (!WIFSIGNALED(res.status) || WTERMSIG(res.status) != SIGKILL) {
-      problems.push_back("the child " + describe_status(res.status) + " (not our SIGKILL; a sanitizer report or an exception above?)");
+    if (!res.status.killed_by(SIGKILL)) {
+      problems.push_back("the child " + res.status.describe() + " (not our SIGKILL; a sanitizer report or an exception above?)");
     }
     if (res.hung) problems.push_back("the child did not open the map within 60 s");
     if (res.opened && res.opened_at != recovered) {
@@ -714,7 +644,7 @@ int supervise(const settings& cfg) {
       }
       std::printf("[soak] FAILURE in round %llu (durability %s, child seed %llu, kill %lld ms after %s; "
                   "acknowledged %llu, recovered %llu; %s)\n",
-                  static_cast<unsigned long long>(round), mode_name(mode), static_cast<unsigned long long>(child_seed),
+                  static_cast<unsigned long long>(round), durability_name(mode), static_cast<unsigned long long>(child_seed),
                   static_cast<long long>(delay.count()), from_spawn ? "spawn" : "opening",
                   static_cast<unsigned long long>(ever_ack), static_cast<unsigned long long>(v), note.c_str());
       for (const auto& p : problems) std::printf("[soak]   %s\n", p.c_str());

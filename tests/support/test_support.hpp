@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Shared helpers for the tests: traits for each reader mode, an instance-counting value, a value
-// whose copies can be made to throw, and a seeded random source that prints its seed.
+// whose copies can be made to throw, a seeded random source that prints its seed, a failure log
+// for worker threads, a temporary directory, a watchdog, and the log segments of a map directory.
+// The other helpers of tests/support/: model_map.hpp (the model a map is compared against),
+// child_process.hpp (one child process and its pipe), file_damage.hpp (bytes of files changed on
+// purpose, and a log segment's records found by the format), sim_fs.hpp and sim_workload.hpp (the
+// simulated file system and its workloads), shared_map_support.hpp, replication_support.hpp.
 #pragma once
 
 #include <atomic>
@@ -208,49 +213,6 @@ class watchdog {
   bool done_ = false;
   std::thread thread_;  // last: starts after the members it uses exist
 };
-
-/// The expected state of a map: a std::map driven by the writer's queueing calls (so the code
-/// that queues a batch on a writer can queue it here too), and the version it stands for.
-template <class Key, class Value>
-struct model_map {
-  std::map<Key, Value> m;
-  std::uint64_t version = 0;
-  void insert_or_assign(Key k, Value v) { m[k] = std::move(v); }
-  void insert(Key k, Value v) { m.emplace(k, std::move(v)); }
-  void erase(const Key& k) { m.erase(k); }
-  template <class Pred>
-  void erase_if(Pred pred) {
-    std::erase_if(m, [&pred](const auto& kv) { return pred(kv.first, kv.second); });
-  }
-  void clear() { m.clear(); }
-};
-
-/// Empty if what the reader shows equals the model exactly (version and entries); else the
-/// first difference.
-template <class Reader, class Model>
-std::string compare_to_model(const Reader& r, const Model& expected) {
-  auto g = r.read();
-  std::ostringstream out;
-  if (g.version() != expected.version) {
-    out << "reader version " << g.version() << ", model version " << expected.version;
-    return out.str();
-  }
-  for (const auto& [k, v] : expected.m) {
-    const auto* p = g.find(k);
-    if (p == nullptr) {
-      out << "version " << expected.version << ": key " << k << " missing";
-      return out.str();
-    }
-    if (!(*p == v)) {
-      out << "version " << expected.version << ": key " << k << " differs";
-      return out.str();
-    }
-  }
-  if (g.size() != expected.m.size()) {
-    out << "version " << expected.version << ": " << g.size() << " entries, expected " << expected.m.size();
-  }
-  return out.str();
-}
 
 /// The log segment files in a map's directory (wal-*.log), in version order.
 inline std::vector<std::string> segments(const std::filesystem::path& dir) {

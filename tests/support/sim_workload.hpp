@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "durability_name.hpp"
 #include "sim_fs.hpp"
 
 namespace simw {
@@ -30,14 +31,7 @@ using writer_t = leftright::durable_writer<key, value>;
 using reader_t = leftright::map_reader<key, value>;
 using map_t = std::pair<writer_t, reader_t>;
 
-inline const char* name(leftright::durability d) {
-  switch (d) {
-    case leftright::durability::none: return "none";
-    case leftright::durability::async: return "async";
-    case leftright::durability::sync: return "sync";
-  }
-  return "?";
-}
+inline const char* name(leftright::durability d) { return lrtest::durability_name(d); }
 
 /// One queued operation, replayable on the map and on the model.
 struct op {
