@@ -7,6 +7,12 @@
 // key's hash) written to the thread's own ring of recent accesses, whose position counts the
 // thread's hits; on a miss, the thread's own miss counter (detail/cache_buffers.hpp). The writer
 // hashes the integer keys when it drains the rings, off the read path.
+// get()'s common case, a hit on an entry that never expires, is kept small enough for the
+// compiler to inline into the caller (as shared_map::get is): the clock is read out of line, only
+// for an entry that can expire, and the value is returned straight from the entry. (Measured
+// with GCC 12, issue 17: built through a local std::optional, the result was assembled in memory
+// and reloaded whole, a store-forwarding stall on every hit, and get() with its lookup and its
+// guard stayed out of line; the ring's own stores cost a few percent.)
 // A reader writes no line another thread writes and never waits. An entry that can expire holds
 // its deadline, and get() compares it with the ticker: an expired entry is a miss whether or not
 // the writer has removed it yet.
@@ -156,13 +162,12 @@ class cache {
     const thread_state& t = local();
     auto g = t.reader.read();
     const entry* e = g.find(key);
-    if (e == nullptr || expired(*e)) {
+    if (e == nullptr || (e->expires != entry::never && expired_now(e->expires))) [[unlikely]] {
       t.misses.add();
       return std::nullopt;
     }
-    std::optional<Value> out(e->value);
     t.ring.record(access_record(key));  // counts the hit too
-    return out;
+    return e->value;
   }
   /// get() without recording the access or counting it.
   template <class K>
@@ -375,7 +380,10 @@ class cache {
                std::chrono::steady_clock::now().time_since_epoch())
         .count();
   }
-  bool expired(const entry& e) const { return e.expires != entry::never && now() >= e.expires; }
+  bool expired(const entry& e) const { return e.expires != entry::never && expired_now(e.expires); }
+  /// now() >= deadline; out of line, so that get()'s common case (an entry that never expires)
+  /// stays small enough to inline.
+  [[gnu::noinline]] bool expired_now(std::int64_t deadline) const { return now() >= deadline; }
   std::int64_t default_deadline() const {
     return options_.expire_after_write.count() == 0 ? entry::never : deadline_after(options_.expire_after_write);
   }
