@@ -523,3 +523,40 @@ TEST_CASE("cache: get_all's recorded hits keep hot keys, as get's do") {
   c.run_pending();
   CHECK(count_present(c, 0, 200) >= 190);
 }
+
+TEST_CASE("cache: a reader's get_all sees all of a put_all or none of it") {
+  // No eviction (the bound is far off): each put_all's entries appear in one version, and each
+  // get_all reads one version.
+  cache<std::uint64_t, std::uint64_t> c({.max_entries = 100'000});
+  constexpr std::uint64_t batches = 300, per_batch = 8;
+  const auto keys_of = [](std::uint64_t b) {
+    std::vector<std::uint64_t> keys;
+    for (std::uint64_t i = 0; i < per_batch; ++i) keys.push_back(b * per_batch + i);
+    return keys;
+  };
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> torn{0}, whole{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 2; ++r) {
+    readers.emplace_back([&, r] {
+      std::uint64_t b = static_cast<std::uint64_t>(r);
+      while (!done.load()) {
+        const auto found = c.get_all(keys_of(b));
+        if (found.size() == per_batch) whole.fetch_add(1);
+        else if (!found.empty()) torn.fetch_add(1);
+        b = (b + 7) % batches;
+      }
+    });
+  }
+  for (std::uint64_t b = 0; b < batches; ++b) {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> entries;
+    for (std::uint64_t k : keys_of(b)) entries.emplace_back(k, k);
+    c.put_all(entries);
+  }
+  done.store(true);
+  for (auto& t : readers) t.join();
+  CHECK(torn.load() == 0);
+  CHECK(c.size() == batches * per_batch);
+  const auto s = c.stats();
+  CHECK(s.hits == whole.load() * per_batch);
+}
