@@ -6,12 +6,15 @@
 #include <chrono>
 #include <cstdint>
 #include <latch>
+#include <map>
 #include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -403,4 +406,157 @@ TEST_CASE("cache: a loader's with_ttl gives the loaded entry its own expiry") {
   CHECK(c.get_or_load(1, [](const int&) { return 11; }) == 11);  // no ttl: kept
   clock.advance(1000h);
   CHECK(c.get(1) == 11);
+}
+
+TEST_CASE("cache: put_all puts every entry as one write; a key repeated keeps its last value") {
+  cache<int, int> c({.max_entries = 100});
+  std::vector<std::tuple<int, int, removal_cause>> heard;
+  c.set_removal_listener([&](const int& k, const int& v, removal_cause why) { heard.emplace_back(k, v, why); });
+  c.put(1, 1);
+  const std::vector<std::pair<int, int>> entries{{1, 10}, {2, 20}, {3, 30}, {2, 21}};
+  c.put_all(entries);
+  CHECK(c.size() == 3);
+  CHECK(c.peek(1) == 10);
+  CHECK(c.peek(2) == 21);
+  CHECK(c.peek(3) == 30);
+  // Replaced: 1's value from before the call, then 2's value put earlier by the same call.
+  REQUIRE(heard.size() == 2);
+  CHECK(heard[0] == std::tuple(1, 1, removal_cause::replaced));
+  CHECK(heard[1] == std::tuple(2, 20, removal_cause::replaced));
+  // Any range of pairs, and an empty one (maintenance only).
+  c.put_all(std::map<int, int>{{4, 40}, {5, 50}});
+  CHECK(c.peek(5) == 50);
+  c.put_all(std::vector<std::pair<int, int>>{});
+  CHECK(c.size() == 5);
+  CHECK(c.stats().evictions == 0);
+}
+
+TEST_CASE("cache: put_all of more entries than the bound keeps the bound and reports each eviction") {
+  cache<int, int> c({.max_entries = 10});
+  std::vector<std::tuple<int, int, removal_cause>> heard;
+  c.set_removal_listener([&](const int& k, const int& v, removal_cause why) { heard.emplace_back(k, v, why); });
+  std::vector<std::pair<int, int>> entries;
+  for (int k = 0; k < 50; ++k) entries.emplace_back(k, k * 10);
+  c.put_all(entries);
+  CHECK(c.size() == 10);
+  // Every entry is either present with its value or was reported evicted with it (some only
+  // ever existed inside the call).
+  CHECK(heard.size() == 40);
+  std::set<int> gone;
+  for (const auto& [k, v, why] : heard) {
+    CHECK(why == removal_cause::evicted);
+    CHECK(v == k * 10);
+    gone.insert(k);
+  }
+  for (int k = 0; k < 50; ++k) {
+    const std::optional<int> v = c.peek(k);
+    CHECK(v.has_value() != gone.contains(k));
+    if (v) CHECK(*v == k * 10);
+  }
+  CHECK(c.stats().evictions == 40);
+  c.run_pending();
+  CHECK(c.size() == 10);
+}
+
+TEST_CASE("cache: put_all with a ttl; a weight bound weighs each entry") {
+  fake_clock clock;
+  cache<int, int> c({.max_entries = 100, .ticker = clock.ticker()});
+  c.put_all(std::vector<std::pair<int, int>>{{1, 1}, {2, 2}}, 5s);
+  c.put(3, 3);
+  clock.advance(5s);
+  CHECK_FALSE(c.get(1).has_value());
+  CHECK(c.get(3) == 3);
+  c.run_pending();
+  CHECK(c.size() == 1);
+  CHECK(c.stats().expirations == 2);
+  c.put_all(std::vector<std::pair<int, int>>{{3, 4}}, 0s);  // ttl <= 0: removes
+  CHECK(c.size() == 0);
+
+  cache<int, std::string> w({.max_weight = 10},
+                            [](const int&, const std::string& s) { return std::uint64_t(s.size()); });
+  w.put_all(std::vector<std::pair<int, std::string>>{{1, "aaaa"}, {2, "bbbbbbbbbbbb"}, {3, "cc"}});
+  CHECK(w.peek(1) == "aaaa");
+  CHECK_FALSE(w.peek(2).has_value());  // heavier than the bound: not kept
+  CHECK(w.peek(3) == "cc");
+  CHECK(w.weighted_size() == 6);
+}
+
+TEST_CASE("cache: get_all returns the live entries found, in order, counting and recording each lookup") {
+  fake_clock clock;
+  cache<std::string, int> c({.max_entries = 100, .ticker = clock.ticker()});
+  c.put("a", 1);
+  c.put("b", 2);
+  c.put("old", 3, 1s);
+  clock.advance(1s);
+  const std::vector<std::string> keys{"b", "x", "a", "old", "b"};
+  const auto found = c.get_all(keys);
+  REQUIRE(found.size() == 3);
+  CHECK(found[0] == std::pair<std::string, int>("b", 2));
+  CHECK(found[1] == std::pair<std::string, int>("a", 1));
+  CHECK(found[2] == std::pair<std::string, int>("b", 2));
+  CHECK(c.get_all(std::vector<std::string_view>{"a"}).size() == 1);  // heterogeneous keys
+  const auto s = c.stats();
+  CHECK(s.hits == 4);
+  CHECK(s.misses == 2);
+  CHECK(c.get_all(std::vector<std::string>{}).empty());
+}
+
+TEST_CASE("cache: get_all's recorded hits keep hot keys, as get's do") {
+  // As "hot keys survive a scan", the hot keys read through get_all only.
+  cache<std::uint64_t, std::uint64_t> c({.max_entries = 1000});
+  std::vector<std::uint64_t> hot;
+  for (std::uint64_t k = 0; k < 200; ++k) hot.push_back(k);
+  for (int round = 0; round < 20; ++round) {
+    const auto found = c.get_all(hot);
+    if (found.size() < hot.size()) {
+      for (std::uint64_t k : hot) {
+        if (!c.peek(k)) c.put(k, k);
+      }
+    }
+    c.run_pending();
+  }
+  REQUIRE(count_present(c, 0, 200) == 200);
+  for (std::uint64_t k = 1'000'000; k < 1'010'000; ++k) {
+    if (!c.get(k)) c.put(k, k);
+    if (k % 50 == 0) (void)c.get_all(hot);
+  }
+  c.run_pending();
+  CHECK(count_present(c, 0, 200) >= 190);
+}
+
+TEST_CASE("cache: a reader's get_all sees all of a put_all or none of it") {
+  // No eviction (the bound is far off): each put_all's entries appear in one version, and each
+  // get_all reads one version.
+  cache<std::uint64_t, std::uint64_t> c({.max_entries = 100'000});
+  constexpr std::uint64_t batches = 300, per_batch = 8;
+  const auto keys_of = [](std::uint64_t b) {
+    std::vector<std::uint64_t> keys;
+    for (std::uint64_t i = 0; i < per_batch; ++i) keys.push_back(b * per_batch + i);
+    return keys;
+  };
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> torn{0}, whole{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 2; ++r) {
+    readers.emplace_back([&, r] {
+      std::uint64_t b = static_cast<std::uint64_t>(r);
+      while (!done.load()) {
+        const auto found = c.get_all(keys_of(b));
+        if (found.size() == per_batch) whole.fetch_add(1);
+        else if (!found.empty()) torn.fetch_add(1);
+        b = (b + 7) % batches;
+      }
+    });
+  }
+  for (std::uint64_t b = 0; b < batches; ++b) {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> entries;
+    for (std::uint64_t k : keys_of(b)) entries.emplace_back(k, k);
+    c.put_all(entries);
+  }
+  done.store(true);
+  for (auto& t : readers) t.join();
+  CHECK(torn.load() == 0);
+  CHECK(c.size() == batches * per_batch);
+  const auto s = c.stats();
+  CHECK(s.hits == whole.load() * per_batch);
 }
