@@ -3,7 +3,8 @@
 // follower of a replicated map bootstraps from a snapshot and replays records with them):
 //   load_snapshot         a snapshot's entries into a table
 //   load_newest_snapshot  the newest snapshot of a directory (the version the log goes on from)
-//   apply_records         consecutive log records into a table
+//   apply_records         consecutive log records into a table (sized first for all of them:
+//                         reserve_for_replay)
 //   replay_log            a directory's log segments after the snapshot, each checked against
 //                         the next (replay_segment), up to the first record not completely
 //                         written or a hole a crash explains
@@ -195,18 +196,31 @@ std::uint64_t load_newest_snapshot(Table& t, Meta& meta, const recovery_source& 
   return seq + 1;
 }
 
+/// The fewest bytes a logged insert takes: a tag, a key and a value for built-in integers (the
+/// in-place format); a tag and (for all keys but one) a byte otherwise.
+template <class Key, class Value>
+inline constexpr std::size_t min_logged_op = builtin_batch<Key, Value> ? 1 + sizeof(Key) + sizeof(Value) : 2;
+
+/// Gives a recovering table room for `more` entries before a replay, so that it is sized once
+/// rather than grown step by step (each growth moves every entry): at most the table's size or
+/// 4M more (a long log of overwrites or erases must not size a huge table).
+template <class Table>
+void reserve_for_replay(Table& t, std::size_t more) {
+  constexpr std::size_t replay_reserve_cap = std::size_t{1} << 22;
+  reserve_room(t, t.size() + std::min(more, std::max(t.size(), replay_reserve_cap)));
+}
+
+/// Gives back the room a replay reserved and did not use (reserve_for_replay counted every
+/// operation as an insert; overwrites and erases use none, and a table never shrinks by itself).
+template <class Table>
+void trim_after_replay(Table& t) {
+  if (t.size() < t.bucket_count() / 4) rebuild_for(t, t.size());
+}
+
 /// Applies consecutive log records of segment `path` to a recovering table and its metadata.
+/// The caller reserves room first (reserve_for_replay), for the whole log at once.
 template <class Key, class Value, class Table, class Meta>
 void apply_records(Table& t, Meta& meta, std::span<const wal_record> recs, const std::filesystem::path& path) {
-  constexpr std::size_t replay_reserve_cap = std::size_t{1} << 22;
-  constexpr std::size_t min_op = builtin_batch<Key, Value>
-                                     ? 1 + sizeof(Key) + sizeof(Value)
-                                     : 2;  // a tag and (for all keys but one) a byte
-  // Reserved once rather than grown step by step while replaying: room for as many entries
-  // more as the records have operations (each counted as an insert), at most the table's
-  // size or 4M more (a long log of overwrites or erases must not size a huge table).
-  const std::size_t more = logged_operations(recs, min_op);
-  reserve_room(t, t.size() + std::min(more, std::max(t.size(), replay_reserve_cap)));
   const auto apply_general = [&](const wal_record& rec) {
     try {
       apply_batch_with_meta<Key, Value>(t, rec.payload, meta);
@@ -235,9 +249,17 @@ void apply_records(Table& t, Meta& meta, std::span<const wal_record> recs, const
   } else {
     for (const auto& rec : recs) apply_general(rec);
   }
-  // The estimate counted every operation as an insert; give back what overwrites and erases
-  // left unused (a table never shrinks by itself).
-  if (t.size() < t.bucket_count() / 4) rebuild_for(t, t.size());
+}
+
+/// The records of a scanned segment from version expect up to (not including) limit: consecutive,
+/// so a range of them.
+inline std::span<const wal_record> records_between(const segment_scan& scan, std::uint64_t expect,
+                                                   std::uint64_t limit) {
+  std::size_t lo = 0;
+  while (lo < scan.records.size() && scan.records[lo].seq < expect) ++lo;
+  std::size_t hi = lo;
+  while (hi < scan.records.size() && scan.records[hi].seq < limit) ++hi;
+  return {scan.records.data() + lo, hi - lo};
 }
 
 /// Applies the records of a scanned segment from version expect up to (not including) limit;
@@ -245,15 +267,11 @@ void apply_records(Table& t, Meta& meta, std::span<const wal_record> recs, const
 template <class Key, class Value, class Table, class Meta>
 std::uint64_t apply_scanned(Table& t, Meta& meta, const segment_scan& scan, std::uint64_t expect, std::uint64_t limit,
                             const std::filesystem::path& path, recovery_report& rep) {
-  // The records to apply: consecutive, so a range of them.
-  std::size_t lo = 0;
-  while (lo < scan.records.size() && scan.records[lo].seq < expect) ++lo;
-  std::size_t hi = lo;
-  while (hi < scan.records.size() && scan.records[hi].seq < limit) ++hi;
-  if (hi == lo) return expect;
-  apply_records<Key, Value>(t, meta, std::span<const wal_record>(scan.records.data() + lo, hi - lo), path);
-  rep.records_replayed += hi - lo;
-  return scan.records[hi - 1].seq + 1;
+  const auto recs = records_between(scan, expect, limit);
+  if (recs.empty()) return expect;
+  apply_records<Key, Value>(t, meta, recs, path);
+  rep.records_replayed += recs.size();
+  return recs.back().seq + 1;
 }
 
 /// Notes where a scanned segment leaves the log: whether it held anything, and the segment a
@@ -279,6 +297,39 @@ inline void note_torn_tail(recovery_report& rep, const std::string& name, const 
 
 /// The log's segments by first version, oldest first.
 using segment_list = std::vector<std::pair<std::uint64_t, std::string>>;
+
+/// Whether segment segs[i] holds nothing the log needs from version expect on: the next segment
+/// starts there or earlier (the newer segment wins).
+inline bool covered(const segment_list& segs, std::size_t i, std::uint64_t expect) {
+  return i + 1 < segs.size() && segs[i + 1].first <= expect;
+}
+
+/// An upper estimate of the entries replaying the log from version expect on can add
+/// (logged_operations over the records replay_log applies), so that the table is sized once for
+/// the whole log rather than grown segment by segment. Reads the segments as replay_segment does,
+/// one at a time (a long log must not hold a file open per segment), and stops where the replay
+/// stops: after a segment that ends before the next begins (a hole), or at one that does not
+/// open and scan cleanly (replay_segment then says why). Its cost: one more checksum pass over
+/// the log, whose pages the first pass leaves in memory for the second.
+template <class Key, class Value>
+std::size_t estimate_log_operations(const recovery_source& src, const segment_list& segs, std::uint64_t expect) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < segs.size() && segs[i].first <= expect; ++i) {
+    if (covered(segs, i, expect)) continue;
+    const std::uint64_t limit = i + 1 == segs.size() ? UINT64_MAX : segs[i + 1].first;
+    try {
+      auto seg = open_for_scan(src.fsys, src.dir / segs[i].second, false, src.key_codec, src.value_codec);
+      const auto scan = scan_open_segment(seg);
+      const auto recs = records_between(scan, expect, limit);
+      n += logged_operations(recs, min_logged_op<Key, Value>);
+      if (!recs.empty()) expect = recs.back().seq + 1;
+      if (expect < limit && scan.first_seq + scan.records.size() < limit) break;  // a hole, or the end
+    } catch (const storage_error&) {
+      break;
+    }
+  }
+  return n;
+}
 
 /// Replays segment segs[i] (expect: the first version it must supply; advanced past what it
 /// applied). Checks it against the next (check_scan), notes in out how the log ends, syncs what
@@ -328,11 +379,12 @@ log_state replay_log(Table& t, Meta& meta, const recovery_source& src, const inv
                      recovery_report& rep) {
   log_state out;
   const segment_list segs(inv.segments.begin(), inv.segments.end());
+  reserve_for_replay(t, estimate_log_operations<Key, Value>(src, segs, expect));
   for (std::size_t i = 0; i < segs.size(); ++i) {
-    const bool covered = i + 1 < segs.size() && segs[i + 1].first <= expect;
-    if (covered) continue;  // every record it could hold is covered already
+    if (covered(segs, i, expect)) continue;  // every record it could hold is covered already
     if (!replay_segment<Key, Value>(t, meta, src, segs, i, expect, out, rep)) break;
   }
+  trim_after_replay(t);
   rep.version = expect - 1;
   return out;
 }
