@@ -581,3 +581,118 @@ TEST_CASE("replication: a follower process killed (kill -9) mid-stream is restar
   CHECK(after->ok);
   CHECK(after->f == m.at[100]);
 }
+
+namespace {
+
+/// A replicated map whose versions carry a label (Traits::meta_type).
+struct labelled_traits : leftright::default_traits {
+  using meta_type = std::string;
+};
+using labelled_leader = leftright::replicated_writer<u64, u64, leftright::default_hash<u64>,
+                                                     leftright::default_eq<u64>, labelled_traits>;
+
+/// The label version v shows: batches whose version is a multiple of 3 set none, so they keep
+/// the one before.
+std::string label_at(u64 v) {
+  while (v % 3 == 0 && v > 0) --v;
+  return v == 0 ? std::string() : "v" + std::to_string(v);
+}
+
+/// Publishes versions from..to on w, labelling those label_at() says.
+void publish_labelled(labelled_leader& w, u64 from, u64 to) {
+  for (u64 v = from; v <= to; ++v) {
+    model::queue(w, v);
+    if (v % 3 != 0) w.set_meta("v" + std::to_string(v));
+    REQUIRE(w.publish() == v);
+  }
+}
+
+/// Reads a follower until stopped: every read's label must be label_at(its version).
+class label_checker {
+ public:
+  template <class Factory>
+  explicit label_checker(Factory f)
+      : thread_([this, f] {
+          auto r = f.make_reader();
+          do {
+            auto g = r.read();
+            if (g.meta() != label_at(g.version())) {
+              failures_.push_back("version " + std::to_string(g.version()) + " shows label '" + g.meta() + "'");
+            }
+            std::this_thread::yield();
+            // relaxed: a stop flag; join() orders the rest.
+          } while (!stop_.load(std::memory_order_relaxed));
+        }) {}
+  ~label_checker() { stop(); }
+  void stop() {
+    stop_.store(true, std::memory_order_relaxed);  // relaxed: join() below synchronizes
+    if (thread_.joinable()) thread_.join();
+  }
+  const std::vector<std::string>& failures() const { return failures_; }  // after stop()
+
+ private:
+  std::vector<std::string> failures_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("replication: metadata travels with its batch: from the log, from a snapshot, after a re-bootstrap, "
+          "to a reopened leader",
+          "[replication]") {
+  nats_server server;
+  auto opts = options_for(server, "labels");
+  auto [leader, lr] = leftright::open_leader<u64, u64, leftright::default_hash<u64>, leftright::default_eq<u64>,
+                                             labelled_traits>(opts);
+  // A follower from the start: every label through the log.
+  auto [tail, tail_reader] = leftright::open_follower<u64, u64, leftright::default_hash<u64>,
+                                                      leftright::default_eq<u64>, labelled_traits>(opts);
+  label_checker tail_check(tail.factory());
+  publish_labelled(leader, 1, 100);
+  REQUIRE(tail.wait_for(100, std::chrono::seconds(10)));
+  tail.pause();  // falls behind the retained log below
+  publish_labelled(leader, 101, 120);
+  leader.snapshot();  // at 120, labelled "v119"; the log below 121 is purged
+  publish_labelled(leader, 121, 150);
+  CHECK(lr.read().meta() == label_at(150));
+
+  // A fresh follower: the snapshot's label, then the log's.
+  auto [fresh, fresh_reader] = leftright::open_follower<u64, u64, leftright::default_hash<u64>,
+                                                        leftright::default_eq<u64>, labelled_traits>(opts);
+  CHECK(fresh_reader.read().meta() == label_at(fresh_reader.read().version()));
+  label_checker fresh_check(fresh.factory());
+  REQUIRE(fresh.wait_for(150, std::chrono::seconds(10)));
+
+  // The paused follower re-bootstraps from the snapshot and goes on from there.
+  tail.resume();
+  REQUIRE(tail.wait_for(150, std::chrono::seconds(20)));
+  CHECK(tail.rebootstraps() == 1);
+  tail_check.stop();
+  fresh_check.stop();
+  for (const auto& e : tail_check.failures()) FAIL_CHECK("tailing follower: " << e);
+  for (const auto& e : fresh_check.failures()) FAIL_CHECK("fresh follower: " << e);
+  CHECK(tail_reader.read().meta() == "v149");
+  CHECK(fresh_reader.read().meta() == "v149");
+
+  // A leader reopened on the engine's state shows the last label, and goes on from it.
+  {
+    auto moved = std::move(leader);  // the old writer goes away (its lease is taken over below)
+  }
+  opts.take_over = true;
+  auto [again, again_reader] = leftright::open_leader<u64, u64, leftright::default_hash<u64>,
+                                                      leftright::default_eq<u64>, labelled_traits>(opts);
+  CHECK(again.version() == 150);
+  CHECK(again.meta() == "v149");
+  CHECK(again_reader.read().meta() == "v149");
+
+  // Maps with and without metadata refuse each other's snapshots, naming both.
+  opts.take_over = false;
+  try {
+    auto plain = leftright::open_follower<u64, u64>(opts);
+    FAIL("a follower without metadata opened a labelled map");
+  } catch (const replication_error& e) {
+    CHECK(e.code() == replication_errc::protocol);
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("u64+meta:str"));
+  }
+}

@@ -34,6 +34,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <unistd.h>
 #include <utility>
 #include <vector>
@@ -73,10 +74,12 @@ namespace detail::replication {
 template <class Key, class Value, class Hash, class Eq, class Traits>
 using load_table = storage::recovery_table<Key, Value, Hash, Eq, Traits>;
 
-/// Applies a logged batch to a plain table (loading) or queues it on a writer (following).
-template <class Target>
+/// Applies a logged batch to a plain table (loading; its metadata to *meta_out) or queues it on
+/// a writer (following; its metadata through set_meta).
+template <class Target, class Meta = no_meta>
 struct apply_visitor {
   Target& t;
+  Meta* meta_out = nullptr;
   template <class K, class V>
   void assign(K&& k, V&& v) { t.insert_or_assign(std::forward<K>(k), std::forward<V>(v)); }
   template <class K, class V>
@@ -90,6 +93,16 @@ struct apply_visitor {
   template <class K>
   void erase(K&& k) { t.erase(std::forward<K>(k)); }
   void clear() { t.clear(); }
+  void meta(std::span<const std::byte> bytes)
+    requires(!std::is_same_v<Meta, no_meta>)
+  {
+    Meta m = decode_logged_meta<Meta>(bytes);
+    if constexpr (requires { t.set_meta(std::move(m)); }) {
+      t.set_meta(std::move(m));
+    } else {
+      *meta_out = std::move(m);
+    }
+  }
 };
 
 /// The bytes of a message.
@@ -112,21 +125,23 @@ inline std::string read_snapshot_image(channel& ch, const snapshot_pointer& p) {
   return image;
 }
 
-/// Loads the newest snapshot into t; returns its version (0: none).
-template <class Key, class Value, class Table>
-std::uint64_t load_snapshot(channel& ch, Table& t) {
+/// Loads the newest snapshot into t and meta; returns its version (0: none).
+template <class Key, class Value, class Table, class Meta>
+std::uint64_t load_snapshot(channel& ch, Table& t, Meta& meta) {
   const snapshot_pointer p = ch.snapshot();
   if (p.version == 0) return 0;
   const std::string image = read_snapshot_image(ch, p);
-  for_each_snapshot_entry<Key, Value>(std::as_bytes(std::span(image.data(), image.size())),
-                                      [&t](Key&& k, Value&& v) { t.insert_or_assign(std::move(k), std::move(v)); });
+  for_each_snapshot_entry<Key, Value, Meta>(
+      std::as_bytes(std::span(image.data(), image.size())),
+      [&t](Key&& k, Value&& v) { t.insert_or_assign(std::move(k), std::move(v)); }, &meta);
   return p.version;
 }
 
-/// Applies the log's messages from `from` through `to` to t. Throws protocol if one is missing.
-template <class Key, class Value, class Table>
-void load_log(channel& ch, Table& t, std::uint64_t from, std::uint64_t to) {
-  apply_visitor<Table> v{t};
+/// Applies the log's messages from `from` through `to` to t and meta. Throws protocol if one is
+/// missing.
+template <class Key, class Value, class Table, class Meta>
+void load_log(channel& ch, Table& t, Meta& meta, std::uint64_t from, std::uint64_t to) {
+  apply_visitor<Table, Meta> v{t, &meta};
   for (std::uint64_t seq = from; seq <= to; ++seq) {
     msg_ptr m = ch.get(ch.log_stream(), seq);
     if (!m) {
@@ -147,12 +162,28 @@ class replica_writer : public map_writer<Key, Value, Hash, Eq, Traits> {
   using base::skip_to;
 };
 
-/// A map writer whose two copies start as t, at version.
+/// A map writer whose two copies start as t, at version, labelled meta.
 template <class Key, class Value, class Hash, class Eq, class Traits, class Table>
-replica_writer<Key, Value, Hash, Eq, Traits> make_writer_at(Table&& t, std::uint64_t version) {
+replica_writer<Key, Value, Hash, Eq, Traits> make_writer_at(Table&& t, std::uint64_t version,
+                                                            const typename meta_of<Traits>::type& meta = {}) {
   using ops = map_ops_for<Key, Value, Hash, Eq, Traits>;
   return replica_writer<Key, Value, Hash, Eq, Traits>(
-      storage::recovered_core<ops, Traits>(std::forward<Table>(t), version));
+      storage::recovered_core<ops, Traits>(std::forward<Table>(t), version, meta));
+}
+
+/// A replica's state as the engine holds it (the newest snapshot, then the log through `last`)
+/// in a plain table and its metadata; returns the snapshot's version. Throws protocol if the
+/// log ends before the snapshot or has a hole.
+template <class Key, class Value, class Table, class Meta>
+std::uint64_t load_state(channel& ch, Table& t, Meta& meta, std::uint64_t last) {
+  const std::uint64_t snap = load_snapshot<Key, Value>(ch, t, meta);
+  if (last < snap) {
+    throw replication_error(replication_errc::protocol, "open leader",
+                            "the log ends at " + std::to_string(last) + ", before the snapshot at " +
+                                std::to_string(snap) + " (the engine lost its tail)");
+  }
+  load_log<Key, Value>(ch, t, meta, snap + 1, last);
+  return snap;
 }
 
 inline std::string default_id() { return "pid-" + std::to_string(::getpid()); }
@@ -169,6 +200,7 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   using base = map_writer<Key, Value, Hash, Eq, Traits>;
   using ops = typename base::ops_type;
   using op = typename base::op_type;
+  using meta_type = typename detail::meta_of<Traits>::type;
 
  public:
   using typename base::factory_type;
@@ -184,10 +216,12 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   using base::insert;
   using base::insert_or_assign;
   using base::make_reader;
+  using base::meta;
   using base::pending;
   using base::poisoned;
   using base::reader_slots;
   using base::reserve;
+  using base::set_meta;
   using base::set_stall_report;
   using base::sync_mode;
   using base::version;
@@ -231,7 +265,7 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   void snapshot() {
     auto g = snap_reader_.read();
     const std::uint64_t v = g.version();
-    detail::replication::encode_snapshot<Key, Value>(g, image_);
+    detail::replication::encode_snapshot<Key, Value, meta_type>(g, image_);
     auto& ch = *ch_;
     const std::size_t chunk = std::max<std::size_t>(ch.max_payload() > 4096 ? ch.max_payload() - 4096 : 1, 1);
     detail::replication::snapshot_pointer p{v, 0, 0, image_.size()};
@@ -270,7 +304,7 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
 
   void append(std::uint64_t v, const std::vector<op>& batch) {
     renew_lease_if_due();
-    detail::replication::encode_batch_payload<ops>(batch, payload_);
+    detail::replication::encode_batch_payload<ops>(batch, payload_, base::queued_meta());
     // The same version and bytes make the same id: a retry after an unknown outcome is
     // recognised by the engine as a duplicate of what landed.
     const std::string msg_id = opts_.name + "." + std::to_string(v) + "." +
@@ -318,15 +352,10 @@ std::pair<replicated_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value
   auto ch = std::make_unique<rp::channel>(opts.url, opts.name, opts.timeout, opts.lease_ttl);
   ch->acquire_lease(opts.id, opts.take_over);
   rp::load_table<Key, Value, Hash, Eq, Traits> t;
-  const std::uint64_t snap = rp::load_snapshot<Key, Value>(*ch, t);
+  typename detail::meta_of<Traits>::type meta{};
   const std::uint64_t last = ch->range().last;
-  if (last < snap) {
-    throw replication_error(replication_errc::protocol, "open leader",
-                            "the log ends at " + std::to_string(last) + ", before the snapshot at " +
-                                std::to_string(snap) + " (the engine lost its tail)");
-  }
-  rp::load_log<Key, Value>(*ch, t, snap + 1, last);
-  auto inner = rp::make_writer_at<Key, Value, Hash, Eq, Traits>(std::move(t), last);
+  rp::load_state<Key, Value>(*ch, t, meta, last);
+  auto inner = rp::make_writer_at<Key, Value, Hash, Eq, Traits>(std::move(t), last, meta);
   auto r = inner.make_reader();
   return {replicated_writer<Key, Value, Hash, Eq, Traits>(std::move(inner), std::move(ch), std::move(opts)),
           std::move(r)};
@@ -342,6 +371,7 @@ template <class Key, class Value, class Hash = default_hash<Key>, class Eq = def
           class Traits = default_traits>
 class follower {
   using writer_t = detail::replication::replica_writer<Key, Value, Hash, Eq, Traits>;
+  using meta_type = typename detail::meta_of<Traits>::type;
 
  public:
   using reader = map_reader<Key, Value, Hash, Eq, Traits>;
@@ -483,7 +513,7 @@ class follower {
         rebootstrap();
         return false;
       }
-      detail::replication::apply_visitor<writer_t> visit{w};
+      detail::replication::apply_visitor<writer_t, meta_type> visit{w};
       try {
         detail::replication::for_each_logged_op<Key, Value>(detail::replication::message_bytes(m), visit);
       } catch (...) {
@@ -526,9 +556,11 @@ class follower {
       const std::string image = detail::replication::read_snapshot_image(*ch, p);
       w.clear();
       try {
-        detail::replication::for_each_snapshot_entry<Key, Value>(
+        meta_type m{};
+        detail::replication::for_each_snapshot_entry<Key, Value, meta_type>(
             std::as_bytes(std::span(image.data(), image.size())),
-            [this](Key&& k, Value&& v) { w.insert_or_assign(std::move(k), std::move(v)); });
+            [this](Key&& k, Value&& v) { w.insert_or_assign(std::move(k), std::move(v)); }, &m);
+        if constexpr (!std::is_same_v<meta_type, no_meta>) w.set_meta(std::move(m));
       } catch (...) {
         w.discard();
         throw;
@@ -603,8 +635,9 @@ std::pair<follower<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, E
   namespace rp = detail::replication;
   auto ch = std::make_unique<rp::channel>(options.url, options.name, options.timeout, options.lease_ttl);
   rp::load_table<Key, Value, Hash, Eq, Traits> t;
-  const std::uint64_t snap = rp::load_snapshot<Key, Value>(*ch, t);
-  auto w = rp::make_writer_at<Key, Value, Hash, Eq, Traits>(std::move(t), snap);
+  typename detail::meta_of<Traits>::type meta{};
+  const std::uint64_t snap = rp::load_snapshot<Key, Value>(*ch, t, meta);
+  auto w = rp::make_writer_at<Key, Value, Hash, Eq, Traits>(std::move(t), snap, meta);
   auto r = w.make_reader();
   using follower_t = follower<Key, Value, Hash, Eq, Traits>;
   auto s = std::make_unique<typename follower_t::state>(std::move(ch), std::move(w));

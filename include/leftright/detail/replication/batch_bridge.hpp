@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../../codec.hpp"
@@ -18,10 +19,26 @@
 namespace leftright::detail::replication {
 
 /// A published batch as a log payload (erase_if as the keys it erased: the writer queued it
-/// with erase_if_noting_keys).
-template <class Ops>
-void encode_batch_payload(const std::vector<typename Ops::op>& ops, std::string& out) {
-  storage::encode_batch<Ops>(ops, out);
+/// with erase_if_noting_keys), with the metadata it sets as its last operation (meta: null if
+/// it sets none, or the map has none: Meta = no_meta).
+template <class Ops, class Meta = no_meta>
+void encode_batch_payload(const std::vector<typename Ops::op>& ops, std::string& out, const Meta* meta = nullptr) {
+  if constexpr (std::is_same_v<Meta, no_meta>) {
+    storage::encode_batch<Ops>(ops, out);
+  } else {
+    storage::encode_batch<Ops>(ops, out, meta);
+  }
+}
+
+/// Metadata from a logged batch's set-metadata operation (the bytes a visitor's meta() gets).
+/// Throws replication_error (protocol) if they do not decode.
+template <class Meta>
+Meta decode_logged_meta(std::span<const std::byte> bytes) {
+  try {
+    return storage::decode_meta<Meta>(bytes);
+  } catch (const storage_error& e) {
+    throw replication_error(replication_errc::protocol, "decode batch metadata", e.what());
+  }
 }
 
 /// Calls v.assign(key, value), v.insert(key, value), v.erase(key) or v.clear() for each
@@ -37,14 +54,19 @@ void for_each_logged_op(std::span<const std::byte> payload, Visitor&& v) {
 }
 
 /// The image of a snapshot: "lrsnap1", the key and value codec names (so a follower of other
-/// types refuses it), the entry count, then each entry's key and value through the codecs.
-template <class Key, class Value, class Table>
-void encode_snapshot(const Table& t, std::string& out) {
+/// types refuses it; a map with metadata names its codec beside the value's, as the durable
+/// map's files do), for a map with metadata the snapshot's (u32 length, its encoding), the
+/// entry count, then each entry's key and value through the codecs. snap: a map_reader's
+/// guard (its entries and meta()).
+template <class Key, class Value, class Meta, class Snapshot>
+void encode_snapshot(const Snapshot& snap, std::string& out) {
   out.clear();
   byte_writer w(out);
   w.put_bytes("lrsnap1", 7);
   leftright::encode(codec_name<Key>(), w);
-  leftright::encode(codec_name<Value>(), w);
+  leftright::encode(storage::value_codec_name<Value, Meta>(), w);
+  if constexpr (!std::is_same_v<Meta, no_meta>) storage::append_meta(w, snap.meta());
+  const auto& t = snap;
   w.put_u64(t.size());
   for (const auto& [k, v] : t) {
     leftright::encode(k, w);
@@ -52,19 +74,26 @@ void encode_snapshot(const Table& t, std::string& out) {
   }
 }
 
-/// Calls f(key, value) for each entry of a snapshot image; returns the entry count. Throws
-/// replication_error (protocol) if the image is of other types or does not decode.
-template <class Key, class Value, class F>
-std::uint64_t for_each_snapshot_entry(std::span<const std::byte> image, F&& f) {
+/// Calls f(key, value) for each entry of a snapshot image, after storing its metadata in *meta
+/// (for a map with metadata); returns the entry count. Throws replication_error (protocol) if
+/// the image is of other types or does not decode.
+template <class Key, class Value, class Meta = no_meta, class F>
+std::uint64_t for_each_snapshot_entry(std::span<const std::byte> image, F&& f, Meta* meta = nullptr) {
   try {
     byte_reader r(image);
     const auto magic = r.get_bytes(7, "snapshot magic");
     const auto key_codec = leftright::decode<std::string>(r);
     const auto value_codec = leftright::decode<std::string>(r);
+    const std::string want = storage::value_codec_name<Value, Meta>();
     if (std::string_view(reinterpret_cast<const char*>(magic.data()), magic.size()) != "lrsnap1" ||
-        key_codec != codec_name<Key>() || value_codec != codec_name<Value>()) {
+        key_codec != codec_name<Key>() || value_codec != want) {
       throw replication_error(replication_errc::protocol, "decode snapshot",
-                              "not a snapshot of this map's types (" + key_codec + ", " + value_codec + ")");
+                              "not a snapshot of this map's types (it holds " + key_codec + ", " + value_codec +
+                                  "; this map is " + codec_name<Key>() + ", " + want + ")");
+    }
+    if constexpr (!std::is_same_v<Meta, no_meta>) {
+      Meta m = storage::decode_meta<Meta>(r.get_bytes(r.get_u32("metadata length"), "metadata"));
+      if (meta != nullptr) *meta = std::move(m);
     }
     const std::uint64_t n = r.get_u64("entry count");
     for (std::uint64_t i = 0; i < n; ++i) {
