@@ -1,10 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
-// Replication through NATS JetStream, against the local baselines in the same run: the latency
-// of a leader's publish (batches of 1, 64 and 1024 overwrites of u64 keys) beside a durable
-// map's publish in sync mode and in none mode, and the time from a leader's publish until a follower's readers
-// see it. Each benchmark reports p50 and p99 of its iterations (microseconds) as counters.
-// Its own executable (it links libnats) and its own nats-server on 127.0.0.1, in a temporary
-// store: leftright_bench_replication --benchmark_repetitions=5.
+// Replication through NATS JetStream, against the local baselines in the same run:
+//  - replicated_publish / durable_publish: the latency of a leader's publish (batches of 1, 64
+//    and 1024 overwrites of u64 keys) beside a durable map's publish in sync mode and in none mode;
+//  - follower_visibility: the time from a leader's publish until a follower's readers see it;
+//    follower_visibility_fanout: the same with 1, 2 or 8 followers attached, until all of them do;
+//  - follower_apply_pair: a follower's apply rate against an in-process map_writer's on the same
+//    1,000 batches (of 64 or 1024 u64 overwrites), paired: every iteration runs both phases;
+//  - follower_bootstrap: a fresh follower of a 1M-entry map, from a snapshot or from the log alone.
+// Latency benchmarks report p50 and p99 of their iterations (microseconds) as counters; rates
+// are entries per second. Its own executable (it links libnats) and its own nats-server on
+// 127.0.0.1, in a temporary store:
+//   leftright_bench_replication --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+// (--benchmark_filter=follower_apply for one group; bench/README.md says what each one does).
 #include <leftright/durable_map.hpp>
 #include <leftright/replicated_map.hpp>
 
@@ -125,6 +132,188 @@ void BM_follower_visibility(benchmark::State& state) {
   report_percentiles(state, us);
 }
 BENCHMARK(BM_follower_visibility)->Arg(1)->Arg(64)->Arg(1024)->UseRealTime();
+
+/// From the leader's publish() call until the readers of every one of N followers (range(0):
+/// 1, 2, 8) see that version; batches of range(1) overwrites. Each follower has its own
+/// connection and applying thread, as N processes would.
+void BM_follower_visibility_fanout(benchmark::State& state) {
+  const auto followers = static_cast<std::size_t>(state.range(0));
+  const u64 batch = static_cast<u64>(state.range(1));
+  leftright::replication_options o;
+  o.url = server().url();
+  o.name = fresh_name("fanout");
+  o.purge_log = false;
+  auto [w, r] = leftright::open_leader<u64, u64>(o);
+  std::vector<leftright::follower<u64, u64>> fs;
+  std::vector<leftright::map_reader<u64, u64>> readers;
+  for (std::size_t i = 0; i < followers; ++i) {
+    auto [f, fr] = leftright::open_follower<u64, u64>(o);
+    fs.push_back(std::move(f));
+    readers.push_back(std::move(fr));
+  }
+  std::vector<double> us;
+  u64 next = 0;
+  for (auto _ : state) {
+    queue_batch(w, batch, next);
+    const auto t0 = clock_type::now();
+    const u64 v = w.publish();
+    bool all = true;
+    for (auto& f : fs) all = all && f.wait_for(v, std::chrono::seconds(10));
+    if (!all) {
+      state.SkipWithError("a follower did not catch up in 10 s");
+      break;
+    }
+    us.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+  }
+  report_percentiles(state, us);
+}
+BENCHMARK(BM_follower_visibility_fanout)
+    ->ArgsProduct({{1, 2, 8}, {64}})
+    ->ArgNames({"followers", "batch"})
+    ->UseRealTime();
+
+/// The apply-rate comparison's sequence: 1,000 batches over 100,000 keys, all present beforehand
+/// (every operation an overwrite).
+constexpr u64 apply_batches = 1'000;
+constexpr u64 apply_keys = 100'000;
+
+/// Queues batch b of the sequence: `batch` overwrites, key (b * batch + i) % apply_keys.
+template <class Writer>
+void queue_apply_batch(Writer& w, u64 batch, u64 b) {
+  for (u64 i = 0; i < batch; ++i) {
+    const u64 n = b * batch + i;
+    w.insert_or_assign(n % apply_keys, n);
+  }
+}
+
+/// Inserts every key of the sequence, published in batches of 1024.
+template <class Writer>
+void prefill_apply_keys(Writer& w) {
+  for (u64 k = 0; k < apply_keys; ++k) {
+    w.insert_or_assign(k, u64{0});
+    if ((k + 1) % 1024 == 0) w.publish();
+  }
+  w.publish();
+}
+
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+/// A follower's apply rate against an in-process map_writer's, on the same 1,000 batches of
+/// range(0) overwrites. Set-up: the leader publishes the 100,000 keys, takes a snapshot (the log
+/// below it is purged), then publishes the 1,000 batches; the in-process map (make_map) gets the
+/// same 100,000 keys. Every iteration runs two phases, the order alternating: in-process, the
+/// 1,000 batches queued and published one by one; follower, a fresh open_follower (it loads the
+/// snapshot, untimed) timed from its return until wait_for(the leader's last version): its
+/// subscription, the 1,000 log messages decoded and each published as one batch. Counters (each
+/// the median over the iterations): entries/s of each phase, and `ratio`, follower / in-process
+/// within each pair (target: >= 0.5).
+void BM_follower_apply_pair(benchmark::State& state) {
+  const u64 batch = static_cast<u64>(state.range(0));
+  leftright::replication_options o;
+  o.url = server().url();
+  o.name = fresh_name("apply");
+  auto [lw, lr] = leftright::open_leader<u64, u64>(o);
+  prefill_apply_keys(lw);
+  lw.snapshot();
+  u64 last = 0;
+  for (u64 b = 0; b < apply_batches; ++b) {
+    queue_apply_batch(lw, batch, b);
+    last = lw.publish();
+  }
+  auto [mw, mr] = leftright::make_map<u64, u64>();
+  prefill_apply_keys(mw);
+
+  const double entries = static_cast<double>(apply_batches * batch);
+  std::vector<double> local_rate, follower_rate, ratio;
+  bool follower_first = false;
+  for (auto _ : state) {
+    double local_s = 0;
+    double follower_s = 0;
+    const auto run_local = [&] {
+      const auto t0 = clock_type::now();
+      for (u64 b = 0; b < apply_batches; ++b) {
+        queue_apply_batch(mw, batch, b);
+        mw.publish();
+      }
+      local_s = std::chrono::duration<double>(clock_type::now() - t0).count();
+    };
+    const auto run_follower = [&] {
+      auto [f, fr] = leftright::open_follower<u64, u64>(o);
+      const auto t0 = clock_type::now();
+      const bool ok = f.wait_for(last, std::chrono::seconds(60));
+      follower_s = std::chrono::duration<double>(clock_type::now() - t0).count();
+      return ok;
+    };  // the follower's thread stops here, outside both phases' timing
+    bool ok = true;
+    if (follower_first) {
+      ok = run_follower();
+      if (ok) run_local();
+    } else {
+      run_local();
+      ok = run_follower();
+    }
+    if (!ok) {
+      state.SkipWithError("the follower did not catch up in 60 s");
+      break;
+    }
+    follower_first = !follower_first;
+    local_rate.push_back(entries / local_s);
+    follower_rate.push_back(entries / follower_s);
+    ratio.push_back(local_s / follower_s);
+  }
+  state.counters["in_process_per_s"] = median_of(local_rate);
+  state.counters["follower_per_s"] = median_of(follower_rate);
+  state.counters["ratio"] = median_of(ratio);
+}
+BENCHMARK(BM_follower_apply_pair)->Arg(64)->Arg(1024)->ArgName("batch")->Iterations(8)->UseRealTime();
+
+/// A fresh follower of a map of 1,000,000 entries (u64 -> u64), written by the leader as 1,000
+/// batches of 1,000 inserts: with range(0) == 1 the leader then takes a snapshot (the log below
+/// it is purged) and the follower loads it; with 0 there is no snapshot and the follower applies
+/// the 1,000 log messages. Timed: open_follower() (connect, read the pointer, load) until
+/// wait_for(the leader's version) returns; the follower's stop is not (manual time).
+/// entries_per_s: the median over the iterations.
+void BM_follower_bootstrap(benchmark::State& state) {
+  const bool from_snapshot = state.range(0) == 1;
+  constexpr u64 entries = 1'000'000;
+  constexpr u64 per_batch = 1'000;
+  leftright::replication_options o;
+  o.url = server().url();
+  o.name = fresh_name(from_snapshot ? "boot-snap" : "boot-log");
+  o.purge_log = from_snapshot;
+  auto [w, r] = leftright::open_leader<u64, u64>(o);
+  u64 v = 0;
+  for (u64 k = 0; k < entries; ++k) {
+    w.insert_or_assign(k, k);
+    if ((k + 1) % per_batch == 0) v = w.publish();
+  }
+  if (from_snapshot) w.snapshot();
+  std::vector<double> rate;
+  for (auto _ : state) {
+    const auto t0 = clock_type::now();
+    auto [f, fr] = leftright::open_follower<u64, u64>(o);
+    if (!f.wait_for(v, std::chrono::seconds(120))) {
+      state.SkipWithError("the follower did not reach the leader's version in 120 s");
+      break;
+    }
+    const double s = std::chrono::duration<double>(clock_type::now() - t0).count();
+    state.SetIterationTime(s);
+    rate.push_back(static_cast<double>(entries) / s);
+  }
+  state.counters["entries_per_s"] = median_of(rate);
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * entries));
+}
+BENCHMARK(BM_follower_bootstrap)
+    ->Arg(1)
+    ->Arg(0)
+    ->ArgName("snapshot")
+    ->Iterations(5)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

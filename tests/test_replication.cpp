@@ -237,6 +237,47 @@ TEST_CASE("replication: followers see every batch whole while the leader publish
   for (u64 k = 0; k < 50; ++k) CHECK_FALSE(g.contains(k));
 }
 
+TEST_CASE("replication: wait_for() callers waiting for different versions each return once theirs is shown",
+          "[replication]") {
+  // The follower wakes its waiters only when it shows the lowest version one of them asked for
+  // (not after every batch): each waiter, woken early, must ask again, and one that gave up
+  // leaves a stale lowest version behind (a spurious wake later, never a lost one).
+  nats_server server;
+  auto opts = options_for(server, "waiters");
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  auto [f, reader] = leftright::open_follower<u64, u64>(opts);
+  CHECK_FALSE(f.wait_for(1, std::chrono::milliseconds(50)));
+  const std::vector<u64> targets = {1, 2, 5, 9, 10, 10, 20};
+  std::vector<int> ok(targets.size(), 0);  // element i written by waiter i only, read after join
+  std::vector<u64> seen(targets.size(), 0);
+  std::atomic<std::size_t> returned{0};
+  std::vector<std::thread> waiters;
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    waiters.emplace_back([&, i] {
+      // A minute: a wait_for() that returns only at its timeout still returns true (the
+      // version is there by then); a lost wake shows as a waiter not back within 10 s below.
+      ok[i] = f.wait_for(targets[i], std::chrono::seconds(60)) ? 1 : 0;
+      seen[i] = f.version();
+      // relaxed: a count only; ok and seen are read after join.
+      returned.fetch_add(1, std::memory_order_relaxed);
+    });
+  }
+  for (u64 v = 1; v <= 20; ++v) {
+    leader.insert_or_assign(v, v);
+    REQUIRE(leader.publish() == v);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // the follower shows most versions in turn
+  }
+  // relaxed: a count only (see above).
+  CHECK(eventually([&] { return returned.load(std::memory_order_relaxed) == targets.size(); }));
+  for (auto& t : waiters) t.join();
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    INFO("the waiter for version " << targets[i]);
+    CHECK(ok[i] == 1);
+    CHECK(seen[i] >= targets[i]);
+  }
+  CHECK(f.wait_for(20, std::chrono::milliseconds(0)));
+}
+
 TEST_CASE("replication: of two leaders exactly one wins each version; the other is fenced and shows nothing",
           "[replication]") {
   using leader_t = std::pair<leftright::replicated_writer<u64, u64>, leftright::map_reader<u64, u64>>;

@@ -392,7 +392,12 @@ class follower {
   /// or timeout passes; true if it was reached. Progress: blocking, at most timeout.
   bool wait_for(std::uint64_t v, std::chrono::milliseconds timeout) const {
     std::unique_lock lock(s_->mu);
-    return s_->cv.wait_for(lock, timeout, [&] { return version() >= v; });
+    return s_->cv.wait_for(lock, timeout, [&] {
+      if (version() >= v) return true;
+      // Before each sleep: the thread wakes the waiters once it shows wake_at (see published()).
+      s_->wake_at = std::min(s_->wake_at, v);
+      return false;
+    });
   }
   /// How many versions the log held beyond version() when the follower last looked (at most
   /// about a second ago while messages flow; the staleness bound of its reads).
@@ -577,13 +582,20 @@ class follower {
       if (f) f(from, p.version);
     }
 
+    /// Says that version v is published; wakes the waiters only if one waits for v or less (a
+    /// follower catching up publishes many batches: a wake per batch cost it more than the batch).
     void published(std::uint64_t v) {
+      bool wake = false;
       {
         std::lock_guard lock(mu);
         // [F1] release: the batch was published (readers see it) before version() reports it.
         applied.store(v, std::memory_order_release);
+        if (v >= wake_at) {
+          wake = true;
+          wake_at = no_waiter;  // each waiter still short of its version sets it again
+        }
       }
-      cv.notify_all();
+      if (wake) cv.notify_all();
     }
     void note_error(std::string e) {
       std::lock_guard lock(mu);
@@ -613,7 +625,11 @@ class follower {
     std::atomic<bool> stopping{false};
     mutable std::mutex mu;
     mutable std::condition_variable cv;
+    static constexpr std::uint64_t no_waiter = ~std::uint64_t{0};
     rebootstrap_callback callback;  ///< guarded by mu
+    /// Guarded by mu: at most the lowest version a wait_for() sleeps for (no_waiter: none). It
+    /// may be lower than any waiter's (one that timed out): a spurious wake, never a lost one.
+    std::uint64_t wake_at = no_waiter;
     bool paused = false;            ///< guarded by mu: pause() asked the thread to stop applying
     bool idle = false;              ///< guarded by mu: the thread has let go of its subscription
     std::string error;              ///< guarded by mu
