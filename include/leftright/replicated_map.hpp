@@ -133,7 +133,8 @@ std::uint64_t load_snapshot(channel& ch, Table& t, Meta& meta) {
   const std::string image = read_snapshot_image(ch, p);
   for_each_snapshot_entry<Key, Value, Meta>(
       std::as_bytes(std::span(image.data(), image.size())),
-      [&t](Key&& k, Value&& v) { t.insert_or_assign(std::move(k), std::move(v)); }, &meta);
+      [&t](Key&& k, Value&& v) { t.insert_or_assign(std::move(k), std::move(v)); }, &meta,
+      [&t](std::size_t n) { reserve_room(t, n); });  // sized once (see map_ops.hpp)
   return p.version;
 }
 
@@ -564,7 +565,8 @@ class follower {
         meta_type m{};
         detail::replication::for_each_snapshot_entry<Key, Value, meta_type>(
             std::as_bytes(std::span(image.data(), image.size())),
-            [this](Key&& k, Value&& v) { w.insert_or_assign(std::move(k), std::move(v)); }, &m);
+            [this](Key&& k, Value&& v) { w.insert_or_assign(std::move(k), std::move(v)); }, &m,
+            [this](std::size_t n) { w.reserve(n); });
         if constexpr (!std::is_same_v<meta_type, no_meta>) w.set_meta(std::move(m));
       } catch (...) {
         w.discard();

@@ -5,6 +5,7 @@
 // snapshot image is a small header and the entries encoded as a durable snapshot's data section.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -74,11 +75,19 @@ void encode_snapshot(const Snapshot& snap, std::string& out) {
   }
 }
 
+/// What for_each_snapshot_entry tells of the entry count when nobody asks.
+struct ignore_count {
+  void operator()(std::size_t) const noexcept {}
+};
+
 /// Calls f(key, value) for each entry of a snapshot image, after storing its metadata in *meta
-/// (for a map with metadata); returns the entry count. Throws replication_error (protocol) if
-/// the image is of other types or does not decode.
-template <class Key, class Value, class Meta = no_meta, class F>
-std::uint64_t for_each_snapshot_entry(std::span<const std::byte> image, F&& f, Meta* meta = nullptr) {
+/// (for a map with metadata) and telling on_count how many entries follow (to size a table
+/// once; at most the bytes left, so that a damaged count cannot size a huge one); returns the
+/// entry count. Throws replication_error (protocol) if the image is of other types or does not
+/// decode.
+template <class Key, class Value, class Meta = no_meta, class F, class OnCount = ignore_count>
+std::uint64_t for_each_snapshot_entry(std::span<const std::byte> image, F&& f, Meta* meta = nullptr,
+                                      OnCount&& on_count = {}) {
   try {
     byte_reader r(image);
     const auto magic = r.get_bytes(7, "snapshot magic");
@@ -96,6 +105,7 @@ std::uint64_t for_each_snapshot_entry(std::span<const std::byte> image, F&& f, M
       if (meta != nullptr) *meta = std::move(m);
     }
     const std::uint64_t n = r.get_u64("entry count");
+    on_count(static_cast<std::size_t>(std::min<std::uint64_t>(n, image.size() - r.position())));
     for (std::uint64_t i = 0; i < n; ++i) {
       Key k = leftright::decode<Key>(r);
       f(std::move(k), leftright::decode<Value>(r));
