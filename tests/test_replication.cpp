@@ -737,3 +737,41 @@ TEST_CASE("replication: metadata travels with its batch: from the log, from a sn
     CHECK_THAT(e.what(), Catch::Matchers::Contains("u64+meta:str"));
   }
 }
+
+TEST_CASE("replication: streams made without direct gets (an older version's) are read through the API",
+          "[replication]") {
+  nats_server server;
+  auto opts = options_for(server, "olddirect");
+  {
+    // The two streams as a version before direct gets made them.
+    natsConnection* nc = nullptr;
+    REQUIRE(natsConnection_ConnectTo(&nc, opts.url.c_str()) == NATS_OK);
+    jsCtx* js = nullptr;
+    REQUIRE(natsConnection_JetStream(&js, nc, nullptr) == NATS_OK);
+    for (const auto& [stream, subject] : {std::pair<std::string, std::string>{"LR_olddirect", "lr.olddirect.log"},
+                                          {"LRS_olddirect", "lr.olddirect.snap"}}) {
+      jsStreamConfig cfg;
+      jsStreamConfig_Init(&cfg);
+      cfg.Name = stream.c_str();
+      const char* subjects[] = {subject.c_str()};
+      cfg.Subjects = subjects;
+      cfg.SubjectsLen = 1;
+      cfg.Storage = js_FileStorage;
+      jsStreamInfo* si = nullptr;
+      REQUIRE(js_AddStream(&si, js, &cfg, nullptr, nullptr) == NATS_OK);
+      CHECK_FALSE(si->Config->AllowDirect);
+      jsStreamInfo_Destroy(si);
+    }
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+  }
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  model m;
+  for (int i = 0; i < 20; ++i) m.publish_batch(leader);
+  leader.snapshot();  // at 20; the log below 21 is purged
+  for (int i = 0; i < 20; ++i) m.publish_batch(leader);
+  auto [f, fr] = leftright::open_follower<u64, u64>(opts);
+  CHECK(fr.read().version() >= 20);  // from the snapshot, read through the API
+  REQUIRE(f.wait_for(40, std::chrono::seconds(10)));
+  CHECK(fingerprint_of(fr.read()) == m.at[40]);
+}

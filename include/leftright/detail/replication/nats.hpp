@@ -17,6 +17,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -104,8 +105,8 @@ class channel {
       : name_(name), timeout_ms_(timeout.count()) {
     check_name(name);
     connect(url);
-    ensure_stream(log_stream(), log_subject(), /*max_msg_size=*/-1);
-    ensure_stream(snap_stream(), snap_subject(), -1);
+    direct_.insert_or_assign(log_stream(), ensure_stream(log_stream(), log_subject(), /*max_msg_size=*/-1));
+    direct_.insert_or_assign(snap_stream(), ensure_stream(snap_stream(), snap_subject(), -1));
     meta_ = ensure_bucket("LR_" + name_ + "_META", 0);
     lease_ = ensure_bucket("LR_" + name_ + "_LEASE", lease_ttl.count());
   }
@@ -158,11 +159,23 @@ class channel {
     return {si->State.FirstSeq, si->State.LastSeq};
   }
 
-  /// The message at seq of a stream; null if there is none (purged or never written).
+  /// The message at seq of a stream; null if there is none (purged or never written). Streams
+  /// this channel created allow direct gets (the message's bytes as they are); a stream made
+  /// without (by an older version) is read through the API (its bytes in base64 inside JSON).
   msg_ptr get(const std::string& stream, std::uint64_t seq) {
     natsMsg* m = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     jsOptions o = request_options();
+    const auto direct = direct_.find(stream);
+    if (direct != direct_.end() && direct->second) {
+      jsDirectGetMsgOptions d;
+      jsDirectGetMsgOptions_Init(&d);
+      d.Sequence = seq;
+      const natsStatus s = js_DirectGetMsg(&m, js_.get(), stream.c_str(), &o, &d);
+      if (s == NATS_NOT_FOUND) return nullptr;
+      check(s, "get message");
+      return msg_ptr(m);
+    }
     const natsStatus s = js_GetMsg(&m, js_.get(), stream.c_str(), seq, &o, &jerr);
     if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) return nullptr;
     check(s, "get message", jerr);
@@ -291,13 +304,14 @@ class channel {
     return o;
   }
 
-  void ensure_stream(const std::string& stream, const std::string& subject, std::int32_t max_msg_size) {
+  /// Creates the stream unless it exists; returns whether it allows direct gets.
+  bool ensure_stream(const std::string& stream, const std::string& subject, std::int32_t max_msg_size) {
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     jsOptions o = request_options();
     natsStatus s = js_GetStreamInfo(&si, js_.get(), stream.c_str(), &o, &jerr);
     stream_info_ptr owned(si);
-    if (s == NATS_OK) return;
+    if (s == NATS_OK) return si->Config != nullptr && si->Config->AllowDirect;
     if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) check(s, "stream info", jerr);
     jsStreamConfig cfg;
     jsStreamConfig_Init(&cfg);
@@ -307,10 +321,12 @@ class channel {
     cfg.SubjectsLen = 1;
     cfg.Storage = js_FileStorage;
     cfg.MaxMsgSize = max_msg_size;
+    cfg.AllowDirect = true;  // get() reads messages as they are, not in base64 inside JSON
     s = js_AddStream(&si, js_.get(), &cfg, &o, &jerr);
     stream_info_ptr added(si);
-    if (jerr == JSStreamNameExistErr) return;  // made by another process meanwhile
+    if (jerr == JSStreamNameExistErr) return false;  // made by another process meanwhile: ask again next open
     check(s, ("create stream " + stream).c_str(), jerr);
+    return true;
   }
 
   kv_ptr ensure_bucket(const std::string& bucket, std::int64_t ttl_ms) {
@@ -337,6 +353,7 @@ class channel {
 
   std::string name_;
   std::int64_t timeout_ms_;
+  std::map<std::string, bool> direct_;  ///< per stream: whether it allows direct gets
   connection_ptr nc_;
   js_ptr js_;
   kv_ptr meta_;
