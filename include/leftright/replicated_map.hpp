@@ -362,8 +362,9 @@ std::pair<replicated_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value
           std::move(r)};
 }
 
-/// A follower of a replicated map: a background thread applies the engine's log in order, one
-/// published batch per log message, through the follower's own map writer. Its readers (from
+/// A follower of a replicated map: a background thread applies the engine's log in order
+/// through the follower's own map writer: a message on its own when it keeps up, a run of
+/// waiting messages as one batch (its last version) when it is behind (state::flush). Its readers (from
 /// open_follower, make_reader(), factory()) are ordinary map_readers: wait-free, whole batches,
 /// versions never going down, each version the leader's. Move-only; destroying it stops the
 /// thread (its readers keep the last state).
@@ -487,9 +488,12 @@ class follower {
           detail::replication::msg_ptr msg(m);
           if (st == NATS_OK) {
             if (!take(msg.get())) sub.reset();
-          } else if (st != NATS_TIMEOUT) {
-            sub.reset();  // the client gave up on this consumer (heartbeats missed, closed): a new one
-            pause();
+          } else {
+            flush();  // the log said more was coming; what came is shown meanwhile
+            if (st != NATS_TIMEOUT) {
+              sub.reset();  // the client gave up on this consumer (heartbeats missed, closed): a new one
+              pause();
+            }
           }
           if (std::chrono::steady_clock::now() >= next_check) {
             if (!watchdog(seen_at_check)) sub.reset();
@@ -498,14 +502,17 @@ class follower {
           }
         } catch (const std::exception& e) {
           note_error(e.what());
+          discard_queued();
           sub.reset();
           pause();
         }
       }
     }
 
-    /// Applies one log message if it is the next version; false if the log skipped versions
-    /// (they were purged: re-bootstrapped instead; the subscription starts afresh).
+    /// Queues one log message on the writer if it is the next version, and publishes what is
+    /// queued once the log holds nothing more for now (or a run is long: flush()); false if the
+    /// log skipped versions (they were purged: re-bootstrapped instead; the subscription starts
+    /// afresh).
     bool take(natsMsg* m) {
       jsMsgMetaData* md = nullptr;
       detail::replication::check(natsMsg_GetMetaData(&md, m), "message metadata");
@@ -513,7 +520,7 @@ class follower {
       const std::uint64_t seq = md->Sequence.Stream;
       // [F3] relaxed: an estimate for lag(): the log holds NumPending more after this message.
       known_last.store(seq + md->NumPending, std::memory_order_relaxed);
-      const std::uint64_t v = w.version();
+      const std::uint64_t v = queued_through != 0 ? queued_through : w.version();
       if (seq <= v) return true;  // already applied (a consumer recreated from an older point)
       if (seq != v + 1) {
         rebootstrap();
@@ -523,11 +530,34 @@ class follower {
       try {
         detail::replication::for_each_logged_op<Key, Value>(detail::replication::message_bytes(m), visit);
       } catch (...) {
-        w.discard();
+        discard_queued();
         throw;
       }
-      published(w.publish());
+      queued_through = seq;
+      ++queued_messages;
+      if (md->NumPending == 0 || queued_messages >= max_run_messages || w.pending() >= max_run_operations) flush();
       return true;
+    }
+
+    /// Publishes the queued run of log messages as one version, the run's last: a follower
+    /// behind the log catches up at the speed of applying, not of publishing (a publish per
+    /// message made it several times slower than the leader on small batches). Its readers jump
+    /// to the run's last version, each version they see being the leader's, as after a
+    /// re-bootstrap; a follower that keeps up publishes each message on its own (the log holds
+    /// nothing more when it arrives).
+    void flush() {
+      if (queued_through == 0) return;
+      w.skip_to(queued_through);
+      const std::uint64_t v = w.publish();
+      queued_through = 0;
+      queued_messages = 0;
+      published(v);
+    }
+    /// Drops the queued run (the subscription then starts again after the published version).
+    void discard_queued() noexcept {
+      w.discard();
+      queued_through = 0;
+      queued_messages = 0;
     }
 
     /// Every second: the log's range. False if the subscription should start afresh (the log
@@ -552,6 +582,7 @@ class follower {
     /// Replaces the state with the newest snapshot's, as one batch whose version is the
     /// snapshot's (a jump forward; never backwards).
     void rebootstrap() {
+      discard_queued();
       const std::uint64_t from = w.version();
       const auto p = ch->snapshot();
       if (p.version <= from) {
@@ -619,8 +650,14 @@ class follower {
       cv.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopped(); });
     }
 
+    /// The longest run of log messages published as one version (flush()).
+    static constexpr std::size_t max_run_messages = 1024;
+    static constexpr std::size_t max_run_operations = std::size_t{1} << 16;
+
     std::unique_ptr<detail::replication::channel> ch;
     writer_t w;  ///< used by the thread only
+    std::uint64_t queued_through = 0;  ///< thread only: the last version queued on w, unpublished (0: none)
+    std::size_t queued_messages = 0;   ///< thread only: how many
     std::atomic<std::uint64_t> applied;
     std::atomic<std::uint64_t> known_last{0};
     std::atomic<std::uint64_t> rebootstraps{0};
