@@ -48,7 +48,9 @@
 // executor's queue for long, and a miss is a caller with no value to return meanwhile.
 //
 // Atomics in this file: the load and refresh counters.
-//   [K1] fetch_add / load  relaxed  counts only (as cache_buffers.hpp's [B6])
+//   [K1] fetch_add / load  relaxed  counts only, publishing no other data (as cache_buffers.hpp's
+//                                   [B6]); a joined thread's adds happen-before the joiner's
+//                                   stats() through the join
 #pragma once
 
 #include <algorithm>
@@ -752,9 +754,9 @@ class cache {
   template <class Loader>
   Value load(const Key& key, Loader& loader);
 
-  // Refreshes. A refresh is registered in refreshes_ (under load_mu_) from its start until its
-  // put is done or dropped, so that one runs per key at a time; it replaces only the entry it
-  // found due, known by its stamp (resident::stamp), taken under the writer lock.
+  // Refreshes. A refresh is registered in refreshes_in_flight_ (under load_mu_) from its start
+  // until its put is done or dropped, so that one runs per key at a time; it replaces only the
+  // entry it found due, known by its stamp (resident::stamp), taken under the writer lock.
   template <class L>
   struct refresh_job;
   template <class Loader>
