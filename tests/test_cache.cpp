@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // leftright::cache: the semantics its header promises, each asserted. Deterministic: time comes
 // from a fake ticker, maintenance from run_pending(); the concurrent cases assert on counts.
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <latch>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -35,6 +39,31 @@ struct fake_clock {
     return [this] { return ns; };
   }
   void advance(std::chrono::nanoseconds d) { ns += d.count(); }
+};
+
+/// A refresh executor that queues its tasks; the test runs them when it chooses. Declared before
+/// the cache it serves, so every test runs (or clears) the queue before the cache goes.
+struct task_queue {
+  std::mutex mu;
+  std::vector<std::function<void()>> tasks;
+  std::function<void(std::function<void()>)> executor() {
+    return [this](std::function<void()> task) {
+      std::lock_guard<std::mutex> lock(mu);
+      tasks.push_back(std::move(task));
+    };
+  }
+  std::size_t size() {
+    std::lock_guard<std::mutex> lock(mu);
+    return tasks.size();
+  }
+  void run_all() {
+    std::vector<std::function<void()>> now;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      now.swap(tasks);
+    }
+    for (auto& t : now) t();
+  }
 };
 
 template <class C>
@@ -66,6 +95,7 @@ TEST_CASE("cache: options that contradict each other are refused") {
   CHECK_THROWS_AS((cache<int, int>({.max_weight = 4})), std::invalid_argument);
   CHECK_THROWS_AS((cache<int, int>({}, [](int, int) { return 1u; })), std::invalid_argument);
   CHECK_THROWS_AS((cache<int, int>({.expire_after_write = -1ns})), std::invalid_argument);
+  CHECK_THROWS_AS((cache<int, int>({.refresh_after_write = -1ns})), std::invalid_argument);
 }
 
 TEST_CASE("cache: the count bound holds after every put, and run_pending keeps it") {
@@ -559,4 +589,260 @@ TEST_CASE("cache: a reader's get_all sees all of a put_all or none of it") {
   CHECK(c.size() == batches * per_batch);
   const auto s = c.stats();
   CHECK(s.hits == whole.load() * per_batch);
+}
+
+// ---- refresh_after_write ----
+
+TEST_CASE("cache: a due entry is served at once and refreshed once, on the executor") {
+  fake_clock clock;
+  task_queue q;
+  cache<int, std::string> c({.ticker = clock.ticker(), .refresh_after_write = 10s, .refresh_executor = q.executor()});
+  int calls = 0;
+  const auto loader = [&](const int&) { return "v" + std::to_string(++calls); };
+  CHECK(c.get_or_load(1, loader) == "v1");  // a miss: loaded on the calling thread
+  clock.advance(9s);
+  CHECK(c.get_or_load(1, loader) == "v1");  // not due yet
+  CHECK(q.size() == 0);
+  clock.advance(1s);
+  CHECK(c.get_or_load(1, loader) == "v1");  // due: the old value, and a refresh submitted
+  CHECK(c.get_or_load(1, loader) == "v1");  // one in flight: no second
+  CHECK(q.size() == 1);
+  CHECK(calls == 1);
+  q.run_all();
+  CHECK(calls == 2);
+  CHECK(c.peek(1) == "v2");
+  CHECK(c.get_or_load(1, loader) == "v2");  // written again: not due
+  CHECK(q.size() == 0);
+  clock.advance(10s);
+  CHECK(c.get_or_load(1, loader) == "v2");
+  q.run_all();
+  CHECK(c.peek(1) == "v3");
+  const auto s = c.stats();
+  CHECK(s.refreshes == 2);
+  CHECK(s.load_successes == 3);
+  CHECK(s.load_failures == 0);
+  CHECK(s.misses == 1);
+  CHECK(s.hits == 5);
+}
+
+TEST_CASE("cache: get, get_all and peek never refresh") {
+  fake_clock clock;
+  task_queue q;
+  cache<int, int> c({.ticker = clock.ticker(), .refresh_after_write = 1s, .refresh_executor = q.executor()});
+  c.put(1, 10);
+  clock.advance(5s);
+  CHECK(c.get(1) == 10);
+  CHECK(c.get_all(std::vector<int>{1}).size() == 1);
+  CHECK(c.peek(1) == 10);
+  c.run_pending();
+  CHECK(q.size() == 0);
+  CHECK(c.stats().refreshes == 0);
+}
+
+TEST_CASE("cache: a refresh replaces the entry as a put does: a new expiry, reported as replaced") {
+  fake_clock clock;
+  task_queue q;
+  cache<int, std::string> c({.expire_after_write = 30s, .ticker = clock.ticker(), .refresh_after_write = 10s,
+                             .refresh_executor = q.executor()});
+  std::vector<std::tuple<int, std::string, removal_cause>> heard;
+  c.set_removal_listener(
+      [&](const int& k, const std::string& v, removal_cause why) { heard.emplace_back(k, v, why); });
+  c.put(1, "a");
+  clock.advance(20s);
+  CHECK(c.get_or_load(1, [](const int&) { return std::string("b"); }) == "a");
+  q.run_all();
+  REQUIRE(heard.size() == 1);
+  CHECK(heard[0] == std::tuple(1, std::string("a"), removal_cause::replaced));
+  clock.advance(20s);  // past the old deadline (30s), before the new one (20s + 30s)
+  CHECK(c.get(1) == "b");
+  // A loader's with_ttl gives the refreshed entry its own expiry.
+  clock.advance(5s);
+  CHECK(c.get_or_load(1, [](const int&) { return leftright::with_ttl<std::string>{"c", 2s}; }) == "b");
+  q.run_all();
+  CHECK(c.get(1) == "c");
+  clock.advance(2s);
+  CHECK_FALSE(c.get(1).has_value());
+}
+
+TEST_CASE("cache: expiry wins over refresh: an expired entry is a miss, and a refresh of it is dropped") {
+  fake_clock clock;
+  task_queue q;
+  cache<int, std::string> c({.expire_after_write = 10s, .ticker = clock.ticker(), .refresh_after_write = 5s,
+                             .refresh_executor = q.executor()});
+  int calls = 0;
+  const auto loader = [&](const int&) { return "v" + std::to_string(++calls); };
+  c.put(1, "old");
+  clock.advance(10s);
+  CHECK(c.get_or_load(1, loader) == "v1");  // expired: a miss, loaded on the calling thread
+  CHECK(q.size() == 0);
+  // Due, then expired before its refresh runs: the refreshed value is not put.
+  c.put(2, "old");
+  clock.advance(5s);
+  CHECK(c.get_or_load(2, loader) == "old");
+  clock.advance(5s);
+  q.run_all();
+  CHECK(calls == 2);
+  CHECK_FALSE(c.peek(2).has_value());
+  const auto s = c.stats();
+  CHECK(s.refreshes == 1);
+  CHECK(s.load_successes == 2);
+}
+
+TEST_CASE("cache: a put or an invalidate during a refresh wins over the refreshed value") {
+  fake_clock clock;
+  task_queue q;
+  cache<int, std::string> c({.ticker = clock.ticker(), .refresh_after_write = 5s, .refresh_executor = q.executor()});
+  const auto refreshed = [](const int&) { return std::string("refreshed"); };
+  c.put(1, "a");
+  c.put(2, "a");
+  c.put(3, "a");
+  clock.advance(5s);
+  for (int k = 1; k <= 3; ++k) CHECK(c.get_or_load(k, refreshed) == "a");
+  REQUIRE(q.size() == 3);
+  c.put(1, "mine");
+  c.invalidate(2);
+  c.invalidate(3);
+  c.put(3, "a");  // the same value again, but another write: still not the entry refreshed
+  q.run_all();
+  CHECK(c.peek(1) == "mine");
+  CHECK_FALSE(c.peek(2).has_value());
+  CHECK(c.peek(3) == "a");
+  const auto s = c.stats();
+  CHECK(s.refreshes == 3);
+  CHECK(s.load_successes == 3);  // the loads ran; their values were dropped
+}
+
+TEST_CASE("cache: a miss during a refresh loads on its own and does not wait for the refresh") {
+  fake_clock clock;
+  task_queue q;
+  cache<int, std::string> c({.ticker = clock.ticker(), .refresh_after_write = 5s, .refresh_executor = q.executor()});
+  c.put(1, "a");
+  clock.advance(5s);
+  CHECK(c.get_or_load(1, [](const int&) { return std::string("refreshed"); }) == "a");
+  c.invalidate(1);
+  CHECK(c.get_or_load(1, [](const int&) { return std::string("loaded"); }) == "loaded");  // the queue never ran
+  q.run_all();
+  CHECK(c.peek(1) == "loaded");
+}
+
+TEST_CASE("cache: a refresh that throws keeps the old value and counts a failure; the next due call retries") {
+  fake_clock clock;
+  task_queue q;
+  cache<int, std::string> c({.ticker = clock.ticker(), .refresh_after_write = 5s, .refresh_executor = q.executor()});
+  c.put(1, "a");
+  clock.advance(5s);
+  CHECK(c.get_or_load(1, [](const int&) -> std::string { throw std::runtime_error("down"); }) == "a");
+  q.run_all();
+  CHECK(c.peek(1) == "a");
+  CHECK(c.stats().load_failures == 1);
+  CHECK(c.get_or_load(1, [](const int&) { return std::string("b"); }) == "a");
+  REQUIRE(q.size() == 1);
+  q.run_all();
+  CHECK(c.peek(1) == "b");
+  const auto s = c.stats();
+  CHECK(s.refreshes == 2);
+  CHECK(s.load_successes == 1);
+  CHECK(s.load_failures == 1);
+}
+
+TEST_CASE("cache: an executor that refuses or drops a refresh leaves the old value and no refresh in flight") {
+  fake_clock clock;
+  int submitted = 0;
+  std::vector<std::function<void()>> kept;
+  cache<int, int> c({.ticker = clock.ticker(), .refresh_after_write = 5s,
+                     .refresh_executor = [&](std::function<void()> task) {
+                       if (++submitted == 1) throw std::runtime_error("full");
+                       kept.push_back(std::move(task));
+                     }});
+  c.put(1, 10);
+  clock.advance(5s);
+  CHECK(c.get_or_load(1, [](const int&) { return 11; }) == 10);  // refused
+  CHECK(c.get_or_load(1, [](const int&) { return 12; }) == 10);  // submitted again, kept
+  CHECK(submitted == 2);
+  kept.clear();                                                   // dropped unrun
+  CHECK(c.get_or_load(1, [](const int&) { return 13; }) == 10);  // submitted again
+  REQUIRE(kept.size() == 1);
+  kept.front()();
+  kept.front()();  // a second run does nothing
+  kept.clear();
+  CHECK(c.peek(1) == 13);
+  CHECK(c.stats().refreshes == 1);
+}
+
+TEST_CASE("cache: without an executor the caller that finds the entry due refreshes and returns the new value") {
+  fake_clock clock;
+  cache<int, std::string> c({.ticker = clock.ticker(), .refresh_after_write = 5s});
+  c.put(1, "a");
+  clock.advance(5s);
+  CHECK(c.get_or_load(1, [](const int&) { return std::string("b"); }) == "b");
+  CHECK(c.peek(1) == "b");
+  clock.advance(5s);
+  // A refresh that throws: the old value, no exception.
+  CHECK(c.get_or_load(1, [](const int&) -> std::string { throw std::runtime_error("down"); }) == "b");
+  // A move-only loader, as an rvalue and as an lvalue.
+  auto owned = [p = std::make_unique<std::string>("c")](const int&) { return *p; };
+  CHECK(c.get_or_load(1, owned) == "c");
+  clock.advance(5s);
+  CHECK(c.get_or_load(1, [p = std::make_unique<std::string>("d")](const int&) { return *p; }) == "d");
+  const auto s = c.stats();
+  CHECK(s.refreshes == 4);
+  CHECK(s.load_successes == 3);
+  CHECK(s.load_failures == 1);
+}
+
+TEST_CASE("cache: concurrent callers that find one entry due start one refresh") {
+  fake_clock clock;
+  task_queue q;
+  cache<int, int> c({.ticker = clock.ticker(), .refresh_after_write = 5s, .refresh_executor = q.executor()});
+  c.put(1, 10);
+  clock.advance(5s);
+  constexpr int threads = 4;
+  std::atomic<int> loads{0};
+  std::vector<int> got(threads, -1);
+  std::latch start(threads);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < threads; ++i) {
+    ts.emplace_back([&, i] {
+      start.arrive_and_wait();
+      got[static_cast<std::size_t>(i)] = c.get_or_load(1, [&](const int&) {
+        loads.fetch_add(1);  // seq_cst: a plain count
+        return 11;
+      });
+    });
+  }
+  for (auto& t : ts) t.join();
+  for (int v : got) CHECK(v == 10);
+  CHECK(q.size() == 1);
+  CHECK(loads.load() == 0);
+  q.run_all();
+  CHECK(loads.load() == 1);
+  CHECK(c.peek(1) == 11);
+}
+
+TEST_CASE("cache: without an executor one caller refreshes while the others get the old value without waiting") {
+  fake_clock clock;
+  cache<int, int> c({.ticker = clock.ticker(), .refresh_after_write = 5s});
+  c.put(1, 10);
+  clock.advance(5s);
+  constexpr int threads = 4;
+  std::atomic<int> loads{0}, returned_old{0};
+  std::vector<int> got(threads, -1);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < threads; ++i) {
+    ts.emplace_back([&, i] {
+      const int v = c.get_or_load(1, [&](const int&) {
+        loads.fetch_add(1);  // seq_cst: a plain count
+        // Hold the refresh until every other caller has returned: they must not wait for it.
+        while (returned_old.load() < threads - 1) std::this_thread::yield();
+        return 11;
+      });
+      if (v == 10) returned_old.fetch_add(1);  // seq_cst: a plain count, read by the loader
+      got[static_cast<std::size_t>(i)] = v;
+    });
+  }
+  for (auto& t : ts) t.join();
+  CHECK(loads.load() == 1);
+  CHECK(std::count(got.begin(), got.end(), 11) == 1);
+  CHECK(std::count(got.begin(), got.end(), 10) == threads - 1);
+  CHECK(c.peek(1) == 11);
 }

@@ -36,8 +36,21 @@
 // (in its own thread, with no lock held) and puts the value; the others wait on that load and get
 // its value or its exception. A failed load caches nothing.
 //
-// Atomics in this file: the load counters.
-//   [K1] fetch_add / load  relaxed  counts only (as cache_buffers.hpp's [B6])
+// Refreshes (cache_options::refresh_after_write, as Caffeine's refreshAfterWrite). Each entry
+// holds when it becomes due for refresh, as it holds its deadline; get_or_load()'s hit checks
+// it (get() does not: it never refreshes). The first caller to find an entry due registers a
+// refresh of the key (a set under the load mutex, beside the loads in flight: one refresh per
+// key at a time, none while a load of the key runs) and takes, under the writer lock, the stamp
+// of the write that put the entry. The refresh runs the caller's loader, on the caller's thread
+// or on the refresh executor, and puts the value through the writer only if the entry still
+// carries that stamp: an entry invalidated, replaced (a put, a load), evicted or expired
+// meanwhile is not brought back. Misses do not wait for a refresh: a refresh may sit in an
+// executor's queue for long, and a miss is a caller with no value to return meanwhile.
+//
+// Atomics in this file: the load and refresh counters.
+//   [K1] fetch_add / load  relaxed  counts only, publishing no other data (as cache_buffers.hpp's
+//                                   [B6]); a joined thread's adds happen-before the joiner's
+//                                   stats() through the join
 #pragma once
 
 #include <algorithm>
@@ -61,6 +74,7 @@
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "detail/cache_buffers.hpp"
 #include "detail/cache_policy.hpp"
 #include "detail/shared_map_readers.hpp"
@@ -82,6 +96,22 @@ struct cache_options {
   /// value copy blocks): as shared_map_options::max_reader_wait (0: as long as it takes; at most
   /// 8 copies held for stuck readers, then writes wait again).
   std::chrono::nanoseconds max_reader_wait{0};
+  /// How long after its write an entry becomes due for refresh (0: never; as Caffeine's
+  /// refreshAfterWrite). A due entry is still a hit for get_or_load(key, loader), which returns
+  /// it and starts one refresh of the key with that loader: loader(key)'s value then replaces
+  /// the entry as a put does (a new write time and expiry), unless the entry was invalidated,
+  /// replaced, evicted or expired meanwhile (then the value is dropped). A refresh that throws
+  /// leaves the old value (counted in load_failures); the next due call tries again. get(),
+  /// get_all() and peek() never refresh, and an expired entry is a miss however it got there.
+  std::chrono::nanoseconds refresh_after_write{0};
+  /// Where refreshes run. Empty: on the thread of the get_or_load() that found the entry due,
+  /// before it returns, and that call returns the refreshed value (or, if the refresh threw, the
+  /// old one); other callers meanwhile get the old value without waiting. Set: each refresh is
+  /// submitted as a task, and the call returns the old value at once. The task does not throw;
+  /// it holds a pointer to the cache, so the executor must run or destroy every task before the
+  /// cache is destroyed (a task destroyed unrun ends its refresh: the next due call starts
+  /// another). An executor that throws: no refresh, the call still returns the old value.
+  std::function<void(std::function<void()>)> refresh_executor{};
 };
 
 struct cache_stats {
@@ -92,6 +122,7 @@ struct cache_stats {
   std::uint64_t evictions = 0;       ///< entries removed to keep the bound
   std::uint64_t expirations = 0;     ///< entries removed after their deadline
   std::uint64_t dropped_accesses = 0;  ///< hit records the policy never saw (a full ring)
+  std::uint64_t refreshes = 0;  ///< refreshes run (each also a load: a success or a failure)
   /// hits / (hits + misses); 1 before any lookup.
   double hit_ratio() const {
     const std::uint64_t lookups = hits + misses;
@@ -119,12 +150,14 @@ namespace detail {
 template <class T, class Value>
 inline constexpr bool is_with_ttl = std::is_same_v<std::remove_cvref_t<T>, with_ttl<Value>>;
 
-/// What the cache stores under each key: the value and its deadline (ticker nanoseconds).
+/// What the cache stores under each key: the value, its deadline and when it becomes due for
+/// refresh (ticker nanoseconds).
 template <class Value>
 struct cache_entry {
   static constexpr std::int64_t never = std::numeric_limits<std::int64_t>::max();
   Value value;
   std::int64_t expires = never;
+  std::int64_t refresh_at = never;
 };
 }  // namespace detail
 
@@ -217,13 +250,23 @@ class cache {
   /// different keys run in parallel. A loader that calls get_or_load() for the same key on the
   /// same thread gets std::logic_error (two loaders waiting on each other's keys deadlock, as
   /// with any lock; do not).
+  /// With cache_options::refresh_after_write, a hit on an entry due for refresh starts a refresh
+  /// of the key with loader, unless one is in flight (or a load of the key is): see that option
+  /// for what the call returns and where the refresh runs. A refresh is not a load for the
+  /// callers that miss meanwhile: they load on their own, as above (and the refresh's value is
+  /// then dropped). Submitted to refresh_executor, the refresh holds a copy of loader (moved from
+  /// an rvalue); a loader that cannot be copied (an lvalue of a move-only type) refreshes on the
+  /// calling thread, as with no executor.
   template <class Loader>
   Value get_or_load(const Key& key, Loader&& loader) {
     static_assert(std::is_invocable_r_v<Value, Loader&, const Key&> ||
                       detail::is_with_ttl<std::invoke_result_t<Loader&, const Key&>, Value>,
                   "leftright: get_or_load needs loader(const Key&) -> Value or with_ttl<Value>");
-    if (std::optional<Value> v = get(key)) return *std::move(v);
-    return load(key, loader);
+    bool due = false;
+    std::optional<Value> v = find_live(key, due);
+    if (!v) [[unlikely]] return load(key, loader);
+    if (due) [[unlikely]] return refresh(key, *std::move(v), std::forward<Loader>(loader));
+    return *std::move(v);
   }
 
   // ---- Writes. Progress: blocking (the writer lock, and one shared_map update). Each returns
@@ -300,6 +343,7 @@ class cache {
     });
     s.load_successes = load_successes_.load(std::memory_order_relaxed);  // [K1]
     s.load_failures = load_failures_.load(std::memory_order_relaxed);    // [K1]
+    s.refreshes = refreshes_.load(std::memory_order_relaxed);            // [K1]
     std::lock_guard<std::mutex> lock(write_mu_);
     s.evictions = evictions_;
     s.expirations = expirations_;
@@ -337,6 +381,7 @@ class cache {
     Key key;
     std::int64_t expires;
     std::uint64_t weight;
+    std::uint64_t stamp;  ///< which write put it (a refresh replaces only the entry it refreshed)
   };
   using index_type = absl::flat_hash_map<std::uint64_t, resident>;
 
@@ -359,6 +404,7 @@ class cache {
     };
     std::vector<removal> removed;
     bool reporting = false;  ///< a listener is set: collect the removals
+    std::int64_t refresh_at = entry::never;  ///< when the entries this plan puts become due
     std::optional<typename reader_type::guard> snapshot;  ///< the map before this write
   };
 
@@ -375,6 +421,8 @@ class cache {
       throw std::invalid_argument("leftright::cache: expire_after_write is negative");
     if (o.max_reader_wait.count() < 0)
       throw std::invalid_argument("leftright::cache: max_reader_wait is negative");
+    if (o.refresh_after_write.count() < 0)
+      throw std::invalid_argument("leftright::cache: refresh_after_write is negative");
     return o;
   }
   static shared_map_options map_options(const cache_options& o) {
@@ -446,6 +494,10 @@ class cache {
     if (d <= 0) return std::numeric_limits<std::int64_t>::min();
     return t > entry::never - d ? entry::never - 1 : t + d;
   }
+  /// When an entry written now becomes due for refresh.
+  std::int64_t refresh_deadline() const {
+    return options_.refresh_after_write.count() == 0 ? entry::never : deadline_after(options_.refresh_after_write);
+  }
 
   // ---- The writer. ----
 
@@ -458,6 +510,7 @@ class cache {
     {
       std::lock_guard<std::mutex> lock(write_mu_);
       p.reporting = bool(listener_);
+      p.refresh_at = refresh_deadline();
       drain_accesses();
       expire_due(p);
       decide(p);
@@ -534,9 +587,9 @@ class cache {
     }
     if (it != index_.end()) retire(p, it, removal_cause::replaced);
     if (expires != entry::never) deadlines_.insert({expires, h});
-    index_.insert_or_assign(h, resident{key, expires, weight});
+    index_.insert_or_assign(h, resident{key, expires, weight, ++stamps_});
     if (p.tracks_pending) p.pending.insert_or_assign(h, p.ops.size());
-    p.ops.push_back({std::move(key), entry{std::move(value), expires}});
+    p.ops.push_back({std::move(key), entry{std::move(value), expires, p.refresh_at}});
   }
 
   /// Tells the policy of the entry (hash h) being put; erases the victims it picks. False if the
@@ -658,8 +711,64 @@ class cache {
 
   // ---- Loading. ----
 
+  /// get(key) for get_or_load(): the same lookup, recorded and counted the same way; due is set
+  /// if the live entry found is due for refresh.
+  std::optional<Value> find_live(const Key& key, bool& due) const {
+    const thread_state& t = local();
+    auto g = t.reader.read();
+    const entry* e = g.find(key);
+    if (e == nullptr || expired(*e)) {
+      t.misses.add();
+      return std::nullopt;
+    }
+    t.ring.record(access_record(key));  // counts the hit too
+    due = e->refresh_at != entry::never && expired_now(e->refresh_at);
+    return e->value;
+  }
+
+  /// A loader's value, and the ttl it gave with it (with_ttl).
+  struct loaded {
+    Value value;
+    std::optional<std::chrono::nanoseconds> ttl;
+  };
+  /// loader(key), counted as a load success or failure; throws what the loader throws.
+  template <class Loader>
+  loaded call_loader(const Key& key, Loader& loader) {
+    std::optional<loaded> got;
+    try {
+      if constexpr (detail::is_with_ttl<std::invoke_result_t<Loader&, const Key&>, Value>) {
+        with_ttl<Value> l = std::invoke(loader, key);
+        got.emplace(loaded{std::move(l.value), l.ttl});
+      } else {
+        got.emplace(loaded{std::invoke(loader, key), std::nullopt});
+      }
+    } catch (...) {
+      load_failures_.fetch_add(1, std::memory_order_relaxed);  // [K1]
+      throw;
+    }
+    load_successes_.fetch_add(1, std::memory_order_relaxed);  // [K1]
+    return *std::move(got);
+  }
+  std::int64_t deadline_of(const loaded& l) const { return l.ttl ? deadline_after(*l.ttl) : default_deadline(); }
+
   template <class Loader>
   Value load(const Key& key, Loader& loader);
+
+  // Refreshes. A refresh is registered in refreshes_in_flight_ (under load_mu_) from its start
+  // until its put is done or dropped, so that one runs per key at a time; it replaces only the
+  // entry it found due, known by its stamp (resident::stamp), taken under the writer lock.
+  template <class L>
+  struct refresh_job;
+  template <class Loader>
+  Value refresh(const Key& key, Value old, Loader&& loader);
+  std::optional<std::uint64_t> begin_refresh(const Key& key);
+  void end_refresh(const Key& key) noexcept {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    refreshes_in_flight_.erase(key);
+  }
+  template <class Loader>
+  std::optional<Value> refresh_here(const Key& key, std::uint64_t stamp, Loader& loader);
+  void put_if_unchanged(const Key& key, std::uint64_t stamp, const loaded& l);
 
   const std::uint64_t id_ = detail::next_shared_map_id();
   const cache_options options_;
@@ -679,11 +788,13 @@ class cache {
   removal_listener listener_;
   std::uint64_t evictions_ = 0;
   std::uint64_t expirations_ = 0;
+  std::uint64_t stamps_ = 0;  ///< the last resident::stamp given
 
   // Loads in flight, under load_mu_.
   std::mutex load_mu_;
   absl::flat_hash_map<Key, std::shared_ptr<load_state>, Hash, Eq> loads_;
-  std::atomic<std::uint64_t> load_successes_{0}, load_failures_{0};
+  absl::flat_hash_set<Key, Hash, Eq> refreshes_in_flight_;
+  std::atomic<std::uint64_t> load_successes_{0}, load_failures_{0}, refreshes_{0};
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -744,22 +855,9 @@ Value cache<Key, Value, Hash, Eq, Traits>::load(const Key& key, Loader& loader) 
   try {
     v = peek(key);
     if (!v) {
-      std::optional<std::chrono::nanoseconds> ttl;
-      try {
-        if constexpr (detail::is_with_ttl<std::invoke_result_t<Loader&, const Key&>, Value>) {
-          with_ttl<Value> loaded = std::invoke(loader, key);
-          v.emplace(std::move(loaded.value));
-          ttl = loaded.ttl;
-        } else {
-          v.emplace(std::invoke(loader, key));
-        }
-      } catch (...) {
-        load_failures_.fetch_add(1, std::memory_order_relaxed);  // [K1]
-        throw;
-      }
-      load_successes_.fetch_add(1, std::memory_order_relaxed);  // [K1]
-      if (ttl) put(key, *v, *ttl);
-      else put(key, *v);
+      loaded l = call_loader(key, loader);
+      put_until(key, l.value, deadline_of(l));
+      v.emplace(std::move(l.value));
     }
   } catch (...) {
     error = std::current_exception();
@@ -771,6 +869,124 @@ Value cache<Key, Value, Hash, Eq, Traits>::load(const Key& key, Loader& loader) 
   st->finish(error ? std::nullopt : v, error);
   if (error) std::rethrow_exception(error);
   return *std::move(v);
+}
+
+/// A refresh submitted to cache_options::refresh_executor: the task holds it (shared, so that
+/// the task is copyable whatever the loader is). Run once, it refreshes; destroyed unrun (an
+/// executor that refused it, or dropped it), it ends the refresh, which the next due call
+/// starts again.
+template <class Key, class Value, class Hash, class Eq, class Traits>
+template <class L>
+struct cache<Key, Value, Hash, Eq, Traits>::refresh_job {
+  cache* owner;
+  Key key;
+  std::uint64_t stamp;
+  L loader;
+  bool ran = false;  // the executor orders a task's run before its destruction
+
+  refresh_job(cache* c, const Key& k, std::uint64_t s, L&& l)
+      : owner(c), key(k), stamp(s), loader(std::move(l)) {}
+  refresh_job(const refresh_job&) = delete;
+  refresh_job& operator=(const refresh_job&) = delete;
+  ~refresh_job() {
+    if (!ran) owner->end_refresh(key);
+  }
+  void run() noexcept {
+    if (ran) return;
+    ran = true;
+    try {
+      (void)owner->refresh_here(key, stamp, loader);
+    } catch (...) {  // the put's allocation failed: the old value stays, as after a failed load
+    }
+  }
+};
+
+template <class Key, class Value, class Hash, class Eq, class Traits>
+template <class Loader>
+Value cache<Key, Value, Hash, Eq, Traits>::refresh(const Key& key, Value old, Loader&& loader) {
+  const std::optional<std::uint64_t> stamp = begin_refresh(key);
+  if (!stamp) return old;  // one is in flight, or the entry changed since this caller found it
+  using L = std::decay_t<Loader>;
+  if constexpr (std::is_constructible_v<L, Loader&&>) {
+    if (options_.refresh_executor) {
+      std::shared_ptr<refresh_job<L>> job;
+      try {
+        job = std::make_shared<refresh_job<L>>(this, key, *stamp, L(std::forward<Loader>(loader)));
+      } catch (...) {  // copying the loader or the key threw: no refresh
+        end_refresh(key);
+        return old;
+      }
+      try {
+        options_.refresh_executor([job] { job->run(); });
+      } catch (...) {  // refused: job, unrun, ends the refresh when the last copy goes
+      }
+      return old;
+    }
+  }
+  // This caller refreshes, and returns the refreshed value (the old one if the loader threw).
+  if (std::optional<Value> v = refresh_here(key, *stamp, loader)) return *std::move(v);
+  return old;
+}
+
+/// Registers a refresh of key, unless a refresh or a load of key is in flight, or key's entry is
+/// gone or no longer due (put again since the caller found it due). Returns the stamp of the
+/// entry to replace, or nullopt (nothing registered).
+template <class Key, class Value, class Hash, class Eq, class Traits>
+std::optional<std::uint64_t> cache<Key, Value, Hash, Eq, Traits>::begin_refresh(const Key& key) {
+  {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    if (loads_.contains(key) || !refreshes_in_flight_.insert(key).second) return std::nullopt;
+  }
+  std::optional<std::uint64_t> stamp;
+  try {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    if (const auto it = find_resident(key); it != index_.end()) {
+      const auto g = writer_reader().read();  // the map as the index has it
+      const entry* e = g.find(key);
+      if (e != nullptr && e->refresh_at != entry::never && now() >= e->refresh_at) stamp = it->second.stamp;
+    }
+  } catch (...) {
+    end_refresh(key);
+    throw;
+  }
+  if (!stamp) end_refresh(key);
+  return stamp;
+}
+
+/// Runs a registered refresh on this thread: loader(key), then the put if the entry is still the
+/// one refreshed, then the end of the registration. The loaded value, or nullopt if the loader
+/// threw (counted; the old value stays). Throws what the put throws (the registration ends).
+template <class Key, class Value, class Hash, class Eq, class Traits>
+template <class Loader>
+std::optional<Value> cache<Key, Value, Hash, Eq, Traits>::refresh_here(const Key& key, std::uint64_t stamp,
+                                                                        Loader& loader) {
+  struct ender {
+    cache* c;
+    const Key& k;
+    ~ender() { c->end_refresh(k); }
+  } end{this, key};
+  refreshes_.fetch_add(1, std::memory_order_relaxed);  // [K1]
+  std::optional<loaded> got;
+  try {
+    got.emplace(call_loader(key, loader));
+  } catch (...) {
+    return std::nullopt;
+  }
+  put_if_unchanged(key, stamp, *got);
+  return std::move(got->value);
+}
+
+/// The refresh's put: as put(), if key's entry is still the one written by the write stamped
+/// stamp; otherwise (invalidated, replaced, evicted or expired since) the value is dropped. The
+/// write's maintenance runs first, so an entry that has expired by now is not refreshed.
+template <class Key, class Value, class Hash, class Eq, class Traits>
+void cache<Key, Value, Hash, Eq, Traits>::put_if_unchanged(const Key& key, std::uint64_t stamp, const loaded& l) {
+  const std::int64_t expires = deadline_of(l);
+  write([&](plan& p) {
+    const auto it = find_resident(key);
+    if (it == index_.end() || it->second.stamp != stamp) return;
+    put_one(p, Key(key), Value(l.value), expires, [&] { return weigh(key, l.value); });
+  });
 }
 
 template <class Key, class Value, class Hash, class Eq, class Traits>
@@ -785,7 +1001,7 @@ void cache<Key, Value, Hash, Eq, Traits>::resync() noexcept {
     for (const auto& [k, e] : g) {
       const std::uint64_t h = hash_of(k);
       const std::uint64_t weight = weigher_ ? weigher_(k, e.value) : 1;
-      index_.insert_or_assign(h, resident{k, e.expires, weight});
+      index_.insert_or_assign(h, resident{k, e.expires, weight, ++stamps_});
       if (e.expires != entry::never) deadlines_.insert({e.expires, h});
       if (policy_) policy_->on_insert(h, weight);  // no victims: the map kept the bound
     }
