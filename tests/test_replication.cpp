@@ -775,3 +775,21 @@ TEST_CASE("replication: streams made without direct gets (an older version's) ar
   REQUIRE(f.wait_for(40, std::chrono::seconds(10)));
   CHECK(fingerprint_of(fr.read()) == m.at[40]);
 }
+
+TEST_CASE("replication: more copies than the engine can keep is a typed error at open, with the engine's reason",
+          "[replication]") {
+  nats_server server;  // a single server: one copy of each stream at most
+  auto opts = options_for(server, "replicas");
+  opts.replicas = 3;
+  try {
+    auto leader = leftright::open_leader<u64, u64>(opts);
+    FAIL("a single server made streams of 3 replicas");
+  } catch (const replication_error& e) {
+    INFO(e.what());
+    CHECK(std::string(e.what()).find("create stream LR_replicas") != std::string::npos);
+  }
+  opts.replicas = 1;
+  auto [leader, r] = leftright::open_leader<u64, u64>(opts);  // the same name, now possible
+  leader.insert(1, 1);
+  CHECK(leader.publish() == 1);
+}

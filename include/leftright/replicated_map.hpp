@@ -66,6 +66,11 @@ struct replication_options {
   /// Leader: the lease expires this long after its last renewal (each publish renews it once a
   /// third of this has passed).
   std::chrono::milliseconds lease_ttl{10000};
+  /// The engine's copies of each stream and bucket the map makes (its first leader or follower
+  /// makes them; later opens use them as they are): 3 on a 3-node cluster, so that a publish is
+  /// acknowledged once a quorum stored it; 1 on a single server, which refuses more (the open
+  /// throws replication_error with the engine's reason).
+  int replicas = 1;
 };
 
 namespace detail::replication {
@@ -350,7 +355,7 @@ std::pair<replicated_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value
   namespace rp = detail::replication;
   replication_options opts = options;
   if (opts.id.empty()) opts.id = rp::default_id();
-  auto ch = std::make_unique<rp::channel>(opts.url, opts.name, opts.timeout, opts.lease_ttl);
+  auto ch = std::make_unique<rp::channel>(opts.url, opts.name, opts.timeout, opts.lease_ttl, opts.replicas);
   ch->acquire_lease(opts.id, opts.take_over);
   rp::load_table<Key, Value, Hash, Eq, Traits> t;
   typename detail::meta_of<Traits>::type meta{};
@@ -688,7 +693,8 @@ template <class Key, class Value, class Hash = default_hash<Key>, class Eq = def
 std::pair<follower<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>> open_follower(
     const replication_options& options) {
   namespace rp = detail::replication;
-  auto ch = std::make_unique<rp::channel>(options.url, options.name, options.timeout, options.lease_ttl);
+  auto ch = std::make_unique<rp::channel>(options.url, options.name, options.timeout, options.lease_ttl,
+                                          options.replicas);
   rp::load_table<Key, Value, Hash, Eq, Traits> t;
   typename detail::meta_of<Traits>::type meta{};
   const std::uint64_t snap = rp::load_snapshot<Key, Value>(*ch, t, meta);

@@ -99,10 +99,12 @@ struct log_range {
 class channel {
  public:
   /// Connects to url (reconnecting forever after a loss) and makes the map's streams and
-  /// buckets if they do not exist. timeout bounds every request. Throws replication_error.
+  /// buckets if they do not exist, each with `replicas` copies in the engine. timeout bounds
+  /// every request. Throws replication_error (one naming the engine's reason if it cannot keep
+  /// that many copies, as a single server cannot keep more than one).
   channel(const std::string& url, const std::string& name, std::chrono::milliseconds timeout,
-          std::chrono::milliseconds lease_ttl)
-      : name_(name), timeout_ms_(timeout.count()) {
+          std::chrono::milliseconds lease_ttl, int replicas = 1)
+      : name_(name), timeout_ms_(timeout.count()), replicas_(replicas) {
     check_name(name);
     connect(url);
     direct_.insert_or_assign(log_stream(), ensure_stream(log_stream(), log_subject(), /*max_msg_size=*/-1));
@@ -321,6 +323,7 @@ class channel {
     cfg.SubjectsLen = 1;
     cfg.Storage = js_FileStorage;
     cfg.MaxMsgSize = max_msg_size;
+    cfg.Replicas = replicas_;
     cfg.AllowDirect = true;  // get() reads messages as they are, not in base64 inside JSON
     s = js_AddStream(&si, js_.get(), &cfg, &o, &jerr);
     stream_info_ptr added(si);
@@ -338,6 +341,7 @@ class channel {
     cfg.History = 1;
     cfg.TTL = ttl_ms * 1'000'000;  // nanoseconds, as the stream's MaxAge
     cfg.StorageType = js_FileStorage;
+    cfg.Replicas = replicas_;
     check(js_CreateKeyValue(&kv, js_.get(), &cfg), ("create bucket " + bucket).c_str());
     return kv_ptr(kv);
   }
@@ -353,6 +357,7 @@ class channel {
 
   std::string name_;
   std::int64_t timeout_ms_;
+  int replicas_;                        ///< the engine's copies of each stream and bucket it makes
   std::map<std::string, bool> direct_;  ///< per stream: whether it allows direct gets
   connection_ptr nc_;
   js_ptr js_;
