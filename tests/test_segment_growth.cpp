@@ -133,3 +133,25 @@ TEST_CASE("a small map's directory stays small, and a checkpoint shrinks it", "[
   }
   CHECK(directory_bytes(o.path) == after);
 }
+
+TEST_CASE("the prefaulter is asked once per segment smaller than its reach, and every half reach in a larger one",
+          "[durable][segments]") {
+  temp_dir dir("prefault");
+  auto fsys = st::default_file_system();
+  const auto mapped = [&](const std::string& name, std::size_t size) {
+    auto f = fsys->open(dir.path() / name, st::open_mode::create_new);
+    f->allocate(size);
+    return f->map(size, true);
+  };
+  constexpr std::size_t reach = std::size_t{4} << 20;
+  st::prefaulter p(reach);
+  // A 64 KiB segment, written 100 bytes at a time: its whole rest is asked for at once.
+  const auto small = mapped("small", std::size_t{64} << 10);
+  for (std::size_t at = 100; at < small->size(); at += 100) p.wrote(1, small, at);
+  CHECK(p.requests() == 1);
+  // A 16 MiB segment, written 4 KiB at a time: a request each time the writer is half way
+  // through the last one (2 MiB), until the end was asked for.
+  const auto large = mapped("large", std::size_t{16} << 20);
+  for (std::size_t at = 4096; at < large->size(); at += 4096) p.wrote(2, large, at);
+  CHECK(p.requests() == 1 + 7);
+}
