@@ -252,12 +252,13 @@ TEST_CASE("replication: wait_for() callers waiting for different versions each r
   std::vector<u64> seen(targets.size(), 0);
   std::atomic<std::size_t> returned{0};
   std::vector<std::thread> waiters;
+  auto& fol = f;  // a structured binding: clang 14 cannot capture it
   for (std::size_t i = 0; i < targets.size(); ++i) {
     waiters.emplace_back([&, i] {
       // A minute: a wait_for() that returns only at its timeout still returns true (the
       // version is there by then); a lost wake shows as a waiter not back within 10 s below.
-      ok[i] = f.wait_for(targets[i], std::chrono::seconds(60)) ? 1 : 0;
-      seen[i] = f.version();
+      ok[i] = fol.wait_for(targets[i], std::chrono::seconds(60)) ? 1 : 0;
+      seen[i] = fol.version();
       // relaxed: a count only; ok and seen are read after join.
       returned.fetch_add(1, std::memory_order_relaxed);
     });
