@@ -794,3 +794,244 @@ TEST_CASE("replication: more copies than the engine can keep is a typed error at
   leader.insert(1, 1);
   CHECK(leader.publish() == 1);
 }
+
+namespace {
+
+/// A fresh directory under /tmp, removed with everything in it when this goes.
+struct temp_dir {
+  std::filesystem::path path;
+  temp_dir() {
+    char tmpl[] = "/tmp/leftright-warm-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path = tmpl;
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+/// The names of the local snapshots in dir.
+std::vector<std::string> local_snapshots(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.starts_with("snap-")) names.push_back(n);
+  }
+  return names;
+}
+
+/// Removes the engine's log below seq, with no snapshot to replace it: then only a local copy
+/// can supply those versions (a cold follower could not start; a warm one must not need them).
+void purge_engine_log_below(const leftright::replication_options& o, u64 seq) {
+  leftright::detail::replication::channel ch(o.url, o.name, o.timeout, o.lease_ttl);
+  ch.purge_log_below(seq);
+}
+
+/// options_for(), with a longer bound on each request: a loaded machine can make the engine's
+/// first consumer slow to create, and a follower's subscribe must not time out then.
+leftright::replication_options warm_options(const nats_server& s, const std::string& name) {
+  auto o = options_for(s, name);
+  o.timeout = std::chrono::milliseconds(5000);
+  return o;
+}
+
+/// Publishes versions from..to of the model's workload on w (m recorded them already).
+template <class Writer>
+void publish_range(Writer& w, u64 from, u64 to) {
+  for (u64 v = from; v <= to; ++v) {
+    model::queue(w, v);
+    REQUIRE(w.publish() == v);
+  }
+}
+
+/// A follower with a local copy in dir follows w through version `to`, then is destroyed
+/// (a clean stop: its last local snapshot is at `to`).
+template <class Writer>
+void follow_then_stop(const leftright::replication_options& fopts, Writer& w, u64 from, u64 to) {
+  auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
+  publish_range(w, from, to);
+  const bool reached = f.wait_for(to, std::chrono::seconds(20));
+  INFO("follower at " << f.version() << ", lag " << f.lag() << ", last error: " << f.last_error());
+  REQUIRE(reached);
+}
+
+}  // namespace
+
+TEST_CASE("replication: a follower with a local copy restarts warm at its version, then follows the log",
+          "[replication][warm]") {
+  nats_server server;
+  temp_dir dir;
+  auto opts = warm_options(server, "warm");
+  auto fopts = opts;
+  fopts.local_path = dir.path / "copy" / "a";  // missing: created
+  fopts.local_checkpoint_every = 100;
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  model m;
+  for (u64 v = 1; v <= 400; ++v) m.record(v);
+  follow_then_stop(fopts, leader, 1, 300);
+  // Only the newest local snapshot is kept: the one the stop wrote.
+  CHECK(local_snapshots(fopts.local_path) == std::vector<std::string>{"snap-000000000000012c.dat"});
+  publish_range(leader, 301, 400);
+  // No engine snapshot, and the log below 301 gone: only the local copy has versions 1..300.
+  purge_engine_log_below(opts, 301);
+
+  auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
+  {
+    auto g = fr.read();  // at open: the local copy's version (or later, if the thread applied some)
+    CHECK(g.version() >= 300);
+    CHECK(fingerprint_of(g) == m.at[g.version()]);
+  }
+  read_checker checker(f.factory(), &m);
+  INFO("follower at " << f.version() << ", last error: " << f.last_error());
+  REQUIRE(f.wait_for(400, std::chrono::seconds(20)));
+  checker.stop();
+  CHECK(checker.failures().empty());
+  for (const auto& e : checker.failures()) INFO(e);
+  CHECK(fingerprint_of(fr.read()) == m.at[400]);
+  CHECK(f.rebootstraps() == 0);
+}
+
+TEST_CASE("replication: a warm follower whose next version the engine purged re-bootstraps forward",
+          "[replication][warm]") {
+  nats_server server;
+  temp_dir dir;
+  auto opts = warm_options(server, "warmpurged");
+  auto fopts = opts;
+  fopts.local_path = dir.path;
+  fopts.local_checkpoint_every = 100;
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  model m;
+  for (u64 v = 1; v <= 420; ++v) m.record(v);
+  follow_then_stop(fopts, leader, 1, 300);
+  publish_range(leader, 301, 400);
+  leader.snapshot();  // at 400; the log below 401 is purged: it holds nothing now
+
+  auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
+  {
+    auto g = fr.read();
+    CHECK(g.version() >= 300);
+    CHECK(fingerprint_of(g) == m.at[g.version()]);
+  }
+  read_checker checker(f.factory(), &m);
+  INFO("follower at " << f.version() << ", last error: " << f.last_error());
+  REQUIRE(f.wait_for(400, std::chrono::seconds(20)));
+  CHECK(f.rebootstraps() == 1);
+  publish_range(leader, 401, 420);  // and on through the log from there
+  REQUIRE(f.wait_for(420, std::chrono::seconds(20)));
+  checker.stop();
+  CHECK(checker.failures().empty());
+  for (const auto& e : checker.failures()) INFO(e);
+  CHECK(fingerprint_of(fr.read()) == m.at[420]);
+  CHECK(f.rebootstraps() == 1);
+}
+
+TEST_CASE("replication: a damaged local copy, one of other types, or one in use is refused, naming why",
+          "[replication][warm]") {
+  nats_server server;
+  temp_dir dir;
+  auto opts = warm_options(server, "warmdamaged");
+  auto fopts = opts;
+  fopts.local_path = dir.path;
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  follow_then_stop(fopts, leader, 1, 50);
+  const auto names = local_snapshots(dir.path);
+  REQUIRE(names.size() == 1);
+  const auto file = dir.path / names[0];
+  {
+    // In use: one follower per directory.
+    auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
+    CHECK(fr.version() >= 50);
+    CHECK_THROWS_AS((leftright::open_follower<u64, u64>(fopts)), replication_error);
+  }
+  try {
+    (void)leftright::open_follower<u64, std::string>(fopts);
+    FAIL("a follower of other types opened the local copy");
+  } catch (const replication_error& e) {
+    CHECK(e.code() == replication_errc::protocol);
+    CHECK_THAT(e.what(), Catch::Matchers::Contains(file.string()));
+  }
+  {
+    // A byte flipped in the middle of the entries.
+    std::fstream io(file, std::ios::in | std::ios::out | std::ios::binary);
+    const auto size = std::filesystem::file_size(file);
+    io.seekg(static_cast<std::streamoff>(size / 2));
+    char c = 0;
+    io.read(&c, 1);
+    c = static_cast<char>(c ^ 0x5a);
+    io.seekp(static_cast<std::streamoff>(size / 2));
+    io.write(&c, 1);
+  }
+  try {
+    (void)leftright::open_follower<u64, u64>(fopts);
+    FAIL("a damaged local snapshot was loaded");
+  } catch (const replication_error& e) {
+    CHECK(e.code() == replication_errc::protocol);
+    CHECK_THAT(e.what(), Catch::Matchers::Contains(file.string()));
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("checksum"));
+  }
+  // Deleting the directory starts cold, from the engine.
+  std::filesystem::remove_all(dir.path);
+  auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
+  REQUIRE(f.wait_for(50, std::chrono::seconds(20)));
+}
+
+TEST_CASE("replication: a warm follower ahead of an engine that lost its data keeps its state and says so",
+          "[replication][warm]") {
+  temp_dir dir;
+  u64 sum = 0;
+  leftright::replication_options fopts;
+  {
+    nats_server first;
+    auto opts = warm_options(first, "warmahead");
+    fopts = opts;
+    fopts.local_path = dir.path;
+    auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+    follow_then_stop(fopts, leader, 1, 30);
+    sum = fingerprint_of(lr.read()).sum;
+  }
+  nats_server second;  // an empty engine: its log ends at 0
+  fopts.url = second.url();
+  auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
+  CHECK(fr.version() == 30);
+  CHECK(eventually([&f = f] { return f.last_error().find("engine behind") != std::string::npos; },
+                   std::chrono::seconds(20)));
+  CHECK(fr.version() == 30);  // never backwards
+  CHECK(fingerprint_of(fr.read()).sum == sum);
+}
+
+TEST_CASE("replication: metadata survives a follower's warm restart", "[replication][warm]") {
+  nats_server server;
+  temp_dir dir;
+  auto opts = warm_options(server, "warmlabels");
+  auto fopts = opts;
+  fopts.local_path = dir.path;
+  fopts.local_checkpoint_every = 30;
+  auto [leader, lr] = leftright::open_leader<u64, u64, leftright::default_hash<u64>, leftright::default_eq<u64>,
+                                             labelled_traits>(opts);
+  auto open = [&] {
+    return leftright::open_follower<u64, u64, leftright::default_hash<u64>, leftright::default_eq<u64>,
+                                    labelled_traits>(fopts);
+  };
+  {
+    auto [f, fr] = open();
+    publish_labelled(leader, 1, 100);  // 100 sets no label: it shows "v99"
+    REQUIRE(f.wait_for(100, std::chrono::seconds(20)));
+  }
+  publish_labelled(leader, 101, 150);
+  purge_engine_log_below(opts, 101);  // only the local copy has versions 1..100
+  auto [f, fr] = open();
+  {
+    auto g = fr.read();
+    CHECK(g.version() >= 100);
+    CHECK(g.meta() == label_at(g.version()));
+  }
+  label_checker check(f.factory());
+  REQUIRE(f.wait_for(150, std::chrono::seconds(20)));
+  check.stop();
+  for (const auto& e : check.failures()) FAIL_CHECK(e);
+  CHECK(fr.read().meta() == "v149");
+  CHECK(f.rebootstraps() == 0);
+}

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // leftright: one map on many machines. A leader publishes each batch to NATS JetStream before
-// its own readers see it; followers bootstrap from the newest snapshot and apply the log in
+// its own readers see it; followers bootstrap from the newest snapshot (or, restarting warm,
+// from a local copy of their own: replication_options::local_path) and apply the log in
 // order, each through its own map writer, so their readers are ordinary map_readers: wait-free,
 // whole batches only, versions never going down.
 //
@@ -18,7 +19,9 @@
 //        see it) before version() reports it; wait_for() then finds it too
 //   [F2] applied: load relaxed by the applying thread, its own writes
 //   [F3] known_last: relaxed both ways: an estimate for lag(); nothing is read through it
-//   [F4] rebootstraps: relaxed: a counter read on its own
+//   [F4] rebootstraps: relaxed: a counter read on its own; it is counted before the version
+//        the re-bootstrap published is shown ([F1]'s release store and the mutex of wait_for
+//        order it), so a caller that saw that version sees the count
 //   [F5] stopping: relaxed both ways: stored under the mutex that orders it before the thread's
 //        next check; only a signal to leave the loop
 #pragma once
@@ -28,7 +31,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -42,6 +47,10 @@
 #include "detail/replication/batch_bridge.hpp"
 #include "detail/replication/nats.hpp"
 #include "detail/storage/crc32c.hpp"
+#include "detail/storage/fs.hpp"
+#include "detail/storage/recovery.hpp"
+#include "detail/storage/replay.hpp"
+#include "detail/storage/snapshot.hpp"
 #include "durable_map.hpp"
 #include "map.hpp"
 #include "replication_error.hpp"
@@ -71,6 +80,20 @@ struct replication_options {
   /// acknowledged once a quorum stored it; 1 on a single server, which refuses more (the open
   /// throws replication_error with the engine's reason).
   int replicas = 1;
+  /// Follower: a directory for a local durable copy of its state (empty: none; it then
+  /// bootstraps from the engine at every open). Created if missing and locked while the
+  /// follower lives (one follower per directory). Its newest snapshot, if any, is loaded at
+  /// open_follower(), so a warm restart shows that version at once and the log is followed
+  /// from the version after it (or a re-bootstrap jumps forward if the engine purged that far).
+  /// The files are a durable map's snapshots (detail/storage/snapshot.hpp), checksummed and
+  /// named by the map's key and value codecs: a damaged one, or one of other types, makes
+  /// open_follower() throw (delete the directory to start cold). Nothing else is kept there:
+  /// the log itself stays in the engine.
+  std::filesystem::path local_path;
+  /// Follower with local_path: write a local snapshot after it advanced this many versions
+  /// since the last one (and at a clean stop), keeping only the newest. Each costs a pass over
+  /// the map on the follower's thread (applying waits meanwhile); 0 writes one only at the stop.
+  std::uint64_t local_checkpoint_every = 1000;
 };
 
 namespace detail::replication {
@@ -193,6 +216,81 @@ std::uint64_t load_state(channel& ch, Table& t, Meta& meta, std::uint64_t last) 
 }
 
 inline std::string default_id() { return "pid-" + std::to_string(::getpid()); }
+
+/// A follower's local durable copy (replication_options::local_path): its directory, locked for
+/// this follower alone, and the codec names its snapshots carry (the durable map's: a
+/// directory of another map's types is refused when its snapshot is read).
+struct local_store {
+  std::shared_ptr<storage::file_system> fs;
+  std::filesystem::path dir;
+  std::unique_ptr<storage::lock_handle> lock;
+  std::string key_codec, value_codec;
+};
+
+/// Runs f(); a storage_error from it becomes replication_error (protocol) naming what failed
+/// (what() of a storage_error names the file).
+template <class F>
+auto local_step(const char* what, F&& f) {
+  try {
+    return f();
+  } catch (const storage_error& e) {
+    throw replication_error(replication_errc::protocol, what,
+                            std::string("the follower's local copy: ") + e.what() +
+                                " (delete the directory to start from the engine)");
+  }
+}
+
+/// Creates (if missing, durably) and locks the local copy's directory, as open_map() does.
+template <class Key, class Value, class Meta>
+local_store open_local_store(const std::filesystem::path& dir) {
+  local_store s{storage::default_file_system(), dir, nullptr, codec_name<Key>(),
+                storage::value_codec_name<Value, Meta>()};
+  s.lock = local_step("open follower", [&] { return storage::open_directory(*s.fs, dir); });
+  return s;
+}
+
+/// Loads the newest local snapshot into t and meta with the durable map's recovery steps
+/// (take_inventory removes what an interrupted checkpoint left; load_newest_snapshot checks it
+/// and its types); returns its version (0: none). Throws replication_error (protocol) if it is
+/// damaged or of other types, or if the directory holds a durable map (its log is not ours).
+template <class Key, class Value, class Table, class Meta>
+std::uint64_t load_local(local_store& s, Table& t, Meta& meta) {
+  return local_step("open follower", [&]() -> std::uint64_t {
+    std::string note;
+    const auto inv = storage::take_inventory(*s.fs, s.dir, /*writable=*/true, s.key_codec, s.value_codec, note);
+    if (inv.marker || !inv.segments.empty()) {
+      throw storage_error(s.dir, "open", 0, "the directory holds a durable map (a log), not a follower's copy");
+    }
+    const storage::recovery_source src{*s.fs, s.dir, /*writable=*/true, s.key_codec, s.value_codec};
+    recovery_report rep;
+    return storage::load_newest_snapshot<Key, Value>(t, meta, src, inv, rep) - 1;
+  });
+}
+
+/// Writes the state a read guard shows as a local snapshot, as durable_writer::checkpoint()
+/// writes one (the metadata first, then the entries; temp file, sync, rename, directory sync),
+/// then removes the older ones. Throws storage_error; a failure leaves the older snapshot.
+template <class Key, class Value, class Meta, class Guard>
+void write_local_snapshot(local_store& s, const Guard& g) {
+  const std::uint64_t v = g.version();
+  storage::snapshot_writer snap(s.fs, s.dir, v, g.size(), s.key_codec, s.value_codec);
+  byte_writer w(snap.buffer());
+  if constexpr (!std::is_same_v<Meta, no_meta>) storage::append_meta(w, g.meta());
+  for (const auto& [k, val] : g) {
+    leftright::encode(k, w);
+    leftright::encode(val, w);
+    snap.maybe_flush();
+  }
+  snap.commit();
+  bool removed = false;
+  for (const std::string& name : s.fs->list(s.dir)) {
+    if (auto seq = storage::parse_hex_name(name, "snap-", ".dat"); seq && *seq < v) {
+      s.fs->remove(s.dir / name);
+      removed = true;
+    }
+  }
+  if (removed) s.fs->sync_directory(s.dir);
+}
 
 }  // namespace detail::replication
 
@@ -372,7 +470,8 @@ std::pair<replicated_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value
 /// waiting messages as one batch (its last version) when it is behind (state::flush). Its readers (from
 /// open_follower, make_reader(), factory()) are ordinary map_readers: wait-free, whole batches,
 /// versions never going down, each version the leader's. Move-only; destroying it stops the
-/// thread (its readers keep the last state).
+/// thread (its readers keep the last state) and, with a local copy (local_path), writes the
+/// state it shows as the local snapshot a restart starts from (state::save_local).
 /// All members: Thread-safety: any thread.
 template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
@@ -425,7 +524,7 @@ class follower {
   }
   /// Re-bootstraps so far.
   std::uint64_t rebootstraps() const noexcept {
-    // [F4] relaxed: a counter read on its own.
+    // [F4] relaxed: a counter; one that version() or wait_for() showed a re-bootstrap's version to is seen.
     return s_->rebootstraps.load(std::memory_order_relaxed);
   }
   /// The last error the follower's thread met (it retries; empty if none), e.g. "engine behind".
@@ -458,8 +557,16 @@ class follower {
 
   /// Everything the thread uses; it does not move when the follower does.
   struct state {
-    state(std::unique_ptr<detail::replication::channel> c, writer_t writer)
-        : ch(std::move(c)), w(std::move(writer)), applied(w.version()) {}
+    state(std::unique_ptr<detail::replication::channel> c, writer_t writer,
+          std::optional<detail::replication::local_store> store, std::uint64_t local_version, std::uint64_t every)
+        : ch(std::move(c)),
+          w(std::move(writer)),
+          local(std::move(store)),
+          local_every(every),
+          local_tried(local_version),
+          applied(w.version()) {
+      if (local) local_reader.emplace(w.make_reader());
+    }
 
     state(const state&) = delete;
     state& operator=(const state&) = delete;
@@ -505,12 +612,31 @@ class follower {
             seen_at_check = w.version();
             next_check = std::chrono::steady_clock::now() + std::chrono::seconds(1);
           }
+          if (local_every != 0 && w.version() >= local_tried + local_every) save_local();
         } catch (const std::exception& e) {
           note_error(e.what());
           discard_queued();
           sub.reset();
           pause();
         }
+      }
+      if (w.version() > local_tried) save_local();  // a clean stop: the newest state for the restart
+    }
+
+    /// Writes the published state as the local snapshot (replication_options::local_path), on
+    /// this thread, between batches: applying waits meanwhile (one pass over the map, about
+    /// every local_checkpoint_every versions), but readers do not (it reads through a guard of
+    /// its own reader, released before the next publish, which would otherwise wait for it). A
+    /// failure is noted (last_error()) and retried after as many versions again; the older
+    /// snapshot stays meanwhile.
+    void save_local() {
+      if (!local) return;
+      local_tried = w.version();
+      try {
+        auto g = local_reader->read();
+        detail::replication::write_local_snapshot<Key, Value, meta_type>(*local, g);
+      } catch (const std::exception& e) {
+        note_error(std::string("local snapshot: ") + e.what());
       }
     }
 
@@ -577,7 +703,9 @@ class follower {
                    std::to_string(v));
         return true;
       }
-      if (r.first > v + 1 && r.last >= r.first) {
+      // The log lacks v + 1 and holds (or held: a log purged empty after a snapshot at its last
+      // version reports first = last + 1) versions beyond v.
+      if (r.first > v + 1 && r.last > v) {
         rebootstrap();
         return false;
       }
@@ -609,9 +737,11 @@ class follower {
         throw;
       }
       w.skip_to(p.version);
-      published(w.publish());
-      // [F4] relaxed: a counter.
+      const std::uint64_t v = w.publish();
+      // [F4] relaxed: a counter; counted before published() shows the version, whose release
+      // store (and mutex) then carry it to whoever sees that version (version(), wait_for()).
       rebootstraps.fetch_add(1, std::memory_order_relaxed);
+      published(v);
       rebootstrap_callback f;
       {
         std::lock_guard lock(mu);
@@ -661,6 +791,10 @@ class follower {
 
     std::unique_ptr<detail::replication::channel> ch;
     writer_t w;  ///< used by the thread only
+    std::optional<detail::replication::local_store> local;  ///< thread only: the local copy, if any
+    std::optional<reader> local_reader;                      ///< thread only: what save_local() reads
+    std::uint64_t local_every;                               ///< versions between local snapshots
+    std::uint64_t local_tried;  ///< thread only: the version of the last local snapshot attempt (or the open's)
     std::uint64_t queued_through = 0;  ///< thread only: the last version queued on w, unpublished (0: none)
     std::size_t queued_messages = 0;   ///< thread only: how many
     std::atomic<std::uint64_t> applied;
@@ -687,21 +821,36 @@ class follower {
 
 /// Opens a follower of the replicated map options.name: loads the newest snapshot (if any), so
 /// that its first reader, returned here, shows the snapshot's version; then its thread applies
-/// the log from there. Throws replication_error: unreachable, protocol (other types).
+/// the log from there. With options.local_path, the newest local snapshot there (if any) is
+/// loaded instead (a warm restart: no engine snapshot is read at open), and the log is followed
+/// from the version after it; if the engine purged that far, the follower re-bootstraps
+/// forward to the engine's snapshot; if the engine's log ends before it (the engine lost
+/// data), the follower keeps its local state and reports "engine behind" (last_error()): it
+/// never goes back. Throws replication_error: unreachable, protocol (other types; a damaged
+/// local snapshot or one of other types, naming the file; a local_path that cannot be created
+/// or is locked by another follower).
 template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 std::pair<follower<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>> open_follower(
     const replication_options& options) {
   namespace rp = detail::replication;
+  using meta_type = typename detail::meta_of<Traits>::type;
+  std::optional<rp::local_store> local;
+  rp::load_table<Key, Value, Hash, Eq, Traits> t;
+  meta_type meta{};
+  std::uint64_t local_version = 0;  // of the local snapshot loaded (0: none)
+  if (!options.local_path.empty()) {
+    local.emplace(rp::open_local_store<Key, Value, meta_type>(options.local_path));
+    local_version = rp::load_local<Key, Value>(*local, t, meta);
+  }
   auto ch = std::make_unique<rp::channel>(options.url, options.name, options.timeout, options.lease_ttl,
                                           options.replicas);
-  rp::load_table<Key, Value, Hash, Eq, Traits> t;
-  typename detail::meta_of<Traits>::type meta{};
-  const std::uint64_t snap = rp::load_snapshot<Key, Value>(*ch, t, meta);
-  auto w = rp::make_writer_at<Key, Value, Hash, Eq, Traits>(std::move(t), snap, meta);
+  const std::uint64_t version = local_version != 0 ? local_version : rp::load_snapshot<Key, Value>(*ch, t, meta);
+  auto w = rp::make_writer_at<Key, Value, Hash, Eq, Traits>(std::move(t), version, meta);
   auto r = w.make_reader();
   using follower_t = follower<Key, Value, Hash, Eq, Traits>;
-  auto s = std::make_unique<typename follower_t::state>(std::move(ch), std::move(w));
+  auto s = std::make_unique<typename follower_t::state>(std::move(ch), std::move(w), std::move(local),
+                                                        local_version, options.local_checkpoint_every);
   s->start();
   return {follower_t(std::move(s)), std::move(r)};
 }
