@@ -252,13 +252,17 @@ class channel {
   /// An ordered consumer of the log from start_seq (in order, no acks, recreated by the client
   /// after a gap or missed heartbeats).
   subscription_ptr subscribe_log(std::uint64_t start_seq) {
+    // A plain ephemeral push consumer, no acks, no idle heartbeats: not an ordered consumer,
+    // whose self-resetting machinery (timers, a consumer re-created from the library's own
+    // threads) made libnats 3.4.1 abort on a freed mutex now and then when a subscription was
+    // destroyed. The follower does what it did: a gap in the sequence re-bootstraps or starts
+    // the subscription afresh, and its watchdog restarts one that stalled while the log moved on.
     jsSubOptions so;
     jsSubOptions_Init(&so);
-    so.Ordered = true;
     so.Stream = nullptr;
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = start_seq;
-    so.Config.Heartbeat = 1'000'000'000;  // 1 s in ns: a silent server shows within seconds
+    so.Config.AckPolicy = js_AckNone;
     natsSubscription* sub = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     jsOptions o = request_options();
