@@ -59,6 +59,32 @@ void queue_batch(Writer& w, u64 batch, u64& next) {
   for (u64 i = 0; i < batch; ++i, ++next) w.insert_or_assign(next % 100'000, next);
 }
 
+/// The timed loop of the publish scenarios: each iteration queues a batch of `batch`
+/// overwrites, then times w.publish() through until(version) (what the scenario waits for after
+/// it: nothing, one follower, every follower; an error message from it ends the run), and
+/// reports the percentiles of those times.
+template <class Writer, class Until>
+void time_publishes(benchmark::State& state, Writer& w, u64 batch, Until&& until) {
+  std::vector<double> us;
+  u64 next = 0;
+  for (auto _ : state) {
+    queue_batch(w, batch, next);
+    const auto t0 = clock_type::now();
+    if (const char* error = until(w.publish())) {
+      state.SkipWithError(error);
+      break;
+    }
+    us.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+  }
+  report_percentiles(state, us);
+}
+
+/// For time_publishes: publish() alone.
+constexpr auto published = [](u64 v) -> const char* {
+  benchmark::DoNotOptimize(v);
+  return nullptr;
+};
+
 void BM_replicated_publish(benchmark::State& state) {
   const u64 batch = static_cast<u64>(state.range(0));
   leftright::replication_options o;
@@ -66,15 +92,7 @@ void BM_replicated_publish(benchmark::State& state) {
   o.name = fresh_name("publish");
   o.purge_log = false;
   auto [w, r] = leftright::open_leader<u64, u64>(o);
-  std::vector<double> us;
-  u64 next = 0;
-  for (auto _ : state) {
-    queue_batch(w, batch, next);
-    const auto t0 = clock_type::now();
-    benchmark::DoNotOptimize(w.publish());
-    us.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
-  }
-  report_percentiles(state, us);
+  time_publishes(state, w, batch, published);
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
 }
 BENCHMARK(BM_replicated_publish)->Arg(1)->Arg(64)->Arg(1024)->UseRealTime();
@@ -88,22 +106,14 @@ void BM_durable_publish(benchmark::State& state) {
     state.SkipWithError("mkdtemp failed");
     return;
   }
-  std::vector<double> us;
   {
     leftright::durable_options o;
     o.path = tmpl;
     o.durability = state.range(1) == 1 ? leftright::durability::sync : leftright::durability::none;
     auto [w, r] = leftright::open_map<u64, u64>(o);
-    u64 next = 0;
-    for (auto _ : state) {
-      queue_batch(w, batch, next);
-      const auto t0 = clock_type::now();
-      benchmark::DoNotOptimize(w.publish());
-      us.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
-    }
+    time_publishes(state, w, batch, published);
   }
   std::filesystem::remove_all(tmpl);
-  report_percentiles(state, us);
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
 }
 BENCHMARK(BM_durable_publish)->ArgsProduct({{1, 64, 1024}, {1, 0}})->ArgNames({"batch", "sync"})->UseRealTime();
@@ -117,19 +127,9 @@ void BM_follower_visibility(benchmark::State& state) {
   o.purge_log = false;
   auto [w, r] = leftright::open_leader<u64, u64>(o);
   auto [f, fr] = leftright::open_follower<u64, u64>(o);
-  std::vector<double> us;
-  u64 next = 0;
-  for (auto _ : state) {
-    queue_batch(w, batch, next);
-    const auto t0 = clock_type::now();
-    const u64 v = w.publish();
-    if (!f.wait_for(v, std::chrono::seconds(10))) {
-      state.SkipWithError("the follower did not catch up in 10 s");
-      break;
-    }
-    us.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
-  }
-  report_percentiles(state, us);
+  time_publishes(state, w, batch, [&f = f](u64 v) -> const char* {
+    return f.wait_for(v, std::chrono::seconds(10)) ? nullptr : "the follower did not catch up in 10 s";
+  });
 }
 BENCHMARK(BM_follower_visibility)->Arg(1)->Arg(64)->Arg(1024)->UseRealTime();
 
@@ -151,21 +151,12 @@ void BM_follower_visibility_fanout(benchmark::State& state) {
     fs.push_back(std::move(f));
     readers.push_back(std::move(fr));
   }
-  std::vector<double> us;
-  u64 next = 0;
-  for (auto _ : state) {
-    queue_batch(w, batch, next);
-    const auto t0 = clock_type::now();
-    const u64 v = w.publish();
-    bool all = true;
-    for (auto& f : fs) all = all && f.wait_for(v, std::chrono::seconds(10));
-    if (!all) {
-      state.SkipWithError("a follower did not catch up in 10 s");
-      break;
+  time_publishes(state, w, batch, [&fs](u64 v) -> const char* {
+    for (auto& f : fs) {
+      if (!f.wait_for(v, std::chrono::seconds(10))) return "a follower did not catch up in 10 s";
     }
-    us.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
-  }
-  report_percentiles(state, us);
+    return nullptr;
+  });
 }
 BENCHMARK(BM_follower_visibility_fanout)
     ->ArgsProduct({{1, 2, 8}, {64}})

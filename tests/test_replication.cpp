@@ -858,6 +858,25 @@ void follow_then_stop(const leftright::replication_options& fopts, Writer& w, u6
   REQUIRE(reached);
 }
 
+/// Opens a follower on its local copy at `from` and checks it as a user would: its first read
+/// shows `from` or later, as the model has it; a reader thread checks every version it sees on
+/// the way to `to`. Returns the follower and its reader, at `to`.
+auto follow_warm(const leftright::replication_options& fopts, const model& m, u64 from, u64 to) {
+  auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
+  {
+    auto g = fr.read();  // at open: the local copy's version (or later, if the thread applied some)
+    CHECK(g.version() >= from);
+    CHECK(fingerprint_of(g) == m.at[g.version()]);
+  }
+  read_checker checker(f.factory(), &m);
+  INFO("follower at " << f.version() << ", last error: " << f.last_error());
+  REQUIRE(f.wait_for(to, std::chrono::seconds(20)));
+  checker.stop();
+  for (const auto& e : checker.failures()) FAIL_CHECK(e);
+  CHECK(fingerprint_of(fr.read()) == m.at[to]);
+  return std::make_pair(std::move(f), std::move(fr));
+}
+
 }  // namespace
 
 TEST_CASE("replication: a follower with a local copy restarts warm at its version, then follows the log",
@@ -878,19 +897,7 @@ TEST_CASE("replication: a follower with a local copy restarts warm at its versio
   // No engine snapshot, and the log below 301 gone: only the local copy has versions 1..300.
   purge_engine_log_below(opts, 301);
 
-  auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
-  {
-    auto g = fr.read();  // at open: the local copy's version (or later, if the thread applied some)
-    CHECK(g.version() >= 300);
-    CHECK(fingerprint_of(g) == m.at[g.version()]);
-  }
-  read_checker checker(f.factory(), &m);
-  INFO("follower at " << f.version() << ", last error: " << f.last_error());
-  REQUIRE(f.wait_for(400, std::chrono::seconds(20)));
-  checker.stop();
-  CHECK(checker.failures().empty());
-  for (const auto& e : checker.failures()) INFO(e);
-  CHECK(fingerprint_of(fr.read()) == m.at[400]);
+  auto [f, fr] = follow_warm(fopts, m, 300, 400);
   CHECK(f.rebootstraps() == 0);
 }
 
@@ -909,21 +916,13 @@ TEST_CASE("replication: a warm follower whose next version the engine purged re-
   publish_range(leader, 301, 400);
   leader.snapshot();  // at 400; the log below 401 is purged: it holds nothing now
 
-  auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
-  {
-    auto g = fr.read();
-    CHECK(g.version() >= 300);
-    CHECK(fingerprint_of(g) == m.at[g.version()]);
-  }
-  read_checker checker(f.factory(), &m);
-  INFO("follower at " << f.version() << ", last error: " << f.last_error());
-  REQUIRE(f.wait_for(400, std::chrono::seconds(20)));
+  auto [f, fr] = follow_warm(fopts, m, 300, 400);
   CHECK(f.rebootstraps() == 1);
   publish_range(leader, 401, 420);  // and on through the log from there
+  read_checker checker(f.factory(), &m);
   REQUIRE(f.wait_for(420, std::chrono::seconds(20)));
   checker.stop();
-  CHECK(checker.failures().empty());
-  for (const auto& e : checker.failures()) INFO(e);
+  for (const auto& e : checker.failures()) FAIL_CHECK(e);
   CHECK(fingerprint_of(fr.read()) == m.at[420]);
   CHECK(f.rebootstraps() == 1);
 }

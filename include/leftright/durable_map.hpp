@@ -170,18 +170,10 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
       const std::uint64_t v = base::version();
       s.wal.restart_growth();  // the log after a checkpoint starts small again
       s.wal.roll_if_needed(v + 1, s.opts.durability != durability::none);
-      detail::storage::snapshot_writer snap(s.fs, s.opts.path, v, base::published().size(),
-                                            s.key_codec, s.value_codec);
-      byte_writer w(snap.buffer());
-      if constexpr (has_meta) detail::storage::append_meta(w, base::published_meta());
-      for (const auto& [k, val] : base::published()) {
-        leftright::encode(k, w);
-        leftright::encode(val, w);
-        snap.maybe_flush();
-      }
-      snap.commit();
+      detail::storage::write_snapshot(s.fs, s.opts.path, v, base::published(), base::published_meta(),
+                                      s.key_codec, s.value_codec);
       s.wal.forget_unsynced_through(v);
-      remove_covered(v);
+      detail::storage::remove_covered(*s.fs, s.opts.path, v);
       s.wal.reset_checkpoint_bytes();
       ++s.checkpoints;
     } catch (...) {
@@ -400,26 +392,6 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
       } catch (...) {
       }
     }
-  }
-
-  /// Removes log segments whose records are all <= v, and snapshots older than v; segments
-  /// oldest first, so that a crash part way leaves no segment whose successor is gone.
-  void remove_covered(std::uint64_t v) {
-    auto& s = *st_;
-    namespace st = detail::storage;
-    bool removed = false;
-    std::vector<std::string> names = s.fs->list(s.opts.path);
-    std::sort(names.begin(), names.end());  // wal-<16 hex digits>: name order is version order
-    for (const std::string& name : names) {
-      if (auto first = st::parse_hex_name(name, "wal-", ".log"); first && *first <= v) {
-        s.fs->remove(s.opts.path / name);
-        removed = true;
-      } else if (auto seq = st::parse_hex_name(name, "snap-", ".dat"); seq && *seq < v) {
-        s.fs->remove(s.opts.path / name);
-        removed = true;
-      }
-    }
-    if (removed) s.fs->sync_directory(s.opts.path);
   }
 
   void close() noexcept {

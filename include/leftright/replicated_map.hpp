@@ -267,29 +267,13 @@ std::uint64_t load_local(local_store& s, Table& t, Meta& meta) {
   });
 }
 
-/// Writes the state a read guard shows as a local snapshot, as durable_writer::checkpoint()
-/// writes one (the metadata first, then the entries; temp file, sync, rename, directory sync),
-/// then removes the older ones. Throws storage_error; a failure leaves the older snapshot.
-template <class Key, class Value, class Meta, class Guard>
+/// Writes the state a read guard shows as a local snapshot with the durable map's own steps
+/// (storage::write_snapshot, then remove_covered drops the older ones). Throws storage_error; a
+/// failure leaves the older snapshot.
+template <class Guard>
 void write_local_snapshot(local_store& s, const Guard& g) {
-  const std::uint64_t v = g.version();
-  storage::snapshot_writer snap(s.fs, s.dir, v, g.size(), s.key_codec, s.value_codec);
-  byte_writer w(snap.buffer());
-  if constexpr (!std::is_same_v<Meta, no_meta>) storage::append_meta(w, g.meta());
-  for (const auto& [k, val] : g) {
-    leftright::encode(k, w);
-    leftright::encode(val, w);
-    snap.maybe_flush();
-  }
-  snap.commit();
-  bool removed = false;
-  for (const std::string& name : s.fs->list(s.dir)) {
-    if (auto seq = storage::parse_hex_name(name, "snap-", ".dat"); seq && *seq < v) {
-      s.fs->remove(s.dir / name);
-      removed = true;
-    }
-  }
-  if (removed) s.fs->sync_directory(s.dir);
+  storage::write_snapshot(s.fs, s.dir, g.version(), g, g.meta(), s.key_codec, s.value_codec);
+  storage::remove_covered(*s.fs, s.dir, g.version());
 }
 
 }  // namespace detail::replication
@@ -634,7 +618,7 @@ class follower {
       local_tried = w.version();
       try {
         auto g = local_reader->read();
-        detail::replication::write_local_snapshot<Key, Value, meta_type>(*local, g);
+        detail::replication::write_local_snapshot(*local, g);
       } catch (const std::exception& e) {
         note_error(std::string("local snapshot: ") + e.what());
       }

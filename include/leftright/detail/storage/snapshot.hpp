@@ -3,16 +3,20 @@
 // directory synced; read back through a read-only mapping. See format.hpp for the bytes.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "../../storage_error.hpp"
+#include "../../traits.hpp"  // no_meta
+#include "batch.hpp"         // append_meta
 #include "crc32c.hpp"
 #include "format.hpp"
 #include "fs.hpp"
@@ -93,6 +97,43 @@ class snapshot_writer {
   std::uint32_t crc_ = 0;
   bool committed_ = false;
 };
+
+/// Writes a map's state as snapshot `seq` of dir: its metadata first (unless Meta is no_meta),
+/// then each (key, value) of entries through the codecs; then commits it (temp file, sync,
+/// rename, directory sync). The one way a checkpoint and a follower's local copy write one.
+/// Throws storage_error, or what a codec throws; a failure leaves no snapshot behind.
+template <class Entries, class Meta>
+void write_snapshot(const std::shared_ptr<file_system>& fsys, const fs::path& dir, std::uint64_t seq,
+                    const Entries& entries, const Meta& meta, const std::string& key_codec,
+                    const std::string& value_codec) {
+  snapshot_writer snap(fsys, dir, seq, entries.size(), key_codec, value_codec);
+  byte_writer w(snap.buffer());
+  if constexpr (!std::is_same_v<Meta, no_meta>) append_meta(w, meta);
+  for (const auto& [k, v] : entries) {
+    leftright::encode(k, w);
+    leftright::encode(v, w);
+    snap.maybe_flush();
+  }
+  snap.commit();
+}
+
+/// Removes what a snapshot at v covers: log segments whose records are all <= v and older
+/// snapshots; segments oldest first, so that a crash part way leaves no segment whose successor
+/// is gone. Syncs the directory if it removed anything.
+inline void remove_covered(file_system& fsys, const fs::path& dir, std::uint64_t v) {
+  bool removed = false;
+  std::vector<std::string> names = fsys.list(dir);
+  std::sort(names.begin(), names.end());  // wal-<16 hex digits>: name order is version order
+  for (const std::string& name : names) {
+    const auto first = parse_hex_name(name, "wal-", ".log");
+    const auto seq = parse_hex_name(name, "snap-", ".dat");
+    if ((first && *first <= v) || (seq && *seq < v)) {
+      fsys.remove(dir / name);
+      removed = true;
+    }
+  }
+  if (removed) fsys.sync_directory(dir);
+}
 
 /// A snapshot mapped for reading, its integrity checked.
 struct snapshot_view {
