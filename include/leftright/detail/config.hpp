@@ -24,4 +24,14 @@ inline constexpr std::size_t cache_line = 64;
 #define LEFTRIGHT_TSAN 0
 #endif
 
+// LEFTRIGHT_PREFETCH_CALL marks each function that calls absl's prefetch(). GCC 12 deletes a
+// call of absl's prefetch() it did not inline (IPA mod-ref sees no side effect in
+// __builtin_prefetch), so under GCC that function stays out of line and unanalysed (noipa) with
+// absl's prefetch inlined into it (flatten); Clang keeps the call and inlines it.
+#if defined(__clang__)
+#define LEFTRIGHT_PREFETCH_CALL [[gnu::always_inline]] inline
+#else
+#define LEFTRIGHT_PREFETCH_CALL [[gnu::noipa, gnu::flatten]]
+#endif
+
 // LEFTRIGHT_VERIFY_COPIES, the macro a user sets: see traits.hpp.

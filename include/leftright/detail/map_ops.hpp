@@ -65,9 +65,10 @@ struct reuses_capacity<std::vector<T, A>> : std::bool_constant<std::is_trivially
 inline constexpr std::size_t max_spare_bytes = 256;
 
 /// Tables at least this large are read with prefetching in batched reads: smaller ones sit in
-/// the L1/L2 caches, where a prefetch is pure cost. (The writer does not prefetch: in both
-/// applications of a batch, prefetching 16 operations ahead made overwrites slower here, 0.47
-/// against 0.51 of the limit on 1M entries and 0.48 against 0.53 on 16M, batches of 1024.)
+/// the L1/L2 caches, where a prefetch is pure cost. (The writer does not prefetch. A trial of
+/// it, 16 operations ahead in both applications of a batch, measured slower overwrites; but it
+/// was built by GCC 12 at -O2, which deleted the prefetches (LEFTRIGHT_PREFETCH_CALL), so it
+/// measured only the cost of hashing each key once more: untried since.)
 inline constexpr std::size_t prefetch_min_entries = 16384;
 /// How many keys ahead a loop over many keys starts loading a key's lines: enough misses in
 /// flight to cover a DRAM latency, few enough that the lines are still in L1 when their key comes.
@@ -281,13 +282,17 @@ struct inline_ops : common_ops<Key, Value> {
     put<std::is_same_v<X, assign_op>>(t, std::move(x.key), std::move(x.value), x.hash);
   }
 
+  // The read path: absl's lookup inlined (always_inline + flatten, and flatten on the batched
+  // calls). GCC 12 inlines absl's find only while its budget for the translation unit lasts
+  // ("--param inline-unit-growth limit reached" in a large one): past it, every lookup paid a
+  // call of find and of its iterator comparison, 3x the inlined loop's time on a small map.
   template <class K>
-  static const Value* find(const table& t, const K& key) {
+  [[gnu::always_inline, gnu::flatten]] static inline const Value* find(const table& t, const K& key) {
     auto it = t.template find<K>(key);
     return it == t.end() ? nullptr : &it->second;
   }
   template <class K>
-  static bool contains(const table& t, const K& key) {
+  [[gnu::always_inline, gnu::flatten]] static inline bool contains(const table& t, const K& key) {
     return t.template contains<K>(key);
   }
   /// The entry under key, or nullptr (the writer's reads of its own writes need the key too).
@@ -297,9 +302,10 @@ struct inline_ops : common_ops<Key, Value> {
     return it == t.end() ? nullptr : &*it;
   }
   /// Starts loading the table's lines where key would be (a later lookup of it then finds them
-  /// in cache). Costs a hash.
+  /// in cache). Costs a hash (and under GCC a call: see LEFTRIGHT_PREFETCH_CALL; without it a
+  /// batched loop built by GCC 12 prefetched nothing).
   template <class K>
-  static void prefetch(const table& t, const K& key) {
+  LEFTRIGHT_PREFETCH_CALL static void prefetch(const table& t, const K& key) {
     t.template prefetch<K>(key);
   }
   /// Whether a and b are the same key, by the table's equality.
@@ -528,14 +534,14 @@ class node_table {
   const_iterator end() const { return const_iterator(set_.end()); }
 
   template <class K>
-  const node* find(const K& key) const {
+  [[gnu::always_inline, gnu::flatten]] inline const node* find(const K& key) const {  // as inline_ops::find
     auto it = set_.find(key);
     return it == set_.end() ? nullptr : *it;
   }
   /// The key equality both copies use.
   Eq key_equality() const { return set_.key_eq().e; }
   template <class K>
-  void prefetch(const K& key) const {
+  LEFTRIGHT_PREFETCH_CALL void prefetch(const K& key) const {  // as inline_ops::prefetch
     set_.prefetch(key);
   }
   /// Whether hash_of() is worth calling to carry a key's hash between the two applications.
