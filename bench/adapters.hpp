@@ -67,6 +67,17 @@ template <class Key>
 using plain_table = absl::flat_hash_map<Key, value_t, hash_t<Key>, std::equal_to<Key>,
                                         leftright::detail::table_allocator<std::pair<const Key, value_t>>>;
 
+/// The value under k in an absl table t, or miss_value: absl's lookup inlined whatever the
+/// translation unit's inlining budget (GCC 12 stops inlining absl's find past it, and then the
+/// same lookup ran at 0.3x in one scenario and 1x in the next), as the library's read path has
+/// it (leftright::detail::inline_ops::find). Every map here built on an absl table looks up
+/// through it.
+template <class Table, class Key>
+[[gnu::always_inline, gnu::flatten]] inline value_t absl_lookup(const Table& t, const Key& k) {
+  auto it = t.find(k);
+  return it == t.end() ? miss_value : it->second;
+}
+
 /// Fills a leftright::shared_map with keys[i] -> i in one update, then publishes an empty one,
 /// which replays the fill into the other copy: both copies full, as the handle-free scenarios
 /// (shared_pair, ycsb, cache_pair) read it.
@@ -96,12 +107,7 @@ class limit_map {
   class reader {
    public:
     explicit reader(const limit_map& m) : m_(&m.m_) {}
-    /// absl's lookup inlined, whatever else the binary holds (as put() below): the baseline is
-    /// its fastest form in every scenario.
-    [[gnu::always_inline, gnu::flatten]] inline value_t get(const Key& k) const {
-      auto it = m_->find(k);
-      return it == m_->end() ? miss_value : it->second;
-    }
+    value_t get(const Key& k) const { return absl_lookup(*m_, k); }
     template <class F>
     void batch(F&& f) const {
       f([this](const Key& k) { return get(k); });
@@ -162,8 +168,7 @@ class epoch_floor_map {
     value_t get(const Key& k) const {
       const std::uint64_t e = enter();
       const plain_table<Key>* t = table_->load(std::memory_order_acquire);  // see enter()
-      auto it = t->find(k);
-      const value_t v = it == t->end() ? miss_value : it->second;
+      const value_t v = absl_lookup(*t, k);
       leave(e);
       return v;
     }
@@ -171,10 +176,7 @@ class epoch_floor_map {
     void batch(F&& f) const {
       const std::uint64_t e = enter();
       const plain_table<Key>* t = table_->load(std::memory_order_acquire);  // see enter()
-      f([t](const Key& k) {
-        auto it = t->find(k);
-        return it == t->end() ? miss_value : it->second;
-      });
+      f([t](const Key& k) { return absl_lookup(*t, k); });
       leave(e);
     }
 
@@ -237,10 +239,7 @@ class shared_mutex_map {
     }
 
    private:
-    value_t find(const Key& k) const {
-      auto it = m_->m_.find(k);
-      return it == m_->m_.end() ? miss_value : it->second;
-    }
+    value_t find(const Key& k) const { return absl_lookup(m_->m_, k); }
     shared_mutex_map* m_;
   };
 
@@ -287,10 +286,7 @@ class absl_mutex_map {
     }
 
    private:
-    value_t find(const Key& k) const ABSL_SHARED_LOCKS_REQUIRED(m_->mu_) {
-      auto it = m_->m_.find(k);
-      return it == m_->m_.end() ? miss_value : it->second;
-    }
+    value_t find(const Key& k) const ABSL_SHARED_LOCKS_REQUIRED(m_->mu_) { return absl_lookup(m_->m_, k); }
     absl_mutex_map* m_;
   };
 
