@@ -977,7 +977,38 @@ TEST_CASE("replication: a damaged local copy, one of other types, or one in use 
   REQUIRE(f.wait_for(50, std::chrono::seconds(20)));
 }
 
-TEST_CASE("replication: a warm follower ahead of an engine that lost its data keeps its state and says so",
+namespace {
+
+/// Deletes a map's streams and buckets from the engine, as an operator who starts the map over
+/// would: its next leader makes them anew, a new history.
+void delete_map(const leftright::replication_options& o) {
+  natsConnection* nc = nullptr;
+  REQUIRE(natsConnection_ConnectTo(&nc, o.url.c_str()) == NATS_OK);
+  jsCtx* js = nullptr;
+  REQUIRE(natsConnection_JetStream(&js, nc, nullptr) == NATS_OK);
+  for (const std::string& stream : {"LR_" + o.name, "LRS_" + o.name}) {
+    CHECK(js_DeleteStream(js, stream.c_str(), nullptr, nullptr) == NATS_OK);
+  }
+  for (const std::string& bucket : {"LR_" + o.name + "_META", "LR_" + o.name + "_LEASE"}) {
+    CHECK(js_DeleteKeyValue(js, bucket.c_str()) == NATS_OK);
+  }
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+}
+
+/// A history other than the model's: versions 1..to with a = b = 7,000,000 + v.
+template <class Writer>
+void publish_other_history(Writer& w, u64 to) {
+  for (u64 v = 1; v <= to; ++v) {
+    w.insert_or_assign(key_a, 7'000'000 + v);
+    w.insert_or_assign(key_b, 7'000'000 + v);
+    REQUIRE(w.publish() == v);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("replication: a warm follower ahead of an engine that lost its data keeps its state and follows none of the new log",
           "[replication][warm]") {
   temp_dir dir;
   u64 sum = 0;
@@ -991,13 +1022,20 @@ TEST_CASE("replication: a warm follower ahead of an engine that lost its data ke
     follow_then_stop(fopts, leader, 1, 30);
     sum = fingerprint_of(lr.read()).sum;
   }
-  nats_server second;  // an empty engine: its log ends at 0
+  nats_server second;  // an empty engine: its log (made anew) ends at 0
   fopts.url = second.url();
   auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
   CHECK(fr.version() == 30);
-  CHECK(eventually([&f = f] { return f.last_error().find("engine behind") != std::string::npos; },
-                   std::chrono::seconds(20)));
-  CHECK(fr.version() == 30);  // never backwards
+  CHECK(eventually([&f = f] { return f.log_replaced(); }, std::chrono::seconds(20)));
+  CHECK_THAT(f.last_error(), Catch::Matchers::Contains("log replaced"));
+  {
+    // The new log passes the copy's version: none of it is applied.
+    auto opts = fopts;
+    opts.local_path.clear();
+    auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+    publish_other_history(leader, 40);
+  }
+  CHECK(fr.version() == 30);  // never backwards, nor onto another history
   CHECK(fingerprint_of(fr.read()).sum == sum);
 }
 
@@ -1033,4 +1071,73 @@ TEST_CASE("replication: metadata survives a follower's warm restart", "[replicat
   for (const auto& e : check.failures()) FAIL_CHECK(e);
   CHECK(fr.read().meta() == "v149");
   CHECK(f.rebootstraps() == 0);
+}
+
+TEST_CASE("replication: a follower applies nothing of a log deleted and made anew, and says so",
+          "[replication]") {
+  nats_server server;
+  auto opts = warm_options(server, "remade");
+  model m;
+  for (u64 v = 1; v <= 40; ++v) m.record(v);
+  auto [f, fr] = leftright::open_follower<u64, u64>(opts);
+  {
+    auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+    publish_range(leader, 1, 40);
+  }
+  REQUIRE(f.wait_for(40, std::chrono::seconds(20)));
+  read_checker checker(f.factory(), &m);  // every version it shows is the model's
+  delete_map(opts);
+  {
+    // The new history passes the follower's version, and its snapshot (at 60) is newer than
+    // the follower's: neither the log nor a re-bootstrap may bring it in.
+    auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+    publish_other_history(leader, 60);
+    leader.snapshot();
+  }
+  CHECK(eventually([&f = f] { return f.log_replaced(); }, std::chrono::seconds(20)));
+  CHECK_THAT(f.last_error(), Catch::Matchers::Contains("log replaced"));
+  checker.stop();
+  for (const auto& e : checker.failures()) FAIL_CHECK(e);
+  CHECK(f.version() == 40);
+  CHECK(fingerprint_of(fr.read()) == m.at[40]);
+  CHECK(f.rebootstraps() == 0);
+  // A follower opened now follows the new history.
+  auto [g, gr] = leftright::open_follower<u64, u64>(opts);
+  REQUIRE(g.wait_for(60, std::chrono::seconds(20)));
+  CHECK(*gr.read().find(key_a) == 7'000'060);
+  CHECK_FALSE(g.log_replaced());
+}
+
+TEST_CASE("replication: a warm follower whose copy's log was deleted and made anew keeps its state and says so",
+          "[replication][warm]") {
+  nats_server server;
+  temp_dir dir;
+  auto opts = warm_options(server, "warmremade");
+  auto fopts = opts;
+  fopts.local_path = dir.path;
+  {
+    auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+    follow_then_stop(fopts, leader, 1, 30);
+  }
+  delete_map(opts);
+  {
+    auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+    publish_other_history(leader, 50);
+  }
+  model m;
+  for (u64 v = 1; v <= 30; ++v) m.record(v);
+  {
+    auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
+    CHECK(fr.version() == 30);
+    CHECK(eventually([&f = f] { return f.log_replaced(); }, std::chrono::seconds(20)));
+    CHECK_THAT(f.last_error(), Catch::Matchers::Contains("log replaced"));
+    CHECK(f.version() == 30);
+    CHECK(fingerprint_of(fr.read()) == m.at[30]);
+  }
+  // Deleting the directory starts cold, on the new history.
+  std::filesystem::remove_all(dir.path);
+  auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
+  REQUIRE(f.wait_for(50, std::chrono::seconds(20)));
+  CHECK(*fr.read().find(key_a) == 7'000'050);
+  CHECK_FALSE(f.log_replaced());
 }

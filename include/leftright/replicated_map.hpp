@@ -24,6 +24,8 @@
 //        order it), so a caller that saw that version sees the count
 //   [F5] stopping: relaxed both ways: stored under the mutex that orders it before the thread's
 //        next check; only a signal to leave the loop
+//   [F6] replaced: relaxed both ways: a flag read on its own (log_replaced()); nothing is read
+//        through it, and the thread reads its own store
 #pragma once
 
 #include <algorithm>
@@ -264,6 +266,23 @@ std::uint64_t load_local(local_store& s, Table& t, Meta& meta) {
     const storage::recovery_source src{*s.fs, s.dir, /*writable=*/true, s.key_codec, s.value_codec};
     recovery_report rep;
     return storage::load_newest_snapshot<Key, Value>(t, meta, src, inv, rep) - 1;
+  });
+}
+
+/// The log a local copy's state belongs to (log_range::created of the log it followed), as
+/// the copy records it in a file named log-<16 hex digits>; a copy that names none (a new one)
+/// is recorded as following `engine_log`, the engine's log now (the file made durably). A
+/// follower whose state belongs to another log than the engine's applies none of it
+/// (follower::log_replaced()). Throws replication_error (protocol) if the file cannot be made.
+inline std::int64_t local_log(local_store& s, std::int64_t engine_log) {
+  return local_step("open follower", [&]() -> std::int64_t {
+    for (const std::string& name : s.fs->list(s.dir)) {
+      if (const auto recorded = storage::parse_hex_name(name, "log-", "")) return static_cast<std::int64_t>(*recorded);
+    }
+    const auto id = static_cast<std::uint64_t>(engine_log);
+    s.fs->open(s.dir / storage::hex_name("log-", id, ""), storage::open_mode::create_new)->sync();
+    s.fs->sync_directory(s.dir);
+    return engine_log;
   });
 }
 
@@ -511,6 +530,13 @@ class follower {
     // [F4] relaxed: a counter; one that version() or wait_for() showed a re-bootstrap's version to is seen.
     return s_->rebootstraps.load(std::memory_order_relaxed);
   }
+  /// True once the follower found the map's log deleted and made anew (a new history, whose
+  /// versions are not this follower's): it then stops following for good, and its readers keep
+  /// the version shown (last_error() says more). Open a new follower to follow the new log.
+  bool log_replaced() const noexcept {
+    // [F6] relaxed: a flag read on its own.
+    return s_->replaced.load(std::memory_order_relaxed);
+  }
   /// The last error the follower's thread met (it retries; empty if none), e.g. "engine behind".
   std::string last_error() const {
     std::lock_guard lock(s_->mu);
@@ -542,12 +568,14 @@ class follower {
   /// Everything the thread uses; it does not move when the follower does.
   struct state {
     state(std::unique_ptr<detail::replication::channel> c, writer_t writer,
-          std::optional<detail::replication::local_store> store, std::uint64_t local_version, std::uint64_t every)
+          std::optional<detail::replication::local_store> store, std::uint64_t local_version, std::uint64_t every,
+          std::int64_t created)
         : ch(std::move(c)),
           w(std::move(writer)),
           local(std::move(store)),
           local_every(every),
           local_tried(local_version),
+          log_created(created),
           applied(w.version()) {
       if (local) local_reader.emplace(w.make_reader());
     }
@@ -578,7 +606,20 @@ class follower {
       while (!stopped()) {
         try {
           if (wait_while_paused()) sub.reset();
-          if (!sub) sub = ch->subscribe_log(w.version() + 1);
+          // [F6] relaxed: the thread's own store.
+          if (replaced.load(std::memory_order_relaxed)) {
+            pause();  // a replaced log is never followed: serve the last version until stopped
+            continue;
+          }
+          if (!sub) {
+            sub = ch->subscribe_log(w.version() + 1);
+            // Checked after subscribing: a log made anew before it is seen here; one made anew
+            // after it ends this consumer (deleted with its stream), and the next is checked.
+            if (!same_log(ch->range())) {
+              sub.reset();
+              continue;
+            }
+          }
           natsMsg* m = nullptr;
           const natsStatus st = natsSubscription_NextMsg(&m, sub.get(), 200);
           detail::replication::msg_ptr msg(m);
@@ -679,6 +720,7 @@ class follower {
     /// is ahead and nothing arrived since the last check: a consumer that died silently).
     bool watchdog(std::uint64_t seen_at_check) {
       const auto r = ch->range();
+      if (!same_log(r)) return false;
       // [F3] relaxed: an estimate for lag().
       known_last.store(r.last, std::memory_order_relaxed);
       const std::uint64_t v = w.version();
@@ -700,6 +742,7 @@ class follower {
     /// snapshot's (a jump forward; never backwards).
     void rebootstrap() {
       discard_queued();
+      if (!same_log(ch->range())) return;  // the newest snapshot may be of the new history
       const std::uint64_t from = w.version();
       const auto p = ch->snapshot();
       if (p.version <= from) {
@@ -732,6 +775,20 @@ class follower {
         f = callback;
       }
       if (f) f(from, p.version);
+    }
+
+    /// Whether r is the log this follower follows (made when it was at open); if not, the map's
+    /// streams were deleted and made anew, a history that is not this follower's: it stops
+    /// following for good (log_replaced()), keeping its version, and says so in last_error().
+    bool same_log(const detail::replication::log_range& r) {
+      if (r.created == log_created) return true;
+      // [F6] relaxed: a flag read on its own; no data is read through it.
+      replaced.store(true, std::memory_order_relaxed);
+      note_error("log replaced: the map's log was deleted and made anew (made at " + std::to_string(r.created) +
+                 " ns; this follower followed the one made at " + std::to_string(log_created) +
+                 " ns); it applies none of the new history and keeps version " + std::to_string(w.version()) +
+                 " (open a new follower, deleting its local copy, to follow the new one)");
+      return false;
     }
 
     /// Says that version v is published; wakes the waiters only if one waits for v or less (a
@@ -779,12 +836,14 @@ class follower {
     std::optional<reader> local_reader;                      ///< thread only: what save_local() reads
     std::uint64_t local_every;                               ///< versions between local snapshots
     std::uint64_t local_tried;  ///< thread only: the version of the last local snapshot attempt (or the open's)
+    std::int64_t log_created;  ///< the incarnation of the log followed (log_range::created)
     std::uint64_t queued_through = 0;  ///< thread only: the last version queued on w, unpublished (0: none)
     std::size_t queued_messages = 0;   ///< thread only: how many
     std::atomic<std::uint64_t> applied;
     std::atomic<std::uint64_t> known_last{0};
     std::atomic<std::uint64_t> rebootstraps{0};
     std::atomic<bool> stopping{false};
+    std::atomic<bool> replaced{false};
     mutable std::mutex mu;
     mutable std::condition_variable cv;
     static constexpr std::uint64_t no_waiter = ~std::uint64_t{0};
@@ -808,11 +867,15 @@ class follower {
 /// the log from there. With options.local_path, the newest local snapshot there (if any) is
 /// loaded instead (a warm restart: no engine snapshot is read at open), and the log is followed
 /// from the version after it; if the engine purged that far, the follower re-bootstraps
-/// forward to the engine's snapshot; if the engine's log ends before it (the engine lost
-/// data), the follower keeps its local state and reports "engine behind" (last_error()): it
-/// never goes back. Throws replication_error: unreachable, protocol (other types; a damaged
-/// local snapshot or one of other types, naming the file; a local_path that cannot be created
-/// or is locked by another follower).
+/// forward to the engine's snapshot; if the engine's log ends before it, the follower keeps
+/// its local state and reports "engine behind" (last_error()): it never goes back. A follower
+/// follows one log, the one its state comes from: if the map's
+/// streams are deleted and made anew (or the engine lost them), it applies nothing of the new
+/// history and keeps serving its version (log_replaced(); a local copy records its log, so
+/// this holds across restarts too: delete the directory to follow the new one). Throws
+/// replication_error: unreachable, protocol (other types; a damaged local snapshot or one of
+/// other types, naming the file; a local_path that cannot be created or is locked by another
+/// follower).
 template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 std::pair<follower<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>> open_follower(
@@ -829,12 +892,17 @@ std::pair<follower<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, E
   }
   auto ch = std::make_unique<rp::channel>(options.url, options.name, options.timeout, options.lease_ttl,
                                           options.replicas);
+  // The log whose history the state belongs to: the engine's now, or the one a local copy
+  // followed (if the map's log was made anew since, the follower applies none of the new one).
+  const std::int64_t engine_log = ch->range().created;
+  const std::int64_t log_created = local ? rp::local_log(*local, engine_log) : engine_log;
   const std::uint64_t version = local_version != 0 ? local_version : rp::load_snapshot<Key, Value>(*ch, t, meta);
   auto w = rp::make_writer_at<Key, Value, Hash, Eq, Traits>(std::move(t), version, meta);
   auto r = w.make_reader();
   using follower_t = follower<Key, Value, Hash, Eq, Traits>;
   auto s = std::make_unique<typename follower_t::state>(std::move(ch), std::move(w), std::move(local),
-                                                        local_version, options.local_checkpoint_every);
+                                                        local_version, options.local_checkpoint_every,
+                                                        log_created);
   s->start();
   return {follower_t(std::move(s)), std::move(r)};
 }

@@ -91,6 +91,9 @@ struct snapshot_pointer {
 struct log_range {
   std::uint64_t first = 0;
   std::uint64_t last = 0;
+  /// When the log stream was made (the engine's clock, ns since the epoch): which incarnation
+  /// of the log this is. A map whose streams were deleted and made anew has a new history.
+  std::int64_t created = 0;
 };
 
 /// One connection to the engine and the map's streams and buckets there.
@@ -151,14 +154,14 @@ class channel {
     return ack->Sequence;
   }
 
-  /// The log stream's first and last sequence.
+  /// The log stream's first and last sequence, and when it was made.
   log_range range() {
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     jsOptions o = request_options();
     check(js_GetStreamInfo(&si, js_.get(), log_stream().c_str(), &o, &jerr), "stream info", jerr);
     stream_info_ptr owned(si);
-    return {si->State.FirstSeq, si->State.LastSeq};
+    return {si->State.FirstSeq, si->State.LastSeq, si->Created};
   }
 
   /// The message at seq of a stream; null if there is none (purged or never written). Streams
