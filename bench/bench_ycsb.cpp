@@ -44,10 +44,17 @@ const std::vector<op>& stream(int thread) {
   return streams[static_cast<std::size_t>(thread) % streams.size()];
 }
 
-/// The handle-free map, behind the operations this scenario needs.
+constexpr char shared_name[] = "lr_shared";
+constexpr char shared_seq_name[] = "lr_shared_seq";
+
+/// The handle-free map, behind the operations this scenario needs: with the default reader
+/// barrier (lr_shared: asymmetric where the kernel allows, so each publish costs the writer a
+/// membarrier), and with seq_cst (lr_shared_seq: a fence in every read, none in a publish).
+template <class Traits, const char* Name>
 struct shared_ycsb {
-  static constexpr std::string_view name = "lr_shared";
-  using map_t = leftright::shared_map<std::uint64_t, value_t, hash_t<std::uint64_t>>;
+  static constexpr std::string_view name = Name;
+  static constexpr bool handle_free = true;
+  using map_t = leftright::shared_map<std::uint64_t, value_t, hash_t<std::uint64_t>, std::equal_to<std::uint64_t>, Traits>;
   explicit shared_ycsb(const std::vector<std::uint64_t>& keys) { fill_shared(m, keys); }
   value_t get(const std::uint64_t& k) const { return m.get(k).value_or(miss_value); }
   void put(const std::uint64_t& k, value_t v) { m.insert_or_assign(k, v); }
@@ -58,6 +65,7 @@ struct shared_ycsb {
 template <class Peer>
 struct peer_ycsb {
   static constexpr std::string_view name = Peer::name;
+  static constexpr bool handle_free = false;
   explicit peer_ycsb(const std::vector<std::uint64_t>& keys) : m(keys) {}
   Peer m;
 };
@@ -92,7 +100,7 @@ void bm_ycsb(benchmark::State& state) {
       }
     }
   };
-  if constexpr (std::is_same_v<Map, shared_ycsb>) {
+  if constexpr (Map::handle_free) {
     run([&m](std::uint64_t k) { return m.get(k); }, [&m](std::uint64_t k, value_t v) { m.put(k, v); });
   } else {
     typename decltype(m.m)::reader r(m.m);
@@ -113,7 +121,8 @@ void add() {
 }
 
 [[maybe_unused]] const bool registered = [] {
-  add<shared_ycsb>();
+  add<shared_ycsb<leftright::default_traits, shared_name>>();
+  add<shared_ycsb<seq_cst_traits, shared_seq_name>>();
   add<peer_ycsb<shared_mutex_map<std::uint64_t>>>();
   add<peer_ycsb<absl_mutex_map<std::uint64_t>>>();
 #if LEFTRIGHT_BENCH_WITH_TBB

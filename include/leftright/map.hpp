@@ -261,14 +261,16 @@ class map_reader {
   guard read() const&& = delete;
 
   /// A copy of the value under key, or nullopt. Wait-free; costs a lookup and a copy.
+  /// Always inlined (a guard, a lookup, a copy): called out of line, as GCC left it inside
+  /// shared_map::get in a large translation unit, a lookup on a small map cost a quarter more.
   template <class K>
-  std::optional<Value> get(const K& key) const {
+  [[gnu::always_inline]] inline std::optional<Value> get(const K& key) const {
     guard g = read();
     if (const Value* v = g.find(key)) return *v;
     return std::nullopt;
   }
   template <class K>
-  bool contains(const K& key) const {
+  [[gnu::always_inline]] inline bool contains(const K& key) const {
     return read().contains(key);
   }
   /// Copies out the values of keys, all from one snapshot (one guard for the whole call):
