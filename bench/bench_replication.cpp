@@ -46,6 +46,16 @@ std::string fresh_name(const char* what) {
   return std::string(what) + "-" + std::to_string(n.fetch_add(1, std::memory_order_relaxed));
 }
 
+/// Options for a map of its own on the benchmarks' server, named after what (purge_log: the
+/// leader trims its log after a snapshot).
+leftright::replication_options map_options(const std::string& what, bool purge_log = false) {
+  leftright::replication_options o;
+  o.url = server().url();
+  o.name = fresh_name(what.c_str());
+  o.purge_log = purge_log;
+  return o;
+}
+
 /// Sets p50 and p99 (microseconds) from the iterations' latencies.
 void report_percentiles(benchmark::State& state, std::vector<double>& us) {
   if (us.empty()) return;
@@ -87,10 +97,7 @@ constexpr auto published = [](u64 v) -> const char* {
 
 void BM_replicated_publish(benchmark::State& state) {
   const u64 batch = static_cast<u64>(state.range(0));
-  leftright::replication_options o;
-  o.url = server().url();
-  o.name = fresh_name("publish");
-  o.purge_log = false;
+  const auto o = map_options("publish");
   auto [w, r] = leftright::open_leader<u64, u64>(o);
   time_publishes(state, w, batch, published);
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
@@ -121,10 +128,7 @@ BENCHMARK(BM_durable_publish)->ArgsProduct({{1, 64, 1024}, {1, 0}})->ArgNames({"
 /// From the leader's publish() call until a follower's readers see that version.
 void BM_follower_visibility(benchmark::State& state) {
   const u64 batch = static_cast<u64>(state.range(0));
-  leftright::replication_options o;
-  o.url = server().url();
-  o.name = fresh_name("visible");
-  o.purge_log = false;
+  const auto o = map_options("visible");
   auto [w, r] = leftright::open_leader<u64, u64>(o);
   auto [f, fr] = leftright::open_follower<u64, u64>(o);
   time_publishes(state, w, batch, [&f = f](u64 v) -> const char* {
@@ -139,10 +143,7 @@ BENCHMARK(BM_follower_visibility)->Arg(1)->Arg(64)->Arg(1024)->UseRealTime();
 void BM_follower_visibility_fanout(benchmark::State& state) {
   const auto followers = static_cast<std::size_t>(state.range(0));
   const u64 batch = static_cast<u64>(state.range(1));
-  leftright::replication_options o;
-  o.url = server().url();
-  o.name = fresh_name("fanout");
-  o.purge_log = false;
+  const auto o = map_options("fanout");
   auto [w, r] = leftright::open_leader<u64, u64>(o);
   std::vector<leftright::follower<u64, u64>> fs;
   std::vector<leftright::map_reader<u64, u64>> readers;
@@ -204,9 +205,7 @@ double median_of(std::vector<double> v) {
 /// within each pair (target: >= 0.5).
 void BM_follower_apply_pair(benchmark::State& state) {
   const u64 batch = static_cast<u64>(state.range(0));
-  leftright::replication_options o;
-  o.url = server().url();
-  o.name = fresh_name("apply");
+  const auto o = map_options("apply", /*purge_log=*/true);
   auto [lw, lr] = leftright::open_leader<u64, u64>(o);
   prefill_apply_keys(lw);
   lw.snapshot();
@@ -272,10 +271,7 @@ void BM_follower_bootstrap(benchmark::State& state) {
   const bool from_snapshot = state.range(0) == 1;
   constexpr u64 entries = 1'000'000;
   constexpr u64 per_batch = 1'000;
-  leftright::replication_options o;
-  o.url = server().url();
-  o.name = fresh_name(from_snapshot ? "boot-snap" : "boot-log");
-  o.purge_log = from_snapshot;
+  const auto o = map_options(from_snapshot ? "boot-snap" : "boot-log", from_snapshot);
   auto [w, r] = leftright::open_leader<u64, u64>(o);
   u64 v = 0;
   for (u64 k = 0; k < entries; ++k) {

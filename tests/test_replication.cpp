@@ -877,14 +877,26 @@ auto follow_warm(const leftright::replication_options& fopts, const model& m, u6
   return std::make_pair(std::move(f), std::move(fr));
 }
 
+/// What a warm-restart case starts from: a server, a directory for the follower's local copy,
+/// the leader's options and the follower's (local_path: that directory).
+struct warm_case {
+  nats_server server;
+  temp_dir dir;
+  leftright::replication_options opts;
+  leftright::replication_options fopts;
+  explicit warm_case(const std::string& name) : opts(warm_options(server, name)), fopts(opts) {
+    fopts.local_path = dir.path;
+  }
+};
+
 }  // namespace
 
 TEST_CASE("replication: a follower with a local copy restarts warm at its version, then follows the log",
           "[replication][warm]") {
-  nats_server server;
-  temp_dir dir;
-  auto opts = warm_options(server, "warm");
-  auto fopts = opts;
+  warm_case c("warm");
+  const auto& opts = c.opts;
+  auto& fopts = c.fopts;
+  const auto& dir = c.dir;
   fopts.local_path = dir.path / "copy" / "a";  // missing: created
   fopts.local_checkpoint_every = 100;
   auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
@@ -903,11 +915,9 @@ TEST_CASE("replication: a follower with a local copy restarts warm at its versio
 
 TEST_CASE("replication: a warm follower whose next version the engine purged re-bootstraps forward",
           "[replication][warm]") {
-  nats_server server;
-  temp_dir dir;
-  auto opts = warm_options(server, "warmpurged");
-  auto fopts = opts;
-  fopts.local_path = dir.path;
+  warm_case c("warmpurged");
+  const auto& opts = c.opts;
+  auto& fopts = c.fopts;
   fopts.local_checkpoint_every = 100;
   auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
   model m;
@@ -929,11 +939,10 @@ TEST_CASE("replication: a warm follower whose next version the engine purged re-
 
 TEST_CASE("replication: a damaged local copy, one of other types, or one in use is refused, naming why",
           "[replication][warm]") {
-  nats_server server;
-  temp_dir dir;
-  auto opts = warm_options(server, "warmdamaged");
-  auto fopts = opts;
-  fopts.local_path = dir.path;
+  warm_case c("warmdamaged");
+  const auto& opts = c.opts;
+  auto& fopts = c.fopts;
+  const auto& dir = c.dir;
   auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
   follow_then_stop(fopts, leader, 1, 50);
   const auto names = local_snapshots(dir.path);
@@ -1040,11 +1049,9 @@ TEST_CASE("replication: a warm follower ahead of an engine that lost its data ke
 }
 
 TEST_CASE("replication: metadata survives a follower's warm restart", "[replication][warm]") {
-  nats_server server;
-  temp_dir dir;
-  auto opts = warm_options(server, "warmlabels");
-  auto fopts = opts;
-  fopts.local_path = dir.path;
+  warm_case c("warmlabels");
+  const auto& opts = c.opts;
+  auto& fopts = c.fopts;
   fopts.local_checkpoint_every = 30;
   auto [leader, lr] = leftright::open_leader<u64, u64, leftright::default_hash<u64>, leftright::default_eq<u64>,
                                              labelled_traits>(opts);
@@ -1110,11 +1117,10 @@ TEST_CASE("replication: a follower applies nothing of a log deleted and made ane
 
 TEST_CASE("replication: a warm follower whose copy's log was deleted and made anew keeps its state and says so",
           "[replication][warm]") {
-  nats_server server;
-  temp_dir dir;
-  auto opts = warm_options(server, "warmremade");
-  auto fopts = opts;
-  fopts.local_path = dir.path;
+  warm_case c("warmremade");
+  const auto& opts = c.opts;
+  auto& fopts = c.fopts;
+  const auto& dir = c.dir;
   {
     auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
     follow_then_stop(fopts, leader, 1, 30);
