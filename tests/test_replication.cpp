@@ -966,11 +966,11 @@ TEST_CASE("replication: a damaged local copy, one of other types, or one in use 
     std::fstream io(file, std::ios::in | std::ios::out | std::ios::binary);
     const auto size = std::filesystem::file_size(file);
     io.seekg(static_cast<std::streamoff>(size / 2));
-    char c = 0;
-    io.read(&c, 1);
-    c = static_cast<char>(c ^ 0x5a);
+    char byte = 0;
+    io.read(&byte, 1);
+    byte = static_cast<char>(byte ^ 0x5a);
     io.seekp(static_cast<std::streamoff>(size / 2));
-    io.write(&c, 1);
+    io.write(&byte, 1);
   }
   try {
     (void)leftright::open_follower<u64, u64>(fopts);
