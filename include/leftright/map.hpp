@@ -70,7 +70,7 @@ struct default_functors<std::string_view> {
   using eq = string_eq;
 };
 
-/// Throws std::invalid_argument unless a batched call's output span matches its keys.
+/// The std::invalid_argument of a batched call whose output span does not match its keys.
 [[noreturn, gnu::noinline, gnu::cold]] inline void throw_batch_spans(std::size_t keys, std::size_t out,
                                                                      const char* call) {
   throw std::invalid_argument(std::string("leftright: ") + call + ": out.size() (" + std::to_string(out) +
