@@ -7,6 +7,8 @@
 #include <map>
 #include <memory>
 #include <new>
+#include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -324,6 +326,83 @@ TEMPLATE_TEST_CASE("an overwrite hashes its key once for both copies", "[map]", 
   CHECK(r.get(n) == 7);
   CHECK(r.get(n + 1) == 8);
   CHECK(r.get(0) == 1000);
+}
+
+TEMPLATE_TEST_CASE("a large batch on a large table loads each key's lines ahead of both applications", "[map]",
+                   unchecked_traits, unchecked_shared_traits) {
+  // The prefetch hashes its key (absl's prefetch takes no hash), so the hash calls show it.
+  std::size_t calls = 0;
+  auto [w, r] = leftright::make_map<std::uint64_t, std::uint64_t, counting_hash, std::equal_to<std::uint64_t>,
+                                    TestType>(0, counting_hash{&calls});
+  const std::uint64_t n = leftright::detail::prefetch_min_entries + 100;
+  const std::uint64_t big_batch = 10 * leftright::detail::writer_prefetch_min_ops;
+  for (std::uint64_t k = 0; k < n; ++k) w.insert_or_assign(k, k);
+  w.publish();
+  w.publish();  // both copies hold every key
+  calls = 0;
+  for (std::uint64_t k = 0; k < big_batch; ++k) w.insert_or_assign(k * 7 % n, k + 1000);
+  w.publish();  // first application: a prefetch and a put per operation
+  CHECK(calls == 2 * big_batch);
+  calls = 0;
+  w.publish();  // second: a prefetch per operation, the put finding its key by the carried hash
+  CHECK(calls == big_batch);
+  // Below writer_prefetch_min_ops operations: no prefetch.
+  const std::uint64_t small_batch = leftright::detail::writer_prefetch_min_ops - 1;
+  calls = 0;
+  for (std::uint64_t k = 0; k < small_batch; ++k) w.insert_or_assign(k, k + 5000);
+  w.publish();
+  CHECK(calls == small_batch);
+  calls = 0;
+  w.publish();
+  CHECK(calls == 0);
+  for (std::uint64_t k = 0; k < small_batch; ++k) REQUIRE(r.get(k) == k + 5000);
+  for (std::uint64_t k = small_batch; k < big_batch; ++k) REQUIRE(r.get(k * 7 % n) == k + 1000);
+}
+
+TEMPLATE_LIST_TEST_CASE("large mixed batches on a large table publish exactly the model", "[map]", kv_types) {
+  // Batches long enough, on a table large enough, for the writer to prefetch ahead
+  // (detail::prefetch_ahead): every operation is applied once and in order, in both copies.
+  using K = typename TestType::first_type;
+  using V = typename TestType::second_type;
+  auto [w, r] = leftright::make_map<K, V, absl::Hash<K>, std::equal_to<K>, typename TestType::traits>();
+  const long keys = static_cast<long>(leftright::detail::prefetch_min_entries) * 5 / 2;  // half of them present
+  std::map<K, V> model;
+  for (long i = 0; i < keys; i += 2) {
+    w.insert_or_assign(make<K>(i), make<V>(i));
+    model.insert_or_assign(make<K>(i), make<V>(i));
+  }
+  w.publish();
+  std::mt19937_64 rng(lrtest::test_seed());
+  for (int round = 0; round < 8; ++round) {
+    const std::size_t batch = leftright::detail::writer_prefetch_min_ops + rng() % 3000;
+    for (std::size_t j = 0; j < batch; ++j) {
+      const long k = static_cast<long>(rng() % static_cast<std::uint64_t>(keys));
+      const long v = static_cast<long>(rng() % 100000);
+      switch (rng() % 8) {
+        case 0:
+          w.insert(make<K>(k), make<V>(v));
+          model.try_emplace(make<K>(k), make<V>(v));
+          break;
+        case 1:
+        case 2:
+          w.erase(make<K>(k));
+          model.erase(make<K>(k));
+          break;
+        default:
+          w.insert_or_assign(make<K>(k), make<V>(v));
+          model.insert_or_assign(make<K>(k), make<V>(v));
+      }
+    }
+    w.publish();  // the new batch in one copy, last round's replayed in the other (copies compared)
+    INFO("round " << round << ", batch " << batch);
+    REQUIRE(r.size() == model.size());
+    for (long k = 0; k < keys; ++k) {
+      const auto it = model.find(make<K>(k));
+      const std::optional<V> got = r.get(make<K>(k));
+      REQUIRE(got.has_value() == (it != model.end()));
+      if (got) REQUIRE(*got == it->second);
+    }
+  }
 }
 
 TEST_CASE("a hasher that is not trivially copyable gives the same results", "[map]") {

@@ -125,6 +125,7 @@
 #include <atomic>
 #include <cassert>
 #include <chrono>
+#include <concepts>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -356,7 +357,9 @@ concept publish_hook = requires(H& h, std::uint64_t version, const std::vector<O
 /// static bool equal(const T&, const T&) for Traits::verify_copies, and, to have
 /// emplace_reusing() reuse the storage of spent keys, static constexpr bool recycles = true,
 /// a type spare_key and static void salvage(Op&, std::vector<spare_key>&) (called on each op
-/// after its second application). The required half is the concept absorbs.
+/// after its second application), and, to have a large batch prefetch, static std::size_t
+/// prefetch_ahead(const T&, std::size_t n) (how many ops ahead, 0: none) and static void
+/// prefetch_op(const T&, const Op&). The required half is the concept absorbs.
 template <class T, class Op, absorbs<T, Op> Apply, map_traits Traits>
 class lr_writer {
  public:
@@ -662,6 +665,29 @@ class lr_writer {
                  std::chrono::duration<double>(info.inside_for).count());
   }
 
+  /// apply(t, op) for each op in order. Where Apply can prefetch (Apply::prefetch_ahead(t, n)
+  /// says how far, 0 for not at all), each op's lines in t start loading that many ops before its
+  /// turn: a batch's ops touch unrelated lines, and on a table larger than the caches the core
+  /// alone overlaps few of their misses, each lookup being followed by its store.
+  template <class F>
+  static void apply_each(T& t, std::vector<Op>& ops, F&& apply) {
+    if constexpr (requires(const T& c, const Op& o) {
+                    { Apply::prefetch_ahead(c, std::size_t{}) } -> std::convertible_to<std::size_t>;
+                    Apply::prefetch_op(c, o);
+                  }) {
+      const std::size_t n = ops.size();
+      if (const std::size_t d = Apply::prefetch_ahead(t, n); d != 0) {
+        for (std::size_t i = 0; i < std::min(n, d); ++i) Apply::prefetch_op(t, ops[i]);
+        for (std::size_t i = 0; i < n; ++i) {
+          if (i + d < n) Apply::prefetch_op(t, ops[i + d]);
+          apply(t, ops[i]);
+        }
+        return;
+      }
+    }
+    for (Op& op : ops) apply(t, op);
+  }
+
   /// Step 1 as a check: true if no recorded reader is still inside. Drops the ones that left.
   bool readers_gone() {
     bool gone = true;
@@ -695,18 +721,18 @@ class lr_writer {
     const std::uint64_t next = std::max(r.version + 1, skip_to_);
     hook.before_apply(next, batch);  // throws: nothing changed yet
     try {
-      for (Op& op : replay_) {
-        Apply::second(w.value, std::move(op));
+      apply_each(w.value, replay_, [&](T& t, Op& op) {
+        Apply::second(t, std::move(op));
         if constexpr (recycles) {
           if (spare_.size() < spare_cap) Apply::salvage(op, spare_);
         }
-      }
+      });
       verify(w.value, r.value, replay_.size());
       replay_.clear();
       // Keep the log's memory proportional to the batches in flight: a one-off huge batch
       // (a bulk load) must not pin its buffer for the life of the map.
       if (replay_.capacity() > 2 * std::max<std::size_t>(pending_.size(), 4096)) replay_.shrink_to_fit();
-      for (Op& op : pending_) Apply::first(w.value, op);
+      apply_each(w.value, pending_, [](T& t, Op& op) { Apply::first(t, op); });
       apply_meta(w);
       hook.before_swap(next, batch);
     } catch (...) {
