@@ -960,6 +960,45 @@ def charts(lookups, out_dir):
     return made
 
 
+def batch_chart(entries, out_dir):
+    """batched_lookups.png: each batched variant's rate over the limit's scalar loop by batch size
+    (1 thread, hits), one panel per key type and map size; 1.0 is the scalar limit."""
+    gp = shutil.which("gnuplot")
+    if not gp or not entries:
+        return []
+    vals = batch_values(entries)
+    variants = ("limit_batched", "find_many", "get_many")
+    cells = [(key, size) for key in ("u64", "str16") for size in ("1K", "1M", "16M")
+             if any(k[0] == key and k[1] == size and k[2] == "hit" and k[4] == 1 for k in vals)]
+    if not cells:
+        return []
+    png = os.path.join(out_dir, "batched_lookups.png")
+    with tempfile.TemporaryDirectory() as tmp:
+        script = ["set terminal pngcairo size 1500,900 font 'sans,10'", "set termoption noenhanced",
+                  f"set output '{png}'",
+                  f"set multiplot layout 2,{(len(cells) + 1) // 2} title 'Batched lookups: rate over "
+                  "the limit scalar loop (1.0), 1 thread, hits'",
+                  "set logscale x 2", "set xlabel 'keys per call'", "set ylabel 'x the scalar limit'",
+                  "set grid ytics", "set key bottom right", "set yrange [0:*]"]
+        for key, size in cells:
+            dat = os.path.join(tmp, f"batch_{key}_{size}.dat")
+            sizes = sorted({k[3] for k in vals if k[0] == key and k[1] == size and k[2] == "hit" and k[4] == 1})
+            with open(dat, "w") as f:
+                f.write("# B " + " ".join(variants) + "\n")
+                for b in sizes:
+                    v = vals.get((key, size, "hit", b, 1), {})
+                    f.write(f"{b} " + " ".join(f"{v[x]:.4f}" if v.get(x) else "nan" for x in variants) + "\n")
+            plots = ", ".join(f"'{dat}' using 1:{i + 2} with linespoints lw 2 title '{x}'"
+                              for i, x in enumerate(variants))
+            script += [f"set title '{key} keys, {size} map'", f"plot {plots}, 1 with lines dt 2 lc 'black' title 'limit'"]
+        script.append("unset multiplot")
+        gp_file = os.path.join(tmp, "batch.gp")
+        with open(gp_file, "w") as f:
+            f.write("\n".join(script) + "\n")
+        subprocess.run([gp, gp_file], check=False)
+    return ["batched_lookups.png"] if os.path.exists(png) else []
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results")
@@ -982,6 +1021,7 @@ def main():
     lookups = idx.get("lookup", [])
     os.makedirs(a.out_dir, exist_ok=True)
     made = charts(lookups, a.out_dir)
+    made += batch_chart(idx.get("batch_pair", []), a.out_dir)
 
     maps_seen = sorted({m for e in idx.get("lookup", []) + idx.get("write", []) for m in [e[0][0]]},
                        key=lambda m: MAP_ORDER.index(m) if m in MAP_ORDER else 99)
