@@ -36,16 +36,19 @@ V value_of(std::uint64_t x) {
 TEMPLATE_TEST_CASE("find_many and get_many agree with find and get, key by key", "[find_many]", std::uint64_t,
                    wide) {
   using V = TestType;
+  // A small table, read key by key, and one large enough for the batched calls to prefetch.
+  const std::uint64_t span = GENERATE(std::uint64_t{2000}, 4 * std::uint64_t{leftright::detail::prefetch_min_entries});
+  INFO("keys 0 to " << span << ", every other one present");
   auto [w, r] = leftright::make_map<std::uint64_t, V>();
   STATIC_REQUIRE(decltype(w)::shares_values == std::is_same_v<V, wide>);
   std::mt19937_64 rng(20261203);
-  for (std::uint64_t k = 0; k < 2000; k += 2) w.insert_or_assign(k, value_of<V>(k * 7));
+  for (std::uint64_t k = 0; k < span; k += 2) w.insert_or_assign(k, value_of<V>(k * 7));
   w.publish();
 
   for (const std::size_t n : {0, 1, 3, 16, 64, 257}) {
     INFO("batch of " << n);
     std::vector<std::uint64_t> keys(n);
-    for (auto& k : keys) k = rng() % 2400;                 // hits, misses (odd, and past 2000)
+    for (auto& k : keys) k = rng() % (span + span / 5);    // hits, misses (odd, and past span)
     if (n > 2) keys[n - 1] = keys[0];                      // a repeat
     std::vector<const V*> found(n, reinterpret_cast<const V*>(&rng));  // garbage, overwritten
     std::vector<std::optional<V>> got(n, value_of<V>(999));           // stale, overwritten
@@ -65,6 +68,49 @@ TEMPLATE_TEST_CASE("find_many and get_many agree with find and get, key by key",
     CHECK(hits == expect_hits);
     CHECK(also == expect_hits);
   }
+}
+
+namespace {
+/// A value whose copy throws for 13 while armed (the writer copies it too, before the test arms
+/// it); its move does not throw, so it stays in the inline layout. One thread.
+struct copy_throws {
+  static inline bool armed = false;
+  int x = 0;
+  explicit copy_throws(int v) : x(v) {}
+  copy_throws(const copy_throws& o) : x(o.x) {
+    if (armed && x == 13) throw std::runtime_error("copy of 13");
+  }
+  copy_throws(copy_throws&&) noexcept = default;
+  copy_throws& operator=(const copy_throws& o) {
+    if (armed && o.x == 13) throw std::runtime_error("copy of 13");
+    x = o.x;
+    return *this;
+  }
+  copy_throws& operator=(copy_throws&&) noexcept = default;
+  bool operator==(const copy_throws&) const = default;
+};
+}  // namespace
+
+TEST_CASE("get_many whose copy throws leaves what it copied before, and the rest untouched", "[find_many]") {
+  auto [w, r] = leftright::make_map<int, copy_throws>();
+  for (int k : {1, 2, 13, 4}) w.insert_or_assign(k, copy_throws(k));
+  w.publish();
+  const std::array<int, 5> keys{1, 7, 13, 2, 4};  // a miss before the throwing copy
+  std::array<std::optional<copy_throws>, 5> out;
+  for (auto& o : out) o.emplace(-1);
+  copy_throws::armed = true;
+  CHECK_THROWS_WITH(r.get_many(std::span<const int>(keys), std::span<std::optional<copy_throws>>(out)), "copy of 13");
+  copy_throws::armed = false;
+  CHECK(out[0] == copy_throws(1));
+  CHECK_FALSE(out[1].has_value());
+  CHECK(out[3] == copy_throws(-1));
+  CHECK(out[4] == copy_throws(-1));
+  // The reader is unharmed: the guard of the failed call has ended.
+  const std::array<int, 2> again{4, 1};
+  std::array<std::optional<copy_throws>, 2> out2;
+  CHECK(r.get_many(std::span<const int>(again), std::span<std::optional<copy_throws>>(out2)) == 2);
+  CHECK(out2[0] == copy_throws(4));
+  CHECK(out2[1] == copy_throws(1));
 }
 
 TEST_CASE("batched reads check their spans and take heterogeneous keys", "[find_many]") {

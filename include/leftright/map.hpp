@@ -226,6 +226,22 @@ class read_guard {
       look(i, t);
     }
   }
+  /// map_reader::get_many's loop: each value copied into out as its key is looked up (no
+  /// intermediate pointers), in the flattened, prefetching loop of find_many. Returns how many
+  /// were found; if a copy throws, out holds what was copied before it.
+  template <class K>
+  [[gnu::flatten]] std::size_t copy_many(std::span<const K> keys, std::span<std::optional<Value>> out) const {
+    std::size_t found = 0;
+    for_each_looked_up(keys, [&](std::size_t i, const table& t) {
+      if (const Value* v = ops::find(t, keys[i])) {
+        out[i] = *v;
+        ++found;
+      } else {
+        out[i].reset();
+      }
+    });
+    return found;
+  }
   explicit read_guard(typename impl::entry e) noexcept : slot_(e.slot), copy_(e.copy) {}
   /// Leaves the guard's part of the read (a moved-from guard has none). Leaves the fields as
   /// they are: the destructor and the move assignment (which overwrites them) are the only callers.
@@ -281,23 +297,7 @@ class map_reader {
   template <class K>
   std::size_t get_many(std::span<const K> keys, std::span<std::optional<Value>> out) const {
     detail::check_batch_spans(keys.size(), out.size(), "get_many");
-    const guard g = read();
-    // Looked up by the guard's find_many in chunks (its flattened, prefetching loop), then copied.
-    std::array<const Value*, 64> at;
-    std::size_t found = 0;
-    for (std::size_t i = 0; i < keys.size(); i += at.size()) {
-      const std::size_t n = std::min(at.size(), keys.size() - i);
-      g.find_many(keys.subspan(i, n), std::span<const Value*>(at.data(), n));
-      for (std::size_t j = 0; j < n; ++j) {
-        if (at[j] != nullptr) {
-          out[i + j] = *at[j];
-          ++found;
-        } else {
-          out[i + j].reset();
-        }
-      }
-    }
-    return found;
+    return read().copy_many(keys, out);
   }
   /// get_many() over any contiguous range of keys.
   template <detail::key_range R>
