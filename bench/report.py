@@ -887,6 +887,20 @@ def machine(ctx, build_dir, elapsed, command):
     return "## Machine\n\n" + "\n".join(l for l in lines if l) + "\n"
 
 
+def linespoints(dat, titles):
+    """A gnuplot plot list: column i + 2 of dat against column 1, one line per title."""
+    return ", ".join(f"'{dat}' using 1:{i + 2} with linespoints lw 2 title '{t}'" for i, t in enumerate(titles))
+
+
+def plot(gp, script, tmp, png):
+    """Runs gnuplot on script (its lines, the multiplot still open); [png's file name] if made."""
+    gp_file = os.path.join(tmp, os.path.basename(png) + ".gp")
+    with open(gp_file, "w") as f:
+        f.write("\n".join(script + ["unset multiplot"]) + "\n")
+    subprocess.run([gp, gp_file], check=False)
+    return [os.path.basename(png)] if os.path.exists(png) else []
+
+
 def charts(lookups, out_dir):
     gp = shutil.which("gnuplot")
     if not gp or not lookups:
@@ -914,16 +928,8 @@ def charts(lookups, out_dir):
                   "set ylabel 'M lookups/s (all threads)'", "set key outside right", "set grid ytics",
                   "set logscale y"]
         for key, size, dat in panels:
-            plots = ", ".join(f"'{dat}' using 1:{i + 2} with linespoints lw 2 title '{m}'"
-                              for i, m in enumerate(maps))
-            script += [f"set title '{key} keys, {size} map'", f"plot {plots}"]
-        script.append("unset multiplot")
-        gp_file = os.path.join(tmp, "scaling.gp")
-        with open(gp_file, "w") as f:
-            f.write("\n".join(script) + "\n")
-        subprocess.run([gp, gp_file], check=False)
-        if os.path.exists(png):
-            made.append("reader_scaling.png")
+            script += [f"set title '{key} keys, {size} map'", f"plot {linespoints(dat, maps)}"]
+        made += plot(gp, script, tmp, png)
 
         # Lookups by map size: per map, hits and 10% misses, one panel per key type and size.
         png = os.path.join(out_dir, "lookup_by_size.png")
@@ -950,13 +956,7 @@ def charts(lookups, out_dir):
                 plots = ", ".join((f"'{dat}' using {i + 2}:xtic(1)" if i == 0 else f"'' using {i + 2}") +
                                   f" title '{title}'" for i, (_, title) in enumerate(mixes))
                 script += [f"set title '{key} keys, {size} map'", f"plot {plots}"]
-        script.append("unset multiplot")
-        gp_file = os.path.join(tmp, "size.gp")
-        with open(gp_file, "w") as f:
-            f.write("\n".join(script) + "\n")
-        subprocess.run([gp, gp_file], check=False)
-        if os.path.exists(png):
-            made.append("lookup_by_size.png")
+        made += plot(gp, script, tmp, png)
     return made
 
 
@@ -988,15 +988,9 @@ def batch_chart(entries, out_dir):
                 for b in sizes:
                     v = vals.get((key, size, "hit", b, 1), {})
                     f.write(f"{b} " + " ".join(f"{v[x]:.4f}" if v.get(x) else "nan" for x in variants) + "\n")
-            plots = ", ".join(f"'{dat}' using 1:{i + 2} with linespoints lw 2 title '{x}'"
-                              for i, x in enumerate(variants))
-            script += [f"set title '{key} keys, {size} map'", f"plot {plots}, 1 with lines dt 2 lc 'black' title 'limit'"]
-        script.append("unset multiplot")
-        gp_file = os.path.join(tmp, "batch.gp")
-        with open(gp_file, "w") as f:
-            f.write("\n".join(script) + "\n")
-        subprocess.run([gp, gp_file], check=False)
-    return ["batched_lookups.png"] if os.path.exists(png) else []
+            script += [f"set title '{key} keys, {size} map'",
+                       f"plot {linespoints(dat, variants)}, 1 with lines dt 2 lc 'black' title 'limit'"]
+        return plot(gp, script, tmp, png)
 
 
 def main():
