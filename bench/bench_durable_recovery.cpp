@@ -15,10 +15,20 @@
 // log segment (segments are preallocated, 64 MiB), and continue in the newest segment if it is
 // empty or start a fresh one (create, preallocate, sync its header and the directory).
 //
-// Name: durable_recovery/leftright/<snapshot|log>/u64/<1M|16M>/manual_time
+// Each recovery is measured twice: as open_map() does it by default (on a machine of two
+// hardware threads or more, both copies built side by side on two threads), and with
+// recovery_threads = 1 (one copy built, then copied). Each has its floor: the two tables built
+// from memory on one thread, and on two.
+//
+// Name: durable_recovery/<leftright|leftright_1t>/<snapshot|log>/u64/<1M|16M>/manual_time,
+//       durable_recovery/floor/<tables|tables_2t>/u64/<1M|16M>/manual_time
 // items/s = entries recovered per second (wall clock). cpu_ms_per_open: the child's CPU time in
-// open_map() (on a busy machine, wall time minus this is waiting: for the disk, or for a core).
+// open_map(), all its threads (on a busy machine, wall time minus this is waiting: for the disk,
+// or for a core; with two threads it can exceed the wall time). peak_mib: the child's peak
+// resident memory (the keys it builds the floor from included; the recovering child's mapped
+// files count where their pages were touched).
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +42,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -40,6 +51,7 @@
 #include <benchmark/benchmark.h>
 #include <leftright/detail/allocator.hpp>
 #include <leftright/detail/slot_order.hpp>
+#include <leftright/detail/storage/replay.hpp>
 
 #include "durable_adapters.hpp"
 #include "workload.hpp"
@@ -51,20 +63,21 @@ namespace {
 
 inline constexpr std::size_t recover_batch = 1024;
 
-/// This thread's CPU time, in seconds.
-inline double thread_cpu_seconds() {
+/// This process's CPU time (all its threads), in seconds.
+inline double process_cpu_seconds() {
   timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
 /// The map's options, in the writing process and in the child that reopens it: `none`, and no
-/// automatic checkpoint (the log variant must keep its whole log).
-inline leftright::durable_options recover_options(const std::filesystem::path& path) {
+/// automatic checkpoint (the log variant must keep its whole log); threads: recovery_threads.
+inline leftright::durable_options recover_options(const std::filesystem::path& path, unsigned threads = 0) {
   leftright::durable_options o;
   o.path = path;
   o.durability = leftright::durability::none;
   o.checkpoint_bytes = 0;
+  o.recovery_threads = threads;
   return o;
 }
 
@@ -75,11 +88,20 @@ struct recovery_sample {
   double report_s = 0;  ///< the recovery report's own duration
   std::uint64_t entries = 0;
   std::uint64_t replayed = 0;
+  unsigned threads = 0;  ///< that built the two copies
+  double peak_mib = 0;   ///< the child's peak resident memory (ru_maxrss), MiB
 };
 
-/// Runs `<this executable> <flag> <arg>` (--recover_child DIR, or --build_child N: the floor) and
-/// reads its one line of figures.
-inline recovery_sample run_child(const char* child_flag, const std::string& child_arg) {
+/// This process's peak resident memory so far, in MiB.
+inline double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // KiB on Linux
+}
+
+/// Runs `<this executable> <flag> <arg> --child_threads=<threads>` (--recover_child DIR, or
+/// --build_child N: the floor) and reads its one line of figures.
+inline recovery_sample run_child(const char* child_flag, const std::string& child_arg, unsigned threads) {
   int fds[2];
   if (::pipe(fds) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
   posix_spawn_file_actions_t fa;
@@ -87,8 +109,9 @@ inline recovery_sample run_child(const char* child_flag, const std::string& chil
   posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
   posix_spawn_file_actions_addclose(&fa, fds[0]);
   posix_spawn_file_actions_addclose(&fa, fds[1]);
-  std::string exe = "/proc/self/exe", flag = child_flag, arg = child_arg;
-  char* argv[] = {exe.data(), flag.data(), arg.data(), nullptr};
+  std::string exe = "/proc/self/exe", flag = child_flag, arg = child_arg,
+              threads_flag = "--child_threads=" + std::to_string(threads);
+  char* argv[] = {exe.data(), flag.data(), arg.data(), threads_flag.data(), nullptr};
   pid_t pid = 0;
   const int rc = ::posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
@@ -111,7 +134,8 @@ inline recovery_sample run_child(const char* child_flag, const std::string& chil
   recovery_sample r;
   unsigned long long entries = 0, replayed = 0;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
-      std::sscanf(out.c_str(), "%lf %lf %lf %llu %llu", &r.wall_s, &r.cpu_s, &r.report_s, &entries, &replayed) != 5) {
+      std::sscanf(out.c_str(), "%lf %lf %lf %llu %llu %u %lf", &r.wall_s, &r.cpu_s, &r.report_s, &entries,
+                  &replayed, &r.threads, &r.peak_mib) != 7) {
     throw std::runtime_error(std::string("the child (") + child_flag + ") failed: " + out);
   }
   r.entries = entries;
@@ -119,8 +143,9 @@ inline recovery_sample run_child(const char* child_flag, const std::string& chil
   return r;
 }
 
+/// threads: recovery_threads of the child's open (0: open_map's default).
 template <std::size_t N>
-void bm_recover(benchmark::State& state, bool snapshot) {
+void bm_recover(benchmark::State& state, bool snapshot, unsigned threads) {
   const std::vector<std::uint64_t>& keys = present_keys<std::uint64_t, N>();
   try {
     scratch_dir dir(snapshot ? "recover-snapshot" : "recover-log");
@@ -137,7 +162,7 @@ void bm_recover(benchmark::State& state, bool snapshot) {
     recovery_sample last{};
     double cpu_s = 0;
     for (auto _ : state) {
-      last = run_child("--recover_child", o.path.string());
+      last = run_child("--recover_child", o.path.string(), threads);
       cpu_s += last.cpu_s;
       state.SetIterationTime(last.wall_s);
     }
@@ -152,6 +177,8 @@ void bm_recover(benchmark::State& state, bool snapshot) {
     state.counters["cpu_ms_per_open"] = cpu_s * 1e3 / static_cast<double>(state.iterations());
     // open_map's own measure of its recovery (before the reader and writer are built), last run.
     state.counters["recovery_report_ms"] = last.report_s * 1e3;
+    state.counters["threads"] = static_cast<double>(last.threads);
+    state.counters["peak_mib"] = last.peak_mib;
     state.SetLabel("fs=" + fs_type(dir.path()));
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
@@ -159,17 +186,18 @@ void bm_recover(benchmark::State& state, bool snapshot) {
 }
 
 /// The floor: what any recovery of a left-right map must do at least, in a fresh process:
-/// build one table of the same entries from memory (reserved, inserted in the table's slot
-/// order as recovery does, the map's own table type and allocator) and copy it for the second
-/// copy. Recovery's ratio to it
-/// is what reading, checking and decoding the files, and the rest of open_map(), cost.
+/// build two tables of the same entries from memory (reserved, inserted in the table's slot
+/// order as recovery does, the map's own table type and allocator): on one thread, one table
+/// and then a copy of it; on two, both at once, as a recovery on two threads builds them.
+/// Recovery's ratio to it is what reading, checking and decoding the files, and the rest of
+/// open_map(), cost.
 template <std::size_t N>
-void bm_build_floor(benchmark::State& state) {
+void bm_build_floor(benchmark::State& state, unsigned threads) {
   try {
     recovery_sample last{};
     double cpu_s = 0;
     for (auto _ : state) {
-      last = run_child("--build_child", std::to_string(N));
+      last = run_child("--build_child", std::to_string(N), threads);
       cpu_s += last.cpu_s;
       state.SetIterationTime(last.wall_s);
     }
@@ -179,21 +207,26 @@ void bm_build_floor(benchmark::State& state) {
     }
     state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(N));
     state.counters["cpu_ms_per_open"] = cpu_s * 1e3 / static_cast<double>(state.iterations());
+    state.counters["peak_mib"] = last.peak_mib;
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
   }
 }
 
-/// The floor and both recoveries of a map of N entries.
+/// The floors and the recoveries of a map of N entries.
 template <std::size_t N>
 void register_size() {
-  benchmark::RegisterBenchmark(("durable_recovery/floor/tables/u64/" + size_name(N)).c_str(), &bm_build_floor<N>)
-      ->UseManualTime()
-      ->MinTime(0.5);
-  for (bool snapshot : {true, false}) {
-    const std::string name = std::string("durable_recovery/leftright/") + (snapshot ? "snapshot" : "log") +
-                             "/u64/" + size_name(N);
-    benchmark::RegisterBenchmark(name.c_str(), &bm_recover<N>, snapshot)->UseManualTime()->MinTime(0.5);
+  for (unsigned threads : {1u, 2u}) {
+    const std::string name =
+        std::string("durable_recovery/floor/") + (threads == 1 ? "tables" : "tables_2t") + "/u64/" + size_name(N);
+    benchmark::RegisterBenchmark(name.c_str(), &bm_build_floor<N>, threads)->UseManualTime()->MinTime(0.5);
+  }
+  for (unsigned threads : {0u, 1u}) {
+    for (bool snapshot : {true, false}) {
+      const std::string name = std::string("durable_recovery/") + (threads == 0 ? "leftright/" : "leftright_1t/") +
+                               (snapshot ? "snapshot" : "log") + "/u64/" + size_name(N);
+      benchmark::RegisterBenchmark(name.c_str(), &bm_recover<N>, snapshot, threads)->UseManualTime()->MinTime(0.5);
+    }
   }
 }
 
@@ -203,30 +236,36 @@ void register_size() {
   return true;
 }();
 
-/// build_child_main's work for a map of N entries.
+/// build_child_main's work for a map of N entries, on threads threads (1 or 2).
 template <std::size_t N>
-int build_floor_tables() {
+int build_floor_tables(unsigned threads) {
   using table = absl::flat_hash_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
                                     std::equal_to<std::uint64_t>,
                                     leftright::detail::table_allocator_t<std::pair<const std::uint64_t, std::uint64_t>,
                                                                          leftright::default_traits::huge_pages>>;
   const std::vector<std::uint64_t>& keys = present_keys<std::uint64_t, N>();  // before the clock
-  const double c0 = thread_cpu_seconds();
+  const double c0 = process_cpu_seconds();
   const auto t0 = std::chrono::steady_clock::now();
   table a;
-  a.reserve(keys.size());
+  leftright::no_meta meta;
+  // Two threads: the second table is built beside the first, by recovery's own machinery.
+  leftright::detail::storage::recovery_tables<table, leftright::no_meta> both(a, meta);
+  if (threads == 2) both.split();
+  leftright::detail::each_table(both, [&keys](table& t) { t.reserve(keys.size()); });
   // In the table's slot order, as recovery inserts (leftright/detail/slot_order.hpp).
-  leftright::detail::apply_in_slot_order(a, [&keys](auto&& f) {
+  leftright::detail::apply_in_slot_order(both, [&keys](auto&& f) {
     for (std::size_t i = 0; i < keys.size(); ++i) {
       f(leftright::detail::keyed_op::insert_or_assign, keys[i], static_cast<std::uint64_t>(i));
     }
   });
-  table b(a);
+  std::optional<table> second = both.take_second();
+  if (!second) second.emplace(a);
   const auto t1 = std::chrono::steady_clock::now();
-  const double cpu = thread_cpu_seconds() - c0;
-  benchmark::DoNotOptimize(b);
-  std::printf("%.9f %.9f %.9f %llu %llu\n", std::chrono::duration<double>(t1 - t0).count(), cpu,
-              std::chrono::duration<double>(t1 - t0).count(), static_cast<unsigned long long>(b.size()), 0ull);
+  const double cpu = process_cpu_seconds() - c0;
+  benchmark::DoNotOptimize(*second);
+  std::printf("%.9f %.9f %.9f %llu %llu %u %.1f\n", std::chrono::duration<double>(t1 - t0).count(), cpu,
+              std::chrono::duration<double>(t1 - t0).count(), static_cast<unsigned long long>(second->size()), 0ull,
+              threads, peak_rss_mib());
   return 0;
 }
 
@@ -234,11 +273,12 @@ int build_floor_tables() {
 
 /// The floor's child: builds the two tables of n entries (1M or 16M) from memory, its figures on
 /// stdout as one line (the recovery child's format).
-int build_child_main(const char* n_arg) {
+int build_child_main(const char* n_arg, unsigned threads) {
   try {
     const std::uint64_t n = std::strtoull(n_arg, nullptr, 10);
-    if (n == large_n) return build_floor_tables<large_n>();
-    if (n == dram_n) return build_floor_tables<dram_n>();
+    if (threads != 1 && threads != 2) throw std::runtime_error("the floor is built on 1 or 2 threads");
+    if (n == large_n) return build_floor_tables<large_n>(threads);
+    if (n == dram_n) return build_floor_tables<dram_n>(threads);
     throw std::runtime_error("only the 1M and 16M floors are built");
   } catch (const std::exception& e) {
     std::printf("%s\n", e.what());
@@ -247,18 +287,18 @@ int build_child_main(const char* n_arg) {
 }
 
 /// The child's side: one open of the map in dir, its figures on stdout as one line.
-int recover_child_main(const char* dir) {
+int recover_child_main(const char* dir, unsigned threads) {
   try {
-    const leftright::durable_options o = recover_options(dir);
-    const double c0 = thread_cpu_seconds();
+    const leftright::durable_options o = recover_options(dir, threads);
+    const double c0 = process_cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(o);
     const auto t1 = std::chrono::steady_clock::now();
-    const double cpu = thread_cpu_seconds() - c0;
-    std::printf("%.9f %.9f %.9f %llu %llu\n", std::chrono::duration<double>(t1 - t0).count(), cpu,
+    const double cpu = process_cpu_seconds() - c0;
+    std::printf("%.9f %.9f %.9f %llu %llu %u %.1f\n", std::chrono::duration<double>(t1 - t0).count(), cpu,
                 std::chrono::duration<double>(w.recovery().duration).count(),
                 static_cast<unsigned long long>(r.size()),
-                static_cast<unsigned long long>(w.recovery().records_replayed));
+                static_cast<unsigned long long>(w.recovery().records_replayed), w.recovery().threads, peak_rss_mib());
     return 0;
   } catch (const std::exception& e) {
     std::printf("%s\n", e.what());

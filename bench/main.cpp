@@ -21,8 +21,8 @@
 #include "adapters.hpp"
 
 namespace lrbench {
-int recover_child_main(const char* dir);    // bench_durable_recovery.cpp
-int build_child_main(const char* entries);  // bench_durable_recovery.cpp (the floor)
+int recover_child_main(const char* dir, unsigned threads);    // bench_durable_recovery.cpp
+int build_child_main(const char* entries, unsigned threads);  // bench_durable_recovery.cpp (the floor)
 }
 
 // The recovery scenario's children (bench_durable_recovery.cpp starts this executable again).
@@ -30,6 +30,8 @@ ABSL_FLAG(std::string, recover_child, "",
           "internal: open the durable map in this directory once and print the figures");
 ABSL_FLAG(std::string, build_child, "",
           "internal: build the recovery floor's tables of this many entries and print the figures");
+ABSL_FLAG(unsigned, child_threads, 0,
+          "internal: the recovery child's recovery_threads (0: the default); the floor child's threads (1 or 2)");
 
 namespace {
 
@@ -37,7 +39,7 @@ namespace {
 void print_help() {
   benchmark::PrintDefaultHelp();
   std::printf("\nleftright_bench's own flags (--helpfull lists them with Abseil's): --recover_child=DIR,\n"
-              "--build_child=N (both internal: the durable_recovery scenario's fresh processes)\n");
+              "--build_child=N, --child_threads=T (all internal: the durable_recovery scenario's fresh processes)\n");
 }
 
 /// Google Benchmark's flags first (it removes them from argv), then ours; exits 1 with a
@@ -70,10 +72,10 @@ int main(int argc, char** argv) {
   parse_flags(argc, argv);
   // The recovery scenario's child: one open_map() in a fresh process (see that scenario).
   if (const std::string dir = absl::GetFlag(FLAGS_recover_child); !dir.empty()) {
-    return lrbench::recover_child_main(dir.c_str());
+    return lrbench::recover_child_main(dir.c_str(), absl::GetFlag(FLAGS_child_threads));
   }
   if (const std::string n = absl::GetFlag(FLAGS_build_child); !n.empty()) {
-    return lrbench::build_child_main(n.c_str());
+    return lrbench::build_child_main(n.c_str(), absl::GetFlag(FLAGS_child_threads));
   }
   // Every fixture's memory placed the same way, whatever ran before it. By default glibc raises
   // its mmap threshold to the size of each mmap'd block freed (up to 32 MiB), so after the first

@@ -434,23 +434,28 @@ open_map(const durable_options& options) {
   if (options.durability == durability::async && options.sync_interval.count() <= 0) {
     throw storage_error(options.path, "open", EINVAL, "sync_interval must be positive");
   }
+  using table_t = st::recovery_table<Key, Value, Hash, Eq, Traits>;
+  const std::size_t two_tables_from = st::two_tables_from<typename writer_t::ops, table_t>(options);
   auto fsys = options.file_system ? options.file_system : st::default_file_system();
   using meta_type = typename detail::meta_of<Traits>::type;
   auto s = std::make_unique<typename writer_t::state>(options, fsys, codec_name<Key>(),
                                                       st::value_codec_name<Value, meta_type>());
   s->lock = st::open_directory(*fsys, options.path);
   // The newest snapshot, then the log after it, up to the first record not completely written.
-  st::recovery_table<Key, Value, Hash, Eq, Traits> t;
+  table_t t;
   meta_type meta{};
-  const st::recovery_source src{*fsys, options.path, /*writable=*/true, s->key_codec, s->value_codec};
-  auto [inv, log] = st::recover_directory<Key, Value>(t, meta, src, s->report);
+  st::recovery_tables<table_t, meta_type> ts(t, meta);
+  const st::recovery_source src{*fsys, options.path, /*writable=*/true, s->key_codec, s->value_codec, two_tables_from};
+  auto [inv, log] = st::recover_directory<Key, Value>(ts, src, s->report);
+  s->report.threads = static_cast<unsigned>(ts.count());
   // The log goes on after the recovered version, in a segment no stale record can share.
   const std::uint64_t version = s->report.version;
   s->wal.mark_synced(version);
   s->wal.set_sync_on_roll(options.durability != durability::none);
   st::start_log(s->wal, *fsys, options.path, log, version, inv.marker, s->key_codec, s->value_codec);
   s->report.duration = std::chrono::steady_clock::now() - started;
-  writer_t w(st::recovered_core<typename writer_t::ops, Traits>(std::move(t), version, meta), std::move(s));
+  writer_t w(st::recovered_core<typename writer_t::ops, Traits>(std::move(t), version, meta, ts.take_second()),
+             std::move(s));
   auto r = w.make_reader();
   return {std::move(w), std::move(r)};
 }
@@ -497,7 +502,7 @@ class read_only_map {
 /// but writes nothing: no directory or segment is created, no tail cut, no file removed or
 /// synced (recovery().note says what a writable open would do instead). So it works on a
 /// read-only directory or file system and on a full disk. Takes a shared lock (see
-/// read_only_map). Of options, only path and file_system are used.
+/// read_only_map). Of options, only path, recovery_threads and file_system are used.
 /// Thread-safety: any thread. Progress: blocking; O(snapshot + log).
 /// Throws storage_error: the directory does not exist or cannot be read, a writable map holds
 /// it, or its files are damaged, of another format or other types (as open_map()).
@@ -507,17 +512,22 @@ read_only_map<Key, Value, Hash, Eq, Traits> open_map_read_only(const durable_opt
   using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
   const auto started = std::chrono::steady_clock::now();
   if (options.path.empty()) throw storage_error({}, "open", EINVAL, "durable_options.path is empty");
+  using table_t = st::recovery_table<Key, Value, Hash, Eq, Traits>;
+  using meta_type = typename detail::meta_of<Traits>::type;
+  const std::size_t two_tables_from = st::two_tables_from<ops, table_t>(options);
   auto fsys = options.file_system ? options.file_system : st::default_file_system();
   auto lock = fsys->lock_directory_shared(options.path);
   recovery_report rep;
-  st::recovery_table<Key, Value, Hash, Eq, Traits> t;
-  typename detail::meta_of<Traits>::type meta{};
+  table_t t;
+  meta_type meta{};
+  st::recovery_tables<table_t, meta_type> ts(t, meta);
   const std::string key_codec = codec_name<Key>();
-  const std::string value_codec = st::value_codec_name<Value, typename detail::meta_of<Traits>::type>();
-  st::recover_directory<Key, Value>(t, meta, st::recovery_source{*fsys, options.path, /*writable=*/false, key_codec,
-                                                                 value_codec}, rep);
+  const std::string value_codec = st::value_codec_name<Value, meta_type>();
+  st::recover_directory<Key, Value>(
+      ts, st::recovery_source{*fsys, options.path, /*writable=*/false, key_codec, value_codec, two_tables_from}, rep);
+  rep.threads = static_cast<unsigned>(ts.count());
   rep.duration = std::chrono::steady_clock::now() - started;
-  auto core = st::recovered_core<ops, Traits>(std::move(t), rep.version, meta);
+  auto core = st::recovered_core<ops, Traits>(std::move(t), rep.version, meta, ts.take_second());
   return read_only_map<Key, Value, Hash, Eq, Traits>(map_writer<Key, Value, Hash, Eq, Traits>(std::move(core)),
                                                      std::move(lock), std::move(rep));
 }

@@ -42,6 +42,12 @@ struct durable_options {
   /// publish() does not stop on page faults in a fresh segment; 0: no thread, publish() faults
   /// the pages in itself.
   std::size_t prefault_bytes = std::size_t{4} << 20;
+  /// Threads that build the map's two copies when it is opened: 2 builds them side by side, each
+  /// from the files (about the time of one copy, on two cores); 1 builds one and copies it.
+  /// 0: 2 where the machine has two hardware threads or more and recovery expects 64K entries
+  /// or more (a snapshot's, or the log's estimate). Maps whose values both copies share (values
+  /// larger than a cache line) always build one. Anything above 2: storage_error (EINVAL).
+  unsigned recovery_threads = 0;
   /// The file system underneath; null: the real one. (Tests put a simulated one here.)
   std::shared_ptr<detail::storage::file_system> file_system;
 };
@@ -53,6 +59,7 @@ struct recovery_report {
   std::uint64_t snapshot_entries = 0;
   std::uint64_t records_replayed = 0;  ///< log records (batches) applied after the snapshot
   std::uint64_t segments_read = 0;
+  unsigned threads = 1;                ///< that built the two copies (2: side by side)
   bool tail_truncated = false;         ///< an incompletely written record ended the log
   std::string note;                    ///< where the log was cut, files removed, ...
   std::chrono::nanoseconds duration{};

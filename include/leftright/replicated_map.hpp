@@ -265,7 +265,8 @@ std::uint64_t load_local(local_store& s, Table& t, Meta& meta) {
     }
     const storage::recovery_source src{*s.fs, s.dir, /*writable=*/true, s.key_codec, s.value_codec};
     recovery_report rep;
-    return storage::load_newest_snapshot<Key, Value>(t, meta, src, inv, rep) - 1;
+    storage::recovery_tables<Table, Meta> ts(t, meta);
+    return storage::load_newest_snapshot<Key, Value>(ts, src, inv, rep) - 1;
   });
 }
 

@@ -46,54 +46,129 @@ void apply_keyed(Table& t, keyed_op op, K&& key, V&& value) {
   }
 }
 
-/// Applies to t, in slot-region order, the operations source produces: source(f) calls
-/// f(keyed_op, key, value) for each, in their order, and must produce the same ones each time it
-/// is called (it is called twice: once to count, once to copy them into a buffer that is then
-/// applied). Small runs, and tables of a few regions, are applied in order in the second call.
-/// Reserve t first: growth while applying would spoil the grouping (never the result).
+/// A set of one table: apply_in_slot_order's view of a single table. A table set (recovery's
+/// recovery_tables is the other) has count() tables, table(i), and each(f), which calls f(i) for
+/// every i, possibly at the same time on several threads.
+template <class Table>
+class one_table {
+ public:
+  explicit one_table(Table& t) noexcept : t_(t) {}
+  static constexpr std::size_t count() noexcept { return 1; }
+  Table& table(std::size_t) const noexcept { return t_; }
+  template <class F>
+  void each(F&& f) const {
+    f(std::size_t{0});
+  }
+
+ private:
+  Table& t_;
+};
+
+template <class T>
+concept table_set = requires(T& s) {
+  s.count();
+  s.table(std::size_t{0});
+};
+
+/// One operation in apply_in_slot_order's buffer.
+template <class Key, class Value>
+struct slot_order_entry {
+  Key key;
+  Value value;
+  keyed_op op;
+};
+
+/// The buffer apply_in_slot_order sorts a run's operations into. A caller that sorts many runs
+/// (a log, segment by segment) keeps one and passes it to each call: the memory of a large
+/// buffer made anew comes fresh from the kernel each time, which zeroes it page by page.
+template <class Table>
+using slot_order_buffer = std::vector<slot_order_entry<typename Table::key_type, typename Table::mapped_type>>;
+
+/// Calls f(table) for each table of ts (a table_set: through ts.each, so possibly at the same
+/// time on several threads; or one table).
+template <class Tables, class F>
+void each_table(Tables& ts, F&& f) {
+  if constexpr (table_set<Tables>) {
+    ts.each([&ts, &f](std::size_t i) { f(ts.table(i)); });
+  } else {
+    f(ts);
+  }
+}
+
+/// Applies to every table of ts (a table_set, or one table), in slot-region order, the operations
+/// source produces: source(f) calls f(keyed_op, key, value) for each, in their order, and must
+/// produce the same ones each time it is called (it is called twice: once to count, once to copy
+/// them into a buffer that is then applied to each table; the tables share the buffer). Small
+/// runs, and tables of a few regions, are applied in order: source is then called once per
+/// table, at the same time on ts's threads. The tables must have the same capacity and hash
+/// (the grouping is computed for the first). Reserve them first: growth while applying would
+/// spoil the grouping (never the result).
 /// Keys and values must be default-constructible (the buffer is made of empty operations); the
 /// grouping hashes each key twice more, which suits the keys it is used with (integers).
-template <class Table, class Source>
-void apply_in_slot_order(Table& t, Source&& source) {
-  using key_type = typename Table::key_type;
-  using mapped_type = typename Table::mapped_type;
-  // About 32 KiB of slots per region: a region's lines stay in L1/L2 while its operations run.
-  constexpr std::size_t region_slots =
-      std::bit_floor(std::max<std::size_t>(64, std::size_t{32768} / sizeof(typename Table::value_type)));
-  constexpr int shift = std::countr_zero(region_slots);
-  constexpr std::size_t min_ops = 4096;  // below this, grouping does not pay for its passes
+/// scratch: the buffer to sort into (a slot_order_buffer of the tables' type); null: one of its own.
+template <class Tables, class Source, class Buffer = std::nullptr_t>
+void apply_in_slot_order(Tables& ts, Source&& source, Buffer* scratch = nullptr) {
+  if constexpr (!table_set<Tables>) {
+    one_table<Tables> one(ts);
+    apply_in_slot_order(one, std::forward<Source>(source), scratch);
+  } else {
+    using Table = std::remove_reference_t<decltype(ts.table(0))>;
+    using key_type = typename Table::key_type;
+    using mapped_type = typename Table::mapped_type;
+    // About 32 KiB of slots per region: a region's lines stay in L1/L2 while its operations run.
+    constexpr std::size_t region_slots =
+        std::bit_floor(std::max<std::size_t>(64, std::size_t{32768} / sizeof(typename Table::value_type)));
+    constexpr int shift = std::countr_zero(region_slots);
+    constexpr std::size_t min_ops = 4096;  // below this, grouping does not pay for its passes
 
-  const std::size_t cap = t.bucket_count();  // 2^k - 1, or 0
-  const std::size_t regions = (cap + 1) >> shift;
-  const auto hash = t.hash_function();
-  const auto region = [&](const key_type& k) { return ((hash(k) >> 7) & cap) >> shift; };
-  const auto in_order = [&t](keyed_op op, auto&& key, auto&& value) {
-    apply_keyed(t, op, std::forward<decltype(key)>(key), std::forward<decltype(value)>(value));
-  };
-  if (regions < 4) return source(in_order);
+    const Table& first = ts.table(0);
+    const std::size_t cap = first.bucket_count();  // 2^k - 1, or 0
+    const std::size_t regions = (cap + 1) >> shift;
+    const auto hash = first.hash_function();
+    const auto region = [&](const key_type& k) { return ((hash(k) >> 7) & cap) >> shift; };
+    const auto in_order = [&ts, &source](std::size_t i) {
+      Table& t = ts.table(i);
+      source([&t](keyed_op op, auto&& key, auto&& value) {
+        apply_keyed(t, op, std::forward<decltype(key)>(key), std::forward<decltype(value)>(value));
+      });
+    };
+    if (regions < 4) return ts.each(in_order);
 
-  // Counting sort: count, prefix sums (start[r] = the first place of region r), scatter.
-  std::vector<std::size_t> start(regions + 1, 0);
-  std::size_t n = 0;
-  source([&](keyed_op, const auto& key, const auto&) {
-    ++start[region(key) + 1];
-    ++n;
-  });
-  if (n < min_ops) return source(in_order);
-  for (std::size_t r = 0; r < regions; ++r) start[r + 1] += start[r];
-  struct entry {
-    key_type key;
-    mapped_type value;
-    keyed_op op;
-  };
-  std::vector<entry> sorted(n);
-  source([&](keyed_op op, auto&& key, auto&& value) {
-    entry& e = sorted[start[region(key)]++];
-    e.key = std::forward<decltype(key)>(key);
-    e.value = std::forward<decltype(value)>(value);
-    e.op = op;
-  });
-  for (entry& e : sorted) apply_keyed(t, e.op, std::move(e.key), std::move(e.value));
+    // Counting sort: count, prefix sums (start[r] = the first place of region r), scatter.
+    std::vector<std::size_t> start(regions + 1, 0);
+    std::size_t n = 0;
+    source([&](keyed_op, const auto& key, const auto&) {
+      ++start[region(key) + 1];
+      ++n;
+    });
+    if (n < min_ops) return ts.each(in_order);
+    for (std::size_t r = 0; r < regions; ++r) start[r + 1] += start[r];
+    using entry = slot_order_entry<key_type, mapped_type>;
+    static_assert(std::is_same_v<Buffer, std::nullptr_t> || std::is_same_v<Buffer, slot_order_buffer<Table>>,
+                  "apply_in_slot_order: scratch is a slot_order_buffer of the tables' type");
+    slot_order_buffer<Table> own;
+    slot_order_buffer<Table>& sorted = [&]() -> slot_order_buffer<Table>& {
+      if constexpr (std::is_same_v<Buffer, slot_order_buffer<Table>>) {
+        if (scratch) return *scratch;
+      }
+      return own;
+    }();
+    sorted.resize(n);  // every entry is written below
+    source([&](keyed_op op, auto&& key, auto&& value) {
+      entry& e = sorted[start[region(key)]++];
+      e.key = std::forward<decltype(key)>(key);
+      e.value = std::forward<decltype(value)>(value);
+      e.op = op;
+    });
+    ts.each([&ts, &sorted](std::size_t i) {
+      Table& t = ts.table(i);
+      if (ts.count() == 1) {
+        for (entry& e : sorted) apply_keyed(t, e.op, std::move(e.key), std::move(e.value));
+      } else {
+        for (const entry& e : sorted) apply_keyed(t, e.op, e.key, e.value);  // shared: copied
+      }
+    });
+  }
 }
 
 }  // namespace leftright::detail

@@ -10,19 +10,24 @@
 //                         written or a hole a crash explains
 //   recover_directory     all of it: inventory, snapshot, log, marker checks
 // The table is a plain, single-threaded absl map (recovery_table); to_table() puts it in the
-// map's layout. Beside it, the metadata (Traits::meta_type; no_meta: the map has none) of the
-// snapshot or the last batch that set one. The steps that do not depend on types are in
-// recovery.hpp.
+// map's layout. A large recovery builds the map's two copies side by side, each step applied to
+// both on two threads (recovery_tables), rather than one table copied at the end. Beside each
+// table, the metadata (Traits::meta_type; no_meta: the map has none) of the snapshot or the last
+// batch that set one. The steps that do not depend on types are in recovery.hpp.
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -53,6 +58,81 @@ struct recovery_source {
   bool writable;
   const std::string& key_codec;
   const std::string& value_codec;
+  /// Build the map's two copies side by side (recovery_tables::split) once recovery expects this
+  /// many entries; SIZE_MAX: never (one table, which the caller copies).
+  std::size_t two_tables_from = SIZE_MAX;
+};
+
+/// The tables recovery builds and their metadata: the caller's table and, once split(), a second
+/// one built beside it. Each step is applied to both at once (each(): the second on a thread of
+/// its own), so that the map's two copies take about the time of one to build, where they took
+/// one build and a copy. A table_set (slot_order.hpp).
+template <class Table, class Meta>
+class recovery_tables {
+ public:
+  recovery_tables(Table& t, Meta& meta) noexcept : first_(t), meta_(meta) {}
+  recovery_tables(const recovery_tables&) = delete;
+  recovery_tables& operator=(const recovery_tables&) = delete;
+
+  std::size_t count() const noexcept { return second_ ? 2 : 1; }
+  Table& table(std::size_t i) noexcept { return i == 0 ? first_ : second_->table; }
+  Meta& meta(std::size_t i) noexcept { return i == 0 ? meta_ : second_->meta; }
+
+  /// From now on builds a second table too, starting as a copy of the first (nothing to copy
+  /// when it comes before the first step).
+  void split() {
+    if (!second_) second_.emplace(copy{Table(first_), meta_});
+  }
+
+  /// Calls f(i) for each table: with two, f(1) on a new thread while f(0) runs on this one
+  /// (where no thread can be started, f(1) after f(0)). Returns once both have; rethrows what f
+  /// threw (f(0)'s exception first).
+  template <class F>
+  void each(F&& f) {
+    if (!second_) return f(std::size_t{0});
+    std::exception_ptr second_error;
+    const auto second = [&f, &second_error]() noexcept {
+      try {
+        f(std::size_t{1});
+      } catch (...) {
+        second_error = std::current_exception();
+      }
+    };
+    {
+      std::jthread helper;
+      try {
+        helper = std::jthread(second);
+      } catch (const std::system_error&) {
+        // No thread to be had (a process or memory limit): the same work, one table after the other.
+      }
+      f(std::size_t{0});  // a throw joins the helper (its destructor) and propagates
+      if (!helper.joinable()) second();
+    }
+    if (second_error) std::rethrow_exception(second_error);
+  }
+
+  /// The buffer the steps sort runs of operations into (apply_in_slot_order), kept from one to
+  /// the next, and release_sort_buffer() to give it back once the last is done.
+  slot_order_buffer<Table>& sort_buffer() noexcept { return sort_buffer_; }
+  void release_sort_buffer() noexcept { slot_order_buffer<Table>().swap(sort_buffer_); }
+
+  /// The second table, moved out (nullopt if never split).
+  std::optional<Table> take_second() {
+    if (!second_) return std::nullopt;
+    std::optional<Table> t(std::move(second_->table));
+    second_.reset();
+    return t;
+  }
+
+ private:
+  struct copy {
+    Table table;
+    Meta meta;
+  };
+  Table& first_;
+  Meta& meta_;
+  std::optional<copy> second_;
+  slot_order_buffer<Table> sort_buffer_;
 };
 
 /// The value codec name a map's files carry: the value's codec, and the metadata's for a map
@@ -94,38 +174,45 @@ void take_snapshot_meta(snapshot_view& view, Meta& meta, const std::filesystem::
   }
 }
 
-/// Decodes a checked snapshot's entries into a recovering table (a plain, single-threaded absl
-/// map). Throws storage_error naming path if they do not decode. Built-in integer keys and
-/// values whose bytes are exactly `entries` entries are read in place (no bounds check per field)
-/// and inserted in the table's slot order (apply_in_slot_order).
-template <class Key, class Value, class Table>
-void load_snapshot(Table& t, const snapshot_view& view, const std::filesystem::path& path) {
-  reserve_room(t, static_cast<std::size_t>(view.entries));  // see map_ops.hpp
+/// Decodes a checked snapshot's entries into each recovering table of ts (a table_set, or one
+/// plain, single-threaded absl map). Throws storage_error naming path if they do not decode.
+/// Built-in integer keys and values whose bytes are exactly `entries` entries are read in place
+/// (no bounds check per field) and inserted in the table's slot order (apply_in_slot_order).
+template <class Key, class Value, class Tables>
+void load_snapshot(Tables& ts, const snapshot_view& view, const std::filesystem::path& path) {
+  each_table(ts, [&view](auto& t) { reserve_room(t, static_cast<std::size_t>(view.entries)); });  // see map_ops.hpp
   if constexpr (builtin_batch<Key, Value>) {
     constexpr std::size_t es = sizeof(Key) + sizeof(Value);
     // entries <= data bytes + 1 (parse_snapshot), so the product cannot overflow.
     if (view.data.size() == view.entries * es) {
       const std::byte* const p = view.data.data();
       const std::size_t n = static_cast<std::size_t>(view.entries);
-      apply_in_slot_order(t, [p, n](auto&& f) {
+      const auto entries = [p, n](auto&& f) {
         for (std::size_t i = 0; i < n; ++i) {
           f(keyed_op::insert_or_assign, load_builtin<Key>(p + i * es),
             load_builtin<Value>(p + i * es + sizeof(Key)));
         }
-      });
+      };
+      if constexpr (table_set<Tables>) {
+        apply_in_slot_order(ts, entries, &ts.sort_buffer());
+      } else {
+        apply_in_slot_order(ts, entries);
+      }
       return;
     }
   }
-  byte_reader r(view.data);
-  try {
-    for (std::uint64_t i = 0; i < view.entries; ++i) {
-      Key k = leftright::decode<Key>(r);
-      t.insert_or_assign(std::move(k), leftright::decode<Value>(r));
+  each_table(ts, [&view, &path](auto& t) {
+    byte_reader r(view.data);
+    try {
+      for (std::uint64_t i = 0; i < view.entries; ++i) {
+        Key k = leftright::decode<Key>(r);
+        t.insert_or_assign(std::move(k), leftright::decode<Value>(r));
+      }
+      if (!r.empty()) throw storage_error({}, "decode", 0, "bytes after the last entry");
+    } catch (const storage_error& e) {
+      throw storage_error(path, "read snapshot", 0, e.what());
     }
-    if (!r.empty()) throw storage_error({}, "decode", 0, "bytes after the last entry");
-  } catch (const storage_error& e) {
-    throw storage_error(path, "read snapshot", 0, e.what());
-  }
+  });
 }
 
 /// An upper estimate of the entries a run of logged batches can add (to reserve before they are
@@ -166,31 +253,56 @@ using recovery_table = absl::flat_hash_map<Key, Value, Hash, Eq,
                                            table_allocator_t<std::pair<const Key, Value>, Traits::huge_pages>>;
 
 /// The shared state of a map holding the recovered table at version, labelled meta: both copies
-/// in the map's layout (the second made with Ops::copy, not the table's copy constructor: see
-/// map_ops.hpp).
+/// in the map's layout. The second is `second` where recovery built one beside the first (the
+/// inline layout, where to_table moves the table in as it is), else made with Ops::copy, not the
+/// table's copy constructor: see map_ops.hpp.
 template <class Ops, class Traits, class Plain>
 std::shared_ptr<lr_core<typename Ops::table, typename meta_of<Traits>::type>> recovered_core(
-    Plain&& plain, std::uint64_t version, const typename meta_of<Traits>::type& meta = {}) {
+    Plain&& plain, std::uint64_t version, const typename meta_of<Traits>::type& meta = {},
+    std::optional<std::decay_t<Plain>> second = std::nullopt) {
   using table = typename Ops::table;
   table first = to_table<Ops>(std::forward<Plain>(plain));
-  table second = Ops::copy(first);
+  table other = [&] {
+    if constexpr (std::is_same_v<table, std::decay_t<Plain>>) {
+      if (second) return std::move(*second);
+    }
+    return Ops::copy(first);
+  }();
   return std::make_shared<lr_core<table, typename meta_of<Traits>::type>>(resolve(Traits::sync), version,
-                                                                          std::move(first), std::move(second), meta);
+                                                                          std::move(first), std::move(other), meta);
 }
 
-/// Loads the newest snapshot into t and meta (a committed snapshot was synced before its rename:
-/// if it does not check out, that is damage, not a crash, and recovery refuses rather than
-/// silently go back in time). Returns the first version the log must supply.
-template <class Key, class Value, class Table, class Meta>
-std::uint64_t load_newest_snapshot(Table& t, Meta& meta, const recovery_source& src, const inventory& inv,
+/// recovery_source::two_tables_from for a map of layout Ops recovered into Plain tables, from
+/// options.recovery_threads (see durable_options). Throws storage_error (EINVAL) above 2.
+template <class Ops, class Plain>
+std::size_t two_tables_from(const durable_options& options) {
+  if (options.recovery_threads > 2) {
+    throw storage_error(options.path, "open", EINVAL,
+                        "recovery_threads must be 0 (chosen by size), 1 or 2; it is " +
+                            std::to_string(options.recovery_threads));
+  }
+  constexpr std::size_t auto_from = std::size_t{1} << 16;
+  if (!std::is_same_v<typename Ops::table, Plain> || options.recovery_threads == 1) return SIZE_MAX;
+  if (options.recovery_threads == 2) return 0;
+  return std::thread::hardware_concurrency() >= 2 ? auto_from : SIZE_MAX;
+}
+
+/// Loads the newest snapshot into the tables of ts and their metadata (a committed snapshot was
+/// synced before its rename: if it does not check out, that is damage, not a crash, and recovery
+/// refuses rather than silently go back in time); splits ts first if the snapshot holds
+/// src.two_tables_from entries or more. Returns the first version the log must supply.
+template <class Key, class Value, class Tables>
+std::uint64_t load_newest_snapshot(Tables& ts, const recovery_source& src, const inventory& inv,
                                    recovery_report& rep) {
   if (inv.snapshots.empty()) return 1;
   const auto& [seq, name] = *inv.snapshots.rbegin();
   const auto path = src.dir / name;
   auto view = read_snapshot(src.fsys, path, src.key_codec, src.value_codec);
   if (view.seq != seq) throw storage_error(path, "read snapshot", 0, "file name and header disagree");
-  take_snapshot_meta(view, meta, path);
-  load_snapshot<Key, Value>(t, view, path);
+  take_snapshot_meta(view, ts.meta(0), path);
+  for (std::size_t i = 1; i < ts.count(); ++i) ts.meta(i) = ts.meta(0);
+  if (view.entries >= src.two_tables_from) ts.split();
+  load_snapshot<Key, Value>(ts, view, path);
   rep.snapshot_version = seq;
   rep.snapshot_entries = view.entries;
   return seq + 1;
@@ -217,37 +329,62 @@ void trim_after_replay(Table& t) {
   if (t.size() < t.bucket_count() / 4) rebuild_for(t, t.size());
 }
 
-/// Applies consecutive log records of segment `path` to a recovering table and its metadata.
-/// The caller reserves room first (reserve_for_replay), for the whole log at once.
+/// Applies one logged record of segment `path` to a recovering table and its metadata, through
+/// the codec path. Throws storage_error naming the record if it does not decode.
 template <class Key, class Value, class Table, class Meta>
-void apply_records(Table& t, Meta& meta, std::span<const wal_record> recs, const std::filesystem::path& path) {
-  const auto apply_general = [&](const wal_record& rec) {
-    try {
-      apply_batch_with_meta<Key, Value>(t, rec.payload, meta);
-    } catch (const storage_error& e) {
-      throw storage_error(path, "recover", 0,
-                          "record " + std::to_string(rec.seq) + " at offset " + std::to_string(rec.offset) +
-                              " has a valid checksum but does not decode: " + e.what());
-    }
+void apply_record(Table& t, Meta& meta, const wal_record& rec, const std::filesystem::path& path) {
+  try {
+    apply_batch_with_meta<Key, Value>(t, rec.payload, meta);
+  } catch (const storage_error& e) {
+    throw storage_error(path, "recover", 0,
+                        "record " + std::to_string(rec.seq) + " at offset " + std::to_string(rec.offset) +
+                            " has a valid checksum but does not decode: " + e.what());
+  }
+}
+
+/// Applies consecutive log records of segment `path` to each recovering table of ts (a
+/// recovery_tables) and its metadata. The caller reserves room first (reserve_for_replay), for
+/// the whole log at once.
+///
+/// For built-in integers, each run of records that check and hold no clear or metadata, with
+/// slot_order_min_ops operations or more, is applied in the table's slot order
+/// (apply_in_slot_order: sorted once, applied to both tables at once); the records between such
+/// runs are applied in order, each table on its own. So each step that runs on two threads has
+/// thousands of operations to do, whatever the mix of records: a thread is never started for
+/// one record.
+template <class Key, class Value, class Tables>
+void apply_records(Tables& ts, std::span<const wal_record> recs, const std::filesystem::path& path) {
+  const auto in_order = [&ts, &path](std::span<const wal_record> run) {
+    if (run.empty()) return;
+    ts.each([&ts, &path, run](std::size_t i) {
+      for (const auto& rec : run) apply_record<Key, Value>(ts.table(i), ts.meta(i), rec, path);
+    });
   };
   if constexpr (builtin_batch<Key, Value>) {
-    // Each run of records that check and hold no clear or metadata is applied in the table's slot order
-    // (apply_in_slot_order); any other record on its own, in its place.
+    constexpr std::size_t slot_order_min_ops = 4096;
+    std::size_t done = 0;  // recs[0, done) are applied
     for (std::size_t from = 0; from < recs.size();) {
-      std::size_t to = from;
+      // A run of keyed records: [from, to), holding ops operations.
+      std::size_t to = from, ops = 0;
       while (to < recs.size() && check_builtin_batch<Key, Value>(recs[to].payload) == batch_check::keyed) {
+        ops += logged_operations(recs.subspan(to, 1), min_logged_op<Key, Value>);
         ++to;
       }
-      if (to > from) {
-        apply_in_slot_order(t, [&recs, from, to](auto&& op) {
-          for (std::size_t k = from; k < to; ++k) for_each_keyed_op<Key, Value>(recs[k].payload, op);
-        });
+      if (ops >= slot_order_min_ops) {
+        in_order(recs.subspan(done, from - done));
+        apply_in_slot_order(
+            ts,
+            [&recs, from, to](auto&& op) {
+              for (std::size_t k = from; k < to; ++k) for_each_keyed_op<Key, Value>(recs[k].payload, op);
+            },
+            &ts.sort_buffer());
+        done = to;
       }
-      if (to < recs.size()) apply_general(recs[to++]);
-      from = to;
+      from = to == from ? to + 1 : to;  // past the run, or past the unkeyed record that ends none
     }
+    in_order(recs.subspan(done));
   } else {
-    for (const auto& rec : recs) apply_general(rec);
+    in_order(recs);
   }
 }
 
@@ -262,14 +399,14 @@ inline std::span<const wal_record> records_between(const segment_scan& scan, std
   return {scan.records.data() + lo, hi - lo};
 }
 
-/// Applies the records of a scanned segment from version expect up to (not including) limit;
-/// returns the version the log must supply next.
-template <class Key, class Value, class Table, class Meta>
-std::uint64_t apply_scanned(Table& t, Meta& meta, const segment_scan& scan, std::uint64_t expect, std::uint64_t limit,
+/// Applies the records of a scanned segment from version expect up to (not including) limit to
+/// each table of ts; returns the version the log must supply next.
+template <class Key, class Value, class Tables>
+std::uint64_t apply_scanned(Tables& ts, const segment_scan& scan, std::uint64_t expect, std::uint64_t limit,
                             const std::filesystem::path& path, recovery_report& rep) {
   const auto recs = records_between(scan, expect, limit);
   if (recs.empty()) return expect;
-  apply_records<Key, Value>(t, meta, recs, path);
+  apply_records<Key, Value>(ts, recs, path);
   rep.records_replayed += recs.size();
   return recs.back().seq + 1;
 }
@@ -335,8 +472,8 @@ std::size_t estimate_log_operations(const recovery_source& src, const segment_li
 /// applied). Checks it against the next (check_scan), notes in out how the log ends, syncs what
 /// a writable open recovered from. Returns false if the log ends here, at a hole a crash
 /// explains (end_log_at_hole); throws storage_error for damage.
-template <class Key, class Value, class Table, class Meta>
-bool replay_segment(Table& t, Meta& meta, const recovery_source& src, const segment_list& segs, std::size_t i,
+template <class Key, class Value, class Tables>
+bool replay_segment(Tables& ts, const recovery_source& src, const segment_list& segs, std::size_t i,
                     std::uint64_t& expect, log_state& out, recovery_report& rep) {
   const auto& [first, name] = segs[i];
   const bool last = i + 1 == segs.size();
@@ -351,7 +488,7 @@ bool replay_segment(Table& t, Meta& meta, const recovery_source& src, const segm
   const auto scan = scan_open_segment(seg);
   ++rep.segments_read;
   check_scan(scan, path, seg.map->size(), last ? std::nullopt : std::optional<std::uint64_t>(limit));
-  expect = apply_scanned<Key, Value>(t, meta, scan, expect, limit, path, rep);
+  expect = apply_scanned<Key, Value>(ts, scan, expect, limit, path, rep);
   note_log_end(out, scan, path, seg.header.salt);
   const std::uint64_t ended = scan.first_seq + scan.records.size();  // first seq not read
   const bool hole = !last && ended < limit && expect < limit;
@@ -370,35 +507,39 @@ bool replay_segment(Table& t, Meta& meta, const recovery_source& src, const segm
   return !hole;
 }
 
-/// Replays the log segments after the snapshot (expect: the first version they must supply) up
-/// to the first record that was not completely written, or a hole a crash explains. A writable
+/// Replays the log segments after the snapshot into the tables of ts (expect: the first version
+/// they must supply) up to the first record that was not completely written, or a hole a crash
+/// explains; splits ts first if it then expects src.two_tables_from entries or more. A writable
 /// open syncs what it recovered from and cuts the log at such a hole; a read-only one only notes
 /// it. Sets rep.version.
-template <class Key, class Value, class Table, class Meta>
-log_state replay_log(Table& t, Meta& meta, const recovery_source& src, const inventory& inv, std::uint64_t expect,
+template <class Key, class Value, class Tables>
+log_state replay_log(Tables& ts, const recovery_source& src, const inventory& inv, std::uint64_t expect,
                      recovery_report& rep) {
   log_state out;
   const segment_list segs(inv.segments.begin(), inv.segments.end());
-  reserve_for_replay(t, estimate_log_operations<Key, Value>(src, segs, expect));
+  const std::size_t more = estimate_log_operations<Key, Value>(src, segs, expect);
+  const std::size_t expected = ts.table(0).size() + more;
+  if (expected >= src.two_tables_from && more > 0) ts.split();
+  each_table(ts, [more](auto& t) { reserve_for_replay(t, more); });
   for (std::size_t i = 0; i < segs.size(); ++i) {
     if (covered(segs, i, expect)) continue;  // every record it could hold is covered already
-    if (!replay_segment<Key, Value>(t, meta, src, segs, i, expect, out, rep)) break;
+    if (!replay_segment<Key, Value>(ts, src, segs, i, expect, out, rep)) break;
   }
-  trim_after_replay(t);
+  each_table(ts, [](auto& t) { trim_after_replay(t); });
   rep.version = expect - 1;
   return out;
 }
 
-/// Recovers the state in src.dir into t and meta: the inventory (see take_inventory), the newest
+/// Recovers the state in src.dir into the tables of ts and their metadata: the inventory (see take_inventory), the newest
 /// snapshot, the log after it, and the marker's checks. A writable source: as open_map()
 /// (removes what a crash left unfinished, cuts the log where it must); otherwise nothing is
 /// written, and rep.note says what a writable open would change.
-template <class Key, class Value, class Table, class Meta>
-std::pair<inventory, log_state> recover_directory(Table& t, Meta& meta, const recovery_source& src,
-                                                  recovery_report& rep) {
+template <class Key, class Value, class Tables>
+std::pair<inventory, log_state> recover_directory(Tables& ts, const recovery_source& src, recovery_report& rep) {
   auto inv = take_inventory(src.fsys, src.dir, src.writable, src.key_codec, src.value_codec, rep.note);
-  const std::uint64_t expect = load_newest_snapshot<Key, Value>(t, meta, src, inv, rep);
-  auto log = replay_log<Key, Value>(t, meta, src, inv, expect, rep);
+  const std::uint64_t expect = load_newest_snapshot<Key, Value>(ts, src, inv, rep);
+  auto log = replay_log<Key, Value>(ts, src, inv, expect, rep);
+  ts.release_sort_buffer();  // before the caller copies a table or builds the map
   check_marker(inv, log, src.dir);
   return {std::move(inv), std::move(log)};
 }

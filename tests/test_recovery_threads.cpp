@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: Apache-2.0
+// Recovery that builds the map's two copies side by side (durable_options::recovery_threads,
+// storage::recovery_tables): each step applied to both tables at once, on two threads.
+//   - a map recovered with 2 threads holds what one recovered with 1 holds, from a snapshot and
+//     from the log (clears and erases among the records), for built-in integers (the slot-order
+//     path, one sorted buffer for both tables) and for strings (each table decodes on its own);
+//     both copies hold it (each is checked: a publish moves readers to the other);
+//   - the read-only open does the same; the layout whose copies share values builds one table;
+//   - 0 chooses by size (a small map: one thread); above 2 is refused (EINVAL);
+//   - a step that throws on both threads throws once, after both have returned.
+// Runs under ThreadSanitizer (the two builders share the files' bytes and the sorted buffer).
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <utility>
+
+#include <catch2/catch.hpp>
+#include <leftright/durable_map.hpp>
+
+#include "support/test_support.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace st = leftright::detail::storage;
+
+leftright::durable_options options(const fs::path& dir, unsigned threads) {
+  leftright::durable_options o;
+  o.path = dir;
+  o.durability = leftright::durability::none;
+  o.segment_size = std::size_t{1} << 18;
+  o.checkpoint_bytes = 0;
+  o.recovery_threads = threads;
+  return o;
+}
+
+template <class K>
+K key_of(std::uint64_t i) {
+  if constexpr (std::is_same_v<K, std::string>) {
+    return "key-" + std::to_string(i);
+  } else {
+    return i;
+  }
+}
+
+/// Writes a history into dir: batches of random inserts, overwrites and erases over 20,000
+/// keys, a clear in the third batch, a checkpoint after `snapshot_after` batches (0: none),
+/// then more batches. Returns the model of what was published.
+template <class K>
+std::map<K, std::uint64_t> write_history(const fs::path& dir, int batches, int snapshot_after, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::map<K, std::uint64_t> model;
+  auto [w, r] = leftright::open_map<K, std::uint64_t>(options(dir, 1));
+  for (int b = 0; b < batches; ++b) {
+    for (int i = 0; i < 3000; ++i) {
+      const K k = key_of<K>(rng() % 20000);
+      const std::uint64_t v = rng();
+      const auto kind = rng() % 10;
+      if (kind < 5) {
+        w.insert_or_assign(k, v);
+        model[k] = v;
+      } else if (kind < 8) {
+        w.insert(k, v);
+        model.emplace(k, v);
+      } else {
+        w.erase(k);
+        model.erase(k);
+      }
+    }
+    if (b == 2) {  // before the snapshot: what a snapshot holds must survive into the map
+      w.clear();
+      model.clear();
+      w.insert_or_assign(key_of<K>(1), 1);
+      model[key_of<K>(1)] = 1;
+    }
+    w.publish();
+    if (b + 1 == snapshot_after) w.checkpoint();
+  }
+  return model;
+}
+
+/// Checks that the copy r reads now, and the other one (after a publish moves readers to it),
+/// both hold model.
+template <class Writer, class Reader, class Model>
+void check_both_copies(Writer& w, Reader& r, Model model) {
+  for (int copy = 0; copy < 2; ++copy) {
+    INFO("copy " << copy);
+    REQUIRE(r.size() == model.size());
+    for (const auto& [k, v] : model) REQUIRE(r.get(k) == std::optional<std::uint64_t>(v));
+    // A new key in each copy's turn: the publish swaps the copies readers see.
+    const auto extra = key_of<typename Model::key_type>(1000000 + static_cast<std::uint64_t>(copy));
+    w.insert_or_assign(extra, 7);
+    model[extra] = 7;
+    w.publish();
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("both copies built side by side hold what one copy holds", "[durable][recovery][threads]",
+                   std::uint64_t, std::string) {
+  using K = TestType;
+  const std::uint64_t seed = lrtest::test_seed();
+  INFO("seed " << seed);
+  const int snapshot_after = GENERATE(0, 6);  // from the log alone; a snapshot and a log after it
+  INFO("snapshot after " << snapshot_after << " batches");
+  lrtest::temp_dir tmp("recovery-threads");
+  const fs::path dir = tmp.path() / "map";
+  const auto model = write_history<K>(dir, 14, snapshot_after, seed);
+  {
+    auto [w, r] = leftright::open_map<K, std::uint64_t>(options(dir, 2));
+    CHECK(w.recovery().threads == 2);
+    CHECK(w.recovery().snapshot_version == static_cast<std::uint64_t>(snapshot_after));
+    CHECK(w.recovery().records_replayed == static_cast<std::uint64_t>(14 - snapshot_after));
+    check_both_copies(w, r, model);
+  }
+  // What the last open published reopens, now with one thread: the same as two would give.
+  auto [w, r] = leftright::open_map<K, std::uint64_t>(options(dir, 1));
+  CHECK(w.recovery().threads == 1);
+  auto more = model;
+  more[key_of<K>(1000000)] = 7;
+  more[key_of<K>(1000001)] = 7;
+  check_both_copies(w, r, more);
+}
+
+TEST_CASE("a read-only open builds both copies side by side too", "[durable][recovery][threads]") {
+  const std::uint64_t seed = lrtest::test_seed();
+  INFO("seed " << seed);
+  lrtest::temp_dir tmp("recovery-threads-ro");
+  const fs::path dir = tmp.path() / "map";
+  const auto model = write_history<std::uint64_t>(dir, 10, 4, seed);
+  auto ro = leftright::open_map_read_only<std::uint64_t, std::uint64_t>(options(dir, 2));
+  CHECK(ro.recovery().threads == 2);
+  auto r = ro.make_reader();
+  REQUIRE(r.size() == model.size());
+  for (const auto& [k, v] : model) REQUIRE(r.get(k) == std::optional<std::uint64_t>(v));
+}
+
+namespace {
+/// Every entry in the layout whose two copies share one stored value.
+struct shared_traits : leftright::default_traits {
+  static constexpr std::size_t max_inline_entry = 8;
+};
+}  // namespace
+
+TEST_CASE("a map whose copies share their values builds one table and copies it", "[durable][recovery][threads]") {
+  lrtest::temp_dir tmp("recovery-threads-shared");
+  const fs::path dir = tmp.path() / "map";
+  using map_key = std::uint64_t;
+  {
+    auto [w, r] = leftright::open_map<map_key, std::uint64_t, absl::Hash<map_key>, std::equal_to<map_key>,
+                                      shared_traits>(options(dir, 2));
+    for (std::uint64_t k = 0; k < 3000; ++k) w.insert_or_assign(k, k * 5);
+    w.publish();
+    w.checkpoint();
+    w.erase(7);
+    w.publish();
+  }
+  auto [w, r] =
+      leftright::open_map<map_key, std::uint64_t, absl::Hash<map_key>, std::equal_to<map_key>, shared_traits>(
+          options(dir, 2));
+  CHECK(w.recovery().threads == 1);
+  std::map<map_key, std::uint64_t> model;
+  for (std::uint64_t k = 0; k < 3000; ++k) model[k] = k * 5;
+  model.erase(7);
+  check_both_copies(w, r, model);
+}
+
+TEST_CASE("recovery_threads: 0 chooses by size, above 2 is refused", "[durable][recovery][threads]") {
+  lrtest::temp_dir tmp("recovery-threads-auto");
+  const fs::path dir = tmp.path() / "map";
+  const auto model = write_history<std::uint64_t>(dir, 3, 2, lrtest::test_seed());
+  {
+    auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(options(dir, 0));
+    CHECK(w.recovery().threads == 1);  // a few thousand entries: below the 64K that take two
+    REQUIRE(r.size() == model.size());
+  }
+  for (const unsigned bad : {3u, 64u}) {
+    try {
+      leftright::open_map<std::uint64_t, std::uint64_t>(options(dir, bad));
+      FAIL("recovery_threads = " << bad << " was accepted");
+    } catch (const leftright::storage_error& e) {
+      CHECK(e.code().value() == EINVAL);
+      CHECK(std::string(e.what()).find("recovery_threads") != std::string::npos);
+    }
+    CHECK_THROWS_AS((leftright::open_map_read_only<std::uint64_t, std::uint64_t>(options(dir, bad))),
+                    leftright::storage_error);
+  }
+}
+
+TEST_CASE("a step that fails on both tables throws once, after both have returned", "[recovery][threads]") {
+  // A snapshot of string keys whose last entry is cut short: each table's decoder meets it.
+  std::string data;
+  leftright::byte_writer bw(data);
+  for (int i = 0; i < 500; ++i) {
+    leftright::encode<std::string>("k" + std::to_string(i), bw);
+    leftright::encode<std::uint64_t>(static_cast<std::uint64_t>(i), bw);
+  }
+  data.resize(data.size() - 3);
+  st::snapshot_view view;
+  view.entries = 500;
+  view.data = std::as_bytes(std::span(data.data(), data.size()));
+  absl::flat_hash_map<std::string, std::uint64_t> t;
+  leftright::no_meta meta;
+  st::recovery_tables<decltype(t), leftright::no_meta> ts(t, meta);
+  ts.split();
+  REQUIRE(ts.count() == 2);
+  CHECK_THROWS_AS((st::load_snapshot<std::string, std::uint64_t>(ts, view, "snap")), leftright::storage_error);
+  // Both tables were built up to the damage, each on its own thread, and joined.
+  CHECK(ts.table(0).size() == 499);
+  CHECK(ts.table(1).size() == 499);
+
+  // One table failing alone (the second): its exception, once the first has finished.
+  int calls = 0;
+  CHECK_THROWS_WITH(ts.each([&calls](std::size_t i) {
+    if (i == 1) throw std::runtime_error("second");
+    ++calls;  // only table 0's call writes it
+  }),
+                    "second");
+  CHECK(calls == 1);
+}
