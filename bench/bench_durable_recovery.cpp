@@ -28,7 +28,6 @@
 // resident memory (the keys it builds the floor from included; the recovering child's mapped
 // files count where their pages were touched).
 #include <spawn.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,14 +88,21 @@ struct recovery_sample {
   std::uint64_t entries = 0;
   std::uint64_t replayed = 0;
   unsigned threads = 0;  ///< that built the two copies
-  double peak_mib = 0;   ///< the child's peak resident memory (ru_maxrss), MiB
+  double peak_mib = 0;   ///< the child's peak resident memory (VmHWM), MiB
 };
 
-/// This process's peak resident memory so far, in MiB.
+/// This process's peak resident memory so far (VmHWM: of this program's image alone; getrusage's
+/// ru_maxrss keeps the spawning parent's across the exec), in MiB; 0 if not known.
 inline double peak_rss_mib() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_maxrss) / 1024.0;  // KiB on Linux
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  double kib = 0;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::sscanf(line, "VmHWM: %lf kB", &kib) == 1) break;
+  }
+  std::fclose(f);
+  return kib / 1024.0;
 }
 
 /// Runs `<this executable> <flag> <arg> --child_threads=<threads>` (--recover_child DIR, or
@@ -187,7 +193,8 @@ void bm_recover(benchmark::State& state, bool snapshot, unsigned threads) {
 
 /// The floor: what any recovery of a left-right map must do at least, in a fresh process:
 /// build two tables of the same entries from memory (reserved, inserted in the table's slot
-/// order as recovery does, the map's own table type and allocator): on one thread, one table
+/// order as recovery inserts a snapshot's entries, the map's own table type and allocator): on
+/// one thread, one table
 /// and then a copy of it; on two, both at once, as a recovery on two threads builds them.
 /// Recovery's ratio to it is what reading, checking and decoding the files, and the rest of
 /// open_map(), cost.
@@ -252,12 +259,16 @@ int build_floor_tables(unsigned threads) {
   leftright::detail::storage::recovery_tables<table, leftright::no_meta> both(a, meta);
   if (threads == 2) both.split();
   leftright::detail::each_table(both, [&keys](table& t) { t.reserve(keys.size()); });
-  // In the table's slot order, as recovery inserts (leftright/detail/slot_order.hpp).
-  leftright::detail::apply_in_slot_order(both, [&keys](auto&& f) {
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      f(leftright::detail::keyed_op::insert_or_assign, keys[i], static_cast<std::uint64_t>(i));
-    }
-  });
+  // In the table's slot order, as recovery inserts a snapshot's entries where they lie
+  // (leftright/detail/slot_order.hpp): here the i-th key, with value i.
+  const auto* const base = reinterpret_cast<const std::byte*>(keys.data());
+  leftright::detail::insert_in_slot_order(both, base, keys.size(), sizeof(std::uint64_t),
+                                          [base](const std::byte* e) {
+                                            std::uint64_t k;
+                                            std::memcpy(&k, e, sizeof k);
+                                            const auto i = static_cast<std::uint64_t>(e - base) / sizeof k;
+                                            return std::pair<std::uint64_t, std::uint64_t>(k, i);
+                                          });
   std::optional<table> second = both.take_second();
   if (!second) second.emplace(a);
   const auto t1 = std::chrono::steady_clock::now();

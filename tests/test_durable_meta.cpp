@@ -45,14 +45,7 @@ leftright::durable_options options_at(const std::filesystem::path& p) {
   return o;
 }
 
-template <class K>
-K key_of(std::uint64_t i) {
-  if constexpr (std::is_same_v<K, std::string>) {
-    return "key-" + std::to_string(i);
-  } else {
-    return static_cast<K>(i);
-  }
-}
+using lrtest::key_of;
 
 }  // namespace
 

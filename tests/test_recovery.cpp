@@ -304,17 +304,7 @@ TEST_CASE("a long log and a snapshot of built-in integers recover as a model say
     for (int b = 0; b < count; ++b) {
       for (int i = 0; i < 3000; ++i) {
         const std::uint64_t k = rng() % 20000, v = rng();
-        const auto kind = rng() % 10;
-        if (kind < 5) {
-          w.insert_or_assign(k, v);
-          model[k] = v;
-        } else if (kind < 8) {
-          w.insert(k, v);
-          model.emplace(k, v);
-        } else {
-          w.erase(k);
-          model.erase(k);
-        }
+        lrtest::random_write(w, model, rng, k, v);
         if (with_clear && b == count / 2 && i == 1500) {
           w.clear();
           model.clear();

@@ -40,14 +40,7 @@ leftright::durable_options options(const fs::path& dir, unsigned threads) {
   return o;
 }
 
-template <class K>
-K key_of(std::uint64_t i) {
-  if constexpr (std::is_same_v<K, std::string>) {
-    return "key-" + std::to_string(i);
-  } else {
-    return i;
-  }
-}
+using lrtest::key_of;
 
 /// Writes a history into dir: batches of random inserts, overwrites and erases over 20,000
 /// keys, a clear in the third batch, a checkpoint after `snapshot_after` batches (0: none),
@@ -61,17 +54,7 @@ std::map<K, std::uint64_t> write_history(const fs::path& dir, int batches, int s
     for (int i = 0; i < 3000; ++i) {
       const K k = key_of<K>(rng() % 20000);
       const std::uint64_t v = rng();
-      const auto kind = rng() % 10;
-      if (kind < 5) {
-        w.insert_or_assign(k, v);
-        model[k] = v;
-      } else if (kind < 8) {
-        w.insert(k, v);
-        model.emplace(k, v);
-      } else {
-        w.erase(k);
-        model.erase(k);
-      }
+      lrtest::random_write(w, model, rng, k, v);
     }
     if (b == 2) {  // before the snapshot: what a snapshot holds must survive into the map
       w.clear();

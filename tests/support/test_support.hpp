@@ -225,4 +225,31 @@ inline std::vector<std::string> segments(const std::filesystem::path& dir) {
   return out;
 }
 
+/// A key of type K made from an integer: the integer itself, or "key-<i>" for strings.
+template <class K>
+K key_of(std::uint64_t i) {
+  if constexpr (std::is_same_v<K, std::string>) {
+    return "key-" + std::to_string(i);
+  } else {
+    return static_cast<K>(i);
+  }
+}
+
+/// One random write on key k with value v, to the writer w and to its model (a std::map): an
+/// insert_or_assign half the time, an insert 30%, an erase 20%.
+template <class Writer, class Model, class K>
+void random_write(Writer& w, Model& model, std::mt19937_64& rng, const K& k, std::uint64_t v) {
+  const auto kind = rng() % 10;
+  if (kind < 5) {
+    w.insert_or_assign(k, v);
+    model[k] = v;
+  } else if (kind < 8) {
+    w.insert(k, v);
+    model.emplace(k, v);
+  } else {
+    w.erase(k);
+    model.erase(k);
+  }
+}
+
 }  // namespace lrtest

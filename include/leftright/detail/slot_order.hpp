@@ -171,4 +171,54 @@ void apply_in_slot_order(Tables& ts, Source&& source, Buffer* scratch = nullptr)
   }
 }
 
+/// Inserts (insert_or_assign) into every table of ts, in slot-region order, the n entries laid
+/// out from base every `stride` bytes, which decode(const std::byte*) reads as a (key, value)
+/// pair: apply_in_slot_order for entries that can be read again where they lie (a snapshot's,
+/// in place). The buffer holds each entry's 4-byte index, not the entry (a sixth of the memory
+/// for 8-byte keys and values, the most recovery holds beside its tables); each entry is read
+/// again as it is inserted, prefetched some entries ahead. The same rules as apply_in_slot_order
+/// (tables of the same capacity and hash, reserved first); entries are inserted in their order
+/// where grouping does not pay, or above 2^32 of them (then through apply_in_slot_order).
+template <class Tables, class Decode>
+void insert_in_slot_order(Tables& ts, const std::byte* base, std::size_t n, std::size_t stride, Decode decode) {
+  if constexpr (!table_set<Tables>) {
+    one_table<Tables> one(ts);
+    insert_in_slot_order(one, base, n, stride, std::move(decode));
+  } else {
+    using Table = std::remove_reference_t<decltype(ts.table(0))>;
+    constexpr std::size_t region_slots =
+        std::bit_floor(std::max<std::size_t>(64, std::size_t{32768} / sizeof(typename Table::value_type)));
+    constexpr int shift = std::countr_zero(region_slots);
+    constexpr std::size_t min_ops = 4096;
+    constexpr std::size_t ahead = 16;  // entries prefetched ahead of the one inserted
+
+    const Table& first = ts.table(0);
+    const std::size_t cap = first.bucket_count();
+    const std::size_t regions = (cap + 1) >> shift;
+    if (regions < 4 || n < min_ops || n > UINT32_MAX) {
+      return apply_in_slot_order(ts, [&](auto&& f) {
+        for (std::size_t i = 0; i < n; ++i) {
+          auto [key, value] = decode(base + i * stride);
+          f(keyed_op::insert_or_assign, std::move(key), std::move(value));
+        }
+      });
+    }
+    const auto hash = first.hash_function();
+    const auto region_at = [&](std::size_t i) { return ((hash(decode(base + i * stride).first) >> 7) & cap) >> shift; };
+    std::vector<std::size_t> start(regions + 1, 0);
+    for (std::size_t i = 0; i < n; ++i) ++start[region_at(i) + 1];
+    for (std::size_t r = 0; r < regions; ++r) start[r + 1] += start[r];
+    std::vector<std::uint32_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[start[region_at(i)]++] = static_cast<std::uint32_t>(i);
+    ts.each([&](std::size_t t_index) {
+      Table& t = ts.table(t_index);
+      for (std::size_t j = 0; j < n; ++j) {
+        if (j + ahead < n) __builtin_prefetch(base + std::size_t{order[j + ahead]} * stride);
+        auto [key, value] = decode(base + std::size_t{order[j]} * stride);
+        t.insert_or_assign(std::move(key), std::move(value));
+      }
+    });
+  }
+}
+
 }  // namespace leftright::detail

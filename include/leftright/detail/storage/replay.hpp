@@ -177,7 +177,7 @@ void take_snapshot_meta(snapshot_view& view, Meta& meta, const std::filesystem::
 /// Decodes a checked snapshot's entries into each recovering table of ts (a table_set, or one
 /// plain, single-threaded absl map). Throws storage_error naming path if they do not decode.
 /// Built-in integer keys and values whose bytes are exactly `entries` entries are read in place
-/// (no bounds check per field) and inserted in the table's slot order (apply_in_slot_order).
+/// (no bounds check per field) and inserted in the table's slot order (insert_in_slot_order).
 template <class Key, class Value, class Tables>
 void load_snapshot(Tables& ts, const snapshot_view& view, const std::filesystem::path& path) {
   each_table(ts, [&view](auto& t) { reserve_room(t, static_cast<std::size_t>(view.entries)); });  // see map_ops.hpp
@@ -185,19 +185,10 @@ void load_snapshot(Tables& ts, const snapshot_view& view, const std::filesystem:
     constexpr std::size_t es = sizeof(Key) + sizeof(Value);
     // entries <= data bytes + 1 (parse_snapshot), so the product cannot overflow.
     if (view.data.size() == view.entries * es) {
-      const std::byte* const p = view.data.data();
-      const std::size_t n = static_cast<std::size_t>(view.entries);
-      const auto entries = [p, n](auto&& f) {
-        for (std::size_t i = 0; i < n; ++i) {
-          f(keyed_op::insert_or_assign, load_builtin<Key>(p + i * es),
-            load_builtin<Value>(p + i * es + sizeof(Key)));
-        }
-      };
-      if constexpr (table_set<Tables>) {
-        apply_in_slot_order(ts, entries, &ts.sort_buffer());
-      } else {
-        apply_in_slot_order(ts, entries);
-      }
+      insert_in_slot_order(ts, view.data.data(), static_cast<std::size_t>(view.entries), es,
+                           [](const std::byte* e) {
+                             return std::pair<Key, Value>(load_builtin<Key>(e), load_builtin<Value>(e + sizeof(Key)));
+                           });
       return;
     }
   }
