@@ -26,12 +26,14 @@ inline constexpr std::size_t cache_line = 64;
 
 // LEFTRIGHT_PREFETCH_CALL marks each function that calls absl's prefetch(). GCC 12 deletes a
 // call of absl's prefetch() it did not inline (IPA mod-ref sees no side effect in
-// __builtin_prefetch), so under GCC that function stays out of line and unanalysed (noipa) with
-// absl's prefetch inlined into it (flatten); Clang keeps the call and inlines it.
+// __builtin_prefetch), so under GCC absl's prefetch is inlined into that function (flatten),
+// which is itself always inlined: no call is left to delete. (An earlier form kept the function
+// out of line and unanalysed, noipa: a call per prefetched key, 0.82-0.87x of this one's batched
+// lookups on a 16M map, 2026-12-04.) Clang keeps the call and inlines it.
 #if defined(__clang__)
 #define LEFTRIGHT_PREFETCH_CALL [[gnu::always_inline]] inline
 #else
-#define LEFTRIGHT_PREFETCH_CALL [[gnu::noipa, gnu::flatten]]
+#define LEFTRIGHT_PREFETCH_CALL [[gnu::always_inline, gnu::flatten]] inline
 #endif
 
 // LEFTRIGHT_VERIFY_COPIES, the macro a user sets: see traits.hpp.
