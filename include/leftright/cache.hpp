@@ -161,6 +161,24 @@ struct cache_entry {
 };
 }  // namespace detail
 
+/// A durable cache's entries in its log and snapshots: the value, then its deadline and refresh
+/// time (two i64, in the durable cache's clock: see cache's durable constructor).
+template <encodable Value>
+struct codec<detail::cache_entry<Value>> {
+  static std::string name() { return "cache_entry<" + codec<Value>::name() + ">/1"; }
+  static void encode(const detail::cache_entry<Value>& e, byte_writer& w) {
+    codec<Value>::encode(e.value, w);
+    codec<std::int64_t>::encode(e.expires, w);
+    codec<std::int64_t>::encode(e.refresh_at, w);
+  }
+  static detail::cache_entry<Value> decode(byte_reader& r) {
+    Value value = codec<Value>::decode(r);  // one statement a field: the wire order
+    const std::int64_t expires = codec<std::int64_t>::decode(r);
+    const std::int64_t refresh_at = codec<std::int64_t>::decode(r);
+    return detail::cache_entry<Value>{std::move(value), expires, refresh_at};
+  }
+};
+
 /// A bounded, expiring, loading cache. Every member: any thread. Neither copyable nor movable.
 /// Precondition: no thread calls it while it is destroyed.
 template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
@@ -183,10 +201,34 @@ class cache {
   explicit cache(const cache_options& options = {}) : cache(options, weigher_type{}) {}
   template <class Weigher>
   cache(const cache_options& options, Weigher weigher)
-      : options_(checked(options, bool(weigher_type(weigher)))), weigher_(std::move(weigher)) {
-    if (const std::uint64_t bound = capacity(options_); bound != 0) {
-      policy_.emplace(bound, policy_options(options_));
-    }
+      : options_(checked(options, bool(weigher_type(weigher)))),
+        weigher_(std::move(weigher)),
+        map_(map_options(options_)) {
+    make_policy();
+  }
+  /// A durable cache: its entries live in a durable shared_map in durable.path (opened and
+  /// recovered as open_map() does; every write returns once it is as durable as
+  /// durable.durability says), so that a restart finds them again. On open the writer's state is
+  /// rebuilt from the recovered entries: entries whose deadline passed while the cache was closed
+  /// are removed (counted in expirations), and if the map holds more than the bound (a cache
+  /// reopened with a smaller one) the policy's victims are removed (counted in evictions), in
+  /// one update. The policy's history (frequencies, its window) is not kept: the reopened cache
+  /// starts it anew. Deadlines and refresh times are stored as the ticker gives them, so a
+  /// durable cache's default ticker is the wall clock (std::chrono::system_clock, nanoseconds
+  /// since 1970), not steady_clock, whose origin moves at a reboot: an entry put with a ttl of
+  /// an hour is gone after a restart two hours later. A ticker of your own must likewise mean the
+  /// same across restarts. Key and Value need codecs (<leftright/codec.hpp>). Throws
+  /// storage_error as open_map() does, std::invalid_argument as the in-memory constructors.
+  explicit cache(const durable_options& durable, const cache_options& options = {})
+      : cache(durable, options, weigher_type{}) {}
+  template <class Weigher>
+  cache(const durable_options& durable, const cache_options& options, Weigher weigher)
+      : options_(checked(options, bool(weigher_type(weigher)))),
+        weigher_(std::move(weigher)),
+        wall_clock_(true),
+        map_(durable, map_options(options_)) {
+    make_policy();
+    restore();
   }
   cache(const cache&) = delete;
   cache& operator=(const cache&) = delete;
@@ -359,6 +401,19 @@ class cache {
   /// The options the cache was made with.
   const cache_options& options() const noexcept { return options_; }
 
+  // ---- Durable caches (the durable constructor). ----
+
+  /// Returns once every write that returned is on stable storage, also in durability::none and
+  /// async (as shared_map::sync(); nothing to wait for in an in-memory cache). Throws
+  /// storage_error.
+  void sync() { map_.sync(); }
+  /// Writes a snapshot of the entries and removes the log it covers (as shared_map::checkpoint()).
+  /// Throws std::logic_error for an in-memory cache; storage_error.
+  void checkpoint() { map_.checkpoint(); }
+  /// What the open found and did (version 0 and empty for an in-memory cache).
+  const recovery_report& recovery() const noexcept { return map_.recovery(); }
+  bool durable() const noexcept { return map_.durable(); }
+
  private:
   /// A reading thread's state (see detail/cache_buffers.hpp), owned by home_.
   struct thread_state final : detail::thread_reader_node {
@@ -430,6 +485,11 @@ class cache {
     m.max_reader_wait = o.max_reader_wait;
     return m;
   }
+  void make_policy() {
+    if (const std::uint64_t bound = capacity(options_); bound != 0) {
+      policy_.emplace(bound, policy_options(options_));
+    }
+  }
   static std::uint64_t capacity(const cache_options& o) {
     return o.max_weight != 0 ? o.max_weight : static_cast<std::uint64_t>(o.max_entries);
   }
@@ -476,9 +536,12 @@ class cache {
 
   std::int64_t now() const {
     if (options_.ticker) return options_.ticker();
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
+    if (wall_clock_) return since_origin(std::chrono::system_clock::now());
+    return since_origin(std::chrono::steady_clock::now());
+  }
+  template <class TimePoint>
+  static std::int64_t since_origin(TimePoint t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
   }
   bool expired(const entry& e) const { return e.expires != entry::never && expired_now(e.expires); }
   /// now() >= deadline; out of line, so that get()'s common case (an entry that never expires)
@@ -702,6 +765,15 @@ class cache {
   /// Rebuilds the index, the deadlines and the policy from the published map (after a failed
   /// update; the policy's history is lost, nothing else).
   void resync() noexcept;
+  /// Enters every entry of the published map into the writer's index, deadlines and policy.
+  /// With a plan (a durable cache's open), what may not stay is erased in it instead: entries
+  /// past their deadline, the policy's victims (a map larger than the bound), a second key with
+  /// a resident key's hash.
+  void index_map(plan* p);
+  /// A durable cache's open: index_map() and its erases published as one update.
+  void restore() {
+    write([&](plan& p) { index_map(&p); });
+  }
 
   /// The writer's own reader, made on first use (under write_mu_).
   const reader_type& writer_reader() {
@@ -773,9 +845,10 @@ class cache {
   const std::uint64_t id_ = detail::next_shared_map_id();
   const cache_options options_;
   const weigher_type weigher_;
+  const bool wall_clock_ = false;  ///< no ticker: the wall clock (a durable cache), not steady_clock
   [[no_unique_address]] Hash hash_{};
   [[no_unique_address]] Eq eq_{};
-  map_type map_{map_options(options_)};
+  map_type map_;
   const std::shared_ptr<detail::reader_home> home_ = std::make_shared<detail::reader_home>();
   const std::shared_ptr<detail::cache_totals> totals_ = std::make_shared<detail::cache_totals>();
 
@@ -997,16 +1070,34 @@ void cache<Key, Value, Hash, Eq, Traits>::resync() noexcept {
     index_.clear();
     deadlines_.clear();
     if (policy_) policy_.emplace(policy_->capacity(), policy_options(options_));
-    auto g = writer_reader().read();
-    for (const auto& [k, e] : g) {
-      const std::uint64_t h = hash_of(k);
-      const std::uint64_t weight = weigher_ ? weigher_(k, e.value) : 1;
-      index_.insert_or_assign(h, resident{k, e.expires, weight, ++stamps_});
-      if (e.expires != entry::never) deadlines_.insert({e.expires, h});
-      if (policy_) policy_->on_insert(h, weight);  // no victims: the map kept the bound
-    }
+    index_map(nullptr);
   } catch (...) {
     policy_.reset();
+  }
+}
+
+template <class Key, class Value, class Hash, class Eq, class Traits>
+void cache<Key, Value, Hash, Eq, Traits>::index_map(plan* p) {
+  const std::int64_t t = now();
+  auto g = writer_reader().read();
+  for (const auto& [k, e] : g) {
+    const std::uint64_t h = hash_of(k);
+    if (p != nullptr) {  // an open: what may not stay is erased
+      const bool collides = index_.contains(h);  // (two resident keys never share a hash)
+      if (collides || (e.expires != entry::never && t >= e.expires)) {
+        ++(collides ? evictions_ : expirations_);
+        p->ops.push_back({k, std::nullopt});
+        continue;
+      }
+    }
+    const std::uint64_t weight = weigh(k, e.value);
+    index_.insert_or_assign(h, resident{k, e.expires, weight, ++stamps_});
+    if (e.expires != entry::never) deadlines_.insert({e.expires, h});
+    if (!policy_) continue;
+    const auto decided = policy_->on_insert(h, weight);
+    if (p == nullptr) continue;  // a resync: the map kept the bound, there are no victims
+    for (std::uint64_t victim : decided.victims) evict(*p, victim);
+    if (!decided.admitted) evict(*p, h);
   }
 }
 

@@ -4,6 +4,8 @@
 // (which only an instantiation shows) fails the build too. Compiled, never run.
 #include <leftright/leftright.hpp>
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -40,6 +42,19 @@ std::uint64_t use_durable_map(const char* dir) {
   w2.insert_or_assign(1, std::vector<double>{1.0});
   w2.publish();
   return r.size() + r2.size() + w.recovery().records_replayed;
+}
+
+std::size_t use_durable_cache(const char* dir) {
+  leftright::durable_options o;
+  o.path = dir;
+  leftright::cache<std::uint64_t, std::string> c(o, {.max_entries = 8});
+  c.put(1, "one");
+  c.put(2, "two", std::chrono::seconds(5));
+  c.sync();
+  c.checkpoint();
+  leftright::cache<std::string, std::string> weighed(
+      o, {.max_weight = 64}, [](const std::string& k, const std::string& v) { return k.size() + v.size(); });
+  return c.size() + weighed.size() + static_cast<std::size_t>(c.recovery().version);
 }
 
 }  // namespace leftright_header_check
