@@ -33,6 +33,18 @@
 // load_ms (medians over herds: release to the last caller served; one loader call),
 // served_over_load (median of the herds' served / one load; target for lr_cache <= 1.5: one
 // load plus the cost of waking 64 threads on this machine).
+//
+// cache_bulk: many keys in one call, paired with the same keys one call each (run_pairs).
+//   get_all  the lr_cache fixture of N entries (all hits), Zipfian keys, B keys a call through
+//            get_all(span of B keys) (a new vector a call), paired with B get() calls on the
+//            same keys; 1 and 2 threads
+//   get_many the same through get_many(keys, out) (the caller's buffer, reused)
+//   put_all  a cache of N entries at capacity, B fresh keys a call through put_all(B entries),
+//            paired with B put() calls (fresh keys too); each new key is a policy decision and
+//            an eviction; one thread (writes take the cache's writer lock)
+// Name: cache_bulk/<get_all|get_many|put_all>/u64/<1K|1M>/batch:<B>/real_time[/threads:<n>]. Counters:
+// ratio = median over pairs of (one-call-a-key phase time / bulk phase time): how many times
+// the one-call-a-key rate the bulk call gives; keys_per_s and single_keys_per_s per thread.
 #define TBB_PREVIEW_CONCURRENT_LRU_CACHE 1
 
 #include <algorithm>
@@ -43,6 +55,7 @@
 #include <list>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -348,6 +361,102 @@ void add_herd(std::string_view name) {
       benchmark::kMillisecond);
 }
 
+// ------------------------------------------------------------------------------------------
+// cache_bulk
+// ------------------------------------------------------------------------------------------
+
+/// Sets the per-thread rates of a bulk pair: keys per second through the bulk call and through
+/// one call a key.
+void set_bulk_counters(benchmark::State& state, const pair_result& r, std::size_t keys_per_phase) {
+  set_pair_counters(state, r);
+  const double keys = static_cast<double>(r.pairs * keys_per_phase);
+  const auto per_thread = [&](double seconds) {
+    return benchmark::Counter(seconds > 0 ? keys / seconds : 0, benchmark::Counter::kAvgThreads);
+  };
+  state.counters["keys_per_s"] = per_thread(r.subject_seconds);
+  state.counters["single_keys_per_s"] = per_thread(r.base_seconds);
+  state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * keys_per_phase));
+}
+
+template <std::size_t N, bool Many>
+void bm_get_all(benchmark::State& state) {
+  const lr_cache::cache_t& c = fixture<lr_cache, cache_key, N>().c;
+  const std::vector<cache_key>& keys = zipf_keys<cache_key, N>();
+  const auto b = static_cast<std::size_t>(state.range(0));
+  constexpr std::size_t phase = 16384;  // a multiple of every batch size and of block
+  std::size_t at = thread_start(state, keys.size());
+  std::vector<std::optional<value_t>> out(b);
+  const pair_result r = run_pairs(
+      state,
+      [&] {
+        for (std::size_t i = 0; i < phase; ++i) benchmark::DoNotOptimize(c.get(keys[(at + i) % keys.size()]));
+      },
+      [&] {
+        for (std::size_t i = 0; i < phase; i += b) {
+          const std::size_t from = (at + i) % keys.size();  // keys.size() is a multiple of b
+          const std::span<const cache_key> some(keys.data() + from, b);
+          if constexpr (Many) {
+            benchmark::DoNotOptimize(c.get_many(some, std::span<std::optional<value_t>>(out)));
+            benchmark::ClobberMemory();
+          } else {
+            benchmark::DoNotOptimize(c.get_all(some));
+          }
+        }
+      },
+      [&] { at = (at + phase) % keys.size(); });
+  set_bulk_counters(state, r, phase);
+}
+
+/// A cache of N entries at capacity that the put_all scenario writes (its own fixture: the
+/// writes evict, and cache_pair's fixture must keep every key).
+struct lr_cache_written : lr_cache {
+  using lr_cache::lr_cache;
+  cache_key next = cache_key{1} << 40;  ///< the next fresh key (beyond every fixture's keys)
+};
+
+template <std::size_t N>
+void bm_put_all(benchmark::State& state) {
+  lr_cache_written& w = fixture<lr_cache_written, cache_key, N>();
+  const auto b = static_cast<std::size_t>(state.range(0));
+  constexpr std::size_t phase = 4096;
+  std::vector<std::pair<cache_key, value_t>> batch(b);
+  const pair_result r = run_pairs(
+      state,
+      [&] {
+        for (std::size_t i = 0; i < phase; ++i, ++w.next) w.c.put(w.next, value_t{w.next});
+      },
+      [&] {
+        for (std::size_t i = 0; i < phase; i += b) {
+          for (auto& e : batch) e = {w.next, value_t{w.next}}, ++w.next;
+          w.c.put_all(batch);
+        }
+      },
+      [] {});
+  set_bulk_counters(state, r, phase);
+}
+
+template <std::size_t N>
+void add_bulk() {
+  const std::string base = "/u64/" + size_name(N);
+  for (const auto& [name, run] : {std::pair{"get_all", &bm_get_all<N, false>}, std::pair{"get_many", &bm_get_all<N, true>}}) {
+    benchmark::RegisterBenchmark(("cache_bulk/" + std::string(name) + base).c_str(), run)
+        ->ArgName("batch")
+        ->Arg(16)
+        ->Arg(256)
+        ->ThreadRange(1, 2)
+        ->UseRealTime()
+        ->Setup(setup_pair_barrier)
+        ->Teardown(teardown_pair_barrier);
+  }
+  benchmark::RegisterBenchmark(("cache_bulk/put_all" + base).c_str(), &bm_put_all<N>)
+      ->ArgName("batch")
+      ->Arg(16)
+      ->Arg(256)
+      ->UseRealTime()
+      ->Setup(setup_pair_barrier)
+      ->Teardown(teardown_pair_barrier);
+}
+
 [[maybe_unused]] const bool registered = [] {
   add_pair<lr_cache, small_n>();
   add_pair<lr_cache_peek<small_n>, small_n>();
@@ -361,6 +470,8 @@ void add_herd(std::string_view name) {
   add_pair<tbb_lru, small_n>();
   add_pair<tbb_lru, large_n>();
 #endif
+  add_bulk<small_n>();
+  add_bulk<large_n>();
   add_herd<lr_cache>(lr_cache::name);
   add_herd<lr_cache_get_put>(lr_cache_get_put::name);
   add_herd<mutex_lru>(mutex_lru::name);

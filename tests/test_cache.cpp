@@ -12,7 +12,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -29,6 +31,7 @@ namespace {
 
 using leftright::cache;
 using leftright::cache_options;
+using leftright::cache_stats;
 using leftright::removal_cause;
 using namespace std::chrono_literals;
 
@@ -529,6 +532,33 @@ TEST_CASE("cache: get_all returns the live entries found, in order, counting and
   CHECK(s.hits == 4);
   CHECK(s.misses == 2);
   CHECK(c.get_all(std::vector<std::string>{}).empty());
+}
+
+TEST_CASE("cache: get_many gives what get gives, key for key, counting and recording each lookup") {
+  fake_clock clock;
+  cache<std::uint64_t, std::string> c({.max_entries = 1000, .ticker = clock.ticker()});
+  for (std::uint64_t k = 0; k < 300; k += 2) c.put(k, "v" + std::to_string(k));
+  for (std::uint64_t k = 1; k < 40; k += 2) c.put(k, "short", 1s);
+  clock.advance(1s);  // the odd keys below 40 have expired; the others are absent
+  std::mt19937_64 rng(7);
+  std::vector<std::uint64_t> keys(1000);  // repeats, hits, misses, expired entries; 64 < 1000
+  for (auto& k : keys) k = rng() % 400;
+  std::vector<std::optional<std::string>> out(keys.size(), std::string("stale"));
+  const cache_stats before = c.stats();
+  const std::size_t found = c.get_many(keys, out);
+  const cache_stats after = c.stats();
+  std::size_t expected = 0;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const std::optional<std::string> one = c.peek(keys[i]);
+    CHECK(out[i] == one);
+    expected += one.has_value();
+  }
+  CHECK(found == expected);
+  CHECK(after.hits - before.hits == expected);
+  CHECK(after.misses - before.misses == keys.size() - expected);
+  // Spans: empty, mismatched.
+  CHECK(c.get_many(std::span<const std::uint64_t>(), std::span<std::optional<std::string>>()) == 0);
+  CHECK_THROWS_AS(c.get_many(keys, std::span<std::optional<std::string>>(out).first(10)), std::invalid_argument);
 }
 
 TEST_CASE("cache: get_all's recorded hits keep hot keys, as get's do") {
