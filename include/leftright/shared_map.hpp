@@ -109,13 +109,16 @@ class shared_map {
   // this map (a mutex, and an allocation at a new high of live readers). Memory ordering: every
   // write call that returned before the read started happens-before it. ----
 
-  /// A copy of the value under key, or nullopt. Costs a lookup and a copy.
+  /// A copy of the value under key, or nullopt. Costs a lookup and a copy. Always inlined, as
+  /// map_reader::get: left out of line (GCC 12 did so in a benchmark's translation unit), the
+  /// std::optional is returned through memory and its two halves reloaded as words, a
+  /// store-forwarding stall that made a lookup on a 1K map take half again as long.
   template <class K>
-  std::optional<Value> get(const K& key) const {
+  [[gnu::always_inline]] inline std::optional<Value> get(const K& key) const {
     return local_reader().get(key);
   }
   template <class K>
-  bool contains(const K& key) const {
+  [[gnu::always_inline]] inline bool contains(const K& key) const {
     return local_reader().contains(key);
   }
   /// As map_reader::get_many: every key from one snapshot, one guard for the whole call.
@@ -272,7 +275,7 @@ class shared_map {
 
   // ---- The per-thread reader. ----
 
-  const reader_type& local_reader() const {
+  [[gnu::always_inline]] inline const reader_type& local_reader() const {
     const detail::reader_cache c = detail::tls_reader_cache;
     if (c.map_id == id_) [[likely]] return *static_cast<const reader_type*>(c.reader);
     return local_reader_slow();
