@@ -38,6 +38,7 @@
 #include "../../durable_options.hpp"
 #include "../../storage_error.hpp"
 #include "../allocator.hpp"
+#include "../distinct_count.hpp"
 #include "../barrier.hpp"
 #include "../left_right.hpp"
 #include "../map_ops.hpp"
@@ -304,13 +305,42 @@ std::uint64_t load_newest_snapshot(Tables& ts, const recovery_source& src, const
 template <class Key, class Value>
 inline constexpr std::size_t min_logged_op = builtin_batch<Key, Value> ? 1 + sizeof(Key) + sizeof(Value) : 2;
 
-/// Gives a recovering table room for `more` entries before a replay, so that it is sized once
-/// rather than grown step by step (each growth moves every entry): at most the table's size or
-/// 4M more (a long log of overwrites or erases must not size a huge table).
+/// What a log's replay may add to a table: its operations (an upper bound), and, where the log
+/// is made of built-in-integer batches, an upper estimate of the distinct keys it inserts.
+struct log_estimate {
+  std::size_t operations = 0;
+  std::optional<std::size_t> distinct_keys;
+};
+
+/// Gives a recovering table room for what a replay adds before it runs, so that it is sized
+/// once rather than grown step by step (each growth moves every entry, and a growth in the
+/// middle of a run applied in slot order spoils its order): the distinct keys the log inserts
+/// where they are known, otherwise at most the table's size or 4M more (a long log of
+/// overwrites or erases must not size a huge table).
 template <class Table>
-void reserve_for_replay(Table& t, std::size_t more) {
+void reserve_for_replay(Table& t, const log_estimate& more) {
   constexpr std::size_t replay_reserve_cap = std::size_t{1} << 22;
-  reserve_room(t, t.size() + std::min(more, std::max(t.size(), replay_reserve_cap)));
+  const std::size_t add = more.distinct_keys ? std::min(more.operations, *more.distinct_keys)
+                                             : std::min(more.operations, std::max(t.size(), replay_reserve_cap));
+  reserve_room(t, t.size() + add);
+}
+
+/// Adds to keys every key a built-in-integer payload inserts or assigns. False if the payload
+/// does not check (nothing added; its replay will say what is wrong).
+template <class Key, class Value>
+bool count_inserted_keys(std::span<const std::byte> payload, distinct_count& keys) {
+  if (check_builtin_batch<Key, Value>(payload) == batch_check::bad) return false;
+  struct adder {
+    distinct_count& keys;
+    void assign(Key k, Value) noexcept { keys.add(static_cast<std::uint64_t>(k)); }
+    void insert(Key k, Value) noexcept { keys.add(static_cast<std::uint64_t>(k)); }
+    void erase(Key) noexcept {}
+    void clear() noexcept {}
+    void meta(std::span<const std::byte>) noexcept {}
+  } v{keys};
+  raw_fields<Key, Value> in(payload);
+  walk_ops(in, v);
+  return true;
 }
 
 /// Gives back the room a replay reserved and did not use (reserve_for_replay counted every
@@ -432,16 +462,20 @@ inline bool covered(const segment_list& segs, std::size_t i, std::uint64_t expec
   return i + 1 < segs.size() && segs[i + 1].first <= expect;
 }
 
-/// An upper estimate of the entries replaying the log from version expect on can add
-/// (logged_operations over the records replay_log applies), so that the table is sized once for
-/// the whole log rather than grown segment by segment. Reads the segments as replay_segment does,
+/// What replaying the log from version expect on can add: the operations of the records
+/// replay_log applies (logged_operations), and for built-in integers the distinct keys they
+/// insert (a distinct_count over every insert's key), so that the table is sized once for the
+/// whole log rather than grown segment by segment. Reads the segments as replay_segment does,
 /// one at a time (a long log must not hold a file open per segment), and stops where the replay
 /// stops: after a segment that ends before the next begins (a hole), or at one that does not
 /// open and scan cleanly (replay_segment then says why). Its cost: one more checksum pass over
-/// the log, whose pages the first pass leaves in memory for the second.
+/// the log, whose pages the first pass leaves in memory for the second, and for built-in
+/// integers a walk of its operations.
 template <class Key, class Value>
-std::size_t estimate_log_operations(const recovery_source& src, const segment_list& segs, std::uint64_t expect) {
-  std::size_t n = 0;
+log_estimate estimate_log(const recovery_source& src, const segment_list& segs, std::uint64_t expect) {
+  log_estimate est;
+  distinct_count keys;
+  bool counted = builtin_batch<Key, Value>;  // every record's keys went into keys
   for (std::size_t i = 0; i < segs.size() && segs[i].first <= expect; ++i) {
     if (covered(segs, i, expect)) continue;
     const std::uint64_t limit = i + 1 == segs.size() ? UINT64_MAX : segs[i + 1].first;
@@ -449,14 +483,18 @@ std::size_t estimate_log_operations(const recovery_source& src, const segment_li
       auto seg = open_for_scan(src.fsys, src.dir / segs[i].second, false, src.key_codec, src.value_codec);
       const auto scan = scan_open_segment(seg);
       const auto recs = records_between(scan, expect, limit);
-      n += logged_operations(recs, min_logged_op<Key, Value>);
+      est.operations += logged_operations(recs, min_logged_op<Key, Value>);
+      if constexpr (builtin_batch<Key, Value>) {
+        for (const auto& rec : recs) counted = counted && count_inserted_keys<Key, Value>(rec.payload, keys);
+      }
       if (!recs.empty()) expect = recs.back().seq + 1;
       if (expect < limit && scan.first_seq + scan.records.size() < limit) break;  // a hole, or the end
     } catch (const storage_error&) {
       break;
     }
   }
-  return n;
+  if (counted) est.distinct_keys = keys.upper();
+  return est;
 }
 
 /// Replays segment segs[i] (expect: the first version it must supply; advanced past what it
@@ -508,9 +546,9 @@ log_state replay_log(Tables& ts, const recovery_source& src, const inventory& in
                      recovery_report& rep) {
   log_state out;
   const segment_list segs(inv.segments.begin(), inv.segments.end());
-  const std::size_t more = estimate_log_operations<Key, Value>(src, segs, expect);
-  const std::size_t expected = ts.table(0).size() + more;
-  if (expected >= src.two_tables_from && more > 0) ts.split();
+  const log_estimate more = estimate_log<Key, Value>(src, segs, expect);
+  const std::size_t expected = ts.table(0).size() + more.operations;
+  if (expected >= src.two_tables_from && more.operations > 0) ts.split();
   each_table(ts, [more](auto& t) { reserve_for_replay(t, more); });
   for (std::size_t i = 0; i < segs.size(); ++i) {
     if (covered(segs, i, expect)) continue;  // every record it could hold is covered already
