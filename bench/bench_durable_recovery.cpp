@@ -262,13 +262,19 @@ int build_floor_tables(unsigned threads) {
   // In the table's slot order, as recovery inserts a snapshot's entries where they lie
   // (leftright/detail/slot_order.hpp): here the i-th key, with value i.
   const auto* const base = reinterpret_cast<const std::byte*>(keys.data());
-  leftright::detail::insert_in_slot_order(both, base, keys.size(), sizeof(std::uint64_t),
-                                          [base](const std::byte* e) {
-                                            std::uint64_t k;
-                                            std::memcpy(&k, e, sizeof k);
-                                            const auto i = static_cast<std::uint64_t>(e - base) / sizeof k;
-                                            return std::pair<std::uint64_t, std::uint64_t>(k, i);
-                                          });
+  const auto* const end = base + keys.size() * sizeof(std::uint64_t);
+  leftright::detail::apply_in_place_in_slot_order(
+      both, base, static_cast<std::size_t>(end - base),
+      [base, end](auto&& f) {
+        for (const std::byte* e = base; e != end; e += sizeof(std::uint64_t)) f(e);
+      },
+      [base](const std::byte* e) {
+        std::uint64_t k;
+        std::memcpy(&k, e, sizeof k);
+        const auto i = static_cast<std::uint64_t>(e - base) / sizeof k;
+        return leftright::detail::placed_op<std::uint64_t, std::uint64_t>{leftright::detail::keyed_op::insert_or_assign,
+                                                                           k, i};
+      });
   std::optional<table> second = both.take_second();
   if (!second) second.emplace(a);
   const auto t1 = std::chrono::steady_clock::now();

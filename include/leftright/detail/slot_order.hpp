@@ -78,11 +78,13 @@ struct slot_order_entry {
   keyed_op op;
 };
 
-/// The buffer apply_in_slot_order sorts a run's operations into. A caller that sorts many runs
-/// (a log, segment by segment) keeps one and passes it to each call: the memory of a large
-/// buffer made anew comes fresh from the kernel each time, which zeroes it page by page.
-template <class Table>
-using slot_order_buffer = std::vector<slot_order_entry<typename Table::key_type, typename Table::mapped_type>>;
+/// One keyed operation read where it lies (apply_in_place_in_slot_order's decode gives these).
+template <class Key, class Value>
+struct placed_op {
+  keyed_op op;
+  Key key;
+  Value value;
+};
 
 /// Calls f(table) for each table of ts (a table_set: through ts.each, so possibly at the same
 /// time on several threads; or one table).
@@ -95,6 +97,61 @@ void each_table(Tables& ts, F&& f) {
   }
 }
 
+/// How a table's slots are grouped: regions of about 32 KiB of slots, so that a region's lines
+/// stay in L1/L2 while its operations run; region(key) is the region where key's probe starts.
+template <class Table>
+class slot_regions {
+ public:
+  /// Below this many operations, grouping does not pay for its passes.
+  static constexpr std::size_t min_ops = 4096;
+
+  explicit slot_regions(const Table& t) : cap_(t.bucket_count()), count_((cap_ + 1) >> shift), hash_(t.hash_function()) {}
+  std::size_t count() const noexcept { return count_; }
+  /// Whether the table has regions enough to group by (a small table is applied in order).
+  bool groups() const noexcept { return count_ >= 4; }
+  /// Whether n operations are worth grouping: enough of them, and a table of enough regions.
+  bool pays(std::size_t n) const noexcept { return groups() && n >= min_ops; }
+  template <class K>
+  std::size_t region(const K& key) const {
+    return ((hash_(key) >> 7) & cap_) >> shift;
+  }
+
+ private:
+  static constexpr std::size_t region_slots =
+      std::bit_floor(std::max<std::size_t>(64, std::size_t{32768} / sizeof(typename Table::value_type)));
+  static constexpr int shift = std::countr_zero(region_slots);
+  std::size_t cap_;  // 2^k - 1, or 0
+  std::size_t count_;
+  typename Table::hasher hash_;
+};
+
+/// A stable counting sort by region, in two passes over the same items in the same order:
+/// count(region) for each, then, into a buffer, place(region, value) for each.
+template <class T>
+class region_sort {
+ public:
+  explicit region_sort(std::size_t regions) : start_(regions + 1, 0) {}
+  void count(std::size_t region) noexcept {
+    ++start_[region + 1];
+    ++n_;
+  }
+  std::size_t counted() const noexcept { return n_; }
+  /// Ends the counting: place() then fills out (resized to counted()).
+  void place_into(std::vector<T>& out) {
+    for (std::size_t r = 0; r + 1 < start_.size(); ++r) start_[r + 1] += start_[r];
+    out.resize(n_);  // every element is written by place()
+    out_ = &out;
+  }
+  void place(std::size_t region, T value) noexcept(std::is_nothrow_move_assignable_v<T>) {
+    (*out_)[start_[region]++] = std::move(value);
+  }
+
+ private:
+  std::vector<std::size_t> start_;  // counts, then where each region's next item goes
+  std::size_t n_ = 0;
+  std::vector<T>* out_ = nullptr;
+};
+
 /// Applies to every table of ts (a table_set, or one table), in slot-region order, the operations
 /// source produces: source(f) calls f(keyed_op, key, value) for each, in their order, and must
 /// produce the same ones each time it is called (it is called twice: once to count, once to copy
@@ -105,60 +162,30 @@ void each_table(Tables& ts, F&& f) {
 /// spoil the grouping (never the result).
 /// Keys and values must be default-constructible (the buffer is made of empty operations); the
 /// grouping hashes each key twice more, which suits the keys it is used with (integers).
-/// scratch: the buffer to sort into (a slot_order_buffer of the tables' type); null: one of its own.
-template <class Tables, class Source, class Buffer = std::nullptr_t>
-void apply_in_slot_order(Tables& ts, Source&& source, Buffer* scratch = nullptr) {
+template <class Tables, class Source>
+void apply_in_slot_order(Tables& ts, Source&& source) {
   if constexpr (!table_set<Tables>) {
     one_table<Tables> one(ts);
-    apply_in_slot_order(one, std::forward<Source>(source), scratch);
+    apply_in_slot_order(one, std::forward<Source>(source));
   } else {
     using Table = std::remove_reference_t<decltype(ts.table(0))>;
-    using key_type = typename Table::key_type;
-    using mapped_type = typename Table::mapped_type;
-    // About 32 KiB of slots per region: a region's lines stay in L1/L2 while its operations run.
-    constexpr std::size_t region_slots =
-        std::bit_floor(std::max<std::size_t>(64, std::size_t{32768} / sizeof(typename Table::value_type)));
-    constexpr int shift = std::countr_zero(region_slots);
-    constexpr std::size_t min_ops = 4096;  // below this, grouping does not pay for its passes
-
-    const Table& first = ts.table(0);
-    const std::size_t cap = first.bucket_count();  // 2^k - 1, or 0
-    const std::size_t regions = (cap + 1) >> shift;
-    const auto hash = first.hash_function();
-    const auto region = [&](const key_type& k) { return ((hash(k) >> 7) & cap) >> shift; };
+    using entry = slot_order_entry<typename Table::key_type, typename Table::mapped_type>;
     const auto in_order = [&ts, &source](std::size_t i) {
       Table& t = ts.table(i);
       source([&t](keyed_op op, auto&& key, auto&& value) {
         apply_keyed(t, op, std::forward<decltype(key)>(key), std::forward<decltype(value)>(value));
       });
     };
-    if (regions < 4) return ts.each(in_order);
-
-    // Counting sort: count, prefix sums (start[r] = the first place of region r), scatter.
-    std::vector<std::size_t> start(regions + 1, 0);
-    std::size_t n = 0;
-    source([&](keyed_op, const auto& key, const auto&) {
-      ++start[region(key) + 1];
-      ++n;
-    });
-    if (n < min_ops) return ts.each(in_order);
-    for (std::size_t r = 0; r < regions; ++r) start[r + 1] += start[r];
-    using entry = slot_order_entry<key_type, mapped_type>;
-    static_assert(std::is_same_v<Buffer, std::nullptr_t> || std::is_same_v<Buffer, slot_order_buffer<Table>>,
-                  "apply_in_slot_order: scratch is a slot_order_buffer of the tables' type");
-    slot_order_buffer<Table> own;
-    slot_order_buffer<Table>& sorted = [&]() -> slot_order_buffer<Table>& {
-      if constexpr (std::is_same_v<Buffer, slot_order_buffer<Table>>) {
-        if (scratch) return *scratch;
-      }
-      return own;
-    }();
-    sorted.resize(n);  // every entry is written below
+    const slot_regions<Table> regions(ts.table(0));
+    if (!regions.groups()) return ts.each(in_order);
+    region_sort<entry> sort(regions.count());
+    source([&](keyed_op, const auto& key, const auto&) { sort.count(regions.region(key)); });
+    if (!regions.pays(sort.counted())) return ts.each(in_order);
+    std::vector<entry> sorted;
+    sort.place_into(sorted);
     source([&](keyed_op op, auto&& key, auto&& value) {
-      entry& e = sorted[start[region(key)]++];
-      e.key = std::forward<decltype(key)>(key);
-      e.value = std::forward<decltype(value)>(value);
-      e.op = op;
+      const std::size_t r = regions.region(key);
+      sort.place(r, entry{std::forward<decltype(key)>(key), std::forward<decltype(value)>(value), op});
     });
     ts.each([&ts, &sorted](std::size_t i) {
       Table& t = ts.table(i);
@@ -171,54 +198,64 @@ void apply_in_slot_order(Tables& ts, Source&& source, Buffer* scratch = nullptr)
   }
 }
 
-/// Inserts (insert_or_assign) into every table of ts, in slot-region order, the n entries laid
-/// out from base every `stride` bytes, which decode(const std::byte*) reads as a (key, value)
-/// pair: apply_in_slot_order for entries that can be read again where they lie (a snapshot's,
-/// in place). The buffer holds each entry's 4-byte index, not the entry (a sixth of the memory
-/// for 8-byte keys and values, the most recovery holds beside its tables); each entry is read
-/// again as it is inserted, prefetched some entries ahead. The same rules as apply_in_slot_order
-/// (tables of the same capacity and hash, reserved first); entries are inserted in their order
-/// where grouping does not pay, or above 2^32 of them (then through apply_in_slot_order).
-template <class Tables, class Decode>
-void insert_in_slot_order(Tables& ts, const std::byte* base, std::size_t n, std::size_t stride, Decode decode) {
+/// apply_in_slot_order for operations that lie in memory and can be read again where they lie
+/// (a snapshot's entries, a log's operations, in place in their mapped files): places(f) calls
+/// f(const std::byte* p) with the place of each operation, in their order, the same places each
+/// time it is called; decode(p) reads the one at p as a placed_op. The sort keeps each
+/// operation's 4-byte offset from base, not the operation (a sixth of the memory for 8-byte keys
+/// and values, the most recovery holds beside its tables); each operation is read again as it is
+/// applied, prefetched some operations ahead. Every place must lie in [base, base + bytes).
+/// order: the buffer to sort into, kept by a caller that sorts many runs (the memory of a large
+/// buffer made anew comes fresh from the kernel, which zeroes it page by page).
+/// The same rules as apply_in_slot_order (tables of the same capacity and hash, reserved first);
+/// operations are applied in their order where grouping does not pay, and through
+/// apply_in_slot_order where bytes exceeds 4 GiB - 1.
+template <class Tables, class Places, class Decode>
+void apply_in_place_in_slot_order(Tables& ts, const std::byte* base, std::size_t bytes, Places&& places,
+                                  Decode&& decode, std::vector<std::uint32_t>& order) {
   if constexpr (!table_set<Tables>) {
     one_table<Tables> one(ts);
-    insert_in_slot_order(one, base, n, stride, std::move(decode));
+    apply_in_place_in_slot_order(one, base, bytes, places, decode, order);
   } else {
     using Table = std::remove_reference_t<decltype(ts.table(0))>;
-    constexpr std::size_t region_slots =
-        std::bit_floor(std::max<std::size_t>(64, std::size_t{32768} / sizeof(typename Table::value_type)));
-    constexpr int shift = std::countr_zero(region_slots);
-    constexpr std::size_t min_ops = 4096;
-    constexpr std::size_t ahead = 16;  // entries prefetched ahead of the one inserted
-
-    const Table& first = ts.table(0);
-    const std::size_t cap = first.bucket_count();
-    const std::size_t regions = (cap + 1) >> shift;
-    if (regions < 4 || n < min_ops || n > UINT32_MAX) {
-      return apply_in_slot_order(ts, [&](auto&& f) {
-        for (std::size_t i = 0; i < n; ++i) {
-          auto [key, value] = decode(base + i * stride);
-          f(keyed_op::insert_or_assign, std::move(key), std::move(value));
-        }
+    constexpr std::size_t ahead = 16;  // operations prefetched ahead of the one applied
+    const auto as_source = [&places, &decode](auto&& f) {
+      places([&](const std::byte* p) {
+        auto o = decode(p);
+        f(o.op, std::move(o.key), std::move(o.value));
       });
-    }
-    const auto hash = first.hash_function();
-    const auto region_at = [&](std::size_t i) { return ((hash(decode(base + i * stride).first) >> 7) & cap) >> shift; };
-    std::vector<std::size_t> start(regions + 1, 0);
-    for (std::size_t i = 0; i < n; ++i) ++start[region_at(i) + 1];
-    for (std::size_t r = 0; r < regions; ++r) start[r + 1] += start[r];
-    std::vector<std::uint32_t> order(n);
-    for (std::size_t i = 0; i < n; ++i) order[start[region_at(i)]++] = static_cast<std::uint32_t>(i);
-    ts.each([&](std::size_t t_index) {
-      Table& t = ts.table(t_index);
+    };
+    const slot_regions<Table> regions(ts.table(0));
+    const auto in_order = [&ts, &as_source](std::size_t i) {
+      Table& t = ts.table(i);
+      as_source([&t](keyed_op op, auto&& key, auto&& value) { apply_keyed(t, op, std::move(key), std::move(value)); });
+    };
+    if (!regions.groups()) return ts.each(in_order);
+    if (bytes > UINT32_MAX) return apply_in_slot_order(ts, as_source);
+    const auto region_at = [&](const std::byte* p) { return regions.region(decode(p).key); };
+    region_sort<std::uint32_t> sort(regions.count());
+    places([&](const std::byte* p) { sort.count(region_at(p)); });
+    const std::size_t n = sort.counted();
+    if (!regions.pays(n)) return ts.each(in_order);
+    sort.place_into(order);
+    places([&](const std::byte* p) { sort.place(region_at(p), static_cast<std::uint32_t>(p - base)); });
+    ts.each([&](std::size_t i) {
+      Table& t = ts.table(i);
       for (std::size_t j = 0; j < n; ++j) {
-        if (j + ahead < n) __builtin_prefetch(base + std::size_t{order[j + ahead]} * stride);
-        auto [key, value] = decode(base + std::size_t{order[j]} * stride);
-        t.insert_or_assign(std::move(key), std::move(value));
+        if (j + ahead < n) __builtin_prefetch(base + order[j + ahead]);
+        auto o = decode(base + order[j]);
+        apply_keyed(t, o.op, std::move(o.key), std::move(o.value));
       }
     });
   }
+}
+
+/// apply_in_place_in_slot_order with a buffer of its own (a caller that sorts once).
+template <class Tables, class Places, class Decode>
+void apply_in_place_in_slot_order(Tables& ts, const std::byte* base, std::size_t bytes, Places&& places,
+                                  Decode&& decode) {
+  std::vector<std::uint32_t> order;
+  apply_in_place_in_slot_order(ts, base, bytes, places, decode, order);
 }
 
 }  // namespace leftright::detail

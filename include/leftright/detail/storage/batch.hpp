@@ -39,7 +39,7 @@
 
 #include "../../codec.hpp"
 #include "../../storage_error.hpp"
-#include "../slot_order.hpp"  // keyed_op
+#include "../slot_order.hpp"  // keyed_op, placed_op
 #include "format.hpp"
 
 namespace leftright::detail::storage {
@@ -405,21 +405,32 @@ void apply_batch(Table& t, std::span<const std::byte> payload, Meta* meta = null
   for_each_op<Key, Value>(payload, table_visitor<Table, Meta>{t, meta});
 }
 
-/// Calls f(keyed_op, key, value) for each operation of a built-in-integer payload that
-/// check_builtin_batch() found keyed, in order (an erase's value is 0): the source that
-/// apply_in_slot_order (slot_order.hpp) takes.
+/// Calls f(p) with the place of each operation of a built-in-integer payload that
+/// check_builtin_batch() found keyed, in order: the places apply_in_place_in_slot_order
+/// (slot_order.hpp) takes; decode_keyed_op() reads an operation back from its place.
 template <class Key, class Value, class F>
-void for_each_keyed_op(std::span<const std::byte> payload, F&& f) {
-  struct keyed {
-    F& f;
-    void assign(Key k, Value v) { f(keyed_op::insert_or_assign, k, v); }
-    void insert(Key k, Value v) { f(keyed_op::insert, k, v); }
-    void erase(Key k) { f(keyed_op::erase, k, Value{}); }
-    void clear() noexcept {}  // checked: there is none
-    void meta(std::span<const std::byte>) noexcept {}  // checked: there is none
-  } v{f};
-  raw_fields<Key, Value> in(payload);
-  walk_ops(in, v);
+void for_each_keyed_op_place(std::span<const std::byte> payload, F&& f) {
+  const std::byte* p = payload.data();
+  const std::uint32_t n = load_builtin<std::uint32_t>(p);
+  p += sizeof(std::uint32_t);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    f(static_cast<const std::byte*>(p));
+    // checked keyed: each tag is an insert_or_assign or an insert (key, value) or an erase (key)
+    p += 1 + sizeof(Key) + (static_cast<op_tag>(std::to_integer<std::uint8_t>(*p)) == op_tag::erase ? 0 : sizeof(Value));
+  }
+}
+
+/// The operation of a checked keyed built-in-integer payload at p (a place
+/// for_each_keyed_op_place() gave; an erase's value is 0).
+template <class Key, class Value>
+placed_op<Key, Value> decode_keyed_op(const std::byte* p) noexcept {
+  const auto tag = static_cast<op_tag>(std::to_integer<std::uint8_t>(*p));
+  const Key key = load_builtin<Key>(p + 1);
+  switch (tag) {
+    case op_tag::insert_or_assign: return {keyed_op::insert_or_assign, key, load_builtin<Value>(p + 1 + sizeof(Key))};
+    case op_tag::insert: return {keyed_op::insert, key, load_builtin<Value>(p + 1 + sizeof(Key))};
+    default: return {keyed_op::erase, key, Value{}};  // checked: an erase
+  }
 }
 
 }  // namespace leftright::detail::storage

@@ -112,10 +112,10 @@ class recovery_tables {
     if (second_error) std::rethrow_exception(second_error);
   }
 
-  /// The buffer the steps sort runs of operations into (apply_in_slot_order), kept from one to
-  /// the next, and release_sort_buffer() to give it back once the last is done.
-  slot_order_buffer<Table>& sort_buffer() noexcept { return sort_buffer_; }
-  void release_sort_buffer() noexcept { slot_order_buffer<Table>().swap(sort_buffer_); }
+  /// The buffer the steps sort runs of operations into (apply_in_place_in_slot_order), kept from
+  /// one to the next, and release_sort_buffer() to give it back once the last is done.
+  std::vector<std::uint32_t>& sort_buffer() noexcept { return sort_buffer_; }
+  void release_sort_buffer() noexcept { std::vector<std::uint32_t>().swap(sort_buffer_); }
 
   /// The second table, moved out (nullopt if never split).
   std::optional<Table> take_second() {
@@ -133,7 +133,7 @@ class recovery_tables {
   Table& first_;
   Meta& meta_;
   std::optional<copy> second_;
-  slot_order_buffer<Table> sort_buffer_;
+  std::vector<std::uint32_t> sort_buffer_;
 };
 
 /// The value codec name a map's files carry: the value's codec, and the metadata's for a map
@@ -178,7 +178,8 @@ void take_snapshot_meta(snapshot_view& view, Meta& meta, const std::filesystem::
 /// Decodes a checked snapshot's entries into each recovering table of ts (a table_set, or one
 /// plain, single-threaded absl map). Throws storage_error naming path if they do not decode.
 /// Built-in integer keys and values whose bytes are exactly `entries` entries are read in place
-/// (no bounds check per field) and inserted in the table's slot order (insert_in_slot_order).
+/// (no bounds check per field) and inserted in the table's slot order where they lie
+/// (apply_in_place_in_slot_order).
 template <class Key, class Value, class Tables>
 void load_snapshot(Tables& ts, const snapshot_view& view, const std::filesystem::path& path) {
   each_table(ts, [&view](auto& t) { reserve_room(t, static_cast<std::size_t>(view.entries)); });  // see map_ops.hpp
@@ -186,10 +187,16 @@ void load_snapshot(Tables& ts, const snapshot_view& view, const std::filesystem:
     constexpr std::size_t es = sizeof(Key) + sizeof(Value);
     // entries <= data bytes + 1 (parse_snapshot), so the product cannot overflow.
     if (view.data.size() == view.entries * es) {
-      insert_in_slot_order(ts, view.data.data(), static_cast<std::size_t>(view.entries), es,
-                           [](const std::byte* e) {
-                             return std::pair<Key, Value>(load_builtin<Key>(e), load_builtin<Value>(e + sizeof(Key)));
-                           });
+      const std::byte* const base = view.data.data();
+      apply_in_place_in_slot_order(
+          ts, base, view.data.size(),
+          [base, end = base + view.data.size()](auto&& f) {
+            for (const std::byte* e = base; e != end; e += es) f(e);
+          },
+          [](const std::byte* e) {
+            return placed_op<Key, Value>{keyed_op::insert_or_assign, load_builtin<Key>(e),
+                                         load_builtin<Value>(e + sizeof(Key))};
+          });
       return;
     }
   }
@@ -368,11 +375,11 @@ void apply_record(Table& t, Meta& meta, const wal_record& rec, const std::filesy
 /// the whole log at once.
 ///
 /// For built-in integers, each run of records that check and hold no clear or metadata, with
-/// slot_order_min_ops operations or more, is applied in the table's slot order
-/// (apply_in_slot_order: sorted once, applied to both tables at once); the records between such
-/// runs are applied in order, each table on its own. So each step that runs on two threads has
-/// thousands of operations to do, whatever the mix of records: a thread is never started for
-/// one record.
+/// slot_regions' min_ops operations or more, is applied in the table's slot order where its
+/// operations lie in the mapped segment (apply_in_place_in_slot_order: sorted once, applied to
+/// both tables at once); the records between such runs are applied in order, each table on its
+/// own. So each step that runs on two threads has thousands of operations to do, whatever the
+/// mix of records: a thread is never started for one record.
 template <class Key, class Value, class Tables>
 void apply_records(Tables& ts, std::span<const wal_record> recs, const std::filesystem::path& path) {
   const auto in_order = [&ts, &path](std::span<const wal_record> run) {
@@ -382,7 +389,7 @@ void apply_records(Tables& ts, std::span<const wal_record> recs, const std::file
     });
   };
   if constexpr (builtin_batch<Key, Value>) {
-    constexpr std::size_t slot_order_min_ops = 4096;
+    using table = std::remove_reference_t<decltype(ts.table(0))>;
     std::size_t done = 0;  // recs[0, done) are applied
     for (std::size_t from = 0; from < recs.size();) {
       // A run of keyed records: [from, to), holding ops operations.
@@ -391,14 +398,17 @@ void apply_records(Tables& ts, std::span<const wal_record> recs, const std::file
         ops += logged_operations(recs.subspan(to, 1), min_logged_op<Key, Value>);
         ++to;
       }
-      if (ops >= slot_order_min_ops) {
+      if (ops >= slot_regions<table>::min_ops) {
         in_order(recs.subspan(done, from - done));
-        apply_in_slot_order(
-            ts,
-            [&recs, from, to](auto&& op) {
-              for (std::size_t k = from; k < to; ++k) for_each_keyed_op<Key, Value>(recs[k].payload, op);
+        const auto run = recs.subspan(from, to - from);
+        const std::byte* const base = run.front().payload.data();  // a segment's records lie in order
+        const std::byte* const end = run.back().payload.data() + run.back().payload.size();
+        apply_in_place_in_slot_order(
+            ts, base, static_cast<std::size_t>(end - base),
+            [run](auto&& f) {
+              for (const auto& rec : run) for_each_keyed_op_place<Key, Value>(rec.payload, f);
             },
-            &ts.sort_buffer());
+            [](const std::byte* p) { return decode_keyed_op<Key, Value>(p); }, ts.sort_buffer());
         done = to;
       }
       from = to == from ? to + 1 : to;  // past the run, or past the unkeyed record that ends none
