@@ -9,6 +9,8 @@
 //                  each key's lines prefetched (absl's prefetch) 16 keys before its find, on a
 //                  table of 16K entries or more (a smaller one: the scalar loop)
 //   find_many      lr_asym: read_guard::find_many, one guard per call, then each value read
+//   find_each      lr_asym: read_guard::find_each, one guard per call, each value read in the
+//                  callback as its key is looked up (no array of pointers)
 //   get_many       lr_asym: map_reader::get_many, one guard per call, values copied out
 // The figure is the median over pairs of (limit scalar phase time / variant phase time): the
 // variant's lookup rate as a fraction of the limit's scalar rate. find_many against
@@ -44,11 +46,12 @@ void setup_batch(const benchmark::State& state) {
 }
 void teardown_batch(const benchmark::State&) { batch_barrier.reset(); }
 
-enum class variant { limit_batched, find_many, get_many };
+enum class variant { limit_batched, find_many, find_each, get_many };
 constexpr const char* variant_name(variant v) {
   switch (v) {
     case variant::limit_batched: return "limit_batched";
     case variant::find_many: return "find_many";
+    case variant::find_each: return "find_each";
     case variant::get_many: return "get_many";
   }
   return "?";
@@ -87,6 +90,10 @@ struct batch_call {
       const auto g = reader->read();
       g.find_many(std::span<const Key>(k, B), std::span<const value_t*>(found, B));
       for (std::size_t j = 0; j < B; ++j) sum += found[j] == nullptr ? miss_value : *found[j];
+    } else if constexpr (V == variant::find_each) {
+      const auto g = reader->read();
+      g.find_each(std::span<const Key>(k, B),
+                  [&sum](std::size_t, const value_t* v) { sum += v == nullptr ? miss_value : *v; });
     } else {
       reader->get_many(std::span<const Key>(k, B), std::span<std::optional<value_t>>(copied, B));
       for (std::size_t j = 0; j < B; ++j) sum += copied[j].value_or(miss_value);
@@ -178,6 +185,8 @@ void add_size() {
     (add<variant::limit_batched, Key, N, 0, B>(), ...);
     (add<variant::find_many, Key, N, 0, B>(), ...);
   }(std::index_sequence<1, 4, 16, 64, 256>{});
+  add<variant::find_each, Key, N, 0, 16>();
+  add<variant::find_each, Key, N, 0, 64>();
   add<variant::get_many, Key, N, 0, 16>();
   add<variant::get_many, Key, N, 0, 64>();
   add<variant::limit_batched, Key, N, 10, 64>();

@@ -33,7 +33,7 @@ V value_of(std::uint64_t x) {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("find_many and get_many agree with find and get, key by key", "[find_many]", std::uint64_t,
+TEMPLATE_TEST_CASE("find_many, find_each and get_many agree with find and get, key by key", "[find_many]", std::uint64_t,
                    wide) {
   using V = TestType;
   // A small table, read key by key, and one large enough for the batched calls to prefetch.
@@ -57,10 +57,19 @@ TEMPLATE_TEST_CASE("find_many and get_many agree with find and get, key by key",
     g.find_many(keys, found);
     const std::size_t hits = r.get_many(keys, got);
     const std::size_t also = g.contains_many(keys, std::span<bool>(present.data(), n));
+    std::vector<const V*> each(n, reinterpret_cast<const V*>(&rng));
+    std::vector<std::size_t> order;
+    g.find_each(keys, [&](std::size_t i, const V* v) {
+      order.push_back(i);
+      each[i] = v;
+    });
+    CHECK(order.size() == n);  // each index once, in order
+    for (std::size_t i = 0; i < order.size(); ++i) CHECK(order[i] == i);
     std::size_t expect_hits = 0;
     for (std::size_t i = 0; i < n; ++i) {
       INFO("key " << keys[i]);
       CHECK(found[i] == g.find(keys[i]));
+      CHECK(each[i] == g.find(keys[i]));
       CHECK(got[i] == r.get(keys[i]));
       CHECK(present[i] == g.contains(keys[i]));
       expect_hits += g.contains(keys[i]) ? 1 : 0;
@@ -137,6 +146,21 @@ TEST_CASE("batched reads check their spans and take heterogeneous keys", "[find_
   CHECK(three[1] == nullptr);
   // Empty spans: nothing to do, nothing thrown.
   CHECK(r.get_many(std::vector<std::string>{}, std::span<std::optional<int>>{}) == 0);
+  int calls = 0;
+  g.find_each(std::vector<std::string>{}, [&](std::size_t, const int*) { ++calls; });
+  CHECK(calls == 0);
+  // find_each with heterogeneous keys; an exception from f ends the call there.
+  std::vector<const int*> seen;
+  g.find_each(keys, [&](std::size_t, const int* v) { seen.push_back(v); });
+  CHECK(seen == std::vector<const int*>{g.find("b"), nullptr, g.find("a")});
+  seen.clear();
+  CHECK_THROWS_AS(g.find_each(keys,
+                              [&](std::size_t i, const int* v) {
+                                if (i == 1) throw std::runtime_error("stop");
+                                seen.push_back(v);
+                              }),
+                  std::runtime_error);
+  CHECK(seen.size() == 1);
 }
 
 TEST_CASE("a batched read sees one snapshot while the writer publishes", "[find_many][stress]") {
@@ -161,6 +185,12 @@ TEST_CASE("a batched read sees one snapshot while the writer publishes", "[find_
         for (const auto& v : out) {
           if (!v || *v != *out[0]) torn.fetch_add(1, std::memory_order_relaxed);  // [T1]
         }
+        const auto g = rd.read();
+        std::optional<std::uint64_t> first;
+        g.find_each(keys, [&](std::size_t, const std::uint64_t* v) {
+          if (!first && v) first = *v;
+          if (!v || *v != *first) torn.fetch_add(1, std::memory_order_relaxed);  // [T1]
+        });
         calls.fetch_add(1, std::memory_order_relaxed);  // [T1]
       } while (!done.load(std::memory_order_relaxed));  // [T1]
     });

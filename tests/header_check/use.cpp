@@ -26,6 +26,8 @@ int use_in_memory_map() {
   auto other = w.factory().make_reader();
   int sum = 0;
   for (const auto& kv : r.read()) sum += kv.second;
+  const std::vector<std::string> keys{"a", "b"};
+  r.read().find_each(keys, [&sum](std::size_t, const int* v) { sum += v != nullptr ? *v : 0; });
   return sum + r.get(std::string("b")).value_or(0) + static_cast<int>(other.size());
 }
 
