@@ -54,7 +54,6 @@
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -276,33 +275,25 @@ class cache {
     return out;
   }
   /// out[i] = get(keys[i]) for every i, all from one snapshot (one read for the whole call, the
-  /// keys looked up 64 at a time through read_guard::find_many, which prefetches), each lookup
-  /// recorded and counted as get()'s; returns how many were found. Keys may repeat. Nothing is
-  /// allocated: the form for a caller that keeps its buffers (get_all() returns a new vector).
-  /// out.size() must equal keys.size() (std::invalid_argument otherwise). Progress: wait-free.
+  /// keys looked up through read_guard::find_each, which prefetches), each lookup recorded and
+  /// counted as get()'s; returns how many were found. Keys may repeat. Nothing is allocated: the
+  /// form for a caller that keeps its buffers (get_all() returns a new vector). out.size() must
+  /// equal keys.size() (std::invalid_argument otherwise). Progress: wait-free.
   template <class K>
   std::size_t get_many(std::span<const K> keys, std::span<std::optional<Value>> out) const {
     detail::check_batch_spans(keys.size(), out.size(), "get_many");
     const thread_state& t = local();
-    auto g = t.reader.read();
-    constexpr std::size_t chunk = 64;
-    std::array<const entry*, chunk> looked_up;
     std::size_t found = 0;
-    for (std::size_t at = 0; at < keys.size(); at += chunk) {
-      const std::size_t n = std::min(chunk, keys.size() - at);
-      g.find_many(keys.subspan(at, n), std::span<const entry*>(looked_up.data(), n));
-      for (std::size_t i = 0; i < n; ++i) {
-        const entry* e = looked_up[i];
-        if (e == nullptr || expired(*e)) {
-          t.misses.add();
-          out[at + i].reset();
-          continue;
-        }
-        out[at + i] = e->value;
-        t.ring.record(access_record(keys[at + i]));  // counts the hit too
-        ++found;
+    t.reader.read().find_each(keys, [&](std::size_t i, const entry* e) {
+      if (e == nullptr || expired(*e)) {
+        t.misses.add();
+        out[i].reset();
+        return;
       }
-    }
+      out[i] = e->value;
+      t.ring.record(access_record(keys[i]));  // counts the hit too
+      ++found;
+    });
     return found;
   }
   /// get_many() over any contiguous range of keys.
