@@ -105,7 +105,8 @@ class slot_regions {
   /// Below this many operations, grouping does not pay for its passes.
   static constexpr std::size_t min_ops = 4096;
 
-  explicit slot_regions(const Table& t) : cap_(t.bucket_count()), count_((cap_ + 1) >> shift), hash_(t.hash_function()) {}
+  explicit slot_regions(const Table& t)
+      : cap_(t.bucket_count()), count_((cap_ + 1) >> shift), hash_(t.hash_function()) {}
   std::size_t count() const noexcept { return count_; }
   /// Whether the table has regions enough to group by (a small table is applied in order).
   bool groups() const noexcept { return count_ >= 4; }

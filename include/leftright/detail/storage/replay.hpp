@@ -569,10 +569,10 @@ log_state replay_log(Tables& ts, const recovery_source& src, const inventory& in
   return out;
 }
 
-/// Recovers the state in src.dir into the tables of ts and their metadata: the inventory (see take_inventory), the newest
-/// snapshot, the log after it, and the marker's checks. A writable source: as open_map()
-/// (removes what a crash left unfinished, cuts the log where it must); otherwise nothing is
-/// written, and rep.note says what a writable open would change.
+/// Recovers the state in src.dir into the tables of ts and their metadata: the inventory (see
+/// take_inventory), the newest snapshot, the log after it, and the marker's checks. A writable
+/// source: as open_map() (removes what a crash left unfinished, cuts the log where it must);
+/// otherwise nothing is written, and rep.note says what a writable open would change.
 template <class Key, class Value, class Tables>
 std::pair<inventory, log_state> recover_directory(Tables& ts, const recovery_source& src, recovery_report& rep) {
   auto inv = take_inventory(src.fsys, src.dir, src.writable, src.key_codec, src.value_codec, rep.note);
