@@ -216,6 +216,21 @@ struct shared_base {
   leftright::shared_map<cache_key, value_t, hash_t<cache_key>> m;
 };
 
+/// A paired scenario's counters: the ratio and pairs, and each side's rate (items a second over
+/// its own phases, per thread, averaged over the threads, not summed: on a loaded machine the
+/// threads of one phase need not have run at the same time).
+void set_rate_counters(benchmark::State& state, const pair_result& r, std::size_t items_per_phase,
+                       const char* subject_rate, const char* base_rate) {
+  set_pair_counters(state, r);
+  const double items = static_cast<double>(r.pairs * items_per_phase);
+  const auto per_thread = [&](double seconds) {
+    return benchmark::Counter(seconds > 0 ? items / seconds : 0, benchmark::Counter::kAvgThreads);
+  };
+  state.counters[subject_rate] = per_thread(r.subject_seconds);
+  state.counters[base_rate] = per_thread(r.base_seconds);
+  state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * items_per_phase));
+}
+
 // ------------------------------------------------------------------------------------------
 // cache_pair
 // ------------------------------------------------------------------------------------------
@@ -231,15 +246,7 @@ void bm_cache_pair(benchmark::State& state) {
       state, [&] { lookup_phase(keys, at, phase, [&base](const cache_key& k) { return base.get(k); }); },
       [&] { lookup_phase(keys, at, phase, [&cache](const cache_key& k) { return cache.get(k); }); },
       [&] { at = (at + phase) % keys.size(); });
-  set_pair_counters(state, r);
-  // Each thread's rate over its own phases, averaged over the threads.
-  const double lookups = static_cast<double>(r.pairs * phase);
-  const auto per_thread = [&](double seconds) {
-    return benchmark::Counter(seconds > 0 ? lookups / seconds : 0, benchmark::Counter::kAvgThreads);
-  };
-  state.counters["thread_lookups_per_s"] = per_thread(r.subject_seconds);
-  state.counters["shared_map_thread_lookups_per_s"] = per_thread(r.base_seconds);
-  state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * phase));
+  set_rate_counters(state, r, phase, "thread_lookups_per_s", "shared_map_thread_lookups_per_s");
 }
 
 template <class Cache, std::size_t N>
@@ -365,17 +372,9 @@ void add_herd(std::string_view name) {
 // cache_bulk
 // ------------------------------------------------------------------------------------------
 
-/// Sets the per-thread rates of a bulk pair: keys per second through the bulk call and through
-/// one call a key.
+/// The counters of a bulk pair: keys per second through the bulk call and through one call a key.
 void set_bulk_counters(benchmark::State& state, const pair_result& r, std::size_t keys_per_phase) {
-  set_pair_counters(state, r);
-  const double keys = static_cast<double>(r.pairs * keys_per_phase);
-  const auto per_thread = [&](double seconds) {
-    return benchmark::Counter(seconds > 0 ? keys / seconds : 0, benchmark::Counter::kAvgThreads);
-  };
-  state.counters["keys_per_s"] = per_thread(r.subject_seconds);
-  state.counters["single_keys_per_s"] = per_thread(r.base_seconds);
-  state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * keys_per_phase));
+  set_rate_counters(state, r, keys_per_phase, "keys_per_s", "single_keys_per_s");
 }
 
 template <std::size_t N, bool Many>

@@ -54,8 +54,8 @@ std::size_t use_durable_cache(const char* dir) {
   c.put(2, "two", std::chrono::seconds(5));
   c.sync();
   c.checkpoint();
-  leftright::cache<std::string, std::string> weighed(
-      o, {.max_weight = 64}, [](const std::string& k, const std::string& v) { return k.size() + v.size(); });
+  leftright::cache<std::uint64_t, std::string> weighed(  // the same type: one instantiation
+      o, {.max_weight = 64}, [](const std::uint64_t&, const std::string& v) { return std::uint64_t(v.size()); });
   return c.size() + weighed.size() + static_cast<std::size_t>(c.recovery().version);
 }
 
