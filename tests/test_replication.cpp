@@ -1147,3 +1147,114 @@ TEST_CASE("replication: a warm follower whose copy's log was deleted and made an
   CHECK(*fr.read().find(key_a) == 7'000'050);
   CHECK_FALSE(f.log_replaced());
 }
+
+namespace {
+
+/// Copies a local copy's directory (the snapshot a restart would find there), for a restart
+/// from an older copy after the leader moved on.
+void copy_dir(const std::filesystem::path& from, const std::filesystem::path& to) {
+  std::filesystem::copy(from, to, std::filesystem::copy_options::recursive);
+}
+
+/// Opens a leader on its local copy and checks what it shows at once: version `at`, as the
+/// model has it.
+auto lead_warm(const leftright::replication_options& lopts, const model& m, u64 at) {
+  auto [leader, lr] = leftright::open_leader<u64, u64>(lopts);
+  CHECK(leader.version() == at);
+  CHECK(fingerprint_of(lr.read()) == m.at[at]);
+  return std::make_pair(std::move(leader), std::move(lr));
+}
+
+}  // namespace
+
+TEST_CASE("replication: a leader with a local copy restarts warm, from its copy and the log after it",
+          "[replication][warm]") {
+  warm_case c("leaderwarm");
+  auto lopts = c.opts;
+  lopts.local_path = c.dir.path / "leader";
+  lopts.local_checkpoint_every = 100;
+  lopts.take_over = true;  // each restart takes the lease its predecessor held
+  model m;
+  for (u64 v = 1; v <= 350; ++v) m.record(v);
+  {
+    auto [leader, lr] = leftright::open_leader<u64, u64>(lopts);
+    publish_range(leader, 1, 250);
+    // Every 100 versions, keeping the newest: the one at 200.
+    CHECK(local_snapshots(lopts.local_path) == std::vector<std::string>{"snap-00000000000000c8.dat"});
+  }
+  // The stop wrote the newest state.
+  CHECK(local_snapshots(lopts.local_path) == std::vector<std::string>{"snap-00000000000000fa.dat"});
+  // No engine snapshot, and the log below 251 gone: only the local copy has versions 1..250.
+  purge_engine_log_below(c.opts, 251);
+  auto cold = c.opts;
+  cold.take_over = true;
+  CHECK_THROWS_AS((leftright::open_leader<u64, u64>(cold)), replication_error);  // cold: cannot
+  {
+    auto [leader, lr] = lead_warm(lopts, m, 250);
+    publish_range(leader, 251, 300);
+  }
+  const auto older = c.dir.path / "older";  // a copy at 300, left behind while the leader goes on
+  copy_dir(lopts.local_path, older);
+  const auto oldest = c.dir.path / "oldest";
+  copy_dir(lopts.local_path, oldest);
+  {
+    auto [leader, lr] = lead_warm(lopts, m, 300);
+    publish_range(leader, 301, 350);
+  }
+  // The copy at 300, with the log after it still in the engine: 301..350 come from the log.
+  auto from_log = lopts;
+  from_log.local_path = older;
+  {
+    auto [leader, lr] = lead_warm(from_log, m, 350);
+    leader.snapshot();  // at 350; the log below 351 is purged
+  }
+  // The copy at 300 once the engine purged past it: the engine's snapshot, forward, not back.
+  auto from_snapshot = lopts;
+  from_snapshot.local_path = oldest;
+  auto [leader, lr] = lead_warm(from_snapshot, m, 350);
+  publish_range(leader, 351, 360);
+  leader.local_snapshot();
+  CHECK(local_snapshots(oldest) == std::vector<std::string>{"snap-0000000000000168.dat"});
+}
+
+TEST_CASE("replication: a leader refuses a local copy ahead of the engine, of a log made anew, or in use",
+          "[replication][warm]") {
+  temp_dir dir;
+  leftright::replication_options lopts;
+  {
+    nats_server first;
+    lopts = warm_options(first, "leaderahead");
+    lopts.local_path = dir.path;
+    lopts.take_over = true;  // each open takes the lease its predecessor held
+    auto [leader, lr] = leftright::open_leader<u64, u64>(lopts);
+    publish_range(leader, 1, 30);
+    // In use: one leader per directory (refused before the lease is asked for).
+    CHECK_THROWS_AS((leftright::open_leader<u64, u64>(lopts)), replication_error);
+  }
+  const auto expect_refused = [&lopts](const char* why) {
+    try {
+      (void)leftright::open_leader<u64, u64>(lopts);
+      FAIL("a leader opened on a local copy the engine cannot go on from");
+    } catch (const replication_error& e) {
+      CHECK(e.code() == replication_errc::protocol);
+      CHECK_THAT(e.what(), Catch::Matchers::Contains(why));
+      CHECK_THAT(e.what(), Catch::Matchers::Contains("delete the directory"));
+    }
+  };
+  nats_server second;  // an empty engine: its log ends at 0, before the copy's 30
+  lopts.url = second.url();
+  expect_refused("the engine lost data");
+  {
+    // A new history on that engine, past the copy's version: still not the copy's.
+    auto cold = lopts;
+    cold.local_path.clear();
+    auto [leader, lr] = leftright::open_leader<u64, u64>(cold);
+    publish_other_history(leader, 40);
+  }
+  expect_refused("deleted and made anew");
+  // Deleting the directory starts cold, from the engine.
+  std::filesystem::remove_all(dir.path);
+  auto [leader, lr] = leftright::open_leader<u64, u64>(lopts);
+  CHECK(leader.version() == 40);
+  CHECK(*lr.read().find(key_a) == 7'000'040);
+}

@@ -82,19 +82,23 @@ struct replication_options {
   /// acknowledged once a quorum stored it; 1 on a single server, which refuses more (the open
   /// throws replication_error with the engine's reason).
   int replicas = 1;
-  /// Follower: a directory for a local durable copy of its state (empty: none; it then
-  /// bootstraps from the engine at every open). Created if missing and locked while the
-  /// follower lives (one follower per directory). Its newest snapshot, if any, is loaded at
-  /// open_follower(), so a warm restart shows that version at once and the log is followed
-  /// from the version after it (or a re-bootstrap jumps forward if the engine purged that far).
-  /// The files are a durable map's snapshots (detail/storage/snapshot.hpp), checksummed and
-  /// named by the map's key and value codecs: a damaged one, or one of other types, makes
-  /// open_follower() throw (delete the directory to start cold). Nothing else is kept there:
-  /// the log itself stays in the engine.
+  /// Leader or follower: a directory for a local durable copy of its state (empty: none; it
+  /// then loads its state from the engine at every open). Created if missing and locked while
+  /// the leader or follower lives (one per directory). Its newest snapshot, if any, is loaded at
+  /// the open, so a warm restart holds that version at once and reads from the engine only the
+  /// log after it (or, if the engine purged that far, loads the engine's snapshot instead:
+  /// never going back). The files are a durable map's snapshots
+  /// (detail/storage/snapshot.hpp), checksummed and named by the map's key and value codecs: a
+  /// damaged one, or one of other types, makes the open throw (delete the directory to start
+  /// cold). Nothing else is kept there: the log itself stays in the engine, which stored every
+  /// batch before any reader saw it (a local log would repeat it, and add a sync to every
+  /// publish). A leader refuses a copy the engine cannot go on from: one ahead of the engine's
+  /// log (the engine lost data) or of a log since deleted and made anew.
   std::filesystem::path local_path;
-  /// Follower with local_path: write a local snapshot after it advanced this many versions
-  /// since the last one (and at a clean stop), keeping only the newest. Each costs a pass over
-  /// the map on the follower's thread (applying waits meanwhile); 0 writes one only at the stop.
+  /// With local_path: write a local snapshot after this many versions since the last one (and
+  /// at a clean stop), keeping only the newest. Each costs a pass over the map, on the
+  /// follower's thread (applying waits meanwhile) or in the leader's publish() that reached
+  /// it; 0 writes one only at the stop.
   std::uint64_t local_checkpoint_every = 1000;
 };
 
@@ -237,17 +241,17 @@ auto local_step(const char* what, F&& f) {
     return f();
   } catch (const storage_error& e) {
     throw replication_error(replication_errc::protocol, what,
-                            std::string("the follower's local copy: ") + e.what() +
+                            std::string("the local copy: ") + e.what() +
                                 " (delete the directory to start from the engine)");
   }
 }
 
 /// Creates (if missing, durably) and locks the local copy's directory, as open_map() does.
 template <class Key, class Value, class Meta>
-local_store open_local_store(const std::filesystem::path& dir) {
+local_store open_local_store(const std::filesystem::path& dir, const char* what) {
   local_store s{storage::default_file_system(), dir, nullptr, codec_name<Key>(),
                 storage::value_codec_name<Value, Meta>()};
-  s.lock = local_step("open follower", [&] { return storage::open_directory(*s.fs, dir); });
+  s.lock = local_step(what, [&] { return storage::open_directory(*s.fs, dir); });
   return s;
 }
 
@@ -256,8 +260,8 @@ local_store open_local_store(const std::filesystem::path& dir) {
 /// and its types); returns its version (0: none). Throws replication_error (protocol) if it is
 /// damaged or of other types, or if the directory holds a durable map (its log is not ours).
 template <class Key, class Value, class Table, class Meta>
-std::uint64_t load_local(local_store& s, Table& t, Meta& meta) {
-  return local_step("open follower", [&]() -> std::uint64_t {
+std::uint64_t load_local(local_store& s, Table& t, Meta& meta, const char* what) {
+  return local_step(what, [&]() -> std::uint64_t {
     std::string note;
     const auto inv = storage::take_inventory(*s.fs, s.dir, /*writable=*/true, s.key_codec, s.value_codec, note);
     if (inv.marker || !inv.segments.empty()) {
@@ -275,8 +279,8 @@ std::uint64_t load_local(local_store& s, Table& t, Meta& meta) {
 /// is recorded as following `engine_log`, the engine's log now (the file made durably). A
 /// follower whose state belongs to another log than the engine's applies none of it
 /// (follower::log_replaced()). Throws replication_error (protocol) if the file cannot be made.
-inline std::int64_t local_log(local_store& s, std::int64_t engine_log) {
-  return local_step("open follower", [&]() -> std::int64_t {
+inline std::int64_t local_log(local_store& s, std::int64_t engine_log, const char* what) {
+  return local_step(what, [&]() -> std::int64_t {
     for (const std::string& name : s.fs->list(s.dir)) {
       if (const auto recorded = storage::parse_hex_name(name, "log-", "")) return static_cast<std::int64_t>(*recorded);
     }
@@ -295,6 +299,46 @@ void write_local_snapshot(local_store& s, const Guard& g) {
   storage::write_snapshot(s.fs, s.dir, g.version(), g, g.meta(), s.key_codec, s.value_codec);
   storage::remove_covered(*s.fs, s.dir, g.version());
 }
+
+/// A local copy kept up to date (replication_options::local_path, local_checkpoint_every): the
+/// store, and a reader of the map whose published state it saves. save() writes that state as
+/// the local snapshot, through a guard of its own reader (readers do not wait for it; the next
+/// publish waits for the guard, which ends with the write). Destroying it saves once more if the
+/// map moved on since the last attempt (a clean stop: the newest state for the restart); a
+/// failure there is dropped (call save() first to see one). Thread-safety: one thread at a time.
+template <class Reader>
+class local_copy {
+ public:
+  local_copy(local_store store, Reader r, std::uint64_t loaded, std::uint64_t every)
+      : store_(std::move(store)), reader_(std::move(r)), tried_(loaded), every_(every) {}
+  local_copy(const local_copy&) = delete;
+  local_copy& operator=(const local_copy&) = delete;
+  ~local_copy() {
+    try {
+      if (reader_.version() > tried_) save();
+    } catch (...) {  // NOLINT(bugprone-empty-catch): a destructor has no one to tell
+    }
+  }
+
+  /// Whether the map is every_ versions past the last attempt (never, with every_ 0).
+  bool due(std::uint64_t version) const noexcept { return every_ != 0 && version >= tried_ + every_; }
+  /// Writes the published state as the local snapshot (one pass over the map). Throws
+  /// replication_error (protocol) naming the file; the older snapshot stays then, and the next
+  /// attempt is as many versions on.
+  void save() {
+    auto g = reader_.read();
+    tried_ = g.version();
+    local_step("local snapshot", [&] { write_local_snapshot(store_, g); });
+  }
+  /// The version of the last attempt (or of the snapshot loaded at the open).
+  std::uint64_t tried() const noexcept { return tried_; }
+
+ private:
+  local_store store_;
+  Reader reader_;
+  std::uint64_t tried_;
+  std::uint64_t every_;
+};
 
 }  // namespace detail::replication
 
@@ -353,15 +397,17 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   ///   lease_held  another leader took the lease.
   ///   Otherwise as map_writer::publish. After a publish, a due automatic snapshot runs; if it
   ///   fails, the publish has happened and the snapshot's error propagates.
+  ///   With a local copy (local_path), a due local snapshot runs after that; its error
+  ///   (replication_error, protocol) propagates the same way.
   std::uint64_t publish() {
     const std::uint64_t v = base::publish_with(hook{*this});
-    snapshot_if_due(v);
+    snapshots_if_due(v);
     return v;
   }
   /// publish() if no reader has to be waited for; false and nothing changed otherwise.
   bool try_publish() {
     if (!base::try_publish_with(hook{*this})) return false;
-    snapshot_if_due(version());
+    snapshots_if_due(version());
     return true;
   }
 
@@ -387,6 +433,14 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     last_snapshot_ = v;
   }
 
+  /// Writes the published state to the local copy (options().local_path) now, as
+  /// local_checkpoint_every does, and as destroying the writer does (where a failure cannot be
+  /// reported). Nothing without a local copy. Progress: blocking, O(size of the map). Throws
+  /// replication_error (protocol) naming the file; the older local snapshot stays then.
+  void local_snapshot() {
+    if (local_) local_->save();
+  }
+
   /// Whether the connection to the engine is up now. Thread-safety: any thread.
   bool connected() const noexcept { return ch_->connected(); }
   const replication_options& options() const noexcept { return opts_; }
@@ -396,9 +450,17 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   friend std::pair<replicated_writer<K, V, H, E, T>, map_reader<K, V, H, E, T>> open_leader(
       const replication_options&);
 
-  replicated_writer(base inner, std::unique_ptr<detail::replication::channel> ch, replication_options opts)
+  using local_copy = detail::replication::local_copy<reader>;
+
+  replicated_writer(base inner, std::unique_ptr<detail::replication::channel> ch, replication_options opts,
+                    std::optional<detail::replication::local_store> store, std::uint64_t local_version)
       : base(std::move(inner)), ch_(std::move(ch)), opts_(std::move(opts)), snap_reader_(base::make_reader()),
-        last_snapshot_(base::version()), renewed_(std::chrono::steady_clock::now()) {}
+        last_snapshot_(base::version()), renewed_(std::chrono::steady_clock::now()) {
+    if (store) {
+      local_ = std::make_unique<local_copy>(std::move(*store), base::make_reader(), local_version,
+                                            opts_.local_checkpoint_every);
+    }
+  }
 
   /// publish_with's hook: the batch goes to the engine once it is applied to the write copy
   /// (erase_if's erased keys are known then) and before readers can see it. If the engine
@@ -432,8 +494,9 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     renewed_ = now;
   }
 
-  void snapshot_if_due(std::uint64_t v) {
+  void snapshots_if_due(std::uint64_t v) {
     if (opts_.snapshot_every != 0 && v >= last_snapshot_ + opts_.snapshot_every) snapshot();
+    if (local_ && local_->due(v)) local_->save();
   }
 
   std::unique_ptr<detail::replication::channel> ch_;
@@ -443,29 +506,76 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   std::chrono::steady_clock::time_point renewed_;
   std::string payload_;  ///< the batch being published, encoded
   std::string image_;    ///< the snapshot being written, encoded
+  std::unique_ptr<local_copy> local_;  ///< the local copy, if any (saved once more when destroyed)
 };
 
-/// Opens the leader of the replicated map options.name: takes the lease, then loads the
-/// engine's state (the newest snapshot and the log after it) and returns the writer, at the
-/// log's last version, and a first reader.
+namespace detail::replication {
+
+/// Where a leader's local copy at version `local` (0: it holds no snapshot) leaves it, against
+/// the engine's log now: ok to go on from the log after `local`; or refused (replication_error,
+/// protocol): the copy belongs to another log (deleted and made anew since: its versions are
+/// another history's) or is ahead of the log (the engine lost data a leader must not write over).
+inline void check_leader_copy(local_store& s, std::uint64_t local, const log_range& range) {
+  const std::int64_t recorded = local_log(s, range.created, "open leader");
+  if (local == 0) return;
+  const char* const fix = " (delete the directory to start from the engine)";
+  if (range.last < local) {
+    throw replication_error(replication_errc::protocol, "open leader",
+                            "the local copy is at version " + std::to_string(local) + ", the engine's log ends at " +
+                                std::to_string(range.last) + " (the engine lost data)" + fix);
+  }
+  if (recorded != range.created) {
+    throw replication_error(replication_errc::protocol, "open leader",
+                            "the local copy at version " + std::to_string(local) +
+                                " belongs to a log since deleted and made anew" + fix);
+  }
+}
+
+/// A leader's state through the log's last version: from its local copy at version `local`
+/// and the log after it, or, where the engine purged that far (or there is no copy), from the
+/// engine's snapshot and log (load_state). t and meta hold the local copy's state.
+template <class Key, class Value, class Table, class Meta>
+void load_leader_state(channel& ch, Table& t, Meta& meta, std::uint64_t local, const log_range& range) {
+  if (local != 0 && range.first <= local + 1) return load_log<Key, Value>(ch, t, meta, local + 1, range.last);
+  t.clear();
+  meta = Meta{};
+  load_state<Key, Value>(ch, t, meta, range.last);
+}
+
+}  // namespace detail::replication
+
+/// Opens the leader of the replicated map options.name: takes the lease, then loads its state
+/// (from a local copy, options.local_path, and the log after it; else the engine's newest
+/// snapshot and the log after that) and returns the writer, at the log's last version, and a
+/// first reader.
 /// Throws replication_error: unreachable (no engine at options.url), lease_held, protocol (the
-/// engine's state is of other types, or has a hole).
+/// engine's state is of other types, or has a hole; a local copy that is damaged, of other
+/// types, in use, or that the engine cannot go on from: see replication_options::local_path).
 template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 std::pair<replicated_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>> open_leader(
     const replication_options& options) {
   namespace rp = detail::replication;
+  using meta_type = typename detail::meta_of<Traits>::type;
   replication_options opts = options;
   if (opts.id.empty()) opts.id = rp::default_id();
+  rp::load_table<Key, Value, Hash, Eq, Traits> t;
+  meta_type meta{};
+  std::optional<rp::local_store> local;
+  std::uint64_t local_version = 0;  // of the local snapshot loaded (0: none)
+  if (!opts.local_path.empty()) {
+    local.emplace(rp::open_local_store<Key, Value, meta_type>(opts.local_path, "open leader"));
+    local_version = rp::load_local<Key, Value>(*local, t, meta, "open leader");
+  }
   auto ch = std::make_unique<rp::channel>(opts.url, opts.name, opts.timeout, opts.lease_ttl, opts.replicas);
   ch->acquire_lease(opts.id, opts.take_over);
-  rp::load_table<Key, Value, Hash, Eq, Traits> t;
-  typename detail::meta_of<Traits>::type meta{};
-  const std::uint64_t last = ch->range().last;
-  rp::load_state<Key, Value>(*ch, t, meta, last);
-  auto inner = rp::make_writer_at<Key, Value, Hash, Eq, Traits>(std::move(t), last, meta);
+  const rp::log_range range = ch->range();
+  if (local) rp::check_leader_copy(*local, local_version, range);
+  rp::load_leader_state<Key, Value>(*ch, t, meta, local_version, range);
+  auto inner = rp::make_writer_at<Key, Value, Hash, Eq, Traits>(std::move(t), range.last, meta);
   auto r = inner.make_reader();
-  return {replicated_writer<Key, Value, Hash, Eq, Traits>(std::move(inner), std::move(ch), std::move(opts)),
+  return {replicated_writer<Key, Value, Hash, Eq, Traits>(std::move(inner), std::move(ch), std::move(opts),
+                                                          std::move(local), local_version),
           std::move(r)};
 }
 
@@ -571,14 +681,8 @@ class follower {
     state(std::unique_ptr<detail::replication::channel> c, writer_t writer,
           std::optional<detail::replication::local_store> store, std::uint64_t local_version, std::uint64_t every,
           std::int64_t created)
-        : ch(std::move(c)),
-          w(std::move(writer)),
-          local(std::move(store)),
-          local_every(every),
-          local_tried(local_version),
-          log_created(created),
-          applied(w.version()) {
-      if (local) local_reader.emplace(w.make_reader());
+        : ch(std::move(c)), w(std::move(writer)), log_created(created), applied(w.version()) {
+      if (store) local.emplace(std::move(*store), w.make_reader(), local_version, every);
     }
 
     state(const state&) = delete;
@@ -638,7 +742,7 @@ class follower {
             seen_at_check = w.version();
             next_check = std::chrono::steady_clock::now() + std::chrono::seconds(1);
           }
-          if (local_every != 0 && w.version() >= local_tried + local_every) save_local();
+          if (local && local->due(w.version())) save_local();
         } catch (const std::exception& e) {
           note_error(e.what());
           discard_queued();
@@ -646,23 +750,19 @@ class follower {
           pause();
         }
       }
-      if (w.version() > local_tried) save_local();  // a clean stop: the newest state for the restart
+      if (local && w.version() > local->tried()) save_local();  // a clean stop: the newest state for the restart
     }
 
     /// Writes the published state as the local snapshot (replication_options::local_path), on
     /// this thread, between batches: applying waits meanwhile (one pass over the map, about
-    /// every local_checkpoint_every versions), but readers do not (it reads through a guard of
-    /// its own reader, released before the next publish, which would otherwise wait for it). A
-    /// failure is noted (last_error()) and retried after as many versions again; the older
-    /// snapshot stays meanwhile.
+    /// every local_checkpoint_every versions), but readers do not (local_copy::save). A failure
+    /// is noted (last_error()) and retried after as many versions again; the older snapshot
+    /// stays meanwhile.
     void save_local() {
-      if (!local) return;
-      local_tried = w.version();
       try {
-        auto g = local_reader->read();
-        detail::replication::write_local_snapshot(*local, g);
+        local->save();
       } catch (const std::exception& e) {
-        note_error(std::string("local snapshot: ") + e.what());
+        note_error(e.what());
       }
     }
 
@@ -833,10 +933,7 @@ class follower {
 
     std::unique_ptr<detail::replication::channel> ch;
     writer_t w;  ///< used by the thread only
-    std::optional<detail::replication::local_store> local;  ///< thread only: the local copy, if any
-    std::optional<reader> local_reader;                      ///< thread only: what save_local() reads
-    std::uint64_t local_every;                               ///< versions between local snapshots
-    std::uint64_t local_tried;  ///< thread only: the version of the last local snapshot attempt (or the open's)
+    std::optional<detail::replication::local_copy<reader>> local;  ///< thread only: the local copy, if any
     std::int64_t log_created;  ///< the incarnation of the log followed (log_range::created)
     std::uint64_t queued_through = 0;  ///< thread only: the last version queued on w, unpublished (0: none)
     std::size_t queued_messages = 0;   ///< thread only: how many
@@ -888,15 +985,15 @@ std::pair<follower<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, E
   meta_type meta{};
   std::uint64_t local_version = 0;  // of the local snapshot loaded (0: none)
   if (!options.local_path.empty()) {
-    local.emplace(rp::open_local_store<Key, Value, meta_type>(options.local_path));
-    local_version = rp::load_local<Key, Value>(*local, t, meta);
+    local.emplace(rp::open_local_store<Key, Value, meta_type>(options.local_path, "open follower"));
+    local_version = rp::load_local<Key, Value>(*local, t, meta, "open follower");
   }
   auto ch = std::make_unique<rp::channel>(options.url, options.name, options.timeout, options.lease_ttl,
                                           options.replicas);
   // The log whose history the state belongs to: the engine's now, or the one a local copy
   // followed (if the map's log was made anew since, the follower applies none of the new one).
   const std::int64_t engine_log = ch->range().created;
-  const std::int64_t log_created = local ? rp::local_log(*local, engine_log) : engine_log;
+  const std::int64_t log_created = local ? rp::local_log(*local, engine_log, "open follower") : engine_log;
   const std::uint64_t version = local_version != 0 ? local_version : rp::load_snapshot<Key, Value>(*ch, t, meta);
   auto w = rp::make_writer_at<Key, Value, Hash, Eq, Traits>(std::move(t), version, meta);
   auto r = w.make_reader();
