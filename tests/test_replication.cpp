@@ -1258,3 +1258,32 @@ TEST_CASE("replication: a leader refuses a local copy ahead of the engine, of a 
   CHECK(leader.version() == 40);
   CHECK(*lr.read().find(key_a) == 7'000'040);
 }
+
+TEST_CASE("replication: a follower further behind than the client's pending limit catches up from the log",
+          "[replication]") {
+  // nats.c holds at most 65,536 delivered messages per subscription by default. Here the
+  // follower cannot apply while the whole log is written (a reader's guard holds up its second
+  // publish), as a slow follower would not keep up; then it catches up, every version whole, with
+  // no re-bootstrap and no error.
+  constexpr u64 behind = 70'000;
+  static_assert(behind > 65'536);
+  nats_server server;
+  auto opts = warm_options(server, "farbehind");
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  auto [f, fr] = leftright::open_follower<u64, u64>(opts);
+  model m;
+  {
+    auto held = fr.read();  // until the log is written: the follower stops at its second publish
+    for (u64 v = 1; v <= behind; ++v) REQUIRE(m.publish_batch(leader) == v);
+    CHECK(f.version() < behind);
+  }
+  read_checker checker(f.factory(), &m);
+  const bool reached = f.wait_for(behind, std::chrono::seconds(120));
+  checker.stop();
+  INFO("follower at " << f.version() << ", last error: " << f.last_error());
+  REQUIRE(reached);
+  for (const auto& e : checker.failures()) FAIL_CHECK(e);
+  CHECK(fingerprint_of(fr.read()) == m.at[behind]);
+  CHECK(f.rebootstraps() == 0);
+  CHECK(f.last_error().empty());  // no version went missing on the way
+}

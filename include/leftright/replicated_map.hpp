@@ -767,9 +767,8 @@ class follower {
     }
 
     /// Queues one log message on the writer if it is the next version, and publishes what is
-    /// queued once the log holds nothing more for now (or a run is long: flush()); false if the
-    /// log skipped versions (they were purged: re-bootstrapped instead; the subscription starts
-    /// afresh).
+    /// queued once the log holds nothing more for now (or a run is long: flush()); false if
+    /// versions did not arrive (the subscription then starts afresh after the version shown).
     bool take(natsMsg* m) {
       jsMsgMetaData* md = nullptr;
       detail::replication::check(natsMsg_GetMetaData(&md, m), "message metadata");
@@ -780,7 +779,7 @@ class follower {
       const std::uint64_t v = queued_through != 0 ? queued_through : w.version();
       if (seq <= v) return true;  // already applied (a consumer recreated from an older point)
       if (seq != v + 1) {
-        rebootstrap();
+        skipped_versions();
         return false;
       }
       detail::replication::apply_visitor<writer_t, meta_type> visit{w};
@@ -794,6 +793,16 @@ class follower {
       ++queued_messages;
       if (md->NumPending == 0 || queued_messages >= max_run_messages || w.pending() >= max_run_operations) flush();
       return true;
+    }
+
+    /// The log's messages skipped versions after the last one taken: the engine purged them
+    /// (the log now starts after the version shown: re-bootstrap forward), or they were lost on
+    /// the way (the client drops messages beyond its pending limit, 65,536 by default, or a
+    /// connection broke): the log still holds them, and the caller's new subscription reads
+    /// them, where a re-bootstrap would have found no newer snapshot and failed.
+    void skipped_versions() {
+      flush();
+      if (ch->range().first > w.version() + 1) rebootstrap();
     }
 
     /// Publishes the queued run of log messages as one version, the run's last: a follower

@@ -258,8 +258,9 @@ class channel {
     // A plain ephemeral push consumer, no acks, no idle heartbeats: not an ordered consumer,
     // whose self-resetting machinery (timers, a consumer re-created from the library's own
     // threads) made libnats 3.4.1 abort on a freed mutex now and then when a subscription was
-    // destroyed. The follower does what it did: a gap in the sequence re-bootstraps or starts
-    // the subscription afresh, and its watchdog restarts one that stalled while the log moved on.
+    // destroyed. The follower does what it did: a gap in the sequence starts the subscription
+    // afresh (or re-bootstraps, if the log no longer holds the version), and its watchdog
+    // restarts one that stalled while the log moved on.
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = nullptr;
