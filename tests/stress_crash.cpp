@@ -48,6 +48,9 @@
 #include "support/durability_name.hpp"
 #include "support/model_map.hpp"
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 using lrtest::temp_dir;
 
@@ -296,3 +299,5 @@ TEST_CASE("async mode in process: publishes race the background sync; a reopen h
   INFO(diff);
   CHECK(diff.empty());
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -48,6 +48,9 @@
 #include <leftright/leftright.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 using lrtest::failure_log;
 using lrtest::watchdog;
@@ -445,3 +448,5 @@ TEMPLATE_TEST_CASE("readers, factories and guards outlive a writer destroyed whi
   CHECK(copy.size() == key_count);
   CHECK(copy.get(std::uint64_t{key_count - 1}) == std::optional<V>(value_of<V>(batches)));
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -13,6 +13,9 @@
 #include <leftright/leftright.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -92,3 +95,5 @@ TEST_CASE("shared_map stress: batches stay whole, writes stay in order, reads se
   CHECK(m.live_readers() == 1);  // this thread's, from the last check
   WARN("publishes " << s.publishes << " for " << s.writes << " writes; largest group " << s.largest_group);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

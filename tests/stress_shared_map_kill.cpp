@@ -28,6 +28,9 @@
 
 #include "support/child_process.hpp"
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -116,3 +119,5 @@ TEST_CASE("shared_map stress: kill -9 amid concurrent writers keeps every acknow
     }
   }
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

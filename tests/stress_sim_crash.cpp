@@ -13,6 +13,9 @@
 
 #include "support/sim_workload.hpp"
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -113,3 +116,5 @@ TEST_CASE("random workloads survive repeated crashes on the simulated file syste
     CHECK(stats.crashes_in_recovery > 0);
   }
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -40,6 +40,9 @@
 #include <leftright/leftright.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 using lrtest::failure_log;
 using lrtest::watchdog;
@@ -274,3 +277,5 @@ TEMPLATE_TEST_CASE("single-key gets see values that never go back", "[stress][to
   run_torn_batch<typename TestType::value, typename TestType::traits>(writer_mode::try_publish,
                                                                       reader_mode::get);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

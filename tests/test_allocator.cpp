@@ -15,6 +15,9 @@
 #include <leftright/leftright.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -101,3 +104,5 @@ TEMPLATE_TEST_CASE("a map holds the same entries with huge pages advised or not"
   }
   CHECK(wrong == 0);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

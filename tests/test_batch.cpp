@@ -22,6 +22,9 @@
 #include <catch2/catch.hpp>
 #include <leftright/detail/storage/batch.hpp>
 #include <leftright/map.hpp>
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -157,3 +160,5 @@ TEST_CASE("malformed payloads are refused; built-in ones before any operation is
   CHECK(st::check_builtin_batch<std::uint64_t, std::uint64_t>(bytes(bad_tag)) == st::batch_check::bad);
   CHECK(st::check_builtin_batch<std::uint64_t, std::uint64_t>(bytes(good)) == st::batch_check::keyed);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

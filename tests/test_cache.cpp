@@ -26,6 +26,9 @@
 #include <catch2/catch.hpp>
 
 #include "leftright/cache.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -876,3 +879,5 @@ TEST_CASE("cache: without an executor one caller refreshes while the others get 
   CHECK(std::count(got.begin(), got.end(), 10) == threads - 1);
   CHECK(c.peek(1) == 11);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

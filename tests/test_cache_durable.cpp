@@ -17,6 +17,9 @@
 
 #include "leftright/cache.hpp"
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -221,3 +224,5 @@ TEST_CASE("durable cache: sync, checkpoint, and a directory it cannot open", "[c
   CHECK_THROWS_AS(dcache(unused, {.max_weight = 10}), std::invalid_argument);
   CHECK_FALSE(std::filesystem::exists(unused.path));
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -15,6 +15,9 @@
 #include <leftright/detail/storage/crc32c.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -150,3 +153,5 @@ TEST_CASE("crc32c: a single flipped bit always changes the checksum", "[crc32c]"
   }
   SUCCEED();
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

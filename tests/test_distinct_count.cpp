@@ -9,6 +9,9 @@
 #include <catch2/catch.hpp>
 
 #include "leftright/detail/distinct_count.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 using leftright::detail::distinct_count;
 
@@ -39,3 +42,5 @@ TEST_CASE("distinct_count: random 64-bit keys, and a few keys among many operati
   CHECK(overwrites.upper() >= 1000);
   CHECK(overwrites.upper() <= 1200);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -18,6 +18,9 @@
 #include <leftright/durable_map.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace fs = std::filesystem;
 
@@ -321,3 +324,5 @@ TEST_CASE("a child made by fork() does not keep the directory locked", "[durable
   INFO("reopen: " << error);
   CHECK(reopened_at == 1);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

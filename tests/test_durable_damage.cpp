@@ -54,6 +54,9 @@
 #include "support/file_damage.hpp"
 #include "support/model_map.hpp"
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 using namespace lrtest;
 using namespace lrtest::damage;
@@ -391,3 +394,5 @@ TEST_CASE("disk full (RLIMIT_FSIZE): an automatic checkpoint that fails inside p
   const disk_full::outcome o = run_disk_full(plan);
   check_disk_full(o, "publish");
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

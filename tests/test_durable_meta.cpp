@@ -17,6 +17,9 @@
 
 #include "support/sim_fs.hpp"
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -244,3 +247,5 @@ TEST_CASE("every crash point keeps a batch's metadata with its entries", "[durab
   }
   CHECK(checked > calls);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

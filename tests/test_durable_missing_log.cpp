@@ -21,6 +21,9 @@
 
 #include "support/sim_fs.hpp"
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 using lrtest::temp_dir;
 
@@ -251,3 +254,5 @@ TEST_CASE("sim: deleting the newest or the only segment is refused; the untouche
   INFO(e.what());
   CHECK(mentions(e, "segment"));
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

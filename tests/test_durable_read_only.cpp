@@ -22,6 +22,9 @@
 
 #include "support/sim_fs.hpp"
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 using lrtest::temp_dir;
 
@@ -219,3 +222,5 @@ TEST_CASE("sim: on a full disk a writable open fails, a read-only one reads ever
   CHECK(m.make_reader().size() == 50);
   CHECK(fsys->faults_fired() == fired);  // the read-only open tried to write nothing
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -7,6 +7,9 @@
 
 #include <catch2/catch.hpp>
 #include <leftright/detail/epoch.hpp>
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 using leftright::detail::cache_line;
 using leftright::detail::reader_registry;
@@ -76,3 +79,5 @@ TEST_CASE("for_each visits every slot ever registered, live or free", "[registry
     if (i != 3 && i != 7) reg.release(live[static_cast<std::size_t>(i)]);
   }
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -16,6 +16,9 @@
 #include <leftright/leftright.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -204,3 +207,5 @@ TEST_CASE("a batched read sees one snapshot while the writer publishes", "[find_
   CHECK(torn.load() == 0);
   CHECK(calls.load() >= 2);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

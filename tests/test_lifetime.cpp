@@ -9,6 +9,9 @@
 #include <leftright/leftright.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 using lrtest::counted;
 using lrtest::fragile;
@@ -212,3 +215,5 @@ TEST_CASE("a throwing copy into a shared node gives the strong guarantee, withou
   }
   fragile::copy_budget = -1;
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -15,6 +15,9 @@
 #include "leftright/durable_map.hpp"
 #include "leftright/shared_map.hpp"
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -109,3 +112,5 @@ TEST_CASE("durable_writer: publish_within logs every batch it publishes past a l
   CHECK(w.version() == 6);
   for (int i = 0; i <= 5; ++i) CHECK(r.get(i) == i);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -19,6 +19,9 @@
 #include <leftright/leftright.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 using lrtest::make;
 
@@ -590,3 +593,5 @@ TEST_CASE("a guard cannot be taken from a temporary reader", "[map]") {
   w.publish();
   CHECK(w.make_reader().get(1) == 2);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

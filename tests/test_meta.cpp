@@ -12,6 +12,9 @@
 #include <leftright/map.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -105,3 +108,5 @@ TEST_CASE("publish_within's fresh copy keeps the metadata; the held copy keeps i
   CHECK(other.read().meta() == "new");
   CHECK(w.release_held_copies() == 0);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -26,6 +26,9 @@
 #include <leftright/leftright.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 using lrtest::make;
 
@@ -299,3 +302,5 @@ TEMPLATE_TEST_CASE("model: readers see exactly the published model, and only at 
                     << clears);
   CHECK(publishes + try_publishes + held > 100);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -12,6 +12,9 @@
 #include <leftright/leftright.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 template <class Traits>
@@ -260,3 +263,5 @@ TEST_CASE("a stall report that throws makes the waiting publish give up, changin
   CHECK(r.get(3) == 3);
   CHECK(r.get(2) == 2);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

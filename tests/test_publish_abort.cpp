@@ -19,6 +19,9 @@
 
 #include "support/sim_fs.hpp"
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -223,8 +226,11 @@ struct picky {
 };
 }  // namespace
 
+}  // namespace LEFTRIGHT_TEST_FILE
+
 template <>
-struct leftright::codec<picky> {
+struct leftright::codec<LEFTRIGHT_TEST_FILE::picky> {
+  using picky = LEFTRIGHT_TEST_FILE::picky;
   static std::string name() { return "picky/1"; }
   static void encode(const picky& p, leftright::byte_writer& w) {
     if (p.text == "refused") throw std::invalid_argument("picky: refused value");
@@ -232,6 +238,8 @@ struct leftright::codec<picky> {
   }
   static picky decode(leftright::byte_reader& r) { return picky{leftright::decode<std::string>(r)}; }
 };
+
+namespace LEFTRIGHT_TEST_FILE {
 
 TEST_CASE("a codec whose encode() throws fails that publish only", "[durable][sim]") {
   const auto mode = GENERATE(leftright::durability::none, leftright::durability::sync);
@@ -288,3 +296,5 @@ TEST_CASE("a stopped writer says why, every time", "[durable][sim]") {
     }
   }
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

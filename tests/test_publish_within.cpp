@@ -16,6 +16,9 @@
 #include <leftright/map.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -282,3 +285,5 @@ TEST_CASE("publish_within_with calls the hook after a detachment, and a refusing
   CHECK(r.get(2) == 2);
   CHECK(w.release_held_copies() == 0);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

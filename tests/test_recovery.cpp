@@ -25,6 +25,9 @@
 #include <leftright/durable_map.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 using lrtest::temp_dir;
 
@@ -334,3 +337,5 @@ TEST_CASE("a long log and a snapshot of built-in integers recover as a model say
   CHECK(w.recovery().records_replayed == 6);
   same(r);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

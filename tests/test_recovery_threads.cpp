@@ -24,6 +24,9 @@
 #include <leftright/durable_map.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -208,3 +211,5 @@ TEST_CASE("a step that fails on both tables throws once, after both have returne
                     "second");
   CHECK(calls == 1);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -14,6 +14,9 @@
 #include <leftright/durable_map.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 using lrtest::temp_dir;
 
@@ -155,3 +158,5 @@ TEST_CASE("the prefaulter is asked once per segment smaller than its reach, and 
   for (std::size_t at = 4096; at < large->size(); at += 4096) p.wrote(2, large, at);
   CHECK(p.requests() == 1 + 7);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -16,6 +16,9 @@
 
 #include "support/shared_map_support.hpp"
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -312,3 +315,5 @@ TEST_CASE("shared_map: get_many reads many keys from one snapshot, from any thre
   std::vector<std::optional<int>> wrong(1);
   CHECK_THROWS_AS(m.get_many(std::vector<std::string>{"a", "b"}, wrong), std::invalid_argument);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -16,6 +16,9 @@
 #include "support/shared_map_support.hpp"
 #include "support/sim_fs.hpp"
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -180,3 +183,5 @@ TEST_CASE("durable shared_map: posted writes, sync() and checkpoint() in durabil
     CHECK(back.size() == 99);
   }
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

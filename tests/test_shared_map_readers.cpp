@@ -14,6 +14,9 @@
 #include <leftright/leftright.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -179,3 +182,5 @@ TEST_CASE("shared_map readers: a guard is a snapshot; nested reads on one thread
   auto inner = m.read();  // nested on this thread's reader: the outer snapshot
   CHECK(inner.version() == 1);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -12,6 +12,9 @@
 #include <string>
 
 #include "support/sim_workload.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -127,3 +130,5 @@ void run(durability mode) {
 
 TEST_CASE("every crash point of a recorded workload recovers: durability::sync", "[sim]") { run(durability::sync); }
 TEST_CASE("every crash point of a recorded workload recovers: durability::none", "[sim]") { run(durability::none); }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -12,6 +12,9 @@
 #include <string>
 
 #include "support/sim_workload.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -151,3 +154,5 @@ TEST_CASE("a lying disk loses acknowledged batches, and the checker says so", "[
   INFO(v);
   CHECK(v.find("was promised durable") != std::string::npos);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

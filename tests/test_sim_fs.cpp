@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "support/sim_fs.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -252,3 +255,5 @@ TEST_CASE("sim: opening what is not there, or is there already", "[sim]") {
   CHECK_THROWS_AS(fsys->create_directories("/d/f/x"), storage_error);
   CHECK(fsys->list("/d") == std::vector<std::string>{"f"});
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

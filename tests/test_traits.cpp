@@ -11,6 +11,9 @@
 #include <catch2/catch.hpp>
 #include <leftright/map.hpp>
 #include <leftright/traits.hpp>
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -99,3 +102,5 @@ TEST_CASE("the Traits, Apply and publish-hook contracts accept what they should 
   REQUIRE(g.find(1) != nullptr);
   CHECK(*g.find(1) == 2);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

@@ -16,6 +16,9 @@
 
 #include "project_version.hpp"  // generated from project() in CMakeLists.txt
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -139,3 +142,5 @@ TEST_CASE("a snapshot in a newer format is refused and left as it is", "[version
   require_refused(dir, "unsupported format version");
   CHECK(data_files(dir) == before);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

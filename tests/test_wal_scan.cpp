@@ -30,6 +30,9 @@
 #include <leftright/durable_map.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 using lrtest::temp_dir;
 
@@ -262,3 +265,5 @@ TEST_CASE("the POSIX data_range never skips a non-zero byte", "[wal][scan][fs]")
   }
   CHECK(f->data_range(size).first == size);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE

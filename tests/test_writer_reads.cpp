@@ -15,6 +15,9 @@
 #include <leftright/leftright.hpp>
 
 #include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
 
@@ -83,3 +86,5 @@ TEST_CASE("a read-modify-write counter needs no second map", "[writer_reads]") {
   w.discard();
   CHECK(*w.find("hits") == 10);
 }
+
+}  // namespace LEFTRIGHT_TEST_FILE
