@@ -1287,3 +1287,20 @@ TEST_CASE("replication: a follower further behind than the client's pending limi
   CHECK(f.rebootstraps() == 0);
   CHECK(f.last_error().empty());  // no version went missing on the way
 }
+
+TEST_CASE("replication: a leader's local copy that holds no state yet follows a log made anew", "[replication][warm]") {
+  warm_case c("leaderempty");
+  auto lopts = c.opts;
+  lopts.local_path = c.dir.path;
+  lopts.take_over = true;  // each open takes the lease its predecessor held
+  { auto [leader, lr] = leftright::open_leader<u64, u64>(lopts); }  // records the log; no snapshot
+  REQUIRE(local_snapshots(c.dir.path).empty());
+  delete_map(c.opts);
+  {
+    auto [leader, lr] = leftright::open_leader<u64, u64>(lopts);  // the copy has nothing to lose
+    publish_other_history(leader, 5);
+  }
+  auto [leader, lr] = leftright::open_leader<u64, u64>(lopts);  // its snapshot is of the new log
+  CHECK(leader.version() == 5);
+  CHECK(*lr.read().find(key_a) == 7'000'005);
+}

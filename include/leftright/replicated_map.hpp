@@ -291,6 +291,19 @@ inline std::int64_t local_log(local_store& s, std::int64_t engine_log, const cha
   });
 }
 
+/// Records `engine_log` as the log of a local copy that holds no state yet (in place of the one
+/// recorded, a log since made anew): the old record goes first, durably, so that a crash between
+/// the two leaves no record (the next open records the engine's log then), never two.
+inline void rerecord_local_log(local_store& s, std::int64_t engine_log, const char* what) {
+  local_step(what, [&] {
+    for (const std::string& name : s.fs->list(s.dir)) {
+      if (storage::parse_hex_name(name, "log-", "")) s.fs->remove(s.dir / name);
+    }
+    s.fs->sync_directory(s.dir);
+    local_log(s, engine_log, what);
+  });
+}
+
 /// Writes the state a read guard shows as a local snapshot with the durable map's own steps
 /// (storage::write_snapshot, then remove_covered drops the older ones). Throws storage_error; a
 /// failure leaves the older snapshot.
@@ -343,8 +356,8 @@ class local_copy {
 }  // namespace detail::replication
 
 /// The one writer of a replicated map: every member of map_writer, with the same meaning, plus
-/// snapshot() and connected(). publish() returns once the engine has stored the batch; the
-/// local readers see it after that, never before. Move-only.
+/// snapshot(), local_snapshot() and connected(). publish() returns once the engine has stored
+/// the batch; the local readers see it after that, never before. Move-only.
 /// All members: Thread-safety: the one thread using the writer at a time.
 template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
@@ -512,12 +525,18 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
 namespace detail::replication {
 
 /// Where a leader's local copy at version `local` (0: it holds no snapshot) leaves it, against
-/// the engine's log now: ok to go on from the log after `local`; or refused (replication_error,
-/// protocol): the copy belongs to another log (deleted and made anew since: its versions are
-/// another history's) or is ahead of the log (the engine lost data a leader must not write over).
+/// the engine's log now: ok to go on from the log after `local` (a copy with no snapshot is
+/// recorded as the engine's log's, whatever it recorded before); or refused
+/// (replication_error, protocol): the copy is ahead of the log (the engine lost data a leader
+/// must not write over) or belongs to another log (deleted and made anew since: its versions are
+/// another history's).
 inline void check_leader_copy(local_store& s, std::uint64_t local, const log_range& range) {
   const std::int64_t recorded = local_log(s, range.created, "open leader");
-  if (local == 0) return;
+  if (local == 0) {
+    // Nothing of the old log's history is in the copy: it follows the engine's log from now on.
+    if (recorded != range.created) rerecord_local_log(s, range.created, "open leader");
+    return;
+  }
   const char* const fix = " (delete the directory to start from the engine)";
   if (range.last < local) {
     throw replication_error(replication_errc::protocol, "open leader",
