@@ -264,13 +264,7 @@ class cache {
     const thread_state& t = local();
     auto g = t.reader.read();
     for (const auto& k : keys) {
-      const entry* e = g.find(k);
-      if (e == nullptr || expired(*e)) {
-        t.misses.add();
-        continue;
-      }
-      out.emplace_back(Key(k), e->value);
-      t.ring.record(access_record(k));  // counts the hit too
+      if (const entry* e = counted_lookup(t, g.find(k), k)) out.emplace_back(Key(k), e->value);
     }
     return out;
   }
@@ -284,15 +278,13 @@ class cache {
     detail::check_batch_spans(keys.size(), out.size(), "get_many");
     const thread_state& t = local();
     std::size_t found = 0;
-    t.reader.read().find_each(keys, [&](std::size_t i, const entry* e) {
-      if (e == nullptr || expired(*e)) {
-        t.misses.add();
+    t.reader.read().find_each(keys, [&](std::size_t i, const entry* found_entry) {
+      if (const entry* e = counted_lookup(t, found_entry, keys[i])) {
+        out[i] = e->value;
+        ++found;
+      } else {
         out[i].reset();
-        return;
       }
-      out[i] = e->value;
-      t.ring.record(access_record(keys[i]));  // counts the hit too
-      ++found;
     });
     return found;
   }
@@ -573,6 +565,18 @@ class cache {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
   }
   bool expired(const entry& e) const { return e.expires != entry::never && expired_now(e.expires); }
+  /// What a lookup of key found, e, if it is live, with the access recorded (which counts the
+  /// hit); nullptr, with a miss counted, if it is absent or expired. The bookkeeping of
+  /// get_all() and get_many(); get() spells it out, for its own inlining.
+  template <class K>
+  const entry* counted_lookup(const thread_state& t, const entry* e, const K& key) const {
+    if (e == nullptr || expired(*e)) {
+      t.misses.add();
+      return nullptr;
+    }
+    t.ring.record(access_record(key));
+    return e;
+  }
   /// now() >= deadline; out of line, so that get()'s common case (an entry that never expires)
   /// stays small enough to inline.
   [[gnu::noinline]] bool expired_now(std::int64_t deadline) const { return now() >= deadline; }
