@@ -725,8 +725,14 @@ class follower {
 
     void run() {
       detail::replication::subscription_ptr sub;
-      std::uint64_t seen_at_check = applied.load(std::memory_order_relaxed);  // [F2] relaxed: own writes
-      auto next_check = std::chrono::steady_clock::now();
+      // The watchdog's last check: the version then, and when the next is due. A subscription
+      // gets a whole period before the watchdog may take it for dead.
+      std::uint64_t seen_at_check = 0;
+      auto next_check = std::chrono::steady_clock::time_point{};
+      const auto restart_watchdog = [&] {
+        seen_at_check = w.version();
+        next_check = std::chrono::steady_clock::now() + watchdog_period;
+      };
       while (!stopped()) {
         try {
           if (wait_while_paused()) sub.reset();
@@ -737,6 +743,7 @@ class follower {
           }
           if (!sub) {
             sub = ch->subscribe_log(w.version() + 1);
+            restart_watchdog();
             // Checked after subscribing: a log made anew before it is seen here; one made anew
             // after it ends this consumer (deleted with its stream), and the next is checked.
             if (!same_log(ch->range())) {
@@ -758,8 +765,7 @@ class follower {
           }
           if (std::chrono::steady_clock::now() >= next_check) {
             if (!watchdog(seen_at_check)) sub.reset();
-            seen_at_check = w.version();
-            next_check = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+            restart_watchdog();
           }
           if (local && local->due(w.version())) save_local();
         } catch (const std::exception& e) {
@@ -955,9 +961,14 @@ class follower {
       cv.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopped(); });
     }
 
-    /// The longest run of log messages published as one version (flush()).
+    /// The longest run of log messages published as one version (flush()): long enough to make
+    /// a publish per run cheap, short enough that the run's operations stay in the core's cache
+    /// for their second application (runs of 65,536 operations applied batches of 1,024 at a
+    /// third less than runs of 4,096 did: bench/bench_replication.cpp, follower_apply).
     static constexpr std::size_t max_run_messages = 1024;
-    static constexpr std::size_t max_run_operations = std::size_t{1} << 16;
+    static constexpr std::size_t max_run_operations = std::size_t{1} << 12;
+    /// How often the thread asks the engine for the log's range (watchdog()).
+    static constexpr std::chrono::seconds watchdog_period{1};
 
     std::unique_ptr<detail::replication::channel> ch;
     writer_t w;  ///< used by the thread only
