@@ -827,7 +827,8 @@ class follower {
     /// them, where a re-bootstrap would have found no newer snapshot and failed.
     void skipped_versions() {
       flush();
-      if (ch->range().first > w.version() + 1) rebootstrap();
+      const auto r = ch->range();
+      if (r.first > w.version() + 1) rebootstrap(r);
     }
 
     /// Publishes the queued run of log messages as one version, the run's last: a follower
@@ -867,17 +868,17 @@ class follower {
       // The log lacks v + 1 and holds (or held: a log purged empty after a snapshot at its last
       // version reports first = last + 1) versions beyond v.
       if (r.first > v + 1 && r.last > v) {
-        rebootstrap();
+        rebootstrap(r);
         return false;
       }
       return !(r.last > v && v == seen_at_check);
     }
 
     /// Replaces the state with the newest snapshot's, as one batch whose version is the
-    /// snapshot's (a jump forward; never backwards).
-    void rebootstrap() {
+    /// snapshot's (a jump forward; never backwards). r: the log's range, just read.
+    void rebootstrap(const detail::replication::log_range& r) {
       discard_queued();
-      if (!same_log(ch->range())) return;  // the newest snapshot may be of the new history
+      if (!same_log(r)) return;  // the newest snapshot may be of the new history
       const std::uint64_t from = w.version();
       const auto p = ch->snapshot();
       if (p.version <= from) {
