@@ -1259,16 +1259,16 @@ TEST_CASE("replication: a leader refuses a local copy ahead of the engine, of a 
   CHECK(*lr.read().find(key_a) == 7'000'040);
 }
 
-TEST_CASE("replication: a follower further behind than the client's pending limit catches up from the log",
+TEST_CASE("replication: a follower further behind than its buffer reads what its client dropped again from the log",
           "[replication]") {
-  // nats.c holds at most 65,536 delivered messages per subscription by default. Here the
-  // follower cannot apply while the whole log is written (a reader's guard holds up its second
-  // publish), as a slow follower would not keep up; then it catches up, every version whole, with
-  // no re-bootstrap and no error.
-  constexpr u64 behind = 70'000;
-  static_assert(behind > 65'536);
-  nats_server server;
+  // The follower cannot apply while the log is written (a reader's guard holds up its second
+  // publish), as a slow follower would not keep up. Its client holds 4 KiB of messages and drops
+  // what arrives beyond; once released, the follower reads those versions again from the log
+  // and catches up, every version whole, with no re-bootstrap and no error.
+  constexpr u64 behind = 2'000;
+  nats_server server(/*max_payload=*/1024);
   auto opts = warm_options(server, "farbehind");
+  opts.follower_buffer_bytes = 4096;
   auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
   auto [f, fr] = leftright::open_follower<u64, u64>(opts);
   model m;
@@ -1278,14 +1278,37 @@ TEST_CASE("replication: a follower further behind than the client's pending limi
     CHECK(f.version() < behind);
   }
   read_checker checker(f.factory(), &m);
-  const bool reached = f.wait_for(behind, std::chrono::seconds(120));
+  const bool reached = f.wait_for(behind, std::chrono::seconds(60));
   checker.stop();
   INFO("follower at " << f.version() << ", last error: " << f.last_error());
   REQUIRE(reached);
   for (const auto& e : checker.failures()) FAIL_CHECK(e);
   CHECK(fingerprint_of(fr.read()) == m.at[behind]);
+  CHECK(f.resubscriptions() >= 1);  // its client dropped messages: it read the log afresh
   CHECK(f.rebootstraps() == 0);
   CHECK(f.last_error().empty());  // no version went missing on the way
+}
+
+TEST_CASE("replication: a follower's buffer must hold the engine's largest message", "[replication]") {
+  nats_server server(/*max_payload=*/1024);
+  auto opts = warm_options(server, "buffer");
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  for (const std::int64_t bytes : {std::int64_t{1023}, std::int64_t{-1}}) {
+    opts.follower_buffer_bytes = bytes;
+    try {
+      (void)leftright::open_follower<u64, u64>(opts);
+      FAIL("a follower opened with follower_buffer_bytes " << bytes);
+    } catch (const replication_error& e) {
+      CHECK(e.code() == replication_errc::protocol);
+      CHECK_THAT(e.what(), Catch::Matchers::Contains("follower_buffer_bytes"));
+      CHECK_THAT(e.what(), Catch::Matchers::Contains("1024"));
+    }
+  }
+  opts.follower_buffer_bytes = 1024;
+  auto [f, fr] = leftright::open_follower<u64, u64>(opts);
+  model m;
+  REQUIRE(m.publish_batch(leader) == 1);
+  CHECK(f.wait_for(1, std::chrono::seconds(10)));
 }
 
 TEST_CASE("replication: a leader's local copy that holds no state yet follows a log made anew", "[replication][warm]") {

@@ -100,6 +100,14 @@ struct replication_options {
   /// follower's thread (applying waits meanwhile) or in the leader's publish() that reached
   /// it; 0 writes one only at the stop.
   std::uint64_t local_checkpoint_every = 1000;
+  /// Follower: the most log bytes its engine client holds for it, received but not yet applied
+  /// (0: the client's default, 64 MiB; its limit of 65,536 messages stays either way). A
+  /// follower further behind (a slow apply, a reader's guard held long) has the client drop what
+  /// arrives beyond it; it then reads those versions again from the log (resubscriptions()
+  /// counts it): nothing is lost, and its memory stays bounded. At least the engine's message
+  /// limit (max_payload, 1 MiB by default), which a larger batch could never pass through:
+  /// open_follower refuses less (replication_error, protocol).
+  std::int64_t follower_buffer_bytes = 0;
 };
 
 namespace detail::replication {
@@ -107,6 +115,18 @@ namespace detail::replication {
 /// The plain table a replica's state is loaded into before it becomes a map.
 template <class Key, class Value, class Hash, class Eq, class Traits>
 using load_table = storage::recovery_table<Key, Value, Hash, Eq, Traits>;
+
+/// Refuses a follower_buffer_bytes that is negative, or below the engine's message limit (a
+/// message that large would be dropped each time it arrived: the follower could never pass it).
+inline void check_buffer_bytes(std::int64_t bytes, std::size_t max_payload) {
+  if (bytes == 0) return;
+  if (bytes < 0 || static_cast<std::uint64_t>(bytes) < max_payload) {
+    throw replication_error(replication_errc::protocol, "open follower",
+                            "follower_buffer_bytes is " + std::to_string(bytes) +
+                                ": 0 (the client's default) or at least the engine's message limit, " +
+                                std::to_string(max_payload) + " bytes");
+  }
+}
 
 /// Applies a logged batch to a plain table (loading; its metadata to *meta_out) or queues it on
 /// a writer (following; its metadata through set_meta).
@@ -655,6 +675,14 @@ class follower {
     std::lock_guard lock(s_->mu);
     s_->callback = std::move(f);
   }
+  /// How many times the follower started reading the log afresh after its first subscription:
+  /// after messages lost on the way (dropped by the client past follower_buffer_bytes, a broken
+  /// connection), a consumer that went silent, pause() and resume(). Each reads the log on from
+  /// the version after the one shown.
+  std::uint64_t resubscriptions() const noexcept {
+    // [F4] relaxed: a counter, as rebootstraps().
+    return s_->resubscriptions.load(std::memory_order_relaxed);
+  }
   /// Re-bootstraps so far.
   std::uint64_t rebootstraps() const noexcept {
     // [F4] relaxed: a counter; one that version() or wait_for() showed a re-bootstrap's version to is seen.
@@ -699,8 +727,8 @@ class follower {
   struct state {
     state(std::unique_ptr<detail::replication::channel> c, writer_t writer,
           std::optional<detail::replication::local_store> store, std::uint64_t local_version, std::uint64_t every,
-          std::int64_t created)
-        : ch(std::move(c)), w(std::move(writer)), log_created(created), applied(w.version()) {
+          std::int64_t created, std::int64_t buffer)
+        : ch(std::move(c)), w(std::move(writer)), log_created(created), buffer_bytes(buffer), applied(w.version()) {
       if (store) local.emplace(std::move(*store), w.make_reader(), local_version, every);
     }
 
@@ -729,6 +757,7 @@ class follower {
       // gets a whole period before the watchdog may take it for dead.
       std::uint64_t seen_at_check = 0;
       auto next_check = std::chrono::steady_clock::time_point{};
+      bool subscribed = false;  // once: later subscriptions are resubscriptions
       const auto restart_watchdog = [&] {
         seen_at_check = w.version();
         next_check = std::chrono::steady_clock::now() + watchdog_period;
@@ -742,7 +771,10 @@ class follower {
             continue;
           }
           if (!sub) {
-            sub = ch->subscribe_log(w.version() + 1);
+            sub = ch->subscribe_log(w.version() + 1, buffer_bytes);
+            // [F4] relaxed: a counter.
+            if (subscribed) resubscriptions.fetch_add(1, std::memory_order_relaxed);
+            subscribed = true;
             restart_watchdog();
             // Checked after subscribing: a log made anew before it is seen here; one made anew
             // after it ends this consumer (deleted with its stream), and the next is checked.
@@ -756,6 +788,11 @@ class follower {
           detail::replication::msg_ptr msg(m);
           if (st == NATS_OK) {
             if (!take(msg.get())) sub.reset();
+          } else if (st == NATS_SLOW_CONSUMER) {
+            // The client dropped messages past follower_buffer_bytes (the ones before the drop
+            // are still queued): read the log afresh after the version shown, at once.
+            flush();
+            sub.reset();
           } else {
             flush();  // the log said more was coming; what came is shown meanwhile
             if (st != NATS_TIMEOUT) {
@@ -975,11 +1012,13 @@ class follower {
     writer_t w;  ///< used by the thread only
     std::optional<detail::replication::local_copy<reader>> local;  ///< thread only: the local copy, if any
     std::int64_t log_created;  ///< the incarnation of the log followed (log_range::created)
+    std::int64_t buffer_bytes;  ///< replication_options::follower_buffer_bytes
     std::uint64_t queued_through = 0;  ///< thread only: the last version queued on w, unpublished (0: none)
     std::size_t queued_messages = 0;   ///< thread only: how many
     std::atomic<std::uint64_t> applied;
     std::atomic<std::uint64_t> known_last{0};
     std::atomic<std::uint64_t> rebootstraps{0};
+    std::atomic<std::uint64_t> resubscriptions{0};
     std::atomic<bool> stopping{false};
     std::atomic<bool> replaced{false};
     mutable std::mutex mu;
@@ -1030,6 +1069,7 @@ std::pair<follower<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, E
   }
   auto ch = std::make_unique<rp::channel>(options.url, options.name, options.timeout, options.lease_ttl,
                                           options.replicas);
+  rp::check_buffer_bytes(options.follower_buffer_bytes, ch->max_payload());
   // The log whose history the state belongs to: the engine's now, or the one a local copy
   // followed (if the map's log was made anew since, the follower applies none of the new one).
   const std::int64_t engine_log = ch->range().created;
@@ -1040,7 +1080,7 @@ std::pair<follower<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, E
   using follower_t = follower<Key, Value, Hash, Eq, Traits>;
   auto s = std::make_unique<typename follower_t::state>(std::move(ch), std::move(w), std::move(local),
                                                         local_version, options.local_checkpoint_every,
-                                                        log_created);
+                                                        log_created, options.follower_buffer_bytes);
   s->start();
   return {follower_t(std::move(s)), std::move(r)};
 }

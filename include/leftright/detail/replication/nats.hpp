@@ -13,10 +13,12 @@
 
 #include <nats/nats.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -38,7 +40,28 @@ using handle = std::unique_ptr<T, destroyer<T, Destroy>>;
 using options_ptr = handle<natsOptions, natsOptions_Destroy>;
 using connection_ptr = handle<natsConnection, natsConnection_Destroy>;
 using js_ptr = handle<jsCtx, jsCtx_Destroy>;
-using subscription_ptr = handle<natsSubscription, natsSubscription_Destroy>;
+
+/// Ends a subscription without racing the client's read loop: nats.c before 3.10 (Debian 12
+/// ships 3.4.1) looks up an arriving message's subscription and uses it unretained, so one
+/// destroyed while its messages arrive may be used after it is freed (nats.c issue 637: a
+/// crash in natsConn_processMsg, seen here at once when a follower resubscribed under load).
+/// So: removed from the connection first (natsSubscription_Unsubscribe, which also deletes its
+/// ephemeral consumer on the engine), then a round trip, which the read loop answers only after
+/// the message it may have been holding, then destroyed. A connection that is down runs no read
+/// loop: the subscription is destroyed at once.
+struct subscription_ender {
+  natsConnection* nc = nullptr;
+  std::int64_t timeout_ms = 0;
+  void operator()(natsSubscription* sub) const noexcept {
+    const auto up = [this] { return natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED; };
+    if (nc != nullptr && up()) {
+      (void)natsSubscription_Unsubscribe(sub);  // removed even if deleting the consumer failed
+      if (up()) (void)natsConnection_FlushTimeout(nc, timeout_ms);
+    }
+    natsSubscription_Destroy(sub);
+  }
+};
+using subscription_ptr = std::unique_ptr<natsSubscription, subscription_ender>;
 using msg_ptr = handle<natsMsg, natsMsg_Destroy>;
 using pub_ack_ptr = handle<jsPubAck, jsPubAck_Destroy>;
 using stream_info_ptr = handle<jsStreamInfo, jsStreamInfo_Destroy>;
@@ -252,9 +275,11 @@ class channel {
     if (s != NATS_OK) throw replication_error(replication_errc::lease_held, "renew lease", "another leader took it");
   }
 
-  /// An ordered consumer of the log from start_seq (in order, no acks, recreated by the client
-  /// after a gap or missed heartbeats).
-  subscription_ptr subscribe_log(std::uint64_t start_seq) {
+  /// A consumer of the log from start_seq, in order, no acks. buffer_bytes > 0: the client
+  /// holds at most that many bytes of its messages, dropping what arrives beyond (NextMsg then
+  /// says NATS_SLOW_CONSUMER, once); at least max_payload(), or a message that large would
+  /// never be held.
+  subscription_ptr subscribe_log(std::uint64_t start_seq, std::int64_t buffer_bytes = 0) {
     // A plain ephemeral push consumer, no acks, no idle heartbeats: not an ordered consumer,
     // whose self-resetting machinery (timers, a consumer re-created from the library's own
     // threads) made libnats 3.4.1 abort on a freed mutex now and then when a subscription was
@@ -271,7 +296,15 @@ class channel {
     jsErrCode jerr = static_cast<jsErrCode>(0);
     jsOptions o = request_options();
     check(js_SubscribeSync(&sub, js_.get(), log_subject().c_str(), &o, &so, &jerr), "subscribe", jerr);
-    return subscription_ptr(sub);
+    subscription_ptr owned(sub, subscription_ender{nc_.get(), timeout_ms_});
+    if (buffer_bytes > 0) {
+      int messages = 0;  // the client's limit on their count stays
+      int bytes = 0;
+      check(natsSubscription_GetPendingLimits(sub, &messages, &bytes), "subscribe");
+      bytes = static_cast<int>(std::min<std::int64_t>(buffer_bytes, std::numeric_limits<int>::max()));
+      check(natsSubscription_SetPendingLimits(sub, messages, bytes), "subscribe");
+    }
+    return owned;
   }
 
   std::chrono::milliseconds timeout() const noexcept { return std::chrono::milliseconds(timeout_ms_); }
