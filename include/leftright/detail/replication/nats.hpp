@@ -48,7 +48,9 @@ using js_ptr = handle<jsCtx, jsCtx_Destroy>;
 /// So: removed from the connection first (natsSubscription_Unsubscribe, which also deletes its
 /// ephemeral consumer on the engine), then a round trip, which the read loop answers only after
 /// the message it may have been holding, then destroyed. A connection that is down runs no read
-/// loop: the subscription is destroyed at once.
+/// loop: the subscription is destroyed at once. One that looks up but whose server stopped
+/// answering (a partition the client has not noticed yet) holds the caller up to twice the
+/// channel's timeout (the consumer's deletion, the round trip).
 struct subscription_ender {
   natsConnection* nc = nullptr;
   std::int64_t timeout_ms = 0;
