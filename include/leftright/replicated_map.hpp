@@ -788,14 +788,13 @@ class follower {
           detail::replication::msg_ptr msg(m);
           if (st == NATS_OK) {
             if (!take(msg.get())) sub.reset();
-          } else if (st == NATS_SLOW_CONSUMER) {
-            // The client dropped messages past follower_buffer_bytes (the ones before the drop
-            // are still queued): read the log afresh after the version shown, at once.
-            flush();
-            sub.reset();
           } else {
             flush();  // the log said more was coming; what came is shown meanwhile
-            if (st != NATS_TIMEOUT) {
+            if (st == NATS_SLOW_CONSUMER) {
+              // The client dropped messages past follower_buffer_bytes (the ones before the drop
+              // are still queued): read the log afresh after the version shown, at once.
+              sub.reset();
+            } else if (st != NATS_TIMEOUT) {
               sub.reset();  // the client gave up on this consumer (heartbeats missed, closed): a new one
               pause();
             }
