@@ -915,14 +915,15 @@ struct cache<Key, Value, Hash, Eq, Traits>::load_state {
   std::optional<Value> value;
   std::exception_ptr error;
 
-  /// Notifies under the lock: a waiter can return, and drop what may be the last reference to
-  /// this state (destroying done_cv), only once the notifying thread has let go of mu, so never
-  /// while it is still inside notify_all().
+  /// Called by the loader, which holds a reference to this state throughout (load()'s st): a
+  /// waiter that returns cannot destroy done_cv under notify_all().
   void finish(std::optional<Value> v, std::exception_ptr e) {
-    std::lock_guard<std::mutex> lock(mu);
-    value = std::move(v);
-    error = std::move(e);
-    done = true;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      value = std::move(v);
+      error = std::move(e);
+      done = true;
+    }
     done_cv.notify_all();
   }
   Value wait() {
