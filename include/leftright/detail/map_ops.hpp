@@ -337,7 +337,7 @@ struct inline_ops : common_ops<Key, Value> {
   }
   /// The writer's prefetching (see lr_writer's Apply): the lines of o's key, ahead of its turn.
   static std::size_t prefetch_ahead(const table& t, std::size_t n) { return base::prefetch_ahead(t.size(), n); }
-  static void prefetch_op(const table& t, const op& o) {
+  LEFTRIGHT_PREFETCH_OP static void prefetch_op(const table& t, const op& o) {
     if (const Key* k = base::key_of(o)) prefetch(t, *k);
   }
 
@@ -720,7 +720,7 @@ struct shared_ops : common_ops<Key, Value> {
   }
   /// As inline_ops: the lines of the set where o's key's node pointer is.
   static std::size_t prefetch_ahead(const table& t, std::size_t n) { return base::prefetch_ahead(t.size(), n); }
-  static void prefetch_op(const table& t, const op& o) {
+  LEFTRIGHT_PREFETCH_OP static void prefetch_op(const table& t, const op& o) {
     if (const Key* k = base::key_of(o)) prefetch(t, *k);
   }
 
