@@ -78,6 +78,14 @@ template <class Table, class Key>
   return it == t.end() ? miss_value : it->second;
 }
 
+/// The value's address under k in an absl table t, or nullptr: absl_lookup's lookup, for a loop
+/// that hands out pointers as find_many does.
+template <class Table, class Key>
+[[gnu::always_inline, gnu::flatten]] inline const value_t* absl_find(const Table& t, const Key& k) {
+  auto it = t.find(k);
+  return it == t.end() ? nullptr : &it->second;
+}
+
 /// Fills a leftright::shared_map with keys[i] -> i in one update, then publishes an empty one,
 /// which replays the fill into the other copy: both copies full, as the handle-free scenarios
 /// (shared_pair, ycsb, cache_pair) read it.

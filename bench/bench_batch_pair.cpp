@@ -8,6 +8,9 @@
 //   limit_batched  the best batched loop over the unsynchronized absl map found on this machine:
 //                  each key's lines prefetched (absl's prefetch) 16 keys before its find, on a
 //                  table of 16K entries or more (a smaller one: the scalar loop)
+//   limit_find_many  limit_batched's loop with find_many's contract: each key's pointer (or
+//                  nullptr) stored in an array, the values read from it after the loop; what
+//                  the array form costs without any read protocol
 //   find_many      lr_asym: read_guard::find_many, one guard per call, then each value read
 //   find_each      lr_asym: read_guard::find_each, one guard per call, each value read in the
 //                  callback as its key is looked up (no array of pointers)
@@ -46,10 +49,11 @@ void setup_batch(const benchmark::State& state) {
 }
 void teardown_batch(const benchmark::State&) { batch_barrier.reset(); }
 
-enum class variant { limit_batched, find_many, find_each, get_many };
+enum class variant { limit_batched, limit_find_many, find_many, find_each, get_many };
 constexpr const char* variant_name(variant v) {
   switch (v) {
     case variant::limit_batched: return "limit_batched";
+    case variant::limit_find_many: return "limit_find_many";
     case variant::find_many: return "find_many";
     case variant::find_each: return "find_each";
     case variant::get_many: return "get_many";
@@ -71,21 +75,30 @@ struct batch_call {
   const value_t* found[max_batch];
   std::optional<value_t> copied[max_batch];
 
+  /// The limit's batched loop: look(j) for each key, keys `ahead` positions on prefetched
+  /// while each one is looked up (software pipelining): the fastest of the batched loops tried
+  /// here (prefetch-all-then-find is slower past 16 keys, its early lines leave L1 before their
+  /// keys come). A table in L1/L2 (below leftright's prefetch_min_entries) is not prefetched:
+  /// there the prefetch's hash and call are pure cost (0.69-0.71x the scalar loop on the 1K map,
+  /// 2026-12-04).
+  template <class Look>
+  void limit_loop(const Key* k, Look&& look) const {
+    const std::size_t ahead = B < 4 || table->size() < leftright::detail::prefetch_min_entries ? 0 : (B < 16 ? B : 16);
+    for (std::size_t j = 0; j < ahead; ++j) scalar->prefetch(k[j]);
+    for (std::size_t j = 0; j < B; ++j) {
+      if (ahead != 0 && j + ahead < B) scalar->prefetch(k[j + ahead]);
+      look(j);
+    }
+  }
+
   value_t operator()(const Key* k) {
     value_t sum = 0;
     if constexpr (V == variant::limit_batched) {
-      // Keys `ahead` positions on are prefetched while each one is looked up (software
-      // pipelining): the fastest of the batched loops tried here (prefetch-all-then-find is
-      // slower past 16 keys, its early lines leave L1 before their keys come). A table in L1/L2
-      // (below leftright's prefetch_min_entries) is not prefetched: there the prefetch's hash and
-      // call are pure cost (0.69-0.71x the scalar loop on the 1K map, 2026-12-04).
-      const std::size_t ahead =
-          B < 4 || table->size() < leftright::detail::prefetch_min_entries ? 0 : (B < 16 ? B : 16);
-      for (std::size_t j = 0; j < ahead; ++j) scalar->prefetch(k[j]);
-      for (std::size_t j = 0; j < B; ++j) {
-        if (ahead != 0 && j + ahead < B) scalar->prefetch(k[j + ahead]);
-        sum += scalar->get(k[j]);  // absl's lookup, inlined as in the limit's scalar loop
-      }
+      // absl's lookup, inlined as in the limit's scalar loop
+      limit_loop(k, [&](std::size_t j) { sum += scalar->get(k[j]); });
+    } else if constexpr (V == variant::limit_find_many) {
+      limit_loop(k, [&](std::size_t j) { found[j] = absl_find(*table, k[j]); });
+      for (std::size_t j = 0; j < B; ++j) sum += found[j] == nullptr ? miss_value : *found[j];
     } else if constexpr (V == variant::find_many) {
       const auto g = reader->read();
       g.find_many(std::span<const Key>(k, B), std::span<const value_t*>(found, B));
@@ -185,6 +198,8 @@ void add_size() {
     (add<variant::limit_batched, Key, N, 0, B>(), ...);
     (add<variant::find_many, Key, N, 0, B>(), ...);
   }(std::index_sequence<1, 4, 16, 64, 256>{});
+  add<variant::limit_find_many, Key, N, 0, 16>();
+  add<variant::limit_find_many, Key, N, 0, 64>();
   add<variant::find_each, Key, N, 0, 16>();
   add<variant::find_each, Key, N, 0, 64>();
   add<variant::get_many, Key, N, 0, 16>();
