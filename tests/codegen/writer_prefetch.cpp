@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Compiled to assembly by check_prefetch.sh (ctest: codegen_prefetch), never linked: the writer
-// must keep its prefetches. Under GCC 12 the apply loop's prefetch of each operation inlined
-// absl's prefetch() as a call and then deleted it, so a u64 map's writer prefetched nothing
+// must keep its prefetches. Under GCC 12 the apply loop's prefetch of each operation left
+// absl's prefetch() a call and then deleted that call, so a u64 map's writer prefetched nothing
 // (LEFTRIGHT_PREFETCH_OP).
 #include <cstddef>
 #include <cstdint>

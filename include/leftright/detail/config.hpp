@@ -38,9 +38,10 @@ inline constexpr std::size_t cache_line = 64;
 
 // LEFTRIGHT_PREFETCH_OP marks the writer's prefetch of one operation (map_ops.hpp's
 // prefetch_op), called from the apply loop in left_right.hpp, which is not flattened (that would
-// inline the whole insert path of absl into it). Inlined there, its flatten was dropped (GCC
-// drops flatten on a function inlined early), absl's prefetch() stayed a call, and GCC deleted
-// that call: the writer never prefetched with u64 keys. So under GCC it is out of line, its own
+// inline the whole insert path of absl into it). Inlined into that loop with the prefetch() it
+// calls, that prefetch() lost its flatten (GCC drops flatten on a function inlined early),
+// absl's prefetch() stayed a call, and GCC deleted the call: the writer never prefetched with
+// u64 keys. So under GCC it is out of line, its own
 // body flattened, and unanalysed (noipa: its callers cannot see that it only prefetches). A call
 // per operation costs little beside an insert whose line misses the caches (write_pair, u64,
 // batch 1024: 0.50x the limit without the prefetches, 0.83x with them on the 1M map; 0.54x and
