@@ -9,7 +9,9 @@
 // it read before (each read starts after the previous one, so it sees the same or a later
 // version), that a key never disappears once seen, and that no value is out of range.
 // Variants: the writer uses publish(); or try_publish() with a fallback to publish() after K
-// consecutive refusals (a refusal must change nothing). Both traits types; values of type
+// consecutive refusals (a refusal must change nothing); or publish() and then try_settle(), with
+// automatic readers asked to fence or not in a cycle that takes every switch (detail/
+// left_right.hpp, case C8) as well as left to the publish rate. All three traits types; values of type
 // uint64_t, std::string (on the heap) and lrtest::large (the shared layout: one node per entry,
 // shared by both copies, freed by writer-only reference counts; ASan sees a premature free).
 //
@@ -29,6 +31,7 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -96,8 +99,16 @@ using string_seq_cst = torn_config<std::string, lrtest::seq_cst_traits>;
 using string_asymmetric = torn_config<std::string, lrtest::asymmetric_traits>;
 using big_seq_cst = torn_config<big, lrtest::seq_cst_traits>;
 using big_asymmetric = torn_config<big, lrtest::asymmetric_traits>;
+/// reader_sync::automatic, the copies compared at every publish.
+struct automatic_traits : leftright::default_traits {
+  static constexpr leftright::reader_sync sync = leftright::reader_sync::automatic;
+  static constexpr leftright::copy_check verify_copies = leftright::copy_check::every_publish;
+};
+using u64_automatic = torn_config<std::uint64_t, automatic_traits>;
+using string_automatic = torn_config<std::string, automatic_traits>;
+using big_automatic = torn_config<big, automatic_traits>;
 
-enum class writer_mode { publish, try_publish };
+enum class writer_mode { publish, try_publish, switching };
 enum class reader_mode { guard, get };
 
 /// Checks one guard: a whole batch, equal to its version, and no older than the last one seen.
@@ -213,6 +224,13 @@ void run_torn_batch(writer_mode wmode, reader_mode rmode) {
       if (wmode == writer_mode::publish) {
         const std::uint64_t v = w.publish();
         if (v != b) log.add("publish of batch ", b, " returned version ", v);
+      } else if (wmode == writer_mode::switching) {
+        // on, on, off, off, the rate's choice: every transition, and runs without a membarrier.
+        constexpr std::optional<bool> cycle[] = {true, true, false, false, std::nullopt};
+        w.force_reader_fencing(cycle[b % 5]);
+        const std::uint64_t v = w.publish();
+        if (v != b) log.add("publish of batch ", b, " returned version ", v);
+        if (w.try_settle() && w.version() != b) log.add("a settle changed the version to ", w.version());
       } else {
         for (int refused = 0;; ++refused) {
           if (w.try_publish()) break;
@@ -268,6 +286,14 @@ TEMPLATE_TEST_CASE("readers never see a torn batch (try_publish, falling back to
                    string_asymmetric, big_seq_cst, big_asymmetric) {
   run_torn_batch<typename TestType::value, typename TestType::traits>(writer_mode::try_publish,
                                                                       reader_mode::guard);
+}
+
+TEMPLATE_TEST_CASE("readers never see a torn batch (publish, settle, switching the readers' fence)",
+                   "[stress][torn]", u64_automatic, string_automatic, big_automatic, u64_asymmetric) {
+  run_torn_batch<typename TestType::value, typename TestType::traits>(writer_mode::switching,
+                                                                      reader_mode::guard);
+  run_torn_batch<typename TestType::value, typename TestType::traits>(writer_mode::switching,
+                                                                      reader_mode::get);
 }
 
 TEMPLATE_TEST_CASE("single-key gets see values that never go back", "[stress][torn]", u64_seq_cst,

@@ -118,6 +118,8 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   using base::set_meta;
   using base::set_stall_report;
   using base::sync_mode;
+  using base::readers_fence;
+  using base::force_reader_fencing;
   using base::version;
 
   /// Makes the queued batch visible to readers, atomically, and logs it as one record; returns
@@ -154,6 +156,8 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     after_publish();
     return v;
   }
+  /// map_writer::try_settle(): logs nothing, as it publishes no new version.
+  using base::try_settle;
   using base::held_copies;
   using base::release_held_copies;
   using base::set_held_copy_limit;

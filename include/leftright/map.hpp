@@ -483,6 +483,21 @@ class map_writer {
   /// nothing (the batch stays queued). Progress: never waits for readers.
   bool try_publish() { return impl_.try_publish(); }
 
+  /// Moves the readers back to the copy they read before the last publish, once no reader is
+  /// left in it: that copy first receives the last batch (the replay the next publish would
+  /// otherwise do), then readers switch to it. They see the same version and entries; nothing
+  /// new is published. Returns false, changing nothing, if a reader is still inside that copy or
+  /// nothing was published since the last settle.
+  /// Why: each publish moves readers to the other copy. A map published every few operations
+  /// (a write call that returns once published, as shared_map's) has them alternate between the
+  /// two, and the CPU caches then hold the hot entries of both; settling after each publish
+  /// keeps readers on one copy.
+  /// Progress: never waits for readers. Cost: the last batch applied by move (moved from the next
+  /// publish, which then has none to replay), one more swap (a membarrier when readers are
+  /// asymmetric). Exceptions: if the replay throws, the copy is repaired as after a failed
+  /// publish() (or the writer poisoned) and the exception propagates; readers saw nothing.
+  bool try_settle() { return impl_.try_settle(); }
+
   /// As publish(), but waits at most max_wait for the readers still inside the copy it must
   /// write. Past that, those readers keep that copy, frozen as they saw it (held_copies() counts
   /// it), and the writer goes on with a fresh copy made from the published state. Returns the
@@ -524,10 +539,24 @@ class map_writer {
   std::uint64_t version() const noexcept { return impl_.version(); }
   /// True after a publish failed and the write copy could not be restored.
   bool poisoned() const noexcept { return impl_.poisoned(); }
-  /// Which barrier this map's readers use (fixed when the map was made).
+  /// Which barrier this map's readers use (fixed when the map was made): asymmetric also for
+  /// reader_sync::automatic, whose readers fence only while the writer asks (readers_fence()).
   reader_sync sync_mode() const noexcept {
     return impl_.core()->asymmetric ? reader_sync::asymmetric : reader_sync::seq_cst;
   }
+  /// Whether readers fence on entry now, so that a publish needs no membarrier: always with
+  /// seq_cst readers, never with asymmetric ones; with reader_sync::automatic (where membarrier
+  /// works), while publishes come often: from about 8 per millisecond on, until a publish finds
+  /// them down to 2 or fewer (a membarrier costs the writer 0.25-10 us and interrupts every
+  /// core running one of the process's threads; a fence costs a read a locked instruction). The
+  /// choice is made at each publish, so after a burst readers keep fencing until the next one.
+  /// Thread-safety: writer only. Cost: none.
+  bool readers_fence() const noexcept { return impl_.readers_fence(); }
+  /// reader_sync::automatic: from the next publish on, readers fence (true) or do not (false),
+  /// whatever the publish rate; nullopt gives the choice back to the rate. For a writer that
+  /// knows its pattern (a bulk load coming, a map that will not change for hours). No effect
+  /// with the other modes. Thread-safety: writer only.
+  void force_reader_fencing(std::optional<bool> fence) noexcept { impl_.force_reader_fencing(fence); }
 
   /// Reader slots allocated so far: the high-water mark of concurrently live readers (slots of
   /// destroyed readers are reused). Cost: a mutex.
@@ -637,7 +666,7 @@ template <class Key, class Value, class Hash = default_hash<Key>, class Eq = def
 std::pair<map_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>>
 make_map(std::size_t capacity = 0, const Hash& hash = Hash(), const Eq& eq = Eq()) {
   using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
-  auto core = std::make_shared<detail::map_core<Key, Value, Hash, Eq, Traits>>(detail::resolve(Traits::sync),
+  auto core = std::make_shared<detail::map_core<Key, Value, Hash, Eq, Traits>>(Traits::sync,
                                                        ops::buckets_for(capacity), hash, eq);
   map_writer<Key, Value, Hash, Eq, Traits> w(core);
   map_reader<Key, Value, Hash, Eq, Traits> r = w.make_reader();

@@ -264,8 +264,9 @@ class shared_map {
         // asymmetric publish's membarrier interrupts every core running one of the process's
         // threads, a spinning writer's too (on this project's 2-core VM, two threads writing 5%
         // of their operations went from 2.0 to 1.0 M operations/s with it, and with seq_cst
-        // readers from 4.4 to 14.5 M).
-        queue_(options.max_delay, made.first.sync_mode() == reader_sync::seq_cst) {
+        // readers from 4.4 to 14.5 M). With reader_sync::automatic that changes with the
+        // publish rate: run_group updates it after each group.
+        queue_(options.max_delay, made.first.readers_fence()) {
     if constexpr (std::is_same_v<W, durable_writer<Key, Value, Hash, Eq, Traits>>) {
       recovery_ = made.first.recovery();
       durable_ = true;
@@ -408,6 +409,8 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend {
   virtual void flush() = 0;
   virtual void checkpoint() = 0;
   virtual std::size_t reader_slots() const = 0;
+  /// Whether the next publish makes no membarrier (map_writer::readers_fence).
+  virtual bool readers_fence() const noexcept = 0;
 };
 
 template <class Key, class Value, class Hash, class Eq, class Traits>
@@ -434,6 +437,7 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
       counters::add(stats.publishes, 1);
       counters::add(stats.operations, n);
       counters::raise(stats.largest_group, rs.size());
+      if (w.readers_fence()) settle();
     } catch (...) {
       w.discard();
       if (last_try || !usable()) {
@@ -444,6 +448,20 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
       counters::add(stats.splits, 1);
       publish(rs.first(rs.size() / 2));
       publish(rs.subspan(rs.size() / 2));
+    }
+  }
+  /// Moves the readers back to the copy they read before this publish, if none is still in it
+  /// (map_writer::try_settle): a shared_map publishes every group at once, so its readers would
+  /// otherwise alternate between the two copies and the CPU caches hold both copies' hot lines
+  /// (YCSB B over 1M entries, one thread: 1.4-2.5x the operations/s). Only while readers fence:
+  /// with asymmetric readers the second swap's membarrier costs more than it saves. The group
+  /// is published already: a settle whose replay throws has made the copies equal
+  /// again (or poisoned the writer, which the next publish reports), so nothing is lost with its
+  /// exception but the locality.
+  void settle() noexcept {
+    try {
+      (void)w.try_settle();
+    } catch (...) {
     }
   }
   void flush() override {
@@ -457,6 +475,7 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
     }
   }
   std::size_t reader_slots() const override { return w.reader_slots(); }
+  bool readers_fence() const noexcept override { return w.readers_fence(); }
 
   /// False once the writer refuses every publish (a storage failure, or a poisoned writer): then
   /// the group's callers all get the exception, and splitting it would not help.
@@ -502,6 +521,7 @@ void shared_map<Key, Value, Hash, Eq, Traits>::run_group(group g) const noexcept
     backend_->publish(g.subspan(i, j - i));
     i = j;
   }
+  queue_.set_spin(backend_->readers_fence());
   for (detail::combine_request* c : g) {  // failures of posted batches go to the next sync()
     request& r = *static_cast<request*>(c);
     if (r.detached && r.error && !posted_error_) posted_error_ = r.error;

@@ -17,7 +17,8 @@
 // publish_within() give one away) costs the read path nothing.
 //
 // Reader enter:  e = own word; [R1] word = e + one generation + one guard; [R2] p = read_ptr;
-//                read *p ...
+//                if p carries the fence tag (adaptive cores, case C8): [R4] word = the same value
+//                again, by a seq_cst exchange; [R5] p = read_ptr; read *p ...
 // Reader leave:  [R3] word -= one guard.
 // Nested guards on one reader (word already inside) reuse the pinned p and add one guard; each
 // takes its own off. Whatever order the guards end in, the reader is inside until the last one
@@ -31,10 +32,16 @@
 //      copy, the new batch; W now equals R plus the new batch. The copy's metadata
 //      (Traits::meta_type, beside the version in the copy) goes the same way: the last batch's
 //      set_meta, then the new one's, so a reader sees a batch's label with its entries only.
-//   3. [W1] read_ptr = &W (the swap); with asymmetric readers, [W2] membarrier.
+//   3. [W1] read_ptr = &W (the swap); with asymmetric readers, [W2] membarrier (on an adaptive
+//      core, not when this swap and the last both asked readers to fence: case C8).
 //   4. [G3]+[W3] walk the registry and record every slot that is inside, with its word.
 //   The new batch stays in the log, owed to R, which becomes the write copy next time.
 // try_publish() runs step 1 as a check ([W5]) and returns false instead of waiting.
+// try_settle() is a try_publish() that makes no new version: step 1 as a check, step 2 with the
+// replayed batch only (W then equals R, version and metadata too), steps 3 and 4. Readers move
+// back to the copy they left at the last publish and see the same state; the cases below hold as
+// for any swap. What it buys is locality: a map published every few operations otherwise has
+// its readers alternate between the copies, and the caches hold both copies' hot lines.
 // publish_within(max_wait) runs step 1 for at most max_wait; if recorded readers are still inside
 // then, it detaches W (case C7): W goes to the held list with those readers (slot and word), a
 // fresh W is made as a copy of R, the log's replay is dropped (the fresh W already equals R),
@@ -89,6 +96,20 @@
 //       list is bounded (set_held_copy_limit); at the bound, or if building the fresh copy
 //       throws, publish_within() waits as publish() does, W still owed the replay, nothing lost.
 //       Nothing is ever freed that a recorded reader may be in, and nothing written.
+//   C8. Adaptive cores (reader_sync::automatic where membarrier works): each swap's [W1] stores
+//       &W with a tag bit that asks readers to fence or not; a reader that loads a tagged
+//       pointer [R2] makes its entry seq_cst ([R4], an exchange that stores its [R1] value
+//       again) and loads the pointer again ([R5]), and reads the copy that load names. A swap
+//       runs [W2] and an acquire [W3] unless it and the swap before it are both tagged; then
+//       [W1] and [W3] are seq_cst. Take a reader inside W during publish k+2's write, having
+//       loaded swap k's pointer (untagged at [R2], or tagged at [R5]) before swap k+1 replaced
+//       it. If swap k+1 ran [W2], the asymmetric argument of C2 holds whatever the reader did.
+//       Otherwise swaps k and k+1 are both tagged, so the reader did not enter through an
+//       untagged [R2] of swap k's pointer: it entered through [R4]/[R5], seq_cst, and C2's
+//       seq_cst argument holds with [R4] for [R1] and [R5] for [R2]. (An untagged pointer read
+//       at [R2] comes from an untagged swap, and the swap after an untagged one always runs
+//       [W2].) Which mode a swap asks for is the writer's choice alone (next_fencing: the
+//       publish rate); it changes the cost, never the cases.
 // Visibility: [W1] is a release (seq_cst) store and [R2] an acquire (or seq_cst) load, so all
 // of step 2 happens-before every read through the pointer the reader loaded.
 //
@@ -110,9 +131,11 @@
 //        a writer's [W4]/[W5] may read one of these stores instead of the [R3] before it.
 //   [R2] reader loads read_ptr          seq_cst   | acquire (asymmetric); pairs with [W1]
 //   [R3] reader marks itself outside    release   pairs with [W4]/[W5]: reads done before
-//   [W1] writer swaps read_ptr          seq_cst   | release (asymmetric); pairs with [R2]
+//   [R4] fenced entry (tagged pointer)  seq_cst   exchange of [R1]'s value; as [R1] in C2 (C8)
+//   [R5] reload of read_ptr             seq_cst   after [R4]; as [R2] in C2 (C8)
+//   [W1] writer swaps read_ptr          seq_cst   | release (with [W2]); pairs with [R2]/[R5]
 //   [W2] membarrier (asymmetric only)   syscall   the readers' half of their missing fence
-//   [W3] writer records epochs          seq_cst   | acquire (asymmetric); pairs with [R1]
+//   [W3] writer records epochs          seq_cst   | acquire (after [W2]); pairs with [R1]/[R4]
 //   [W4] writer waits for epochs        acquire   pairs with [R3]
 //   [W5] try_publish's check            acquire   pairs with [R3]
 //   [W6] held copy's holders checked    acquire   pairs with [R3]: reads done before the free
@@ -197,14 +220,16 @@ struct lr_core {
   explicit lr_core(reader_sync mode, const Args&... args)
       : copies{std::unique_ptr<copy_type>(new copy_type{T(args...), 0}),
                std::unique_ptr<copy_type>(new copy_type{T(args...), 0})},
-        asymmetric(mode == reader_sync::asymmetric) {}
+        asymmetric(resolve(mode) == reader_sync::asymmetric),
+        adaptive(asymmetric && mode == reader_sync::automatic) {}
 
   /// The copies start as `first` and `second` at `version`, labelled `meta` (a recovered state:
   /// two equal tables, the second made by the caller's safe copy of the first).
   lr_core(reader_sync mode, std::uint64_t version, T first, T second, const Meta& meta = Meta{})
       : copies{std::unique_ptr<copy_type>(new copy_type{std::move(first), version, meta}),
                std::unique_ptr<copy_type>(new copy_type{std::move(second), version, meta})},
-        asymmetric(mode == reader_sync::asymmetric) {}
+        asymmetric(resolve(mode) == reader_sync::asymmetric),
+        adaptive(asymmetric && mode == reader_sync::automatic) {}
 
   /// The two live copies, each in an allocation of its own (so that a publish_within() can give
   /// one away and put a fresh one in its place). Only the writer reads or changes these
@@ -214,10 +239,21 @@ struct lr_core {
   /// away from read_ptr); whatever is left when the last handle goes is freed with the core,
   /// after every reader has gone.
   std::vector<held_copy<T, Meta>> held;
-  /// The copy readers use. Stored only by the writer, once per publish.
-  alignas(cache_line) std::atomic<const copy_type*> read_ptr{copies[0].get()};
+  /// The address of the copy readers use, with fence_tag set while the writer asks readers to
+  /// fence (adaptive cores only). Stored only by the writer, once per swap.
+  alignas(cache_line) std::atomic<std::uintptr_t> read_ptr{address_of(copies[0].get())};
   /// Fixed at construction: which barrier the readers and the writer of this instance use.
   const bool asymmetric;
+  /// Fixed at construction (reader_sync::automatic where membarrier works): asymmetric while
+  /// publishes are rare, readers fencing while they are frequent (case C8).
+  const bool adaptive;
+
+  /// Copies are cache-line aligned, so bit 0 of an address is free to carry the request.
+  static constexpr std::uintptr_t fence_tag = 1;
+  static std::uintptr_t address_of(const copy_type* c) noexcept { return reinterpret_cast<std::uintptr_t>(c); }
+  static const copy_type* copy_at(std::uintptr_t v) noexcept {
+    return reinterpret_cast<const copy_type*>(v & ~fence_tag);
+  }
   alignas(cache_line) reader_registry registry;
 };
 
@@ -276,7 +312,11 @@ class lr_reader {
         s.epoch.store(e + epoch_word::enter_read, std::memory_order_release);
         std::atomic_signal_fence(std::memory_order_seq_cst);
         // [R2] acquire: pairs with [W1] so the copy's contents are visible.
-        const copy_type* p = core_->read_ptr.load(std::memory_order_acquire);
+        std::uintptr_t v = core_->read_ptr.load(std::memory_order_acquire);
+        if constexpr (Mode == reader_sync::automatic) {
+          if (v & core_type::fence_tag) [[unlikely]] v = fence_and_reload(s, e + epoch_word::enter_read);
+        }
+        const copy_type* p = core_type::copy_at(v);
         s.pinned = p;
         return {p, &s};
       }
@@ -315,9 +355,19 @@ class lr_reader {
     //      acquire/release cannot give it.
     s.epoch.store(e + epoch_word::enter_read, std::memory_order_seq_cst);
     // [R2] seq_cst: see [R1]; also acquire, pairing with [W1] for the copy's contents.
-    const copy_type* p = core_->read_ptr.load(std::memory_order_seq_cst);
+    const copy_type* p = core_type::copy_at(core_->read_ptr.load(std::memory_order_seq_cst));
     s.pinned = p;
     return {p, &s};
+  }
+
+  /// An adaptive core's writer asked for a fence (the pointer's tag, case C8): the reader
+  /// orders its entry [R1] before a new pointer load as a seq_cst reader does.
+  [[gnu::noinline]] std::uintptr_t fence_and_reload(reader_slot& s, std::uint64_t inside) const noexcept {
+    // [R4] seq_cst exchange, storing again the value [R1] stored: a locked instruction, and a
+    //      seq_cst store in the total order with [W1]/[W3] (case C8, as [R1] in case C2).
+    s.epoch.exchange(inside, std::memory_order_seq_cst);
+    // [R5] seq_cst: after [R4] in the total order; also acquire, pairing with [W1].
+    return core_->read_ptr.load(std::memory_order_seq_cst);
   }
 
   [[noreturn]] static void too_deep() noexcept {
@@ -327,6 +377,26 @@ class lr_reader {
 
   std::shared_ptr<core_type> core_;
   reader_slot* slot_;
+};
+
+/// When an adaptive core's readers fence (case C8). A membarrier costs the writer about 0.25 us
+/// with idle cores and 10 us with busy ones, and interrupts every core running a thread of the
+/// process; a fence costs a reader a locked instruction (some ns) per read. So readers fence
+/// while swaps come often (`above` or more per `window`, on average over the window that just
+/// ended), and stop once they come rarely (`below` or fewer); between the two, the mode stays.
+struct fencing_rate {
+  static constexpr std::chrono::milliseconds window{1};
+  static constexpr std::int64_t above = 8;
+  static constexpr std::int64_t below = 2;
+  /// The mode after `swaps` swaps in `elapsed` (at least one window), from `fencing`.
+  static bool after(std::uint64_t swaps, std::chrono::nanoseconds elapsed, bool fencing) noexcept {
+    const auto n = static_cast<std::int64_t>(swaps);
+    const std::int64_t w = std::chrono::nanoseconds(window).count();
+    const std::int64_t t = elapsed.count();
+    if (n * w >= above * t) return true;
+    if (n * w <= below * t) return false;
+    return fencing;
+  }
 };
 
 /// How operations are applied to a copy (the required half of lr_writer's Apply contract, below):
@@ -420,6 +490,26 @@ class lr_writer {
 
   std::uint64_t publish() { return publish_with(no_hook{}); }
   bool try_publish() { return try_publish_with(no_hook{}); }
+
+  /// Whether readers fence on entry now: always with seq_cst readers, never with asymmetric
+  /// ones, and on an adaptive core as the last swap asked (then a publish makes no system call).
+  bool readers_fence() const noexcept { return !core_->asymmetric || fencing_; }
+  /// Adaptive cores: from the next swap on, readers fence (true) or not (false) whatever the
+  /// publish rate; nullopt goes back to the rate's choice. No effect on other cores.
+  void force_reader_fencing(std::optional<bool> fence) noexcept { fencing_override_ = fence; }
+
+  /// Moves the readers back to the copy the last publish retired, without a new version, if no
+  /// reader is still inside that copy: steps 1 (as a check), 2 (the owed batch only), 3 and 4.
+  /// False, with nothing changed, if a reader is inside or nothing was published since the
+  /// last settle. Exceptions: as publish()'s step 2 (nothing visible changes).
+  bool try_settle() {
+    check_usable();
+    if (settled_) return false;
+    release_held_copies();
+    if (!readers_gone()) return false;
+    settle_in();
+    return true;
+  }
 
   /// publish(), calling the hook's three steps (the durable map writes its log there):
   ///   hook.before_apply(version, ops)  once no reader is left in the write copy, before
@@ -721,57 +811,112 @@ class lr_writer {
     const std::uint64_t next = std::max(r.version + 1, skip_to_);
     hook.before_apply(next, batch);  // throws: nothing changed yet
     try {
-      apply_each(w.value, replay_, [&](T& t, Op& op) {
-        Apply::second(t, std::move(op));
-        if constexpr (recycles) {
-          if (spare_.size() < spare_cap) Apply::salvage(op, spare_);
-        }
-      });
-      verify(w.value, r.value, replay_.size());
-      replay_.clear();
-      // Keep the log's memory proportional to the batches in flight: a one-off huge batch
-      // (a bulk load) must not pin its buffer for the life of the map.
-      if (replay_.capacity() > 2 * std::max<std::size_t>(pending_.size(), 4096)) replay_.shrink_to_fit();
+      replay_owed(w, r);
       apply_each(w.value, pending_, [](T& t, Op& op) { Apply::first(t, op); });
-      apply_meta(w);
+      if (pending_meta_) w.meta = *pending_meta_;
       hook.before_swap(next, batch);
     } catch (...) {
       hook.abort();
-      replay_.clear();
-      replay_meta_.reset();
-      try {
-        restore(w.value, r.value);
-        w.meta = r.meta;
-      } catch (...) {
-        poisoned_ = true;
-      }
+      repair(w, r);
       throw;
     }
     w.version = next;
     skip_to_ = 0;
-    if (core_->asymmetric) {
-      // [W1] release: pairs with the readers' acquire [R2]: step 2 is visible through &w.
-      core_->read_ptr.store(&w, std::memory_order_release);
-      heavy_barrier();  // [W2]: orders [W1] before [W3] against every reader's [R1]/[R2].
-    } else {
-      // [W1] seq_cst: with [R1], [R2], [W3] in one total order (case C2). Also a release.
-      core_->read_ptr.store(&w, std::memory_order_seq_cst);
-    }
-    write_ ^= 1;
     replay_.swap(pending_);  // the new batch is now owed to the retired copy; pending_ is empty
     replay_meta_ = std::move(pending_meta_);  // and its metadata, if it set any
     pending_meta_.reset();
-    record_readers();
+    swap_to(w);
+    settled_ = false;
     return w.version;
   }
 
-  /// Step 2 for the metadata: what the retired copy received last time, then the new batch's.
-  void apply_meta(copy_type& w) {
+  /// try_settle()'s steps 2 to 4. Precondition: no reader is inside the write copy.
+  void settle_in() {
+    copy_type& w = *core_->copies[write_];
+    const copy_type& r = *core_->copies[write_ ^ 1];
+    try {
+      replay_owed(w, r);
+    } catch (...) {
+      repair(w, r);
+      throw;
+    }
+    w.version = r.version;  // the same state: no new version
+    swap_to(w);
+    settled_ = true;
+  }
+
+  /// The first half of step 2: the write copy receives, by move, what the read copy received at
+  /// the last publish (its operations and metadata), and is then equal to it.
+  void replay_owed(copy_type& w, const copy_type& r) {
+    apply_each(w.value, replay_, [&](T& t, Op& op) {
+      Apply::second(t, std::move(op));
+      if constexpr (recycles) {
+        if (spare_.size() < spare_cap) Apply::salvage(op, spare_);
+      }
+    });
+    verify(w.value, r.value, replay_.size());
+    replay_.clear();
+    // Keep the log's memory proportional to the batches in flight: a one-off huge batch
+    // (a bulk load) must not pin its buffer for the life of the map.
+    if (replay_.capacity() > 2 * std::max<std::size_t>(pending_.size(), 4096)) replay_.shrink_to_fit();
     if (replay_meta_) {
       w.meta = std::move(*replay_meta_);
       replay_meta_.reset();
     }
-    if (pending_meta_) w.meta = *pending_meta_;
+  }
+
+  /// After step 2 threw: the write copy is made equal to the read copy again, so that the replay
+  /// counts as delivered (or, if even that throws, the writer is poisoned).
+  void repair(copy_type& w, const copy_type& r) noexcept {
+    replay_.clear();
+    replay_meta_.reset();
+    try {
+      restore(w.value, r.value);
+      w.meta = r.meta;
+    } catch (...) {
+      poisoned_ = true;
+    }
+  }
+
+  /// Steps 3 and 4: readers move to w, and the writer records who may still be in the other copy.
+  void swap_to(const copy_type& w) noexcept {
+    const std::uintptr_t a = core_type::address_of(&w);
+    bool barrier = core_->asymmetric;
+    if (core_->adaptive) {
+      const bool fence = next_fencing();
+      // Without a membarrier only when readers were asked to fence at the last swap too: then
+      // every reader that may be inside the copy retired now fenced on its way in, or entered
+      // before the last membarrier (case C8).
+      barrier = !(fence && fencing_);
+      fencing_ = fence;
+    }
+    const std::uintptr_t v = fencing_ ? a | core_type::fence_tag : a;
+    if (barrier) {
+      // [W1] release: pairs with the readers' acquire [R2]: step 2 is visible through &w.
+      core_->read_ptr.store(v, std::memory_order_release);
+      heavy_barrier();  // [W2]: orders [W1] before [W3] against every reader's [R1]/[R2].
+    } else {
+      // [W1] seq_cst: with [R1] (or [R4]), [R2] (or [R5]), [W3] in one total order (cases C2,
+      //      C8). Also a release.
+      core_->read_ptr.store(v, std::memory_order_seq_cst);
+    }
+    write_ ^= 1;
+    record_readers(barrier);
+  }
+
+  /// Adaptive cores: whether readers should fence from this swap on (fencing_rate), the swaps
+  /// counted over windows of at least fencing_rate::window. Decided at swaps only: after a
+  /// burst of publishes, readers fence until the next one.
+  bool next_fencing() noexcept {
+    if (fencing_override_) return *fencing_override_;
+    ++window_swaps_;
+    const auto now = std::chrono::steady_clock::now();
+    const auto elapsed = now - window_start_;
+    if (elapsed < fencing_rate::window) return fencing_;
+    const bool fence = fencing_rate::after(window_swaps_, elapsed, fencing_);
+    window_start_ = now;
+    window_swaps_ = 0;
+    return fence;
   }
 
   /// Makes the write copy equal to the read copy again, after a failed step 2.
@@ -802,15 +947,15 @@ class lr_writer {
   }
 
   /// Step 4. Never throws: on allocation failure fall back to waiting for everyone next time.
-  void record_readers() noexcept {
+  void record_readers(bool after_barrier) noexcept {
     waiting_.clear();
     recorded_version_ = version();
-    const bool asymmetric = core_->asymmetric;
     try {
       core_->registry.for_each([&](reader_slot& s) {
-        // [W3] seq_cst (or acquire after the membarrier [W2]): pairs with [R1], case C2.
-        const std::uint64_t e = asymmetric ? s.epoch.load(std::memory_order_acquire)
-                                           : s.epoch.load(std::memory_order_seq_cst);
+        // [W3] seq_cst (or acquire after the membarrier [W2]): pairs with [R1] (or [R4]), cases
+        //      C2 and C8.
+        const std::uint64_t e = after_barrier ? s.epoch.load(std::memory_order_acquire)
+                                              : s.epoch.load(std::memory_order_seq_cst);
         if (epoch_word::inside(e)) waiting_.emplace_back(&s, e);
       });
     } catch (const std::bad_alloc&) {
@@ -844,6 +989,13 @@ class lr_writer {
   bool lost_track_ = false;  ///< recording failed: wait for all readers next time
   std::size_t unverified_ = 0;  ///< operations replayed since the last copy_check::amortized check
   bool poisoned_ = false;    ///< a failed publish left the write copy unrepaired
+  bool settled_ = true;      ///< the copies are equal and owe nothing (no publish since a settle)
+  // Adaptive cores (next_fencing): whether the last swap asked readers to fence, the swaps in
+  // the current window and when it began, and a fixed choice that replaces the rate's.
+  bool fencing_ = false;
+  std::uint64_t window_swaps_ = 0;
+  std::chrono::steady_clock::time_point window_start_{};
+  std::optional<bool> fencing_override_;
   std::size_t held_limit_ = held_copy_limit_default;  ///< set_held_copy_limit
   std::uint64_t skip_to_ = 0;  ///< the next publish's version if larger than the next one (skip_to)
   // The stall report (set_stall_report): after how long, to whom (empty: stderr), and when and

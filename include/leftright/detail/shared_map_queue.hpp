@@ -10,12 +10,17 @@
 // by the combiner of the group that takes them; if only such requests are queued when a group
 // ends, the combiner runs them too before it returns, so nothing queued is left without one.
 //
-// All state is guarded by one std::mutex (ThreadSanitizer sees it; see epoch.hpp); each request
+// All state but the spin hint is guarded by one std::mutex (ThreadSanitizer sees it; see
+// epoch.hpp); each request
 // has a condition variable of its own, so a group's end wakes exactly its callers and the next
 // combiner, not every waiting thread. They are notified with the mutex held: a caller may return
 // and destroy its request as soon as it can take the mutex.
+//
+// Atomics: [Q1] spin_, relaxed both ways: a hint the combiner sets after a group and waiters
+// read; it publishes no other data, and either value is correct (only the wait's cost differs).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -43,6 +48,9 @@ class combining_queue {
 
   /// spin: whether a waiting writer checks back a few times before it sleeps (spin_while_running).
   combining_queue(std::chrono::microseconds max_delay, bool spin) : max_delay_(max_delay), spin_(spin) {}
+  /// Changes spin, for the next waiters (the combiner, when its publishes start or stop making a
+  /// system call). Any thread.
+  void set_spin(bool spin) noexcept { spin_.store(spin, std::memory_order_relaxed); }  // [Q1]
   combining_queue(const combining_queue&) = delete;
   combining_queue& operator=(const combining_queue&) = delete;
 
@@ -54,7 +62,7 @@ class combining_queue {
     std::unique_lock<std::mutex> lock(mu_);
     queue_.push_back(&r);
     if (busy_) {
-      if (spin_) spin_while_running(lock, r);
+      if (spin_.load(std::memory_order_relaxed)) spin_while_running(lock, r);  // [Q1]
       r.cv.wait(lock, [&r] { return r.done || r.lead; });
       if (r.done) return;
       r.lead = false;  // handed the combiner's role
@@ -148,7 +156,7 @@ class combining_queue {
   std::vector<combine_request*> queue_;  ///< FIFO; guarded by mu_
   bool busy_ = false;                    ///< a combiner runs (or was handed the role); mu_
   const std::chrono::microseconds max_delay_;
-  const bool spin_;
+  std::atomic<bool> spin_;
 };
 
 }  // namespace leftright::detail

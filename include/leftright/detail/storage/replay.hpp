@@ -267,7 +267,7 @@ std::shared_ptr<lr_core<typename Ops::table, typename meta_of<Traits>::type>> re
     }
     return Ops::copy(first);
   }();
-  return std::make_shared<lr_core<table, typename meta_of<Traits>::type>>(resolve(Traits::sync), version,
+  return std::make_shared<lr_core<table, typename meta_of<Traits>::type>>(Traits::sync, version,
                                                                           std::move(first), std::move(other), meta);
 }
 

@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: Apache-2.0
+// reader_sync::automatic: readers skip their fence while publishes are rare and fence while they
+// are frequent (detail/left_right.hpp, case C8). What the writer reports, what forcing does, the
+// rate rule, and reads across every kind of switch.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <leftright/leftright.hpp>
+
+#include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
+
+namespace {
+/// automatic readers, the copies compared at every publish.
+struct automatic_traits : leftright::default_traits {
+  static constexpr leftright::reader_sync sync = leftright::reader_sync::automatic;
+  static constexpr leftright::copy_check verify_copies = leftright::copy_check::every_publish;
+};
+template <class Traits>
+auto make_u64_map() {
+  return leftright::make_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>, std::equal_to<std::uint64_t>,
+                             Traits>();
+}
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+using rate = leftright::detail::fencing_rate;
+}  // namespace
+
+TEST_CASE("the rate rule: fence from 8 swaps a millisecond, stop at 2 or fewer, keep the mode between",
+          "[fencing]") {
+  CHECK(rate::after(8, milliseconds(1), false));
+  CHECK(rate::after(80, milliseconds(10), false));
+  CHECK(rate::after(1000, microseconds(1500), false));
+  CHECK_FALSE(rate::after(7, milliseconds(1), false));
+  CHECK(rate::after(7, milliseconds(1), true));  // between: stays
+  CHECK(rate::after(3, milliseconds(1), true));
+  CHECK_FALSE(rate::after(2, milliseconds(1), true));
+  CHECK_FALSE(rate::after(1, std::chrono::hours(5), true));  // a publish after a quiet spell
+  CHECK_FALSE(rate::after(30, milliseconds(20), true));      // 1.5 a millisecond
+  CHECK(rate::after(100, milliseconds(20), true));           // 5 a millisecond: stays
+  CHECK_FALSE(rate::after(100, milliseconds(20), false));
+}
+
+TEST_CASE("which modes fence: seq_cst always, asymmetric never, automatic as asked", "[fencing]") {
+  auto [ws, rs] = make_u64_map<lrtest::seq_cst_traits>();
+  CHECK(ws.readers_fence());
+  ws.force_reader_fencing(false);  // no effect
+  ws.publish();
+  CHECK(ws.readers_fence());
+
+  auto [wa, ra] = make_u64_map<lrtest::asymmetric_traits>();
+  const bool membarrier = leftright::detail::membarrier_available();
+  CHECK(wa.readers_fence() == !membarrier);
+  wa.force_reader_fencing(true);  // no effect
+  wa.publish();
+  CHECK(wa.readers_fence() == !membarrier);
+
+  auto [w, r] = make_u64_map<automatic_traits>();
+  CHECK(w.sync_mode() == (membarrier ? leftright::reader_sync::asymmetric : leftright::reader_sync::seq_cst));
+  CHECK(w.readers_fence() == !membarrier);  // nothing published yet: readers do not fence
+  w.force_reader_fencing(true);
+  CHECK(w.readers_fence() == !membarrier);  // from the next publish on
+  w.insert_or_assign(1, 1);
+  w.publish();
+  CHECK(w.readers_fence());
+  CHECK(r.get(1) == 1);
+  w.force_reader_fencing(false);
+  w.insert_or_assign(1, 2);
+  w.publish();
+  CHECK(w.readers_fence() == !membarrier);
+  CHECK(r.get(1) == 2);
+}
+
+TEST_CASE("reads stay whole across every switch of the readers' mode, settles and nested guards", "[fencing]") {
+  auto [w, r] = make_u64_map<automatic_traits>();
+  auto late = std::optional<decltype(w.make_reader())>();
+  // Each publish: the two keys equal, the version's value. Modes cycle through every
+  // transition: off->on, on->on (no membarrier), on->off, off->off, and the rate's own choice.
+  const std::vector<std::optional<bool>> modes{true, true, false, false, true, std::nullopt, true, false};
+  w.insert_or_assign(1, 0);
+  w.insert_or_assign(2, 0);
+  w.publish();
+  for (std::uint64_t i = 1; i <= 200; ++i) {
+    auto outer = r.read();  // a guard held across this publish: keeps its snapshot
+    const std::uint64_t seen = outer.version();
+    w.force_reader_fencing(modes[i % modes.size()]);
+    w.insert_or_assign(1, i);
+    w.insert_or_assign(2, i);
+    const std::uint64_t v = w.publish();
+    {
+      auto nested = r.read();  // nested in outer: the same snapshot, whatever the mode now
+      CHECK(nested.version() == seen);
+      REQUIRE(nested.find(std::uint64_t{1}) != nullptr);
+      CHECK(*nested.find(std::uint64_t{1}) == i - 1);
+      CHECK(*nested.find(std::uint64_t{2}) == i - 1);
+    }
+    { auto done = std::move(outer); }
+    if (i % 3 == 0) CHECK(w.try_settle());
+    if (i == 50) late.emplace(w.make_reader());  // registered mid-way
+    CHECK(r.version() == v);
+    CHECK(r.get(1) == i);
+    CHECK(r.get(2) == i);
+    if (late) CHECK(late->get(1) == i);
+  }
+}
+
+}  // namespace LEFTRIGHT_TEST_FILE
