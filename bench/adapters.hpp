@@ -529,6 +529,11 @@ struct asymmetric_traits : leftright::default_traits {
   static constexpr leftright::reader_sync sync = leftright::reader_sync::asymmetric;
   static constexpr std::string_view bench_name = "lr_asym";
 };
+/// The default: asymmetric while publishes are rare, readers fencing while they are frequent
+/// (map_writer::readers_fence). Costs a read one test of the pointer's tag beside lr_asym.
+struct automatic_traits : leftright::default_traits {
+  static constexpr std::string_view bench_name = "lr_auto";
+};
 
 inline const char* sync_name(leftright::reader_sync s) {
   switch (s) {
@@ -606,6 +611,8 @@ template <class Key>
 using lr_seq_cst_map = lr_map<Key, seq_cst_traits>;
 template <class Key>
 using lr_asym_map = lr_map<Key, asymmetric_traits>;
+template <class Key>
+using lr_auto_map = lr_map<Key, automatic_traits>;
 
 /// Calls f.template operator()<Adapter>() for every map compiled in, limit first.
 template <class Key, class F>
@@ -613,6 +620,7 @@ void for_each_map(F&& f) {
   f.template operator()<limit_map<Key>>();
   f.template operator()<lr_seq_cst_map<Key>>();
   f.template operator()<lr_asym_map<Key>>();
+  f.template operator()<lr_auto_map<Key>>();
   f.template operator()<shared_mutex_map<Key>>();
   f.template operator()<absl_mutex_map<Key>>();
 #if LEFTRIGHT_BENCH_WITH_TBB
@@ -630,6 +638,7 @@ template <class Map>
 inline constexpr bool is_limit = Map::name == std::string_view("limit");
 /// leftright::map, either reader mode.
 template <class Map>
-inline constexpr bool is_ours = Map::name == std::string_view("lr_seq_cst") || Map::name == std::string_view("lr_asym");
+inline constexpr bool is_ours = Map::name == std::string_view("lr_seq_cst") || Map::name == std::string_view("lr_asym") ||
+                                Map::name == std::string_view("lr_auto");
 
 }  // namespace lrbench

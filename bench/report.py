@@ -28,9 +28,9 @@ import sys
 import tempfile
 
 # Display order of the maps; anything else found in the results is appended.
-MAP_ORDER = ["limit", "epoch_floor", "lr_seq_cst", "lr_asym", "shared_mutex", "absl_mutex", "tbb_chm",
+MAP_ORDER = ["limit", "epoch_floor", "lr_seq_cst", "lr_asym", "lr_auto", "shared_mutex", "absl_mutex", "tbb_chm",
              "libcuckoo", "urcu_lfht"]
-OURS = {"lr_seq_cst", "lr_asym"}
+OURS = {"lr_seq_cst", "lr_asym", "lr_auto"}
 # Reference rows: not maps a user would pick, so never "the best peer".
 REFERENCES = {"limit", "epoch_floor"}
 MAP_NOTES = {
@@ -40,6 +40,8 @@ MAP_NOTES = {
                    "close any left-right reader can come to the limit on this machine",
     "lr_seq_cst": "leftright::map, reader_sync::seq_cst",
     "lr_asym": "leftright::map, reader_sync::asymmetric (membarrier)",
+    "lr_auto": "leftright::map, reader_sync::automatic (the default: asymmetric while publishes "
+               "are rare, readers fencing while they are frequent)",
     "shared_mutex": "std::shared_mutex + absl::flat_hash_map",
     "absl_mutex": "absl::Mutex (ReaderMutexLock) + absl::flat_hash_map",
     "tbb_chm": "oneTBB concurrent_hash_map",

@@ -3,12 +3,23 @@
 #pragma once
 
 #include <cstddef>
+#include <thread>
 
 namespace leftright::detail {
 
 /// The size we pad to so that two independently written objects never share a cache line.
 /// (Not std::hardware_destructive_interference_size, which GCC 12 warns about in headers.)
 inline constexpr std::size_t cache_line = 64;
+
+/// One step of a short spin: the pause instruction where there is one (it yields the core's
+/// resources to its sibling thread and saves power), a yield elsewhere.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
 
 }  // namespace leftright::detail
 

@@ -314,9 +314,10 @@ class lr_reader {
         // [R2] acquire: pairs with [W1] so the copy's contents are visible.
         std::uintptr_t v = core_->read_ptr.load(std::memory_order_acquire);
         if constexpr (Mode == reader_sync::automatic) {
+          // Tag clear: v is the address as it is (no mask on this path).
           if (v & core_type::fence_tag) [[unlikely]] v = fence_and_reload(s, e + epoch_word::enter_read);
         }
-        const copy_type* p = core_type::copy_at(v);
+        const copy_type* p = reinterpret_cast<const copy_type*>(v);
         s.pinned = p;
         return {p, &s};
       }
@@ -361,13 +362,14 @@ class lr_reader {
   }
 
   /// An adaptive core's writer asked for a fence (the pointer's tag, case C8): the reader
-  /// orders its entry [R1] before a new pointer load as a seq_cst reader does.
+  /// orders its entry [R1] before a new pointer load as a seq_cst reader does. Returns the
+  /// address of the copy to read, untagged.
   [[gnu::noinline]] std::uintptr_t fence_and_reload(reader_slot& s, std::uint64_t inside) const noexcept {
     // [R4] seq_cst exchange, storing again the value [R1] stored: a locked instruction, and a
     //      seq_cst store in the total order with [W1]/[W3] (case C8, as [R1] in case C2).
     s.epoch.exchange(inside, std::memory_order_seq_cst);
     // [R5] seq_cst: after [R4] in the total order; also acquire, pairing with [W1].
-    return core_->read_ptr.load(std::memory_order_seq_cst);
+    return core_->read_ptr.load(std::memory_order_seq_cst) & ~core_type::fence_tag;
   }
 
   [[noreturn]] static void too_deep() noexcept {
@@ -382,13 +384,13 @@ class lr_reader {
 /// When an adaptive core's readers fence (case C8). A membarrier costs the writer about 0.25 us
 /// with idle cores and 10 us with busy ones, and interrupts every core running a thread of the
 /// process; a fence costs a reader a locked instruction (some ns) per read. So readers fence
-/// while swaps come often (`above` or more per `window`, on average over the window that just
+/// while publishes come often (`above` or more per `window`, on average over the window that just
 /// ended), and stop once they come rarely (`below` or fewer); between the two, the mode stays.
 struct fencing_rate {
   static constexpr std::chrono::milliseconds window{1};
   static constexpr std::int64_t above = 8;
   static constexpr std::int64_t below = 2;
-  /// The mode after `swaps` swaps in `elapsed` (at least one window), from `fencing`.
+  /// The mode after `swaps` publishes in `elapsed` (at least one window), from `fencing`.
   static bool after(std::uint64_t swaps, std::chrono::nanoseconds elapsed, bool fencing) noexcept {
     const auto n = static_cast<std::int64_t>(swaps);
     const std::int64_t w = std::chrono::nanoseconds(window).count();
@@ -825,7 +827,7 @@ class lr_writer {
     replay_.swap(pending_);  // the new batch is now owed to the retired copy; pending_ is empty
     replay_meta_ = std::move(pending_meta_);  // and its metadata, if it set any
     pending_meta_.reset();
-    swap_to(w);
+    swap_to(w, /*publishing=*/true);
     settled_ = false;
     return w.version;
   }
@@ -841,7 +843,7 @@ class lr_writer {
       throw;
     }
     w.version = r.version;  // the same state: no new version
-    swap_to(w);
+    swap_to(w, /*publishing=*/false);
     settled_ = true;
   }
 
@@ -879,11 +881,12 @@ class lr_writer {
   }
 
   /// Steps 3 and 4: readers move to w, and the writer records who may still be in the other copy.
-  void swap_to(const copy_type& w) noexcept {
+  /// A settle's swap (publishing false) keeps the readers' mode and is not counted in the rate.
+  void swap_to(const copy_type& w, bool publishing) noexcept {
     const std::uintptr_t a = core_type::address_of(&w);
     bool barrier = core_->asymmetric;
     if (core_->adaptive) {
-      const bool fence = next_fencing();
+      const bool fence = publishing ? next_fencing() : fencing_;
       // Without a membarrier only when readers were asked to fence at the last swap too: then
       // every reader that may be inside the copy retired now fenced on its way in, or entered
       // before the last membarrier (case C8).
@@ -904,8 +907,8 @@ class lr_writer {
     record_readers(barrier);
   }
 
-  /// Adaptive cores: whether readers should fence from this swap on (fencing_rate), the swaps
-  /// counted over windows of at least fencing_rate::window. Decided at swaps only: after a
+  /// Adaptive cores: whether readers should fence from this publish on (fencing_rate), the
+  /// publishes counted over windows of at least fencing_rate::window. Decided at swaps only: after a
   /// burst of publishes, readers fence until the next one.
   bool next_fencing() noexcept {
     if (fencing_override_) return *fencing_override_;

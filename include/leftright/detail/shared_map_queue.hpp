@@ -31,6 +31,8 @@
 #include <utility>
 #include <vector>
 
+#include "config.hpp"
+
 namespace leftright::detail {
 
 /// A queued request. The fields are guarded by the queue's mutex.
@@ -128,13 +130,7 @@ class combining_queue {
   static void spin_while_running(std::unique_lock<std::mutex>& lock, const combine_request& r) {
     for (int round = 0; round < 64 && !(r.done || r.lead); ++round) {
       lock.unlock();
-      for (int i = 0; i < 32; ++i) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#else
-        std::this_thread::yield();
-#endif
-      }
+      for (int i = 0; i < 32; ++i) cpu_relax();
       lock.lock();
     }
   }
