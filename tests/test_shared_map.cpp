@@ -58,6 +58,35 @@ TEST_CASE("shared_map: each write call publishes one version; reads see it at on
   CHECK(s.largest_group == 1);
 }
 
+TEST_CASE("shared_map: while readers fence, each write leaves readers on the copy they read", "[shared_map]") {
+  // seq_cst readers always fence, so the map settles after every group (map_writer::try_settle):
+  // a value is read at the same address before and after writes to other keys. u64 values are
+  // stored inline, once per copy, so the other copy would show another address.
+  leftright::shared_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>, std::equal_to<std::uint64_t>,
+                        lrtest::seq_cst_traits>
+      m;
+  m.insert_or_assign(1, 10);
+  const std::uint64_t* home = m.read().find(std::uint64_t{1});
+  REQUIRE(home != nullptr);
+  for (std::uint64_t i = 0; i < 20; ++i) {
+    const std::uint64_t v = m.insert_or_assign(100 + i, i);
+    CHECK(m.version() == v);
+    CHECK(m.get(100 + i) == i);
+    CHECK(m.read().find(std::uint64_t{1}) == home);
+  }
+  // A reader inside the copy readers left stops the settle, never the write; the next write
+  // that finds the copy free settles again.
+  {
+    auto g = m.read();
+    m.insert_or_assign(1, 11);
+    CHECK(*g.find(std::uint64_t{1}) == 10);
+  }
+  CHECK(m.get(1) == 11);
+  m.insert_or_assign(2, 2);
+  CHECK(m.get(1) == 11);
+  CHECK(m.get(2) == 2);
+}
+
 TEST_CASE("shared_map: update() publishes its batch in one version, in order", "[shared_map]") {
   smap m;
   m.insert_or_assign(9, "nine");

@@ -37,7 +37,11 @@ namespace leftright {
 /// How readers order their epoch store against their pointer load (detail/barrier.hpp): which
 /// side pays for the StoreLoad ordering every read needs.
 enum class reader_sync {
-  automatic,   ///< asymmetric where the kernel allows it (probed once), seq_cst otherwise
+  /// Where the kernel allows membarrier (probed once): asymmetric while publishes are rare, and
+  /// readers fencing (as seq_cst, no membarrier) while they come often, chosen by the writer at
+  /// each publish from the rate (map_writer::readers_fence); a read pays one test of a bit for
+  /// it. seq_cst where membarrier is refused (containers, old kernels, ThreadSanitizer).
+  automatic,
   seq_cst,     ///< every read pays a locked instruction; publishing pays nothing extra
   asymmetric,  ///< reads pay nothing; every publish issues a membarrier (~0.25 us idle, ~10 us busy)
 };
