@@ -64,6 +64,9 @@ struct alignas(cache_line) reader_slot {
   std::atomic<std::uint64_t> epoch{0};
   /// Reader-private: the copy the outermost guard of the current read pinned (for nested ones).
   const void* pinned = nullptr;
+  /// Reader-private: entries made with a fence on an adaptive core's request (left_right.hpp,
+  /// case C8), counted so that every so many the reader checks whether writes have gone quiet.
+  std::uint32_t fenced_entries = 0;
   /// The next older slot in the registry's list. Set before the slot is published and never
   /// changed after, so the writer can walk the list without a lock.
   reader_slot* next = nullptr;

@@ -108,8 +108,13 @@
 //       untagged [R2] of swap k's pointer: it entered through [R4]/[R5], seq_cst, and C2's
 //       seq_cst argument holds with [R4] for [R1] and [R5] for [R2]. (An untagged pointer read
 //       at [R2] comes from an untagged swap, and the swap after an untagged one always runs
-//       [W2].) Which mode a swap asks for is the writer's choice alone (next_fencing: the
-//       publish rate); it changes the cost, never the cases.
+//       [W2].) Which mode a swap asks for is the writer's choice (next_fencing: the publish
+//       rate), but a fencing reader may take the tag off once writes have gone quiet ([R6], a
+//       compare-exchange from the tagged value to the same address untagged), and readers then
+//       enter without a fence. So on adaptive cores [W1] is an exchange, and "the swap before
+//       it was tagged" means the value the exchange replaced still carries the tag: if a reader
+//       took it off, the exchange sees so (its CAS came first in read_ptr's modification
+//       order) and [W2] runs; if not, the CAS fails (it expected the value [W1] replaced).
 // Visibility: [W1] is a release (seq_cst) store and [R2] an acquire (or seq_cst) load, so all
 // of step 2 happens-before every read through the pointer the reader loaded.
 //
@@ -133,12 +138,16 @@
 //   [R3] reader marks itself outside    release   pairs with [W4]/[W5]: reads done before
 //   [R4] fenced entry (tagged pointer)  seq_cst   exchange of [R1]'s value; as [R1] in C2 (C8)
 //   [R5] reload of read_ptr             seq_cst   after [R4]; as [R2] in C2 (C8)
-//   [W1] writer swaps read_ptr          seq_cst   | release (with [W2]); pairs with [R2]/[R5]
+//   [R6] reader takes the tag off       relaxed   CAS: an RMW, so in [W1]'s release sequence (C8)
+//   [R7] reader loads relax_after       relaxed   a hint: when [R6] may be tried
+//   [W1] writer swaps read_ptr          seq_cst   | release (with [W2]); pairs with [R2]/[R5];
+//        an exchange on adaptive cores, which reads whether [R6] took the last tag off
 //   [W2] membarrier (asymmetric only)   syscall   the readers' half of their missing fence
 //   [W3] writer records epochs          seq_cst   | acquire (after [W2]); pairs with [R1]/[R4]
 //   [W4] writer waits for epochs        acquire   pairs with [R3]
 //   [W5] try_publish's check            acquire   pairs with [R3]
 //   [W6] held copy's holders checked    acquire   pairs with [R3]: reads done before the free
+//   [W7] writer stores relax_after      relaxed   a hint for [R7]
 //   [G0]-[G3] registry list             see epoch.hpp
 //   [G4] registration sets fenced bit   release   pairs with [W3]/[W4]/[W5], see epoch.hpp
 // ==============================================================================
@@ -153,6 +162,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <new>
 #include <optional>
@@ -242,6 +252,10 @@ struct lr_core {
   /// The address of the copy readers use, with fence_tag set while the writer asks readers to
   /// fence (adaptive cores only). Stored only by the writer, once per swap.
   alignas(cache_line) std::atomic<std::uintptr_t> read_ptr{address_of(copies[0].get())};
+  /// Adaptive cores: when readers that fence may take the tag off read_ptr, writes having gone
+  /// quiet (steady_clock nanoseconds; the maximum while the writer forces fencing). A hint:
+  /// stored by the writer at each publish, read by fencing readers now and then.
+  std::atomic<std::int64_t> relax_after{0};
   /// Fixed at construction: which barrier the readers and the writer of this instance use.
   const bool asymmetric;
   /// Fixed at construction (reader_sync::automatic where membarrier works): asymmetric while
@@ -369,7 +383,25 @@ class lr_reader {
     //      seq_cst store in the total order with [W1]/[W3] (case C8, as [R1] in case C2).
     s.epoch.exchange(inside, std::memory_order_seq_cst);
     // [R5] seq_cst: after [R4] in the total order; also acquire, pairing with [W1].
-    return core_->read_ptr.load(std::memory_order_seq_cst) & ~core_type::fence_tag;
+    const std::uintptr_t v = core_->read_ptr.load(std::memory_order_seq_cst);
+    if ((++s.fenced_entries % relax_check_every) == 0) relax_if_quiet(v);
+    return v & ~core_type::fence_tag;
+  }
+  /// After a burst of publishes readers would fence until the next publish, for hours if none
+  /// comes: a fencing reader checks the clock every relax_check_every entries and, past the
+  /// writer's relax_after, takes the tag off the pointer itself ([R6]). The writer's next swap
+  /// sees that ([W1] is an exchange on adaptive cores) and runs [W2] (case C8).
+  static constexpr std::uint32_t relax_check_every = 1024;
+  void relax_if_quiet(std::uintptr_t v) const noexcept {
+    if ((v & core_type::fence_tag) == 0) return;
+    const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+    // [R7] relaxed: a hint (when to relax); the CAS below is what the writer sees.
+    if (now <= core_->relax_after.load(std::memory_order_relaxed)) return;
+    // [R6] relaxed compare-exchange, once (wait-free): an RMW, so it continues [W1]'s release
+    //      sequence (readers that load its value see the copy as [W1] published it); it fails
+    //      if the writer swapped meanwhile.
+    core_->read_ptr.compare_exchange_strong(v, v & ~core_type::fence_tag, std::memory_order_relaxed,
+                                            std::memory_order_relaxed);
   }
 
   [[noreturn]] static void too_deep() noexcept {
@@ -390,6 +422,8 @@ struct fencing_rate {
   static constexpr std::chrono::milliseconds window{1};
   static constexpr std::int64_t above = 8;
   static constexpr std::int64_t below = 2;
+  /// How long after a publish readers that fence may stop, if no other publish came.
+  static constexpr std::chrono::milliseconds quiet{2};
   /// The mode after `swaps` publishes in `elapsed` (at least one window), from `fencing`.
   static bool after(std::uint64_t swaps, std::chrono::nanoseconds elapsed, bool fencing) noexcept {
     const auto n = static_cast<std::int64_t>(swaps);
@@ -495,7 +529,10 @@ class lr_writer {
 
   /// Whether readers fence on entry now: always with seq_cst readers, never with asymmetric
   /// ones, and on an adaptive core as the last swap asked (then a publish makes no system call).
-  bool readers_fence() const noexcept { return !core_->asymmetric || fencing_; }
+  bool readers_fence() const noexcept {
+    // relaxed: a report; readers may have taken the tag off since the last swap ([R6]).
+    return !core_->asymmetric || (core_->read_ptr.load(std::memory_order_relaxed) & core_type::fence_tag) != 0;
+  }
   /// Adaptive cores: from the next swap on, readers fence (true) or not (false) whatever the
   /// publish rate; nullopt goes back to the rate's choice. No effect on other cores.
   void force_reader_fencing(std::optional<bool> fence) noexcept { fencing_override_ = fence; }
@@ -884,16 +921,9 @@ class lr_writer {
   /// A settle's swap (publishing false) keeps the readers' mode and is not counted in the rate.
   void swap_to(const copy_type& w, bool publishing) noexcept {
     const std::uintptr_t a = core_type::address_of(&w);
-    bool barrier = core_->asymmetric;
-    if (core_->adaptive) {
-      const bool fence = publishing ? next_fencing() : fencing_;
-      // Without a membarrier only when readers were asked to fence at the last swap too: then
-      // every reader that may be inside the copy retired now fenced on its way in, or entered
-      // before the last membarrier (case C8).
-      barrier = !(fence && fencing_);
-      fencing_ = fence;
-    }
-    const std::uintptr_t v = fencing_ ? a | core_type::fence_tag : a;
+    if (core_->adaptive) return adaptive_swap_to(a, publishing);
+    const bool barrier = core_->asymmetric;
+    const std::uintptr_t v = a;
     if (barrier) {
       // [W1] release: pairs with the readers' acquire [R2]: step 2 is visible through &w.
       core_->read_ptr.store(v, std::memory_order_release);
@@ -907,13 +937,48 @@ class lr_writer {
     record_readers(barrier);
   }
 
+  /// swap_to() on an adaptive core (case C8).
+  /// A settle's swap keeps the mode readers are in (a reader may have relaxed it since).
+  void adaptive_swap_to(std::uintptr_t a, bool publishing) noexcept {
+    bool fence = false;
+    if (publishing) {
+      const auto now = std::chrono::steady_clock::now();
+      fence = next_fencing(now);
+      const std::int64_t t = (now + fencing_rate::quiet).time_since_epoch().count();
+      // [W7] relaxed: a hint for fencing readers ([R7]); nothing is published through it.
+      core_->relax_after.store(fencing_override_ ? std::numeric_limits<std::int64_t>::max() : t,
+                               std::memory_order_relaxed);
+    } else {
+      fence = readers_fence();
+    }
+    const std::uintptr_t v = fence ? a | core_type::fence_tag : a;
+    bool barrier = !(fence && fencing_);
+    if (barrier) {
+      // [W1] release exchange, then [W2]: as in swap_to.
+      core_->read_ptr.exchange(v, std::memory_order_release);
+      heavy_barrier();
+    } else {
+      // Without a membarrier only when this swap and the last are both tagged: then every
+      // reader that may be inside the copy retired now fenced on its way in. [W1] seq_cst
+      // exchange: the value it replaces tells whether a reader took the last swap's tag off
+      // ([R6]); if one did, readers may have entered without a fence since, and [W2] runs.
+      const std::uintptr_t old = core_->read_ptr.exchange(v, std::memory_order_seq_cst);
+      if ((old & core_type::fence_tag) == 0) {
+        heavy_barrier();
+        barrier = true;
+      }
+    }
+    fencing_ = fence;
+    write_ ^= 1;
+    record_readers(barrier);
+  }
+
   /// Adaptive cores: whether readers should fence from this publish on (fencing_rate), the
   /// publishes counted over windows of at least fencing_rate::window. Decided at swaps only: after a
   /// burst of publishes, readers fence until the next one.
-  bool next_fencing() noexcept {
+  bool next_fencing(std::chrono::steady_clock::time_point now) noexcept {
     if (fencing_override_) return *fencing_override_;
     ++window_swaps_;
-    const auto now = std::chrono::steady_clock::now();
     const auto elapsed = now - window_start_;
     if (elapsed < fencing_rate::window) return fencing_;
     const bool fence = fencing_rate::after(window_swaps_, elapsed, fencing_);
