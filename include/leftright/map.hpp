@@ -549,7 +549,8 @@ class map_writer {
   /// works), while publishes come often: from about 8 per millisecond on, until a publish finds
   /// them down to 2 or fewer (a membarrier costs the writer 0.25-10 us and interrupts every
   /// core running one of the process's threads; a fence costs a read a locked instruction). The
-  /// choice is made at each publish, so after a burst readers keep fencing until the next one.
+  /// choice is made at each publish; after a burst, readers stop fencing by themselves once no
+  /// publish has come for 2 ms.
   /// Thread-safety: writer only. Cost: none.
   bool readers_fence() const noexcept { return impl_.readers_fence(); }
   /// reader_sync::automatic: from the next publish on, readers fence (true) or do not (false),

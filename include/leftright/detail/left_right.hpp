@@ -974,8 +974,8 @@ class lr_writer {
   }
 
   /// Adaptive cores: whether readers should fence from this publish on (fencing_rate), the
-  /// publishes counted over windows of at least fencing_rate::window. Decided at swaps only: after a
-  /// burst of publishes, readers fence until the next one.
+  /// publishes counted over windows of at least fencing_rate::window. Decided at publishes; after a
+  /// burst, fencing readers relax by themselves (relax_if_quiet).
   bool next_fencing(std::chrono::steady_clock::time_point now) noexcept {
     if (fencing_override_) return *fencing_override_;
     ++window_swaps_;
