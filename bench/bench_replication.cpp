@@ -2,6 +2,8 @@
 // Replication through NATS JetStream, against the local baselines in the same run:
 //  - replicated_publish / durable_publish: the latency of a leader's publish (batches of 1, 64
 //    and 1024 overwrites of u64 keys) beside a durable map's publish in sync mode and in none mode;
+//  - replicated_publish_acks: a leader's publish that waits for 1 or 2 of its 2 followers to
+//    apply the batch (replication_options::acks);
 //  - follower_visibility: the time from a leader's publish until a follower's readers see it;
 //    follower_visibility_fanout: the same with 1, 2 or 8 followers attached, until all of them do;
 //  - follower_apply_pair: a follower's apply rate against an in-process map_writer's on the same
@@ -163,6 +165,21 @@ BENCHMARK(BM_follower_visibility_fanout)
     ->ArgsProduct({{1, 2, 8}, {64}})
     ->ArgNames({"followers", "batch"})
     ->UseRealTime();
+
+/// A leader's publish() with replication_options::acks: it returns once `acks` (range(1)) of
+/// the 2 followers attached have applied the batch; batches of range(0) overwrites. Beside replicated_publish (the engine alone) and follower_visibility
+/// (the leader, then one follower's readers) in the same run.
+void BM_replicated_publish_acks(benchmark::State& state) {
+  const u64 batch = static_cast<u64>(state.range(0));
+  auto o = map_options("acks");
+  auto [f1, r1] = leftright::open_follower<u64, u64>(o);
+  auto [f2, r2] = leftright::open_follower<u64, u64>(o);
+  o.acks = static_cast<std::size_t>(state.range(1));
+  auto [w, r] = leftright::open_leader<u64, u64>(o);
+  time_publishes(state, w, batch, published);
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
+}
+BENCHMARK(BM_replicated_publish_acks)->ArgsProduct({{1, 64, 1024}, {1, 2}})->ArgNames({"batch", "acks"})->UseRealTime();
 
 /// The apply-rate comparison's sequence: 4,000 batches over 100,000 keys, all present beforehand
 /// (every operation an overwrite). Enough batches that the follower's start (a consumer made on

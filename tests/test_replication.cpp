@@ -1327,3 +1327,118 @@ TEST_CASE("replication: a leader's local copy that holds no state yet follows a 
   CHECK(leader.version() == 5);
   CHECK(*lr.read().find(key_a) == 7'000'005);
 }
+
+namespace {
+/// How many of the followers show version v or later.
+template <class... Followers>
+int showing(u64 v, const Followers&... fs) {
+  return ((fs.version() >= v ? 1 : 0) + ...);
+}
+}  // namespace
+
+TEST_CASE("replication: a leader with acks returns once that many followers applied the batch; fewer is a typed "
+          "error, the batch published all the same",
+          "[replication][acks]") {
+  nats_server server;
+  auto fopts = options_for(server, "acks");
+  auto lopts = fopts;
+  lopts.acks = 2;
+  auto [leader, lr] = leftright::open_leader<u64, u64>(lopts);
+  fopts.id = "f1";
+  auto [f1, r1] = leftright::open_follower<u64, u64>(fopts);
+  fopts.id = "f2";
+  auto [f2, r2] = leftright::open_follower<u64, u64>(fopts);
+  fopts.id = "f3";
+  auto [f3, r3] = leftright::open_follower<u64, u64>(fopts);
+  CHECK(f2.id() == "f2");
+  model m;
+
+  // Each publish returns only once two followers show its version: checked right after it
+  // returns, before any wait.
+  for (int i = 0; i < 20; ++i) {
+    const u64 v = m.publish_batch(leader);
+    REQUIRE(showing(v, f1, f2, f3) >= 2);
+  }
+  CHECK(leader.wait_for_acks(20, 3, std::chrono::seconds(10)) == 3);
+
+  f3.pause();  // applies nothing, reports nothing, until resumed
+  for (int i = 0; i < 5; ++i) {
+    const u64 v = m.publish_batch(leader);
+    REQUIRE(showing(v, f1, f2) == 2);
+    CHECK(f3.version() < v);
+  }
+
+  f2.pause();
+  const u64 before = leader.version();
+  model::queue(leader, before + 1);
+  try {
+    leader.publish();
+    FAIL("a publish that one follower of two applied returned");
+  } catch (const replication_error& e) {
+    CHECK(e.code() == replication_errc::unacknowledged);
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("1 of 2"));
+  }
+  m.record(before + 1);
+  // Published all the same: in the log (the follower still running applies it) and visible.
+  CHECK(leader.version() == before + 1);
+  CHECK(leader.pending() == 0);
+  CHECK(fingerprint_of(lr.read()) == m.at[before + 1]);
+  CHECK(f1.wait_for(before + 1, std::chrono::seconds(10)));
+  CHECK(f2.version() < before + 1);
+
+  f2.resume();
+  f3.resume();
+  CHECK(leader.wait_for_acks(before + 1, 3, std::chrono::seconds(10)) == 3);
+  CHECK(fingerprint_of(r3.read()) == m.at[before + 1]);
+  const u64 v = m.publish_batch(leader);  // two of three again
+  CHECK(showing(v, f1, f2, f3) >= 2);
+  const auto fs = leader.followers();
+  REQUIRE(fs.size() == 3);
+  for (const auto& f : fs) CHECK(f.version >= before + 1);
+}
+
+TEST_CASE("replication: followers report the version they show without being asked; a new leader reads the reports",
+          "[replication][acks]") {
+  nats_server server;
+  auto opts = options_for(server, "reports");
+  opts.take_over = true;
+  model m;
+  u64 v = 0;
+  auto [f1, r1] = leftright::open_follower<u64, u64>(opts);
+  auto [f2, r2] = leftright::open_follower<u64, u64>(opts);
+  CHECK(f1.id() != f2.id());  // the default ids: each follower its own
+  CHECK_FALSE(f1.id().empty());
+  {
+    auto [leader, lr] = leftright::open_leader<u64, u64>(opts);  // no acks asked
+    for (int i = 0; i < 10; ++i) v = m.publish_batch(leader);
+    // Reported at the followers' next round (about a second), not at once.
+    CHECK(leader.wait_for_acks(v, 2, std::chrono::seconds(10)) == 2);
+    CHECK(leader.wait_for_acks(v + 1, 1, std::chrono::milliseconds(50)) == 0);  // nobody is past the leader
+  }
+  // A leader opened later reads them from the bucket.
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  const auto fs = leader.followers();
+  REQUIRE(fs.size() == 2);
+  for (const auto& f : fs) {
+    CHECK((f.id == f1.id() || f.id == f2.id()));
+    CHECK(f.version == v);
+  }
+}
+
+TEST_CASE("replication: a follower's id must be a key of the acks bucket", "[replication][acks]") {
+  nats_server server;
+  auto opts = options_for(server, "ids");
+  for (const std::string bad : {"a.b", "a b", "a*", "a>"}) {
+    opts.id = bad;
+    try {
+      (void)leftright::open_follower<u64, u64>(opts);
+      FAIL("a follower opened with id '" << bad << "'");
+    } catch (const replication_error& e) {
+      CHECK(e.code() == replication_errc::protocol);
+      CHECK_THAT(e.what(), Catch::Matchers::Contains(bad));
+    }
+  }
+  opts.id = "edge-7_=x";
+  auto [f, r] = leftright::open_follower<u64, u64>(opts);
+  CHECK(f.id() == "edge-7_=x");
+}

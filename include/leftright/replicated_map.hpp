@@ -33,8 +33,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <memory>
 #include <mutex>
@@ -66,12 +68,20 @@ struct replication_options {
   std::chrono::milliseconds timeout{5000};     ///< bounds each request to the engine
   /// Leader: take a snapshot after every this many versions (0: only when snapshot() is called).
   std::uint64_t snapshot_every = 0;
+  /// Leader: publish() returns once this many followers have applied the batch (followers
+  /// report a batch published with acks at once; a leader waits at most `timeout` for them).
+  /// Fewer throws replication_error (unacknowledged), the batch published all the same. 0:
+  /// publish() returns once the engine stored the batch. wait_for_acks() asks for one batch.
+  std::size_t acks = 0;
   /// Leader: after a snapshot at V, the log is purged below V + 1 - keep_log (so followers up to
   /// keep_log versions behind can still catch up from the log). No purge when purge_log is false.
   std::uint64_t keep_log = 0;
   bool purge_log = true;
   /// Leader: its name in the lease (default: "pid-<pid>"); take_over steals a held lease (after
   /// a failover: the old leader, if alive, is then fenced at its next publish).
+  /// Follower: its name in the engine's acks bucket, where it reports the version it applied
+  /// (replicated_writer::followers(), acks): letters, digits, _, - and = (default:
+  /// "<host>-<pid>-<n>"). Give each follower a name of its own that stays across its restarts.
   std::string id;
   bool take_over = false;
   /// Leader: the lease expires this long after its last renewal (each publish renews it once a
@@ -108,6 +118,12 @@ struct replication_options {
   /// limit (max_payload, 1 MiB by default), which a larger batch could never pass through:
   /// open_follower refuses less (replication_error, protocol).
   std::int64_t follower_buffer_bytes = 0;
+};
+
+/// A follower's newest report to the leader (replicated_writer::followers()).
+struct follower_ack {
+  std::string id;             ///< replication_options::id of the follower
+  std::uint64_t version = 0;  ///< the newest version it applied
 };
 
 namespace detail::replication {
@@ -242,6 +258,108 @@ std::uint64_t load_state(channel& ch, Table& t, Meta& meta, std::uint64_t last) 
 }
 
 inline std::string default_id() { return "pid-" + std::to_string(::getpid()); }
+
+/// A follower's name in the acks bucket when replication_options::id is empty: "<host>-<pid>-<n>",
+/// the n-th follower this process opened (so that the followers of a fleet, and several in one
+/// process, each have their own). Characters a key cannot hold become '_'.
+inline std::string default_follower_id() {
+  // relaxed: only a counter that makes each call's number distinct; nothing is read through it.
+  static std::atomic<std::uint64_t> opened{0};
+  const std::uint64_t n = opened.fetch_add(1, std::memory_order_relaxed);
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::snprintf(host, sizeof host, "host");
+  std::string id = std::string(host) + "-" + std::to_string(::getpid()) + "-" + std::to_string(n);
+  for (char& c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    if (!ok) c = '_';
+  }
+  return id;
+}
+
+/// Refuses a follower id the acks bucket cannot hold as a key.
+inline void check_follower_id(const std::string& id) {
+  bool ok = !id.empty();
+  for (char c : id) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+                c == '=');
+  }
+  if (!ok) {
+    throw replication_error(replication_errc::protocol, "open follower",
+                            "a follower's id is letters, digits, _, - and =: '" + id + "'");
+  }
+}
+
+/// The leader's view of what its followers reported applying (the acks bucket): made at its
+/// first use (a subscription to the reports, then the bucket's contents), then kept up to date
+/// from the subscription each time it is asked. Thread-safety: one thread at a time (the
+/// writer's).
+class ack_view {
+ public:
+  explicit ack_view(channel& ch) : ch_(ch) {}
+
+  /// Waits until at least n followers reported version v or later, or until timeout passes;
+  /// returns how many have (at most the followers that ever reported). Throws
+  /// replication_error if the engine cannot be asked (unreachable).
+  std::size_t wait(std::uint64_t v, std::size_t n, std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      take_arrived();
+      const std::size_t have = count_at_least(v);
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      if (have >= n || left.count() <= 0) return have;
+      if (sub_) next(left.count());  // else reopened (the client had dropped reports) above
+    }
+  }
+
+  /// Every follower's newest report: id -> version.
+  const std::map<std::string, std::uint64_t>& reports() {
+    take_arrived();
+    return acks_;
+  }
+
+ private:
+  /// Opens the view if it is not (or the client dropped reports: read afresh), then takes the
+  /// reports that arrived meanwhile.
+  void take_arrived() {
+    if (!sub_) {
+      sub_ = ch_.subscribe_acks();
+      acks_ = ch_.read_acks();  // after subscribing: a report written between is in one of them
+    }
+    while (sub_ && next(0)) {
+    }
+  }
+  /// Takes one report, waiting up to timeout_ms for it (0: only one already arrived); false if
+  /// none came. A subscription the client gave up on (it dropped reports) is opened afresh.
+  bool next(std::int64_t timeout_ms) {
+    natsMsg* m = nullptr;
+    const natsStatus st = natsSubscription_NextMsg(&m, sub_.get(), timeout_ms);
+    msg_ptr msg(m);
+    if (st == NATS_TIMEOUT) return false;
+    if (st != NATS_OK) {
+      sub_.reset();  // reopened, with the bucket read afresh, by the next take_arrived()
+      if (st == NATS_SLOW_CONSUMER) return false;
+      check(st, "wait for acks");
+    }
+    const std::string_view subject = natsMsg_GetSubject(m);
+    const std::string prefix = ch_.ack_subject("");
+    if (subject.size() <= prefix.size()) return true;
+    const std::string id(subject.substr(prefix.size()));
+    if (const auto v = channel::parse_ack(natsMsg_GetData(m), natsMsg_GetDataLength(m))) {
+      acks_.insert_or_assign(id, *v);
+    } else {
+      acks_.erase(id);  // a deletion marker
+    }
+    return true;
+  }
+  std::size_t count_at_least(std::uint64_t v) const {
+    return static_cast<std::size_t>(
+        std::count_if(acks_.begin(), acks_.end(), [v](const auto& a) { return a.second >= v; }));
+  }
+
+  channel& ch_;
+  subscription_ptr sub_;
+  std::map<std::string, std::uint64_t> acks_;
+};
 
 /// A follower's local durable copy (replication_options::local_path): its directory, locked for
 /// this follower alone, and the codec names its snapshots carry (the durable map's: a
@@ -428,20 +546,41 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   ///               different batch is fenced if the first one landed);
   ///   too_large   the encoded batch is larger than the engine's message limit;
   ///   lease_held  another leader took the lease.
-  ///   Otherwise as map_writer::publish. After a publish, a due automatic snapshot runs; if it
-  ///   fails, the publish has happened and the snapshot's error propagates.
-  ///   With a local copy (local_path), a due local snapshot runs after that; its error
-  ///   (replication_error, protocol) propagates the same way.
+  ///   Otherwise as map_writer::publish. After a publish (the batch is in the log and visible
+  ///   to the local readers), these run, and an error of theirs propagates, the publish having
+  ///   happened all the same:
+  ///   - with options().acks, the wait for that many followers to apply it (wait_for_acks,
+  ///     at most options().timeout); fewer throws unacknowledged, naming how many did;
+  ///   - a due automatic snapshot (snapshot_every);
+  ///   - with a local copy (local_path), a due local snapshot (protocol, naming the file).
   std::uint64_t publish() {
     const std::uint64_t v = base::publish_with(hook{*this});
-    snapshots_if_due(v);
+    after_publish(v);
     return v;
   }
   /// publish() if no reader has to be waited for; false and nothing changed otherwise.
   bool try_publish() {
     if (!base::try_publish_with(hook{*this})) return false;
-    snapshots_if_due(version());
+    after_publish(version());
     return true;
+  }
+
+  /// Waits until at least n followers have applied version v or later, as they report it in
+  /// the engine's acks bucket, or until timeout passes; returns how many have (n or more: all
+  /// of them). A follower reports a batch published with options().acks at once, and otherwise
+  /// the version it shows about every second. Counts each follower id once (its newest report),
+  /// including followers stopped since, whose last report stays in the bucket for a minute.
+  /// Progress: blocking, at most timeout (plus a round trip to the engine at the first call).
+  /// Throws replication_error (unreachable) if the engine cannot be asked.
+  std::size_t wait_for_acks(std::uint64_t v, std::size_t n, std::chrono::milliseconds timeout) {
+    return acks_view().wait(v, n, timeout);
+  }
+  /// The followers that reported in the last minute, each with the newest version it applied,
+  /// by id. Progress: blocking (a round trip to the engine at the first call, after that none).
+  std::vector<follower_ack> followers() {
+    std::vector<follower_ack> out;
+    for (const auto& [id, v] : acks_view().reports()) out.push_back({id, v});
+    return out;
   }
 
   /// Writes a snapshot of the published state to the engine, points followers at it, then
@@ -512,7 +651,7 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     // recognised by the engine as a duplicate of what landed.
     const std::string msg_id = opts_.name + "." + std::to_string(v) + "." +
                                std::to_string(detail::crc32c(payload_.data(), payload_.size()));
-    const std::uint64_t seq = ch_->append(payload_, v - 1, msg_id);
+    const std::uint64_t seq = ch_->append(payload_, v - 1, msg_id, /*ask_acks=*/opts_.acks != 0);
     if (seq != v) {
       throw replication_error(replication_errc::fenced, "publish",
                               "the engine stored version " + std::to_string(v) + " at sequence " +
@@ -525,6 +664,27 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     if (now - renewed_ < opts_.lease_ttl / 3) return;
     ch_->renew_lease(opts_.id);
     renewed_ = now;
+  }
+
+  void after_publish(std::uint64_t v) {
+    require_acks(v);
+    snapshots_if_due(v);
+  }
+
+  void require_acks(std::uint64_t v) {
+    if (opts_.acks == 0) return;
+    const std::size_t have = wait_for_acks(v, opts_.acks, opts_.timeout);
+    if (have < opts_.acks) {
+      throw replication_error(replication_errc::unacknowledged, "publish",
+                              "version " + std::to_string(v) + " is published, but " + std::to_string(have) + " of " +
+                                  std::to_string(opts_.acks) + " followers reported it applied within " +
+                                  std::to_string(opts_.timeout.count()) + " ms");
+    }
+  }
+
+  detail::replication::ack_view& acks_view() {
+    if (!acks_) acks_ = std::make_unique<detail::replication::ack_view>(*ch_);
+    return *acks_;
   }
 
   void snapshots_if_due(std::uint64_t v) {
@@ -540,6 +700,7 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   std::string payload_;  ///< the batch being published, encoded
   std::string image_;    ///< the snapshot being written, encoded
   std::unique_ptr<local_copy> local_;  ///< the local copy, if any (saved once more when destroyed)
+  std::unique_ptr<detail::replication::ack_view> acks_;  ///< made at its first use; ends before ch_
 };
 
 namespace detail::replication {
@@ -669,6 +830,8 @@ class follower {
   /// Whether the connection to the engine is up now. While it is not, readers keep the last
   /// version (stale, consistent).
   bool connected() const noexcept { return s_->ch->connected(); }
+  /// Its name in the engine's acks bucket (replication_options::id, or the default made).
+  const std::string& id() const noexcept { return s_->id; }
   /// Sets the function called after each re-bootstrap (a follower behind the retained log jumps
   /// forward to the newest snapshot; versions never go backwards).
   void on_rebootstrap(rebootstrap_callback f) {
@@ -727,8 +890,13 @@ class follower {
   struct state {
     state(std::unique_ptr<detail::replication::channel> c, writer_t writer,
           std::optional<detail::replication::local_store> store, std::uint64_t local_version, std::uint64_t every,
-          std::int64_t created, std::int64_t buffer)
-        : ch(std::move(c)), w(std::move(writer)), log_created(created), buffer_bytes(buffer), applied(w.version()) {
+          std::int64_t created, std::int64_t buffer, std::string follower_id)
+        : ch(std::move(c)),
+          w(std::move(writer)),
+          log_created(created),
+          buffer_bytes(buffer),
+          id(std::move(follower_id)),
+          applied(w.version()) {
       if (store) local.emplace(std::move(*store), w.make_reader(), local_version, every);
     }
 
@@ -762,6 +930,7 @@ class follower {
         seen_at_check = w.version();
         next_check = std::chrono::steady_clock::now() + watchdog_period;
       };
+      report(w.version());  // the leader knows this follower from now on
       while (!stopped()) {
         try {
           if (wait_while_paused()) sub.reset();
@@ -802,6 +971,7 @@ class follower {
           if (std::chrono::steady_clock::now() >= next_check) {
             if (!watchdog(seen_at_check)) sub.reset();
             restart_watchdog();
+            report_if_due();
           }
           if (local && local->due(w.version())) save_local();
         } catch (const std::exception& e) {
@@ -852,6 +1022,7 @@ class follower {
       }
       queued_through = seq;
       ++queued_messages;
+      ack_asked = ack_asked || detail::replication::channel::asks_acks(m);
       if (md->NumPending == 0 || queued_messages >= max_run_messages || w.pending() >= max_run_operations) flush();
       return true;
     }
@@ -880,12 +1051,34 @@ class follower {
       queued_through = 0;
       queued_messages = 0;
       published(v);
+      if (ack_asked) report(v);  // the leader waits for it (replication_options::acks)
+      ack_asked = false;
     }
     /// Drops the queued run (the subscription then starts again after the published version).
     void discard_queued() noexcept {
       w.discard();
       queued_through = 0;
       queued_messages = 0;
+      ack_asked = false;
+    }
+
+    /// Reports the version shown in the acks bucket (replicated_writer::followers() and
+    /// wait_for_acks() read it) at each watchdog round if it moved since the last report, and
+    /// at least every report_period: the bucket forgets a follower silent for its TTL.
+    void report_if_due() {
+      const auto now = std::chrono::steady_clock::now();
+      if (w.version() != reported || now - reported_at >= report_period) report(w.version());
+    }
+    /// Reports version v applied. A failure (the client closed, its reconnect buffer full) is
+    /// noted (last_error()); the next round reports again.
+    void report(std::uint64_t v) {
+      try {
+        ch->report_applied(id, v);
+        reported = v;
+        reported_at = std::chrono::steady_clock::now();
+      } catch (const std::exception& e) {
+        note_error(e.what());
+      }
     }
 
     /// Every second: the log's range. False if the subscription should start afresh (the log
@@ -1006,12 +1199,18 @@ class follower {
     static constexpr std::size_t max_run_operations = std::size_t{1} << 12;
     /// How often the thread asks the engine for the log's range (watchdog()).
     static constexpr std::chrono::seconds watchdog_period{1};
+    /// The longest a running follower goes without a report (report_if_due()).
+    static constexpr auto report_period = detail::replication::channel::ack_ttl / 10;
 
     std::unique_ptr<detail::replication::channel> ch;
     writer_t w;  ///< used by the thread only
     std::optional<detail::replication::local_copy<reader>> local;  ///< thread only: the local copy, if any
     std::int64_t log_created;  ///< the incarnation of the log followed (log_range::created)
     std::int64_t buffer_bytes;  ///< replication_options::follower_buffer_bytes
+    std::string id;             ///< replication_options::id: its key in the acks bucket
+    std::uint64_t reported = 0;  ///< thread only: the version last reported
+    std::chrono::steady_clock::time_point reported_at{};  ///< thread only: when
+    bool ack_asked = false;  ///< thread only: the queued run holds a message that asks for acks
     std::uint64_t queued_through = 0;  ///< thread only: the last version queued on w, unpublished (0: none)
     std::size_t queued_messages = 0;   ///< thread only: how many
     std::atomic<std::uint64_t> applied;
@@ -1058,6 +1257,8 @@ std::pair<follower<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, E
     const replication_options& options) {
   namespace rp = detail::replication;
   using meta_type = typename detail::meta_of<Traits>::type;
+  std::string id = options.id.empty() ? rp::default_follower_id() : options.id;
+  rp::check_follower_id(id);
   std::optional<rp::local_store> local;
   rp::load_table<Key, Value, Hash, Eq, Traits> t;
   meta_type meta{};
@@ -1079,7 +1280,7 @@ std::pair<follower<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, E
   using follower_t = follower<Key, Value, Hash, Eq, Traits>;
   auto s = std::make_unique<typename follower_t::state>(std::move(ch), std::move(w), std::move(local),
                                                         local_version, options.local_checkpoint_every,
-                                                        log_created, options.follower_buffer_bytes);
+                                                        log_created, options.follower_buffer_bytes, std::move(id));
   s->start();
   return {follower_t(std::move(s)), std::move(r)};
 }

@@ -17,6 +17,8 @@ enum class replication_errc {
   too_large,    ///< a batch is larger than the engine's message limit; nothing was published
   protocol,     ///< what the engine holds is not what this map expects (types, format, a gap)
   engine,       ///< any other error the engine reported
+  unacknowledged,  ///< fewer followers than replication_options::acks reported a batch applied
+                   ///< in time; the batch is published all the same (in the log, visible)
 };
 
 /// A failed replication operation. what() reads `leftright: <operation>: <detail>`, the detail

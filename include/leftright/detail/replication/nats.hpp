@@ -7,6 +7,9 @@
 //   stream LRS_<m>       subject lr.<m>.snap  a snapshot's image, in chunks (consecutive messages)
 //   KV LR_<m>_META       key snapshot         "<version> <first chunk seq> <chunks> <bytes>"
 //   KV LR_<m>_LEASE      key leader           the leader's id (the bucket's TTL expires it)
+//   KV LR_<m>_ACKS       key <follower id>    "<version>": the newest version that follower
+//                                             applied (its reports; the bucket's TTL drops
+//                                             those of followers gone for a while)
 // The expected-last-sequence check on every log publish fences a second writer: correctness
 // never depends on the lease, which only keeps two leaders from taking turns.
 #pragma once
@@ -14,6 +17,7 @@
 #include <nats/nats.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -21,6 +25,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -139,12 +144,20 @@ class channel {
     direct_.insert_or_assign(snap_stream(), ensure_stream(snap_stream(), snap_subject(), -1));
     meta_ = ensure_bucket("LR_" + name_ + "_META", 0);
     lease_ = ensure_bucket("LR_" + name_ + "_LEASE", lease_ttl.count());
+    acks_ = ensure_bucket(acks_bucket(), std::chrono::duration_cast<std::chrono::milliseconds>(ack_ttl).count());
   }
+
+  /// How long a follower's report stays in the acks bucket: a follower reports at least every
+  /// tenth of it while it runs, so the bucket lists the followers alive now.
+  static constexpr std::chrono::seconds ack_ttl{60};
 
   std::string log_stream() const { return "LR_" + name_; }
   std::string log_subject() const { return "lr." + name_ + ".log"; }
   std::string snap_stream() const { return "LRS_" + name_; }
   std::string snap_subject() const { return "lr." + name_ + ".snap"; }
+  std::string acks_bucket() const { return "LR_" + name_ + "_ACKS"; }
+  /// The subject of a follower's report: the acks bucket's key `id`.
+  std::string ack_subject(std::string_view id) const { return "$KV." + acks_bucket() + "." + std::string(id); }
 
   bool connected() const noexcept { return natsConnection_Status(nc_.get()) == NATS_CONN_STATUS_CONNECTED; }
   /// The largest message the server takes (payload bytes).
@@ -156,7 +169,9 @@ class channel {
   /// Appends a batch to the log as sequence expected_last + 1 and waits for the engine's ack.
   /// msg_id makes a retry of the same batch a duplicate the engine drops. Returns the sequence.
   /// Throws replication_error: fenced if the log's last sequence is not expected_last.
-  std::uint64_t append(std::string_view payload, std::uint64_t expected_last, const std::string& msg_id) {
+  /// ask_acks: the message carries the header that asks followers to report it at once.
+  std::uint64_t append(std::string_view payload, std::uint64_t expected_last, const std::string& msg_id,
+                       bool ask_acks = false) {
     if (payload.size() > max_payload()) {
       throw replication_error(replication_errc::too_large, "publish",
                               "a batch of " + std::to_string(payload.size()) + " bytes exceeds the engine's " +
@@ -172,11 +187,86 @@ class channel {
     po.ExpectNoMessage = expected_last == 0;
     jsPubAck* ack = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    const natsStatus s = js_Publish(&ack, js_.get(), log_subject().c_str(), payload.data(),
-                                    static_cast<int>(payload.size()), &po, &jerr);
+    natsStatus s = NATS_OK;
+    if (ask_acks) {
+      // A message with headers (it copies the payload: only publishes that ask for acks pay it).
+      natsMsg* m = nullptr;
+      check(natsMsg_Create(&m, log_subject().c_str(), nullptr, payload.data(), static_cast<int>(payload.size())),
+            "publish");
+      msg_ptr msg(m);
+      check(natsMsgHeader_Set(m, ack_header, "1"), "publish");
+      s = js_PublishMsg(&ack, js_.get(), m, &po, &jerr);
+    } else {
+      s = js_Publish(&ack, js_.get(), log_subject().c_str(), payload.data(), static_cast<int>(payload.size()), &po,
+                     &jerr);
+    }
     pub_ack_ptr owned(ack);
     check(s, "publish", jerr);
     return ack->Sequence;
+  }
+
+  /// The header of a log message whose followers should report it at once (append's ask_acks).
+  static constexpr const char* ack_header = "Lr-Ack";
+  /// Whether a log message asks its followers to report it at once.
+  static bool asks_acks(natsMsg* m) noexcept {
+    const char* value = nullptr;
+    return natsMsgHeader_Get(m, ack_header, &value) == NATS_OK;
+  }
+
+  /// Reports that follower `id` applied `version`: the acks bucket's key id, written without
+  /// waiting for the engine (the client sends it, in order with this connection's other
+  /// messages, or buffers it while reconnecting). Throws replication_error if the client
+  /// refuses it (closed; its reconnect buffer full).
+  void report_applied(std::string_view id, std::uint64_t version) {
+    const std::string text = std::to_string(version);
+    check(natsConnection_Publish(nc_.get(), ack_subject(id).c_str(), text.data(), static_cast<int>(text.size())),
+          "report applied version");
+  }
+
+  /// A subscription to the followers' reports as they are written (a plain subscription to the
+  /// acks bucket's subjects: no consumer on the engine). Subscribe first, then read_acks(): a
+  /// report written between the two is then in one or the other, never lost.
+  subscription_ptr subscribe_acks() {
+    natsSubscription* sub = nullptr;
+    check(natsConnection_SubscribeSync(&sub, nc_.get(), (ack_subject("") + ">").c_str()), "subscribe to acks");
+    return subscription_ptr(sub, subscription_ender{nc_.get(), timeout_ms_});
+  }
+
+  /// The followers' reports the acks bucket holds now: follower id -> version.
+  std::map<std::string, std::uint64_t> read_acks() {
+    const std::string stream = "KV_" + acks_bucket();
+    const std::string prefix = ack_subject("");
+    const std::string filter = prefix + ">";
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    jsOptions o = request_options();
+    o.Stream.Info.SubjectsFilter = filter.c_str();
+    check(js_GetStreamInfo(&si, js_.get(), stream.c_str(), &o, &jerr), "read acks", jerr);
+    stream_info_ptr owned(si);
+    std::map<std::string, std::uint64_t> acks;
+    const jsStreamStateSubjects* subjects = si->State.Subjects;
+    for (int i = 0; subjects != nullptr && i < subjects->Count; ++i) {
+      const std::string_view subject = subjects->List[i].Subject;
+      const std::string key(subject.substr(prefix.size()));
+      kvEntry* e = nullptr;
+      const natsStatus s = kvStore_Get(&e, acks_.get(), key.c_str());
+      if (s == NATS_NOT_FOUND) continue;  // expired meanwhile
+      check(s, "read acks");
+      kv_entry_ptr entry(e);
+      if (const auto v = parse_ack(static_cast<const char*>(kvEntry_Value(e)), kvEntry_ValueLen(e))) {
+        acks.insert_or_assign(key, *v);
+      }
+    }
+    return acks;
+  }
+
+  /// A report's version; none if the text is not one (a deletion marker: empty).
+  static std::optional<std::uint64_t> parse_ack(const char* data, int len) {
+    if (data == nullptr || len <= 0) return std::nullopt;
+    std::uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(data, data + len, v);
+    if (ec != std::errc{} || end != data + len) return std::nullopt;
+    return v;
   }
 
   /// The log stream's first and last sequence, and when it was made.
@@ -330,6 +420,10 @@ class channel {
     // A stopped server (a silent peer, not a refused connection) is noticed in about 2 s.
     check(natsOptions_SetPingInterval(o, 1000), "connect");
     check(natsOptions_SetMaxPingsOut(o, 2), "connect");
+    // Every message is written at once: the client's default holds a plain publish (a
+    // follower's report) up to a millisecond for more to join it, and a leader waiting for
+    // acks would wait that long. Requests (JetStream's) were written at once already.
+    check(natsOptions_SetSendAsap(o, true), "connect");
     natsConnection* nc = nullptr;
     check(natsConnection_Connect(&nc, o), ("connect to " + url).c_str());
     nc_.reset(nc);
@@ -406,6 +500,7 @@ class channel {
   js_ptr js_;
   kv_ptr meta_;
   kv_ptr lease_;
+  kv_ptr acks_;
   std::uint64_t lease_rev_ = 0;
 };
 
