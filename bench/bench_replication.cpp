@@ -221,15 +221,20 @@ double median_of(std::vector<double> v) {
 /// wait_for(the leader's last version): the log messages after that version decoded, applied
 /// and published in runs. Its subscription's start (a consumer made on the engine, the log's
 /// range asked: about 5 ms, a fixed cost of every start, and a sixth of the phase at batches
-/// of 64) is not timed: this is the rate of applying. Counters (each the median over the
-/// iterations): entries/s of each phase, and `ratio`, follower / in-process within each pair
-/// (target: >= 0.5).
+/// of 64) is not timed: this is the rate of applying. A third phase, after the in-process one,
+/// measures what bounds the follower from outside it: the engine's delivery of the same log
+/// messages to a subscriber that only takes each one (its metadata read, nothing decoded or
+/// applied), timed as the follower is, from its first message. Counters (each the median over
+/// the iterations): entries/s of each phase; `ratio`, follower / in-process within each
+/// iteration (target: >= 0.5); `delivery_ratio`, delivery / in-process, the most `ratio` could
+/// be on this machine with this engine.
 void BM_follower_apply_pair(benchmark::State& state) {
   const u64 batch = static_cast<u64>(state.range(0));
   const auto o = map_options("apply", /*purge_log=*/true);
   auto [lw, lr] = leftright::open_leader<u64, u64>(o);
   prefill_apply_keys(lw);
   lw.snapshot();
+  const u64 first = lw.version() + 1;  // the first log message after the snapshot
   u64 last = 0;
   for (u64 b = 0; b < apply_batches; ++b) {
     queue_apply_batch(lw, batch, b);
@@ -239,7 +244,7 @@ void BM_follower_apply_pair(benchmark::State& state) {
   prefill_apply_keys(mw);
 
   const double entries = static_cast<double>(apply_batches * batch);
-  std::vector<double> local_rate, follower_rate, ratio;
+  std::vector<double> local_rate, follower_rate, ratio, delivery_rate, delivery_ratio;
   bool follower_first = false;
   for (auto _ : state) {
     double local_s = 0;
@@ -264,6 +269,24 @@ void BM_follower_apply_pair(benchmark::State& state) {
       follower_entries = static_cast<double>((last - from) * batch);
       return ok;
     };  // the follower's thread stops here, outside both phases' timing
+    double delivery_s = 0;
+    const auto run_delivery = [&] {
+      leftright::detail::replication::channel ch(o.url, o.name, o.timeout, o.lease_ttl);
+      auto sub = ch.subscribe_log(first);
+      clock_type::time_point t0;
+      for (u64 seq = 0; seq < last;) {
+        natsMsg* m = nullptr;
+        if (natsSubscription_NextMsg(&m, sub.get(), 10'000) != NATS_OK) return false;
+        leftright::detail::replication::msg_ptr msg(m);
+        jsMsgMetaData* md = nullptr;
+        if (natsMsg_GetMetaData(&md, m) != NATS_OK) return false;
+        seq = md->Sequence.Stream;
+        jsMsgMetaData_Destroy(md);
+        if (seq == first) t0 = clock_type::now();
+      }
+      delivery_s = std::chrono::duration<double>(clock_type::now() - t0).count();
+      return true;
+    };
     bool ok = true;
     if (follower_first) {
       ok = run_follower();
@@ -272,18 +295,24 @@ void BM_follower_apply_pair(benchmark::State& state) {
       run_local();
       ok = run_follower();
     }
+    ok = ok && run_delivery();
     if (!ok) {
-      state.SkipWithError("the follower did not catch up in 60 s (or applied half the log in its first run)");
+      state.SkipWithError(
+          "the follower did not catch up in 60 s (or applied half the log in its first run), or the delivery stalled");
       break;
     }
     follower_first = !follower_first;
     local_rate.push_back(entries / local_s);
     follower_rate.push_back(follower_entries / follower_s);
     ratio.push_back(follower_rate.back() / local_rate.back());
+    delivery_rate.push_back(static_cast<double>((last - first) * batch) / delivery_s);
+    delivery_ratio.push_back(delivery_rate.back() / local_rate.back());
   }
   state.counters["in_process_per_s"] = median_of(local_rate);
   state.counters["follower_per_s"] = median_of(follower_rate);
   state.counters["ratio"] = median_of(ratio);
+  state.counters["delivery_per_s"] = median_of(delivery_rate);
+  state.counters["delivery_ratio"] = median_of(delivery_ratio);
 }
 BENCHMARK(BM_follower_apply_pair)->Arg(64)->Arg(1024)->ArgName("batch")->Iterations(8)->UseRealTime();
 
