@@ -1442,3 +1442,48 @@ TEST_CASE("replication: a follower's id must be a key of the acks bucket", "[rep
   auto [f, r] = leftright::open_follower<u64, u64>(opts);
   CHECK(f.id() == "edge-7_=x");
 }
+
+TEST_CASE("replication: a snapshot keeps the log a follower behind it still needs, within keep_log_for_followers",
+          "[replication][acks]") {
+  for (const bool keep : {true, false}) {
+    INFO("keep_log_for_followers " << (keep ? 100 : 0));
+    nats_server server;
+    auto opts = options_for(server, "keepfor");
+    opts.id = "slow";
+    auto [f, fr] = leftright::open_follower<u64, u64>(opts);
+    opts.keep_log_for_followers = keep ? 100 : 0;
+    auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+    model m;
+    for (int i = 0; i < 10; ++i) m.publish_batch(leader);
+    REQUIRE(leader.wait_for_acks(10, 1, std::chrono::seconds(10)) == 1);  // its report says 10
+    f.pause();
+    for (int i = 0; i < 50; ++i) m.publish_batch(leader);
+    leader.snapshot();  // at 60; keep_log 0
+    f.resume();
+    REQUIRE(f.wait_for(60, std::chrono::seconds(20)));
+    CHECK(fingerprint_of(fr.read()) == m.at[60]);
+    // Kept: it read versions 11..60 from the log. Not kept: the log starts at 61, so it loaded
+    // the snapshot.
+    CHECK(f.rebootstraps() == (keep ? 0u : 1u));
+  }
+}
+
+TEST_CASE("replication: keep_log_for_followers is bounded: a follower further behind re-bootstraps",
+          "[replication][acks]") {
+  nats_server server;
+  auto opts = options_for(server, "keepbound");
+  opts.id = "slow";
+  auto [f, fr] = leftright::open_follower<u64, u64>(opts);
+  opts.keep_log_for_followers = 20;
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  model m;
+  for (int i = 0; i < 10; ++i) m.publish_batch(leader);
+  REQUIRE(leader.wait_for_acks(10, 1, std::chrono::seconds(10)) == 1);
+  f.pause();
+  for (int i = 0; i < 50; ++i) m.publish_batch(leader);
+  leader.snapshot();  // at 60: the follower at 10 is 50 behind, past the bound of 20
+  f.resume();
+  REQUIRE(f.wait_for(60, std::chrono::seconds(20)));
+  CHECK(fingerprint_of(fr.read()) == m.at[60]);
+  CHECK(f.rebootstraps() == 1);
+}

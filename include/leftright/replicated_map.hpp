@@ -77,6 +77,12 @@ struct replication_options {
   /// keep_log versions behind can still catch up from the log). No purge when purge_log is false.
   std::uint64_t keep_log = 0;
   bool purge_log = true;
+  /// Leader: at a snapshot, also keep the log after the version of each follower that reported
+  /// in the last minute (the acks bucket) and is at most this many versions behind the
+  /// snapshot, so that it catches up from the log instead of loading the snapshot (0: followers
+  /// are not waited for). A follower further behind, or gone for a minute, re-bootstraps: the
+  /// bound keeps one stopped follower from holding the log forever.
+  std::uint64_t keep_log_for_followers = 0;
   /// Leader: its name in the lease (default: "pid-<pid>"); take_over steals a held lease (after
   /// a failover: the old leader, if alive, is then fenced at its next publish).
   /// Follower: its name in the engine's acks bucket, where it reports the version it applied
@@ -584,7 +590,8 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   }
 
   /// Writes a snapshot of the published state to the engine, points followers at it, then
-  /// purges what it covers (older snapshots; the log below version() + 1 - keep_log).
+  /// purges what it covers (older snapshots; the log below version() + 1 - keep_log, or below
+  /// the version after a follower's within keep_log_for_followers: reading the acks bucket).
   /// Progress: blocking; O(size of the map) plus a round trip per chunk (a chunk is at most
   /// the engine's message limit). Throws replication_error; a failed snapshot changes nothing
   /// a follower relies on (the pointer moves only once every chunk is stored).
@@ -601,7 +608,7 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     }
     ch.set_snapshot(p);
     ch.purge_snapshots_below(p.first_seq);
-    if (opts_.purge_log && v + 1 > opts_.keep_log) ch.purge_log_below(v + 1 - opts_.keep_log);
+    if (opts_.purge_log) ch.purge_log_below(log_kept_from(v));
     last_snapshot_ = v;
   }
 
@@ -664,6 +671,17 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     if (now - renewed_ < opts_.lease_ttl / 3) return;
     ch_->renew_lease(opts_.id);
     renewed_ = now;
+  }
+
+  /// The first version of the log a snapshot at v keeps: keep_log versions below it, or the
+  /// version after that of the slowest follower heard from within keep_log_for_followers.
+  std::uint64_t log_kept_from(std::uint64_t v) {
+    std::uint64_t from = v + 1 > opts_.keep_log ? v + 1 - opts_.keep_log : 1;
+    if (opts_.keep_log_for_followers == 0) return from;
+    for (const auto& [id, shown] : ch_->read_acks()) {  // the bucket now: followers silent for a minute are gone
+      if (shown < from && v - shown <= opts_.keep_log_for_followers) from = shown + 1;
+    }
+    return from;
   }
 
   void after_publish(std::uint64_t v) {
