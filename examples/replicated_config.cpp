@@ -9,6 +9,7 @@
 //   leftright_replicated_config follower nats://127.0.0.1:4222 10
 #include <leftright/replicated_map.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -46,6 +47,17 @@ int lead(const char* url, double seconds) {
       std::printf("leader: %s (nothing published; retrying)\n", e.what());
       w.discard();
       --gen;
+    }
+    if (gen % 10 == 0) {
+      try {  // each follower's newest report (about once a second): how far behind it is
+        for (const auto& f : w.followers()) {
+          std::printf("leader: follower %s at version %llu (%llu behind)\n", f.id.c_str(),
+                      static_cast<unsigned long long>(f.version),
+                      static_cast<unsigned long long>(w.version() - std::min(f.version, w.version())));
+        }
+      } catch (const leftright::replication_error& e) {
+        std::printf("leader: %s (followers not known now)\n", e.what());
+      }
     }
     std::fflush(stdout);
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
