@@ -311,8 +311,14 @@ class ack_view {
     for (;;) {
       take_arrived();
       const std::size_t have = count_at_least(v);
+      if (have >= n) return have;
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
-      if (have >= n || left.count() <= 0) return have;
+      if (left.count() <= 0) {
+        // Before saying fewer: the bucket itself, for reports the subscription missed (sent
+        // while this connection was reconnecting, say).
+        for (const auto& [id, shown] : ch_.read_acks()) acks_.insert_or_assign(id, shown);
+        return count_at_least(v);
+      }
       if (sub_) next(left.count());  // else reopened (the client had dropped reports) above
     }
   }
