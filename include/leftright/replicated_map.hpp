@@ -323,12 +323,6 @@ class ack_view {
     }
   }
 
-  /// Every follower's newest report: id -> version.
-  const std::map<std::string, std::uint64_t>& reports() {
-    take_arrived();
-    return acks_;
-  }
-
  private:
   /// Opens the view if it is not (or the client dropped reports: read afresh), then takes the
   /// reports that arrived meanwhile.
@@ -578,20 +572,22 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   }
 
   /// Waits until at least n followers have applied version v or later, as they report it in
-  /// the engine's acks bucket, or until timeout passes; returns how many have (n or more: all
-  /// of them). A follower reports a batch published with options().acks at once, and otherwise
-  /// the version it shows about every second. Counts each follower id once (its newest report),
-  /// including followers stopped since, whose last report stays in the bucket for a minute.
-  /// Progress: blocking, at most timeout (plus a round trip to the engine at the first call).
-  /// Throws replication_error (unreachable) if the engine cannot be asked.
+  /// the engine's acks bucket, or until timeout passes; returns how many have (fewer than n:
+  /// the timeout passed). A follower reports a batch published with options().acks at once,
+  /// and otherwise the version it shows about every second. Counts each follower id once (its
+  /// newest report), a follower stopped since it reported included.
+  /// Progress: blocking, at most timeout (plus a round trip to the engine at the first call,
+  /// and one when it would return fewer than n). Throws replication_error (unreachable) if the
+  /// engine cannot be asked.
   std::size_t wait_for_acks(std::uint64_t v, std::size_t n, std::chrono::milliseconds timeout) {
     return acks_view().wait(v, n, timeout);
   }
   /// The followers that reported in the last minute, each with the newest version it applied,
-  /// by id. Progress: blocking (a round trip to the engine at the first call, after that none).
+  /// by id, as the engine's acks bucket holds them now. Progress: blocking, a round trip to the
+  /// engine. Throws replication_error (unreachable) if the engine cannot be asked.
   std::vector<follower_ack> followers() {
     std::vector<follower_ack> out;
-    for (const auto& [id, v] : acks_view().reports()) out.push_back({id, v});
+    for (const auto& [id, v] : ch_->read_acks()) out.push_back({id, v});
     return out;
   }
 
