@@ -26,6 +26,8 @@
 //        next check; only a signal to leave the loop
 //   [F6] replaced: relaxed both ways: a flag read on its own (log_replaced()); nothing is read
 //        through it, and the thread reads its own store
+//   [F7] default_follower_id's counter: fetch_add relaxed: it only makes each id's number
+//        distinct; nothing is read through it
 #pragma once
 
 #include <algorithm>
@@ -269,7 +271,7 @@ inline std::string default_id() { return "pid-" + std::to_string(::getpid()); }
 /// the n-th follower this process opened (so that the followers of a fleet, and several in one
 /// process, each have their own). Characters a key cannot hold become '_'.
 inline std::string default_follower_id() {
-  // relaxed: only a counter that makes each call's number distinct; nothing is read through it.
+  // [F7] relaxed: only a counter that makes each call's number distinct; nothing is read through it.
   static std::atomic<std::uint64_t> opened{0};
   const std::uint64_t n = opened.fetch_add(1, std::memory_order_relaxed);
   char host[256] = {};
