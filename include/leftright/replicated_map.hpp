@@ -278,8 +278,7 @@ inline std::string default_follower_id() {
   if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::snprintf(host, sizeof host, "host");
   std::string id = std::string(host) + "-" + std::to_string(::getpid()) + "-" + std::to_string(n);
   for (char& c : id) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-    if (!ok) c = '_';
+    if (!name_char(c)) c = '_';
   }
   return id;
 }
@@ -287,10 +286,7 @@ inline std::string default_follower_id() {
 /// Refuses a follower id the acks bucket cannot hold as a key.
 inline void check_follower_id(const std::string& id) {
   bool ok = !id.empty();
-  for (char c : id) {
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-                c == '=');
-  }
+  for (char c : id) ok = ok && (name_char(c) || c == '=');
   if (!ok) {
     throw replication_error(replication_errc::protocol, "open follower",
                             "a follower's id is letters, digits, _, - and =: '" + id + "'");

@@ -109,6 +109,12 @@ inline void check(natsStatus s, const char* operation, jsErrCode jerr = static_c
   throw replication_error(classify(s, jerr), operation, detail);
 }
 
+/// Whether c may appear in a map's name (a stream's, a bucket's) and in a follower's id (a key
+/// of the acks bucket): letters, digits, _ and -.
+constexpr bool name_char(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
 /// Where a snapshot's chunks are: written by the leader, read by whoever bootstraps.
 struct snapshot_pointer {
   std::uint64_t version = 0;    ///< the version the image shows
@@ -404,7 +410,7 @@ class channel {
  private:
   static void check_name(const std::string& name) {
     bool ok = !name.empty();
-    for (char c : name) ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-');
+    for (char c : name) ok = ok && name_char(c);
     if (!ok) throw replication_error(replication_errc::protocol, "open", "a map's name is letters, digits, _ and -: '" + name + "'");
   }
 
