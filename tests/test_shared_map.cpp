@@ -159,6 +159,59 @@ TEST_CASE("shared_map: writes that overlap one publish are published together", 
   CHECK(s.operations == 2 + writers + writers / 2);
 }
 
+TEST_CASE("shared_map: groups handed on one after another each end with their own callers", "[shared_map]") {
+  // Groups 1-3 are each held inside their publish by the caller that leads them (queued first
+  // while the group before ran, so handed the combiner's role); groups 2 and 4 share a wake-up
+  // word (the queue's, by parity), and group 4's callers must wait through group 3 all the same.
+  constexpr int per_group = 4;
+  smap m;
+  m.insert_or_assign(0, "zero");  // version 1
+  lrtest::gate g1, g2, g3;
+  const auto hold = [&m](lrtest::gate& g) {
+    return std::thread([&m, &g] { m.update([&g](smap::batch& b) { lrtest::hold_combiner(b, g); }); });
+  };
+  std::vector<std::uint64_t> versions(3 * per_group);
+  std::vector<std::thread> writers;
+  // The group's writers, queued behind whatever is queued already (queued of them).
+  const auto queue_writers = [&](int group, std::size_t queued) {
+    for (int i = 0; i < per_group; ++i) {
+      const int k = group * 100 + i;
+      const std::size_t slot = std::size_t((group - 2) * per_group + i);
+      writers.emplace_back([&m, &versions, k, slot] { versions[slot] = m.insert_or_assign(k, std::to_string(k)); });
+    }
+    lrtest::await_queued(m, queued + per_group);
+  };
+  std::thread c1 = hold(g1);  // group 1: version 2
+  g1.await_entered();
+  std::thread c2 = hold(g2);  // leads group 2: version 3
+  lrtest::await_queued(m, 1);
+  queue_writers(2, 1);
+  g1.release();
+  c1.join();
+  g2.await_entered();
+  std::thread c3 = hold(g3);  // leads group 3: version 4
+  lrtest::await_queued(m, 1);
+  queue_writers(3, 1);
+  g2.release();
+  c2.join();
+  g3.await_entered();
+  queue_writers(4, 0);  // group 4 (its first caller leads it): version 5
+  CHECK_FALSE(m.contains(400));  // not before group 3 ends
+  g3.release();
+  c3.join();
+  for (auto& t : writers) t.join();
+  for (int group = 2; group <= 4; ++group) {
+    for (int i = 0; i < per_group; ++i) {
+      CHECK(versions[std::size_t((group - 2) * per_group + i)] == std::uint64_t(group + 1));
+      CHECK(m.get(group * 100 + i) == std::optional<std::string>(std::to_string(group * 100 + i)));
+    }
+  }
+  const auto s = m.stats();
+  CHECK(s.publishes == 5);
+  CHECK(s.largest_group == per_group + 1);
+  CHECK(s.writes == 3 * per_group + 4);
+}
+
 TEST_CASE("shared_map: a caller whose value cannot be copied fails alone", "[shared_map][exceptions]") {
   using bmap = leftright::shared_map<int, lrtest::bomb>;
   bmap m;

@@ -3,27 +3,47 @@
 //
 // A writer queues a request and then either becomes the combiner or waits. The combiner holds the
 // map's single writer: it takes everything queued (a group), runs it (shared_map applies every
-// caller's batch and publishes once), marks the group done, and wakes each caller. If requests
-// arrived meanwhile, it hands the combiner's role to the thread of the first one that waits (its
-// caller wakes and combines the next group) and returns: so a caller waits for at most the group
-// in progress when it queued, then for its own. Requests nobody waits for (posted ones) are run
-// by the combiner of the group that takes them; if only such requests are queued when a group
-// ends, the combiner runs them too before it returns, so nothing queued is left without one.
+// caller's batch and publishes once), and then, with the queue's mutex released, wakes first the
+// caller of the first request that waits, if requests arrived meanwhile (it combines the next
+// group, whose publish then runs while this group's callers wake), and then all of its own
+// callers at once. So a caller waits for at most the group in progress when it queued, then for
+// its own. Requests nobody waits for (posted ones) are run by the combiner of the group that takes
+// them; if only such requests are queued when a group ends, the combiner runs them too before it
+// returns, so nothing queued is left without one.
 //
-// All state but the spin hint is guarded by one std::mutex (ThreadSanitizer sees it; see
-// epoch.hpp); each request
-// has a condition variable of its own, so a group's end wakes exactly its callers and the next
-// combiner, not every waiting thread. They are notified with the mutex held: a caller may return
-// and destroy its request as soon as it can take the mutex.
+// The queue is guarded by one std::mutex (ThreadSanitizer sees it; see epoch.hpp). A request's
+// outcome is its state, an atomic its caller reads without the mutex, and a caller sleeps on one
+// of three words of the queue's (atomic wait), never on its request: the request lives on the
+// caller's stack and is gone as soon as the caller sees its state, so the combiner touches it no
+// more after storing that state, and wakes the word instead, which lives as long as the queue.
+// Which word a caller sleeps on is known when it queues, because a combiner takes the whole
+// queue: a request queued after take g is in group g + 1, and the first one that waits will
+// lead it if group g is running (if instead the combiner that takes g + 1 had not taken yet, it
+// runs that request, and wakes the lead word too). So
+//   - the first waiting request queued after a take sleeps on lead_word_, alone;
+//   - the others sleep on group_word_[g % 2] of the group g they will be in, and the combiner
+//     wakes them all with one notify_all (one system call, where a notify per caller took 16
+//     under the mutex for a group of 16, each woken caller then sleeping on the mutex once more:
+//     with 32 durable writers on two cores those wake-ups took as long as the group's sync).
+// A caller of group g + 2 may sleep on group g's word and wake with it; it finds its request
+// still waiting and sleeps again.
 //
-// Atomics: [Q1] spin_, relaxed both ways: a hint the combiner sets after a group and waiters
-// read; it publishes no other data, and either value is correct (only the wait's cost differs).
+// Atomics:
+//   [Q1] spin_, relaxed both ways: a hint the combiner sets and waiters read; it publishes no
+//        other data, and either value is correct (only the wait's cost differs).
+//   [Q2] combine_request::state: the combiner's store is release, the caller's loads acquire:
+//        what run() recorded in the request (its version, its error) happens-before the caller
+//        reads it. A caller handed the combiner's role takes the mutex before it runs.
+//   [Q3] lead_word_, group_word_: the combiner's fetch_add (after [Q2]'s stores) is release and
+//        the caller's load before it checks its state is acquire, so a caller that read the new
+//        count also sees its new state; a caller that read the old count sleeps only while the
+//        word still holds it (atomic wait), so the notify after the fetch_add is never lost.
 #pragma once
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -35,20 +55,27 @@
 
 namespace leftright::detail {
 
-/// A queued request. The fields are guarded by the queue's mutex.
+/// A queued request. The fields but state are set under the queue's mutex; state is the outcome
+/// ([Q2]).
 struct combine_request {
+  enum : std::uint32_t { waiting, done, lead };
   virtual ~combine_request() = default;
-  std::condition_variable cv;  ///< the caller waits here
-  bool done = false;           ///< run by a combiner
-  bool lead = false;           ///< this request's caller is to combine the next group
-  bool detached = false;       ///< posted: no caller waits; the combiner deletes it after running
+  /// waiting; then done (run by a combiner) or lead (its caller is to combine the next group).
+  std::atomic<std::uint32_t> state{waiting};
+  bool detached = false;   ///< posted: no caller waits; the combiner deletes it after running
+  /// Its caller sleeps on the lead word: it was the first waiting request queued since the last
+  /// take, so it leads the next group, unless that group's take comes from a combiner that had
+  /// not taken yet when it queued (one sleeping max_delay, or running the posted requests left
+  /// after its group), which then runs it and wakes the lead word too.
+  bool leads = false;
+  std::uint64_t group = 0; ///< the take that will run it (combining_queue::takes_ then)
 };
 
 class combining_queue {
  public:
   using group = std::span<combine_request* const>;
 
-  /// spin: whether a waiting writer checks back a few times before it sleeps (spin_while_running).
+  /// spin: whether a waiting writer checks back a few times before it sleeps (wait_for_outcome).
   combining_queue(std::chrono::microseconds max_delay, bool spin) : max_delay_(max_delay), spin_(spin) {}
   /// Changes spin, for the next waiters (the combiner, when its publishes start or stop making a
   /// system call). Any thread.
@@ -57,17 +84,21 @@ class combining_queue {
   combining_queue& operator=(const combining_queue&) = delete;
 
   /// Queues r and returns once it has run: run(group) called by this thread, or by the
-  /// combiner whose group took r. run must not throw (it records each request's outcome in it). Progress: blocking; waits for at most the group in progress and
-  /// r's own. Memory ordering: everything run did to r happens-before this returns.
+  /// combiner whose group took r. run must not throw (it records each request's outcome in it).
+  /// Progress: blocking; waits for at most the group in progress and r's own. Memory ordering:
+  /// everything run did to r happens-before this returns.
   template <class Run>
   void submit(combine_request& r, Run& run) {
     std::unique_lock<std::mutex> lock(mu_);
     queue_.push_back(&r);
     if (busy_) {
-      if (spin_.load(std::memory_order_relaxed)) spin_while_running(lock, r);  // [Q1]
-      r.cv.wait(lock, [&r] { return r.done || r.lead; });
-      if (r.done) return;
-      r.lead = false;  // handed the combiner's role
+      r.group = takes_ + 1;
+      r.leads = !waiting_queued_;
+      waiting_queued_ = true;
+      lock.unlock();
+      if (wait_for_outcome(r) == combine_request::done) return;
+      lock.lock();  // handed the combiner's role (busy_ stayed set)
+      r.leads = false;  // its group's end has no one to wake on lead_word_ for it
     }
     busy_ = true;
     combine(lock, run);
@@ -104,55 +135,97 @@ class combining_queue {
         std::this_thread::sleep_for(max_delay_);
         lock.lock();
       }
+      finished.reserve(finished.size() + queue_.size());  // so that nothing below, under the lock, throws
       taken.swap(queue_);
+      const std::uint64_t g = ++takes_;
+      waiting_queued_ = false;
       lock.unlock();
-      finished.reserve(finished.size() + taken.size());  // so that the loop below, under the lock, cannot throw
       run(group(taken));
       lock.lock();
+      combine_request* const next = first_waiting();  // queued while this group ran: it leads the next
+      const bool posted_left = next == nullptr && !queue_.empty();  // only posted ones: this thread runs them
+      if (next == nullptr && !posted_left) busy_ = false;
+      std::size_t callers = 0;
       for (combine_request* r : taken) {
-        r->done = true;
-        if (r->detached) finished.emplace_back(r); else r->cv.notify_one();
+        if (r->detached) finished.emplace_back(r); else ++callers;
       }
+      lock.unlock();
+      if (next != nullptr) wake(*next, combine_request::lead, lead_word_);  // first: its group runs meanwhile
+      if (callers > 0) finish_group(taken, group_word_[g % 2], lead_word_);
       taken.clear();
-      if (queue_.empty() || hand_off()) break;
+      if (!posted_left) break;
+      lock.lock();
     }
-    if (queue_.empty()) busy_ = false;
-    lock.unlock();
     finished.clear();  // deletes the posted requests, outside the lock
   }
 
-  /// Checks back on r a few times, over some tens of microseconds, before its caller sleeps on
-  /// r's condition variable: a group's run (a publish) often takes less than a sleep and a
-  /// wake-up, which cost the caller a futex wait and the combiner a futex wake (a third of the
-  /// time of two threads writing 5% of their operations went there). Not for maps whose publish
-  /// makes a membarrier (see shared_map's constructor). Called and returns with the lock held;
-  /// releases it in between.
-  static void spin_while_running(std::unique_lock<std::mutex>& lock, const combine_request& r) {
-    for (int round = 0; round < 64 && !(r.done || r.lead); ++round) {
-      lock.unlock();
-      for (int i = 0; i < 32; ++i) cpu_relax();
-      lock.lock();
+  /// Marks the waiting requests of a group done and wakes their callers, all at once. A
+  /// request may be gone once its state is stored (its caller returns). A caller that expected
+  /// to lead the next group but was taken into this one sleeps on lead_word, not on word (see
+  /// combine_request::leads). Precondition: the posted requests among them are this thread's (finished), not yet deleted.
+  static void finish_group(const std::vector<combine_request*>& taken, std::atomic<std::uint32_t>& word,
+                           std::atomic<std::uint32_t>& lead_word) noexcept {
+    bool lead_sleeper = false;
+    for (combine_request* r : taken) {
+      if (r->detached) continue;
+      lead_sleeper = lead_sleeper || r->leads;  // read before the store: r may be gone after it
+      r->state.store(combine_request::done, std::memory_order_release);  // [Q2]
+    }
+    word.fetch_add(1, std::memory_order_release);  // [Q3]
+    word.notify_all();
+    if (lead_sleeper) {
+      lead_word.fetch_add(1, std::memory_order_release);  // [Q3]
+      lead_word.notify_all();
+    }
+  }
+  /// Sets one request's outcome and wakes the callers sleeping on word.
+  static void wake(combine_request& r, std::uint32_t state, std::atomic<std::uint32_t>& word) noexcept {
+    r.state.store(state, std::memory_order_release);  // [Q2]
+    word.fetch_add(1, std::memory_order_release);     // [Q3]
+    word.notify_all();
+  }
+
+  /// Waits, without the lock, until r is done or its caller is to lead; returns which. Where
+  /// spin_ says a group's run takes less than a sleep and a wake-up, checks back a few times
+  /// over some tens of microseconds first (a third of the time of two threads writing 5% of
+  /// their operations went to futex waits and wakes); not for maps whose publish makes a
+  /// membarrier or a sync (see shared_map's constructor).
+  std::uint32_t wait_for_outcome(const combine_request& r) {
+    const auto outcome = [&r] {
+      return r.state.load(std::memory_order_acquire);  // [Q2] acquire: see the file's list
+    };
+    if (spin_.load(std::memory_order_relaxed)) {  // [Q1]
+      for (int round = 0; round < 64; ++round) {
+        if (const std::uint32_t s = outcome(); s != combine_request::waiting) return s;
+        for (int i = 0; i < 32; ++i) cpu_relax();
+      }
+    }
+    std::atomic<std::uint32_t>& word = r.leads ? lead_word_ : group_word_[r.group % 2];
+    for (;;) {
+      const std::uint32_t seen = word.load(std::memory_order_acquire);  // [Q3]
+      if (const std::uint32_t s = outcome(); s != combine_request::waiting) return s;
+      word.wait(seen, std::memory_order_acquire);  // [Q3] returns once the word moved (or spuriously)
     }
   }
 
-  /// Makes the caller of the first queued request that waits the next combiner; false if only
-  /// posted requests are queued.
-  bool hand_off() {
+  /// The first queued request whose caller waits (the next combiner), or nullptr if only posted
+  /// requests are queued.
+  combine_request* first_waiting() const noexcept {
     for (combine_request* r : queue_) {
-      if (!r->detached) {
-        r->lead = true;
-        r->cv.notify_one();
-        return true;
-      }
+      if (!r->detached) return r;
     }
-    return false;
+    return nullptr;
   }
 
   std::mutex mu_;
   std::vector<combine_request*> queue_;  ///< FIFO; guarded by mu_
   bool busy_ = false;                    ///< a combiner runs (or was handed the role); mu_
+  std::uint64_t takes_ = 0;              ///< groups taken so far; mu_
+  bool waiting_queued_ = false;          ///< queue_ holds a waiting request (its first leads); mu_
   const std::chrono::microseconds max_delay_;
   std::atomic<bool> spin_;
+  std::atomic<std::uint32_t> lead_word_{0};      ///< the next combiner sleeps here ([Q3])
+  std::atomic<std::uint32_t> group_word_[2]{};   ///< a group's callers sleep here, by its parity ([Q3])
 };
 
 }  // namespace leftright::detail
