@@ -6,7 +6,8 @@
 //     path, one sorted buffer for both tables) and for strings (each table decodes on its own);
 //     both copies hold it (each is checked: a publish moves readers to the other);
 //   - the read-only open does the same; the layout whose copies share values builds one table;
-//   - 0 chooses by size (a small map: one thread); above 2 is refused (EINVAL);
+//   - 0 chooses by size (a small map: one thread; a snapshot of 64K entries: two; a log of as
+//     many replayed without a snapshot: one); above 2 is refused (EINVAL);
 //   - a step that throws on both threads throws once, after both have returned.
 // Runs under ThreadSanitizer (the two builders share the files' bytes and the sorted buffer).
 #include <cerrno>
@@ -18,6 +19,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include <catch2/catch.hpp>
@@ -178,6 +180,39 @@ TEST_CASE("recovery_threads: 0 chooses by size, above 2 is refused", "[durable][
     CHECK_THROWS_AS((leftright::open_map_read_only<std::uint64_t, std::uint64_t>(options(dir, bad))),
                     leftright::storage_error);
   }
+}
+
+TEST_CASE("recovery_threads 0: a large snapshot loads on two threads, a large log alone replays on one",
+          "[durable][recovery][threads]") {
+  lrtest::temp_dir tmp("recovery-threads-log-alone");
+  const fs::path dir = tmp.path() / "map";
+  static constexpr std::uint64_t n = 70000;  // past the 64K from which a snapshot takes two
+  {
+    auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(options(dir, 1));
+    for (std::uint64_t k = 0; k < n; ++k) w.insert_or_assign(k, k * 3);
+    w.publish();
+  }
+  const auto check_all = [](const auto& w, const auto& r) {
+    REQUIRE(r.size() == n);
+    for (std::uint64_t k = 0; k < n; k += 97) REQUIRE(r.get(k) == std::optional<std::uint64_t>(k * 3));
+    (void)w;
+  };
+  {
+    auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(options(dir, 0));
+    CHECK(w.recovery().snapshot_entries == 0);
+    CHECK(w.recovery().threads == 1);  // the log alone: one table, copied
+    check_all(w, r);
+    w.checkpoint();
+  }
+  auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(options(dir, 0));
+  CHECK(w.recovery().snapshot_entries == n);
+  CHECK(w.recovery().threads == (std::thread::hardware_concurrency() >= 2 ? 2u : 1u));
+  check_all(w, r);
+  check_both_copies(w, r, [] {
+    std::map<std::uint64_t, std::uint64_t> m;
+    for (std::uint64_t k = 0; k < n; ++k) m[k] = k * 3;
+    return m;
+  }());
 }
 
 TEST_CASE("a step that fails on both tables throws once, after both have returned", "[recovery][threads]") {

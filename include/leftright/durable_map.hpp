@@ -439,7 +439,7 @@ open_map(const durable_options& options) {
     throw storage_error(options.path, "open", EINVAL, "sync_interval must be positive");
   }
   using table_t = st::recovery_table<Key, Value, Hash, Eq, Traits>;
-  const std::size_t two_tables_from = st::two_tables_from<typename writer_t::ops, table_t>(options);
+  const st::two_tables split = st::two_tables_for<typename writer_t::ops, table_t>(options);
   auto fsys = options.file_system ? options.file_system : st::default_file_system();
   using meta_type = typename detail::meta_of<Traits>::type;
   auto s = std::make_unique<typename writer_t::state>(options, fsys, codec_name<Key>(),
@@ -449,7 +449,7 @@ open_map(const durable_options& options) {
   table_t t;
   meta_type meta{};
   st::recovery_tables<table_t, meta_type> ts(t, meta);
-  const st::recovery_source src{*fsys, options.path, /*writable=*/true, s->key_codec, s->value_codec, two_tables_from};
+  const st::recovery_source src{*fsys, options.path, /*writable=*/true, s->key_codec, s->value_codec, split};
   auto [inv, log] = st::recover_directory<Key, Value>(ts, src, s->report);
   s->report.threads = static_cast<unsigned>(ts.count());
   // The log goes on after the recovered version, in a segment no stale record can share.
@@ -518,7 +518,7 @@ read_only_map<Key, Value, Hash, Eq, Traits> open_map_read_only(const durable_opt
   if (options.path.empty()) throw storage_error({}, "open", EINVAL, "durable_options.path is empty");
   using table_t = st::recovery_table<Key, Value, Hash, Eq, Traits>;
   using meta_type = typename detail::meta_of<Traits>::type;
-  const std::size_t two_tables_from = st::two_tables_from<ops, table_t>(options);
+  const st::two_tables split = st::two_tables_for<ops, table_t>(options);
   auto fsys = options.file_system ? options.file_system : st::default_file_system();
   auto lock = fsys->lock_directory_shared(options.path);
   recovery_report rep;
@@ -528,7 +528,7 @@ read_only_map<Key, Value, Hash, Eq, Traits> open_map_read_only(const durable_opt
   const std::string key_codec = codec_name<Key>();
   const std::string value_codec = st::value_codec_name<Value, meta_type>();
   st::recover_directory<Key, Value>(
-      ts, st::recovery_source{*fsys, options.path, /*writable=*/false, key_codec, value_codec, two_tables_from}, rep);
+      ts, st::recovery_source{*fsys, options.path, /*writable=*/false, key_codec, value_codec, split}, rep);
   rep.threads = static_cast<unsigned>(ts.count());
   rep.duration = std::chrono::steady_clock::now() - started;
   auto core = st::recovered_core<ops, Traits>(std::move(t), rep.version, meta, ts.take_second());

@@ -44,9 +44,11 @@ struct durable_options {
   std::size_t prefault_bytes = std::size_t{4} << 20;
   /// Threads that build the map's two copies when it is opened: 2 builds them side by side, each
   /// from the files (about the time of one copy, on two cores); 1 builds one and copies it.
-  /// 0: 2 where the machine has two hardware threads or more and recovery expects 64K entries
-  /// or more (a snapshot's, or the log's estimate). Maps whose values both copies share (values
-  /// larger than a cache line) always build one. Anything above 2: storage_error (EINVAL).
+  /// 0: 2 where the machine has two hardware threads or more and the snapshot holds 64K entries
+  /// or more (the log after it then goes into both copies too); otherwise 1, also for a large
+  /// log replayed without a snapshot, which two threads replayed no faster, for half again the
+  /// CPU time. Maps whose values both copies share (values larger than a cache line) always
+  /// build one. Anything above 2: storage_error (EINVAL).
   unsigned recovery_threads = 0;
   /// The file system underneath; null: the real one. (Tests put a simulated one here.)
   std::shared_ptr<detail::storage::file_system> file_system;

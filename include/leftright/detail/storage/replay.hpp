@@ -51,6 +51,14 @@
 
 namespace leftright::detail::storage {
 
+/// When recovery builds the map's two copies side by side: once a snapshot holds from_snapshot
+/// entries or more, or once replaying the log is expected to leave from_log entries or more
+/// (SIZE_MAX: never). See two_tables_for.
+struct two_tables {
+  std::size_t from_snapshot = SIZE_MAX;
+  std::size_t from_log = SIZE_MAX;
+};
+
 /// What recovery reads and how: the directory, its file system, the codec names its files must
 /// carry, and whether it may write (a writable open) or only note what it would change.
 struct recovery_source {
@@ -59,9 +67,9 @@ struct recovery_source {
   bool writable;
   const std::string& key_codec;
   const std::string& value_codec;
-  /// Build the map's two copies side by side (recovery_tables::split) once recovery expects this
-  /// many entries; SIZE_MAX: never (one table, which the caller copies).
-  std::size_t two_tables_from = SIZE_MAX;
+  /// When to build the map's two copies side by side (recovery_tables::split) rather than one
+  /// table, which the caller copies.
+  two_tables split = {};
 };
 
 /// The tables recovery builds and their metadata: the caller's table and, once split(), a second
@@ -271,25 +279,33 @@ std::shared_ptr<lr_core<typename Ops::table, typename meta_of<Traits>::type>> re
                                                                           std::move(first), std::move(other), meta);
 }
 
-/// recovery_source::two_tables_from for a map of layout Ops recovered into Plain tables, from
+/// recovery_source::split for a map of layout Ops recovered into Plain tables, from
 /// options.recovery_threads (see durable_options). Throws storage_error (EINVAL) above 2.
+///
+/// Chosen by size (0), only a snapshot of 64K entries or more is loaded into two tables at once:
+/// its entries come in slot order, and two threads stream them into the two tables in about the
+/// time of one (16M entries: 13.5 M/s against 11.7 on one thread and a copy). A log replayed
+/// into two tables at once took half again the CPU time and was no faster (16M: 7.3-9.4 M/s
+/// against 6.8-10.7 on one; 1M: 6.4-7.4 against 7.2-7.9): each table takes every operation as
+/// a random insert, and two of them at once compete for the memory bus, where the copy of one
+/// table afterwards is a sequential pass. A log after a snapshot that was split goes into both.
 template <class Ops, class Plain>
-std::size_t two_tables_from(const durable_options& options) {
+two_tables two_tables_for(const durable_options& options) {
   if (options.recovery_threads > 2) {
     throw storage_error(options.path, "open", EINVAL,
                         "recovery_threads must be 0 (chosen by size), 1 or 2; it is " +
                             std::to_string(options.recovery_threads));
   }
   constexpr std::size_t auto_from = std::size_t{1} << 16;
-  if (!std::is_same_v<typename Ops::table, Plain> || options.recovery_threads == 1) return SIZE_MAX;
-  if (options.recovery_threads == 2) return 0;
-  return std::thread::hardware_concurrency() >= 2 ? auto_from : SIZE_MAX;
+  if (!std::is_same_v<typename Ops::table, Plain> || options.recovery_threads == 1) return {};
+  if (options.recovery_threads == 2) return {0, 0};
+  return {std::thread::hardware_concurrency() >= 2 ? auto_from : SIZE_MAX, SIZE_MAX};
 }
 
 /// Loads the newest snapshot into the tables of ts and their metadata (a committed snapshot was
 /// synced before its rename: if it does not check out, that is damage, not a crash, and recovery
 /// refuses rather than silently go back in time); splits ts first if the snapshot holds
-/// src.two_tables_from entries or more. Returns the first version the log must supply.
+/// src.split.from_snapshot entries or more. Returns the first version the log must supply.
 template <class Key, class Value, class Tables>
 std::uint64_t load_newest_snapshot(Tables& ts, const recovery_source& src, const inventory& inv,
                                    recovery_report& rep) {
@@ -300,7 +316,7 @@ std::uint64_t load_newest_snapshot(Tables& ts, const recovery_source& src, const
   if (view.seq != seq) throw storage_error(path, "read snapshot", 0, "file name and header disagree");
   take_snapshot_meta(view, ts.meta(0), path);
   for (std::size_t i = 1; i < ts.count(); ++i) ts.meta(i) = ts.meta(0);
-  if (view.entries >= src.two_tables_from) ts.split();
+  if (view.entries >= src.split.from_snapshot) ts.split();
   load_snapshot<Key, Value>(ts, view, path);
   rep.snapshot_version = seq;
   rep.snapshot_entries = view.entries;
@@ -548,7 +564,7 @@ bool replay_segment(Tables& ts, const recovery_source& src, const segment_list& 
 
 /// Replays the log segments after the snapshot into the tables of ts (expect: the first version
 /// they must supply) up to the first record that was not completely written, or a hole a crash
-/// explains; splits ts first if it then expects src.two_tables_from entries or more. A writable
+/// explains; splits ts first if it then expects src.split.from_log entries or more. A writable
 /// open syncs what it recovered from and cuts the log at such a hole; a read-only one only notes
 /// it. Sets rep.version.
 template <class Key, class Value, class Tables>
@@ -558,7 +574,7 @@ log_state replay_log(Tables& ts, const recovery_source& src, const inventory& in
   const segment_list segs(inv.segments.begin(), inv.segments.end());
   const log_estimate more = estimate_log<Key, Value>(src, segs, expect);
   const std::size_t expected = ts.table(0).size() + more.operations;
-  if (expected >= src.two_tables_from && more.operations > 0) ts.split();
+  if (expected >= src.split.from_log && more.operations > 0) ts.split();
   each_table(ts, [more](auto& t) { reserve_for_replay(t, more); });
   for (std::size_t i = 0; i < segs.size(); ++i) {
     if (covered(segs, i, expect)) continue;  // every record it could hold is covered already
