@@ -181,20 +181,21 @@ TEST_CASE("shared_map: groups handed on one after another each end with their ow
     }
     lrtest::await_queued(m, queued + per_group);
   };
+  // Group `group`: a caller held in g, queued while the group before is held in prev (so it
+  // leads the next group), and the group's writers behind it; then the group before ends.
+  const auto hand_on = [&](lrtest::gate& prev, std::thread& prev_leader, lrtest::gate& g, int group) {
+    std::thread leader = hold(g);
+    lrtest::await_queued(m, 1);
+    queue_writers(group, 1);
+    prev.release();
+    prev_leader.join();
+    g.await_entered();
+    return leader;
+  };
   std::thread c1 = hold(g1);  // group 1: version 2
   g1.await_entered();
-  std::thread c2 = hold(g2);  // leads group 2: version 3
-  lrtest::await_queued(m, 1);
-  queue_writers(2, 1);
-  g1.release();
-  c1.join();
-  g2.await_entered();
-  std::thread c3 = hold(g3);  // leads group 3: version 4
-  lrtest::await_queued(m, 1);
-  queue_writers(3, 1);
-  g2.release();
-  c2.join();
-  g3.await_entered();
+  std::thread c2 = hand_on(g1, c1, g2, 2);  // version 3
+  std::thread c3 = hand_on(g2, c2, g3, 3);  // version 4
   queue_writers(4, 0);  // group 4 (its first caller leads it): version 5
   CHECK_FALSE(m.contains(400));  // not before group 3 ends
   g3.release();
