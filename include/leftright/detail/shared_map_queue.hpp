@@ -162,7 +162,8 @@ class combining_queue {
   /// Marks the waiting requests of a group done and wakes their callers, all at once. A
   /// request may be gone once its state is stored (its caller returns). A caller that expected
   /// to lead the next group but was taken into this one sleeps on lead_word, not on word (see
-  /// combine_request::leads). Precondition: the posted requests among them are this thread's (finished), not yet deleted.
+  /// combine_request::leads). Precondition: the posted requests among them are this thread's
+  /// (finished), not yet deleted.
   static void finish_group(const std::vector<combine_request*>& taken, std::atomic<std::uint32_t>& word,
                            std::atomic<std::uint32_t>& lead_word) noexcept {
     bool lead_sleeper = false;
