@@ -134,13 +134,17 @@ class combining_queue {
         lock.unlock();
         std::this_thread::sleep_for(max_delay_);
         lock.lock();
+      } else {
+        await_returning(lock);
       }
       finished.reserve(finished.size() + queue_.size());  // so that nothing below, under the lock, throws
       taken.swap(queue_);
       const std::uint64_t g = ++takes_;
       waiting_queued_ = false;
       lock.unlock();
+      const auto started = std::chrono::steady_clock::now();
       run(group(taken));
+      const auto ran = std::chrono::steady_clock::now() - started;
       lock.lock();
       combine_request* const next = first_waiting();  // queued while this group ran: it leads the next
       const bool posted_left = next == nullptr && !queue_.empty();  // only posted ones: this thread runs them
@@ -149,6 +153,9 @@ class combining_queue {
       for (combine_request* r : taken) {
         if (r->detached) finished.emplace_back(r); else ++callers;
       }
+      // Nobody queued meanwhile: these callers wake together and queue again (see await_returning).
+      returning_ = next == nullptr ? callers : 0;
+      last_run_ = ran;
       lock.unlock();
       if (next != nullptr) wake(*next, combine_request::lead, lead_word_);  // first: its group runs meanwhile
       if (callers > 0) finish_group(taken, group_word_[g % 2], lead_word_);
@@ -157,6 +164,25 @@ class combining_queue {
       lock.lock();
     }
     finished.clear();  // deletes the posted requests, outside the lock
+  }
+
+  /// Before a group is taken: if the last group ended with nobody queued behind it, its callers
+  /// woke together and are queueing again, and the first of them found no combiner. Taking the
+  /// queue at once would publish that caller alone (one sync for one commit) while the others
+  /// queue behind it; so this waits, yielding the processor, until they have queued, or for half
+  /// the last group's run at most. Not where the last run took less than min_run_to_wait (a
+  /// publish that makes no sync: one yield among many threads took longer than that, and a
+  /// 2 µs commit became a 150 µs one). As PostgreSQL's commit_delay, which waits only while
+  /// commit_siblings transactions are active. Called and returns with the lock held.
+  void await_returning(std::unique_lock<std::mutex>& lock) {
+    const std::size_t expected = std::exchange(returning_, 0);
+    if (expected < 2 || queue_.size() >= expected || last_run_ < min_run_to_wait) return;
+    const auto until = std::chrono::steady_clock::now() + last_run_ / 2;
+    do {
+      lock.unlock();
+      std::this_thread::yield();
+      lock.lock();
+    } while (queue_.size() < expected && std::chrono::steady_clock::now() < until);
   }
 
   /// Marks the waiting requests of a group done and wakes their callers, all at once. A
@@ -223,6 +249,9 @@ class combining_queue {
   bool busy_ = false;                    ///< a combiner runs (or was handed the role); mu_
   std::uint64_t takes_ = 0;              ///< groups taken so far; mu_
   bool waiting_queued_ = false;          ///< queue_ holds a waiting request (its first leads); mu_
+  static constexpr std::chrono::microseconds min_run_to_wait{50};
+  std::size_t returning_ = 0;            ///< callers of the last group, if none queued behind it; mu_
+  std::chrono::steady_clock::duration last_run_{};  ///< how long the last group's run took; mu_
   const std::chrono::microseconds max_delay_;
   std::atomic<bool> spin_;
   std::atomic<std::uint32_t> lead_word_{0};      ///< the next combiner sleeps here ([Q3])
