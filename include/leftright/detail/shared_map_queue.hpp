@@ -71,17 +71,20 @@ struct combine_request {
   std::uint64_t group = 0; ///< the take that will run it (combining_queue::takes_ then)
 };
 
-class combining_queue {
+/// Clock: what times a group's run and the wait for returning callers (await_returning); a test
+/// gives one of its own, to decide when the wait ends.
+template <class Clock = std::chrono::steady_clock>
+class basic_combining_queue {
  public:
   using group = std::span<combine_request* const>;
 
   /// spin: whether a waiting writer checks back a few times before it sleeps (wait_for_outcome).
-  combining_queue(std::chrono::microseconds max_delay, bool spin) : max_delay_(max_delay), spin_(spin) {}
+  basic_combining_queue(std::chrono::microseconds max_delay, bool spin) : max_delay_(max_delay), spin_(spin) {}
   /// Changes spin, for the next waiters (the combiner, when its publishes start or stop making a
   /// system call). Any thread.
   void set_spin(bool spin) noexcept { spin_.store(spin, std::memory_order_relaxed); }  // [Q1]
-  combining_queue(const combining_queue&) = delete;
-  combining_queue& operator=(const combining_queue&) = delete;
+  basic_combining_queue(const basic_combining_queue&) = delete;
+  basic_combining_queue& operator=(const basic_combining_queue&) = delete;
 
   /// Queues r and returns once it has run: run(group) called by this thread, or by the
   /// combiner whose group took r. run must not throw (it records each request's outcome in it).
@@ -142,9 +145,9 @@ class combining_queue {
       const std::uint64_t g = ++takes_;
       waiting_queued_ = false;
       lock.unlock();
-      const auto started = std::chrono::steady_clock::now();
+      const auto started = Clock::now();
       run(group(taken));
-      const auto ran = std::chrono::steady_clock::now() - started;
+      const auto ran = Clock::now() - started;
       lock.lock();
       combine_request* const next = first_waiting();  // queued while this group ran: it leads the next
       const bool posted_left = next == nullptr && !queue_.empty();  // only posted ones: this thread runs them
@@ -177,12 +180,12 @@ class combining_queue {
   void await_returning(std::unique_lock<std::mutex>& lock) {
     const std::size_t expected = std::exchange(returning_, 0);
     if (expected < 2 || queue_.size() >= expected || last_run_ < min_run_to_wait) return;
-    const auto until = std::chrono::steady_clock::now() + last_run_ / 2;
+    const auto until = Clock::now() + last_run_ / 2;
     do {
       lock.unlock();
       std::this_thread::yield();
       lock.lock();
-    } while (queue_.size() < expected && std::chrono::steady_clock::now() < until);
+    } while (queue_.size() < expected && Clock::now() < until);
   }
 
   /// Marks the waiting requests of a group done and wakes their callers, all at once. A
@@ -251,11 +254,13 @@ class combining_queue {
   bool waiting_queued_ = false;          ///< queue_ holds a waiting request (its first leads); mu_
   static constexpr std::chrono::microseconds min_run_to_wait{50};
   std::size_t returning_ = 0;            ///< callers of the last group, if none queued behind it; mu_
-  std::chrono::steady_clock::duration last_run_{};  ///< how long the last group's run took; mu_
+  typename Clock::duration last_run_{};  ///< how long the last group's run took; mu_
   const std::chrono::microseconds max_delay_;
   std::atomic<bool> spin_;
   std::atomic<std::uint32_t> lead_word_{0};      ///< the next combiner sleeps here ([Q3])
   std::atomic<std::uint32_t> group_word_[2]{};   ///< a group's callers sleep here, by its parity ([Q3])
 };
+
+using combining_queue = basic_combining_queue<>;
 
 }  // namespace leftright::detail
