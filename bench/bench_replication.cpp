@@ -231,8 +231,8 @@ double median_of(std::vector<double> v) {
 /// range asked: about 5 ms, a fixed cost of every start, and a sixth of the phase at batches
 /// of 64) is not timed: this is the rate of applying. A third phase, after the in-process one,
 /// measures what bounds the follower from outside it: the engine's delivery of the same log
-/// messages to a subscriber that only takes each one (its metadata read, nothing decoded or
-/// applied), timed as the follower is, from its first message. Counters (each the median over
+/// messages to a subscriber that only takes each one as the follower does (its position read,
+/// nothing decoded or applied), timed as the follower is, from its first message. Counters (each the median over
 /// the iterations): entries/s of each phase; `ratio`, follower / in-process within each
 /// iteration (target: >= 0.5); `delivery_ratio`, delivery / in-process, the most `ratio` could
 /// be on this machine with this engine; `in_process_cpu_ns` and `follower_cpu_ns`, this
@@ -296,10 +296,7 @@ void BM_follower_apply_pair(benchmark::State& state) {
         natsMsg* m = nullptr;
         if (natsSubscription_NextMsg(&m, sub.get(), 10'000) != NATS_OK) return false;
         leftright::detail::replication::msg_ptr msg(m);
-        jsMsgMetaData* md = nullptr;
-        if (natsMsg_GetMetaData(&md, m) != NATS_OK) return false;
-        seq = md->Sequence.Stream;
-        jsMsgMetaData_Destroy(md);
+        seq = leftright::detail::replication::channel::position_of(m).sequence;  // as the follower reads it
         if (seq == first) t0 = clock_type::now();
       }
       delivery_s = std::chrono::duration<double>(clock_type::now() - t0).count();

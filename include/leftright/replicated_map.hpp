@@ -1019,12 +1019,9 @@ class follower {
     /// queued once the log holds nothing more for now (or a run is long: flush()); false if
     /// versions did not arrive (the subscription then starts afresh after the version shown).
     bool take(natsMsg* m) {
-      jsMsgMetaData* md = nullptr;
-      detail::replication::check(natsMsg_GetMetaData(&md, m), "message metadata");
-      detail::replication::meta_ptr owned(md);
-      const std::uint64_t seq = md->Sequence.Stream;
-      // [F3] relaxed: an estimate for lag(): the log holds NumPending more after this message.
-      known_last.store(seq + md->NumPending, std::memory_order_relaxed);
+      const auto [seq, pending] = detail::replication::channel::position_of(m);
+      // [F3] relaxed: an estimate for lag(): the log holds `pending` more after this message.
+      known_last.store(seq + pending, std::memory_order_relaxed);
       const std::uint64_t v = queued_through != 0 ? queued_through : w.version();
       if (seq <= v) return true;  // already applied (a consumer recreated from an older point)
       if (seq != v + 1) {
@@ -1041,7 +1038,7 @@ class follower {
       queued_through = seq;
       ++queued_messages;
       ack_asked = ack_asked || detail::replication::channel::asks_acks(m);
-      if (md->NumPending == 0 || queued_messages >= max_run_messages || w.pending() >= max_run_operations) flush();
+      if (pending == 0 || queued_messages >= max_run_messages || w.pending() >= max_run_operations) flush();
       return true;
     }
 
