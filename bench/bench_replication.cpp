@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -206,6 +207,13 @@ void prefill_apply_keys(Writer& w) {
   w.publish();
 }
 
+/// This process's CPU time so far (all its threads), in seconds.
+double process_cpu_s() {
+  timespec t{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+}
+
 double median_of(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -223,11 +231,15 @@ double median_of(std::vector<double> v) {
 /// range asked: about 5 ms, a fixed cost of every start, and a sixth of the phase at batches
 /// of 64) is not timed: this is the rate of applying. A third phase, after the in-process one,
 /// measures what bounds the follower from outside it: the engine's delivery of the same log
-/// messages to a subscriber that only takes each one (its metadata read, nothing decoded or
-/// applied), timed as the follower is, from its first message. Counters (each the median over
+/// messages to a subscriber that only takes each one as the follower does (its position read,
+/// nothing decoded or applied), timed as the follower is, from its first message. Counters (each the median over
 /// the iterations): entries/s of each phase; `ratio`, follower / in-process within each
 /// iteration (target: >= 0.5); `delivery_ratio`, delivery / in-process, the most `ratio` could
-/// be on this machine with this engine.
+/// be on this machine with this engine; `in_process_cpu_ns` and `follower_cpu_ns`, this
+/// process's CPU time per entry in each phase (all its threads: for the follower, its own, the
+/// nats.c reader's and the library's garbage collector's; nats-server's is not counted): what
+/// the follower's side costs, apart from the time its threads waited for a core. Both move with
+/// whatever else the machine runs: compare builds over several alternating runs.
 void BM_follower_apply_pair(benchmark::State& state) {
   const u64 batch = static_cast<u64>(state.range(0));
   const auto o = map_options("apply", /*purge_log=*/true);
@@ -244,19 +256,23 @@ void BM_follower_apply_pair(benchmark::State& state) {
   prefill_apply_keys(mw);
 
   const double entries = static_cast<double>(apply_batches * batch);
-  std::vector<double> local_rate, follower_rate, ratio, delivery_rate, delivery_ratio;
+  std::vector<double> local_rate, follower_rate, ratio, delivery_rate, delivery_ratio, local_cpu, follower_cpu;
   bool follower_first = false;
   for (auto _ : state) {
     double local_s = 0;
+    double local_cpu_s = 0;
     double follower_s = 0;
+    double follower_cpu_s = 0;
     double follower_entries = 0;
     const auto run_local = [&] {
       const auto t0 = clock_type::now();
+      const double cpu0 = process_cpu_s();
       for (u64 b = 0; b < apply_batches; ++b) {
         queue_apply_batch(mw, batch, b);
         mw.publish();
       }
       local_s = std::chrono::duration<double>(clock_type::now() - t0).count();
+      local_cpu_s = process_cpu_s() - cpu0;
     };
     const auto run_follower = [&] {
       auto [f, fr] = leftright::open_follower<u64, u64>(o);
@@ -264,8 +280,10 @@ void BM_follower_apply_pair(benchmark::State& state) {
       const u64 from = f.version();  // the first run of log messages applied
       if (last - from < apply_batches / 2) return false;  // (runs are far shorter: not expected)
       const auto t0 = clock_type::now();
+      const double cpu0 = process_cpu_s();
       const bool ok = f.wait_for(last, std::chrono::seconds(60));
       follower_s = std::chrono::duration<double>(clock_type::now() - t0).count();
+      follower_cpu_s = process_cpu_s() - cpu0;
       follower_entries = static_cast<double>((last - from) * batch);
       return ok;
     };  // the follower's thread stops here, outside both phases' timing
@@ -278,10 +296,7 @@ void BM_follower_apply_pair(benchmark::State& state) {
         natsMsg* m = nullptr;
         if (natsSubscription_NextMsg(&m, sub.get(), 10'000) != NATS_OK) return false;
         leftright::detail::replication::msg_ptr msg(m);
-        jsMsgMetaData* md = nullptr;
-        if (natsMsg_GetMetaData(&md, m) != NATS_OK) return false;
-        seq = md->Sequence.Stream;
-        jsMsgMetaData_Destroy(md);
+        seq = leftright::detail::replication::channel::position_of(m).sequence;  // as the follower reads it
         if (seq == first) t0 = clock_type::now();
       }
       delivery_s = std::chrono::duration<double>(clock_type::now() - t0).count();
@@ -307,12 +322,16 @@ void BM_follower_apply_pair(benchmark::State& state) {
     ratio.push_back(follower_rate.back() / local_rate.back());
     delivery_rate.push_back(static_cast<double>((last - first) * batch) / delivery_s);
     delivery_ratio.push_back(delivery_rate.back() / local_rate.back());
+    local_cpu.push_back(local_cpu_s * 1e9 / entries);
+    follower_cpu.push_back(follower_cpu_s * 1e9 / follower_entries);
   }
   state.counters["in_process_per_s"] = median_of(local_rate);
   state.counters["follower_per_s"] = median_of(follower_rate);
   state.counters["ratio"] = median_of(ratio);
   state.counters["delivery_per_s"] = median_of(delivery_rate);
   state.counters["delivery_ratio"] = median_of(delivery_ratio);
+  state.counters["in_process_cpu_ns"] = median_of(local_cpu);
+  state.counters["follower_cpu_ns"] = median_of(follower_cpu);
 }
 BENCHMARK(BM_follower_apply_pair)->Arg(64)->Arg(1024)->ArgName("batch")->Iterations(8)->UseRealTime();
 

@@ -178,6 +178,34 @@ TEST_CASE("replication: a replica's writer jumps forward to a snapshot's version
   CHECK(w.publish() == 30);
 }
 
+TEST_CASE("replication: a log message's position is read from both forms of its reply subject; others are refused",
+          "[replication]") {
+  // No engine: position_of reads the reply subject nats-server 2.9 sends (7 tokens after
+  // "$JS.ACK.") and the newer form (domain and account first, more tokens after the pending count).
+  using channel = leftright::detail::replication::channel;
+  REQUIRE(nats_Open(-1) == NATS_OK);  // natsMsg_Destroy hands messages to the library's collector thread
+  const auto position = [](const char* reply) {
+    natsMsg* m = nullptr;
+    REQUIRE(natsMsg_Create(&m, "lr.m.log", reply, "x", 1) == NATS_OK);
+    leftright::detail::replication::msg_ptr owned(m);
+    return channel::position_of(m);
+  };
+  auto p = position("$JS.ACK.LR_m.c1.1.42.42.1733390000000000000.7");
+  CHECK(p.sequence == 42);
+  CHECK(p.pending == 7);
+  p = position("$JS.ACK._.ACCHASH.LR_m.c1.1.18446744073709551615.9.1733390000000000000.0.rnd");
+  CHECK(p.sequence == ~u64{0});
+  CHECK(p.pending == 0);
+  p = position("$JS.ACK.dom.ACCHASH.LR_m.c1.1.5.5.1733390000000000000.3");
+  CHECK(p.sequence == 5);
+  CHECK(p.pending == 3);
+  for (const char* bad : {"", "_INBOX.abc", "$JS.ACK.LR_m.c1.1.42.42.1733390000000000000",
+                          "$JS.ACK.LR_m.c1.1.x42.42.1733390000000000000.7", "$JS.ACK.LR_m.c1.1.42.42.1.-7",
+                          "$JS.ACK.a.b.LR_m.c1.1.42.42.1733390000000000000"}) {
+    CHECK_THROWS_AS(position(*bad != '\0' ? bad : nullptr), replication_error);
+  }
+}
+
 TEST_CASE("replication: a fresh follower bootstraps from the snapshot and tails the log to the leader's version",
           "[replication]") {
   nats_server server;

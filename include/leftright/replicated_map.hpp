@@ -571,8 +571,9 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
 
   /// Waits until at least n followers have applied version v or later, as they report it in
   /// the engine's acks bucket, or until timeout passes; returns how many have (fewer than n:
-  /// the timeout passed). A follower reports a batch published with options().acks at once,
-  /// and otherwise the version it shows about every second. Counts each follower id once (its
+  /// the timeout passed). A follower reports a batch published with options().acks at once
+  /// (one that reaches it only after its leader stopped waiting, catching up, with its next
+  /// report), and otherwise the version it shows about every second. Counts each follower id once (its
   /// newest report), a follower stopped since it reported included.
   /// Progress: blocking, at most timeout (plus a round trip to the engine at the first call,
   /// and one when it would return fewer than n). Throws replication_error (unreachable) if the
@@ -1019,12 +1020,9 @@ class follower {
     /// queued once the log holds nothing more for now (or a run is long: flush()); false if
     /// versions did not arrive (the subscription then starts afresh after the version shown).
     bool take(natsMsg* m) {
-      jsMsgMetaData* md = nullptr;
-      detail::replication::check(natsMsg_GetMetaData(&md, m), "message metadata");
-      detail::replication::meta_ptr owned(md);
-      const std::uint64_t seq = md->Sequence.Stream;
-      // [F3] relaxed: an estimate for lag(): the log holds NumPending more after this message.
-      known_last.store(seq + md->NumPending, std::memory_order_relaxed);
+      const auto [seq, pending] = detail::replication::channel::position_of(m);
+      // [F3] relaxed: an estimate for lag(): the log holds `pending` more after this message.
+      known_last.store(seq + pending, std::memory_order_relaxed);
       const std::uint64_t v = queued_through != 0 ? queued_through : w.version();
       if (seq <= v) return true;  // already applied (a consumer recreated from an older point)
       if (seq != v + 1) {
@@ -1040,8 +1038,16 @@ class follower {
       }
       queued_through = seq;
       ++queued_messages;
-      ack_asked = ack_asked || detail::replication::channel::asks_acks(m);
-      if (md->NumPending == 0 || queued_messages >= max_run_messages || w.pending() >= max_run_operations) flush();
+      // Only a run's last message is asked whether it asks for acks: reading one header lifts
+      // them all into a hash table (allocations, freed with the message), and every log
+      // message has headers (its append's message id and expected sequence): a tenth of the
+      // thread's time at batches of 64. A message that asks is the log's last while its leader
+      // waits for it (the leader appends nothing meanwhile), so it ends a run here (pending ==
+      // 0). One found inside a run, by a follower behind the log, is no longer waited for: the
+      // next watchdog round's report (report_if_due) tells of it.
+      if (pending == 0 || queued_messages >= max_run_messages || w.pending() >= max_run_operations) {
+        flush(detail::replication::channel::asks_acks(m));
+      }
       return true;
     }
 
@@ -1061,23 +1067,22 @@ class follower {
     /// message made it several times slower than the leader on small batches). Its readers jump
     /// to the run's last version, each version they see being the leader's, as after a
     /// re-bootstrap; a follower that keeps up publishes each message on its own (the log holds
-    /// nothing more when it arrives).
-    void flush() {
+    /// nothing more when it arrives). asked_acks: the run's last message asks its followers to
+    /// report it at once (the leader waits for it: replication_options::acks).
+    void flush(bool asked_acks = false) {
       if (queued_through == 0) return;
       w.skip_to(queued_through);
       const std::uint64_t v = w.publish();
       queued_through = 0;
       queued_messages = 0;
       published(v);
-      if (ack_asked) report(v);  // the leader waits for it (replication_options::acks)
-      ack_asked = false;
+      if (asked_acks) report(v);
     }
     /// Drops the queued run (the subscription then starts again after the published version).
     void discard_queued() noexcept {
       w.discard();
       queued_through = 0;
       queued_messages = 0;
-      ack_asked = false;
     }
 
     /// Reports the version shown in the acks bucket (replicated_writer::followers() and
@@ -1228,7 +1233,6 @@ class follower {
     std::string id;             ///< replication_options::id: its key in the acks bucket
     std::uint64_t reported = 0;  ///< thread only: the version last reported
     std::chrono::steady_clock::time_point reported_at{};  ///< thread only: when
-    bool ack_asked = false;  ///< thread only: the queued run holds a message that asks for acks
     std::uint64_t queued_through = 0;  ///< thread only: the last version queued on w, unpublished (0: none)
     std::size_t queued_messages = 0;   ///< thread only: how many
     std::atomic<std::uint64_t> applied;
