@@ -29,7 +29,7 @@ struct test_clock {
   using rep = duration::rep;
   using period = duration::period;
   using time_point = std::chrono::time_point<test_clock>;
-  // seq_cst throughout: a read counted after the test saw the count (reads_since) reads the
+  // seq_cst throughout: a read counted after the test saw the count (read_count()) reads the
   // time after any advance() the test made before that, the one order all four operations share.
   static time_point now() noexcept {
     reads.fetch_add(1, std::memory_order_seq_cst);
