@@ -47,26 +47,55 @@ struct both_maps {
   shared_t shared;
 };
 
-template <class Key, std::size_t N>
+/// The handle path the handle-free reads are paired with.
+enum class baseline {
+  own,    ///< a map_reader of the shared_map's own map (shared_map::factory()): the same table
+  other,  ///< a map_reader of a second map filled alike: another table, as measured until 2026-12-05
+  control ///< not shared_map at all: the second map's handle against a handle of the shared_map's
+          ///< own map, on the same keys as `other`: what two tables differ by with one path
+};
+constexpr const char* baseline_name(baseline b) {
+  switch (b) {
+    case baseline::own: return "own";
+    case baseline::other: return "other";
+    case baseline::control: return "control";
+  }
+  return "?";
+}
+
+template <class Key, std::size_t N, baseline B>
 void bm_shared_pair(benchmark::State& state) {
   auto& maps = fixture<both_maps<Key>, Key, N>();
   const std::vector<Key>& keys = lookup_keys<Key, N, 0>();
-  const auto handle = maps.factory.make_reader();
+  const auto handle = B == baseline::own ? maps.shared.factory().make_reader() : maps.factory.make_reader();
+  const auto own_handle = maps.shared.factory().make_reader();
   const auto& shared = maps.shared;
   constexpr std::size_t phase = N > 65536 ? 16384 : 65536;
   std::size_t at = thread_start(state, keys.size());
+  // On one table (own) the phase run second would find the first one's lines in the cache (on
+  // the 1M map), so the two phases read windows of the key sequence as far apart as the
+  // threads' windows allow. On two tables each phase reads its own lines: the same keys.
+  const std::size_t apart =
+      B == baseline::own ? keys.size() / (2 * static_cast<std::size_t>(state.threads())) / block * block : 0;
   const pair_result r = run_pairs(
       state, [&] { lookup_phase(keys, at, phase, [&handle](const Key& k) { return handle.get(k); }); },
-      [&] { lookup_phase(keys, at, phase, [&shared](const Key& k) { return shared.get(k); }); },
+      [&] {
+        const std::size_t from = (at + apart) % keys.size();
+        if constexpr (B == baseline::control) {
+          lookup_phase(keys, from, phase, [&own_handle](const Key& k) { return own_handle.get(k); });
+        } else {
+          lookup_phase(keys, from, phase, [&shared](const Key& k) { return shared.get(k); });
+        }
+      },
       [&] { at = (at + phase) % keys.size(); });
   set_pair_counters(state, r);
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * phase));
 }
 
-template <class Key, std::size_t N>
+template <class Key, std::size_t N, baseline B>
 void add() {
-  const std::string name = "shared_pair/" + std::string(key_name<Key>) + "/" + size_name(N) + "/hit";
-  benchmark::RegisterBenchmark(name.c_str(), &bm_shared_pair<Key, N>)
+  const std::string name = "shared_pair/" + std::string(key_name<Key>) + "/" + size_name(N) + "/hit/" + baseline_name(B);
+  benchmark::RegisterBenchmark(name.c_str(), &bm_shared_pair<Key, N, B>)
       ->ThreadRange(1, 2)
       ->UseRealTime()
       ->Setup(setup_pair_barrier)
@@ -74,8 +103,12 @@ void add() {
 }
 
 [[maybe_unused]] const bool registered = [] {
-  add<std::uint64_t, small_n>();
-  add<std::uint64_t, large_n>();
+  add<std::uint64_t, small_n, baseline::own>();
+  add<std::uint64_t, large_n, baseline::own>();
+  add<std::uint64_t, small_n, baseline::other>();
+  add<std::uint64_t, large_n, baseline::other>();
+  add<std::uint64_t, small_n, baseline::control>();
+  add<std::uint64_t, large_n, baseline::control>();
   return true;
 }();
 
