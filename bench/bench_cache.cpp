@@ -69,6 +69,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "adapters.hpp"
+#include "measure.hpp"
 #include "workload.hpp"
 
 #if LEFTRIGHT_BENCH_WITH_TBB && __has_include(<oneapi/tbb/concurrent_lru_cache.h>)
@@ -311,11 +312,6 @@ std::pair<std::vector<herd_slot>, herd_clock::time_point> run_herd(Cache& cache,
   go.count_down();
   for (auto& th : threads) th.join();
   return {std::move(slots), released};
-}
-
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
 template <class Cache>

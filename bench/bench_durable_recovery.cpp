@@ -29,7 +29,6 @@
 // files count where their pages were touched).
 #include <spawn.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -53,6 +52,7 @@
 #include <leftright/detail/storage/replay.hpp>
 
 #include "durable_adapters.hpp"
+#include "measure.hpp"
 #include "workload.hpp"
 
 extern char** environ;
@@ -61,13 +61,6 @@ namespace lrbench {
 namespace {
 
 inline constexpr std::size_t recover_batch = 1024;
-
-/// This process's CPU time (all its threads), in seconds.
-inline double process_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
 
 /// The map's options, in the writing process and in the child that reopens it: `none`, and no
 /// automatic checkpoint (the log variant must keep its whole log); threads: recovery_threads.

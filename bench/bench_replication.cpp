@@ -23,16 +23,18 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "measure.hpp"
 #include "support/replication_support.hpp"
 
 namespace {
 
+using lrbench::median_of;
+using lrbench::process_cpu_seconds;
 using u64 = std::uint64_t;
 using clock_type = std::chrono::steady_clock;
 
@@ -208,18 +210,6 @@ void prefill_apply_keys(Writer& w) {
 }
 
 /// This process's CPU time so far (all its threads), in seconds.
-double process_cpu_s() {
-  timespec t{};
-  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
-}
-
-double median_of(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 /// A follower's apply rate against an in-process map_writer's, on the same apply_batches batches
 /// of range(0) overwrites. Set-up: the leader publishes the 100,000 keys, takes a snapshot (the
 /// log below it is purged), then publishes the batches; the in-process map (make_map) gets the
@@ -252,7 +242,9 @@ void BM_follower_apply_pair(benchmark::State& state) {
     queue_apply_batch(lw, batch, b);
     last = lw.publish();
   }
-  auto [mw, mr] = leftright::make_map<u64, u64>();
+  // Not a structured binding: the lambdas below capture the writer, which Clang 14 refuses for one.
+  auto made = leftright::make_map<u64, u64>();
+  auto& mw = made.first;
   prefill_apply_keys(mw);
 
   const double entries = static_cast<double>(apply_batches * batch);
@@ -266,13 +258,13 @@ void BM_follower_apply_pair(benchmark::State& state) {
     double follower_entries = 0;
     const auto run_local = [&] {
       const auto t0 = clock_type::now();
-      const double cpu0 = process_cpu_s();
+      const double cpu0 = process_cpu_seconds();
       for (u64 b = 0; b < apply_batches; ++b) {
         queue_apply_batch(mw, batch, b);
         mw.publish();
       }
       local_s = std::chrono::duration<double>(clock_type::now() - t0).count();
-      local_cpu_s = process_cpu_s() - cpu0;
+      local_cpu_s = process_cpu_seconds() - cpu0;
     };
     const auto run_follower = [&] {
       auto [f, fr] = leftright::open_follower<u64, u64>(o);
@@ -280,10 +272,10 @@ void BM_follower_apply_pair(benchmark::State& state) {
       const u64 from = f.version();  // the first run of log messages applied
       if (last - from < apply_batches / 2) return false;  // (runs are far shorter: not expected)
       const auto t0 = clock_type::now();
-      const double cpu0 = process_cpu_s();
+      const double cpu0 = process_cpu_seconds();
       const bool ok = f.wait_for(last, std::chrono::seconds(60));
       follower_s = std::chrono::duration<double>(clock_type::now() - t0).count();
-      follower_cpu_s = process_cpu_s() - cpu0;
+      follower_cpu_s = process_cpu_seconds() - cpu0;
       follower_entries = static_cast<double>((last - from) * batch);
       return ok;
     };  // the follower's thread stops here, outside both phases' timing
