@@ -15,6 +15,9 @@
 //   find_each      lr_asym: read_guard::find_each, one guard per call, each value read in the
 //                  callback as its key is looked up (no array of pointers)
 //   get_many       lr_asym: map_reader::get_many, one guard per call, values copied out
+//   each_store     lr_asym: find_many's contract written with read_guard::find_each, whose
+//                  callback stores each pointer into the array (then the values read from it):
+//                  the array form inlined at its call site, where find_many is a call
 // The figure is the median over pairs of (limit scalar phase time / variant phase time): the
 // variant's lookup rate as a fraction of the limit's scalar rate. find_many against
 // limit_batched is the quotient of their two ratios (both to the same limit).
@@ -49,7 +52,7 @@ void setup_batch(const benchmark::State& state) {
 }
 void teardown_batch(const benchmark::State&) { batch_barrier.reset(); }
 
-enum class variant { limit_batched, limit_find_many, find_many, find_each, get_many };
+enum class variant { limit_batched, limit_find_many, find_many, find_each, get_many, each_store };
 constexpr const char* variant_name(variant v) {
   switch (v) {
     case variant::limit_batched: return "limit_batched";
@@ -57,6 +60,7 @@ constexpr const char* variant_name(variant v) {
     case variant::find_many: return "find_many";
     case variant::find_each: return "find_each";
     case variant::get_many: return "get_many";
+    case variant::each_store: return "each_store";
   }
   return "?";
 }
@@ -107,6 +111,10 @@ struct batch_call {
       const auto g = reader->read();
       g.find_each(std::span<const Key>(k, B),
                   [&sum](std::size_t, const value_t* v) { sum += v == nullptr ? miss_value : *v; });
+    } else if constexpr (V == variant::each_store) {
+      const auto g = reader->read();
+      g.find_each(std::span<const Key>(k, B), [this](std::size_t j, const value_t* v) { found[j] = v; });
+      for (std::size_t j = 0; j < B; ++j) sum += found[j] == nullptr ? miss_value : *found[j];
     } else {
       reader->get_many(std::span<const Key>(k, B), std::span<std::optional<value_t>>(copied, B));
       for (std::size_t j = 0; j < B; ++j) sum += copied[j].value_or(miss_value);
@@ -208,6 +216,8 @@ void add_size() {
   add<variant::limit_find_many, Key, N, 0, 64>();
   add<variant::find_each, Key, N, 0, 16>();
   add<variant::find_each, Key, N, 0, 64>();
+  add<variant::each_store, Key, N, 0, 16>();
+  add<variant::each_store, Key, N, 0, 64>();
   add<variant::get_many, Key, N, 0, 16>();
   add<variant::get_many, Key, N, 0, 64>();
   add<variant::limit_batched, Key, N, 10, 64>();
