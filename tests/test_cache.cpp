@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <random>
 #include <set>
@@ -93,6 +94,38 @@ TEST_CASE("cache: a put is read back on its thread and by a thread started after
   CHECK(seen == 2);
   CHECK_FALSE(c.get("b").has_value());
   CHECK(c.size() == 1);
+}
+
+TEST_CASE("cache: a cache made where another died is read as itself by a thread that read the other") {
+  // As for shared_map (test_shared_map_readers.cpp): the thread's one-entry cache of its reading
+  // state is keyed by an address inside the cache, which the dead cache must have cleared.
+  using icache = cache<int, int>;
+  alignas(icache) unsigned char storage[sizeof(icache)];
+  icache* a = new (storage) icache;
+  a->put(1, 10);
+  std::latch first_read(1), remade(1), second_read(1);
+  std::optional<int> before, after, after_other;
+  icache* b = nullptr;
+  std::thread t([&] {
+    before = a->get(1);
+    first_read.count_down();
+    remade.wait();
+    after = b->get(1);
+    after_other = b->get(2);
+    second_read.count_down();
+  });
+  first_read.wait();
+  a->~icache();
+  b = new (storage) icache;
+  REQUIRE(static_cast<void*>(a) == static_cast<void*>(b));
+  b->put(1, 20);
+  remade.count_down();
+  second_read.wait();
+  t.join();
+  CHECK(before == 10);
+  CHECK(after == 20);
+  CHECK_FALSE(after_other.has_value());
+  b->~icache();
 }
 
 TEST_CASE("cache: options that contradict each other are refused") {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <latch>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <thread>
@@ -87,6 +88,42 @@ TEST_CASE("shared_map readers: the map may die before the threads that read it",
   CHECK(wrong.load() == 0);
   CHECK(lrtest::counted::live == 0);
   CHECK(other->live_readers() == 0);
+}
+
+TEST_CASE("shared_map readers: a map made where another died is read as itself by a thread that read the other",
+          "[shared_map][readers]") {
+  // The thread's one-entry cache is keyed by an address inside the map: the dead map must have
+  // cleared it, or the thread would read the new map through the dead one's (freed) reader.
+  alignas(imap) unsigned char storage[sizeof(imap)];
+  imap* a = new (storage) imap;
+  a->insert_or_assign(1, 10);
+  std::latch first_read(1), remade(1), second_read(1), done(1);
+  std::optional<int> before, after, after_other;
+  imap* b = nullptr;
+  std::thread t([&] {
+    before = a->get(1);  // caches a's reader
+    first_read.count_down();
+    remade.wait();
+    after = b->get(1);  // the same address: must reach b's reader, not a's
+    after_other = b->get(2);
+    second_read.count_down();
+    done.wait();  // keeps the thread, and its reader of b, alive while the main thread checks
+  });
+  first_read.wait();
+  a->~imap();  // the thread is alive and still caches a
+  b = new (storage) imap;
+  REQUIRE(static_cast<void*>(a) == static_cast<void*>(b));
+  b->insert_or_assign(1, 20);
+  remade.count_down();
+  second_read.wait();
+  CHECK(before == std::optional<int>(10));
+  CHECK(after == std::optional<int>(20));
+  CHECK(after_other == std::nullopt);
+  CHECK(b->live_readers() == 1);  // the thread made a reader of b
+  done.count_down();
+  t.join();
+  CHECK(b->live_readers() == 0);
+  b->~imap();
 }
 
 TEST_CASE("shared_map readers: many maps per thread, made and destroyed in turn", "[shared_map][readers]") {

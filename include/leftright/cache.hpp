@@ -233,7 +233,7 @@ class cache {
   }
   cache(const cache&) = delete;
   cache& operator=(const cache&) = delete;
-  ~cache() { home_->close(); }
+  ~cache() { home_->close(&id_); }
 
   // ---- Reads. Progress: wait-free after the thread's first read (which registers it). ----
 
@@ -525,15 +525,17 @@ class cache {
   // ---- Reading-thread machinery. ----
 
   const thread_state& local() const {
-    const detail::reader_cache c = detail::tls_reader_cache;
-    if (c.map_id == id_) [[likely]] return *static_cast<const thread_state*>(c.reader);
+    const detail::reader_cache& c = detail::tls_reader_cache;
+    // [H4] relaxed (detail/shared_map_readers.hpp): this thread's own entry, cleared by a cache's
+    //      destructor before another cache can be made at this address
+    if (c.owner.load(std::memory_order_relaxed) == &id_) [[likely]] return *static_cast<const thread_state*>(c.node);
     return local_slow();
   }
   [[gnu::noinline]] const thread_state& local_slow() const {
     thread_state& t = detail::local_node<thread_state>(id_, home_, [this] {
       return std::make_unique<thread_state>(map_.factory().make_reader(), totals_);
     });
-    detail::tls_reader_cache = {id_, &t};
+    detail::cache_node(&id_, t, &t);
     return t;
   }
   template <class K>

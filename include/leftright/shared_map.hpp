@@ -103,7 +103,7 @@ class shared_map {
   shared_map& operator=(const shared_map&) = delete;
   /// Releases every thread's reader of this map (no thread is waited for), then the writer (a
   /// durable map syncs its log and closes, as durable_writer's destructor).
-  ~shared_map() { home_->close(); }
+  ~shared_map() { home_->close(&id_); }
 
   // ---- Reads. Thread-safety: any thread. Progress: wait-free after the thread's first read of
   // this map (a mutex, and an allocation at a new high of live readers). Memory ordering: every
@@ -277,8 +277,10 @@ class shared_map {
   // ---- The per-thread reader. ----
 
   [[gnu::always_inline]] inline const reader_type& local_reader() const {
-    const detail::reader_cache c = detail::tls_reader_cache;
-    if (c.map_id == id_) [[likely]] return *static_cast<const reader_type*>(c.reader);
+    const detail::reader_cache& c = detail::tls_reader_cache;
+    // [H4] relaxed (detail/shared_map_readers.hpp): this thread's own entry, cleared by a map's
+    //      destructor before another map can be made at this address
+    if (c.owner.load(std::memory_order_relaxed) == &id_) [[likely]] return *static_cast<const reader_type*>(c.node);
     return local_reader_slow();
   }
   [[gnu::noinline]] const reader_type& local_reader_slow() const;
@@ -500,7 +502,7 @@ shared_map<Key, Value, Hash, Eq, Traits>::local_reader_slow() const {
   using node = detail::thread_reader_node_of<reader_type>;
   node& n = detail::local_node<node>(id_, home_, [this] { return std::make_unique<node>(factory_.make_reader()); });
   const reader_type* r = &n.reader;
-  detail::tls_reader_cache = {id_, r};
+  detail::cache_node(&id_, n, r);
   return *r;
 }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // leftright: the per-thread readers of shared_map. Each thread that reads a shared_map gets a
 // map_reader of its own on its first read; later reads find it through a one-entry cache of
-// (map id, reader) per thread, and on a miss through the thread's table of its readers.
+// (map address, reader) per thread, and on a miss through the thread's table of its readers.
 //
 // Ownership. A reader lives in a node that the map's reader_home owns (a list under a mutex); the
 // thread's table holds a pointer to the node and a shared_ptr to the home. Whoever goes first
@@ -11,8 +11,12 @@
 //   - the map is destroyed: it closes its home, taking every node out of the list and destroying
 //     them; a thread that exits later finds the home closed and touches nothing else.
 // The home outlives both (shared_ptr). A map id is never reused (a process-wide counter), so a
-// thread's cache or table entry of a destroyed map never matches a later map at the same address;
-// the table drops entries of closed homes as it grows.
+// thread's table entry of a destroyed map never matches a later map at the same address; the
+// table drops entries of closed homes as it grows. The one-entry cache is keyed by an address
+// instead, that of the owner's id member (an owner inside another, as a cache's shared_map, has
+// its own; a read compares it with an address computed from `this`, loading nothing): closing
+// the home clears it in every thread whose node the home still holds, so no thread's cache names
+// a destroyed owner when another is made at its address.
 //
 // Atomics in this file:
 //   [H1] next map id            relaxed  uniqueness only; nothing is published with the id
@@ -20,6 +24,16 @@
 //                                        release(); the lock-free reader is only the table purge
 //   [H3] home closed: load      relaxed  the purge may see it late: an entry is then kept a
 //                                        little longer, and it only ever drops the shared_ptr
+//   [H4] cache owner: load      relaxed  by the cache's thread, which alone stores the node
+//                                        beside it; the owner is read through it only if it is
+//                                        alive, and a map made later at the same address is
+//                                        reached through synchronization that follows [H6]
+//   [H5] cache owner: store     relaxed  by the cache's thread (the node beside it is its own)
+//   [H6] cache owner: clear     relaxed  compare-exchange by the closing map, under the home's
+//                                        mutex: a thread that reads a map made later at this
+//                                        address synchronizes with that map's making, which
+//                                        follows this destructor, so it loads null or later
+//                                        (coherence); failing leaves the thread's other entry
 #pragma once
 
 #include <atomic>
@@ -39,11 +53,36 @@ inline std::uint64_t next_shared_map_id() noexcept {
   return next.fetch_add(1, std::memory_order_relaxed);  // [H1] relaxed: uniqueness only
 }
 
+/// The last reader a thread used: constant-initialized and trivially destructible, so a read
+/// reaches it with one thread-local load and no guard, and it can still be read while the thread
+/// exits. `owner` is the address of the id member of the map (or cache) the node belongs to; the
+/// owner's destructor clears it ([H6]).
+struct reader_cache {
+  std::atomic<const void*> owner{nullptr};
+  const void* node = nullptr;
+};
+inline constinit thread_local reader_cache tls_reader_cache;
+/// Set once this thread's table is destroyed (the thread is exiting).
+inline constinit thread_local bool tls_readers_gone = false;
+struct thread_reader_node;
+/// The last node made while this thread exits (from a thread_local destructor, after its table is
+/// gone), by owner id: such a node is never in tls_reader_cache (its owner could not clear the
+/// entry once the thread is gone), and ids are never reused, so a later read of the same owner
+/// finds it here instead of making another.
+struct exit_cache {
+  std::uint64_t id = 0;
+  thread_reader_node* node = nullptr;
+};
+inline constinit thread_local exit_cache tls_exit_node;
+
 /// A reader a home owns, used by one thread.
 struct thread_reader_node {
   virtual ~thread_reader_node() = default;
   thread_reader_node* prev = nullptr;  ///< the home's list, guarded by its mutex
   thread_reader_node* next = nullptr;
+  /// The cache of the node's thread, cleared when the owner closes the home; nullptr for a node
+  /// made while the thread exits (never cached). Set before the home adopts the node.
+  reader_cache* cache = nullptr;
 };
 
 template <class Reader>
@@ -83,12 +122,20 @@ class reader_home {
     delete n;
   }
 
-  /// Destroys every node and refuses later releases. Thread-safety: the map's destructor.
-  void close() noexcept {
+  /// Destroys every node and refuses later releases; clears owner from the cache of each node's
+  /// thread. Thread-safety: the owner's destructor. A node's thread is alive while the node is
+  /// listed (it releases its nodes, under the mutex, before its thread-locals go).
+  void close(const void* owner = nullptr) noexcept {
     thread_reader_node* list = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
       closed_.store(true, std::memory_order_relaxed);  // [H2] relaxed: under the mutex
+      for (thread_reader_node* n = head_; n != nullptr && owner != nullptr; n = n->next) {
+        if (n->cache == nullptr) continue;
+        const void* cached = owner;
+        // [H6] relaxed: see the file's head
+        n->cache->owner.compare_exchange_strong(cached, nullptr, std::memory_order_relaxed);
+      }
       list = std::exchange(head_, nullptr);
       live_ = 0;
     }
@@ -123,16 +170,6 @@ class reader_home {
   std::size_t peak_ = 0;
 };
 
-/// The last reader a thread used: trivially constructible and destructible, so a read reaches it
-/// with one thread-local load and no guard, and it can still be read while the thread exits.
-struct reader_cache {
-  std::uint64_t map_id;
-  const void* reader;
-};
-inline constinit thread_local reader_cache tls_reader_cache{0, nullptr};
-/// Set once this thread's table is destroyed (the thread is exiting).
-inline constinit thread_local bool tls_readers_gone = false;
-
 /// A thread's readers, one per map it read; releases them when the thread exits.
 class thread_readers {
  public:
@@ -148,7 +185,7 @@ class thread_readers {
   thread_readers(const thread_readers&) = delete;
   thread_readers& operator=(const thread_readers&) = delete;
   ~thread_readers() {
-    tls_reader_cache = {0, nullptr};
+    tls_reader_cache.owner.store(nullptr, std::memory_order_relaxed);  // [H5] relaxed
     tls_readers_gone = true;
     for (auto& [id, e] : entries_) e.home->release(e.node);
   }
@@ -184,16 +221,21 @@ class thread_readers {
 
 /// This thread's node of the owner (a map, a cache) with id `id`: found in the thread's table,
 /// or made by make() (a std::unique_ptr<Node>), adopted by home and recorded in the table on the
-/// thread's first call. The caller then points tls_reader_cache at what its fast path needs.
-/// A thread calling from a thread_local destructor after its table is gone gets a node the home
-/// keeps until the owner dies. Throws what make() or an allocation throws, having changed
-/// nothing.
+/// thread's first call. The caller then caches it (cache_node). A thread calling from a
+/// thread_local destructor after its table is gone gets a node the home keeps until the owner
+/// dies, and never cached. Throws what make() or an allocation throws, having changed nothing.
 template <class Node, class Make>
 Node& local_node(std::uint64_t id, const std::shared_ptr<reader_home>& home, Make&& make) {
   thread_readers* table = thread_readers::current();  // null while the thread exits
-  thread_reader_node* n = table != nullptr ? table->find(id) : nullptr;
+  thread_reader_node* n = nullptr;
+  if (table != nullptr) {
+    n = table->find(id);
+  } else if (tls_exit_node.id == id) {
+    n = tls_exit_node.node;
+  }
   if (n == nullptr) {
     std::unique_ptr<Node> made = make();
+    if (table != nullptr) made->cache = &tls_reader_cache;
     n = made.get();
     home->adopt(made.release());
     if (table != nullptr) {
@@ -203,9 +245,19 @@ Node& local_node(std::uint64_t id, const std::shared_ptr<reader_home>& home, Mak
         home->release(n);
         throw;
       }
+    } else {
+      tls_exit_node = {id, n};
     }
   }
   return static_cast<Node&>(*n);
+}
+
+/// Makes `owner`'s node n this thread's cached one, where it can be (see local_node): later reads
+/// of owner then find `reached` with a compare and a load.
+inline void cache_node(const void* owner, const thread_reader_node& n, const void* reached) noexcept {
+  if (n.cache == nullptr) return;
+  tls_reader_cache.node = reached;
+  tls_reader_cache.owner.store(owner, std::memory_order_relaxed);  // [H5] relaxed
 }
 
 }  // namespace leftright::detail
