@@ -67,8 +67,9 @@ template <class Key, std::size_t N, baseline B>
 void bm_shared_pair(benchmark::State& state) {
   auto& maps = fixture<both_maps<Key>, Key, N>();
   const std::vector<Key>& keys = lookup_keys<Key, N, 0>();
-  const auto handle = B == baseline::own ? maps.shared.factory().make_reader() : maps.factory.make_reader();
   const auto own_handle = maps.shared.factory().make_reader();
+  const auto other_handle = maps.factory.make_reader();
+  const auto& handle = B == baseline::own ? own_handle : other_handle;
   const auto& shared = maps.shared;
   constexpr std::size_t phase = N > 65536 ? 16384 : 65536;
   std::size_t at = thread_start(state, keys.size());

@@ -525,11 +525,7 @@ class cache {
   // ---- Reading-thread machinery. ----
 
   const thread_state& local() const {
-    const detail::reader_cache& c = detail::tls_reader_cache;
-    // [H4] relaxed (detail/shared_map_readers.hpp): this thread's own entry, cleared by a cache's
-    //      destructor before another cache can be made at this address
-    if (c.owner.load(std::memory_order_relaxed) == &id_) [[likely]] return *static_cast<const thread_state*>(c.node);
-    return local_slow();
+    return detail::cached_or<thread_state>(&id_, [this]() -> const thread_state& { return local_slow(); });
   }
   [[gnu::noinline]] const thread_state& local_slow() const {
     thread_state& t = detail::local_node<thread_state>(id_, home_, [this] {

@@ -277,11 +277,7 @@ class shared_map {
   // ---- The per-thread reader. ----
 
   [[gnu::always_inline]] inline const reader_type& local_reader() const {
-    const detail::reader_cache& c = detail::tls_reader_cache;
-    // [H4] relaxed (detail/shared_map_readers.hpp): this thread's own entry, cleared by a map's
-    //      destructor before another map can be made at this address
-    if (c.owner.load(std::memory_order_relaxed) == &id_) [[likely]] return *static_cast<const reader_type*>(c.node);
-    return local_reader_slow();
+    return detail::cached_or<reader_type>(&id_, [this]() -> const reader_type& { return local_reader_slow(); });
   }
   [[gnu::noinline]] const reader_type& local_reader_slow() const;
 

@@ -260,4 +260,15 @@ inline void cache_node(const void* owner, const thread_reader_node& n, const voi
   tls_reader_cache.owner.store(owner, std::memory_order_relaxed);  // [H5] relaxed
 }
 
+/// What this thread cached for owner (a T, by cache_node), or else slow()'s: a read's first
+/// step, a compare and a load. Always inlined.
+template <class T, class Slow>
+[[gnu::always_inline]] inline const T& cached_or(const void* owner, Slow&& slow) {
+  const reader_cache& c = tls_reader_cache;
+  // [H4] relaxed: this thread's own entry, cleared by an owner's destructor before another owner
+  //      can be made at its address (see the file's head)
+  if (c.owner.load(std::memory_order_relaxed) == owner) [[likely]] return *static_cast<const T*>(c.node);
+  return slow();
+}
+
 }  // namespace leftright::detail
