@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -592,6 +593,48 @@ TEST_CASE("a guard cannot be taken from a temporary reader", "[map]") {
   w.insert_or_assign(1, 2);
   w.publish();
   CHECK(w.make_reader().get(1) == 2);
+}
+
+template <class R>
+concept refs_from_temporary = requires { std::declval<R>().ref(); };
+
+TEMPLATE_TEST_CASE("a reader_ref reads what its reader reads, through the reader's slot", "[map][ref]",
+                   lrtest::seq_cst_traits, lrtest::asymmetric_traits, leftright::default_traits) {
+  using ref_type = leftright::reader_ref<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
+                                         std::equal_to<std::uint64_t>, TestType>;
+  STATIC_REQUIRE(std::is_trivially_copyable_v<ref_type>);
+  auto [w, r] = leftright::make_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
+                                    std::equal_to<std::uint64_t>, TestType>();
+  STATIC_REQUIRE_FALSE(refs_from_temporary<decltype(r)>);
+  const ref_type ref = r.ref();
+  CHECK(ref.version() == 0);
+  CHECK(ref.empty());
+  for (std::uint64_t k = 1; k <= 100; ++k) w.insert_or_assign(k, k * 3);
+  w.publish();
+  const ref_type copy = ref;  // copies freely: the same reader
+  CHECK(copy.version() == r.version());
+  CHECK(copy.size() == 100);
+  CHECK(copy.get(7) == std::optional<std::uint64_t>(21));
+  CHECK_FALSE(copy.get(101).has_value());
+  CHECK(copy.contains(100));
+  const std::array<std::uint64_t, 4> keys{5, 500, 5, 99};
+  std::array<std::optional<std::uint64_t>, 4> out;
+  CHECK(copy.get_many(keys, out) == 3);
+  CHECK(out[0] == 15u);
+  CHECK_FALSE(out[1].has_value());
+  CHECK(out[3] == 297u);
+  {
+    // One slot: a guard through the ref nested in one through the reader sees the reader's
+    // snapshot, and holding it keeps the writer's second publish from reusing that copy.
+    auto outer = r.read();
+    w.insert_or_assign(1, 0);
+    w.publish();
+    auto inner = ref.read();
+    CHECK(inner.version() == outer.version());
+    CHECK(*inner.find(std::uint64_t{1}) == 3);
+  }
+  CHECK(ref.get(1) == 0u);
+  CHECK(ref.version() == 2);
 }
 
 }  // namespace LEFTRIGHT_TEST_FILE

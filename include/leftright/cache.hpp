@@ -525,13 +525,13 @@ class cache {
   // ---- Reading-thread machinery. ----
 
   const thread_state& local() const {
-    return detail::cached_or<thread_state>(&id_, [this]() -> const thread_state& { return local_slow(); });
+    return *detail::cached_or<const thread_state*>(&id_, [this] { return &local_slow(); });
   }
   [[gnu::noinline]] const thread_state& local_slow() const {
     thread_state& t = detail::local_node<thread_state>(id_, home_, [this] {
       return std::make_unique<thread_state>(map_.factory().make_reader(), totals_);
     });
-    detail::cache_node(&id_, t, &t);
+    detail::cache_node(&id_, t, static_cast<const thread_state*>(&t));
     return t;
   }
   template <class K>

@@ -38,8 +38,13 @@ template <class Key, class Value, class Hash, class Eq, class Traits>
 class map_reader;
 template <class Key, class Value, class Hash, class Eq, class Traits>
 class reader_factory;
+template <class Key, class Value, class Hash, class Eq, class Traits>
+class reader_ref;
 
 namespace detail {
+
+template <class Reader, class Key, class Value, class Hash, class Eq, class Traits>
+class reader_reads;
 
 /// Hashes any string-like argument as the std::string_view it converts to; transparent, so a
 /// lookup by string_view or by a literal builds no std::string. Equal to absl::Hash<std::string>
@@ -217,6 +222,9 @@ class read_guard {
 
  private:
   friend class map_reader<Key, Value, Hash, Eq, Traits>;
+  friend class reader_ref<Key, Value, Hash, Eq, Traits>;
+  template <class R, class K, class V, class H, class E, class T>
+  friend class detail::reader_reads;
   read_guard(const impl& reader) noexcept : read_guard(reader.enter()) {}
 
   /// Calls look(i, table) for each i < keys.size(), in order, on this guard's snapshot; on a
@@ -268,11 +276,56 @@ class read_guard {
   const detail::versioned<table, typename detail::meta_of<Traits>::type>* copy_;
 };
 
+namespace detail {
+
+/// The reads map_reader and reader_ref both offer, written once over Reader's read().
+template <class Reader, class Key, class Value, class Hash, class Eq, class Traits>
+class reader_reads {
+ public:
+  /// A copy of the value under key, or nullopt. Wait-free; costs a lookup and a copy.
+  /// Always inlined (a guard, a lookup, a copy): called out of line, as GCC left it inside
+  /// shared_map::get in a large translation unit, a lookup on a small map cost a quarter more.
+  template <class K>
+  [[gnu::always_inline]] inline std::optional<Value> get(const K& key) const {
+    read_guard<Key, Value, Hash, Eq, Traits> g = self().read();
+    if (const Value* v = g.find(key)) return *v;
+    return std::nullopt;
+  }
+  template <class K>
+  [[gnu::always_inline]] inline bool contains(const K& key) const {
+    return self().read().contains(key);
+  }
+  /// Copies out the values of keys, all from one snapshot (one guard for the whole call):
+  /// out[i] = get(keys[i]) as of that snapshot. Returns how many were found. Keys may repeat.
+  /// Throws std::invalid_argument unless out.size() == keys.size() (before reading anything);
+  /// if copying a value throws, out holds what was copied so far and the exception propagates.
+  /// Progress: wait-free. Cost: one lookup and, for a hit, one copy per key.
+  template <class K>
+  std::size_t get_many(std::span<const K> keys, std::span<std::optional<Value>> out) const {
+    detail::check_batch_spans(keys.size(), out.size(), "get_many");
+    return self().read().copy_many(keys, out);
+  }
+  /// get_many() over any contiguous range of keys.
+  template <detail::key_range R>
+  std::size_t get_many(const R& keys, std::span<std::optional<Value>> out) const {
+    return get_many(std::span<const std::ranges::range_value_t<R>>(keys), out);
+  }
+  std::size_t size() const noexcept { return self().read().size(); }
+  bool empty() const noexcept { return self().read().empty(); }
+  /// The version of the state a read starting now sees.
+  std::uint64_t version() const noexcept { return self().read().version(); }
+
+ private:
+  const Reader& self() const noexcept { return static_cast<const Reader&>(*this); }
+};
+
+}  // namespace detail
+
 /// A reader of the map: a registered slot. Copyable; a copy is a new, separately registered
 /// reader (copy one per thread). A reader is used by one thread at a time.
 template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
-class map_reader {
+class map_reader : public detail::reader_reads<map_reader<Key, Value, Hash, Eq, Traits>, Key, Value, Hash, Eq, Traits> {
   static_assert(map_traits<Traits>, "leftright: Traits must meet leftright::map_traits (derive it from default_traits)");
   using ops = detail::map_ops_for<Key, Value, Hash, Eq, Traits>;
   using table = detail::map_table<Key, Value, Hash, Eq, Traits>;
@@ -291,38 +344,10 @@ class map_reader {
   /// next reader registered takes over). Keep the reader in a variable.
   guard read() const&& = delete;
 
-  /// A copy of the value under key, or nullopt. Wait-free; costs a lookup and a copy.
-  /// Always inlined (a guard, a lookup, a copy): called out of line, as GCC left it inside
-  /// shared_map::get in a large translation unit, a lookup on a small map cost a quarter more.
-  template <class K>
-  [[gnu::always_inline]] inline std::optional<Value> get(const K& key) const {
-    guard g = read();
-    if (const Value* v = g.find(key)) return *v;
-    return std::nullopt;
-  }
-  template <class K>
-  [[gnu::always_inline]] inline bool contains(const K& key) const {
-    return read().contains(key);
-  }
-  /// Copies out the values of keys, all from one snapshot (one guard for the whole call):
-  /// out[i] = get(keys[i]) as of that snapshot. Returns how many were found. Keys may repeat.
-  /// Throws std::invalid_argument unless out.size() == keys.size() (before reading anything);
-  /// if copying a value throws, out holds what was copied so far and the exception propagates.
-  /// Progress: wait-free. Cost: one lookup and, for a hit, one copy per key.
-  template <class K>
-  std::size_t get_many(std::span<const K> keys, std::span<std::optional<Value>> out) const {
-    detail::check_batch_spans(keys.size(), out.size(), "get_many");
-    return read().copy_many(keys, out);
-  }
-  /// get_many() over any contiguous range of keys.
-  template <detail::key_range R>
-  std::size_t get_many(const R& keys, std::span<std::optional<Value>> out) const {
-    return get_many(std::span<const std::ranges::range_value_t<R>>(keys), out);
-  }
-  std::size_t size() const noexcept { return read().size(); }
-  bool empty() const noexcept { return read().empty(); }
-  /// The version of the state a read starting now sees.
-  std::uint64_t version() const noexcept { return read().version(); }
+  /// This reader's reads as two pointers (see reader_ref), valid while this reader lives, is
+  /// not moved from and not assigned to. Deleted on a temporary reader, as read() is.
+  reader_ref<Key, Value, Hash, Eq, Traits> ref() const& noexcept { return reader_ref<Key, Value, Hash, Eq, Traits>(impl_.get_ref()); }
+  reader_ref<Key, Value, Hash, Eq, Traits> ref() const&& = delete;
 
   /// Which barrier this map's readers use (fixed when the map was made).
   reader_sync sync_mode() const noexcept {
@@ -339,6 +364,31 @@ class map_reader {
   explicit map_reader(std::shared_ptr<detail::map_core<Key, Value, Hash, Eq, Traits>> core) : impl_(std::move(core)) {}
 
   impl impl_;
+};
+
+/// A map_reader's reads without the reader object: what a read needs of it (two pointers),
+/// copied freely, made by map_reader::ref(). For code that keeps its readers out of reach (one
+/// per thread, in a table) and wants a read to start without loading the reader's address first:
+/// shared_map keeps one per thread in a thread-local. It owns nothing: it is valid while its
+/// map_reader lives, is not moved from and is not assigned to, and is used by the thread using
+/// that reader, as the reader itself is. A default-constructed one must not be read through.
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
+          class Traits = default_traits>
+class reader_ref : public detail::reader_reads<reader_ref<Key, Value, Hash, Eq, Traits>, Key, Value, Hash, Eq, Traits> {
+  using impl = detail::map_reader_impl<Key, Value, Hash, Eq, Traits>;
+
+ public:
+  using guard = read_guard<Key, Value, Hash, Eq, Traits>;
+
+  reader_ref() = default;
+  /// As map_reader::read(): the guard must not outlive the map_reader.
+  guard read() const noexcept { return guard(ref_.enter()); }
+
+ private:
+  friend class map_reader<Key, Value, Hash, Eq, Traits>;
+  explicit reader_ref(typename impl::ref r) noexcept : ref_(r) {}
+
+  typename impl::ref ref_;
 };
 
 /// Makes readers. Copyable and thread-safe: hand copies to threads, each makes its own reader.

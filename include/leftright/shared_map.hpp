@@ -276,10 +276,11 @@ class shared_map {
 
   // ---- The per-thread reader. ----
 
-  [[gnu::always_inline]] inline const reader_type& local_reader() const {
-    return detail::cached_or<reader_type>(&id_, [this]() -> const reader_type& { return local_reader_slow(); });
+  using reader_ref_type = reader_ref<Key, Value, Hash, Eq, Traits>;
+  [[gnu::always_inline]] inline reader_ref_type local_reader() const {
+    return detail::cached_or<reader_ref_type>(&id_, [this] { return local_reader_slow(); });
   }
-  [[gnu::noinline]] const reader_type& local_reader_slow() const;
+  [[gnu::noinline]] reader_ref_type local_reader_slow() const;
 
   // ---- Combining. ----
 
@@ -493,13 +494,13 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
 // ------------------------------------------------------------------------------------------------
 
 template <class Key, class Value, class Hash, class Eq, class Traits>
-const typename shared_map<Key, Value, Hash, Eq, Traits>::reader_type&
+typename shared_map<Key, Value, Hash, Eq, Traits>::reader_ref_type
 shared_map<Key, Value, Hash, Eq, Traits>::local_reader_slow() const {
   using node = detail::thread_reader_node_of<reader_type>;
   node& n = detail::local_node<node>(id_, home_, [this] { return std::make_unique<node>(factory_.make_reader()); });
-  const reader_type* r = &n.reader;
+  const reader_ref_type r = n.reader.ref();
   detail::cache_node(&id_, n, r);
-  return *r;
+  return r;
 }
 
 template <class Key, class Value, class Hash, class Eq, class Traits>

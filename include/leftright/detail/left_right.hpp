@@ -271,34 +271,20 @@ struct lr_core {
   alignas(cache_line) reader_registry registry;
 };
 
-/// A reader's handle: one registered slot. Used by one thread at a time. Mode == seq_cst
-/// compiles the asymmetric branch away; otherwise the fenced bit of the slot's word (fixed at
-/// registration from the core) selects it, tested with the nesting in one instruction.
+/// The read protocol of one registered slot: the core and the slot, neither owned (lr_reader
+/// owns them), two pointers copied freely, so that a caller that keeps its reader out of reach
+/// (a thread-local table) can hold what a read needs one load closer. Used by the thread using
+/// its lr_reader, while that reader lives and holds the slot. Mode == seq_cst compiles the
+/// asymmetric branch away; otherwise the fenced bit of the slot's word (fixed at registration
+/// from the core) selects it, tested with the nesting in one instruction.
 template <class T, reader_sync Mode, class Meta = no_meta>
-class lr_reader {
+class lr_reader_ref {
   using core_type = lr_core<T, Meta>;
   using copy_type = versioned<T, Meta>;
 
  public:
-  explicit lr_reader(std::shared_ptr<core_type> core)
-      : core_(std::move(core)), slot_(core_->registry.acquire(core_->asymmetric)) {}
-  lr_reader(const lr_reader& other) : lr_reader(other.core_) {}
-  lr_reader(lr_reader&& other) noexcept
-      : core_(std::move(other.core_)), slot_(std::exchange(other.slot_, nullptr)) {}
-  lr_reader& operator=(lr_reader other) noexcept {
-    swap(other);
-    return *this;
-  }
-  ~lr_reader() {
-    if (slot_ == nullptr) return;
-    // [R0] relaxed: only this reader stores its epoch; inside would mean a guard is still alive.
-    assert(!epoch_word::inside(slot_->epoch.load(std::memory_order_relaxed)) && "a read guard outlived its reader");
-    core_->registry.release(slot_);
-  }
-  void swap(lr_reader& other) noexcept {
-    core_.swap(other.core_);
-    std::swap(slot_, other.slot_);
-  }
+  lr_reader_ref() = default;  ///< reads nothing (a read through it is a precondition violation)
+  lr_reader_ref(core_type* core, reader_slot* slot) noexcept : core_(core), slot_(slot) {}
 
   /// What enter() hands the guard: the copy to read and this reader's slot.
   struct entry {
@@ -314,6 +300,9 @@ class lr_reader {
     // so lets the compiler drop the guard's "moved from?" test at leave.
     if (slot_ == nullptr) __builtin_unreachable();
     reader_slot& s = *slot_;
+    // Loaded once, before the compiler barrier below, and passed on rather than read through
+    // `this`: a ref copied out of a thread-local then stays in registers, not on the stack.
+    core_type& core = *core_;
     // [R0] relaxed: only this reader ever stores its epoch word.
     const std::uint64_t e = s.epoch.load(std::memory_order_relaxed);
     if constexpr (Mode != reader_sync::seq_cst) {
@@ -326,17 +315,17 @@ class lr_reader {
         s.epoch.store(e + epoch_word::enter_read, std::memory_order_release);
         std::atomic_signal_fence(std::memory_order_seq_cst);
         // [R2] acquire: pairs with [W1] so the copy's contents are visible.
-        std::uintptr_t v = core_->read_ptr.load(std::memory_order_acquire);
+        std::uintptr_t v = core.read_ptr.load(std::memory_order_acquire);
         if constexpr (Mode == reader_sync::automatic) {
           // Tag clear: v is the address as it is (no mask on this path).
-          if (v & core_type::fence_tag) [[unlikely]] v = fence_and_reload(s, e + epoch_word::enter_read);
+          if (v & core_type::fence_tag) [[unlikely]] v = fence_and_reload(core, s, e + epoch_word::enter_read);
         }
         const copy_type* p = reinterpret_cast<const copy_type*>(v);
         s.pinned = p;
         return {p, &s};
       }
     }
-    return enter_slow(s, e);
+    return enter_slow(core, s, e);
   }
 
   /// Leaves a read: one guard of it. The read ends when the last of its guards leaves, in
@@ -350,12 +339,11 @@ class lr_reader {
   }
 
   reader_slot* slot() const noexcept { return slot_; }
-  const std::shared_ptr<core_type>& core() const noexcept { return core_; }
 
  private:
   /// A nested read (case C5), or the outermost read of a seq_cst reader. Inlined, so that the
   /// caller's guard is not made to live in memory by a call that fills it in.
-  [[gnu::always_inline]] entry enter_slow(reader_slot& s, std::uint64_t e) const noexcept {
+  [[gnu::always_inline]] static entry enter_slow(core_type& core, reader_slot& s, std::uint64_t e) noexcept {
     if (epoch_word::inside(e)) {
       // Nested in a read on this reader: the same snapshot, one guard more. The count only
       // grows while the reader is inside, which the writer already treats as the same read.
@@ -370,7 +358,7 @@ class lr_reader {
     //      acquire/release cannot give it.
     s.epoch.store(e + epoch_word::enter_read, std::memory_order_seq_cst);
     // [R2] seq_cst: see [R1]; also acquire, pairing with [W1] for the copy's contents.
-    const copy_type* p = core_type::copy_at(core_->read_ptr.load(std::memory_order_seq_cst));
+    const copy_type* p = core_type::copy_at(core.read_ptr.load(std::memory_order_seq_cst));
     s.pinned = p;
     return {p, &s};
   }
@@ -378,13 +366,13 @@ class lr_reader {
   /// An adaptive core's writer asked for a fence (the pointer's tag, case C8): the reader
   /// orders its entry [R1] before a new pointer load as a seq_cst reader does. Returns the
   /// address of the copy to read, untagged.
-  [[gnu::noinline]] std::uintptr_t fence_and_reload(reader_slot& s, std::uint64_t inside) const noexcept {
+  [[gnu::noinline]] static std::uintptr_t fence_and_reload(core_type& core, reader_slot& s, std::uint64_t inside) noexcept {
     // [R4] seq_cst exchange, storing again the value [R1] stored: a locked instruction, and a
     //      seq_cst store in the total order with [W1]/[W3] (case C8, as [R1] in case C2).
     s.epoch.exchange(inside, std::memory_order_seq_cst);
     // [R5] seq_cst: after [R4] in the total order; also acquire, pairing with [W1].
-    const std::uintptr_t v = core_->read_ptr.load(std::memory_order_seq_cst);
-    if ((++s.fenced_entries % relax_check_every) == 0) relax_if_quiet(v);
+    const std::uintptr_t v = core.read_ptr.load(std::memory_order_seq_cst);
+    if ((++s.fenced_entries % relax_check_every) == 0) relax_if_quiet(core, v);
     return v & ~core_type::fence_tag;
   }
   /// After a burst of publishes readers would fence until the next publish, for hours if none
@@ -392,16 +380,16 @@ class lr_reader {
   /// writer's relax_after, takes the tag off the pointer itself ([R6]). The writer's next swap
   /// sees that ([W1] is an exchange on adaptive cores) and runs [W2] (case C8).
   static constexpr std::uint32_t relax_check_every = 1024;
-  void relax_if_quiet(std::uintptr_t v) const noexcept {
+  static void relax_if_quiet(core_type& core, std::uintptr_t v) noexcept {
     if ((v & core_type::fence_tag) == 0) return;
     const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
     // [R7] relaxed: a hint (when to relax); the CAS below is what the writer sees.
-    if (now <= core_->relax_after.load(std::memory_order_relaxed)) return;
+    if (now <= core.relax_after.load(std::memory_order_relaxed)) return;
     // [R6] relaxed compare-exchange, once (wait-free): an RMW, so it continues [W1]'s release
     //      sequence (readers that load its value see the copy as [W1] published it); it fails
     //      if the writer swapped meanwhile.
-    core_->read_ptr.compare_exchange_strong(v, v & ~core_type::fence_tag, std::memory_order_relaxed,
-                                            std::memory_order_relaxed);
+    core.read_ptr.compare_exchange_strong(v, v & ~core_type::fence_tag, std::memory_order_relaxed,
+                                          std::memory_order_relaxed);
   }
 
   [[noreturn]] static void too_deep() noexcept {
@@ -409,8 +397,49 @@ class lr_reader {
     std::abort();
   }
 
+  core_type* core_ = nullptr;
+  reader_slot* slot_ = nullptr;
+};
+
+/// A reader's handle: one registered slot, and a share of the core. Used by one thread at a time.
+template <class T, reader_sync Mode, class Meta = no_meta>
+class lr_reader {
+  using core_type = lr_core<T, Meta>;
+
+ public:
+  using ref = lr_reader_ref<T, Mode, Meta>;
+  using entry = typename ref::entry;
+
+  explicit lr_reader(std::shared_ptr<core_type> core)
+      : core_(std::move(core)), ref_(core_.get(), core_->registry.acquire(core_->asymmetric)) {}
+  lr_reader(const lr_reader& other) : lr_reader(other.core_) {}
+  lr_reader(lr_reader&& other) noexcept : core_(std::move(other.core_)), ref_(std::exchange(other.ref_, ref{})) {}
+  lr_reader& operator=(lr_reader other) noexcept {
+    swap(other);
+    return *this;
+  }
+  ~lr_reader() {
+    reader_slot* s = ref_.slot();
+    if (s == nullptr) return;
+    // [R0] relaxed: only this reader stores its epoch; inside would mean a guard is still alive.
+    assert(!epoch_word::inside(s->epoch.load(std::memory_order_relaxed)) && "a read guard outlived its reader");
+    core_->registry.release(s);
+  }
+  void swap(lr_reader& other) noexcept {
+    core_.swap(other.core_);
+    std::swap(ref_, other.ref_);
+  }
+
+  entry enter() const noexcept { return ref_.enter(); }
+  static void leave(reader_slot* s) noexcept { ref::leave(s); }
+  reader_slot* slot() const noexcept { return ref_.slot(); }
+  const std::shared_ptr<core_type>& core() const noexcept { return core_; }
+  /// The read protocol of this reader's slot, valid while this reader lives and holds it.
+  ref get_ref() const noexcept { return ref_; }
+
+ private:
   std::shared_ptr<core_type> core_;
-  reader_slot* slot_;
+  ref ref_;
 };
 
 /// When an adaptive core's readers fence (case C8). A membarrier costs the writer about 0.25 us

@@ -39,8 +39,10 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -59,7 +61,9 @@ inline std::uint64_t next_shared_map_id() noexcept {
 /// owner's destructor clears it ([H6]).
 struct reader_cache {
   std::atomic<const void*> owner{nullptr};
-  const void* node = nullptr;
+  /// What the owner reads through (cache_node): a pointer, or a reader_ref, held by value so
+  /// that a read loads it from here rather than through a pointer to the node.
+  alignas(void*) unsigned char value[2 * sizeof(void*)] = {};
 };
 inline constinit thread_local reader_cache tls_reader_cache;
 /// Set once this thread's table is destroyed (the thread is exiting).
@@ -253,21 +257,28 @@ Node& local_node(std::uint64_t id, const std::shared_ptr<reader_home>& home, Mak
 }
 
 /// Makes `owner`'s node n this thread's cached one, where it can be (see local_node): later reads
-/// of owner then find `reached` with a compare and a load.
-inline void cache_node(const void* owner, const thread_reader_node& n, const void* reached) noexcept {
+/// of owner then find `value` (what they read through: trivially copyable, two words at most)
+/// with a compare and a load.
+template <class T>
+void cache_node(const void* owner, const thread_reader_node& n, const T& value) noexcept {
+  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= sizeof(reader_cache::value));
   if (n.cache == nullptr) return;
-  tls_reader_cache.node = reached;
+  std::memcpy(tls_reader_cache.value, &value, sizeof value);
   tls_reader_cache.owner.store(owner, std::memory_order_relaxed);  // [H5] relaxed
 }
 
 /// What this thread cached for owner (a T, by cache_node), or else slow()'s: a read's first
 /// step, a compare and a load. Always inlined.
 template <class T, class Slow>
-[[gnu::always_inline]] inline const T& cached_or(const void* owner, Slow&& slow) {
+[[gnu::always_inline]] inline T cached_or(const void* owner, Slow&& slow) {
   const reader_cache& c = tls_reader_cache;
   // [H4] relaxed: this thread's own entry, cleared by an owner's destructor before another owner
   //      can be made at its address (see the file's head)
-  if (c.owner.load(std::memory_order_relaxed) == owner) [[likely]] return *static_cast<const T*>(c.node);
+  if (c.owner.load(std::memory_order_relaxed) == owner) [[likely]] {
+    T v;
+    std::memcpy(&v, c.value, sizeof v);
+    return v;
+  }
   return slow();
 }
 
