@@ -346,7 +346,9 @@ class map_reader : public detail::reader_reads<map_reader<Key, Value, Hash, Eq, 
 
   /// This reader's reads as two pointers (see reader_ref), valid while this reader lives, is
   /// not moved from and not assigned to. Deleted on a temporary reader, as read() is.
-  reader_ref<Key, Value, Hash, Eq, Traits> ref() const& noexcept { return reader_ref<Key, Value, Hash, Eq, Traits>(impl_.get_ref()); }
+  reader_ref<Key, Value, Hash, Eq, Traits> ref() const& noexcept {
+    return reader_ref<Key, Value, Hash, Eq, Traits>(impl_.get_ref());
+  }
   reader_ref<Key, Value, Hash, Eq, Traits> ref() const&& = delete;
 
   /// Which barrier this map's readers use (fixed when the map was made).

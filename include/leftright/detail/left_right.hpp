@@ -366,7 +366,8 @@ class lr_reader_ref {
   /// An adaptive core's writer asked for a fence (the pointer's tag, case C8): the reader
   /// orders its entry [R1] before a new pointer load as a seq_cst reader does. Returns the
   /// address of the copy to read, untagged.
-  [[gnu::noinline]] static std::uintptr_t fence_and_reload(core_type& core, reader_slot& s, std::uint64_t inside) noexcept {
+  [[gnu::noinline]] static std::uintptr_t fence_and_reload(core_type& core, reader_slot& s,
+                                                           std::uint64_t inside) noexcept {
     // [R4] seq_cst exchange, storing again the value [R1] stored: a locked instruction, and a
     //      seq_cst store in the total order with [W1]/[W3] (case C8, as [R1] in case C2).
     s.epoch.exchange(inside, std::memory_order_seq_cst);
