@@ -625,7 +625,7 @@ TEMPLATE_TEST_CASE("a reader_ref reads what its reader reads, through the reader
   CHECK(out[3] == 297u);
   {
     // One slot: a guard through the ref nested in one through the reader sees the reader's
-    // snapshot, and holding it keeps the writer's second publish from reusing that copy.
+    // snapshot, not the version published in between.
     auto outer = r.read();
     w.insert_or_assign(1, 0);
     w.publish();

@@ -412,35 +412,35 @@ class lr_reader {
   using entry = typename ref::entry;
 
   explicit lr_reader(std::shared_ptr<core_type> core)
-      : core_(std::move(core)), ref_(core_.get(), core_->registry.acquire(core_->asymmetric)) {}
+      : core_(std::move(core)), slot_(core_->registry.acquire(core_->asymmetric)) {}
   lr_reader(const lr_reader& other) : lr_reader(other.core_) {}
-  lr_reader(lr_reader&& other) noexcept : core_(std::move(other.core_)), ref_(std::exchange(other.ref_, ref{})) {}
+  lr_reader(lr_reader&& other) noexcept
+      : core_(std::move(other.core_)), slot_(std::exchange(other.slot_, nullptr)) {}
   lr_reader& operator=(lr_reader other) noexcept {
     swap(other);
     return *this;
   }
   ~lr_reader() {
-    reader_slot* s = ref_.slot();
-    if (s == nullptr) return;
+    if (slot_ == nullptr) return;
     // [R0] relaxed: only this reader stores its epoch; inside would mean a guard is still alive.
-    assert(!epoch_word::inside(s->epoch.load(std::memory_order_relaxed)) && "a read guard outlived its reader");
-    core_->registry.release(s);
+    assert(!epoch_word::inside(slot_->epoch.load(std::memory_order_relaxed)) && "a read guard outlived its reader");
+    core_->registry.release(slot_);
   }
   void swap(lr_reader& other) noexcept {
     core_.swap(other.core_);
-    std::swap(ref_, other.ref_);
+    std::swap(slot_, other.slot_);
   }
 
-  entry enter() const noexcept { return ref_.enter(); }
+  entry enter() const noexcept { return get_ref().enter(); }
   static void leave(reader_slot* s) noexcept { ref::leave(s); }
-  reader_slot* slot() const noexcept { return ref_.slot(); }
+  reader_slot* slot() const noexcept { return slot_; }
   const std::shared_ptr<core_type>& core() const noexcept { return core_; }
   /// The read protocol of this reader's slot, valid while this reader lives and holds it.
-  ref get_ref() const noexcept { return ref_; }
+  ref get_ref() const noexcept { return ref(core_.get(), slot_); }
 
  private:
   std::shared_ptr<core_type> core_;
-  ref ref_;
+  reader_slot* slot_;
 };
 
 /// When an adaptive core's readers fence (case C8). A membarrier costs the writer about 0.25 us
