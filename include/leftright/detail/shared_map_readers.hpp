@@ -24,11 +24,11 @@
 //                                        release(); the lock-free reader is only the table purge
 //   [H3] home closed: load      relaxed  the purge may see it late: an entry is then kept a
 //                                        little longer, and it only ever drops the shared_ptr
-//   [H4] cache owner: load      relaxed  by the cache's thread, which alone stores the node
+//   [H4] cache owner: load      relaxed  by the cache's thread, which alone stores the value
 //                                        beside it; the owner is read through it only if it is
 //                                        alive, and a map made later at the same address is
 //                                        reached through synchronization that follows [H6]
-//   [H5] cache owner: store     relaxed  by the cache's thread (the node beside it is its own)
+//   [H5] cache owner: store     relaxed  by the cache's thread (the value beside it is its own)
 //   [H6] cache owner: clear     relaxed  compare-exchange by the closing map, under the home's
 //                                        mutex: a thread that reads a map made later at this
 //                                        address synchronizes with that map's making, which
