@@ -7,13 +7,17 @@
 //     both copies hold it (each is checked: a publish moves readers to the other);
 //   - the read-only open does the same; the layout whose copies share values builds one table;
 //   - 0 chooses by size (a small map: one thread; a snapshot of 64K entries: two; a log of as
-//     many replayed without a snapshot: one); above 2 is refused (EINVAL);
+//     many replayed without a snapshot: one; on two cores, the thresholds are 64K entries from a
+//     snapshot and 4M from a log); above 2 is refused (EINVAL);
+//   - a log splits the tables by the entries it is expected to leave: its distinct keys, not
+//     its operations (a long log of overwrites of a few keys replays into one table);
 //   - a step that throws on both threads throws once, after both have returned.
 // Runs under ThreadSanitizer (the two builders share the files' bytes and the sorted buffer).
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <random>
@@ -213,6 +217,79 @@ TEST_CASE("recovery_threads 0: a large snapshot loads on two threads, a large lo
     for (std::uint64_t k = 0; k < n; ++k) m[k] = k * 3;
     return m;
   }());
+}
+
+TEST_CASE("recovery_threads 0 on two cores: two tables from a snapshot of 64K entries, from a log of 4M",
+          "[durable][recovery][threads]") {
+  using ops = leftright::detail::map_ops_for<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
+                                              std::equal_to<std::uint64_t>, leftright::default_traits>;
+  using table_t = st::recovery_table<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
+                                     std::equal_to<std::uint64_t>, leftright::default_traits>;
+  leftright::durable_options o;
+  const st::two_tables chosen = st::two_tables_for<ops, table_t>(o);
+  if (std::thread::hardware_concurrency() >= 2) {
+    CHECK(chosen.from_snapshot == std::size_t{1} << 16);
+    CHECK(chosen.from_log == std::size_t{1} << 22);
+  } else {
+    CHECK(chosen.from_snapshot == SIZE_MAX);
+    CHECK(chosen.from_log == SIZE_MAX);
+  }
+  o.recovery_threads = 1;
+  CHECK(st::two_tables_for<ops, table_t>(o).from_log == SIZE_MAX);
+  o.recovery_threads = 2;
+  CHECK(st::two_tables_for<ops, table_t>(o).from_log == 0);
+}
+
+TEST_CASE("a log splits the tables by the distinct keys it inserts, not by its operations",
+          "[durable][recovery][threads]") {
+  using table_t = st::recovery_table<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
+                                     std::equal_to<std::uint64_t>, leftright::default_traits>;
+  lrtest::temp_dir tmp("recovery-threads-distinct");
+  const fs::path many = tmp.path() / "many-keys";  // 6,000 operations on 6,000 keys
+  const fs::path few = tmp.path() / "few-keys";    // 6,000 operations on 10 keys
+  std::map<std::uint64_t, std::uint64_t> many_model, few_model;
+  {
+    auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(options(many, 1));
+    for (std::uint64_t k = 0; k < 6000; ++k) {
+      w.insert_or_assign(k, k + 1);
+      many_model[k] = k + 1;
+      if (k % 1000 == 999) w.publish();
+    }
+  }
+  {
+    auto [w, r] = leftright::open_map<std::uint64_t, std::uint64_t>(options(few, 1));
+    for (std::uint64_t i = 0; i < 6000; ++i) {
+      w.insert_or_assign(i % 10, i);
+      few_model[i % 10] = i;
+      if (i % 1000 == 999) w.publish();
+    }
+  }
+  // A log expected to leave 4,000 entries or more goes into two tables.
+  const auto recover = [](const fs::path& dir, const std::map<std::uint64_t, std::uint64_t>& model) {
+    auto fsys = st::default_file_system();
+    const std::string key_codec = leftright::codec_name<std::uint64_t>();
+    const std::string value_codec = st::value_codec_name<std::uint64_t, leftright::no_meta>();
+    const st::recovery_source src{*fsys, dir, /*writable=*/false, key_codec, value_codec, {SIZE_MAX, 4000}};
+    table_t t;
+    leftright::no_meta meta;
+    st::recovery_tables<table_t, leftright::no_meta> ts(t, meta);
+    leftright::recovery_report rep;
+    st::recover_directory<std::uint64_t, std::uint64_t>(ts, src, rep);
+    const std::size_t count = ts.count();
+    const std::optional<table_t> second = ts.take_second();
+    for (const table_t* table : std::initializer_list<const table_t*>{&t, second ? &*second : nullptr}) {
+      if (table == nullptr) continue;
+      REQUIRE(table->size() == model.size());
+      for (const auto& [k, v] : model) {
+        const auto it = table->find(k);
+        REQUIRE(it != table->end());
+        REQUIRE(it->second == v);
+      }
+    }
+    return count;
+  };
+  CHECK(recover(many, many_model) == 2);
+  CHECK(recover(few, few_model) == 1);  // 6,000 operations, but 10 keys: one table and a copy
 }
 
 TEST_CASE("a step that fails on both tables throws once, after both have returned", "[recovery][threads]") {

@@ -282,13 +282,15 @@ std::shared_ptr<lr_core<typename Ops::table, typename meta_of<Traits>::type>> re
 /// recovery_source::split for a map of layout Ops recovered into Plain tables, from
 /// options.recovery_threads (see durable_options). Throws storage_error (EINVAL) above 2.
 ///
-/// Chosen by size (0), only a snapshot of 64K entries or more is loaded into two tables at once:
-/// its entries come in slot order, and two threads stream them into the two tables in about the
-/// time of one (16M entries: 13.5 M/s against 11.7 on one thread and a copy). A log replayed
-/// into two tables at once took half again the CPU time and was no faster (16M: 7.3-9.4 M/s
-/// against 6.8-10.7 on one; 1M: 6.4-7.4 against 7.2-7.9): each table takes every operation as
-/// a random insert, and two of them at once compete for the memory bus, where the copy of one
-/// table afterwards is a sequential pass. A log after a snapshot that was split goes into both.
+/// Chosen by size (0), on two cores or more: a snapshot of 64K entries or more is loaded into
+/// two tables at once (its entries come in slot order, and two threads stream them into the two
+/// tables in about the time of one: 16M entries, 13.5 M/s against 11.7 on one thread and a
+/// copy), and so is a log replay expected to leave 4M entries or more. There, each table takes
+/// every operation, and two of them at once compete for the memory bus, against a copy of one
+/// table afterwards; which wins depends on the tables' size against the caches (a 2-vCPU AMD
+/// EPYC guest, six alternating opens each, medians: 16M entries 2.1 s on two threads against
+/// 2.5 s on one, 4M 0.65 s against 0.75 s, 1M 0.149 s against 0.132 s). A log after a snapshot
+/// that was split goes into both.
 template <class Ops, class Plain>
 two_tables two_tables_for(const durable_options& options) {
   if (options.recovery_threads > 2) {
@@ -296,10 +298,12 @@ two_tables two_tables_for(const durable_options& options) {
                         "recovery_threads must be 0 (chosen by size), 1 or 2; it is " +
                             std::to_string(options.recovery_threads));
   }
-  constexpr std::size_t auto_from = std::size_t{1} << 16;
+  constexpr std::size_t auto_from_snapshot = std::size_t{1} << 16;
+  constexpr std::size_t auto_from_log = std::size_t{1} << 22;
   if (!std::is_same_v<typename Ops::table, Plain> || options.recovery_threads == 1) return {};
   if (options.recovery_threads == 2) return {0, 0};
-  return {std::thread::hardware_concurrency() >= 2 ? auto_from : SIZE_MAX, SIZE_MAX};
+  if (std::thread::hardware_concurrency() < 2) return {};
+  return {auto_from_snapshot, auto_from_log};
 }
 
 /// Loads the newest snapshot into the tables of ts and their metadata (a committed snapshot was
@@ -573,7 +577,9 @@ log_state replay_log(Tables& ts, const recovery_source& src, const inventory& in
   log_state out;
   const segment_list segs(inv.segments.begin(), inv.segments.end());
   const log_estimate more = estimate_log<Key, Value>(src, segs, expect);
-  const std::size_t expected = ts.table(0).size() + more.operations;
+  // The entries the replay is expected to leave: the distinct keys it inserts where known (a
+  // long log of overwrites of a few keys must not take two threads), else every operation.
+  const std::size_t expected = ts.table(0).size() + std::min(more.operations, more.distinct_keys.value_or(SIZE_MAX));
   if (expected >= src.split.from_log && more.operations > 0) ts.split();
   each_table(ts, [more](auto& t) { reserve_for_replay(t, more); });
   for (std::size_t i = 0; i < segs.size(); ++i) {
