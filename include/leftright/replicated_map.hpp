@@ -938,69 +938,93 @@ class follower {
       return stopping.load(std::memory_order_relaxed);
     }
 
+    /// The thread's loop: follow the log (a subscription from the version after the one shown),
+    /// take each message, let the watchdog look at the subscription once a period, save the
+    /// local copy when due. Any error is noted, the queued run dropped, and the log read afresh
+    /// after a pause; a replaced log is never followed (the last version is served until stopped).
     void run() {
-      detail::replication::subscription_ptr sub;
-      // The watchdog's last check: the version then, and when the next is due. A subscription
-      // gets a whole period before the watchdog may take it for dead.
-      std::uint64_t seen_at_check = 0;
-      auto next_check = std::chrono::steady_clock::time_point{};
-      bool subscribed = false;  // once: later subscriptions are resubscriptions
-      const auto restart_watchdog = [&] {
-        seen_at_check = w.version();
-        next_check = std::chrono::steady_clock::now() + watchdog_period;
-      };
+      log_cursor c;
       report(w.version());  // the leader knows this follower from now on
       while (!stopped()) {
         try {
-          if (wait_while_paused()) sub.reset();
+          if (wait_while_paused()) c.sub.reset();
           // [F6] relaxed: the thread's own store.
           if (replaced.load(std::memory_order_relaxed)) {
-            pause();  // a replaced log is never followed: serve the last version until stopped
+            pause();
             continue;
           }
-          if (!sub) {
-            sub = ch->subscribe_log(w.version() + 1, buffer_bytes);
-            // [F4] relaxed: a counter.
-            if (subscribed) resubscriptions.fetch_add(1, std::memory_order_relaxed);
-            subscribed = true;
-            restart_watchdog();
-            // Checked after subscribing: a log made anew before it is seen here; one made anew
-            // after it ends this consumer (deleted with its stream), and the next is checked.
-            if (!same_log(ch->range())) {
-              sub.reset();
-              continue;
-            }
-          }
-          natsMsg* m = nullptr;
-          const natsStatus st = natsSubscription_NextMsg(&m, sub.get(), 200);
-          detail::replication::msg_ptr msg(m);
-          if (st == NATS_OK) {
-            if (!take(msg.get())) sub.reset();
-          } else {
-            flush();  // the log said more was coming; what came is shown meanwhile
-            if (st == NATS_SLOW_CONSUMER) {
-              // The client dropped messages past follower_buffer_bytes (the ones before the drop
-              // are still queued): read the log afresh after the version shown, at once.
-              sub.reset();
-            } else if (st != NATS_TIMEOUT) {
-              sub.reset();  // the client gave up on this consumer (heartbeats missed, closed): a new one
-              pause();
-            }
-          }
-          if (std::chrono::steady_clock::now() >= next_check) {
-            if (!watchdog(seen_at_check)) sub.reset();
-            restart_watchdog();
-            report_if_due();
-          }
+          if (!c.sub && !subscribe(c)) continue;
+          receive(c);
+          watch(c);
           if (local && local->due(w.version())) save_local();
         } catch (const std::exception& e) {
           note_error(e.what());
           discard_queued();
-          sub.reset();
+          c.sub.reset();
           pause();
         }
       }
       if (local && w.version() > local->tried()) save_local();  // a clean stop: the newest state for the restart
+    }
+
+    /// Where the thread's loop stands in the log: its subscription (null: to be made), and the
+    /// watchdog's last check (the version then, and when the next is due). A subscription gets
+    /// a whole period before the watchdog may take it for dead.
+    struct log_cursor {
+      detail::replication::subscription_ptr sub;
+      bool subscribed = false;  // once: later subscriptions are resubscriptions
+      std::uint64_t seen_at_check = 0;
+      std::chrono::steady_clock::time_point next_check{};
+    };
+    void restart_watchdog(log_cursor& c) {
+      c.seen_at_check = w.version();
+      c.next_check = std::chrono::steady_clock::now() + watchdog_period;
+    }
+
+    /// Subscribes to the log from the version after the one shown; false (no subscription) if
+    /// the log is not the one this follower follows. Checked after subscribing: a log made anew
+    /// before it is seen here; one made anew after it ends this consumer (deleted with its
+    /// stream), and the next is checked.
+    bool subscribe(log_cursor& c) {
+      c.sub = ch->subscribe_log(w.version() + 1, buffer_bytes);
+      // [F4] relaxed: a counter.
+      if (c.subscribed) resubscriptions.fetch_add(1, std::memory_order_relaxed);
+      c.subscribed = true;
+      restart_watchdog(c);
+      if (same_log(ch->range())) return true;
+      c.sub.reset();
+      return false;
+    }
+
+    /// Waits up to 200 ms for the next log message and takes it. Without one, publishes what is
+    /// queued (the log said more was coming; what came is shown meanwhile), and drops the
+    /// subscription where the client dropped messages past follower_buffer_bytes (the log is
+    /// read afresh after the version shown, at once) or gave up on the consumer (heartbeats
+    /// missed, connection closed: a new one after a pause).
+    void receive(log_cursor& c) {
+      natsMsg* m = nullptr;
+      const natsStatus st = natsSubscription_NextMsg(&m, c.sub.get(), 200);
+      detail::replication::msg_ptr msg(m);
+      if (st == NATS_OK) {
+        if (!take(msg.get())) c.sub.reset();
+        return;
+      }
+      flush();
+      if (st == NATS_SLOW_CONSUMER) {
+        c.sub.reset();
+      } else if (st != NATS_TIMEOUT) {
+        c.sub.reset();
+        pause();
+      }
+    }
+
+    /// Once a watchdog period: drops a subscription the watchdog takes for dead, and reports the
+    /// version shown if a report is due.
+    void watch(log_cursor& c) {
+      if (std::chrono::steady_clock::now() < c.next_check) return;
+      if (!watchdog(c.seen_at_check)) c.sub.reset();
+      restart_watchdog(c);
+      report_if_due();
     }
 
     /// Writes the published state as the local snapshot (replication_options::local_path), on
