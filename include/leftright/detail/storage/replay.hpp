@@ -288,9 +288,10 @@ std::shared_ptr<lr_core<typename Ops::table, typename meta_of<Traits>::type>> re
 /// copy), and so is a log replay expected to leave 4M entries or more. There, each table takes
 /// every operation, and two of them at once compete for the memory bus, against a copy of one
 /// table afterwards; which wins depends on the tables' size against the caches (a 2-vCPU AMD
-/// EPYC guest, six alternating opens each, medians: 16M entries 2.1 s on two threads against
-/// 2.5 s on one, 4M 0.65 s against 0.75 s, 1M 0.149 s against 0.132 s). A log after a snapshot
-/// that was split goes into both.
+/// EPYC guest, alternating opens, medians: 16M entries 2.1 s and 2.3 s on two threads against
+/// 2.5 s and 2.8 s on one, though one run of five went the other way, 2.5 s against 2.1 s; 4M
+/// 0.65 s against 0.75 s; 1M 0.149 s against 0.132 s). A log after a snapshot that was split
+/// goes into both.
 template <class Ops, class Plain>
 two_tables two_tables_for(const durable_options& options) {
   if (options.recovery_threads > 2) {
