@@ -51,6 +51,12 @@ leftright::durable_options options(const fs::path& dir, unsigned threads) {
 
 using lrtest::key_of;
 
+/// The layout and the recovering table of a u64 -> u64 map with the default traits.
+using u64_ops = leftright::detail::map_ops_for<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
+                                               std::equal_to<std::uint64_t>, leftright::default_traits>;
+using u64_table = st::recovery_table<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
+                                     std::equal_to<std::uint64_t>, leftright::default_traits>;
+
 /// Writes a history into dir: batches of random inserts, overwrites and erases over 20,000
 /// keys, a clear in the third batch, a checkpoint after `snapshot_after` batches (0: none),
 /// then more batches. Returns the model of what was published.
@@ -221,12 +227,8 @@ TEST_CASE("recovery_threads 0: a large snapshot loads on two threads, a large lo
 
 TEST_CASE("recovery_threads 0 on two cores: two tables from a snapshot of 64K entries, from a log of 4M",
           "[durable][recovery][threads]") {
-  using ops = leftright::detail::map_ops_for<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
-                                              std::equal_to<std::uint64_t>, leftright::default_traits>;
-  using table_t = st::recovery_table<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
-                                     std::equal_to<std::uint64_t>, leftright::default_traits>;
   leftright::durable_options o;
-  const st::two_tables chosen = st::two_tables_for<ops, table_t>(o);
+  const st::two_tables chosen = st::two_tables_for<u64_ops, u64_table>(o);
   if (std::thread::hardware_concurrency() >= 2) {
     CHECK(chosen.from_snapshot == std::size_t{1} << 16);
     CHECK(chosen.from_log == std::size_t{1} << 22);
@@ -235,15 +237,13 @@ TEST_CASE("recovery_threads 0 on two cores: two tables from a snapshot of 64K en
     CHECK(chosen.from_log == SIZE_MAX);
   }
   o.recovery_threads = 1;
-  CHECK(st::two_tables_for<ops, table_t>(o).from_log == SIZE_MAX);
+  CHECK(st::two_tables_for<u64_ops, u64_table>(o).from_log == SIZE_MAX);
   o.recovery_threads = 2;
-  CHECK(st::two_tables_for<ops, table_t>(o).from_log == 0);
+  CHECK(st::two_tables_for<u64_ops, u64_table>(o).from_log == 0);
 }
 
 TEST_CASE("a log splits the tables by the distinct keys it inserts, not by its operations",
           "[durable][recovery][threads]") {
-  using table_t = st::recovery_table<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
-                                     std::equal_to<std::uint64_t>, leftright::default_traits>;
   lrtest::temp_dir tmp("recovery-threads-distinct");
   const fs::path many = tmp.path() / "many-keys";  // 6,000 operations on 6,000 keys
   const fs::path few = tmp.path() / "few-keys";    // 6,000 operations on 10 keys
@@ -270,14 +270,14 @@ TEST_CASE("a log splits the tables by the distinct keys it inserts, not by its o
     const std::string key_codec = leftright::codec_name<std::uint64_t>();
     const std::string value_codec = st::value_codec_name<std::uint64_t, leftright::no_meta>();
     const st::recovery_source src{*fsys, dir, /*writable=*/false, key_codec, value_codec, {SIZE_MAX, 4000}};
-    table_t t;
+    u64_table t;
     leftright::no_meta meta;
-    st::recovery_tables<table_t, leftright::no_meta> ts(t, meta);
+    st::recovery_tables<u64_table, leftright::no_meta> ts(t, meta);
     leftright::recovery_report rep;
     st::recover_directory<std::uint64_t, std::uint64_t>(ts, src, rep);
     const std::size_t count = ts.count();
-    const std::optional<table_t> second = ts.take_second();
-    for (const table_t* table : std::initializer_list<const table_t*>{&t, second ? &*second : nullptr}) {
+    const std::optional<u64_table> second = ts.take_second();
+    for (const u64_table* table : std::initializer_list<const u64_table*>{&t, second ? &*second : nullptr}) {
       if (table == nullptr) continue;
       REQUIRE(table->size() == model.size());
       for (const auto& [k, v] : model) {
