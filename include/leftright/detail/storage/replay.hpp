@@ -289,7 +289,7 @@ std::shared_ptr<lr_core<typename Ops::table, typename meta_of<Traits>::type>> re
 /// every operation, and two of them at once compete for the memory bus, against a copy of one
 /// table afterwards; which wins depends on the tables' size against the caches (a 2-vCPU AMD
 /// EPYC guest, alternating opens, medians: 16M entries 2.1 s and 2.3 s on two threads against
-/// 2.5 s and 2.8 s on one, though one run of five went the other way, 2.5 s against 2.1 s; 4M
+/// 2.5 s and 2.8 s on one, though one benchmark run went the other way, 2.5 s against 2.1 s; 4M
 /// 0.65 s against 0.75 s; 1M 0.149 s against 0.132 s). A log after a snapshot that was split
 /// goes into both.
 template <class Ops, class Plain>
