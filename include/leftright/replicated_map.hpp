@@ -24,8 +24,10 @@
 //        order it), so a caller that saw that version sees the count
 //   [F5] stopping: relaxed both ways: stored under the mutex that orders it before the thread's
 //        next check; only a signal to leave the loop
-//   [F6] replaced: relaxed both ways: a flag read on its own (log_replaced()); nothing is read
-//        through it, and the thread reads its own store
+//   [F6] replaced: relaxed both ways: stored under the mutex, after the error that explains it;
+//        a caller that saw it and then locks the mutex (last_error()) locks it after that store's
+//        section (else its load would precede the store), so it reads the error; the thread
+//        reads its own store
 //   [F7] default_follower_id's counter: fetch_add relaxed: it only makes each id's number
 //        distinct; nothing is read through it
 #pragma once
@@ -1194,12 +1196,14 @@ class follower {
     /// following for good (log_replaced()), keeping its version, and says so in last_error().
     bool same_log(const detail::replication::log_range& r) {
       if (r.created == log_created) return true;
-      // [F6] relaxed: a flag read on its own; no data is read through it.
+      std::lock_guard lock(mu);
+      error = "log replaced: the map's log was deleted and made anew (made at " + std::to_string(r.created) +
+              " ns; this follower followed the one made at " + std::to_string(log_created) +
+              " ns); it applies none of the new history and keeps version " + std::to_string(w.version()) +
+              " (open a new follower, deleting its local copy, to follow the new one)";
+      // [F6] relaxed, stored under mu after the error: a caller that sees the flag and then
+      // takes mu (last_error()) takes it after this section, so it reads the reason too.
       replaced.store(true, std::memory_order_relaxed);
-      note_error("log replaced: the map's log was deleted and made anew (made at " + std::to_string(r.created) +
-                 " ns; this follower followed the one made at " + std::to_string(log_created) +
-                 " ns); it applies none of the new history and keeps version " + std::to_string(w.version()) +
-                 " (open a new follower, deleting its local copy, to follow the new one)");
       return false;
     }
 
