@@ -11,7 +11,7 @@
 // them; if only such requests are queued when a group ends, the combiner runs them too before it
 // returns, so nothing queued is left without one.
 //
-// The queue is guarded by one std::mutex (ThreadSanitizer sees it; see epoch.hpp). A request's
+// The queue is guarded by one mutex that spins before it sleeps (adaptive_mutex.hpp). A request's
 // outcome is its state, an atomic its caller reads without the mutex, and a caller sleeps on one
 // of three words of the queue's (atomic wait), never on its request: the request lives on the
 // caller's stack and is gone as soon as the caller sees its state, so the combiner touches it no
@@ -51,6 +51,7 @@
 #include <utility>
 #include <vector>
 
+#include "adaptive_mutex.hpp"
 #include "config.hpp"
 
 namespace leftright::detail {
@@ -92,7 +93,7 @@ class basic_combining_queue {
   /// everything run did to r happens-before this returns.
   template <class Run>
   void submit(combine_request& r, Run& run) {
-    std::unique_lock<std::mutex> lock(mu_);
+    std::unique_lock<adaptive_mutex> lock(mu_);
     queue_.push_back(&r);
     if (busy_) {
       r.group = takes_ + 1;
@@ -112,7 +113,7 @@ class basic_combining_queue {
   template <class Run>
   void post(std::unique_ptr<combine_request> r, Run& run) {
     r->detached = true;
-    std::unique_lock<std::mutex> lock(mu_);
+    std::unique_lock<adaptive_mutex> lock(mu_);
     queue_.push_back(r.release());
     if (busy_) return;
     busy_ = true;
@@ -121,7 +122,7 @@ class basic_combining_queue {
 
   /// Requests queued and not yet taken by a combiner. Cost: the mutex.
   std::size_t queued() {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<adaptive_mutex> lock(mu_);
     return queue_.size();
   }
 
@@ -129,7 +130,7 @@ class basic_combining_queue {
   /// Runs groups until the queue is empty or a waiting caller takes over. Called with the lock
   /// held and busy_ set by this thread; returns with it released.
   template <class Run>
-  void combine(std::unique_lock<std::mutex>& lock, Run& run) {
+  void combine(std::unique_lock<adaptive_mutex>& lock, Run& run) {
     std::vector<combine_request*> taken;
     std::vector<std::unique_ptr<combine_request>> finished;
     for (;;) {
@@ -177,7 +178,7 @@ class basic_combining_queue {
   /// publish that makes no sync: one yield among many threads took longer than that, and a
   /// 2 µs commit became a 150 µs one). As PostgreSQL's commit_delay, which waits only while
   /// commit_siblings transactions are active. Called and returns with the lock held.
-  void await_returning(std::unique_lock<std::mutex>& lock) {
+  void await_returning(std::unique_lock<adaptive_mutex>& lock) {
     const std::size_t expected = std::exchange(returning_, 0);
     if (expected < 2 || queue_.size() >= expected || last_run_ < min_run_to_wait) return;
     const auto until = Clock::now() + last_run_ / 2;
@@ -247,7 +248,7 @@ class basic_combining_queue {
     return nullptr;
   }
 
-  std::mutex mu_;
+  adaptive_mutex mu_;
   std::vector<combine_request*> queue_;  ///< FIFO; guarded by mu_
   bool busy_ = false;                    ///< a combiner runs (or was handed the role); mu_
   std::uint64_t takes_ = 0;              ///< groups taken so far; mu_
