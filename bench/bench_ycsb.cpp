@@ -8,10 +8,22 @@
 //      keys
 // Each thread runs its own pre-generated stream of operations; 1 and 2 threads.
 //
+// ycsb_pair: ours and one peer on the same operations, paired as lookup_pair pairs a map with
+// the limit: each iteration runs a phase of pair_phase_ops operations on each map, one after the
+// other (the order alternating), every thread in the same phase at once (a barrier between
+// phases); the figure is the median over pairs of (peer's phase time / ours). This scenario's
+// rates move by 2x between runs on a shared host, every map together, so "ahead of every peer"
+// is read from these ratios (above 1: ours is ahead), not from two separate benchmarks.
+//
 // Name: ycsb/<B|D>/<map>/real_time/threads:<n>; items/s = operations per second (all threads).
+//       ycsb_pair/<B|D>/<peer>/real_time/threads:<n>; ratio = ours against the peer (see above).
+#include <algorithm>
 #include <atomic>
+#include <barrier>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -75,39 +87,108 @@ struct inserted_count {
   static inline std::atomic<std::uint64_t> n{0};  // keys inserted by D so far (relaxed: a count)
 };
 
+/// Runs n operations of ops from at (moved on, wrapping) through get and put, in workload W's
+/// shape; inserted counts the keys D has inserted into this map so far.
+template <char W, class Get, class Put>
+void run_ops(const std::vector<op>& ops, std::size_t& at, std::size_t n, std::atomic<std::uint64_t>& inserted,
+             Get&& get, Put&& put) {
+  for (std::size_t j = 0; j < n; ++j) {
+    const op& o = ops[at];
+    at = at + 1 == ops.size() ? 0 : at + 1;
+    if constexpr (W == 'B') {
+      const std::uint64_t key = make_key<std::uint64_t>(splitmix64(o.rank) % large_n);
+      if (o.write) put(key, value_t{o.rank}); else benchmark::DoNotOptimize(get(key));
+    } else {
+      // relaxed: a count of keys inserted; the map orders the inserts themselves.
+      const std::uint64_t latest = large_n + inserted.load(std::memory_order_relaxed);
+      if (o.write) {
+        // relaxed: as above; each insert takes a fresh number.
+        put(make_key<std::uint64_t>(large_n + inserted.fetch_add(1, std::memory_order_relaxed)), value_t{o.rank});
+      } else {
+        benchmark::DoNotOptimize(get(make_key<std::uint64_t>(latest - 1 - o.rank % latest)));
+      }
+    }
+  }
+}
+
+/// Calls f(get, put) with m's read and write calls for this thread (a peer's reader made here).
+template <class Map, class F>
+void with_calls(Map& m, F&& f) {
+  if constexpr (Map::handle_free) {
+    f([&m](std::uint64_t k) { return m.get(k); }, [&m](std::uint64_t k, value_t v) { m.put(k, v); });
+  } else {
+    typename decltype(m.m)::reader r(m.m);
+    f([&r](std::uint64_t k) { return r.get(k); },
+      [&m](std::uint64_t k, value_t v) { m.m.write_batch([&](const auto& put) { put(k, v); }); });
+  }
+}
+
 template <class Map, char Workload>
 void bm_ycsb(benchmark::State& state) {
   Map& m = fixture<Map, std::uint64_t, large_n>();
   const std::vector<op>& ops = stream(state.thread_index());
-  auto& inserted = inserted_count<Map>::n;
   std::size_t at = (ops.size() / 2) * static_cast<std::size_t>(state.thread_index());
-  const auto run = [&](auto&& get, auto&& put) {
-    for (auto _ : state) {
-      for (std::size_t j = 0; j < 1024; ++j) {
-        const op& o = ops[at];
-        at = at + 1 == ops.size() ? 0 : at + 1;
-        if constexpr (Workload == 'B') {
-          const std::uint64_t key = make_key<std::uint64_t>(splitmix64(o.rank) % large_n);
-          if (o.write) put(key, value_t{o.rank}); else benchmark::DoNotOptimize(get(key));
-        } else {
-          const std::uint64_t latest = large_n + inserted.load(std::memory_order_relaxed);
-          if (o.write) {
-            put(make_key<std::uint64_t>(large_n + inserted.fetch_add(1, std::memory_order_relaxed)), value_t{o.rank});
-          } else {
-            benchmark::DoNotOptimize(get(make_key<std::uint64_t>(latest - 1 - o.rank % latest)));
-          }
-        }
-      }
-    }
-  };
-  if constexpr (Map::handle_free) {
-    run([&m](std::uint64_t k) { return m.get(k); }, [&m](std::uint64_t k, value_t v) { m.put(k, v); });
-  } else {
-    typename decltype(m.m)::reader r(m.m);
-    run([&r](std::uint64_t k) { return r.get(k); },
-        [&m](std::uint64_t k, value_t v) { m.m.write_batch([&](const auto& put) { put(k, v); }); });
-  }
+  with_calls(m, [&](auto&& get, auto&& put) {
+    for (auto _ : state) run_ops<Workload>(ops, at, 1024, inserted_count<Map>::n, get, put);
+  });
   state.SetItemsProcessed(state.iterations() * 1024);
+}
+
+/// The threads of the running ycsb_pair benchmark meet here between phases (made in its Setup).
+std::unique_ptr<std::barrier<>> pair_barrier;
+void setup_pair(const benchmark::State& state) {
+  pair_barrier = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(state.threads()));
+}
+void teardown_pair(const benchmark::State&) { pair_barrier.reset(); }
+
+/// Operations per phase and thread: one pass over the thread's stream (65,536: 3-15 ms here),
+/// timed after an untimed pass over the same operations. A phase starts with the other map's
+/// lines in the caches; the warming pass brings its own back, so that the timed pass meets the
+/// steady state ycsb measures (which cycles over the same stream), whatever each map's size.
+/// Without it, phases of 16,384 operations put libcuckoo, the smallest table, at 1.7x the
+/// ratio of the unpaired runs, and phases of 262,144 still at 1.5x.
+constexpr std::size_t pair_phase_ops = std::size_t{1} << 16;
+
+using ours_ycsb = shared_ycsb<leftright::default_traits, shared_name>;
+
+template <class Peer, char Workload>
+void bm_ycsb_pair(benchmark::State& state) {
+  ours_ycsb& ours = fixture<ours_ycsb, std::uint64_t, large_n>();
+  Peer& peer = fixture<Peer, std::uint64_t, large_n>();
+  const std::vector<op>& ops = stream(state.thread_index());
+  const std::size_t start = (ops.size() / 2) * static_cast<std::size_t>(state.thread_index());
+  std::vector<double> ratios;
+  with_calls(ours, [&](auto&& our_get, auto&& our_put) {
+    with_calls(peer, [&](auto&& peer_get, auto&& peer_put) {
+      // One phase: the operations from `from` on one map, once to warm it up, then again, timed
+      // after every thread has arrived.
+      const auto phase = [&](std::size_t from, auto&& inserted, auto&& get, auto&& put) {
+        std::size_t at = from;
+        pair_barrier->arrive_and_wait();
+        run_ops<Workload>(ops, at, pair_phase_ops, inserted, get, put);
+        at = from;
+        pair_barrier->arrive_and_wait();
+        const auto t0 = std::chrono::steady_clock::now();
+        run_ops<Workload>(ops, at, pair_phase_ops, inserted, get, put);
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      };
+      const std::size_t from = start;
+      bool ours_first = true;
+      for (auto _ : state) {
+        double t_ours = 0, t_peer = 0;
+        if (ours_first) t_ours = phase(from, inserted_count<ours_ycsb>::n, our_get, our_put);
+        t_peer = phase(from, inserted_count<Peer>::n, peer_get, peer_put);
+        if (!ours_first) t_ours = phase(from, inserted_count<ours_ycsb>::n, our_get, our_put);
+        ours_first = !ours_first;
+        ratios.push_back(t_peer / t_ours);
+      }
+    });
+  });
+  std::sort(ratios.begin(), ratios.end());
+  const double median = ratios.empty() ? 0.0 : ratios[ratios.size() / 2];
+  state.counters["ratio"] = benchmark::Counter(median, benchmark::Counter::kAvgThreads);
+  state.counters["pairs"] = benchmark::Counter(static_cast<double>(ratios.size()), benchmark::Counter::kAvgThreads);
+  state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(4 * pair_phase_ops));
 }
 
 template <class Map>
@@ -117,6 +198,18 @@ void add() {
     benchmark::RegisterBenchmark(name.c_str(), w == 'B' ? &bm_ycsb<Map, 'B'> : &bm_ycsb<Map, 'D'>)
         ->ThreadRange(1, 2)
         ->UseRealTime();
+  }
+}
+
+template <class Peer>
+void add_pair() {
+  for (char w : {'B', 'D'}) {
+    const std::string name = "ycsb_pair/" + std::string(1, w) + "/" + std::string(Peer::name);
+    benchmark::RegisterBenchmark(name.c_str(), w == 'B' ? &bm_ycsb_pair<Peer, 'B'> : &bm_ycsb_pair<Peer, 'D'>)
+        ->ThreadRange(1, 2)
+        ->UseRealTime()
+        ->Setup(setup_pair)
+        ->Teardown(teardown_pair);
   }
 }
 
@@ -130,6 +223,14 @@ void add() {
 #endif
 #if LEFTRIGHT_BENCH_WITH_CUCKOO
   add<peer_ycsb<cuckoo_map<std::uint64_t>>>();
+#endif
+  add_pair<peer_ycsb<shared_mutex_map<std::uint64_t>>>();
+  add_pair<peer_ycsb<absl_mutex_map<std::uint64_t>>>();
+#if LEFTRIGHT_BENCH_WITH_TBB
+  add_pair<peer_ycsb<tbb_map<std::uint64_t>>>();
+#endif
+#if LEFTRIGHT_BENCH_WITH_CUCKOO
+  add_pair<peer_ycsb<cuckoo_map<std::uint64_t>>>();
 #endif
   return true;
 }();

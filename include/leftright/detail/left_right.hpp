@@ -454,6 +454,8 @@ struct fencing_rate {
   static constexpr std::int64_t below = 2;
   /// How long after a publish readers that fence may stop, if no other publish came.
   static constexpr std::chrono::milliseconds quiet{2};
+  /// While readers fence, the writer reads the clock at one publish in this many.
+  static constexpr std::uint32_t clock_every = 4;
   /// The mode after `swaps` publishes in `elapsed` (at least one window), from `fencing`.
   static bool after(std::uint64_t swaps, std::chrono::nanoseconds elapsed, bool fencing) noexcept {
     const auto n = static_cast<std::int64_t>(swaps);
@@ -970,17 +972,7 @@ class lr_writer {
   /// swap_to() on an adaptive core (case C8).
   /// A settle's swap keeps the mode readers are in (a reader may have relaxed it since).
   void adaptive_swap_to(std::uintptr_t a, bool publishing) noexcept {
-    bool fence = false;
-    if (publishing) {
-      const auto now = std::chrono::steady_clock::now();
-      fence = next_fencing(now);
-      const std::int64_t t = (now + fencing_rate::quiet).time_since_epoch().count();
-      // [W7] relaxed: a hint for fencing readers ([R7]); nothing is published through it.
-      core_->relax_after.store(fencing_override_ ? std::numeric_limits<std::int64_t>::max() : t,
-                               std::memory_order_relaxed);
-    } else {
-      fence = readers_fence();
-    }
+    const bool fence = publishing ? next_fencing() : readers_fence();
     const std::uintptr_t v = fence ? a | core_type::fence_tag : a;
     bool barrier = !(fence && fencing_);
     if (barrier) {
@@ -1005,10 +997,24 @@ class lr_writer {
 
   /// Adaptive cores: whether readers should fence from this publish on (fencing_rate), the
   /// publishes counted over windows of at least fencing_rate::window. Decided at publishes; after a
-  /// burst, fencing readers relax by themselves (relax_if_quiet).
-  bool next_fencing(std::chrono::steady_clock::time_point now) noexcept {
-    if (fencing_override_) return *fencing_override_;
+  /// burst, fencing readers relax by themselves (relax_if_quiet), once the relax_after set here
+  /// has passed. While readers fence, the clock is read at every fencing_rate::clock_every-th
+  /// publish only (a read cost a tenth of a one-thread shared_map write): relax_after then lags
+  /// the last publish by fewer than that many publishes, which can only let readers relax sooner
+  /// (a membarrier at the next swap), never later; the window closes at the first read past its
+  /// end, its count holding every publish.
+  bool next_fencing() noexcept {
+    if (fencing_override_) {
+      // [W7] relaxed: a hint for fencing readers ([R7]); nothing is published through it.
+      core_->relax_after.store(std::numeric_limits<std::int64_t>::max(), std::memory_order_relaxed);
+      return *fencing_override_;
+    }
     ++window_swaps_;
+    if (fencing_ && ++unclocked_swaps_ < fencing_rate::clock_every) return true;
+    unclocked_swaps_ = 0;
+    const auto now = std::chrono::steady_clock::now();
+    // [W7] relaxed: as above.
+    core_->relax_after.store((now + fencing_rate::quiet).time_since_epoch().count(), std::memory_order_relaxed);
     const auto elapsed = now - window_start_;
     if (elapsed < fencing_rate::window) return fencing_;
     const bool fence = fencing_rate::after(window_swaps_, elapsed, fencing_);
@@ -1092,6 +1098,7 @@ class lr_writer {
   // the current window and when it began, and a fixed choice that replaces the rate's.
   bool fencing_ = false;
   std::uint64_t window_swaps_ = 0;
+  std::uint32_t unclocked_swaps_ = 0;  ///< publishes since the clock was last read (next_fencing)
   std::chrono::steady_clock::time_point window_start_{};
   std::optional<bool> fencing_override_;
   std::size_t held_limit_ = held_copy_limit_default;  ///< set_held_copy_limit
