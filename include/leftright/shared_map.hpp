@@ -457,12 +457,22 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
   /// is published already: a settle whose replay throws has made the copies equal
   /// again (or poisoned the writer, which the next publish reports), so nothing is lost with its
   /// exception but the locality.
+  /// A settle that finds a reader still in that copy says other threads are reading now: then
+  /// each settle costs their cores a swap's cache-line transfers and mostly fails, so the next
+  /// settle_skip groups do not try (two threads each writing 5% of their operations: 1.05-1.07x
+  /// the operations/s without settles, where one thread loses 10-14% without them).
   void settle() noexcept {
+    if (settle_skips_left > 0) {
+      --settle_skips_left;
+      return;
+    }
     try {
-      (void)w.try_settle();
+      if (!w.try_settle()) settle_skips_left = settle_skip;
     } catch (...) {
     }
   }
+  static constexpr unsigned settle_skip = 16;
+  unsigned settle_skips_left = 0;  ///< groups left before the next settle is tried (combiner only)
   void flush() override {
     if constexpr (is_durable) w.flush();
   }
