@@ -40,6 +40,8 @@
 //        word still holds it (atomic wait), so the notify after the fetch_add is never lost.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -131,7 +133,10 @@ class basic_combining_queue {
   /// held and busy_ set by this thread; returns with it released.
   template <class Run>
   void combine(std::unique_lock<adaptive_mutex>& lock, Run& run) {
-    std::vector<combine_request*> taken;
+    // A group of up to small_group requests is copied out of the queue, which keeps its buffer
+    // (no allocation a write); a larger one takes the queue's buffer.
+    std::array<combine_request*, small_group> small;
+    std::vector<combine_request*> large;
     std::vector<std::unique_ptr<combine_request>> finished;
     for (;;) {
       if (max_delay_.count() > 0) {  // let more writers join the group
@@ -141,8 +146,18 @@ class basic_combining_queue {
       } else {
         await_returning(lock);
       }
-      finished.reserve(finished.size() + queue_.size());  // so that nothing below, under the lock, throws
-      taken.swap(queue_);
+      std::size_t posted = 0;
+      for (const combine_request* r : queue_) posted += r->detached ? 1 : 0;
+      if (posted > 0) finished.reserve(finished.size() + posted);  // so that nothing below, under the lock, throws
+      group taken;
+      if (queue_.size() <= small.size()) {
+        std::copy(queue_.begin(), queue_.end(), small.begin());
+        taken = group(small.data(), queue_.size());
+        queue_.clear();
+      } else {
+        large.swap(queue_);
+        taken = group(large);
+      }
       const std::uint64_t g = ++takes_;
       waiting_queued_ = false;
       std::size_t callers = 0;
@@ -154,7 +169,7 @@ class basic_combining_queue {
       // read cost a tenth of a one-thread write).
       const bool timed = callers >= 2;
       const auto started = timed ? Clock::now() : typename Clock::time_point{};
-      run(group(taken));
+      run(taken);
       const auto ran = timed ? Clock::now() - started : typename Clock::duration{};
       lock.lock();
       combine_request* const next = first_waiting();  // queued while this group ran: it leads the next
@@ -166,7 +181,7 @@ class basic_combining_queue {
       lock.unlock();
       if (next != nullptr) wake(*next, combine_request::lead, lead_word_);  // first: its group runs meanwhile
       if (callers > 0) finish_group(taken, group_word_[g % 2], lead_word_);
-      taken.clear();
+      large.clear();
       if (!posted_left) break;
       lock.lock();
     }
@@ -197,7 +212,7 @@ class basic_combining_queue {
   /// to lead the next group but was taken into this one sleeps on lead_word, not on word (see
   /// combine_request::leads). Precondition: the posted requests among them are this thread's
   /// (finished), not yet deleted.
-  static void finish_group(const std::vector<combine_request*>& taken, std::atomic<std::uint32_t>& word,
+  static void finish_group(group taken, std::atomic<std::uint32_t>& word,
                            std::atomic<std::uint32_t>& lead_word) noexcept {
     bool lead_sleeper = false;
     for (combine_request* r : taken) {
@@ -257,6 +272,7 @@ class basic_combining_queue {
   std::uint64_t takes_ = 0;              ///< groups taken so far; mu_
   bool waiting_queued_ = false;          ///< queue_ holds a waiting request (its first leads); mu_
   static constexpr std::chrono::microseconds min_run_to_wait{50};
+  static constexpr std::size_t small_group = 32;
   std::size_t returning_ = 0;            ///< callers of the last group, if none queued behind it; mu_
   typename Clock::duration last_run_{};  ///< how long the last group's run took; mu_
   const std::chrono::microseconds max_delay_;
