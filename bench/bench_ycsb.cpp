@@ -26,6 +26,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -191,47 +192,45 @@ void bm_ycsb_pair(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(4 * pair_phase_ops));
 }
 
+/// Registers <scenario>/<B|D>/<map> (w: the workload) at 1 and 2 threads, in real time.
+benchmark::internal::Benchmark* register_mix(const char* scenario, char w, std::string_view map,
+                                             void (*fn)(benchmark::State&)) {
+  const std::string name = std::string(scenario) + "/" + std::string(1, w) + "/" + std::string(map);
+  return benchmark::RegisterBenchmark(name.c_str(), fn)->ThreadRange(1, 2)->UseRealTime();
+}
+
 template <class Map>
 void add() {
-  for (char w : {'B', 'D'}) {
-    const std::string name = "ycsb/" + std::string(1, w) + "/" + std::string(Map::name);
-    benchmark::RegisterBenchmark(name.c_str(), w == 'B' ? &bm_ycsb<Map, 'B'> : &bm_ycsb<Map, 'D'>)
-        ->ThreadRange(1, 2)
-        ->UseRealTime();
-  }
+  for (char w : {'B', 'D'}) register_mix("ycsb", w, Map::name, w == 'B' ? &bm_ycsb<Map, 'B'> : &bm_ycsb<Map, 'D'>);
 }
 
 template <class Peer>
 void add_pair() {
   for (char w : {'B', 'D'}) {
-    const std::string name = "ycsb_pair/" + std::string(1, w) + "/" + std::string(Peer::name);
-    benchmark::RegisterBenchmark(name.c_str(), w == 'B' ? &bm_ycsb_pair<Peer, 'B'> : &bm_ycsb_pair<Peer, 'D'>)
-        ->ThreadRange(1, 2)
-        ->UseRealTime()
+    register_mix("ycsb_pair", w, Peer::name, w == 'B' ? &bm_ycsb_pair<Peer, 'B'> : &bm_ycsb_pair<Peer, 'D'>)
         ->Setup(setup_pair)
         ->Teardown(teardown_pair);
   }
 }
 
+/// Calls f.template operator()<Peer>() for each peer of this build.
+template <class F>
+void for_each_peer(F&& f) {
+  f.template operator()<peer_ycsb<shared_mutex_map<std::uint64_t>>>();
+  f.template operator()<peer_ycsb<absl_mutex_map<std::uint64_t>>>();
+#if LEFTRIGHT_BENCH_WITH_TBB
+  f.template operator()<peer_ycsb<tbb_map<std::uint64_t>>>();
+#endif
+#if LEFTRIGHT_BENCH_WITH_CUCKOO
+  f.template operator()<peer_ycsb<cuckoo_map<std::uint64_t>>>();
+#endif
+}
+
 [[maybe_unused]] const bool registered = [] {
   add<shared_ycsb<leftright::default_traits, shared_name>>();
   add<shared_ycsb<seq_cst_traits, shared_seq_name>>();
-  add<peer_ycsb<shared_mutex_map<std::uint64_t>>>();
-  add<peer_ycsb<absl_mutex_map<std::uint64_t>>>();
-#if LEFTRIGHT_BENCH_WITH_TBB
-  add<peer_ycsb<tbb_map<std::uint64_t>>>();
-#endif
-#if LEFTRIGHT_BENCH_WITH_CUCKOO
-  add<peer_ycsb<cuckoo_map<std::uint64_t>>>();
-#endif
-  add_pair<peer_ycsb<shared_mutex_map<std::uint64_t>>>();
-  add_pair<peer_ycsb<absl_mutex_map<std::uint64_t>>>();
-#if LEFTRIGHT_BENCH_WITH_TBB
-  add_pair<peer_ycsb<tbb_map<std::uint64_t>>>();
-#endif
-#if LEFTRIGHT_BENCH_WITH_CUCKOO
-  add_pair<peer_ycsb<cuckoo_map<std::uint64_t>>>();
-#endif
+  for_each_peer([]<class Peer>() { add<Peer>(); });
+  for_each_peer([]<class Peer>() { add_pair<Peer>(); });
   return true;
 }();
 
