@@ -146,9 +146,11 @@ class basic_combining_queue {
       } else {
         await_returning(lock);
       }
-      std::size_t posted = 0;
-      for (const combine_request* r : queue_) posted += r->detached ? 1 : 0;
-      if (posted > 0) finished.reserve(finished.size() + posted);  // so that nothing below, under the lock, throws
+      std::size_t callers = 0;  // the requests whose callers wait; the others are posted
+      for (const combine_request* r : queue_) callers += r->detached ? 0 : 1;
+      if (callers < queue_.size()) {
+        finished.reserve(finished.size() + queue_.size() - callers);  // so that nothing below, under the lock, throws
+      }
       group taken;
       if (queue_.size() <= small.size()) {
         std::copy(queue_.begin(), queue_.end(), small.begin());
@@ -160,9 +162,8 @@ class basic_combining_queue {
       }
       const std::uint64_t g = ++takes_;
       waiting_queued_ = false;
-      std::size_t callers = 0;
       for (combine_request* r : taken) {
-        if (r->detached) finished.emplace_back(r); else ++callers;
+        if (r->detached) finished.emplace_back(r);
       }
       lock.unlock();
       // Timed only where await_returning may read it: a group of two callers or more (a clock
