@@ -17,13 +17,10 @@
 //
 // Name: ycsb/<B|D>/<map>/real_time/threads:<n>; items/s = operations per second (all threads).
 //       ycsb_pair/<B|D>/<peer>/real_time/threads:<n>; ratio = ours against the peer (see above).
-#include <algorithm>
 #include <atomic>
-#include <barrier>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <random>
 #include <string>
 #include <string_view>
@@ -33,6 +30,7 @@
 #include <leftright/shared_map.hpp>
 
 #include "adapters.hpp"
+#include "measure.hpp"
 #include "workload.hpp"
 
 namespace lrbench {
@@ -135,13 +133,6 @@ void bm_ycsb(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * 1024);
 }
 
-/// The threads of the running ycsb_pair benchmark meet here between phases (made in its Setup).
-std::unique_ptr<std::barrier<>> pair_barrier;
-void setup_pair(const benchmark::State& state) {
-  pair_barrier = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(state.threads()));
-}
-void teardown_pair(const benchmark::State&) { pair_barrier.reset(); }
-
 /// Operations per phase and thread: one pass over the thread's stream (65,536: 3-15 ms here),
 /// timed after an untimed pass over the same operations. A phase starts with the other map's
 /// lines in the caches; the warming pass brings its own back, so that the timed pass meets the
@@ -161,34 +152,31 @@ void bm_ycsb_pair(benchmark::State& state) {
   std::vector<double> ratios;
   with_calls(ours, [&](auto&& our_get, auto&& our_put) {
     with_calls(peer, [&](auto&& peer_get, auto&& peer_put) {
-      // One phase: the operations from `from` on one map, once to warm it up, then again, timed
-      // after every thread has arrived.
-      const auto phase = [&](std::size_t from, auto&& inserted, auto&& get, auto&& put) {
-        std::size_t at = from;
+      // One phase: the thread's operations on one map, once to warm it up, then again, timed;
+      // every thread starts each pass together (workload.hpp's pair_barrier). run_pairs has no
+      // untimed part in a phase, hence this loop.
+      const auto phase = [&](auto&& inserted, auto&& get, auto&& put) {
+        std::size_t at = start;
         pair_barrier->arrive_and_wait();
         run_ops<Workload>(ops, at, pair_phase_ops, inserted, get, put);
-        at = from;
+        at = start;
         pair_barrier->arrive_and_wait();
         const auto t0 = std::chrono::steady_clock::now();
         run_ops<Workload>(ops, at, pair_phase_ops, inserted, get, put);
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       };
-      const std::size_t from = start;
       bool ours_first = true;
       for (auto _ : state) {
         double t_ours = 0, t_peer = 0;
-        if (ours_first) t_ours = phase(from, inserted_count<ours_ycsb>::n, our_get, our_put);
-        t_peer = phase(from, inserted_count<Peer>::n, peer_get, peer_put);
-        if (!ours_first) t_ours = phase(from, inserted_count<ours_ycsb>::n, our_get, our_put);
+        if (ours_first) t_ours = phase(inserted_count<ours_ycsb>::n, our_get, our_put);
+        t_peer = phase(inserted_count<Peer>::n, peer_get, peer_put);
+        if (!ours_first) t_ours = phase(inserted_count<ours_ycsb>::n, our_get, our_put);
         ours_first = !ours_first;
         ratios.push_back(t_peer / t_ours);
       }
     });
   });
-  std::sort(ratios.begin(), ratios.end());
-  const double median = ratios.empty() ? 0.0 : ratios[ratios.size() / 2];
-  state.counters["ratio"] = benchmark::Counter(median, benchmark::Counter::kAvgThreads);
-  state.counters["pairs"] = benchmark::Counter(static_cast<double>(ratios.size()), benchmark::Counter::kAvgThreads);
+  set_pair_counters(state, pair_result{median_of(ratios), ratios.size()});
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(4 * pair_phase_ops));
 }
 
@@ -208,8 +196,8 @@ template <class Peer>
 void add_pair() {
   for (char w : {'B', 'D'}) {
     register_mix("ycsb_pair", w, Peer::name, w == 'B' ? &bm_ycsb_pair<Peer, 'B'> : &bm_ycsb_pair<Peer, 'D'>)
-        ->Setup(setup_pair)
-        ->Teardown(teardown_pair);
+        ->Setup(setup_pair_barrier)
+        ->Teardown(teardown_pair_barrier);
   }
 }
 
