@@ -38,11 +38,11 @@ namespace {
 namespace fs = std::filesystem;
 namespace st = leftright::detail::storage;
 
-leftright::durable_options options(const fs::path& dir, unsigned threads) {
+leftright::durable_options options(const fs::path& dir, unsigned threads, std::size_t segment_size = std::size_t{1} << 18) {
   leftright::durable_options o;
   o.path = dir;
   o.durability = leftright::durability::none;
-  o.segment_size = std::size_t{1} << 18;
+  o.segment_size = segment_size;
   o.checkpoint_bytes = 0;
   o.recovery_threads = threads;
   return o;
@@ -60,10 +60,11 @@ using u64_table = st::recovery_table<std::uint64_t, std::uint64_t, absl::Hash<st
 /// keys, a clear in the third batch, a checkpoint after `snapshot_after` batches (0: none),
 /// then more batches. Returns the model of what was published.
 template <class K>
-std::map<K, std::uint64_t> write_history(const fs::path& dir, int batches, int snapshot_after, std::uint64_t seed) {
+std::map<K, std::uint64_t> write_history(const fs::path& dir, int batches, int snapshot_after, std::uint64_t seed,
+                                         std::size_t segment_size = std::size_t{1} << 18) {
   std::mt19937_64 rng(seed);
   std::map<K, std::uint64_t> model;
-  auto [w, r] = leftright::open_map<K, std::uint64_t>(options(dir, 1));
+  auto [w, r] = leftright::open_map<K, std::uint64_t>(options(dir, 1, segment_size));
   for (int b = 0; b < batches; ++b) {
     for (int i = 0; i < 3000; ++i) {
       const K k = key_of<K>(rng() % 20000);
@@ -289,6 +290,50 @@ TEST_CASE("a log splits the tables by the distinct keys it inserts, not by its o
   };
   CHECK(recover(many, many_model) == 2);
   CHECK(recover(few, few_model) == 1);  // 6,000 operations, but 10 keys: one table and a copy
+}
+
+TEST_CASE("a long log is estimated on two threads as on one: the same operations and distinct keys",
+          "[durable][recovery][threads]") {
+  // 14 batches over 20,000 keys in segments of 64 KiB: about fifteen segments, eight after a
+  // snapshot. Asked to read on two threads from the first segment on, the helper takes newer ones.
+  const int snapshot_after = GENERATE(0, 6);  // the log alone; a snapshot part-way through it
+  INFO("snapshot after " << snapshot_after << " batches");
+  lrtest::temp_dir tmp("recovery-threads-estimate");
+  const fs::path dir = tmp.path() / "map";
+  write_history<std::uint64_t>(dir, 14, snapshot_after, lrtest::test_seed(), std::size_t{64} << 10);
+  auto fsys = st::default_file_system();
+  const std::string key_codec = leftright::codec_name<std::uint64_t>();
+  const std::string value_codec = st::value_codec_name<std::uint64_t, leftright::no_meta>();
+  std::string note;
+  const st::inventory inv = st::take_inventory(*fsys, dir, false, key_codec, value_codec, note);
+  const st::segment_list segs(inv.segments.begin(), inv.segments.end());
+  REQUIRE(segs.size() >= 6);
+  const std::uint64_t expect = snapshot_after + 1;
+  const auto estimate = [&](bool two_threads_allowed, std::size_t from_bytes) {
+    const st::recovery_source src{*fsys, dir, /*writable=*/false, key_codec, value_codec,
+                                  two_threads_allowed ? st::two_tables{SIZE_MAX, 4000} : st::two_tables{}};
+    return st::estimate_log<std::uint64_t, std::uint64_t>(src, segs, expect, from_bytes);
+  };
+  const st::log_estimate one = estimate(false, 0);
+  const st::log_estimate two = estimate(true, 0);
+  // 3,000 random writes a batch, and a clear and an insert in the third (write_history), for
+  // each batch after the snapshot; the log leaves out some (an erase of an absent key, ...).
+  const std::size_t batches_logged = static_cast<std::size_t>(14 - snapshot_after);
+  CHECK(one.operations >= batches_logged * 3000 * 3 / 4);
+  CHECK(one.operations <= batches_logged * 3000 + 2);
+  CHECK(one.read_ahead == 0);
+  CHECK(two.read_ahead >= 1);
+  CHECK(two.operations == one.operations);
+  REQUIRE(one.distinct_keys.has_value());
+  REQUIRE(two.distinct_keys.has_value());
+  CHECK(*two.distinct_keys == *one.distinct_keys);  // each register the larger of both threads'
+  // Inserts of random keys out of 20,000: thousands of them, never much more than 20,000.
+  CHECK(*one.distinct_keys >= 5000);
+  CHECK(*one.distinct_keys <= 22000);
+  // Two threads allowed but no segment large enough: the same again.
+  const st::log_estimate unsplit = estimate(true, SIZE_MAX);
+  CHECK(unsplit.read_ahead == 0);
+  CHECK(unsplit.operations == one.operations);
 }
 
 TEST_CASE("a step that fails on both tables throws once, after both have returned", "[recovery][threads]") {

@@ -11,6 +11,7 @@
 // run.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
@@ -48,6 +49,13 @@ class distinct_count {
     const double raw = alpha * m * m / sum;
     if (raw <= 2.5 * m && zeros != 0) return m * std::log(m / static_cast<double>(zeros));  // linear counting
     return raw;
+  }
+
+  /// Adds what other counted: afterwards this estimates the distinct keys added to either
+  /// (exactly what adding all of other's keys here would have given: each register keeps the
+  /// larger rank).
+  void merge(const distinct_count& other) noexcept {
+    for (std::size_t i = 0; i < registers; ++i) reg_[i] = std::max(reg_[i], other.reg_[i]);
   }
 
   /// An estimate that the true count rarely exceeds: estimate() plus four standard errors and 64.

@@ -23,6 +23,7 @@
 #include <exception>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -338,6 +339,7 @@ inline constexpr std::size_t min_logged_op = builtin_batch<Key, Value> ? 1 + siz
 struct log_estimate {
   std::size_t operations = 0;
   std::optional<std::size_t> distinct_keys;
+  std::size_t read_ahead = 0;  ///< segments read on the second thread (segments_ahead)
 };
 
 /// Gives a recovering table room for what a replay adds before it runs, so that it is sized
@@ -493,6 +495,121 @@ inline bool covered(const segment_list& segs, std::size_t i, std::uint64_t expec
   return i + 1 < segs.size() && segs[i + 1].first <= expect;
 }
 
+/// What estimate_log reads in one segment: its records from version `from` up to `limit`
+/// (records_between). read: the segment opened and scanned cleanly (otherwise the rest is empty).
+struct segment_estimate {
+  std::uint64_t from = 0;
+  bool read = false;
+  std::size_t bytes = 0;  ///< the segment file's size
+  std::size_t operations = 0;
+  distinct_count keys;                 ///< the keys its records insert (built-in integers)
+  bool counted = false;                ///< every one of its records' keys went into keys
+  std::optional<std::uint64_t> next;   ///< the version after its last record read, if it read one
+  std::uint64_t ended = 0;             ///< the first version the segment does not hold
+};
+
+/// Reads segment `name` for estimate_log, from version `from` up to `limit`.
+template <class Key, class Value>
+segment_estimate estimate_segment(const recovery_source& src, const std::string& name, std::uint64_t from,
+                                  std::uint64_t limit) {
+  segment_estimate e;
+  e.from = from;
+  try {
+    auto seg = open_for_scan(src.fsys, src.dir / name, false, src.key_codec, src.value_codec);
+    const auto scan = scan_open_segment(seg);
+    const auto recs = records_between(scan, from, limit);
+    e.bytes = seg.map->size();
+    e.operations = logged_operations(recs, min_logged_op<Key, Value>);
+    e.counted = builtin_batch<Key, Value>;
+    if constexpr (builtin_batch<Key, Value>) {
+      for (const auto& rec : recs) e.counted = e.counted && count_inserted_keys<Key, Value>(rec.payload, e.keys);
+    }
+    if (!recs.empty()) e.next = recs.back().seq + 1;
+    e.ended = scan.first_seq + scan.records.size();
+    e.read = true;
+  } catch (const storage_error&) {
+    // not read: estimate_log stops here, as the replay will (which then says why)
+  }
+  return e;
+}
+
+/// A long log's segments read for estimate_log on a second thread while it reads them itself:
+/// it from the oldest on, the helper from the newest back, until they meet. The helper reads
+/// each from the version it starts at, which is where the log goes on in it unless a crash
+/// left a hole or an overlap (estimate_log then reads it again itself).
+class segments_ahead {
+ public:
+  segments_ahead() = default;
+  segments_ahead(const segments_ahead&) = delete;
+  segments_ahead& operator=(const segments_ahead&) = delete;
+
+  /// Whether start() was called.
+  bool tried() const noexcept { return tried_; }
+  /// Starts the helper on segs[from, segs.size()); nothing where fewer than two segments are
+  /// left or no thread can be had. Once only.
+  template <class Key, class Value>
+  void start(const recovery_source& src, const segment_list& segs, std::size_t from) {
+    tried_ = true;
+    if (segs.size() < from + 2) return;
+    done_.assign(segs.size() - from, std::nullopt);
+    first_ = from;
+    front_ = from;
+    back_ = segs.size();
+    try {
+      // Stops early once estimate_log is done without it (a hole, a damaged segment).
+      helper_ = std::jthread([this, &src, &segs](std::stop_token stop) {
+        while (!stop.stop_requested()) {
+          std::size_t j = 0;
+          {
+            std::lock_guard lock(mu_);
+            if (back_ <= front_) return;
+            j = --back_;
+          }
+          const std::uint64_t limit = j + 1 == segs.size() ? UINT64_MAX : segs[j + 1].first;
+          try {
+            done_[j - first_] = estimate_segment<Key, Value>(src, segs[j].second, segs[j].first, limit);
+          } catch (...) {
+            // (no memory, say) left to estimate_log, which reads it again itself
+          }
+        }
+      });
+    } catch (const std::system_error&) {
+      first_ = SIZE_MAX;  // no thread to be had: estimate_log reads them all itself
+    }
+  }
+  /// Segment i's estimate from version `from` if the helper read it so; nullopt where the
+  /// caller must read it itself (the helper had not come to it: it no longer will).
+  std::optional<segment_estimate> take(std::size_t i, std::uint64_t from) {
+    if (first_ == SIZE_MAX || i < first_) return std::nullopt;
+    {
+      std::lock_guard lock(mu_);
+      if (i < back_) {
+        front_ = std::max(front_, i + 1);
+        return std::nullopt;
+      }
+    }
+    // The helper took i, and every later segment, and nothing is left for it to take: once
+    // joined, its stores to done_ happen-before the reads below.
+    if (helper_.joinable()) helper_.join();
+    std::optional<segment_estimate>& e = done_[i - first_];
+    if (!e || e->from != from) return std::nullopt;
+    return std::exchange(e, std::nullopt);
+  }
+
+ private:
+  bool tried_ = false;
+  std::size_t first_ = SIZE_MAX;  ///< the first segment of the helper's range (SIZE_MAX: none)
+  std::vector<std::optional<segment_estimate>> done_;  ///< by segment from first_
+  std::mutex mu_;
+  std::size_t front_ = 0;  ///< guarded by mu_: segments before it are the caller's
+  std::size_t back_ = 0;   ///< guarded by mu_: segments from it on are the helper's
+  std::jthread helper_;    ///< last: joined (its destructor) before the rest goes
+};
+
+/// Segments at least this large make estimate_log read the rest of a long log on two threads:
+/// from there on, each takes tens of milliseconds to check.
+inline constexpr std::size_t estimate_on_two_threads_from = std::size_t{16} << 20;
+
 /// What replaying the log from version expect on can add: the operations of the records
 /// replay_log applies (logged_operations), and for built-in integers the distinct keys they
 /// insert (a distinct_count over every insert's key), so that the table is sized once for the
@@ -501,28 +618,34 @@ inline bool covered(const segment_list& segs, std::size_t i, std::uint64_t expec
 /// stops: after a segment that ends before the next begins (a hole), or at one that does not
 /// open and scan cleanly (replay_segment then says why). Its cost: one more checksum pass over
 /// the log, whose pages the first pass leaves in memory for the second, and for built-in
-/// integers a walk of its operations.
+/// integers a walk of its operations (a 16M-entry log, 320 MiB: 0.31 s on one thread). Where
+/// recovery may use two threads (src.split), once a segment of two_threads_from bytes or more
+/// is read, the newer half of the segments left is read on a second thread meanwhile
+/// (segments_ahead). The estimate is the same either way (distinct_count::merge).
 template <class Key, class Value>
-log_estimate estimate_log(const recovery_source& src, const segment_list& segs, std::uint64_t expect) {
+log_estimate estimate_log(const recovery_source& src, const segment_list& segs, std::uint64_t expect,
+                          std::size_t two_threads_from = estimate_on_two_threads_from) {
   log_estimate est;
   distinct_count keys;
   bool counted = builtin_batch<Key, Value>;  // every record's keys went into keys
+  const bool two_threads = src.split.from_log != SIZE_MAX;
+  segments_ahead ahead;
   for (std::size_t i = 0; i < segs.size() && segs[i].first <= expect; ++i) {
     if (covered(segs, i, expect)) continue;
     const std::uint64_t limit = i + 1 == segs.size() ? UINT64_MAX : segs[i + 1].first;
-    try {
-      auto seg = open_for_scan(src.fsys, src.dir / segs[i].second, false, src.key_codec, src.value_codec);
-      const auto scan = scan_open_segment(seg);
-      const auto recs = records_between(scan, expect, limit);
-      est.operations += logged_operations(recs, min_logged_op<Key, Value>);
-      if constexpr (builtin_batch<Key, Value>) {
-        for (const auto& rec : recs) counted = counted && count_inserted_keys<Key, Value>(rec.payload, keys);
-      }
-      if (!recs.empty()) expect = recs.back().seq + 1;
-      if (expect < limit && scan.first_seq + scan.records.size() < limit) break;  // a hole, or the end
-    } catch (const storage_error&) {
-      break;
+    std::optional<segment_estimate> e = ahead.take(i, expect);
+    if (e) {
+      ++est.read_ahead;
+    } else {
+      e = estimate_segment<Key, Value>(src, segs[i].second, expect, limit);
     }
+    if (!e->read) break;
+    est.operations += e->operations;
+    keys.merge(e->keys);
+    counted = counted && e->counted;
+    if (e->next) expect = *e->next;
+    if (expect < limit && e->ended < limit) break;  // a hole, or the end
+    if (two_threads && e->bytes >= two_threads_from && !ahead.tried()) ahead.start<Key, Value>(src, segs, i + 1);
   }
   if (counted) est.distinct_keys = keys.upper();
   return est;
