@@ -38,7 +38,8 @@ namespace {
 namespace fs = std::filesystem;
 namespace st = leftright::detail::storage;
 
-leftright::durable_options options(const fs::path& dir, unsigned threads, std::size_t segment_size = std::size_t{1} << 18) {
+leftright::durable_options options(const fs::path& dir, unsigned threads,
+                                   std::size_t segment_size = std::size_t{1} << 18) {
   leftright::durable_options o;
   o.path = dir;
   o.durability = leftright::durability::none;
