@@ -312,8 +312,8 @@ TEST_CASE("a long log is estimated on two threads as on one: the same operations
   const std::uint64_t expect = snapshot_after + 1;
   const auto estimate = [&](bool two_threads_allowed, std::size_t from_bytes) {
     const st::recovery_source src{*fsys, dir, /*writable=*/false, key_codec, value_codec,
-                                  two_threads_allowed ? st::two_tables{SIZE_MAX, 4000} : st::two_tables{}};
-    return st::estimate_log<std::uint64_t, std::uint64_t>(src, segs, expect, from_bytes);
+                                  two_threads_allowed ? st::two_tables{SIZE_MAX, 4000} : st::two_tables{}, from_bytes};
+    return st::estimate_log<std::uint64_t, std::uint64_t>(src, segs, expect);
   };
   const st::log_estimate one = estimate(false, 0);
   const st::log_estimate two = estimate(true, 0);
@@ -335,6 +335,43 @@ TEST_CASE("a long log is estimated on two threads as on one: the same operations
   const st::log_estimate unsplit = estimate(true, SIZE_MAX);
   CHECK(unsplit.read_ahead == 0);
   CHECK(unsplit.operations == one.operations);
+}
+
+TEST_CASE("a long log replayed with its next segments read ahead on a second thread holds the history",
+          "[durable][recovery][threads]") {
+  // Segments of 64 KiB, each read ahead (read_ahead_from 0) while the one before is applied.
+  const int snapshot_after = GENERATE(0, 6);
+  const bool writable = GENERATE(false, true);
+  INFO("snapshot after " << snapshot_after << " batches, writable " << writable);
+  const std::uint64_t seed = lrtest::test_seed();
+  lrtest::temp_dir tmp("recovery-threads-ahead");
+  const fs::path dir = tmp.path() / "map";
+  const auto model = write_history<std::uint64_t>(dir, 14, snapshot_after, seed, std::size_t{64} << 10);
+  auto fsys = st::default_file_system();
+  const std::string key_codec = leftright::codec_name<std::uint64_t>();
+  const std::string value_codec = st::value_codec_name<std::uint64_t, leftright::no_meta>();
+  const st::recovery_source src{*fsys, dir, writable, key_codec, value_codec, {SIZE_MAX, 0}, 0};
+  u64_table t;
+  leftright::no_meta meta;
+  st::recovery_tables<u64_table, leftright::no_meta> ts(t, meta);
+  leftright::recovery_report rep;
+  st::recover_directory<std::uint64_t, std::uint64_t>(ts, src, rep);
+  CHECK(rep.version == 14);
+  CHECK(rep.segments_read >= 6);
+  CHECK(rep.segments_read_ahead == rep.segments_read - 1);  // all but the first
+  REQUIRE(ts.count() == 2);
+  const auto holds_model = [&model](const u64_table& table) {
+    REQUIRE(table.size() == model.size());
+    for (const auto& [k, v] : model) {
+      const auto it = table.find(k);
+      REQUIRE(it != table.end());
+      REQUIRE(it->second == v);
+    }
+  };
+  holds_model(t);
+  const std::optional<u64_table> second = ts.take_second();
+  REQUIRE(second.has_value());
+  holds_model(*second);
 }
 
 TEST_CASE("a step that fails on both tables throws once, after both have returned", "[recovery][threads]") {

@@ -63,6 +63,7 @@ struct recovery_report {
   std::uint64_t snapshot_entries = 0;
   std::uint64_t records_replayed = 0;  ///< log records (batches) applied after the snapshot
   std::uint64_t segments_read = 0;
+  std::uint64_t segments_read_ahead = 0;  ///< of those, opened and checked on a second thread
   unsigned threads = 1;                ///< that built the two copies (2: side by side)
   bool tail_truncated = false;         ///< an incompletely written record ended the log
   std::string note;                    ///< where the log was cut, files removed, ...

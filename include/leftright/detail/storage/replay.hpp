@@ -71,6 +71,11 @@ struct recovery_source {
   /// When to build the map's two copies side by side (recovery_tables::split) rather than one
   /// table, which the caller copies.
   two_tables split = {};
+  /// Where the copies may be built on two threads (split), once a log segment of this many
+  /// bytes or more is read, the log's next segments are read ahead on a second thread: in its
+  /// size estimate (segments_ahead) and in its replay (segment_prescan). Segments grow to 64 MiB
+  /// by default, so only a long log has any this large: each takes tens of milliseconds to check.
+  std::size_t read_ahead_from = std::size_t{16} << 20;
 };
 
 /// The tables recovery builds and their metadata: the caller's table and, once split(), a second
@@ -606,10 +611,6 @@ class segments_ahead {
   std::jthread helper_;    ///< last: joined (its destructor) before the rest goes
 };
 
-/// Segments at least this large make estimate_log read the rest of a long log on two threads:
-/// from there on, each takes tens of milliseconds to check.
-inline constexpr std::size_t estimate_on_two_threads_from = std::size_t{16} << 20;
-
 /// What replaying the log from version expect on can add: the operations of the records
 /// replay_log applies (logged_operations), and for built-in integers the distinct keys they
 /// insert (a distinct_count over every insert's key), so that the table is sized once for the
@@ -618,13 +619,12 @@ inline constexpr std::size_t estimate_on_two_threads_from = std::size_t{16} << 2
 /// stops: after a segment that ends before the next begins (a hole), or at one that does not
 /// open and scan cleanly (replay_segment then says why). Its cost: one more checksum pass over
 /// the log, whose pages the first pass leaves in memory for the second, and for built-in
-/// integers a walk of its operations (a 16M-entry log, 320 MiB: 0.31 s on one thread). Where
-/// recovery may use two threads (src.split), once a segment of two_threads_from bytes or more
-/// is read, the newer half of the segments left is read on a second thread meanwhile
-/// (segments_ahead). The estimate is the same either way (distinct_count::merge).
+/// integers a walk of its operations (a 16M-entry log, 320 MiB: 0.28-0.43 s on one thread,
+/// 0.19-0.25 s on two). Where recovery may use two threads (src.split), once a segment of
+/// src.read_ahead_from bytes or more is read, the segments left are read from both ends on two
+/// threads (segments_ahead). The estimate is the same either way (distinct_count::merge).
 template <class Key, class Value>
-log_estimate estimate_log(const recovery_source& src, const segment_list& segs, std::uint64_t expect,
-                          std::size_t two_threads_from = estimate_on_two_threads_from) {
+log_estimate estimate_log(const recovery_source& src, const segment_list& segs, std::uint64_t expect) {
   log_estimate est;
   distinct_count keys;
   bool counted = builtin_batch<Key, Value>;  // every record's keys went into keys
@@ -645,11 +645,71 @@ log_estimate estimate_log(const recovery_source& src, const segment_list& segs, 
     counted = counted && e->counted;
     if (e->next) expect = *e->next;
     if (expect < limit && e->ended < limit) break;  // a hole, or the end
-    if (two_threads && e->bytes >= two_threads_from && !ahead.tried()) ahead.start<Key, Value>(src, segs, i + 1);
+    if (two_threads && e->bytes >= src.read_ahead_from && !ahead.tried()) ahead.start<Key, Value>(src, segs, i + 1);
   }
   if (counted) est.distinct_keys = keys.upper();
   return est;
 }
+
+/// A segment opened and scanned for its replay.
+struct scanned_segment {
+  open_segment seg;
+  segment_scan scan;  ///< its records' payloads lie in seg's mapping
+};
+
+/// The next segment of a long log opened and scanned (open_for_scan, scan_open_segment) on a
+/// thread of its own while replay_log applies the one before it: the checksums of a 64 MiB
+/// segment take 40-90 ms, which the replay otherwise spends on one thread while the second
+/// waits. Read only; a scan that fails is dropped, and the replay opens and scans that segment
+/// itself, failing as it would have.
+class segment_prescan {
+ public:
+  segment_prescan() = default;
+  segment_prescan(const segment_prescan&) = delete;
+  segment_prescan& operator=(const segment_prescan&) = delete;
+
+  /// Opens and scans segment i (at path) on a thread of its own (nothing if none can be had).
+  void start(const recovery_source& src, std::size_t i, std::filesystem::path path) {
+    finish();
+    try {
+      thread_ = std::jthread([this, &src, path = std::move(path)] {
+        try {
+          auto seg = open_for_scan(src.fsys, path, src.writable, src.key_codec, src.value_codec);
+          auto scan = scan_open_segment(seg);
+          done_.emplace(scanned_segment{std::move(seg), std::move(scan)});
+        } catch (...) {
+          // dropped: the replay reads the segment itself, and says what is wrong with it
+        }
+      });
+      index_ = i;
+    } catch (const std::system_error&) {
+      // no thread to be had: the replay reads the segment itself
+    }
+  }
+  /// Segment i, if it is the one started and its scan succeeded (waits for it).
+  std::optional<scanned_segment> take(std::size_t i) {
+    const bool mine = index_ == i;
+    join();
+    std::optional<scanned_segment> r;
+    if (mine) r.swap(done_);
+    finish();
+    return r;
+  }
+  /// Waits for a scan in progress and drops it: before anything changes the log's files.
+  void finish() noexcept {
+    join();
+    done_.reset();
+    index_ = SIZE_MAX;
+  }
+
+ private:
+  void join() noexcept {
+    if (thread_.joinable()) thread_.join();  // its store to done_ happens-before what follows
+  }
+  std::size_t index_ = SIZE_MAX;
+  std::optional<scanned_segment> done_;
+  std::jthread thread_;  ///< last: joined (its destructor) before done_ goes
+};
 
 /// Replays segment segs[i] (expect: the first version it must supply; advanced past what it
 /// applied). Checks it against the next (check_scan), notes in out how the log ends, syncs what
@@ -657,7 +717,7 @@ log_estimate estimate_log(const recovery_source& src, const segment_list& segs, 
 /// explains (end_log_at_hole); throws storage_error for damage.
 template <class Key, class Value, class Tables>
 bool replay_segment(Tables& ts, const recovery_source& src, const segment_list& segs, std::size_t i,
-                    std::uint64_t& expect, log_state& out, recovery_report& rep) {
+                    std::uint64_t& expect, log_state& out, recovery_report& rep, segment_prescan& next) {
   const auto& [first, name] = segs[i];
   const bool last = i + 1 == segs.size();
   const std::uint64_t limit = last ? UINT64_MAX : segs[i + 1].first;  // the newer segment wins
@@ -667,15 +727,26 @@ bool replay_segment(Tables& ts, const recovery_source& src, const segment_list& 
                         "log hole: the segment starts at version " + std::to_string(first) +
                             ", the state before it ends at " + std::to_string(expect - 1));
   }
-  auto seg = open_for_scan(src.fsys, path, src.writable, src.key_codec, src.value_codec);
-  const auto scan = scan_open_segment(seg);
+  std::optional<scanned_segment> pre = next.take(i);
+  if (pre) {
+    ++rep.segments_read_ahead;
+  } else {
+    auto opened = open_for_scan(src.fsys, path, src.writable, src.key_codec, src.value_codec);
+    auto scanned = scan_open_segment(opened);
+    pre.emplace(scanned_segment{std::move(opened), std::move(scanned)});
+  }
+  auto& [seg, scan] = *pre;
   ++rep.segments_read;
   check_scan(scan, path, seg.map->size(), last ? std::nullopt : std::optional<std::uint64_t>(limit));
+  if (!last && src.split.from_log != SIZE_MAX && seg.map->size() >= src.read_ahead_from) {
+    next.start(src, i + 1, src.dir / segs[i + 1].second);  // read while this one is applied
+  }
   expect = apply_scanned<Key, Value>(ts, scan, expect, limit, path, rep);
   note_log_end(out, scan, path, seg.header.salt);
   const std::uint64_t ended = scan.first_seq + scan.records.size();  // first seq not read
   const bool hole = !last && ended < limit && expect < limit;
   if (hole) {
+    next.finish();  // end_log_at_hole may cut or remove the segments after this one
     end_log_at_hole(src.fsys, src.dir, segs, i, scan, src.writable, src.key_codec, src.value_codec, rep.note);
     rep.tail_truncated = true;
   } else if (last && scan.torn) {
@@ -700,6 +771,7 @@ log_state replay_log(Tables& ts, const recovery_source& src, const inventory& in
                      recovery_report& rep) {
   log_state out;
   const segment_list segs(inv.segments.begin(), inv.segments.end());
+  segment_prescan next;  // after segs: joined before they go
   const log_estimate more = estimate_log<Key, Value>(src, segs, expect);
   // The entries the replay is expected to leave: the distinct keys it inserts where known (a
   // long log of overwrites of a few keys must not take two threads), else every operation.
@@ -708,8 +780,9 @@ log_state replay_log(Tables& ts, const recovery_source& src, const inventory& in
   each_table(ts, [more](auto& t) { reserve_for_replay(t, more); });
   for (std::size_t i = 0; i < segs.size(); ++i) {
     if (covered(segs, i, expect)) continue;  // every record it could hold is covered already
-    if (!replay_segment<Key, Value>(ts, src, segs, i, expect, out, rep)) break;
+    if (!replay_segment<Key, Value>(ts, src, segs, i, expect, out, rep, next)) break;
   }
+  next.finish();
   each_table(ts, [](auto& t) { trim_after_replay(t); });
   rep.version = expect - 1;
   return out;
