@@ -26,6 +26,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -615,11 +616,11 @@ class segments_ahead {
 /// replay_log applies (logged_operations), and for built-in integers the distinct keys they
 /// insert (a distinct_count over every insert's key), so that the table is sized once for the
 /// whole log rather than grown segment by segment. Reads the segments as replay_segment does,
-/// one at a time (a long log must not hold a file open per segment), and stops where the replay
-/// stops: after a segment that ends before the next begins (a hole), or at one that does not
-/// open and scan cleanly (replay_segment then says why). Its cost: one more checksum pass over
-/// the log, whose pages the first pass leaves in memory for the second, and for built-in
-/// integers a walk of its operations (a 16M-entry log, 320 MiB: 0.28-0.43 s on one thread,
+/// one at a time on each thread (a long log must not hold a file open per segment), and stops
+/// where the replay stops: after a segment that ends before the next begins (a hole), or at one
+/// that does not open and scan cleanly (replay_segment then says why). Its cost: one more
+/// checksum pass over the log, whose pages the first pass leaves in memory for the second, and
+/// for built-in integers a walk of its operations (a 16M-entry log, 320 MiB: 0.28-0.43 s on one thread,
 /// 0.19-0.25 s on two). Where recovery may use two threads (src.split), once a segment of
 /// src.read_ahead_from bytes or more is read, the segments left are read from both ends on two
 /// threads (segments_ahead). The estimate is the same either way (distinct_count::merge).
@@ -714,7 +715,9 @@ class segment_prescan {
 /// Replays segment segs[i] (expect: the first version it must supply; advanced past what it
 /// applied). Checks it against the next (check_scan), notes in out how the log ends, syncs what
 /// a writable open recovered from. Returns false if the log ends here, at a hole a crash
-/// explains (end_log_at_hole); throws storage_error for damage.
+/// explains (end_log_at_hole); throws storage_error for damage. next: segment i as scanned
+/// ahead, if it was; a segment of src.read_ahead_from bytes or more has its successor scanned
+/// there while it is applied.
 template <class Key, class Value, class Tables>
 bool replay_segment(Tables& ts, const recovery_source& src, const segment_list& segs, std::size_t i,
                     std::uint64_t& expect, log_state& out, recovery_report& rep, segment_prescan& next) {
