@@ -13,6 +13,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
+#include <type_traits>
+#include <utility>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -61,6 +64,29 @@ struct table_allocator {
   template <class U>
   constexpr bool operator==(const table_allocator<U>&) const noexcept {
     return true;
+  }
+};
+
+/// table_allocator for a large buffer that is written before it is read (recovery's slot-order
+/// sort): resize() leaves trivial elements as they are instead of writing zeros over every byte
+/// (construct() without arguments default-initializes). The fresh pages the kernel hands out are
+/// zeroed by it already; on this project's VM, zeroing a 64 MiB buffer again took 0.2-0.3 s of a
+/// 16M-entry snapshot's open, most of it faulting in its 4 KiB pages one by one, which the
+/// huge-page advice also spares.
+template <class T>
+struct buffer_allocator : table_allocator<T> {
+  using value_type = T;
+  constexpr buffer_allocator() noexcept = default;
+  template <class U>
+  constexpr buffer_allocator(const buffer_allocator<U>&) noexcept {}
+
+  template <class U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
   }
 };
 

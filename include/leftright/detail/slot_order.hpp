@@ -25,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include "allocator.hpp"
+
 namespace leftright::detail {
 
 /// The operations apply_in_slot_order() takes: each on one key.
@@ -126,9 +128,12 @@ class slot_regions {
   typename Table::hasher hash_;
 };
 
+/// The buffer apply_in_place_in_slot_order sorts operations' offsets into (see buffer_allocator).
+using sort_buffer = std::vector<std::uint32_t, buffer_allocator<std::uint32_t>>;
+
 /// A stable counting sort by region, in two passes over the same items in the same order:
 /// count(region) for each, then, into a buffer, place(region, value) for each.
-template <class T>
+template <class T, class Buffer = std::vector<T>>
 class region_sort {
  public:
   explicit region_sort(std::size_t regions) : start_(regions + 1, 0) {}
@@ -138,7 +143,7 @@ class region_sort {
   }
   std::size_t counted() const noexcept { return n_; }
   /// Ends the counting: place() then fills out (resized to counted()).
-  void place_into(std::vector<T>& out) {
+  void place_into(Buffer& out) {
     for (std::size_t r = 0; r + 1 < start_.size(); ++r) start_[r + 1] += start_[r];
     out.resize(n_);  // every element is written by place()
     out_ = &out;
@@ -150,7 +155,7 @@ class region_sort {
  private:
   std::vector<std::size_t> start_;  // counts, then where each region's next item goes
   std::size_t n_ = 0;
-  std::vector<T>* out_ = nullptr;
+  Buffer* out_ = nullptr;
 };
 
 /// Applies to every table of ts (a table_set, or one table), in slot-region order, the operations
@@ -213,7 +218,7 @@ void apply_in_slot_order(Tables& ts, Source&& source) {
 /// apply_in_slot_order where bytes exceeds 4 GiB - 1.
 template <class Tables, class Places, class Decode>
 void apply_in_place_in_slot_order(Tables& ts, const std::byte* base, std::size_t bytes, Places&& places,
-                                  Decode&& decode, std::vector<std::uint32_t>& order) {
+                                  Decode&& decode, sort_buffer& order) {
   if constexpr (!table_set<Tables>) {
     one_table<Tables> one(ts);
     apply_in_place_in_slot_order(one, base, bytes, places, decode, order);
@@ -234,7 +239,7 @@ void apply_in_place_in_slot_order(Tables& ts, const std::byte* base, std::size_t
     if (!regions.groups()) return ts.each(in_order);
     if (bytes > UINT32_MAX) return apply_in_slot_order(ts, as_source);
     const auto region_at = [&](const std::byte* p) { return regions.region(decode(p).key); };
-    region_sort<std::uint32_t> sort(regions.count());
+    region_sort<std::uint32_t, sort_buffer> sort(regions.count());
     places([&](const std::byte* p) { sort.count(region_at(p)); });
     const std::size_t n = sort.counted();
     if (!regions.pays(n)) return ts.each(in_order);
@@ -255,7 +260,7 @@ void apply_in_place_in_slot_order(Tables& ts, const std::byte* base, std::size_t
 template <class Tables, class Places, class Decode>
 void apply_in_place_in_slot_order(Tables& ts, const std::byte* base, std::size_t bytes, Places&& places,
                                   Decode&& decode) {
-  std::vector<std::uint32_t> order;
+  sort_buffer order;
   apply_in_place_in_slot_order(ts, base, bytes, places, decode, order);
 }
 

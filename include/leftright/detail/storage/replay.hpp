@@ -129,8 +129,8 @@ class recovery_tables {
 
   /// The buffer the steps sort runs of operations into (apply_in_place_in_slot_order), kept from
   /// one to the next, and release_sort_buffer() to give it back once the last is done.
-  std::vector<std::uint32_t>& sort_buffer() noexcept { return sort_buffer_; }
-  void release_sort_buffer() noexcept { std::vector<std::uint32_t>().swap(sort_buffer_); }
+  detail::sort_buffer& sort_buffer() noexcept { return sort_buffer_; }
+  void release_sort_buffer() noexcept { detail::sort_buffer().swap(sort_buffer_); }
 
   /// The second table, moved out (nullopt if never split).
   std::optional<Table> take_second() {
@@ -148,7 +148,7 @@ class recovery_tables {
   Table& first_;
   Meta& meta_;
   std::optional<copy> second_;
-  std::vector<std::uint32_t> sort_buffer_;
+  detail::sort_buffer sort_buffer_;
 };
 
 /// The value codec name a map's files carry: the value's codec, and the metadata's for a map
