@@ -84,6 +84,16 @@ std::map<K, std::uint64_t> write_history(const fs::path& dir, int batches, int s
   return model;
 }
 
+/// Checks that a recovered table holds exactly model.
+void require_holds(const u64_table& table, const std::map<std::uint64_t, std::uint64_t>& model) {
+  REQUIRE(table.size() == model.size());
+  for (const auto& [k, v] : model) {
+    const auto it = table.find(k);
+    REQUIRE(it != table.end());
+    REQUIRE(it->second == v);
+  }
+}
+
 /// Checks that the copy r reads now, and the other one (after a publish moves readers to it),
 /// both hold model.
 template <class Writer, class Reader, class Model>
@@ -277,16 +287,8 @@ TEST_CASE("a log splits the tables by the distinct keys it inserts, not by its o
     leftright::recovery_report rep;
     st::recover_directory<std::uint64_t, std::uint64_t>(ts, src, rep);
     const std::size_t count = ts.count();
-    const auto holds_model = [&model](const u64_table& table) {
-      REQUIRE(table.size() == model.size());
-      for (const auto& [k, v] : model) {
-        const auto it = table.find(k);
-        REQUIRE(it != table.end());
-        REQUIRE(it->second == v);
-      }
-    };
-    holds_model(t);
-    if (const std::optional<u64_table> second = ts.take_second()) holds_model(*second);
+    require_holds(t, model);
+    if (const std::optional<u64_table> second = ts.take_second()) require_holds(*second, model);
     return count;
   };
   CHECK(recover(many, many_model) == 2);
@@ -360,18 +362,10 @@ TEST_CASE("a long log replayed with its next segments read ahead on a second thr
   CHECK(rep.segments_read >= 6);
   CHECK(rep.segments_read_ahead == rep.segments_read - 1);  // all but the first
   REQUIRE(ts.count() == 2);
-  const auto holds_model = [&model](const u64_table& table) {
-    REQUIRE(table.size() == model.size());
-    for (const auto& [k, v] : model) {
-      const auto it = table.find(k);
-      REQUIRE(it != table.end());
-      REQUIRE(it->second == v);
-    }
-  };
-  holds_model(t);
+  require_holds(t, model);
   const std::optional<u64_table> second = ts.take_second();
   REQUIRE(second.has_value());
-  holds_model(*second);
+  require_holds(*second, model);
 }
 
 TEST_CASE("a step that fails on both tables throws once, after both have returned", "[recovery][threads]") {
