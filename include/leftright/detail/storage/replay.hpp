@@ -560,23 +560,20 @@ class segments_ahead {
     done_.assign(segs.size() - from, std::nullopt);
     first_ = from;
     front_ = from;
-    back_ = segs.size();
+    back_ = segs.size() - 1;  // the newest is the helper's from the start, however late it starts
     try {
       // Stops early once estimate_log is done without it (a hole, a damaged segment).
       helper_ = std::jthread([this, &src, &segs](std::stop_token stop) {
-        while (!stop.stop_requested()) {
-          std::size_t j = 0;
-          {
-            std::lock_guard lock(mu_);
-            if (back_ <= front_) return;
-            j = --back_;
-          }
+        for (std::size_t j = segs.size() - 1; !stop.stop_requested();) {
           const std::uint64_t limit = j + 1 == segs.size() ? UINT64_MAX : segs[j + 1].first;
           try {
             done_[j - first_] = estimate_segment<Key, Value>(src, segs[j].second, segs[j].first, limit);
           } catch (...) {
             // (no memory, say) left to estimate_log, which reads it again itself
           }
+          std::lock_guard lock(mu_);
+          if (back_ <= front_) return;
+          j = --back_;
         }
       });
     } catch (const std::system_error&) {
