@@ -77,6 +77,11 @@ struct recovery_source {
   /// size estimate (segments_ahead) and in its replay (segment_prescan). Segments grow to 64 MiB
   /// by default, so only a long log has any this large: each takes tens of milliseconds to check.
   std::size_t read_ahead_from = std::size_t{16} << 20;
+
+  /// Whether the segments after one of segment_bytes are read ahead (see read_ahead_from).
+  bool reads_ahead_after(std::size_t segment_bytes) const noexcept {
+    return split.from_log != SIZE_MAX && segment_bytes >= read_ahead_from;
+  }
 };
 
 /// The tables recovery builds and their metadata: the caller's table and, once split(), a second
@@ -618,15 +623,14 @@ class segments_ahead {
 /// that does not open and scan cleanly (replay_segment then says why). Its cost: one more
 /// checksum pass over the log, whose pages the first pass leaves in memory for the second, and
 /// for built-in integers a walk of its operations (a 16M-entry log, 320 MiB: 0.28-0.43 s on one thread,
-/// 0.19-0.25 s on two). Where recovery may use two threads (src.split), once a segment of
-/// src.read_ahead_from bytes or more is read, the segments left are read from both ends on two
+/// 0.19-0.25 s on two). Once a segment is read after which src reads ahead
+/// (recovery_source::reads_ahead_after), the segments left are read from both ends on two
 /// threads (segments_ahead). The estimate is the same either way (distinct_count::merge).
 template <class Key, class Value>
 log_estimate estimate_log(const recovery_source& src, const segment_list& segs, std::uint64_t expect) {
   log_estimate est;
   distinct_count keys;
   bool counted = builtin_batch<Key, Value>;  // every record's keys went into keys
-  const bool two_threads = src.split.from_log != SIZE_MAX;
   segments_ahead ahead;
   for (std::size_t i = 0; i < segs.size() && segs[i].first <= expect; ++i) {
     if (covered(segs, i, expect)) continue;
@@ -643,7 +647,7 @@ log_estimate estimate_log(const recovery_source& src, const segment_list& segs, 
     counted = counted && e->counted;
     if (e->next) expect = *e->next;
     if (expect < limit && e->ended < limit) break;  // a hole, or the end
-    if (two_threads && e->bytes >= src.read_ahead_from && !ahead.tried()) ahead.start<Key, Value>(src, segs, i + 1);
+    if (src.reads_ahead_after(e->bytes) && !ahead.tried()) ahead.start<Key, Value>(src, segs, i + 1);
   }
   if (counted) est.distinct_keys = keys.upper();
   return est;
@@ -713,8 +717,8 @@ class segment_prescan {
 /// applied). Checks it against the next (check_scan), notes in out how the log ends, syncs what
 /// a writable open recovered from. Returns false if the log ends here, at a hole a crash
 /// explains (end_log_at_hole); throws storage_error for damage. next: segment i as scanned
-/// ahead, if it was; a segment of src.read_ahead_from bytes or more has its successor scanned
-/// there while it is applied.
+/// ahead, if it was; a segment after which src reads ahead (recovery_source::reads_ahead_after)
+/// has its successor scanned there while it is applied.
 template <class Key, class Value, class Tables>
 bool replay_segment(Tables& ts, const recovery_source& src, const segment_list& segs, std::size_t i,
                     std::uint64_t& expect, log_state& out, recovery_report& rep, segment_prescan& next) {
@@ -738,7 +742,7 @@ bool replay_segment(Tables& ts, const recovery_source& src, const segment_list& 
   auto& [seg, scan] = *pre;
   ++rep.segments_read;
   check_scan(scan, path, seg.map->size(), last ? std::nullopt : std::optional<std::uint64_t>(limit));
-  if (!last && src.split.from_log != SIZE_MAX && seg.map->size() >= src.read_ahead_from) {
+  if (!last && src.reads_ahead_after(seg.map->size())) {
     next.start(src, i + 1, src.dir / segs[i + 1].second);  // read while this one is applied
   }
   expect = apply_scanned<Key, Value>(ts, scan, expect, limit, path, rep);
