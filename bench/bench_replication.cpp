@@ -209,6 +209,35 @@ void prefill_apply_keys(Writer& w) {
   w.publish();
 }
 
+/// The log's messages from version first to last, as a follower receives them (untimed).
+std::vector<leftright::detail::replication::msg_ptr> take_log(const leftright::replication_options& o, u64 first,
+                                                               u64 last) {
+  leftright::detail::replication::channel ch(o.url, o.name, o.timeout, o.lease_ttl);
+  auto sub = ch.subscribe_log(first);
+  std::vector<leftright::detail::replication::msg_ptr> out;
+  for (u64 seq = 0; seq < last;) {
+    natsMsg* m = nullptr;
+    if (natsSubscription_NextMsg(&m, sub.get(), 10'000) != NATS_OK) return {};
+    out.emplace_back(m);
+    seq = leftright::detail::replication::channel::position_of(m).sequence;
+  }
+  return out;
+}
+
+/// What a follower's thread does with log messages it already holds: each decoded and queued on
+/// the writer (the follower's own decoding, detail::replication::apply_visitor), published in
+/// runs of 4,096 operations as a follower behind the log publishes them.
+template <class Writer>
+void decode_and_apply(Writer& w, const std::vector<leftright::detail::replication::msg_ptr>& msgs) {
+  leftright::detail::replication::apply_visitor<Writer> visit{w};
+  for (const auto& m : msgs) {
+    leftright::detail::replication::for_each_logged_op<u64, u64>(leftright::detail::replication::message_bytes(m.get()),
+                                                                 visit);
+    if (w.pending() >= 4096) w.publish();
+  }
+  w.publish();
+}
+
 /// This process's CPU time so far (all its threads), in seconds.
 /// A follower's apply rate against an in-process map_writer's, on the same apply_batches batches
 /// of range(0) overwrites. Set-up: the leader publishes the 100,000 keys, takes a snapshot (the
@@ -222,13 +251,17 @@ void prefill_apply_keys(Writer& w) {
 /// of 64) is not timed: this is the rate of applying. A third phase, after the in-process one,
 /// measures what bounds the follower from outside it: the engine's delivery of the same log
 /// messages to a subscriber that only takes each one as the follower does (its position read,
-/// nothing decoded or applied), timed as the follower is, from its first message. Counters (each the median over
-/// the iterations): entries/s of each phase; `ratio`, follower / in-process within each
-/// iteration (target: >= 0.5); `delivery_ratio`, delivery / in-process, the most `ratio` could
-/// be on this machine with this engine; `in_process_cpu_ns` and `follower_cpu_ns`, this
-/// process's CPU time per entry in each phase (all its threads: for the follower, its own, the
-/// nats.c reader's and the library's garbage collector's; nats-server's is not counted): what
-/// the follower's side costs, apart from the time its threads waited for a core. Both move with
+/// nothing decoded or applied), timed as the follower is, from its first message. A fourth
+/// measures the follower's own thread apart from the engine: the same messages, received first
+/// (untimed), decoded and applied as the follower does (decode_and_apply). Counters (each the
+/// median over the iterations): entries/s of each phase; `ratio`, follower / in-process within
+/// each iteration (target: >= 0.5); `delivery_ratio`, delivery / in-process, the most `ratio`
+/// could be on this machine with this engine; `decode_ratio`, the fourth phase / in-process, the
+/// most it could be were the engine and the client's reader on cores of their own;
+/// `in_process_cpu_ns` and `follower_cpu_ns`, this process's CPU time per entry in each phase
+/// (all its threads: for the follower, its own, the nats.c reader's and the library's garbage
+/// collector's; nats-server's is not counted): what the follower's side costs, apart from the
+/// time its threads waited for a core. Both move with
 /// whatever else the machine runs: compare builds over several alternating runs.
 void BM_follower_apply_pair(benchmark::State& state) {
   const u64 batch = static_cast<u64>(state.range(0));
@@ -248,7 +281,11 @@ void BM_follower_apply_pair(benchmark::State& state) {
   prefill_apply_keys(mw);
 
   const double entries = static_cast<double>(apply_batches * batch);
-  std::vector<double> local_rate, follower_rate, ratio, delivery_rate, delivery_ratio, local_cpu, follower_cpu;
+  std::vector<double> local_rate, follower_rate, ratio, delivery_rate, delivery_ratio, decode_ratio, local_cpu,
+      follower_cpu;
+  auto decoding = leftright::make_map<u64, u64>();
+  auto& dw = decoding.first;
+  prefill_apply_keys(dw);
   bool follower_first = false;
   for (auto _ : state) {
     double local_s = 0;
@@ -294,6 +331,15 @@ void BM_follower_apply_pair(benchmark::State& state) {
       delivery_s = std::chrono::duration<double>(clock_type::now() - t0).count();
       return true;
     };
+    double decode_s = 0;
+    const auto run_decode = [&] {
+      const auto delivered = take_log(o, first, last);  // untimed
+      if (delivered.empty()) return false;
+      const auto t0 = clock_type::now();
+      decode_and_apply(dw, delivered);
+      decode_s = std::chrono::duration<double>(clock_type::now() - t0).count();
+      return true;
+    };
     bool ok = true;
     if (follower_first) {
       ok = run_follower();
@@ -302,7 +348,7 @@ void BM_follower_apply_pair(benchmark::State& state) {
       run_local();
       ok = run_follower();
     }
-    ok = ok && run_delivery();
+    ok = ok && run_delivery() && run_decode();
     if (!ok) {
       state.SkipWithError(
           "the follower did not catch up in 60 s (or applied half the log in its first run), or the delivery stalled");
@@ -314,6 +360,7 @@ void BM_follower_apply_pair(benchmark::State& state) {
     ratio.push_back(follower_rate.back() / local_rate.back());
     delivery_rate.push_back(static_cast<double>((last - first) * batch) / delivery_s);
     delivery_ratio.push_back(delivery_rate.back() / local_rate.back());
+    decode_ratio.push_back(static_cast<double>((last - first + 1) * batch) / decode_s / local_rate.back());
     local_cpu.push_back(local_cpu_s * 1e9 / entries);
     follower_cpu.push_back(follower_cpu_s * 1e9 / follower_entries);
   }
@@ -322,6 +369,7 @@ void BM_follower_apply_pair(benchmark::State& state) {
   state.counters["ratio"] = median_of(ratio);
   state.counters["delivery_per_s"] = median_of(delivery_rate);
   state.counters["delivery_ratio"] = median_of(delivery_ratio);
+  state.counters["decode_ratio"] = median_of(decode_ratio);
   state.counters["in_process_cpu_ns"] = median_of(local_cpu);
   state.counters["follower_cpu_ns"] = median_of(follower_cpu);
 }
