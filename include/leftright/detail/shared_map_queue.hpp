@@ -129,6 +129,9 @@ class basic_combining_queue {
   }
 
  private:
+  /// The largest group copied out of the queue (combine); a larger one takes the queue's buffer.
+  static constexpr std::size_t small_group = 32;
+
   /// Runs groups until the queue is empty or a waiting caller takes over. Called with the lock
   /// held and busy_ set by this thread; returns with it released.
   template <class Run>
@@ -137,56 +140,93 @@ class basic_combining_queue {
     // (no allocation a write); a larger one takes the queue's buffer.
     std::array<combine_request*, small_group> small;
     std::vector<combine_request*> large;
-    std::vector<std::unique_ptr<combine_request>> finished;
+    std::vector<std::unique_ptr<combine_request>> finished;  // the posted requests taken
     for (;;) {
-      if (max_delay_.count() > 0) {  // let more writers join the group
-        lock.unlock();
-        std::this_thread::sleep_for(max_delay_);
-        lock.lock();
-      } else {
-        await_returning(lock);
-      }
-      std::size_t callers = 0;  // the requests whose callers wait; the others are posted
-      for (const combine_request* r : queue_) callers += r->detached ? 0 : 1;
-      if (callers < queue_.size()) {
-        finished.reserve(finished.size() + queue_.size() - callers);  // so that nothing below, under the lock, throws
-      }
-      group taken;
-      if (queue_.size() <= small.size()) {
-        std::copy(queue_.begin(), queue_.end(), small.begin());
-        taken = group(small.data(), queue_.size());
-        queue_.clear();
-      } else {
-        large.swap(queue_);
-        taken = group(large);
-      }
-      const std::uint64_t g = ++takes_;
-      waiting_queued_ = false;
-      for (combine_request* r : taken) {
-        if (r->detached) finished.emplace_back(r);
-      }
+      gather(lock);
+      const taken_group taken = take_group(small, large, finished);
       lock.unlock();
-      // Timed only where await_returning may read it: a group of two callers or more (a clock
-      // read cost a tenth of a one-thread write).
-      const bool timed = callers >= 2;
-      const auto started = timed ? Clock::now() : typename Clock::time_point{};
-      run(taken);
-      const auto ran = timed ? Clock::now() - started : typename Clock::duration{};
+      const auto ran = run_group(run, taken);
       lock.lock();
-      combine_request* const next = first_waiting();  // queued while this group ran: it leads the next
-      const bool posted_left = next == nullptr && !queue_.empty();  // only posted ones: this thread runs them
-      if (next == nullptr && !posted_left) busy_ = false;
-      // Nobody queued meanwhile: these callers wake together and queue again (see await_returning).
-      returning_ = next == nullptr ? callers : 0;
-      last_run_ = ran;
-      lock.unlock();
-      if (next != nullptr) wake(*next, combine_request::lead, lead_word_);  // first: its group runs meanwhile
-      if (callers > 0) finish_group(taken, group_word_[g % 2], lead_word_);
+      const bool posted_left = end_group(lock, taken, ran);
       large.clear();
       if (!posted_left) break;
       lock.lock();
     }
     finished.clear();  // deletes the posted requests, outside the lock
+  }
+
+  /// What take_group took: the requests, how many of them have a caller waiting (the others
+  /// are posted), and the take's number (group_word_[take % 2] is where those callers sleep).
+  struct taken_group {
+    group requests;
+    std::size_t callers;
+    std::uint64_t take;
+  };
+
+  /// Before a take: lets more writers join the group (max_delay), or waits for the last group's
+  /// callers to queue again (await_returning). Called and returns with the lock held.
+  void gather(std::unique_lock<adaptive_mutex>& lock) {
+    if (max_delay_.count() > 0) {
+      lock.unlock();
+      std::this_thread::sleep_for(max_delay_);
+      lock.lock();
+    } else {
+      await_returning(lock);
+    }
+  }
+
+  /// Takes everything queued, with the lock held: copied into small if it fits, else the
+  /// queue's buffer swapped into large. The posted requests among it go to finished, which
+  /// deletes them once they have run.
+  taken_group take_group(std::array<combine_request*, small_group>& small, std::vector<combine_request*>& large,
+                         std::vector<std::unique_ptr<combine_request>>& finished) {
+    std::size_t callers = 0;
+    for (const combine_request* r : queue_) callers += r->detached ? 0 : 1;
+    if (callers < queue_.size()) {
+      finished.reserve(finished.size() + queue_.size() - callers);  // so that nothing below, under the lock, throws
+    }
+    group requests;
+    if (queue_.size() <= small.size()) {
+      std::copy(queue_.begin(), queue_.end(), small.begin());
+      requests = group(small.data(), queue_.size());
+      queue_.clear();
+    } else {
+      large.swap(queue_);
+      requests = group(large);
+    }
+    waiting_queued_ = false;
+    for (combine_request* r : requests) {
+      if (r->detached) finished.emplace_back(r);
+    }
+    return {requests, callers, ++takes_};
+  }
+
+  /// Runs a taken group, without the lock; returns how long it ran, where await_returning may
+  /// read that: for a group of two callers or more (a clock read cost a tenth of a one-thread
+  /// write).
+  template <class Run>
+  typename Clock::duration run_group(Run& run, const taken_group& taken) {
+    const bool timed = taken.callers >= 2;
+    const auto started = timed ? Clock::now() : typename Clock::time_point{};
+    run(taken.requests);
+    return timed ? Clock::now() - started : typename Clock::duration{};
+  }
+
+  /// After a group ran, with the lock held: the first waiting caller queued meanwhile, if any,
+  /// is to lead the next group; otherwise this combiner is done unless posted requests are
+  /// left. Releases the lock, then wakes that caller (first: its group runs meanwhile) and the
+  /// group's own callers. Returns whether posted requests are left, which this thread runs.
+  bool end_group(std::unique_lock<adaptive_mutex>& lock, const taken_group& taken, typename Clock::duration ran) {
+    combine_request* const next = first_waiting();
+    const bool posted_left = next == nullptr && !queue_.empty();
+    if (next == nullptr && !posted_left) busy_ = false;
+    // Nobody queued meanwhile: these callers wake together and queue again (see await_returning).
+    returning_ = next == nullptr ? taken.callers : 0;
+    last_run_ = ran;
+    lock.unlock();
+    if (next != nullptr) wake(*next, combine_request::lead, lead_word_);
+    if (taken.callers > 0) finish_group(taken.requests, group_word_[taken.take % 2], lead_word_);
+    return posted_left;
   }
 
   /// Before a group is taken: if the last group ended with nobody queued behind it, its callers
@@ -273,7 +313,6 @@ class basic_combining_queue {
   std::uint64_t takes_ = 0;              ///< groups taken so far; mu_
   bool waiting_queued_ = false;          ///< queue_ holds a waiting request (its first leads); mu_
   static constexpr std::chrono::microseconds min_run_to_wait{50};
-  static constexpr std::size_t small_group = 32;
   std::size_t returning_ = 0;            ///< callers of the last group, if none queued behind it; mu_
   typename Clock::duration last_run_{};  ///< how long the last group's run took; mu_
   const std::chrono::microseconds max_delay_;
