@@ -659,6 +659,14 @@ struct scanned_segment {
   segment_scan scan;  ///< its records' payloads lie in seg's mapping
 };
 
+/// Opens the segment at path as the replay reads it (writable where src is) and scans it.
+/// Throws storage_error as open_for_scan and scan_open_segment do.
+inline scanned_segment open_and_scan(const recovery_source& src, const std::filesystem::path& path) {
+  auto seg = open_for_scan(src.fsys, path, src.writable, src.key_codec, src.value_codec);
+  auto scan = scan_open_segment(seg);
+  return {std::move(seg), std::move(scan)};
+}
+
 /// The next segment of a long log opened and scanned (open_for_scan, scan_open_segment) on a
 /// thread of its own while replay_log applies the one before it: the checksums of a 64 MiB
 /// segment take 40-90 ms, which the replay otherwise spends on one thread while the second
@@ -676,9 +684,7 @@ class segment_prescan {
     try {
       thread_ = std::jthread([this, &src, path = std::move(path)] {
         try {
-          auto seg = open_for_scan(src.fsys, path, src.writable, src.key_codec, src.value_codec);
-          auto scan = scan_open_segment(seg);
-          done_.emplace(scanned_segment{std::move(seg), std::move(scan)});
+          done_.emplace(open_and_scan(src, path));
         } catch (...) {
           // dropped: the replay reads the segment itself, and says what is wrong with it
         }
@@ -735,9 +741,7 @@ bool replay_segment(Tables& ts, const recovery_source& src, const segment_list& 
   if (pre) {
     ++rep.segments_read_ahead;
   } else {
-    auto opened = open_for_scan(src.fsys, path, src.writable, src.key_codec, src.value_codec);
-    auto scanned = scan_open_segment(opened);
-    pre.emplace(scanned_segment{std::move(opened), std::move(scanned)});
+    pre.emplace(open_and_scan(src, path));
   }
   auto& [seg, scan] = *pre;
   ++rep.segments_read;
