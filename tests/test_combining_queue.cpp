@@ -3,7 +3,8 @@
 // test's: a combiner that finds itself alone right after a group that ended with nobody queued
 // waits for that group's callers to queue again (await_returning), for at most half the last
 // group's run, and only where that run took 50 us or more. The clock moves only when the test
-// moves it, so each case decides exactly when the wait ends.
+// moves it, so each case decides exactly when the wait ends (the combiner sleeps for what is left
+// of the wait in real time, then reads the test clock again; or the last caller back wakes it).
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -175,6 +176,18 @@ TEST_CASE("combining queue: a lone combiner after a synced group waits for that 
   s.release_c();
   CHECK(s.finish());
   CHECK(s.rec.seen() == groups{{1}, {2, 3}, {4, 5}});  // one group, one publish, for both
+}
+
+TEST_CASE("combining queue: the last caller back wakes the waiting combiner", "[combining_queue]") {
+  // The last run took two hours on the test clock, so the combiner's wait (it sleeps for what is
+  // left of an hour, in real time) ends only if C2's submit wakes it.
+  scene s(std::chrono::hours(2));
+  REQUIRE(s.start());
+  REQUIRE(eventually([&] { return s.q.queued() == 1; }));
+  s.release_c();
+  REQUIRE(eventually([&] { return s.b2_done.raised(); }));  // within 30 s: woken, not timed out
+  CHECK(s.finish());
+  CHECK(s.rec.seen() == groups{{1}, {2, 3}, {4, 5}});
 }
 
 TEST_CASE("combining queue: the wait for returning callers ends at half the last run", "[combining_queue]") {

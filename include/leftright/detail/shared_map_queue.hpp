@@ -13,7 +13,7 @@
 //
 // The queue is guarded by one mutex that spins before it sleeps (adaptive_mutex.hpp). A request's
 // outcome is its state, an atomic its caller reads without the mutex, and a caller sleeps on one
-// of three words of the queue's (atomic wait), never on its request: the request lives on the
+// of three words of the queue's (sleep_word.hpp), never on its request: the request lives on the
 // caller's stack and is gone as soon as the caller sees its state, so the combiner touches it no
 // more after storing that state, and wakes the word instead, which lives as long as the queue.
 // Which word a caller sleeps on is known when it queues, because a combiner takes the whole
@@ -22,22 +22,27 @@
 // runs that request, and wakes the lead word too). So
 //   - the first waiting request queued after a take sleeps on lead_word_, alone;
 //   - the others sleep on group_word_[g % 2] of the group g they will be in, and the combiner
-//     wakes them all with one notify_all (one system call, where a notify per caller took 16
+//     wakes them all with one wake-up call (one system call, where a notify per caller took 16
 //     under the mutex for a group of 16, each woken caller then sleeping on the mutex once more:
 //     with 32 durable writers on two cores those wake-ups took as long as the group's sync).
 // A caller of group g + 2 may sleep on group g's word and wake with it; it finds its request
-// still waiting and sleeps again.
+// still waiting and sleeps again. A combiner that waits for its last group's callers to queue
+// again (await_returning) sleeps on a fourth word, which the last of them wakes.
 //
 // Atomics:
-//   [Q1] spin_, relaxed both ways: a hint the combiner sets and waiters read; it publishes no
-//        other data, and either value is correct (only the wait's cost differs).
+//   [Q1] spin_, short_runs_, relaxed both ways: hints the combiner sets and waiters read; they
+//        publish no other data, and either value is correct (only the wait's cost differs).
 //   [Q2] combine_request::state: the combiner's store is release, the caller's loads acquire:
 //        what run() recorded in the request (its version, its error) happens-before the caller
 //        reads it. A caller handed the combiner's role takes the mutex before it runs.
-//   [Q3] lead_word_, group_word_: the combiner's fetch_add (after [Q2]'s stores) is release and
-//        the caller's load before it checks its state is acquire, so a caller that read the new
-//        count also sees its new state; a caller that read the old count sleeps only while the
-//        word still holds it (atomic wait), so the notify after the fetch_add is never lost.
+//   [Q3] lead_word_, group_word_: the combiner's bump (a seq_cst fetch_add, after [Q2]'s stores)
+//        releases and the caller's load before it checks its state acquires, so a caller that
+//        read the new count also sees its new state; a caller that read the old count sleeps
+//        only while the word still holds it (sleep_word.hpp's [W1]), so no wake-up is lost.
+//   [Q4] returned_word_, seq_cst: read under the mutex before the combiner sleeps, bumped by the
+//        caller that saw, under the mutex, the queue reach the count awaited. Sleeping only
+//        while the word holds what was read ([W1]), the combiner misses no bump made after its
+//        read; the mutex orders what it then reads of the queue.
 #pragma once
 
 #include <algorithm>
@@ -55,6 +60,7 @@
 
 #include "adaptive_mutex.hpp"
 #include "config.hpp"
+#include "sleep_word.hpp"
 
 namespace leftright::detail {
 
@@ -101,7 +107,10 @@ class basic_combining_queue {
       r.group = takes_ + 1;
       r.leads = !waiting_queued_;
       waiting_queued_ = true;
+      const bool last_back = awaiting_ != 0 && queue_.size() >= awaiting_;  // the combiner waits for r
+      if (last_back) awaiting_ = 0;
       lock.unlock();
+      if (last_back) words_.bump(returned_word_);
       if (wait_for_outcome(r) == combine_request::done) return;
       lock.lock();  // handed the combiner's role (busy_ stayed set)
       r.leads = false;  // its group's end has no one to wake on lead_word_ for it
@@ -223,6 +232,8 @@ class basic_combining_queue {
     // Nobody queued meanwhile: these callers wake together and queue again (see await_returning).
     returning_ = next == nullptr ? taken.callers : 0;
     last_run_ = ran;
+    // A group of one caller is not timed (run_group): the last timed group's length stands.
+    if (taken.callers >= 2) short_runs_.store(ran < min_run_to_wait, std::memory_order_relaxed);  // [Q1]
     lock.unlock();
     if (next != nullptr) wake(*next, combine_request::lead, lead_word_);
     if (taken.callers > 0) finish_group(taken.requests, group_word_[taken.take % 2], lead_word_);
@@ -232,20 +243,26 @@ class basic_combining_queue {
   /// Before a group is taken: if the last group ended with nobody queued behind it, its callers
   /// woke together and are queueing again, and the first of them found no combiner. Taking the
   /// queue at once would publish that caller alone (one sync for one commit) while the others
-  /// queue behind it; so this waits, yielding the processor, until they have queued, or for half
-  /// the last group's run at most. Not where the last run took less than min_run_to_wait (a
-  /// publish that makes no sync: one yield among many threads took longer than that, and a
-  /// 2 µs commit became a 150 µs one). As PostgreSQL's commit_delay, which waits only while
-  /// commit_siblings transactions are active. Called and returns with the lock held.
+  /// queue behind it; so this sleeps until they have queued (the last of them wakes it, see
+  /// submit), or for half the last group's run at most. Not where the last run took less than
+  /// min_run_to_wait (a publish that makes no sync: a sleep and a wake-up among many threads took
+  /// longer than that, and a 2 µs commit became a 150 µs one). As PostgreSQL's commit_delay,
+  /// which waits only while commit_siblings transactions are active. It sleeps rather than
+  /// yields: with 32 writers on two cores, yielding until they were back cost more CPU time than
+  /// the group's own work. Called and returns with the lock held.
   void await_returning(std::unique_lock<adaptive_mutex>& lock) {
     const std::size_t expected = std::exchange(returning_, 0);
     if (expected < 2 || queue_.size() >= expected || last_run_ < min_run_to_wait) return;
     const auto until = Clock::now() + last_run_ / 2;
-    do {
+    awaiting_ = expected;
+    for (auto left = until - Clock::now(); queue_.size() < expected && left > Clock::duration::zero();
+         left = until - Clock::now()) {
+      const std::uint32_t seen = returned_word_.load(std::memory_order_seq_cst);  // [Q4]
       lock.unlock();
-      std::this_thread::yield();
+      words_.wait(returned_word_, seen, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
       lock.lock();
-    } while (queue_.size() < expected && Clock::now() < until);
+    }
+    awaiting_ = 0;
   }
 
   /// Marks the waiting requests of a group done and wakes their callers, all at once. A
@@ -253,33 +270,31 @@ class basic_combining_queue {
   /// to lead the next group but was taken into this one sleeps on lead_word, not on word (see
   /// combine_request::leads). Precondition: the posted requests among them are this thread's
   /// (finished), not yet deleted.
-  static void finish_group(group taken, std::atomic<std::uint32_t>& word,
-                           std::atomic<std::uint32_t>& lead_word) noexcept {
+  void finish_group(group taken, std::atomic<std::uint32_t>& word, std::atomic<std::uint32_t>& lead_word) noexcept {
     bool lead_sleeper = false;
     for (combine_request* r : taken) {
       if (r->detached) continue;
       lead_sleeper = lead_sleeper || r->leads;  // read before the store: r may be gone after it
       r->state.store(combine_request::done, std::memory_order_release);  // [Q2]
     }
-    word.fetch_add(1, std::memory_order_release);  // [Q3]
-    word.notify_all();
-    if (lead_sleeper) {
-      lead_word.fetch_add(1, std::memory_order_release);  // [Q3]
-      lead_word.notify_all();
-    }
+    words_.bump(word);  // [Q3]
+    if (lead_sleeper) words_.bump(lead_word);  // [Q3]
   }
   /// Sets one request's outcome and wakes the callers sleeping on word.
-  static void wake(combine_request& r, std::uint32_t state, std::atomic<std::uint32_t>& word) noexcept {
+  void wake(combine_request& r, std::uint32_t state, std::atomic<std::uint32_t>& word) noexcept {
     r.state.store(state, std::memory_order_release);  // [Q2]
-    word.fetch_add(1, std::memory_order_release);     // [Q3]
-    word.notify_all();
+    words_.bump(word);                                // [Q3]
   }
 
   /// Waits, without the lock, until r is done or its caller is to lead; returns which. Where
   /// spin_ says a group's run takes less than a sleep and a wake-up, checks back a few times
   /// over some tens of microseconds first (a third of the time of two threads writing 5% of
   /// their operations went to futex waits and wakes); not for maps whose publish makes a
-  /// membarrier or a sync (see shared_map's constructor).
+  /// membarrier or a sync (see shared_map's constructor). Where the last timed group ran
+  /// shorter than a sync (short_runs_), yields the processor a few times before it sleeps: among
+  /// more writers than cores, a yield lets the combiner run, and the group often ends meanwhile
+  /// (sleeping at once cost durable writers in `none` mode 7-22% at 8 and 32 writers). After a
+  /// sync it sleeps at once, as the group will take a sync's time.
   std::uint32_t wait_for_outcome(const combine_request& r) {
     const auto outcome = [&r] {
       return r.state.load(std::memory_order_acquire);  // [Q2] acquire: see the file's list
@@ -290,11 +305,17 @@ class basic_combining_queue {
         for (int i = 0; i < 32; ++i) cpu_relax();
       }
     }
+    if (short_runs_.load(std::memory_order_relaxed)) {  // [Q1]
+      for (int round = 0; round < 4; ++round) {
+        if (const std::uint32_t s = outcome(); s != combine_request::waiting) return s;
+        std::this_thread::yield();
+      }
+    }
     std::atomic<std::uint32_t>& word = r.leads ? lead_word_ : group_word_[r.group % 2];
     for (;;) {
       const std::uint32_t seen = word.load(std::memory_order_acquire);  // [Q3]
       if (const std::uint32_t s = outcome(); s != combine_request::waiting) return s;
-      word.wait(seen, std::memory_order_acquire);  // [Q3] returns once the word moved (or spuriously)
+      words_.wait(word, seen);  // returns once the word moved (or spuriously)
     }
   }
 
@@ -313,12 +334,16 @@ class basic_combining_queue {
   std::uint64_t takes_ = 0;              ///< groups taken so far; mu_
   bool waiting_queued_ = false;          ///< queue_ holds a waiting request (its first leads); mu_
   static constexpr std::chrono::microseconds min_run_to_wait{50};
+  std::size_t awaiting_ = 0;             ///< how many queued requests await_returning waits for (0: none); mu_
   std::size_t returning_ = 0;            ///< callers of the last group, if none queued behind it; mu_
   typename Clock::duration last_run_{};  ///< how long the last group's run took; mu_
   const std::chrono::microseconds max_delay_;
   std::atomic<bool> spin_;
+  std::atomic<bool> short_runs_{true};  ///< the last group timed ran shorter than min_run_to_wait ([Q1])
   std::atomic<std::uint32_t> lead_word_{0};      ///< the next combiner sleeps here ([Q3])
   std::atomic<std::uint32_t> group_word_[2]{};   ///< a group's callers sleep here, by its parity ([Q3])
+  std::atomic<std::uint32_t> returned_word_{0};  ///< await_returning sleeps here ([Q4])
+  sleep_words words_;                            ///< how a thread sleeps on the words above
 };
 
 using combining_queue = basic_combining_queue<>;
