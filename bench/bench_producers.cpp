@@ -18,6 +18,10 @@
 // average time); p50_us, p99_us = commit latency
 // over every commit of the run; errors = commits that failed (SQLITE_BUSY after the timeout,
 // any exception), each retried; publishes_per_commit (ours: in sync mode, syncs per commit).
+//
+// producers_pair/leftright/sync/threads:<N>: N producers against one on the same map, paired
+// in one run (bm_producers_pair). ratio = median over pairs of (N producers' commits/s) / (one
+// producer's); one_commits_per_s and n_commits_per_s = the medians of each phase's rate.
 #include <algorithm>
 #include <barrier>
 #include <chrono>
@@ -38,6 +42,7 @@
 #include <leftright/shared_map.hpp>
 
 #include "durable_adapters.hpp"
+#include "measure.hpp"
 #include "workload.hpp"
 
 namespace lrbench {
@@ -273,6 +278,64 @@ void bm_producers(benchmark::State& state) {
   if (state.thread_index() == 0) report<Store>(state, r, seconds);
 }
 
+/// Commits of the one producer in a pair's solo phase, and of each producer in its N phase.
+constexpr int pair_solo_commits = 128;
+constexpr int pair_commits_per_producer = 64;
+
+/// Paired: each iteration runs two phases on the same map, the order alternating: thread 0
+/// alone commits pair_solo_commits while the others wait, then every thread commits
+/// pair_commits_per_producer (or the other way round); thread 0 times each phase from the
+/// barrier that starts it to the one that ends it. The figure is the median over pairs of the
+/// N-phase rate over the solo one. Unpaired, the two rates come from runs seconds to minutes
+/// apart, while this disk's sync latency moves by half within minutes (one producer ran at
+/// 4.6k-8.6k commits/s within one session), and with it the ratio of two separate runs.
+void bm_producers_pair(benchmark::State& state) {
+  run_data& r = *current_run;
+  auto conn = static_cast<lr_producer_store*>(r.store.get())->connect();
+  const bool lead = state.thread_index() == 0;
+  std::string value(record_value_bytes, 'v');
+  const std::uint64_t base = static_cast<std::uint64_t>(state.thread_index()) << 40;
+  std::uint64_t i = 0;
+  std::string error;  // a commit that threw: this thread commits no more, but still meets the barriers
+  const auto phase = [&](bool all) {
+    r.start->arrive_and_wait();
+    const auto t0 = std::chrono::steady_clock::now();
+    const int commits = all ? pair_commits_per_producer : lead ? pair_solo_commits : 0;
+    try {
+      for (int c = 0; c < commits && error.empty(); ++c) {
+        ++i;
+        std::memcpy(value.data(), &i, sizeof i);
+        conn.commit(base | i, value);
+      }
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    r.done->arrive_and_wait();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  std::vector<double> ratios, solo_rates, all_rates;
+  bool solo_first = true;
+  for (auto _ : state) {
+    const double t_first = phase(!solo_first);
+    const double t_second = phase(solo_first);
+    const double t_solo = solo_first ? t_first : t_second;
+    const double t_all = solo_first ? t_second : t_first;
+    solo_first = !solo_first;
+    solo_rates.push_back(pair_solo_commits / t_solo);
+    all_rates.push_back(static_cast<double>(state.threads()) * pair_commits_per_producer / t_all);
+    ratios.push_back(all_rates.back() / solo_rates.back());
+  }
+  if (!error.empty()) {
+    state.SkipWithError(error.c_str());
+  } else if (lead) {
+    state.counters["ratio"] = median_of(ratios);
+    state.counters["one_commits_per_s"] = median_of(solo_rates);
+    state.counters["n_commits_per_s"] = median_of(all_rates);
+    state.counters["pairs"] = static_cast<double>(ratios.size());
+  }
+  state.SetItemsProcessed(state.iterations() * (pair_commits_per_producer + (lead ? pair_solo_commits : 0)));
+}
+
 template <class Store>
 void add_store() {
   const auto modes = modes_of<Store>();
@@ -296,6 +359,12 @@ void add_store() {
 
 [[maybe_unused]] const bool registered = [] {
   add_store<lr_producer_store>();
+  benchmark::RegisterBenchmark("producers_pair/leftright/sync", &bm_producers_pair)
+      ->Threads(32)
+      ->UseRealTime()
+      ->Iterations(15)
+      ->Setup(setup_run<lr_producer_store, 0>)
+      ->Teardown(teardown_run);
 #if LEFTRIGHT_BENCH_WITH_SQLITE
   add_store<sqlite_producer_store>();
 #endif
