@@ -107,8 +107,7 @@ class basic_combining_queue {
       r.group = takes_ + 1;
       r.leads = !waiting_queued_;
       waiting_queued_ = true;
-      const bool last_back = awaiting_ != 0 && queue_.size() >= awaiting_;  // the combiner waits for r
-      if (last_back) awaiting_ = 0;
+      const bool last_back = completes_awaited();
       lock.unlock();
       if (last_back) words_.bump(returned_word_);
       if (wait_for_outcome(r) == combine_request::done) return;
@@ -126,7 +125,12 @@ class basic_combining_queue {
     r->detached = true;
     std::unique_lock<adaptive_mutex> lock(mu_);
     queue_.push_back(r.release());
-    if (busy_) return;
+    if (busy_) {
+      const bool last_back = completes_awaited();
+      lock.unlock();
+      if (last_back) words_.bump(returned_word_);
+      return;
+    }
     busy_ = true;
     combine(lock, run);
   }
@@ -263,6 +267,14 @@ class basic_combining_queue {
       lock.lock();
     }
     awaiting_ = 0;
+  }
+
+  /// With the lock held, after a request was queued: whether the queue now holds as many as
+  /// await_returning waits for (the caller then wakes it, after releasing the lock).
+  bool completes_awaited() noexcept {
+    if (awaiting_ == 0 || queue_.size() < awaiting_) return false;
+    awaiting_ = 0;
+    return true;
   }
 
   /// Marks the waiting requests of a group done and wakes their callers, all at once. A
