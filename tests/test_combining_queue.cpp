@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -91,7 +92,7 @@ bool eventually(Pred pred) {
 /// Sets the scene every case starts from: caller A runs a group of its own while B and C queue,
 /// so that B leads the next group, {B, C}, whose run takes `run_time` on the test clock and
 /// which ends with nobody queued. Then B submits again (B2, alone: it combines), and C submits
-/// C2 once the case calls release_c(). Catch2's assertions are for the test's thread only: the
+/// C2 once the case calls release_c() (or posts it: c2_posted). Catch2's assertions are for the test's thread only: the
 /// other threads note a wait that failed in stuck, which finish() reports.
 struct scene {
   queue_type q{0us, /*spin=*/false};
@@ -99,7 +100,9 @@ struct scene {
   flag a_running, release_a, b1_done, c1_done, go_c2, b2_done, stuck;
   std::thread a, b, c;
 
-  explicit scene(test_clock::duration run_time) {
+  bool c2_posted = false;
+
+  explicit scene(test_clock::duration run_time, bool post_c2 = false) : c2_posted(post_c2) {
     rec.during = [this, run_time](const std::vector<int>& ids) {
       if (ids == std::vector<int>{1}) {  // A's group: held until B and C have queued
         a_running.raise();
@@ -130,8 +133,12 @@ struct scene {
       q.submit(c1, rec);
       c1_done.raise();
       wait_or_note([&] { return go_c2.raised(); });
-      request c2(5);
-      q.submit(c2, rec);
+      if (c2_posted) {
+        q.post(std::make_unique<request>(5), rec);
+      } else {
+        request c2(5);
+        q.submit(c2, rec);
+      }
     });
     if (!eventually([&] { return q.queued() == 2; })) return false;
     release_a.raise();
@@ -182,6 +189,17 @@ TEST_CASE("combining queue: the last caller back wakes the waiting combiner", "[
   // The last run took two hours on the test clock, so the combiner's wait (it sleeps for what is
   // left of an hour, in real time) ends only if C2's submit wakes it.
   scene s(std::chrono::hours(2));
+  REQUIRE(s.start());
+  REQUIRE(eventually([&] { return s.q.queued() == 1; }));
+  s.release_c();
+  REQUIRE(eventually([&] { return s.b2_done.raised(); }));  // within 30 s: woken, not timed out
+  CHECK(s.finish());
+  CHECK(s.rec.seen() == groups{{1}, {2, 3}, {4, 5}});
+}
+
+TEST_CASE("combining queue: a posted request that completes the group wakes the waiting combiner",
+          "[combining_queue]") {
+  scene s(std::chrono::hours(2), /*post_c2=*/true);
   REQUIRE(s.start());
   REQUIRE(eventually([&] { return s.q.queued() == 1; }));
   s.release_c();
