@@ -187,19 +187,10 @@ TEST_CASE("combining queue: a lone combiner after a synced group waits for that 
 
 TEST_CASE("combining queue: the last caller back wakes the waiting combiner", "[combining_queue]") {
   // The last run took two hours on the test clock, so the combiner's wait (it sleeps for what is
-  // left of an hour, in real time) ends only if C2's submit wakes it.
-  scene s(std::chrono::hours(2));
-  REQUIRE(s.start());
-  REQUIRE(eventually([&] { return s.q.queued() == 1; }));
-  s.release_c();
-  REQUIRE(eventually([&] { return s.b2_done.raised(); }));  // within 30 s: woken, not timed out
-  CHECK(s.finish());
-  CHECK(s.rec.seen() == groups{{1}, {2, 3}, {4, 5}});
-}
-
-TEST_CASE("combining queue: a posted request that completes the group wakes the waiting combiner",
-          "[combining_queue]") {
-  scene s(std::chrono::hours(2), /*post_c2=*/true);
+  // left of an hour, in real time) ends only if C2, submitted or posted, wakes it as it queues.
+  const bool posted = GENERATE(false, true);
+  CAPTURE(posted);
+  scene s(std::chrono::hours(2), posted);
   REQUIRE(s.start());
   REQUIRE(eventually([&] { return s.q.queued() == 1; }));
   s.release_c();
