@@ -17,6 +17,7 @@
 #include <catch2/catch.hpp>
 #include <leftright/detail/shared_map_queue.hpp>
 
+#include "support/test_support.hpp"
 #include "support/test_file.hpp"
 
 namespace LEFTRIGHT_TEST_FILE {
@@ -77,18 +78,6 @@ struct flag {
   bool raised() const noexcept { return up.load(std::memory_order_acquire); }  // acquire: pairs with raise()
 };
 
-/// Waits (yielding) until pred() holds; false if it did not within 30 s, a bound only a broken
-/// queue reaches (every case here moves on in microseconds).
-template <class Pred>
-bool eventually(Pred pred) {
-  const auto give_up = std::chrono::steady_clock::now() + 30s;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
-
 /// Sets the scene every case starts from: caller A runs a group of its own while B and C queue,
 /// so that B leads the next group, {B, C}, whose run takes `run_time` on the test clock and
 /// which ends with nobody queued. Then B submits again (B2, alone: it combines), and C submits
@@ -117,7 +106,7 @@ struct scene {
       request a1(1);
       q.submit(a1, rec);
     });
-    if (!eventually([&] { return a_running.raised(); })) return false;
+    if (!lrtest::yields_until([&] { return a_running.raised(); })) return false;
     b = std::thread([this] {
       request b1(2);
       q.submit(b1, rec);
@@ -127,7 +116,7 @@ struct scene {
       q.submit(b2, rec);
       b2_done.raise();
     });
-    if (!eventually([&] { return q.queued() == 1; })) return false;  // B queued before C: B leads
+    if (!lrtest::yields_until([&] { return q.queued() == 1; })) return false;  // B queued before C: B leads
     c = std::thread([this] {
       request c1(3);
       q.submit(c1, rec);
@@ -140,9 +129,9 @@ struct scene {
         q.submit(c2, rec);
       }
     });
-    if (!eventually([&] { return q.queued() == 2; })) return false;
+    if (!lrtest::yields_until([&] { return q.queued() == 2; })) return false;
     release_a.raise();
-    return eventually([&] { return b1_done.raised() && c1_done.raised(); });
+    return lrtest::yields_until([&] { return b1_done.raised() && c1_done.raised(); });
   }
   void release_c() noexcept { go_c2.raise(); }
   /// Joins the threads; false if one of them waited in vain.
@@ -160,7 +149,7 @@ struct scene {
  private:
   template <class Pred>
   void wait_or_note(Pred pred) {
-    if (!eventually(pred)) stuck.raise();
+    if (!lrtest::yields_until(pred)) stuck.raise();
   }
   void join_all() {
     for (std::thread* t : {&a, &b, &c}) {
@@ -178,7 +167,7 @@ TEST_CASE("combining queue: a lone combiner after a synced group waits for that 
   REQUIRE(s.start());
   // B2 queued, and its combiner waits: the queue still holds it (a combiner that did not wait
   // would have taken it at once, in the same hold of the mutex).
-  REQUIRE(eventually([&] { return s.q.queued() == 1; }));
+  REQUIRE(lrtest::yields_until([&] { return s.q.queued() == 1; }));
   CHECK_FALSE(s.b2_done.raised());
   s.release_c();
   CHECK(s.finish());
@@ -192,9 +181,9 @@ TEST_CASE("combining queue: the last caller back wakes the waiting combiner", "[
   CAPTURE(posted);
   scene s(std::chrono::hours(2), posted);
   REQUIRE(s.start());
-  REQUIRE(eventually([&] { return s.q.queued() == 1; }));
+  REQUIRE(lrtest::yields_until([&] { return s.q.queued() == 1; }));
   s.release_c();
-  REQUIRE(eventually([&] { return s.b2_done.raised(); }));  // within 30 s: woken, not timed out
+  REQUIRE(lrtest::yields_until([&] { return s.b2_done.raised(); }));  // within 30 s: woken, not timed out
   CHECK(s.finish());
   CHECK(s.rec.seen() == groups{{1}, {2, 3}, {4, 5}});
 }
@@ -202,16 +191,16 @@ TEST_CASE("combining queue: the last caller back wakes the waiting combiner", "[
 TEST_CASE("combining queue: the wait for returning callers ends at half the last run", "[combining_queue]") {
   scene s(200us);
   REQUIRE(s.start());
-  REQUIRE(eventually([&] { return s.q.queued() == 1; }));
+  REQUIRE(lrtest::yields_until([&] { return s.q.queued() == 1; }));
   test_clock::advance(99us);  // not yet half of 200 us
   // The waiting combiner reads the clock again, finds 99 us gone, and goes on waiting: the
   // queue still holds B2 (it reads the clock and takes the queue in one hold of the mutex).
   const std::uint64_t reads = test_clock::read_count();
-  REQUIRE(eventually([&] { return test_clock::read_count() > reads; }));
+  REQUIRE(lrtest::yields_until([&] { return test_clock::read_count() > reads; }));
   CHECK(s.q.queued() == 1);
   test_clock::advance(1us);
   // C has not queued: B's combiner runs B2 alone once the clock reaches the deadline.
-  REQUIRE(eventually([&] { return s.b2_done.raised(); }));
+  REQUIRE(lrtest::yields_until([&] { return s.b2_done.raised(); }));
   CHECK(s.rec.seen() == groups{{1}, {2, 3}, {4}});
   s.release_c();
   CHECK(s.finish());
@@ -222,7 +211,7 @@ TEST_CASE("combining queue: no wait after a run shorter than a sync", "[combinin
   scene s(49us);  // under min_run_to_wait (50 us): a publish that made no system call
   REQUIRE(s.start());
   // B2 runs at once, alone, with the clock standing still: no wait, or it would never end.
-  REQUIRE(eventually([&] { return s.b2_done.raised(); }));
+  REQUIRE(lrtest::yields_until([&] { return s.b2_done.raised(); }));
   CHECK(s.rec.seen() == groups{{1}, {2, 3}, {4}});
   s.release_c();
   CHECK(s.finish());

@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 #include <leftright/detail/sleep_word.hpp>
 
+#include "support/test_support.hpp"
 #include "support/test_file.hpp"
 
 namespace LEFTRIGHT_TEST_FILE {
@@ -20,17 +21,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using leftright::detail::sleep_words;
-
-/// Waits (yielding) until pred() holds; false if it did not within 30 s.
-template <class Pred>
-bool eventually(Pred pred) {
-  const auto give_up = std::chrono::steady_clock::now() + 30s;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
 
 /// Runs sleep() on a thread of its own; true if it returned within 30 s. If it did not, bumps
 /// word (so that the thread ends) and returns false.
@@ -41,7 +31,8 @@ bool returns_within_bound(sleep_words& words, std::atomic<std::uint32_t>& word, 
     sleep();
     returned.store(true, std::memory_order_release);  // release: pairs with the acquire below
   });
-  const bool ended = eventually([&] { return returned.load(std::memory_order_acquire); });  // acquire: see above
+  // acquire: see above
+  const bool ended = lrtest::yields_until([&] { return returned.load(std::memory_order_acquire); });
   if (!ended) words.bump(word);
   t.join();
   return ended;
@@ -84,7 +75,7 @@ TEST_CASE("sleep_words: two threads taking turns lose no wake-up", "[sleep_word]
     }
   };
   std::thread a(player, 0u), b(player, 1u);
-  const bool finished = eventually([&] { return word.load(std::memory_order_seq_cst) >= turns; });  // [W1]
+  const bool finished = lrtest::yields_until([&] { return word.load(std::memory_order_seq_cst) >= turns; });  // [W1]
   if (!finished) {
     stop.store(true, std::memory_order_relaxed);  // relaxed: the bump below wakes the sleeper
     words.bump(word);
@@ -108,9 +99,10 @@ TEST_CASE("sleep_words: a bump wakes every sleeper on the word", "[sleep_word]")
       woken.fetch_add(1, std::memory_order_relaxed);  // relaxed: a count
     });
   }
-  REQUIRE(eventually([&] { return asleep.load(std::memory_order_relaxed) == sleepers; }));  // relaxed: a count
+  // relaxed: counts, below too
+  REQUIRE(lrtest::yields_until([&] { return asleep.load(std::memory_order_relaxed) == sleepers; }));
   words.bump(word);  // one bump, whether each thread is asleep yet or not
-  const bool all = eventually([&] { return woken.load(std::memory_order_relaxed) == sleepers; });  // relaxed: a count
+  const bool all = lrtest::yields_until([&] { return woken.load(std::memory_order_relaxed) == sleepers; });
   if (!all) {
     for (int i = 0; i < 1000; ++i) words.bump(word);  // unreachable when correct: let them end
   }

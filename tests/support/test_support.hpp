@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Shared helpers for the tests: traits for each reader mode, an instance-counting value, a value
-// whose copies can be made to throw, a seeded random source that prints its seed, a failure log
+// whose copies can be made to throw, a bounded wait (yields_until), a seeded random source that
+// prints its seed, a failure log
 // for worker threads, a temporary directory, a watchdog, and the log segments of a map directory.
 // The other helpers of tests/support/: model_map.hpp (the model a map is compared against),
 // child_process.hpp (one child process and its pipe), file_damage.hpp (bytes of files changed on
@@ -103,6 +104,19 @@ struct large {
     return a.inner == b.inner && a.payload[0] == b.payload[0];
   }
 };
+
+/// Waits, yielding the processor, until pred() holds; false if it did not within 30 s, a bound
+/// only a broken implementation reaches (for waits that end in microseconds when all is well).
+/// The bound on a wait, never a timing assertion.
+template <class Pred>
+bool yields_until(Pred pred) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
 
 /// A seed from LEFTRIGHT_SEED if set, else random; printed so a failure can be replayed.
 inline std::uint64_t test_seed() {
