@@ -107,9 +107,7 @@ class basic_combining_queue {
       r.group = takes_ + 1;
       r.leads = !waiting_queued_;
       waiting_queued_ = true;
-      const bool last_back = completes_awaited();
-      lock.unlock();
-      if (last_back) words_.bump(returned_word_);
+      unlock_after_queueing(lock);
       if (wait_for_outcome(r) == combine_request::done) return;
       lock.lock();  // handed the combiner's role (busy_ stayed set)
       r.leads = false;  // its group's end has no one to wake on lead_word_ for it
@@ -125,12 +123,7 @@ class basic_combining_queue {
     r->detached = true;
     std::unique_lock<adaptive_mutex> lock(mu_);
     queue_.push_back(r.release());
-    if (busy_) {
-      const bool last_back = completes_awaited();
-      lock.unlock();
-      if (last_back) words_.bump(returned_word_);
-      return;
-    }
+    if (busy_) return unlock_after_queueing(lock);
     busy_ = true;
     combine(lock, run);
   }
@@ -247,10 +240,10 @@ class basic_combining_queue {
   /// Before a group is taken: if the last group ended with nobody queued behind it, its callers
   /// woke together and are queueing again, and the first of them found no combiner. Taking the
   /// queue at once would publish that caller alone (one sync for one commit) while the others
-  /// queue behind it; so this sleeps until they have queued (the last of them wakes it, see
-  /// submit), or for half the last group's run at most. Not where the last run took less than
-  /// min_run_to_wait (a publish that makes no sync: a sleep and a wake-up among many threads took
-  /// longer than that, and a 2 µs commit became a 150 µs one). As PostgreSQL's commit_delay,
+  /// queue behind it; so this sleeps until they have queued (the last of them wakes it:
+  /// unlock_after_queueing), or for half the last group's run at most. Not where the last run
+  /// took less than min_run_to_wait (a publish that makes no sync: a sleep and a wake-up among
+  /// many threads took longer than that, and a 2 µs commit became a 150 µs one). As PostgreSQL's commit_delay,
   /// which waits only while commit_siblings transactions are active. It sleeps rather than
   /// yields: with 32 writers on two cores, yielding until they were back cost more CPU time than
   /// the group's own work. Called and returns with the lock held.
@@ -269,12 +262,13 @@ class basic_combining_queue {
     awaiting_ = 0;
   }
 
-  /// With the lock held, after a request was queued: whether the queue now holds as many as
-  /// await_returning waits for (the caller then wakes it, after releasing the lock).
-  bool completes_awaited() noexcept {
-    if (awaiting_ == 0 || queue_.size() < awaiting_) return false;
-    awaiting_ = 0;
-    return true;
+  /// Releases the lock after a request was queued behind a running combiner; if the queue now
+  /// holds as many requests as await_returning waits for, wakes it (after the release).
+  void unlock_after_queueing(std::unique_lock<adaptive_mutex>& lock) noexcept {
+    const bool last_back = awaiting_ != 0 && queue_.size() >= awaiting_;
+    if (last_back) awaiting_ = 0;
+    lock.unlock();
+    if (last_back) words_.bump(returned_word_);  // [Q4]
   }
 
   /// Marks the waiting requests of a group done and wakes their callers, all at once. A
