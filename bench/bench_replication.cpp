@@ -358,9 +358,8 @@ void BM_follower_apply_pair(benchmark::State& state) {
       return e;
     };
     double decode_s = 0;
-    std::vector<leftright::detail::replication::msg_ptr> delivered;
     const auto run_decode = [&]() -> std::string {
-      delivered.clear();
+      std::vector<leftright::detail::replication::msg_ptr> delivered;
       std::string e = read_log(o, first, last, [&](u64, leftright::detail::replication::msg_ptr&& m) {  // untimed
         delivered.push_back(std::move(m));
       }, rereads);
@@ -368,7 +367,6 @@ void BM_follower_apply_pair(benchmark::State& state) {
       const auto t0 = clock_type::now();
       decode_and_apply(dw, delivered);
       decode_s = std::chrono::duration<double>(clock_type::now() - t0).count();
-      delivered.clear();
       return {};
     };
     std::string error;
