@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Shared helpers for the tests: traits for each reader mode, an instance-counting value, a value
 // whose copies can be made to throw, a bounded wait (yields_until), a seeded random source that
-// prints its seed, a failure log
-// for worker threads, a temporary directory, a watchdog, and the log segments of a map directory.
+// prints its seed, a failure log for worker threads, a temporary directory, a watchdog, and the
+// log segments of a map directory.
 // The other helpers of tests/support/: model_map.hpp (the model a map is compared against),
 // child_process.hpp (one child process and its pipe), file_damage.hpp (bytes of files changed on
 // purpose, and a log segment's records found by the format), sim_fs.hpp and sim_workload.hpp (the

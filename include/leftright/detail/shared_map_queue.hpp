@@ -243,10 +243,10 @@ class basic_combining_queue {
   /// queue behind it; so this sleeps until they have queued (the last of them wakes it:
   /// unlock_after_queueing), or for half the last group's run at most. Not where the last run
   /// took less than min_run_to_wait (a publish that makes no sync: a sleep and a wake-up among
-  /// many threads took longer than that, and a 2 µs commit became a 150 µs one). As PostgreSQL's commit_delay,
-  /// which waits only while commit_siblings transactions are active. It sleeps rather than
-  /// yields: with 32 writers on two cores, yielding until they were back cost more CPU time than
-  /// the group's own work. Called and returns with the lock held.
+  /// many threads took longer than that, and a 2 µs commit became a 150 µs one). As
+  /// PostgreSQL's commit_delay, which waits only while commit_siblings transactions are active.
+  /// It sleeps rather than yields: with 32 writers on two cores, yielding until they were back
+  /// cost more CPU time than the group's own work. Called and returns with the lock held.
   void await_returning(std::unique_lock<adaptive_mutex>& lock) {
     const std::size_t expected = std::exchange(returning_, 0);
     if (expected < 2 || queue_.size() >= expected || last_run_ < min_run_to_wait) return;

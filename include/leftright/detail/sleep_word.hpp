@@ -4,9 +4,10 @@
 // std::atomic<T>::wait is the portable way to sleep on a word, but libstdc++ 12's spins and then
 // yields the processor four times before it sleeps. With 32 durable writers on two cores each
 // yield is a context switch: 4.9 context switches a commit, and 43% of the process's CPU time in
-// sched_yield and what it calls (producers/leftright/sync, 2026-12-06). A writer that waits for a group's sync has nothing to spin
-// for, so on Linux a sleep_words sleeps on the word's futex at once; elsewhere it falls back to
-// std::atomic<T>::wait. It also gives a sleep with a timeout, which std::atomic has not.
+// sched_yield and what it calls (producers/leftright/sync, 2026-12-06). A writer that waits for a
+// group's sync has nothing to spin for, so on Linux a sleep_words sleeps on the word's futex at
+// once; elsewhere it falls back to std::atomic<T>::wait. It also gives a sleep with a timeout,
+// which std::atomic has not.
 //
 // A wake makes a system call only while someone sleeps: the sleepers are counted, one count for
 // all the words a sleep_words serves (a wake may then call for a sleeper on another word: a
