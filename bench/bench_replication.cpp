@@ -170,8 +170,9 @@ BENCHMARK(BM_follower_visibility_fanout)
     ->UseRealTime();
 
 /// A leader's publish() with replication_options::acks: it returns once `acks` (range(1)) of
-/// the 2 followers attached have applied the batch; batches of range(0) overwrites. Beside replicated_publish (the engine alone) and follower_visibility
-/// (the leader, then one follower's readers) in the same run.
+/// the 2 followers attached have applied the batch; batches of range(0) overwrites. Beside
+/// replicated_publish (the engine alone) and follower_visibility (the leader, then one
+/// follower's readers) in the same run.
 void BM_replicated_publish_acks(benchmark::State& state) {
   const u64 batch = static_cast<u64>(state.range(0));
   auto o = map_options("acks");
@@ -259,7 +260,117 @@ void decode_and_apply(Writer& w, const std::vector<leftright::detail::replicatio
   w.publish();
 }
 
-/// This process's CPU time so far (all its threads), in seconds.
+/// How long one phase took, and this process's CPU time meanwhile, for how many entries.
+struct phase_timing {
+  double seconds = 0;
+  double cpu_seconds = 0;
+  double entries = 0;
+};
+
+/// Times body(), which returns an empty string or what went wrong, into t (entries: as given).
+template <class Body>
+std::string timed_phase(phase_timing& t, double entries, Body&& body) {
+  const auto t0 = clock_type::now();
+  const double cpu0 = process_cpu_seconds();
+  std::string error = body();
+  t.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+  t.cpu_seconds = process_cpu_seconds() - cpu0;
+  t.entries = entries;
+  return error;
+}
+
+/// follower_apply_pair's set-up and its four phases. The leader's log holds the prefill, a
+/// snapshot, then versions first..last, the apply sequence's batches; the in-process map (local)
+/// and the decoding phase's map (decoding) hold the prefill. Each phase returns an empty
+/// string, or what went wrong.
+class apply_pair {
+ public:
+  explicit apply_pair(u64 batch)
+      : batch_(batch), o_(map_options("apply", /*purge_log=*/true)), leader_(leftright::open_leader<u64, u64>(o_)) {
+    auto& lw = leader_.first;
+    prefill_apply_keys(lw);
+    lw.snapshot();
+    first_ = lw.version() + 1;  // the first log message after the snapshot
+    for (u64 b = 0; b < apply_batches; ++b) {
+      queue_apply_batch(lw, batch_, b);
+      last_ = lw.publish();
+    }
+    prefill_apply_keys(local_.first);
+    prefill_apply_keys(decoding_.first);
+  }
+
+  /// The entries of the whole apply sequence.
+  double entries() const { return static_cast<double>(apply_batches * batch_); }
+  /// The log read afresh by the delivery and decoding phases (read_log), all iterations.
+  u64 rereads() const { return rereads_; }
+
+  /// The in-process writer: the batches queued and published one by one.
+  void run_local(phase_timing& t) {
+    timed_phase(t, entries(), [this] {
+      for (u64 b = 0; b < apply_batches; ++b) {
+        queue_apply_batch(local_.first, batch_, b);
+        local_.first.publish();
+      }
+      return std::string();
+    });
+  }
+
+  /// A fresh follower, timed from the end of its first run of log messages until it shows the
+  /// last version. One whose first run, or this thread's wait for it, took half the log is
+  /// opened again (at batches of 64 the whole log is about 10 ms of applying, and this thread may
+  /// wait that long for a core). The follower's thread stops when it is destroyed, untimed.
+  std::string run_follower(phase_timing& t) {
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      auto opened = leftright::open_follower<u64, u64>(o_);  // not a structured binding: Clang 14 cannot capture one
+      auto& f = opened.first;
+      if (!f.wait_for(f.version() + 1, std::chrono::seconds(60))) return "a fresh follower applied nothing in 60 s";
+      const u64 from = f.version();  // the first run of log messages applied
+      if (last_ - from < apply_batches / 2) continue;
+      return timed_phase(t, static_cast<double>((last_ - from) * batch_), [&] {
+        return f.wait_for(last_, std::chrono::seconds(60)) ? std::string() : "the follower did not catch up in 60 s";
+      });
+    }
+    return "the follower's first run took half the log, five times";
+  }
+
+  /// The engine's delivery of the log to a subscriber that only takes each message, timed from
+  /// the first one.
+  std::string run_delivery(phase_timing& t) {
+    clock_type::time_point t0;
+    std::string e = read_log(o_, first_, last_, [&](u64 seq, leftright::detail::replication::msg_ptr&&) {
+      if (seq == first_) t0 = clock_type::now();
+    }, rereads_);
+    t.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+    t.entries = static_cast<double>((last_ - first_) * batch_);
+    return e;
+  }
+
+  /// The follower's own decoding and applying of the log's messages, received first (untimed).
+  std::string run_decode(phase_timing& t) {
+    std::vector<leftright::detail::replication::msg_ptr> delivered;
+    std::string e = read_log(o_, first_, last_, [&](u64, leftright::detail::replication::msg_ptr&& m) {
+      delivered.push_back(std::move(m));
+    }, rereads_);
+    if (!e.empty()) return e;
+    return timed_phase(t, static_cast<double>((last_ - first_ + 1) * batch_), [&] {
+      decode_and_apply(decoding_.first, delivered);
+      return std::string();
+    });
+  }
+
+ private:
+  const u64 batch_;
+  const leftright::replication_options o_;
+  /// The leader, kept open while the phases run (its lease, its streams).
+  std::pair<leftright::replicated_writer<u64, u64>, leftright::map_reader<u64, u64>> leader_;
+  u64 first_ = 0;
+  u64 last_ = 0;
+  std::pair<leftright::map_writer<u64, u64>, leftright::map_reader<u64, u64>> local_ = leftright::make_map<u64, u64>();
+  std::pair<leftright::map_writer<u64, u64>, leftright::map_reader<u64, u64>> decoding_ =
+      leftright::make_map<u64, u64>();
+  u64 rereads_ = 0;
+};
+
 /// A follower's apply rate against an in-process map_writer's, on the same apply_batches batches
 /// of range(0) overwrites. Set-up: the leader publishes the 100,000 keys, takes a snapshot (the
 /// log below it is purged), then publishes the batches; the in-process map (make_map) gets the
@@ -285,113 +396,35 @@ void decode_and_apply(Writer& w, const std::vector<leftright::detail::replicatio
 /// time its threads waited for a core. Both move with
 /// whatever else the machine runs: compare builds over several alternating runs.
 void BM_follower_apply_pair(benchmark::State& state) {
-  const u64 batch = static_cast<u64>(state.range(0));
-  const auto o = map_options("apply", /*purge_log=*/true);
-  auto [lw, lr] = leftright::open_leader<u64, u64>(o);
-  prefill_apply_keys(lw);
-  lw.snapshot();
-  const u64 first = lw.version() + 1;  // the first log message after the snapshot
-  u64 last = 0;
-  for (u64 b = 0; b < apply_batches; ++b) {
-    queue_apply_batch(lw, batch, b);
-    last = lw.publish();
-  }
-  // Not a structured binding: the lambdas below capture the writer, which Clang 14 refuses for one.
-  auto made = leftright::make_map<u64, u64>();
-  auto& mw = made.first;
-  prefill_apply_keys(mw);
-
-  const double entries = static_cast<double>(apply_batches * batch);
+  apply_pair pair(static_cast<u64>(state.range(0)));
   std::vector<double> local_rate, follower_rate, ratio, delivery_rate, delivery_ratio, decode_ratio, local_cpu,
       follower_cpu;
-  auto decoding = leftright::make_map<u64, u64>();
-  auto& dw = decoding.first;
-  prefill_apply_keys(dw);
   bool follower_first = false;
-  u64 rereads = 0;  // the log read afresh by the delivery and decoding phases (read_log), all iterations
   for (auto _ : state) {
-    double local_s = 0;
-    double local_cpu_s = 0;
-    double follower_s = 0;
-    double follower_cpu_s = 0;
-    double follower_entries = 0;
-    const auto run_local = [&] {
-      const auto t0 = clock_type::now();
-      const double cpu0 = process_cpu_seconds();
-      for (u64 b = 0; b < apply_batches; ++b) {
-        queue_apply_batch(mw, batch, b);
-        mw.publish();
-      }
-      local_s = std::chrono::duration<double>(clock_type::now() - t0).count();
-      local_cpu_s = process_cpu_seconds() - cpu0;
-    };
-    // Each phase returns an empty string, or what went wrong.
-    const auto time_follower = [&](auto& f, u64 from) -> std::string {
-      const auto t0 = clock_type::now();
-      const double cpu0 = process_cpu_seconds();
-      const bool ok = f.wait_for(last, std::chrono::seconds(60));
-      follower_s = std::chrono::duration<double>(clock_type::now() - t0).count();
-      follower_cpu_s = process_cpu_seconds() - cpu0;
-      follower_entries = static_cast<double>((last - from) * batch);
-      return ok ? "" : "the follower did not catch up in 60 s";
-    };  // the follower's thread stops when run_follower's loop ends, outside both phases' timing
-    // A follower whose first run of log messages, or this thread's wait for it, took half the
-    // log is opened again (at batches of 64 the whole log is about 10 ms of applying, and this
-    // thread may wait that long for a core): the timing starts after the first run.
-    const auto run_follower = [&]() -> std::string {
-      for (int attempt = 0; attempt < 5; ++attempt) {
-        auto [f, fr] = leftright::open_follower<u64, u64>(o);
-        if (!f.wait_for(f.version() + 1, std::chrono::seconds(60))) return "a fresh follower applied nothing in 60 s";
-        const u64 from = f.version();  // the first run of log messages applied
-        if (last - from >= apply_batches / 2) return time_follower(f, from);
-      }
-      return "the follower's first run took half the log, five times";
-    };
-
-    double delivery_s = 0;
-    const auto run_delivery = [&]() -> std::string {
-      clock_type::time_point t0;
-      std::string e = read_log(o, first, last, [&](u64 seq, leftright::detail::replication::msg_ptr&&) {
-        if (seq == first) t0 = clock_type::now();
-      }, rereads);
-      delivery_s = std::chrono::duration<double>(clock_type::now() - t0).count();
-      return e;
-    };
-    double decode_s = 0;
-    const auto run_decode = [&]() -> std::string {
-      std::vector<leftright::detail::replication::msg_ptr> delivered;
-      std::string e = read_log(o, first, last, [&](u64, leftright::detail::replication::msg_ptr&& m) {  // untimed
-        delivered.push_back(std::move(m));
-      }, rereads);
-      if (!e.empty()) return e;
-      const auto t0 = clock_type::now();
-      decode_and_apply(dw, delivered);
-      decode_s = std::chrono::duration<double>(clock_type::now() - t0).count();
-      return {};
-    };
+    phase_timing local, follower, delivery, decode;
     std::string error;
     if (follower_first) {
-      error = run_follower();
-      if (error.empty()) run_local();
+      error = pair.run_follower(follower);
+      if (error.empty()) pair.run_local(local);
     } else {
-      run_local();
-      error = run_follower();
+      pair.run_local(local);
+      error = pair.run_follower(follower);
     }
-    if (error.empty()) error = run_delivery();
-    if (error.empty()) error = run_decode();
+    if (error.empty()) error = pair.run_delivery(delivery);
+    if (error.empty()) error = pair.run_decode(decode);
     if (!error.empty()) {
       state.SkipWithError(error.c_str());
       break;
     }
     follower_first = !follower_first;
-    local_rate.push_back(entries / local_s);
-    follower_rate.push_back(follower_entries / follower_s);
+    local_rate.push_back(local.entries / local.seconds);
+    follower_rate.push_back(follower.entries / follower.seconds);
     ratio.push_back(follower_rate.back() / local_rate.back());
-    delivery_rate.push_back(static_cast<double>((last - first) * batch) / delivery_s);
+    delivery_rate.push_back(delivery.entries / delivery.seconds);
     delivery_ratio.push_back(delivery_rate.back() / local_rate.back());
-    decode_ratio.push_back(static_cast<double>((last - first + 1) * batch) / decode_s / local_rate.back());
-    local_cpu.push_back(local_cpu_s * 1e9 / entries);
-    follower_cpu.push_back(follower_cpu_s * 1e9 / follower_entries);
+    decode_ratio.push_back(decode.entries / decode.seconds / local_rate.back());
+    local_cpu.push_back(local.cpu_seconds * 1e9 / local.entries);
+    follower_cpu.push_back(follower.cpu_seconds * 1e9 / follower.entries);
   }
   state.counters["in_process_per_s"] = median_of(local_rate);
   state.counters["follower_per_s"] = median_of(follower_rate);
@@ -401,7 +434,7 @@ void BM_follower_apply_pair(benchmark::State& state) {
   state.counters["decode_ratio"] = median_of(decode_ratio);
   state.counters["in_process_cpu_ns"] = median_of(local_cpu);
   state.counters["follower_cpu_ns"] = median_of(follower_cpu);
-  state.counters["log_rereads"] = static_cast<double>(rereads);
+  state.counters["log_rereads"] = static_cast<double>(pair.rereads());
 }
 BENCHMARK(BM_follower_apply_pair)->Arg(64)->Arg(1024)->ArgName("batch")->Iterations(8)->UseRealTime();
 

@@ -652,35 +652,20 @@ const char* sync_name(leftright::reader_sync s) {
   return "automatic";
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  const options opt = read_options(argc, argv);
-  std::signal(SIGINT, on_sigint);
-
-  const std::vector<std::uint64_t> key_stream = make_key_stream(opt.keys, opt.skew);
-  shared_state shared;
-
-  // The map, sized for every key in each copy; preloaded with ~80% of the keys as version 1.
-  auto [writer, first_reader] = leftright::make_map<std::uint64_t, user_profile>(opt.keys);
-  for (std::uint64_t k = 0; k < opt.keys; ++k) {
-    if (!is_erase(mix(k ^ 0xcafe))) writer.insert_or_assign(k, make_profile(k, 0));
-  }
-  const std::uint64_t preloaded = writer.publish();
-
+/// The run's setting and the columns of the lines print_interval prints.
+void print_header(const options& opt, std::uint64_t preloaded_profiles, leftright::reader_sync sync) {
   char reads_desc[32] = "uniform";
   if (opt.skew != 0) std::snprintf(reads_desc, sizeof reads_desc, "Zipf s=%g", opt.skew);
   std::printf("leftright cache example: %llu user ids (%llu preloaded), reads %s, %u reader "
               "thread%s, 1 writer\n",
-              static_cast<unsigned long long>(opt.keys),
-              static_cast<unsigned long long>(first_reader.size()), reads_desc, opt.readers,
-              opt.readers == 1 ? "" : "s");
+              static_cast<unsigned long long>(opt.keys), static_cast<unsigned long long>(preloaded_profiles),
+              reads_desc, opt.readers, opt.readers == 1 ? "" : "s");
   std::printf("writer: batches of %llu updates (80%% insert_or_assign, 20%% erase), %s; "
               "running %gs\n",
               static_cast<unsigned long long>(opt.batch),
               opt.rate > 0 ? (si(opt.rate) + " updates/s").c_str() : "as fast as it can",
               opt.seconds);
-  std::printf("reader sync: %s\n", sync_name(writer.sync_mode()));
+  std::printf("reader sync: %s\n", sync_name(sync));
   if (opt.readers + 1 > std::thread::hardware_concurrency()) {
     std::printf("note: %u busy threads on %u hardware threads: readers and the writer take turns on\n"
                 "      the CPUs, which shows in publish() times and first sightings\n",
@@ -693,77 +678,61 @@ int main(int argc, char** argv) {
   std::printf("\n%7s %9s %10s %6s %10s %11s %15s %19s\n", "time", "reads/s", "per reader", "hit%",
               "updates/s", "publishes/s", "lag p50/p99/max", "first seen p50/p99");
   std::fflush(stdout);
+}
 
-  // The clock starts now: the preload is not part of the run.
-  shared.start = clock_type::now();
-  shared.ring.record(preloaded, shared.now_ns());
-  shared.published.store(preloaded, std::memory_order_relaxed);  // [V1] relaxed: no thread yet
-
-  // Threads: the readers, each with a reader of its own made from a factory, and the writer.
-  auto rstats = std::make_unique<reader_stats[]>(opt.readers);
-  writer_stats wstats;
-  std::vector<std::thread> threads;
-  const profile_factory factory = writer.factory();
-  for (unsigned i = 0; i < opt.readers; ++i) {
-    threads.emplace_back(run_reader, factory, std::cref(key_stream), i, std::ref(shared),
-                         std::ref(rstats[i]));
-  }
-  threads.emplace_back(run_writer, std::ref(writer), std::cref(opt), std::ref(shared),
-                       std::ref(wstats));
-
-  // Report once a second until the time is up or Ctrl-C.
+/// Prints a line a second (print_interval) until opt.seconds have passed since shared.start or
+/// Ctrl-C.
+void report_each_second(const options& opt, const shared_state& shared, const reader_stats* rstats,
+                        const writer_stats& wstats) {
   const auto end = shared.start + std::chrono::duration_cast<clock_type::duration>(
                                       std::chrono::duration<double>(opt.seconds));
-  totals last = collect(shared, rstats.get(), opt.readers, wstats);
+  totals last = collect(shared, rstats, opt.readers, wstats);
   for (int tick = 1;; ++tick) {
     const auto next = std::min(end, shared.start + std::chrono::seconds(tick));
     // [E2] relaxed: polled every 50 ms; no data comes with it.
     while (clock_type::now() < next && !interrupted.load(std::memory_order_relaxed)) {
       std::this_thread::sleep_until(std::min(next, clock_type::now() + std::chrono::milliseconds(50)));
     }
-    if (interrupted.load(std::memory_order_relaxed)) break;  // [E2]
-    totals now = collect(shared, rstats.get(), opt.readers, wstats);
+    if (interrupted.load(std::memory_order_relaxed)) return;  // [E2]
+    totals now = collect(shared, rstats, opt.readers, wstats);
     if (now.at - last.at >= 0.5) {  // a last fraction of a second only goes into the summary
       print_interval(now, last, opt.readers);
       last = std::move(now);
     }
-    if (next == end) break;
+    if (next == end) return;
   }
+}
 
-  // [E1] relaxed: threads stop within one batch; join() then orders all their writes before ours.
-  shared.stop.store(true, std::memory_order_relaxed);
-  const double secs = std::chrono::duration<double>(clock_type::now() - shared.start).count();
-  for (auto& t : threads) t.join();
-  const totals all = collect(shared, rstats.get(), opt.readers, wstats);
-  histogram::counts publish_ns = wstats.publish_ns.snapshot();
-  std::uint64_t unresolved = 0;
-  for (unsigned i = 0; i < opt.readers; ++i) {
-    unresolved += rstats[i].unresolved.load(std::memory_order_relaxed);  // [C2] after join()
-  }
-
-  // The summary.
-  std::printf("\nsummary: %.2f s%s\n", secs,
-              interrupted.load(std::memory_order_relaxed) ? " (interrupted)" : "");  // [E2]
+/// The summary's lines on the readers' rate and hit rate.
+void print_read_summary(const totals& all, double secs, unsigned readers) {
   std::printf("  reads        %s in total, %s/s; per reader thread:", si(static_cast<double>(all.reads)).c_str(),
               si(static_cast<double>(all.reads) / secs).c_str());
-  for (unsigned i = 0; i < opt.readers; ++i) {
+  for (unsigned i = 0; i < readers; ++i) {
     if (i % 8 == 0 && i != 0) std::printf("\n                                             ");
     std::printf(" %s", si(static_cast<double>(all.reads_per_reader[i]) / secs).c_str());
   }
   std::printf("\n  hit rate     %.2f%% of lookups found a profile\n", 100 * ratio(all.hits, all.reads));
+}
+
+/// The summary's lines on the writer: its updates and publishes, and how long a publish() took.
+void print_write_summary(const totals& all, double secs, std::uint64_t batch, const histogram::counts& publish_ns,
+                         leftright::reader_sync sync) {
   std::printf("  updates      %s (%s/s; %.0f%% erases) in %s publishes (%s/s, %llu per batch)\n",
               si(static_cast<double>(all.updates)).c_str(),
               si(static_cast<double>(all.updates) / secs).c_str(), 100 * ratio(all.erases, all.updates),
               si(static_cast<double>(all.publishes)).c_str(),
-              si(static_cast<double>(all.publishes) / secs).c_str(),
-              static_cast<unsigned long long>(opt.batch));
+              si(static_cast<double>(all.publishes) / secs).c_str(), static_cast<unsigned long long>(batch));
   if (publish_ns.total() != 0) {
     std::printf("  publish()    p50 %s, p99 %s, max %s (call to return: wait for readers, apply the\n"
                 "               batch twice, swap%s)\n",
                 duration(*publish_ns.quantile(0.5)).c_str(), duration(*publish_ns.quantile(0.99)).c_str(),
                 duration(static_cast<double>(publish_ns.max)).c_str(),
-                writer.sync_mode() == leftright::reader_sync::asymmetric ? ", membarrier" : "");
+                sync == leftright::reader_sync::asymmetric ? ", membarrier" : "");
   }
+}
+
+/// The summary's lines on how stale the readers were: the version lag and the first sightings.
+void print_staleness_summary(const totals& all, std::uint64_t unresolved) {
   if (const std::uint64_t sampled = all.lag.total(); sampled != 0) {
     const std::uint64_t current = all.lag.zeros(), ahead = all.lag.negatives();
     std::printf("  version lag  p50 %s, p99 %s, max %lld over %s sampled reads (every %uth read):\n"
@@ -785,6 +754,61 @@ int main(int argc, char** argv) {
                 duration(static_cast<double>(all.first_seen.max), true).c_str(),
                 100 * ratio(all.first_seen.negatives(), timed));
   }
+}
+
+}  // namespace
+
+// The essay: build and preload the map, start the readers and the writer, report each second,
+// stop them, summarise. Exits 1 if any read saw a torn profile.
+int main(int argc, char** argv) {
+  const options opt = read_options(argc, argv);
+  std::signal(SIGINT, on_sigint);
+
+  const std::vector<std::uint64_t> key_stream = make_key_stream(opt.keys, opt.skew);
+  shared_state shared;
+
+  // The map, sized for every key in each copy; preloaded with ~80% of the keys as version 1.
+  auto [writer, first_reader] = leftright::make_map<std::uint64_t, user_profile>(opt.keys);
+  for (std::uint64_t k = 0; k < opt.keys; ++k) {
+    if (!is_erase(mix(k ^ 0xcafe))) writer.insert_or_assign(k, make_profile(k, 0));
+  }
+  const std::uint64_t preloaded = writer.publish();
+  print_header(opt, first_reader.size(), writer.sync_mode());
+
+  // The clock starts now: the preload is not part of the run.
+  shared.start = clock_type::now();
+  shared.ring.record(preloaded, shared.now_ns());
+  shared.published.store(preloaded, std::memory_order_relaxed);  // [V1] relaxed: no thread yet
+
+  // Threads: the readers, each with a reader of its own made from a factory, and the writer.
+  auto rstats = std::make_unique<reader_stats[]>(opt.readers);
+  writer_stats wstats;
+  std::vector<std::thread> threads;
+  const profile_factory factory = writer.factory();
+  for (unsigned i = 0; i < opt.readers; ++i) {
+    threads.emplace_back(run_reader, factory, std::cref(key_stream), i, std::ref(shared),
+                         std::ref(rstats[i]));
+  }
+  threads.emplace_back(run_writer, std::ref(writer), std::cref(opt), std::ref(shared),
+                       std::ref(wstats));
+
+  report_each_second(opt, shared, rstats.get(), wstats);
+
+  // [E1] relaxed: threads stop within one batch; join() then orders all their writes before ours.
+  shared.stop.store(true, std::memory_order_relaxed);
+  const double secs = std::chrono::duration<double>(clock_type::now() - shared.start).count();
+  for (auto& t : threads) t.join();
+  const totals all = collect(shared, rstats.get(), opt.readers, wstats);
+  std::uint64_t unresolved = 0;
+  for (unsigned i = 0; i < opt.readers; ++i) {
+    unresolved += rstats[i].unresolved.load(std::memory_order_relaxed);  // [C2] after join()
+  }
+
+  std::printf("\nsummary: %.2f s%s\n", secs,
+              interrupted.load(std::memory_order_relaxed) ? " (interrupted)" : "");  // [E2]
+  print_read_summary(all, secs, opt.readers);
+  print_write_summary(all, secs, opt.batch, wstats.publish_ns.snapshot(), writer.sync_mode());
+  print_staleness_summary(all, unresolved);
   std::printf("  consistency  %llu torn values (each lookup checks its profile's id and checksum)\n",
               static_cast<unsigned long long>(all.torn));
   std::printf("  map          %llu profiles at version %llu, %zu reader slots\n",
