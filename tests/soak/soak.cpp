@@ -96,9 +96,6 @@ constexpr std::uint64_t bulk_erase = 254;    // ... and erases them when b % 509
 constexpr std::uint64_t bulk_keys = 3000;
 constexpr std::uint64_t bulk_base = std::uint64_t{1} << 32;
 
-/// Thrown to leave a round's recovery check when there is nothing to recover.
-struct skip_round {};
-
 using map_key = std::uint64_t;
 using map_value = std::string;
 
@@ -535,6 +532,144 @@ void replace_copy(const fs::path& from, const fs::path& to) {
   fs::copy(from, to, fs::copy_options::recursive);
 }
 
+/// One round's kill schedule: drawn from the run's seed, so that --seed replays it.
+struct round_plan {
+  durability mode;
+  bool from_spawn;  ///< the kill counts from the spawn, not from the child's open (one round in eight)
+  ms delay;
+  std::uint64_t child_seed;
+};
+
+round_plan plan_round(std::uint64_t round, std::mt19937_64& rng) {
+  constexpr durability modes[] = {durability::sync, durability::async, durability::none};
+  round_plan p{modes[round % 3], rng() % 8 == 0, ms(0), 0};
+  p.delay = ms(p.from_spawn ? static_cast<long>(rng() % 151) : 200 + static_cast<long>(rng() % 2801));
+  p.child_seed = rng();
+  return p;
+}
+
+/// What the rounds so far established: every later recovery must find at least this.
+struct history {
+  std::uint64_t recovered = 0;  ///< what the last check found: the next child must open there
+  std::uint64_t ever_ack = 0;   ///< the highest version any child acknowledged
+};
+
+/// Adds the child's figures to t and, to problems, what its own reports and its end show wrong.
+void judge_child(const round_result& res, const round_plan& plan, const history& h, totals& t,
+                 std::vector<std::string>& problems) {
+  t.batches += res.acks;
+  t.reads += res.reads;
+  t.checkpoints += res.checkpoints;
+  if (res.failures > 0) problems.push_back(std::to_string(res.failures) + " failures reported by the child");
+  if (!res.status.killed_by(SIGKILL)) {
+    problems.push_back("the child " + res.status.describe() + " (not our SIGKILL; a sanitizer report or an exception above?)");
+  }
+  if (res.hung) problems.push_back("the child did not open the map within 60 s");
+  if (res.opened && res.opened_at != h.recovered) {
+    problems.push_back("the child reopened at version " + std::to_string(res.opened_at) + ", the last check found " +
+                       std::to_string(h.recovered));
+  }
+  if (!res.opened) ++t.early;
+  if (res.opened && res.acks == 0 && plan.delay >= ms(2000)) ++t.stalls;
+}
+
+/// Where a run keeps its directories: the map, a copy of its last crashed state, and the copy
+/// that odd rounds reopen instead of the map (so the next child opens what the crash left in
+/// half the rounds, and what a check's open left in the others).
+struct run_paths {
+  fs::path run, map_dir, crashed, check_copy;
+  explicit run_paths(const fs::path& r) : run(r), map_dir(r / "map"), crashed(r / "last-crash"), check_copy(r / "check") {}
+};
+
+/// What reopening a crashed map found.
+struct recovery_check {
+  std::uint64_t version;  ///< the version recovered (h.recovered when the round had nothing to recover)
+  std::string note;       ///< recovery()'s note, or why nothing was recovered
+  bool fatal = false;     ///< the directory could not be opened: nothing more to soak
+};
+
+/// Keeps a copy of the crashed map, reopens it (or, in odd rounds, a copy of it) in none mode,
+/// and adds to problems what breaks the history: a lost acknowledged batch, a version going
+/// back or skipping ahead, a state whose entries fail their checks.
+recovery_check check_recovery(const run_paths& paths, std::uint64_t round, const round_result& res, const history& h,
+                              totals& t, std::vector<std::string>& problems) {
+  recovery_check c{h.recovered, {}};
+  // Killed before its first open made the directory (a slow start, under a sanitizer): there
+  // is nothing to recover, and nothing was acknowledged.
+  if (!res.opened && h.ever_ack == 0 && !fs::exists(paths.map_dir)) {
+    c.note = "killed before the map's directory was made";
+    return c;
+  }
+  try {
+    replace_copy(paths.map_dir, paths.crashed);
+    fs::path where = paths.map_dir;
+    if (round % 2 == 1) {
+      replace_copy(paths.map_dir, paths.check_copy);
+      where = paths.check_copy;
+    }
+    auto [w, r] = leftright::open_map<map_key, map_value>(options_for(where, durability::none, ms(1000)));
+    const std::uint64_t v = c.version = w.version();
+    const auto& rep = w.recovery();
+    c.note = rep.note;
+    if (rep.tail_truncated) ++t.tails;
+    if (rep.version != v) problems.push_back("recovery().version " + std::to_string(rep.version) + " != version " + std::to_string(v));
+    if (v < h.ever_ack) {
+      problems.push_back("recovered version " + std::to_string(v) + " < acknowledged version " + std::to_string(h.ever_ack) +
+                         ": a published batch was lost");
+    }
+    if (v < h.recovered) problems.push_back("recovered version " + std::to_string(v) + " < the previous recovery's " + std::to_string(h.recovered));
+    const std::uint64_t baseline = std::max(h.recovered, h.ever_ack);
+    if (v > baseline + 1) {
+      problems.push_back("recovered version " + std::to_string(v) + " > last acknowledged " + std::to_string(baseline) +
+                         " + 1: batches that were never handed to publish()");
+    }
+    if (v == baseline + 1) ++t.ahead;
+    auto s = r.read();
+    if (s.version() != v) problems.push_back("reader version " + std::to_string(s.version()) + " != writer version " + std::to_string(v));
+    if (std::string e = check_all(s); !e.empty()) problems.push_back("recovered state: " + e);
+  } catch (const std::exception& e) {
+    problems.push_back(std::string("reopening failed: ") + e.what());
+    c.fatal = true;
+  }
+  return c;
+}
+
+/// Prints a failed round's problems and keeps its crashed state (of the first five failures).
+void report_failure(const run_paths& paths, int kept, std::uint64_t seed, std::uint64_t round, const round_plan& plan,
+                    const history& h, const recovery_check& c, const std::vector<std::string>& problems) {
+  fs::path keep = paths.run / ("failure-" + std::to_string(kept));
+  try {
+    if (kept <= 5) replace_copy(paths.crashed, keep);
+  } catch (const std::exception&) {
+    keep.clear();
+  }
+  std::printf("[soak] FAILURE in round %llu (durability %s, child seed %llu, kill %lld ms after %s; "
+              "acknowledged %llu, recovered %llu; %s)\n",
+              static_cast<unsigned long long>(round), durability_name(plan.mode),
+              static_cast<unsigned long long>(plan.child_seed), static_cast<long long>(plan.delay.count()),
+              plan.from_spawn ? "spawn" : "opening", static_cast<unsigned long long>(h.ever_ack),
+              static_cast<unsigned long long>(c.version), c.note.c_str());
+  for (const auto& p : problems) std::printf("[soak]   %s\n", p.c_str());
+  std::printf("[soak]   seed %llu; crashed state kept in %s\n", static_cast<unsigned long long>(seed),
+              kept <= 5 ? keep.c_str() : "(no: more than 5 failures)");
+  std::fflush(stdout);
+}
+
+void print_totals(const totals& t, std::uint64_t recovered, std::uint64_t seed) {
+  std::printf("[soak] totals: %llu batches, %llu reads, %llu restarts (%llu killed during recovery), %llu checkpoints, "
+              "%llu torn tails cut, %llu recoveries found the unacknowledged last batch, %llu stalls, %llu failures; "
+              "final version %llu; seed %llu\n",
+              static_cast<unsigned long long>(t.batches), static_cast<unsigned long long>(t.reads),
+              static_cast<unsigned long long>(t.restarts), static_cast<unsigned long long>(t.early),
+              static_cast<unsigned long long>(t.checkpoints), static_cast<unsigned long long>(t.tails),
+              static_cast<unsigned long long>(t.ahead), static_cast<unsigned long long>(t.stalls),
+              static_cast<unsigned long long>(t.failures), static_cast<unsigned long long>(recovered),
+              static_cast<unsigned long long>(seed));
+}
+
+/// The supervisor: rounds of a child killed on the seed's schedule, each followed by a check of
+/// what recovery finds, until the duration is up or the map cannot be reopened. Returns 0 if no
+/// round found a problem (the run directory is then removed), 1 otherwise, 2 without a directory.
 int supervise(const settings& cfg) {
   std::error_code ec;
   fs::create_directories(cfg.parent, ec);
@@ -543,10 +678,9 @@ int supervise(const settings& cfg) {
     std::fprintf(stderr, "soak: cannot make a directory in %s: %s\n", cfg.parent.c_str(), std::strerror(errno));
     return 2;
   }
-  const fs::path run = templ;
-  const fs::path map_dir = run / "map", crashed = run / "last-crash", check_copy = run / "check";
+  const run_paths paths{fs::path(templ)};
   std::printf("[soak] seed %llu, directory %s, %d readers, duration %lld s, lines every %lld s\n",
-              static_cast<unsigned long long>(cfg.seed), run.c_str(), cfg.readers,
+              static_cast<unsigned long long>(cfg.seed), paths.run.c_str(), cfg.readers,
               static_cast<long long>(cfg.duration.count() / 1000), static_cast<long long>(cfg.interval.count() / 1000));
   std::fflush(stdout);
 
@@ -560,116 +694,35 @@ int supervise(const settings& cfg) {
       next_line += cfg.interval;
     }
   };
-  std::uint64_t recovered = 0;  // what the last check found: the next child must open there
-  std::uint64_t ever_ack = 0;   // the highest version any child acknowledged
+  history h;
   int kept = 0;
   bool fatal = false;
-  constexpr durability modes[] = {durability::sync, durability::async, durability::none};
-
   for (std::uint64_t round = 0; clock_type::now() - started < cfg.duration && !fatal; ++round) {
-    const durability mode = modes[round % 3];
-    const bool from_spawn = rng() % 8 == 0;
-    const ms delay(from_spawn ? static_cast<long>(rng() % 151) : 200 + static_cast<long>(rng() % 2801));
-    const std::uint64_t child_seed = rng();
-    const round_result res = run_child(map_dir, mode, child_seed, cfg.readers, from_spawn, delay, periodic);
-
+    const round_plan plan = plan_round(round, rng);
+    const round_result res =
+        run_child(paths.map_dir, plan.mode, plan.child_seed, cfg.readers, plan.from_spawn, plan.delay, periodic);
     std::vector<std::string> problems;
-    t.batches += res.acks;
-    t.reads += res.reads;
-    t.checkpoints += res.checkpoints;
-    if (res.failures > 0) problems.push_back(std::to_string(res.failures) + " failures reported by the child");
-    if (!res.status.killed_by(SIGKILL)) {
-      problems.push_back("the child " + res.status.describe() + " (not our SIGKILL; a sanitizer report or an exception above?)");
-    }
-    if (res.hung) problems.push_back("the child did not open the map within 60 s");
-    if (res.opened && res.opened_at != recovered) {
-      problems.push_back("the child reopened at version " + std::to_string(res.opened_at) + ", the last check found " +
-                         std::to_string(recovered));
-    }
-    if (!res.opened) ++t.early;
-    if (res.opened && res.acks == 0 && delay >= ms(2000)) ++t.stalls;
-    ever_ack = std::max(ever_ack, res.last_ack);
-
-    std::uint64_t v = recovered;
-    std::string note;
-    // Killed before its first open made the directory (a slow start, under a sanitizer): there
-    // is nothing to recover, and nothing was acknowledged.
-    const bool never_made = !res.opened && ever_ack == 0 && !fs::exists(map_dir);
-    if (never_made) note = "killed before the map's directory was made";
-    try {
-      if (never_made) throw skip_round{};
-      replace_copy(map_dir, crashed);
-      fs::path where = map_dir;
-      if (round % 2 == 1) {
-        replace_copy(map_dir, check_copy);
-        where = check_copy;
-      }
-      auto [w, r] = leftright::open_map<map_key, map_value>(options_for(where, durability::none, ms(1000)));
-      v = w.version();
-      const auto& rep = w.recovery();
-      note = rep.note;
-      if (rep.tail_truncated) ++t.tails;
-      if (rep.version != v) problems.push_back("recovery().version " + std::to_string(rep.version) + " != version " + std::to_string(v));
-      if (v < ever_ack) {
-        problems.push_back("recovered version " + std::to_string(v) + " < acknowledged version " + std::to_string(ever_ack) +
-                           ": a published batch was lost");
-      }
-      if (v < recovered) problems.push_back("recovered version " + std::to_string(v) + " < the previous recovery's " + std::to_string(recovered));
-      const std::uint64_t baseline = std::max(recovered, ever_ack);
-      if (v > baseline + 1) {
-        problems.push_back("recovered version " + std::to_string(v) + " > last acknowledged " + std::to_string(baseline) +
-                           " + 1: batches that were never handed to publish()");
-      }
-      if (v == baseline + 1) ++t.ahead;
-      auto s = r.read();
-      if (s.version() != v) problems.push_back("reader version " + std::to_string(s.version()) + " != writer version " + std::to_string(v));
-      if (std::string e = check_all(s); !e.empty()) problems.push_back("recovered state: " + e);
-    } catch (const skip_round&) {
-    } catch (const std::exception& e) {
-      problems.push_back(std::string("reopening failed: ") + e.what());
-      fatal = true;  // the directory cannot be recovered: nothing more to soak
-    }
+    judge_child(res, plan, h, t, problems);
+    h.ever_ack = std::max(h.ever_ack, res.last_ack);
+    const recovery_check c = check_recovery(paths, round, res, h, t, problems);
+    fatal = c.fatal;
     ++t.restarts;
-    t.recovered_last = v;
-    t.recovered_min = std::min(t.recovered_min, v);
-    recovered = v;
-
+    t.recovered_last = c.version;
+    t.recovered_min = std::min(t.recovered_min, c.version);
+    h.recovered = c.version;
     if (!problems.empty()) {
       t.failures += problems.size();
-      fs::path keep = run / ("failure-" + std::to_string(++kept));
-      try {
-        if (kept <= 5) replace_copy(crashed, keep);
-      } catch (const std::exception&) {
-        keep.clear();
-      }
-      std::printf("[soak] FAILURE in round %llu (durability %s, child seed %llu, kill %lld ms after %s; "
-                  "acknowledged %llu, recovered %llu; %s)\n",
-                  static_cast<unsigned long long>(round), durability_name(mode), static_cast<unsigned long long>(child_seed),
-                  static_cast<long long>(delay.count()), from_spawn ? "spawn" : "opening",
-                  static_cast<unsigned long long>(ever_ack), static_cast<unsigned long long>(v), note.c_str());
-      for (const auto& p : problems) std::printf("[soak]   %s\n", p.c_str());
-      std::printf("[soak]   seed %llu; crashed state kept in %s\n", static_cast<unsigned long long>(cfg.seed),
-                  kept <= 5 ? keep.c_str() : "(no: more than 5 failures)");
-      std::fflush(stdout);
+      report_failure(paths, ++kept, cfg.seed, round, plan, h, c, problems);
     }
   }
 
-  const auto elapsed = clock_type::now() - started;
-  print_line("final", elapsed, t);
-  std::printf("[soak] totals: %llu batches, %llu reads, %llu restarts (%llu killed during recovery), %llu checkpoints, "
-              "%llu torn tails cut, %llu recoveries found the unacknowledged last batch, %llu stalls, %llu failures; "
-              "final version %llu; seed %llu\n",
-              static_cast<unsigned long long>(t.batches), static_cast<unsigned long long>(t.reads),
-              static_cast<unsigned long long>(t.restarts), static_cast<unsigned long long>(t.early),
-              static_cast<unsigned long long>(t.checkpoints), static_cast<unsigned long long>(t.tails),
-              static_cast<unsigned long long>(t.ahead), static_cast<unsigned long long>(t.stalls),
-              static_cast<unsigned long long>(t.failures), static_cast<unsigned long long>(recovered),
-              static_cast<unsigned long long>(cfg.seed));
+  print_line("final", clock_type::now() - started, t);
+  print_totals(t, h.recovered, cfg.seed);
   if (t.failures == 0) {
-    fs::remove_all(run, ec);
+    fs::remove_all(paths.run, ec);
     std::printf("[soak] PASS\n");
   } else {
-    std::printf("[soak] FAIL: directory kept: %s (replay the kill schedule with --seed %llu)\n", run.c_str(),
+    std::printf("[soak] FAIL: directory kept: %s (replay the kill schedule with --seed %llu)\n", paths.run.c_str(),
                 static_cast<unsigned long long>(cfg.seed));
   }
   std::fflush(stdout);
