@@ -41,6 +41,7 @@
 #include <benchmark/benchmark.h>
 
 #include "adapters.hpp"
+#include "measure.hpp"
 #include "workload.hpp"
 
 namespace lrbench {
@@ -169,25 +170,13 @@ void bm_batch(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(sum);
   };
-  std::vector<double> ratios;
-  bool limit_first = true;
+  lrbench::alternating_pairs pairs;
   for (auto _ : state) {
-    double t_limit, t_variant;
-    if (limit_first) {
-      t_limit = timed(limit_phase);
-      t_variant = timed(variant_phase);
-    } else {
-      t_variant = timed(variant_phase);
-      t_limit = timed(limit_phase);
-    }
-    limit_first = !limit_first;
-    ratios.push_back(t_limit / t_variant);
+    pairs.run([&] { return timed(limit_phase); }, [&] { return timed(variant_phase); });
     at = (at + phase) % len;  // len and phase are multiples of max_batch
   }
-  std::sort(ratios.begin(), ratios.end());
-  const double median = ratios.empty() ? 0.0 : ratios[ratios.size() / 2];
-  state.counters["ratio"] = benchmark::Counter(median, benchmark::Counter::kAvgThreads);
-  state.counters["pairs"] = benchmark::Counter(static_cast<double>(ratios.size()), benchmark::Counter::kAvgThreads);
+  state.counters["ratio"] = benchmark::Counter(pairs.median(), benchmark::Counter::kAvgThreads);
+  state.counters["pairs"] = benchmark::Counter(static_cast<double>(pairs.pairs()), benchmark::Counter::kAvgThreads);
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * phase));
   if (state.thread_index() == 0) set_label(state, ours);
 }

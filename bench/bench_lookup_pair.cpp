@@ -29,6 +29,7 @@
 #include <benchmark/benchmark.h>
 
 #include "adapters.hpp"
+#include "measure.hpp"
 #include "workload.hpp"
 
 namespace lrbench {
@@ -76,25 +77,13 @@ void bm_pair(benchmark::State& state) {
     }
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  std::vector<double> ratios;
-  bool limit_first = true;
+  lrbench::alternating_pairs pairs;
   for (auto _ : state) {
-    double t_limit, t_map;
-    if (limit_first) {
-      t_limit = run_phase(rb, at);
-      t_map = run_phase(rm, at);
-    } else {
-      t_map = run_phase(rm, at);
-      t_limit = run_phase(rb, at);
-    }
-    limit_first = !limit_first;
-    ratios.push_back(t_limit / t_map);
+    pairs.run([&] { return run_phase(rb, at); }, [&] { return run_phase(rm, at); });
     at = (at + phase) % len;  // len is a multiple of block, and so is phase
   }
-  std::sort(ratios.begin(), ratios.end());
-  const double median = ratios.empty() ? 0.0 : ratios[ratios.size() / 2];
-  state.counters["ratio"] = benchmark::Counter(median, benchmark::Counter::kAvgThreads);
-  state.counters["pairs"] = benchmark::Counter(static_cast<double>(ratios.size()), benchmark::Counter::kAvgThreads);
+  state.counters["ratio"] = benchmark::Counter(pairs.median(), benchmark::Counter::kAvgThreads);
+  state.counters["pairs"] = benchmark::Counter(static_cast<double>(pairs.pairs()), benchmark::Counter::kAvgThreads);
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * phase));
   if (state.thread_index() == 0) set_label(state, m);
 }

@@ -21,6 +21,7 @@
 #include <benchmark/benchmark.h>
 
 #include "adapters.hpp"
+#include "measure.hpp"
 #include "workload.hpp"
 
 namespace lrbench {
@@ -190,27 +191,16 @@ void bm_read_under_write_pair(benchmark::State& state, std::size_t batch) {
     }
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  std::vector<double> ratios;
-  bool limit_first = true;
+  lrbench::alternating_pairs pairs;
   for (auto _ : state) {
-    double t_limit, t_map;
-    if (limit_first) {
-      t_limit = run_phase(rb, false);
-      t_map = run_phase(rm, true);
-    } else {
-      t_map = run_phase(rm, true);
-      t_limit = run_phase(rb, false);
-    }
-    limit_first = !limit_first;
-    ratios.push_back(t_limit / t_map);
+    pairs.run([&] { return run_phase(rb, false); }, [&] { return run_phase(rm, true); });
     at = (at + pair_lookups) % len;  // len is a multiple of block, and so is pair_lookups
   }
   gate.shut();
   writer.join();
 
-  std::sort(ratios.begin(), ratios.end());
-  state.counters["ratio"] = ratios.empty() ? 0.0 : ratios[ratios.size() / 2];
-  state.counters["pairs"] = static_cast<double>(ratios.size());
+  state.counters["ratio"] = pairs.median();
+  state.counters["pairs"] = static_cast<double>(pairs.pairs());
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * pair_lookups));
   set_label(state, m);
 }

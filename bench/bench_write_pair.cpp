@@ -20,6 +20,7 @@
 #include <benchmark/benchmark.h>
 
 #include "adapters.hpp"
+#include "measure.hpp"
 #include "workload.hpp"
 
 namespace lrbench {
@@ -51,24 +52,13 @@ void bm_write_pair(benchmark::State& state, std::size_t batch) {
     }
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  std::vector<double> ratios;
-  bool limit_first = true;
+  lrbench::alternating_pairs pairs;
   for (auto _ : state) {
-    double t_limit, t_map;
-    if (limit_first) {
-      t_limit = run_phase(base, at);
-      t_map = run_phase(m, at);
-    } else {
-      t_map = run_phase(m, at);
-      t_limit = run_phase(base, at);
-    }
-    limit_first = !limit_first;
-    ratios.push_back(t_limit / t_map);
+    pairs.run([&] { return run_phase(base, at); }, [&] { return run_phase(m, at); });
     at = (at + ops) % keys.size();
   }
-  std::sort(ratios.begin(), ratios.end());
-  state.counters["ratio"] = ratios.empty() ? 0.0 : ratios[ratios.size() / 2];
-  state.counters["pairs"] = static_cast<double>(ratios.size());
+  state.counters["ratio"] = pairs.median();
+  state.counters["pairs"] = static_cast<double>(pairs.pairs());
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * ops));
   set_label(state, m);
 }

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <vector>
 
 namespace lrbench {
@@ -23,5 +24,34 @@ inline double median_of(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
+
+/// Pairs of timed phases, a baseline's and a variant's, the order alternating from one pair to
+/// the next (baseline first, then variant first, ...), so that neither always runs on what the
+/// other left in the caches. The figure is the median over pairs of baseline time / variant time.
+class alternating_pairs {
+ public:
+  /// Runs both phases (each returns its time, in seconds) and records their ratio.
+  template <class Baseline, class Variant>
+  void run(Baseline&& baseline, Variant&& variant) {
+    double t_baseline = 0;
+    double t_variant = 0;
+    if (baseline_first_) {
+      t_baseline = baseline();
+      t_variant = variant();
+    } else {
+      t_variant = variant();
+      t_baseline = baseline();
+    }
+    baseline_first_ = !baseline_first_;
+    ratios_.push_back(t_baseline / t_variant);
+  }
+  /// The median of the ratios recorded (0 for none).
+  double median() const { return median_of(ratios_); }
+  std::size_t pairs() const { return ratios_.size(); }
+
+ private:
+  bool baseline_first_ = true;
+  std::vector<double> ratios_;
+};
 
 }  // namespace lrbench
