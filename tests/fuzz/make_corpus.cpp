@@ -107,14 +107,21 @@ void put(bytes& b, std::size_t at, T v) {
 
 // ---------------------------------------------------------------------------------------------
 
-void wal_seeds() {
+constexpr std::uint8_t wal_raw = 0, wal_synth = lrfuzz::wal_synth_header, wal_fix = lrfuzz::wal_fix_crcs;
+
+/// A segment of seven batches of every kind of operation, and where its parts lie.
+struct batches_segment {
+  bytes seg;
+  std::size_t end;   ///< where its valid records end
+  std::size_t body;  ///< where its first record starts (after the segment header)
+  std::size_t rec1;  ///< record 1: 3 x insert_or_assign
+  std::size_t pay1;  ///< its payload
+};
+
+batches_segment seven_batches() {
   using K = lrfuzz::wal_key;
   using V = lrfuzz::wal_value;
-  const std::string kc = leftright::codec_name<K>(), vc = leftright::codec_name<V>();
-  constexpr std::uint8_t raw = 0, synth = lrfuzz::wal_synth_header, fix = lrfuzz::wal_fix_crcs;
-
-  // Seven batches of every kind of operation, in one segment.
-  bytes seg;
+  batches_segment s;
   {
     temp_dir d;
     {
@@ -137,63 +144,77 @@ void wal_seeds() {
       for (K i = 0; i < 40; ++i) w.insert_or_assign(i * 7919, "v" + std::to_string(i));
       w.publish();  // 7
     }
-    seg = read_file(files(d.path, "wal-").front());
+    s.seg = read_file(files(d.path, "wal-").front());
   }
-  const std::size_t end = records_end(seg, kc, vc);
-  const std::size_t body = st::segment_header_size;
-  const std::size_t rec1 = body;                  // record 1: 3 x insert_or_assign
-  const std::size_t pay1 = rec1 + st::record_header_size;  // its payload
-  seed("wal", "raw-batches", raw, slice(seg, 0, end + 64));
-  seed("wal", "synth-batches", synth, slice(seg, body, end + 16));
-  seed("wal", "raw-header-truncated", raw, slice(seg, 0, 2000));
+  s.end = records_end(s.seg, leftright::codec_name<K>(), leftright::codec_name<V>());
+  s.body = st::segment_header_size;
+  s.rec1 = s.body;
+  s.pay1 = s.rec1 + st::record_header_size;
+  return s;
+}
+
+/// The seven batches whole, cut short, with a torn tail, with a middle record damaged, and with
+/// a bad segment header (the target makes the crcs valid again).
+void damaged_segment_seeds(const batches_segment& s) {
+  const bytes& seg = s.seg;
+  seed("wal", "raw-batches", wal_raw, slice(seg, 0, s.end + 64));
+  seed("wal", "synth-batches", wal_synth, slice(seg, s.body, s.end + 16));
+  seed("wal", "raw-header-truncated", wal_raw, slice(seg, 0, 2000));
   {
-    bytes b = slice(seg, 0, end);
-    b.resize(end + 40, std::byte{0xab});  // a torn tail: garbage after the last record
-    b.resize(end + 128, std::byte{0});
-    seed("wal", "raw-torn-tail", raw, b);
+    bytes b = slice(seg, 0, s.end);
+    b.resize(s.end + 40, std::byte{0xab});  // a torn tail: garbage after the last record
+    b.resize(s.end + 128, std::byte{0});
+    seed("wal", "raw-torn-tail", wal_raw, b);
   }
   {
     // Damage record 3 (an erase: header, count, tag, key): record 4 and later say 3 was durable.
-    const std::size_t rec2 = rec1 + st::align8(st::record_header_size + leftright::detail::load_le<std::uint32_t>(seg.data() + rec1 + 4));
+    const std::size_t rec2 = s.rec1 + st::align8(st::record_header_size + leftright::detail::load_le<std::uint32_t>(seg.data() + s.rec1 + 4));
     const std::size_t rec3 = rec2 + st::align8(st::record_header_size + leftright::detail::load_le<std::uint32_t>(seg.data() + rec2 + 4));
-    bytes b = slice(seg, 0, end + 64);
+    bytes b = slice(seg, 0, s.end + 64);
     b[rec3 + st::record_header_size + 6] ^= std::byte{0x40};
-    seed("wal", "raw-contradicting", raw, b);
+    seed("wal", "raw-contradicting", wal_raw, b);
   }
-  {
-    bytes b = slice(seg, 0, end + 64);
-    put<std::uint32_t>(b, 8, st::format_version - 1);  // an older format version
-    seed("wal", "raw-fix-bad-version", fix, b);
-    b = slice(seg, 0, end + 64);
-    put<std::uint32_t>(b, 32, 5000);  // key codec length past the header
-    seed("wal", "raw-fix-codec-length", fix, b);
-    b = slice(seg, 0, end + 64);
-    put<std::uint32_t>(b, 12, 0x04030201);  // the other byte order
-    seed("wal", "raw-fix-byte-order", fix, b);
-  }
-  {
-    // Payloads that do not decode, their crcs made valid by the target.
-    bytes b = slice(seg, body, end + 16);
-    b[pay1 - body + 4] = std::byte{9};  // first operation's tag
-    seed("wal", "synth-fix-bad-tag", synth | fix, b);
-    b = slice(seg, body, end + 16);
-    put<std::uint32_t>(b, pay1 - body + 4 + 1 + 8, 0xfffffff0u);  // first value's length
-    seed("wal", "synth-fix-string-length", synth | fix, b);
-    b = slice(seg, body, end + 16);
-    put<std::uint32_t>(b, pay1 - body, 0xffffffffu);  // operation count
-    seed("wal", "synth-fix-huge-count", synth | fix, b);
-    b = slice(seg, body, end + 16);
-    put<std::uint32_t>(b, pay1 - body, 2);  // one operation too few: trailing bytes
-    seed("wal", "synth-fix-trailing-bytes", synth | fix, b);
-    b = slice(seg, body, end + 16);
-    const std::size_t rec2_in_body =
-        st::align8(st::record_header_size + leftright::detail::load_le<std::uint32_t>(seg.data() + rec1 + 4));
-    put<std::uint64_t>(b, rec2_in_body + 16, 99);  // record 2 claims version 99
-    seed("wal", "synth-fix-seq-gap", synth | fix, b);
-  }
+  bytes b = slice(seg, 0, s.end + 64);
+  put<std::uint32_t>(b, 8, st::format_version - 1);  // an older format version
+  seed("wal", "raw-fix-bad-version", wal_fix, b);
+  b = slice(seg, 0, s.end + 64);
+  put<std::uint32_t>(b, 32, 5000);  // key codec length past the header
+  seed("wal", "raw-fix-codec-length", wal_fix, b);
+  b = slice(seg, 0, s.end + 64);
+  put<std::uint32_t>(b, 12, 0x04030201);  // the other byte order
+  seed("wal", "raw-fix-byte-order", wal_fix, b);
+}
 
-  // A segment with a header and nothing else; a second segment (first seq > 1) after a roll; a
-  // record larger than a segment.
+/// Payloads that do not decode, their crcs made valid by the target.
+void undecodable_payload_seeds(const batches_segment& s) {
+  const bytes& seg = s.seg;
+  const std::size_t pay1 = s.pay1 - s.body;  // in the synthesized segment's body
+  bytes b = slice(seg, s.body, s.end + 16);
+  b[pay1 + 4] = std::byte{9};  // first operation's tag
+  seed("wal", "synth-fix-bad-tag", wal_synth | wal_fix, b);
+  b = slice(seg, s.body, s.end + 16);
+  put<std::uint32_t>(b, pay1 + 4 + 1 + 8, 0xfffffff0u);  // first value's length
+  seed("wal", "synth-fix-string-length", wal_synth | wal_fix, b);
+  b = slice(seg, s.body, s.end + 16);
+  put<std::uint32_t>(b, pay1, 0xffffffffu);  // operation count
+  seed("wal", "synth-fix-huge-count", wal_synth | wal_fix, b);
+  b = slice(seg, s.body, s.end + 16);
+  put<std::uint32_t>(b, pay1, 2);  // one operation too few: trailing bytes
+  seed("wal", "synth-fix-trailing-bytes", wal_synth | wal_fix, b);
+  b = slice(seg, s.body, s.end + 16);
+  const std::size_t rec2_in_body =
+      st::align8(st::record_header_size + leftright::detail::load_le<std::uint32_t>(seg.data() + s.rec1 + 4));
+  put<std::uint64_t>(b, rec2_in_body + 16, 99);  // record 2 claims version 99
+  seed("wal", "synth-fix-seq-gap", wal_synth | wal_fix, b);
+}
+
+/// A segment with a header and nothing else; a second segment (first seq > 1) after a roll; a
+/// record larger than a segment; other key and value types.
+void other_segment_seeds() {
+  using K = lrfuzz::wal_key;
+  using V = lrfuzz::wal_value;
+  const std::string kc = leftright::codec_name<K>(), vc = leftright::codec_name<V>();
+  const std::size_t body = st::segment_header_size;
   {
     temp_dir d;
     {
@@ -201,7 +222,7 @@ void wal_seeds() {
       (void)w;
     }
     const bytes empty = read_file(files(d.path, "wal-").front());
-    seed("wal", "raw-empty-segment", raw, slice(empty, 0, body + 64));
+    seed("wal", "raw-empty-segment", wal_raw, slice(empty, 0, body + 64));
   }
   {
     temp_dir d;
@@ -217,11 +238,11 @@ void wal_seeds() {
     const auto segs = files(d.path, "wal-");
     if (segs.size() < 3) throw std::runtime_error("expected at least three segments");
     const bytes second = read_file(segs[1]);
-    seed("wal", "synth-second-segment", synth, slice(second, body, records_end(second, kc, vc) + 16));
+    seed("wal", "synth-second-segment", wal_synth, slice(second, body, records_end(second, kc, vc) + 16));
     // A segment the log moved on from: its records, then its successor record.
-    seed("wal", "raw-successor", raw, slice(second, 0, records_end(second, kc, vc) + st::record_header_size + 16));
+    seed("wal", "raw-successor", wal_raw, slice(second, 0, records_end(second, kc, vc) + st::record_header_size + 16));
     const bytes large = read_file(segs.back());
-    seed("wal", "synth-large-record", synth, slice(large, body, records_end(large, kc, vc) + 16));
+    seed("wal", "synth-large-record", wal_synth, slice(large, body, records_end(large, kc, vc) + 16));
   }
   {
     temp_dir d;
@@ -231,10 +252,17 @@ void wal_seeds() {
       w.publish();
     }
     const bytes other = read_file(files(d.path, "wal-").front());
-    seed("wal", "raw-other-types", raw,
+    seed("wal", "raw-other-types", wal_raw,
          slice(other, 0, records_end(other, leftright::codec_name<std::string>(),
                                      leftright::codec_name<double>()) + 64));
   }
+}
+
+void wal_seeds() {
+  const batches_segment s = seven_batches();
+  damaged_segment_seeds(s);
+  undecodable_payload_seeds(s);
+  other_segment_seeds();
 }
 
 // ---------------------------------------------------------------------------------------------
