@@ -155,6 +155,97 @@ void check_guard(const Guard& g, std::uint64_t& last_version, failure_log& log) 
   }
 }
 
+/// A reader thread in reader_mode::guard: checks whole guards until done; returns how many.
+template <class Reader>
+long read_guards(const Reader& rd, failure_log& log, const std::atomic<bool>& done) {
+  long n = 0;
+  std::uint64_t last_version = 0;
+  do {
+    const auto g = rd.read();
+    check_guard(g, last_version, log);
+    ++n;
+    // Outside the guard: on a machine with fewer cores than threads, a reader preempted
+    // inside a guard stalls the writer's next publish for a time slice.
+    if (n % 8 == 0) std::this_thread::yield();
+  } while (!done.load(std::memory_order_relaxed));  // [T2] relaxed: only ends the loop
+  return n;
+}
+
+/// A reader thread in reader_mode::get: every key read with get(), in another order each round,
+/// until done; no key's batch may go back, nor fall behind a batch already read. Returns the
+/// rounds.
+template <class Reader>
+long read_keys(const Reader& rd, int thread, failure_log& log, const std::atomic<bool>& done) {
+  long n = 0;
+  std::array<std::uint64_t, key_count> last{};  // per key, 0 = not seen yet
+  std::uint64_t max_seen = 0;                   // over all keys
+  do {
+    // A different key order each round, so no key is always read first.
+    // An odd stride: a permutation of the keys.
+    const std::uint64_t stride = 2 * static_cast<std::uint64_t>(n % 16) + 1;
+    for (std::uint64_t i = 0; i < key_count; ++i) {
+      const std::uint64_t k = (i * stride + static_cast<std::uint64_t>(thread)) % key_count;
+      const auto v = rd.get(k);
+      if (!v.has_value()) {
+        if (max_seen != 0) log.add("key ", k, " missing after batch ", max_seen, " was seen");
+        continue;
+      }
+      const std::uint64_t b = batch_of(*v);
+      if (b == 0 || b > max_batches) log.add("key ", k, " holds impossible batch ", b);
+      if (b < last[k]) log.add("key ", k, " went back from batch ", last[k], " to ", b);
+      if (b < max_seen) log.add("key ", k, " read batch ", b, " after batch ", max_seen);
+      last[k] = std::max(last[k], b);
+      max_seen = std::max(max_seen, b);
+    }
+    const std::uint64_t ver = rd.version();
+    if (ver < max_seen) log.add("version() ", ver, " after batch ", max_seen, " was read");
+    ++n;
+    std::this_thread::yield();
+  } while (!done.load(std::memory_order_relaxed));  // [T2] relaxed: only ends the loop
+  return n;
+}
+
+/// How the writer's try_publish calls went (writer_mode::try_publish).
+struct try_counts {
+  long refusals = 0;
+  long fallbacks = 0;
+};
+
+/// Publishes batch b, queued on w, the way wmode says, and checks the version it got.
+template <class Writer>
+void publish_batch(Writer& w, std::uint64_t b, writer_mode wmode, failure_log& log, try_counts& tries) {
+  if (wmode == writer_mode::publish) {
+    const std::uint64_t v = w.publish();
+    if (v != b) log.add("publish of batch ", b, " returned version ", v);
+  } else if (wmode == writer_mode::switching) {
+    // on, on, off, off, the rate's choice: every transition, and runs without a membarrier.
+    constexpr std::optional<bool> cycle[] = {true, true, false, false, std::nullopt};
+    w.force_reader_fencing(cycle[b % 5]);
+    const std::uint64_t v = w.publish();
+    if (v != b) log.add("publish of batch ", b, " returned version ", v);
+    if (w.try_settle() && w.version() != b) log.add("a settle changed the version to ", w.version());
+  } else {
+    for (int refused = 0;; ++refused) {
+      if (w.try_publish()) break;
+      ++tries.refusals;
+      if (w.version() != b - 1 || w.pending() != key_count) {
+        log.add("a refused try_publish changed the writer: version ", w.version(), ", pending ", w.pending(),
+                " (batch ", b, ")");
+      }
+      if (refused + 1 == try_limit) {
+        const std::uint64_t v = w.publish();
+        if (v != b) log.add("fallback publish of batch ", b, " returned version ", v);
+        ++tries.fallbacks;
+        break;
+      }
+      std::this_thread::yield();
+    }
+  }
+  if (w.version() != b) log.add("after batch ", b, " the writer reports version ", w.version());
+}
+
+/// Readers (reader_threads of them, in rmode) check every snapshot while this thread writes
+/// batches, each setting every key to the batch's number, for time_budget or max_batches.
 template <class V, class Traits>
 void run_torn_batch(writer_mode wmode, reader_mode rmode) {
   watchdog dog(std::chrono::seconds(120), "stress_torn_batch");
@@ -169,45 +260,8 @@ void run_torn_batch(writer_mode wmode, reader_mode rmode) {
   for (int t = 0; t < reader_threads; ++t) {
     readers.emplace_back([&, t] {
       const auto rd = factory.make_reader();
-      long n = 0;
-      if (rmode == reader_mode::guard) {
-        std::uint64_t last_version = 0;
-        do {
-          const auto g = rd.read();
-          check_guard(g, last_version, log);
-          ++n;
-          // Outside the guard: on a machine with fewer cores than threads, a reader preempted
-          // inside a guard stalls the writer's next publish for a time slice.
-          if (n % 8 == 0) std::this_thread::yield();
-        } while (!done.load(std::memory_order_relaxed));  // [T2] relaxed: only ends the loop
-      } else {
-        std::array<std::uint64_t, key_count> last{};  // per key, 0 = not seen yet
-        std::uint64_t max_seen = 0;                   // over all keys
-        do {
-          // A different key order each round, so no key is always read first.
-          // An odd stride: a permutation of the keys.
-          const std::uint64_t stride = 2 * static_cast<std::uint64_t>(n % 16) + 1;
-          for (std::uint64_t i = 0; i < key_count; ++i) {
-            const std::uint64_t k = (i * stride + static_cast<std::uint64_t>(t)) % key_count;
-            const auto v = rd.get(k);
-            if (!v.has_value()) {
-              if (max_seen != 0) log.add("key ", k, " missing after batch ", max_seen, " was seen");
-              continue;
-            }
-            const std::uint64_t b = batch_of(*v);
-            if (b == 0 || b > max_batches) log.add("key ", k, " holds impossible batch ", b);
-            if (b < last[k]) log.add("key ", k, " went back from batch ", last[k], " to ", b);
-            if (b < max_seen) log.add("key ", k, " read batch ", b, " after batch ", max_seen);
-            last[k] = std::max(last[k], b);
-            max_seen = std::max(max_seen, b);
-          }
-          const std::uint64_t ver = rd.version();
-          if (ver < max_seen) log.add("version() ", ver, " after batch ", max_seen, " was read");
-          ++n;
-          std::this_thread::yield();
-        } while (!done.load(std::memory_order_relaxed));  // [T2] relaxed: only ends the loop
-      }
-      reads[static_cast<std::size_t>(t)] = n;
+      reads[static_cast<std::size_t>(t)] = rmode == reader_mode::guard ? read_guards(rd, log, done)
+                                                                       : read_keys(rd, t, log, done);
     });
   }
 
@@ -216,39 +270,11 @@ void run_torn_batch(writer_mode wmode, reader_mode rmode) {
   // so the readers are still stopped and joined.
   const auto deadline = std::chrono::steady_clock::now() + time_budget;
   std::uint64_t batches = 0;
-  long refusals = 0, fallbacks = 0;
+  try_counts tries;
   try {
-    for (std::uint64_t b = 1; b <= max_batches && std::chrono::steady_clock::now() < deadline;
-         ++b) {
+    for (std::uint64_t b = 1; b <= max_batches && std::chrono::steady_clock::now() < deadline; ++b) {
       for (std::uint64_t k = 0; k < key_count; ++k) w.insert_or_assign(k, value_of<V>(b));
-      if (wmode == writer_mode::publish) {
-        const std::uint64_t v = w.publish();
-        if (v != b) log.add("publish of batch ", b, " returned version ", v);
-      } else if (wmode == writer_mode::switching) {
-        // on, on, off, off, the rate's choice: every transition, and runs without a membarrier.
-        constexpr std::optional<bool> cycle[] = {true, true, false, false, std::nullopt};
-        w.force_reader_fencing(cycle[b % 5]);
-        const std::uint64_t v = w.publish();
-        if (v != b) log.add("publish of batch ", b, " returned version ", v);
-        if (w.try_settle() && w.version() != b) log.add("a settle changed the version to ", w.version());
-      } else {
-        for (int refused = 0;; ++refused) {
-          if (w.try_publish()) break;
-          ++refusals;
-          if (w.version() != b - 1 || w.pending() != key_count) {
-            log.add("a refused try_publish changed the writer: version ", w.version(), ", pending ",
-                    w.pending(), " (batch ", b, ")");
-          }
-          if (refused + 1 == try_limit) {
-            const std::uint64_t v = w.publish();
-            if (v != b) log.add("fallback publish of batch ", b, " returned version ", v);
-            ++fallbacks;
-            break;
-          }
-          std::this_thread::yield();
-        }
-      }
-      if (w.version() != b) log.add("after batch ", b, " the writer reports version ", w.version());
+      publish_batch(w, b, wmode, log, tries);
       batches = b;
     }
   } catch (const std::exception& e) {
@@ -259,8 +285,8 @@ void run_torn_batch(writer_mode wmode, reader_mode rmode) {
 
   std::ostringstream rounds;
   for (long n : reads) rounds << ' ' << n;
-  INFO("batches " << batches << ", try_publish refusals " << refusals << ", fallbacks "
-                  << fallbacks << ", reader rounds:" << rounds.str());
+  INFO("batches " << batches << ", try_publish refusals " << tries.refusals << ", fallbacks " << tries.fallbacks
+                  << ", reader rounds:" << rounds.str());
   INFO(log.summary());
   CHECK(log.count() == 0);
   CHECK(batches >= 1);
