@@ -168,6 +168,18 @@ TEST_CASE("cache: the weight bound holds, and an entry heavier than the bound is
   CHECK(c.weighted_size() <= 100);
 }
 
+TEST_CASE("cache: a resident entry that grows past the weight bound goes alone") {
+  cache<int, std::string> c({.max_weight = 100},
+                            [](const int&, const std::string& v) { return static_cast<std::uint64_t>(v.size()); });
+  for (int k = 0; k < 10; ++k) c.put(k, std::string(10, 'x'));
+  REQUIRE(c.size() == 10);
+  c.put(3, std::string(1000, 'y'));
+  CHECK_FALSE(c.peek(3).has_value());
+  CHECK(c.size() == 9);  // the other nine stay: nothing was evicted for an entry that cannot fit
+  CHECK(c.weighted_size() == 90);
+  CHECK(c.stats().evictions == 1);
+}
+
 TEST_CASE("cache: hot keys survive a scan of one-hit keys larger than the cache") {
   cache<std::uint64_t, std::uint64_t> c({.max_entries = 1000});
   const std::uint64_t hot = 200;
@@ -387,6 +399,156 @@ TEST_CASE("cache: every caller waiting on a load that throws gets the exception"
   CHECK(c.stats().load_failures == static_cast<std::uint64_t>(loads.load()));
   CHECK_FALSE(c.peek(5).has_value());
   CHECK(c.get_or_load(5, [](const int&) { return 55; }) == 55);
+}
+
+/// A value whose copies throw on a thread that has armed them: what a value whose copy
+/// allocates does when memory runs out.
+struct fragile {
+  int v = 0;
+  static inline thread_local bool armed = false;
+  explicit fragile(int x) : v(x) {}
+  fragile(fragile&&) noexcept = default;
+  fragile& operator=(fragile&&) noexcept = default;
+  fragile(const fragile& o) : v(o.v) { check(); }
+  fragile& operator=(const fragile& o) {
+    check();
+    v = o.v;
+    return *this;
+  }
+  static void check() {
+    if (armed) throw std::bad_alloc();
+  }
+};
+
+TEST_CASE("cache: callers waiting on a load are released even when handing them the value fails") {
+  fake_clock clock;
+  cache<int, fragile> c({.ticker = clock.ticker()});
+  // The removal listener runs on the writing thread once its write has taken effect: here, the
+  // loading thread's put, which expires an entry. From then on that thread's copies throw, and
+  // the next is the one that hands the value to the callers waiting on the load.
+  c.set_removal_listener([](const int&, const fragile&, removal_cause) { fragile::armed = true; });
+  constexpr int rounds = 20;
+  int waited = 0;
+  for (int key = 1; key <= rounds; ++key) {
+    c.put(-key, fragile(0), 1s);
+    clock.advance(2s);  // due: the load's put expires it
+    std::atomic<bool> loading{false}, waiter_arrived{false};
+    int loader_got = -1;
+    bool loader_threw = false;
+    std::optional<int> waiter_got;
+    bool waiter_threw = false;
+    std::thread loader([&] {
+      try {
+        loader_got = c.get_or_load(key, [&](const int&) {
+                        loading.store(true);  // seq_cst: a flag
+                        while (!waiter_arrived.load()) std::this_thread::yield();  // seq_cst: a flag
+                        for (int i = 0; i < 100; ++i) std::this_thread::yield();  // let it reach the wait
+                        return fragile(key);
+                      }).v;
+      } catch (...) {
+        loader_threw = true;
+      }
+      fragile::armed = false;
+    });
+    std::thread waiter([&] {
+      while (!loading.load()) std::this_thread::yield();  // seq_cst: a flag
+      waiter_arrived.store(true);                          // seq_cst: a flag
+      try {
+        waiter_got = c.get_or_load(key, [](const int& k) { return fragile(k); }).v;
+      } catch (const std::bad_alloc&) {
+        waiter_threw = true;
+      }
+    });
+    loader.join();
+    waiter.join();
+    CHECK_FALSE(loader_threw);
+    CHECK(loader_got == key);  // the loading caller gets its value: only the hand-over failed
+    CHECK((waiter_threw || waiter_got == key));  // a waiter gets the failed copy's exception
+    waited += waiter_threw ? 1 : 0;
+    CHECK(c.peek(key).has_value());
+  }
+  INFO("rounds whose second caller waited on the load: " << waited);
+  CHECK(c.stats().load_failures == 0);
+}
+
+TEST_CASE("cache: a write that throws part-way changes nothing, and every entry stays removable") {
+  cache<int, int> c({.max_entries = 4});
+  for (int k = 0; k < 4; ++k) c.put(k, k);
+  int calls = 0;
+  CHECK_THROWS_AS(c.invalidate_if([&](const int&, const int&) {
+    if (++calls == 3) throw std::runtime_error("predicate");
+    return true;
+  }),
+                  std::runtime_error);
+  CHECK(c.size() == 4);  // none removed, not even those the predicate had chosen
+  for (int k = 0; k < 4; ++k) CHECK(c.peek(k) == k);
+  c.invalidate_all();
+  CHECK(c.size() == 0);
+  for (int k = 10; k < 20; ++k) c.put(k, k);
+  c.run_pending();
+  CHECK(c.size() <= 4);
+}
+
+TEST_CASE("cache: a weigher that throws after an expiry, and again in the rebuild, loses no entry") {
+  fake_clock clock;
+  bool fail = false;
+  cache<int, int> c({.max_weight = 100, .expire_after_write = 10s, .ticker = clock.ticker()},
+                    [&](const int&, const int&) -> std::uint64_t {
+                      if (fail) throw std::runtime_error("weigher");
+                      return 1;
+                    });
+  c.put(1, 1);
+  clock.advance(5s);
+  c.put(2, 2);
+  clock.advance(6s);  // 1 is past its deadline, 2 is not
+  fail = true;        // the put's own weighing throws, and so does the rebuild after it
+  CHECK_THROWS_AS(c.put(3, 3), std::runtime_error);
+  fail = false;
+  CHECK_FALSE(c.peek(3).has_value());
+  c.run_pending();  // the rebuild left due runs first; then 1 expires
+  CHECK(c.size() == 1);
+  CHECK(c.peek(2) == 2);
+  CHECK(c.weighted_size() == 1);
+  c.invalidate_all();
+  CHECK(c.size() == 0);
+}
+
+TEST_CASE("cache: a removal listener that throws reaches the loading caller; its waiters get the value") {
+  fake_clock clock;
+  cache<int, int> c({.ticker = clock.ticker()});
+  c.set_removal_listener([](const int&, const int&, removal_cause) { throw std::runtime_error("listener"); });
+  constexpr int rounds = 10;
+  for (int key = 1; key <= rounds; ++key) {
+    c.put(-key, 0, 1s);
+    clock.advance(2s);  // due: the load's put expires it, and the listener throws after the put
+    std::atomic<bool> loading{false}, waiter_arrived{false};
+    bool loader_threw = false;
+    std::optional<int> waiter_got;
+    std::thread loader([&] {
+      try {
+        (void)c.get_or_load(key, [&](const int& k) {
+          loading.store(true);                                                  // seq_cst: a flag
+          while (!waiter_arrived.load()) std::this_thread::yield();             // seq_cst: a flag
+          for (int i = 0; i < 100; ++i) std::this_thread::yield();              // let it reach the wait
+          return 10 * k;
+        });
+      } catch (const std::runtime_error&) {
+        loader_threw = true;
+      }
+    });
+    std::thread waiter([&] {
+      while (!loading.load()) std::this_thread::yield();  // seq_cst: a flag
+      waiter_arrived.store(true);                          // seq_cst: a flag
+      waiter_got = c.get_or_load(key, [](const int&) { return -1; });
+    });
+    loader.join();
+    waiter.join();
+    CHECK(loader_threw);               // the write that ran the listener reports it
+    CHECK(waiter_got == 10 * key);     // the load itself succeeded: cached, and handed on
+    CHECK(c.peek(key) == 10 * key);
+  }
+  CHECK(c.stats().load_successes == rounds);
+  CHECK(c.stats().load_failures == 0);
 }
 
 TEST_CASE("cache: loads of different keys run in parallel") {

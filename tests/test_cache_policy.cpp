@@ -209,6 +209,18 @@ TEST_CASE("cache_policy never admits an entry heavier than its capacity") {
   CHECK(m.policy.size() == m.resident.size());
 }
 
+TEST_CASE("cache_policy drops a resident entry that grows past its capacity, and only it") {
+  policy_model m(100);
+  for (std::uint64_t k = 0; k < 10; ++k) m.request(k, 10);
+  REQUIRE(m.policy.size() == 10);
+  const cache_policy::insert_result r = m.insert(3, 1000);
+  CHECK_FALSE(r.admitted);
+  CHECK(r.victims.empty());  // nothing else is evicted to make room for what cannot fit
+  CHECK_FALSE(m.policy.contains(3));
+  CHECK(m.policy.size() == 9);
+  CHECK(m.policy.weighted_size() == 90);
+}
+
 TEST_CASE("cache_policy forgets removed entries and shrinks to a new capacity") {
   policy_model m(200);
   for (std::uint64_t k = 0; k < 200; ++k) m.request(k);

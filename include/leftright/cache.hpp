@@ -34,7 +34,8 @@
 //
 // Loads. get_or_load() coalesces concurrent misses of one key: the first caller runs the loader
 // (in its own thread, with no lock held) and puts the value; the others wait on that load and get
-// its value or its exception. A failed load caches nothing.
+// its value or its exception (or the exception of copying the value to them: they are released
+// whatever happens). A failed load caches nothing.
 //
 // Refreshes (cache_options::refresh_after_write, as Caffeine's refreshAfterWrite). Each entry
 // holds when it becomes due for refresh, as it holds its deadline; get_or_load()'s hit checks
@@ -333,7 +334,10 @@ class cache {
   }
 
   // ---- Writes. Progress: blocking (the writer lock, and one shared_map update). Each returns
-  // once its effect is visible to every read that starts afterwards. ----
+  // once its effect is visible to every read that starts afterwards. One that throws (a copy,
+  // a weigher, a predicate, an allocation) has no effect, except an exception from the removal
+  // listener, which the write that called it throws after taking effect (get_or_load(): its
+  // caller, while the callers waiting on the same load get the value). ----
 
   /// Sets key to value, with the default expiry; may evict other entries to keep the bound.
   void put(Key key, Value value) { put_until(std::move(key), std::move(value), default_deadline()); }
@@ -364,7 +368,8 @@ class cache {
       if (auto it = find_resident(key); it != index_.end()) remove(p, it, removal_cause::invalidated);
     });
   }
-  /// Removes every entry for which pred(const Key&, const Value&) is true. Cost: O(size).
+  /// Removes every entry for which pred(const Key&, const Value&) is true; if pred throws, none
+  /// (the exception propagates). Cost: O(size).
   template <class Pred>
   void invalidate_if(Pred pred) {
     write([&](plan& p) {
@@ -596,31 +601,69 @@ class cache {
   // ---- The writer. ----
 
   /// Runs decide(plan&) under the writer lock after the maintenance every write does (the
-  /// recorded accesses, the expired entries), publishes the plan, then reports its removals.
+  /// recorded accesses, the expired entries), publishes the plan, then reports its removals. If
+  /// any of it throws, nothing of the plan is published (make_plan, publish). An exception from
+  /// the removal listener propagates too, the write having taken effect.
   template <class Decide>
   void write(Decide&& decide) {
+    if (std::exception_ptr e = write_then_report(decide)) std::rethrow_exception(e);
+  }
+  /// As write(), but an exception from the removal listener is returned, not thrown.
+  template <class Decide>
+  [[nodiscard]] std::exception_ptr write_then_report(Decide& decide) {
     plan p;
     removal_listener listener;
     {
       std::lock_guard<std::mutex> lock(write_mu_);
       p.reporting = bool(listener_);
       p.refresh_at = refresh_deadline();
-      drain_accesses();
-      expire_due(p);
-      decide(p);
+      make_plan(p, decide);
       publish(p);
       listener = listener_;
     }
     p.snapshot.reset();
-    if (listener) {
-      for (const auto& r : p.removed) listener(r.key, r.value, r.cause);
+    try {
+      if (listener) {
+        for (const auto& r : p.removed) listener(r.key, r.value, r.cause);
+      }
+    } catch (...) {
+      return std::current_exception();
     }
+    return nullptr;
+  }
+
+  /// A write's plan: a resync a failed one left due (the write throws if it fails again), the
+  /// maintenance, then decide(p). If any of it throws part-way (a predicate, a weigher, a copy,
+  /// an allocation), the index and the policy are ahead of the map, which has not changed: the
+  /// plan is dropped, they are rebuilt from the map (resync), and the exception propagates.
+  template <class Decide>
+  void make_plan(plan& p, Decide& decide) {
+    if (resync_due_) rebuild_index();
+    try {
+      drain_accesses();
+      expire_due(p);
+      decide(p);
+    } catch (...) {
+      abandon(p);
+      throw;
+    }
+  }
+  /// Drops a plan that is not to be published, and brings the writer's state back to the map's.
+  void abandon(plan& p) noexcept {
+    p.ops.clear();
+    p.removed.clear();
+    resync();
   }
 
   void put_until(Key key, Value value, std::int64_t expires) {
-    write([&](plan& p) {
+    if (std::exception_ptr e = put_then_report(std::move(key), std::move(value), expires)) std::rethrow_exception(e);
+  }
+  /// put_until() returning, not throwing, an exception from the removal listener (see write()).
+  [[nodiscard]] std::exception_ptr put_then_report(Key key, Value value, std::int64_t expires) {
+    auto decide = [&](plan& p) {
       put_one(p, std::move(key), std::move(value), expires, [&] { return weigh(key, value); });
-    });
+    };
+    return write_then_report(decide);
   }
   std::uint64_t weigh(const Key& key, const Value& value) const { return weigher_ ? weigher_(key, value) : 1; }
 
@@ -645,16 +688,9 @@ class cache {
   void put_all_until(std::vector<batch_item> items, std::int64_t expires) {
     write([&](plan& p) {
       p.tracks_pending = p.reporting;
-      try {
-        p.ops.reserve(p.ops.size() + items.size());
-        for (batch_item& i : items) {
-          put_one(p, std::move(i.key), std::move(i.value), expires, [w = i.weight] { return w; });
-        }
-      } catch (...) {  // part-way: the index and the policy are ahead of the map; nothing is published
-        p.ops.clear();
-        p.removed.clear();
-        resync();
-        throw;
+      p.ops.reserve(p.ops.size() + items.size());
+      for (batch_item& i : items) {
+        put_one(p, std::move(i.key), std::move(i.value), expires, [w = i.weight] { return w; });
       }
     });
   }
@@ -788,14 +824,16 @@ class cache {
         }
       });
     } catch (...) {
-      p.removed.clear();
-      resync();
+      abandon(p);
       throw;
     }
   }
   /// Rebuilds the index, the deadlines and the policy from the published map (after a failed
-  /// update; the policy's history is lost, nothing else).
+  /// write; the policy's history is lost, nothing else). If that fails too (an allocation, a
+  /// weigher), the rebuild is left due: the next write makes it first, or throws.
   void resync() noexcept;
+  /// resync()'s work; throws with resync_due_ set.
+  void rebuild_index();
   /// Enters every entry of the published map into the writer's index, deadlines and policy.
   /// With a plan (a durable cache's open), what may not stay is erased in it instead: entries
   /// past their deadline, the policy's victims (a map larger than the bound), a second key with
@@ -893,6 +931,7 @@ class cache {
   std::uint64_t evictions_ = 0;
   std::uint64_t expirations_ = 0;
   std::uint64_t stamps_ = 0;  ///< the last resident::stamp given
+  bool resync_due_ = false;   ///< a resync failed: the index and the policy may not match the map
 
   // Loads in flight, under load_mu_.
   std::mutex load_mu_;
@@ -913,16 +952,27 @@ struct cache<Key, Value, Hash, Eq, Traits>::load_state {
   std::optional<Value> value;
   std::exception_ptr error;
 
-  /// Called by the loader, which holds a reference to this state throughout (load()'s st): a
-  /// waiter that returns cannot destroy done_cv under notify_all().
-  void finish(std::optional<Value> v, std::exception_ptr e) {
+  /// Hands the outcome to the waiters and wakes them. Never throws, so that no waiter is left
+  /// asleep: if copying the value fails, the waiters get that exception instead. Called by the
+  /// loader, which holds a reference to this state throughout (load()'s st): a waiter that
+  /// returns cannot destroy done_cv under notify_all().
+  void finish(const std::optional<Value>& v, std::exception_ptr e) noexcept {
     {
       std::lock_guard<std::mutex> lock(mu);
-      value = std::move(v);
+      try {
+        if (!e) value = v;
+      } catch (...) {
+        e = std::current_exception();
+      }
       error = std::move(e);
       done = true;
     }
     done_cv.notify_all();
+  }
+  /// Whether finish() has run.
+  bool finished() {
+    std::lock_guard<std::mutex> lock(mu);
+    return done;
   }
   Value wait() {
     std::unique_lock<std::mutex> lock(mu);
@@ -940,7 +990,8 @@ Value cache<Key, Value, Hash, Eq, Traits>::load(const Key& key, Loader& loader) 
   {
     std::lock_guard<std::mutex> lock(load_mu_);
     auto [it, fresh] = loads_.try_emplace(key);
-    if (fresh) {
+    // A finished load still listed (its erase below failed: a throwing hash) is started anew.
+    if (fresh || it->second->finished()) {
       try {
         it->second = std::make_shared<load_state>();
       } catch (...) {
@@ -958,22 +1009,25 @@ Value cache<Key, Value, Hash, Eq, Traits>::load(const Key& key, Loader& loader) 
   // again before calling the loader.
   std::optional<Value> v;
   std::exception_ptr error;
+  std::exception_ptr listener_error;  // the put took effect: the waiters get the value, this caller the error
   try {
     v = peek(key);
     if (!v) {
       loaded l = call_loader(key, loader);
-      put_until(key, l.value, deadline_of(l));
+      listener_error = put_then_report(key, l.value, deadline_of(l));
       v.emplace(std::move(l.value));
     }
   } catch (...) {
     error = std::current_exception();
   }
-  {
+  try {
     std::lock_guard<std::mutex> lock(load_mu_);
     loads_.erase(key);
+  } catch (...) {  // a throwing hash: the entry stays, finished, and the next load replaces it
   }
-  st->finish(error ? std::nullopt : v, error);
+  st->finish(v, error);
   if (error) std::rethrow_exception(error);
+  if (listener_error) std::rethrow_exception(listener_error);
   return *std::move(v);
 }
 
@@ -1097,16 +1151,21 @@ void cache<Key, Value, Hash, Eq, Traits>::put_if_unchanged(const Key& key, std::
 
 template <class Key, class Value, class Hash, class Eq, class Traits>
 void cache<Key, Value, Hash, Eq, Traits>::resync() noexcept {
-  // Everything here allocates at most what the failed update's state already held; if even that
-  // fails, the cache stops bounding (no policy) rather than diverge from the map.
   try {
-    index_.clear();
-    deadlines_.clear();
-    if (policy_) policy_.emplace(policy_->capacity(), policy_options(options_));
-    index_map(nullptr);
-  } catch (...) {
-    policy_.reset();
+    rebuild_index();
+  } catch (...) {  // left due (resync_due_): the next write rebuilds first, or fails with it
   }
+}
+
+template <class Key, class Value, class Hash, class Eq, class Traits>
+void cache<Key, Value, Hash, Eq, Traits>::rebuild_index() {
+  resync_due_ = true;
+  index_.clear();
+  deadlines_.clear();
+  policy_.reset();
+  make_policy();  // from the options, so that a rebuild retried after a failed one has the bound
+  index_map(nullptr);
+  resync_due_ = false;
 }
 
 template <class Key, class Value, class Hash, class Eq, class Traits>

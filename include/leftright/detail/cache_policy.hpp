@@ -234,6 +234,10 @@ class cache_policy {
     victims_.clear();
     sketch_.increment(hash);
     if (auto it = index_.find(hash); it != index_.end()) {
+      if (weight > capacity_) {  // no longer fits: it alone goes, nothing is evicted for it
+        on_remove(hash);
+        return {false, {}};
+      }
       reweigh(it->second, weight);
       touch(it->second);
     } else {
