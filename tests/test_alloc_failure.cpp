@@ -20,6 +20,7 @@
 #include <catch2/catch.hpp>
 #include <leftright/durable_map.hpp>
 #include <leftright/map.hpp>
+#include <leftright/shared_map.hpp>
 
 #include "support/test_support.hpp"
 
@@ -395,4 +396,54 @@ TEMPLATE_TEST_CASE("durable, sync: a publish that cannot allocate leaves the wri
     }
   }
   CHECK(failed_publishes > 60);
+}
+
+TEST_CASE("shared_map: a post or a write that fails at any of its allocations leaves the map writable",
+          "[alloc][shared_map]") {
+  leftright::shared_map<int, std::string> m;
+  m.insert_or_assign(0, "zero");
+  long failed = 0;
+  for (long k = 1;; ++k) {
+    INFO("failing allocation " << k);
+    const int posted_key = static_cast<int>(1000 + k);
+    bool post_threw = false;
+    bool write_threw = false;
+    bool fired = false;
+    {
+      const fail_nth fail(k);
+      try {  // no combiner runs: this thread combines its own group
+        m.post([posted_key](auto& b) { b.insert_or_assign(posted_key, std::string(40, 'p')); });
+      } catch (const std::bad_alloc&) {
+        post_threw = true;
+      }
+      try {
+        m.update([k](auto& b) {
+          b.insert_or_assign(static_cast<int>(k), std::string(40, 'w'));
+          b.erase(static_cast<int>(k) - 1);
+        });
+      } catch (const std::bad_alloc&) {
+        write_threw = true;
+      }
+      fired = fail.fired();
+    }
+    bool post_failed = post_threw;
+    try {  // a posted batch that failed when applied is reported here
+      m.sync();
+    } catch (const std::bad_alloc&) {
+      post_failed = true;
+    }
+    // Not wedged: a write and a sync complete, and each call took effect exactly when it did
+    // not fail.
+    REQUIRE(m.insert_or_assign(-1, "probe") > 0);
+    REQUIRE_NOTHROW(m.sync());
+    CHECK(m.contains(posted_key) == !post_failed);
+    CHECK(m.contains(static_cast<int>(k)) == !write_threw);
+    if (!fired) {
+      CHECK_FALSE(post_failed);
+      CHECK_FALSE(write_threw);
+      break;
+    }
+    failed += post_failed || write_threw ? 1 : 0;
+  }
+  CHECK(failed > 3);
 }

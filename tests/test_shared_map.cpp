@@ -331,6 +331,72 @@ TEST_CASE("shared_map: a posted batch that throws is dropped alone; sync() repor
   CHECK(m.stats().failed_writes == 1);
 }
 
+TEST_CASE("shared_map: a sync() in the group of a posted batch that throws reports it",
+          "[shared_map][exceptions]") {
+  using bmap = leftright::shared_map<int, lrtest::bomb>;
+  bmap m;
+  m.insert_or_assign(0, lrtest::bomb(0));
+  lrtest::gate g;
+  std::thread holder([&] { m.update([&](bmap::batch& b) { lrtest::hold_combiner(b, g); }); });
+  g.await_entered();
+  m.post([](bmap::batch& b) { b.insert_or_assign(2, lrtest::bomb(-2)); });  // queued; throws when copied
+  int sync_threw = -1;
+  std::thread syncer([&] {
+    try {
+      m.sync();
+      sync_threw = 0;
+    } catch (const std::runtime_error&) {
+      sync_threw = 1;
+    }
+  });
+  lrtest::await_queued(m, 2);  // the posted batch, then the sync: one group
+  g.release();
+  holder.join();
+  syncer.join();
+  CHECK(sync_threw == 1);
+  CHECK_NOTHROW(m.sync());  // reported once
+  CHECK_FALSE(m.contains(2));
+}
+
+namespace {
+/// As lrtest::hold_combiner, also noting which thread applied the batch first (the combiner).
+template <class Batch>
+void hold_noting(Batch& b, lrtest::gate& g, std::thread::id& applier) {
+  b.erase_if([&g, &applier](const auto&, const auto&) {
+    if (applier == std::thread::id{}) applier = std::this_thread::get_id();
+    g.enter();
+    return false;
+  });
+}
+}  // namespace
+
+TEST_CASE("shared_map: a combiner publishing posted batches only hands its role to the next post()",
+          "[shared_map]") {
+  smap m;
+  m.insert_or_assign(0, "zero");
+  lrtest::gate g1, g2, g3;
+  std::thread::id applied1, applied2, applied3;
+  std::thread writer([&] { m.update([&](smap::batch& b) { hold_noting(b, g1, applied1); }); });
+  g1.await_entered();  // the writer combines its own group
+  // Posted while it runs: returns at once; the writer runs it after its own group (overtime).
+  m.post([&](smap::batch& b) { hold_noting(b, g2, applied2); });
+  g1.release();
+  g2.await_entered();
+  // Posted during the overtime: waits, and takes the combiner's role when that group ends.
+  std::thread poster([&] { m.post([&](smap::batch& b) { hold_noting(b, g3, applied3); }); });
+  lrtest::await_queued(m, 1);
+  g2.release();
+  g3.await_entered();
+  CHECK(applied1 == writer.get_id());
+  CHECK(applied2 == writer.get_id());
+  CHECK(applied3 == poster.get_id());  // not the writer's: its call returned after one more group
+  g3.release();
+  writer.join();
+  poster.join();
+  CHECK_NOTHROW(m.sync());
+  CHECK(m.stats().publishes == 4);
+}
+
 TEST_CASE("shared_map: a write is seen by every read that starts after it returned, on any thread",
           "[shared_map]") {
   constexpr int writers = 3, readers = 2, per_writer = 300;

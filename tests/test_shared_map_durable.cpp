@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -182,6 +183,54 @@ TEST_CASE("durable shared_map: posted writes, sync() and checkpoint() in durabil
     CHECK(back.recovery().snapshot_version == v);
     CHECK(back.size() == 99);
   }
+}
+
+namespace {
+/// An erase_if predicate whose copy throws (a caller's batch that cannot be applied).
+struct copy_refusing_pred {
+  copy_refusing_pred() = default;
+  copy_refusing_pred(const copy_refusing_pred&) { throw std::runtime_error("a predicate that cannot be copied"); }
+  copy_refusing_pred(copy_refusing_pred&&) noexcept = default;
+  bool operator()(const std::uint64_t&, const std::string&) const { return false; }
+};
+}  // namespace
+
+TEST_CASE("durable shared_map: after a storage failure each caller gets storage_error, not another's exception",
+          "[shared_map][durable]") {
+  auto fsys = std::make_shared<sim::file_system>();
+  dmap m(sim_options(fsys, durability::sync));
+  m.insert_or_assign(1, value_of(1));
+  lrtest::gate g;
+  std::string holder_got, a_got, b_got;
+  const auto outcome = [](auto&& write) -> std::string {
+    try {
+      write();
+      return "none";
+    } catch (const leftright::storage_error&) {
+      return "storage_error";
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  };
+  std::thread holder([&] {
+    holder_got = outcome([&] { m.update([&](dmap::batch& b) { lrtest::hold_combiner(b, g); }); });
+  });
+  g.await_entered();
+  fsys->inject(sim::call::msync, 1, sim::fault::eio);  // the holder's sync fails: the writer stops
+  std::thread a([&] {
+    a_got = outcome([&] { m.update([](dmap::batch& b) { b.erase_if(copy_refusing_pred{}); }); });
+  });
+  lrtest::await_queued(m, 1);
+  std::thread b([&] { b_got = outcome([&] { m.insert_or_assign(2, "b"); }); });
+  lrtest::await_queued(m, 2);  // a and b: one group, on a writer that has failed
+  g.release();
+  holder.join();
+  a.join();
+  b.join();
+  CHECK(holder_got == "storage_error");
+  CHECK(a_got == "storage_error");
+  CHECK(b_got == "storage_error");
+  CHECK(m.get(1) == std::optional<std::string>(value_of(1)));
 }
 
 }  // namespace LEFTRIGHT_TEST_FILE

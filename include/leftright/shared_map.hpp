@@ -186,7 +186,9 @@ class shared_map {
 
   /// update() for fire-and-forget producers: queues f's operations and returns at once if a
   /// combiner is running (it or the next one publishes them); otherwise this thread publishes
-  /// them (and whatever else is queued) before returning. A thread's posted and waited-for
+  /// them (and whatever else is queued) before returning. Where the running combiner's own
+  /// write is done and it publishes posted batches only, this waits as update() does (for that
+  /// group, then its own), so that no caller publishes others' batches indefinitely. A thread's posted and waited-for
   /// writes are applied in the order it made them. A posted batch that throws is dropped alone;
   /// the next sync() rethrows the first such exception.
   template <class F>
@@ -424,6 +426,7 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
   }
 
   void publish(group rs) noexcept override {
+    if (!usable()) return fail(rs, refusal());
     const bool last_try = rs.size() == 1;
     try {
       std::uint64_t n = 0;
@@ -439,15 +442,40 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
       if (w.readers_fence()) settle();
     } catch (...) {
       w.discard();
-      if (last_try || !usable()) {
-        for (combine_request_ptr c : rs) as_request(c).error = std::current_exception();
-        counters::add(stats.failed_writes, rs.size());
-        return;
-      }
+      if (!usable()) return fail(rs, writer_failure(std::current_exception()));
+      if (last_try) return fail(rs, std::current_exception());
       counters::add(stats.splits, 1);
       publish(rs.first(rs.size() / 2));
       publish(rs.subspan(rs.size() / 2));
     }
+  }
+  /// Gives every request of rs the exception e.
+  void fail(group rs, std::exception_ptr e) noexcept {
+    for (combine_request_ptr c : rs) as_request(c).error = e;
+    counters::add(stats.failed_writes, rs.size());
+  }
+  /// What the callers of a group get when the writer became unusable while publishing it: e if
+  /// it is the storage failure itself, otherwise (a caller's exception, after which the writer
+  /// failed to take its batch back, or was poisoned) the writer's refusal, which says why. No
+  /// caller gets another caller's exception.
+  std::exception_ptr writer_failure(std::exception_ptr e) noexcept {
+    try {
+      std::rethrow_exception(e);
+    } catch (const storage_error&) {
+      return e;
+    } catch (...) {
+      return refusal();
+    }
+  }
+  /// The exception the unusable writer refuses every publish with (storage_error once a durable
+  /// writer failed, std::logic_error once a writer is poisoned). Precondition: !usable().
+  std::exception_ptr refusal() noexcept {
+    try {
+      w.publish();
+    } catch (...) {
+      return std::current_exception();
+    }
+    return std::make_exception_ptr(std::logic_error("leftright: the writer refused a publish and then took one"));
   }
   /// Moves the readers back to the copy they read before this publish, if none is still in it
   /// (map_writer::try_settle): a shared_map publishes every group at once, so its readers would
@@ -528,13 +556,15 @@ void shared_map<Key, Value, Hash, Eq, Traits>::run_group(group g) const noexcept
     std::size_t j = i + 1;
     while (j < g.size() && !is_control(g[j])) ++j;
     backend_->publish(g.subspan(i, j - i));
+    // Failures of posted batches go to the next sync(): noted before the group's next control
+    // request runs, which may be that sync().
+    for (detail::combine_request* c : g.subspan(i, j - i)) {
+      const request& r = *static_cast<request*>(c);
+      if (r.posted && r.error && !posted_error_) posted_error_ = r.error;
+    }
     i = j;
   }
   queue_.set_spin(backend_->readers_fence());
-  for (detail::combine_request* c : g) {  // failures of posted batches go to the next sync()
-    request& r = *static_cast<request*>(c);
-    if (r.detached && r.error && !posted_error_) posted_error_ = r.error;
-  }
 }
 
 template <class Key, class Value, class Hash, class Eq, class Traits>

@@ -9,7 +9,9 @@
 // callers at once. So a caller waits for at most the group in progress when it queued, then for
 // its own. Requests nobody waits for (posted ones) are run by the combiner of the group that takes
 // them; if only such requests are queued when a group ends, the combiner runs them too before it
-// returns, so nothing queued is left without one.
+// returns, so nothing queued is left without one. While it does (its overtime), a post() waits
+// as submit() does instead of returning at once, so that the combiner hands its role on after
+// one more group: with posts arriving steadily, no caller combines for others indefinitely.
 //
 // The queue is guarded by one mutex that spins before it sleeps (adaptive_mutex.hpp). A request's
 // outcome is its state, an atomic its caller reads without the mutex, and a caller sleeps on one
@@ -71,7 +73,8 @@ struct combine_request {
   virtual ~combine_request() = default;
   /// waiting; then done (run by a combiner) or lead (its caller is to combine the next group).
   std::atomic<std::uint32_t> state{waiting};
-  bool detached = false;   ///< posted: no caller waits; the combiner deletes it after running
+  bool posted = false;     ///< made by post() (its caller may wait for it all the same: see post)
+  bool detached = false;   ///< no caller waits: the combiner deletes it after running
   /// Its caller sleeps on the lead word: it was the first waiting request queued since the last
   /// take, so it leads the next group, unless that group's take comes from a combiner that had
   /// not taken yet when it queued (one sleeping max_delay, or running the posted requests left
@@ -117,12 +120,21 @@ class basic_combining_queue {
   }
 
   /// Queues r, which no caller waits for. Returns at once if a combiner is running (it or the
-  /// next one runs r); otherwise this thread combines, r's group included.
+  /// next one runs r), unless that combiner is past its own group, running posted requests
+  /// only: then this waits for r as submit() does (and may take the combiner's role). Otherwise
+  /// this thread combines, r's group included.
   template <class Run>
   void post(std::unique_ptr<combine_request> r, Run& run) {
-    r->detached = true;
+    r->posted = true;
     std::unique_lock<adaptive_mutex> lock(mu_);
-    queue_.push_back(r.release());
+    if (busy_ && overtime_) {
+      lock.unlock();
+      submit(*r, run);  // r is deleted once it has run
+      return;
+    }
+    r->detached = true;
+    queue_.push_back(r.get());
+    r.release();  // the combiner that runs it deletes it
     if (busy_) return unlock_after_queueing(lock);
     busy_ = true;
     combine(lock, run);
@@ -143,28 +155,28 @@ class basic_combining_queue {
   template <class Run>
   void combine(std::unique_lock<adaptive_mutex>& lock, Run& run) {
     // A group of up to small_group requests is copied out of the queue, which keeps its buffer
-    // (no allocation a write); a larger one takes the queue's buffer.
+    // (no allocation a write); a larger one takes the queue's buffer. Nothing here allocates
+    // while this thread holds the role: a failure would leave the queue with no combiner.
     std::array<combine_request*, small_group> small;
     std::vector<combine_request*> large;
-    std::vector<std::unique_ptr<combine_request>> finished;  // the posted requests taken
     for (;;) {
       gather(lock);
-      const taken_group taken = take_group(small, large, finished);
+      const taken_group taken = take_group(small, large);
       lock.unlock();
       const auto ran = run_group(run, taken);
       lock.lock();
       const bool posted_left = end_group(lock, taken, ran);
+      delete_detached(taken.requests);  // outside the lock
       large.clear();
       if (!posted_left) break;
       lock.lock();
     }
-    finished.clear();  // deletes the posted requests, outside the lock
   }
 
   /// What take_group took: the requests, how many of them have a caller waiting (the others
   /// are posted), and the take's number (group_word_[take % 2] is where those callers sleep).
   struct taken_group {
-    group requests;
+    std::span<combine_request*> requests;  ///< in this combiner's own storage (small, or large)
     std::size_t callers;
     std::uint64_t take;
   };
@@ -182,29 +194,27 @@ class basic_combining_queue {
   }
 
   /// Takes everything queued, with the lock held: copied into small if it fits, else the
-  /// queue's buffer swapped into large. The posted requests among it go to finished, which
-  /// deletes them once they have run.
-  taken_group take_group(std::array<combine_request*, small_group>& small, std::vector<combine_request*>& large,
-                         std::vector<std::unique_ptr<combine_request>>& finished) {
+  /// queue's buffer swapped into large.
+  taken_group take_group(std::array<combine_request*, small_group>& small,
+                         std::vector<combine_request*>& large) noexcept {
     std::size_t callers = 0;
     for (const combine_request* r : queue_) callers += r->detached ? 0 : 1;
-    if (callers < queue_.size()) {
-      finished.reserve(finished.size() + queue_.size() - callers);  // so that nothing below, under the lock, throws
-    }
-    group requests;
+    std::span<combine_request*> requests;
     if (queue_.size() <= small.size()) {
       std::copy(queue_.begin(), queue_.end(), small.begin());
-      requests = group(small.data(), queue_.size());
+      requests = std::span<combine_request*>(small.data(), queue_.size());
       queue_.clear();
     } else {
       large.swap(queue_);
-      requests = group(large);
+      requests = std::span<combine_request*>(large);
     }
     waiting_queued_ = false;
-    for (combine_request* r : requests) {
-      if (r->detached) finished.emplace_back(r);
-    }
     return {requests, callers, ++takes_};
+  }
+  /// Deletes the detached requests of a group that has ended: what finish_group left of it (it
+  /// cleared the entries of the others, whose callers may have returned).
+  static void delete_detached(std::span<combine_request*> requests) noexcept {
+    for (combine_request* r : requests) delete r;  // nullptr, or a detached request
   }
 
   /// Runs a taken group, without the lock; returns how long it ran, where await_returning may
@@ -226,6 +236,7 @@ class basic_combining_queue {
     combine_request* const next = first_waiting();
     const bool posted_left = next == nullptr && !queue_.empty();
     if (next == nullptr && !posted_left) busy_ = false;
+    overtime_ = posted_left;  // this combiner goes on with posted requests only (see post)
     // Nobody queued meanwhile: these callers wake together and queue again (see await_returning).
     returning_ = next == nullptr ? taken.callers : 0;
     last_run_ = ran;
@@ -272,14 +283,16 @@ class basic_combining_queue {
   }
 
   /// Marks the waiting requests of a group done and wakes their callers, all at once. A
-  /// request may be gone once its state is stored (its caller returns). A caller that expected
-  /// to lead the next group but was taken into this one sleeps on lead_word, not on word (see
-  /// combine_request::leads). Precondition: the posted requests among them are this thread's
-  /// (finished), not yet deleted.
-  void finish_group(group taken, std::atomic<std::uint32_t>& word, std::atomic<std::uint32_t>& lead_word) noexcept {
+  /// request may be gone once its state is stored (its caller returns): its entry in taken is
+  /// cleared first, so that taken then names only the detached ones (delete_detached). A caller
+  /// that expected to lead the next group but was taken into this one sleeps on lead_word, not on
+  /// word (see combine_request::leads).
+  void finish_group(std::span<combine_request*> taken, std::atomic<std::uint32_t>& word,
+                    std::atomic<std::uint32_t>& lead_word) noexcept {
     bool lead_sleeper = false;
-    for (combine_request* r : taken) {
-      if (r->detached) continue;
+    for (combine_request*& entry : taken) {
+      if (entry->detached) continue;
+      combine_request* const r = std::exchange(entry, nullptr);
       lead_sleeper = lead_sleeper || r->leads;  // read before the store: r may be gone after it
       r->state.store(combine_request::done, std::memory_order_release);  // [Q2]
     }
@@ -339,6 +352,7 @@ class basic_combining_queue {
   bool busy_ = false;                    ///< a combiner runs (or was handed the role); mu_
   std::uint64_t takes_ = 0;              ///< groups taken so far; mu_
   bool waiting_queued_ = false;          ///< queue_ holds a waiting request (its first leads); mu_
+  bool overtime_ = false;                ///< the combiner runs posted requests only (see post); mu_
   static constexpr std::chrono::microseconds min_run_to_wait{50};
   std::size_t awaiting_ = 0;             ///< how many queued requests await_returning waits for (0: none); mu_
   std::size_t returning_ = 0;            ///< callers of the last group, if none queued behind it; mu_
