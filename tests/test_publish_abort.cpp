@@ -6,13 +6,16 @@
 // The simulated file system's start_writeback() puts the record on the disk at once (the worst
 // case of a real one), so a record that were only zeroed in memory would survive these crashes.
 // LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
+#include <cerrno>
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <catch2/catch.hpp>
 #include <leftright/durable_map.hpp>
@@ -215,6 +218,91 @@ TEST_CASE("sync: a batch whose application throws is not in the log, on a real d
     CHECK(m.second.version() == 1);
     CHECK(contents(m.second) == published);
     CHECK_FALSE(m.first.recovery().tail_truncated);  // zeros, not a torn record
+  }
+}
+
+namespace {
+namespace st = leftright::detail::storage;
+
+/// The real file system, with the nth mapping sync from now failing (EIO) while the bytes stay
+/// in the page cache, as after a real writeback error: unlike the simulated one, a reopen in the
+/// same boot then reads whatever the failed publish left in the log.
+struct msync_failing_fs : st::file_system {
+  int fail_in = -1;  ///< the mapping syncs to let through before the one that fails (-1: none)
+
+  struct mapping : st::mapping {
+    std::shared_ptr<st::mapping> real;
+    int& fail_in;
+    mapping(std::shared_ptr<st::mapping> m, int& f) : real(std::move(m)), fail_in(f) {}
+    std::byte* data() noexcept override { return real->data(); }
+    std::size_t size() const noexcept override { return real->size(); }
+    void sync(std::size_t off, std::size_t len) override {
+      if (fail_in >= 0 && fail_in-- == 0) throw leftright::storage_error({}, "msync", EIO);
+      real->sync(off, len);
+    }
+  };
+  struct file : st::file {
+    std::unique_ptr<st::file> real;
+    int& fail_in;
+    file(std::unique_ptr<st::file> f, int& n) : real(std::move(f)), fail_in(n) {}
+    const std::filesystem::path& path() const noexcept override { return real->path(); }
+    std::uint64_t size() override { return real->size(); }
+    void write_at(const void* p, std::size_t n, std::uint64_t o) override { real->write_at(p, n, o); }
+    std::size_t read_at(void* p, std::size_t n, std::uint64_t o) override { return real->read_at(p, n, o); }
+    void allocate(std::uint64_t l) override { real->allocate(l); }
+    void sync() override { real->sync(); }
+    std::shared_ptr<st::mapping> map(std::size_t l, bool w) override {
+      return std::make_shared<mapping>(real->map(l, w), fail_in);
+    }
+  };
+
+  std::shared_ptr<st::file_system> real = st::default_file_system();
+  std::unique_ptr<st::file> open(const std::filesystem::path& p, st::open_mode m) override {
+    return std::make_unique<file>(real->open(p, m), fail_in);
+  }
+  std::vector<std::filesystem::path> create_directories(const std::filesystem::path& d) override {
+    return real->create_directories(d);
+  }
+  std::vector<std::string> list(const std::filesystem::path& d) override { return real->list(d); }
+  void rename(const std::filesystem::path& a, const std::filesystem::path& b) override { real->rename(a, b); }
+  void remove(const std::filesystem::path& p) override { real->remove(p); }
+  void sync_directory(const std::filesystem::path& d) override { real->sync_directory(d); }
+  std::unique_ptr<st::lock_handle> lock_directory(const std::filesystem::path& d) override {
+    return real->lock_directory(d);
+  }
+  std::unique_ptr<st::lock_handle> lock_directory_shared(const std::filesystem::path& d) override {
+    return real->lock_directory_shared(d);
+  }
+};
+}  // namespace
+
+TEST_CASE("sync: a batch whose sync fails is not in the log after a reopen, erase_if or not", "[durable]") {
+  for (const bool with_erase_if : {false, true}) {
+    INFO((with_erase_if ? "with an erase_if (logged after applying)" : "inserts only (logged before applying)"));
+    lrtest::temp_dir dir("sync-fails");
+    leftright::durable_options o;
+    o.path = dir.path() / "map";
+    o.durability = leftright::durability::sync;
+    o.prefault_bytes = 0;
+    auto fsys = std::make_shared<msync_failing_fs>();
+    o.file_system = fsys;
+    state published;
+    {
+      auto m = leftright::open_map<key, value, poison_hash>(o);
+      queue(m.first, published, 1, 5, 10);
+      REQUIRE(m.first.publish() == 1);
+      m.first.insert_or_assign(100, "new");
+      if (with_erase_if) m.first.erase_if([](const key& k, const value&) { return k == 2; });
+      fsys->fail_in = 0;  // the publish's sync
+      CHECK_THROWS_AS(m.first.publish(), leftright::storage_error);
+      fsys->fail_in = -1;
+      CHECK(m.first.failed());
+      CHECK(m.second.version() == 1);
+    }  // closed failed, as a process that stops here; the page cache keeps what was written
+    o.file_system = nullptr;
+    auto r = leftright::open_map<key, value, poison_hash>(o);
+    CHECK(r.second.version() == 1);  // the publish threw: its batch is not replayed
+    CHECK(contents(r.second) == published);
   }
 }
 

@@ -285,7 +285,12 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     }
     void before_swap(std::uint64_t seq, const std::vector<op>& batch) {
       auto& s = *w.st_;
-      if (!logged) w.log(seq, batch);
+      if (!logged) {  // a batch with an erase_if: logged now, with what it erased
+        w.log(seq, batch);
+        // As in before_apply: if the sync below fails, abort() takes the record back, so that a
+        // publish that threw leaves no record a reopen would replay.
+        logged = s.opts.durability == durability::sync;
+      }
       if (s.opts.durability == durability::sync) {
         try {
           s.wal.sync();
@@ -307,9 +312,9 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   };
 
   /// Appends one batch's record (in the page cache when this returns), with the metadata the
-  /// batch sets. A failure to encode the batch (a codec, or no memory for the payload) writes
-  /// nothing: the publish fails and the writer goes on. A failure of the log write itself stops
-  /// the writer (fail-stop).
+  /// batch sets. A failure to encode the batch (a codec, or no memory for the payload) or a
+  /// batch too large for one record (storage_error, EFBIG) writes nothing: the publish fails and
+  /// the writer goes on. A failure of the log write itself stops the writer (fail-stop).
   void log(std::uint64_t seq, const std::vector<op>& batch) {
     auto& s = *st_;
     std::conditional_t<has_meta, const meta_type*, const void*> label = nullptr;  // void: none to log
@@ -321,6 +326,7 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
         const auto sized = detail::storage::builtin_batch_size<ops>(batch);
         const std::size_t bytes = sized.first;
         const std::uint64_t count = sized.second;
+        s.wal.check_payload_size(bytes);
         append_or_fail([&] {
           s.wal.append_with(seq, bytes, [&batch, count](std::byte* dst) noexcept {
             detail::storage::write_builtin_batch<ops>(batch, count, dst);
@@ -330,6 +336,7 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
       }
     }
     detail::storage::encode_batch<ops>(batch, s.payload, label);  // throws: nothing written
+    s.wal.check_payload_size(s.payload.size());
     append_or_fail([&] { s.wal.append(seq, std::as_bytes(std::span(s.payload.data(), s.payload.size()))); });
   }
   template <class F>

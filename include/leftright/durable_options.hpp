@@ -31,7 +31,9 @@ struct durable_options {
   std::chrono::milliseconds sync_interval{1000};
   /// The largest size of a log segment file (each is preallocated). Segments grow with the map:
   /// the first after an open or a checkpoint is 64 KiB (or this, if smaller), each next one
-  /// twice the last, up to this. A batch larger than this gets a segment of its own size. A
+  /// twice the last, up to this. A batch larger than this gets a segment of its own size (one
+  /// record holds at most 4 GiB - 33 bytes: a larger batch fails its publish with storage_error,
+  /// EFBIG, and stays queued; the writer goes on). A
   /// file-size limit (RLIMIT_FSIZE) below it makes a segment's creation fail, with SIGXFSZ
   /// (which kills the process unless ignored; ignored: EFBIG, and the writer stops).
   std::size_t segment_size = std::size_t{64} << 20;

@@ -269,6 +269,16 @@ class wal_writer {
 
   /// Appends one batch record. It is in the page cache when this returns (it survives a crash
   /// of the process), durable only after sync(). Rolls to a new segment when this one is full.
+  /// The largest payload one record holds (its length is a 32-bit field).
+  static constexpr std::size_t max_payload = 0xffffffffu - record_header_size;
+  /// Throws storage_error (EFBIG) if a payload of size bytes does not fit in one record; writes
+  /// nothing, so the caller may go on.
+  void check_payload_size(std::size_t size) const {
+    if (size > max_payload) {
+      throw storage_error(dir_, "append", EFBIG, "a batch of " + std::to_string(size) +
+                                                     " bytes does not fit in one log record");
+    }
+  }
   void append(std::uint64_t seq, std::span<const std::byte> payload) {
     append_with(seq, payload.size(), [payload](std::byte* dst) noexcept {
       if (!payload.empty()) std::memcpy(dst, payload.data(), payload.size());
@@ -281,10 +291,7 @@ class wal_writer {
   template <class Fill>
   void append_with(std::uint64_t seq, std::size_t size, Fill&& fill) {
     static_assert(std::is_nothrow_invocable_v<Fill&, std::byte*>, "leftright: append_with's fill must be noexcept");
-    if (size > 0xffffffffu - record_header_size) {
-      throw storage_error(dir_, "append", EFBIG, "a batch of " + std::to_string(size) +
-                                                     " bytes does not fit in one log record");
-    }
+    check_payload_size(size);
     const std::size_t need = align8(record_header_size + size);
     // Room for the record and, after it, the successor record the segment ends with.
     if (!map_ || seq != next_seq_ || write_off_ + need + record_header_size > map_->size()) {
