@@ -139,8 +139,7 @@ TEST_CASE("shared_map: writes that overlap one publish are published together", 
   smap m;
   m.insert_or_assign(0, "zero");
   lrtest::gate g;
-  std::thread holder([&] { m.update([&](smap::batch& b) { lrtest::hold_combiner(b, g); }); });
-  g.await_entered();  // the holder is the combiner, inside its publish
+  std::thread holder = lrtest::start_holder(m, g);  // the holder is the combiner, inside its publish
   std::vector<std::uint64_t> versions(writers);
   std::vector<std::thread> ts;
   for (int i = 0; i < writers; ++i) {
@@ -229,8 +228,7 @@ TEST_CASE("shared_map: a caller whose value cannot be copied fails alone", "[sha
   bmap m;
   m.insert_or_assign(0, lrtest::bomb(0));
   lrtest::gate g;
-  std::thread holder([&] { m.update([&](bmap::batch& b) { lrtest::hold_combiner(b, g); }); });
-  g.await_entered();
+  std::thread holder = lrtest::start_holder(m, g);
   constexpr int writers = 7;
   constexpr int bad = 3;
   std::vector<std::uint64_t> versions(writers, 0);
@@ -283,8 +281,7 @@ TEST_CASE("shared_map: a caller whose key the hash refuses fails alone, also whe
   CHECK(m.size() == 1);
 
   lrtest::gate g;
-  std::thread holder([&] { m.update([&](pmap::batch& b) { lrtest::hold_combiner(b, g); }); });
-  g.await_entered();
+  std::thread holder = lrtest::start_holder(m, g);
   constexpr int writers = 5;
   std::vector<int> threw(writers, 0);
   std::vector<std::thread> ts;
@@ -337,8 +334,7 @@ TEST_CASE("shared_map: a sync() in the group of a posted batch that throws repor
   bmap m;
   m.insert_or_assign(0, lrtest::bomb(0));
   lrtest::gate g;
-  std::thread holder([&] { m.update([&](bmap::batch& b) { lrtest::hold_combiner(b, g); }); });
-  g.await_entered();
+  std::thread holder = lrtest::start_holder(m, g);
   m.post([](bmap::batch& b) { b.insert_or_assign(2, lrtest::bomb(-2)); });  // queued; throws when copied
   int sync_threw = -1;
   std::thread syncer([&] {

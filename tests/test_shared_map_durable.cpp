@@ -53,8 +53,7 @@ TEST_CASE("durable shared_map: overlapping writes are one log record; reopened, 
     CHECK(m.durable());
     m.insert_or_assign(0, "zero");
     lrtest::gate g;
-    std::thread holder([&] { m.update([&](dmap::batch& b) { lrtest::hold_combiner(b, g); }); });
-    g.await_entered();
+    std::thread holder = lrtest::start_holder(m, g);
     std::vector<std::uint64_t> versions(writers);
     std::vector<std::thread> ts;
     for (int i = 0; i < writers; ++i) {

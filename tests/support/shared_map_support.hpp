@@ -52,6 +52,15 @@ void hold_combiner(Batch& b, gate& g) {
   });
 }
 
+/// Starts a thread whose write holds the combiner inside its publish (hold_combiner, in g), and
+/// returns it once it is held. The map must hold an entry.
+template <class Map>
+std::thread start_holder(Map& m, gate& g) {
+  std::thread t([&m, &g] { m.update([&g](typename Map::batch& b) { hold_combiner(b, g); }); });
+  g.await_entered();
+  return t;
+}
+
 /// Waits (yielding) until m has n write calls queued behind the combiner.
 template <class Map>
 void await_queued(const Map& m, std::size_t n) {
