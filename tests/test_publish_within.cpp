@@ -94,6 +94,19 @@ TEMPLATE_TEST_CASE("publish_within gives the write copy to a guard held on the w
   CHECK(counted::live.load() == live_before);  // [T1]
 }
 
+TEST_CASE("publish_within and the stall report take nanoseconds::max() as no bound", "[publish_within]") {
+  auto [w, r] = leftright::make_map<int, int>();
+  w.set_stall_report(std::chrono::nanoseconds::max());
+  w.insert_or_assign(1, 1);
+  CHECK(w.publish_within(std::chrono::nanoseconds::max()) == 1);  // (a deadline past the clock's end overflowed)
+  w.insert_or_assign(1, 2);
+  CHECK(w.publish_within(std::chrono::nanoseconds::max()) == 2);
+  CHECK(w.held_copies() == 0);
+  CHECK(r.get(1) == 2);
+  CHECK(leftright::detail::saturating_after(std::chrono::steady_clock::now(), std::chrono::nanoseconds::max()) ==
+        std::chrono::steady_clock::time_point::max());
+}
+
 TEST_CASE("publish_within waits as publish does at the held-copy limit", "[publish_within]") {
   auto [w, r] = leftright::make_map<int, int>();
   w.set_held_copy_limit(2);

@@ -116,6 +116,16 @@ TEST_CASE("readers fence during a burst of publishes and stop by themselves once
   for (int n = 0; n < 2048; ++n) same = same && r.get(1) == i + 2;
   CHECK(same);
   CHECK(w.readers_fence());
+  // Back to the rate's choice: after one publish and a quiet spell, readers relax again (the
+  // publish reads the clock, whatever the last swaps under the override skipped).
+  w.force_reader_fencing(std::nullopt);
+  w.insert_or_assign(1, i + 3);
+  w.publish();
+  const auto again = std::chrono::steady_clock::now() + leftright::detail::fencing_rate::quiet;
+  while (std::chrono::steady_clock::now() <= again) same = same && r.get(1) == i + 3;
+  for (int n = 0; n < 2048; ++n) same = same && r.get(1) == i + 3;
+  CHECK(same);
+  CHECK_FALSE(w.readers_fence());
 }
 
 TEST_CASE("reads stay whole across every switch of the readers' mode, settles and nested guards", "[fencing]") {

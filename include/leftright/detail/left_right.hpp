@@ -193,6 +193,14 @@ struct reader_stall {
 
 namespace detail {
 
+/// now + d, or the clock's last time point where that would overflow (a wait bounded by
+/// nanoseconds::max() is a wait without bound).
+inline std::chrono::steady_clock::time_point saturating_after(std::chrono::steady_clock::time_point now,
+                                                               std::chrono::nanoseconds d) noexcept {
+  if (d >= std::chrono::steady_clock::time_point::max() - now) return std::chrono::steady_clock::time_point::max();
+  return now + d;
+}
+
 /// One copy and the version it holds. Aligned so that the writer's stores to one copy's header
 /// (size, capacity, ...) never share a line with the copy readers are using.
 template <class T, class Meta = no_meta>
@@ -689,11 +697,11 @@ class lr_writer {
       const auto now = std::chrono::steady_clock::now();
       if (started_ == std::chrono::steady_clock::time_point{}) {
         started_ = now;
-        next_ = now + w_.stall_after_;
+        next_ = saturating_after(now, w_.stall_after_);
         return;
       }
       if (now < next_) return;
-      next_ = now + w_.stall_after_;
+      next_ = saturating_after(now, w_.stall_after_);
       w_.report_stall(s, now - started_);
     }
 
@@ -730,7 +738,7 @@ class lr_writer {
   /// passed; true if they all left. Drops the ones that left. A reader that already holds a
   /// copy in the same read (it was found slow before) is not waited for again.
   bool wait_for_readers_within(std::chrono::nanoseconds max_wait) {
-    const auto deadline = std::chrono::steady_clock::now() + max_wait;
+    const auto deadline = saturating_after(std::chrono::steady_clock::now(), max_wait);
     bool timed_out = false;
     std::erase_if(waiting_, [&](const auto& x) {
       if (timed_out || holds_a_copy(*x.first, x.second)) {
@@ -1007,6 +1015,9 @@ class lr_writer {
     if (fencing_override_) {
       // [W7] relaxed: a hint for fencing readers ([R7]); nothing is published through it.
       core_->relax_after.store(std::numeric_limits<std::int64_t>::max(), std::memory_order_relaxed);
+      // The first publish after the override reads the clock (below), so that relax_after no
+      // longer holds the override's "never" and readers relax after a quiet spell again.
+      unclocked_swaps_ = fencing_rate::clock_every;
       return *fencing_override_;
     }
     ++window_swaps_;
