@@ -1515,3 +1515,130 @@ TEST_CASE("replication: keep_log_for_followers is bounded: a follower further be
   CHECK(fingerprint_of(fr.read()) == m.at[60]);
   CHECK(f.rebootstraps() == 1);
 }
+
+TEST_CASE("replication: a deposed leader's first batch is fenced after the new leader purged the log",
+          "[replication]") {
+  nats_server server;
+  const auto opts = options_for(server, "firstfence");
+  auto oa = opts;
+  oa.id = "a";
+  auto [l1, r1] = leftright::open_leader<u64, u64>(oa);  // a new map: version 0
+  auto ob = opts;
+  ob.id = "b";
+  ob.take_over = true;
+  auto [l2, r2] = leftright::open_leader<u64, u64>(ob);  // a failover before the first publish
+  for (u64 v = 1; v <= 10; ++v) {
+    l2.insert_or_assign(v, v);
+    REQUIRE(l2.publish() == v);
+  }
+  l2.snapshot();  // purges the log below 11: no message is left in it, its last sequence is 10
+  l1.insert_or_assign(1, 999);
+  try {
+    l1.publish();
+    FAIL("a deposed leader's first batch was stored");
+  } catch (const replication_error& e) {
+    CHECK(e.code() == replication_errc::fenced);
+  }
+  CHECK(r1.version() == 0);
+  l2.insert_or_assign(11, 11);
+  CHECK(l2.publish() == 11);  // the log is still the new leader's alone
+  auto of = opts;
+  of.id = "f";
+  auto [f, fr] = leftright::open_follower<u64, u64>(of);
+  REQUIRE(f.wait_for(11, std::chrono::seconds(10)));
+  CHECK(*fr.read().find(u64{1}) == 1);
+}
+
+TEST_CASE("replication: a deposed leader's snapshot() is fenced: the pointer never moves back, nothing is purged",
+          "[replication]") {
+  nats_server server;
+  const auto opts = options_for(server, "snapfence");
+  auto oa = opts;
+  oa.id = "a";
+  auto [l1, r1] = leftright::open_leader<u64, u64>(oa);
+  for (u64 v = 1; v <= 10; ++v) {
+    l1.insert_or_assign(v, v);
+    REQUIRE(l1.publish() == v);
+  }
+  auto ob = opts;
+  ob.id = "b";
+  ob.take_over = true;
+  auto [l2, r2] = leftright::open_leader<u64, u64>(ob);
+  for (u64 v = 11; v <= 20; ++v) {
+    l2.insert_or_assign(v, v);
+    REQUIRE(l2.publish() == v);
+  }
+  l2.snapshot();  // the pointer at 20; the log purged below 21
+  try {
+    l1.snapshot();  // still at 10, and never fenced by a publish
+    FAIL("a deposed leader's snapshot moved the pointer");
+  } catch (const replication_error& e) {
+    CHECK(e.code() == replication_errc::fenced);
+  }
+  auto of = opts;
+  of.id = "f";
+  auto [f, fr] = leftright::open_follower<u64, u64>(of);  // bootstraps from the newest snapshot
+  REQUIRE(f.wait_for(20, std::chrono::seconds(10)));
+  CHECK(*fr.read().find(u64{20}) == 20);
+  auto oc = opts;
+  oc.id = "c";
+  oc.take_over = true;
+  auto [l3, r3] = leftright::open_leader<u64, u64>(oc);
+  CHECK(l3.version() == 20);
+}
+
+namespace {
+/// The consumers the engine has on a map's log stream.
+int log_consumers(const nats_server& server, const std::string& name) {
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  jsStreamInfo* si = nullptr;
+  REQUIRE(natsConnection_ConnectTo(&nc, server.url().c_str()) == NATS_OK);
+  REQUIRE(natsConnection_JetStream(&js, nc, nullptr) == NATS_OK);
+  const natsStatus s = js_GetStreamInfo(&si, js, ("LR_" + name).c_str(), nullptr, nullptr);
+  const int n = s == NATS_OK && si != nullptr ? static_cast<int>(si->State.Consumers) : -1;
+  jsStreamInfo_Destroy(si);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  return n;
+}
+}  // namespace
+
+TEST_CASE("replication: a paused follower has let go of its consumer on the engine", "[replication]") {
+  nats_server server;
+  const auto opts = options_for(server, "pausing");
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  auto [f, fr] = leftright::open_follower<u64, u64>(opts);
+  leader.insert_or_assign(1, 1);
+  leader.publish();
+  REQUIRE(f.wait_for(1, std::chrono::seconds(10)));
+  CHECK(log_consumers(server, "pausing") == 1);
+  f.pause();
+  CHECK(log_consumers(server, "pausing") == 0);  // nothing is pushed to it while paused
+  for (u64 v = 2; v <= 50; ++v) {
+    leader.insert_or_assign(v, v);
+    leader.publish();
+  }
+  CHECK(f.version() == 1);
+  f.resume();
+  REQUIRE(f.wait_for(50, std::chrono::seconds(10)));
+  CHECK(*fr.read().find(u64{50}) == 50);
+}
+
+TEST_CASE("replication: a follower's local copy that holds no state yet follows a log made anew",
+          "[replication][warm]") {
+  warm_case c("followerempty");
+  {
+    auto [leader, lr] = leftright::open_leader<u64, u64>(c.opts);
+    auto [f, fr] = leftright::open_follower<u64, u64>(c.fopts);  // records the log, at version 0
+  }
+  delete_map(c.opts);
+  {
+    auto [leader, lr] = leftright::open_leader<u64, u64>(c.opts);
+    publish_other_history(leader, 5);
+  }
+  auto [f, fr] = leftright::open_follower<u64, u64>(c.fopts);  // the copy has nothing to lose
+  REQUIRE(f.wait_for(5, std::chrono::seconds(10)));
+  CHECK_FALSE(f.log_replaced());
+  CHECK(*fr.read().find(key_a) == 7'000'005);
+}

@@ -597,7 +597,8 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   /// the version after a follower's within keep_log_for_followers: reading the acks bucket).
   /// Progress: blocking; O(size of the map) plus a round trip per chunk (a chunk is at most
   /// the engine's message limit). Throws replication_error; a failed snapshot changes nothing
-  /// a follower relies on (the pointer moves only once every chunk is stored).
+  /// a follower relies on (the pointer moves only once every chunk is stored, and only forward:
+  /// fenced, with nothing purged, where a leader that took over has snapshotted a newer version).
   void snapshot() {
     auto g = snap_reader_.read();
     const std::uint64_t v = g.version();
@@ -949,7 +950,7 @@ class follower {
       report(w.version());  // the leader knows this follower from now on
       while (!stopped()) {
         try {
-          if (wait_while_paused()) c.sub.reset();
+          wait_while_paused(c);
           // [F6] relaxed: the thread's own store.
           if (replaced.load(std::memory_order_relaxed)) {
             pause();
@@ -1226,15 +1227,20 @@ class follower {
       std::lock_guard lock(mu);
       error = std::move(e);
     }
-    /// If paused: says so (idle) and waits for resume() or stop(); true if it waited.
-    bool wait_while_paused() {
+    /// If paused: lets go of the subscription (the engine's consumer goes, and with it what it
+    /// would push meanwhile), then says so (idle) and waits for resume() or stop(). The log is
+    /// read afresh after it.
+    void wait_while_paused(log_cursor& c) {
+      {
+        std::lock_guard lock(mu);
+        if (!paused) return;
+      }
+      c.sub.reset();  // before idle: pause() returns once the subscription is gone
       std::unique_lock lock(mu);
-      if (!paused) return false;
       idle = true;
       cv.notify_all();
       cv.wait(lock, [this] { return !paused || stopped(); });
       idle = false;
-      return true;
     }
     /// Waits a little before retrying (woken at once by stop()).
     void pause() {
@@ -1323,7 +1329,13 @@ std::pair<follower<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, E
   // The log whose history the state belongs to: the engine's now, or the one a local copy
   // followed (if the map's log was made anew since, the follower applies none of the new one).
   const std::int64_t engine_log = ch->range().created;
-  const std::int64_t log_created = local ? rp::local_log(*local, engine_log, "open follower") : engine_log;
+  std::int64_t log_created = local ? rp::local_log(*local, engine_log, "open follower") : engine_log;
+  if (local && local_version == 0 && log_created != engine_log) {
+    // Nothing of the old log's history is in the copy (as check_leader_copy): it follows the
+    // engine's log from now on.
+    rp::rerecord_local_log(*local, engine_log, "open follower");
+    log_created = engine_log;
+  }
   const std::uint64_t version = local_version != 0 ? local_version : rp::load_snapshot<Key, Value>(*ch, t, meta);
   auto w = rp::make_writer_at<Key, Value, Hash, Eq, Traits>(std::move(t), version, meta);
   auto r = w.make_reader();

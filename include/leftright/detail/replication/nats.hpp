@@ -187,19 +187,22 @@ class channel {
     po.MaxWait = timeout_ms_;
     po.MsgId = msg_id.c_str();
     po.ExpectLastSeq = expected_last;
-    // ExpectLastSeq 0 is "no expectation" to the client: an empty stream is checked as
-    // "this subject holds no message" instead.
-    po.ExpectNoMessage = expected_last == 0;
     jsPubAck* ack = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = NATS_OK;
-    if (ask_acks) {
-      // A message with headers (it copies the payload: only publishes that ask for acks pay it).
+    // The client sends no expectation for 0, so the first batch sets the header itself: the
+    // engine then checks that the stream's last sequence is 0. (A check that the subject holds no
+    // message passes after a purge: a deposed leader's first batch would land behind another
+    // leader's versions.)
+    const bool expects_empty = expected_last == 0;
+    if (ask_acks || expects_empty) {
+      // A message with headers (it copies the payload: only these publishes pay it).
       natsMsg* m = nullptr;
       check(natsMsg_Create(&m, log_subject().c_str(), nullptr, payload.data(), static_cast<int>(payload.size())),
             "publish");
       msg_ptr msg(m);
-      check(natsMsgHeader_Set(m, ack_header, "1"), "publish");
+      if (ask_acks) check(natsMsgHeader_Set(m, ack_header, "1"), "publish");
+      if (expects_empty) check(natsMsgHeader_Set(m, "Nats-Expected-Last-Sequence", "0"), "publish");
       s = js_PublishMsg(&ack, js_.get(), m, &po, &jerr);
     } else {
       s = js_Publish(&ack, js_.get(), log_subject().c_str(), payload.data(), static_cast<int>(payload.size()), &po,
@@ -374,6 +377,39 @@ class channel {
     if (s == NATS_NOT_FOUND) return {};
     check(s, "read snapshot pointer");
     kv_entry_ptr owned(e);
+    return pointer_of(e);
+  }
+  /// Moves the snapshot pointer to p, forward only: a compare-and-set on the entry's revision,
+  /// retried while other writers move it meanwhile. Throws replication_error (fenced) if it
+  /// already names a newer version: a leader that took over has snapshotted since, and a
+  /// deposed one must not point followers back, nor purge what that snapshot needs.
+  void set_snapshot(const snapshot_pointer& p) {
+    const std::string text = std::to_string(p.version) + ' ' + std::to_string(p.first_seq) + ' ' +
+                             std::to_string(p.chunks) + ' ' + std::to_string(p.bytes);
+    natsStatus s = NATS_OK;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      kvEntry* e = nullptr;
+      s = kvStore_Get(&e, meta_.get(), "snapshot");
+      std::uint64_t rev = 0;
+      if (s == NATS_NOT_FOUND) {
+        s = kvStore_CreateString(&rev, meta_.get(), "snapshot", text.c_str());
+      } else {
+        check(s, "read snapshot pointer");
+        kv_entry_ptr owned(e);
+        const snapshot_pointer current = pointer_of(e);
+        if (current.version > p.version) {
+          throw replication_error(replication_errc::fenced, "write snapshot pointer",
+                                  "a snapshot of version " + std::to_string(current.version) +
+                                      " is newer than this one (" + std::to_string(p.version) +
+                                      "): another leader took over");
+        }
+        s = kvStore_UpdateString(&rev, meta_.get(), "snapshot", text.c_str(), kvEntry_Revision(e));
+      }
+      if (s == NATS_OK) return;  // otherwise moved meanwhile (or the engine failed): read it again
+    }
+    check(s, "write snapshot pointer");
+  }
+  static snapshot_pointer pointer_of(kvEntry* e) {
     snapshot_pointer p;
     const std::string text(static_cast<const char*>(kvEntry_Value(e)), static_cast<std::size_t>(kvEntry_ValueLen(e)));
     if (std::sscanf(text.c_str(), "%" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64, &p.version, &p.first_seq,
@@ -381,12 +417,6 @@ class channel {
       throw replication_error(replication_errc::protocol, "read snapshot pointer", "malformed: '" + text + "'");
     }
     return p;
-  }
-  void set_snapshot(const snapshot_pointer& p) {
-    const std::string text = std::to_string(p.version) + ' ' + std::to_string(p.first_seq) + ' ' +
-                             std::to_string(p.chunks) + ' ' + std::to_string(p.bytes);
-    std::uint64_t rev = 0;
-    check(kvStore_PutString(&rev, meta_.get(), "snapshot", text.c_str()), "write snapshot pointer");
   }
 
   /// Takes the leader lease for id (take_over: even if another holds it). Throws lease_held.
