@@ -94,12 +94,15 @@ TEST_CASE("readers fence during a burst of publishes and stop by themselves once
   // Quiet: no publish. Once fencing_rate::quiet has passed since the last publish, a fencing
   // reader takes the tag off at its next check (every 1024 of its fenced entries). The loop
   // waits for the monotonic clock to pass that point by reading; what it asserts does not
-  // depend on how fast it gets there.
-  const auto quiet_from = std::chrono::steady_clock::now() + leftright::detail::fencing_rate::quiet;
-  bool same = true;
-  while (std::chrono::steady_clock::now() <= quiet_from) same = same && r.get(1) == i;
-  for (int n = 0; n < 2048; ++n) same = same && r.get(1) == i;
-  CHECK(same);
+  // depend on how fast it gets there. True if every read saw want.
+  const auto read_through_quiet = [&r = r](std::uint64_t want) {
+    const auto quiet_from = std::chrono::steady_clock::now() + leftright::detail::fencing_rate::quiet;
+    bool same = true;
+    while (std::chrono::steady_clock::now() <= quiet_from) same = same && r.get(1) == want;
+    for (int n = 0; n < 2048; ++n) same = same && r.get(1) == want;
+    return same;
+  };
+  CHECK(read_through_quiet(i));
   CHECK_FALSE(w.readers_fence());
   // The next publish finds the tag gone (its exchange sees it) and goes on from there.
   w.insert_or_assign(1, i + 1);
@@ -111,20 +114,14 @@ TEST_CASE("readers fence during a burst of publishes and stop by themselves once
   w.force_reader_fencing(true);
   w.insert_or_assign(1, i + 2);
   w.publish();
-  const auto later = std::chrono::steady_clock::now() + leftright::detail::fencing_rate::quiet;
-  while (std::chrono::steady_clock::now() <= later) same = same && r.get(1) == i + 2;
-  for (int n = 0; n < 2048; ++n) same = same && r.get(1) == i + 2;
-  CHECK(same);
+  CHECK(read_through_quiet(i + 2));
   CHECK(w.readers_fence());
   // Back to the rate's choice: after one publish and a quiet spell, readers relax again (the
   // publish reads the clock, whatever the last swaps under the override skipped).
   w.force_reader_fencing(std::nullopt);
   w.insert_or_assign(1, i + 3);
   w.publish();
-  const auto again = std::chrono::steady_clock::now() + leftright::detail::fencing_rate::quiet;
-  while (std::chrono::steady_clock::now() <= again) same = same && r.get(1) == i + 3;
-  for (int n = 0; n < 2048; ++n) same = same && r.get(1) == i + 3;
-  CHECK(same);
+  CHECK(read_through_quiet(i + 3));
   CHECK_FALSE(w.readers_fence());
 }
 
