@@ -188,9 +188,9 @@ class shared_map {
   /// combiner is running (it or the next one publishes them); otherwise this thread publishes
   /// them (and whatever else is queued) before returning. Where the running combiner's own
   /// write is done and it publishes posted batches only, this waits as update() does (for that
-  /// group, then its own), so that no caller publishes others' batches indefinitely. A thread's posted and waited-for
-  /// writes are applied in the order it made them. A posted batch that throws is dropped alone;
-  /// the next sync() rethrows the first such exception.
+  /// group, then its own), so that no caller publishes others' batches indefinitely. A
+  /// thread's posted and waited-for writes are applied in the order it made them. A posted
+  /// batch that throws is dropped alone; the next sync() rethrows the first such exception.
   template <class F>
   void post(F&& f) {
     static_assert(std::is_invocable_v<F&&, batch&>, "leftright: post needs f(shared_map::batch&)");
