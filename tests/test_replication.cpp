@@ -33,6 +33,22 @@ using u64 = std::uint64_t;
 constexpr u64 key_a = 1'000'000;
 constexpr u64 key_b = 1'000'001;
 
+/// Runs f, which must throw a replication_error of this code whose message names each of
+/// `mentions`; `returned` says what went wrong if f returned instead.
+template <class F>
+void check_refused(F&& f, replication_errc code, const std::string& returned,
+                   std::initializer_list<std::string> mentions = {}) {
+  try {
+    std::forward<F>(f)();
+  } catch (const replication_error& e) {
+    INFO(e.what());
+    CHECK(e.code() == code);
+    for (const auto& m : mentions) CHECK_THAT(e.what(), Catch::Matchers::Contains(m));
+    return;
+  }
+  FAIL(returned);
+}
+
 u64 mix(u64 k, u64 v) {
   u64 x = k * 0x9E3779B97F4A7C15ULL ^ (v + 0x632BE59BD9B4E019ULL);
   x ^= x >> 31;
@@ -322,12 +338,9 @@ TEST_CASE("replication: of two leaders exactly one wins each version; the other 
   auto opts_b = opts_a;
   opts_b.id = "b";
   // The lease keeps a second leader out, unless it takes over (a failover).
-  try {
-    (void)leftright::open_leader<u64, u64>(opts_b);
-    FAIL("a second leader opened without taking over");
-  } catch (const replication_error& e) {
-    CHECK(e.code() == replication_errc::lease_held);
-  }
+  check_refused(
+      [&] { (void)leftright::open_leader<u64, u64>(opts_b); }, replication_errc::lease_held,
+      "a second leader opened without taking over");
   opts_a.take_over = opts_b.take_over = true;
   std::optional<leader_t> b(leftright::open_leader<u64, u64>(opts_b));
   CHECK(b->first.version() == 10);  // it loaded the log
@@ -507,12 +520,8 @@ TEST_CASE("replication: a batch larger than the engine's message limit is a type
   leader.insert_or_assign("small", "x");
   REQUIRE(leader.publish() == 1);
   for (int i = 0; i < 100; ++i) leader.insert_or_assign("k" + std::to_string(i), std::string(1024, 'v'));
-  try {
-    leader.publish();
-    FAIL("a batch over the limit was published");
-  } catch (const replication_error& e) {
-    CHECK(e.code() == replication_errc::too_large);
-  }
+  check_refused([&leader = leader] { leader.publish(); }, replication_errc::too_large,
+                "a batch over the limit was published");
   CHECK(leader.version() == 1);
   CHECK(leader.pending() == 100);
   CHECK_FALSE(lr.read().contains("k0"));
@@ -758,13 +767,9 @@ TEST_CASE("replication: metadata travels with its batch: from the log, from a sn
 
   // Maps with and without metadata refuse each other's snapshots, naming both.
   opts.take_over = false;
-  try {
-    auto plain = leftright::open_follower<u64, u64>(opts);
-    FAIL("a follower without metadata opened a labelled map");
-  } catch (const replication_error& e) {
-    CHECK(e.code() == replication_errc::protocol);
-    CHECK_THAT(e.what(), Catch::Matchers::Contains("u64+meta:str"));
-  }
+  check_refused(
+      [&] { auto plain = leftright::open_follower<u64, u64>(opts); }, replication_errc::protocol,
+      "a follower without metadata opened a labelled map", {"u64+meta:str"});
 }
 
 TEST_CASE("replication: streams made without direct gets (an older version's) are read through the API",
@@ -982,13 +987,9 @@ TEST_CASE("replication: a damaged local copy, one of other types, or one in use 
     CHECK(fr.version() >= 50);
     CHECK_THROWS_AS((leftright::open_follower<u64, u64>(fopts)), replication_error);
   }
-  try {
-    (void)leftright::open_follower<u64, std::string>(fopts);
-    FAIL("a follower of other types opened the local copy");
-  } catch (const replication_error& e) {
-    CHECK(e.code() == replication_errc::protocol);
-    CHECK_THAT(e.what(), Catch::Matchers::Contains(file.string()));
-  }
+  check_refused(
+      [&] { (void)leftright::open_follower<u64, std::string>(fopts); }, replication_errc::protocol,
+      "a follower of other types opened the local copy", {file.string()});
   {
     // A byte flipped in the middle of the entries.
     std::fstream io(file, std::ios::in | std::ios::out | std::ios::binary);
@@ -1000,14 +1001,9 @@ TEST_CASE("replication: a damaged local copy, one of other types, or one in use 
     io.seekp(static_cast<std::streamoff>(size / 2));
     io.write(&byte, 1);
   }
-  try {
-    (void)leftright::open_follower<u64, u64>(fopts);
-    FAIL("a damaged local snapshot was loaded");
-  } catch (const replication_error& e) {
-    CHECK(e.code() == replication_errc::protocol);
-    CHECK_THAT(e.what(), Catch::Matchers::Contains(file.string()));
-    CHECK_THAT(e.what(), Catch::Matchers::Contains("checksum"));
-  }
+  check_refused(
+      [&] { (void)leftright::open_follower<u64, u64>(fopts); }, replication_errc::protocol,
+      "a damaged local snapshot was loaded", {file.string(), "checksum"});
   // Deleting the directory starts cold, from the engine.
   std::filesystem::remove_all(dir.path);
   auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
@@ -1260,14 +1256,9 @@ TEST_CASE("replication: a leader refuses a local copy ahead of the engine, of a 
     CHECK_THROWS_AS((leftright::open_leader<u64, u64>(lopts)), replication_error);
   }
   const auto expect_refused = [&lopts](const char* why) {
-    try {
-      (void)leftright::open_leader<u64, u64>(lopts);
-      FAIL("a leader opened on a local copy the engine cannot go on from");
-    } catch (const replication_error& e) {
-      CHECK(e.code() == replication_errc::protocol);
-      CHECK_THAT(e.what(), Catch::Matchers::Contains(why));
-      CHECK_THAT(e.what(), Catch::Matchers::Contains("delete the directory"));
-    }
+    check_refused(
+        [&] { (void)leftright::open_leader<u64, u64>(lopts); }, replication_errc::protocol,
+        "a leader opened on a local copy the engine cannot go on from", {why, "delete the directory"});
   };
   nats_server second;  // an empty engine: its log ends at 0, before the copy's 30
   lopts.url = second.url();
@@ -1323,14 +1314,10 @@ TEST_CASE("replication: a follower's buffer must hold the engine's largest messa
   auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
   for (const std::int64_t bytes : {std::int64_t{1023}, std::int64_t{-1}}) {
     opts.follower_buffer_bytes = bytes;
-    try {
-      (void)leftright::open_follower<u64, u64>(opts);
-      FAIL("a follower opened with follower_buffer_bytes " << bytes);
-    } catch (const replication_error& e) {
-      CHECK(e.code() == replication_errc::protocol);
-      CHECK_THAT(e.what(), Catch::Matchers::Contains("follower_buffer_bytes"));
-      CHECK_THAT(e.what(), Catch::Matchers::Contains("1024"));
-    }
+    check_refused(
+        [&] { (void)leftright::open_follower<u64, u64>(opts); }, replication_errc::protocol,
+        "a follower opened with follower_buffer_bytes " + std::to_string(bytes),
+        {"follower_buffer_bytes", "1024"});
   }
   opts.follower_buffer_bytes = 1024;
   auto [f, fr] = leftright::open_follower<u64, u64>(opts);
@@ -1399,13 +1386,9 @@ TEST_CASE("replication: a leader with acks returns once that many followers appl
   f2.pause();
   const u64 before = leader.version();
   model::queue(leader, before + 1);
-  try {
-    leader.publish();
-    FAIL("a publish that one follower of two applied returned");
-  } catch (const replication_error& e) {
-    CHECK(e.code() == replication_errc::unacknowledged);
-    CHECK_THAT(e.what(), Catch::Matchers::Contains("1 of 2"));
-  }
+  check_refused(
+      [&leader = leader] { leader.publish(); }, replication_errc::unacknowledged,
+      "a publish that one follower of two applied returned", {"1 of 2"});
   m.record(before + 1);
   // Published all the same: in the log (the follower still running applies it) and visible.
   CHECK(leader.version() == before + 1);
@@ -1458,13 +1441,9 @@ TEST_CASE("replication: a follower's id must be a key of the acks bucket", "[rep
   auto opts = options_for(server, "ids");
   for (const std::string bad : {"a.b", "a b", "a*", "a>"}) {
     opts.id = bad;
-    try {
-      (void)leftright::open_follower<u64, u64>(opts);
-      FAIL("a follower opened with id '" << bad << "'");
-    } catch (const replication_error& e) {
-      CHECK(e.code() == replication_errc::protocol);
-      CHECK_THAT(e.what(), Catch::Matchers::Contains(bad));
-    }
+    check_refused(
+        [&] { (void)leftright::open_follower<u64, u64>(opts); }, replication_errc::protocol,
+        std::string("a follower opened with id '") + bad + "'", {bad});
   }
   opts.id = "edge-7_=x";
   auto [f, r] = leftright::open_follower<u64, u64>(opts);
@@ -1533,12 +1512,7 @@ TEST_CASE("replication: a deposed leader's first batch is fenced after the new l
   }
   l2.snapshot();  // purges the log below 11: no message is left in it, its last sequence is 10
   l1.insert_or_assign(1, 999);
-  try {
-    l1.publish();
-    FAIL("a deposed leader's first batch was stored");
-  } catch (const replication_error& e) {
-    CHECK(e.code() == replication_errc::fenced);
-  }
+  check_refused([&l1 = l1] { l1.publish(); }, replication_errc::fenced, "a deposed leader's first batch was stored");
   CHECK(r1.version() == 0);
   l2.insert_or_assign(11, 11);
   CHECK(l2.publish() == 11);  // the log is still the new leader's alone
@@ -1569,12 +1543,9 @@ TEST_CASE("replication: a deposed leader's snapshot() is fenced: the pointer nev
     REQUIRE(l2.publish() == v);
   }
   l2.snapshot();  // the pointer at 20; the log purged below 21
-  try {
-    l1.snapshot();  // still at 10, and never fenced by a publish
-    FAIL("a deposed leader's snapshot moved the pointer");
-  } catch (const replication_error& e) {
-    CHECK(e.code() == replication_errc::fenced);
-  }
+  // l1 is still at 10, and was never fenced by a publish.
+  check_refused([&l1 = l1] { l1.snapshot(); }, replication_errc::fenced,
+                "a deposed leader's snapshot moved the pointer");
   auto of = opts;
   of.id = "f";
   auto [f, fr] = leftright::open_follower<u64, u64>(of);  // bootstraps from the newest snapshot
