@@ -91,7 +91,9 @@ struct cache_options {
   std::uint64_t max_weight = 0;
   /// How long an entry lives after its put (0: entries do not expire). put(k, v, ttl) overrides it.
   std::chrono::nanoseconds expire_after_write{0};
-  /// The clock: nanoseconds, monotonic. Empty: std::chrono::steady_clock. Tests pass a fake one.
+  /// The clock, in nanoseconds. Empty: std::chrono::steady_clock for an in-memory cache, and
+  /// std::chrono::system_clock for a durable one (its deadlines outlive a reboot). Tests pass a
+  /// fake one.
   /// Called by every thread that reads an entry that can expire: it must be thread-safe.
   std::function<std::int64_t()> ticker{};
   /// How long a write waits for a thread stuck in a long read of the cache's map (a get() whose
@@ -198,8 +200,9 @@ class cache {
   /// update is visible and with no lock of the cache held (it may call the cache).
   using removal_listener = std::function<void(const Key&, const Value&, removal_cause)>;
 
-  /// Throws std::invalid_argument for a bound by weight without a weigher, both bounds at once,
-  /// or a negative expire_after_write.
+  /// Throws std::invalid_argument for both bounds at once, a bound by weight without a weigher
+  /// or a weigher without one, or a negative expire_after_write, max_reader_wait or
+  /// refresh_after_write.
   explicit cache(const cache_options& options = {}) : cache(options, weigher_type{}) {}
   template <class Weigher>
   cache(const cache_options& options, Weigher weigher)

@@ -50,8 +50,8 @@ struct durable_options {
   /// or more (the log after it then goes into both copies too), or the log replayed without a
   /// snapshot is expected to leave 4M entries or more (below that, one table and a copy were
   /// faster); otherwise 1. Two threads cost memory: the second copy exists while the first is
-  /// built (16M u64 entries: a peak of 1,182 MiB against 1,096 on one thread). Maps whose values
-  /// both copies share (values larger than a cache line) always build one. Anything above 2:
+  /// built (16M u64 entries: a peak of about 1,250 MiB against 1,096 on one thread). Maps whose
+  /// entries both copies share (map_writer::shares_values) always build one. Anything above 2:
   /// storage_error (EINVAL).
   unsigned recovery_threads = 0;
   /// The file system underneath; null: the real one. (Tests put a simulated one here.)

@@ -435,7 +435,8 @@ class map_writer {
   using factory_type = reader_factory<Key, Value, Hash, Eq, Traits>;
 
   /// True if entries are stored once, in nodes both copies share (entries larger than
-  /// Traits::max_inline_entry bytes); false if each copy holds its entries inline.
+  /// Traits::max_inline_entry bytes, or whose key or value may throw when moved); false if each
+  /// copy holds its entries inline.
   static constexpr bool shares_values = std::is_same_v<
       ops, detail::shared_ops<Key, Value, Hash, Eq, Traits::huge_pages>>;
 

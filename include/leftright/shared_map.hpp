@@ -3,8 +3,9 @@
 //
 // Reads: each thread that reads the map gets a map_reader of its own on its first read (made
 // from the map's reader_factory) and keeps it until it exits or the map dies, whichever comes
-// first; later reads find it through a one-entry thread-local cache of (map id, reader), so a
-// read costs what map_reader::get costs plus one thread-local load and a compare.
+// first; later reads find it through a one-entry thread-local cache of (the map's address, the
+// reader's slot and core), so a read costs what map_reader::get costs plus one compare with a
+// thread-local.
 // See detail/shared_map_readers.hpp.
 //
 // Writes: flat combining on the map's single writer (a map_writer, or a durable_writer for a
