@@ -175,8 +175,7 @@ void bm_batch(benchmark::State& state) {
     pairs.run([&] { return timed(limit_phase); }, [&] { return timed(variant_phase); });
     at = (at + phase) % len;  // len and phase are multiples of max_batch
   }
-  state.counters["ratio"] = benchmark::Counter(pairs.median(), benchmark::Counter::kAvgThreads);
-  state.counters["pairs"] = benchmark::Counter(static_cast<double>(pairs.pairs()), benchmark::Counter::kAvgThreads);
+  lrbench::set_pair_counters(state, pairs);
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * phase));
   if (state.thread_index() == 0) set_label(state, ours);
 }

@@ -82,8 +82,7 @@ void bm_pair(benchmark::State& state) {
     pairs.run([&] { return run_phase(rb, at); }, [&] { return run_phase(rm, at); });
     at = (at + phase) % len;  // len is a multiple of block, and so is phase
   }
-  state.counters["ratio"] = benchmark::Counter(pairs.median(), benchmark::Counter::kAvgThreads);
-  state.counters["pairs"] = benchmark::Counter(static_cast<double>(pairs.pairs()), benchmark::Counter::kAvgThreads);
+  lrbench::set_pair_counters(state, pairs);
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * phase));
   if (state.thread_index() == 0) set_label(state, m);
 }

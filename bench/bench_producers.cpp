@@ -285,8 +285,8 @@ constexpr int pair_commits_per_producer = 64;
 /// Paired: each iteration runs two phases on the same map, the order alternating: thread 0
 /// alone commits pair_solo_commits while the others wait, then every thread commits
 /// pair_commits_per_producer (or the other way round); thread 0 times each phase from the
-/// barrier that starts it to the one that ends it. The figure is the median over pairs of the
-/// N-phase rate over the solo one. Unpaired, the two rates come from runs seconds to minutes
+/// barrier that starts it to the one that ends it. The figure is the N-phase rate over the solo
+/// one, the two orders' medians' geometric mean (measure.hpp). Unpaired, the two rates come from runs seconds to minutes
 /// apart, while this disk's sync latency moves by half within minutes (one producer ran at
 /// 4.6k-8.6k commits/s within one session), and with it the ratio of two separate runs.
 void bm_producers_pair(benchmark::State& state) {
@@ -313,25 +313,29 @@ void bm_producers_pair(benchmark::State& state) {
     r.done->arrive_and_wait();
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  std::vector<double> ratios, solo_rates, all_rates;
-  bool solo_first = true;
+  // The one producer's phase is the baseline; each phase's time is per commit, so that the ratio
+  // is the N-phase rate over the solo one. Every thread keeps the pairs (in step), thread 0 reports.
+  alternating_pairs pairs;
+  std::vector<double> solo_rates, all_rates;
+  const double all_commits = static_cast<double>(state.threads()) * pair_commits_per_producer;
   for (auto _ : state) {
+    const bool solo_first = pairs.baseline_first();
     const double t_first = phase(!solo_first);
     const double t_second = phase(solo_first);
     const double t_solo = solo_first ? t_first : t_second;
     const double t_all = solo_first ? t_second : t_first;
-    solo_first = !solo_first;
+    pairs.record(t_solo / pair_solo_commits, t_all / all_commits);
     solo_rates.push_back(pair_solo_commits / t_solo);
-    all_rates.push_back(static_cast<double>(state.threads()) * pair_commits_per_producer / t_all);
-    ratios.push_back(all_rates.back() / solo_rates.back());
+    all_rates.push_back(all_commits / t_all);
   }
   if (!error.empty()) {
     state.SkipWithError(error.c_str());
   } else if (lead) {
-    state.counters["ratio"] = median_of(ratios);
+    state.counters["ratio"] = pairs.ratio();
+    state.counters["order_effect"] = pairs.order_effect();
     state.counters["one_commits_per_s"] = median_of(solo_rates);
     state.counters["n_commits_per_s"] = median_of(all_rates);
-    state.counters["pairs"] = static_cast<double>(ratios.size());
+    state.counters["pairs"] = static_cast<double>(pairs.pairs());
   }
   state.SetItemsProcessed(state.iterations() * (pair_commits_per_producer + (lead ? pair_solo_commits : 0)));
 }

@@ -199,8 +199,7 @@ void bm_read_under_write_pair(benchmark::State& state, std::size_t batch) {
   gate.shut();
   writer.join();
 
-  state.counters["ratio"] = pairs.median();
-  state.counters["pairs"] = static_cast<double>(pairs.pairs());
+  lrbench::set_pair_counters(state, pairs);
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * pair_lookups));
   set_label(state, m);
 }

@@ -4,16 +4,20 @@
 // both, and on this shared machine it has read anywhere from 1.3 to 2.9 for the same code. Here
 // one 2-thread benchmark alternates two phases on the same map: a solo phase, in which thread 0
 // does phase_lookups(N) lookups while thread 1 waits at the barrier, and a duo phase, in which
-// both threads do as many each. The figure is the median over the iterations of (duo rate /
-// solo rate): 2.0 is perfect scaling. The limit's own figure, from the same run, is how far this
-// machine's two vCPUs scale at all (they may share a physical core).
+// both threads do as many each. The duo rate is both threads' lookups over the phase's whole
+// span, from the first thread's start to the last one's end, so that two threads that did not
+// run at the same time (one descheduled at the barrier) count as such. The figure is duo rate /
+// solo rate over the pairs (measure.hpp's alternating_pairs): 2.0 is perfect scaling. The
+// limit's own figure, from the same run, is how far this machine's two vCPUs scale at all (they
+// may share a physical core).
 //
 // Workloads: uint64_t keys, present, one guard per lookup, 1K and 1M maps; the limit, the epoch
 // floor and ours (the 2 threads >= 1.9 x 1 thread target is about ours).
 //
 // Name: scaling_pair/<map>/u64/<size>/hit/guard1/real_time/threads:2
-// Counters: scaling = median over pairs of (duo phase's lookups per second, both threads
-// together, each thread's rate from its own clock) / (solo phase's lookups per second).
+// Counters: scaling = duo phase's lookups per second (both threads, over the phase's span) /
+// solo phase's lookups per second, the two orders' medians' geometric mean; order_effect (as
+// measure.hpp's); overlap = median over pairs of the time both threads ran / the duo span.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -26,6 +30,7 @@
 #include <benchmark/benchmark.h>
 
 #include "adapters.hpp"
+#include "measure.hpp"
 #include "workload.hpp"
 
 namespace lrbench {
@@ -60,8 +65,10 @@ class spin_barrier {
 
 /// The two threads meet here between phases (made in the benchmark's Setup).
 std::unique_ptr<spin_barrier> scaling_barrier;
-/// Each thread's time for its part of the current duo phase, read by thread 0 after a barrier.
-std::array<double, 2> duo_seconds;
+/// When each thread started and ended its part of the current duo phase, read by thread 0 after
+/// a barrier.
+using time_point = std::chrono::steady_clock::time_point;
+std::array<time_point, 2> duo_start, duo_end;
 
 void setup_scaling(const benchmark::State&) { scaling_barrier = std::make_unique<spin_barrier>(); }
 void teardown_scaling(const benchmark::State&) { scaling_barrier.reset(); }
@@ -85,9 +92,9 @@ void bm_scaling(benchmark::State& state) {
   const std::size_t offset = t == 0 ? 0 : len / 2 / block * block;
   std::size_t phases = 0;
   const auto next_from = [&] { return (phases++ * phase + offset) % len; };
-  // `phase` lookups from `from`; returns this thread's time for them.
-  const auto run = [&](std::size_t from) {
-    const auto t0 = std::chrono::steady_clock::now();
+  // `phase` lookups from `from`, between *start and *end.
+  const auto run = [&](std::size_t from, time_point* start, time_point* end) {
+    *start = std::chrono::steady_clock::now();
     std::size_t i = from;
     for (std::size_t done = 0; done < phase; done += block) {
       const Key* k = &keys[i];
@@ -95,34 +102,41 @@ void bm_scaling(benchmark::State& state) {
       i += block;
       if (i == len) i = 0;
     }
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    *end = std::chrono::steady_clock::now();
   };
-  std::vector<double> ratios;
-  bool solo_first = true;
+  const auto seconds = [](time_point from, time_point to) { return std::chrono::duration<double>(to - from).count(); };
+  alternating_pairs pairs;      // thread 0's: the solo phase is the baseline
+  std::vector<double> overlap;  // thread 0's
+  bool solo_first = true;       // both threads', in step with pairs.baseline_first()
   for (auto _ : state) {
-    double solo = 0;
+    time_point solo_start, solo_end;
     for (int step = 0; step < 2; ++step) {
       const std::size_t from = next_from();
       scaling_barrier->arrive_and_wait();
       if ((step == 0) == solo_first) {
-        if (t == 0) solo = run(from);  // thread 1 waits at the next barrier
+        if (t == 0) run(from, &solo_start, &solo_end);  // thread 1 waits at the next barrier
       } else {
-        duo_seconds[t] = run(from);
+        run(from, &duo_start[t], &duo_end[t]);
       }
-      scaling_barrier->arrive_and_wait();  // also publishes duo_seconds to thread 0
+      scaling_barrier->arrive_and_wait();  // also publishes duo_start and duo_end to thread 0
     }
     solo_first = !solo_first;
     if (t == 0) {
-      // Duo rate / solo rate, the same lookups per thread: (phase/d0 + phase/d1) / (phase/solo).
-      ratios.push_back(solo / duo_seconds[0] + solo / duo_seconds[1]);
+      const time_point first = std::min(duo_start[0], duo_start[1]);
+      const time_point last = std::max(duo_end[0], duo_end[1]);
+      const double span = seconds(first, last);
+      // Duo rate / solo rate = (2 phase / span) / (phase / solo) = solo / (span / 2).
+      pairs.record(seconds(solo_start, solo_end), span / 2);
+      const double both = seconds(std::max(duo_start[0], duo_start[1]), std::min(duo_end[0], duo_end[1]));
+      overlap.push_back(std::max(both, 0.0) / span);
     }
   }
   if (t == 0) {
-    std::sort(ratios.begin(), ratios.end());
-    const double median = ratios.empty() ? 0.0 : ratios[ratios.size() / 2];
     // Counters are summed over threads: thread 1 contributes nothing.
-    state.counters["scaling"] = median;
-    state.counters["pairs"] = static_cast<double>(ratios.size());
+    state.counters["scaling"] = pairs.ratio();
+    state.counters["pairs"] = static_cast<double>(pairs.pairs());
+    state.counters["order_effect"] = pairs.order_effect();
+    state.counters["overlap"] = median_of(overlap);
     set_label(state, m);
   }
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(t == 0 ? 2 * phase : phase));

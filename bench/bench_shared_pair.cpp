@@ -87,7 +87,7 @@ void bm_shared_pair(benchmark::State& state) {
   // threads' windows allow. On two tables each phase reads its own lines: the same keys.
   const std::size_t apart =
       B == baseline::own ? keys.size() / (2 * static_cast<std::size_t>(state.threads())) / block * block : 0;
-  const pair_result r = run_pairs(
+  const alternating_pairs r = run_pairs(
       state, [&] { read_phase(keys, at, phase, [&handle](const Key& k) { return handle.get(k); }); },
       [&] {
         const std::size_t from = (at + apart) % keys.size();

@@ -57,8 +57,7 @@ void bm_write_pair(benchmark::State& state, std::size_t batch) {
     pairs.run([&] { return run_phase(base, at); }, [&] { return run_phase(m, at); });
     at = (at + ops) % keys.size();
   }
-  state.counters["ratio"] = pairs.median();
-  state.counters["pairs"] = static_cast<double>(pairs.pairs());
+  lrbench::set_pair_counters(state, pairs);
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(2 * ops));
   set_label(state, m);
 }

@@ -149,7 +149,7 @@ void bm_ycsb_pair(benchmark::State& state) {
   Peer& peer = fixture<Peer, std::uint64_t, large_n>();
   const std::vector<op>& ops = stream(state.thread_index());
   const std::size_t start = (ops.size() / 2) * static_cast<std::size_t>(state.thread_index());
-  std::vector<double> ratios;
+  alternating_pairs pairs;  // the peer is the baseline: above 1, ours is ahead
   with_calls(ours, [&](auto&& our_get, auto&& our_put) {
     with_calls(peer, [&](auto&& peer_get, auto&& peer_put) {
       // One phase: the thread's operations on one map, once to warm it up, then again, timed;
@@ -165,18 +165,13 @@ void bm_ycsb_pair(benchmark::State& state) {
         run_ops<Workload>(ops, at, pair_phase_ops, inserted, get, put);
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       };
-      bool ours_first = true;
       for (auto _ : state) {
-        double t_ours = 0, t_peer = 0;
-        if (ours_first) t_ours = phase(inserted_count<ours_ycsb>::n, our_get, our_put);
-        t_peer = phase(inserted_count<Peer>::n, peer_get, peer_put);
-        if (!ours_first) t_ours = phase(inserted_count<ours_ycsb>::n, our_get, our_put);
-        ours_first = !ours_first;
-        ratios.push_back(t_peer / t_ours);
+        pairs.run([&] { return phase(inserted_count<Peer>::n, peer_get, peer_put); },
+                  [&] { return phase(inserted_count<ours_ycsb>::n, our_get, our_put); });
       }
     });
   });
-  set_pair_counters(state, pair_result{median_of(ratios), ratios.size()});
+  set_pair_counters(state, pairs);
   state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(4 * pair_phase_ops));
 }
 

@@ -195,7 +195,7 @@ def section_key_figures(entries, pairs):
                          f"{over_peer('lr_seq_cst')} / {over_peer('lr_asym')}"])
     if not rows:
         return ""
-    how = ("each ratio is the median over many pairs of back-to-back phases, the limit's and the "
+    how = ("each ratio comes from many pairs of back-to-back phases (the geometric mean of the medians of the two orders' pairs), the limit's and the "
            "map's, on the same keys with every thread in the same phase (`lookup_pair`, see "
            "below): on this shared machine the noise between two separate benchmarks moves a "
            "ratio by ±0.15, within a pair it mostly cancels" if pvals else
@@ -244,7 +244,7 @@ def section_pairs(pairs):
     return ("## Lookups paired with the limit\n\n`lookup_pair`: every iteration runs the same "
             "lookups on the limit and on the map, one phase after the other, the order "
             "alternating, all threads in the same phase (a barrier between phases); the figure is "
-            "the median over the iterations of the limit's phase time over the map's: the map's "
+            "the geometric mean of the two orders' medians (limit first, map first) of the limit's phase time over the map's: the map's "
             "rate as a fraction of the limit's, measured so that a burst of noise on this shared "
             "machine spoils a few pairs rather than the ratio. The same read-only workloads as "
             "the lookup scenario (`guard16`: one guard per 16 lookups, only maps whose guard can "
@@ -305,8 +305,8 @@ def section_scaling_pair(entries):
         "### Reader scaling, paired\n",
         "`scaling_pair`: one 2-thread benchmark alternates a solo phase (thread 0 looks up "
         "while thread 1 waits) and a duo phase (both threads look up as many keys each), every "
-        "phase on keys no recent phase read; the figure is the median over the iterations of "
-        "the duo phase's lookups per second (both threads) over the solo phase's: 2.00 is "
+        "phase on keys no recent phase read; the figure is the geometric mean of the two orders' medians of "
+        "the duo phase's lookups per second (both threads, over the span from the first start to the last end) over the solo phase's: 2.00 is "
         "perfect scaling. The limit's own figure is how far this machine's two vCPUs scale at "
         "all. `u64` keys, present, one guard per lookup:\n",
         table(["key", "size"] + maps, rows) + "\n",
@@ -367,7 +367,7 @@ def section_read_under_write_pair(entries):
         "one guard each) twice, on the limit with the writer parked and on our map while the "
         "writer streams overwrites and publishes every `every` of them, the order alternating; "
         "each phase's clock starts once the writer is parked or running. The figure is the "
-        "median over the iterations of the limit's phase time over ours: the reader's rate under "
+        "geometric mean of the two orders' medians of the limit's phase time over ours: the reader's rate under "
         "the writer as a fraction of the 1-thread limit's (the target is ≥ 0.5× at every "
         "1024):\n",
         paired_ratio_table(entries, ["key", "size", "every"]) + "\n"])
@@ -411,7 +411,7 @@ def section_batch(entries, ctx):
         "## Many keys at once (batched lookups)\n",
         "`batch_pair`: every iteration runs the same lookups twice, as the limit's scalar loop (one "
         "unsynchronized absl find per key) and as the variant in calls of B keys, the order "
-        "alternating, every thread in the same phase. Each figure is the median over pairs of the "
+        "alternating, every thread in the same phase. Each figure is the geometric mean of the two orders' medians of the "
         "limit's phase time over the variant's: its rate as a fraction of the scalar limit's. "
         "`limit_batched` is the best batched loop over the unsynchronized table found here "
         "(each key's lines prefetched 16 keys ahead of its find); `find_many` is ours, one guard per "
@@ -454,7 +454,7 @@ def section_write_pair(entries):
         "### Writer paired with the limit\n",
         "`write_pair`: every iteration overwrites the same keys (at least 16K of them) on the "
         "limit and on our map, one phase after the other, the order alternating, ours "
-        "publishing every `batch`; the figure is the median over the iterations of the limit's "
+        "publishing every `batch`; the figure is the geometric mean of the two orders' medians of the limit's "
         "phase time over ours: our write rate as a fraction of the limit's, with the noise "
         "between separate benchmarks taken out (the writer target, ≥ 0.45× at batches of 64 "
         "and more, is read here):\n",
@@ -595,7 +595,7 @@ def section_cache(pairs, herds):
                 "looked up with Zipfian popularity (theta 0.99), all hits. Every iteration runs the "
                 "same lookups through `shared_map::get` on the same entries and through the cache, "
                 "one phase after the other, the order alternating, every thread in the same phase; "
-                "each cell is the median over the iterations of shared_map's phase time over the "
+                "each cell is the geometric mean of the two orders' medians of shared_map's phase time over the "
                 "cache's (the cache's rate as a fraction of shared_map's), with the cache's lookups "
                 "per second per thread beside it (averaged over the threads, not summed: on a loaded "
                 "machine the two threads of a phase need not have run at once; quote the ratios). Last column: ours over the mutex LRU (two "

@@ -28,6 +28,7 @@
 #include <benchmark/benchmark.h>
 
 #include "adapters.hpp"
+#include "measure.hpp"
 
 namespace lrbench {
 
@@ -206,52 +207,23 @@ inline void setup_pair_barrier(const benchmark::State& state) {
 }
 inline void teardown_pair_barrier(const benchmark::State&) { pair_barrier.reset(); }
 
-/// What run_pairs measured on one thread.
-struct pair_result {
-  double ratio = 0;           ///< median over the pairs of baseline time / subject time
-  std::size_t pairs = 0;
-  double base_seconds = 0;    ///< the baseline's phases, all together
-  double subject_seconds = 0; ///< the subject's phases, all together
-};
-
 /// Runs the benchmark's iterations as pairs: base() and subject() (each one phase, the same
-/// work), the order alternating, pair_barrier before each; next() after each pair.
+/// work), the order alternating, pair_barrier before each; next() after each pair. The pairs'
+/// figure (measure.hpp) is the subject's rate as a fraction of the baseline's.
 template <class Base, class Subject, class Next>
-pair_result run_pairs(benchmark::State& state, Base&& base, Subject&& subject, Next&& next) {
+alternating_pairs run_pairs(benchmark::State& state, Base&& base, Subject&& subject, Next&& next) {
   const auto timed = [](auto& phase) {
     pair_barrier->arrive_and_wait();
     const auto t0 = std::chrono::steady_clock::now();
     phase();
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  pair_result r;
-  std::vector<double> ratios;
-  bool base_first = true;
+  alternating_pairs pairs;
   for (auto _ : state) {
-    double t_base, t_subject;
-    if (base_first) {
-      t_base = timed(base);
-      t_subject = timed(subject);
-    } else {
-      t_subject = timed(subject);
-      t_base = timed(base);
-    }
-    base_first = !base_first;
-    ratios.push_back(t_base / t_subject);
-    r.base_seconds += t_base;
-    r.subject_seconds += t_subject;
+    pairs.run([&] { return timed(base); }, [&] { return timed(subject); });
     next();
   }
-  std::sort(ratios.begin(), ratios.end());
-  r.ratio = ratios.empty() ? 0.0 : ratios[ratios.size() / 2];
-  r.pairs = ratios.size();
-  return r;
-}
-
-/// The counters every paired scenario reports: ratio and pairs (averaged over the threads).
-inline void set_pair_counters(benchmark::State& state, const pair_result& r) {
-  state.counters["ratio"] = benchmark::Counter(r.ratio, benchmark::Counter::kAvgThreads);
-  state.counters["pairs"] = benchmark::Counter(static_cast<double>(r.pairs), benchmark::Counter::kAvgThreads);
+  return pairs;
 }
 
 /// One phase of lookups: count keys of `keys` from index `from` on, a block at a time, wrapping
