@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "measure.hpp"
+#include "scratch.hpp"
 #include "support/replication_support.hpp"
 
 namespace {
@@ -113,19 +114,15 @@ BENCHMARK(BM_replicated_publish)->Arg(1)->Arg(64)->Arg(1024)->UseRealTime();
 /// (range(1) == 0: the record is in the page cache, as nats-server 2.9 has it when it acks).
 void BM_durable_publish(benchmark::State& state) {
   const u64 batch = static_cast<u64>(state.range(0));
-  char tmpl[] = "/tmp/leftright-bench-durable-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) {
-    state.SkipWithError("mkdtemp failed");
-    return;
-  }
+  const lrbench::scratch_dir dir("replication-baseline");  // not /tmp: it may be a tmpfs
   {
     leftright::durable_options o;
-    o.path = tmpl;
+    o.path = dir.path().string();
     o.durability = state.range(1) == 1 ? leftright::durability::sync : leftright::durability::none;
     auto [w, r] = leftright::open_map<u64, u64>(o);
     time_publishes(state, w, batch, published);
   }
-  std::filesystem::remove_all(tmpl);
+  state.SetLabel("fs=" + lrbench::fs_type(dir.path()));
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
 }
 BENCHMARK(BM_durable_publish)->ArgsProduct({{1, 64, 1024}, {1, 0}})->ArgNames({"batch", "sync"})->UseRealTime();

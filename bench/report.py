@@ -58,6 +58,10 @@ def load(path):
     runs = {}
     for b in data.get("benchmarks", []):
         if b.get("error_occurred"):
+            # Left out of every table and verdict: say so, so that a verdict over the rows
+            # left is not read as one over them all.
+            print(f"report.py: {path}: {b.get('run_name') or b['name']} failed and is left out: "
+                  f"{b.get('error_message', '')}", file=sys.stderr)
             continue
         kind = b.get("run_type")
         if kind == "aggregate" and b.get("aggregate_name") != "median":
@@ -820,9 +824,10 @@ def section_durable(ctx, idx):
                 "table of the map's own type, which is then copied (a map has two copies), in a "
                 "fresh process like the others; no file is read. "
                 "`recovery report` is open_map's own measure (recovery_report::duration, the last "
-                "open); `CPU` is the thread's CPU time in open_map() (wall time minus CPU time is "
+                "open); `CPU` is the process's CPU time in open_map(), all its threads (a two-thread "
+                "open can use more CPU time than wall time; below the wall time, the rest is "
                 "waiting, for the disk or for a core on a busy machine), and `entries/s on CPU` "
-                "the rate that alone would give.\n",
+                "the rate that CPU time alone would give.\n",
                 table(["from", "entries", "open_map()", "entries/s", "recovery report", "CPU",
                        "entries/s on CPU", "records replayed"], rows) + "\n"]
     return "\n".join(out)
