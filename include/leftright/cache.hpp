@@ -169,7 +169,7 @@ struct cache_entry {
 /// time (two i64, in the durable cache's clock: see cache's durable constructor).
 template <encodable Value>
 struct codec<detail::cache_entry<Value>> {
-  static std::string name() { return "cache_entry<" + codec<Value>::name() + ">/1"; }
+  static std::string name() { return "cache_entry<" + std::string(codec<Value>::name()) + ">/1"; }
   static void encode(const detail::cache_entry<Value>& e, byte_writer& w) {
     codec<Value>::encode(e.value, w);
     codec<std::int64_t>::encode(e.expires, w);

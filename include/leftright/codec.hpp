@@ -12,18 +12,25 @@
 //   integers of 1, 2, 4, 8 bytes        "u8".."u64",  two's complement, little-endian;
 //                                       "i8".."i64"   named by size and signedness, so long and
 //                                                     long long (LP64) share "i64"
-//   enums                               "enum<u16>"   as the underlying type (any value of it
-//                                                     is accepted)
+//   enums with a fixed underlying type  "enum<u16>"   as the underlying type (any value of it
+//     (enum E : std::uint16_t, enum class)            is accepted). An enum without one has no
+//                                                     built-in codec: give it one, or a codec
 //   float, double                       "f32", "f64"  the bit pattern (NaN payloads, -0.0 kept)
 //   std::string                         "str"         u32 byte count, then the bytes
 //   std::vector<T>, T arithmetic/enum   "vec<u32>"    u32 element count, then the elements
+//                                                     (each through codec<T>, yours included)
 //   std::pair<A, B>                     "pair<u64,str>"     A then B
 //   std::tuple<Ts...>                   "tuple<u8,str,f32>" each element in order
 // Strings and vectors carry a u32 count: one value is at most 4 GiB - 1 bytes (elements).
 // Encoding a longer one throws storage_error (operation "encode").
 //
 // Your own type: specialize leftright::codec (or give a partial specialization; the second,
-// defaulted parameter is there for std::enable_if if you prefer it to a requires-clause).
+// defaulted parameter is there for std::enable_if if you prefer it to a requires-clause). A
+// specialization, full or partial, may also cover a type that has a built-in codec (an enum whose
+// values you validate, a family of your enums): it replaces the built-in codec for the types it
+// covers, wherever they are encoded (in a vector, pair or tuple too). The built-in codecs are not
+// specializations of codec (codec<T> inherits detail::builtin_codec<T>), so yours is never
+// ambiguous with one. An element of a vector must encode to at least one byte.
 //
 //   struct my_point {
 //     std::int32_t x, y;
@@ -214,14 +221,24 @@ class byte_reader {
   std::size_t pos_ = 0;
 };
 
-/// The specialization point: codec<T> says how T is written and read. Unspecialized it is
-/// empty, and T is not encodable. A specialization provides
+namespace detail {
+/// The library's own codecs (see the top of this header), specialized below. Unspecialized it
+/// is empty: T has no built-in codec.
+template <class T>
+struct builtin_codec {};
+}  // namespace detail
+
+/// The specialization point: codec<T> says how T is written and read. Unspecialized it is the
+/// built-in codec of T (detail::builtin_codec<T>), if there is one; otherwise it is empty, and T
+/// is not encodable. A specialization provides
 ///   static std::string name();                      a stable name of the encoding
 ///   static void encode(const T&, byte_writer&);
 ///   static T decode(byte_reader&);                  throws storage_error on bad input
+/// and replaces the built-in codec for the types it covers (a partial specialization too: the
+/// built-in codecs are not specializations of codec, so they cannot make one ambiguous).
 /// See the example at the top of this header.
 template <class T, class Enable = void>
-struct codec {};
+struct codec : detail::builtin_codec<T> {};
 
 /// T has a usable codec<T>.
 template <class T>
@@ -231,29 +248,45 @@ concept encodable = requires(const T& value, byte_writer& w, byte_reader& r) {
   { codec<T>::decode(r) } -> std::same_as<T>;
 };
 
+namespace detail {
+
+/// T is an enum with a fixed underlying type (`enum E : std::uint8_t`, or an enum class, int
+/// unless it says otherwise): every value of the underlying type is a value of T. (C++17 allows
+/// direct-list-initialization from an integer exactly for those.)
+template <class T>
+concept fixed_enum = std::is_enum_v<T> && requires { T{std::underlying_type_t<T>{}}; };
+
+/// Fails to compile, saying why, unless T is encodable.
+template <class T>
+constexpr void check_encodable() {
+  constexpr bool unfixed_enum = std::is_enum_v<T> && !fixed_enum<T> && !encodable<T>;
+  static_assert(!unfixed_enum,
+                "leftright: an enum without a fixed underlying type has no built-in codec (it may hold "
+                "only the values of its enumerators' range, and its underlying type changes as "
+                "enumerators are added). Give it one (enum E : std::uint8_t { ... }) or specialize "
+                "leftright::codec<E>.");
+  static_assert(encodable<T> || unfixed_enum,
+                "leftright: this type has no codec (or one of its element types has none; an enum "
+                "needs a fixed underlying type). Specialize leftright::codec<T> with static "
+                "std::string name(), static void encode(const T&, leftright::byte_writer&) and "
+                "static T decode(leftright::byte_reader&); see the example at the top of "
+                "<leftright/codec.hpp>.");
+}
+
+}  // namespace detail
 
 /// Appends the encoding of value: codec<T>::encode(value, w), with a readable error if T has no
 /// codec. Thread-safety and cost: those of the codec.
 template <class T>
 void encode(const T& value, byte_writer& w) {
-  static_assert(encodable<T>,
-                "leftright: this type has no codec (or one of its element types has none). "
-                "Specialize leftright::codec<T> with static std::string name(), static void "
-                "encode(const T&, leftright::byte_writer&) and static T "
-                "decode(leftright::byte_reader&); see the example at the top of "
-                "<leftright/codec.hpp>.");
+  detail::check_encodable<T>();
   if constexpr (encodable<T>) codec<T>::encode(value, w);
 }
 
 /// Reads one T: codec<T>::decode(r). Throws storage_error if the bytes do not decode.
 template <class T>
 T decode(byte_reader& r) {
-  static_assert(encodable<T>,
-                "leftright: this type has no codec (or one of its element types has none). "
-                "Specialize leftright::codec<T> with static std::string name(), static void "
-                "encode(const T&, leftright::byte_writer&) and static T "
-                "decode(leftright::byte_reader&); see the example at the top of "
-                "<leftright/codec.hpp>.");
+  detail::check_encodable<T>();
   if constexpr (encodable<T>) {
     return codec<T>::decode(r);
   } else {
@@ -264,12 +297,7 @@ T decode(byte_reader& r) {
 /// The name of T's encoding: codec<T>::name().
 template <class T>
 std::string codec_name() {
-  static_assert(encodable<T>,
-                "leftright: this type has no codec (or one of its element types has none). "
-                "Specialize leftright::codec<T> with static std::string name(), static void "
-                "encode(const T&, leftright::byte_writer&) and static T "
-                "decode(leftright::byte_reader&); see the example at the top of "
-                "<leftright/codec.hpp>.");
+  detail::check_encodable<T>();
   if constexpr (encodable<T>) {
     return std::string(codec<T>::name());
   } else {
@@ -374,55 +402,80 @@ inline void put_count(std::size_t n, byte_writer& w, const char* what) {
   w.put_u32(static_cast<std::uint32_t>(n));
 }
 
-/// The encoded size of one element of a vector<T> (T arithmetic or enum).
+/// put_count, after reserving room for the count and n elements of at least `each` bytes
+/// (each <= 8). Over the limit it throws before reserving anything: storage_error ("encode"),
+/// not std::bad_alloc, and no multi-GiB capacity left in a reused buffer.
+inline void begin_count(byte_writer& w, std::size_t n, std::size_t each, const char* what) {
+  if (n > std::numeric_limits<std::uint32_t>::max()) put_count(n, w, what);  // throws
+  w.reserve(4 + n * each);  // n < 2^32: no overflow
+  put_count(n, w, what);
+}
+
+/// The base of a built-in codec whose every value takes exactly Size bytes. Copy: those bytes
+/// are the value's own bytes in memory on this host, so an array of them is one memcpy.
+template <std::size_t Size, bool Copy>
+struct fixed_size_codec {
+  static constexpr std::size_t encoded_size = Size;
+  static constexpr bool memcpy_able = Copy && std::endian::native == std::endian::little;
+};
+
+/// The codec in effect for T is the library's own, and a fixed-size one: an integer, bool,
+/// float, double, or an enum whose underlying type's codec is all of that. A codec of the user's
+/// (a specialization of codec<T>, full or partial) is never one, whatever it derives from.
 template <class T>
-constexpr std::size_t fixed_encoded_size() {
-  if constexpr (std::is_enum_v<T>) {
-    return fixed_encoded_size<std::underlying_type_t<T>>();
-  } else if constexpr (std::is_same_v<T, bool>) {
-    return 1;
+concept builtin_fixed_codec = std::is_base_of_v<builtin_codec<T>, codec<T>> && requires {
+  { builtin_codec<T>::encoded_size } -> std::convertible_to<std::size_t>;
+  { builtin_codec<T>::memcpy_able } -> std::convertible_to<bool>;
+};
+
+/// fixed_size_codec as U's codec has it, if U's codec is a built-in fixed-size one; else empty.
+template <class U>
+struct same_fixed_size {};
+template <builtin_fixed_codec U>
+struct same_fixed_size<U> : fixed_size_codec<builtin_codec<U>::encoded_size, builtin_codec<U>::memcpy_able> {};
+
+/// The fewest bytes one T takes: its size for a built-in fixed-size codec, else 1 (what a vector
+/// of a user's codec requires: see codec<std::vector<T>>).
+template <class T>
+constexpr std::size_t min_encoded_size() {
+  if constexpr (builtin_fixed_codec<T>) {
+    return builtin_codec<T>::encoded_size;
   } else {
-    return sizeof(T);
+    return 1;
   }
 }
 
 /// T's bytes in memory on this host are exactly its encoding, so a vector<T> is one memcpy.
-/// (Not bool: decoding must reject bytes other than 0 and 1.)
+/// (Not bool: decoding must reject bytes other than 0 and 1. Not a user's codec: it may encode
+/// and validate as it likes.)
 template <class T>
 constexpr bool bulk_copyable() {
-  if constexpr (std::endian::native != std::endian::little) {
-    return false;
-  } else if constexpr (std::is_enum_v<T>) {
-    return bulk_copyable<std::underlying_type_t<T>>();
+  if constexpr (builtin_fixed_codec<T>) {
+    return builtin_codec<T>::memcpy_able && sizeof(T) == builtin_codec<T>::encoded_size;
   } else {
-    return std::is_arithmetic_v<T> && !std::is_same_v<T, bool> &&
-           sizeof(T) == fixed_encoded_size<T>();
+    return false;
   }
 }
-
-}  // namespace detail
 
 /// Integers of 1, 2, 4 or 8 bytes (not bool): "u8".."u64", "i8".."i64"; two's complement,
 /// little-endian.
 template <class T>
   requires(std::integral<T> && !std::same_as<std::remove_cv_t<T>, bool> &&
            (sizeof(T) == 1 || sizeof(T) == 2 || sizeof(T) == 4 || sizeof(T) == 8))
-struct codec<T> {
-  using unsigned_type = typename detail::uint_of_size<sizeof(T)>::type;
-  static constexpr const char* label = detail::int_name(std::is_signed_v<T>, sizeof(T));
+struct builtin_codec<T> : fixed_size_codec<sizeof(T), true> {
+  using unsigned_type = typename uint_of_size<sizeof(T)>::type;
+  static constexpr const char* label = int_name(std::is_signed_v<T>, sizeof(T));
 
   static std::string name() { return label; }
-  static void encode(const T& value, byte_writer& w) {
-    detail::put_uint(w, static_cast<unsigned_type>(value));
-  }
+  static void encode(const T& value, byte_writer& w) { put_uint(w, static_cast<unsigned_type>(value)); }
   static T decode(byte_reader& r) {
-    return static_cast<T>(detail::get_uint<unsigned_type>(r, label));  // modular (C++20)
+    return static_cast<T>(get_uint<unsigned_type>(r, label));  // modular (C++20)
   }
 };
 
 /// bool: "bool"; one byte, 0 or 1. Decoding any other byte throws.
 template <>
-struct codec<bool> {
+struct builtin_codec<bool> : fixed_size_codec<1, false> {
   static std::string name() { return "bool"; }
   static void encode(const bool& value, byte_writer& w) { w.put_u8(static_cast<std::uint8_t>(value)); }
   static bool decode(byte_reader& r) {
@@ -432,51 +485,46 @@ struct codec<bool> {
   }
 };
 
-/// Enums: "enum<" + the underlying type's name + ">"; encoded as the underlying type. Decoding
-/// accepts every value of the underlying type (validate in your own codec if you need to).
+/// Enums with a fixed underlying type: "enum<" + the underlying type's name + ">"; encoded as
+/// the underlying type. Decoding accepts every value of the underlying type (all of them are
+/// values of such an enum; validate in your own codec if you need to). An enum without a fixed
+/// underlying type has none: see fixed_enum.
 template <class T>
-  requires(std::is_enum_v<T> && encodable<std::underlying_type_t<T>>)
-struct codec<T> {
+  requires(fixed_enum<T> && encodable<std::underlying_type_t<T>>)
+struct builtin_codec<T> : same_fixed_size<std::underlying_type_t<T>> {
   using underlying = std::underlying_type_t<T>;
-  static std::string name() { return "enum<" + codec<underlying>::name() + ">"; }
-  static void encode(const T& value, byte_writer& w) {
-    codec<underlying>::encode(static_cast<underlying>(value), w);
-  }
+  static std::string name() { return "enum<" + std::string(codec<underlying>::name()) + ">"; }
+  static void encode(const T& value, byte_writer& w) { codec<underlying>::encode(static_cast<underlying>(value), w); }
   static T decode(byte_reader& r) { return static_cast<T>(codec<underlying>::decode(r)); }
 };
 
 /// float: "f32", the IEEE-754 bit pattern (NaN payloads and -0.0 survive).
 template <>
-struct codec<float> {
+struct builtin_codec<float> : fixed_size_codec<4, true> {
   static_assert(std::numeric_limits<float>::is_iec559 && sizeof(float) == 4,
                 "leftright: the float codec needs IEEE-754 binary32 floats");
   static std::string name() { return "f32"; }
-  static void encode(const float& value, byte_writer& w) {
-    w.put_u32(std::bit_cast<std::uint32_t>(value));
-  }
+  static void encode(const float& value, byte_writer& w) { w.put_u32(std::bit_cast<std::uint32_t>(value)); }
   static float decode(byte_reader& r) { return std::bit_cast<float>(r.get_u32("f32")); }
 };
 
 /// double: "f64", the IEEE-754 bit pattern (NaN payloads and -0.0 survive).
 template <>
-struct codec<double> {
+struct builtin_codec<double> : fixed_size_codec<8, true> {
   static_assert(std::numeric_limits<double>::is_iec559 && sizeof(double) == 8,
                 "leftright: the double codec needs IEEE-754 binary64 doubles");
   static std::string name() { return "f64"; }
-  static void encode(const double& value, byte_writer& w) {
-    w.put_u64(std::bit_cast<std::uint64_t>(value));
-  }
+  static void encode(const double& value, byte_writer& w) { w.put_u64(std::bit_cast<std::uint64_t>(value)); }
   static double decode(byte_reader& r) { return std::bit_cast<double>(r.get_u64("f64")); }
 };
 
 /// std::string: "str"; a u32 byte count, then the bytes (any bytes, NUL included). At most
 /// 4 GiB - 1 bytes; encoding a longer string throws storage_error (operation "encode").
 template <>
-struct codec<std::string> {
+struct builtin_codec<std::string> {
   static std::string name() { return "str"; }
   static void encode(const std::string& value, byte_writer& w) {
-    w.reserve(4 + value.size());
-    detail::put_count(value.size(), w, "string");
+    begin_count(w, value.size(), 1, "string");
     w.put_bytes(value.data(), value.size());
   }
   static std::string decode(byte_reader& r) {
@@ -487,21 +535,34 @@ struct codec<std::string> {
 };
 
 /// std::vector<T>, T arithmetic or enum: "vec<" + T's name + ">"; a u32 element count, then the
-/// elements, each as codec<T> writes it. The count is checked against the bytes remaining before
-/// anything is allocated. At most 2^32 - 1 elements.
+/// elements, each as codec<T> writes it (a codec<T> of the user's included). The count is
+/// checked against the bytes remaining before anything is allocated: n elements need n times
+/// the size of a built-in codec's element, and at least n bytes for a user's codec, so an
+/// element of a user's codec must encode to at least one byte (encoding a vector whose elements
+/// take fewer bytes than there are elements throws storage_error, operation "encode"). At most
+/// 2^32 - 1 elements.
 template <class T>
   requires((std::is_arithmetic_v<T> || std::is_enum_v<T>) && encodable<T>)
-struct codec<std::vector<T>> {
-  static constexpr std::size_t element_size = detail::fixed_encoded_size<T>();
+struct builtin_codec<std::vector<T>> {
+  static constexpr std::size_t element_size = min_encoded_size<T>();  // exact if builtin_fixed_codec<T>
 
-  static std::string name() { return "vec<" + codec<T>::name() + ">"; }
+  static std::string name() { return "vec<" + std::string(codec<T>::name()) + ">"; }
   static void encode(const std::vector<T>& value, byte_writer& w) {
-    w.reserve(4 + value.size() * element_size);
-    detail::put_count(value.size(), w, "vector");
-    if constexpr (detail::bulk_copyable<T>()) {
+    begin_count(w, value.size(), element_size, "vector");
+    if constexpr (bulk_copyable<T>()) {
       w.put_bytes(value.data(), value.size() * sizeof(T));
     } else {
+      const std::size_t start = w.size();
       for (const T x : value) codec<T>::encode(x, w);  // by value: vector<bool> has proxies
+      if constexpr (!builtin_fixed_codec<T>) {
+        if (w.size() - start < value.size()) {
+          throw storage_error({}, "encode", 0,
+                              "vector of " + std::to_string(value.size()) + " elements of " +
+                                  std::string(codec<T>::name()) + " encoded to " +
+                                  std::to_string(w.size() - start) +
+                                  " bytes: a vector's elements must encode to at least one byte each");
+        }
+      }
     }
   }
   static std::vector<T> decode(byte_reader& r) {
@@ -510,11 +571,11 @@ struct codec<std::vector<T>> {
     if (n > r.remaining() / element_size) {
       const std::uint64_t need = std::uint64_t{n} * element_size;  // <= 2^35: no overflow
       r.fail("truncated input: reading " + std::to_string(n) + " vector elements needs " +
-             std::to_string(need) + " bytes, " + std::to_string(r.remaining()) + " remain (" +
-             std::to_string(need - r.remaining()) + " missing)");
+             (builtin_fixed_codec<T> ? "" : "at least ") + std::to_string(need) + " bytes, " +
+             std::to_string(r.remaining()) + " remain (" + std::to_string(need - r.remaining()) + " missing)");
     }
     std::vector<T> out;
-    if constexpr (detail::bulk_copyable<T>()) {
+    if constexpr (bulk_copyable<T>()) {
       const std::span<const std::byte> bytes = r.get_bytes(n * element_size, "vector elements");
       out.resize(n);
       if (n != 0) std::memcpy(out.data(), bytes.data(), bytes.size());
@@ -528,8 +589,10 @@ struct codec<std::vector<T>> {
 
 /// std::pair<A, B>: "pair<" + A's name + "," + B's name + ">"; first, then second.
 template <encodable A, encodable B>
-struct codec<std::pair<A, B>> {
-  static std::string name() { return "pair<" + codec<A>::name() + "," + codec<B>::name() + ">"; }
+struct builtin_codec<std::pair<A, B>> {
+  static std::string name() {
+    return "pair<" + std::string(codec<A>::name()) + "," + std::string(codec<B>::name()) + ">";
+  }
   static void encode(const std::pair<A, B>& value, byte_writer& w) {
     codec<A>::encode(value.first, w);
     codec<B>::encode(value.second, w);
@@ -544,11 +607,11 @@ struct codec<std::pair<A, B>> {
 /// std::tuple<Ts...>: "tuple<" + the names, comma-separated, + ">" ("tuple<>" for none); the
 /// elements in order.
 template <encodable... Ts>
-struct codec<std::tuple<Ts...>> {
+struct builtin_codec<std::tuple<Ts...>> {
   static std::string name() {
     std::string n = "tuple<";
     [[maybe_unused]] bool first = true;
-    ((n += first ? "" : ",", n += codec<Ts>::name(), first = false), ...);
+    ((n += first ? "" : ",", n += std::string(codec<Ts>::name()), first = false), ...);
     n += '>';
     return n;
   }
@@ -560,5 +623,7 @@ struct codec<std::tuple<Ts...>> {
     return std::tuple<Ts...>{codec<Ts>::decode(r)...};
   }
 };
+
+}  // namespace detail
 
 }  // namespace leftright

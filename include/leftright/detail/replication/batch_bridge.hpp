@@ -38,7 +38,7 @@ Meta decode_logged_meta(std::span<const std::byte> bytes) {
   try {
     return storage::decode_meta<Meta>(bytes);
   } catch (const storage_error& e) {
-    throw replication_error(replication_errc::protocol, "decode batch metadata", e.what());
+    throw replication_error(replication_errc::protocol, "decode batch metadata", e.detail());
   }
 }
 
@@ -50,7 +50,7 @@ void for_each_logged_op(std::span<const std::byte> payload, Visitor&& v) {
   try {
     storage::for_each_op<Key, Value>(payload, v);
   } catch (const storage_error& e) {
-    throw replication_error(replication_errc::protocol, "decode batch", e.what());
+    throw replication_error(replication_errc::protocol, "decode batch", e.detail());
   }
 }
 
@@ -64,8 +64,8 @@ void encode_snapshot(const Snapshot& snap, std::string& out) {
   out.clear();
   byte_writer w(out);
   w.put_bytes("lrsnap1", 7);
-  leftright::encode(codec_name<Key>(), w);
-  leftright::encode(storage::value_codec_name<Value, Meta>(), w);
+  leftright::detail::builtin_codec<std::string>::encode(codec_name<Key>(), w);  // framing: see for_each_snapshot_entry
+  leftright::detail::builtin_codec<std::string>::encode(storage::value_codec_name<Value, Meta>(), w);
   if constexpr (!std::is_same_v<Meta, no_meta>) storage::append_meta(w, snap.meta());
   const auto& t = snap;
   w.put_u64(t.size());
@@ -90,12 +90,21 @@ std::uint64_t for_each_snapshot_entry(std::span<const std::byte> image, F&& f, M
                                       OnCount&& on_count = {}) {
   try {
     byte_reader r(image);
-    const auto magic = r.get_bytes(7, "snapshot magic");
-    const auto key_codec = leftright::decode<std::string>(r);
-    const auto value_codec = leftright::decode<std::string>(r);
+    // The magic first: anything else (a log message sent to the wrong subject) is refused as
+    // what it is, not by what its bytes happen to decode to.
+    const auto magic = std::as_bytes(std::span<const char>("lrsnap1", 7));
+    if (image.size() < magic.size() || !std::equal(magic.begin(), magic.end(), image.begin())) {
+      throw replication_error(replication_errc::protocol, "decode snapshot",
+                              "not a snapshot image (it does not start with \"lrsnap1\"; " +
+                                  std::to_string(image.size()) + " bytes)");
+    }
+    r.get_bytes(magic.size(), "snapshot magic");
+    // The codec names as the image's writer encoded them (builtin, not codec<std::string>: a
+    // codec of the user's for strings must not change the image's own framing).
+    const auto key_codec = leftright::detail::builtin_codec<std::string>::decode(r);
+    const auto value_codec = leftright::detail::builtin_codec<std::string>::decode(r);
     const std::string want = storage::value_codec_name<Value, Meta>();
-    if (std::string_view(reinterpret_cast<const char*>(magic.data()), magic.size()) != "lrsnap1" ||
-        key_codec != codec_name<Key>() || value_codec != want) {
+    if (key_codec != codec_name<Key>() || value_codec != want) {
       throw replication_error(replication_errc::protocol, "decode snapshot",
                               "not a snapshot of this map's types (it holds " + key_codec + ", " + value_codec +
                                   "; this map is " + codec_name<Key>() + ", " + want + ")");
@@ -110,10 +119,14 @@ std::uint64_t for_each_snapshot_entry(std::span<const std::byte> image, F&& f, M
       Key k = leftright::decode<Key>(r);
       f(std::move(k), leftright::decode<Value>(r));
     }
-    if (!r.empty()) throw replication_error(replication_errc::protocol, "decode snapshot", "trailing bytes");
+    if (!r.empty()) {
+      throw replication_error(replication_errc::protocol, "decode snapshot",
+                              "trailing bytes after the last entry: " + storage::count_of_bytes(r.remaining()) +
+                                  " from byte offset " + std::to_string(r.position()));
+    }
     return n;
   } catch (const storage_error& e) {
-    throw replication_error(replication_errc::protocol, "decode snapshot", e.what());
+    throw replication_error(replication_errc::protocol, "decode snapshot", e.detail());
   }
 }
 

@@ -44,11 +44,12 @@
 
 namespace leftright::detail::storage {
 
-/// Keys or values whose codec is the built-in integer one: sizeof(T) little-endian bytes. Their
-/// batches are sized before they are written, in place, and read in place once checked.
+/// Keys or values whose codec is the built-in integer one (not a codec of the user's for an
+/// integer type): sizeof(T) little-endian bytes. Their batches are sized before they are written,
+/// in place, and read in place once checked.
 template <class T>
 concept builtin_int_codec = std::integral<T> && !std::same_as<std::remove_cv_t<T>, bool> &&
-                            requires { typename codec<T>::unsigned_type; };
+                            builtin_fixed_codec<T> && requires { typename codec<T>::unsigned_type; };
 
 /// Both a batch's keys and values are built-in integers (the in-place policies apply).
 template <class Key, class Value>
@@ -162,13 +163,20 @@ void append_meta(byte_writer& w, const Meta& m) {
   store_le(w.buffer().data() + at, static_cast<std::uint32_t>(len));
 }
 
+/// "1 byte", "2 bytes".
+inline std::string count_of_bytes(std::size_t n) { return std::to_string(n) + (n == 1 ? " byte" : " bytes"); }
+
 /// Metadata from the bytes append_meta() wrote after its length. Throws storage_error
 /// ("decode") if they do not decode to exactly one Meta.
 template <class Meta>
 Meta decode_meta(std::span<const std::byte> bytes) {
   byte_reader r(bytes);
   Meta m = leftright::decode<Meta>(r);
-  if (!r.empty()) throw storage_error({}, "decode", 0, "trailing bytes after the metadata");
+  if (!r.empty()) {
+    throw storage_error({}, "decode", 0,
+                        "trailing bytes after the metadata: " + count_of_bytes(r.remaining()) + " from byte offset " +
+                            std::to_string(r.position()) + " of its encoding");
+  }
   return m;
 }
 
@@ -218,7 +226,7 @@ void walk_ops(Fields& in, Visitor& v) {
         if constexpr (requires { v.meta(bytes); }) v.meta(bytes);
         break;
       }
-      default: in.bad_tag(tag); break;
+      default: in.bad_tag(tag, i, n); break;
     }
   }
   in.finish();
@@ -229,21 +237,30 @@ template <class Key, class Value>
 class codec_fields {
  public:
   explicit codec_fields(std::span<const std::byte> payload) noexcept : r_(payload) {}
-  std::uint32_t count() { return r_.get_u32("operation count"); }
+  std::uint32_t count() { return count_ = r_.get_u32("operation count"); }
   static constexpr bool ok() noexcept { return true; }
   std::uint8_t tag() { return r_.get_u8("operation tag"); }
   Key key() { return leftright::decode<Key>(r_); }
   Value value() { return leftright::decode<Value>(r_); }
   std::span<const std::byte> blob() { return r_.get_bytes(r_.get_u32("metadata length"), "metadata"); }
-  [[noreturn]] static void bad_tag(std::uint8_t tag) {
-    throw storage_error({}, "decode", 0, "unknown operation tag " + std::to_string(tag));
+  /// i: the operation's index (from 0) among n.
+  [[noreturn]] void bad_tag(std::uint8_t tag, std::uint32_t i, std::uint32_t n) const {
+    throw storage_error({}, "decode", 0,
+                        "unknown operation tag " + std::to_string(tag) + " in operation " + std::to_string(i + 1) +
+                            " of " + std::to_string(n) + ", at byte offset " + std::to_string(r_.position() - 1));
   }
   void finish() const {
-    if (!r_.empty()) throw storage_error({}, "decode", 0, "trailing bytes after the batch's operations");
+    if (!r_.empty()) {
+      throw storage_error({}, "decode", 0,
+                          "trailing bytes after the batch's " + std::to_string(count_) +
+                              " operations: " + count_of_bytes(r_.remaining()) + " from byte offset " +
+                              std::to_string(r_.position()));
+    }
   }
 
  private:
   byte_reader r_;
+  std::uint32_t count_ = 0;
 };
 
 /// A built-in integer's encoding at p (the caller checked the bytes are there).
@@ -273,7 +290,7 @@ class sized_fields {
     if (take(4)) take(load_le<std::uint32_t>(p_.data() + off_ - 4));
     return {};
   }
-  void bad_tag(std::uint8_t) noexcept { ok_ = false; }
+  void bad_tag(std::uint8_t, std::uint32_t, std::uint32_t) noexcept { ok_ = false; }
   void finish() noexcept { ok_ = ok_ && off_ == p_.size(); }
 
  private:
@@ -304,7 +321,7 @@ class raw_fields {
     p_ += n;
     return out;
   }
-  static void bad_tag(std::uint8_t) noexcept {}  // checked: there is none
+  static void bad_tag(std::uint8_t, std::uint32_t, std::uint32_t) noexcept {}  // checked: there is none
   static void finish() noexcept {}
 
  private:

@@ -180,17 +180,49 @@ void apply_batch_with_meta(Table& t, std::span<const std::byte> payload, Meta& m
   }
 }
 
+/// A reader over a snapshot's data from its current start (view.data) whose byte offsets, in
+/// what it throws, are file offsets where the view maps the file (read_snapshot), and offsets
+/// from the start of view.data otherwise (parse_snapshot's view of bytes checked alone); and
+/// which of the two they are, for messages ("file offset", or "byte offset <n> of the <part>").
+struct snapshot_data_reader {
+  byte_reader r;
+  bool file_offsets;
+};
+
+inline snapshot_data_reader read_snapshot_data(const snapshot_view& view) {
+  const std::byte* const begin = view.data.data();
+  const std::byte* const end = begin + view.data.size();
+  const std::byte* const file = view.map != nullptr ? view.map->data() : nullptr;
+  if (file != nullptr && file <= begin && end <= file + view.map->size()) {  // so always (read_snapshot)
+    snapshot_data_reader d{byte_reader(file, static_cast<std::size_t>(end - file)), true};
+    d.r.get_bytes(static_cast<std::size_t>(begin - file), "snapshot header");  // cannot fail
+    return d;
+  }
+  return {byte_reader(view.data), false};
+}
+
+/// "file offset 72", or "byte offset 13 of the entries": where offset lies (see snapshot_data_reader).
+inline std::string snapshot_offset(const snapshot_data_reader& d, std::size_t offset, const char* part) {
+  return d.file_offsets ? "file offset " + std::to_string(offset)
+                        : "byte offset " + std::to_string(offset) + " of the " + part;
+}
+
 /// Takes a snapshot's metadata (u32 length, its encoding) off the front of its entries, for a
 /// map with metadata; nothing otherwise. Throws storage_error naming path if it does not decode.
 template <class Meta>
 void take_snapshot_meta(snapshot_view& view, Meta& meta, const std::filesystem::path& path) {
   if constexpr (!std::is_same_v<Meta, no_meta>) {
+    snapshot_data_reader d = read_snapshot_data(view);
+    const std::size_t at = d.r.position();
     try {
-      byte_reader r(view.data);
-      meta = decode_meta<Meta>(r.get_bytes(r.get_u32("metadata length"), "metadata"));
-      view.data = view.data.subspan(r.position());
+      meta = decode_meta<Meta>(d.r.get_bytes(d.r.get_u32("metadata length"), "metadata"));
+      view.data = view.data.subspan(d.r.position() - at);
     } catch (const storage_error& e) {
-      throw storage_error(path, "read snapshot", 0, e.what());
+      // e.detail(), not e.what(): one "leftright: " prefix. A fault inside the encoding gives an
+      // offset from the encoding's start, 4 bytes after the length.
+      throw storage_error(path, "read snapshot", 0,
+                          "the metadata (its u32 length at " + snapshot_offset(d, at, "snapshot data") +
+                              ") does not decode: " + e.detail());
     }
   }
 }
@@ -221,15 +253,27 @@ void load_snapshot(Tables& ts, const snapshot_view& view, const std::filesystem:
     }
   }
   each_table(ts, [&view, &path](auto& t) {
-    byte_reader r(view.data);
+    snapshot_data_reader d = read_snapshot_data(view);
+    byte_reader& r = d.r;
+    std::uint64_t i = 0;
+    std::size_t at = r.position();
     try {
-      for (std::uint64_t i = 0; i < view.entries; ++i) {
+      for (; i < view.entries; ++i, at = r.position()) {
         Key k = leftright::decode<Key>(r);
         t.insert_or_assign(std::move(k), leftright::decode<Value>(r));
       }
-      if (!r.empty()) throw storage_error({}, "decode", 0, "bytes after the last entry");
+      if (!r.empty()) {
+        throw storage_error({}, "decode", 0,
+                            std::to_string(r.remaining()) + " bytes after the last entry, from " +
+                                snapshot_offset(d, r.position(), "entries"));
+      }
     } catch (const storage_error& e) {
-      throw storage_error(path, "read snapshot", 0, e.what());
+      // e.detail(), not e.what(): one "leftright: " prefix; the detail's offsets are d's too.
+      throw storage_error(path, "read snapshot", 0,
+                          i == view.entries ? e.detail()
+                                            : "entry " + std::to_string(i + 1) + " of " + std::to_string(view.entries) +
+                                                  " (from " + snapshot_offset(d, at, "entries") +
+                                                  ") does not decode: " + e.detail());
     }
   });
 }
@@ -400,7 +444,7 @@ void apply_record(Table& t, Meta& meta, const wal_record& rec, const std::filesy
   } catch (const storage_error& e) {
     throw storage_error(path, "recover", 0,
                         "record " + std::to_string(rec.seq) + " at offset " + std::to_string(rec.offset) +
-                            " has a valid checksum but does not decode: " + e.what());
+                            " has a valid checksum but does not decode: " + e.detail());
   }
 }
 
