@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <list>
 #include <queue>
@@ -15,7 +16,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 
 namespace leftright::cachesim {
 
@@ -132,12 +132,15 @@ class arc_policy {
   absl::flat_hash_map<std::uint64_t, place> where_;
 };
 
-/// S3-FIFO (Yang et al., SOSP '23), after libCacheSim's S3FIFO: a small FIFO of 10% of the
-/// capacity for new keys, a main FIFO for the rest, a ghost FIFO of keys evicted from the small
-/// queue (as many as the main queue holds). A hit raises a 2-bit frequency (at most 3). The small
-/// queue's oldest key moves to main if it was hit at least `promote_at` times, else leaves (to
-/// the ghost); the main queue's oldest key is reinserted with its frequency lowered if it was hit,
-/// else leaves. A miss on a ghost key inserts into main.
+/// S3-FIFO (Yang et al., SOSP '23) as the paper ran it: libCacheSim's S3FIFOv0.c (not its later
+/// S3FIFO.c, which, until the first eviction, sends new keys to the main queue once the small one
+/// is full). A small FIFO of 10% of the capacity for new keys, a main FIFO for the rest, a ghost
+/// FIFO of keys evicted from the small queue (as many as the main queue holds). A hit raises a
+/// 2-bit frequency (at most 3). The small queue's oldest key moves to main (frequency reset) if
+/// it was hit at least `promote_at` times (libCacheSim's move-to-main-threshold, 2), else leaves
+/// (to the ghost); the main queue's oldest key is reinserted with its frequency lowered if it
+/// was hit, else leaves. A miss looks the key up in the ghost first, as libCacheSim's find does,
+/// and removes it: a ghost key is inserted into main, after the evictions that make room for it.
 class s3fifo_policy {
  public:
   explicit s3fifo_policy(std::size_t capacity, double small_share = 0.1, unsigned promote_at = 2)
@@ -152,8 +155,16 @@ class s3fifo_policy {
       return true;
     }
     if (capacity_ == 0) return false;
+    // The ghost is checked before evicting: this miss's own evictions could push the key out of
+    // it first.
+    bool ghost_hit = false;
+    if (auto g = ghost_where_.find(key); g != ghost_where_.end()) {
+      ghost_.erase(g->second);
+      ghost_where_.erase(g);
+      ghost_hit = true;
+    }
     while (small_.size() + main_.size() >= capacity_) evict();
-    if (ghost_set_.erase(key) > 0) {
+    if (ghost_hit) {
       main_.push_back(key);
     } else {
       small_.push_back(key);
@@ -201,12 +212,13 @@ class s3fifo_policy {
     }
   }
 
+  // A key leaving the small queue is resident until then, so not in the ghost: no duplicates.
   void remember_ghost(std::uint64_t key) {
     if (main_capacity_ == 0) return;
     ghost_.push_back(key);
-    ghost_set_.insert(key);
+    ghost_where_.emplace(key, std::prev(ghost_.end()));
     while (ghost_.size() > main_capacity_) {
-      ghost_set_.erase(ghost_.front());
+      ghost_where_.erase(ghost_.front());
       ghost_.pop_front();
     }
   }
@@ -214,7 +226,8 @@ class s3fifo_policy {
   std::size_t capacity_, small_capacity_, main_capacity_;
   unsigned promote_at_;
   std::list<std::uint64_t> small_, main_, ghost_;  // oldest first
-  absl::flat_hash_set<std::uint64_t> ghost_set_;
+  // Ghost key -> its place in ghost_, so that a ghost hit removes its entry.
+  absl::flat_hash_map<std::uint64_t, std::list<std::uint64_t>::iterator> ghost_where_;
   absl::flat_hash_map<std::uint64_t, std::uint8_t> freq_;  // resident keys
 };
 

@@ -48,16 +48,35 @@ inline std::uint64_t key_hash(std::uint64_t key) {
   return key ^ (key >> 31);
 }
 
+/// A replay's hash salt. The policy's sketch, ghost and trials depend on the key hash, and the
+/// real cache's hash (absl::Hash) is seeded anew in every process, so one fixed hash gives one
+/// draw of the policy's hit ratio among many: a replay under several salts shows the spread.
+/// Salt s hashes key k as key_hash(k ^ salt_mask(s)); salt 0 is key_hash itself (the hash of
+/// every earlier figure and of the tests).
+inline std::uint64_t salt_mask(std::uint64_t salt) { return salt * 0x9e3779b97f4a7c15ULL; }
+inline std::uint64_t salted_key_hash(std::uint64_t key, std::uint64_t salt) {
+  return key_hash(key ^ salt_mask(salt));
+}
+
+/// Whether a policy's hit ratio depends on the key hash (and so on the salt): leftright's own
+/// (the real cache, its policy alone, and the W-TinyLFU 1% reference built from it). LRU, ARC,
+/// S3-FIFO and OPT see the keys themselves.
+inline bool hash_dependent(std::string_view policy) {
+  return policy == "leftright" || policy == "policy" || policy == "wtinylfu";
+}
+
 /// leftright's eviction policy driven directly, the way the cache's writer drives it: a hit is
 /// record_access(), a miss on_insert() and the victims erased from the resident set. (--policy
-/// policy: a quick check of the policy alone; cache_target below is the product.)
+/// policy: a quick check of the policy alone; cache_target below is the product.) Keys are hashed
+/// with salted_key_hash(key, salt).
 class policy_target final : public replay_target {
  public:
-  explicit policy_target(std::size_t capacity, detail::cache_policy_options options = {})
-      : policy_(capacity, options) {}
+  explicit policy_target(std::size_t capacity, detail::cache_policy_options options = {},
+                         std::uint64_t salt = 0)
+      : policy_(capacity, options), mask_(salt_mask(salt)) {}
 
   bool access(std::uint64_t key) override {
-    std::uint64_t hash = key_hash(key);
+    std::uint64_t hash = key_hash(key ^ mask_);
     if (resident_.contains(hash)) {
       policy_.record_access(hash);
       return true;
@@ -72,22 +91,28 @@ class policy_target final : public replay_target {
 
  private:
   detail::cache_policy policy_;
+  std::uint64_t mask_;
   absl::flat_hash_set<std::uint64_t> resident_;  // the cache's map, keys only
 };
 
-/// The hash the replayed cache uses: key_hash, so that a replay is identical run to run.
+/// The hash the replayed cache uses: key_hash, so that a replay is identical run to run. (The
+/// cache default-constructs its hash, so a salt cannot live in it: cache_target salts the keys.)
 struct replay_hash {
   std::size_t operator()(std::uint64_t key) const noexcept { return static_cast<std::size_t>(key_hash(key)); }
 };
 
-/// The real leftright::cache, single-threaded: per request get(), on a miss put(), then
-/// run_pending() (maintenance after every access), so that it is deterministic. Its policy sees
-/// the calls policy_target makes, in the same order, so the two agree request for request.
+/// The real leftright::cache (bounded by max_entries), single-threaded: per request get(), on a
+/// miss put(), then run_pending() (maintenance after every access), so that it is deterministic.
+/// Under a salt it is handed key ^ salt_mask(salt) for each key: a one-to-one renaming, so the
+/// trace is the same one, and its policy sees salted_key_hash(key, salt). Its policy sees the
+/// calls policy_target makes, in the same order, so the two agree request for request.
 class cache_target final : public replay_target {
  public:
-  explicit cache_target(std::size_t capacity) : cache_(make_options(capacity)) {}
+  explicit cache_target(std::size_t capacity, std::uint64_t salt = 0)
+      : mask_(salt_mask(salt)), cache_(make_options(capacity)) {}
 
   bool access(std::uint64_t key) override {
+    key ^= mask_;
     const bool hit = cache_.get(key).has_value();
     if (!hit) cache_.put(key, 1);
     cache_.run_pending();
@@ -100,21 +125,24 @@ class cache_target final : public replay_target {
     o.max_entries = capacity;
     return o;
   }
+  std::uint64_t mask_;
   cache<std::uint64_t, char, replay_hash> cache_;
 };
 
 /// The policies by their --policy name: leftright (the real cache), policy (its eviction policy
-/// alone), lru, arc, s3fifo, wtinylfu (the same policy with a fixed 1% window and no ghost:
-/// Caffeine 2.6's shape). "opt" needs the whole trace; see opt_hits().
+/// alone), lru, arc, s3fifo, wtinylfu (leftright's policy with a fixed 1% window: no hill
+/// climber, no ghost). "opt" needs the whole trace; see opt_hits(). `salt` selects the key hash
+/// of the hash-dependent ones (hash_dependent()); the others ignore it.
 /// Null for an unknown name.
-inline std::unique_ptr<replay_target> make_target(std::string_view policy, std::size_t capacity) {
-  if (policy == "leftright") return std::make_unique<cache_target>(capacity);
-  if (policy == "policy") return std::make_unique<policy_target>(capacity);
+inline std::unique_ptr<replay_target> make_target(std::string_view policy, std::size_t capacity,
+                                                  std::uint64_t salt = 0) {
+  if (policy == "leftright") return std::make_unique<cache_target>(capacity, salt);
+  if (policy == "policy") return std::make_unique<policy_target>(capacity, detail::cache_policy_options{}, salt);
   if (policy == "wtinylfu") {
     detail::cache_policy_options fixed;
     fixed.adaptive = false;
     fixed.ghost = detail::cache_policy_options::ghost_mode::off;
-    return std::make_unique<policy_target>(capacity, fixed);
+    return std::make_unique<policy_target>(capacity, fixed, salt);
   }
   if (policy == "lru") return std::make_unique<reference_target<lru_policy>>(capacity);
   if (policy == "arc") return std::make_unique<reference_target<arc_policy>>(capacity);
@@ -122,12 +150,12 @@ inline std::unique_ptr<replay_target> make_target(std::string_view policy, std::
   return nullptr;
 }
 
-/// Hits of `policy` over `trace` with `capacity` entries (opt included).
+/// Hits of `policy` over `trace` with `capacity` entries (opt included), under hash salt `salt`.
 inline std::optional<std::uint64_t> replay_hits(std::string_view policy,
                                                 std::span<const std::uint64_t> trace,
-                                                std::size_t capacity) {
+                                                std::size_t capacity, std::uint64_t salt = 0) {
   if (policy == "opt") return opt_hits(trace, capacity);
-  std::unique_ptr<replay_target> target = make_target(policy, capacity);
+  std::unique_ptr<replay_target> target = make_target(policy, capacity, salt);
   if (!target) return std::nullopt;
   std::uint64_t hits = 0;
   for (std::uint64_t key : trace) hits += target->access(key) ? 1 : 0;

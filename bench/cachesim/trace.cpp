@@ -33,8 +33,11 @@ std::string unzstd(const std::string& path, const std::string& in) {
   std::string out;
   std::string chunk(ZSTD_DStreamOutSize(), '\0');
   ZSTD_inBuffer src{in.data(), in.size(), 0};
+  // ZSTD_decompressStream returns 0 once a frame is complete and flushed; nonzero with all the
+  // input consumed means the decoder may still hold output (a full output chunk): call it again.
   std::size_t last = 0;
-  while (src.pos < src.size) {
+  while (src.pos < src.size || last != 0) {
+    const std::size_t in_before = src.pos;
     ZSTD_outBuffer dst{chunk.data(), chunk.size(), 0};
     last = ZSTD_decompressStream(stream, &dst, &src);
     if (ZSTD_isError(last)) {
@@ -42,6 +45,8 @@ std::string unzstd(const std::string& path, const std::string& in) {
       fail(path, ZSTD_getErrorName(last));
     }
     out.append(chunk.data(), dst.pos);
+    // No input taken and no output made: the frame needs input that is not there.
+    if (src.pos == in_before && dst.pos == 0 && src.pos == src.size) break;
   }
   ZSTD_freeDStream(stream);
   if (last != 0) fail(path, "truncated zstd frame");
