@@ -103,12 +103,15 @@ margins margins_of(const table_row& row, const cells& c) {
 }
 
 std::string range(const spread& s, bool bold) {
-  return absl::StrFormat(bold ? "**%.2f** (%.2f–%.2f)" : "%.2f (%.2f–%.2f)", s.mean, s.min, s.max);
+  // Two calls: absl checks a format string at compile time, so it cannot be chosen at run time.
+  if (bold) return absl::StrFormat("**%.2f** (%.2f–%.2f)", s.mean, s.min, s.max);
+  return absl::StrFormat("%.2f (%.2f–%.2f)", s.mean, s.min, s.max);
 }
 
 std::string row_line(const table_row& row, const cells& c) {
   margins m = margins_of(row, c);
-  return absl::StrFormat("| %s | %d | %.2f | %.2f | %.2f | %.2f | %s | %s | %.2f | %d | %+.2f (%+.2f) | %+.2f (%+.2f) |",
+  return absl::StrFormat("| %s | %d | %.2f | %.2f | %.2f | %.2f | %s | %s | %.2f | %d | %+.2f (%+.2f) | "
+                         "%+.2f (%+.2f) |",
                          row.name, row.size, c.at("lru"), c.at("arc"), c.at("s3fifo"), row.caffeine,
                          range(c.salted.at("wtinylfu"), false), range(c.salted.at("leftright"), true),
                          c.at("opt"), c.by_salt.at("leftright").size(), m.peer_mean, m.peer_worst,
