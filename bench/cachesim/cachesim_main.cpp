@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // leftright_cachesim: hit ratios of leftright's eviction policy and the reference policies on
 // real cache traces (see ../shared/traces/README.md for the traces and where to get them).
-//   leftright_cachesim --trace PATH --size N --policy leftright|policy|lru|arc|s3fifo|wtinylfu|opt
+//   leftright_cachesim --trace PATH --size N --policy leftright|leftright_weight|leftright_weights|policy|lru|arc|s3fifo|wtinylfu|opt
 //                      [--format arc|lirs|cache2k] [--salt S]
 //   leftright_cachesim --table [--traces DIR] [--salts N] [--big_salts N] [--jobs N]
 //                      every trace and size of the README's table, every policy, as a markdown
@@ -27,7 +27,9 @@ ABSL_FLAG(std::string, trace, "", "trace file (.zst, .gz, .xz or raw)");
 ABSL_FLAG(std::string, format, "", "trace format: arc, lirs or cache2k (default: from the path)");
 ABSL_FLAG(std::uint64_t, size, 0, "cache size in entries");
 ABSL_FLAG(std::string, policy, "leftright",
-          "leftright (the real cache, bounded by entries), policy (its policy alone), lru, arc, "
+          "leftright (the real cache, bounded by entries), leftright_weight / leftright_weights "
+          "(bounded by weight: every entry weighing 64, or 1 to 127 by its key; as many entries "
+          "on average), policy (its policy alone), lru, arc, "
           "s3fifo, wtinylfu (leftright's policy with a fixed 1% window, no hill climber, no "
           "ghost) or opt");
 ABSL_FLAG(std::uint64_t, salt, 0,
@@ -93,7 +95,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "hit ratio of a cache policy on a trace\n"
       "  leftright_cachesim --trace PATH --size N --policy "
-      "leftright|policy|lru|arc|s3fifo|wtinylfu|opt [--format arc|lirs|cache2k] [--salt S]\n"
+      "leftright|leftright_weight|leftright_weights|policy|lru|arc|s3fifo|wtinylfu|opt [--format arc|lirs|cache2k] [--salt S]\n"
       "  leftright_cachesim --table [--traces DIR] [--salts N] [--big_salts N] [--jobs N]");
   absl::ParseCommandLine(argc, argv);
   try {

@@ -51,6 +51,8 @@ constexpr std::size_t row_count = std::size(rows);
 // ones (replay.hpp hash_dependent()) once per salt.
 constexpr const char* fixed_policies[] = {"lru", "arc", "s3fifo", "opt"};
 constexpr const char* salted_policies[] = {"wtinylfu", "leftright"};
+// The real cache bounded by weight (replay.hpp), at salt 0 only: a table of their own.
+constexpr const char* weighted_policies[] = {"leftright_weight", "leftright_weights"};
 
 // A hash-dependent cell over its salts (0 .. n-1).
 struct spread {
@@ -75,7 +77,7 @@ spread spread_of(const std::vector<double>& by_salt) {
 // One row's hit ratios (%).
 struct cells {
   std::map<std::string, double> fixed;                    // lru, arc, s3fifo, opt
-  std::map<std::string, std::vector<double>> by_salt;     // wtinylfu, leftright
+  std::map<std::string, std::vector<double>> by_salt;     // wtinylfu, leftright; weighted_policies (salt 0)
   std::map<std::string, spread> salted;                   // from by_salt
   double at(const std::string& policy) const { return fixed.at(policy); }
 };
@@ -189,6 +191,23 @@ void print_verdicts(const std::vector<cells>& all) {
   }
 }
 
+// The cache bounded by weight beside the one bounded by entries, at salt 0.
+void print_weighted(const std::vector<cells>& all) {
+  std::printf("\nBounded by weight (max_weight = size x 64; salt 0), beside max_entries = size at salt 0:\n\n");
+  std::printf("| trace | size | by entries | by weight, 64 each | by weight, 1-127 by key |\n");
+  std::printf("| --- | ---: | ---: | ---: | ---: |\n");
+  auto at0 = [](const cells& c, const char* policy) { return c.by_salt.at(policy).at(0); };
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    std::printf("| %s | %d | %.2f | %.2f | %.2f |\n", rows[i].name, static_cast<int>(rows[i].size),
+                at0(all[i], "leftright"), at0(all[i], "leftright_weight"), at0(all[i], "leftright_weights"));
+  }
+  auto mean = [&](const char* policy) {
+    return mean_over_rows(all, [&](const table_row&, const cells& c) { return at0(c, policy); });
+  };
+  std::printf("| **mean** | | %.2f | %.2f | %.2f |\n", mean("leftright"), mean("leftright_weight"),
+              mean("leftright_weights"));
+}
+
 // One replay of the table: a policy over a row's trace under one salt, its hit ratio (%) into
 // `out`.
 struct replay_job {
@@ -285,6 +304,12 @@ int print_table(const std::string& dir, const table_options& options) {
       }
     }
   }
+  for (std::size_t i = 0; i < row_count; ++i) {
+    for (const char* policy : weighted_policies) {
+      all[i].by_salt[policy].assign(1, 0.0);
+      jobs.push_back({i, policy, 0, 4 * double(keys[i]->size()), &all[i].by_salt[policy][0]});
+    }
+  }
   run_jobs(jobs, keys, options.jobs);
   for (cells& c : all) {
     for (const auto& [policy, by_salt] : c.by_salt) c.salted[policy] = spread_of(by_salt);
@@ -311,6 +336,7 @@ int print_table(const std::string& dir, const table_options& options) {
               range(salted_mean("wtinylfu"), false).c_str(), range(salted_mean("leftright"), true).c_str(),
               fixed_mean("opt"));
   print_verdicts(all);
+  print_weighted(all);
   return 0;
 }
 

@@ -62,7 +62,7 @@ inline std::uint64_t salted_key_hash(std::uint64_t key, std::uint64_t salt) {
 /// (the real cache, its policy alone, and the W-TinyLFU 1% reference built from it). LRU, ARC,
 /// S3-FIFO and OPT see the keys themselves.
 inline bool hash_dependent(std::string_view policy) {
-  return policy == "leftright" || policy == "policy" || policy == "wtinylfu";
+  return policy.starts_with("leftright") || policy == "policy" || policy == "wtinylfu";
 }
 
 /// leftright's eviction policy driven directly, the way the cache's writer drives it: a hit is
@@ -101,42 +101,71 @@ struct replay_hash {
   std::size_t operator()(std::uint64_t key) const noexcept { return static_cast<std::size_t>(key_hash(key)); }
 };
 
-/// The real leftright::cache (bounded by max_entries), single-threaded: per request get(), on a
-/// miss put(), then run_pending() (maintenance after every access), so that it is deterministic.
+/// How cache_target bounds the cache: by entries (max_entries), or by weight with every entry
+/// weighing the same (max_weight = capacity x that weight), or weighing 1 to 2 x mean - 1 by
+/// its key (max_weight = capacity x the mean).
+struct cache_bound {
+  enum class kind { entries, same_weight, varied_weight } how = kind::entries;
+  std::uint64_t weight = 64;  ///< the weight, or the mean weight
+
+  std::uint64_t weight_of(std::uint64_t key) const {
+    if (how != kind::varied_weight) return how == kind::entries ? 1 : weight;
+    return 1 + key_hash(key ^ 0x5bd1e9955bd1e995ULL) % (2 * weight - 1);
+  }
+};
+
+/// The real leftright::cache, single-threaded: per request get(), on a miss put(), then
+/// run_pending() (maintenance after every access), so that it is deterministic.
 /// Under a salt it is handed key ^ salt_mask(salt) for each key: a one-to-one renaming, so the
-/// trace is the same one, and its policy sees salted_key_hash(key, salt). Its policy sees the
-/// calls policy_target makes, in the same order, so the two agree request for request.
+/// trace is the same one, and its policy sees salted_key_hash(key, salt). Bounded by entries, its
+/// policy sees the calls policy_target makes, in the same order, so the two agree request for
+/// request. Bounded by weight, it holds about `capacity` entries of the weights cache_bound says
+/// (each entry's weight follows its unsalted key).
 class cache_target final : public replay_target {
  public:
-  explicit cache_target(std::size_t capacity, std::uint64_t salt = 0)
-      : mask_(salt_mask(salt)), cache_(make_options(capacity)) {}
+  explicit cache_target(std::size_t capacity, std::uint64_t salt = 0, cache_bound bound = {})
+      : mask_(salt_mask(salt)), cache_(make_cache(capacity, bound, mask_)) {}
 
   bool access(std::uint64_t key) override {
     key ^= mask_;
-    const bool hit = cache_.get(key).has_value();
-    if (!hit) cache_.put(key, 1);
-    cache_.run_pending();
+    const bool hit = cache_->get(key).has_value();
+    if (!hit) cache_->put(key, 1);
+    cache_->run_pending();
     return hit;
   }
 
  private:
-  static cache_options make_options(std::size_t capacity) {
+  using cache_type = cache<std::uint64_t, char, replay_hash>;
+  static std::unique_ptr<cache_type> make_cache(std::size_t capacity, cache_bound bound, std::uint64_t mask) {
     cache_options o;
-    o.max_entries = capacity;
-    return o;
+    if (bound.how == cache_bound::kind::entries) {
+      o.max_entries = capacity;
+      return std::make_unique<cache_type>(o);
+    }
+    o.max_weight = capacity * bound.weight;
+    return std::make_unique<cache_type>(
+        o, [bound, mask](const std::uint64_t& key, const char&) { return bound.weight_of(key ^ mask); });
   }
   std::uint64_t mask_;
-  cache<std::uint64_t, char, replay_hash> cache_;
+  std::unique_ptr<cache_type> cache_;
 };
 
-/// The policies by their --policy name: leftright (the real cache), policy (its eviction policy
-/// alone), lru, arc, s3fifo, wtinylfu (leftright's policy with a fixed 1% window: no hill
-/// climber, no ghost). "opt" needs the whole trace; see opt_hits(). `salt` selects the key hash
+/// The policies by their --policy name: leftright (the real cache), leftright_weight and
+/// leftright_weights (the real cache bounded by weight: every entry weighing 64, or 1 to 127 by
+/// its key; the same capacity in entries on average), policy (its eviction policy alone), lru,
+/// arc, s3fifo, wtinylfu (leftright's policy with a fixed 1% window: no hill climber, no
+/// ghost). "opt" needs the whole trace; see opt_hits(). `salt` selects the key hash
 /// of the hash-dependent ones (hash_dependent()); the others ignore it.
 /// Null for an unknown name.
 inline std::unique_ptr<replay_target> make_target(std::string_view policy, std::size_t capacity,
                                                   std::uint64_t salt = 0) {
   if (policy == "leftright") return std::make_unique<cache_target>(capacity, salt);
+  if (policy == "leftright_weight") {
+    return std::make_unique<cache_target>(capacity, salt, cache_bound{cache_bound::kind::same_weight});
+  }
+  if (policy == "leftright_weights") {
+    return std::make_unique<cache_target>(capacity, salt, cache_bound{cache_bound::kind::varied_weight});
+  }
   if (policy == "policy") return std::make_unique<policy_target>(capacity, detail::cache_policy_options{}, salt);
   if (policy == "wtinylfu") {
     detail::cache_policy_options fixed;

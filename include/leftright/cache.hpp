@@ -522,11 +522,11 @@ class cache {
   static std::uint64_t capacity(const cache_options& o) {
     return o.max_weight != 0 ? o.max_weight : static_cast<std::uint64_t>(o.max_entries);
   }
-  // A bound by weight keeps the policy's ghost off: its trials would be sized in weight units,
-  // too small for entries of unknown weight to measure anything.
+  // A bound by weight: the policy sizes its sketch, samples, trials and ghost by the entries the
+  // bound holds, which it estimates from the residents' mean weight.
   static detail::cache_policy_options policy_options(const cache_options& o) {
     detail::cache_policy_options p;
-    if (o.max_weight != 0) p.ghost = detail::cache_policy_options::ghost_mode::off;
+    p.weighted = o.max_weight != 0;
     return p;
   }
 
