@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "support/replication_support.hpp"
@@ -157,6 +158,13 @@ leftright::replication_options options_for(const nats_server& s, const std::stri
   o.url = s.url();
   o.name = name;
   o.timeout = std::chrono::milliseconds(2000);
+  return o;
+}
+
+/// `o` for the process named `id`, taking the leader's lease over when `take_over`.
+leftright::replication_options as_member(leftright::replication_options o, std::string id, bool take_over = false) {
+  o.id = std::move(id);
+  o.take_over = take_over;
   return o;
 }
 
@@ -1499,13 +1507,8 @@ TEST_CASE("replication: a deposed leader's first batch is fenced after the new l
           "[replication]") {
   nats_server server;
   const auto opts = options_for(server, "firstfence");
-  auto oa = opts;
-  oa.id = "a";
-  auto [l1, r1] = leftright::open_leader<u64, u64>(oa);  // a new map: version 0
-  auto ob = opts;
-  ob.id = "b";
-  ob.take_over = true;
-  auto [l2, r2] = leftright::open_leader<u64, u64>(ob);  // a failover before the first publish
+  auto [l1, r1] = leftright::open_leader<u64, u64>(as_member(opts, "a"));  // a new map: version 0
+  auto [l2, r2] = leftright::open_leader<u64, u64>(as_member(opts, "b", true));  // a failover before the first publish
   for (u64 v = 1; v <= 10; ++v) {
     l2.insert_or_assign(v, v);
     REQUIRE(l2.publish() == v);
@@ -1516,9 +1519,7 @@ TEST_CASE("replication: a deposed leader's first batch is fenced after the new l
   CHECK(r1.version() == 0);
   l2.insert_or_assign(11, 11);
   CHECK(l2.publish() == 11);  // the log is still the new leader's alone
-  auto of = opts;
-  of.id = "f";
-  auto [f, fr] = leftright::open_follower<u64, u64>(of);
+  auto [f, fr] = leftright::open_follower<u64, u64>(as_member(opts, "f"));
   REQUIRE(f.wait_for(11, std::chrono::seconds(10)));
   CHECK(*fr.read().find(u64{1}) == 1);
 }
@@ -1527,17 +1528,12 @@ TEST_CASE("replication: a deposed leader's snapshot() is fenced: the pointer nev
           "[replication]") {
   nats_server server;
   const auto opts = options_for(server, "snapfence");
-  auto oa = opts;
-  oa.id = "a";
-  auto [l1, r1] = leftright::open_leader<u64, u64>(oa);
+  auto [l1, r1] = leftright::open_leader<u64, u64>(as_member(opts, "a"));
   for (u64 v = 1; v <= 10; ++v) {
     l1.insert_or_assign(v, v);
     REQUIRE(l1.publish() == v);
   }
-  auto ob = opts;
-  ob.id = "b";
-  ob.take_over = true;
-  auto [l2, r2] = leftright::open_leader<u64, u64>(ob);
+  auto [l2, r2] = leftright::open_leader<u64, u64>(as_member(opts, "b", true));
   for (u64 v = 11; v <= 20; ++v) {
     l2.insert_or_assign(v, v);
     REQUIRE(l2.publish() == v);
@@ -1546,15 +1542,10 @@ TEST_CASE("replication: a deposed leader's snapshot() is fenced: the pointer nev
   // l1 is still at 10, and was never fenced by a publish.
   check_refused([&l1 = l1] { l1.snapshot(); }, replication_errc::fenced,
                 "a deposed leader's snapshot moved the pointer");
-  auto of = opts;
-  of.id = "f";
-  auto [f, fr] = leftright::open_follower<u64, u64>(of);  // bootstraps from the newest snapshot
+  auto [f, fr] = leftright::open_follower<u64, u64>(as_member(opts, "f"));  // bootstraps from the newest snapshot
   REQUIRE(f.wait_for(20, std::chrono::seconds(10)));
   CHECK(*fr.read().find(u64{20}) == 20);
-  auto oc = opts;
-  oc.id = "c";
-  oc.take_over = true;
-  auto [l3, r3] = leftright::open_leader<u64, u64>(oc);
+  auto [l3, r3] = leftright::open_leader<u64, u64>(as_member(opts, "c", true));
   CHECK(l3.version() == 20);
 }
 
