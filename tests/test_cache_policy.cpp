@@ -134,11 +134,15 @@ std::vector<std::uint64_t> rereferenced_keys(std::uint64_t capacity, unsigned us
 
 }  // namespace
 
-TEST_CASE("cache_policy never exceeds its capacity and evicts only resident entries") {
+namespace {
+// 200,000 random requests (the i-th of weight weight_of(i, rng)), removals and late records on
+// m, checking after each that the policy stays within its capacity and agrees with m on what is
+// resident.
+template <class WeightOf>
+void check_random_requests(policy_model& m, WeightOf weight_of) {
   std::uint64_t seed = std::random_device{}();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  policy_model m(500);
   for (int i = 0; i < 200000; ++i) {
     std::uint64_t key = lc::key_hash(std::min(rng() % 4000, rng() % 4000));
     switch (rng() % 16) {
@@ -151,42 +155,33 @@ TEST_CASE("cache_policy never exceeds its capacity and evicts only resident entr
         m.policy.record_access(lc::key_hash(rng()));  // a late record of a non-resident
         break;
       default:
-        m.request(key, 1 + rng() % 8);
-    }
-    REQUIRE(m.policy.weighted_size() <= m.policy.capacity());
-    REQUIRE(m.policy.size() == m.resident.size());
-  }
-  REQUIRE(m.policy.weighted_size() == m.weight());
-}
-
-TEST_CASE("a weighted cache_policy keeps its invariants while its entries estimate moves") {
-  std::uint64_t seed = std::random_device{}();
-  INFO("seed " << seed);
-  std::mt19937_64 rng(seed);
-  policy_model m(5000, weighted_options());
-  for (int i = 0; i < 200000; ++i) {
-    std::uint64_t key = lc::key_hash(std::min(rng() % 4000, rng() % 4000));
-    // The weights shift every 50,000 requests (mean 4, then 40, then 1, then 0-2), so the
-    // estimate of the entries the capacity holds moves up and down by more than 2x.
-    const std::uint64_t phase = std::uint64_t(i) / 50000;
-    const std::uint64_t weight = phase == 0 ? 1 + rng() % 7 : phase == 1 ? 1 + rng() % 79 : phase == 2 ? 1 : rng() % 3;
-    switch (rng() % 16) {
-      case 0: {
-        bool was_resident = m.resident.erase(key) == 1;
-        REQUIRE(m.policy.on_remove(key) == was_resident);
-        break;
-      }
-      case 1:
-        m.policy.record_access(lc::key_hash(rng()));  // a late record of a non-resident
-        break;
-      default:
-        m.request(key, weight);
+        m.request(key, weight_of(i, rng));
     }
     REQUIRE(m.policy.weighted_size() <= m.policy.capacity());
     REQUIRE(m.policy.size() == m.resident.size());
     REQUIRE(m.policy.entries_capacity() >= 1);
   }
   REQUIRE(m.policy.weighted_size() == m.weight());
+}
+}  // namespace
+
+TEST_CASE("cache_policy never exceeds its capacity and evicts only resident entries") {
+  policy_model m(500);
+  check_random_requests(m, [](int, std::mt19937_64& rng) { return 1 + rng() % 8; });
+}
+
+TEST_CASE("a weighted cache_policy keeps its invariants while its entries estimate moves") {
+  policy_model m(5000, weighted_options());
+  // The weights shift every 50,000 requests (mean 4, then 40, then 1, then 0-2), so the
+  // estimate of the entries the capacity holds moves up and down by more than 2x.
+  check_random_requests(m, [](int i, std::mt19937_64& rng) -> std::uint64_t {
+    switch (i / 50000) {
+      case 0: return 1 + rng() % 7;
+      case 1: return 1 + rng() % 79;
+      case 2: return 1;
+      default: return rng() % 3;
+    }
+  });
 }
 
 TEST_CASE("a weighted cache_policy sizes what it counts by the entries its capacity holds") {
