@@ -366,6 +366,44 @@ TEST_CASE("a codec whose encode() throws fails that publish only", "[durable][si
   CHECK(seen == published);
 }
 
+// Needs about 9 GiB (two 2 GiB values, and their 4 GiB payload): hidden; run it with
+// -# '[#test_publish_abort]' '[large]'.
+TEST_CASE("a batch larger than one log record fails that publish only (EFBIG), and nothing of it is logged",
+          "[.][durable][large]") {
+  const auto mode = GENERATE(leftright::durability::none, leftright::durability::sync);
+  INFO("durability " << static_cast<int>(mode));
+  auto fsys = std::make_shared<sim::file_system>();
+  const leftright::durable_options o = options(fsys, mode);
+  state published;
+  {
+    auto [w, r] = leftright::open_map<key, value, poison_hash>(o);
+    queue(w, published, 1, 3, 100);
+    REQUIRE(w.publish() == 1);
+    // Two values of 2 GiB: the batch's payload is past the 32-bit length of a record.
+    const std::size_t half = std::size_t{1} << 31;
+    w.insert_or_assign(10, value(half, 'a'));
+    w.insert_or_assign(11, value(half, 'b'));
+    try {
+      w.publish();
+      FAIL("a batch of more than 4 GiB was published");
+    } catch (const leftright::storage_error& e) {
+      CHECK(e.code() == std::errc::file_too_large);
+      CHECK_THAT(e.what(), Catch::Contains("does not fit in one log record"));
+    }
+    CHECK_FALSE(w.failed());  // nothing reached the log: the writer goes on
+    CHECK(w.pending() == 2);
+    CHECK(r.version() == 1);
+    CHECK_FALSE(r.contains(10));
+    w.discard();
+    queue(w, published, 20, 2, 100);
+    CHECK(w.publish() == 2);
+    CHECK(contents(r) == published);
+  }
+  auto [w, r] = leftright::open_map<key, value, poison_hash>(o);
+  CHECK(r.version() == 2);
+  CHECK(contents(r) == published);
+}
+
 TEST_CASE("a stopped writer says why, every time", "[durable][sim]") {
   auto fsys = std::make_shared<sim::file_system>();
   auto m = leftright::open_map<key, value, poison_hash>(options(fsys, leftright::durability::sync));
