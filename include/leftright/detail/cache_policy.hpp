@@ -56,9 +56,10 @@
 // the weight instead (a byte-sized bound: millions of "entries"), the sketch never aged, the
 // climber never climbed and the trials measured nothing. With every entry weighing 64, the
 // hit ratios over the eleven cells are those of the count-bounded policy to 0.1 point on the
-// mean; with weights of 1 to 127 by key, a loop a little larger than the cache falls from 98%
-// to 83%: the window's entries of other weights leave room that later entries take without a
-// contest, and in a loop a newcomer outcounts the resident that comes next by one request.
+// mean. With weights of 1 to 127 by key the mean is 1.5 points lower, and a loop a little
+// larger than the cache falls from 98% to 84%: its hit ratio swings by 20 points from one
+// climber sample to the next, and the climber wanders instead of shrinking the window (with a
+// fixed 1% window: 96%). See also contest_for_slack().
 //
 // Keys. The policy knows entries by a 64-bit hash only. It assumes the cache gives distinct
 // resident entries distinct hashes: a second on_insert() of a resident hash is the same entry
@@ -536,6 +537,28 @@ class cache_policy {
         evict_node(candidate);
         candidate = following;
       }
+    }
+    if (options_.weighted) contest_for_slack(candidate, victim);
+  }
+
+  // Weighted: the candidates left after the total fits take the room without a contest, unless
+  // that room is a sliver (less than an entry of the mean weight) left because a rejected or
+  // evicted entry weighed more than the one that displaced it: then each must still win against
+  // the victim, or goes. (Unweighted, a full cache leaves no sliver.) Without this, on a loop a
+  // little larger than the cache with weights of 1 to 127 by key, newcomers took the slivers,
+  // became the victims a request before their turn, and the loop turned into LRU's: 83.5% hits
+  // against 98% by count; with it, the mean of the eleven cells at those weights gained 0.9
+  // points (gli, P3 at 32,768, P12 about 2 each) and loop 0.9.
+  void contest_for_slack(std::uint32_t candidate, std::uint32_t victim) {
+    const std::uint64_t mean_weight = capacity_ / std::max<std::uint64_t>(entries_, 1);
+    while (candidate != nil && victim != nil && candidate != victim && total_weight() < capacity_ &&
+           capacity_ - total_weight() < mean_weight) {
+      std::uint32_t following = next_of(candidate);
+      if (!admit(nodes_[candidate].hash, nodes_[victim].hash)) {
+        remember_rejected(nodes_[candidate].hash);
+        evict_node(candidate);
+      }
+      candidate = following;
     }
   }
 
