@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // leftright_cachesim: hit ratios of leftright's eviction policy and the reference policies on
 // real cache traces (see ../shared/traces/README.md for the traces and where to get them).
-//   leftright_cachesim --trace PATH --size N --policy leftright|leftright_weight|leftright_weights|policy|lru|arc|s3fifo|wtinylfu|opt
+//   leftright_cachesim --trace PATH --size N
+//                      --policy leftright|leftright_weight|leftright_weights|policy|lru|arc|s3fifo|wtinylfu|opt
 //                      [--format arc|lirs|cache2k] [--salt S]
 //   leftright_cachesim --table [--traces DIR] [--salts N] [--big_salts N] [--jobs N]
 //                      every trace and size of the README's table, every policy, as a markdown
@@ -95,7 +96,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "hit ratio of a cache policy on a trace\n"
       "  leftright_cachesim --trace PATH --size N --policy "
-      "leftright|leftright_weight|leftright_weights|policy|lru|arc|s3fifo|wtinylfu|opt [--format arc|lirs|cache2k] [--salt S]\n"
+      "leftright|leftright_weight|leftright_weights|policy|lru|arc|s3fifo|wtinylfu|opt\n"
+      "      [--format arc|lirs|cache2k] [--salt S]\n"
       "  leftright_cachesim --table [--traces DIR] [--salts N] [--big_salts N] [--jobs N]");
   absl::ParseCommandLine(argc, argv);
   try {
