@@ -334,8 +334,6 @@ class cache_policy {
   std::uint64_t entries_capacity() const { return entries_; }
   /// The sketch's halving period, in counted requests (10 x entries_capacity()). Diagnostics.
   std::uint64_t sketch_sample_size() const { return sketch_.sample_size(); }
-  /// Whether the trials currently have the ghost on. Diagnostics.
-  bool ghost_on() const { return ghost_on_; }
 
  private:
   enum queue : std::uint32_t { window, probation, protected_, none };
