@@ -67,7 +67,7 @@ struct shared_ycsb {
   static constexpr bool handle_free = true;
   using map_t = leftright::shared_map<std::uint64_t, value_t, hash_t<std::uint64_t>, std::equal_to<std::uint64_t>, Traits>;
   explicit shared_ycsb(const std::vector<std::uint64_t>& keys) { fill_shared(m, keys); }
-  value_t get(const std::uint64_t& k) const { return m.get(k).value_or(miss_value); }
+  [[gnu::always_inline]] value_t get(const std::uint64_t& k) const { return m.get(k).value_or(miss_value); }
   void put(const std::uint64_t& k, value_t v) { m.insert_or_assign(k, v); }
   map_t m;
 };
