@@ -65,13 +65,16 @@ struct reuses_capacity<std::vector<T, A>> : std::bool_constant<std::is_trivially
 inline constexpr std::size_t max_spare_bytes = 256;
 
 /// Tables at least this large are read with prefetching in batched reads, and written with it
-/// in large batches: smaller ones sit in the L1/L2 caches, where a prefetch is pure cost.
+/// (every batch: see writer_prefetch_min_ops): smaller ones sit in the L1/L2 caches, where a
+/// prefetch is pure cost.
 /// (The writer's prefetch, measured by write_pair on this project's 2-core Xeon, 260 MiB L3:
 /// a 16M-entry map, in DRAM, overwritten at 0.57x the limit's rate against 0.49-0.51x without;
 /// 1M entries, in L3, within the noise either way, 0.45-0.48x; distances 8 to 16 alike.)
 inline constexpr std::size_t prefetch_min_entries = 16384;
-/// Batches of at least this many operations prefetch (in both applications, on a table of
-/// prefetch_min_entries or more): below it the loop ends before the prefetches pay back.
+/// Batches of at least this many operations prefetch prefetch_distance operations ahead as they
+/// are applied (in both applications, on a table of prefetch_min_entries or more). A smaller
+/// batch has every operation's lines prefetched in both copies before it is applied
+/// (lr_writer::prefetch_small_batches): its loop would end before prefetches ahead paid back.
 inline constexpr std::size_t writer_prefetch_min_ops = 64;
 /// How many keys ahead a loop over many keys starts loading a key's lines: enough misses in
 /// flight to cover a DRAM latency, few enough that the lines are still in L1 when their key comes.
