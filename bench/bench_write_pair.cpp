@@ -8,6 +8,8 @@
 // the iterations of the limit's phase time over the map's. Ours only (both reader modes): the
 // writer target is about ours; the write scenario has every peer.
 //
+// Batches of 1 and 16 (each applied with every operation prefetched up front in both copies on
+// the larger maps), 64 and 1024 (prefetched ahead as they are applied).
 // Name: write_pair/<map>/<u64|str16>/<1K|1M|16M>/batch:<n>/real_time (16M: u64 only)
 // Counters: ratio = median over pairs of (limit's phase time / map's phase time): the map's
 // write rate as a fraction of the limit's. items/s: overwrites of both phases.
@@ -66,7 +68,7 @@ template <class Key, std::size_t N>
 void register_size() {
   for_each_map<Key>([]<class Map>() {
     if constexpr (is_ours<Map>) {
-      for (std::size_t batch : {std::size_t{64}, std::size_t{1024}}) {
+      for (std::size_t batch : {std::size_t{1}, std::size_t{16}, std::size_t{64}, std::size_t{1024}}) {
         const std::string name = "write_pair/" + std::string(Map::name) + "/" + std::string(key_name<Key>) +
                                  "/" + size_name(N) + "/batch:" + std::to_string(batch);
         benchmark::RegisterBenchmark(name.c_str(), &bm_write_pair<Map, Key, N>, batch)->UseRealTime();
