@@ -857,19 +857,17 @@ class lr_writer {
     for (Op& op : ops) apply(t, op);
   }
 
-  /// Batches too small for apply_each's prefetching, on a table large enough for it: their
-  /// operations' lines start loading in both copies at once, the write copy's for the owed and
-  /// the new batch, and the read copy's for the new batch, which it receives at the next settle
-  /// or publish. A lone write then waits for its two tables' misses together, not in turn.
-  void prefetch_small_batches(const T& w, const T& r) const noexcept {
+  /// A batch too small for apply_each's prefetching, on a table large enough for it: its
+  /// operations' lines start loading in both copies at once, the write copy's (applied now) and
+  /// the read copy's (which receives the batch at the next settle or publish). A lone write then
+  /// waits for its two tables' misses together, not in turn. The owed batch was prefetched into
+  /// the write copy this way at the last publish, when it was the read copy.
+  void prefetch_small_batch(const T& w, const T& r) const noexcept {
     if constexpr (requires(const T& c, const Op& o) {
                     { Apply::prefetch_ahead(c, std::size_t{}) } -> std::convertible_to<std::size_t>;
                     Apply::prefetch_op(c, o);
                   }) {
       if (Apply::prefetch_ahead(w, std::numeric_limits<std::size_t>::max()) == 0) return;  // a small table
-      if (Apply::prefetch_ahead(w, replay_.size()) == 0) {
-        for (const Op& op : replay_) Apply::prefetch_op(w, op);
-      }
       if (Apply::prefetch_ahead(w, pending_.size()) == 0) {
         for (const Op& op : pending_) {
           Apply::prefetch_op(w, op);
@@ -911,7 +909,7 @@ class lr_writer {
     const std::vector<Op>& batch = pending_;
     const std::uint64_t next = std::max(r.version + 1, skip_to_);
     hook.before_apply(next, batch);  // throws: nothing changed yet
-    prefetch_small_batches(w.value, r.value);
+    prefetch_small_batch(w.value, r.value);
     try {
       replay_owed(w, r);
       apply_each(w.value, pending_, [](T& t, Op& op) { Apply::first(t, op); });

@@ -74,7 +74,7 @@ inline constexpr std::size_t prefetch_min_entries = 16384;
 /// Batches of at least this many operations prefetch prefetch_distance operations ahead as they
 /// are applied (in both applications, on a table of prefetch_min_entries or more). A smaller
 /// batch has every operation's lines prefetched in both copies before it is applied
-/// (lr_writer::prefetch_small_batches): its loop would end before prefetches ahead paid back.
+/// (lr_writer::prefetch_small_batch): its loop would end before prefetches ahead paid back.
 inline constexpr std::size_t writer_prefetch_min_ops = 64;
 /// How many keys ahead a loop over many keys starts loading a key's lines: enough misses in
 /// flight to cover a DRAM latency, few enough that the lines are still in L1 when their key comes.
