@@ -363,7 +363,9 @@ class map_reader : public detail::reader_reads<map_reader<Key, Value, Hash, Eq, 
  private:
   friend class map_writer<Key, Value, Hash, Eq, Traits>;
   friend class reader_factory<Key, Value, Hash, Eq, Traits>;
-  explicit map_reader(std::shared_ptr<detail::map_core<Key, Value, Hash, Eq, Traits>> core) : impl_(std::move(core)) {}
+  explicit map_reader(std::shared_ptr<detail::map_core<Key, Value, Hash, Eq, Traits>> core,
+                      std::uint64_t owner = detail::slot_owner::any_thread)
+      : impl_(std::move(core), owner) {}
 
   impl impl_;
 };
@@ -405,6 +407,16 @@ class reader_factory {
   /// first time the number of live readers reaches a new high.
   map_reader<Key, Value, Hash, Eq, Traits> make_reader() const {
     return map_reader<Key, Value, Hash, Eq, Traits>(core_);
+  }
+  /// Registers a reader that only the calling thread reads through, for as long as it lives
+  /// (it may be destroyed on another thread; a copy is an ordinary reader). A publish made on
+  /// that same thread while every registered reader is such a reader of it needs nothing from
+  /// the other cores: no membarrier, and its readers do not fence (a thread that both writes
+  /// and reads, as a shared_map used by one thread). Reading through it on another thread is
+  /// undefined behaviour (a debug build asserts). Thread-safety: any thread. Cost: as
+  /// make_reader().
+  map_reader<Key, Value, Hash, Eq, Traits> make_thread_reader() const {
+    return map_reader<Key, Value, Hash, Eq, Traits>(core_, detail::thread_tag());
   }
 
  private:
@@ -606,6 +618,11 @@ class map_writer {
   /// publish has come for 2 ms.
   /// Thread-safety: writer only. Cost: none.
   bool readers_fence() const noexcept { return impl_.readers_fence(); }
+  /// Swaps (publishes and settles) made without a membarrier and without asking readers to
+  /// fence because every registered reader was a thread reader of the publishing thread
+  /// (reader_factory::make_thread_reader). Always 0 with seq_cst readers. Thread-safety: writer
+  /// only. Cost: none.
+  std::uint64_t solo_swaps() const noexcept { return impl_.solo_swaps(); }
   /// reader_sync::automatic: from the next publish on, readers fence (true) or do not (false),
   /// whatever the publish rate; nullopt gives the choice back to the rate. For a writer that
   /// knows its pattern (a bulk load coming, a map that will not change for hours). No effect
@@ -618,6 +635,8 @@ class map_writer {
 
   /// A new registered reader. Thread-safety: any thread holding the writer; see reader_factory.
   reader make_reader() const { return reader(impl_.core()); }
+  /// A new reader for the calling thread only; see reader_factory::make_thread_reader.
+  reader make_thread_reader() const { return reader(impl_.core(), detail::thread_tag()); }
   /// A factory to hand to other threads.
   factory_type factory() const { return factory_type(impl_.core()); }
 

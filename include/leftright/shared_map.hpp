@@ -2,7 +2,8 @@
 // leftright: shared_map, the map any thread may read and write without handles.
 //
 // Reads: each thread that reads the map gets a map_reader of its own on its first read (made
-// from the map's reader_factory) and keeps it until it exits or the map dies, whichever comes
+// by the map's reader_factory::make_thread_reader: a thread that is the only one reading then
+// publishes with no membarrier and its reads do not fence) and keeps it until it exits or the map dies, whichever comes
 // first; later reads find it through a one-entry thread-local cache of (the map's address, the
 // reader's slot and core), so a read costs what map_reader::get costs plus one compare with a
 // thread-local.
@@ -536,7 +537,7 @@ template <class Key, class Value, class Hash, class Eq, class Traits>
 typename shared_map<Key, Value, Hash, Eq, Traits>::reader_ref_type
 shared_map<Key, Value, Hash, Eq, Traits>::local_reader_slow() const {
   using node = detail::thread_reader_node_of<reader_type>;
-  node& n = detail::local_node<node>(id_, home_, [this] { return std::make_unique<node>(factory_.make_reader()); });
+  node& n = detail::local_node<node>(id_, home_, [this] { return std::make_unique<node>(factory_.make_thread_reader()); });
   const reader_ref_type r = n.reader.ref();
   detail::cache_node(&id_, n, r);
   return r;

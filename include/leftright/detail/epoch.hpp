@@ -55,6 +55,25 @@ struct epoch_word {
   static constexpr bool can_nest(std::uint64_t e) noexcept { return (e & count_mask) != count_mask; }
 };
 
+/// Who may read through a slot (reader_slot::owner): nobody (free), any thread (a reader handle,
+/// which may move between threads), or one thread, named by its thread_tag(): a per-thread
+/// reader that no other thread ever enters through (case C9 of left_right.hpp).
+struct slot_owner {
+  static constexpr std::uint64_t none = 0;
+  static constexpr std::uint64_t any_thread = ~std::uint64_t{0};
+};
+
+/// This thread's tag: a number no other thread of the process has had or will have (a
+/// process-wide counter, never reused, never slot_owner::none or any_thread). Cost: a
+/// thread-local load; a relaxed increment the first time.
+inline std::uint64_t thread_tag() noexcept {
+  static std::atomic<std::uint64_t> next{1};
+  constinit thread_local std::uint64_t tag = 0;
+  // [G7] relaxed: uniqueness only; nothing is published with the number.
+  if (tag == 0) [[unlikely]] tag = next.fetch_add(1, std::memory_order_relaxed);
+  return tag;
+}
+
 /// One reader's slot. Written only by its owner (the epoch, and the reader-private field beside
 /// it), read by the writer; alignas keeps every slot on a line of its own so that no reader ever
 /// writes a line another reader or the registry writes.
@@ -70,6 +89,9 @@ struct alignas(cache_line) reader_slot {
   /// The next older slot in the registry's list. Set before the slot is published and never
   /// changed after, so the writer can walk the list without a lock.
   reader_slot* next = nullptr;
+  /// slot_owner: stored by the registry at acquire and release ([G5], [G6]), read by the
+  /// writer's solo check ([W8]). On the slot's own line, which the writer reads at every swap.
+  std::atomic<std::uint64_t> owner{slot_owner::none};
 
   /// Whether the owner orders its entries with the writer's membarrier (else seq_cst).
   bool asymmetric() const noexcept {
@@ -94,10 +116,70 @@ class reader_registry {
     while (s != nullptr) delete std::exchange(s, s->next);
   }
 
-  /// Hands out a free slot, reusing released ones first. Cost: a mutex, and an allocation when
-  /// none is free. The slot is outside any read (its last owner left it so); its fenced bit is
-  /// set for a seq_cst reader, cleared for an asymmetric one.
-  reader_slot* acquire(bool asymmetric) {
+  /// Hands out a free slot, reusing released ones first, to `owner` (slot_owner::any_thread, or
+  /// the thread_tag() of the one thread that will read through it: the calling thread, which
+  /// makes its first entry after this returns). Cost: a mutex, a full fence, and an allocation
+  /// when none is free. The slot is outside any read (its last owner left it so); its fenced
+  /// bit is set for a seq_cst reader, cleared for an asymmetric one.
+  reader_slot* acquire(bool asymmetric, std::uint64_t owner = slot_owner::any_thread) {
+    reader_slot* s = take_slot(asymmetric, owner);
+    // [G5] seq_cst fence: between this registration's owners_gen increment and its reader's first
+    //      entry. A writer whose check after its swap ([W8]) missed the increment comes before it
+    //      in the total order, so this reader's first [R2] loads that swap's pointer or a later
+    //      one (case C9).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return s;
+  }
+
+  /// Takes a slot back. Precondition: its owner is outside any read.
+  void release(reader_slot* s) noexcept {
+    std::lock_guard<std::mutex> lock(mu_);
+    // [G6] release store: a writer that loads none ([W8], acquire) has this owner's reads, all
+    //      ended before this call, happen-before its check; the increment, seq_cst, tells a
+    //      writer that caches its last walk to walk again (a solo swap may be possible now).
+    s->owner.store(slot_owner::none, std::memory_order_release);
+    owners_gen_.fetch_add(1, std::memory_order_seq_cst);
+    free_.push_back(s);  // capacity reserved in acquire(): cannot throw
+  }
+
+  /// The registration count ([W8]): it moves at every acquire and release, after the owner is
+  /// stored. `order` is the caller's (see lr_writer's solo check).
+  std::uint64_t owners_generation(std::memory_order order) const noexcept { return owners_gen_.load(order); }
+
+  /// The one thread every live slot is owned by, as of owners generation `*gen` (set here):
+  /// slot_owner::none if every slot is free, that thread's tag if all live slots are its own,
+  /// else slot_owner::any_thread. Lock-free: an acquire load of the generation, then of each
+  /// slot's owner. A slot registered at that generation or before is seen with its owner or a
+  /// later one ([G5]'s increment is a release, and every change of the count an RMW).
+  std::uint64_t sole_owner(std::uint64_t* gen) const noexcept {
+    // [W8] acquire: synchronizes with every [G5]/[G6] increment up to the value read.
+    *gen = owners_gen_.load(std::memory_order_acquire);
+    std::uint64_t sole = slot_owner::none;
+    for_each([&](const reader_slot& s) {
+      // [W8] acquire: pairs with [G6]; an owner of none means its reads are over.
+      const std::uint64_t o = s.owner.load(std::memory_order_acquire);
+      if (o != slot_owner::none && o != sole) sole = sole == slot_owner::none ? o : slot_owner::any_thread;
+    });
+    return sole;
+  }
+
+  /// Calls f(slot) for every slot ever registered, live or free, without taking the lock.
+  template <class F>
+  void for_each(F&& f) const {
+    // [G3] seq_cst load: pairs with [G2]. A slot registered too late to be seen here was
+    //      registered after the writer's swap [W1], so its reader loads the new pointer.
+    for (reader_slot* s = head_.load(std::memory_order_seq_cst); s != nullptr; s = s->next) f(*s);
+  }
+
+  /// Number of slots ever allocated: the high-water mark of concurrently live readers.
+  std::size_t capacity() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return count_;
+  }
+
+ private:
+  /// acquire() under the mutex: a free slot or a new one, its fenced bit and owner set.
+  reader_slot* take_slot(bool asymmetric, std::uint64_t owner) {
     std::lock_guard<std::mutex> lock(mu_);
     reader_slot* s;
     if (!free_.empty()) {
@@ -122,31 +204,17 @@ class reader_registry {
     // [G4] release: a writer that reads this value instead of the previous owner's last leave
     //      still gets that owner's reads ordered before it (they precede its release(), under mu_).
     s->epoch.store(asymmetric ? e & ~epoch_word::fenced : e | epoch_word::fenced, std::memory_order_release);
+    // [G5] relaxed store, then a seq_cst increment: a writer that loads the count (acquire) at
+    //      this value or later sees this owner. Both under mu_, so acquires and releases change
+    //      the count in the order they change owners.
+    s->owner.store(owner, std::memory_order_relaxed);
+    owners_gen_.fetch_add(1, std::memory_order_seq_cst);
     return s;
   }
 
-  /// Takes a slot back. Precondition: its owner is outside any read.
-  void release(reader_slot* s) noexcept {
-    std::lock_guard<std::mutex> lock(mu_);
-    free_.push_back(s);  // capacity reserved in acquire(): cannot throw
-  }
-
-  /// Calls f(slot) for every slot ever registered, live or free, without taking the lock.
-  template <class F>
-  void for_each(F&& f) const {
-    // [G3] seq_cst load: pairs with [G2]. A slot registered too late to be seen here was
-    //      registered after the writer's swap [W1], so its reader loads the new pointer.
-    for (reader_slot* s = head_.load(std::memory_order_seq_cst); s != nullptr; s = s->next) f(*s);
-  }
-
-  /// Number of slots ever allocated: the high-water mark of concurrently live readers.
-  std::size_t capacity() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return count_;
-  }
-
- private:
   std::atomic<reader_slot*> head_{nullptr};
+  /// Acquires and releases so far ([G5], [G6]); beside head_, which the writer also reads.
+  std::atomic<std::uint64_t> owners_gen_{0};
   // std::mutex rather than absl::Mutex: Debian's Abseil is not built with ThreadSanitizer, which
   // then cannot see absl::Mutex's ordering; pthread mutexes it intercepts. Registration is rare.
   std::mutex mu_;

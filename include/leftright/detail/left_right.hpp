@@ -33,7 +33,8 @@
 //      (Traits::meta_type, beside the version in the copy) goes the same way: the last batch's
 //      set_meta, then the new one's, so a reader sees a batch's label with its entries only.
 //   3. [W1] read_ptr = &W (the swap); with asymmetric readers, [W2] membarrier (on an adaptive
-//      core, not when this swap and the last both asked readers to fence: case C8).
+//      core, not when this swap and the last both asked readers to fence: case C8; not when
+//      every registered reader is the publishing thread's own: case C9).
 //   4. [G3]+[W3] walk the registry and record every slot that is inside, with its word.
 //   The new batch stays in the log, owed to R, which becomes the write copy next time.
 // try_publish() runs step 1 as a check ([W5]) and returns false instead of waiting.
@@ -115,6 +116,24 @@
 //       it was tagged" means the value the exchange replaced still carries the tag: if a reader
 //       took it off, the exchange sees so (its CAS came first in read_ptr's modification
 //       order) and [W2] runs; if not, the CAS fails (it expected the value [W1] replaced).
+//   C9. Solo swaps (asymmetric cores). A reader may be made for one thread (its slot's owner is
+//       that thread's tag; shared_map's per-thread readers are). When the writer's last walk of
+//       the registry ([W8], at the registry's count g) found every slot free or owned by the
+//       publishing thread, the swap is an untagged seq_cst exchange [W1] followed by a seq_cst
+//       load of the count [W8]; if it still reads g, no [W2] runs. Take a reader inside W during
+//       publish k+2's write, having loaded swap k's pointer before solo swap k+1 replaced it.
+//       Its slot was, at the walk: (a) the writer's own: its reads and the publishes are ordered
+//       by program order (a guard held across a publish is seen inside by that publish's own
+//       [W3]: case C1); (b) free, its last owner's reads over ([G6] release, [W8] acquire): so
+//       the reader registered later, and a registration increments the count ([G5], seq_cst,
+//       after storing the owner) and then fences before its first entry. If its increment came
+//       at or before g, the walk saw its owner (not free); if after, then [W8] after [W1],
+//       reading g, precedes the increment in the total order, hence precedes the registration's
+//       fence, and the reader's first [R2] (after that fence) reads swap k+1's pointer or a
+//       later one: not inside W. Its later entries, each through a load after the first, read
+//       later pointers still. (c) Owned by another thread or by any thread: not solo. A slot
+//       not yet in the list is case C3. The swap is untagged and the next non-solo swap then
+//       always runs [W2] (C8's rule), so C8's argument is unchanged.
 // Visibility: [W1] is a release (seq_cst) store and [R2] an acquire (or seq_cst) load, so all
 // of step 2 happens-before every read through the pointer the reader loaded.
 //
@@ -148,8 +167,14 @@
 //   [W5] try_publish's check            acquire   pairs with [R3]
 //   [W6] held copy's holders checked    acquire   pairs with [R3]: reads done before the free
 //   [W7] writer stores relax_after      relaxed   a hint for [R7]
+//   [W8] writer checks the owners       relaxed   whether to walk; the walk: acquire, pairs with
+//                                                 [G5]/[G6]; after a solo [W1]: seq_cst (C9)
+//   [R8] reader checks its owner        relaxed   debug builds only: its own slot, stored before
 //   [G0]-[G3] registry list             see epoch.hpp
 //   [G4] registration sets fenced bit   release   pairs with [W3]/[W4]/[W5], see epoch.hpp
+//   [G5] registration: owner, count     relaxed + seq_cst RMW, then a seq_cst fence (C9)
+//   [G6] release: owner none, count     release + seq_cst RMW (C9)
+//   [G7] thread tags                    relaxed   uniqueness only
 // ==============================================================================
 #pragma once
 
@@ -308,6 +333,10 @@ class lr_reader_ref {
     // so lets the compiler drop the guard's "moved from?" test at leave.
     if (slot_ == nullptr) __builtin_unreachable();
     reader_slot& s = *slot_;
+    // [R8] relaxed: a debug check of the owner the registry stored before this thread got the slot.
+    assert((s.owner.load(std::memory_order_relaxed) == slot_owner::any_thread ||
+            s.owner.load(std::memory_order_relaxed) == thread_tag()) &&
+           "a reader made for one thread is read through on another");
     // Loaded once, before the compiler barrier below, and passed on rather than read through
     // `this`: a ref copied out of a thread-local then stays in registers, not on the stack.
     core_type& core = *core_;
@@ -419,8 +448,10 @@ class lr_reader {
   using ref = lr_reader_ref<T, Mode, Meta>;
   using entry = typename ref::entry;
 
-  explicit lr_reader(std::shared_ptr<core_type> core)
-      : core_(std::move(core)), slot_(core_->registry.acquire(core_->asymmetric)) {}
+  /// owner: slot_owner::any_thread, or thread_tag() when only the calling thread will ever read
+  /// through this reader (case C9: its own publishes may then skip the readers' barrier).
+  explicit lr_reader(std::shared_ptr<core_type> core, std::uint64_t owner = slot_owner::any_thread)
+      : core_(std::move(core)), slot_(core_->registry.acquire(core_->asymmetric, owner)) {}
   lr_reader(const lr_reader& other) : lr_reader(other.core_) {}
   lr_reader(lr_reader&& other) noexcept
       : core_(std::move(other.core_)), slot_(std::exchange(other.slot_, nullptr)) {}
@@ -667,6 +698,9 @@ class lr_writer {
   void skip_to(std::uint64_t v) noexcept { skip_to_ = v; }
   bool poisoned() const noexcept { return poisoned_; }
   const std::shared_ptr<core_type>& core() const noexcept { return core_; }
+  /// Swaps made without a membarrier because every registered reader was the publishing
+  /// thread's own or none (case C9).
+  std::uint64_t solo_swaps() const noexcept { return solo_swaps_; }
 
   /// See map_writer::set_stall_report.
   void set_stall_report(std::chrono::nanoseconds after, std::function<void(const reader_stall&)> report) {
@@ -982,6 +1016,7 @@ class lr_writer {
   /// A settle's swap (publishing false) keeps the readers' mode and is not counted in the rate.
   void swap_to(const copy_type& w, bool publishing) noexcept {
     const std::uintptr_t a = core_type::address_of(&w);
+    if (core_->asymmetric && solo_candidate()) return solo_swap_to(a);
     if (core_->adaptive) return adaptive_swap_to(a, publishing);
     const bool barrier = core_->asymmetric;
     const std::uintptr_t v = a;
@@ -994,6 +1029,35 @@ class lr_writer {
       //      C8). Also a release.
       core_->read_ptr.store(v, std::memory_order_seq_cst);
     }
+    write_ ^= 1;
+    record_readers(barrier);
+  }
+
+  /// Whether every registered slot was free or this thread's own at the last look (case C9).
+  /// The look is a walk of the registry, taken again only when a reader registered or released
+  /// since. Cost otherwise: a thread-local load and a load of the registry's count.
+  bool solo_candidate() noexcept {
+    // [W8] relaxed: only decides whether to walk; the walk and the check after [W1] decide.
+    if (core_->registry.owners_generation(std::memory_order_relaxed) != solo_gen_ || !solo_walked_) {
+      sole_owner_ = core_->registry.sole_owner(&solo_gen_);
+      solo_walked_ = true;
+    }
+    if (sole_owner_ == slot_owner::any_thread) return false;
+    return sole_owner_ == slot_owner::none || sole_owner_ == thread_tag();
+  }
+
+  /// A swap of an asymmetric core while every slot was free or this thread's own (case C9): no
+  /// membarrier and no fence tag, unless a reader registered or released between the walk and
+  /// the swap; then [W2] runs, as for any untagged swap.
+  void solo_swap_to(std::uintptr_t a) noexcept {
+    // [W1] seq_cst exchange (release for the copy's contents): in the total order before [W8].
+    core_->read_ptr.exchange(a, std::memory_order_seq_cst);
+    // [W8] seq_cst: if it reads the walk's count, every registration that came later follows it
+    //      in the total order, and [G5]'s fence orders that reader's first [R2] after [W1].
+    const bool barrier = core_->registry.owners_generation(std::memory_order_seq_cst) != solo_gen_;
+    if (barrier) heavy_barrier();  // [W2]
+    if (!barrier) ++solo_swaps_;
+    fencing_ = false;
     write_ ^= 1;
     record_readers(barrier);
   }
@@ -1133,6 +1197,12 @@ class lr_writer {
   std::uint32_t unclocked_swaps_ = 0;  ///< publishes since the clock was last read (next_fencing)
   std::chrono::steady_clock::time_point window_start_{};
   std::optional<bool> fencing_override_;
+  // Case C9 (solo_candidate): what the last walk found (registry::sole_owner), at which count
+  // of the registry, whether there was one, and how many swaps went without a barrier.
+  std::uint64_t sole_owner_ = slot_owner::any_thread;
+  std::uint64_t solo_gen_ = 0;
+  bool solo_walked_ = false;
+  std::uint64_t solo_swaps_ = 0;
   std::size_t held_limit_ = held_copy_limit_default;  ///< set_held_copy_limit
   std::uint64_t skip_to_ = 0;  ///< the next publish's version if larger than the next one (skip_to)
   // The stall report (set_stall_report): after how long, to whom (empty: stderr), and when and
