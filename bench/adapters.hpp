@@ -605,6 +605,10 @@ class lr_map {
 
   writer_type w_;
   factory_type f_;
+  /// A reader registered for the map's life, idle, as a map that other threads read has one:
+  /// with none, every swap of the writer would be solo (no membarrier, readers never asked to
+  /// fence; detail/left_right.hpp, case C9), which a map with readers elsewhere never gets.
+  reader_type idle_ = f_.make_reader();
 };
 
 template <class Key>

@@ -110,6 +110,7 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   using base::insert;
   using base::insert_or_assign;
   using base::make_reader;
+  using base::make_thread_reader;
   using base::meta;  // with the metadata the log and snapshots carry (Traits::meta_type's codec)
   using base::pending;
   using base::poisoned;
@@ -119,6 +120,7 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   using base::set_stall_report;
   using base::sync_mode;
   using base::readers_fence;
+  using base::solo_swaps;
   using base::force_reader_fencing;
   using base::version;
 

@@ -436,12 +436,15 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
         as_request(c).ops.apply_to(w, last_try);
         n += as_request(c).ops.size();
       }
+      const std::uint64_t solo_before = w.solo_swaps();
       const std::uint64_t v = max_reader_wait.count() > 0 ? w.publish_within(max_reader_wait) : w.publish();
       for (combine_request_ptr c : rs) as_request(c).version = v;
       counters::add(stats.publishes, 1);
       counters::add(stats.operations, n);
       counters::raise(stats.largest_group, rs.size());
-      if (w.readers_fence()) settle();
+      // A settle is a swap: worth it while swaps cost no membarrier (readers fence, or this one
+      // was solo), not otherwise.
+      if (w.readers_fence() || w.solo_swaps() != solo_before) settle();
     } catch (...) {
       w.discard();
       if (!usable()) return fail(rs, writer_failure(std::current_exception()));
@@ -482,8 +485,9 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
   /// Moves the readers back to the copy they read before this publish, if none is still in it
   /// (map_writer::try_settle): a shared_map publishes every group at once, so its readers would
   /// otherwise alternate between the two copies and the CPU caches hold both copies' hot lines
-  /// (YCSB B over 1M entries, one thread: 1.4-2.5x the operations/s). Only while readers fence:
-  /// with asymmetric readers the second swap's membarrier costs more than it saves. The group
+  /// (YCSB B over 1M entries, one thread: 1.4-2.5x the operations/s). Only while readers fence
+  /// or the publish was solo (case C9: a one-thread map): with asymmetric readers the second
+  /// swap's membarrier costs more than it saves. The group
   /// is published already: a settle whose replay throws has made the copies equal
   /// again (or poisoned the writer, which the next publish reports), so nothing is lost with its
   /// exception but the locality.

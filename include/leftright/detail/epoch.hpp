@@ -63,15 +63,17 @@ struct slot_owner {
   static constexpr std::uint64_t any_thread = ~std::uint64_t{0};
 };
 
-/// This thread's tag: a number no other thread of the process has had or will have (a
-/// process-wide counter, never reused, never slot_owner::none or any_thread). Cost: a
-/// thread-local load; a relaxed increment the first time.
+/// This thread's tag: the address of a thread-local of its own, which no other live thread
+/// shares (every thread's thread-locals are distinct memory), never slot_owner::none or
+/// any_thread. A thread that has exited may have had the tag a later thread gets; a slot still
+/// owned by the exited thread is then taken for the later thread's own, which is safe: nobody
+/// reads through it any more (its reads ended before its thread did). Within a library built
+/// into several shared objects with hidden visibility, one thread may get different tags in
+/// different objects: its publishes are then not solo (case C9), which is only slower. Cost: the
+/// address of a thread-local.
 inline std::uint64_t thread_tag() noexcept {
-  static std::atomic<std::uint64_t> next{1};
-  constinit thread_local std::uint64_t tag = 0;
-  // [G7] relaxed: uniqueness only; nothing is published with the number.
-  if (tag == 0) [[unlikely]] tag = next.fetch_add(1, std::memory_order_relaxed);
-  return tag;
+  constinit thread_local char anchor = 0;
+  return reinterpret_cast<std::uintptr_t>(&anchor);
 }
 
 /// One reader's slot. Written only by its owner (the epoch, and the reader-private field beside
@@ -117,17 +119,40 @@ class reader_registry {
   }
 
   /// Hands out a free slot, reusing released ones first, to `owner` (slot_owner::any_thread, or
-  /// the thread_tag() of the one thread that will read through it: the calling thread, which
-  /// makes its first entry after this returns). Cost: a mutex, a full fence, and an allocation
-  /// when none is free. The slot is outside any read (its last owner left it so); its fenced
-  /// bit is set for a seq_cst reader, cleared for an asymmetric one.
+  /// the thread_tag() of the one thread that will read through it). Cost: a mutex, and an
+  /// allocation when none is free. The slot is outside any read (its last owner left it so); its
+  /// fenced bit is set for a seq_cst reader, cleared for an asymmetric one. The caller makes a
+  /// seq_cst load of the read pointer before the slot's first entry ([G5], case C9).
   reader_slot* acquire(bool asymmetric, std::uint64_t owner = slot_owner::any_thread) {
-    reader_slot* s = take_slot(asymmetric, owner);
-    // [G5] seq_cst fence: between this registration's owners_gen increment and its reader's first
-    //      entry. A writer whose check after its swap ([W8]) missed the increment comes before it
-    //      in the total order, so this reader's first [R2] loads that swap's pointer or a later
-    //      one (case C9).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    std::lock_guard<std::mutex> lock(mu_);
+    reader_slot* s;
+    if (!free_.empty()) {
+      s = free_.back();
+      free_.pop_back();
+    } else {
+      free_.reserve(count_ + 1);  // so release() never allocates; may throw, nothing changed yet
+      s = new reader_slot;
+      // [G1] relaxed load: head_ is only stored under mu_, which we hold.
+      s->next = head_.load(std::memory_order_relaxed);
+      // [G2] seq_cst store: publishes the slot (and its next) to the writer's walk [G3]. Must be
+      //      ordered before this reader's first epoch store [R1] against the writer's pointer
+      //      store [W1] and walk [G3]: the same StoreLoad pattern as [R1]/[W3]. Registration is
+      //      rare, so it always pays the full price.
+      head_.store(s, std::memory_order_seq_cst);
+      ++count_;
+    }
+    s->pinned = nullptr;
+    // Only the fenced bit changes; the generation goes on (a writer may still hold an old value).
+    // [G4] relaxed load: the last store was the previous owner's, ordered before us by mu_.
+    const std::uint64_t e = s->epoch.load(std::memory_order_relaxed);
+    // [G4] release: a writer that reads this value instead of the previous owner's last leave
+    //      still gets that owner's reads ordered before it (they precede its release(), under mu_).
+    s->epoch.store(asymmetric ? e & ~epoch_word::fenced : e | epoch_word::fenced, std::memory_order_release);
+    // [G5] relaxed store, then a seq_cst increment: a writer that loads the count (acquire) at
+    //      this value or later sees this owner. Both under mu_, so acquires and releases change
+    //      the count in the order they change owners.
+    s->owner.store(owner, std::memory_order_relaxed);
+    owners_gen_.fetch_add(1, std::memory_order_seq_cst);
     return s;
   }
 
@@ -178,40 +203,6 @@ class reader_registry {
   }
 
  private:
-  /// acquire() under the mutex: a free slot or a new one, its fenced bit and owner set.
-  reader_slot* take_slot(bool asymmetric, std::uint64_t owner) {
-    std::lock_guard<std::mutex> lock(mu_);
-    reader_slot* s;
-    if (!free_.empty()) {
-      s = free_.back();
-      free_.pop_back();
-    } else {
-      free_.reserve(count_ + 1);  // so release() never allocates; may throw, nothing changed yet
-      s = new reader_slot;
-      // [G1] relaxed load: head_ is only stored under mu_, which we hold.
-      s->next = head_.load(std::memory_order_relaxed);
-      // [G2] seq_cst store: publishes the slot (and its next) to the writer's walk [G3]. Must be
-      //      ordered before this reader's first epoch store [R1] against the writer's pointer
-      //      store [W1] and walk [G3]: the same StoreLoad pattern as [R1]/[W3]. Registration is
-      //      rare, so it always pays the full price.
-      head_.store(s, std::memory_order_seq_cst);
-      ++count_;
-    }
-    s->pinned = nullptr;
-    // Only the fenced bit changes; the generation goes on (a writer may still hold an old value).
-    // [G4] relaxed load: the last store was the previous owner's, ordered before us by mu_.
-    const std::uint64_t e = s->epoch.load(std::memory_order_relaxed);
-    // [G4] release: a writer that reads this value instead of the previous owner's last leave
-    //      still gets that owner's reads ordered before it (they precede its release(), under mu_).
-    s->epoch.store(asymmetric ? e & ~epoch_word::fenced : e | epoch_word::fenced, std::memory_order_release);
-    // [G5] relaxed store, then a seq_cst increment: a writer that loads the count (acquire) at
-    //      this value or later sees this owner. Both under mu_, so acquires and releases change
-    //      the count in the order they change owners.
-    s->owner.store(owner, std::memory_order_relaxed);
-    owners_gen_.fetch_add(1, std::memory_order_seq_cst);
-    return s;
-  }
-
   std::atomic<reader_slot*> head_{nullptr};
   /// Acquires and releases so far ([G5], [G6]); beside head_, which the writer also reads.
   std::atomic<std::uint64_t> owners_gen_{0};

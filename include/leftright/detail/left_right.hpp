@@ -126,12 +126,11 @@
 //       by program order (a guard held across a publish is seen inside by that publish's own
 //       [W3]: case C1); (b) free, its last owner's reads over ([G6] release, [W8] acquire): so
 //       the reader registered later, and a registration increments the count ([G5], seq_cst,
-//       after storing the owner) and then fences before its first entry. If its increment came
-//       at or before g, the walk saw its owner (not free); if after, then [W8] after [W1],
-//       reading g, precedes the increment in the total order, hence precedes the registration's
-//       fence, and the reader's first [R2] (after that fence) reads swap k+1's pointer or a
-//       later one: not inside W. Its later entries, each through a load after the first, read
-//       later pointers still. (c) Owned by another thread or by any thread: not solo. A slot
+//       after storing the owner) and then loads read_ptr seq_cst before its first entry. If its
+//       increment came at or before g, the walk saw its owner (not free); if after, then [W1]
+//       and [W8] (reading g) precede the increment in the total order, hence precede that
+//       load, which reads swap k+1's pointer or a later one; by coherence so do the reader's
+//       [R2]s after it: not inside W. (c) Owned by another thread or by any thread: not solo. A slot
 //       not yet in the list is case C3. The swap is untagged and the next non-solo swap then
 //       always runs [W2] (C8's rule), so C8's argument is unchanged.
 // Visibility: [W1] is a release (seq_cst) store and [R2] an acquire (or seq_cst) load, so all
@@ -172,9 +171,9 @@
 //   [R8] reader checks its owner        relaxed   debug builds only: its own slot, stored before
 //   [G0]-[G3] registry list             see epoch.hpp
 //   [G4] registration sets fenced bit   release   pairs with [W3]/[W4]/[W5], see epoch.hpp
-//   [G5] registration: owner, count     relaxed + seq_cst RMW, then a seq_cst fence (C9)
+//   [G5] registration: owner, count     relaxed + seq_cst RMW, then a seq_cst load of
+//                                                 read_ptr before the first entry (C9)
 //   [G6] release: owner none, count     release + seq_cst RMW (C9)
-//   [G7] thread tags                    relaxed   uniqueness only
 // ==============================================================================
 #pragma once
 
@@ -451,7 +450,13 @@ class lr_reader {
   /// owner: slot_owner::any_thread, or thread_tag() when only the calling thread will ever read
   /// through this reader (case C9: its own publishes may then skip the readers' barrier).
   explicit lr_reader(std::shared_ptr<core_type> core, std::uint64_t owner = slot_owner::any_thread)
-      : core_(std::move(core)), slot_(core_->registry.acquire(core_->asymmetric, owner)) {}
+      : core_(std::move(core)), slot_(core_->registry.acquire(core_->asymmetric, owner)) {
+    // [G5] seq_cst load, after the registration's seq_cst increment and before the first [R2]: a
+    //      writer whose check after its swap ([W8]) missed the increment precedes it in the total
+    //      order, and so does that swap's [W1]: this load reads that pointer or a later one, and
+    //      by coherence so does every later [R2] of this reader (case C9).
+    (void)core_->read_ptr.load(std::memory_order_seq_cst);
+  }
   lr_reader(const lr_reader& other) : lr_reader(other.core_) {}
   lr_reader(lr_reader&& other) noexcept
       : core_(std::move(other.core_)), slot_(std::exchange(other.slot_, nullptr)) {}

@@ -58,8 +58,8 @@
  *   drain every slot's pending store        -> [W2] membarrier (skipped by a solo swap)
  *   owner[s] = _pid or ROAMING (under the   -> [G5] registration: the owner store (with [G2]
  *   lock), then owners_gen++                   for a new slot), the seq_cst increment, then
- *                                              the seq_cst fence, before the first [R1] (no
- *                                              step: nothing is pending at registration)
+ *                                              a seq_cst load of read_ptr before the first
+ *                                              [R1] (no step: loads of read_ptr are SC here)
  *   owner[s] = 0, owners_gen++ (the lock)   -> [G6] release, by a reader outside its reads
  *   og = owners_gen or the last value seen  -> [W8] relaxed: walk again if not the cached og
  *   og = owners_gen, then each owner[i]     -> [W8] acquire: the walk; solo if every owner is
@@ -194,7 +194,7 @@ proctype reader() {
      :: s != 255 ->
 #ifdef ASYM
 #ifndef BROKEN_NO_GEN_BUMP
-        owners_gen++;             /* [G5] seq_cst RMW; then the fence (no pending store) */
+        owners_gen++;             /* [G5] seq_cst RMW; then a seq_cst load of read_ptr */
 #endif
 #endif
         ENTER(s);                 /* [R1] inside: one guard */
