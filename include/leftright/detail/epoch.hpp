@@ -13,12 +13,17 @@
 #include <cstdint>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "config.hpp"
+
+#if __has_include(<pthread.h>)
+#include <pthread.h>
+#endif
 
 namespace leftright::detail {
 
@@ -63,15 +68,23 @@ struct slot_owner {
   static constexpr std::uint64_t any_thread = ~std::uint64_t{0};
 };
 
-/// This thread's tag: the address of a thread-local of its own, which no other live thread
-/// shares (every thread's thread-locals are distinct memory), never slot_owner::none or
-/// any_thread. A thread that has exited may have had the tag a later thread gets; a slot still
-/// owned by the exited thread is then taken for the later thread's own, which is safe: nobody
-/// reads through it any more (its reads ended before its thread did). Within a library built
-/// into several shared objects with hidden visibility, one thread may get different tags in
-/// different objects: its publishes are then not solo (case C9), which is only slower. Cost: the
-/// address of a thread-local.
+/// This thread's tag: a number no other live thread of the process has, never slot_owner::none
+/// or any_thread: the thread's pthread_t where that is an integer or a pointer (the address of
+/// its thread descriptor on Linux), the same in every shared object of the process; elsewhere
+/// the address of a thread-local (one thread may then get different tags in objects built with
+/// hidden visibility: its publishes are then not solo, only slower). A thread that has exited
+/// may have had the tag a later thread gets; a slot still owned by the exited thread is then
+/// taken for the later thread's own, which is safe: nobody reads through it any more (its reads
+/// ended before its thread did). Cost: a call that reads a thread register.
 inline std::uint64_t thread_tag() noexcept {
+#if __has_include(<pthread.h>)
+  const pthread_t self = ::pthread_self();
+  if constexpr (std::is_integral_v<pthread_t>) {
+    return static_cast<std::uint64_t>(self);
+  } else if constexpr (std::is_pointer_v<pthread_t>) {
+    return reinterpret_cast<std::uintptr_t>(self);
+  }
+#endif
   constinit thread_local char anchor = 0;
   return reinterpret_cast<std::uintptr_t>(&anchor);
 }
