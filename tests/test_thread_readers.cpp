@@ -239,18 +239,27 @@ TEMPLATE_TEST_CASE("readers registering and leaving while a solo writer publishe
   if (w.sync_mode() == leftright::reader_sync::seq_cst) CHECK(w.solo_swaps() == 0);
 }
 
-TEST_CASE("a shared_map read and written by one thread reads its own writes", "[thread_readers]") {
+TEST_CASE("a shared_map read and written by one thread publishes solo, and reads its own writes", "[thread_readers]") {
   leftright::shared_map<std::uint64_t, std::uint64_t> m;
+  const bool asymmetric = m.factory().make_reader().sync_mode() == leftright::reader_sync::asymmetric;
   for (std::uint64_t i = 0; i < 2000; ++i) {
     m.insert_or_assign(i % 37, i);
     REQUIRE(m.get(i % 37) == i);
   }
+  leftright::shared_map_stats s = m.stats();
+  CHECK(s.publishes == 2000);
+  // Solo once the factory's reader above is gone: all but the first publish or two.
+  CHECK(s.solo_publishes >= (asymmetric ? 1998u : 0u));
+  CHECK(s.solo_publishes <= (asymmetric ? 2000u : 0u));
+  // A second thread that writes and reads: its publishes are not solo while this thread's
+  // reader lives (this thread's, made by its first read above, until this thread exits).
   std::thread([&] {
     for (std::uint64_t i = 0; i < 500; ++i) {
       m.insert_or_assign(1000 + i, i);
       REQUIRE(m.get(1000 + i) == i);
     }
   }).join();
+  CHECK(m.stats().solo_publishes == s.solo_publishes);
   CHECK(m.get(1000 + 499) == 499);
   CHECK(m.size() == 37 + 500);
 }

@@ -75,6 +75,9 @@ struct shared_map_stats {
   std::uint64_t groups = 0;         ///< groups a combiner took (write calls and control calls)
   std::uint64_t largest_group = 0;  ///< most write calls published in one version
   std::uint64_t splits = 0;         ///< publishes that threw and were retried in halves
+  /// Of the publishes, those that were solo: made on the one thread reading the map (or with no
+  /// reader), so with no membarrier and no fence asked of readers (map_writer::solo_swaps).
+  std::uint64_t solo_publishes = 0;
 };
 
 /// A map every thread may read and write. Neither copyable nor movable: share it by reference.
@@ -240,7 +243,7 @@ class shared_map {
     const auto ld = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };  // [S2]
     return {ld(counters_.writes),    ld(counters_.failed_writes), ld(counters_.operations),
             ld(counters_.publishes), ld(counters_.groups),        ld(counters_.largest_group),
-            ld(counters_.splits)};
+            ld(counters_.splits),    ld(counters_.solo_publishes)};
   }
 
  private:
@@ -248,7 +251,7 @@ class shared_map {
   struct request;
   struct counters {
     std::atomic<std::uint64_t> writes{0}, failed_writes{0}, operations{0}, publishes{0}, groups{0},
-        largest_group{0}, splits{0};
+        largest_group{0}, splits{0}, solo_publishes{0};
     /// [S1] relaxed: only the combiner writes (see the top of the file).
     static void add(std::atomic<std::uint64_t>& a, std::uint64_t n) noexcept {
       a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -442,6 +445,7 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
       counters::add(stats.publishes, 1);
       counters::add(stats.operations, n);
       counters::raise(stats.largest_group, rs.size());
+      if (w.solo_swaps() != solo_before) counters::add(stats.solo_publishes, 1);
       // A settle is a swap: worth it while swaps cost no membarrier (readers fence, or this one
       // was solo), not otherwise.
       if (w.readers_fence() || w.solo_swaps() != solo_before) settle();
