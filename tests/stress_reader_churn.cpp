@@ -12,6 +12,9 @@
 //      try_publish must refuse because of it.
 //   3. The writer destroyed while reader threads read: readers, factories, copies and a guard
 //      held across the destruction stay valid and keep showing the last published batch.
+//   4. Thread readers (make_thread_reader) come and go, some in threads that exit at once, while
+//      the writer, reading through a thread reader of its own, publishes solo whenever no other
+//      thread holds a reader (case C9): every read whole, the writer's own reads current.
 // Tests 1 and 3 run with uint64_t values and with lrtest::large values (the shared layout,
 // whose nodes the writer frees by reference count, also from its destructor), in both traits.
 // Bounded by counts; a watchdog turns a deadlock into a prompt abort. Worker threads record
@@ -233,6 +236,69 @@ TEMPLATE_TEST_CASE("readers come and go while the writer publishes; slots are re
   // Slots are reused: bounded by readers alive at once (plus r), not by readers created.
   CHECK(slots <= threads * alive_per_thread + 1);
   CHECK(r.version() == w.version());
+}
+
+// Solo swaps (detail/left_right.hpp, case C9): the writer reads through a thread reader of its
+// own and no handle reader is left, so its swaps skip the membarrier whenever no other thread
+// holds a reader; the workers make thread readers (some in threads that exit at once) and read,
+// so swaps keep switching between solo and not while registrations race with them.
+TEMPLATE_TEST_CASE("thread readers come and go while a writer reading through its own publishes solo",
+                   "[stress][churn]", u64_seq_cst, u64_asymmetric, big_asymmetric) {
+  using V = typename TestType::value;
+  using Traits = typename TestType::traits;
+  constexpr int threads = 3;
+  constexpr int iterations = 600;
+  watchdog dog(std::chrono::seconds(120), "thread reader churn");
+  auto m = new_map<V, Traits>();
+  auto& [w, r] = m;
+  const auto factory = r.factory();
+  { auto gone = std::move(r); }  // no handle reader: the writer's swaps may be solo
+  auto own = w.make_thread_reader();
+  failure_log log;
+  std::atomic<int> readers_left{threads};  // [T2]
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&] {
+      std::uint64_t last = 0;
+      for (int i = 0; i < iterations; ++i) {
+        if (i % 10 == 0) {
+          // A thread that lives for one read: its reader is released at its exit.
+          std::thread([&, last]() mutable {
+            auto once = factory.make_thread_reader();
+            check_guard(once.read(), last, log, "short-lived thread's reader");
+          }).join();
+        } else {
+          auto a = factory.make_thread_reader();
+          check_guard(a.read(), last, log, "thread reader");
+          if (i % 3 == 0) check_guard(a.read(), last, log, "thread reader, again");
+        }
+        std::this_thread::yield();  // outside any guard (see the test above)
+      }
+      readers_left.fetch_sub(1, std::memory_order_relaxed);  // [T2] relaxed: only stops the writer
+    });
+  }
+  long publishes = 0;
+  std::uint64_t own_last = 0;
+  try {
+    while (readers_left.load(std::memory_order_relaxed) > 0) {  // [T2] relaxed
+      const std::uint64_t next = w.version() + 1;
+      queue_batch(w, next);
+      if (w.publish() != next) log.add("publish did not return ", next);
+      ++publishes;
+      if (check_guard(own.read(), own_last, log, "the writer's own reader") != next) {
+        log.add("the writer's own reader missed version ", next);
+      }
+      if (publishes % 4 == 0) w.try_settle();
+    }
+  } catch (const std::exception& e) {
+    log.add("the writer threw: ", e.what());
+    await([&] { return readers_left.load(std::memory_order_relaxed) == 0; });  // [T2] relaxed
+  }
+  for (std::thread& th : workers) th.join();
+  INFO("publishes " << publishes << ", solo swaps " << w.solo_swaps());
+  INFO(log.summary());
+  CHECK(log.count() == 0);
+  if (w.sync_mode() == leftright::reader_sync::seq_cst) CHECK(w.solo_swaps() == 0);
 }
 
 TEMPLATE_TEST_CASE("a writer blocked in publish() blocks no reader, and waits only for the "
