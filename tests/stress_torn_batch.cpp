@@ -99,11 +99,7 @@ using string_seq_cst = torn_config<std::string, lrtest::seq_cst_traits>;
 using string_asymmetric = torn_config<std::string, lrtest::asymmetric_traits>;
 using big_seq_cst = torn_config<big, lrtest::seq_cst_traits>;
 using big_asymmetric = torn_config<big, lrtest::asymmetric_traits>;
-/// reader_sync::automatic, the copies compared at every publish.
-struct automatic_traits : leftright::default_traits {
-  static constexpr leftright::reader_sync sync = leftright::reader_sync::automatic;
-  static constexpr leftright::copy_check verify_copies = leftright::copy_check::every_publish;
-};
+using lrtest::automatic_traits;
 using u64_automatic = torn_config<std::uint64_t, automatic_traits>;
 using string_automatic = torn_config<std::string, automatic_traits>;
 using big_automatic = torn_config<big, automatic_traits>;

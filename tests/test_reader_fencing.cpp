@@ -16,16 +16,8 @@
 namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
-/// automatic readers, the copies compared at every publish.
-struct automatic_traits : leftright::default_traits {
-  static constexpr leftright::reader_sync sync = leftright::reader_sync::automatic;
-  static constexpr leftright::copy_check verify_copies = leftright::copy_check::every_publish;
-};
-template <class Traits>
-auto make_u64_map() {
-  return leftright::make_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>, std::equal_to<std::uint64_t>,
-                             Traits>();
-}
+using lrtest::automatic_traits;
+using lrtest::make_u64_map;
 using std::chrono::microseconds;
 using std::chrono::milliseconds;
 using rate = leftright::detail::fencing_rate;
@@ -82,13 +74,8 @@ TEST_CASE("readers fence during a burst of publishes and stop by themselves once
     return;
   }
   auto [w, r] = make_u64_map<automatic_traits>();
-  // A burst: publishes back to back, far above 8 a millisecond on any machine that runs the
-  // suite, until the rate rule asks readers to fence (bounded, in case it never does).
-  std::uint64_t i = 0;
-  while (!w.readers_fence() && i < 100000) {
-    w.insert_or_assign(1, ++i);
-    w.publish();
-  }
+  // A burst, until the rate rule asks readers to fence (bounded, in case it never does).
+  const std::uint64_t i = lrtest::publish_until_fencing(w, 0, 100000);
   REQUIRE(w.readers_fence());
   CHECK(r.get(1) == i);
   // Quiet: no publish. Once fencing_rate::quiet has passed since the last publish, a fencing

@@ -17,11 +17,7 @@
 namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
-template <class Traits>
-auto make_u64_map() {
-  return leftright::make_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>, std::equal_to<std::uint64_t>,
-                             Traits>();
-}
+using lrtest::make_u64_map;
 /// Where a read starting now finds key's value: which copy readers are on (u64 values are
 /// stored inline, once per copy).
 template <class Reader>

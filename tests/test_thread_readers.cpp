@@ -18,15 +18,8 @@
 namespace LEFTRIGHT_TEST_FILE {
 
 namespace {
-struct automatic_traits : leftright::default_traits {
-  static constexpr leftright::reader_sync sync = leftright::reader_sync::automatic;
-  static constexpr leftright::copy_check verify_copies = leftright::copy_check::every_publish;
-};
-template <class Traits>
-auto make_u64_map() {
-  return leftright::make_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>, std::equal_to<std::uint64_t>,
-                             Traits>();
-}
+using lrtest::automatic_traits;
+using lrtest::make_u64_map;
 using registry = leftright::detail::reader_registry;
 using owner = leftright::detail::slot_owner;
 }  // namespace
@@ -174,11 +167,7 @@ TEST_CASE("a solo writer publishing flat out never asks readers to fence", "[thr
   CHECK(mine.get(1) == 20000);
   // A reader for any thread arrives: from here on the rate decides, as before.
   auto roaming = w.factory().make_reader();
-  std::uint64_t i = 20000;
-  while (!w.readers_fence() && i < 200000) {
-    w.insert_or_assign(1, ++i);
-    w.publish();
-  }
+  const std::uint64_t i = lrtest::publish_until_fencing(w, 20000, 200000);
   CHECK(w.readers_fence());
   CHECK(roaming.get(1) == i);
   CHECK(w.solo_swaps() == 20000);

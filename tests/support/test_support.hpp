@@ -47,6 +47,29 @@ struct asymmetric_traits : leftright::default_traits {
   static constexpr leftright::reader_sync sync = leftright::reader_sync::asymmetric;
   static constexpr leftright::copy_check verify_copies = leftright::copy_check::every_publish;
 };
+/// reader_sync::automatic (asymmetric while publishes are rare, readers fencing while they are
+/// frequent, where the kernel has membarrier); copies compared at every publish.
+struct automatic_traits : leftright::default_traits {
+  static constexpr leftright::reader_sync sync = leftright::reader_sync::automatic;
+  static constexpr leftright::copy_check verify_copies = leftright::copy_check::every_publish;
+};
+/// A uint64_t -> uint64_t map (writer, reader) with the given traits.
+template <class Traits>
+auto make_u64_map() {
+  return leftright::make_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>, std::equal_to<std::uint64_t>,
+                             Traits>();
+}
+/// A burst on a uint64_t map: key 1 set to i + 1, i + 2, ..., one publish each, back to back (far
+/// above 8 a millisecond on any machine that runs the suite), until the rate rule asks readers
+/// to fence or i reaches limit. Returns the last value published.
+template <class Writer>
+std::uint64_t publish_until_fencing(Writer& w, std::uint64_t i, std::uint64_t limit) {
+  while (!w.readers_fence() && i < limit) {
+    w.insert_or_assign(1, ++i);
+    w.publish();
+  }
+  return i;
+}
 
 /// Counts live instances, so a test can assert that nothing leaked or was destroyed twice.
 struct counted {
