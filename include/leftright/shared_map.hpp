@@ -545,7 +545,8 @@ template <class Key, class Value, class Hash, class Eq, class Traits>
 typename shared_map<Key, Value, Hash, Eq, Traits>::reader_ref_type
 shared_map<Key, Value, Hash, Eq, Traits>::local_reader_slow() const {
   using node = detail::thread_reader_node_of<reader_type>;
-  node& n = detail::local_node<node>(id_, home_, [this] { return std::make_unique<node>(factory_.make_thread_reader()); });
+  node& n = detail::local_node<node>(id_, home_,
+                                     [this] { return std::make_unique<node>(factory_.make_thread_reader()); });
   const reader_ref_type r = n.reader.ref();
   detail::cache_node(&id_, n, r);
   return r;

@@ -130,9 +130,9 @@
 //       increment came at or before g, the walk saw its owner (not free); if after, then [W1]
 //       and [W8] (reading g) precede the increment in the total order, hence precede that
 //       load, which reads swap k+1's pointer or a later one; by coherence so do the reader's
-//       [R2]s after it: not inside W. (c) Owned by another thread or by any thread: not solo. A slot
-//       not yet in the list is case C3. The swap is untagged and the next non-solo swap then
-//       always runs [W2] (C8's rule), so C8's argument is unchanged.
+//       [R2]s after it: not inside W. (c) Owned by another thread or by any thread: not solo.
+//       A slot not yet in the list is case C3. The swap is untagged and the next non-solo swap
+//       then always runs [W2] (C8's rule), so C8's argument is unchanged.
 // Visibility: [W1] is a release (seq_cst) store and [R2] an acquire (or seq_cst) load, so all
 // of step 2 happens-before every read through the pointer the reader loaded.
 //
@@ -168,7 +168,7 @@
 //   [W7] writer stores relax_after      relaxed   a hint for [R7]
 //   [W8] writer checks the owners       relaxed   whether to walk; the walk: acquire, pairs with
 //                                                 [G5]/[G6]; after a solo [W1]: seq_cst (C9)
-//   [R8] reader checks its owner        relaxed   debug builds only: its own slot, stored before
+//   [R8] reader checks its owner        relaxed   debug builds only: set before it got the slot
 //   [G0]-[G3] registry list             see epoch.hpp
 //   [G4] registration sets fenced bit   release   pairs with [W3]/[W4]/[W5], see epoch.hpp
 //   [G5] registration: owner, count     relaxed + seq_cst RMW, then a seq_cst load of
@@ -1058,7 +1058,8 @@ class lr_writer {
     // [W1] seq_cst exchange (release for the copy's contents): in the total order before [W8].
     core_->read_ptr.exchange(a, std::memory_order_seq_cst);
     // [W8] seq_cst: if it reads the walk's count, every registration that came later follows it
-    //      in the total order, and [G5]'s fence orders that reader's first [R2] after [W1].
+    //      in the total order, and [G5]'s seq_cst load of read_ptr, which orders that reader's
+    //      first [R2], reads this swap's pointer or a later one.
     const bool barrier = core_->registry.owners_generation(std::memory_order_seq_cst) != solo_gen_;
     if (barrier) heavy_barrier();  // [W2]
     if (!barrier) ++solo_swaps_;
