@@ -1043,9 +1043,8 @@ class lr_writer {
   /// since. Cost otherwise: a thread-local load and a load of the registry's count.
   bool solo_candidate() noexcept {
     // [W8] relaxed: only decides whether to walk; the walk and the check after [W1] decide.
-    if (core_->registry.owners_generation(std::memory_order_relaxed) != solo_gen_ || !solo_walked_) {
+    if (core_->registry.owners_generation(std::memory_order_relaxed) != solo_gen_) {
       sole_owner_ = core_->registry.sole_owner(&solo_gen_);
-      solo_walked_ = true;
     }
     if (sole_owner_ == slot_owner::any_thread) return false;
     return sole_owner_ == slot_owner::none || sole_owner_ == thread_tag();
@@ -1203,11 +1202,11 @@ class lr_writer {
   std::uint32_t unclocked_swaps_ = 0;  ///< publishes since the clock was last read (next_fencing)
   std::chrono::steady_clock::time_point window_start_{};
   std::optional<bool> fencing_override_;
-  // Case C9 (solo_candidate): what the last walk found (registry::sole_owner), at which count
-  // of the registry, whether there was one, and how many swaps went without a barrier.
+  // Case C9 (solo_candidate): what the last walk found (registry::sole_owner) and at which count
+  // of the registry (at first a count it never reaches: the first swap walks), and how many
+  // swaps went without a barrier.
   std::uint64_t sole_owner_ = slot_owner::any_thread;
-  std::uint64_t solo_gen_ = 0;
-  bool solo_walked_ = false;
+  std::uint64_t solo_gen_ = ~std::uint64_t{0};
   std::uint64_t solo_swaps_ = 0;
   std::size_t held_limit_ = held_copy_limit_default;  ///< set_held_copy_limit
   std::uint64_t skip_to_ = 0;  ///< the next publish's version if larger than the next one (skip_to)
