@@ -3,10 +3,10 @@
 //
 // Reads: each thread that reads the map gets a map_reader of its own on its first read (made
 // by the map's reader_factory::make_thread_reader: a thread that is the only one reading then
-// publishes with no membarrier and its reads do not fence) and keeps it until it exits or the map dies, whichever comes
-// first; later reads find it through a one-entry thread-local cache of (the map's address, the
-// reader's slot and core), so a read costs what map_reader::get costs plus one compare with a
-// thread-local.
+// publishes with no membarrier and its reads do not fence) and keeps it until it exits or the
+// map dies, whichever comes first; later reads find it through a one-entry thread-local cache
+// of (the map's address, the reader's slot and core), so a read costs what map_reader::get
+// costs plus one compare with a thread-local.
 // See detail/shared_map_readers.hpp.
 //
 // Writes: flat combining on the map's single writer (a map_writer, or a durable_writer for a
