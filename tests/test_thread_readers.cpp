@@ -24,7 +24,8 @@ using registry = leftright::detail::reader_registry;
 using owner = leftright::detail::slot_owner;
 }  // namespace
 
-TEST_CASE("the registry's owners: counted at every acquire and release, walked per thread", "[thread_readers]") {
+TEST_CASE("the registry's owners: counted at every acquire and release, their sole owner found by a walk",
+          "[thread_readers]") {
   registry reg;
   std::uint64_t gen = 99;
   const std::uint64_t me = leftright::detail::thread_tag();

@@ -1040,7 +1040,8 @@ class lr_writer {
 
   /// Whether every registered slot was free or this thread's own at the last look (case C9).
   /// The look is a walk of the registry, taken again only when a reader registered or released
-  /// since. Cost otherwise: a thread-local load and a load of the registry's count.
+  /// since. Cost otherwise: a load of the registry's count and, where one thread owns every
+  /// live slot, thread_tag().
   bool solo_candidate() noexcept {
     // [W8] relaxed: only decides whether to walk; the walk and the check after [W1] decide.
     if (core_->registry.owners_generation(std::memory_order_relaxed) != solo_gen_) {
