@@ -226,11 +226,16 @@ inline std::chrono::steady_clock::time_point saturating_after(std::chrono::stead
 }
 
 /// One copy and the version it holds. Aligned so that the writer's stores to one copy's header
-/// (size, capacity, ...) never share a line with the copy readers are using.
+/// (size, capacity, ...) never share a line with the copy readers are using. The version and
+/// the metadata, which every publish stores into the copy it is about to show, sit on a line of
+/// their own, apart from the table's header, which every lookup reads: on the header's line
+/// they made the first lookup after each swap wait for that line to come back from the
+/// writer's core (a reader beside a writer publishing every operation read 5-9% faster
+/// without it, bench/results/notes.md, 2026-12-07).
 template <class T, class Meta = no_meta>
 struct alignas(cache_line) versioned {
   T value;
-  std::uint64_t version = 0;
+  alignas(cache_line) std::uint64_t version = 0;
   [[no_unique_address]] Meta meta{};  ///< set with the batch that made this version
 };
 
