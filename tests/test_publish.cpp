@@ -2,10 +2,13 @@
 // What publish() and try_publish() wait for, and what guards held across them see.
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -21,6 +24,30 @@ template <class Traits>
 using u64_map = decltype(leftright::make_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
                                              std::equal_to<std::uint64_t>, Traits>());
 }  // namespace
+
+namespace {
+/// The first and the last cache line that [p, p + n) touches.
+std::pair<std::uintptr_t, std::uintptr_t> lines_of(const void* p, std::size_t n) {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  return {a / leftright::detail::cache_line, (a + n - 1) / leftright::detail::cache_line};
+}
+struct some_meta {
+  std::uint64_t term = 0;
+};
+}  // namespace
+
+TEST_CASE("a copy's version and metadata lie on a cache line apart from its table's header", "[publish]") {
+  // Every publish stores them into the copy it is about to show; on the header's line, that
+  // store would make the first lookup of each reader after the swap wait for the line.
+  using table = absl::flat_hash_map<std::uint64_t, std::uint64_t>;
+  const auto plain = std::make_unique<leftright::detail::versioned<table>>();
+  const auto header = lines_of(&plain->value, sizeof plain->value);
+  CHECK(lines_of(&plain->version, sizeof plain->version).first > header.second);
+  const auto with_meta = std::make_unique<leftright::detail::versioned<table, some_meta>>();
+  const auto header2 = lines_of(&with_meta->value, sizeof with_meta->value);
+  CHECK(lines_of(&with_meta->version, sizeof with_meta->version).first > header2.second);
+  CHECK(lines_of(&with_meta->meta, sizeof with_meta->meta).first > header2.second);
+}
 
 TEMPLATE_TEST_CASE("a guard held across one publish keeps its snapshot; new reads see the new state",
                    "[publish]", lrtest::seq_cst_traits, lrtest::asymmetric_traits) {
