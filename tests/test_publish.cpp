@@ -23,9 +23,7 @@ namespace {
 template <class Traits>
 using u64_map = decltype(leftright::make_map<std::uint64_t, std::uint64_t, absl::Hash<std::uint64_t>,
                                              std::equal_to<std::uint64_t>, Traits>());
-}  // namespace
 
-namespace {
 /// The first and the last cache line that [p, p + n) touches.
 std::pair<std::uintptr_t, std::uintptr_t> lines_of(const void* p, std::size_t n) {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
