@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <latch>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -74,13 +75,25 @@ TEST_CASE("shared_map: while readers fence, each write leaves readers on the cop
     CHECK(m.get(100 + i) == i);
     CHECK(m.read().find(std::uint64_t{1}) == home);
   }
-  // A reader inside the copy readers left stops the settle, never the write. Other threads
-  // reading now, the map does not try again for some groups; then settles resume, and readers
-  // stay on one copy from one write to the next again.
+  // A reader inside the copy readers left (another thread's: this one may not write while it
+  // holds a guard) stops the settle, never the write. Other threads reading now, the map does
+  // not try again for some groups; then settles resume, and readers stay on one copy from one
+  // write to the next again.
   {
-    auto g = m.read();
+    std::latch inside(1);
+    std::latch written(1);
+    std::uint64_t seen = 0;
+    std::thread reader([&] {
+      auto g = m.read();
+      inside.count_down();
+      written.wait();
+      seen = *g.find(std::uint64_t{1});
+    });
+    inside.wait();
     m.insert_or_assign(1, 11);
-    CHECK(*g.find(std::uint64_t{1}) == 10);
+    written.count_down();
+    reader.join();
+    CHECK(seen == 10);
   }
   CHECK(m.get(1) == 11);
   const std::uint64_t* before = m.read().find(std::uint64_t{1});
@@ -435,6 +448,44 @@ TEST_CASE("shared_map: checkpoint() of an in-memory map is a logic_error", "[sha
   CHECK(m.recovery().version == 0);
   m.insert_or_assign(1, "still usable");
   CHECK(m.contains(1));
+}
+
+TEST_CASE("shared_map: a thread holding a read() guard may not write the same map; nothing of the call applies",
+          "[shared_map]") {
+  smap m;
+  m.insert_or_assign(1, "one");
+  smap other;
+  {
+    auto g = m.read();
+    // Each of these would publish (or wait for a group that does) while the guard pins its copy.
+    CHECK_THROWS_AS(m.insert_or_assign(3, "three"), std::logic_error);
+    CHECK_THROWS_AS(m.insert(3, "three"), std::logic_error);
+    CHECK_THROWS_AS(m.erase(1), std::logic_error);
+    CHECK_THROWS_AS(m.clear(), std::logic_error);
+    CHECK_THROWS_AS(m.update([](smap::batch& b) { b.insert_or_assign(3, "three"); }), std::logic_error);
+    CHECK_THROWS_AS(m.post([](smap::batch& b) { b.insert_or_assign(3, "three"); }), std::logic_error);
+    CHECK_THROWS_AS(m.sync(), std::logic_error);
+    CHECK_THROWS_AS(m.reader_slots(), std::logic_error);
+    // Another map is written at once; reading it takes this thread's one-entry cache, and m's
+    // reader is then found in the thread's table.
+    CHECK(other.insert_or_assign(1, "x") == 1);
+    CHECK(other.get(1) == "x");
+    CHECK_THROWS_AS(m.insert_or_assign(3, "three"), std::logic_error);
+    // Another thread writes m: its publish waits for no guard taken after the last swap.
+    std::thread([&m] { m.insert_or_assign(4, "four"); }).join();
+    CHECK(g.find(4) == nullptr);  // the snapshot stays
+    CHECK(g.find(1) != nullptr);
+  }
+  CHECK(m.get(1) == "one");
+  CHECK_FALSE(m.contains(3));
+  CHECK(m.get(4) == "four");
+  CHECK(m.version() == 2);  // versions 1 and 2: the refused calls published nothing
+  CHECK_NOTHROW(m.sync());
+  CHECK(m.insert_or_assign(3, "three") == 3);
+  CHECK(m.get(3) == "three");
+  // Writing threads that never read this map have no reader of it (the check makes none).
+  std::thread([&m] { m.erase(4); }).join();
+  CHECK(m.live_readers() == 1);
 }
 
 TEST_CASE("shared_map: with max_delay a combiner waits for joiners; every write still lands once",

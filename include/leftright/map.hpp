@@ -353,6 +353,11 @@ class map_reader : public detail::reader_reads<map_reader<Key, Value, Hash, Eq, 
   }
   reader_ref<Key, Value, Hash, Eq, Traits> ref() const&& = delete;
 
+  /// Whether a guard of this reader is alive: its thread is inside a read, and so holds up
+  /// every publish after the next (a writer on that thread must not publish until it ends).
+  /// Thread-safety: the thread using this reader. Progress: wait-free, one load of its own line.
+  bool reading() const noexcept { return impl_.get_ref().inside(); }
+
   /// Which barrier this map's readers use (fixed when the map was made).
   reader_sync sync_mode() const noexcept {
     return impl_.slot()->asymmetric() ? reader_sync::asymmetric : reader_sync::seq_cst;
@@ -389,6 +394,8 @@ class reader_ref : public detail::reader_reads<reader_ref<Key, Value, Hash, Eq, 
   reader_ref() = default;
   /// As map_reader::read(): the guard must not outlive the map_reader.
   guard read() const noexcept { return guard(ref_.enter()); }
+  /// As map_reader::reading(); false for a default-constructed ref.
+  bool reading() const noexcept { return ref_.inside(); }
 
  private:
   friend class map_reader<Key, Value, Hash, Eq, Traits>;

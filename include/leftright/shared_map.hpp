@@ -38,6 +38,7 @@
 #include <optional>
 #include <span>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -145,7 +146,10 @@ class shared_map {
   reader_factory<Key, Value, Hash, Eq, Traits> factory() const { return factory_; }
   /// A snapshot of one version, unchanged while the guard lives. The guard is used by this
   /// thread only and must end before the map is destroyed and before this thread exits; keep it
-  /// short (it holds up the writer's second publish from now, and so every writer).
+  /// short (it holds up the writer's second publish from now, and so every writer). While it
+  /// lives, this thread's writes to this map (and sync(), checkpoint(), reader_slots()) throw
+  /// std::logic_error: they would wait for a publish that waits for the guard. Read, end the
+  /// guard, then write.
   guard read() const { return local_reader().read(); }
 
   // ---- Writes. Thread-safety: any thread. Progress: blocking; waits for at most the group
@@ -199,6 +203,7 @@ class shared_map {
   template <class F>
   void post(F&& f) {
     static_assert(std::is_invocable_v<F&&, batch&>, "leftright: post needs f(shared_map::batch&)");
+    refuse_inside_read("post()");
     auto r = std::make_unique<request>();
     std::forward<F>(f)(r->ops);
     auto run = runner();
@@ -288,10 +293,27 @@ class shared_map {
     return detail::cached_or<reader_ref_type>(&id_, [this] { return local_reader_slow(); });
   }
   [[gnu::noinline]] reader_ref_type local_reader_slow() const;
+  /// Throws std::logic_error if this thread is inside a read of this map (a read() guard alive):
+  /// the call's group, or a later one, would publish twice while the guard pins the copy the
+  /// second publish must write, and wait for it, while this thread waits for that publish.
+  /// Looks the thread's reader up without making one (a thread that only writes has none).
+  void refuse_inside_read(const char* call) const {
+    const reader_ref_type r = detail::cached_or<reader_ref_type>(&id_, [this] {
+      using node = detail::thread_reader_node_of<reader_type>;
+      detail::thread_reader_node* n = detail::find_local_node(id_);
+      return n != nullptr ? static_cast<node*>(n)->reader.ref() : reader_ref_type{};
+    });
+    if (r.reading()) {
+      throw std::logic_error(std::string("leftright: shared_map: ") + call +
+                             " on a thread that holds a read() guard of the same map would wait for that guard "
+                             "forever; end the guard first");
+    }
+  }
 
   // ---- Combining. ----
 
   std::uint64_t submit(request& r) {
+    refuse_inside_read("a write");
     auto run = runner();
     queue_.submit(r, run);
     if (r.error) std::rethrow_exception(r.error);
@@ -300,6 +322,7 @@ class shared_map {
   /// Runs f with the writer held, after everything queued before it; rethrows what f threw.
   template <class F>
   void control(F f) const {
+    refuse_inside_read("sync(), checkpoint() or reader_slots()");
     request r;
     r.control = std::move(f);
     auto run = runner();

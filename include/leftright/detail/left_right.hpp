@@ -369,6 +369,13 @@ class lr_reader_ref {
     return enter_slow(core, s, e);
   }
 
+  /// Whether a guard of this reader is alive (its thread is inside a read). Thread-safety: the
+  /// thread using the reader. A default-constructed ref is never inside.
+  bool inside() const noexcept {
+    // [R0] relaxed: only this reader ever stores its epoch word, on this thread.
+    return slot_ != nullptr && epoch_word::inside(slot_->epoch.load(std::memory_order_relaxed));
+  }
+
   /// Leaves a read: one guard of it. The read ends when the last of its guards leaves, in
   /// whatever order they do.
   static void leave(reader_slot* s) noexcept {

@@ -256,6 +256,12 @@ Node& local_node(std::uint64_t id, const std::shared_ptr<reader_home>& home, Mak
   return static_cast<Node&>(*n);
 }
 
+/// This thread's node of the owner with id `id` if it has one (from local_node); makes none.
+inline thread_reader_node* find_local_node(std::uint64_t id) {
+  if (thread_readers* table = thread_readers::current(); table != nullptr) return table->find(id);
+  return tls_exit_node.id == id ? tls_exit_node.node : nullptr;
+}
+
 /// Makes `owner`'s node n this thread's cached one, where it can be (see local_node): later reads
 /// of owner then find `value` (what they read through: trivially copyable, two words at most)
 /// with a compare and a load.
