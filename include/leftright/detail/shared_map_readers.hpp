@@ -10,6 +10,9 @@
 //     open (the map is alive) and drops its shared_ptr to the home;
 //   - the map is destroyed: it closes its home, taking every node out of the list and destroying
 //     them; a thread that exits later finds the home closed and touches nothing else.
+// A read from a thread_local destructor that runs after the thread's table is gone makes a node
+// that a list of the exiting thread holds instead (exit_readers), released in the same way once
+// the thread's last thread_local destructor has run.
 // The home outlives both (shared_ptr). A map id is never reused (a process-wide counter), so a
 // thread's table entry of a destroyed map never matches a later map at the same address; the
 // table drops entries of closed homes as it grows. The one-entry cache is keyed by an address
@@ -42,8 +45,12 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <type_traits>
 #include <utility>
+#include <vector>
+
+#include <pthread.h>
 
 #include "absl/container/flat_hash_map.h"
 
@@ -68,16 +75,6 @@ struct reader_cache {
 inline constinit thread_local reader_cache tls_reader_cache;
 /// Set once this thread's table is destroyed (the thread is exiting).
 inline constinit thread_local bool tls_readers_gone = false;
-struct thread_reader_node;
-/// The last node made while this thread exits (from a thread_local destructor, after its table is
-/// gone), by owner id: such a node is never in tls_reader_cache (its owner could not clear the
-/// entry once the thread is gone), and ids are never reused, so a later read of the same owner
-/// finds it here instead of making another.
-struct exit_cache {
-  std::uint64_t id = 0;
-  thread_reader_node* node = nullptr;
-};
-inline constinit thread_local exit_cache tls_exit_node;
 
 /// A reader a home owns, used by one thread.
 struct thread_reader_node {
@@ -223,6 +220,66 @@ class thread_readers {
   std::size_t purge_at_ = 8;
 };
 
+/// The readers a thread makes while it exits: from a thread_local destructor that runs after the
+/// thread's table was destroyed (thread_readers::current() is then null). Such a node is never in
+/// tls_reader_cache (its owner could not clear the entry once the thread is gone); this list finds
+/// it again by owner id (ids are never reused), and releases the thread's nodes after its last
+/// thread_local destructor: the list is the value of a POSIX thread-specific key, whose
+/// destructor the C library runs after the C++ thread_local destructors (glibc's thread start
+/// routine calls __call_tls_dtors, then the keys' destructors, again while one sets its key anew,
+/// up to PTHREAD_DESTRUCTOR_ITERATIONS rounds). A thread that ends through exit() (the main
+/// thread) runs no key destructor; its nodes are freed with their maps, as every node is then.
+class exit_readers {
+ public:
+  /// This thread's list; made if `make` and there is none (nullptr otherwise). Throws
+  /// std::bad_alloc, having changed nothing, if the list or its key cannot be made.
+  static exit_readers* current(bool make) {
+    auto* list = static_cast<exit_readers*>(::pthread_getspecific(key()));
+    if (list == nullptr && make) {
+      auto made = std::make_unique<exit_readers>();
+      if (::pthread_setspecific(key(), made.get()) != 0) throw std::bad_alloc();
+      list = made.release();
+    }
+    return list;
+  }
+
+  /// This thread's late node of owner id, or nullptr.
+  thread_reader_node* find(std::uint64_t id) const noexcept {
+    for (const entry& e : entries_) {
+      if (e.id == id) return e.node;
+    }
+    return nullptr;
+  }
+  /// Records n (adopted by home) as this thread's late node of owner id. Throws only on
+  /// allocation failure, having changed nothing.
+  void add(std::uint64_t id, thread_reader_node* n, std::shared_ptr<reader_home> home) {
+    entries_.push_back(entry{id, n, std::move(home)});
+  }
+
+ private:
+  struct entry {
+    std::uint64_t id;
+    thread_reader_node* node;
+    std::shared_ptr<reader_home> home;
+  };
+
+  static pthread_key_t key() {
+    static const pthread_key_t k = [] {
+      pthread_key_t made{};
+      if (::pthread_key_create(&made, &release_all) != 0) throw std::bad_alloc();
+      return made;
+    }();
+    return k;
+  }
+  /// The key's destructor, on the exiting thread: releases its nodes whose homes are still open.
+  static void release_all(void* p) noexcept {
+    const std::unique_ptr<exit_readers> list(static_cast<exit_readers*>(p));
+    for (entry& e : list->entries_) e.home->release(e.node);
+  }
+
+  std::vector<entry> entries_;
+};
+
 /// This thread's node of the owner (a map, a cache) with id `id`: found in the thread's table,
 /// or made by make() (a std::unique_ptr<Node>), adopted by home and recorded in the table on the
 /// thread's first call. The caller then caches it (cache_node). A thread calling from a
@@ -231,26 +288,22 @@ class thread_readers {
 template <class Node, class Make>
 Node& local_node(std::uint64_t id, const std::shared_ptr<reader_home>& home, Make&& make) {
   thread_readers* table = thread_readers::current();  // null while the thread exits
-  thread_reader_node* n = nullptr;
-  if (table != nullptr) {
-    n = table->find(id);
-  } else if (tls_exit_node.id == id) {
-    n = tls_exit_node.node;
-  }
+  exit_readers* late = table == nullptr ? exit_readers::current(/*make=*/true) : nullptr;
+  thread_reader_node* n = table != nullptr ? table->find(id) : late->find(id);
   if (n == nullptr) {
     std::unique_ptr<Node> made = make();
     if (table != nullptr) made->cache = &tls_reader_cache;
     n = made.get();
     home->adopt(made.release());
-    if (table != nullptr) {
-      try {
+    try {
+      if (table != nullptr) {
         table->add(id, n, home);
-      } catch (...) {
-        home->release(n);
-        throw;
+      } else {
+        late->add(id, n, home);
       }
-    } else {
-      tls_exit_node = {id, n};
+    } catch (...) {
+      home->release(n);
+      throw;
     }
   }
   return static_cast<Node&>(*n);
@@ -259,7 +312,8 @@ Node& local_node(std::uint64_t id, const std::shared_ptr<reader_home>& home, Mak
 /// This thread's node of the owner with id `id` if it has one (from local_node); makes none.
 inline thread_reader_node* find_local_node(std::uint64_t id) {
   if (thread_readers* table = thread_readers::current(); table != nullptr) return table->find(id);
-  return tls_exit_node.id == id ? tls_exit_node.node : nullptr;
+  const exit_readers* late = exit_readers::current(/*make=*/false);
+  return late != nullptr ? late->find(id) : nullptr;
 }
 
 /// Makes `owner`'s node n this thread's cached one, where it can be (see local_node): later reads
