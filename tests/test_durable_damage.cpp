@@ -179,6 +179,27 @@ TEST_CASE("damage (b): a damaged middle record of a synced log is refused, namin
   CHECK(names_in(c.dir) == before);
 }
 
+TEST_CASE("damage: a damaged last record that the segment's successor record says was durable is refused",
+          "[durable][damage]") {
+  // A restart that writes nothing ends the newest segment with a successor record naming every
+  // recovered version durable, and starts an empty segment after it. Damage to that segment's
+  // last record is then no torn tail: it was acknowledged, and cutting it would lose it.
+  base_copy c;
+  require_opens_at(c.dir, base_batches);  // the restart
+  REQUIRE(names_in(c.dir, "wal-").size() == base().segments.size() + 1);
+  const auto recs = records_of(c.last_segment());
+  REQUIRE(recs.back().seq == base_batches);
+  const std::uint64_t off = recs.back().offset;
+  xor_byte(c.last_segment(), off + record_header + recs.back().len / 2, 0x5a);
+  const auto before = names_in(c.dir);
+  const storage_error e = open_error(c.dir);
+  INFO("what(): " << e.what());
+  CHECK(std::string(e.what()).find(base().segments.back()) != std::string::npos);
+  CHECK(std::string(e.what()).find("offset " + std::to_string(off)) != std::string::npos);
+  CHECK(std::string(e.what()).find("says it was durable") != std::string::npos);
+  CHECK(names_in(c.dir) == before);  // refusing repairs nothing
+}
+
 TEST_CASE("damage (c): a truncated or corrupt snapshot is refused, naming it", "[durable][damage]") {
   base_copy c;
   const std::uint64_t size = fs::file_size(c.snapshot());

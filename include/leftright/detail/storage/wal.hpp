@@ -557,6 +557,9 @@ struct no_data_hint {
 /// version missing) and notes in out that the tail is torn. Returns true if a record-like header
 /// there settles it: it claims the missing version was durable (out.contradicting_offset), or
 /// checking it would exceed the budget (out.unchecked_offset). Charges what it checksums to budget.
+/// A claim is a later batch record's durable seq, or the successor record's (written when the log
+/// moved on, after the segment's records were synced as far as it says: a restart that writes
+/// nothing ends the newest segment with one naming every recovered version durable).
 inline bool tail_word_settles(std::span<const std::byte> seg, std::size_t p, std::uint32_t salt_lo,
                               std::uint64_t expect, std::uint64_t& budget, segment_scan& out) {
   const std::size_t size = seg.size();
@@ -564,7 +567,9 @@ inline bool tail_word_settles(std::span<const std::byte> seg, std::size_t p, std
   if (p + record_header_size > size) return false;
   const std::byte* rec = seg.data() + p;
   const auto len = load_le<std::uint32_t>(rec + 4);
-  if (load_le<std::uint32_t>(rec + 8) != record_type_batch || load_le<std::uint32_t>(rec + 12) != salt_lo ||
+  const auto type = load_le<std::uint32_t>(rec + 8);
+  const bool claims = type == record_type_batch || (type == record_type_successor && len == 0);
+  if (!claims || load_le<std::uint32_t>(rec + 12) != salt_lo ||
       load_le<std::uint64_t>(rec + 16) <= expect || load_le<std::uint64_t>(rec + 24) < expect ||
       len > size - p - record_header_size) {
     return false;
