@@ -366,19 +366,36 @@ class wal_writer {
     map_->sync(a.off, a.len);
   }
 
-  /// Makes every appended record durable (msync of the unsynced range). Thread-safe.
+  /// Makes every appended record durable (msync of the unsynced range). Thread-safe. After one
+  /// sync failed, every later one throws too: the kernel reports a failed write-back once and
+  /// may mark the pages clean, so a retry could succeed with the records never written, and
+  /// records after it would claim they were (durability::async's syncer fails while the writer
+  /// rolls a segment, which syncs the one it leaves).
   void sync() {
     std::shared_ptr<mapping> m;
     std::size_t from, to;
     std::uint64_t seq;
+    const auto failing = [this](auto&& sync_some) {
+      try {
+        sync_some();
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu_);
+        sync_failed_ = true;
+        throw;
+      }
+    };
     {
       // Segments left unsynced by roll(), oldest first: fdatasync through a fresh descriptor
       // writes back the file's dirty pages, whoever dirtied them.
       std::unique_lock<std::mutex> lock(mu_);
+      if (sync_failed_) {
+        throw storage_error(path_, "sync", 0,
+                            "an earlier sync of the log failed; the records after it cannot be made durable");
+      }
       while (!unsynced_.empty()) {
         const unsynced_segment u = unsynced_.front();
         lock.unlock();
-        fs_->open(u.path, open_mode::read_write)->sync();
+        failing([&] { fs_->open(u.path, open_mode::read_write)->sync(); });
         lock.lock();
         if (!unsynced_.empty() && unsynced_.front().path == u.path) unsynced_.erase(unsynced_.begin());
         synced_seq_ = std::max(synced_seq_, u.last_seq);
@@ -395,7 +412,7 @@ class wal_writer {
       to = write_off_;
       seq = last_seq_;
     }
-    m->sync(from, to - from);
+    failing([&] { m->sync(from, to - from); });
     std::lock_guard<std::mutex> lock(mu_);
     if (m == map_) synced_off_ = std::max(synced_off_, to);
     synced_seq_ = std::max(synced_seq_, seq);
@@ -463,6 +480,7 @@ class wal_writer {
   std::uint64_t gen_ = 0;  ///< counts segments made current (roll, reuse): the writer's
   prefaulter prefault_;    ///< holds its own reference to the segment it is populating
   std::mutex mu_;  // orders sync() (any thread) with append()/roll() (the writer)
+  bool sync_failed_ = false;  ///< a sync() threw: every later one throws (see sync); guarded by mu_
   std::shared_ptr<mapping> map_;
   /// Earlier segments whose records roll() did not sync (durability::none), oldest first.
   struct unsynced_segment {
