@@ -429,14 +429,19 @@ struct inline_ops : common_ops<Key, Value> {
 
 /// A heap entry shared by both copies. refs is touched by the writer only (and by whoever
 /// destroys the last handle of the map, which happens-after every writer action through the
-/// shared_ptr's reference count).
+/// shared_ptr's reference count). hash: its key's hash in both copies' hasher, computed once,
+/// before the node exists (node_table::make_node): the sets hash a node by it and never call the
+/// user's hash on a node, so a hash that throws cannot throw inside the set's insert, after the
+/// pointer is placed (Abseil's debug builds hash the key again there, in an assertion), nor in a
+/// rehash.
 template <class Key, class Value>
 struct shared_node {
   using key_type = Key;
   using value_type = Value;
   template <class K, class V>
-  shared_node(K&& k, V&& v) : kv(std::forward<K>(k), std::forward<V>(v)) {}
+  shared_node(std::size_t h, K&& k, V&& v) : kv(std::forward<K>(k), std::forward<V>(v)), hash(h) {}
   std::pair<const Key, Value> kv;
+  std::size_t hash;
   std::size_t refs = 0;
 };
 
@@ -485,7 +490,7 @@ class node_table {
   struct hasher {
     using is_transparent = void;
     Hash h;
-    std::size_t operator()(const node* n) const { return h(n->kv.first); }
+    std::size_t operator()(const node* n) const noexcept { return n->hash; }
     template <class K>
       requires(!std::is_convertible_v<const K&, const node*>)
     std::size_t operator()(const K& k) const {
@@ -540,7 +545,7 @@ class node_table {
   /// A table with `buckets` slots (0, or buckets_for(n) for room for n entries).
   node_table(std::size_t buckets, const Hash& h, const Eq& e) : set_(buckets, hasher{h}, key_eq{e}) {}
   /// All or nothing: the set is allocated up front (not by Abseil's copy, see rebuild_for), filled
-  /// with pointers (which cannot throw but for the hash), and only then takes its references.
+  /// with pointers (which cannot throw: each node carries its hash), and then takes its references.
   node_table(const node_table& o)
       : set_(buckets_for(o.size()), o.set_.hash_function(), o.set_.key_eq(), o.set_.get_allocator()) {
     for (node* n : o.set_) set_.insert(n);
@@ -574,31 +579,22 @@ class node_table {
   LEFTRIGHT_PREFETCH_CALL void prefetch(const K& key) const {  // as inline_ops::prefetch
     set_.prefetch(key);
   }
-  /// Whether hash_of() is worth calling to carry a key's hash between the two applications.
-  static constexpr bool carries_hash = carries_hash_v<Hash>;
-  template <class K>
-  std::size_t hash_of(const K& key) const {
-    return set_.hash_function()(key);
+  /// A node holding (k, v) and its key's hash, with no reference taken yet. If the hash or a
+  /// constructor throws, nothing is allocated or changed.
+  template <class K, class V>
+  node* make_node(K&& k, V&& v) const {
+    const std::size_t h = set_.hash_function().h(std::as_const(k));
+    return new node(h, std::forward<K>(k), std::forward<V>(v));
   }
 
-  /// Puts n under its key, replacing (and releasing) any node there. Strong guarantee.
+  /// Puts n (from make_node) under its key, replacing (and releasing) any node there. Strong
+  /// guarantee. An overwrite, the common case, is one lookup with the node's hash; a new key
+  /// finds room first, then the insert hashes and places nothing but the node's own fields.
   void put(node* n) {
-    make_room();                           // may throw; nothing changed then
-    auto [it, inserted] = set_.insert(n);  // may throw (the hash); nothing changed then
-    if (inserted) {
-      retain(n);
-    } else {
-      replace(it, n);
-    }
-  }
-  /// put(n), given hash_of(n's key) where carries_hash: an overwrite is then one lookup (see
-  /// inline_ops::put). A wrong hash could only cost time.
-  void put(node* n, std::size_t hash) {
-    if constexpr (carries_hash) {
-      auto it = set_.find(n->kv.first, hash);
-      if (it != set_.end()) return replace(it, n);
-    }
-    put(n);
+    if (auto it = set_.find(n->kv.first, n->hash); it != set_.end()) return replace(it, n);
+    make_room();           // may throw (an allocation); nothing changed then
+    set_.insert(n);        // room made: allocates nothing; hashes n by n->hash
+    retain(n);
   }
   template <class K>
   void erase(const K& key) {
@@ -650,7 +646,7 @@ class node_table {
   }
 
   /// make_room for a set of pointers: copied, not moved, into the new set, so a throw (the
-  /// hash) leaves this one as it was, holding its references.
+  /// allocation) leaves this one as it was, holding its references.
   void make_room() {
     if (set_.size() >= room_limit(set_.bucket_count())) [[unlikely]] {
       grow(growth_target(set_.size(), set_.bucket_count()));
@@ -672,9 +668,9 @@ struct shared_ops : common_ops<Key, Value> {
   using base = common_ops<Key, Value>;
   using node = shared_node<Key, Value>;
 
-  /// fresh: the node the first application made; the second puts the same node in the other
-  /// copy. Made anew at every first application, so a retried batch starts clean.
-  /// hash: the key's hash in the tables, from the first application (see node_table::put).
+  /// fresh: the node the first application made (with its key's hash); the second puts the same
+  /// node in the other copy. Made anew at every first application, so a retried batch starts
+  /// clean.
   struct assign_op {
     // A constructor, not aggregate initialization: emplace builds the op with parentheses, which
     // clang accepts for aggregates only from version 16.
@@ -683,7 +679,6 @@ struct shared_ops : common_ops<Key, Value> {
     Key key;
     Value value;
     node_ref<Key, Value> fresh = {};
-    std::size_t hash = 0;
   };
   struct insert_op {
     // A constructor, not aggregate initialization: emplace builds the op with parentheses, which
@@ -732,13 +727,12 @@ struct shared_ops : common_ops<Key, Value> {
         [&t](auto& x) {
           using X = std::decay_t<decltype(x)>;
           if constexpr (std::is_same_v<X, assign_op>) {
-            if constexpr (table::carries_hash) x.hash = t.hash_of(x.key);
-            x.fresh = node_ref<Key, Value>(new node(x.key, x.value));
-            t.put(x.fresh.get(), x.hash);
+            x.fresh = node_ref<Key, Value>(t.make_node(x.key, x.value));
+            t.put(x.fresh.get());
           } else if constexpr (std::is_same_v<X, insert_op>) {
             x.fresh = {};
             if (t.find(x.key) == nullptr) {
-              x.fresh = node_ref<Key, Value>(new node(x.key, x.value));
+              x.fresh = node_ref<Key, Value>(t.make_node(x.key, x.value));
               t.put(x.fresh.get());
             }
           } else if constexpr (std::is_same_v<X, typename base::erase_if_op>) {
@@ -762,9 +756,9 @@ struct shared_ops : common_ops<Key, Value> {
         [&t](auto& x) {
           using X = std::decay_t<decltype(x)>;
           if constexpr (std::is_same_v<X, assign_op>) {
-            if (x.fresh) t.put(x.fresh.get(), x.hash);
+            if (x.fresh) t.put(x.fresh.get());  // the node's hash, from the first application
           } else if constexpr (std::is_same_v<X, insert_op>) {
-            if (x.fresh) t.put(x.fresh.get());  // the key is absent here too: no lookup to save
+            if (x.fresh) t.put(x.fresh.get());
           } else {
             common(t, x);
           }

@@ -301,8 +301,7 @@ typename Ops::table to_table(Plain&& plain) {
   } else {
     table t(table::buckets_for(plain.size()), plain.hash_function(), plain.key_eq());
     for (auto& [k, v] : plain) {
-      node_ref<typename table::node::key_type, typename table::node::value_type> n(
-          new typename table::node(k, std::move(v)));
+      node_ref<typename table::node::key_type, typename table::node::value_type> n(t.make_node(k, std::move(v)));
       t.put(n.get());
     }
     return t;
