@@ -348,7 +348,7 @@ TEST_CASE("replication: of two leaders exactly one wins each version; the other 
   // The lease keeps a second leader out, unless it takes over (a failover).
   check_refused(
       [&] { (void)leftright::open_leader<u64, u64>(opts_b); }, replication_errc::lease_held,
-      "a second leader opened without taking over");
+      "a second leader opened without taking over", {"another leader: a"});
   opts_a.take_over = opts_b.take_over = true;
   std::optional<leader_t> b(leftright::open_leader<u64, u64>(opts_b));
   CHECK(b->first.version() == 10);  // it loaded the log
@@ -931,6 +931,64 @@ struct warm_case {
 };
 
 }  // namespace
+
+namespace {
+
+/// A leader with a short lease: outage(server) makes the engine unreachable for longer than a
+/// third of the lease's TTL, so that every publish meanwhile renews the lease first; heal(server)
+/// brings it back. A renewal the engine did not answer is unreachable, never lease_held (nobody
+/// else took the lease); once back, publishing goes on, from the lease as the engine holds it
+/// then (a renewal that timed out here may have landed since, moving its revision on).
+template <class Outage, class Heal>
+void lease_outage(const std::string& name, Outage outage, Heal heal) {
+  nats_server server;
+  auto opts = as_member(options_for(server, name), "leader");
+  opts.timeout = std::chrono::milliseconds(500);
+  opts.lease_ttl = std::chrono::milliseconds(3000);
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  publish_range(leader, 1, 5);
+  outage(server);
+  // Longer than lease_ttl / 3 since the last renewal (the open's): each publish renews first.
+  std::this_thread::sleep_for(opts.lease_ttl / 3 + std::chrono::milliseconds(100));
+  for (int i = 0; i < 2; ++i) {
+    model::queue(leader, 6);
+    check_refused([&leader = leader] { leader.publish(); }, replication_errc::unreachable,
+                  "a publish during an outage succeeded");
+    CHECK(leader.version() == 5);
+  }
+  heal(server);
+  std::string last;
+  const bool published = eventually([&, &leader = leader] {
+    try {
+      leader.publish();
+      return true;
+    } catch (const replication_error& e) {
+      last = e.what();
+      // The engine may answer "unavailable" while it recovers; the lease is still this leader's.
+      if (e.code() != replication_errc::unreachable && e.code() != replication_errc::engine) throw;
+      return false;
+    }
+  }, std::chrono::seconds(20));
+  INFO("last error: " << last);
+  REQUIRE(published);
+  CHECK(leader.version() == 6);
+  publish_range(leader, 7, 10);  // and renews from then on
+  auto [f, fr] = leftright::open_follower<u64, u64>(as_member(opts, "f"));
+  REQUIRE(f.wait_for(10, std::chrono::seconds(10)));
+  CHECK(*fr.read().find(key_a) == 10);
+}
+
+}  // namespace
+
+TEST_CASE("replication: a lease renewal during an engine outage (SIGKILL) is unreachable, and publishing resumes",
+          "[replication][lease]") {
+  lease_outage("leasekill", [](nats_server& s) { s.kill(); }, [](nats_server& s) { s.start(); });
+}
+
+TEST_CASE("replication: a lease renewal during an engine outage (SIGSTOP) is unreachable, and publishing resumes",
+          "[replication][lease]") {
+  lease_outage("leasestop", [](nats_server& s) { s.stop_signal(); }, [](nats_server& s) { s.cont_signal(); });
+}
 
 TEST_CASE("replication: a follower with a local copy restarts warm at its version, then follows the log",
           "[replication][warm]") {

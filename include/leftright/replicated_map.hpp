@@ -549,9 +549,11 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   ///               not publish again; reopen it (open_leader) to continue from the log;
   ///   unreachable no answer within options.timeout: the batch may or may not be in the log
   ///               (a retry of the same batch is dropped by the engine as a duplicate; a
-  ///               different batch is fenced if the first one landed);
+  ///               different batch is fenced if the first one landed); a due renewal of the
+  ///               lease the engine did not answer is unreachable too (the next publish renews
+  ///               from the lease as the engine holds it then);
   ///   too_large   the encoded batch is larger than the engine's message limit;
-  ///   lease_held  another leader took the lease.
+  ///   lease_held  another leader took the lease (the message names it).
   ///   Otherwise as map_writer::publish. After a publish (the batch is in the log and visible
   ///   to the local readers), these run, and an error of theirs propagates, the publish having
   ///   happened all the same:
@@ -670,6 +672,8 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     }
   }
 
+  /// Renews the lease once a third of its TTL has passed since the last renewal that succeeded
+  /// (a failed one is tried again at the next publish).
   void renew_lease_if_due() {
     const auto now = std::chrono::steady_clock::now();
     if (now - renewed_ < opts_.lease_ttl / 3) return;

@@ -419,28 +419,57 @@ class channel {
     return p;
   }
 
-  /// Takes the leader lease for id (take_over: even if another holds it). Throws lease_held.
+  /// Takes the leader lease for id (take_over: even if another holds it). Throws
+  /// replication_error: lease_held naming the holder if another id holds it; unreachable (or
+  /// engine) if the engine did not answer, never lease_held for that.
   void acquire_lease(const std::string& id, bool take_over) {
-    natsStatus s = kvStore_CreateString(&lease_rev_, lease_.get(), "leader", id.c_str());
-    if (s != NATS_OK && take_over) s = kvStore_PutString(&lease_rev_, lease_.get(), "leader", id.c_str());
-    if (s != NATS_OK) {
-      kvEntry* e = nullptr;
-      std::string holder = "?";
-      if (kvStore_Get(&e, lease_.get(), "leader") == NATS_OK) {
-        kv_entry_ptr owned(e);
-        holder = kvEntry_ValueString(e);
-      }
-      throw replication_error(replication_errc::lease_held, "acquire lease",
-                              "the map '" + name_ + "' has a leader: " + holder);
+    const natsStatus s = kvStore_CreateString(&lease_rev_, lease_.get(), "leader", id.c_str());
+    if (s == NATS_OK) return;
+    if (take_over) {
+      check(kvStore_PutString(&lease_rev_, lease_.get(), "leader", id.c_str()), "acquire lease");
+      return;
     }
+    settle_lease(id, s, "acquire lease");
   }
-  /// Renews the lease (before the bucket's TTL expires it); throws lease_held if another
-  /// leader took it since.
+  /// Renews the lease (before the bucket's TTL expires it). Throws replication_error:
+  /// lease_held naming the holder if another id took it since; unreachable (or engine) if the
+  /// engine did not answer: an outage is not a loss of the lease, and the next renewal after it
+  /// goes on from the lease as the engine holds it then.
   void renew_lease(const std::string& id) {
-    natsStatus s = kvStore_UpdateString(&lease_rev_, lease_.get(), "leader", id.c_str(), lease_rev_);
-    // Expired (nobody renewed it in time): take it afresh if nobody else did.
-    if (s != NATS_OK) s = kvStore_CreateString(&lease_rev_, lease_.get(), "leader", id.c_str());
-    if (s != NATS_OK) throw replication_error(replication_errc::lease_held, "renew lease", "another leader took it");
+    const natsStatus s = kvStore_UpdateString(&lease_rev_, lease_.get(), "leader", id.c_str(), lease_rev_);
+    if (s != NATS_OK) settle_lease(id, s, "renew lease");
+  }
+
+  /// After a failed write of the lease (status s): a failure of the transport (a timeout, the
+  /// connection down) is thrown as it is (check: unreachable). Any other answer may be the
+  /// engine's refusal of a revision or of a key that exists (nats.c says NATS_ERR for both, and
+  /// for other refusals): the key is read, and
+  ///   - holding this id: the entry's revision is adopted and the write retried (an update sent
+  ///     before an outage, which timed out here, may have landed since: its revision is newer
+  ///     than lease_rev_, and renewing from the old one would fail until the key expired);
+  ///   - holding another id: lease_held, naming it;
+  ///   - gone (expired: nobody renewed it in time): taken afresh.
+  /// A few rounds, in case other writers move the key meanwhile; then the last failure, typed.
+  void settle_lease(const std::string& id, natsStatus s, const char* what) {
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      if (classify(s, static_cast<jsErrCode>(0)) != replication_errc::engine) check(s, what);
+      kvEntry* e = nullptr;
+      const natsStatus got = kvStore_Get(&e, lease_.get(), "leader");
+      if (got == NATS_NOT_FOUND) {
+        s = kvStore_CreateString(&lease_rev_, lease_.get(), "leader", id.c_str());
+      } else {
+        check(got, what);
+        kv_entry_ptr owned(e);
+        const std::string holder = kvEntry_ValueString(e);
+        if (holder != id) {
+          throw replication_error(replication_errc::lease_held, what,
+                                  "the map '" + name_ + "' has another leader: " + holder);
+        }
+        s = kvStore_UpdateString(&lease_rev_, lease_.get(), "leader", id.c_str(), kvEntry_Revision(e));
+      }
+      if (s == NATS_OK) return;
+    }
+    check(s, what);
   }
 
   /// A consumer of the log from start_seq, in order, no acks. buffer_bytes > 0: the client
