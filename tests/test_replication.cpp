@@ -1205,6 +1205,80 @@ TEST_CASE("replication: a follower applies nothing of a log deleted and made ane
   CHECK_FALSE(g.log_replaced());
 }
 
+namespace {
+/// w.publish(), retried while the engine answers unreachable or unavailable (just restarted).
+template <class Writer>
+u64 publish_retrying(Writer& w) {
+  u64 v = 0;
+  std::string last;
+  const bool published = eventually([&] {
+    try {
+      v = w.publish();
+      return true;
+    } catch (const replication_error& e) {
+      last = e.what();
+      if (e.code() != replication_errc::unreachable && e.code() != replication_errc::engine) throw;
+      return false;
+    }
+  }, std::chrono::seconds(20));
+  INFO("last error: " << last);
+  REQUIRE(published);
+  return v;
+}
+}  // namespace
+
+TEST_CASE("replication: a follower stops for good when the engine's log loses versions it applied",
+          "[replication]") {
+  // The engine restarts from a store older than what it acknowledged (a tail lost before its
+  // sync): the same log, made at the same time, ends at 5 while the follower shows 10. A new
+  // leader then logs versions 6..15 of another history; the follower must apply none of them.
+  namespace fs = std::filesystem;
+  nats_server server;
+  const auto opts = warm_options(server, "tail");
+  model m;
+  for (u64 v = 1; v <= 10; ++v) m.record(v);
+  auto [f, fr] = leftright::open_follower<u64, u64>(as_member(opts, "f"));
+  const fs::path at5 = server.store().parent_path() / "js-at-5";
+  {
+    auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "old"));
+    publish_range(leader, 1, 5);
+    server.kill();
+    fs::copy(server.store(), at5, fs::copy_options::recursive);
+    server.start();
+    for (u64 v = 6; v <= 10; ++v) {
+      model::queue(leader, v);
+      REQUIRE(publish_retrying(leader) == v);
+    }
+  }
+  REQUIRE(f.wait_for(10, std::chrono::seconds(20)));
+  CHECK(fingerprint_of(fr.read()) == m.at[10]);
+  server.kill();
+  fs::remove_all(server.store());
+  fs::rename(at5, server.store());
+  server.start();
+  CHECK(eventually([&f = f] { return f.log_replaced(); }, std::chrono::seconds(20)));
+  CHECK_THAT(f.last_error(), Catch::Matchers::Contains("engine lost versions"));
+  {
+    auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "new", true));
+    CHECK(leader.version() == 5);
+    for (u64 v = 6; v <= 15; ++v) {
+      leader.insert_or_assign(key_a, 7'000'000 + v);
+      leader.insert_or_assign(key_b, 7'000'000 + v);
+      REQUIRE(publish_retrying(leader) == v);
+    }
+  }
+  // A follower opened now follows the new history (and by then the old one had the time to
+  // take it, were it to).
+  auto [g, gr] = leftright::open_follower<u64, u64>(as_member(opts, "g"));
+  REQUIRE(g.wait_for(15, std::chrono::seconds(20)));
+  CHECK(*gr.read().find(key_a) == 7'000'015);
+  CHECK_FALSE(g.log_replaced());
+  CHECK(f.version() == 10);  // never onto another history
+  CHECK(fingerprint_of(fr.read()) == m.at[10]);
+  CHECK(f.log_replaced());
+  CHECK(f.rebootstraps() == 0);
+}
+
 TEST_CASE("replication: a warm follower whose copy's log was deleted and made anew keeps its state and says so",
           "[replication][warm]") {
   warm_case c("warmremade");

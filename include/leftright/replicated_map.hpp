@@ -878,13 +878,16 @@ class follower {
     return s_->rebootstraps.load(std::memory_order_relaxed);
   }
   /// True once the follower found the map's log deleted and made anew (a new history, whose
-  /// versions are not this follower's): it then stops following for good, and its readers keep
-  /// the version shown (last_error() says more). Open a new follower to follow the new log.
+  /// versions are not this follower's), or the log ending before the version it shows (the
+  /// engine lost versions this follower applied: what it logs at those versions now is another
+  /// history): it then stops following for good, and its readers keep the version and state
+  /// shown (last_error() says which). Open a new follower to follow the engine's log.
   bool log_replaced() const noexcept {
     // [F6] relaxed: a flag read on its own.
     return s_->replaced.load(std::memory_order_relaxed);
   }
-  /// The last error the follower's thread met (it retries; empty if none), e.g. "engine behind".
+  /// The last error the follower's thread met (it retries; empty if none), or why it stopped
+  /// following (log_replaced(): "log replaced", "engine lost versions").
   std::string last_error() const {
     std::lock_guard lock(s_->mu);
     return s_->error;
@@ -998,7 +1001,8 @@ class follower {
       if (c.subscribed) resubscriptions.fetch_add(1, std::memory_order_relaxed);
       c.subscribed = true;
       restart_watchdog(c);
-      if (same_log(ch->range())) return true;
+      const auto r = ch->range();
+      if (same_log(r) && holds_shown(r)) return true;
       c.sub.reset();
       return false;
     }
@@ -1139,15 +1143,10 @@ class follower {
     /// is ahead and nothing arrived since the last check: a consumer that died silently).
     bool watchdog(std::uint64_t seen_at_check) {
       const auto r = ch->range();
-      if (!same_log(r)) return false;
+      if (!same_log(r) || !holds_shown(r)) return false;
       // [F3] relaxed: an estimate for lag().
       known_last.store(r.last, std::memory_order_relaxed);
       const std::uint64_t v = w.version();
-      if (r.last < v) {
-        note_error("engine behind: its log ends at version " + std::to_string(r.last) + ", this follower shows " +
-                   std::to_string(v));
-        return true;
-      }
       // The log lacks v + 1 and holds (or held: a log purged empty after a snapshot at its last
       // version reports first = last + 1) versions beyond v.
       if (r.first > v + 1 && r.last > v) {
@@ -1208,6 +1207,28 @@ class follower {
               " (open a new follower, deleting its local copy, to follow the new one)";
       // [F6] relaxed, stored under mu after the error: a caller that sees the flag and then
       // takes mu (last_error()) takes it after this section, so it reads the reason too.
+      replaced.store(true, std::memory_order_relaxed);
+      return false;
+    }
+
+    /// Whether the log r holds every version this follower shows (it ends at version() or
+    /// later). If not, the engine lost versions this follower applied (the tail of its log, in a
+    /// crash before its sync, or a store restored from an older copy): the same log, made at the
+    /// same time, may go on with other batches at those versions, another history, which the
+    /// follower could not tell from its own (it would take them for versions already applied,
+    /// and apply the later ones onto its state). So it stops following for good, as for a
+    /// replaced log (log_replaced()), keeping its version and state, and says so in last_error().
+    bool holds_shown(const detail::replication::log_range& r) {
+      const std::uint64_t v = w.version();
+      if (r.last >= v) return true;
+      discard_queued();  // a run past the log's end: versions lost too
+      std::lock_guard lock(mu);
+      error = "engine lost versions: its log ends at version " + std::to_string(r.last) + ", before version " +
+              std::to_string(v) + " that this follower applied and shows; the engine lost versions this "
+              "follower applied, and whatever it logs at those versions now is another history: it applies "
+              "none of it and keeps version " + std::to_string(v) +
+              " (open a new follower, deleting its local copy, to follow the engine's log)";
+      // [F6] relaxed, stored under mu after the error, as in same_log().
       replaced.store(true, std::memory_order_relaxed);
       return false;
     }
@@ -1302,12 +1323,12 @@ class follower {
 /// the log from there. With options.local_path, the newest local snapshot there (if any) is
 /// loaded instead (a warm restart: no engine snapshot is read at open), and the log is followed
 /// from the version after it; if the engine purged that far, the follower re-bootstraps
-/// forward to the engine's snapshot; if the engine's log ends before it, the follower keeps
-/// its local state and reports "engine behind" (last_error()): it never goes back. A follower
-/// follows one log, the one its state comes from: if the map's
-/// streams are deleted and made anew (or the engine lost them), it applies nothing of the new
-/// history and keeps serving its version (log_replaced(); a local copy records its log, so
-/// this holds across restarts too: delete the directory to follow the new one). Throws
+/// forward to the engine's snapshot: it never goes back. A follower follows one log, the one
+/// its state comes from, and one history: if the map's streams are deleted and made anew (or
+/// the engine lost them), or the log ends before the version the follower shows (the engine
+/// lost versions it applied, at open or later), it applies nothing more and keeps serving its
+/// version and state (log_replaced(), last_error(); a local copy records its log, so this holds
+/// across restarts too: delete the directory to follow the engine's log). Throws
 /// replication_error: unreachable, protocol (other types; a damaged local snapshot or one of
 /// other types, naming the file; a local_path that cannot be created or is locked by another
 /// follower).

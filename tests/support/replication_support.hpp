@@ -87,6 +87,8 @@ class nats_server {
   }
 
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+  /// The directory of its JetStream store (to copy while it is killed, and put back).
+  std::filesystem::path store() const { return dir_ / "js"; }
 
   /// Starts it (again) on the same store and port; returns once it accepts connections.
   void start() {
