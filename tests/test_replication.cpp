@@ -1681,6 +1681,100 @@ TEST_CASE("replication: a deposed leader's snapshot() is fenced: the pointer nev
   CHECK(l3.version() == 20);
 }
 
+TEST_CASE("replication: a snapshot whose chunk chain another writer broke is fenced; the pointer stays usable",
+          "[replication][snapchain]") {
+  namespace rp = leftright::detail::replication;
+  nats_server server(8192);  // several chunks per snapshot
+  const auto opts = options_for(server, "snapchain");
+  auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "a"));
+  for (u64 v = 1; v <= 5; ++v) {  // an image of several chunks
+    for (u64 i = 0; i < 300; ++i) leader.insert_or_assign(10'000 + v * 1000 + i, i);
+    REQUIRE(leader.publish() == v);
+  }
+  publish_range(leader, 6, 20);
+  leader.snapshot();
+  rp::channel a(opts.url, opts.name, opts.timeout, opts.lease_ttl);
+  rp::channel b(opts.url, opts.name, opts.timeout, opts.lease_ttl);
+  const rp::snapshot_pointer at20 = a.snapshot();
+  REQUIRE(at20.version == 20);
+  REQUIRE(at20.chunks > 1);
+  CHECK(at20.crc.has_value());
+  // Writer a starts a chain; writer b's chunk comes next; a's next chunk is refused.
+  const u64 a1 = a.append_chunk("a1", a.snapshot_stream_last());
+  CHECK(a1 == at20.first_seq + at20.chunks);
+  const u64 b1 = b.append_chunk("b1", b.snapshot_stream_last());
+  CHECK(b1 == a1 + 1);
+  check_refused([&] { a.append_chunk("a2", a1); }, replication_errc::fenced,
+                "a chunk was stored after another writer's", {"another writer's snapshot chunk"});
+  // A first chunk expecting an empty stream is refused too (the client sends no expectation for 0).
+  check_refused([&] { a.append_chunk("x", 0); }, replication_errc::fenced, "a chunk expecting 0 was stored");
+  CHECK(a.snapshot_stream_last() == b1);
+  // The pointer and its snapshot are untouched: a follower bootstraps from it.
+  {
+    auto [f, fr] = leftright::open_follower<u64, u64>(as_member(opts, "f1"));
+    CHECK(fr.version() >= 20);
+    REQUIRE(f.wait_for(20, std::chrono::seconds(10)));
+  }
+  // The leader snapshots again past the stray chunks (its chain starts after them).
+  publish_range(leader, 21, 40);
+  leader.snapshot();
+  const fingerprint shown40 = fingerprint_of(lr.read());
+  const rp::snapshot_pointer at40 = a.snapshot();
+  REQUIRE(at40.version == 40);
+  CHECK(at40.first_seq > b1);
+  // A pointer to chunks written before the current pointer's is refused, whatever its version:
+  // the current one's writer purges below its own chunks.
+  check_refused([&] { a.set_snapshot({41, at20.first_seq, at20.chunks, at20.bytes, at20.crc}); },
+                replication_errc::fenced, "the pointer moved back to older chunks", {"written after this one's"});
+  // A pointer of the older form (no checksum) is read too.
+  a.set_snapshot({at40.version, at40.first_seq, at40.chunks, at40.bytes, std::nullopt});
+  CHECK_FALSE(a.snapshot().crc.has_value());
+  {
+    auto [f, fr] = leftright::open_follower<u64, u64>(as_member(opts, "f2"));
+    CHECK(fr.version() == 40);
+    CHECK(fingerprint_of(fr.read()) == shown40);
+  }
+  // A checksum that does not match the image is refused.
+  a.set_snapshot({at40.version, at40.first_seq, at40.chunks, at40.bytes, *at40.crc ^ 1u});
+  check_refused([&] { (void)leftright::open_follower<u64, u64>(as_member(opts, "f3")); },
+                replication_errc::protocol, "a damaged snapshot was loaded", {"checksum mismatch"});
+}
+
+TEST_CASE("replication: two leaders snapshotting at once: each is stored whole or fenced; followers bootstrap",
+          "[replication][snapchain]") {
+  nats_server server(8192);
+  const auto opts = options_for(server, "snaprace");
+  auto [a, ar] = leftright::open_leader<u64, u64>(as_member(opts, "a"));
+  for (u64 i = 0; i < 20000; ++i) {
+    a.insert_or_assign(i, i);
+    if (i % 200 == 199) a.publish();
+  }
+  auto [b, br] = leftright::open_leader<u64, u64>(as_member(opts, "b", true));
+  b.insert_or_assign(1, 42);
+  const u64 vb = b.publish();  // b, the leader now, one version past a
+  std::optional<replication_errc> ea, eb;
+  std::string what_a, what_b;
+  auto run = [](auto& w, std::optional<replication_errc>& code, std::string& what) {
+    try {
+      w.snapshot();
+    } catch (const replication_error& e) {
+      code = e.code();
+      what = e.what();
+    }
+  };
+  std::thread ta([&, &a = a] { run(a, ea, what_a); });
+  std::thread tb([&, &b = b] { run(b, eb, what_b); });
+  ta.join();
+  tb.join();
+  INFO("a: " << what_a << "; b: " << what_b);
+  CHECK((!ea || *ea == replication_errc::fenced));
+  CHECK((!eb || *eb == replication_errc::fenced));
+  CHECK((!ea || !eb));  // one of them at least is stored whole
+  auto [f, fr] = leftright::open_follower<u64, u64>(as_member(opts, "f"));
+  REQUIRE(f.wait_for(vb, std::chrono::seconds(20)));
+  CHECK(fingerprint_of(fr.read()) == fingerprint_of(br.read()));
+}
+
 namespace {
 /// The consumers the engine has on a map's log stream.
 int log_consumers(const nats_server& server, const std::string& name) {

@@ -202,6 +202,9 @@ inline std::string read_snapshot_image(channel& ch, const snapshot_pointer& p) {
     image.append(reinterpret_cast<const char*>(b.data()), b.size());
   }
   if (image.size() != p.bytes) throw replication_error(replication_errc::protocol, "read snapshot", "size mismatch");
+  if (p.crc && crc32c(image.data(), image.size()) != *p.crc) {
+    throw replication_error(replication_errc::protocol, "read snapshot", "checksum mismatch");
+  }
   return image;
 }
 
@@ -600,19 +603,24 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   /// Progress: blocking; O(size of the map) plus a round trip per chunk (a chunk is at most
   /// the engine's message limit). Throws replication_error; a failed snapshot changes nothing
   /// a follower relies on (the pointer moves only once every chunk is stored, and only forward:
-  /// fenced, with nothing purged, where a leader that took over has snapshotted a newer version).
+  /// fenced, with nothing purged, where a leader that took over has snapshotted a newer version,
+  /// or where another writer's snapshot chunks came between this one's or after them and were
+  /// pointed at first: two leaders snapshotting at once).
   void snapshot() {
     auto g = snap_reader_.read();
     const std::uint64_t v = g.version();
     detail::replication::encode_snapshot<Key, Value, meta_type>(g, image_);
     auto& ch = *ch_;
     const std::size_t chunk = std::max<std::size_t>(ch.max_payload() > 4096 ? ch.max_payload() - 4096 : 1, 1);
-    detail::replication::snapshot_pointer p{v, 0, 0, image_.size()};
+    detail::replication::snapshot_pointer p{v, 0, 0, image_.size(), detail::crc32c(image_.data(), image_.size())};
+    // A chain: the first chunk expects the stream's last sequence now, each next the previous
+    // chunk's (another writer's chunk in between fences this snapshot: append_chunk).
+    std::uint64_t last = ch.snapshot_stream_last();
     for (std::size_t off = 0; off < image_.size(); off += chunk) {
-      const std::uint64_t seq = ch.append_chunk(std::string_view(image_).substr(off, chunk));
-      if (p.chunks++ == 0) p.first_seq = seq;
+      last = ch.append_chunk(std::string_view(image_).substr(off, chunk), last);
+      if (p.chunks++ == 0) p.first_seq = last;
     }
-    ch.set_snapshot(p);
+    ch.set_snapshot(p);  // only then the purge: below this writer's own chunks, now pointed at
     ch.purge_snapshots_below(p.first_seq);
     if (opts_.purge_log) ch.purge_log_below(log_kept_from(v));
     last_snapshot_ = v;

@@ -4,8 +4,10 @@
 //
 // Layout of a map named <m> in the engine:
 //   stream LR_<m>        subject lr.<m>.log   one message per published batch: sequence == version
-//   stream LRS_<m>       subject lr.<m>.snap  a snapshot's image, in chunks (consecutive messages)
-//   KV LR_<m>_META       key snapshot         "<version> <first chunk seq> <chunks> <bytes>"
+//   stream LRS_<m>       subject lr.<m>.snap  a snapshot's image, in chunks (consecutive messages:
+//                                             each chunk's publish expects the previous one last)
+//   KV LR_<m>_META       key snapshot         "<version> <first chunk seq> <chunks> <bytes> <crc32c>"
+//                                             (pointers written before the checksum have 4 fields)
 //   KV LR_<m>_LEASE      key leader           the leader's id (the bucket's TTL expires it)
 //   KV LR_<m>_ACKS       key <follower id>    "<version>": the newest version that follower
 //                                             applied (its reports; the bucket's TTL drops
@@ -120,6 +122,7 @@ struct snapshot_pointer {
   std::uint64_t first_seq = 0;  ///< the sequence of its first chunk in the snapshot stream
   std::uint64_t chunks = 0;
   std::uint64_t bytes = 0;
+  std::optional<std::uint32_t> crc;  ///< crc32c of the whole image (none: a pointer written without)
 };
 
 /// The first and last sequence the log stream holds (first > last: it holds none).
@@ -356,16 +359,43 @@ class channel {
   /// Removes the snapshot stream's messages below seq (the chunks of older snapshots).
   void purge_snapshots_below(std::uint64_t seq) { purge(snap_stream(), seq); }
 
-  /// Publishes one snapshot chunk; returns its sequence in the snapshot stream.
-  std::uint64_t append_chunk(std::string_view chunk) {
+  /// The snapshot stream's last sequence now (0: it never held a message): what a snapshot's
+  /// first chunk expects (append_chunk).
+  std::uint64_t snapshot_stream_last() {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    jsOptions o = request_options();
+    check(js_GetStreamInfo(&si, js_.get(), snap_stream().c_str(), &o, &jerr), "stream info", jerr);
+    stream_info_ptr owned(si);
+    return si->State.LastSeq;
+  }
+
+  /// Publishes one snapshot chunk as sequence expected_last + 1 of the snapshot stream; returns
+  /// its sequence. A snapshot's chunks form a chain (the first expects the stream's last
+  /// sequence read before it, each next one the previous chunk's), so two writers snapshotting
+  /// at once cannot interleave their chunks under one pointer: the one whose chain another's
+  /// chunk broke is refused. Throws replication_error: fenced if the stream's last sequence is
+  /// not expected_last.
+  std::uint64_t append_chunk(std::string_view chunk, std::uint64_t expected_last) {
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = timeout_ms_;
+    po.ExpectLastSeq = expected_last;
     jsPubAck* ack = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    const natsStatus s = js_Publish(&ack, js_.get(), snap_subject().c_str(), chunk.data(),
-                                    static_cast<int>(chunk.size()), &po, &jerr);
+    // The client sends no expectation for 0 (as in append()): the header is set here.
+    natsMsg* m = nullptr;
+    check(natsMsg_Create(&m, snap_subject().c_str(), nullptr, chunk.data(), static_cast<int>(chunk.size())),
+          "publish snapshot");
+    msg_ptr msg(m);
+    if (expected_last == 0) check(natsMsgHeader_Set(m, "Nats-Expected-Last-Sequence", "0"), "publish snapshot");
+    const natsStatus s = js_PublishMsg(&ack, js_.get(), m, &po, &jerr);
     pub_ack_ptr owned(ack);
+    if (jerr == JSStreamWrongLastSequenceErr) {
+      throw replication_error(replication_errc::fenced, "publish snapshot",
+                              "another writer's snapshot chunk came between this snapshot's chunks (after "
+                              "sequence " + std::to_string(expected_last) + "): this snapshot is abandoned");
+    }
     check(s, "publish snapshot", jerr);
     return ack->Sequence;
   }
@@ -382,10 +412,15 @@ class channel {
   /// Moves the snapshot pointer to p, forward only: a compare-and-set on the entry's revision,
   /// retried while other writers move it meanwhile. Throws replication_error (fenced) if it
   /// already names a newer version: a leader that took over has snapshotted since, and a
-  /// deposed one must not point followers back, nor purge what that snapshot needs.
+  /// deposed one must not point followers back, nor purge what that snapshot needs. Fenced too
+  /// if it names chunks written after p's (another writer's snapshot, pointed at first): its
+  /// writer purges the stream below its own chunks, p's among them. So the pointer's chunks move
+  /// forward too, and a purge below the pointer's chunks (after writing it) never removes those
+  /// of a pointer written later.
   void set_snapshot(const snapshot_pointer& p) {
-    const std::string text = std::to_string(p.version) + ' ' + std::to_string(p.first_seq) + ' ' +
-                             std::to_string(p.chunks) + ' ' + std::to_string(p.bytes);
+    std::string text = std::to_string(p.version) + ' ' + std::to_string(p.first_seq) + ' ' +
+                       std::to_string(p.chunks) + ' ' + std::to_string(p.bytes);
+    if (p.crc) text += ' ' + std::to_string(*p.crc);
     natsStatus s = NATS_OK;
     for (int attempt = 0; attempt < 8; ++attempt) {
       kvEntry* e = nullptr;
@@ -403,6 +438,12 @@ class channel {
                                       " is newer than this one (" + std::to_string(p.version) +
                                       "): another leader took over");
         }
+        if (current.first_seq > p.first_seq) {
+          throw replication_error(replication_errc::fenced, "write snapshot pointer",
+                                  "the pointer names a snapshot whose chunks were written after this one's "
+                                  "(from sequence " + std::to_string(current.first_seq) + ", this one's from " +
+                                      std::to_string(p.first_seq) + "): another writer snapshotted meanwhile");
+        }
         s = kvStore_UpdateString(&rev, meta_.get(), "snapshot", text.c_str(), kvEntry_Revision(e));
       }
       if (s == NATS_OK) return;  // otherwise moved meanwhile (or the engine failed): read it again
@@ -412,10 +453,13 @@ class channel {
   static snapshot_pointer pointer_of(kvEntry* e) {
     snapshot_pointer p;
     const std::string text(static_cast<const char*>(kvEntry_Value(e)), static_cast<std::size_t>(kvEntry_ValueLen(e)));
-    if (std::sscanf(text.c_str(), "%" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64, &p.version, &p.first_seq,
-                    &p.chunks, &p.bytes) != 4) {
+    std::uint32_t crc = 0;
+    const int fields = std::sscanf(text.c_str(), "%" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu32,
+                                   &p.version, &p.first_seq, &p.chunks, &p.bytes, &crc);
+    if (fields != 4 && fields != 5) {  // 4: written before the checksum
       throw replication_error(replication_errc::protocol, "read snapshot pointer", "malformed: '" + text + "'");
     }
+    if (fields == 5) p.crc = crc;
     return p;
   }
 
