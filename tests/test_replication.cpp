@@ -1775,6 +1775,28 @@ TEST_CASE("replication: two leaders snapshotting at once: each is stored whole o
   CHECK(fingerprint_of(fr.read()) == fingerprint_of(br.read()));
 }
 
+TEST_CASE("replication: under a small message limit a snapshot's chunks fill the limit but for a small reserve",
+          "[replication][snapchain]") {
+  namespace rp = leftright::detail::replication;
+  nats_server server(4096);
+  const auto opts = options_for(server, "smallchunks");
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  for (u64 v = 1; v <= 10; ++v) {
+    for (u64 i = 0; i < 100; ++i) leader.insert_or_assign(v * 1000 + i, i);
+    REQUIRE(leader.publish() == v);
+  }
+  leader.snapshot();
+  rp::channel ch(opts.url, opts.name, opts.timeout, opts.lease_ttl);
+  const rp::snapshot_pointer p = ch.snapshot();
+  REQUIRE(p.version == 10);
+  const u64 chunk = 4096 - leftright::replicated_writer<u64, u64>::chunk_header_reserve;
+  CHECK(p.chunks == (p.bytes + chunk - 1) / chunk);  // not 1-byte chunks
+  CHECK(p.chunks > 1);
+  auto [f, fr] = leftright::open_follower<u64, u64>(opts);
+  CHECK(fr.version() == 10);
+  CHECK(fingerprint_of(fr.read()) == fingerprint_of(lr.read()));
+}
+
 namespace {
 /// The consumers the engine has on a map's log stream.
 int log_consumers(const nats_server& server, const std::string& name) {
