@@ -1656,6 +1656,23 @@ TEST_CASE("replication: a deposed leader's first batch is fenced after the new l
   CHECK(*fr.read().find(u64{1}) == 1);
 }
 
+TEST_CASE("replication: another leader's identical batch at the same version is fenced, not taken for a duplicate",
+          "[replication]") {
+  nats_server server;
+  const auto opts = options_for(server, "samebatch");
+  auto [l1, r1] = leftright::open_leader<u64, u64>(as_member(opts, "a"));
+  publish_range(l1, 1, 10);
+  auto [l2, r2] = leftright::open_leader<u64, u64>(as_member(opts, "b", true));  // at 10 too
+  l1.insert_or_assign(11, 11);
+  REQUIRE(l1.publish() == 11);
+  // The same bytes at the same version: a message id of version and bytes alone would make the
+  // engine answer "duplicate" with the stored sequence, and l2 would show a version it never stored.
+  l2.insert_or_assign(11, 11);
+  check_refused([&l2 = l2] { l2.publish(); }, replication_errc::fenced,
+                "another leader's identical batch passed for a duplicate of this one's");
+  CHECK(l2.version() == 10);
+}
+
 TEST_CASE("replication: a deposed leader's snapshot() is fenced: the pointer never moves back, nothing is purged",
           "[replication]") {
   nats_server server;

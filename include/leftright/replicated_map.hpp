@@ -44,6 +44,7 @@
 #include <optional>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <span>
 #include <string>
 #include <thread>
@@ -656,7 +657,7 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   replicated_writer(base inner, std::unique_ptr<detail::replication::channel> ch, replication_options opts,
                     std::optional<detail::replication::local_store> store, std::uint64_t local_version)
       : base(std::move(inner)), ch_(std::move(ch)), opts_(std::move(opts)), snap_reader_(base::make_reader()),
-        last_snapshot_(base::version()), renewed_(std::chrono::steady_clock::now()) {
+        last_snapshot_(base::version()), renewed_(std::chrono::steady_clock::now()), nonce_(make_nonce()) {
     if (store) {
       local_ = std::make_unique<local_copy>(std::move(*store), base::make_reader(), local_version,
                                             opts_.local_checkpoint_every);
@@ -676,9 +677,11 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   void append(std::uint64_t v, const std::vector<op>& batch) {
     renew_lease_if_due();
     detail::replication::encode_batch_payload<ops>(batch, payload_, base::queued_meta());
-    // The same version and bytes make the same id: a retry after an unknown outcome is
-    // recognised by the engine as a duplicate of what landed.
-    const std::string msg_id = opts_.name + "." + std::to_string(v) + "." +
+    // The same writer, version and bytes make the same id: a retry after an unknown outcome is
+    // recognised by the engine as a duplicate of what landed. The writer's nonce keeps another
+    // leader's batch at that version from passing for it (a duplicate's ack names the stored
+    // sequence, as if this batch were stored): the same bytes, or a 32-bit checksum's collision.
+    const std::string msg_id = opts_.name + "." + std::to_string(v) + "." + nonce_ + "." +
                                std::to_string(detail::crc32c(payload_.data(), payload_.size()));
     const std::uint64_t seq = ch_->append(payload_, v - 1, msg_id, /*ask_acks=*/opts_.acks != 0);
     if (seq != v) {
@@ -686,6 +689,15 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
                               "the engine stored version " + std::to_string(v) + " at sequence " +
                                   std::to_string(seq));
     }
+  }
+
+  /// 64 random bits in hex, for the message ids of this writer's batches.
+  static std::string make_nonce() {
+    std::random_device rd;
+    const std::uint64_t n = (std::uint64_t{rd()} << 32) ^ rd();
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(n));
+    return text;
   }
 
   /// Renews the lease once a third of its TTL has passed since the last renewal that succeeded
@@ -739,6 +751,7 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   reader snap_reader_;  ///< the published state, for snapshot()
   std::uint64_t last_snapshot_;
   std::chrono::steady_clock::time_point renewed_;
+  std::string nonce_;  ///< random, made once: this writer's part of each batch's message id
   std::string payload_;  ///< the batch being published, encoded
   std::string image_;    ///< the snapshot being written, encoded
   std::unique_ptr<local_copy> local_;  ///< the local copy, if any (saved once more when destroyed)
