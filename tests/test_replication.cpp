@@ -331,6 +331,38 @@ TEST_CASE("replication: wait_for() callers waiting for different versions each r
   CHECK(f.wait_for(20, std::chrono::milliseconds(0)));
 }
 
+TEST_CASE("replication: wait_for() takes the longest timeout as waiting for ever; a short one on a future version "
+          "returns false", "[replication]") {
+  nats_server server;
+  const auto opts = options_for(server, "waitmax");
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  auto [f, fr] = leftright::open_follower<u64, u64>(as_member(opts, "f"));
+  for (u64 v = 1; v <= 2; ++v) {
+    leader.insert_or_assign(v, v);
+    REQUIRE(leader.publish() == v);
+  }
+  REQUIRE(f.wait_for(2, std::chrono::seconds(10)));
+  CHECK(f.wait_for(2, std::chrono::milliseconds::max()));  // reached: at once
+  CHECK_FALSE(f.wait_for(100, std::chrono::milliseconds(50)));
+  CHECK_FALSE(f.wait_for(100, std::chrono::milliseconds(0)));
+  CHECK_FALSE(f.wait_for(100, std::chrono::milliseconds::min()));
+  // A version not shown yet, with the longest timeout: it waits (an overflowed deadline would
+  // lie in the past and return false at once), and returns once the version is shown.
+  int reached = -1;
+  std::thread waiter([&reached, &f = f] { reached = f.wait_for(3, std::chrono::milliseconds::max()) ? 1 : 0; });
+  leader.insert_or_assign(3, 3);
+  REQUIRE(leader.publish() == 3);
+  REQUIRE(f.wait_for(3, std::chrono::seconds(10)));
+  waiter.join();  // orders `reached`
+  CHECK(reached == 1);
+  // The leader's wait for acks saturates its deadline too (the report is in the bucket first).
+  REQUIRE(eventually([&leader = leader] {
+    const auto acks = leader.followers();
+    return acks.size() == 1 && acks[0].version >= 3;
+  }));
+  CHECK(leader.wait_for_acks(3, 1, std::chrono::milliseconds::max()) == 1);
+}
+
 TEST_CASE("replication: of two leaders exactly one wins each version; the other is fenced and shows nothing",
           "[replication]") {
   using leader_t = std::pair<leftright::replicated_writer<u64, u64>, leftright::map_reader<u64, u64>>;

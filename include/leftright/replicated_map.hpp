@@ -299,6 +299,17 @@ inline void check_follower_id(const std::string& id) {
   }
 }
 
+/// now + timeout on the steady clock, saturated: a timeout past the clock's range (as
+/// milliseconds::max(), "wait for ever") is the clock's last instant, not an overflow into the
+/// past; a timeout of 0 or less is now.
+inline std::chrono::steady_clock::time_point deadline_after(std::chrono::milliseconds timeout) {
+  using clock = std::chrono::steady_clock;
+  const auto now = clock::now();
+  if (timeout.count() <= 0) return now;
+  const auto room = std::chrono::duration_cast<std::chrono::milliseconds>(clock::time_point::max() - now);
+  return timeout >= room ? clock::time_point::max() : now + timeout;
+}
+
 /// The leader's view of what its followers reported applying (the acks bucket): made at its
 /// first use (a subscription to the reports, then the bucket's contents), then kept up to date
 /// from the subscription each time it is asked. Thread-safety: one thread at a time (the
@@ -311,7 +322,7 @@ class ack_view {
   /// returns how many have (at most the followers that ever reported). Throws
   /// replication_error if the engine cannot be asked (unreachable).
   std::size_t wait(std::uint64_t v, std::size_t n, std::chrono::milliseconds timeout) {
-    const auto until = std::chrono::steady_clock::now() + timeout;
+    const auto until = deadline_after(timeout);
     for (;;) {
       take_arrived();
       const std::size_t have = count_at_least(v);
@@ -323,7 +334,8 @@ class ack_view {
         for (const auto& [id, shown] : ch_.read_acks()) acks_.insert_or_assign(id, shown);
         return count_at_least(v);
       }
-      if (sub_) next(left.count());  // else reopened (the client had dropped reports) above
+      // At most a minute per wait: the client adds the timeout to its clock (no overflow).
+      if (sub_) next(std::min<std::int64_t>(left.count(), 60'000));  // else reopened above
     }
   }
 
@@ -867,7 +879,9 @@ class follower {
   /// or timeout passes; true if it was reached. Progress: blocking, at most timeout.
   bool wait_for(std::uint64_t v, std::chrono::milliseconds timeout) const {
     std::unique_lock lock(s_->mu);
-    return s_->cv.wait_for(lock, timeout, [&] {
+    // wait_until a saturated deadline: wait_for adds the timeout to the clock, which overflows
+    // (into the past: no wait at all) for a timeout near milliseconds::max().
+    return s_->cv.wait_until(lock, detail::replication::deadline_after(timeout), [&] {
       if (version() >= v) return true;
       // Before each sleep: the thread wakes the waiters once it shows wake_at (see published()).
       s_->wake_at = std::min(s_->wake_at, v);
