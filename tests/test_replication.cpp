@@ -1838,7 +1838,7 @@ TEST_CASE("replication: under a small message limit a snapshot's chunks fill the
   rp::channel ch(opts.url, opts.name, opts.timeout, opts.lease_ttl);
   const rp::snapshot_pointer p = ch.snapshot();
   REQUIRE(p.version == 10);
-  const u64 chunk = 4096 - leftright::replicated_writer<u64, u64>::chunk_header_reserve;
+  const u64 chunk = 4096 - rp::channel::chunk_header_reserve;
   CHECK(p.chunks == (p.bytes + chunk - 1) / chunk);  // not 1-byte chunks
   CHECK(p.chunks > 1);
   auto [f, fr] = leftright::open_follower<u64, u64>(opts);

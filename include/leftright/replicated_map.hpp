@@ -627,8 +627,8 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     // A chunk carries one header (its expected last sequence), which the engine's message limit
     // counts: a small reserve leaves it room (4 KiB left 1-byte chunks under a 4 KiB limit).
     const std::size_t limit = ch.max_payload();
-    const std::size_t chunk =
-        limit > 2 * chunk_header_reserve ? limit - chunk_header_reserve : std::max<std::size_t>(limit / 2, 1);
+    constexpr std::size_t room = detail::replication::channel::chunk_header_reserve;
+    const std::size_t chunk = limit > 2 * room ? limit - room : std::max<std::size_t>(limit / 2, 1);
     detail::replication::snapshot_pointer p{v, 0, 0, image_.size(), detail::crc32c(image_.data(), image_.size())};
     // A chain: the first chunk expects the stream's last sequence now, each next the previous
     // chunk's (another writer's chunk in between fences this snapshot: append_chunk).
@@ -642,10 +642,6 @@ class replicated_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     if (opts_.purge_log) ch.purge_log_below(log_kept_from(v));
     last_snapshot_ = v;
   }
-
-  /// The bytes of the engine's message limit a snapshot chunk leaves to its header
-  /// ("NATS/1.0", Nats-Expected-Last-Sequence and a 20-digit number: under 80 bytes).
-  static constexpr std::size_t chunk_header_reserve = 256;
 
   /// Writes the published state to the local copy (options().local_path) now, as
   /// local_checkpoint_every does, and as destroying the writer does (where a failure cannot be

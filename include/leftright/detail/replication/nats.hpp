@@ -370,6 +370,10 @@ class channel {
     return si->State.LastSeq;
   }
 
+  /// The bytes of the engine's message limit a snapshot chunk leaves to its header
+  /// ("NATS/1.0", Nats-Expected-Last-Sequence and a 20-digit number: under 80 bytes).
+  static constexpr std::size_t chunk_header_reserve = 256;
+
   /// Publishes one snapshot chunk as sequence expected_last + 1 of the snapshot stream; returns
   /// its sequence. A snapshot's chunks form a chain (the first expects the stream's last
   /// sequence read before it, each next one the previous chunk's), so two writers snapshotting
