@@ -1098,7 +1098,15 @@ class follower {
       // [F3] relaxed: an estimate for lag(): the log holds `pending` more after this message.
       known_last.store(seq + pending, std::memory_order_relaxed);
       const std::uint64_t v = queued_through != 0 ? queued_through : w.version();
-      if (seq <= v) return true;  // already applied (a consumer recreated from an older point)
+      if (seq <= v) {
+        // Already applied (a consumer recreated from an older point, as after an engine
+        // restart), unless it is another history's: at the witness version, compare ids.
+        if (seq == witness_version && !witness_id.empty()) {
+          const std::string got = detail::replication::channel::message_id(m);
+          if (!got.empty() && got != witness_id) return lost_versions(another_batch(seq));
+        }
+        return true;
+      }
       if (seq != v + 1) {
         skipped_versions();
         return false;
@@ -1121,6 +1129,9 @@ class follower {
       // next watchdog round's report (report_if_due) tells of it.
       if (pending == 0 || queued_messages >= max_run_messages || w.pending() >= max_run_operations) {
         flush(detail::replication::channel::asks_acks(m));
+        // The run's last message is the witness of this history (its headers are read already).
+        witness_version = seq;
+        witness_id = detail::replication::channel::message_id(m);
       }
       return true;
     }
@@ -1257,15 +1268,33 @@ class follower {
     /// follower could not tell from its own (it would take them for versions already applied,
     /// and apply the later ones onto its state). So it stops following for good, as for a
     /// replaced log (log_replaced()), keeping its version and state, and says so in last_error().
+    /// A new leader may already have logged past the version shown: the witness (the last
+    /// message whose id the follower read, at or below it) is read back from the log too, and
+    /// another id there (another writer's batch at that version) is the same loss.
     bool holds_shown(const detail::replication::log_range& r) {
       const std::uint64_t v = w.version();
-      if (r.last >= v) return true;
-      discard_queued();  // a run past the log's end: versions lost too
+      if (r.last < v) {
+        return lost_versions("its log ends at version " + std::to_string(r.last) + ", before version " +
+                             std::to_string(v) + " that this follower applied and shows");
+      }
+      if (witness_version != 0 && !witness_id.empty() && r.first <= witness_version) {
+        const auto m = ch->get(ch->log_stream(), witness_version);  // null: purged since
+        const std::string got = m ? detail::replication::channel::message_id(m.get()) : std::string();
+        if (!got.empty() && got != witness_id) return lost_versions(another_batch(witness_version));
+      }
+      return true;
+    }
+    std::string another_batch(std::uint64_t at) const {
+      return "its log holds another batch at version " + std::to_string(at) + " than the one this follower applied";
+    }
+    /// Stops following for good (as same_log() does) because the engine lost versions this
+    /// follower applied (why: how it showed); returns false.
+    bool lost_versions(const std::string& why) {
+      discard_queued();  // a run of the lost versions, or of the other history
       std::lock_guard lock(mu);
-      error = "engine lost versions: its log ends at version " + std::to_string(r.last) + ", before version " +
-              std::to_string(v) + " that this follower applied and shows; the engine lost versions this "
-              "follower applied, and whatever it logs at those versions now is another history: it applies "
-              "none of it and keeps version " + std::to_string(v) +
+      error = "engine lost versions: " + why + "; the engine lost versions this follower applied, and whatever "
+              "it logs at those versions now is another history: it applies none of it and keeps version " +
+              std::to_string(w.version()) +
               " (open a new follower, deleting its local copy, to follow the engine's log)";
       // [F6] relaxed, stored under mu after the error, as in same_log().
       replaced.store(true, std::memory_order_relaxed);
@@ -1332,6 +1361,8 @@ class follower {
     std::uint64_t reported = 0;  ///< thread only: the version last reported
     std::chrono::steady_clock::time_point reported_at{};  ///< thread only: when
     std::uint64_t queued_through = 0;  ///< thread only: the last version queued on w, unpublished (0: none)
+    std::uint64_t witness_version = 0;  ///< thread only: a version applied from the log whose message id is known
+    std::string witness_id;             ///< thread only: that message's id (holds_shown())
     std::size_t queued_messages = 0;   ///< thread only: how many
     std::atomic<std::uint64_t> applied;
     std::atomic<std::uint64_t> known_last{0};
@@ -1364,10 +1395,11 @@ class follower {
 /// from the version after it; if the engine purged that far, the follower re-bootstraps
 /// forward to the engine's snapshot: it never goes back. A follower follows one log, the one
 /// its state comes from, and one history: if the map's streams are deleted and made anew (or
-/// the engine lost them), or the log ends before the version the follower shows (the engine
-/// lost versions it applied, at open or later), it applies nothing more and keeps serving its
-/// version and state (log_replaced(), last_error(); a local copy records its log, so this holds
-/// across restarts too: delete the directory to follow the engine's log). Throws
+/// the engine lost them), or the log ends before the version the follower shows or holds
+/// another batch at a version it applied (the engine lost versions it applied, and a new
+/// leader logged others there), it applies nothing more and keeps serving its version and
+/// state (log_replaced(), last_error(); a local copy records its log, so this holds across
+/// restarts too: delete the directory to follow the engine's log). Throws
 /// replication_error: unreachable, protocol (other types; a damaged local snapshot or one of
 /// other types, naming the file; a local_path that cannot be created or is locked by another
 /// follower).

@@ -224,6 +224,15 @@ class channel {
     return natsMsgHeader_Get(m, ack_header, &value) == NATS_OK;
   }
 
+  /// A log message's id (the msg_id its append gave it, header Nats-Msg-Id); empty if it has
+  /// none. The leader's ids name the writer (a random nonce) and the batch's bytes: two
+  /// messages at one version with the same id are the same batch of the same history.
+  static std::string message_id(natsMsg* m) {
+    const char* value = nullptr;
+    if (natsMsgHeader_Get(m, "Nats-Msg-Id", &value) != NATS_OK || value == nullptr) return {};
+    return value;
+  }
+
   /// Where a message delivered by a log consumer stands in the log.
   struct log_position {
     std::uint64_t sequence = 0;  ///< its stream sequence: the version it makes
