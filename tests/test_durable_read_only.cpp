@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -165,6 +166,23 @@ TEST_CASE("a read-only open recovers what a writable one would, and writes nothi
   auto [w, r2] = leftright::open_map<std::uint64_t, std::uint64_t>(o);
   CHECK(w.version() == 100);
   CHECK(w.recovery().tail_truncated == torn);
+}
+
+TEST_CASE("a read-only open has open_map's defaults: its readers are map_readers of the same type",
+          "[durable][read-only]") {
+  temp_dir tmp("readonly-defaults");
+  const fs::path dir = tmp.path() / "map";
+  {
+    auto [w, r] = leftright::open_map<std::string, int>(options(dir));
+    w.insert_or_assign("a", 1);
+    w.publish();
+  }
+  auto m = leftright::open_map_read_only<std::string, int>(options(dir));
+  // Code written for open_map's readers takes these too.
+  const auto lookup = [](const leftright::map_reader<std::string, int>& r, std::string_view k) { return r.get(k); };
+  auto r = m.make_reader();
+  CHECK(lookup(r, "a") == 1);
+  CHECK(r.get(std::string_view("b")) == std::nullopt);  // default_hash/default_eq: no std::string made
 }
 
 TEST_CASE("read-only opens share the directory; a writer excludes them and they exclude it",

@@ -59,11 +59,11 @@ template <class Key, class Value, class Hash = default_hash<Key>, class Eq = def
 std::pair<durable_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, Eq, Traits>>
 open_map(const durable_options& options);
 
-template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 class read_only_map;
 
-template <class Key, class Value, class Hash = absl::Hash<Key>, class Eq = std::equal_to<Key>,
+template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
 read_only_map<Key, Value, Hash, Eq, Traits> open_map_read_only(const durable_options& options);
 
