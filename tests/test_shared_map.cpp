@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <latch>
 #include <optional>
 #include <stdexcept>
@@ -486,6 +487,23 @@ TEST_CASE("shared_map: a thread holding a read() guard may not write the same ma
   // Writing threads that never read this map have no reader of it (the check makes none).
   std::thread([&m] { m.erase(4); }).join();
   CHECK(m.live_readers() == 1);
+}
+
+TEST_CASE("shared_map: negative waits are refused before anything is opened", "[shared_map]") {
+  leftright::shared_map_options o;
+  o.max_delay = std::chrono::microseconds(-1);
+  CHECK_THROWS_AS(smap(o), std::invalid_argument);
+  o = {};
+  o.max_reader_wait = std::chrono::nanoseconds(-1);
+  CHECK_THROWS_AS(smap(o), std::invalid_argument);
+  lrtest::temp_dir tmp("shared-options");
+  leftright::durable_options d;
+  d.path = tmp.path() / "map";
+  CHECK_THROWS_AS(smap(d, o), std::invalid_argument);
+  CHECK_FALSE(std::filesystem::exists(d.path));  // nothing opened, nothing made
+  o.max_reader_wait = std::chrono::nanoseconds(0);
+  smap ok(d, o);
+  CHECK(ok.durable());
 }
 
 TEST_CASE("shared_map: with max_delay a combiner waits for joiners; every write still lands once",

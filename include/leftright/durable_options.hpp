@@ -29,7 +29,8 @@ struct durable_options {
   leftright::durability durability = leftright::durability::sync;
   /// For durability::async: how often the background thread syncs the log.
   std::chrono::milliseconds sync_interval{1000};
-  /// The largest size of a log segment file (each is preallocated). Segments grow with the map:
+  /// The largest size of a log segment file (each is preallocated; at least 8 KiB, the size a
+  /// smaller value, 0 included, stands for). Segments grow with the map:
   /// the first after an open or a checkpoint is 64 KiB (or this, if smaller), each next one
   /// twice the last, up to this. A batch larger than this gets a segment of its own size (one
   /// record holds at most 4 GiB - 33 bytes: a larger batch fails its publish with storage_error,

@@ -97,13 +97,15 @@ class shared_map {
   using guard = read_guard<Key, Value, Hash, Eq, Traits>;
   class batch;
 
-  /// An empty in-memory map (version 0).
+  /// An empty in-memory map (version 0). Throws std::invalid_argument for a negative max_delay
+  /// or max_reader_wait.
   shared_map() : shared_map(shared_map_options{}) {}
   explicit shared_map(const shared_map_options& options)
-      : shared_map(make_map<Key, Value, Hash, Eq, Traits>(), options) {}
-  /// Opens (and recovers) a durable map, as open_map(). Throws storage_error on failure.
+      : shared_map(make_map<Key, Value, Hash, Eq, Traits>(), checked(options)) {}
+  /// Opens (and recovers) a durable map, as open_map(). Throws storage_error on failure, and
+  /// std::invalid_argument for options as above (before anything is opened).
   explicit shared_map(const durable_options& durable, const shared_map_options& options = {})
-      : shared_map(open_map<Key, Value, Hash, Eq, Traits>(durable), options) {}
+      : shared_map(open_checked(durable, options), options) {}
 
   shared_map(const shared_map&) = delete;
   shared_map& operator=(const shared_map&) = delete;
@@ -268,6 +270,19 @@ class shared_map {
   struct backend;
   template <class W>
   struct backend_of;
+
+  static const shared_map_options& checked(const shared_map_options& o) {
+    if (o.max_delay.count() < 0) throw std::invalid_argument("leftright::shared_map: max_delay is negative");
+    if (o.max_reader_wait.count() < 0) {
+      throw std::invalid_argument("leftright::shared_map: max_reader_wait is negative");
+    }
+    return o;
+  }
+  /// open_map(durable) once the options are checked: a bad option opens (and recovers) nothing.
+  static auto open_checked(const durable_options& durable, const shared_map_options& o) {
+    checked(o);
+    return open_map<Key, Value, Hash, Eq, Traits>(durable);
+  }
 
   template <class W>
   shared_map(std::pair<W, reader_type> made, const shared_map_options& options)
