@@ -868,6 +868,34 @@ TEST_CASE("replication: more copies than the engine can keep is a typed error at
   CHECK(leader.publish() == 1);
 }
 
+TEST_CASE("replication: a lease_ttl of 0 or less is refused at open, before the lease bucket is made",
+          "[replication][lease]") {
+  nats_server server;
+  auto opts = options_for(server, "leasettl");
+  for (const auto ttl : {std::chrono::milliseconds(0), std::chrono::milliseconds(-1)}) {
+    opts.lease_ttl = ttl;
+    check_refused([&] { (void)leftright::open_leader<u64, u64>(opts); }, replication_errc::protocol,
+                  "a leader opened with a lease that never expires", {"lease_ttl", "positive"});
+    check_refused([&] { (void)leftright::open_follower<u64, u64>(opts); }, replication_errc::protocol,
+                  "a follower opened with a lease that never expires", {"lease_ttl", "positive"});
+  }
+  // Nothing was made with a TTL of 0: the first valid open makes the bucket with its own TTL,
+  // which expires a lease that is not renewed.
+  opts.lease_ttl = std::chrono::milliseconds(1000);
+  leftright::detail::replication::channel ch(opts.url, opts.name, opts.timeout, opts.lease_ttl);
+  ch.acquire_lease("gone", false);
+  auto next = as_member(opts, "next");
+  CHECK(eventually([&] {
+    try {
+      (void)leftright::open_leader<u64, u64>(next);
+      return true;
+    } catch (const replication_error& e) {
+      if (e.code() != replication_errc::lease_held) throw;
+      return false;
+    }
+  }));
+}
+
 namespace {
 
 /// A fresh directory under /tmp, removed with everything in it when this goes.

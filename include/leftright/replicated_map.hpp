@@ -96,7 +96,10 @@ struct replication_options {
   std::string id;
   bool take_over = false;
   /// Leader: the lease expires this long after its last renewal (each publish renews it once a
-  /// third of this has passed).
+  /// third of this has passed). Positive: an open refuses 0 or less (replication_error,
+  /// protocol). The lease bucket keeps the TTL of the open that made it (the map's first leader
+  /// or follower): a later open's lease_ttl changes nothing there (delete the bucket,
+  /// LR_<name>_LEASE, to change it).
   std::chrono::milliseconds lease_ttl{10000};
   /// The engine's copies of each stream and bucket the map makes (its first leader or follower
   /// makes them; later opens use them as they are): 3 on a 3-node cluster, so that a publish is

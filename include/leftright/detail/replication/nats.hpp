@@ -142,11 +142,13 @@ class channel {
   /// Connects to url (reconnecting forever after a loss) and makes the map's streams and
   /// buckets if they do not exist, each with `replicas` copies in the engine. timeout bounds
   /// every request. Throws replication_error (one naming the engine's reason if it cannot keep
-  /// that many copies, as a single server cannot keep more than one).
+  /// that many copies, as a single server cannot keep more than one; protocol, before
+  /// connecting, for a lease_ttl that is not positive).
   channel(const std::string& url, const std::string& name, std::chrono::milliseconds timeout,
           std::chrono::milliseconds lease_ttl, int replicas = 1)
       : name_(name), timeout_ms_(timeout.count()), replicas_(replicas) {
     check_name(name);
+    check_lease_ttl(lease_ttl);
     connect(url);
     direct_.insert_or_assign(log_stream(), ensure_stream(log_stream(), log_subject(), /*max_msg_size=*/-1));
     direct_.insert_or_assign(snap_stream(), ensure_stream(snap_stream(), snap_subject(), -1));
@@ -568,6 +570,17 @@ class channel {
     bool ok = !name.empty();
     for (char c : name) ok = ok && name_char(c);
     if (!ok) throw replication_error(replication_errc::protocol, "open", "a map's name is letters, digits, _ and -: '" + name + "'");
+  }
+
+  /// Refuses a lease_ttl that is not positive: a bucket made with a TTL of 0 never expires its
+  /// entries (a leader that died would hold the lease for ever), and the bucket keeps the TTL
+  /// of the open that made it, so every later leader of the map would be locked out.
+  static void check_lease_ttl(std::chrono::milliseconds lease_ttl) {
+    if (lease_ttl.count() > 0) return;
+    throw replication_error(replication_errc::protocol, "open",
+                            "replication_options::lease_ttl is " + std::to_string(lease_ttl.count()) +
+                                " ms: it must be positive (a lease bucket made without a TTL never expires its "
+                                "leader)");
   }
 
   void connect(const std::string& url) {
