@@ -27,7 +27,9 @@ leftright::replication_options options(const char* url) {
   o.name = "config";
   o.snapshot_every = 50;  // a new follower starts from a snapshot at most 50 versions old
   o.keep_log = 50;
-  o.take_over = true;     // a leader restarted by hand takes over from its earlier run
+  // No take_over: a leader run again after one that finished opens at once (a writer destroyed
+  // gives its lease up); after one that was killed, it is refused (lease_held) until that
+  // lease expires (10 s).
   return o;
 }
 

@@ -796,9 +796,8 @@ TEST_CASE("replication: metadata travels with its batch: from the log, from a sn
 
   // A leader reopened on the engine's state shows the last label, and goes on from it.
   {
-    auto moved = std::move(leader);  // the old writer goes away (its lease is taken over below)
+    auto moved = std::move(leader);  // the old writer goes away, giving its lease up
   }
-  opts.take_over = true;
   auto [again, again_reader] = leftright::open_leader<u64, u64, leftright::default_hash<u64>,
                                                       leftright::default_eq<u64>, labelled_traits>(opts);
   CHECK(again.version() == 150);
@@ -806,7 +805,6 @@ TEST_CASE("replication: metadata travels with its batch: from the log, from a sn
   CHECK(again_reader.read().meta() == "v149");
 
   // Maps with and without metadata refuse each other's snapshots, naming both.
-  opts.take_over = false;
   check_refused(
       [&] { auto plain = leftright::open_follower<u64, u64>(opts); }, replication_errc::protocol,
       "a follower without metadata opened a labelled map", {"u64+meta:str"});
@@ -894,6 +892,67 @@ TEST_CASE("replication: a lease_ttl of 0 or less is refused at open, before the 
       return false;
     }
   }));
+}
+
+TEST_CASE("replication: a leader stopped cleanly gives its lease up: the next one opens at once and goes on",
+          "[replication][lease]") {
+  using leader_t = std::pair<leftright::replicated_writer<u64, u64>, leftright::map_reader<u64, u64>>;
+  nats_server server;
+  auto opts = options_for(server, "release");  // lease_ttl 10 s: far longer than this test
+  model m;
+  {
+    auto [w, r] = leftright::open_leader<u64, u64>(as_member(opts, "first"));
+    for (int i = 0; i < 5; ++i) m.publish_batch(w);
+  }
+  // The same id, then another, then default ids (one made at each open): none takes over.
+  for (const std::string id : {"first", "second", "", ""}) {
+    INFO("id '" << id << "'");
+    auto [w, r] = leftright::open_leader<u64, u64>(as_member(opts, id));
+    REQUIRE(w.version() == m.at.size() - 1);
+    const u64 v = m.publish_batch(w);
+    CHECK(v == m.at.size() - 1);
+    CHECK(fingerprint_of(r.read()) == m.at[v]);
+  }
+  // A moved-from writer gives nothing up: the one it moved to still holds the lease.
+  std::optional<leader_t> held(leftright::open_leader<u64, u64>(as_member(opts, "mover")));
+  auto moved = std::move(held->first);
+  held.reset();
+  check_refused(
+      [&] { (void)leftright::open_leader<u64, u64>(as_member(opts, "other")); }, replication_errc::lease_held,
+      "a leader opened while a moved writer held the lease", {"another leader: mover"});
+  CHECK(moved.version() == 9);  // 5, then one by each of the four leaders after the first
+  CHECK(m.publish_batch(moved) == 10);
+}
+
+TEST_CASE("replication: a deposed leader's stop leaves the lease of the leader that took over",
+          "[replication][lease]") {
+  using leader_t = std::pair<leftright::replicated_writer<u64, u64>, leftright::map_reader<u64, u64>>;
+  nats_server server;
+  auto opts = options_for(server, "deposed");
+  model m;
+  std::optional<leader_t> a(leftright::open_leader<u64, u64>(as_member(opts, "a")));
+  m.publish_batch(a->first);
+  auto [b, br] = leftright::open_leader<u64, u64>(as_member(opts, "b", /*take_over=*/true));
+  a.reset();  // its delete expects its own revision of the lease: refused
+  check_refused(
+      [&] { (void)leftright::open_leader<u64, u64>(as_member(opts, "c")); }, replication_errc::lease_held,
+      "a deposed leader's stop deleted the lease of the leader that took over", {"another leader: b"});
+  CHECK(m.publish_batch(b) == 2);
+
+  // A run that crashed holding the lease under an id: the next run of that id takes it back at
+  // once, without take_over; the crashed run's revision no longer deletes it.
+  nats_server server2;
+  auto opts2 = options_for(server2, "crashed");
+  std::optional<leftright::detail::replication::channel> crashed;
+  crashed.emplace(opts2.url, opts2.name, opts2.timeout, opts2.lease_ttl);
+  crashed->acquire_lease("same", false);
+  auto [w, wr] = leftright::open_leader<u64, u64>(as_member(opts2, "same"));
+  crashed.reset();  // as if its writer stopped cleanly now: its revision is stale
+  check_refused(
+      [&] { (void)leftright::open_leader<u64, u64>(as_member(opts2, "other")); }, replication_errc::lease_held,
+      "a stale revision deleted the lease", {"another leader: same"});
+  w.insert(1, 1);
+  CHECK(w.publish() == 1);
 }
 
 namespace {
@@ -1418,7 +1477,7 @@ TEST_CASE("replication: a leader with a local copy restarts warm, from its copy 
   auto lopts = c.opts;
   lopts.local_path = c.dir.path / "leader";
   lopts.local_checkpoint_every = 100;
-  lopts.take_over = true;  // each restart takes the lease its predecessor held
+  // No take_over: each restart opens at once, its predecessor having given the lease up.
   model m;
   for (u64 v = 1; v <= 350; ++v) m.record(v);
   {
@@ -1432,7 +1491,6 @@ TEST_CASE("replication: a leader with a local copy restarts warm, from its copy 
   // No engine snapshot, and the log below 251 gone: only the local copy has versions 1..250.
   purge_engine_log_below(c.opts, 251);
   auto cold = c.opts;
-  cold.take_over = true;
   CHECK_THROWS_AS((leftright::open_leader<u64, u64>(cold)), replication_error);  // cold: cannot
   {
     auto [leader, lr] = lead_warm(lopts, m, 250);
@@ -1470,7 +1528,6 @@ TEST_CASE("replication: a leader refuses a local copy ahead of the engine, of a 
     nats_server first;
     lopts = warm_options(first, "leaderahead");
     lopts.local_path = dir.path;
-    lopts.take_over = true;  // each open takes the lease its predecessor held
     auto [leader, lr] = leftright::open_leader<u64, u64>(lopts);
     publish_range(leader, 1, 30);
     // In use: one leader per directory (refused before the lease is asked for).
@@ -1551,7 +1608,6 @@ TEST_CASE("replication: a leader's local copy that holds no state yet follows a 
   warm_case c("leaderempty");
   auto lopts = c.opts;
   lopts.local_path = c.dir.path;
-  lopts.take_over = true;  // each open takes the lease its predecessor held
   { auto [leader, lr] = leftright::open_leader<u64, u64>(lopts); }  // records the log; no snapshot
   REQUIRE(local_snapshots(c.dir.path).empty());
   delete_map(c.opts);
@@ -1633,7 +1689,6 @@ TEST_CASE("replication: followers report the version they show without being ask
           "[replication][acks]") {
   nats_server server;
   auto opts = options_for(server, "reports");
-  opts.take_over = true;
   model m;
   u64 v = 0;
   auto [f1, r1] = leftright::open_follower<u64, u64>(opts);

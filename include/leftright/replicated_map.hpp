@@ -28,8 +28,8 @@
 //        a caller that saw it and then locks the mutex (last_error()) locks it after that store's
 //        section (else its load would precede the store), so it reads the error; the thread
 //        reads its own store
-//   [F7] default_follower_id's counter: fetch_add relaxed: it only makes each id's number
-//        distinct; nothing is read through it
+//   [F7] default_follower_id's counter (default_id's too): fetch_add relaxed: it only makes
+//        each id's number distinct; nothing is read through it
 #pragma once
 
 #include <algorithm>
@@ -88,8 +88,14 @@ struct replication_options {
   /// are not waited for). A follower further behind, or gone for a minute, re-bootstraps: the
   /// bound keeps one stopped follower from holding the log forever.
   std::uint64_t keep_log_for_followers = 0;
-  /// Leader: its name in the lease (default: "pid-<pid>"); take_over steals a held lease (after
-  /// a failover: the old leader, if alive, is then fenced at its next publish).
+  /// Leader: its name in the lease (default: "<host>-<pid>-<n>", made anew at each open);
+  /// take_over steals a held lease (after a failover: the old leader, if alive, is then fenced
+  /// at its next publish). A leader destroyed gives its lease up, if it still holds it, so the
+  /// next one opens at once. A lease still held under the opening leader's own id (its earlier
+  /// run crashed, the TTL has not passed) is taken back without take_over: give an id of your own
+  /// only to one leader process at a time (a stable one per leader role, say). Two live leaders
+  /// with one id would then both hold the lease; the log's expected sequence still lets only
+  /// one of them publish each version (the other is fenced), so the log never forks.
   /// Follower: its name in the engine's acks bucket, where it reports the version it applied
   /// (replicated_writer::followers(), acks): letters, digits, _, - and = (default:
   /// "<host>-<pid>-<n>"). Give each follower a name of its own that stays across its restarts.
@@ -274,11 +280,9 @@ std::uint64_t load_state(channel& ch, Table& t, Meta& meta, std::uint64_t last) 
   return snap;
 }
 
-inline std::string default_id() { return "pid-" + std::to_string(::getpid()); }
-
 /// A follower's name in the acks bucket when replication_options::id is empty: "<host>-<pid>-<n>",
-/// the n-th follower this process opened (so that the followers of a fleet, and several in one
-/// process, each have their own). Characters a key cannot hold become '_'.
+/// the n-th leader or follower this process opened (so that the followers of a fleet, and
+/// several in one process, each have their own). Characters a key cannot hold become '_'.
 inline std::string default_follower_id() {
   // [F7] relaxed: only a counter that makes each call's number distinct; nothing is read through it.
   static std::atomic<std::uint64_t> opened{0};
@@ -291,6 +295,13 @@ inline std::string default_follower_id() {
   }
   return id;
 }
+
+/// A leader's name in the lease when replication_options::id is empty: "<host>-<pid>-<n>", as a
+/// follower's (one counter for both). Unique to the leader opened: a leader holding a lease
+/// under its own id takes it back at open (see replication_options::id), which a leader
+/// restarted after a crash, or one on another host with the same pid (pid 1 in every
+/// container), must not do with an id it did not choose.
+inline std::string default_id() { return default_follower_id(); }
 
 /// Refuses a follower id the acks bucket cannot hold as a key.
 inline void check_follower_id(const std::string& id) {
@@ -520,7 +531,10 @@ class local_copy {
 
 /// The one writer of a replicated map: every member of map_writer, with the same meaning, plus
 /// snapshot(), local_snapshot() and connected(). publish() returns once the engine has stored
-/// the batch; the local readers see it after that, never before. Move-only.
+/// the batch; the local readers see it after that, never before. Move-only. Destroying it
+/// (a moved-from one does nothing) writes the local copy, if any, then gives up the lease if
+/// it still holds it (channel::release_lease: a round trip, never throwing), so the next
+/// leader opens at once.
 /// All members: Thread-safety: the one thread using the writer at a time.
 template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>

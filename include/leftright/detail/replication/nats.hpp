@@ -8,7 +8,8 @@
 //                                             each chunk's publish expects the previous one last)
 //   KV LR_<m>_META       key snapshot         "<version> <first chunk seq> <chunks> <bytes> <crc32c>"
 //                                             (pointers written before the checksum have 4 fields)
-//   KV LR_<m>_LEASE      key leader           the leader's id (the bucket's TTL expires it)
+//   KV LR_<m>_LEASE      key leader           the leader's id (the bucket's TTL expires it; a
+//                                             leader stopped cleanly deletes it at its revision)
 //   KV LR_<m>_ACKS       key <follower id>    "<version>": the newest version that follower
 //                                             applied (its reports; the bucket's TTL drops
 //                                             those of followers gone for a while)
@@ -156,6 +157,11 @@ class channel {
     lease_ = ensure_bucket("LR_" + name_ + "_LEASE", lease_ttl.count());
     acks_ = ensure_bucket(acks_bucket(), std::chrono::duration_cast<std::chrono::milliseconds>(ack_ttl).count());
   }
+  /// Gives the lease up if this channel still holds it (release_lease): the writer that owns
+  /// the channel stopped cleanly.
+  ~channel() { release_lease(); }
+  channel(const channel&) = delete;
+  channel& operator=(const channel&) = delete;
 
   /// How long a follower's report stays in the acks bucket: a follower reports at least every
   /// tenth of it while it runs, so the bucket lists the followers alive now.
@@ -497,6 +503,41 @@ class channel {
   void renew_lease(const std::string& id) {
     const natsStatus s = kvStore_UpdateString(&lease_rev_, lease_.get(), "leader", id.c_str(), lease_rev_);
     if (s != NATS_OK) settle_lease(id, s, "renew lease");
+  }
+
+  /// Gives the lease up, if this channel holds it, so that the next leader opens at once instead
+  /// of waiting out the bucket's TTL (a clean stop, a restart). A compare-and-delete: the KV
+  /// delete marker, published to the key's subject with the revision this channel last wrote as
+  /// the subject's expected last sequence, so the engine refuses it if anyone wrote the key since:
+  /// a deposed leader never deletes the lease of the leader that took over. (nats.c 3.4 deletes
+  /// a key with no such condition, hence the marker written here, as the client writes it.) A
+  /// revision left stale by a renewal that timed out but landed is refused too: that lease then
+  /// expires by its TTL, as after a crash. Best effort, never throws (it runs in destructors):
+  /// any failure leaves the lease to expire. Progress: blocking, at most a round trip (nothing
+  /// if the connection is down, or if this channel took no lease).
+  void release_lease() noexcept {
+    if (lease_rev_ == 0 || !connected()) return;
+    try {
+      const std::string subject = "$KV.LR_" + name_ + "_LEASE.leader";
+      natsMsg* m = nullptr;
+      if (natsMsg_Create(&m, subject.c_str(), nullptr, nullptr, 0) != NATS_OK) return;
+      msg_ptr msg(m);
+      const std::string expected = std::to_string(lease_rev_);
+      if (natsMsgHeader_Set(m, "KV-Operation", "DEL") != NATS_OK ||
+          natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence", expected.c_str()) != NATS_OK) {
+        return;
+      }
+      jsPubOptions po;
+      jsPubOptions_Init(&po);
+      po.MaxWait = timeout_ms_;
+      jsPubAck* ack = nullptr;
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      // Refused (another leader's revision), or no answer: the lease is not ours, or expires.
+      (void)js_PublishMsg(&ack, js_.get(), m, &po, &jerr);
+      pub_ack_ptr owned(ack);
+      lease_rev_ = 0;
+    } catch (...) {  // an allocation failed: the lease expires by its TTL
+    }
   }
 
   /// After a failed write of the lease (status s): a failure of the transport (a timeout, the
