@@ -618,13 +618,17 @@ class cache {
     removal_listener listener;
     {
       std::lock_guard<std::mutex> lock(write_mu_);
+      // Declared after the lock, so destroyed before it is released, on every path (a throw
+      // included): the snapshot is a guard of writer_reader_, which only the lock's holder may
+      // use. Released after the unlock, it would still pin the old copy when the next writer
+      // nests its own guard on it, and that writer's publish would wait for itself.
+      const snapshot_release release{p};
       p.reporting = bool(listener_);
       p.refresh_at = refresh_deadline();
       make_plan(p, decide);
       publish(p);
       listener = listener_;
     }
-    p.snapshot.reset();
     try {
       if (listener) {
         for (const auto& r : p.removed) listener(r.key, r.value, r.cause);
@@ -776,7 +780,13 @@ class cache {
   void report(plan& p, const Key& key, const Value& value, removal_cause cause) {
     if (p.reporting) p.removed.push_back({key, value, cause});
   }
-  /// The map as this write found it (no other write runs meanwhile), held until the write ends.
+  /// Ends a write's snapshot (see write_then_report()).
+  struct snapshot_release {
+    plan& p;
+    ~snapshot_release() { p.snapshot.reset(); }
+  };
+  /// The map as this write found it (no other write runs meanwhile), held until the write ends
+  /// (under the writer lock: snapshot_release).
   const typename reader_type::guard& snapshot(plan& p) {
     if (!p.snapshot) p.snapshot.emplace(writer_reader().read());
     return *p.snapshot;
