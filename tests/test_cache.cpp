@@ -341,6 +341,69 @@ TEST_CASE("cache: get_or_load loads a miss once and caches it; a failed load cac
   CHECK(s.misses == 3);
 }
 
+TEST_CASE("cache: a put or an invalidate of the key made during its load wins over the loaded value") {
+  // As in Caffeine and moka: the write is newer than what the loader read, so the load's value
+  // is returned to its caller but not stored. The loader itself makes the write: deterministic.
+  cache<int, int> c({.max_entries = 100});
+  SECTION("invalidate") {
+    CHECK(c.get_or_load(1, [&](const int& k) {
+      c.invalidate(k);
+      return 10;
+    }) == 10);
+    CHECK_FALSE(c.get(1).has_value());
+  }
+  SECTION("put") {
+    CHECK(c.get_or_load(1, [&](const int& k) {
+      c.put(k, 20);
+      return 10;
+    }) == 10);
+    CHECK(c.get(1) == 20);
+  }
+  SECTION("put with a ttl <= 0 (a removal)") {
+    CHECK(c.get_or_load(1, [&](const int& k) {
+      c.put(k, 20, 0s);
+      return 10;
+    }) == 10);
+    CHECK_FALSE(c.get(1).has_value());
+  }
+  SECTION("put_all") {
+    CHECK(c.get_or_load(1, [&](const int&) {
+      c.put_all(std::vector<std::pair<int, int>>{{2, 2}, {1, 20}});
+      return 10;
+    }) == 10);
+    CHECK(c.get(1) == 20);
+    CHECK(c.get(2) == 2);
+  }
+  SECTION("invalidate_all") {
+    c.put(2, 2);
+    CHECK(c.get_or_load(1, [&](const int&) {
+      c.invalidate_all();
+      return 10;
+    }) == 10);
+    CHECK_FALSE(c.get(1).has_value());
+    CHECK(c.size() == 0);
+  }
+  SECTION("invalidate_if, which cannot judge an entry not yet stored") {
+    CHECK(c.get_or_load(1, [&](const int&) {
+      c.invalidate_if([](const int& k, const int&) { return k == 3; });
+      return 10;
+    }) == 10);
+    CHECK_FALSE(c.get(1).has_value());
+  }
+  SECTION("a write of another key does not keep the value out") {
+    CHECK(c.get_or_load(1, [&](const int&) {
+      c.put(2, 2);
+      c.invalidate(3);
+      return 10;
+    }) == 10);
+    CHECK(c.get(1) == 10);
+  }
+  // The next load of the key is not affected by the last one's write.
+  CHECK(c.get_or_load(5, [](const int&) { return 50; }) == 50);
+  CHECK(c.get(5) == 50);
+  CHECK(c.stats().load_successes == 2);
+}
+
 TEST_CASE("cache: a loader that loads its own key again gets a logic_error, not a deadlock") {
   cache<int, int> c;
   CHECK_THROWS_AS(c.get_or_load(1, [&](const int& k) { return c.get_or_load(k, [](const int&) { return 0; }); }),

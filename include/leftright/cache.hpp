@@ -35,7 +35,13 @@
 // Loads. get_or_load() coalesces concurrent misses of one key: the first caller runs the loader
 // (in its own thread, with no lock held) and puts the value; the others wait on that load and get
 // its value or its exception (or the exception of copying the value to them: they are released
-// whatever happens). A failed load caches nothing.
+// whatever happens). A failed load caches nothing. An explicit write of the key made while the
+// loader runs wins over the load, as in Caffeine and moka: a load registers itself under the
+// writer lock before it looks again and calls the loader (load_marks_), put(), put_all() and
+// invalidate() of its key count a write in that record, invalidate_if() and invalidate_all()
+// count one for every load (bulk_invalidations_), and the load stores its value, under the writer
+// lock, only if no write was counted since it registered. The value is returned to the loading
+// caller and its waiters either way.
 //
 // Refreshes (cache_options::refresh_after_write, as Caffeine's refreshAfterWrite). Each entry
 // holds when it becomes due for refresh, as it holds its deadline; get_or_load()'s hit checks
@@ -311,7 +317,10 @@ class cache {
   // ---- Loads. ----
 
   /// The live value under key; on a miss, loader(key)'s value, which is then put (a loader that
-  /// returns with_ttl<Value> puts it with that ttl). Concurrent
+  /// returns with_ttl<Value> puts it with that ttl), unless a write made while the loader ran
+  /// wins over it (as in Caffeine and moka): a put(), put_all() or invalidate() of key, or any
+  /// invalidate_if() or invalidate_all(). Then the value is returned, to the callers waiting on
+  /// the load too, but not stored. Concurrent
   /// misses of one key run one loader: the other callers wait for it and get its value, or the
   /// exception it threw (then nothing is cached, and the next call loads again). Loads of
   /// different keys run in parallel. A loader that calls get_or_load() for the same key on the
@@ -368,17 +377,22 @@ class cache {
   /// Removes key's entry, if any.
   void invalidate(const Key& key) {
     write([&](plan& p) {
+      supersede_load(key);
       if (auto it = find_resident(key); it != index_.end()) remove(p, it, removal_cause::invalidated);
     });
   }
   /// Removes every entry for which pred(const Key&, const Value&) is true; if pred throws, none
-  /// (the exception propagates). Cost: O(size).
+  /// (the exception propagates). A load in flight meanwhile does not store its value (pred
+  /// cannot judge it yet; see get_or_load()). Cost: O(size).
   template <class Pred>
   void invalidate_if(Pred pred) {
     write([&](plan& p) {
       for (const auto& [k, e] : snapshot(p)) {
         if (pred(k, e.value)) remove(p, index_.find(hash_of(k)), removal_cause::invalidated);
       }
+      // A load in flight has no entry for pred to judge yet: it is not stored (as after
+      // invalidate_all(), which is this call).
+      ++bulk_invalidations_;
     });
   }
   /// Removes every entry.
@@ -662,15 +676,12 @@ class cache {
     resync();
   }
 
+  /// An explicit put (put()): it also wins over a load of key in flight.
   void put_until(Key key, Value value, std::int64_t expires) {
-    if (std::exception_ptr e = put_then_report(std::move(key), std::move(value), expires)) std::rethrow_exception(e);
-  }
-  /// put_until() returning, not throwing, an exception from the removal listener (see write()).
-  [[nodiscard]] std::exception_ptr put_then_report(Key key, Value value, std::int64_t expires) {
-    auto decide = [&](plan& p) {
+    write([&](plan& p) {
+      supersede_load(key);
       put_one(p, std::move(key), std::move(value), expires, [&] { return weigh(key, value); });
-    };
-    return write_then_report(decide);
+    });
   }
   std::uint64_t weigh(const Key& key, const Value& value) const { return weigher_ ? weigher_(key, value) : 1; }
 
@@ -697,6 +708,7 @@ class cache {
       p.tracks_pending = p.reporting;
       p.ops.reserve(p.ops.size() + items.size());
       for (batch_item& i : items) {
+        supersede_load(i.key);
         put_one(p, std::move(i.key), std::move(i.value), expires, [w = i.weight] { return w; });
       }
     });
@@ -908,6 +920,58 @@ class cache {
   template <class Loader>
   Value load(const Key& key, Loader& loader);
 
+  // A load's record under the writer lock (load_marks_): the explicit writes counted since it
+  // registered decide whether its value is stored.
+  struct load_mark {
+    std::uint64_t loads = 0;   ///< loads of the key registered (one, but for a load replaced)
+    std::uint64_t writes = 0;  ///< explicit writes of the key while any was registered
+  };
+  /// What a load saw when it registered.
+  struct load_ticket {
+    std::uint64_t writes;
+    std::uint64_t bulk;
+  };
+  /// Registers a load of key (takes the writer lock).
+  load_ticket begin_load_mark(const Key& key) {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    load_mark& m = load_marks_[key];
+    ++m.loads;
+    return {m.writes, bulk_invalidations_};
+  }
+  /// Ends a load's registration; under the writer lock. True if a write that wins over the load
+  /// was counted since it registered. A mark whose erase throws (a throwing hash) stays, its
+  /// count of loads one too high: harmless, as a load compares only the writes counted since it
+  /// registered.
+  bool end_load_mark(const Key& key, const load_ticket& t) noexcept {
+    bool superseded = bulk_invalidations_ != t.bulk;
+    try {
+      if (const auto it = load_marks_.find(key); it != load_marks_.end()) {
+        superseded = superseded || it->second.writes != t.writes;
+        if (--it->second.loads == 0) load_marks_.erase(it);
+      }
+    } catch (...) {  // (a throwing hash): keep the value out, to be safe
+      superseded = true;
+    }
+    return superseded;
+  }
+  /// An explicit write of key, under the writer lock: a load of key in flight will not store.
+  void supersede_load(const Key& key) {
+    if (load_marks_.empty()) return;
+    if (const auto it = load_marks_.find(key); it != load_marks_.end()) ++it->second.writes;
+  }
+  /// A load's store: put(key, l) unless a write counted since the load registered wins over it.
+  /// Ends the registration (ended is set once it has). Returns an exception from the removal
+  /// listener, as write_then_report().
+  [[nodiscard]] std::exception_ptr store_loaded(const Key& key, const loaded& l, const load_ticket& t, bool& ended) {
+    const std::int64_t expires = deadline_of(l);
+    auto decide = [&](plan& p) {
+      ended = true;
+      if (end_load_mark(key, t)) return;
+      put_one(p, Key(key), Value(l.value), expires, [&] { return weigh(key, l.value); });
+    };
+    return write_then_report(decide);
+  }
+
   // Refreshes. A refresh is registered in refreshes_in_flight_ (under load_mu_) from its start
   // until its put is done or dropped, so that one runs per key at a time; it replaces only the
   // entry it found due, known by its stamp (resident::stamp), taken under the writer lock.
@@ -944,6 +1008,9 @@ class cache {
   std::uint64_t evictions_ = 0;
   std::uint64_t expirations_ = 0;
   std::uint64_t stamps_ = 0;  ///< the last resident::stamp given
+  /// The loads in flight (registered before they look again and call the loader), by key.
+  absl::flat_hash_map<Key, load_mark, Hash, Eq> load_marks_;
+  std::uint64_t bulk_invalidations_ = 0;  ///< invalidate_if() and invalidate_all() calls so far
   bool resync_due_ = false;   ///< a resync failed: the index and the policy may not match the map
 
   // Loads in flight, under load_mu_.
@@ -1020,18 +1087,30 @@ Value cache<Key, Value, Hash, Eq, Traits>::load(const Key& key, Loader& loader) 
   if (!mine) return st->wait();
   // This thread loads. Its miss may have raced with the end of another load of the key: look
   // again before calling the loader.
+  // It registers first (under the writer lock), so that a write before that is seen by the look
+  // and one after it is counted against the load.
   std::optional<Value> v;
   std::exception_ptr error;
   std::exception_ptr listener_error;  // the put took effect: the waiters get the value, this caller the error
+  std::optional<load_ticket> ticket;
+  bool ended = false;  // the registration has ended (in the store's write)
   try {
+    ticket = begin_load_mark(key);
     v = peek(key);
     if (!v) {
       loaded l = call_loader(key, loader);
-      listener_error = put_then_report(key, l.value, deadline_of(l));
+      listener_error = store_loaded(key, l, *ticket, ended);
       v.emplace(std::move(l.value));
     }
   } catch (...) {
     error = std::current_exception();
+  }
+  if (ticket && !ended) {  // found, failed, or the store's write failed before its decision
+    try {
+      std::lock_guard<std::mutex> lock(write_mu_);
+      (void)end_load_mark(key, *ticket);
+    } catch (...) {  // (the lock: a system error) the mark stays, harmless as end_load_mark says
+    }
   }
   try {
     std::lock_guard<std::mutex> lock(load_mu_);
