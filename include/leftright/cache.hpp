@@ -661,6 +661,7 @@ class cache {
   void make_plan(plan& p, Decide& decide) {
     if (resync_due_) rebuild_index();
     try {
+      erase_strays(p);
       drain_accesses();
       expire_due(p);
       decide(p);
@@ -862,8 +863,22 @@ class cache {
   /// Enters every entry of the published map into the writer's index, deadlines and policy.
   /// With a plan (a durable cache's open), what may not stay is erased in it instead: entries
   /// past their deadline, the policy's victims (a map larger than the bound), a second key with
-  /// a resident key's hash.
+  /// a resident key's hash. Without one (a resync), the map kept the bound: each entry is
+  /// restored to the policy without an eviction, which nothing could publish; one the policy
+  /// cannot hold (its weight now above the bound) is left to the next write, in strays_.
   void index_map(plan* p);
+  /// Erases the entries a resync could not keep (strays_), counted and reported as evictions.
+  void erase_strays(plan& p) {
+    if (strays_.empty()) return;
+    for (const Key& k : strays_) {
+      ++evictions_;
+      if (p.reporting) {
+        if (const entry* e = snapshot(p).find(k)) report(p, k, e->value, removal_cause::evicted);
+      }
+      p.ops.push_back({k, std::nullopt});
+    }
+    strays_.clear();  // (a write that fails now rebuilds them from the map)
+  }
   /// A durable cache's open: index_map() and its erases published as one update.
   void restore() {
     write([&](plan& p) { index_map(&p); });
@@ -1012,6 +1027,7 @@ class cache {
   absl::flat_hash_map<Key, load_mark, Hash, Eq> load_marks_;
   std::uint64_t bulk_invalidations_ = 0;  ///< invalidate_if() and invalidate_all() calls so far
   bool resync_due_ = false;   ///< a resync failed: the index and the policy may not match the map
+  std::vector<Key> strays_;   ///< in the map, left out of the index by a resync: the next write erases them
 
   // Loads in flight, under load_mu_.
   std::mutex load_mu_;
@@ -1254,6 +1270,7 @@ void cache<Key, Value, Hash, Eq, Traits>::rebuild_index() {
   resync_due_ = true;
   index_.clear();
   deadlines_.clear();
+  strays_.clear();
   policy_.reset();
   make_policy();  // from the options, so that a rebuild retried after a failed one has the bound
   index_map(nullptr);
@@ -1275,11 +1292,14 @@ void cache<Key, Value, Hash, Eq, Traits>::index_map(plan* p) {
       }
     }
     const std::uint64_t weight = weigh(k, e.value);
+    if (p == nullptr && policy_ && !policy_->restore(h, weight)) {  // a resync: see above
+      strays_.push_back(k);
+      continue;
+    }
     index_.insert_or_assign(h, resident{k, e.expires, weight, ++stamps_});
     if (e.expires != entry::never) deadlines_.insert({e.expires, h});
-    if (!policy_) continue;
+    if (!policy_ || p == nullptr) continue;
     const auto decided = policy_->on_insert(h, weight);
-    if (p == nullptr) continue;  // a resync: the map kept the bound, there are no victims
     for (std::uint64_t victim : decided.victims) evict(*p, victim);
     if (!decided.admitted) evict(*p, h);
   }

@@ -296,6 +296,21 @@ class cache_policy {
     return {resident, victims_};
   }
 
+  /// Adds `hash` with `weight` as a resident entry without evicting anything, for a cache that
+  /// rebuilds its policy from a map that kept the bound (after a failed write): on_insert() may
+  /// evict even below the capacity (contest_for_slack()), and a victim the cache cannot erase
+  /// (the failed write publishes nothing) would stay in its map unknown to the policy, its weight
+  /// beyond the bound for good. Returns false, adding nothing, for an entry heavier than the
+  /// capacity or already resident. Should the total exceed the capacity (a weigher that changed
+  /// its mind), the next on_insert() evicts to fit. Cost: O(1) amortized.
+  bool restore(std::uint64_t hash, std::uint64_t weight) {
+    if (weight > capacity_ || index_.contains(hash)) return false;
+    sketch_.increment(hash);
+    link_new(hash, weight);
+    if (options_.weighted) follow_entry_count();
+    return true;
+  }
+
   /// Forgets `hash` (invalidation, expiry). Returns whether it was resident. Cost: O(1).
   bool on_remove(std::uint64_t hash) {
     for (cache_policy& t : trials_) t.on_remove(hash);
