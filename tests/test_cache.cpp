@@ -148,6 +148,30 @@ TEST_CASE("cache: options that contradict each other are refused") {
   CHECK_THROWS_AS((cache<int, int>({.refresh_after_write = -1ns})), std::invalid_argument);
 }
 
+TEST_CASE("cache: a max_weight above 2^62 is refused; at 2^62 the weights' sums stay exact") {
+  // Above it the policy's sums of weights could wrap: four entries of 2^63 under a bound of
+  // 2^64 - 1 read as a total of 0, and the bound meant nothing.
+  const auto weigher = [](const int&, const std::uint64_t& v) { return v; };
+  constexpr std::uint64_t limit = std::uint64_t{1} << 62;
+  CHECK_THROWS_AS((cache<int, std::uint64_t>({.max_weight = limit + 1}, weigher)), std::invalid_argument);
+  CHECK_THROWS_AS((cache<int, std::uint64_t>({.max_weight = ~std::uint64_t{0}}, weigher)), std::invalid_argument);
+  cache<int, std::uint64_t> c({.max_weight = limit}, weigher);
+  const std::uint64_t over_half = limit / 2 + 1;  // two of them do not fit
+  for (int k = 0; k < 4; ++k) {
+    c.put(k, over_half);
+    CHECK(c.size() == 1);
+    CHECK(c.weighted_size() == over_half);
+  }
+  c.invalidate_all();
+  c.put(10, limit);  // the whole bound, in an empty cache: kept
+  CHECK(c.size() == 1);
+  CHECK(c.peek(10) == limit);
+  CHECK(c.weighted_size() == limit);
+  c.put(11, limit + 1);  // heavier than the bound: not kept
+  CHECK_FALSE(c.peek(11).has_value());
+  CHECK(c.weighted_size() <= limit);
+}
+
 TEST_CASE("cache: the count bound holds after every put, and run_pending keeps it") {
   cache<std::uint64_t, std::uint64_t> c({.max_entries = 100});
   for (std::uint64_t k = 0; k < 5000; ++k) {

@@ -93,7 +93,8 @@ namespace leftright {
 struct cache_options {
   /// Most entries kept (0: no bound by count). Not together with max_weight.
   std::size_t max_entries = 0;
-  /// Most total weight kept (0: no bound by weight); needs a weigher.
+  /// Most total weight kept (0: no bound by weight); needs a weigher. At most 2^62, so that
+  /// the weights the policy sums (the bound, and one entry more while it evicts) cannot wrap.
   std::uint64_t max_weight = 0;
   /// How long an entry lives after its put (0: entries do not expire). put(k, v, ttl) overrides it.
   std::chrono::nanoseconds expire_after_write{0};
@@ -207,8 +208,8 @@ class cache {
   using removal_listener = std::function<void(const Key&, const Value&, removal_cause)>;
 
   /// Throws std::invalid_argument for both bounds at once, a bound by weight without a weigher
-  /// or a weigher without one, or a negative expire_after_write, max_reader_wait or
-  /// refresh_after_write.
+  /// or a weigher without one, a max_weight above 2^62, or a negative expire_after_write,
+  /// max_reader_wait or refresh_after_write.
   explicit cache(const cache_options& options = {}) : cache(options, weigher_type{}) {}
   template <class Weigher>
   cache(const cache_options& options, Weigher weigher)
@@ -508,6 +509,9 @@ class cache {
 
   struct load_state;
 
+  /// The largest max_weight (see cache_options::max_weight).
+  static constexpr std::uint64_t max_weight_limit = std::uint64_t{1} << 62;
+
   static const cache_options& checked(const cache_options& o, bool has_weigher) {
     if (o.max_entries != 0 && o.max_weight != 0)
       throw std::invalid_argument("leftright::cache: max_entries and max_weight are exclusive");
@@ -515,6 +519,9 @@ class cache {
       throw std::invalid_argument("leftright::cache: max_weight needs a weigher");
     if (o.max_weight == 0 && has_weigher)
       throw std::invalid_argument("leftright::cache: a weigher needs max_weight");
+    // An entry heavier than the bound is never kept, so the policy's sums stay below twice it.
+    if (o.max_weight > max_weight_limit)
+      throw std::invalid_argument("leftright::cache: max_weight is above 2^62 (sums of weights would overflow)");
     if (o.expire_after_write.count() < 0)
       throw std::invalid_argument("leftright::cache: expire_after_write is negative");
     if (o.max_reader_wait.count() < 0)
