@@ -337,6 +337,44 @@ TEST_CASE("cache_policy never admits an entry heavier than its capacity") {
   CHECK(m.policy.size() == m.resident.size());
 }
 
+TEST_CASE("cache_policy restores resident entries without evicting; the next insert evicts to fit") {
+  // A cache rebuilding its policy from a map that kept the bound (after a failed write) can
+  // erase nothing then: restore() evicts nothing, even in the sliver of room where on_insert()
+  // runs a contest.
+  policy_model m(1000, weighted_options());
+  std::uint64_t total = 0;
+  for (std::uint64_t k = 0; total + 40 <= 995; ++k) {
+    const std::uint64_t w = 1 + k % 40;
+    REQUIRE(m.policy.restore(k, w));
+    m.resident[k] = w;
+    total += w;
+  }
+  CHECK(m.policy.weighted_size() == total);
+  CHECK(m.policy.size() == m.resident.size());
+  CHECK_FALSE(m.policy.restore(0, 1));        // already resident
+  CHECK_FALSE(m.policy.restore(5000, 1001));  // heavier than the capacity
+  CHECK(m.policy.size() == m.resident.size());
+  // Later inserts evict as usual: only resident entries, the bound kept.
+  for (std::uint64_t k = 10'000; k < 10'200; ++k) {
+    m.insert(k, 1 + k % 40);
+    REQUIRE(m.policy.weighted_size() <= 1000);
+    REQUIRE(m.policy.weighted_size() == m.weight());
+  }
+}
+
+TEST_CASE("cache_policy restored above its capacity evicts to fit on the next insert") {
+  // Each entry fits, their sum does not (a weigher that now weighs them more).
+  policy_model m(100);
+  for (std::uint64_t k = 0; k < 10; ++k) {
+    REQUIRE(m.policy.restore(k, 20));
+    m.resident[k] = 20;
+  }
+  REQUIRE(m.policy.weighted_size() == 200);
+  m.insert(100, 1);
+  CHECK(m.policy.weighted_size() <= 100);
+  CHECK(m.policy.weighted_size() == m.weight());
+}
+
 TEST_CASE("cache_policy drops a resident entry that grows past its capacity, and only it") {
   policy_model m(100);
   for (std::uint64_t k = 0; k < 10; ++k) m.request(k, 10);
