@@ -212,6 +212,7 @@ TEST_CASE("durable cache: sync, checkpoint, and a directory it cannot open", "[c
   }
   dcache memory({.max_entries = 10});
   CHECK_FALSE(memory.durable());
+  CHECK_THROWS_WITH(memory.checkpoint(), Catch::Matchers::Contains("in-memory cache"));
   CHECK_THROWS_AS(memory.checkpoint(), std::logic_error);
   // A file where the directory should be.
   durable_options bad;

@@ -453,7 +453,10 @@ class cache {
   void sync() { map_.sync(); }
   /// Writes a snapshot of the entries and removes the log it covers (as shared_map::checkpoint()).
   /// Throws std::logic_error for an in-memory cache; storage_error.
-  void checkpoint() { map_.checkpoint(); }
+  void checkpoint() {
+    if (!map_.durable()) throw std::logic_error("leftright: checkpoint() of an in-memory cache");
+    map_.checkpoint();
+  }
   /// What the open found and did (version 0 and empty for an in-memory cache).
   const recovery_report& recovery() const noexcept { return map_.recovery(); }
   bool durable() const noexcept { return map_.durable(); }
