@@ -161,6 +161,26 @@ leftright::replication_options options_for(const nats_server& s, const std::stri
   return o;
 }
 
+/// w.publish(), retried while the engine answers unreachable or unavailable (just restarted).
+template <class Writer>
+u64 publish_retrying(Writer& w) {
+  u64 v = 0;
+  std::string last;
+  const bool published = eventually([&] {
+    try {
+      v = w.publish();
+      return true;
+    } catch (const replication_error& e) {
+      last = e.what();
+      if (e.code() != replication_errc::unreachable && e.code() != replication_errc::engine) throw;
+      return false;
+    }
+  }, std::chrono::seconds(20));
+  INFO("last error: " << last);
+  REQUIRE(published);
+  return v;
+}
+
 /// `o` for the process named `id`, taking the leader's lease over when `take_over`.
 leftright::replication_options as_member(leftright::replication_options o, std::string id, bool take_over = false) {
   o.id = std::move(id);
@@ -1076,21 +1096,8 @@ void lease_outage(const std::string& name, Outage outage, Heal heal) {
     CHECK(leader.version() == 5);
   }
   heal(server);
-  std::string last;
-  const bool published = eventually([&, &leader = leader] {
-    try {
-      leader.publish();
-      return true;
-    } catch (const replication_error& e) {
-      last = e.what();
-      // The engine may answer "unavailable" while it recovers; the lease is still this leader's.
-      if (e.code() != replication_errc::unreachable && e.code() != replication_errc::engine) throw;
-      return false;
-    }
-  }, std::chrono::seconds(20));
-  INFO("last error: " << last);
-  REQUIRE(published);
-  CHECK(leader.version() == 6);
+  // The engine may answer "unavailable" while it recovers; the lease is still this leader's.
+  CHECK(publish_retrying(leader) == 6);
   publish_range(leader, 7, 10);  // and renews from then on
   auto [f, fr] = leftright::open_follower<u64, u64>(as_member(opts, "f"));
   REQUIRE(f.wait_for(10, std::chrono::seconds(10)));
@@ -1324,27 +1331,6 @@ TEST_CASE("replication: a follower applies nothing of a log deleted and made ane
   CHECK_FALSE(g.log_replaced());
 }
 
-namespace {
-/// w.publish(), retried while the engine answers unreachable or unavailable (just restarted).
-template <class Writer>
-u64 publish_retrying(Writer& w) {
-  u64 v = 0;
-  std::string last;
-  const bool published = eventually([&] {
-    try {
-      v = w.publish();
-      return true;
-    } catch (const replication_error& e) {
-      last = e.what();
-      if (e.code() != replication_errc::unreachable && e.code() != replication_errc::engine) throw;
-      return false;
-    }
-  }, std::chrono::seconds(20));
-  INFO("last error: " << last);
-  REQUIRE(published);
-  return v;
-}
-}  // namespace
 
 namespace {
 /// The engine restarts from a store older than what it acknowledged (a tail lost before its
