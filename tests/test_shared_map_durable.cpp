@@ -4,7 +4,10 @@
 // writing, as a prefix of each thread's writes; after a storage error every write throws and
 // reads keep working.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -230,6 +233,106 @@ TEST_CASE("durable shared_map: after a storage failure each caller gets storage_
   CHECK(a_got == "storage_error");
   CHECK(b_got == "storage_error");
   CHECK(m.get(1) == std::optional<std::string>(value_of(1)));
+}
+
+namespace {
+namespace st = leftright::detail::storage;
+/// A file system over another whose mappings' first failing sync waits, once armed, at a gate
+/// after the failure and before it is reported: a second sync can run in that window.
+struct pausing_fs final : st::file_system {
+  std::shared_ptr<st::file_system> inner;
+  lrtest::gate gate;
+  std::atomic<bool> armed{false};  ///< [T1] seq_cst: set before the syncs start, taken by one of them
+  struct map_t final : st::mapping {
+    std::shared_ptr<st::mapping> m;
+    pausing_fs* fs;
+    std::byte* data() noexcept override { return m->data(); }
+    std::size_t size() const noexcept override { return m->size(); }
+    void sync(std::size_t off, std::size_t len) override {
+      try {
+        m->sync(off, len);
+      } catch (...) {
+        if (fs->armed.exchange(false)) fs->gate.enter();  // [T1]
+        throw;
+      }
+    }
+  };
+  struct file_t final : st::file {
+    std::unique_ptr<st::file> f;
+    pausing_fs* fs;
+    const std::filesystem::path& path() const noexcept override { return f->path(); }
+    std::uint64_t size() override { return f->size(); }
+    void write_at(const void* p, std::size_t n, std::uint64_t off) override { f->write_at(p, n, off); }
+    std::size_t read_at(void* p, std::size_t n, std::uint64_t off) override { return f->read_at(p, n, off); }
+    void allocate(std::uint64_t len) override { f->allocate(len); }
+    void sync() override { f->sync(); }
+    std::shared_ptr<st::mapping> map(std::size_t len, bool writable) override {
+      auto m = std::make_shared<map_t>();
+      m->m = f->map(len, writable);
+      m->fs = fs;  // outlives the mapping: the test holds it
+      return m;
+    }
+  };
+  std::unique_ptr<st::file> open(const std::filesystem::path& p, st::open_mode mode) override {
+    auto f = std::make_unique<file_t>();
+    f->f = inner->open(p, mode);
+    f->fs = this;
+    return f;
+  }
+  std::vector<std::filesystem::path> create_directories(const std::filesystem::path& d) override {
+    return inner->create_directories(d);
+  }
+  std::vector<std::string> list(const std::filesystem::path& d) override { return inner->list(d); }
+  void rename(const std::filesystem::path& a, const std::filesystem::path& b) override { inner->rename(a, b); }
+  void remove(const std::filesystem::path& p) override { inner->remove(p); }
+  void sync_directory(const std::filesystem::path& d) override { inner->sync_directory(d); }
+  std::unique_ptr<st::lock_handle> lock_directory(const std::filesystem::path& d) override {
+    return inner->lock_directory(d);
+  }
+  std::unique_ptr<st::lock_handle> lock_directory_shared(const std::filesystem::path& d) override {
+    return inner->lock_directory_shared(d);
+  }
+};
+}  // namespace
+
+TEST_CASE("durable shared_map: a sync of the log that overlaps one that fails fails too",
+          "[shared_map][durable]") {
+  // durability::async: the background sync fails while shared_map::sync() flushes. The flush's
+  // msync found the pages marked clean by that failure and returned: sync() acknowledged
+  // records that were never written.
+  auto sim_fs = std::make_shared<sim::file_system>();
+  auto fsys = std::make_shared<pausing_fs>();
+  fsys->inner = sim_fs;
+  fsys->create_directories("/map");
+  st::wal_writer w(fsys, "/map", "u64", "u64", 1 << 16);
+  const std::vector<std::byte> payload(64, std::byte{7});
+  w.append(1, payload);
+  w.sync();
+  w.append(2, payload);
+  sim_fs->inject(sim::call::msync, 1, sim::fault::eio);
+  fsys->armed = true;  // [T1]
+  bool first_threw = false;
+  std::thread first([&] {
+    try { w.sync(); } catch (const leftright::storage_error&) { first_threw = true; }
+  });
+  fsys->gate.await_entered();  // its msync failed; the failure is not reported yet
+  std::atomic<bool> second_done{false};  // [T2] seq_cst: a hint only; the joins order the results
+  bool second_threw = false;
+  std::thread second([&] {
+    try { w.sync(); } catch (const leftright::storage_error&) { second_threw = true; }
+    second_done = true;  // [T2]
+  });
+  // Lets the second sync finish inside the window if it can (before the fix it did, and
+  // returned). With syncs run one at a time it waits for the first, so this waits out its
+  // bound (half a second); the result does not depend on the bound, only whether the old bug
+  // would show does.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (!second_done && std::chrono::steady_clock::now() < until) std::this_thread::yield();  // [T2]
+  fsys->gate.release();
+  first.join();
+  second.join();
+  CHECK(first_threw);
+  CHECK(second_threw);
 }
 
 }  // namespace LEFTRIGHT_TEST_FILE

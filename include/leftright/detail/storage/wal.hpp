@@ -370,8 +370,12 @@ class wal_writer {
   /// sync failed, every later one throws too: the kernel reports a failed write-back once and
   /// may mark the pages clean, so a retry could succeed with the records never written, and
   /// records after it would claim they were (durability::async's syncer fails while the writer
-  /// rolls a segment, which syncs the one it leaves).
+  /// rolls a segment, which syncs the one it leaves). Two syncs run one after the other
+  /// (sync_mu_): one that overlapped a failing one could succeed, the pages marked clean by the
+  /// other's failure, and claim its range durable before that failure was noted (the async
+  /// syncer's failure and a flush() at once: the flush returned, its records lost).
   void sync() {
+    std::lock_guard<std::mutex> one_at_a_time(sync_mu_);
     std::shared_ptr<mapping> m;
     std::size_t from, to;
     std::uint64_t seq;
@@ -480,6 +484,7 @@ class wal_writer {
   std::uint64_t gen_ = 0;  ///< counts segments made current (roll, reuse): the writer's
   prefaulter prefault_;    ///< holds its own reference to the segment it is populating
   std::mutex mu_;  // orders sync() (any thread) with append()/roll() (the writer)
+  std::mutex sync_mu_;  // held through a sync(): syncs never overlap (see sync); taken before mu_
   bool sync_failed_ = false;  ///< a sync() threw: every later one throws (see sync); guarded by mu_
   std::shared_ptr<mapping> map_;
   /// Earlier segments whose records roll() did not sync (durability::none), oldest first.
