@@ -215,6 +215,32 @@ TEST_CASE("cache: a resident entry that grows past the weight bound goes alone")
   CHECK(c.stats().evictions == 1);
 }
 
+TEST_CASE("cache: a put that grows an entry past the bound reports the old value replaced and the new one evicted") {
+  cache<int, std::string> c({.max_weight = 100},
+                            [](const int&, const std::string& v) { return static_cast<std::uint64_t>(v.size()); });
+  std::vector<std::tuple<int, std::string, removal_cause>> heard;
+  c.set_removal_listener(
+      [&](const int& k, const std::string& v, removal_cause why) { heard.emplace_back(k, v, why); });
+  c.put(3, std::string(10, 'x'));
+  c.put(3, std::string(1000, 'y'));
+  CHECK_FALSE(c.peek(3).has_value());
+  // As for a new key heavier than the bound, the listener hears of the value put; the value it
+  // replaced was not evicted but replaced. One eviction is counted, as the listener hears one.
+  REQUIRE(heard.size() == 2);
+  CHECK(heard[0] == std::tuple(3, std::string(10, 'x'), removal_cause::replaced));
+  CHECK(heard[1] == std::tuple(3, std::string(1000, 'y'), removal_cause::evicted));
+  CHECK(c.stats().evictions == 1);
+  // put_all: the same.
+  heard.clear();
+  c.put(4, std::string(10, 'x'));
+  c.put_all(std::vector<std::pair<int, std::string>>{{4, std::string(500, 'z')}});
+  REQUIRE(heard.size() == 2);
+  CHECK(heard[0] == std::tuple(4, std::string(10, 'x'), removal_cause::replaced));
+  CHECK(heard[1] == std::tuple(4, std::string(500, 'z'), removal_cause::evicted));
+  CHECK(c.stats().evictions == 2);
+  CHECK(c.size() == 0);
+}
+
 TEST_CASE("cache: hot keys survive a scan of one-hit keys larger than the cache") {
   cache<std::uint64_t, std::uint64_t> c({.max_entries = 1000});
   const std::uint64_t hot = 200;

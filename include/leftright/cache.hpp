@@ -741,8 +741,8 @@ class cache {
     }
     const std::uint64_t weight = weight_of();
     const bool was_resident = it != index_.end();
-    if (!admit(p, h, weight, was_resident)) {  // heavier than the bound: not kept
-      if (!was_resident) report(p, key, value, removal_cause::evicted);
+    if (!admit(p, h, weight, was_resident)) {  // not kept: the value put is evicted at once
+      report(p, key, value, removal_cause::evicted);
       return;
     }
     if (it != index_.end()) retire(p, it, removal_cause::replaced);
@@ -753,15 +753,20 @@ class cache {
   }
 
   /// Tells the policy of the entry (hash h) being put; erases the victims it picks. False if the
-  /// entry is not to be kept (heavier than the bound): the entry it would replace is evicted, or
-  /// the new one is counted as evicted.
+  /// entry is not to be kept (heavier than the bound, or its growth left it the policy's victim):
+  /// the new value is counted as evicted (the caller reports it), and the value it would replace
+  /// is erased as replaced, as a put that kept its value would have reported it. (Reported as
+  /// evicted instead, the listener never heard of the value put, and heard of one eviction with
+  /// the value the put had replaced.)
   bool admit(plan& p, std::uint64_t h, std::uint64_t weight, bool resident_now) {
     if (!policy_) return true;
     const auto decided = policy_->on_insert(h, weight);
     for (std::uint64_t victim : decided.victims) evict(p, victim);
     if (decided.admitted) return true;
-    if (resident_now) evict(p, h);
-    else ++evictions_;
+    ++evictions_;
+    if (resident_now) {
+      if (const auto it = index_.find(h); it != index_.end()) drop(p, it, removal_cause::replaced);
+    }
     return false;
   }
   /// Erases the entry the policy dropped (hash h).
