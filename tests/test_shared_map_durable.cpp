@@ -19,6 +19,7 @@
 
 #include "support/shared_map_support.hpp"
 #include "support/sim_fs.hpp"
+#include "support/sim_workload.hpp"
 #include "support/test_support.hpp"
 #include "support/test_file.hpp"
 
@@ -303,23 +304,18 @@ TEST_CASE("durable shared_map: a sync of the log that overlaps one that fails fa
   auto sim_fs = std::make_shared<sim::file_system>();
   auto fsys = std::make_shared<pausing_fs>();
   fsys->inner = sim_fs;
-  fsys->create_directories("/map");
-  st::wal_writer w(fsys, "/map", "u64", "u64", 1 << 16);
-  const std::vector<std::byte> payload(64, std::byte{7});
-  w.append(1, payload);
-  w.sync();
-  w.append(2, payload);
+  const auto w = simw::log_with_unsynced_record(fsys);
   sim_fs->inject(sim::call::msync, 1, sim::fault::eio);
   fsys->armed = true;  // [T1]
   bool first_threw = false;
   std::thread first([&] {
-    try { w.sync(); } catch (const leftright::storage_error&) { first_threw = true; }
+    try { w->sync(); } catch (const leftright::storage_error&) { first_threw = true; }
   });
   fsys->gate.await_entered();  // its msync failed; the failure is not reported yet
   std::atomic<bool> second_done{false};  // [T2] seq_cst: a hint only; the joins order the results
   bool second_threw = false;
   std::thread second([&] {
-    try { w.sync(); } catch (const leftright::storage_error&) { second_threw = true; }
+    try { w->sync(); } catch (const leftright::storage_error&) { second_threw = true; }
     second_done = true;  // [T2]
   });
   // Lets the second sync finish inside the window if it can (before the fix it did, and

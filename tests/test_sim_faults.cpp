@@ -142,20 +142,14 @@ TEST_CASE("after a failed sync of the log, every later one fails too", "[sim]") 
   // The kernel reports a failed write-back once and may mark the pages clean: a retry could
   // succeed with the records never written (durability::async's syncer fails, then the writer
   // rolls a segment, which syncs the one it leaves), and later records would claim them durable.
-  namespace st = leftright::detail::storage;
   auto fsys = std::make_shared<sim::file_system>();
-  fsys->create_directories("/map");
-  st::wal_writer w(fsys, "/map", "u64", "u64", 1 << 16);
-  const std::vector<std::byte> payload(64, std::byte{7});
-  w.append(1, payload);
-  w.sync();
-  w.append(2, payload);
+  const auto w = log_with_unsynced_record(fsys);
   fsys->inject(sim::call::msync, 1, sim::fault::eio);
-  CHECK_THROWS_AS(w.sync(), leftright::storage_error);
+  CHECK_THROWS_AS(w->sync(), leftright::storage_error);
   REQUIRE(fsys->faults_fired() == 1);
-  w.append(3, payload);  // in the page cache; never acknowledged as durable
-  CHECK_THROWS_AS(w.sync(), leftright::storage_error);
-  CHECK_THROWS_AS(w.roll(4), leftright::storage_error);  // leaving a segment syncs it
+  w->append(3, record_payload());  // in the page cache; never acknowledged as durable
+  CHECK_THROWS_AS(w->sync(), leftright::storage_error);
+  CHECK_THROWS_AS(w->roll(4), leftright::storage_error);  // leaving a segment syncs it
   CHECK(fsys->faults_fired() == 1);  // no fault injected since: the failure sticks
 }
 

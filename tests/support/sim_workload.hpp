@@ -7,6 +7,7 @@
 
 #include <leftright/durable_map.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
@@ -23,6 +24,21 @@
 #include "sim_fs.hpp"
 
 namespace simw {
+
+/// A record's payload for the log-level tests (what it holds does not matter to them).
+inline std::vector<std::byte> record_payload() { return std::vector<std::byte>(64, std::byte{7}); }
+
+/// A log in fsys's /map (made here) whose record 1 is synced and record 2 appended after it, not
+/// yet synced: where the tests of a failing sync of the log start.
+inline std::unique_ptr<leftright::detail::storage::wal_writer> log_with_unsynced_record(
+    const std::shared_ptr<leftright::detail::storage::file_system>& fsys) {
+  fsys->create_directories("/map");
+  auto w = std::make_unique<leftright::detail::storage::wal_writer>(fsys, "/map", "u64", "u64", 1 << 16);
+  w->append(1, record_payload());
+  w->sync();
+  w->append(2, record_payload());
+  return w;
+}
 
 using key = std::uint64_t;
 using value = std::string;
