@@ -20,6 +20,7 @@
 #include <catch2/catch.hpp>
 #include <leftright/durable_map.hpp>
 
+#include "support/mapping_sync_fs.hpp"
 #include "support/sim_fs.hpp"
 #include "support/test_support.hpp"
 #include "support/test_file.hpp"
@@ -227,51 +228,12 @@ namespace st = leftright::detail::storage;
 /// The real file system, with the nth mapping sync from now failing (EIO) while the bytes stay
 /// in the page cache, as after a real writeback error: unlike the simulated one, a reopen in the
 /// same boot then reads whatever the failed publish left in the log.
-struct msync_failing_fs : st::file_system {
+struct msync_failing_fs final : lrtest::mapping_sync_fs {
+  msync_failing_fs() : mapping_sync_fs(st::default_file_system()) {}
   int fail_in = -1;  ///< the mapping syncs to let through before the one that fails (-1: none)
-
-  struct mapping : st::mapping {
-    std::shared_ptr<st::mapping> real;
-    int& fail_in;
-    mapping(std::shared_ptr<st::mapping> m, int& f) : real(std::move(m)), fail_in(f) {}
-    std::byte* data() noexcept override { return real->data(); }
-    std::size_t size() const noexcept override { return real->size(); }
-    void sync(std::size_t off, std::size_t len) override {
-      if (fail_in >= 0 && fail_in-- == 0) throw leftright::storage_error({}, "msync", EIO);
-      real->sync(off, len);
-    }
-  };
-  struct file : st::file {
-    std::unique_ptr<st::file> real;
-    int& fail_in;
-    file(std::unique_ptr<st::file> f, int& n) : real(std::move(f)), fail_in(n) {}
-    const std::filesystem::path& path() const noexcept override { return real->path(); }
-    std::uint64_t size() override { return real->size(); }
-    void write_at(const void* p, std::size_t n, std::uint64_t o) override { real->write_at(p, n, o); }
-    std::size_t read_at(void* p, std::size_t n, std::uint64_t o) override { return real->read_at(p, n, o); }
-    void allocate(std::uint64_t l) override { real->allocate(l); }
-    void sync() override { real->sync(); }
-    std::shared_ptr<st::mapping> map(std::size_t l, bool w) override {
-      return std::make_shared<mapping>(real->map(l, w), fail_in);
-    }
-  };
-
-  std::shared_ptr<st::file_system> real = st::default_file_system();
-  std::unique_ptr<st::file> open(const std::filesystem::path& p, st::open_mode m) override {
-    return std::make_unique<file>(real->open(p, m), fail_in);
-  }
-  std::vector<std::filesystem::path> create_directories(const std::filesystem::path& d) override {
-    return real->create_directories(d);
-  }
-  std::vector<std::string> list(const std::filesystem::path& d) override { return real->list(d); }
-  void rename(const std::filesystem::path& a, const std::filesystem::path& b) override { real->rename(a, b); }
-  void remove(const std::filesystem::path& p) override { real->remove(p); }
-  void sync_directory(const std::filesystem::path& d) override { real->sync_directory(d); }
-  std::unique_ptr<st::lock_handle> lock_directory(const std::filesystem::path& d) override {
-    return real->lock_directory(d);
-  }
-  std::unique_ptr<st::lock_handle> lock_directory_shared(const std::filesystem::path& d) override {
-    return real->lock_directory_shared(d);
+  void sync_mapping(st::mapping& m, std::size_t off, std::size_t len) override {
+    if (fail_in >= 0 && fail_in-- == 0) throw leftright::storage_error({}, "msync", EIO);
+    m.sync(off, len);
   }
 };
 }  // namespace

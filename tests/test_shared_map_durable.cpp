@@ -17,6 +17,7 @@
 #include <catch2/catch.hpp>
 #include <leftright/leftright.hpp>
 
+#include "support/mapping_sync_fs.hpp"
 #include "support/shared_map_support.hpp"
 #include "support/sim_fs.hpp"
 #include "support/sim_workload.hpp"
@@ -240,58 +241,17 @@ namespace {
 namespace st = leftright::detail::storage;
 /// A file system over another whose mappings' first failing sync waits, once armed, at a gate
 /// after the failure and before it is reported: a second sync can run in that window.
-struct pausing_fs final : st::file_system {
-  std::shared_ptr<st::file_system> inner;
+struct pausing_fs final : lrtest::mapping_sync_fs {
+  using mapping_sync_fs::mapping_sync_fs;
   lrtest::gate gate;
   std::atomic<bool> armed{false};  ///< [T1] seq_cst: set before the syncs start, taken by one of them
-  struct map_t final : st::mapping {
-    std::shared_ptr<st::mapping> m;
-    pausing_fs* fs;
-    std::byte* data() noexcept override { return m->data(); }
-    std::size_t size() const noexcept override { return m->size(); }
-    void sync(std::size_t off, std::size_t len) override {
-      try {
-        m->sync(off, len);
-      } catch (...) {
-        if (fs->armed.exchange(false)) fs->gate.enter();  // [T1]
-        throw;
-      }
+  void sync_mapping(st::mapping& m, std::size_t off, std::size_t len) override {
+    try {
+      m.sync(off, len);
+    } catch (...) {
+      if (armed.exchange(false)) gate.enter();  // [T1]
+      throw;
     }
-  };
-  struct file_t final : st::file {
-    std::unique_ptr<st::file> f;
-    pausing_fs* fs;
-    const std::filesystem::path& path() const noexcept override { return f->path(); }
-    std::uint64_t size() override { return f->size(); }
-    void write_at(const void* p, std::size_t n, std::uint64_t off) override { f->write_at(p, n, off); }
-    std::size_t read_at(void* p, std::size_t n, std::uint64_t off) override { return f->read_at(p, n, off); }
-    void allocate(std::uint64_t len) override { f->allocate(len); }
-    void sync() override { f->sync(); }
-    std::shared_ptr<st::mapping> map(std::size_t len, bool writable) override {
-      auto m = std::make_shared<map_t>();
-      m->m = f->map(len, writable);
-      m->fs = fs;  // outlives the mapping: the test holds it
-      return m;
-    }
-  };
-  std::unique_ptr<st::file> open(const std::filesystem::path& p, st::open_mode mode) override {
-    auto f = std::make_unique<file_t>();
-    f->f = inner->open(p, mode);
-    f->fs = this;
-    return f;
-  }
-  std::vector<std::filesystem::path> create_directories(const std::filesystem::path& d) override {
-    return inner->create_directories(d);
-  }
-  std::vector<std::string> list(const std::filesystem::path& d) override { return inner->list(d); }
-  void rename(const std::filesystem::path& a, const std::filesystem::path& b) override { inner->rename(a, b); }
-  void remove(const std::filesystem::path& p) override { inner->remove(p); }
-  void sync_directory(const std::filesystem::path& d) override { inner->sync_directory(d); }
-  std::unique_ptr<st::lock_handle> lock_directory(const std::filesystem::path& d) override {
-    return inner->lock_directory(d);
-  }
-  std::unique_ptr<st::lock_handle> lock_directory_shared(const std::filesystem::path& d) override {
-    return inner->lock_directory_shared(d);
   }
 };
 }  // namespace
@@ -302,8 +262,7 @@ TEST_CASE("durable shared_map: a sync of the log that overlaps one that fails fa
   // msync found the pages marked clean by that failure and returned: sync() acknowledged
   // records that were never written.
   auto sim_fs = std::make_shared<sim::file_system>();
-  auto fsys = std::make_shared<pausing_fs>();
-  fsys->inner = sim_fs;
+  auto fsys = std::make_shared<pausing_fs>(sim_fs);
   const auto w = simw::log_with_unsynced_record(fsys);
   sim_fs->inject(sim::call::msync, 1, sim::fault::eio);
   fsys->armed = true;  // [T1]
