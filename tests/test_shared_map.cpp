@@ -541,4 +541,180 @@ TEST_CASE("shared_map: get_many reads many keys from one snapshot, from any thre
   CHECK_THROWS_AS(m.get_many(std::vector<std::string>{"a", "b"}, wrong), std::invalid_argument);
 }
 
+namespace {
+using cmap = leftright::shared_map<int, std::uint64_t>;
+/// A compute function adding one to the key's value (0 if absent).
+std::optional<std::uint64_t> plus_one(const std::uint64_t* v) { return (v != nullptr ? *v : 0) + 1; }
+}  // namespace
+
+TEST_CASE("shared_map: computes in one group each see the writes before them", "[shared_map][compute]") {
+  constexpr int writers = 6;
+  cmap m;
+  m.insert_or_assign(1, 100);  // version 1
+  lrtest::gate g;
+  std::thread holder = lrtest::start_holder(m, g);  // version 2
+  std::vector<std::uint64_t> versions(writers);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < writers; ++i) {
+    ts.emplace_back([&, i] {
+      if (i == 0) {
+        // Its own batch's earlier operation too: 7, then doubled.
+        versions[0] = m.update([](cmap::batch& b) {
+          b.insert_or_assign(2, 7);
+          b.compute(2, [](const std::uint64_t* v) { return *v * 2; });
+        });
+      } else {
+        versions[std::size_t(i)] = m.compute(1, plus_one);
+      }
+    });
+  }
+  lrtest::await_queued(m, writers);
+  g.release();
+  holder.join();
+  for (auto& t : ts) t.join();
+  CHECK(versions == std::vector<std::uint64_t>(writers, 3));  // one group, one version
+  CHECK(m.get(1) == std::optional<std::uint64_t>(100 + writers - 1));  // no increment lost
+  CHECK(m.get(2) == std::optional<std::uint64_t>(14));
+  CHECK(m.stats().publishes == 3);
+}
+
+TEST_CASE("shared_map: compute from many threads loses no update; posted computes too", "[shared_map][compute]") {
+  constexpr int threads = 4;
+  constexpr int per_thread = 400;
+  constexpr int keys = 3;
+  cmap m;
+  std::vector<std::uint64_t> expected(keys, 0);
+  for (int t = 0; t < threads; ++t) {
+    for (int i = 0; i < per_thread; ++i) ++expected[std::size_t((t + i) % keys)];
+  }
+  run_threads(threads, [&m](int t) {
+    for (int i = 0; i < per_thread; ++i) {
+      const int k = (t + i) % keys;
+      if (i % 4 == 3) {
+        m.post([k](cmap::batch& b) { b.compute(k, plus_one); });
+      } else {
+        m.compute(k, plus_one);
+      }
+    }
+  });
+  m.sync();
+  for (int k = 0; k < keys; ++k) CHECK(m.get(k) == std::optional<std::uint64_t>(expected[std::size_t(k)]));
+}
+
+TEST_CASE("shared_map: compute's nullopt erases a present key and leaves an absent one absent",
+          "[shared_map][compute]") {
+  cmap m;
+  m.insert_or_assign(1, 5);
+  const auto erase = [](const std::uint64_t*) { return std::optional<std::uint64_t>(); };
+  std::vector<const std::uint64_t*> seen;
+  const std::uint64_t v1 = m.compute(1, [&seen](const std::uint64_t* v) {
+    seen.push_back(v);
+    return std::optional<std::uint64_t>();
+  });
+  CHECK(seen.size() == 1);
+  CHECK(seen[0] != nullptr);
+  CHECK_FALSE(m.contains(1));
+  const std::uint64_t v2 = m.compute(2, erase);  // absent: nothing to erase, still a version
+  CHECK(v2 == v1 + 1);
+  CHECK(m.size() == 0);
+  // A compute-and-set: replaces only what it expects.
+  m.insert_or_assign(3, 30);
+  const auto cas = [](std::uint64_t expect, std::uint64_t want) {
+    return [=](const std::uint64_t* v) -> std::optional<std::uint64_t> {
+      if (v == nullptr) return std::nullopt;
+      return *v == expect ? want : *v;
+    };
+  };
+  m.compute(3, cas(29, 1));
+  CHECK(m.get(3) == std::optional<std::uint64_t>(30));
+  m.compute(3, cas(30, 31));
+  CHECK(m.get(3) == std::optional<std::uint64_t>(31));
+}
+
+TEST_CASE("shared_map: a compute whose function throws fails alone; the others apply once each",
+          "[shared_map][compute][exceptions]") {
+  constexpr int writers = 6;
+  constexpr int bad = 2;
+  cmap m;
+  m.insert_or_assign(1, 0);
+  m.insert_or_assign(2, 50);
+  lrtest::gate g;
+  std::thread holder = lrtest::start_holder(m, g);
+  std::vector<int> threw(writers, 0);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < writers; ++i) {
+    ts.emplace_back([&, i] {
+      try {
+        if (i == bad) {
+          m.update([](cmap::batch& b) {
+            b.insert_or_assign(3, 3);
+            b.compute(2, [](const std::uint64_t*) -> std::optional<std::uint64_t> {
+              throw std::runtime_error("no");
+            });
+          });
+        } else {
+          m.compute(1, plus_one);
+        }
+      } catch (const std::runtime_error&) {
+        threw[std::size_t(i)] = 1;
+      }
+    });
+  }
+  lrtest::await_queued(m, writers);
+  g.release();
+  holder.join();
+  for (auto& t : ts) t.join();
+  std::vector<int> want(writers, 0);
+  want[bad] = 1;
+  CHECK(threw == want);
+  CHECK(m.get(1) == std::optional<std::uint64_t>(writers - 1));  // retried, never applied twice
+  CHECK(m.get(2) == std::optional<std::uint64_t>(50));
+  CHECK_FALSE(m.contains(3));  // nothing of the failed batch
+  CHECK(m.stats().splits >= 1);
+}
+
+TEST_CASE("shared_map: a write of the same map from inside compute or erase_if is refused, not a hang",
+          "[shared_map][compute]") {
+  cmap m;
+  cmap other;
+  m.insert_or_assign(1, 1);
+  bool refused_after_other = false;
+  CHECK_THROWS_AS(m.compute(1,
+                            [&m](const std::uint64_t* v) {
+                              m.insert_or_assign(2, 2);
+                              return *v + 1;
+                            }),
+                  std::logic_error);
+  CHECK_THROWS_AS(m.compute(1,
+                            [&m](const std::uint64_t* v) {
+                              m.sync();
+                              return *v + 1;
+                            }),
+                  std::logic_error);
+  CHECK_THROWS_AS(m.update([&m](cmap::batch& b) {
+    b.erase_if([&m](int, std::uint64_t) {
+      m.post([](cmap::batch& c) { c.clear(); });
+      return false;
+    });
+  }),
+                  std::logic_error);
+  CHECK(m.get(1) == std::optional<std::uint64_t>(1));
+  CHECK_FALSE(m.contains(2));
+  // Another map may be written from inside; this one is still refused after that write returns.
+  m.compute(1, [&](const std::uint64_t* v) {
+    other.insert_or_assign(7, *v);
+    try {
+      m.erase(1);
+    } catch (const std::logic_error&) {
+      refused_after_other = true;
+    }
+    return *v + 1;
+  });
+  CHECK(refused_after_other);
+  CHECK(other.get(7) == std::optional<std::uint64_t>(1));
+  CHECK(m.get(1) == std::optional<std::uint64_t>(2));
+  const std::uint64_t v = m.insert_or_assign(2, 2);  // usable as ever
+  CHECK(v == m.version());
+}
+
 }  // namespace LEFTRIGHT_TEST_FILE

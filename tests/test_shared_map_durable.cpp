@@ -77,6 +77,33 @@ TEST_CASE("durable shared_map: overlapping writes are one log record; reopened, 
   for (std::uint64_t k = 1; k <= writers; ++k) CHECK(again.get(k) == std::optional<std::string>(value_of(k)));
 }
 
+TEST_CASE("durable shared_map: computes are logged as the writes they made; reopened, they are there",
+          "[shared_map][durable][compute]") {
+  lrtest::temp_dir dir("shared-durable-compute");
+  leftright::durable_options o;
+  o.path = dir.path() / "map";
+  o.durability = durability::sync;
+  const auto append = [](std::string s) {
+    return [s](const std::string* v) { return (v != nullptr ? *v : std::string()) + s; };
+  };
+  {
+    dmap m(o);
+    m.compute(1, append("a"));
+    m.compute(1, append("b"));
+    m.update([&](dmap::batch& b) {
+      b.insert_or_assign(2, "x");
+      b.compute(2, append("y"));
+      b.compute(1, [](const std::string*) { return std::optional<std::string>(); });
+    });
+  }
+  dmap again(o);
+  CHECK(again.recovery().version == 3);
+  CHECK_FALSE(again.contains(1));
+  CHECK(again.get(2) == std::optional<std::string>("xy"));
+  again.compute(2, append("z"));
+  CHECK(again.get(2) == std::optional<std::string>("xyz"));
+}
+
 TEST_CASE("durable shared_map: every acknowledged write survives a power loss amid concurrent writes",
           "[shared_map][durable]") {
   constexpr int threads = 4;

@@ -194,6 +194,22 @@ class shared_map {
     std::forward<F>(f)(r.ops);
     return submit(r);
   }
+  /// Read-modify-write of one key, atomic with respect to every other write (a counter, an append
+  /// to a list, a compare-and-set): f(const Value* current) -> std::optional<Value> gets key's
+  /// value in the state this call applies to (every write published before it and its group's
+  /// earlier ones; nullptr if absent) and returns what key holds after: a value, or nullopt to
+  /// erase it (or leave it absent). Its update is published as any other write's. f runs on the
+  /// thread that combines the group, perhaps another caller's, with the writer held (see
+  /// batch::compute for what it may and may not do); if it throws, this call throws that and
+  /// nothing of it is applied.
+  template <class F>
+  std::uint64_t compute(Key key, F f) {
+    static_assert(std::is_invocable_r_v<std::optional<Value>, F&, const Value*>,
+                  "leftright: compute needs f(const Value*) -> std::optional<Value>");
+    request r;
+    r.ops.compute(std::move(key), std::move(f));
+    return submit(r);
+  }
 
   /// update() for fire-and-forget producers: queues f's operations and returns at once if a
   /// combiner is running (it or the next one publishes them); otherwise this thread publishes
@@ -205,7 +221,7 @@ class shared_map {
   template <class F>
   void post(F&& f) {
     static_assert(std::is_invocable_v<F&&, batch&>, "leftright: post needs f(shared_map::batch&)");
-    refuse_inside_read("post()");
+    refuse_reentry("post()");
     auto r = std::make_unique<request>();
     std::forward<F>(f)(r->ops);
     auto run = runner();
@@ -308,6 +324,17 @@ class shared_map {
     return detail::cached_or<reader_ref_type>(&id_, [this] { return local_reader_slow(); });
   }
   [[gnu::noinline]] reader_ref_type local_reader_slow() const;
+  /// Refuses a call (std::logic_error) that would wait for this thread itself: made from inside
+  /// a group this thread combines (a compute's function, an erase_if predicate), or while this
+  /// thread holds a read() guard of the map.
+  void refuse_reentry(const char* call) const {
+    if (detail::combining_for() == id_) {
+      throw std::logic_error(std::string("leftright: shared_map: ") + call +
+                             " from inside a function the map's combiner runs (compute, erase_if) would wait for "
+                             "the group that runs it; return the change from the function instead");
+    }
+    refuse_inside_read(call);
+  }
   /// Throws std::logic_error if this thread is inside a read of this map (a read() guard alive):
   /// the call's group, or a later one, would publish twice while the guard pins the copy the
   /// second publish must write, and wait for it, while this thread waits for that publish.
@@ -328,7 +355,7 @@ class shared_map {
   // ---- Combining. ----
 
   std::uint64_t submit(request& r) {
-    refuse_inside_read("a write");
+    refuse_reentry("a write");
     auto run = runner();
     queue_.submit(r, run);
     if (r.error) std::rethrow_exception(r.error);
@@ -337,7 +364,7 @@ class shared_map {
   /// Runs f with the writer held, after everything queued before it; rethrows what f threw.
   template <class F>
   void control(F f) const {
-    refuse_inside_read("sync(), checkpoint() or reader_slots()");
+    refuse_reentry("sync(), checkpoint() or reader_slots()");
     request r;
     r.control = std::move(f);
     auto run = runner();
@@ -381,6 +408,25 @@ class shared_map<Key, Value, Hash, Eq, Traits>::batch {
     ops_.emplace_back(erase_if_op{std::function<bool(const Key&, const Value&)>(std::move(pred))});
   }
   void clear() { ops_.emplace_back(clear_op{}); }
+  /// Sets key from its value as the operations before this one leave it (the published state,
+  /// the group's earlier writes, this batch's earlier operations): f(const Value* current) ->
+  /// std::optional<Value> returns what key holds after, a value or nullopt to erase it (or leave
+  /// it absent). Applied by the combiner with the writer held, between the operations queued
+  /// before and after it: atomic with respect to every other write. f must be copy-constructible,
+  /// short (every writer of the map waits for it), and a function of `current` alone: it may be
+  /// called more than once (a group that threw is retried in halves; the result of its last call
+  /// is the one applied), on another caller's thread; `current` is valid only during the call.
+  /// Reads of the map from f see the published state, not `current`'s; a write, sync() or
+  /// checkpoint() of the same map from f throws std::logic_error (it would wait for f's own group).
+  /// If f throws, the call that queued this batch throws that and nothing of the batch is applied.
+  /// Cost: the writer's read of its own writes (map_writer::find: a look through the group's
+  /// queued operations, then one lookup), f, and the write it returns.
+  template <class F>
+  void compute(Key key, F f) {
+    static_assert(std::is_invocable_r_v<std::optional<Value>, F&, const Value*>,
+                  "leftright: compute needs f(const Value*) -> std::optional<Value>");
+    ops_.emplace_back(compute_op{std::move(key), std::function<std::optional<Value>(const Value*)>(std::move(f))});
+  }
   /// Operations queued so far.
   std::size_t size() const noexcept { return ops_.size(); }
   bool empty() const noexcept { return ops_.empty(); }
@@ -402,6 +448,10 @@ class shared_map<Key, Value, Hash, Eq, Traits>::batch {
     std::function<bool(const Key&, const Value&)> pred;
   };
   struct clear_op {};
+  struct compute_op {
+    Key key;
+    std::function<std::optional<Value>(const Value*)> f;
+  };
 
   /// Queues the operations on the writer w: by copy, so that they can be queued again if the
   /// publish throws, or by move when this is the last try.
@@ -426,12 +476,22 @@ class shared_map<Key, Value, Hash, Eq, Traits>::batch {
       w.erase(op.key);
     } else if constexpr (std::is_same_v<Op, erase_if_op>) {
       w.erase_if(op.pred);
+    } else if constexpr (std::is_same_v<Op, compute_op>) {
+      const Value* now = w.find(op.key);  // valid until the next call on w
+      const bool present = now != nullptr;
+      std::optional<Value> next = op.f(now);
+      if (next) {
+        if (move) w.insert_or_assign(std::move(op.key), std::move(*next));
+        else w.insert_or_assign(std::as_const(op.key), std::move(*next));
+      } else if (present) {
+        w.erase(op.key);
+      }
     } else {
       w.clear();
     }
   }
 
-  std::vector<std::variant<assign_op, insert_op, erase_op, erase_if_op, clear_op>> ops_;
+  std::vector<std::variant<assign_op, insert_op, erase_op, erase_if_op, clear_op, compute_op>> ops_;
 };
 
 template <class Key, class Value, class Hash, class Eq, class Traits>
@@ -593,6 +653,9 @@ shared_map<Key, Value, Hash, Eq, Traits>::local_reader_slow() const {
 template <class Key, class Value, class Hash, class Eq, class Traits>
 void shared_map<Key, Value, Hash, Eq, Traits>::run_group(group g) const noexcept {
   const auto is_control = [](detail::combine_request* c) { return bool(static_cast<request*>(c)->control); };
+  // Marks this thread as combining for this map while it runs the group (restoring another map's
+  // mark: a compute's function may write to another shared_map, which combines here too).
+  const std::uint64_t outer = std::exchange(detail::combining_for(), id_);
   counters::add(counters_.groups, 1);
   counters::add(counters_.writes, static_cast<std::uint64_t>(std::count_if(g.begin(), g.end(),
                                                                            [&](auto* c) { return !is_control(c); })));
@@ -614,6 +677,7 @@ void shared_map<Key, Value, Hash, Eq, Traits>::run_group(group g) const noexcept
     i = j;
   }
   queue_.set_spin(backend_->readers_fence());
+  detail::combining_for() = outer;
 }
 
 template <class Key, class Value, class Hash, class Eq, class Traits>

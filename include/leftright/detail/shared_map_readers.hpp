@@ -62,6 +62,14 @@ inline std::uint64_t next_shared_map_id() noexcept {
   return next.fetch_add(1, std::memory_order_relaxed);  // [H1] relaxed: uniqueness only
 }
 
+/// The id of the map whose group this thread is running as its combiner (0: none). A write from
+/// inside that group (a compute's function, an erase_if predicate) would queue behind the group
+/// running it and wait for itself; shared_map refuses it instead.
+inline std::uint64_t& combining_for() noexcept {
+  thread_local std::uint64_t id = 0;
+  return id;
+}
+
 /// The last reader a thread used: constant-initialized and trivially destructible, so a read
 /// reaches it with one thread-local load and no guard, and it can still be read while the thread
 /// exits. `owner` is the address of the id member of the map (or cache) the node belongs to; the
