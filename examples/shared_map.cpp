@@ -5,9 +5,11 @@
 // go (a pool that grows and shrinks: each worker handles a few requests and exits) and look the
 // route up with routes.get(host), no handle in sight. Several admin threads change routes at the
 // same time: one moves hosts between backends one call at a time, one swaps a whole tenant's
-// routes in one update() (all or nothing), one retires hosts. Their overlapping calls are combined
-// into one publish each. At the end the program prints what the writers' combining did and checks
-// that no request ever saw a tenant half swapped.
+// routes in one update() (all or nothing), one retires hosts; the first two also count their
+// changes in one entry with compute() (a read-modify-write no other writer can come between).
+// Their overlapping calls are combined into one publish each. At the end the program prints what
+// the writers' combining did and checks that no request ever saw a tenant half swapped and that
+// no count was lost.
 //
 // Usage: leftright_shared_map_example [requests-per-worker] (default 2000)
 #include <atomic>
@@ -44,9 +46,18 @@ void worker(const routes_t& routes, int id, int n, std::atomic<long>& hits, std:
   hits.fetch_add(found, std::memory_order_relaxed);
 }
 
+/// Adds one to the count of route changes, atomically: two admins count at once, and a get()
+/// followed by an insert_or_assign() would lose some of their counts.
+void count_change(routes_t& routes) {
+  routes.compute("admin.changes", [](const std::string* n) { return std::to_string(n ? std::stol(*n) + 1 : 1); });
+}
+
 /// Admin: moves hosts between backends, one write call each.
 void mover(routes_t& routes, int rounds) {
-  for (int i = 0; i < rounds; ++i) routes.insert_or_assign(host(i % 200), "backend-" + std::to_string(i % 7));
+  for (int i = 0; i < rounds; ++i) {
+    routes.insert_or_assign(host(i % 200), "backend-" + std::to_string(i % 7));
+    count_change(routes);
+  }
 }
 
 /// Admin: moves a whole tenant to another backend, atomically.
@@ -55,6 +66,7 @@ void tenant_swapper(routes_t& routes, int rounds) {
     routes.update([i](routes_t::batch& b) {
       for (int h = 0; h < 8; ++h) b.insert_or_assign(tenant_host(i % 4, h), "pool-" + std::to_string(i));
     });
+    count_change(routes);
   }
 }
 
@@ -78,8 +90,9 @@ int main(int argc, char** argv) {
 
   std::atomic<long> hits{0}, torn{0};
   std::vector<std::thread> admins;
-  admins.emplace_back(mover, std::ref(routes), 3000);
-  admins.emplace_back(tenant_swapper, std::ref(routes), 1000);
+  constexpr int moves = 3000, swaps = 1000;
+  admins.emplace_back(mover, std::ref(routes), moves);
+  admins.emplace_back(tenant_swapper, std::ref(routes), swaps);
   admins.emplace_back(retirer, std::ref(routes), 500);
 
   // The request pool: waves of short-lived workers, at most 4 alive at once.
@@ -99,5 +112,7 @@ int main(int argc, char** argv) {
   std::printf("writes: %llu in %llu publishes (largest group %llu), version %llu\n",
               static_cast<unsigned long long>(s.writes), static_cast<unsigned long long>(s.publishes),
               static_cast<unsigned long long>(s.largest_group), static_cast<unsigned long long>(routes.version()));
-  return torn.load() == 0 ? 0 : 1;
+  const long counted = std::stol(routes.get("admin.changes").value_or("0"));
+  std::printf("route changes counted: %ld of %d; lost counts: %ld\n", counted, moves + swaps, moves + swaps - counted);
+  return torn.load() == 0 && counted == moves + swaps ? 0 : 1;
 }
