@@ -152,26 +152,18 @@ TEST_CASE("shared_map: writes that overlap one publish are published together", 
   constexpr int writers = 6;
   smap m;
   m.insert_or_assign(0, "zero");
-  lrtest::gate g;
-  std::thread holder = lrtest::start_holder(m, g);  // the holder is the combiner, inside its publish
   std::vector<std::uint64_t> versions(writers);
-  std::vector<std::thread> ts;
-  for (int i = 0; i < writers; ++i) {
-    ts.emplace_back([&, i] {
-      if (i % 2 == 0) {
-        versions[std::size_t(i)] = m.insert_or_assign(i + 1, std::to_string(i + 1));
-      } else {
-        versions[std::size_t(i)] = m.update([i](smap::batch& b) {
-          b.insert_or_assign(i + 1, std::to_string(i + 1));
-          b.insert_or_assign(100 + i, "x");
-        });
-      }
-    });
-  }
-  lrtest::await_queued(m, writers);
-  g.release();
-  holder.join();
-  for (auto& t : ts) t.join();
+  // Queued behind a holder that is the combiner, inside its publish.
+  lrtest::in_one_group(m, writers, [&](int i) {
+    if (i % 2 == 0) {
+      versions[std::size_t(i)] = m.insert_or_assign(i + 1, std::to_string(i + 1));
+    } else {
+      versions[std::size_t(i)] = m.update([i](smap::batch& b) {
+        b.insert_or_assign(i + 1, std::to_string(i + 1));
+        b.insert_or_assign(100 + i, "x");
+      });
+    }
+  });
   for (int i = 0; i < writers; ++i) {
     CHECK(versions[std::size_t(i)] == 3);  // version 2 was the holder's
     CHECK(m.get(i + 1) == std::optional<std::string>(std::to_string(i + 1)));
@@ -241,29 +233,20 @@ TEST_CASE("shared_map: a caller whose value cannot be copied fails alone", "[sha
   using bmap = leftright::shared_map<int, lrtest::bomb>;
   bmap m;
   m.insert_or_assign(0, lrtest::bomb(0));
-  lrtest::gate g;
-  std::thread holder = lrtest::start_holder(m, g);
   constexpr int writers = 7;
   constexpr int bad = 3;
   std::vector<std::uint64_t> versions(writers, 0);
   std::vector<int> threw(writers, 0);
-  std::vector<std::thread> ts;
-  for (int i = 0; i < writers; ++i) {
-    ts.emplace_back([&, i] {
-      try {
-        versions[std::size_t(i)] = m.update([i](bmap::batch& b) {
-          b.insert_or_assign(10 + i, lrtest::bomb(i));
-          b.insert_or_assign(20 + i, lrtest::bomb(i == bad ? -1 : i));  // copied at publish: throws
-        });
-      } catch (const std::runtime_error&) {
-        threw[std::size_t(i)] = 1;
-      }
-    });
-  }
-  lrtest::await_queued(m, writers);
-  g.release();
-  holder.join();
-  for (auto& t : ts) t.join();
+  lrtest::in_one_group(m, writers, [&](int i) {
+    try {
+      versions[std::size_t(i)] = m.update([i](bmap::batch& b) {
+        b.insert_or_assign(10 + i, lrtest::bomb(i));
+        b.insert_or_assign(20 + i, lrtest::bomb(i == bad ? -1 : i));  // copied at publish: throws
+      });
+    } catch (const std::runtime_error&) {
+      threw[std::size_t(i)] = 1;
+    }
+  });
   for (int i = 0; i < writers; ++i) {
     INFO("writer " << i);
     if (i == bad) {
@@ -294,24 +277,15 @@ TEST_CASE("shared_map: a caller whose key the hash refuses fails alone, also whe
   CHECK(m.version() == 1);
   CHECK(m.size() == 1);
 
-  lrtest::gate g;
-  std::thread holder = lrtest::start_holder(m, g);
   constexpr int writers = 5;
   std::vector<int> threw(writers, 0);
-  std::vector<std::thread> ts;
-  for (int i = 0; i < writers; ++i) {
-    ts.emplace_back([&, i] {
-      try {
-        if (i == 0) m.erase(666); else m.insert_or_assign(100 + i, i);
-      } catch (const std::runtime_error&) {
-        threw[std::size_t(i)] = 1;
-      }
-    });
-  }
-  lrtest::await_queued(m, writers);
-  g.release();
-  holder.join();
-  for (auto& t : ts) t.join();
+  lrtest::in_one_group(m, writers, [&](int i) {
+    try {
+      if (i == 0) m.erase(666); else m.insert_or_assign(100 + i, i);
+    } catch (const std::runtime_error&) {
+      threw[std::size_t(i)] = 1;
+    }
+  });
   CHECK(threw == std::vector<int>{1, 0, 0, 0, 0});
   for (int i = 1; i < writers; ++i) CHECK(m.get(100 + i) == std::optional<int>(i));
 }
@@ -550,28 +524,19 @@ std::optional<std::uint64_t> plus_one(const std::uint64_t* v) { return (v != nul
 TEST_CASE("shared_map: computes in one group each see the writes before them", "[shared_map][compute]") {
   constexpr int writers = 6;
   cmap m;
-  m.insert_or_assign(1, 100);  // version 1
-  lrtest::gate g;
-  std::thread holder = lrtest::start_holder(m, g);  // version 2
+  m.insert_or_assign(1, 100);  // version 1; the holder's is 2
   std::vector<std::uint64_t> versions(writers);
-  std::vector<std::thread> ts;
-  for (int i = 0; i < writers; ++i) {
-    ts.emplace_back([&, i] {
-      if (i == 0) {
-        // Its own batch's earlier operation too: 7, then doubled.
-        versions[0] = m.update([](cmap::batch& b) {
-          b.insert_or_assign(2, 7);
-          b.compute(2, [](const std::uint64_t* v) { return *v * 2; });
-        });
-      } else {
-        versions[std::size_t(i)] = m.compute(1, plus_one);
-      }
-    });
-  }
-  lrtest::await_queued(m, writers);
-  g.release();
-  holder.join();
-  for (auto& t : ts) t.join();
+  lrtest::in_one_group(m, writers, [&](int i) {
+    if (i == 0) {
+      // Its own batch's earlier operation too: 7, then doubled.
+      versions[0] = m.update([](cmap::batch& b) {
+        b.insert_or_assign(2, 7);
+        b.compute(2, [](const std::uint64_t* v) { return *v * 2; });
+      });
+    } else {
+      versions[std::size_t(i)] = m.compute(1, plus_one);
+    }
+  });
   CHECK(versions == std::vector<std::uint64_t>(writers, 3));  // one group, one version
   CHECK(m.get(1) == std::optional<std::uint64_t>(100 + writers - 1));  // no increment lost
   CHECK(m.get(2) == std::optional<std::uint64_t>(14));
@@ -638,32 +603,21 @@ TEST_CASE("shared_map: a compute whose function throws fails alone; the others a
   cmap m;
   m.insert_or_assign(1, 0);
   m.insert_or_assign(2, 50);
-  lrtest::gate g;
-  std::thread holder = lrtest::start_holder(m, g);
   std::vector<int> threw(writers, 0);
-  std::vector<std::thread> ts;
-  for (int i = 0; i < writers; ++i) {
-    ts.emplace_back([&, i] {
-      try {
-        if (i == bad) {
-          m.update([](cmap::batch& b) {
-            b.insert_or_assign(3, 3);
-            b.compute(2, [](const std::uint64_t*) -> std::optional<std::uint64_t> {
-              throw std::runtime_error("no");
-            });
-          });
-        } else {
-          m.compute(1, plus_one);
-        }
-      } catch (const std::runtime_error&) {
-        threw[std::size_t(i)] = 1;
+  lrtest::in_one_group(m, writers, [&](int i) {
+    try {
+      if (i == bad) {
+        m.update([](cmap::batch& b) {
+          b.insert_or_assign(3, 3);
+          b.compute(2, [](const std::uint64_t*) -> std::optional<std::uint64_t> { throw std::runtime_error("no"); });
+        });
+      } else {
+        m.compute(1, plus_one);
       }
-    });
-  }
-  lrtest::await_queued(m, writers);
-  g.release();
-  holder.join();
-  for (auto& t : ts) t.join();
+    } catch (const std::runtime_error&) {
+      threw[std::size_t(i)] = 1;
+    }
+  });
   std::vector<int> want(writers, 0);
   want[bad] = 1;
   CHECK(threw == want);

@@ -44,30 +44,29 @@ leftright::durable_options sim_options(std::shared_ptr<sim::file_system> fsys, d
   return o;
 }
 
+/// A map in dir on the real file system, in durability::sync.
+leftright::durable_options disk_options(const lrtest::temp_dir& dir) {
+  leftright::durable_options o;
+  o.path = dir.path() / "map";
+  o.durability = durability::sync;
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("durable shared_map: overlapping writes are one log record; reopened, all are there",
           "[shared_map][durable]") {
   lrtest::temp_dir dir("shared-durable");
-  leftright::durable_options o;
-  o.path = dir.path() / "map";
-  o.durability = durability::sync;
+  const leftright::durable_options o = disk_options(dir);
   constexpr int writers = 5;
   {
     dmap m(o);
     CHECK(m.durable());
     m.insert_or_assign(0, "zero");
-    lrtest::gate g;
-    std::thread holder = lrtest::start_holder(m, g);
     std::vector<std::uint64_t> versions(writers);
-    std::vector<std::thread> ts;
-    for (int i = 0; i < writers; ++i) {
-      ts.emplace_back([&, i] { versions[std::size_t(i)] = m.insert_or_assign(std::uint64_t(i + 1), value_of(std::uint64_t(i + 1))); });
-    }
-    lrtest::await_queued(m, writers);
-    g.release();
-    holder.join();
-    for (auto& t : ts) t.join();
+    lrtest::in_one_group(m, writers, [&](int i) {
+      versions[std::size_t(i)] = m.insert_or_assign(std::uint64_t(i + 1), value_of(std::uint64_t(i + 1)));
+    });
     CHECK(versions == std::vector<std::uint64_t>(writers, 3));
     CHECK(m.stats().publishes == 3);
   }
@@ -80,9 +79,7 @@ TEST_CASE("durable shared_map: overlapping writes are one log record; reopened, 
 TEST_CASE("durable shared_map: computes are logged as the writes they made; reopened, they are there",
           "[shared_map][durable][compute]") {
   lrtest::temp_dir dir("shared-durable-compute");
-  leftright::durable_options o;
-  o.path = dir.path() / "map";
-  o.durability = durability::sync;
+  const leftright::durable_options o = disk_options(dir);
   const auto append = [](std::string s) {
     return [s](const std::string* v) { return (v != nullptr ? *v : std::string()) + s; };
   };

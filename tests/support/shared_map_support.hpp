@@ -9,6 +9,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include <leftright/shared_map.hpp>
 
@@ -65,6 +66,20 @@ std::thread start_holder(Map& m, gate& g) {
 template <class Map>
 void await_queued(const Map& m, std::size_t n) {
   while (m.queued_writes() < n) std::this_thread::yield();
+}
+
+/// Runs write(i) for i in [0, n) on n threads whose calls all queue behind a held combiner, so
+/// that they form one group; returns once every call returned. The map must hold an entry.
+template <class Map, class F>
+void in_one_group(Map& m, int n, F write) {
+  gate g;
+  std::thread holder = start_holder(m, g);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < n; ++i) ts.emplace_back(write, i);
+  await_queued(m, static_cast<std::size_t>(n));
+  g.release();
+  holder.join();
+  for (auto& t : ts) t.join();
 }
 
 /// A value whose copy constructor throws when it holds a negative number. Moves never throw.
