@@ -41,7 +41,11 @@
 // invalidate() of its key count a write in that record, invalidate_if() and invalidate_all()
 // count one for every load (bulk_invalidations_), and the load stores its value, under the writer
 // lock, only if no write was counted since it registered. The value is returned to the loading
-// caller and its waiters either way.
+// caller and its waiters either way. get_all_or_load() is the same for many keys at once: it
+// claims the loads of the keys it missed that no one is loading (the others it waits for, after
+// its own are done), registers them, calls its bulk loader once for them, stores what it
+// returned in one write, and hands each claimed load its value, or "not found" (a get_or_load()
+// waiting on such a key then loads it itself).
 //
 // Refreshes (cache_options::refresh_after_write, as Caffeine's refreshAfterWrite). Each entry
 // holds when it becomes due for refresh, as it holds its deadline; get_or_load()'s hit checks
@@ -344,6 +348,32 @@ class cache {
     if (!v) [[unlikely]] return load(key, loader);
     if (due) [[unlikely]] return refresh(key, *std::move(v), std::forward<Loader>(loader));
     return *std::move(v);
+  }
+  /// get_all() that loads what it misses with one call of a bulk loader (a multi-get in front of
+  /// a store that answers many keys in one query). The live entries among keys are read from
+  /// one snapshot, each lookup counted as get()'s. The keys missed are loaded as get_or_load()
+  /// loads one: those another caller is loading now are waited for, and the rest go, each once,
+  /// to one call of loader(std::span<const Key>), which returns the entries it found (a range of
+  /// std::pair<Key, Value>: a std::vector, a std::map; entries of keys it was not asked for are
+  /// ignored). Each is stored with the default expiry as get_or_load() stores a loaded value,
+  /// all in one write, unless a write of its key made while the loader ran wins over it (the
+  /// value is then returned but not stored). A key the loader did not return stays absent:
+  /// nothing is cached or returned for it, and a get_or_load() of it that waited on this load
+  /// runs its own loader. Returns (key, value) for each key found or loaded, in the order of
+  /// keys (a key repeated, once per time). If the loader throws, nothing is stored, and this
+  /// call and the callers waiting on its keys get the exception; a load of another caller's that
+  /// this call waited for and that failed is rethrown too. A loader that asks this cache to load
+  /// a key it is loading gets std::logic_error. Counted as one load (a success or a failure).
+  template <class Range, class BulkLoader>
+  std::vector<std::pair<Key, Value>> get_all_or_load(const Range& keys, BulkLoader&& loader) {
+    static_assert(std::is_invocable_v<BulkLoader&, std::span<const Key>>,
+                  "leftright: get_all_or_load needs loader(std::span<const Key>) -> a range of pairs (key, value)");
+    bulk_results missed;
+    std::vector<std::optional<Value>> found;
+    std::vector<Key> order;
+    lookup_all(keys, order, found, missed);
+    if (!missed.empty()) load_all(missed, loader);
+    return found_or_loaded(std::move(order), std::move(found), missed);
   }
 
   // ---- Writes. Progress: blocking (the writer lock, and one shared_map update). Each returns
@@ -950,6 +980,7 @@ class cache {
   template <class Loader>
   Value load(const Key& key, Loader& loader);
 
+
   // A load's record under the writer lock (load_marks_): the explicit writes counted since it
   // registered decide whether its value is stored.
   struct load_mark {
@@ -1000,6 +1031,193 @@ class cache {
       put_one(p, Key(key), Value(l.value), expires, [&] { return weigh(key, l.value); });
     };
     return write_then_report(decide);
+  }
+
+  // Bulk loads (get_all_or_load). The distinct keys missed, each with what was found for it.
+  using bulk_results = absl::flat_hash_map<Key, std::optional<Value>, Hash, Eq>;
+  /// A key this call loads, and the load's state that callers of get_or_load() wait on.
+  struct claimed_load {
+    Key key;
+    std::shared_ptr<load_state> state;
+  };
+  /// get_all()'s one snapshot, keeping every key (order), what was found at each position
+  /// (found), and the distinct keys missed (missed).
+  template <class Range>
+  void lookup_all(const Range& keys, std::vector<Key>& order, std::vector<std::optional<Value>>& found,
+                  bulk_results& missed) const {
+    if constexpr (std::ranges::sized_range<const Range>) {
+      order.reserve(std::ranges::size(keys));
+      found.reserve(std::ranges::size(keys));
+    }
+    const thread_state& t = local();
+    auto g = t.reader.read();
+    for (const auto& k : keys) {
+      order.emplace_back(k);
+      if (const entry* e = counted_lookup(t, g.find(k), k)) {
+        found.emplace_back(e->value);
+      } else {
+        found.emplace_back();
+        missed.try_emplace(order.back());
+      }
+    }
+  }
+  /// Fills missed: claims the keys no one is loading, loads them with one call of loader (and
+  /// stores what it returns), hands the outcome to the callers waiting on them, then waits for
+  /// the loads of the other keys (this call's own are finished first, so two bulk loads waiting
+  /// on each other's keys cannot deadlock).
+  template <class BulkLoader>
+  void load_all(bulk_results& missed, BulkLoader& loader) {
+    std::vector<claimed_load> mine;
+    std::vector<std::pair<Key, std::shared_ptr<load_state>>> theirs;
+    claim_loads(missed, mine, theirs);
+    std::exception_ptr error, listener_error;
+    try {
+      listener_error = run_bulk_load(mine, missed, loader);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    finish_loads(mine, missed, error);
+    if (error) std::rethrow_exception(error);
+    for (auto& [key, st] : theirs) missed[key] = st->wait();
+    if (listener_error) std::rethrow_exception(listener_error);
+  }
+  /// Under the load mutex: each key of missed becomes this call's load (mine), or one to wait
+  /// for (theirs). On a throw, the loads claimed so far are finished with it and released.
+  void claim_loads(const bulk_results& missed, std::vector<claimed_load>& mine,
+                   std::vector<std::pair<Key, std::shared_ptr<load_state>>>& theirs) {
+    try {
+      std::lock_guard<std::mutex> lock(load_mu_);
+      for (const auto& [key, unused] : missed) {
+        auto [it, fresh] = loads_.try_emplace(key);
+        if (fresh || it->second->finished()) {
+          try {
+            it->second = std::make_shared<load_state>();
+            mine.push_back({key, it->second});
+          } catch (...) {
+            loads_.erase(it);
+            throw;
+          }
+        } else if (it->second->loader == std::this_thread::get_id()) {
+          throw std::logic_error("leftright::cache: a loader called get_all_or_load() for a key it is loading");
+        } else {
+          theirs.emplace_back(key, it->second);
+        }
+      }
+    } catch (...) {
+      finish_loads(mine, missed, std::current_exception());
+      throw;
+    }
+  }
+  /// This call's loads: registered (as a load of one key is), looked for again, the rest asked
+  /// of loader in one call, and stored in one write. Returns the removal listener's exception.
+  template <class BulkLoader>
+  [[nodiscard]] std::exception_ptr run_bulk_load(const std::vector<claimed_load>& mine, bulk_results& missed,
+                                                 BulkLoader& loader) {
+    std::vector<load_ticket> tickets;
+    tickets.reserve(mine.size());
+    bool ended = false;  // the registrations have ended (in the store's write)
+    try {
+      for (const claimed_load& c : mine) tickets.push_back(begin_load_mark(c.key));
+      std::vector<Key> ask;
+      for (const claimed_load& c : mine) {
+        // Its miss may have raced with the end of another load of the key: look again.
+        if (std::optional<Value> v = peek(c.key)) missed[c.key] = std::move(v);
+        else ask.push_back(c.key);
+      }
+      std::exception_ptr listener_error;
+      if (!ask.empty()) {
+        call_bulk_loader(ask, loader, missed);
+        listener_error = store_bulk(mine, tickets, missed, ended);
+      }
+      end_load_marks(mine, tickets, ended);
+      return listener_error;
+    } catch (...) {
+      end_load_marks(mine, tickets, ended);
+      throw;
+    }
+  }
+  /// loader(ask), its entries for keys asked put into missed; counted as one load.
+  template <class BulkLoader>
+  void call_bulk_loader(const std::vector<Key>& ask, BulkLoader& loader, bulk_results& missed) {
+    try {
+      auto&& got = std::invoke(loader, std::span<const Key>(ask));
+      for (auto&& [k, v] : got) {
+        if (auto it = missed.find(k); it != missed.end() && !it->second) it->second.emplace(std::move(v));
+      }
+    } catch (...) {
+      load_failures_.fetch_add(1, std::memory_order_relaxed);  // [K1]
+      throw;
+    }
+    load_successes_.fetch_add(1, std::memory_order_relaxed);  // [K1]
+  }
+  /// A bulk load's store, one write: each key loaded whose load no write superseded is put as
+  /// store_loaded() puts one (the registrations all end first, so none is left behind if a put
+  /// throws). Sets ended once they have. Returns the removal listener's exception.
+  [[nodiscard]] std::exception_ptr store_bulk(const std::vector<claimed_load>& mine,
+                                              const std::vector<load_ticket>& tickets, const bulk_results& missed,
+                                              bool& ended) {
+    const std::int64_t expires = default_deadline();
+    auto decide = [&](plan& p) {
+      std::vector<char> keep(mine.size());
+      for (std::size_t i = 0; i < mine.size(); ++i) keep[i] = !end_load_mark(mine[i].key, tickets[i]);
+      ended = true;
+      p.tracks_pending = p.reporting;
+      for (std::size_t i = 0; i < mine.size(); ++i) {
+        const auto it = missed.find(mine[i].key);
+        if (!keep[i] || it == missed.end() || !it->second) continue;
+        const Key& key = it->first;
+        const Value& value = *it->second;
+        put_one(p, Key(key), Value(value), expires, [&] { return weigh(key, value); });
+      }
+    };
+    return write_then_report(decide);
+  }
+  /// Ends the registrations of this call's loads, unless the store's write has.
+  void end_load_marks(const std::vector<claimed_load>& mine, const std::vector<load_ticket>& tickets,
+                      bool ended) noexcept {
+    if (ended || tickets.empty()) return;
+    try {
+      std::lock_guard<std::mutex> lock(write_mu_);
+      for (std::size_t i = 0; i < tickets.size(); ++i) (void)end_load_mark(mine[i].key, tickets[i]);
+    } catch (...) {  // (the lock: a system error) the marks stay, harmless as end_load_mark says
+    }
+  }
+  /// Releases this call's loads and hands each its outcome: error, or what missed holds for its
+  /// key (nullopt: the loader did not return it; a caller waiting on it then loads it itself).
+  void finish_loads(const std::vector<claimed_load>& mine, const bulk_results& missed,
+                    std::exception_ptr error) noexcept {
+    for (const claimed_load& c : mine) {
+      try {
+        std::lock_guard<std::mutex> lock(load_mu_);
+        loads_.erase(c.key);
+      } catch (...) {  // a throwing hash: the entry stays, finished, and the next load replaces it
+      }
+      if (error) {
+        c.state->finish(std::nullopt, error);
+        continue;
+      }
+      try {
+        const auto it = missed.find(c.key);
+        c.state->finish(it != missed.end() ? it->second : std::nullopt, nullptr);
+      } catch (...) {  // a throwing hash
+        c.state->finish(std::nullopt, std::current_exception());
+      }
+    }
+  }
+  /// get_all_or_load()'s result: the entries found or loaded, in the order of the keys.
+  static std::vector<std::pair<Key, Value>> found_or_loaded(std::vector<Key> order,
+                                                            std::vector<std::optional<Value>> found,
+                                                            const bulk_results& missed) {
+    std::vector<std::pair<Key, Value>> out;
+    out.reserve(order.size());
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      if (found[i]) {
+        out.emplace_back(std::move(order[i]), *std::move(found[i]));
+      } else if (const auto it = missed.find(order[i]); it != missed.end() && it->second) {
+        out.emplace_back(std::move(order[i]), *it->second);
+      }
+    }
+    return out;
   }
 
   // Refreshes. A refresh is registered in refreshes_in_flight_ (under load_mu_) from its start
@@ -1085,11 +1303,12 @@ struct cache<Key, Value, Hash, Eq, Traits>::load_state {
     std::lock_guard<std::mutex> lock(mu);
     return done;
   }
-  Value wait() {
+  /// The load's value; nullopt if it was a bulk load that did not find the key.
+  std::optional<Value> wait() {
     std::unique_lock<std::mutex> lock(mu);
     done_cv.wait(lock, [&] { return done; });
     if (error) std::rethrow_exception(error);
-    return *value;
+    return value;
   }
 };
 
@@ -1097,25 +1316,30 @@ template <class Key, class Value, class Hash, class Eq, class Traits>
 template <class Loader>
 Value cache<Key, Value, Hash, Eq, Traits>::load(const Key& key, Loader& loader) {
   std::shared_ptr<load_state> st;
-  bool mine = false;
-  {
-    std::lock_guard<std::mutex> lock(load_mu_);
-    auto [it, fresh] = loads_.try_emplace(key);
-    // A finished load still listed (its erase below failed: a throwing hash) is started anew.
-    if (fresh || it->second->finished()) {
-      try {
-        it->second = std::make_shared<load_state>();
-      } catch (...) {
-        loads_.erase(it);
-        throw;
+  for (;;) {
+    bool mine = false;
+    {
+      std::lock_guard<std::mutex> lock(load_mu_);
+      auto [it, fresh] = loads_.try_emplace(key);
+      // A finished load still listed (its erase below failed: a throwing hash) is started anew.
+      if (fresh || it->second->finished()) {
+        try {
+          it->second = std::make_shared<load_state>();
+        } catch (...) {
+          loads_.erase(it);
+          throw;
+        }
+        mine = true;
+      } else if (it->second->loader == std::this_thread::get_id()) {
+        throw std::logic_error("leftright::cache: a loader called get_or_load() for the key it is loading");
       }
-      mine = true;
-    } else if (it->second->loader == std::this_thread::get_id()) {
-      throw std::logic_error("leftright::cache: a loader called get_or_load() for the key it is loading");
+      st = it->second;
     }
-    st = it->second;
+    if (mine) break;
+    // Another caller's load: its value, unless it was a bulk load that did not find the key,
+    // which this caller's loader is then asked for.
+    if (std::optional<Value> v = st->wait()) return *std::move(v);
   }
-  if (!mine) return st->wait();
   // This thread loads. Its miss may have raced with the end of another load of the key: look
   // again before calling the loader.
   // It registers first (under the writer lock), so that a write before that is seen by the look
