@@ -71,6 +71,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -486,6 +487,14 @@ class cache {
   void checkpoint() {
     if (!map_.durable()) throw std::logic_error("leftright: checkpoint() of an in-memory cache");
     map_.checkpoint();
+  }
+  /// Copies the entries, with their deadlines, to a new map directory that a durable cache of
+  /// these types opens (as shared_map::backup(): written aside and renamed into place, after the
+  /// writes that returned before it). Returns the map version copied. Throws std::logic_error
+  /// for an in-memory cache; storage_error (the cache goes on).
+  std::uint64_t backup(const std::filesystem::path& to) {
+    if (!map_.durable()) throw std::logic_error("leftright: backup() of an in-memory cache");
+    return map_.backup(to);
   }
   /// What the open found and did (version 0 and empty for an in-memory cache).
   const recovery_report& recovery() const noexcept { return map_.recovery(); }

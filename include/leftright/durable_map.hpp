@@ -188,6 +188,35 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     }
   }
 
+  /// Copies the published state to a new map directory, `to` (a hot backup, as LMDB's
+  /// mdb_env_copy or SQLite's backup API): open_map() on it recovers this version, with its
+  /// entries and metadata, and may write on from there; this map is not changed. The copy is
+  /// written as `<to>.partial` (a snapshot, then an empty log segment after it, then the marker,
+  /// each synced) and renamed to `to` once complete, so `to` appears whole or not at all, even
+  /// across a crash. storage_error: `<to>.partial` exists (a backup that failed or crashed left
+  /// it: remove it), `to` exists and is not an empty directory, or a write failed. A
+  /// failed backup leaves this writer usable: only a failure of its own log makes it failed().
+  /// Returns the version copied.
+  /// Thread-safety: the writer's thread. Progress: blocking, O(size): publishes wait for it.
+  /// Cost: what checkpoint() writes, in another directory, plus a few syncs there.
+  std::uint64_t backup(const std::filesystem::path& to) {
+    check_usable();
+    namespace st = detail::storage;
+    auto& s = *st_;
+    const std::uint64_t v = base::version();
+    const std::filesystem::path partial = to.string() + ".partial";
+    make_new_directory(*s.fs, partial);
+    st::write_snapshot(s.fs, partial, v, base::published(), base::published_meta(), s.key_codec, s.value_codec);
+    const std::uint64_t size = std::min<std::uint64_t>(std::max<std::uint64_t>(s.opts.segment_size, st::segment_header_size * 2),
+                                                       st::wal_writer::first_segment_size);  // as wal_writer sizes it
+    st::create_segment_file(*s.fs, partial, partial / st::segment_name(v + 1),
+                            st::segment_header(st::fresh_salt(), v + 1, size, s.key_codec, s.value_codec), size);
+    st::write_marker(*s.fs, partial, s.key_codec, s.value_codec);
+    s.fs->rename(partial, to);
+    s.fs->sync_directory(to.has_parent_path() ? to.parent_path() : std::filesystem::path("."));
+    return v;
+  }
+
   /// Makes every published batch durable now (msync of the log). Useful with none and async.
   void flush() {
     check_usable();
@@ -211,6 +240,16 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   template <class K, class V, class H, class E, class T>
   friend std::pair<durable_writer<K, V, H, E, T>, map_reader<K, V, H, E, T>> open_map(
       const durable_options&);
+
+  /// Creates dir and its missing parents, durably; storage_error (EEXIST) if dir exists.
+  static void make_new_directory(detail::storage::file_system& fsys, const std::filesystem::path& dir) {
+    const auto made = fsys.create_directories(dir);  // dir itself is made whenever a parent is
+    if (made.empty()) {
+      throw storage_error(dir, "backup", EEXIST,
+                          "exists already: a backup that failed or crashed left it (remove it, then back up again)");
+    }
+    for (const auto& d : made) fsys.sync_directory(d.has_parent_path() ? d.parent_path() : std::filesystem::path("."));
+  }
 
   /// Everything that must not move when the writer does (the async thread points at it).
   struct state {

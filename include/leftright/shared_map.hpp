@@ -33,6 +33,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -244,6 +245,15 @@ class shared_map {
   void checkpoint() {
     control([this] { backend_->checkpoint(); });
   }
+  /// Durable maps: durable_writer::backup(to) (a copy of the published state in a new map
+  /// directory, which open_map() opens at that version), after everything queued before it is
+  /// published; returns the version copied. Progress: blocking, O(size); writers wait for it.
+  /// Throws std::logic_error for an in-memory map; storage_error as backup() (the map goes on).
+  std::uint64_t backup(const std::filesystem::path& to) {
+    std::uint64_t v = 0;
+    control([this, &to, &v] { v = backend_->backup(to); });
+    return v;
+  }
   /// What open_map() found and did (a durable map); version 0 and empty for an in-memory map.
   const recovery_report& recovery() const noexcept { return recovery_; }
   bool durable() const noexcept { return durable_; }
@@ -364,7 +374,7 @@ class shared_map {
   /// Runs f with the writer held, after everything queued before it; rethrows what f threw.
   template <class F>
   void control(F f) const {
-    refuse_reentry("sync(), checkpoint() or reader_slots()");
+    refuse_reentry("sync(), checkpoint(), backup() or reader_slots()");
     request r;
     r.control = std::move(f);
     auto run = runner();
@@ -512,6 +522,7 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend {
   virtual void publish(group rs) noexcept = 0;
   virtual void flush() = 0;
   virtual void checkpoint() = 0;
+  virtual std::uint64_t backup(const std::filesystem::path& to) = 0;
   virtual std::size_t reader_slots() const = 0;
   /// Whether the next publish makes no membarrier (map_writer::readers_fence).
   virtual bool readers_fence() const noexcept = 0;
@@ -617,6 +628,13 @@ struct shared_map<Key, Value, Hash, Eq, Traits>::backend_of final : backend {
       w.checkpoint();
     } else {
       throw std::logic_error("leftright: checkpoint() of an in-memory shared_map");
+    }
+  }
+  std::uint64_t backup(const std::filesystem::path& to) override {
+    if constexpr (is_durable) {
+      return w.backup(to);
+    } else {
+      throw std::logic_error("leftright: backup() of an in-memory shared_map (" + to.string() + ")");
     }
   }
   std::size_t reader_slots() const override { return w.reader_slots(); }

@@ -175,6 +175,13 @@ inline void apply(std::map<std::string, entry>& ns, const ns_op& op) {
         entry e = it->second;
         ns.erase(it);
         ns[op.b] = e;
+        if (e.dir) {  // a directory's entries go with it
+          const std::string from = op.a + "/";
+          for (auto c = ns.lower_bound(from); c != ns.end() && c->first.starts_with(from);) {
+            ns[op.b + "/" + c->first.substr(from.size())] = c->second;
+            c = ns.erase(c);
+          }
+        }
       }
       break;
   }
@@ -333,6 +340,9 @@ class file_system final : public st::file_system, public std::enable_shared_from
     auto it = s_->cur_ns.find(a);
     if (it == s_->cur_ns.end()) throw leftright::storage_error(from, "rename", ENOENT, "to " + to.string());
     if (!is_dir(detail::parent(b))) throw leftright::storage_error(from, "rename", ENOENT, "to " + to.string());
+    if (it->second.dir && s_->cur_ns.count(b) != 0) {  // as POSIX, but refusing an empty target too
+      throw leftright::storage_error(from, "rename", EEXIST, "to " + to.string());
+    }
     ns(detail::ns_op{detail::ns_kind::rename, a, b, {}});
   }
   void remove(const fs::path& p) override {
