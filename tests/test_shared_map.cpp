@@ -671,4 +671,43 @@ TEST_CASE("shared_map: a write of the same map from inside compute or erase_if i
   CHECK(v == m.version());
 }
 
+TEST_CASE("shared_map: a write back to a map whose group the thread runs is refused, also from a nested group",
+          "[shared_map][compute]") {
+  cmap a, b;
+  b.insert_or_assign(0, 0);  // the holder's predicate needs an entry to be asked about
+  lrtest::gate g;
+  std::thread holder = lrtest::start_holder(b, g);  // b's combiner, held inside its publish
+  // t combines a; the function it runs writes b, and that write, queued first behind the
+  // holder, leads b's next group: t will run b's group inside a's.
+  std::thread t([&] {
+    a.compute(1, [&b](const std::uint64_t*) {
+      b.insert_or_assign(1, 1);
+      return std::uint64_t{1};
+    });
+  });
+  lrtest::await_queued(b, 1);
+  // u's compute of b joins that group; its function, run on t's thread, writes a back.
+  bool refused = false;
+  std::thread u([&] {
+    try {
+      b.compute(2, [&a](const std::uint64_t*) {
+        a.insert_or_assign(2, 2);
+        return std::uint64_t{2};
+      });
+    } catch (const std::logic_error&) {
+      refused = true;
+    }
+  });
+  lrtest::await_queued(b, 2);
+  g.release();
+  holder.join();
+  t.join();
+  u.join();
+  CHECK(refused);
+  CHECK(a.get(1) == std::optional<std::uint64_t>(1));
+  CHECK(b.get(1) == std::optional<std::uint64_t>(1));
+  CHECK_FALSE(a.contains(2));
+  CHECK_FALSE(b.contains(2));
+}
+
 }  // namespace LEFTRIGHT_TEST_FILE

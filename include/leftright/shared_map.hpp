@@ -338,7 +338,7 @@ class shared_map {
   /// a group this thread combines (a compute's function, an erase_if predicate), or while this
   /// thread holds a read() guard of the map.
   void refuse_reentry(const char* call) const {
-    if (detail::combining_for() == id_) {
+    if (detail::combining(id_)) {
       throw std::logic_error(std::string("leftright: shared_map: ") + call +
                              " from inside a function the map's combiner runs (compute, erase_if) would wait for "
                              "the group that runs it; return the change from the function instead");
@@ -426,8 +426,14 @@ class shared_map<Key, Value, Hash, Eq, Traits>::batch {
   /// short (every writer of the map waits for it), and a function of `current` alone: it may be
   /// called more than once (a group that threw is retried in halves; the result of its last call
   /// is the one applied), on another caller's thread; `current` is valid only during the call.
-  /// Reads of the map from f see the published state, not `current`'s; a write, sync() or
-  /// checkpoint() of the same map from f throws std::logic_error (it would wait for f's own group).
+  /// Whatever else f does is not part of the map's version: it is neither undone when the call
+  /// fails nor kept from repeating. Reads of the map from f see the published state, not
+  /// `current`'s. A write, sync(), checkpoint() or backup() of this map from f, or from a function
+  /// of any group its thread is combining, throws std::logic_error (it would wait for a group its
+  /// own thread runs). f may write another shared_map (its own publish, not undone with this one),
+  /// but that orders the two: a map written from this map's functions must not write this map
+  /// from its own, or two combiners can wait for each other for ever, as two locks taken in
+  /// opposite orders.
   /// If f throws, the call that queued this batch throws that and nothing of the batch is applied.
   /// Cost: the writer's read of its own writes (map_writer::find: a look through the group's
   /// queued operations, then one lookup), f, and the write it returns.
@@ -671,9 +677,10 @@ shared_map<Key, Value, Hash, Eq, Traits>::local_reader_slow() const {
 template <class Key, class Value, class Hash, class Eq, class Traits>
 void shared_map<Key, Value, Hash, Eq, Traits>::run_group(group g) const noexcept {
   const auto is_control = [](detail::combine_request* c) { return bool(static_cast<request*>(c)->control); };
-  // Marks this thread as combining for this map while it runs the group (restoring another map's
-  // mark: a compute's function may write to another shared_map, which combines here too).
-  const std::uint64_t outer = std::exchange(detail::combining_for(), id_);
+  // Marks this thread as combining for this map while it runs the group, on top of the maps it
+  // combines already (a compute's function may write another shared_map, combined here too).
+  const detail::combining_frame frame{id_, detail::combining_top()};
+  detail::combining_top() = &frame;
   counters::add(counters_.groups, 1);
   counters::add(counters_.writes, static_cast<std::uint64_t>(std::count_if(g.begin(), g.end(),
                                                                            [&](auto* c) { return !is_control(c); })));
@@ -695,7 +702,7 @@ void shared_map<Key, Value, Hash, Eq, Traits>::run_group(group g) const noexcept
     i = j;
   }
   queue_.set_spin(backend_->readers_fence());
-  detail::combining_for() = outer;
+  detail::combining_top() = frame.outer;
 }
 
 template <class Key, class Value, class Hash, class Eq, class Traits>

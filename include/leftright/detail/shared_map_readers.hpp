@@ -62,12 +62,25 @@ inline std::uint64_t next_shared_map_id() noexcept {
   return next.fetch_add(1, std::memory_order_relaxed);  // [H1] relaxed: uniqueness only
 }
 
-/// The id of the map whose group this thread is running as its combiner (0: none). A write from
-/// inside that group (a compute's function, an erase_if predicate) would queue behind the group
-/// running it and wait for itself; shared_map refuses it instead.
-inline std::uint64_t& combining_for() noexcept {
-  thread_local std::uint64_t id = 0;
-  return id;
+/// The groups a thread is running as a combiner, innermost first: one frame per map, on the
+/// combiner's stack (a compute's function that writes another map may make this thread that
+/// map's combiner too, and a function of that map's group may then write the first). A write
+/// from inside any of them would queue behind a group this thread runs and wait for itself;
+/// shared_map refuses it instead (combining()).
+struct combining_frame {
+  std::uint64_t map_id;
+  const combining_frame* outer;
+};
+inline const combining_frame*& combining_top() noexcept {
+  thread_local const combining_frame* top = nullptr;
+  return top;
+}
+/// Whether this thread is running a group of the map map_id, at any depth.
+inline bool combining(std::uint64_t map_id) noexcept {
+  for (const combining_frame* f = combining_top(); f != nullptr; f = f->outer) {
+    if (f->map_id == map_id) return true;
+  }
+  return false;
 }
 
 /// The last reader a thread used: constant-initialized and trivially destructible, so a read
