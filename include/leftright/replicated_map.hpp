@@ -148,6 +148,11 @@ struct follower_ack {
 
 namespace detail::replication {
 
+/// How often a follower opened from now on asks the engine for the log's range (its watchdog:
+/// follower::state::watchdog()). One second; tests lengthen it (set before open_follower, on the
+/// opening thread) to look at what a follower makes of the log's messages alone.
+inline std::chrono::milliseconds follower_watchdog_period{1000};
+
 /// The plain table a replica's state is loaded into before it becomes a map.
 template <class Key, class Value, class Hash, class Eq, class Traits>
 using load_table = storage::recovery_table<Key, Value, Hash, Eq, Traits>;
@@ -981,7 +986,8 @@ class follower {
           log_created(created),
           buffer_bytes(buffer),
           id(std::move(follower_id)),
-          applied(w.version()) {
+          applied(w.version()),
+          watchdog_period(detail::replication::follower_watchdog_period) {
       if (store) local.emplace(std::move(*store), w.make_reader(), local_version, every);
     }
 
@@ -1206,8 +1212,9 @@ class follower {
       }
     }
 
-    /// Every second: the log's range. False if the subscription should start afresh (the log
-    /// is ahead and nothing arrived since the last check: a consumer that died silently).
+    /// Once a watchdog period (a second): the log's range. False if the subscription should
+    /// start afresh (the log is ahead and nothing arrived since the last check: a consumer that
+    /// died silently).
     bool watchdog(std::uint64_t seen_at_check) {
       const auto r = ch->range();
       if (!same_log(r) || !holds_shown(r)) return false;
@@ -1364,8 +1371,6 @@ class follower {
     /// third less than runs of 4,096 did: bench/bench_replication.cpp, follower_apply).
     static constexpr std::size_t max_run_messages = 1024;
     static constexpr std::size_t max_run_operations = std::size_t{1} << 12;
-    /// How often the thread asks the engine for the log's range (watchdog()).
-    static constexpr std::chrono::seconds watchdog_period{1};
     /// The longest a running follower goes without a report (report_if_due()).
     static constexpr auto report_period = detail::replication::channel::ack_ttl / 10;
 
@@ -1387,6 +1392,9 @@ class follower {
     std::atomic<std::uint64_t> resubscriptions{0};
     std::atomic<bool> stopping{false};
     std::atomic<bool> replaced{false};
+    /// How often the thread asks the engine for the log's range (watchdog()): set at the open
+    /// (detail::replication::follower_watchdog_period), then read by the thread alone.
+    const std::chrono::milliseconds watchdog_period;
     mutable std::mutex mu;
     mutable std::condition_variable cv;
     static constexpr std::uint64_t no_waiter = ~std::uint64_t{0};
