@@ -47,6 +47,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <type_traits>
 #include <unistd.h>
@@ -1079,10 +1080,13 @@ class follower {
       const natsStatus st = natsSubscription_NextMsg(&m, c.sub.get(), 200);
       detail::replication::msg_ptr msg(m);
       if (st == NATS_OK) {
-        if (!take(msg.get())) c.sub.reset();
+        if (!take(std::move(msg))) c.sub.reset();
         return;
       }
-      flush();
+      if (!flush()) {
+        c.sub.reset();  // stopped for good (lost_versions())
+        return;
+      }
       if (st == NATS_SLOW_CONSUMER) {
         c.sub.reset();
       } else if (st != NATS_TIMEOUT) {
@@ -1114,9 +1118,13 @@ class follower {
     }
 
     /// Queues one log message on the writer if it is the next version, and publishes what is
-    /// queued once the log holds nothing more for now (or a run is long: flush()); false if
-    /// versions did not arrive (the subscription then starts afresh after the version shown).
-    bool take(natsMsg* m) {
+    /// queued once the log holds nothing more for now (or a run is long: flush(), which first
+    /// checks that the run goes on from the history shown); false if versions did not arrive
+    /// (the subscription then starts afresh after the version shown) or the run is another
+    /// history's (the follower stops for good). Nothing per message beyond applying it: the
+    /// message is kept until the next one, and only a run's last is read further (flush()).
+    bool take(detail::replication::msg_ptr msg) {
+      natsMsg* const m = msg.get();
       const auto [seq, pending] = detail::replication::channel::position_of(m);
       // [F3] relaxed: an estimate for lag(): the log holds `pending` more after this message.
       known_last.store(seq + pending, std::memory_order_relaxed);
@@ -1143,19 +1151,8 @@ class follower {
       }
       queued_through = seq;
       ++queued_messages;
-      // Only a run's last message is asked whether it asks for acks: reading one header lifts
-      // them all into a hash table (allocations, freed with the message), and every log
-      // message has headers (its append's message id and expected sequence): a tenth of the
-      // thread's time at batches of 64. A message that asks is the log's last while its leader
-      // waits for it (the leader appends nothing meanwhile), so it ends a run here (pending ==
-      // 0). One found inside a run, by a follower behind the log, is no longer waited for: the
-      // next watchdog round's report (report_if_due) tells of it.
-      if (pending == 0 || queued_messages >= max_run_messages || w.pending() >= max_run_operations) {
-        flush(detail::replication::channel::asks_acks(m));
-        // The run's last message is the witness of this history (its headers are read already).
-        witness_version = seq;
-        witness_id = detail::replication::channel::message_id(m);
-      }
+      run_last = std::move(msg);  // the previous one (inside the run) goes
+      if (pending == 0 || queued_messages >= max_run_messages || w.pending() >= max_run_operations) return flush();
       return true;
     }
 
@@ -1165,7 +1162,7 @@ class follower {
     /// connection broke): the log still holds them, and the caller's new subscription reads
     /// them, where a re-bootstrap would have found no newer snapshot and failed.
     void skipped_versions() {
-      flush();
+      if (!flush()) return;  // stopped for good
       const auto r = ch->range();
       if (r.first > w.version() + 1) rebootstrap(r);
     }
@@ -1175,20 +1172,76 @@ class follower {
     /// message made it several times slower than the leader on small batches). Its readers jump
     /// to the run's last version, each version they see being the leader's, as after a
     /// re-bootstrap; a follower that keeps up publishes each message on its own (the log holds
-    /// nothing more when it arrives). asked_acks: the run's last message asks its followers to
-    /// report it at once (the leader waits for it: replication_options::acks).
-    void flush(bool asked_acks = false) {
-      if (queued_through == 0) return;
+    /// nothing more when it arrives).
+    /// Only the run's last message is read beyond its position and bytes: reading one header
+    /// lifts them all into a hash table (allocations, freed with the message), and every log
+    /// message has headers (its append's message id and expected sequence): a tenth of the
+    /// thread's time at batches of 64. Its id must show the run going on from the history
+    /// shown (continues_witness()) before anything of it is published; the run then becomes
+    /// the witness. If it asks its followers to report it at once (the leader waits for it:
+    /// replication_options::acks), it is reported. A message that asks is the log's last while
+    /// its leader waits for it (the leader appends nothing meanwhile), so it ends a run (pending
+    /// == 0); one found inside a run, by a follower behind the log, is no longer waited for: the
+    /// next watchdog round's report (report_if_due) tells of it.
+    /// False if the run is another history's: dropped, and the follower stopped for good
+    /// (lost_versions()). Throws replication_error if the engine could not be asked: the caller
+    /// (run()) drops the run, and the log is read again after the version shown; nothing
+    /// unchecked is published.
+    bool flush() {
+      if (queued_through == 0) return true;
+      std::string run_id = detail::replication::channel::message_id(run_last.get());
+      if (!continues_witness(run_id)) return false;
+      const bool asked_acks = detail::replication::channel::asks_acks(run_last.get());
+      run_last.reset();
       w.skip_to(queued_through);
       const std::uint64_t v = w.publish();
       queued_through = 0;
       queued_messages = 0;
+      if (!run_id.empty()) {  // a message without an id (none of this library's leaders writes one) tells nothing
+        witness_version = v;
+        witness_id = std::move(run_id);
+      }
       published(v);
       if (asked_acks) report(v);
+      return true;
+    }
+    /// Whether a run whose last message has id `run_id` goes on from the history shown, so that it
+    /// may be published. Yes if the witness is the version shown and its writer wrote the run
+    /// (the same nonce in both ids): a writer's batches go on from its own state, the one shown,
+    /// and it cannot log again at versions the engine lost (each of its appends expects the
+    /// log to end at its own last version, which a log that lost it no longer does: fenced).
+    /// Otherwise (another writer: a leader changed since the witness, or a re-bootstrap moved the
+    /// state past it) the log's batch at the witness's version is read back (one round trip per
+    /// leader change, nothing per message): the same id there, or none (purged since: it cannot
+    /// tell, as in holds_shown()), and the run is taken; another id, and the engine lost
+    /// versions this follower applied, the run being another history's (lost_versions():
+    /// false). No witness yet (from a bootstrap or a warm restart to the first run's end):
+    /// taken, with the checks of holds_shown() alone. Throws replication_error if the engine
+    /// cannot be asked.
+    bool continues_witness(const std::string& run_id) {
+      if (witness_id.empty()) return true;
+      if (witness_version == w.version() && !run_id.empty() && writer_of(run_id) == writer_of(witness_id)) {
+        return true;
+      }
+      const auto m = ch->get(ch->log_stream(), witness_version);  // null: purged since
+      const std::string got = m ? detail::replication::channel::message_id(m.get()) : std::string();
+      if (!got.empty() && got != witness_id) return lost_versions(another_batch(witness_version));
+      return true;
+    }
+    /// The writer's part of a leader's message id, "<name>.<version>.<nonce>.<crc>"
+    /// (replicated_writer::append): the nonce, made once per open. The whole id if it is not of
+    /// that form (so that only the same id passes for the same writer).
+    static std::string_view writer_of(std::string_view message_id) noexcept {
+      const std::size_t last = message_id.rfind('.');
+      if (last == std::string_view::npos || last == 0) return message_id;
+      const std::size_t before = message_id.rfind('.', last - 1);
+      if (before == std::string_view::npos) return message_id;
+      return message_id.substr(before + 1, last - before - 1);
     }
     /// Drops the queued run (the subscription then starts again after the published version).
     void discard_queued() noexcept {
       w.discard();
+      run_last.reset();
       queued_through = 0;
       queued_messages = 0;
     }
@@ -1383,8 +1436,12 @@ class follower {
     std::uint64_t reported = 0;  ///< thread only: the version last reported
     std::chrono::steady_clock::time_point reported_at{};  ///< thread only: when
     std::uint64_t queued_through = 0;  ///< thread only: the last version queued on w, unpublished (0: none)
-    std::uint64_t witness_version = 0;  ///< thread only: a version applied from the log whose message id is known
-    std::string witness_id;             ///< thread only: that message's id (holds_shown())
+    detail::replication::msg_ptr run_last;  ///< thread only: the message of queued_through (flush() reads its id)
+    /// Thread only: the last version published from the log whose message id is known (a run's
+    /// end), at or below the version shown (a re-bootstrap moves the state past it), and that id
+    /// (empty: none yet). holds_shown() and continues_witness() read the log's batch there back.
+    std::uint64_t witness_version = 0;
+    std::string witness_id;
     std::size_t queued_messages = 0;   ///< thread only: how many
     std::atomic<std::uint64_t> applied;
     std::atomic<std::uint64_t> known_last{0};
