@@ -1405,6 +1405,150 @@ TEST_CASE("replication: a follower stops for good when a new history passed its 
   lost_tail("tailpassed", true);
 }
 
+namespace {
+
+/// Sets how often followers opened meanwhile look at the log's range (their watchdog), and puts
+/// the period back when it ends.
+class watchdog_period_set {
+ public:
+  explicit watchdog_period_set(std::chrono::milliseconds p) : old_(period()) { period() = p; }
+  ~watchdog_period_set() { period() = old_; }
+  watchdog_period_set(const watchdog_period_set&) = delete;
+  watchdog_period_set& operator=(const watchdog_period_set&) = delete;
+
+ private:
+  static std::chrono::milliseconds& period() { return leftright::detail::replication::follower_watchdog_period; }
+  std::chrono::milliseconds old_;
+};
+
+/// The subject the map's one consumer of the log on the engine (a follower's) delivers to.
+std::string the_log_consumers_inbox(const leftright::replication_options& o) {
+  natsConnection* nc = nullptr;
+  REQUIRE(natsConnection_ConnectTo(&nc, o.url.c_str()) == NATS_OK);
+  jsCtx* js = nullptr;
+  REQUIRE(natsConnection_JetStream(&js, nc, nullptr) == NATS_OK);
+  jsConsumerInfoList* list = nullptr;
+  REQUIRE(js_Consumers(&list, js, ("LR_" + o.name).c_str(), nullptr, nullptr) == NATS_OK);
+  REQUIRE(list->Count == 1);
+  REQUIRE(list->List[0]->Config->DeliverSubject != nullptr);
+  std::string inbox = list->List[0]->Config->DeliverSubject;
+  jsConsumerInfoList_Destroy(list);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  return inbox;
+}
+
+/// A consumer of the map's log on the engine, delivering from version `from` to `inbox` (a
+/// follower's subscription) while it lives: the engine hands that follower the log's messages
+/// as its own consumer would. (A client cannot send a message as a consumer's: the engine drops
+/// a client's message whose reply subject is a consumer's.)
+class log_consumer {
+ public:
+  log_consumer(const leftright::replication_options& o, const std::string& inbox, u64 from)
+      : stream_("LR_" + o.name) {
+    REQUIRE(natsConnection_ConnectTo(&nc_, o.url.c_str()) == NATS_OK);
+    REQUIRE(natsConnection_JetStream(&js_, nc_, nullptr) == NATS_OK);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.DeliverSubject = inbox.c_str();
+    cc.DeliverPolicy = js_DeliverByStartSequence;
+    cc.OptStartSeq = from;
+    cc.AckPolicy = js_AckNone;
+    jsConsumerInfo* ci = nullptr;
+    REQUIRE(js_AddConsumer(&ci, js_, stream_.c_str(), &cc, nullptr, nullptr) == NATS_OK);
+    name_ = ci->Name;
+    jsConsumerInfo_Destroy(ci);
+  }
+  ~log_consumer() {
+    js_DeleteConsumer(js_, stream_.c_str(), name_.c_str(), nullptr, nullptr);
+    jsCtx_Destroy(js_);
+    natsConnection_Destroy(nc_);
+  }
+  log_consumer(const log_consumer&) = delete;
+  log_consumer& operator=(const log_consumer&) = delete;
+
+ private:
+  std::string stream_;
+  std::string name_;
+  natsConnection* nc_ = nullptr;
+  jsCtx* js_ = nullptr;
+};
+
+}  // namespace
+
+// The engine loses versions 6..10 a follower applied; a new leader logs other batches at 6..11;
+// a consumer of the engine's whose position is past the lost versions (one that outlived the
+// loss: its state kept while the stream's tail was not) hands the follower the new history's
+// version 11, the one after its own. A single test server restored from an older store keeps
+// its consumers' state with its streams', so the test makes that consumer itself, delivering to
+// the follower's subscription. The follower's watchdog looks at the log once an hour here: only
+// what the follower does with the message can keep the other history out.
+TEST_CASE("replication: a follower takes no other history's next version from a consumer that outlived a loss",
+          "[replication]") {
+  namespace fs = std::filesystem;
+  nats_server server;
+  const auto opts = warm_options(server, "window");
+  model m;
+  for (u64 v = 1; v <= 10; ++v) m.record(v);
+  const fs::path at5 = server.store().parent_path() / "js-at-5";
+  {
+    auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "old"));
+    publish_range(leader, 1, 5);
+    server.kill();
+    fs::copy(server.store(), at5, fs::copy_options::recursive);
+    server.start();
+    for (u64 v = 6; v <= 8; ++v) {
+      model::queue(leader, v);
+      REQUIRE(publish_retrying(leader) == v);
+    }
+  }
+  std::optional<watchdog_period_set> slow(std::in_place, std::chrono::hours(1));
+  // Opened after the copy: the store restored below holds no consumer of its.
+  auto [f, fr] = leftright::open_follower<u64, u64>(as_member(opts, "f"));
+  REQUIRE(f.wait_for(8, std::chrono::seconds(20)));
+  {
+    // A leader change the engine lost nothing in: the follower goes on through it.
+    auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "mid"));
+    publish_range(leader, 9, 10);
+  }
+  REQUIRE(f.wait_for(10, std::chrono::seconds(20)));
+  CHECK(fingerprint_of(fr.read()) == m.at[10]);
+  CHECK_FALSE(f.log_replaced());
+  const std::string inbox = the_log_consumers_inbox(opts);
+
+  server.kill();
+  fs::remove_all(server.store());
+  fs::rename(at5, server.store());
+  server.start();
+  {
+    auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "new", true));
+    REQUIRE(leader.version() == 5);
+    auto publish_new = [&leader = leader](u64 v) {
+      leader.insert_or_assign(key_a, 7'000'000 + v);
+      leader.insert_or_assign(key_b, 7'000'000 + v);
+      REQUIRE(publish_retrying(leader) == v);
+    };
+    for (u64 v = 6; v <= 11; ++v) publish_new(v);
+    REQUIRE(eventually([&f = f] { return f.connected(); }, std::chrono::seconds(20)));
+    {
+      log_consumer outlived(opts, inbox, 11);
+      CHECK(eventually([&f = f] { return f.log_replaced() || f.version() != 10; }, std::chrono::seconds(20)));
+    }
+    CHECK(f.log_replaced());
+    CHECK_THAT(f.last_error(), Catch::Matchers::Contains("another batch at version 10"));
+    for (u64 v = 12; v <= 15; ++v) publish_new(v);
+  }
+  CHECK(f.version() == 10);  // never onto another history
+  CHECK(fingerprint_of(fr.read()) == m.at[10]);
+  CHECK(f.rebootstraps() == 0);
+  slow.reset();
+  // A follower opened now follows the new history.
+  auto [g, gr] = leftright::open_follower<u64, u64>(as_member(opts, "g"));
+  REQUIRE(g.wait_for(15, std::chrono::seconds(20)));
+  CHECK(*gr.read().find(key_a) == 7'000'015);
+  CHECK_FALSE(g.log_replaced());
+}
+
 TEST_CASE("replication: a warm follower whose copy's log was deleted and made anew keeps its state and says so",
           "[replication][warm]") {
   warm_case c("warmremade");
