@@ -1549,6 +1549,58 @@ TEST_CASE("replication: a follower takes no other history's next version from a 
   CHECK_FALSE(g.log_replaced());
 }
 
+// As lost_tail, with a follower stopped meanwhile: it applied versions 1..10 and wrote them to
+// its local copy, the engine lost 6..10, a new leader logged other batches at 6..15. Restarting
+// warm at 10, where the log's end says nothing, the follower reads back the log's batch at the
+// version its copy recorded with its snapshot, and applies none of the new history.
+TEST_CASE("replication: a warm follower applies nothing of a new history logged past its copy's version",
+          "[replication][warm]") {
+  namespace fs = std::filesystem;
+  warm_case c("warmlost");
+  auto& server = c.server;
+  const auto& opts = c.opts;
+  const auto fopts = as_member(c.fopts, "f");
+  model m;
+  for (u64 v = 1; v <= 10; ++v) m.record(v);
+  const fs::path at5 = server.store().parent_path() / "js-at-5";
+  {
+    auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "old"));
+    publish_range(leader, 1, 5);
+    server.kill();
+    fs::copy(server.store(), at5, fs::copy_options::recursive);
+    server.start();
+    for (u64 v = 6; v <= 10; ++v) {
+      model::queue(leader, v);
+      REQUIRE(publish_retrying(leader) == v);
+    }
+  }
+  {
+    auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
+    REQUIRE(f.wait_for(10, std::chrono::seconds(20)));
+  }  // stopped: its copy holds version 10, and the id of the batch it applied there
+  CHECK(fs::exists(fopts.local_path / "witness-000000000000000a"));
+  server.kill();
+  fs::remove_all(server.store());
+  fs::rename(at5, server.store());
+  server.start();
+  {
+    auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "new", true));
+    REQUIRE(leader.version() == 5);
+    for (u64 v = 6; v <= 15; ++v) {
+      leader.insert_or_assign(key_a, 7'000'000 + v);
+      leader.insert_or_assign(key_b, 7'000'000 + v);
+      REQUIRE(publish_retrying(leader) == v);
+    }
+  }
+  auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
+  CHECK(fr.version() == 10);
+  CHECK(eventually([&f = f] { return f.log_replaced(); }, std::chrono::seconds(20)));
+  CHECK_THAT(f.last_error(), Catch::Matchers::Contains("another batch at version 10"));
+  CHECK(f.version() == 10);  // never onto another history
+  CHECK(fingerprint_of(fr.read()) == m.at[10]);
+  CHECK(f.rebootstraps() == 0);
+}
+
 TEST_CASE("replication: a warm follower whose copy's log was deleted and made anew keeps its state and says so",
           "[replication][warm]") {
   warm_case c("warmremade");

@@ -413,6 +413,10 @@ struct local_store {
   std::string key_codec, value_codec;
 };
 
+/// The longest witness file read back (an id is the map's name, a version, a nonce and a
+/// checksum: far less).
+inline constexpr std::uint64_t max_witness_bytes = 1024;
+
 /// Runs f(); a storage_error from it becomes replication_error (protocol) naming what failed
 /// (what() of a storage_error names the file).
 template <class F>
@@ -493,6 +497,52 @@ void write_local_snapshot(local_store& s, const Guard& g) {
   storage::remove_covered(*s.fs, s.dir, g.version());
 }
 
+/// A follower's witness in its local copy: the message id of the log's batch at the version of
+/// the local snapshot (the run that published that state ended with it), in a file named
+/// witness-<16 hex digits: that version>, so that a warm restart reads the log's batch there
+/// back as a running follower does (follower::state::holds_shown(), continues_witness()).
+/// Written after the snapshot it goes with (a crash between leaves none for it: the restart
+/// then goes without one), through a temporary file renamed into place (never a torn id); the
+/// older ones are removed. Other files' readers (take_inventory, local_log) pass over it.
+/// Throws storage_error.
+inline void write_local_witness(local_store& s, std::uint64_t version, const std::string& id) {
+  const std::string name = storage::hex_name("witness-", version, "");
+  const std::string tmp = name + ".tmp";
+  for (const std::string& n : s.fs->list(s.dir)) {
+    if (n == tmp) s.fs->remove(s.dir / n);  // a failed attempt's
+  }
+  {
+    auto f = s.fs->open(s.dir / tmp, storage::open_mode::create_new);
+    f->write_at(id.data(), id.size(), 0);
+    f->sync();
+  }
+  s.fs->rename(s.dir / tmp, s.dir / name);
+  s.fs->sync_directory(s.dir);
+  for (const std::string& n : s.fs->list(s.dir)) {
+    const auto v = storage::parse_hex_name(n, "witness-", "");
+    if (v && *v < version) s.fs->remove(s.dir / n);
+  }
+}
+
+/// The witness a local copy holds for its snapshot at `version` (write_local_witness); empty if
+/// none (a copy written without one, or by an older version of this library). Throws
+/// replication_error (protocol) if the file cannot be read.
+inline std::string read_local_witness(local_store& s, std::uint64_t version, const char* what) {
+  return local_step(what, [&]() -> std::string {
+    const std::string name = storage::hex_name("witness-", version, "");
+    for (const std::string& n : s.fs->list(s.dir)) {
+      if (n != name) continue;
+      auto f = s.fs->open(s.dir / n, storage::open_mode::read_only);
+      const std::uint64_t size = f->size();
+      if (size == 0 || size > max_witness_bytes) return {};  // not an id this library wrote
+      std::string id(static_cast<std::size_t>(size), '\0');
+      if (f->read_at(id.data(), id.size(), 0) != id.size()) return {};
+      return id;
+    }
+    return {};
+  });
+}
+
 /// A local copy kept up to date (replication_options::local_path, local_checkpoint_every): the
 /// store, and a reader of the map whose published state it saves. save() writes that state as
 /// the local snapshot, through a guard of its own reader (readers do not wait for it; the next
@@ -525,6 +575,11 @@ class local_copy {
   }
   /// The version of the last attempt (or of the snapshot loaded at the open).
   std::uint64_t tried() const noexcept { return tried_; }
+  /// Records a follower's witness for the local snapshot at `version` (write_local_witness).
+  /// Throws replication_error (protocol) naming the file.
+  void record_witness(std::uint64_t version, const std::string& id) {
+    local_step("local snapshot", [&] { write_local_witness(store_, version, id); });
+  }
 
  private:
   local_store store_;
@@ -981,12 +1036,14 @@ class follower {
   struct state {
     state(std::unique_ptr<detail::replication::channel> c, writer_t writer,
           std::optional<detail::replication::local_store> store, std::uint64_t local_version, std::uint64_t every,
-          std::int64_t created, std::int64_t buffer, std::string follower_id)
+          std::int64_t created, std::int64_t buffer, std::string follower_id, std::string witness)
         : ch(std::move(c)),
           w(std::move(writer)),
           log_created(created),
           buffer_bytes(buffer),
           id(std::move(follower_id)),
+          witness_version(witness.empty() ? 0 : w.version()),
+          witness_id(std::move(witness)),
           applied(w.version()),
           watchdog_period(detail::replication::follower_watchdog_period) {
       if (store) local.emplace(std::move(*store), w.make_reader(), local_version, every);
@@ -1112,6 +1169,10 @@ class follower {
     void save_local() {
       try {
         local->save();
+        // The state saved is the one shown (this thread publishes): its witness, if it has one.
+        if (local->tried() == witness_version && !witness_id.empty()) {
+          local->record_witness(witness_version, witness_id);
+        }
       } catch (const std::exception& e) {
         note_error(e.what());
       }
@@ -1296,6 +1357,9 @@ class follower {
                                     " and no newer snapshot exists");
       }
       const std::string image = detail::replication::read_snapshot_image(*ch, p);
+      // The log's batch at the snapshot's version, if it still holds it (null: purged): the
+      // witness of the state loaded, both read from the engine now.
+      const auto at = ch->get(ch->log_stream(), p.version);
       w.clear();
       try {
         meta_type m{};
@@ -1310,6 +1374,10 @@ class follower {
       }
       w.skip_to(p.version);
       const std::uint64_t v = w.publish();
+      if (std::string at_id = at ? detail::replication::channel::message_id(at.get()) : std::string(); !at_id.empty()) {
+        witness_version = v;
+        witness_id = std::move(at_id);
+      }
       // [F4] relaxed: a counter; counted before published() shows the version, whose release
       // store (and mutex) then carry it to whoever sees that version (version(), wait_for()).
       rebootstraps.fetch_add(1, std::memory_order_relaxed);
@@ -1515,12 +1583,21 @@ std::pair<follower<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, E
     log_created = engine_log;
   }
   const std::uint64_t version = local_version != 0 ? local_version : rp::load_snapshot<Key, Value>(*ch, t, meta);
+  // The witness of the state loaded: the one the local copy recorded with its snapshot, or the
+  // log's batch at the engine's snapshot's version, if the log still holds it (both read now).
+  std::string witness;
+  if (local_version != 0) {
+    witness = rp::read_local_witness(*local, local_version, "open follower");
+  } else if (version != 0) {
+    if (const auto at = ch->get(ch->log_stream(), version)) witness = rp::channel::message_id(at.get());
+  }
   auto w = rp::make_writer_at<Key, Value, Hash, Eq, Traits>(std::move(t), version, meta);
   auto r = w.make_reader();
   using follower_t = follower<Key, Value, Hash, Eq, Traits>;
   auto s = std::make_unique<typename follower_t::state>(std::move(ch), std::move(w), std::move(local),
                                                         local_version, options.local_checkpoint_every,
-                                                        log_created, options.follower_buffer_bytes, std::move(id));
+                                                        log_created, options.follower_buffer_bytes, std::move(id),
+                                                        std::move(witness));
   s->start();
   return {follower_t(std::move(s)), std::move(r)};
 }
