@@ -927,6 +927,19 @@ std::pair<replicated_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value
 /// versions never going down, each version the leader's. Move-only; destroying it stops the
 /// thread (its readers keep the last state) and, with a local copy (local_path), writes the
 /// state it shows as the local snapshot a restart starts from (state::save_local).
+/// It follows one history, and never applies another on top of its state: where the engine lost
+/// versions it applied and a new leader logged others there, it stops for good (log_replaced()).
+/// It looks at the log's end and reads back the log's batch at its witness (the last version
+/// whose message id it read, at a run's end: the id names the leader that wrote it) at each
+/// subscription and once a second, and before publishing any run whose last message another
+/// leader wrote than the witness's (state::continues_witness: one round trip per leader change,
+/// nothing per message). A local copy records the witness with its snapshot, so a warm restart
+/// checks it as well. It cannot tell: a batch at its witness that the engine purged since (a
+/// snapshot past it: read back as none, the run is taken), nor, with no witness of the state
+/// shown, the first run after a bootstrap or re-bootstrap from an engine snapshot whose version
+/// the log no longer holds (the default keep_log of 0 purges it) or after a warm restart from a
+/// copy written without one (by an older version, or right after such a re-bootstrap); the
+/// log's end is checked there all the same.
 /// All members: Thread-safety: any thread.
 template <class Key, class Value, class Hash = default_hash<Key>, class Eq = default_eq<Key>,
           class Traits = default_traits>
@@ -995,10 +1008,11 @@ class follower {
     return s_->rebootstraps.load(std::memory_order_relaxed);
   }
   /// True once the follower found the map's log deleted and made anew (a new history, whose
-  /// versions are not this follower's), or the log ending before the version it shows (the
-  /// engine lost versions this follower applied: what it logs at those versions now is another
-  /// history): it then stops following for good, and its readers keep the version and state
-  /// shown (last_error() says which). Open a new follower to follow the engine's log.
+  /// versions are not this follower's), or the log ending before the version it shows, or
+  /// holding another batch than the one it applied at its witness (the engine lost versions
+  /// this follower applied: what it logs at those versions now is another history): it then
+  /// stops following for good, and its readers keep the version and state shown (last_error()
+  /// says which). Open a new follower to follow the engine's log.
   bool log_replaced() const noexcept {
     // [F6] relaxed: a flag read on its own.
     return s_->replaced.load(std::memory_order_relaxed);
@@ -1278,7 +1292,10 @@ class follower {
     /// versions this follower applied, the run being another history's (lost_versions():
     /// false). No witness yet (from a bootstrap or a warm restart to the first run's end):
     /// taken, with the checks of holds_shown() alone. Throws replication_error if the engine
-    /// cannot be asked.
+    /// cannot be asked. (A writer whose lease lapsed unnoticed may still log its next version
+    /// where a new leader refilled lost versions up to exactly its own: a run of its batches
+    /// then goes on from its own state, the one shown, not from another history; the log
+    /// itself mixes the two, the leaders' matter.)
     bool continues_witness(const std::string& run_id) {
       if (witness_id.empty()) return true;
       if (witness_version == w.version() && !run_id.empty() && writer_of(run_id) == writer_of(witness_id)) {
@@ -1548,8 +1565,9 @@ class follower {
 /// the engine lost them), or the log ends before the version the follower shows or holds
 /// another batch at a version it applied (the engine lost versions it applied, and a new
 /// leader logged others there), it applies nothing more and keeps serving its version and
-/// state (log_replaced(), last_error(); a local copy records its log, so this holds across
-/// restarts too: delete the directory to follow the engine's log). Throws
+/// state (log_replaced(), last_error(); a local copy records its log, and the id of the batch
+/// at its snapshot's version, so this holds across restarts too: delete the directory to follow
+/// the engine's log; follower says what it cannot tell). Throws
 /// replication_error: unreachable, protocol (other types; a damaged local snapshot or one of
 /// other types, naming the file; a local_path that cannot be created or is locked by another
 /// follower).
