@@ -5,6 +5,8 @@
 // interleaving.
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -139,12 +141,14 @@ TEST_CASE("cache: get_or_load callers of keys in a bulk load get its values; of 
           "[cache][bulk_load]") {
   cache<int, std::string> c;
   constexpr int waiters = 4;
+  std::atomic<bool> loading{false};
   std::atomic<int> arrived{0};
   std::atomic<int> own_loads{0};
   std::vector<std::string> got(waiters);
   std::vector<std::thread> ts;
   std::thread bulk([&] {
     const entries r = c.get_all_or_load(std::vector<int>{1, 2}, [&](std::span<const int>) {
+      loading.store(true);  // seq_cst: a plain flag; keys 1 and 2 are claimed by now
       // Held until the other callers arrived: they find the load in flight, or its outcome.
       while (arrived.load() < waiters) std::this_thread::yield();  // seq_cst: a plain count
       return entries{{1, "bulk"}};  // 2: not found
@@ -154,6 +158,7 @@ TEST_CASE("cache: get_or_load callers of keys in a bulk load get its values; of 
   for (int i = 0; i < waiters; ++i) {
     ts.emplace_back([&, i] {
       const int key = 1 + i % 2;
+      while (!loading.load()) std::this_thread::yield();  // seq_cst: a plain flag
       arrived.fetch_add(1);  // seq_cst: a plain count
       got[static_cast<std::size_t>(i)] = c.get_or_load(key, [&](const int& k) {
         own_loads.fetch_add(1);  // seq_cst: a plain count
@@ -219,6 +224,73 @@ TEST_CASE("cache: a bulk load into a bounded cache keeps the bound and returns e
   CHECK(got.size() == 10);
   c.run_pending();
   CHECK(c.size() <= 4);
+}
+
+namespace {
+/// A hash that runs hook() the second time it hashes key 1 on the thread armed for it: in
+/// get_all_or_load, just after the snapshot's miss of key 1 (its lookup, then its note as missed).
+struct hooked_hash {
+  static inline thread_local int armed_hashes = -1;  // -1: not armed
+  static inline std::function<void()> hook;
+  std::size_t operator()(int k) const {
+    if (k == 1 && armed_hashes >= 0 && ++armed_hashes == 2 && hook) hook();
+    return leftright::default_hash<int>{}(k);
+  }
+};
+}  // namespace
+
+TEST_CASE("cache: a value another write stored after a bulk call's miss is returned, not stored again",
+          "[cache][bulk_load]") {
+  std::int64_t now = 1'000'000'000;
+  leftright::cache<int, std::string, hooked_hash, leftright::default_eq<int>> c(
+      {.max_entries = 100, .ticker = [&now] { return now; }});
+  std::vector<std::pair<int, leftright::removal_cause>> removed;
+  c.set_removal_listener([&](const int& k, const std::string&, leftright::removal_cause why) {
+    removed.emplace_back(k, why);
+  });
+  // Another thread's put of key 1, with its own ttl, lands between the miss and the load.
+  hooked_hash::hook = [&c] { std::thread([&c] { c.put(1, "put", std::chrono::seconds(10)); }).join(); };
+  hooked_hash::armed_hashes = 0;
+  std::vector<std::vector<int>> calls;
+  const auto got = c.get_all_or_load(std::vector<int>{1, 2}, recording_loader{&calls});
+  hooked_hash::armed_hashes = -1;
+  hooked_hash::hook = nullptr;
+  CHECK(got == entries{{1, "put"}, {2, "v2"}});
+  REQUIRE(calls.size() == 1);
+  CHECK(calls[0] == std::vector<int>{2});  // key 1 was found on the second look
+  CHECK(removed.empty());                  // not put again over itself ("replaced")
+  now += 20'000'000'000;                   // past the put's own ttl: not the default expiry
+  CHECK_FALSE(c.peek(1).has_value());
+  CHECK(c.peek(2) == "v2");
+}
+
+TEST_CASE("cache: a key another caller's bulk load did not find is asked of this call's own loader",
+          "[cache][bulk_load]") {
+  cache<int, std::string> c;
+  std::atomic<bool> first_loading{false}, second_done{false};
+  std::atomic<int> second_arrived{0};
+  std::thread first([&] {
+    const entries r = c.get_all_or_load(std::vector<int>{1}, [&](std::span<const int>) {
+      first_loading.store(true);  // seq_cst: a plain flag; key 1 is claimed by now
+      while (second_arrived.load() == 0) std::this_thread::yield();  // seq_cst: a plain flag
+      // Give the second call the time to find key 1 in flight (it cannot finish before this
+      // returns if it did; if it did not, it loads key 1 itself: the outcome is the same).
+      for (int i = 0; i < 10'000 && !second_done.load(); ++i) std::this_thread::yield();  // seq_cst
+      return entries{};  // another source: key 1 not found there
+    });
+    CHECK(r.empty());
+  });
+  while (!first_loading.load()) std::this_thread::yield();  // seq_cst: a plain flag
+  second_arrived.store(1);  // seq_cst: a plain flag
+  std::vector<std::vector<int>> calls;
+  const entries got = c.get_all_or_load(std::vector<int>{1, 2}, recording_loader{&calls});
+  second_done.store(true);  // seq_cst: a plain flag
+  first.join();
+  CHECK(got == entries{{1, "v1"}, {2, "v2"}});
+  CHECK(c.peek(1) == "v1");
+  std::set<int> asked;
+  for (const auto& call : calls) asked.insert(call.begin(), call.end());
+  CHECK(asked == std::set<int>{1, 2});
 }
 
 }  // namespace LEFTRIGHT_TEST_FILE

@@ -363,8 +363,10 @@ class cache {
   /// runs its own loader. Returns (key, value) for each key found or loaded, in the order of
   /// keys (a key repeated, once per time). If the loader throws, nothing is stored, and this
   /// call and the callers waiting on its keys get the exception; a load of another caller's that
-  /// this call waited for and that failed is rethrown too. A loader that asks this cache to load
-  /// a key it is loading gets std::logic_error. Counted as one load (a success or a failure).
+  /// this call waited for and that failed is rethrown too. A key another caller's bulk load did
+  /// not find is asked of this call's loader after that load ends (a second call). A loader that
+  /// asks this cache to load a key it is loading gets std::logic_error. Each loader call is
+  /// counted as one load (a success or a failure).
   template <class Range, class BulkLoader>
   std::vector<std::pair<Key, Value>> get_all_or_load(const Range& keys, BulkLoader&& loader) {
     static_assert(std::is_invocable_v<BulkLoader&, std::span<const Key>>,
@@ -1070,33 +1072,49 @@ class cache {
       }
     }
   }
-  /// Fills missed: claims the keys no one is loading, loads them with one call of loader (and
-  /// stores what it returns), hands the outcome to the callers waiting on them, then waits for
-  /// the loads of the other keys (this call's own are finished first, so two bulk loads waiting
-  /// on each other's keys cannot deadlock).
+  /// Fills missed: loads its keys in rounds (load_round) until none is left to try again.
   template <class BulkLoader>
   void load_all(bulk_results& missed, BulkLoader& loader) {
+    std::vector<Key> keys;
+    keys.reserve(missed.size());
+    for (const auto& [key, unused] : missed) keys.push_back(key);
+    std::exception_ptr listener_error;
+    while (!keys.empty()) keys = load_round(keys, missed, loader, listener_error);
+    if (listener_error) std::rethrow_exception(listener_error);
+  }
+  /// Claims the keys no one is loading, loads them with one call of loader (and stores what it
+  /// returns), hands the outcome to the callers waiting on them, then waits for the loads of the
+  /// other keys (this call's own are finished first, so two bulk loads waiting on each other's
+  /// keys cannot deadlock). Returns the keys to try again: those another caller's bulk load did
+  /// not find (as a get_or_load() would, this call asks its own loader for them).
+  template <class BulkLoader>
+  std::vector<Key> load_round(const std::vector<Key>& keys, bulk_results& missed, BulkLoader& loader,
+                              std::exception_ptr& listener_error) {
     std::vector<claimed_load> mine;
     std::vector<std::pair<Key, std::shared_ptr<load_state>>> theirs;
-    claim_loads(missed, mine, theirs);
-    std::exception_ptr error, listener_error;
+    claim_loads(keys, missed, mine, theirs);
+    std::exception_ptr error;
     try {
-      listener_error = run_bulk_load(mine, missed, loader);
+      if (std::exception_ptr e = run_bulk_load(mine, missed, loader)) listener_error = e;
     } catch (...) {
       error = std::current_exception();
     }
     finish_loads(mine, missed, error);
     if (error) std::rethrow_exception(error);
-    for (auto& [key, st] : theirs) missed[key] = st->wait();
-    if (listener_error) std::rethrow_exception(listener_error);
+    std::vector<Key> again;
+    for (auto& [key, st] : theirs) {
+      if (std::optional<Value> v = st->wait()) missed[key] = std::move(v);
+      else again.push_back(key);
+    }
+    return again;
   }
-  /// Under the load mutex: each key of missed becomes this call's load (mine), or one to wait
-  /// for (theirs). On a throw, the loads claimed so far are finished with it and released.
-  void claim_loads(const bulk_results& missed, std::vector<claimed_load>& mine,
+  /// Under the load mutex: each key becomes this call's load (mine), or one to wait for
+  /// (theirs). On a throw, the loads claimed so far are finished with it and released.
+  void claim_loads(const std::vector<Key>& keys, const bulk_results& missed, std::vector<claimed_load>& mine,
                    std::vector<std::pair<Key, std::shared_ptr<load_state>>>& theirs) {
     try {
       std::lock_guard<std::mutex> lock(load_mu_);
-      for (const auto& [key, unused] : missed) {
+      for (const Key& key : keys) {
         auto [it, fresh] = loads_.try_emplace(key);
         if (fresh || it->second->finished()) {
           try {
@@ -1128,15 +1146,21 @@ class cache {
     try {
       for (const claimed_load& c : mine) tickets.push_back(begin_load_mark(c.key));
       std::vector<Key> ask;
-      for (const claimed_load& c : mine) {
-        // Its miss may have raced with the end of another load of the key: look again.
-        if (std::optional<Value> v = peek(c.key)) missed[c.key] = std::move(v);
-        else ask.push_back(c.key);
+      std::vector<char> asked(mine.size());
+      for (std::size_t i = 0; i < mine.size(); ++i) {
+        // Its miss may have raced with a write or the end of another load of the key: look again.
+        // A value found so is returned (and handed to the waiters), not stored again.
+        if (std::optional<Value> v = peek(mine[i].key)) {
+          missed[mine[i].key] = std::move(v);
+        } else {
+          ask.push_back(mine[i].key);
+          asked[i] = 1;
+        }
       }
       std::exception_ptr listener_error;
       if (!ask.empty()) {
         call_bulk_loader(ask, loader, missed);
-        listener_error = store_bulk(mine, tickets, missed, ended);
+        listener_error = store_bulk(mine, asked, tickets, missed, ended);
       }
       end_load_marks(mine, tickets, ended);
       return listener_error;
@@ -1159,10 +1183,10 @@ class cache {
     }
     load_successes_.fetch_add(1, std::memory_order_relaxed);  // [K1]
   }
-  /// A bulk load's store, one write: each key loaded whose load no write superseded is put as
-  /// store_loaded() puts one (the registrations all end first, so none is left behind if a put
-  /// throws). Sets ended once they have. Returns the removal listener's exception.
-  [[nodiscard]] std::exception_ptr store_bulk(const std::vector<claimed_load>& mine,
+  /// A bulk load's store, one write: each key asked of the loader whose load no write superseded
+  /// is put as store_loaded() puts one (the registrations all end first, so none is left behind
+  /// if a put throws). Sets ended once they have. Returns the removal listener's exception.
+  [[nodiscard]] std::exception_ptr store_bulk(const std::vector<claimed_load>& mine, const std::vector<char>& asked,
                                               const std::vector<load_ticket>& tickets, const bulk_results& missed,
                                               bool& ended) {
     const std::int64_t expires = default_deadline();
@@ -1173,7 +1197,7 @@ class cache {
       p.tracks_pending = p.reporting;
       for (std::size_t i = 0; i < mine.size(); ++i) {
         const auto it = missed.find(mine[i].key);
-        if (!keep[i] || it == missed.end() || !it->second) continue;
+        if (!asked[i] || !keep[i] || it == missed.end() || !it->second) continue;
         const Key& key = it->first;
         const Value& value = *it->second;
         put_one(p, Key(key), Value(value), expires, [&] { return weigh(key, value); });
