@@ -710,4 +710,43 @@ TEST_CASE("shared_map: a write back to a map whose group the thread runs is refu
   CHECK_FALSE(b.contains(2));
 }
 
+TEST_CASE("shared_map: a compute retried without a caller that failed decides again from the state it finds",
+          "[shared_map][compute][exceptions]") {
+  // The group [a, b]: a assigns key 1 and then erases a key the hash refuses, which throws only
+  // when the group is published (the operations are applied then); b's compute saw a's assign.
+  // Retried without a, b's compute must decide from what key 1 holds then, not reuse 101.
+  using pmap = leftright::shared_map<int, std::uint64_t, lrtest::picky_hash>;
+  pmap m;
+  m.insert_or_assign(1, 0);
+  lrtest::gate g;
+  std::thread holder = lrtest::start_holder(m, g);
+  std::vector<std::uint64_t> seen;  // what b's function found, call by call (the combiner's thread)
+  bool a_threw = false;
+  std::thread a([&] {
+    try {
+      m.update([](pmap::batch& b) {
+        b.insert_or_assign(1, 100);
+        b.erase(666);
+      });
+    } catch (const std::runtime_error&) {
+      a_threw = true;
+    }
+  });
+  lrtest::await_queued(m, 1);
+  std::thread b([&] {
+    m.compute(1, [&seen](const std::uint64_t* v) {
+      seen.push_back(*v);
+      return *v + 1;
+    });
+  });
+  lrtest::await_queued(m, 2);
+  g.release();
+  holder.join();
+  a.join();
+  b.join();
+  CHECK(a_threw);
+  CHECK(seen == std::vector<std::uint64_t>{100, 0});
+  CHECK(m.get(1) == std::optional<std::uint64_t>(1));
+}
+
 }  // namespace LEFTRIGHT_TEST_FILE
