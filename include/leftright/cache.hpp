@@ -31,21 +31,25 @@
 // update. put_all() adds every entry's put to one plan (the policy deciding on each in turn), so
 // an entry may be put and then evicted by the same plan: the map never holds it, the listener
 // hears of it with the value put (the plan keeps, by hash, where each of its own values is).
+// compute() runs its function inside a write, under the writer lock, after the maintenance: what
+// the function reads (the write's snapshot of the map) is what its result replaces, as no other
+// write can run between them. The function's calls that would take the writer lock again throw
+// (a thread-local list of the caches whose function runs on the thread: detail::compute_scope).
 //
 // Loads. get_or_load() coalesces concurrent misses of one key: the first caller runs the loader
 // (in its own thread, with no lock held) and puts the value; the others wait on that load and get
 // its value or its exception (or the exception of copying the value to them: they are released
 // whatever happens). A failed load caches nothing. An explicit write of the key made while the
 // loader runs wins over the load, as in Caffeine and moka: a load registers itself under the
-// writer lock before it looks again and calls the loader (load_marks_), put(), put_all() and
-// invalidate() of its key count a write in that record, invalidate_if() and invalidate_all()
-// count one for every load (bulk_invalidations_), and the load stores its value, under the writer
-// lock, only if no write was counted since it registered. The value is returned to the loading
-// caller and its waiters either way. get_all_or_load() is the same for many keys at once: it
-// claims the loads of the keys it missed that no one is loading (the others it waits for, after
-// its own are done), registers them, calls its bulk loader once for them, stores what it
-// returned in one write, and hands each claimed load its value, or "not found" (a get_or_load()
-// waiting on such a key then loads it itself).
+// writer lock before it looks again and calls the loader (load_marks_), put(), put_all(),
+// compute() and invalidate() of its key count a write in that record, invalidate_if() and
+// invalidate_all() count one for every load (bulk_invalidations_), and the load stores its value,
+// under the writer lock, only if no write was counted since it registered. The value is returned
+// to the loading caller and its waiters either way. get_all_or_load() is the same for many keys
+// at once: it claims the loads of the keys it missed that no one is loading (the others it waits
+// for, after its own are done), registers them, calls its bulk loader once for them, stores what
+// it returned in one write, and hands each claimed load its value, or "not found" (a caller
+// waiting on such a key then asks its own loader).
 //
 // Refreshes (cache_options::refresh_after_write, as Caffeine's refreshAfterWrite). Each entry
 // holds when it becomes due for refresh, as it holds its deadline; get_or_load()'s hit checks
@@ -174,6 +178,32 @@ struct cache_entry {
   Value value;
   std::int64_t expires = never;
   std::int64_t refresh_at = never;
+};
+
+/// Marks a cache's compute() function as running on this thread for the scope's lifetime. The
+/// cache holds its writer lock meanwhile, so a call of it that would take the lock again must
+/// throw, not wait for itself (cache::lock_writer() asks inside()). The scopes of a thread form
+/// a list, innermost first, not one pointer: f may compute on another cache, whose own function
+/// may call the first.
+class compute_scope {
+ public:
+  explicit compute_scope(const void* cache) noexcept : cache_(cache), outer_(innermost_) { innermost_ = this; }
+  compute_scope(const compute_scope&) = delete;
+  compute_scope& operator=(const compute_scope&) = delete;
+  ~compute_scope() { innermost_ = outer_; }
+
+  /// Whether a compute() function of cache is running on this thread (at any depth).
+  static bool inside(const void* cache) noexcept {
+    for (const compute_scope* s = innermost_; s != nullptr; s = s->outer_) {
+      if (s->cache_ == cache) return true;
+    }
+    return false;
+  }
+
+ private:
+  static inline thread_local const compute_scope* innermost_ = nullptr;
+  const void* const cache_;
+  const compute_scope* const outer_;
 };
 }  // namespace detail
 
@@ -324,14 +354,13 @@ class cache {
 
   /// The live value under key; on a miss, loader(key)'s value, which is then put (a loader that
   /// returns with_ttl<Value> puts it with that ttl), unless a write made while the loader ran
-  /// wins over it (as in Caffeine and moka): a put(), put_all() or invalidate() of key, or any
-  /// invalidate_if() or invalidate_all(). Then the value is returned, to the callers waiting on
-  /// the load too, but not stored. Concurrent
-  /// misses of one key run one loader: the other callers wait for it and get its value, or the
-  /// exception it threw (then nothing is cached, and the next call loads again). Loads of
-  /// different keys run in parallel. A loader that calls get_or_load() for the same key on the
-  /// same thread gets std::logic_error (two loaders waiting on each other's keys deadlock, as
-  /// with any lock; do not).
+  /// wins over it (as in Caffeine and moka): a put(), put_all(), compute() or invalidate() of
+  /// key, or any invalidate_if() or invalidate_all(). Then the value is returned, to the callers
+  /// waiting on the load too, but not stored. Concurrent misses of one key run one loader: the
+  /// other callers wait for it and get its value, or the exception it threw (then nothing is
+  /// cached, and the next call loads again). Loads of different keys run in parallel. A loader
+  /// that calls get_or_load() for the same key on the same thread gets std::logic_error (two
+  /// loaders waiting on each other's keys deadlock, as with any lock; do not).
   /// With cache_options::refresh_after_write, a hit on an entry due for refresh starts a refresh
   /// of the key with loader, unless one is in flight (or a load of the key is): see that option
   /// for what the call returns and where the refresh runs. A refresh is not a load for the
@@ -433,6 +462,36 @@ class cache {
   void invalidate_all() {
     invalidate_if([](const Key&, const Value&) { return true; });
   }
+  /// Reads and writes key's entry as one write, which no other write of the cache interleaves
+  /// (as Caffeine's asMap().compute, moka's and_compute_with): an increment, an append, a
+  /// compare-and-set loses no other thread's update, where get() then put() may.
+  /// f(const Value* current) -> std::optional<Value> gets key's live entry (nullptr if absent or
+  /// past its deadline) and decides what key holds next. A value is put as put(key, value) puts
+  /// it: weighed, admitted or not by the policy (which may evict others for it), expiring after
+  /// the default expiry counted from f's return, and the value it replaces reported replaced.
+  /// nullopt removes the entry as invalidate() does (reported invalidated), or leaves key absent.
+  /// Returns what key holds afterwards: f's value, or nullopt (f's, or a value not admitted).
+  /// f runs on the calling thread, under the writer lock (every write of the cache waits for it:
+  /// keep it short), after the write's maintenance. It may read the cache (get(), get_all(),
+  /// get_many(), peek(), size(), a hit of get_or_load()); a call that takes the writer lock (a
+  /// write, compute(), a load or a refresh by get_or_load(), stats(), weighted_size(),
+  /// set_removal_listener()) throws std::logic_error rather than wait for itself. (f waiting on
+  /// another thread that writes to the cache deadlocks, as with any lock: do not.)
+  /// If f throws, the exception propagates and key's entry stays as it was (the maintenance
+  /// still takes effect, as after run_pending()). Otherwise a load of key in flight does not
+  /// store its value, whatever f returned (a write that wins over it, as put() and invalidate():
+  /// see get_or_load()). Counts no hit or miss; evictions and expirations as put() does. A
+  /// durable cache logs it as the put or invalidate it is. Throws as put() otherwise.
+  template <class F>
+  std::optional<Value> compute(const Key& key, F&& f) {
+    return compute_write(key, f, std::nullopt);
+  }
+  /// As compute(), a value f returns expiring after ttl (ttl <= 0: it only removes what key
+  /// held, as put(key, value, ttl)).
+  template <class F>
+  std::optional<Value> compute(const Key& key, F&& f, std::chrono::nanoseconds ttl) {
+    return compute_write(key, f, ttl);
+  }
   /// Applies the recorded accesses to the policy and removes expired entries now (writes do it
   /// too). After it returns, size() <= max_entries and the weight <= max_weight.
   void run_pending() {
@@ -441,7 +500,7 @@ class cache {
 
   /// Sets the removal listener (empty: none). Writes after it returns call it.
   void set_removal_listener(removal_listener listener) {
-    std::lock_guard<std::mutex> lock(write_mu_);
+    const std::unique_lock<std::mutex> lock = lock_writer();
     listener_ = std::move(listener);
   }
 
@@ -463,14 +522,14 @@ class cache {
     s.load_successes = load_successes_.load(std::memory_order_relaxed);  // [K1]
     s.load_failures = load_failures_.load(std::memory_order_relaxed);    // [K1]
     s.refreshes = refreshes_.load(std::memory_order_relaxed);            // [K1]
-    std::lock_guard<std::mutex> lock(write_mu_);
+    const std::unique_lock<std::mutex> lock = lock_writer();
     s.evictions = evictions_;
     s.expirations = expirations_;
     return s;
   }
   /// The total weight held (entries count 1 each without a weigher). Takes the writer lock.
   std::uint64_t weighted_size() const {
-    std::lock_guard<std::mutex> lock(write_mu_);
+    const std::unique_lock<std::mutex> lock = lock_writer();
     std::uint64_t w = 0;
     for (const auto& [h, r] : index_) w += r.weight;
     return w;
@@ -682,7 +741,7 @@ class cache {
     plan p;
     removal_listener listener;
     {
-      std::lock_guard<std::mutex> lock(write_mu_);
+      const std::unique_lock<std::mutex> lock = lock_writer();
       // Declared after the lock, so destroyed before it is released, on every path (a throw
       // included): the snapshot is a guard of writer_reader_, which only the lock's holder may
       // use. Released after the unlock, it would still pin the old copy when the next writer
@@ -702,6 +761,17 @@ class cache {
       return std::current_exception();
     }
     return nullptr;
+  }
+
+  /// Takes the writer lock. On a thread running a compute() function of this cache, which holds
+  /// it already, throws std::logic_error instead (std::mutex would deadlock, or worse).
+  std::unique_lock<std::mutex> lock_writer() const {
+    if (detail::compute_scope::inside(this)) {
+      throw std::logic_error(
+          "leftright::cache: a compute() function called its own cache for more than a read (it runs under "
+          "the writer lock)");
+    }
+    return std::unique_lock<std::mutex>(write_mu_);
   }
 
   /// A write's plan: a resync a failed one left due (the write throws if it fails again), the
@@ -736,6 +806,61 @@ class cache {
     });
   }
   std::uint64_t weigh(const Key& key, const Value& value) const { return weigher_ ? weigher_(key, value) : 1; }
+
+  /// compute()'s write: f's decision on key, stored (store_computed), winning over a load of key
+  /// in flight. ttl: the put's, nullopt for the default expiry. f's exception is kept out of the
+  /// write (make_plan() would drop the maintenance and rebuild the writer's state, losing the
+  /// policy's history, for a write that changes nothing) and thrown once the write is done.
+  template <class F>
+  std::optional<Value> compute_write(const Key& key, F& f, std::optional<std::chrono::nanoseconds> ttl) {
+    static_assert(std::is_invocable_r_v<std::optional<Value>, F&, const Value*>,
+                  "leftright: compute needs f(const Value*) -> std::optional<Value>");
+    std::optional<Value> held;
+    std::exception_ptr failed;
+    auto decide = [&](plan& p) {
+      std::optional<Value> next;
+      try {
+        next = computed(p, key, f);
+      } catch (...) {
+        failed = std::current_exception();
+        return;
+      }
+      supersede_load(key);
+      held = store_computed(p, key, std::move(next), ttl);
+    };
+    const std::exception_ptr listener_failed = write_then_report(decide);
+    if (failed) std::rethrow_exception(failed);
+    if (listener_failed) std::rethrow_exception(listener_failed);
+    return held;
+  }
+  /// f's decision on key, given key's live entry. An entry past its deadline that the
+  /// maintenance left (the clock passed it since) is removed first, as expired.
+  template <class F>
+  std::optional<Value> computed(plan& p, const Key& key, F& f) {
+    const Value* current = nullptr;
+    if (const auto it = find_resident(key); it != index_.end()) {
+      if (it->second.expires != entry::never && now() >= it->second.expires) {
+        remove(p, it, removal_cause::expired);
+      } else if (const entry* e = snapshot(p).find(key)) {
+        current = &e->value;
+      }
+    }
+    const detail::compute_scope scope(this);
+    return std::invoke(f, current);
+  }
+  /// Applies f's decision: next put as put() puts it (expiring after ttl, or by default), or
+  /// key's entry removed as invalidate() removes it. Returns what key holds afterwards.
+  std::optional<Value> store_computed(plan& p, const Key& key, std::optional<Value> next,
+                                      std::optional<std::chrono::nanoseconds> ttl) {
+    if (!next) {
+      remove(p, find_resident(key), removal_cause::invalidated);
+      return std::nullopt;
+    }
+    const std::int64_t expires = ttl ? deadline_after(*ttl) : default_deadline();
+    put_one(p, Key(key), Value(*next), expires, [&] { return weigh(key, *next); });
+    if (find_resident(key) == index_.end()) return std::nullopt;  // not admitted, or a ttl <= 0
+    return next;
+  }
 
   /// put_all()'s entries, copied and weighed (outside the writer lock).
   struct batch_item {
@@ -1005,7 +1130,7 @@ class cache {
   };
   /// Registers a load of key (takes the writer lock).
   load_ticket begin_load_mark(const Key& key) {
-    std::lock_guard<std::mutex> lock(write_mu_);
+    const std::unique_lock<std::mutex> lock = lock_writer();
     load_mark& m = load_marks_[key];
     ++m.loads;
     return {m.writes, bulk_invalidations_};
@@ -1395,7 +1520,7 @@ Value cache<Key, Value, Hash, Eq, Traits>::load(const Key& key, Loader& loader) 
   }
   if (ticket && !ended) {  // found, failed, or the store's write failed before its decision
     try {
-      std::lock_guard<std::mutex> lock(write_mu_);
+      const std::unique_lock<std::mutex> lock = lock_writer();
       (void)end_load_mark(key, *ticket);
     } catch (...) {  // (the lock: a system error) the mark stays, harmless as end_load_mark says
     }
@@ -1479,7 +1604,7 @@ std::optional<std::uint64_t> cache<Key, Value, Hash, Eq, Traits>::begin_refresh(
   }
   std::optional<std::uint64_t> stamp;
   try {
-    std::lock_guard<std::mutex> lock(write_mu_);
+    const std::unique_lock<std::mutex> lock = lock_writer();
     if (const auto it = find_resident(key); it != index_.end()) {
       const auto g = writer_reader().read();  // the map as the index has it
       const entry* e = g.find(key);
