@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -74,6 +75,29 @@ TEST_CASE("durable cache: entries, updates and invalidations survive a reopen", 
   c.invalidate(0);
   CHECK_FALSE(c.peek(std::uint64_t{0}).has_value());
   CHECK(c.weighted_size() == 45);
+}
+
+TEST_CASE("durable cache: what compute puts and removes survives a reopen, deadline included", "[cache][durable]") {
+  lrtest::temp_dir dir("cache-durable-compute");
+  fake_clock clock;
+  const auto append = [](const char* tail) {
+    return [tail](const std::string* s) { return std::optional((s != nullptr ? *s : std::string()) + tail); };
+  };
+  {
+    dcache c(in(dir), {.max_entries = 100, .ticker = clock.ticker()});
+    for (std::uint64_t k = 0; k < 5; ++k) c.put(k, value_of(k));
+    CHECK(c.compute(1, append("+a")) == value_of(1) + "+a");
+    CHECK(c.compute(2, [](const std::string*) { return std::optional<std::string>(); }) == std::nullopt);
+    CHECK(c.compute(7, append("new"), 10s) == "new");
+  }
+  dcache c(in(dir), {.max_entries = 100, .ticker = clock.ticker()});
+  CHECK(c.size() == 5);  // 5 - 1 + 1
+  CHECK(c.peek(std::uint64_t{1}) == value_of(1) + "+a");
+  CHECK_FALSE(c.peek(std::uint64_t{2}).has_value());
+  CHECK(c.peek(std::uint64_t{7}) == "new");
+  clock.advance(10s);
+  CHECK_FALSE(c.peek(std::uint64_t{7}).has_value());  // its ttl came back with it
+  CHECK(c.peek(std::uint64_t{0}) == value_of(0));
 }
 
 TEST_CASE("durable cache: deadlines mean the same after a reopen; what expired while closed is removed",
