@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,8 @@ std::size_t use_durable_cache(const char* dir) {
   leftright::cache<std::uint64_t, std::string> c(o, {.max_entries = 8});
   c.put(1, "one");
   c.put(2, "two", std::chrono::seconds(5));
+  (void)c.compute(1, [](const std::string* v) { return std::optional<std::string>(v != nullptr ? *v + "!" : "new"); });
+  (void)c.compute(3, [](const std::string*) { return std::optional<std::string>(); }, std::chrono::seconds(5));
   c.sync();
   c.checkpoint();
   leftright::cache<std::uint64_t, std::string> weighed(  // the same type: one instantiation
