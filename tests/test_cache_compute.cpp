@@ -290,6 +290,30 @@ TEST_CASE("cache compute: a function that writes to its own cache gets a logic_e
   CHECK(c.peek(1) == 11);
 }
 
+TEST_CASE("cache compute: a function that would wait on another thread's load of its cache gets a logic_error") {
+  // The load in flight stores its value under the writer lock that f's thread holds: waiting on
+  // it from f would never end.
+  cache<int, int> c;
+  std::latch loading(1), release(1);
+  std::thread loader([&] {
+    (void)c.get_or_load(5, [&](const int&) {
+      loading.count_down();
+      release.wait();
+      return 50;
+    });
+  });
+  loading.wait();
+  CHECK_THROWS_AS(c.compute(1,
+                            [&](const int*) {
+                              return std::optional(c.get_or_load(5, [](const int&) { return 0; }));
+                            }),
+                  std::logic_error);
+  release.count_down();
+  loader.join();
+  CHECK(c.peek(5) == 50);
+  CHECK_FALSE(c.peek(1).has_value());
+}
+
 TEST_CASE("cache compute: f may compute on another cache, whose own f cannot write to the first") {
   cache<int, int> a, b;
   // a's f computes on b: allowed (b's lock is not held).

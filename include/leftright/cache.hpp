@@ -763,15 +763,21 @@ class cache {
     return nullptr;
   }
 
-  /// Takes the writer lock. On a thread running a compute() function of this cache, which holds
-  /// it already, throws std::logic_error instead (std::mutex would deadlock, or worse).
+  /// Takes the writer lock, unless a compute() function of this cache runs on this thread
+  /// (refuse_inside_compute()).
   std::unique_lock<std::mutex> lock_writer() const {
+    refuse_inside_compute();
+    return std::unique_lock<std::mutex>(write_mu_);
+  }
+  /// Throws std::logic_error on a thread running a compute() function of this cache: the thread
+  /// holds the writer lock, which the call would take again (std::mutex would deadlock, or
+  /// worse) or wait on another thread to take (a load in flight stores under it).
+  void refuse_inside_compute() const {
     if (detail::compute_scope::inside(this)) {
       throw std::logic_error(
           "leftright::cache: a compute() function called its own cache for more than a read (it runs under "
           "the writer lock)");
     }
-    return std::unique_lock<std::mutex>(write_mu_);
   }
 
   /// A write's plan: a resync a failed one left due (the write throws if it fails again), the
@@ -1473,6 +1479,7 @@ struct cache<Key, Value, Hash, Eq, Traits>::load_state {
 template <class Key, class Value, class Hash, class Eq, class Traits>
 template <class Loader>
 Value cache<Key, Value, Hash, Eq, Traits>::load(const Key& key, Loader& loader) {
+  refuse_inside_compute();  // a load stores under the writer lock, and its waiters wait for that
   std::shared_ptr<load_state> st;
   for (;;) {
     bool mine = false;
