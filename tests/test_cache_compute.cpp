@@ -259,8 +259,9 @@ TEST_CASE("cache compute: a function that writes to its own cache gets a logic_e
       {"weighted_size", [&] { (void)c.weighted_size(); }},
       {"set_removal_listener", [&] { c.set_removal_listener({}); }},
   };
-  for (const auto& [name, call] : calls) {
-    INFO(name);
+  for (const auto& named : calls) {  // (not a structured binding: clang before 16 cannot capture one)
+    INFO(named.first);
+    const std::function<void()>& call = named.second;
     CHECK_THROWS_AS(c.compute(1,
                               [&](const int* current) {
                                 call();
