@@ -182,9 +182,9 @@ struct cache_entry {
 
 /// Marks a cache's compute() function as running on this thread for the scope's lifetime. The
 /// cache holds its writer lock meanwhile, so a call of it that would take the lock again must
-/// throw, not wait for itself (cache::lock_writer() asks inside()). The scopes of a thread form
-/// a list, innermost first, not one pointer: f may compute on another cache, whose own function
-/// may call the first.
+/// throw, not wait for itself (cache::refuse_inside_compute() asks inside()). The scopes of a
+/// thread form a list, innermost first, not one pointer: f may compute on another cache, whose
+/// own function may call the first.
 class compute_scope {
  public:
   explicit compute_scope(const void* cache) noexcept : cache_(cache), outer_(innermost_) { innermost_ = this; }
@@ -814,9 +814,9 @@ class cache {
   std::uint64_t weigh(const Key& key, const Value& value) const { return weigher_ ? weigher_(key, value) : 1; }
 
   /// compute()'s write: f's decision on key, stored (store_computed), winning over a load of key
-  /// in flight. ttl: the put's, nullopt for the default expiry. f's exception is kept out of the
+  /// in flight. ttl: the put's, nullopt for the default expiry. What f throws is kept out of the
   /// write (make_plan() would drop the maintenance and rebuild the writer's state, losing the
-  /// policy's history, for a write that changes nothing) and thrown once the write is done.
+  /// policy's history, for a write that changes nothing of key) and thrown once the write is done.
   template <class F>
   std::optional<Value> compute_write(const Key& key, F& f, std::optional<std::chrono::nanoseconds> ttl) {
     static_assert(std::is_invocable_r_v<std::optional<Value>, F&, const Value*>,
@@ -824,9 +824,10 @@ class cache {
     std::optional<Value> held;
     std::exception_ptr failed;
     auto decide = [&](plan& p) {
+      const Value* current = live_value(p, key);
       std::optional<Value> next;
       try {
-        next = computed(p, key, f);
+        next = call_compute_function(f, current);
       } catch (...) {
         failed = std::current_exception();
         return;
@@ -839,18 +840,21 @@ class cache {
     if (listener_failed) std::rethrow_exception(listener_failed);
     return held;
   }
-  /// f's decision on key, given key's live entry. An entry past its deadline that the
-  /// maintenance left (the clock passed it since) is removed first, as expired.
-  template <class F>
-  std::optional<Value> computed(plan& p, const Key& key, F& f) {
-    const Value* current = nullptr;
-    if (const auto it = find_resident(key); it != index_.end()) {
-      if (it->second.expires != entry::never && now() >= it->second.expires) {
-        remove(p, it, removal_cause::expired);
-      } else if (const entry* e = snapshot(p).find(key)) {
-        current = &e->value;
-      }
+  /// Key's live value as this write found it (in its snapshot), or nullptr. An entry past its
+  /// deadline that the maintenance left (the clock passed it since) is removed, as expired.
+  const Value* live_value(plan& p, const Key& key) {
+    const auto it = find_resident(key);
+    if (it == index_.end()) return nullptr;
+    if (it->second.expires != entry::never && now() >= it->second.expires) {
+      remove(p, it, removal_cause::expired);
+      return nullptr;
     }
+    const entry* e = snapshot(p).find(key);
+    return e != nullptr ? &e->value : nullptr;
+  }
+  /// f(current), with this thread marked as running a compute() function of this cache.
+  template <class F>
+  std::optional<Value> call_compute_function(F& f, const Value* current) const {
     const detail::compute_scope scope(this);
     return std::invoke(f, current);
   }
