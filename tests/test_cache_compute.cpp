@@ -8,6 +8,7 @@
 #include <functional>
 #include <latch>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -255,6 +256,11 @@ TEST_CASE("cache compute: a function that writes to its own cache gets a logic_e
       {"compute", [&] { (void)c.compute(1, plus_one); }},
       {"compute of another key", [&] { (void)c.compute(2, plus_one); }},
       {"get_or_load of a miss", [&] { (void)c.get_or_load(3, [](const int&) { return 3; }); }},
+      {"get_all_or_load of a miss",
+       [&] {
+         (void)c.get_all_or_load(std::vector<int>{3},
+                                 [](std::span<const int>) { return std::vector<std::pair<int, int>>{{3, 3}}; });
+       }},
       {"stats", [&] { (void)c.stats(); }},
       {"weighted_size", [&] { (void)c.weighted_size(); }},
       {"set_removal_listener", [&] { c.set_removal_listener({}); }},
@@ -307,6 +313,14 @@ TEST_CASE("cache compute: a function that would wait on another thread's load of
   CHECK_THROWS_AS(c.compute(1,
                             [&](const int*) {
                               return std::optional(c.get_or_load(5, [](const int&) { return 0; }));
+                            }),
+                  std::logic_error);
+  CHECK_THROWS_AS(c.compute(1,
+                            [&](const int*) {
+                              const auto got = c.get_all_or_load(std::vector<int>{5}, [](std::span<const int>) {
+                                return std::vector<std::pair<int, int>>{};
+                              });
+                              return std::optional(static_cast<int>(got.size()));
                             }),
                   std::logic_error);
   release.count_down();

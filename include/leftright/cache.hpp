@@ -1210,6 +1210,7 @@ class cache {
   /// Fills missed: loads its keys in rounds (load_round) until none is left to try again.
   template <class BulkLoader>
   void load_all(bulk_results& missed, BulkLoader& loader) {
+    refuse_inside_compute();  // as load(): a load stores under the writer lock, and its waiters wait for that
     std::vector<Key> keys;
     keys.reserve(missed.size());
     for (const auto& [key, unused] : missed) keys.push_back(key);
