@@ -1333,6 +1333,45 @@ TEST_CASE("replication: a follower applies nothing of a log deleted and made ane
 
 
 namespace {
+/// Leader "old" logs versions 1..last (model::queue's batches), the engine's store copied aside
+/// at version 5: what an engine that lost its tail restarts from. Returns the copy's path.
+std::filesystem::path log_keeping_store_at_5(nats_server& server, const leftright::replication_options& opts,
+                                             u64 last) {
+  namespace fs = std::filesystem;
+  const fs::path at5 = server.store().parent_path() / "js-at-5";
+  auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "old"));
+  publish_range(leader, 1, 5);
+  server.kill();
+  fs::copy(server.store(), at5, fs::copy_options::recursive);
+  server.start();
+  for (u64 v = 6; v <= last; ++v) {
+    model::queue(leader, v);
+    REQUIRE(publish_retrying(leader) == v);
+  }
+  return at5;
+}
+
+/// The engine restarts from the store log_keeping_store_at_5 copied: it lost every version
+/// after 5 (the same log, made at the same time).
+void restart_from_store(nats_server& server, const std::filesystem::path& at5) {
+  server.kill();
+  std::filesystem::remove_all(server.store());
+  std::filesystem::rename(at5, server.store());
+  server.start();
+}
+
+/// A new leader, taking over, finds the log at 5 and logs versions 6..last of another history
+/// (key_a and key_b at 7,000,000 + v).
+void log_other_history_after_5(const leftright::replication_options& opts, u64 last) {
+  auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "new", true));
+  REQUIRE(leader.version() == 5);
+  for (u64 v = 6; v <= last; ++v) {
+    leader.insert_or_assign(key_a, 7'000'000 + v);
+    leader.insert_or_assign(key_b, 7'000'000 + v);
+    REQUIRE(publish_retrying(leader) == v);
+  }
+}
+
 /// The engine restarts from a store older than what it acknowledged (a tail lost before its
 /// sync): the same log, made at the same time, ends at 5 while a follower shows 10. A new leader
 /// then logs versions 6..15 of another history; the follower must apply none of them. paused:
@@ -1345,38 +1384,16 @@ void lost_tail(const std::string& name, bool paused) {
   model m;
   for (u64 v = 1; v <= 10; ++v) m.record(v);
   auto [f, fr] = leftright::open_follower<u64, u64>(as_member(opts, "f"));
-  const fs::path at5 = server.store().parent_path() / "js-at-5";
-  {
-    auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "old"));
-    publish_range(leader, 1, 5);
-    server.kill();
-    fs::copy(server.store(), at5, fs::copy_options::recursive);
-    server.start();
-    for (u64 v = 6; v <= 10; ++v) {
-      model::queue(leader, v);
-      REQUIRE(publish_retrying(leader) == v);
-    }
-  }
+  const fs::path at5 = log_keeping_store_at_5(server, opts, 10);
   REQUIRE(f.wait_for(10, std::chrono::seconds(20)));
   CHECK(fingerprint_of(fr.read()) == m.at[10]);
   if (paused) f.pause();
-  server.kill();
-  fs::remove_all(server.store());
-  fs::rename(at5, server.store());
-  server.start();
+  restart_from_store(server, at5);
   if (!paused) {
     CHECK(eventually([&f = f] { return f.log_replaced(); }, std::chrono::seconds(20)));
     CHECK_THAT(f.last_error(), Catch::Matchers::Contains("engine lost versions"));
   }
-  {
-    auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "new", true));
-    CHECK(leader.version() == 5);
-    for (u64 v = 6; v <= 15; ++v) {
-      leader.insert_or_assign(key_a, 7'000'000 + v);
-      leader.insert_or_assign(key_b, 7'000'000 + v);
-      REQUIRE(publish_retrying(leader) == v);
-    }
-  }
+  log_other_history_after_5(opts, 15);
   if (paused) {
     f.resume();
     CHECK(eventually([&f = f] { return f.log_replaced(); }, std::chrono::seconds(20)));
@@ -1490,18 +1507,7 @@ TEST_CASE("replication: a follower takes no other history's next version from a 
   const auto opts = warm_options(server, "window");
   model m;
   for (u64 v = 1; v <= 10; ++v) m.record(v);
-  const fs::path at5 = server.store().parent_path() / "js-at-5";
-  {
-    auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "old"));
-    publish_range(leader, 1, 5);
-    server.kill();
-    fs::copy(server.store(), at5, fs::copy_options::recursive);
-    server.start();
-    for (u64 v = 6; v <= 8; ++v) {
-      model::queue(leader, v);
-      REQUIRE(publish_retrying(leader) == v);
-    }
-  }
+  const fs::path at5 = log_keeping_store_at_5(server, opts, 8);
   std::optional<watchdog_period_set> slow(std::in_place, std::chrono::hours(1));
   // Opened after the copy: the store restored below holds no consumer of its.
   auto [f, fr] = leftright::open_follower<u64, u64>(as_member(opts, "f"));
@@ -1516,10 +1522,7 @@ TEST_CASE("replication: a follower takes no other history's next version from a 
   CHECK_FALSE(f.log_replaced());
   const std::string inbox = the_log_consumers_inbox(opts);
 
-  server.kill();
-  fs::remove_all(server.store());
-  fs::rename(at5, server.store());
-  server.start();
+  restart_from_store(server, at5);
   {
     auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "new", true));
     REQUIRE(leader.version() == 5);
@@ -1562,36 +1565,14 @@ TEST_CASE("replication: a warm follower applies nothing of a new history logged 
   const auto fopts = as_member(c.fopts, "f");
   model m;
   for (u64 v = 1; v <= 10; ++v) m.record(v);
-  const fs::path at5 = server.store().parent_path() / "js-at-5";
-  {
-    auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "old"));
-    publish_range(leader, 1, 5);
-    server.kill();
-    fs::copy(server.store(), at5, fs::copy_options::recursive);
-    server.start();
-    for (u64 v = 6; v <= 10; ++v) {
-      model::queue(leader, v);
-      REQUIRE(publish_retrying(leader) == v);
-    }
-  }
+  const fs::path at5 = log_keeping_store_at_5(server, opts, 10);
   {
     auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
     REQUIRE(f.wait_for(10, std::chrono::seconds(20)));
   }  // stopped: its copy holds version 10, and the id of the batch it applied there
   CHECK(fs::exists(fopts.local_path / "witness-000000000000000a"));
-  server.kill();
-  fs::remove_all(server.store());
-  fs::rename(at5, server.store());
-  server.start();
-  {
-    auto [leader, lr] = leftright::open_leader<u64, u64>(as_member(opts, "new", true));
-    REQUIRE(leader.version() == 5);
-    for (u64 v = 6; v <= 15; ++v) {
-      leader.insert_or_assign(key_a, 7'000'000 + v);
-      leader.insert_or_assign(key_b, 7'000'000 + v);
-      REQUIRE(publish_retrying(leader) == v);
-    }
-  }
+  restart_from_store(server, at5);
+  log_other_history_after_5(opts, 15);
   auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
   CHECK(fr.version() == 10);
   CHECK(eventually([&f = f] { return f.log_replaced(); }, std::chrono::seconds(20)));
