@@ -293,4 +293,24 @@ TEST_CASE("cache: a key another caller's bulk load did not find is asked of this
   CHECK(asked == std::set<int>{1, 2});
 }
 
+TEST_CASE("cache: a bulk loader's with_ttl gives each entry its own expiry", "[cache][bulk_load]") {
+  std::int64_t now = 1'000'000'000;
+  cache<int, std::string> c({.max_entries = 100, .expire_after_write = std::chrono::seconds(100),
+                             .ticker = [&now] { return now; }});
+  using timed = std::vector<std::pair<int, leftright::with_ttl<std::string>>>;
+  const entries got = c.get_all_or_load(std::vector<int>{1, 2, 3}, [](std::span<const int>) {
+    return timed{{1, {"short", std::chrono::seconds(5)}},
+                 {2, {"long", std::chrono::seconds(50)}},
+                 {3, {"gone", std::chrono::seconds(0)}}};  // a ttl <= 0: returned, not kept
+  });
+  CHECK(got == entries{{1, "short"}, {2, "long"}, {3, "gone"}});
+  CHECK(c.peek(1) == "short");
+  CHECK_FALSE(c.peek(3).has_value());
+  now += 10'000'000'000;  // 10 s
+  CHECK_FALSE(c.peek(1).has_value());
+  CHECK(c.peek(2) == "long");
+  now += 60'000'000'000;  // 70 s: past 50 s, before the default 100 s
+  CHECK_FALSE(c.peek(2).has_value());
+}
+
 }  // namespace LEFTRIGHT_TEST_FILE

@@ -379,23 +379,24 @@ class cache {
     if (due) [[unlikely]] return refresh(key, *std::move(v), std::forward<Loader>(loader));
     return *std::move(v);
   }
-  /// get_all() that loads what it misses with one call of a bulk loader (a multi-get in front of
-  /// a store that answers many keys in one query). The live entries among keys are read from
-  /// one snapshot, each lookup counted as get()'s. The keys missed are loaded as get_or_load()
-  /// loads one: those another caller is loading now are waited for, and the rest go, each once,
-  /// to one call of loader(std::span<const Key>), which returns the entries it found (a range of
+  /// get_all() that loads what it misses with one call of a bulk loader (a multi-get in front of a
+  /// store that answers many keys in one query). The live entries among keys are read from one
+  /// snapshot, each lookup counted as get()'s. The keys missed are loaded as get_or_load() loads
+  /// one: those another caller is loading now are waited for, and the rest go, each once, to one
+  /// call of loader(std::span<const Key>), which returns the entries it found (a range of
   /// std::pair<Key, Value>: a std::vector, a std::map; entries of keys it was not asked for are
-  /// ignored). Each is stored with the default expiry as get_or_load() stores a loaded value,
-  /// all in one write, unless a write of its key made while the loader ran wins over it (the
-  /// value is then returned but not stored). A key the loader did not return stays absent:
-  /// nothing is cached or returned for it, and a get_or_load() of it that waited on this load
-  /// runs its own loader. Returns (key, value) for each key found or loaded, in the order of
-  /// keys (a key repeated, once per time). If the loader throws, nothing is stored, and this
-  /// call and the callers waiting on its keys get the exception; a load of another caller's that
-  /// this call waited for and that failed is rethrown too. A key another caller's bulk load did
-  /// not find is asked of this call's loader after that load ends (a second call). A loader that
-  /// asks this cache to load a key it is loading gets std::logic_error. Each loader call is
-  /// counted as one load (a success or a failure).
+  /// ignored; a with_ttl<Value> for a value gives that entry its own expiry, as for get_or_load()).
+  /// Each is stored as get_or_load() stores a loaded value (with the default expiry, or its own),
+  /// all in one write, unless a write of its key made while the loader ran wins over it (the value
+  /// is then returned but not stored). A key the loader did not return stays absent: nothing is
+  /// cached or returned for it, and a get_or_load() of it that waited on this load runs its own
+  /// loader. Returns (key, value) for each key found or loaded, in the order of keys (a key
+  /// repeated, once per time). If the loader throws, nothing is stored, and this call and the
+  /// callers waiting on its keys get the exception; a load of another caller's that this call
+  /// waited for and that failed is rethrown too. A key another caller's bulk load did not find is
+  /// asked of this call's loader after that load ends (a second call). A loader that asks this
+  /// cache to load a key it is loading gets std::logic_error. Each loader call is counted as one
+  /// load (a success or a failure).
   template <class Range, class BulkLoader>
   std::vector<std::pair<Key, Value>> get_all_or_load(const Range& keys, BulkLoader&& loader) {
     static_assert(std::is_invocable_v<BulkLoader&, std::span<const Key>>,
@@ -1181,6 +1182,8 @@ class cache {
 
   // Bulk loads (get_all_or_load). The distinct keys missed, each with what was found for it.
   using bulk_results = absl::flat_hash_map<Key, std::optional<Value>, Hash, Eq>;
+  /// The ttls a bulk loader gave its entries (with_ttl<Value>), by key; the others expire by default.
+  using bulk_ttls = absl::flat_hash_map<Key, std::chrono::nanoseconds, Hash, Eq>;
   /// A key this call loads, and the load's state that callers of get_or_load() wait on.
   struct claimed_load {
     Key key;
@@ -1295,8 +1298,9 @@ class cache {
       }
       std::exception_ptr listener_error;
       if (!ask.empty()) {
-        call_bulk_loader(ask, loader, missed);
-        listener_error = store_bulk(mine, asked, tickets, missed, ended);
+        bulk_ttls ttls;
+        call_bulk_loader(ask, loader, missed, ttls);
+        listener_error = store_bulk(mine, asked, tickets, missed, ttls, ended);
       }
       end_load_marks(mine, tickets, ended);
       return listener_error;
@@ -1305,13 +1309,21 @@ class cache {
       throw;
     }
   }
-  /// loader(ask), its entries for keys asked put into missed; counted as one load.
+  /// loader(ask), its entries for keys asked put into missed (and the ttl of each entry given as a
+  /// with_ttl<Value> into ttls); counted as one load.
   template <class BulkLoader>
-  void call_bulk_loader(const std::vector<Key>& ask, BulkLoader& loader, bulk_results& missed) {
+  void call_bulk_loader(const std::vector<Key>& ask, BulkLoader& loader, bulk_results& missed, bulk_ttls& ttls) {
     try {
       auto&& got = std::invoke(loader, std::span<const Key>(ask));
       for (auto&& [k, v] : got) {
-        if (auto it = missed.find(k); it != missed.end() && !it->second) it->second.emplace(std::move(v));
+        const auto it = missed.find(k);
+        if (it == missed.end() || it->second) continue;
+        if constexpr (detail::is_with_ttl<decltype(v), Value>) {
+          it->second.emplace(std::move(v.value));
+          ttls.insert_or_assign(it->first, v.ttl);
+        } else {
+          it->second.emplace(std::move(v));
+        }
       }
     } catch (...) {
       load_failures_.fetch_add(1, std::memory_order_relaxed);  // [K1]
@@ -1324,8 +1336,7 @@ class cache {
   /// if a put throws). Sets ended once they have. Returns the removal listener's exception.
   [[nodiscard]] std::exception_ptr store_bulk(const std::vector<claimed_load>& mine, const std::vector<char>& asked,
                                               const std::vector<load_ticket>& tickets, const bulk_results& missed,
-                                              bool& ended) {
-    const std::int64_t expires = default_deadline();
+                                              const bulk_ttls& ttls, bool& ended) {
     auto decide = [&](plan& p) {
       std::vector<char> keep(mine.size());
       for (std::size_t i = 0; i < mine.size(); ++i) keep[i] = !end_load_mark(mine[i].key, tickets[i]);
@@ -1336,6 +1347,8 @@ class cache {
         if (!asked[i] || !keep[i] || it == missed.end() || !it->second) continue;
         const Key& key = it->first;
         const Value& value = *it->second;
+        const auto ttl = ttls.find(key);
+        const std::int64_t expires = ttl != ttls.end() ? deadline_after(ttl->second) : default_deadline();
         put_one(p, Key(key), Value(value), expires, [&] { return weigh(key, value); });
       }
     };
