@@ -95,6 +95,7 @@
 #include "detail/cache_buffers.hpp"
 #include "detail/cache_policy.hpp"
 #include "detail/shared_map_readers.hpp"
+#include "detail/thread_scope.hpp"
 #include "shared_map.hpp"
 
 namespace leftright {
@@ -180,31 +181,11 @@ struct cache_entry {
   std::int64_t refresh_at = never;
 };
 
-/// Marks a cache's compute() function as running on this thread for the scope's lifetime. The
-/// cache holds its writer lock meanwhile, so a call of it that would take the lock again must
-/// throw, not wait for itself (cache::refuse_inside_compute() asks inside()). The scopes of a
-/// thread form a list, innermost first, not one pointer: f may compute on another cache, whose
-/// own function may call the first.
-class compute_scope {
- public:
-  explicit compute_scope(const void* cache) noexcept : cache_(cache), outer_(innermost_) { innermost_ = this; }
-  compute_scope(const compute_scope&) = delete;
-  compute_scope& operator=(const compute_scope&) = delete;
-  ~compute_scope() { innermost_ = outer_; }
-
-  /// Whether a compute() function of cache is running on this thread (at any depth).
-  static bool inside(const void* cache) noexcept {
-    for (const compute_scope* s = innermost_; s != nullptr; s = s->outer_) {
-      if (s->cache_ == cache) return true;
-    }
-    return false;
-  }
-
- private:
-  static inline thread_local const compute_scope* innermost_ = nullptr;
-  const void* const cache_;
-  const compute_scope* const outer_;
-};
+/// A cache's compute() function running on this thread: the cache holds its writer lock
+/// meanwhile, so a call of it that would take the lock again must throw, not wait for itself
+/// (cache::refuse_inside_compute() asks inside()).
+struct compute_tag {};
+using compute_scope = thread_scope<compute_tag>;
 }  // namespace detail
 
 /// A durable cache's entries in its log and snapshots: the value, then its deadline and refresh

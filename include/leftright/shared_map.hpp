@@ -338,7 +338,7 @@ class shared_map {
   /// a group this thread combines (a compute's function, an erase_if predicate), or while this
   /// thread holds a read() guard of the map.
   void refuse_reentry(const char* call) const {
-    if (detail::combining(id_)) {
+    if (detail::combining_scope::inside(&id_)) {
       throw std::logic_error(std::string("leftright: shared_map: ") + call +
                              " from inside a function the map's combiner runs (compute, erase_if) would wait for "
                              "the group that runs it; return the change from the function instead");
@@ -679,8 +679,7 @@ void shared_map<Key, Value, Hash, Eq, Traits>::run_group(group g) const noexcept
   const auto is_control = [](detail::combine_request* c) { return bool(static_cast<request*>(c)->control); };
   // Marks this thread as combining for this map while it runs the group, on top of the maps it
   // combines already (a compute's function may write another shared_map, combined here too).
-  const detail::combining_frame frame{id_, detail::combining_top()};
-  detail::combining_top() = &frame;
+  const detail::combining_scope scope(&id_);
   counters::add(counters_.groups, 1);
   counters::add(counters_.writes, static_cast<std::uint64_t>(std::count_if(g.begin(), g.end(),
                                                                            [&](auto* c) { return !is_control(c); })));
@@ -702,7 +701,6 @@ void shared_map<Key, Value, Hash, Eq, Traits>::run_group(group g) const noexcept
     i = j;
   }
   queue_.set_spin(backend_->readers_fence());
-  detail::combining_top() = frame.outer;
 }
 
 template <class Key, class Value, class Hash, class Eq, class Traits>

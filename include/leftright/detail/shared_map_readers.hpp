@@ -53,6 +53,7 @@
 #include <pthread.h>
 
 #include "absl/container/flat_hash_map.h"
+#include "thread_scope.hpp"
 
 namespace leftright::detail {
 
@@ -62,26 +63,13 @@ inline std::uint64_t next_shared_map_id() noexcept {
   return next.fetch_add(1, std::memory_order_relaxed);  // [H1] relaxed: uniqueness only
 }
 
-/// The groups a thread is running as a combiner, innermost first: one frame per map, on the
-/// combiner's stack (a compute's function that writes another map may make this thread that
-/// map's combiner too, and a function of that map's group may then write the first). A write
-/// from inside any of them would queue behind a group this thread runs and wait for itself;
-/// shared_map refuses it instead (combining()).
-struct combining_frame {
-  std::uint64_t map_id;
-  const combining_frame* outer;
-};
-inline const combining_frame*& combining_top() noexcept {
-  thread_local const combining_frame* top = nullptr;
-  return top;
-}
-/// Whether this thread is running a group of the map map_id, at any depth.
-inline bool combining(std::uint64_t map_id) noexcept {
-  for (const combining_frame* f = combining_top(); f != nullptr; f = f->outer) {
-    if (f->map_id == map_id) return true;
-  }
-  return false;
-}
+/// The groups a thread is running as a combiner, innermost first: one scope per map (its id's
+/// address), on the combiner's stack (a compute's function that writes another map may make this
+/// thread that map's combiner too, and a function of that map's group may then write the first).
+/// A write from inside any of them would queue behind a group this thread runs and wait for
+/// itself; shared_map refuses it instead.
+struct combining_tag {};
+using combining_scope = thread_scope<combining_tag>;
 
 /// The last reader a thread used: constant-initialized and trivially destructible, so a read
 /// reaches it with one thread-local load and no guard, and it can still be read while the thread
