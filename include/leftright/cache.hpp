@@ -34,7 +34,7 @@
 // compute() runs its function inside a write, under the writer lock, after the maintenance: what
 // the function reads (the write's snapshot of the map) is what its result replaces, as no other
 // write can run between them. The function's calls that would take the writer lock again throw
-// (a thread-local list of the caches whose function runs on the thread: detail::compute_scope).
+// (a thread-local list of the caches whose function runs on the thread: detail::cache_function_scope).
 //
 // Loads. get_or_load() coalesces concurrent misses of one key: the first caller runs the loader
 // (in its own thread, with no lock held) and puts the value; the others wait on that load and get
@@ -181,11 +181,11 @@ struct cache_entry {
   std::int64_t refresh_at = never;
 };
 
-/// A cache's compute() function running on this thread: the cache holds its writer lock
-/// meanwhile, so a call of it that would take the lock again must throw, not wait for itself
-/// (cache::refuse_inside_compute() asks inside()).
-struct compute_tag {};
-using compute_scope = thread_scope<compute_tag>;
+/// A cache's compute() or for_each() function running on this thread: the cache holds its writer
+/// lock (compute) or a read (for_each) meanwhile, so a call of it that would take the lock or
+/// write must throw, not wait for itself (cache::refuse_inside_function() asks inside()).
+struct cache_function_tag {};
+using cache_function_scope = thread_scope<cache_function_tag>;
 }  // namespace detail
 
 /// A durable cache's entries in its log and snapshots: the value, then its deadline and refresh
@@ -330,6 +330,29 @@ class cache {
   }
   /// Entries held now, expired ones not yet removed included (run_pending() removes them).
   std::size_t size() const { return local().reader.size(); }
+  /// Calls f(key, value) for every live entry (one past its deadline is skipped), all from one
+  /// snapshot: one read for the whole call, so f sees every write that returned before the call
+  /// wholly or not at all, and nothing made meanwhile (Caffeine's and moka's iterators are only
+  /// weakly consistent). In no particular order; not recorded as accesses, not counted. f may
+  /// read this cache (get(), peek(), get_all(), get_many(), size()); any other call of it from f
+  /// throws std::logic_error, as a write would wait for the read f runs in. What f throws
+  /// propagates and ends the walk. Progress: wait-free, but for f; writes wait for the walk to
+  /// end (see cache_options::max_reader_wait).
+  template <class F>
+  void for_each(F&& f) const {
+    static_assert(std::is_invocable_v<F&, const Key&, const Value&>,
+                  "leftright: for_each needs f(const Key&, const Value&)");
+    auto g = local().reader.read();
+    const detail::cache_function_scope scope(this);
+    std::optional<std::int64_t> t;  // the clock, read once, at the first entry that can expire
+    for (const auto& [k, e] : g) {
+      if (e.expires != entry::never) {
+        if (!t) t = now();
+        if (*t >= e.expires) continue;
+      }
+      std::invoke(f, k, e.value);
+    }
+  }
 
   // ---- Loads. ----
 
@@ -480,6 +503,35 @@ class cache {
     write([](plan&) {});
   }
 
+  /// Changes the bound (max_entries, or max_weight for a cache bound by weight) to maximum, as
+  /// Caffeine's policy().eviction().setMaximum(): a smaller one removes, in one write, the
+  /// entries the policy picks to fit it (each counted and reported as evicted); a larger one lets
+  /// the cache grow. The policy keeps its history (frequencies, its window's share). After it
+  /// returns, every write keeps the new bound. options() still gives the bound the cache was
+  /// made with, and a durable cache reopens with the bound its options give; maximum() gives the
+  /// one in effect. Throws std::logic_error for a cache made without a bound, and
+  /// std::invalid_argument for 0 or, for a bound by weight, above 2^62; if it throws otherwise
+  /// (an allocation, a copy for the removal listener), the bound is unchanged.
+  void set_maximum(std::uint64_t maximum) {
+    if (capacity(options_) == 0) {
+      throw std::logic_error("leftright::cache: set_maximum() of a cache made without max_entries or max_weight");
+    }
+    if (maximum == 0) throw std::invalid_argument("leftright::cache: set_maximum(0) (a bounded cache stays bounded)");
+    if (options_.max_weight != 0 && maximum > max_weight_limit) {
+      throw std::invalid_argument("leftright::cache: set_maximum() above 2^62 for a bound by weight");
+    }
+    write([&](plan& p) {
+      p.new_bound = maximum;
+      for (std::uint64_t h : policy_->set_capacity(maximum)) evict(p, h);
+    });
+  }
+  /// The bound in effect: max_entries or max_weight, as set_maximum() last set it (0: no bound).
+  /// Takes the writer lock.
+  std::uint64_t maximum() const {
+    const std::unique_lock<std::mutex> lock = lock_writer();
+    return bound_;
+  }
+
   /// Sets the removal listener (empty: none). Writes after it returns call it.
   void set_removal_listener(removal_listener listener) {
     const std::unique_lock<std::mutex> lock = lock_writer();
@@ -590,6 +642,7 @@ class cache {
     bool reporting = false;  ///< a listener is set: collect the removals
     std::int64_t refresh_at = entry::never;  ///< when the entries this plan puts become due
     std::optional<typename reader_type::guard> snapshot;  ///< the map before this write
+    std::optional<std::uint64_t> new_bound;  ///< set_maximum(): the bound once published
   };
 
   struct load_state;
@@ -621,9 +674,7 @@ class cache {
     return m;
   }
   void make_policy() {
-    if (const std::uint64_t bound = capacity(options_); bound != 0) {
-      policy_.emplace(bound, policy_options(options_));
-    }
+    if (bound_ != 0) policy_.emplace(bound_, policy_options(options_));
   }
   static std::uint64_t capacity(const cache_options& o) {
     return o.max_weight != 0 ? o.max_weight : static_cast<std::uint64_t>(o.max_entries);
@@ -733,6 +784,7 @@ class cache {
       p.refresh_at = refresh_deadline();
       make_plan(p, decide);
       publish(p);
+      if (p.new_bound) bound_ = *p.new_bound;  // (failed, the writer's state is rebuilt with the old one)
       listener = listener_;
     }
     try {
@@ -746,19 +798,19 @@ class cache {
   }
 
   /// Takes the writer lock, unless a compute() function of this cache runs on this thread
-  /// (refuse_inside_compute()).
+  /// (refuse_inside_function()).
   std::unique_lock<std::mutex> lock_writer() const {
-    refuse_inside_compute();
+    refuse_inside_function();
     return std::unique_lock<std::mutex>(write_mu_);
   }
   /// Throws std::logic_error on a thread running a compute() function of this cache: the thread
   /// holds the writer lock, which the call would take again (std::mutex would deadlock, or
   /// worse) or wait on another thread to take (a load in flight stores under it).
-  void refuse_inside_compute() const {
-    if (detail::compute_scope::inside(this)) {
+  void refuse_inside_function() const {
+    if (detail::cache_function_scope::inside(this)) {
       throw std::logic_error(
-          "leftright::cache: a compute() function called its own cache for more than a read (it runs under "
-          "the writer lock)");
+          "leftright::cache: a compute() or for_each() function called its own cache for more than a read "
+          "(compute's runs under the writer lock, for_each's inside a read that a write would wait for)");
     }
   }
 
@@ -837,7 +889,7 @@ class cache {
   /// f(current), with this thread marked as running a compute() function of this cache.
   template <class F>
   std::optional<Value> call_compute_function(F& f, const Value* current) const {
-    const detail::compute_scope scope(this);
+    const detail::cache_function_scope scope(this);
     return std::invoke(f, current);
   }
   /// Applies f's decision: next put as put() puts it (expiring after ttl, or by default), or
@@ -1194,7 +1246,7 @@ class cache {
   /// Fills missed: loads its keys in rounds (load_round) until none is left to try again.
   template <class BulkLoader>
   void load_all(bulk_results& missed, BulkLoader& loader) {
-    refuse_inside_compute();  // as load(): a load stores under the writer lock, and its waiters wait for that
+    refuse_inside_function();  // as load(): a load stores under the writer lock, and its waiters wait for that
     std::vector<Key> keys;
     keys.reserve(missed.size());
     for (const auto& [key, unused] : missed) keys.push_back(key);
@@ -1412,6 +1464,7 @@ class cache {
   // The writer's state, under write_mu_.
   mutable std::mutex write_mu_;
   std::optional<detail::cache_policy> policy_;
+  std::uint64_t bound_ = capacity(options_);  ///< the policy's capacity (0: none); set_maximum()
   index_type index_;
   absl::btree_set<std::pair<std::int64_t, std::uint64_t>> deadlines_;
   std::optional<reader_type> writer_reader_;
@@ -1478,7 +1531,7 @@ struct cache<Key, Value, Hash, Eq, Traits>::load_state {
 template <class Key, class Value, class Hash, class Eq, class Traits>
 template <class Loader>
 Value cache<Key, Value, Hash, Eq, Traits>::load(const Key& key, Loader& loader) {
-  refuse_inside_compute();  // a load stores under the writer lock, and its waiters wait for that
+  refuse_inside_function();  // a load stores under the writer lock, and its waiters wait for that
   std::shared_ptr<load_state> st;
   for (;;) {
     bool mine = false;
@@ -1675,7 +1728,7 @@ void cache<Key, Value, Hash, Eq, Traits>::rebuild_index() {
   deadlines_.clear();
   strays_.clear();
   policy_.reset();
-  make_policy();  // from the options, so that a rebuild retried after a failed one has the bound
+  make_policy();  // from bound_, so that a rebuild retried after a failed one has the bound
   index_map(nullptr);
   resync_due_ = false;
 }

@@ -55,11 +55,14 @@ std::size_t use_durable_cache(const char* dir) {
   c.put(2, "two", std::chrono::seconds(5));
   (void)c.compute(1, [](const std::string* v) { return std::optional<std::string>(v != nullptr ? *v + "!" : "new"); });
   (void)c.compute(3, [](const std::string*) { return std::optional<std::string>(); }, std::chrono::seconds(5));
+  std::size_t walked = 0;
+  c.for_each([&](const std::uint64_t&, const std::string& v) { walked += v.size(); });
+  c.set_maximum(c.maximum() + 1);
   c.sync();
   c.checkpoint();
   leftright::cache<std::uint64_t, std::string> weighed(  // the same type: one instantiation
       o, {.max_weight = 64}, [](const std::uint64_t&, const std::string& v) { return std::uint64_t(v.size()); });
-  return c.size() + weighed.size() + static_cast<std::size_t>(c.recovery().version);
+  return c.size() + weighed.size() + walked + static_cast<std::size_t>(c.recovery().version);
 }
 
 }  // namespace leftright_header_check

@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: Apache-2.0
+// leftright::cache: changing the bound of a running cache (set_maximum, maximum) and walking its
+// entries (for_each). Deterministic: time comes from a fake ticker; the concurrent case asserts
+// on what every walk saw, for a fixed count of writes.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "leftright/cache.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
+
+namespace {
+
+using leftright::cache;
+using leftright::cache_options;
+using leftright::removal_cause;
+using namespace std::chrono_literals;
+
+struct fake_clock {
+  std::int64_t ns = 1'000'000'000;
+  std::function<std::int64_t()> ticker() {
+    return [this] { return ns; };
+  }
+  void advance(std::chrono::nanoseconds d) { ns += d.count(); }
+};
+
+/// The same hash in every process, so that which entries the policy keeps does not vary.
+struct fixed_hash {
+  std::size_t operator()(int k) const {
+    std::uint64_t x = static_cast<std::uint64_t>(k) + 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return static_cast<std::size_t>(x ^ (x >> 31));
+  }
+};
+
+/// A value whose copies throw while `failing` is set (moves never throw).
+struct fragile {
+  static inline bool failing = false;
+  int v = 0;
+  fragile() = default;
+  explicit fragile(int x) : v(x) {}
+  fragile(const fragile& o) : v(o.v) {
+    if (failing) throw std::runtime_error("fragile copy");
+  }
+  fragile(fragile&&) noexcept = default;
+  fragile& operator=(const fragile& o) {
+    if (failing) throw std::runtime_error("fragile copy");
+    v = o.v;
+    return *this;
+  }
+  fragile& operator=(fragile&&) noexcept = default;
+};
+
+template <class C>
+std::map<int, int> contents(const C& c) {
+  std::map<int, int> seen;
+  c.for_each([&](const int& k, const int& v) { REQUIRE(seen.emplace(k, v).second); });
+  return seen;
+}
+
+}  // namespace
+
+TEST_CASE("cache: set_maximum shrinks a running cache to the policy's picks, and later writes keep the new bound") {
+  cache<int, int, fixed_hash> c({.max_entries = 100});
+  std::vector<std::tuple<int, int, removal_cause>> heard;
+  c.set_removal_listener([&](const int& k, const int& v, removal_cause why) { heard.emplace_back(k, v, why); });
+  for (int k = 0; k < 100; ++k) c.put(k, k * 7);
+  REQUIRE(c.size() == 100);
+  // Keys 0-4 are hot: the policy keeps its history across the change, so they stay.
+  for (int round = 0; round < 20; ++round) {
+    for (int k = 0; k < 5; ++k) REQUIRE(c.get(k) == k * 7);
+  }
+  const auto evicted_before = c.stats().evictions;
+  c.set_maximum(10);
+  CHECK(c.maximum() == 10);
+  CHECK(c.options().max_entries == 100);  // the options the cache was made with
+  CHECK(c.size() <= 10);
+  CHECK(c.size() >= 9);
+  for (int k = 0; k < 5; ++k) CHECK(c.peek(k) == k * 7);
+  // Every entry removed was reported, as evicted, with its value, and counted.
+  CHECK(heard.size() == 100 - c.size());
+  for (const auto& [k, v, why] : heard) {
+    CHECK(why == removal_cause::evicted);
+    CHECK(v == k * 7);
+    CHECK_FALSE(c.peek(k).has_value());
+  }
+  CHECK(c.stats().evictions - evicted_before == heard.size());
+
+  for (int k = 1000; k < 1500; ++k) {
+    c.put(k, k);
+    REQUIRE(c.size() <= 10);
+  }
+  // Grown again, the cache fills up to the new bound and no further.
+  c.set_maximum(60);
+  CHECK(c.maximum() == 60);
+  for (int k = 2000; k < 2500; ++k) {
+    c.put(k, k);
+    REQUIRE(c.size() <= 60);
+  }
+  CHECK(c.size() >= 54);
+}
+
+TEST_CASE("cache: set_maximum of a cache bound by weight bounds the weight") {
+  cache<int, std::string> c({.max_weight = 1000},
+                            [](const int&, const std::string& v) { return static_cast<std::uint64_t>(v.size()); });
+  for (int k = 0; k < 100; ++k) c.put(k, std::string(10, 'x'));
+  REQUIRE(c.weighted_size() == 1000);
+  c.set_maximum(250);
+  CHECK(c.maximum() == 250);
+  CHECK(c.weighted_size() <= 250);
+  CHECK(c.weighted_size() >= 200);
+  c.put(500, std::string(251, 'y'));  // heavier than the new bound: not kept
+  CHECK_FALSE(c.peek(500).has_value());
+  for (int k = 600; k < 700; ++k) {
+    c.put(k, std::string(static_cast<std::size_t>(k % 13 + 1), 'z'));
+    REQUIRE(c.weighted_size() <= 250);
+  }
+}
+
+TEST_CASE("cache: set_maximum refuses what it cannot do, and changes nothing then") {
+  cache<int, int> unbounded;
+  unbounded.put(1, 1);
+  CHECK_THROWS_AS(unbounded.set_maximum(10), std::logic_error);
+  CHECK(unbounded.maximum() == 0);
+  CHECK(unbounded.peek(1) == 1);
+
+  cache<int, int> counted({.max_entries = 5});
+  CHECK_THROWS_AS(counted.set_maximum(0), std::invalid_argument);
+  CHECK(counted.maximum() == 5);
+
+  cache<int, int> weighed({.max_weight = 5}, [](const int&, const int&) { return std::uint64_t{1}; });
+  CHECK_THROWS_AS(weighed.set_maximum((std::uint64_t{1} << 62) + 1), std::invalid_argument);
+  weighed.set_maximum(std::uint64_t{1} << 62);  // the largest bound by weight
+  CHECK(weighed.maximum() == std::uint64_t{1} << 62);
+}
+
+TEST_CASE("cache: a set_maximum that fails part-way leaves the bound and every entry as they were") {
+  cache<int, fragile, fixed_hash> c({.max_entries = 50});
+  int reported = 0;
+  c.set_removal_listener([&](const int&, const fragile&, removal_cause) { ++reported; });
+  for (int k = 0; k < 50; ++k) c.put(k, fragile(k));
+  fragile::failing = true;  // reporting a victim copies its value: the first one throws
+  CHECK_THROWS_AS(c.set_maximum(5), std::runtime_error);
+  fragile::failing = false;
+  CHECK(c.maximum() == 50);
+  CHECK(c.size() == 50);
+  CHECK(reported == 0);
+  for (int k = 0; k < 50; ++k) REQUIRE(c.peek(k)->v == k);
+  // The old bound still rules the next writes: nothing is evicted below 50.
+  c.put(100, fragile(100));
+  CHECK(c.size() == 50);
+  CHECK(reported == 1);
+  // And the change, tried again, takes.
+  c.set_maximum(5);
+  CHECK(c.size() <= 5);
+  CHECK(reported == 46 + (5 - static_cast<int>(c.size())));
+}
+
+TEST_CASE("cache: for_each visits every live entry once, skips the expired ones, and counts nothing") {
+  fake_clock clock;
+  cache<int, int> c({.ticker = clock.ticker()});
+  CHECK(contents(c).empty());
+  for (int k = 0; k < 300; ++k) c.put(k, -k);
+  c.put(1000, 1, 5s);
+  c.put(1001, 2, 50s);
+  c.invalidate(7);
+  clock.advance(5s);  // 1000 is past its deadline, not yet removed
+  REQUIRE(c.size() == 301);
+  const auto before = c.stats();
+  const std::map<int, int> seen = contents(c);
+  CHECK(seen.size() == 300);
+  CHECK_FALSE(seen.contains(7));
+  CHECK_FALSE(seen.contains(1000));
+  CHECK(seen.at(1001) == 2);
+  for (const auto& [k, v] : seen) {
+    if (k < 300) CHECK(v == -k);
+  }
+  const auto after = c.stats();
+  CHECK(after.hits == before.hits);
+  CHECK(after.misses == before.misses);
+}
+
+TEST_CASE("cache: a for_each function may read the cache; any other call of it throws, and the cache goes on") {
+  cache<int, int> c({.max_entries = 100});
+  for (int k = 0; k < 10; ++k) c.put(k, k);
+  int reads = 0;
+  c.for_each([&](const int& k, const int& v) {
+    CHECK(c.get(k) == v);  // a read inside the walk: the same snapshot
+    CHECK(c.peek(k) == v);
+    ++reads;
+  });
+  CHECK(reads == 10);
+  CHECK_THROWS_AS(c.for_each([&](const int& k, const int&) { c.put(k, 0); }), std::logic_error);
+  CHECK_THROWS_AS(c.for_each([&](const int& k, const int&) { c.invalidate(k); }), std::logic_error);
+  CHECK_THROWS_AS(c.for_each([&](const int&, const int&) { (void)c.get_or_load(500, [](int k) { return k; }); }),
+                  std::logic_error);
+  CHECK_THROWS_AS(c.for_each([&](const int&, const int&) { c.run_pending(); }), std::logic_error);
+  CHECK_THROWS_AS(c.for_each([](const int&, const int&) { throw std::runtime_error("f"); }), std::runtime_error);
+  // Nothing of it was applied, and the thread writes again once the walk is over.
+  for (int k = 0; k < 10; ++k) CHECK(c.peek(k) == k);
+  c.put(3, 33);
+  CHECK(c.peek(3) == 33);
+  CHECK(contents(c).size() == 10);
+}
+
+TEST_CASE("cache: each for_each sees one version, while another thread writes pairs") {
+  cache<int, int> c({.max_entries = 1000});
+  c.put_all(std::vector<std::pair<int, int>>{{1, 0}, {2, 0}});
+  constexpr int writes = 2000;
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 1; i <= writes; ++i) c.put_all(std::vector<std::pair<int, int>>{{1, i}, {2, i}, {i + 10, i}});
+    done.store(true, std::memory_order_release);  // the walker's last walk sees every write
+  });
+  int last = 0;
+  int walks = 0;
+  auto walk = [&] {
+    const std::map<int, int> seen = contents(c);
+    REQUIRE(seen.size() >= 2);
+    REQUIRE(seen.at(1) == seen.at(2));  // a put_all is seen whole
+    REQUIRE(seen.at(1) >= last);        // and versions never go back
+    last = seen.at(1);
+    ++walks;
+  };
+  while (!done.load(std::memory_order_acquire)) walk();
+  writer.join();
+  walk();
+  CHECK(last == writes);
+  CHECK(walks >= 1);
+}
+
+}  // namespace LEFTRIGHT_TEST_FILE
