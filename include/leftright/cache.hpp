@@ -62,10 +62,23 @@
 // meanwhile is not brought back. Misses do not wait for a refresh: a refresh may sit in an
 // executor's queue for long, and a miss is a caller with no value to return meanwhile.
 //
-// Atomics in this file: the load and refresh counters.
+// Expiry after access (cache_options::expire_after_access, as Caffeine's expireAfterAccess). A
+// reader writes nothing the writer reads but its ring, so a read cannot move a deadline itself:
+// the writer learns of reads when it drains the rings (every write's maintenance), keeps for each
+// entry the time of the last read it saw and the deadline its write gave it, and publishes a moved
+// deadline (the entry again, value copied) once less than half of expire_after_access is left,
+// so that a hot entry is republished about twice a period, not at every read. get_or_load()'s hit
+// on an entry in that last half runs a maintenance (keep_alive(), a few a period per cache), so
+// that a cache read through it moves its deadlines without writes; get() stays wait-free and
+// leaves its reads to the next maintenance.
+//
+// Atomics in this file: the load and refresh counters, and the time of the next keep-alive.
 //   [K1] fetch_add / load  relaxed  counts only, publishing no other data (as cache_buffers.hpp's
 //                                   [B6]); a joined thread's adds happen-before the joiner's
 //                                   stats() through the join
+//   [K2] load / CAS        relaxed  elects the one hit that runs a keep-alive maintenance for a
+//                                   while; nothing is published with it (the maintenance takes
+//                                   the writer lock), and a stale load only loses or wins a race
 #pragma once
 
 #include <algorithm>
@@ -108,6 +121,24 @@ struct cache_options {
   std::uint64_t max_weight = 0;
   /// How long an entry lives after its put (0: entries do not expire). put(k, v, ttl) overrides it.
   std::chrono::nanoseconds expire_after_write{0};
+  /// How long an entry lives after it was last read or written (0: no such bound; as Caffeine's
+  /// expireAfterAccess): an idle session, a connection not used for a while. With
+  /// expire_after_write (or a put's ttl) too, the entry goes at whichever comes first. Reads stay
+  /// wait-free and write nothing shared, so the deadline a reader compares with is the writer's:
+  /// a hit is recorded in the thread's ring, as for the policy, and a write's maintenance
+  /// (any write, run_pending()) that finds an entry read since its deadline was set, and that
+  /// deadline less than half of expire_after_access away, moves it to the maintenance's time plus
+  /// expire_after_access (the entry is published again, with its value, not reported). So a read
+  /// keeps its entry if a maintenance runs in the second half of the entry's time left: a hit of
+  /// get_or_load() on such an entry runs one (at most four a period of expire_after_access for the
+  /// cache, none from inside a compute() or for_each() function, its errors left to the next
+  /// write); get(), get_all(), get_many() do not, so a cache read only through them needs writes
+  /// or a run_pending() at least every expire_after_access / 2 (a timer) for their reads to count.
+  /// An entry may thus go early (a read not yet seen: a miss, never a stale value), and live up to
+  /// the time between a read and the maintenance that sees it longer. A durable cache reopened,
+  /// or a cache's writer state rebuilt after a failed write, keeps each entry's deadline as it was
+  /// at most (the write deadline it was capped by is not stored).
+  std::chrono::nanoseconds expire_after_access{0};
   /// The clock, in nanoseconds. Empty: std::chrono::steady_clock for an in-memory cache, and
   /// std::chrono::system_clock for a durable one (its deadlines outlive a reboot). Tests pass a
   /// fake one.
@@ -224,7 +255,7 @@ class cache {
   using removal_listener = std::function<void(const Key&, const Value&, removal_cause)>;
 
   /// Throws std::invalid_argument for both bounds at once, a bound by weight without a weigher
-  /// or a weigher without one, a max_weight above 2^62, or a negative expire_after_write,
+  /// or a weigher without one, a max_weight above 2^62, or a negative expire_after_write, expire_after_access,
   /// max_reader_wait or refresh_after_write.
   explicit cache(const cache_options& options = {}) : cache(options, weigher_type{}) {}
   template <class Weigher>
@@ -378,9 +409,11 @@ class cache {
                       detail::is_with_ttl<std::invoke_result_t<Loader&, const Key&>, Value>,
                   "leftright: get_or_load needs loader(const Key&) -> Value or with_ttl<Value>");
     bool due = false;
-    std::optional<Value> v = find_live(key, due);
+    std::int64_t deadline = entry::never;
+    std::optional<Value> v = find_live(key, due, deadline);
     if (!v) [[unlikely]] return load(key, loader);
     if (due) [[unlikely]] return refresh(key, *std::move(v), std::forward<Loader>(loader));
+    if (deadline != entry::never && access_bound() != 0) [[unlikely]] keep_alive(deadline);
     return *std::move(v);
   }
   /// get_all() that loads what it misses with one call of a bulk loader (a multi-get in front of a
@@ -615,9 +648,15 @@ class cache {
   /// What the writer knows of a resident entry.
   struct resident {
     Key key;
-    std::int64_t expires;
+    std::int64_t expires;  ///< the deadline published (never: none)
     std::uint64_t weight;
     std::uint64_t stamp;  ///< which write put it (a refresh replaces only the entry it refreshed)
+    /// expire_after_access: the deadline its write gave it (expires never passes it), the time of
+    /// the last read or write the writer knows of, and when its deadline is to move (never: no
+    /// read since it was set; else in extensions_).
+    std::int64_t write_expires = entry::never;
+    std::int64_t accessed = 0;
+    std::int64_t extend_at = entry::never;
   };
   using index_type = absl::flat_hash_map<std::uint64_t, resident>;
 
@@ -662,6 +701,8 @@ class cache {
       throw std::invalid_argument("leftright::cache: max_weight is above 2^62 (sums of weights would overflow)");
     if (o.expire_after_write.count() < 0)
       throw std::invalid_argument("leftright::cache: expire_after_write is negative");
+    if (o.expire_after_access.count() < 0)
+      throw std::invalid_argument("leftright::cache: expire_after_access is negative");
     if (o.max_reader_wait.count() < 0)
       throw std::invalid_argument("leftright::cache: max_reader_wait is negative");
     if (o.refresh_after_write.count() < 0)
@@ -824,6 +865,7 @@ class cache {
     try {
       erase_strays(p);
       drain_accesses();
+      extend_due(p);
       expire_due(p);
       decide(p);
     } catch (...) {
@@ -956,10 +998,12 @@ class cache {
       return;
     }
     if (it != index_.end()) retire(p, it, removal_cause::replaced);
-    if (expires != entry::never) deadlines_.insert({expires, h});
-    index_.insert_or_assign(h, resident{key, expires, weight, ++stamps_});
+    const std::int64_t written = access_bound() ? now() : 0;
+    const std::int64_t published = bounded_by_access(expires, written);
+    if (published != entry::never) deadlines_.insert({published, h});
+    index_.insert_or_assign(h, resident{key, published, weight, ++stamps_, expires, written});
     if (p.tracks_pending) p.pending.insert_or_assign(h, p.ops.size());
-    p.ops.push_back({std::move(key), entry{std::move(value), expires, p.refresh_at}});
+    p.ops.push_back({std::move(key), entry{std::move(value), published, p.refresh_at}});
   }
 
   /// Tells the policy of the entry (hash h) being put; erases the victims it picks. False if the
@@ -1005,6 +1049,7 @@ class cache {
   /// Forgets the entry's deadline and reports its removal (its value from the snapshot).
   void retire(plan& p, typename index_type::iterator it, removal_cause cause) {
     if (it->second.expires != entry::never) deadlines_.erase({it->second.expires, it->first});
+    if (it->second.extend_at != entry::never) extensions_.erase({it->second.extend_at, it->first});
     if (p.reporting) {
       if (p.tracks_pending) {  // put by this plan: its value is not in the map yet
         if (const auto at = p.pending.find(it->first); at != p.pending.end()) {
@@ -1038,15 +1083,63 @@ class cache {
 
   /// Feeds every thread's recorded accesses to the policy.
   void drain_accesses() {
+    const std::int64_t t_now = access_bound() ? now() : 0;
     home_->for_each([&](detail::thread_reader_node& n) {
       auto& t = static_cast<thread_state&>(n);
-      if (policy_) {
-        t.ring.drain([&](std::uint64_t r) { policy_->record_access(policy_hash(r)); });
-      } else {
-        t.ring.drain([](std::uint64_t) {});
-      }
+      t.ring.drain([&](std::uint64_t r) {
+        const std::uint64_t h = policy_hash(r);
+        if (policy_) policy_->record_access(h);
+        if (access_bound()) touch(h, t_now);
+      });
       t.ring_dropped = t.ring.dropped();
     });
+  }
+
+  // ---- Expiry after access (cache_options::expire_after_access). ----
+
+  /// expire_after_access in ticker nanoseconds (0: off).
+  std::int64_t access_bound() const { return options_.expire_after_access.count(); }
+  /// The deadline of an entry with write deadline `expires`, last read or written at t.
+  std::int64_t bounded_by_access(std::int64_t expires, std::int64_t t) const {
+    const std::int64_t d = access_bound();
+    if (d == 0) return expires;
+    return std::min(expires, t > entry::never - d ? entry::never - 1 : t + d);
+  }
+  /// Notes a read of the resident entry with hash h, seen by the maintenance at t: if its deadline
+  /// can move, it moves once less than half of expire_after_access is left (extend_due()).
+  void touch(std::uint64_t h, std::int64_t t) {
+    const auto it = index_.find(h);
+    if (it == index_.end()) return;  // a hash not resident (evicted since, or a collision's loser)
+    resident& r = it->second;
+    r.accessed = std::max(r.accessed, t);
+    if (r.extend_at != entry::never || bounded_by_access(r.write_expires, r.accessed) <= r.expires) return;
+    const std::int64_t half = access_bound() / 2;
+    r.extend_at = r.expires < std::numeric_limits<std::int64_t>::min() + half ? r.expires : r.expires - half;
+    extensions_.insert({r.extend_at, h});
+  }
+  /// Publishes the moved deadline of each entry read whose time to move has come (and that has
+  /// not expired: an entry past its deadline stays gone for the readers, expire_due() removes
+  /// it), with its value as the map holds it. Not a put: no report, no new stamp, no policy call.
+  void extend_due(plan& p) {
+    if (extensions_.empty()) return;
+    const std::int64_t t = now();
+    while (!extensions_.empty() && extensions_.begin()->first <= t) {
+      const std::uint64_t h = extensions_.begin()->second;
+      extensions_.erase(extensions_.begin());
+      const auto it = index_.find(h);
+      if (it == index_.end()) continue;  // not expected: retire() forgets an entry's extension
+      resident& r = it->second;
+      r.extend_at = entry::never;
+      if (r.expires <= t) continue;
+      const entry* e = snapshot(p).find(r.key);
+      if (e == nullptr) continue;  // not expected: the index is the map's
+      const std::int64_t moved = bounded_by_access(r.write_expires, r.accessed);
+      if (moved <= r.expires) continue;
+      p.ops.push_back({r.key, entry{e->value, moved, e->refresh_at}});
+      deadlines_.erase({r.expires, h});
+      deadlines_.insert({moved, h});
+      r.expires = moved;
+    }
   }
   /// Removes the entries whose deadline has passed.
   void expire_due(plan& p) {
@@ -1118,8 +1211,8 @@ class cache {
   // ---- Loading. ----
 
   /// get(key) for get_or_load(): the same lookup, recorded and counted the same way; due is set
-  /// if the live entry found is due for refresh.
-  std::optional<Value> find_live(const Key& key, bool& due) const {
+  /// if the live entry found is due for refresh, deadline to its deadline.
+  std::optional<Value> find_live(const Key& key, bool& due, std::int64_t& deadline) const {
     const thread_state& t = local();
     auto g = t.reader.read();
     const entry* e = g.find(key);
@@ -1129,7 +1222,27 @@ class cache {
     }
     t.ring.record(access_record(key));  // counts the hit too
     due = e->refresh_at != entry::never && expired_now(e->refresh_at);
+    deadline = e->expires;
     return e->value;
+  }
+  /// get_or_load()'s hit on an entry with deadline (expire_after_access): if less than half of
+  /// expire_after_access is left, runs a maintenance, whose drain of the rings sees the hit and
+  /// moves the deadline (touch(), extend_due()); unless one ran for that reason less than a
+  /// quarter of expire_after_access ago (at most four a period for the cache, whatever the
+  /// entries), or this thread runs a compute() or for_each() function of this cache (it would
+  /// throw). What the maintenance throws is left to the next write (a storage error) or dropped
+  /// (a removal listener's): the caller has its value.
+  void keep_alive(std::int64_t deadline) {
+    const std::int64_t t = now();
+    const std::int64_t d = access_bound();
+    if (deadline - d / 2 > t || detail::cache_function_scope::inside(this)) return;
+    std::int64_t after = keep_alive_after_.load(std::memory_order_relaxed);  // [K2]
+    if (t < after) return;
+    if (!keep_alive_after_.compare_exchange_strong(after, t + d / 4, std::memory_order_relaxed)) return;  // [K2]
+    try {
+      run_pending();
+    } catch (...) {
+    }
   }
 
   /// A loader's value, and the ttl it gave with it (with_ttl).
@@ -1467,6 +1580,10 @@ class cache {
   std::uint64_t bound_ = capacity(options_);  ///< the policy's capacity (0: none); set_maximum()
   index_type index_;
   absl::btree_set<std::pair<std::int64_t, std::uint64_t>> deadlines_;
+  /// (when, hash) of the entries read whose deadline is to move then (expire_after_access).
+  absl::btree_set<std::pair<std::int64_t, std::uint64_t>> extensions_;
+  /// keep_alive(): the ticker time before which no hit runs another maintenance.
+  std::atomic<std::int64_t> keep_alive_after_{std::numeric_limits<std::int64_t>::min()};
   std::optional<reader_type> writer_reader_;
   removal_listener listener_;
   std::uint64_t evictions_ = 0;
@@ -1726,6 +1843,7 @@ void cache<Key, Value, Hash, Eq, Traits>::rebuild_index() {
   resync_due_ = true;
   index_.clear();
   deadlines_.clear();
+  extensions_.clear();
   strays_.clear();
   policy_.reset();
   make_policy();  // from bound_, so that a rebuild retried after a failed one has the bound
@@ -1752,7 +1870,8 @@ void cache<Key, Value, Hash, Eq, Traits>::index_map(plan* p) {
       strays_.push_back(k);
       continue;
     }
-    index_.insert_or_assign(h, resident{k, e.expires, weight, ++stamps_});
+    // (The write deadline that capped e.expires is not stored: the deadline is kept at most.)
+    index_.insert_or_assign(h, resident{k, e.expires, weight, ++stamps_, e.expires, t});
     if (e.expires != entry::never) deadlines_.insert({e.expires, h});
     if (!policy_ || p == nullptr) continue;
     const auto decided = policy_->on_insert(h, weight);

@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: Apache-2.0
+// leftright::cache: expiry after access (cache_options::expire_after_access). Deterministic: time
+// comes from a fake ticker the test moves; the concurrent case asserts on values and counts for a
+// fixed number of reads.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <stdexcept>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "leftright/cache.hpp"
+#include "support/test_support.hpp"
+#include "support/test_file.hpp"
+
+namespace LEFTRIGHT_TEST_FILE {
+
+namespace {
+
+using leftright::cache;
+using leftright::cache_options;
+using leftright::removal_cause;
+using namespace std::chrono_literals;
+
+/// A clock the test moves by hand; any thread may read it.
+struct fake_clock {
+  std::atomic<std::int64_t> ns{0};
+  std::function<std::int64_t()> ticker() {
+    return [this] { return ns.load(std::memory_order_relaxed); };  // a test clock: no data rides on it
+  }
+  void advance(std::chrono::nanoseconds d) { ns.fetch_add(d.count(), std::memory_order_relaxed); }  // as above
+  void set(std::chrono::nanoseconds t) { ns.store(t.count(), std::memory_order_relaxed); }          // as above
+};
+
+/// A loader that counts its calls (a hit must not call it).
+struct counting_loader {
+  int* calls;
+  int operator()(const int& k) const {
+    ++*calls;
+    return k * 2;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("cache: expire_after_access: an unread entry goes after the period; a read seen by a maintenance moves it") {
+  fake_clock clock;
+  cache<int, int> c({.expire_after_access = 10s, .ticker = clock.ticker()});
+  c.put(1, 10);
+  c.put(2, 20);
+  clock.set(6s);
+  REQUIRE(c.get(1) == 10);  // recorded; seen by the next write's maintenance
+  clock.set(7s);
+  c.put(3, 30);             // a write: its maintenance moves 1's deadline to 7 + 10
+  clock.set(10s);
+  CHECK_FALSE(c.get(2).has_value());  // not read since its put at 0
+  CHECK(c.peek(1) == 10);
+  CHECK(c.peek(3) == 30);
+  clock.set(16s);
+  CHECK(c.peek(1) == 10);
+  CHECK(c.peek(3) == 30);
+  clock.set(17s);                     // peek records nothing: no read of 1 since 7
+  CHECK_FALSE(c.peek(1).has_value());
+  CHECK_FALSE(c.peek(3).has_value());  // written at 7, not read since
+  c.run_pending();
+  CHECK(c.size() == 0);
+  CHECK(c.stats().expirations == 3);
+}
+
+TEST_CASE("cache: expire_after_access: a read only moves the deadline once a maintenance sees it") {
+  fake_clock clock;
+  cache<int, int> c({.expire_after_access = 10s, .ticker = clock.ticker()});
+  c.put(1, 10);
+  clock.set(6s);
+  REQUIRE(c.get(1) == 10);  // get() runs no maintenance, and none runs before the deadline
+  clock.set(10s);
+  CHECK_FALSE(c.get(1).has_value());  // gone early (a miss, never a stale value)
+  c.run_pending();                    // the read seen now does not bring it back
+  CHECK_FALSE(c.peek(1).has_value());
+  CHECK(c.size() == 0);
+}
+
+TEST_CASE("cache: expire_after_access: get_or_load hits keep an entry alive with no write; idle, it goes") {
+  fake_clock clock;
+  cache<int, int> c({.expire_after_access = 10s, .ticker = clock.ticker()});
+  int loads = 0;
+  REQUIRE(c.get_or_load(1, counting_loader{&loads}) == 2);
+  REQUIRE(loads == 1);
+  for (int i = 0; i < 40; ++i) {  // two minutes of hits every 3 s, and nothing else
+    clock.advance(3s);
+    REQUIRE(c.get_or_load(1, counting_loader{&loads}) == 2);
+  }
+  CHECK(loads == 1);
+  CHECK(c.stats().expirations == 0);
+  // Reads through get() alone between maintenances count once one runs (here a get_or_load's).
+  clock.advance(10s);
+  CHECK_FALSE(c.peek(1).has_value());  // 10 s idle: gone
+  CHECK(c.get_or_load(1, counting_loader{&loads}) == 2);
+  CHECK(loads == 2);
+}
+
+TEST_CASE("cache: expire_after_access with a write deadline: reads never keep an entry past it") {
+  fake_clock clock;
+  cache<int, int> c({.expire_after_write = 25s, .expire_after_access = 10s, .ticker = clock.ticker()});
+  int loads = 0;
+  REQUIRE(c.get_or_load(1, counting_loader{&loads}) == 2);
+  c.put(5, 50, 8s);  // a put's ttl caps it as well
+  for (int t = 3; t <= 24; t += 3) {
+    clock.set(std::chrono::seconds(t));
+    REQUIRE(c.get_or_load(1, counting_loader{&loads}) == 2);
+    if (t < 8) REQUIRE(c.get_or_load(5, counting_loader{&loads}) == 50);
+  }
+  CHECK(loads == 1);
+  CHECK_FALSE(c.peek(5).has_value());  // read at 3 and 6, yet its ttl of 8 s ended it
+  clock.set(25s);
+  CHECK_FALSE(c.peek(1).has_value());  // read every 3 s, yet 25 s after its write
+  CHECK(c.get_or_load(1, counting_loader{&loads}) == 2);
+  CHECK(loads == 2);
+}
+
+TEST_CASE("cache: expire_after_access: a moved deadline is no replacement; the listener hears the expiry once") {
+  fake_clock clock;
+  cache<int, int> c({.expire_after_access = 10s, .ticker = clock.ticker()});
+  std::vector<std::tuple<int, int, removal_cause>> heard;
+  c.set_removal_listener([&](const int& k, const int& v, removal_cause why) { heard.emplace_back(k, v, why); });
+  c.put(1, 10);
+  for (int i = 0; i < 10; ++i) {
+    clock.advance(4s);
+    REQUIRE(c.get(1) == 10);
+    c.run_pending();
+  }
+  CHECK(heard.empty());
+  clock.advance(10s);
+  c.run_pending();
+  REQUIRE(heard.size() == 1);
+  CHECK(heard[0] == std::tuple(1, 10, removal_cause::expired));
+  // A put resets the time of last access as a read does.
+  c.put(2, 20);
+  clock.advance(9s);
+  c.put(2, 21);
+  clock.advance(9s);
+  CHECK(c.peek(2) == 21);
+}
+
+TEST_CASE("cache: expire_after_access must not be negative") {
+  CHECK_THROWS_AS((cache<int, int>({.expire_after_access = -1s})), std::invalid_argument);
+}
+
+TEST_CASE("cache: expire_after_access: a get_or_load inside a compute function reads without running a maintenance") {
+  fake_clock clock;
+  cache<int, int> c({.expire_after_access = 10s, .ticker = clock.ticker()});
+  c.put(1, 10);
+  clock.set(8s);
+  int loads = 0;
+  // The hit is in the last half of 1's time: out of compute it would run a maintenance, which
+  // inside would throw (the writer lock is held); it reads instead.
+  const auto got =
+      c.compute(2, [&](const int*) { return std::optional<int>(c.get_or_load(1, counting_loader{&loads})); });
+  CHECK(got == 10);
+  CHECK(loads == 0);
+  // The compute's own write came before that read; the next maintenance sees it.
+  clock.set(9s);
+  c.run_pending();
+  clock.set(17s);
+  CHECK(c.peek(1) == 10);
+}
+
+TEST_CASE("cache: expire_after_access: threads reading through get_or_load as the clock moves get right values") {
+  fake_clock clock;
+  cache<int, int> c({.max_entries = 64, .expire_after_access = 8s, .ticker = clock.ticker()});
+  std::atomic<int> loads{0};
+  auto loader = [&](const int& k) {
+    loads.fetch_add(1, std::memory_order_relaxed);  // a count, read after the join
+    return k * 2;
+  };
+  constexpr int reads = 3000;
+  std::atomic<int> wrong{0};  // Catch2's assertions are for the main thread: counted, checked after
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 2; ++r) {
+    readers.emplace_back([&, r] {
+      for (int i = 0; i < reads; ++i) {
+        const int k = (i * 7 + r) % 16;
+        if (c.get_or_load(k, loader) != k * 2) wrong.fetch_add(1, std::memory_order_relaxed);  // read after the join
+      }
+    });
+  }
+  for (int i = 0; i < 400; ++i) {
+    clock.advance(1s);
+    std::this_thread::yield();
+  }
+  for (auto& t : readers) t.join();
+  CHECK(wrong.load() == 0);
+  CHECK(loads.load() >= 16);
+  const auto s = c.stats();
+  CHECK(s.hits + s.misses == 2 * reads);
+  // Idle for a period: every entry goes.
+  clock.advance(8s);
+  c.run_pending();
+  CHECK(c.size() == 0);
+}
+
+TEST_CASE("cache: expire_after_access: a durable cache keeps moved deadlines across a reopen, at most") {
+  lrtest::temp_dir dir("cache-access-expiry");
+  leftright::durable_options o;
+  o.path = dir.path() / "cache";
+  fake_clock clock;
+  const cache_options options{.expire_after_access = 10s, .ticker = clock.ticker()};
+  {
+    cache<std::uint64_t, std::string> c(o, options);
+    c.put(1, "one");
+    c.put(2, "two");
+    clock.set(6s);
+    REQUIRE(c.get(1) == "one");
+    c.run_pending();  // 1's deadline moves to 16, and the move is logged
+  }
+  clock.set(12s);
+  cache<std::uint64_t, std::string> c(o, options);
+  CHECK(c.peek(1) == "one");
+  CHECK_FALSE(c.peek(2).has_value());  // its deadline of 10 passed while closed
+  CHECK(c.stats().expirations == 1);
+  // Reopened, an entry is not moved past the deadline it had (its write deadline is not stored).
+  REQUIRE(c.get(1) == "one");
+  c.run_pending();
+  clock.set(16s);
+  CHECK_FALSE(c.peek(1).has_value());
+}
+
+}  // namespace LEFTRIGHT_TEST_FILE
