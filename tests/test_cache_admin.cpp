@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -239,6 +240,52 @@ TEST_CASE("cache: each for_each sees one version, while another thread writes pa
   walk();
   CHECK(last == writes);
   CHECK(walks >= 1);
+}
+
+TEST_CASE("cache: stats count the weight evicted and the time loaders took") {
+  fake_clock clock;
+  cache<int, std::string> c({.max_weight = 100, .ticker = clock.ticker()},
+                            [](const int&, const std::string& v) { return static_cast<std::uint64_t>(v.size()); });
+  std::uint64_t heard_weight = 0;
+  int heard = 0;
+  c.set_removal_listener([&](const int&, const std::string& v, removal_cause why) {
+    if (why == removal_cause::evicted) {
+      heard_weight += v.size();
+      ++heard;
+    }
+  });
+  for (int k = 0; k < 200; ++k) c.put(k, std::string(static_cast<std::size_t>(k % 9 + 1), 'w'));
+  c.put(1000, std::string(150, 'h'));  // heavier than the bound: evicted at once, its weight counted
+  auto s = c.stats();
+  CHECK(s.evictions == static_cast<std::uint64_t>(heard));
+  CHECK(s.eviction_weight == heard_weight);
+  CHECK(s.eviction_weight >= 150);
+  CHECK(s.load_time_ns == 0);
+  CHECK(s.average_load_penalty_ns() == 0.0);
+
+  // Loads: the time each loader call took, by the cache's ticker, failed calls too.
+  CHECK(c.get_or_load(2000, [&](const int&) {
+    clock.advance(3s);
+    return std::string("a");
+  }) == "a");
+  CHECK_THROWS_AS(c.get_or_load(2001,
+                                [&](const int&) -> std::string {
+                                  clock.advance(2s);
+                                  throw std::runtime_error("down");
+                                }),
+                  std::runtime_error);
+  const auto got = c.get_all_or_load(std::vector<int>{3000, 3001}, [&](std::span<const int> keys) {
+    clock.advance(1s);
+    std::vector<std::pair<int, std::string>> found;
+    for (int k : keys) found.emplace_back(k, "b");
+    return found;
+  });
+  CHECK(got.size() == 2);
+  s = c.stats();
+  CHECK(s.load_successes == 2);
+  CHECK(s.load_failures == 1);
+  CHECK(s.load_time_ns == 6'000'000'000);
+  CHECK(s.average_load_penalty_ns() == 2'000'000'000.0);
 }
 
 }  // namespace LEFTRIGHT_TEST_FILE

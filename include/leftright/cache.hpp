@@ -172,9 +172,19 @@ struct cache_stats {
   std::uint64_t load_successes = 0;  ///< loader calls that returned a value
   std::uint64_t load_failures = 0;   ///< loader calls that threw
   std::uint64_t evictions = 0;       ///< entries removed to keep the bound
+  std::uint64_t eviction_weight = 0;  ///< their weight (1 each without a weigher)
   std::uint64_t expirations = 0;     ///< entries removed after their deadline
   std::uint64_t dropped_accesses = 0;  ///< hit records the policy never saw (a full ring)
   std::uint64_t refreshes = 0;  ///< refreshes run (each also a load: a success or a failure)
+  /// Time spent in loader calls (get_or_load's, get_all_or_load's, refreshes'), failed ones too,
+  /// in ticker nanoseconds (cache_options::ticker).
+  std::uint64_t load_time_ns = 0;
+  /// load_time_ns / (load_successes + load_failures): the mean time a load keeps its caller
+  /// waiting (Caffeine's averageLoadPenalty); 0 before any load.
+  double average_load_penalty_ns() const {
+    const std::uint64_t loads = load_successes + load_failures;
+    return loads == 0 ? 0.0 : static_cast<double>(load_time_ns) / static_cast<double>(loads);
+  }
   /// hits / (hits + misses); 1 before any lookup.
   double hit_ratio() const {
     const std::uint64_t lookups = hits + misses;
@@ -588,9 +598,11 @@ class cache {
     });
     s.load_successes = load_successes_.load(std::memory_order_relaxed);  // [K1]
     s.load_failures = load_failures_.load(std::memory_order_relaxed);    // [K1]
+    s.load_time_ns = load_time_ns_.load(std::memory_order_relaxed);      // [K1]
     s.refreshes = refreshes_.load(std::memory_order_relaxed);            // [K1]
     const std::unique_lock<std::mutex> lock = lock_writer();
     s.evictions = evictions_;
+    s.eviction_weight = eviction_weight_;
     s.expirations = expirations_;
     return s;
   }
@@ -1017,7 +1029,7 @@ class cache {
     const auto decided = policy_->on_insert(h, weight);
     for (std::uint64_t victim : decided.victims) evict(p, victim);
     if (decided.admitted) return true;
-    ++evictions_;
+    count_eviction(weight);
     if (resident_now) {
       if (const auto it = index_.find(h); it != index_.end()) drop(p, it, removal_cause::replaced);
     }
@@ -1027,15 +1039,19 @@ class cache {
   void evict(plan& p, std::uint64_t h) {
     auto it = index_.find(h);
     if (it == index_.end()) return;
-    ++evictions_;
+    count_eviction(it->second.weight);
     drop(p, it, removal_cause::evicted);
+  }
+  void count_eviction(std::uint64_t weight) {
+    ++evictions_;
+    eviction_weight_ += weight;
   }
 
   /// Removes a resident entry on the cache's own decision (invalidation, expiry, collision).
   void remove(plan& p, typename index_type::iterator it, removal_cause cause) {
     if (it == index_.end()) return;
     if (policy_) policy_->on_remove(it->first);
-    if (cause == removal_cause::evicted) ++evictions_;
+    if (cause == removal_cause::evicted) count_eviction(it->second.weight);
     if (cause == removal_cause::expired) ++expirations_;
     drop(p, it, cause);
   }
@@ -1189,9 +1205,9 @@ class cache {
   void erase_strays(plan& p) {
     if (strays_.empty()) return;
     for (const Key& k : strays_) {
-      ++evictions_;
-      if (p.reporting) {
-        if (const entry* e = snapshot(p).find(k)) report(p, k, e->value, removal_cause::evicted);
+      if (const entry* e = snapshot(p).find(k)) {
+        count_eviction(weigh(k, e->value));
+        report(p, k, e->value, removal_cause::evicted);
       }
       p.ops.push_back({k, std::nullopt});
     }
@@ -1251,9 +1267,19 @@ class cache {
     std::optional<std::chrono::nanoseconds> ttl;
   };
   /// loader(key), counted as a load success or failure; throws what the loader throws.
+  /// Adds the time from its making to its end to stats().load_time_ns (a loader call's scope).
+  struct load_timer {
+    cache& c;
+    const std::int64_t start = c.now();
+    ~load_timer() {
+      const std::int64_t spent = c.now() - start;
+      c.load_time_ns_.fetch_add(spent > 0 ? static_cast<std::uint64_t>(spent) : 0, std::memory_order_relaxed);  // [K1]
+    }
+  };
   template <class Loader>
   loaded call_loader(const Key& key, Loader& loader) {
     std::optional<loaded> got;
+    const load_timer timer{*this};
     try {
       if constexpr (detail::is_with_ttl<std::invoke_result_t<Loader&, const Key&>, Value>) {
         with_ttl<Value> l = std::invoke(loader, key);
@@ -1459,6 +1485,7 @@ class cache {
   /// with_ttl<Value> into ttls); counted as one load.
   template <class BulkLoader>
   void call_bulk_loader(const std::vector<Key>& ask, BulkLoader& loader, bulk_results& missed, bulk_ttls& ttls) {
+    const load_timer timer{*this};
     try {
       auto&& got = std::invoke(loader, std::span<const Key>(ask));
       for (auto&& [k, v] : got) {
@@ -1587,6 +1614,7 @@ class cache {
   std::optional<reader_type> writer_reader_;
   removal_listener listener_;
   std::uint64_t evictions_ = 0;
+  std::uint64_t eviction_weight_ = 0;
   std::uint64_t expirations_ = 0;
   std::uint64_t stamps_ = 0;  ///< the last resident::stamp given
   /// The loads in flight (registered before they look again and call the loader), by key.
@@ -1599,7 +1627,7 @@ class cache {
   std::mutex load_mu_;
   absl::flat_hash_map<Key, std::shared_ptr<load_state>, Hash, Eq> loads_;
   absl::flat_hash_set<Key, Hash, Eq> refreshes_in_flight_;
-  std::atomic<std::uint64_t> load_successes_{0}, load_failures_{0}, refreshes_{0};
+  std::atomic<std::uint64_t> load_successes_{0}, load_failures_{0}, refreshes_{0}, load_time_ns_{0};
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -1860,7 +1888,8 @@ void cache<Key, Value, Hash, Eq, Traits>::index_map(plan* p) {
     if (p != nullptr) {  // an open: what may not stay is erased
       const bool collides = index_.contains(h);  // (two resident keys never share a hash)
       if (collides || (e.expires != entry::never && t >= e.expires)) {
-        ++(collides ? evictions_ : expirations_);
+        if (collides) count_eviction(weigh(k, e.value));
+        else ++expirations_;
         p->ops.push_back({k, std::nullopt});
         continue;
       }
