@@ -288,4 +288,52 @@ TEST_CASE("cache: stats count the weight evicted and the time loaders took") {
   CHECK(s.average_load_penalty_ns() == 2'000'000'000.0);
 }
 
+TEST_CASE("cache: invalidate_all(keys) removes the keys named in one write, and wins over their loads") {
+  cache<int, int> c({.max_entries = 100});
+  std::vector<std::tuple<int, int, removal_cause>> heard;
+  c.set_removal_listener([&](const int& k, const int& v, removal_cause why) { heard.emplace_back(k, v, why); });
+  for (int k = 1; k <= 10; ++k) c.put(k, k * 10);
+  c.invalidate_all(std::vector<int>{2, 4, 4, 99});  // a key repeated, a key absent
+  CHECK(c.size() == 8);
+  CHECK_FALSE(c.peek(2).has_value());
+  CHECK_FALSE(c.peek(4).has_value());
+  CHECK(c.peek(3) == 30);
+  REQUIRE(heard.size() == 2);
+  for (const auto& [k, v, why] : heard) {
+    CHECK((k == 2 || k == 4));
+    CHECK(v == k * 10);
+    CHECK(why == removal_cause::invalidated);
+  }
+  c.invalidate_all(std::vector<int>{});
+  CHECK(c.size() == 8);
+  // Made while a load of the key runs, it wins: the value is returned but not stored.
+  CHECK(c.get_or_load(50, [&](const int& k) {
+    c.invalidate_all(std::vector<int>{k});
+    return k;
+  }) == 50);
+  CHECK_FALSE(c.peek(50).has_value());
+  CHECK(c.get_or_load(51, [](const int& k) { return k; }) == 51);  // a load of another key stores
+  CHECK(c.peek(51) == 51);
+}
+
+TEST_CASE("cache: a reader sees all of an invalidate_all(keys) or none of it") {
+  cache<int, int> c;
+  constexpr int rounds = 2000;
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 0; i < rounds; ++i) {
+      c.put_all(std::vector<std::pair<int, int>>{{1, i}, {2, i}});
+      c.invalidate_all(std::vector<int>{1, 2});
+    }
+    done.store(true, std::memory_order_release);  // ends the reader's loop; no data rides on it
+  });
+  std::size_t halves = 0;
+  while (!done.load(std::memory_order_acquire)) {
+    if (c.get_all(std::vector<int>{1, 2}).size() == 1) ++halves;
+  }
+  writer.join();
+  CHECK(halves == 0);
+  CHECK(c.size() == 0);
+}
+
 }  // namespace LEFTRIGHT_TEST_FILE

@@ -510,6 +510,21 @@ class cache {
   void invalidate_all() {
     invalidate_if([](const Key&, const Value&) { return true; });
   }
+  /// invalidate() of each of keys (any range of Key), all in one write (as Caffeine's
+  /// invalidateAll(keys)): a reader sees all of them gone or none. A load of any of them in
+  /// flight does not store its value. Keys absent or repeated are fine. Cost: O(keys).
+  template <class Range>
+    requires std::ranges::input_range<const Range> &&
+             std::convertible_to<std::ranges::range_reference_t<const Range>, const Key&>
+  void invalidate_all(const Range& keys) {
+    write([&](plan& p) {
+      for (const auto& k : keys) {
+        const Key& key = k;
+        supersede_load(key);
+        if (auto it = find_resident(key); it != index_.end()) remove(p, it, removal_cause::invalidated);
+      }
+    });
+  }
   /// Reads and writes key's entry as one write, which no other write of the cache interleaves
   /// (as Caffeine's asMap().compute, moka's and_compute_with): an increment, an append, a
   /// compare-and-set loses no other thread's update, where get() then put() may.
