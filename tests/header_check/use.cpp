@@ -58,6 +58,7 @@ std::size_t use_durable_cache(const char* dir) {
   std::size_t walked = 0;
   c.for_each([&](const std::uint64_t&, const std::string& v) { walked += v.size(); });
   c.set_maximum(c.maximum() + 1);
+  c.invalidate_all(std::vector<std::uint64_t>{7, 8});
   c.sync();
   c.checkpoint();
   leftright::cache<std::uint64_t, std::string> weighed(  // the same type: one instantiation
