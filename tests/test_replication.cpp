@@ -2168,3 +2168,111 @@ TEST_CASE("replication: a follower's local copy that holds no state yet follows 
   CHECK_FALSE(f.log_replaced());
   CHECK(*fr.read().find(key_a) == 7'000'005);
 }
+
+// ---- Connecting to a secured engine: several servers, credentials, TLS ----
+
+namespace {
+
+/// A leader on opts publishes one batch, and a follower on fopts shows it: the pair works.
+void publish_and_follow(const leftright::replication_options& opts, const leftright::replication_options& fopts) {
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  leader.insert_or_assign(1, 11);
+  const u64 v = leader.publish();
+  auto [f, fr] = leftright::open_follower<u64, u64>(fopts);
+  REQUIRE(f.wait_for(v, std::chrono::seconds(10)));
+  CHECK(*fr.read().find(u64{1}) == 11);
+}
+
+/// The code of the replication_error that open_leader(opts) throws (it must throw one).
+replication_errc open_error(const leftright::replication_options& opts) {
+  try {
+    auto opened = leftright::open_leader<u64, u64>(opts);
+  } catch (const replication_error& e) {
+    return e.code();
+  }
+  FAIL("open_leader did not throw");
+  return replication_errc::engine;
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1 that it signed (made with the
+/// openssl command), in a directory of their own; and a second authority that signed nothing.
+struct tls_files {
+  std::filesystem::path dir;
+  tls_files() {
+    char tmpl[] = "/tmp/leftright-tls-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir = tmpl;
+    std::ofstream(dir / "ext.cnf") << "subjectAltName=IP:127.0.0.1\n";
+    const std::string d = dir.string();
+    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    run("openssl req -x509" + ec + " -days 2 -subj /CN=leftright-test-ca -keyout " + d + "/ca.key -out " + d +
+        "/ca.pem");
+    run("openssl req -x509" + ec + " -days 2 -subj /CN=leftright-other-ca -keyout " + d + "/other.key -out " + d +
+        "/other.pem");
+    run("openssl req" + ec + " -subj /CN=127.0.0.1 -keyout " + d + "/server.key -out " + d + "/server.csr");
+    run("openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.pem -CAkey " + d + "/ca.key" +
+        " -CAcreateserial -days 2 -extfile " + d + "/ext.cnf -out " + d + "/server.pem");
+  }
+  ~tls_files() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  tls_files(const tls_files&) = delete;
+  tls_files& operator=(const tls_files&) = delete;
+
+ private:
+  static void run(const std::string& command) {
+    if (std::system((command + " >/dev/null 2>&1").c_str()) != 0) throw std::runtime_error("failed: " + command);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("replication: the url may list a cluster's servers; with the first one down the next one serves",
+          "[replication]") {
+  nats_server server;
+  auto opts = options_for(server, "servers");
+  opts.url = "nats://127.0.0.1:" + std::to_string(leftright_test::free_port()) + ", " + server.url();
+  publish_and_follow(opts, opts);
+  opts.url = " , ";
+  CHECK(open_error(opts) == replication_errc::protocol);
+}
+
+TEST_CASE("replication: an engine with users refuses a client without credentials, and serves one with them",
+          "[replication]") {
+  nats_server server({"--user", "lr", "--pass", "s3cret"});
+  auto opts = options_for(server, "users");
+  CHECK(open_error(opts) == replication_errc::refused);
+  opts.password = "wrong";
+  opts.user = "lr";
+  CHECK(open_error(opts) == replication_errc::refused);
+  opts.password = "s3cret";
+  auto fopts = options_for(server, "users");  // the follower's in its url
+  fopts.url = "nats://lr:s3cret@127.0.0.1:" + server.url().substr(server.url().rfind(':') + 1);
+  publish_and_follow(opts, fopts);
+  opts.token = "t";  // a token and a user at once: refused before connecting
+  CHECK(open_error(opts) == replication_errc::protocol);
+}
+
+TEST_CASE("replication: an engine with a token refuses a client without it, and serves one with it", "[replication]") {
+  nats_server server({"--auth", "tok3n"});
+  auto opts = options_for(server, "token");
+  CHECK(open_error(opts) == replication_errc::refused);
+  opts.token = "tok3n";
+  publish_and_follow(opts, opts);
+}
+
+TEST_CASE("replication: TLS: a client that trusts the engine's authority connects; others are refused",
+          "[replication]") {
+  const tls_files certs;
+  const std::string d = certs.dir.string();
+  nats_server server({"--tls", "--tlscert", d + "/server.pem", "--tlskey", d + "/server.key"});
+  auto opts = options_for(server, "tls");
+  CHECK(open_error(opts) == replication_errc::refused);  // no TLS: the engine requires it
+  opts.tls_ca_file = certs.dir / "other.pem";
+  CHECK(open_error(opts) == replication_errc::refused);  // a certificate no trusted authority signed
+  opts.tls_ca_file = certs.dir / "ca.pem";
+  publish_and_follow(opts, opts);
+  opts.tls_cert_file = certs.dir / "server.pem";  // a certificate without its key
+  CHECK(open_error(opts) == replication_errc::protocol);
+}

@@ -69,9 +69,30 @@ namespace leftright {
 
 /// Where a replicated map lives in the engine, and how its leader snapshots and trims the log.
 struct replication_options {
-  std::string url = "nats://127.0.0.1:4222";  ///< the engine's address
+  /// The engine's address: one url, or the servers of a cluster, comma-separated
+  /// ("nats://a:4222,nats://b:4222"): the client tries them in turn at the open and after a loss
+  /// (and learns the cluster's other servers from the one it reaches). A url may carry a user and
+  /// password (nats://user:pass@host:4222) or a token (nats://token@host:4222), as the fields
+  /// below do; tls://host:4222 asks for TLS, as tls does.
+  std::string url = "nats://127.0.0.1:4222";
   std::string name;                            ///< the map's name there: letters, digits, _ and -
   std::chrono::milliseconds timeout{5000};     ///< bounds each request to the engine
+  /// The engine's authentication (a production server): a user and password, or a token (not
+  /// both: the open throws replication_error, protocol). A client the engine refuses gets
+  /// replication_error, refused. (Credentials files, JWT and NKeys, are not supported yet.)
+  std::string user;
+  std::string password;
+  std::string token;
+  /// TLS: connect with TLS (implied by any of the files). The servers' certificates are checked
+  /// against the authorities in tls_ca_file (PEM; empty: the system's bundle,
+  /// /etc/ssl/certs/ca-certificates.crt). tls_cert_file and tls_key_file (PEM, together): this
+  /// client's certificate and key, for an engine that verifies its clients. A file that cannot
+  /// be loaded makes the open throw replication_error; a handshake that fails (a certificate not
+  /// trusted, an engine without TLS), refused.
+  bool tls = false;
+  std::filesystem::path tls_ca_file;
+  std::filesystem::path tls_cert_file;
+  std::filesystem::path tls_key_file;
   /// Leader: take a snapshot after every this many versions (0: only when snapshot() is called).
   std::uint64_t snapshot_every = 0;
   /// Leader: publish() returns once this many followers have applied the batch (followers
@@ -148,6 +169,19 @@ struct follower_ack {
 };
 
 namespace detail::replication {
+
+/// Where and how the options' leader or follower connects to the engine.
+inline connection_settings engine_of(const replication_options& o) {
+  connection_settings c(o.url);
+  c.user = o.user;
+  c.password = o.password;
+  c.token = o.token;
+  c.tls = o.tls;
+  c.tls_ca_file = o.tls_ca_file.string();
+  c.tls_cert_file = o.tls_cert_file.string();
+  c.tls_key_file = o.tls_key_file.string();
+  return c;
+}
 
 /// How often a follower opened from now on asks the engine for the log's range (its watchdog:
 /// follower::state::watchdog()). One second; tests lengthen it (set before open_follower, on the
@@ -908,7 +942,7 @@ std::pair<replicated_writer<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value
     local.emplace(rp::open_local_store<Key, Value, meta_type>(opts.local_path, "open leader"));
     local_version = rp::load_local<Key, Value>(*local, t, meta, "open leader");
   }
-  auto ch = std::make_unique<rp::channel>(opts.url, opts.name, opts.timeout, opts.lease_ttl, opts.replicas);
+  auto ch = std::make_unique<rp::channel>(rp::engine_of(opts), opts.name, opts.timeout, opts.lease_ttl, opts.replicas);
   ch->acquire_lease(opts.id, opts.take_over);
   const rp::log_range range = ch->range();
   if (local) rp::check_leader_copy(*local, local_version, range);
@@ -1587,7 +1621,7 @@ std::pair<follower<Key, Value, Hash, Eq, Traits>, map_reader<Key, Value, Hash, E
     local.emplace(rp::open_local_store<Key, Value, meta_type>(options.local_path, "open follower"));
     local_version = rp::load_local<Key, Value>(*local, t, meta, "open follower");
   }
-  auto ch = std::make_unique<rp::channel>(options.url, options.name, options.timeout, options.lease_ttl,
+  auto ch = std::make_unique<rp::channel>(rp::engine_of(options), options.name, options.timeout, options.lease_ttl,
                                           options.replicas);
   rp::check_buffer_bytes(options.follower_buffer_bytes, ch->max_payload());
   // The log whose history the state belongs to: the engine's now, or the one a local copy

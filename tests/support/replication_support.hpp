@@ -69,7 +69,10 @@ bool eventually(Cond&& cond, std::chrono::milliseconds limit = std::chrono::seco
 class nats_server {
  public:
   /// Starts a server with JetStream; max_payload: the largest message it takes (0: default).
-  explicit nats_server(std::size_t max_payload = 0) : port_(free_port()) {
+  explicit nats_server(std::size_t max_payload = 0) : nats_server(std::vector<std::string>{}, max_payload) {}
+  /// Starts a server with JetStream and these further arguments (authentication, TLS).
+  explicit nats_server(std::vector<std::string> extra_args, std::size_t max_payload = 0)
+      : port_(free_port()), extra_args_(std::move(extra_args)) {
     char tmpl[] = "/tmp/leftright-nats-XXXXXX";
     if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
@@ -98,6 +101,7 @@ class nats_server {
       args.push_back("-c");
       args.push_back((dir_ / "server.conf").string());
     }
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -140,6 +144,7 @@ class nats_server {
   }
 
   int port_;
+  std::vector<std::string> extra_args_;
   pid_t pid_ = -1;
   std::filesystem::path dir_;
 };

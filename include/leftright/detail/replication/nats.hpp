@@ -31,6 +31,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "../../replication_error.hpp"
@@ -92,6 +93,12 @@ inline replication_errc classify(natsStatus s, jsErrCode jerr) noexcept {
     case NATS_NO_RESPONDERS:
     case NATS_NOT_YET_CONNECTED:
       return replication_errc::unreachable;
+    case NATS_CONNECTION_AUTH_FAILED:
+    case NATS_NOT_PERMITTED:
+    case NATS_SECURE_CONNECTION_WANTED:
+    case NATS_SECURE_CONNECTION_REQUIRED:
+    case NATS_SSL_ERROR:
+      return replication_errc::refused;
     default:
       return replication_errc::engine;
   }
@@ -135,6 +142,31 @@ struct log_range {
   std::int64_t created = 0;
 };
 
+/// How a channel reaches the engine (replication_options' fields of the same names): a url, or
+/// several comma-separated, and the credentials and TLS files it needs.
+struct connection_settings {
+  connection_settings(std::string u = {}) : url(std::move(u)) {}  // NOLINT: a url alone converts
+  std::string url;
+  std::string user, password, token;
+  bool tls = false;
+  std::string tls_ca_file, tls_cert_file, tls_key_file;
+};
+
+/// The urls of a comma-separated list, each trimmed of spaces; empty entries dropped.
+inline std::vector<std::string> split_urls(const std::string& list) {
+  std::vector<std::string> urls;
+  std::size_t from = 0;
+  while (from <= list.size()) {
+    const std::size_t comma = std::min(list.find(',', from), list.size());
+    std::size_t b = from, e = comma;
+    while (b < e && list[b] == ' ') ++b;
+    while (e > b && list[e - 1] == ' ') --e;
+    if (e > b) urls.push_back(list.substr(b, e - b));
+    from = comma + 1;
+  }
+  return urls;
+}
+
 /// One connection to the engine and the map's streams and buckets there.
 /// Thread-safety: nats.c connections and contexts are thread-safe; a channel is shared by a
 /// writer or follower and its background thread.
@@ -145,12 +177,12 @@ class channel {
   /// every request. Throws replication_error (one naming the engine's reason if it cannot keep
   /// that many copies, as a single server cannot keep more than one; protocol, before
   /// connecting, for a lease_ttl that is not positive).
-  channel(const std::string& url, const std::string& name, std::chrono::milliseconds timeout,
+  channel(const connection_settings& engine, const std::string& name, std::chrono::milliseconds timeout,
           std::chrono::milliseconds lease_ttl, int replicas = 1)
       : name_(name), timeout_ms_(timeout.count()), replicas_(replicas) {
     check_name(name);
     check_lease_ttl(lease_ttl);
-    connect(url);
+    connect(engine);
     direct_.insert_or_assign(log_stream(), ensure_stream(log_stream(), log_subject(), /*max_msg_size=*/-1));
     direct_.insert_or_assign(snap_stream(), ensure_stream(snap_stream(), snap_subject(), -1));
     meta_ = ensure_bucket("LR_" + name_ + "_META", 0);
@@ -624,11 +656,13 @@ class channel {
                                 "leader)");
   }
 
-  void connect(const std::string& url) {
+  void connect(const connection_settings& engine) {
     natsOptions* o = nullptr;
     check(natsOptions_Create(&o), "connect");
     options_ptr opts(o);
-    check(natsOptions_SetURL(o, url.c_str()), "connect");
+    set_servers(o, engine.url);
+    set_credentials(o, engine);
+    set_tls(o, engine);
     check(natsOptions_SetTimeout(o, timeout_ms_), "connect");
     check(natsOptions_SetAllowReconnect(o, true), "connect");
     check(natsOptions_SetMaxReconnect(o, -1), "connect");  // forever: followers keep trying
@@ -642,7 +676,7 @@ class channel {
     check(natsOptions_SetSendAsap(o, true), "connect");
     check(natsOptions_SetIOBufSize(o, io_buffer_bytes), "connect");
     natsConnection* nc = nullptr;
-    check(natsConnection_Connect(&nc, o), ("connect to " + url).c_str());
+    check(natsConnection_Connect(&nc, o), ("connect to " + engine.url).c_str());
     nc_.reset(nc);
     jsOptions jo;
     jsOptions_Init(&jo);
@@ -651,6 +685,45 @@ class channel {
     check(natsConnection_JetStream(&js, nc, &jo), "jetstream");
     js_.reset(js);
   }
+
+  /// The servers to try: one url, or a comma-separated list (the client library takes a list only
+  /// as an array: its url setter fails on a comma).
+  static void set_servers(natsOptions* o, const std::string& list) {
+    const std::vector<std::string> urls = split_urls(list);
+    if (urls.empty()) throw replication_error(replication_errc::protocol, "open", "replication_options::url is empty");
+    std::vector<const char*> servers;
+    for (const std::string& u : urls) servers.push_back(u.c_str());
+    check(natsOptions_SetServers(o, servers.data(), static_cast<int>(servers.size())), "connect");
+  }
+  static void set_credentials(natsOptions* o, const connection_settings& engine) {
+    if (!engine.token.empty() && (!engine.user.empty() || !engine.password.empty())) {
+      throw replication_error(replication_errc::protocol, "open",
+                              "replication_options: a token and a user/password at once (the engine takes one)");
+    }
+    if (!engine.user.empty() || !engine.password.empty()) {
+      check(natsOptions_SetUserInfo(o, engine.user.c_str(), engine.password.c_str()), "connect");
+    }
+    if (!engine.token.empty()) check(natsOptions_SetToken(o, engine.token.c_str()), "connect");
+  }
+  /// TLS, if asked for by tls or by any of the files. The servers' certificates are checked
+  /// against tls_ca_file, or the system's bundle (Debian's ca-certificates) when it is empty.
+  static void set_tls(natsOptions* o, const connection_settings& engine) {
+    if (!engine.tls && engine.tls_ca_file.empty() && engine.tls_cert_file.empty() && engine.tls_key_file.empty()) {
+      return;
+    }
+    if (engine.tls_cert_file.empty() != engine.tls_key_file.empty()) {
+      throw replication_error(replication_errc::protocol, "open",
+                              "replication_options: tls_cert_file and tls_key_file go together");
+    }
+    check(natsOptions_SetSecure(o, true), "connect (TLS)");
+    const std::string ca = !engine.tls_ca_file.empty() ? engine.tls_ca_file : std::string(system_ca_bundle);
+    check(natsOptions_LoadCATrustedCertificates(o, ca.c_str()), ("load the TLS authorities " + ca).c_str());
+    if (!engine.tls_cert_file.empty()) {
+      check(natsOptions_LoadCertificatesChain(o, engine.tls_cert_file.c_str(), engine.tls_key_file.c_str()),
+            ("load the TLS certificate " + engine.tls_cert_file).c_str());
+    }
+  }
+  static constexpr const char* system_ca_bundle = "/etc/ssl/certs/ca-certificates.crt";
 
   /// The size of the client's socket buffers (it reads into one and writes from another): 256
   /// KiB, not the client's default 32 KiB, which a follower catching up fills with two log
