@@ -27,6 +27,7 @@
 #include <catch2/catch.hpp>
 
 #include "leftright/cache.hpp"
+#include "support/cache_support.hpp"
 #include "support/test_file.hpp"
 
 namespace LEFTRIGHT_TEST_FILE {
@@ -37,27 +38,9 @@ using leftright::cache;
 using leftright::cache_options;
 using leftright::cache_stats;
 using leftright::removal_cause;
+using lrtest::fake_clock;
+using lrtest::fixed_hash;
 using namespace std::chrono_literals;
-
-/// A clock the test moves by hand.
-struct fake_clock {
-  std::int64_t ns = 1'000'000'000;
-  std::function<std::int64_t()> ticker() {
-    return [this] { return ns; };
-  }
-  void advance(std::chrono::nanoseconds d) { ns += d.count(); }
-};
-
-/// A hash that is the same in every process (absl::Hash, the default, is seeded per process), for
-/// a test whose outcome depends on which entries the policy keeps. splitmix64's finalizer.
-struct fixed_hash {
-  std::size_t operator()(int k) const {
-    std::uint64_t x = static_cast<std::uint64_t>(k) + 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return static_cast<std::size_t>(x ^ (x >> 31));
-  }
-};
 
 /// A refresh executor that queues its tasks; the test runs them when it chooses. Declared before
 /// the cache it serves, so every test runs (or clears) the queue before the cache goes.

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -17,6 +18,7 @@
 #include <catch2/catch.hpp>
 
 #include "leftright/cache.hpp"
+#include "support/cache_support.hpp"
 #include "support/test_file.hpp"
 
 namespace LEFTRIGHT_TEST_FILE {
@@ -26,25 +28,9 @@ namespace {
 using leftright::cache;
 using leftright::cache_options;
 using leftright::removal_cause;
+using lrtest::fake_clock;
+using lrtest::fixed_hash;
 using namespace std::chrono_literals;
-
-struct fake_clock {
-  std::int64_t ns = 1'000'000'000;
-  std::function<std::int64_t()> ticker() {
-    return [this] { return ns; };
-  }
-  void advance(std::chrono::nanoseconds d) { ns += d.count(); }
-};
-
-/// The same hash in every process, so that which entries the policy keeps does not vary.
-struct fixed_hash {
-  std::size_t operator()(int k) const {
-    std::uint64_t x = static_cast<std::uint64_t>(k) + 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return static_cast<std::size_t>(x ^ (x >> 31));
-  }
-};
 
 /// A value whose copies throw while `failing` is set (moves never throw).
 struct fragile {
@@ -79,7 +65,7 @@ TEST_CASE("cache: set_maximum shrinks a running cache to the policy's picks, and
   c.set_removal_listener([&](const int& k, const int& v, removal_cause why) { heard.emplace_back(k, v, why); });
   for (int k = 0; k < 100; ++k) c.put(k, k * 7);
   REQUIRE(c.size() == 100);
-  // Keys 0-4 are hot: the policy keeps its history across the change, so they stay.
+  // Keys 0-4 are hot (hit in probation, so protected): the policy evicts from its other segments first.
   for (int round = 0; round < 20; ++round) {
     for (int k = 0; k < 5; ++k) REQUIRE(c.get(k) == k * 7);
   }
@@ -208,12 +194,68 @@ TEST_CASE("cache: a for_each function may read the cache; any other call of it t
   CHECK_THROWS_AS(c.for_each([&](const int&, const int&) { (void)c.get_or_load(500, [](int k) { return k; }); }),
                   std::logic_error);
   CHECK_THROWS_AS(c.for_each([&](const int&, const int&) { c.run_pending(); }), std::logic_error);
+  CHECK_THROWS_AS(c.for_each([&](const int&, const int&) { c.sync(); }), std::logic_error);
   CHECK_THROWS_AS(c.for_each([](const int&, const int&) { throw std::runtime_error("f"); }), std::runtime_error);
   // Nothing of it was applied, and the thread writes again once the walk is over.
   for (int k = 0; k < 10; ++k) CHECK(c.peek(k) == k);
   c.put(3, 33);
   CHECK(c.peek(3) == 33);
   CHECK(contents(c).size() == 10);
+}
+
+TEST_CASE("cache: an invalidate_if predicate may read the cache; a write from it throws instead of deadlocking") {
+  cache<int, int> c({.max_entries = 100});
+  for (int k = 0; k < 10; ++k) c.put(k, k);
+  c.invalidate_if([&](const int& k, const int& v) { return k % 2 == 0 && c.peek(k) == v; });
+  CHECK(c.size() == 5);
+  CHECK_THROWS_AS(c.invalidate_if([&](const int& k, const int&) {
+    c.put(k + 100, 0);  // the writer lock is held: refused
+    return false;
+  }),
+                  std::logic_error);
+  CHECK_THROWS_AS(c.invalidate_if([&](const int&, const int&) { return c.stats().hits > 0; }), std::logic_error);
+  // The failed calls removed nothing, and the cache writes on.
+  CHECK(c.size() == 5);
+  c.put(100, 1);
+  CHECK(c.peek(100) == 1);
+}
+
+TEST_CASE("cache: hottest and coldest list the policy's entries in its order, hot keys first or last") {
+  fake_clock clock;
+  cache<int, int, fixed_hash> c({.max_entries = 100, .ticker = clock.ticker()});
+  for (int k = 0; k < 100; ++k) c.put(k, k * 3);
+  for (int round = 0; round < 10; ++round) {
+    for (int k = 0; k < 10; ++k) REQUIRE(c.get(k) == k * 3);  // recorded; applied by the next call
+  }
+  const auto hot = c.hottest(10);
+  REQUIRE(hot.size() == 10);
+  std::set<int> hot_keys;
+  for (const auto& [k, v] : hot) {
+    CHECK(v == k * 3);
+    hot_keys.insert(k);
+  }
+  CHECK(hot_keys == std::set<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  const auto cold = c.coldest(20);
+  REQUIRE(cold.size() == 20);
+  std::set<int> cold_keys;
+  for (const auto& [k, v] : cold) {
+    CHECK(k >= 10);  // never read
+    CHECK(v == k * 3);
+    cold_keys.insert(k);
+  }
+  CHECK(cold_keys.size() == 20);
+  // Every entry once, either way; none past its deadline; n = 0 lists none.
+  c.put(500, 1, 5s);  // the cache is full: one entry goes for it
+  clock.advance(5s);
+  CHECK(c.hottest(1000).size() == 99);  // its maintenance removes 500, past its deadline
+  CHECK(c.size() == 99);
+  std::set<int> all;
+  for (const auto& [k, v] : c.coldest(1000)) all.insert(k);
+  CHECK(all.size() == 99);
+  CHECK_FALSE(all.contains(500));
+  CHECK(c.coldest(0).empty());
+  cache<int, int> unbounded;
+  CHECK_THROWS_AS(unbounded.hottest(1), std::logic_error);
 }
 
 TEST_CASE("cache: each for_each sees one version, while another thread writes pairs") {

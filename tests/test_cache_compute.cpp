@@ -19,6 +19,7 @@
 #include <catch2/catch.hpp>
 
 #include "leftright/cache.hpp"
+#include "support/cache_support.hpp"
 #include "support/test_file.hpp"
 
 namespace LEFTRIGHT_TEST_FILE {
@@ -27,24 +28,8 @@ namespace {
 
 using leftright::cache;
 using leftright::removal_cause;
+using lrtest::fake_clock;
 using namespace std::chrono_literals;
-
-/// A clock the test moves by hand. step_at_next_read() moves it by d just after its next read,
-/// for a test that needs the clock to pass a deadline between two reads of one write.
-struct fake_clock {
-  std::int64_t ns = 1'000'000'000;
-  std::int64_t pending_step = 0;
-  std::function<std::int64_t()> ticker() {
-    return [this] {
-      const std::int64_t now = ns;
-      ns += pending_step;
-      pending_step = 0;
-      return now;
-    };
-  }
-  void advance(std::chrono::nanoseconds d) { ns += d.count(); }
-  void step_at_next_read(std::chrono::nanoseconds d) { pending_step = d.count(); }
-};
 
 /// What a removal listener heard.
 template <class K, class V>

@@ -18,6 +18,7 @@
 
 #include "leftright/cache.hpp"
 #include "support/test_support.hpp"
+#include "support/cache_support.hpp"
 #include "support/test_file.hpp"
 
 namespace LEFTRIGHT_TEST_FILE {
@@ -26,17 +27,9 @@ namespace {
 
 using leftright::cache_options;
 using leftright::durable_options;
+using lrtest::fake_clock;
 using namespace std::chrono_literals;
 using dcache = leftright::cache<std::uint64_t, std::string>;
-
-/// A clock the test moves by hand, and that outlives the caches it serves (as a wall clock does).
-struct fake_clock {
-  std::int64_t ns = 1'000'000'000;
-  std::function<std::int64_t()> ticker() {
-    return [this] { return ns; };
-  }
-  void advance(std::chrono::nanoseconds d) { ns += d.count(); }
-};
 
 durable_options in(const lrtest::temp_dir& dir) {
   durable_options o;

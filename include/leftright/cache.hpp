@@ -77,11 +77,13 @@
 //                                   [B6]); a joined thread's adds happen-before the joiner's
 //                                   stats() through the join
 //   [K2] load / CAS        relaxed  elects the one hit that runs a keep-alive maintenance for a
-//                                   while; nothing is published with it (the maintenance takes
-//                                   the writer lock), and a stale load only loses or wins a race
+//                                   while (or for a deadline); nothing is published with it (the
+//                                   maintenance takes the writer lock), and a stale load only
+//                                   loses or wins that election
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -131,14 +133,15 @@ struct cache_options {
   /// deadline less than half of expire_after_access away, moves it to the maintenance's time plus
   /// expire_after_access (the entry is published again, with its value, not reported). So a read
   /// keeps its entry if a maintenance runs in the second half of the entry's time left: a hit of
-  /// get_or_load() on such an entry runs one (at most four a period of expire_after_access for the
-  /// cache, none from inside a compute() or for_each() function, its errors left to the next
-  /// write); get(), get_all(), get_many() do not, so a cache read only through them needs writes
-  /// or a run_pending() at least every expire_after_access / 2 (a timer) for their reads to count.
-  /// An entry may thus go early (a read not yet seen: a miss, never a stale value), and live up to
-  /// the time between a read and the maintenance that sees it longer. A durable cache reopened,
-  /// or a cache's writer state rebuilt after a failed write, keeps each entry's deadline as it was
-  /// at most (the write deadline it was capped by is not stored).
+  /// get_or_load() on such an entry runs one (about four a period of expire_after_access for the
+  /// cache, and one more for an entry that would expire before the next; none from inside a
+  /// function the cache runs, its errors left to the next write); get(), get_all(), get_many()
+  /// do not, so a cache read only through them needs writes or a run_pending() at least every
+  /// expire_after_access / 2 (a timer) for their reads to count. An entry may thus go early (a
+  /// read not yet seen, or dropped from a full ring: a miss, never a stale value), and live up to
+  /// the time between a read and the maintenance that sees it longer. A durable cache reopened
+  /// keeps each entry's deadline as it was at most (the write deadline that capped it is not
+  /// stored).
   std::chrono::nanoseconds expire_after_access{0};
   /// The clock, in nanoseconds. Empty: std::chrono::steady_clock for an in-memory cache, and
   /// std::chrono::system_clock for a durable one (its deadlines outlive a reboot). Tests pass a
@@ -495,7 +498,9 @@ class cache {
   }
   /// Removes every entry for which pred(const Key&, const Value&) is true; if pred throws, none
   /// (the exception propagates). A load in flight meanwhile does not store its value (pred
-  /// cannot judge it yet; see get_or_load()). Cost: O(size).
+  /// cannot judge it yet; see get_or_load()). pred runs under the writer lock, as compute()'s
+  /// function does: it may read the cache, and a call of it that takes the lock throws
+  /// std::logic_error (so does a weigher's). Cost: O(size).
   template <class Pred>
   void invalidate_if(Pred pred) {
     write([&](plan& p) {
@@ -565,7 +570,8 @@ class cache {
   /// Changes the bound (max_entries, or max_weight for a cache bound by weight) to maximum, as
   /// Caffeine's policy().eviction().setMaximum(): a smaller one removes, in one write, the
   /// entries the policy picks to fit it (each counted and reported as evicted); a larger one lets
-  /// the cache grow. The policy keeps its history (frequencies, its window's share). After it
+  /// the cache grow. The policy keeps what it knows of the entries (their frequencies, and which
+  /// segment holds each); its window's share and its ghost's trials start anew. After it
   /// returns, every write keeps the new bound. options() still gives the bound the cache was
   /// made with, and a durable cache reopens with the bound its options give; maximum() gives the
   /// one in effect. Throws std::logic_error for a cache made without a bound, and
@@ -584,6 +590,16 @@ class cache {
       for (std::uint64_t h : policy_->set_capacity(maximum)) evict(p, h);
     });
   }
+  /// The n entries (at most) the policy holds coldest, the next to be evicted first, as Caffeine's
+  /// policy().eviction().coldest(n): (key, value) pairs in that order, taken after a write's
+  /// maintenance (the threads' recorded hits applied, the expired entries removed). The order is
+  /// the policy's (its lists, and its frequency estimates between the window and probation), not
+  /// an exact ranking. To see what a smaller bound would drop, or what to let go first. Throws
+  /// std::logic_error for a cache made without a bound. Blocking, as a write; O(n).
+  std::vector<std::pair<Key, Value>> coldest(std::size_t n) { return in_eviction_order(n, false); }
+  /// The n entries (at most) the policy holds hottest, the last it would evict first (protected's
+  /// most recent first), as Caffeine's hottest(n): what to copy to warm another cache.
+  std::vector<std::pair<Key, Value>> hottest(std::size_t n) { return in_eviction_order(n, true); }
   /// The bound in effect: max_entries or max_weight, as set_maximum() last set it (0: no bound).
   /// Takes the writer lock.
   std::uint64_t maximum() const {
@@ -637,11 +653,15 @@ class cache {
   /// Returns once every write that returned is on stable storage, also in durability::none and
   /// async (as shared_map::sync(); nothing to wait for in an in-memory cache). Throws
   /// storage_error.
-  void sync() { map_.sync(); }
+  void sync() {
+    refuse_inside_function();  // inside for_each, it would wait behind a write that waits for the walk
+    map_.sync();
+  }
   /// Writes a snapshot of the entries and removes the log it covers (as shared_map::checkpoint()).
   /// Throws std::logic_error for an in-memory cache; storage_error.
   void checkpoint() {
     if (!map_.durable()) throw std::logic_error("leftright: checkpoint() of an in-memory cache");
+    refuse_inside_function();
     map_.checkpoint();
   }
   /// Copies the entries, with their deadlines, to a new map directory that a durable cache of
@@ -650,6 +670,7 @@ class cache {
   /// for an in-memory cache; storage_error (the cache goes on).
   std::uint64_t backup(const std::filesystem::path& to) {
     if (!map_.durable()) throw std::logic_error("leftright: backup() of an in-memory cache");
+    refuse_inside_function();
     return map_.backup(to);
   }
   /// What the open found and did (version 0 and empty for an in-memory cache).
@@ -797,6 +818,21 @@ class cache {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
   }
   bool expired(const entry& e) const { return e.expires != entry::never && expired_now(e.expires); }
+  /// coldest() and hottest(): the policy's order of its resident hashes, turned into entries.
+  std::vector<std::pair<Key, Value>> in_eviction_order(std::size_t n, bool hottest) {
+    if (capacity(options_) == 0) {
+      throw std::logic_error("leftright::cache: coldest()/hottest() of a cache made without max_entries or max_weight");
+    }
+    std::vector<std::pair<Key, Value>> out;
+    write([&](plan& p) {
+      for (const std::uint64_t h : policy_->eviction_order(n, hottest)) {
+        const auto it = index_.find(h);
+        if (it == index_.end()) continue;
+        if (const entry* e = snapshot(p).find(it->second.key)) out.emplace_back(it->second.key, e->value);
+      }
+    });
+    return out;
+  }
   /// What a lookup of key found, e, if it is live, with the access recorded (which counts the
   /// hit); nullptr, with a miss counted, if it is absent or expired. The bookkeeping of
   /// get_all() and get_many(); get() spells it out, for its own inlining.
@@ -849,6 +885,9 @@ class cache {
       // use. Released after the unlock, it would still pin the old copy when the next writer
       // nests its own guard on it, and that writer's publish would wait for itself.
       const snapshot_release release{p};
+      // What the cache calls under the lock (a predicate, a weigher, compute's f) may read it;
+      // a call of it that would take the lock again throws instead (refuse_inside_function()).
+      const detail::cache_function_scope scope(this);
       p.reporting = bool(listener_);
       p.refresh_at = refresh_deadline();
       make_plan(p, decide);
@@ -878,8 +917,8 @@ class cache {
   void refuse_inside_function() const {
     if (detail::cache_function_scope::inside(this)) {
       throw std::logic_error(
-          "leftright::cache: a compute() or for_each() function called its own cache for more than a read "
-          "(compute's runs under the writer lock, for_each's inside a read that a write would wait for)");
+          "leftright::cache: a function the cache runs (compute's, for_each's, a predicate, a weigher) called "
+          "its cache for more than a read (it runs under the writer lock, or inside a read a write would wait for)");
     }
   }
 
@@ -1210,13 +1249,16 @@ class cache {
   void resync() noexcept;
   /// resync()'s work; throws with resync_due_ set.
   void rebuild_index();
+  /// What a resync keeps of the index it rebuilds (expire_after_access): by hash, the deadline an
+  /// entry had and the write deadline that caps it, so that its deadline can still move.
+  using kept_deadlines = absl::flat_hash_map<std::uint64_t, std::pair<std::int64_t, std::int64_t>>;
   /// Enters every entry of the published map into the writer's index, deadlines and policy.
   /// With a plan (a durable cache's open), what may not stay is erased in it instead: entries
   /// past their deadline, the policy's victims (a map larger than the bound), a second key with
   /// a resident key's hash. Without one (a resync), the map kept the bound: each entry is
   /// restored to the policy without an eviction, which nothing could publish; one the policy
   /// cannot hold (its weight now above the bound) is left to the next write, in strays_.
-  void index_map(plan* p);
+  void index_map(plan* p, const kept_deadlines* kept = nullptr);
   /// Erases the entries a resync could not keep (strays_), counted and reported as evictions.
   void erase_strays(plan& p) {
     if (strays_.empty()) return;
@@ -1259,9 +1301,11 @@ class cache {
   }
   /// get_or_load()'s hit on an entry with deadline (expire_after_access): if less than half of
   /// expire_after_access is left, runs a maintenance, whose drain of the rings sees the hit and
-  /// moves the deadline (touch(), extend_due()); unless one ran for that reason less than a
-  /// quarter of expire_after_access ago (at most four a period for the cache, whatever the
-  /// entries), or this thread runs a compute() or for_each() function of this cache (it would
+  /// moves the deadline (touch(), extend_due()). At most one such maintenance a quarter of
+  /// expire_after_access for the cache (keep_alive_after_), but for an entry that would expire
+  /// before the next: its hit runs one anyway, once per deadline (an entry whose deadline that
+  /// maintenance cannot move, capped by its write deadline, is not tried again: tried_deadlines_).
+  /// None while this thread runs a function of this cache under its lock or read (it would
   /// throw). What the maintenance throws is left to the next write (a storage error) or dropped
   /// (a removal listener's): the caller has its value.
   void keep_alive(std::int64_t deadline) {
@@ -1269,8 +1313,17 @@ class cache {
     const std::int64_t d = access_bound();
     if (deadline - d / 2 > t || detail::cache_function_scope::inside(this)) return;
     std::int64_t after = keep_alive_after_.load(std::memory_order_relaxed);  // [K2]
-    if (t < after) return;
-    if (!keep_alive_after_.compare_exchange_strong(after, t + d / 4, std::memory_order_relaxed)) return;  // [K2]
+    if (t < after) {
+      if (deadline > after) return;  // the next keep-alive comes in time
+      std::atomic<std::int64_t>& tried =
+          tried_deadlines_[static_cast<std::size_t>(static_cast<std::uint64_t>(deadline) * 0x9e3779b97f4a7c15ULL >> 60)]
+              .deadline;
+      std::int64_t last = tried.load(std::memory_order_relaxed);  // [K2]
+      if (last == deadline) return;
+      if (!tried.compare_exchange_strong(last, deadline, std::memory_order_relaxed)) return;  // [K2]
+    } else if (!keep_alive_after_.compare_exchange_strong(after, t + d / 4, std::memory_order_relaxed)) {  // [K2]
+      return;
+    }
     try {
       run_pending();
     } catch (...) {
@@ -1627,6 +1680,11 @@ class cache {
   absl::btree_set<std::pair<std::int64_t, std::uint64_t>> extensions_;
   /// keep_alive(): the ticker time before which no hit runs another maintenance.
   std::atomic<std::int64_t> keep_alive_after_{std::numeric_limits<std::int64_t>::min()};
+  /// keep_alive(): deadlines a keep-alive ran for out of turn (direct-mapped by deadline).
+  struct tried_slot {
+    std::atomic<std::int64_t> deadline{std::numeric_limits<std::int64_t>::min()};  // (none is that early)
+  };
+  std::array<tried_slot, 16> tried_deadlines_{};
   std::optional<reader_type> writer_reader_;
   removal_listener listener_;
   std::uint64_t evictions_ = 0;
@@ -1885,18 +1943,24 @@ void cache<Key, Value, Hash, Eq, Traits>::resync() noexcept {
 template <class Key, class Value, class Hash, class Eq, class Traits>
 void cache<Key, Value, Hash, Eq, Traits>::rebuild_index() {
   resync_due_ = true;
+  kept_deadlines kept;
+  if (access_bound() != 0) {
+    for (const auto& [h, r] : index_) {
+      if (r.write_expires != r.expires) kept.insert({h, {r.expires, r.write_expires}});
+    }
+  }
   index_.clear();
   deadlines_.clear();
   extensions_.clear();
   strays_.clear();
   policy_.reset();
   make_policy();  // from bound_, so that a rebuild retried after a failed one has the bound
-  index_map(nullptr);
+  index_map(nullptr, &kept);
   resync_due_ = false;
 }
 
 template <class Key, class Value, class Hash, class Eq, class Traits>
-void cache<Key, Value, Hash, Eq, Traits>::index_map(plan* p) {
+void cache<Key, Value, Hash, Eq, Traits>::index_map(plan* p, const kept_deadlines* kept) {
   const std::int64_t t = now();
   auto g = writer_reader().read();
   for (const auto& [k, e] : g) {
@@ -1915,8 +1979,15 @@ void cache<Key, Value, Hash, Eq, Traits>::index_map(plan* p) {
       strays_.push_back(k);
       continue;
     }
-    // (The write deadline that capped e.expires is not stored: the deadline is kept at most.)
-    index_.insert_or_assign(h, resident{k, e.expires, weight, ++stamps_, e.expires, t});
+    // The write deadline that caps e.expires is not in the map: an entry opened keeps its
+    // deadline at most; a resync takes it from the index it rebuilds, if it had the entry.
+    std::int64_t write_expires = e.expires;
+    if (kept != nullptr) {
+      if (const auto it = kept->find(h); it != kept->end() && it->second.first == e.expires) {
+        write_expires = it->second.second;
+      }
+    }
+    index_.insert_or_assign(h, resident{k, e.expires, weight, ++stamps_, write_expires, t});
     if (e.expires != entry::never) deadlines_.insert({e.expires, h});
     if (!policy_ || p == nullptr) continue;
     const auto decided = policy_->on_insert(h, weight);

@@ -59,6 +59,7 @@ std::size_t use_durable_cache(const char* dir) {
   c.for_each([&](const std::uint64_t&, const std::string& v) { walked += v.size(); });
   c.set_maximum(c.maximum() + 1);
   c.invalidate_all(std::vector<std::uint64_t>{7, 8});
+  walked += c.hottest(2).size() + c.coldest(2).size();
   c.sync();
   c.checkpoint();
   leftright::cache<std::uint64_t, std::string> weighed(  // the same type: one instantiation

@@ -344,6 +344,48 @@ class cache_policy {
   std::uint64_t window_capacity() const { return window_max_; }
   /// The sketch's estimate for `hash` (tests and diagnostics).
   unsigned frequency(std::uint64_t hash) const { return sketch_.frequency(hash); }
+  /// At most n resident hashes in the order the policy would evict them (coldest first): the
+  /// window's and probation's entries from their LRU ends, the lower estimated frequency first at
+  /// each step (probation's on a tie: its LRU end is the next victim), then protected's from its
+  /// LRU end. hottest: the reverse, protected's from its MRU end first, then the window's and
+  /// probation's from their MRU ends, the higher frequency first. An order by the policy's own
+  /// lists and estimates, not an exact ranking. Cost: O(n).
+  std::vector<std::uint64_t> eviction_order(std::size_t n, bool hottest) const {
+    std::vector<std::uint64_t> out;
+    out.reserve(std::min(n, index_.size()));
+    const auto first = [&](std::uint32_t q) {
+      if (empty(q)) return nil;
+      return hottest ? nodes_[q].prev : nodes_[q].next;
+    };
+    const auto step = [&](std::uint32_t at) {
+      const std::uint32_t to = hottest ? nodes_[at].prev : nodes_[at].next;
+      return to < 3 ? nil : to;
+    };
+    const auto take_queue = [&](std::uint32_t q) {
+      for (std::uint32_t at = first(q); at != nil && out.size() < n; at = step(at)) out.push_back(nodes_[at].hash);
+    };
+    const auto take_window_and_probation = [&] {
+      std::uint32_t w = first(window), p = first(probation);
+      while ((w != nil || p != nil) && out.size() < n) {
+        bool from_window = p == nil;
+        if (w != nil && p != nil) {
+          const unsigned fw = sketch_.frequency(nodes_[w].hash), fp = sketch_.frequency(nodes_[p].hash);
+          from_window = hottest ? fw >= fp : fw < fp;
+        }
+        std::uint32_t& at = from_window ? w : p;
+        out.push_back(nodes_[at].hash);
+        at = step(at);
+      }
+    };
+    if (hottest) {
+      take_queue(protected_);
+      take_window_and_probation();
+    } else {
+      take_window_and_probation();
+      take_queue(protected_);
+    }
+    return out;
+  }
   /// The count of entries the policy is sized for: the capacity, or for a weighted policy the
   /// estimate in use (cache_policy_options::weighted). Diagnostics.
   std::uint64_t entries_capacity() const { return entries_; }
