@@ -45,19 +45,22 @@ TEST_CASE("cache: expire_after_access: an unread entry goes after the period; a 
   cache<int, int> c({.expire_after_access = 10s, .ticker = clock.ticker()});
   c.put(1, 10);
   c.put(2, 20);
+  clock.set(5s);
+  c.run_pending();          // a maintenance at 5
   clock.set(6s);
-  REQUIRE(c.get(1) == 10);  // recorded; seen by the next write's maintenance
+  REQUIRE(c.get(1) == 10);  // recorded; seen by the next write's maintenance, dated 5
   clock.set(7s);
-  c.put(3, 30);             // a write: its maintenance moves 1's deadline to 7 + 10
+  c.put(3, 30);             // a write: its maintenance moves 1's deadline to 5 + 10
   clock.set(10s);
   CHECK_FALSE(c.get(2).has_value());  // not read since its put at 0
   CHECK(c.peek(1) == 10);
   CHECK(c.peek(3) == 30);
-  clock.set(16s);
+  clock.set(14s);
   CHECK(c.peek(1) == 10);
   CHECK(c.peek(3) == 30);
-  clock.set(17s);                     // peek records nothing: no read of 1 since 7
+  clock.set(15s);                     // peek records nothing
   CHECK_FALSE(c.peek(1).has_value());
+  clock.set(17s);
   CHECK_FALSE(c.peek(3).has_value());  // written at 7, not read since
   c.run_pending();
   CHECK(c.size() == 0);
@@ -147,8 +150,8 @@ TEST_CASE("cache: expire_after_access: an entry first read just after another's 
   }
   clock.set(100s);
   CHECK(c.peek(2) == 4);
-  clock.set(180s);
-  CHECK(c.peek(2) == 4);  // moved to 81 + 100
+  clock.set(179s);
+  CHECK(c.peek(2) == 4);  // moved to 80 + 100 (its first read dated by the keep-alive at 80)
   CHECK(loads == 2);
 }
 
@@ -185,6 +188,22 @@ TEST_CASE("cache: expire_after_access: a get_or_load hit in an invalidate_if pre
   CHECK_FALSE(c.peek(2).has_value());
   CHECK(c.peek(1) == 1);
   CHECK(loads == 0);
+}
+
+TEST_CASE("cache: expire_after_access: a read seen late never keeps its entry past the read plus the period") {
+  fake_clock clock(0);
+  cache<int, int> c({.expire_after_access = 10s, .ticker = clock.ticker()});
+  c.put(1, 10);
+  clock.set(4s);
+  c.run_pending();
+  clock.set(8s);
+  REQUIRE(c.get(1) == 10);  // the last read of 1
+  clock.set(9s);
+  c.run_pending();          // sees it: dated 4, the maintenance before (it ran at 4 to 9)
+  clock.set(13s);
+  CHECK(c.peek(1) == 10);
+  clock.set(14s);
+  CHECK_FALSE(c.peek(1).has_value());  // early (8 + 10 = 18), never later than 18
 }
 
 TEST_CASE("cache: expire_after_access must not be negative") {
@@ -249,9 +268,11 @@ TEST_CASE("cache: expire_after_access: a durable cache keeps moved deadlines acr
     cache<std::uint64_t, std::string> c(o, options);
     c.put(1, "one");
     c.put(2, "two");
+    clock.set(5s);
+    c.run_pending();
     clock.set(6s);
     REQUIRE(c.get(1) == "one");
-    c.run_pending();  // 1's deadline moves to 16, and the move is logged
+    c.run_pending();  // 1's deadline moves to 5 + 10 (the read dated by the maintenance before)
   }
   clock.set(12s);
   cache<std::uint64_t, std::string> c(o, options);
@@ -259,9 +280,10 @@ TEST_CASE("cache: expire_after_access: a durable cache keeps moved deadlines acr
   CHECK_FALSE(c.peek(2).has_value());  // its deadline of 10 passed while closed
   CHECK(c.stats().expirations == 1);
   // Reopened, an entry is not moved past the deadline it had (its write deadline is not stored).
+  clock.set(13s);
   REQUIRE(c.get(1) == "one");
   c.run_pending();
-  clock.set(16s);
+  clock.set(15s);
   CHECK_FALSE(c.peek(1).has_value());
 }
 

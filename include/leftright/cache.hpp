@@ -64,7 +64,8 @@
 //
 // Expiry after access (cache_options::expire_after_access, as Caffeine's expireAfterAccess). A
 // reader writes nothing the writer reads but its ring, so a read cannot move a deadline itself:
-// the writer learns of reads when it drains the rings (every write's maintenance), keeps for each
+// the writer learns of reads when it drains the rings (every write's maintenance), dates each by
+// the drain before (the latest time it is known to have followed: never late), keeps for each
 // entry the time of the last read it saw and the deadline its write gave it, and publishes a moved
 // deadline (the entry again, value copied) once less than half of expire_after_access is left,
 // so that a hot entry is republished about twice a period, not at every read. get_or_load()'s hit
@@ -130,16 +131,19 @@ struct cache_options {
   /// wait-free and write nothing shared, so the deadline a reader compares with is the writer's:
   /// a hit is recorded in the thread's ring, as for the policy, and a write's maintenance
   /// (any write, run_pending()) that finds an entry read since its deadline was set, and that
-  /// deadline less than half of expire_after_access away, moves it to the maintenance's time plus
-  /// expire_after_access (the entry is published again, with its value, not reported). So a read
-  /// keeps its entry if a maintenance runs in the second half of the entry's time left: a hit of
+  /// deadline less than half of expire_after_access away, moves it to the read's time plus
+  /// expire_after_access (the entry is published again, with its value, not reported). A ring
+  /// holds no times: a read is dated by the maintenance before the one that sees it, the latest
+  /// time it is known to have followed. So an entry is never served more than
+  /// expire_after_access after its last read or write, and a read keeps its entry if
+  /// maintenances run often enough, and one in the second half of the entry's time left: a hit of
   /// get_or_load() on such an entry runs one (about four a period of expire_after_access for the
   /// cache, and one more for an entry that would expire before the next; none from inside a
   /// function the cache runs, its errors left to the next write); get(), get_all(), get_many()
   /// do not, so a cache read only through them needs writes or a run_pending() at least every
-  /// expire_after_access / 2 (a timer) for their reads to count. An entry may thus go early (a
-  /// read not yet seen, or dropped from a full ring: a miss, never a stale value), and live up to
-  /// the time between a read and the maintenance that sees it longer. A durable cache reopened
+  /// expire_after_access / 4 (a timer) for their reads to count. An entry may thus go early (a
+  /// read not yet seen, dated early, or dropped from a full ring: a miss, never a stale value),
+  /// never late (but for a get_or_load() hit's own call time). A durable cache reopened
   /// keeps each entry's deadline as it was at most (the write deadline that capped it is not
   /// stored).
   std::chrono::nanoseconds expire_after_access{0};
@@ -427,7 +431,7 @@ class cache {
     std::optional<Value> v = find_live(key, due, deadline);
     if (!v) [[unlikely]] return load(key, loader);
     if (due) [[unlikely]] return refresh(key, *std::move(v), std::forward<Loader>(loader));
-    if (deadline != entry::never && access_bound() != 0) [[unlikely]] keep_alive(deadline);
+    if (deadline != entry::never && access_bound() != 0) [[unlikely]] keep_alive(key, deadline);
     return *std::move(v);
   }
   /// get_all() that loads what it misses with one call of a bulk loader (a multi-get in front of a
@@ -1153,14 +1157,19 @@ class cache {
   }
 
   /// Feeds every thread's recorded accesses to the policy.
+  /// With expire_after_access, each read drained is dated by the drain before this one: a ring
+  /// holds no times, and that is the latest time a read it holds is known to have followed, so
+  /// a moved deadline is never later than expire_after_access after the read itself (the entry
+  /// may go early, never late).
   void drain_accesses() {
-    const std::int64_t t_now = access_bound() ? now() : 0;
+    const std::int64_t read_since = last_drain_;
+    if (access_bound() != 0) last_drain_ = std::max(last_drain_, now());
     home_->for_each([&](detail::thread_reader_node& n) {
       auto& t = static_cast<thread_state&>(n);
       t.ring.drain([&](std::uint64_t r) {
         const std::uint64_t h = policy_hash(r);
         if (policy_) policy_->record_access(h);
-        if (access_bound()) touch(h, t_now);
+        if (access_bound()) touch(h, read_since);
       });
       t.ring_dropped = t.ring.dropped();
     });
@@ -1299,16 +1308,16 @@ class cache {
     deadline = e->expires;
     return e->value;
   }
-  /// get_or_load()'s hit on an entry with deadline (expire_after_access): if less than half of
-  /// expire_after_access is left, runs a maintenance, whose drain of the rings sees the hit and
-  /// moves the deadline (touch(), extend_due()). At most one such maintenance a quarter of
+  /// get_or_load()'s hit on key's entry with deadline (expire_after_access): if less than half of
+  /// expire_after_access is left, runs a maintenance that dates this read now (its drain would
+  /// date it by the drain before) and moves the deadline (touch(), extend_due()). At most one such maintenance a quarter of
   /// expire_after_access for the cache (keep_alive_after_), but for an entry that would expire
   /// before the next: its hit runs one anyway, once per deadline (an entry whose deadline that
   /// maintenance cannot move, capped by its write deadline, is not tried again: tried_deadlines_).
   /// None while this thread runs a function of this cache under its lock or read (it would
   /// throw). What the maintenance throws is left to the next write (a storage error) or dropped
   /// (a removal listener's): the caller has its value.
-  void keep_alive(std::int64_t deadline) {
+  void keep_alive(const Key& key, std::int64_t deadline) {
     const std::int64_t t = now();
     const std::int64_t d = access_bound();
     if (deadline - d / 2 > t || detail::cache_function_scope::inside(this)) return;
@@ -1325,7 +1334,11 @@ class cache {
       return;
     }
     try {
-      run_pending();
+      const std::uint64_t h = hash_of(key);
+      write([&](plan& p) {
+        touch(h, t);  // read at t, to within this call (the clock is read after the lookup)
+        extend_due(p);
+      });
     } catch (...) {
     }
   }
@@ -1678,6 +1691,8 @@ class cache {
   absl::btree_set<std::pair<std::int64_t, std::uint64_t>> deadlines_;
   /// (when, hash) of the entries read whose deadline is to move then (expire_after_access).
   absl::btree_set<std::pair<std::int64_t, std::uint64_t>> extensions_;
+  /// When the last drain of the rings began (expire_after_access: see drain_accesses()).
+  std::int64_t last_drain_ = now();
   /// keep_alive(): the ticker time before which no hit runs another maintenance.
   std::atomic<std::int64_t> keep_alive_after_{std::numeric_limits<std::int64_t>::min()};
   /// keep_alive(): deadlines a keep-alive ran for out of turn (direct-mapped by deadline).
