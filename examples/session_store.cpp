@@ -10,8 +10,8 @@
 //
 // Users come and go: each one alternates active stretches (a request every minute or two) and
 // breaks (5 to 60 minutes). The program keeps its own record of each user's last request and
-// login, and checks every hit against it: a session served after more than 30 idle minutes, or
-// more than 12 hours after its login, is a violation. It prints the requests, the logins (first
+// login, and checks every hit against it: a session served once 30 minutes have passed since its
+// user's last request, or 12 hours since its login, is a violation. It prints the requests, the logins (first
 // ones, after a break, after the cap) and the violations, and exits 1 if there was any.
 //
 // Usage: leftright_session_store_example [users] (default 400)
@@ -105,8 +105,8 @@ int main(int argc, char** argv) {
           else if (idle >= idle_limit.count()) ++c.after_break;
           else ++c.early;  // allowed (a cache may always miss), and counted
           s.login = minute;
-        } else if (idle > idle_limit.count() || minute - s.login > session_cap.count() ||
-                   got.login_minute != s.login) {
+        } else if (idle >= idle_limit.count() || minute - s.login >= session_cap.count() ||
+                   got.login_minute != s.login) {  // served at its end, or after: too late
           ++c.violations;
         }
         s.last_request = minute;

@@ -229,6 +229,77 @@ TEST_CASE("cache: expire_after_access: a get_or_load inside a compute function r
   CHECK(c.peek(1) == 10);
 }
 
+TEST_CASE("cache: expire_after_access: a hit inside a compute function leaves the keep-alive to the next hit") {
+  fake_clock clock(0);
+  cache<int, int> c({.expire_after_access = 100s, .ticker = clock.ticker()});
+  c.put(1, 10);
+  c.put(3, 30, 60500ms);  // gone at 60.5 s; a maintenance after that removes it
+  clock.set(60s);
+  int loads = 0;
+  (void)c.compute(2, [&](const int*) { return std::optional<int>(c.get_or_load(1, counting_loader{&loads})); });
+  REQUIRE(c.size() == 3);
+  clock.set(61s);
+  // This hit is the first to run a keep-alive (the one inside compute did not take its turn):
+  // its maintenance removes 3.
+  REQUIRE(c.get_or_load(1, counting_loader{&loads}) == 10);
+  CHECK(c.size() == 2);
+  CHECK(loads == 0);
+}
+
+TEST_CASE("cache: expire_after_access: no keep-alive for an entry its write deadline caps") {
+  fake_clock clock(0);
+  cache<int, int> c({.expire_after_access = 10s, .ticker = clock.ticker()});
+  c.put(1, 10, 4s);  // capped at 4: no read can move it
+  c.put(2, 20, 1s);
+  clock.set(2s);     // 2 is past its deadline, not yet removed
+  int loads = 0;
+  REQUIRE(c.get_or_load(1, counting_loader{&loads}) == 10);  // in the last half of 1's time
+  CHECK(c.size() == 2);  // no maintenance ran for it (it would have removed 2)
+  clock.set(4s);
+  CHECK_FALSE(c.peek(1).has_value());
+}
+
+TEST_CASE("cache: expire_after_access: a read made during a write that fails is not served late") {
+  fake_clock clock(0);
+  cache<int, int> c({.expire_after_access = 10s, .ticker = clock.ticker()});
+  c.put(1, 10);
+  clock.set(4s);
+  CHECK_THROWS_AS(c.invalidate_if([&](const int&, const int&) -> bool {
+    REQUIRE(c.get(1) == 10);  // the last read of 1, at 4
+    clock.set(9s);           // a long predicate, and it fails
+    throw std::runtime_error("pred");
+  }),
+                  std::runtime_error);
+  clock.set(9500ms);
+  c.run_pending();  // sees the read: dated 4 at the latest
+  clock.set(13s);
+  CHECK(c.peek(1) == 10);
+  clock.set(14s);
+  CHECK_FALSE(c.peek(1).has_value());
+}
+
+TEST_CASE("cache: expire_after_access: hits on an entry due for refresh keep it alive while refreshes fail") {
+  fake_clock clock(0);
+  cache<int, int> c({.expire_after_access = 10s, .ticker = clock.ticker(), .refresh_after_write = 2s});
+  bool failing = false;
+  auto loader = [&](const int& k) {
+    if (failing) throw std::runtime_error("store down");
+    return k * 2;
+  };
+  REQUIRE(c.get_or_load(1, loader) == 2);
+  failing = true;
+  int served = 0;
+  for (int i = 0; i < 40; ++i) {  // every second for 40 s: each a refresh that fails, the old value served
+    clock.advance(1s);
+    try {
+      served += c.get_or_load(1, loader) == 2;
+    } catch (const std::runtime_error&) {
+    }
+  }
+  CHECK(served == 40);
+  CHECK(c.stats().load_failures >= 30);
+}
+
 TEST_CASE("cache: expire_after_access: threads reading through get_or_load as the clock moves count every lookup") {
   fake_clock clock(0);
   cache<int, int> c({.max_entries = 64, .expire_after_access = 8s, .ticker = clock.ticker()});

@@ -221,7 +221,8 @@ template <class T, class Value>
 inline constexpr bool is_with_ttl = std::is_same_v<std::remove_cvref_t<T>, with_ttl<Value>>;
 
 /// What the cache stores under each key: the value, its deadline and when it becomes due for
-/// refresh (ticker nanoseconds).
+/// refresh (ticker nanoseconds). With expire_after_access, the deadline's parity says whether
+/// reads can still move it (cache::marked()).
 template <class Value>
 struct cache_entry {
   static constexpr std::int64_t never = std::numeric_limits<std::int64_t>::max();
@@ -430,8 +431,8 @@ class cache {
     std::int64_t deadline = entry::never;
     std::optional<Value> v = find_live(key, due, deadline);
     if (!v) [[unlikely]] return load(key, loader);
-    if (due) [[unlikely]] return refresh(key, *std::move(v), std::forward<Loader>(loader));
     if (deadline != entry::never && access_bound() != 0) [[unlikely]] keep_alive(key, deadline);
+    if (due) [[unlikely]] return refresh(key, *std::move(v), std::forward<Loader>(loader));
     return *std::move(v);
   }
   /// get_all() that loads what it misses with one call of a bulk loader (a multi-get in front of a
@@ -735,6 +736,8 @@ class cache {
     std::int64_t refresh_at = entry::never;  ///< when the entries this plan puts become due
     std::optional<typename reader_type::guard> snapshot;  ///< the map before this write
     std::optional<std::uint64_t> new_bound;  ///< set_maximum(): the bound once published
+    /// The first stamp this plan gives: a resident with a smaller one was in the map before it.
+    std::uint64_t first_stamp = 0;
   };
 
   struct load_state;
@@ -894,6 +897,7 @@ class cache {
       const detail::cache_function_scope scope(this);
       p.reporting = bool(listener_);
       p.refresh_at = refresh_deadline();
+      p.first_stamp = stamps_ + 1;
       make_plan(p, decide);
       publish(p);
       if (p.new_bound) bound_ = *p.new_bound;  // (failed, the writer's state is rebuilt with the old one)
@@ -948,7 +952,7 @@ class cache {
   void abandon(plan& p) noexcept {
     p.ops.clear();
     p.removed.clear();
-    resync();
+    resync(p.first_stamp);
   }
 
   /// An explicit put (put()): it also wins over a load of key in flight.
@@ -1070,7 +1074,7 @@ class cache {
     }
     if (it != index_.end()) retire(p, it, removal_cause::replaced);
     const std::int64_t written = access_bound() ? now() : 0;
-    const std::int64_t published = bounded_by_access(expires, written);
+    const std::int64_t published = marked(bounded_by_access(expires, written), expires);
     if (published != entry::never) deadlines_.insert({published, h});
     index_.insert_or_assign(h, resident{key, published, weight, ++stamps_, expires, written});
     if (p.tracks_pending) p.pending.insert_or_assign(h, p.ops.size());
@@ -1185,6 +1189,16 @@ class cache {
     if (d == 0) return expires;
     return std::min(expires, t > entry::never - d ? entry::never - 1 : t + d);
   }
+  /// The deadline to publish for an entry due at `deadline` whose write deadline is
+  /// `write_deadline` (expire_after_access): its parity tells a reader whether a read can still
+  /// move it (odd) or not (even: it is the write deadline), so that get_or_load() runs no
+  /// keep-alive for an entry no maintenance can keep (keep_alive()). Made at most 1 ns earlier to
+  /// carry that: never later.
+  std::int64_t marked(std::int64_t deadline, std::int64_t write_deadline) const {
+    if (access_bound() == 0 || deadline == entry::never) return deadline;
+    if (deadline >= write_deadline) return deadline & ~std::int64_t{1};
+    return (deadline & 1) != 0 ? deadline : deadline - 1;
+  }
   /// Notes a read of the resident entry with hash h, seen by the maintenance at t: if its deadline
   /// can move, it moves once less than half of expire_after_access is left (extend_due()).
   void touch(std::uint64_t h, std::int64_t t) {
@@ -1192,7 +1206,8 @@ class cache {
     if (it == index_.end()) return;  // a hash not resident (evicted since, or a collision's loser)
     resident& r = it->second;
     r.accessed = std::max(r.accessed, t);
-    if (r.extend_at != entry::never || bounded_by_access(r.write_expires, r.accessed) <= r.expires) return;
+    if (r.extend_at != entry::never) return;
+    if (marked(bounded_by_access(r.write_expires, r.accessed), r.write_expires) <= r.expires) return;
     const std::int64_t half = access_bound() / 2;
     r.extend_at = r.expires < std::numeric_limits<std::int64_t>::min() + half ? r.expires : r.expires - half;
     extensions_.insert({r.extend_at, h});
@@ -1213,7 +1228,7 @@ class cache {
       if (r.expires <= t) continue;
       const entry* e = snapshot(p).find(r.key);
       if (e == nullptr) continue;  // not expected: the index is the map's
-      const std::int64_t moved = bounded_by_access(r.write_expires, r.accessed);
+      const std::int64_t moved = marked(bounded_by_access(r.write_expires, r.accessed), r.write_expires);
       if (moved <= r.expires) continue;
       p.ops.push_back({r.key, entry{e->value, moved, e->refresh_at}});
       deadlines_.erase({r.expires, h});
@@ -1255,12 +1270,19 @@ class cache {
   /// Rebuilds the index, the deadlines and the policy from the published map (after a failed
   /// write; the policy's history is lost, nothing else). If that fails too (an allocation, a
   /// weigher), the rebuild is left due: the next write makes it first, or throws.
-  void resync() noexcept;
+  /// stamps_before: the first stamp of the failed plan (its own residents are not the map's).
+  void resync(std::uint64_t stamps_before) noexcept;
   /// resync()'s work; throws with resync_due_ set.
-  void rebuild_index();
-  /// What a resync keeps of the index it rebuilds (expire_after_access): by hash, the deadline an
-  /// entry had and the write deadline that caps it, so that its deadline can still move.
-  using kept_deadlines = absl::flat_hash_map<std::uint64_t, std::pair<std::int64_t, std::int64_t>>;
+  void rebuild_index(std::uint64_t stamps_before = std::numeric_limits<std::uint64_t>::max());
+  /// What a resync keeps of the index it rebuilds (expire_after_access): by hash, the write
+  /// deadline that caps an entry and the time of its last read known, for each resident the map
+  /// holds as the index had it (put before the failed plan), so that its deadline can still move
+  /// and is never moved later than its reads allow.
+  struct kept_access {
+    std::int64_t write_expires;
+    std::int64_t accessed;
+  };
+  using kept_deadlines = absl::flat_hash_map<std::uint64_t, kept_access>;
   /// Enters every entry of the published map into the writer's index, deadlines and policy.
   /// With a plan (a durable cache's open), what may not stay is erased in it instead: entries
   /// past their deadline, the policy's victims (a map larger than the bound), a second key with
@@ -1318,6 +1340,7 @@ class cache {
   /// throw). What the maintenance throws is left to the next write (a storage error) or dropped
   /// (a removal listener's): the caller has its value.
   void keep_alive(const Key& key, std::int64_t deadline) {
+    if ((deadline & 1) == 0) return;  // capped by its write deadline: no read can move it (marked())
     const std::int64_t t = now();
     const std::int64_t d = access_bound();
     if (deadline - d / 2 > t || detail::cache_function_scope::inside(this)) return;
@@ -1948,20 +1971,20 @@ void cache<Key, Value, Hash, Eq, Traits>::put_if_unchanged(const Key& key, std::
 }
 
 template <class Key, class Value, class Hash, class Eq, class Traits>
-void cache<Key, Value, Hash, Eq, Traits>::resync() noexcept {
+void cache<Key, Value, Hash, Eq, Traits>::resync(std::uint64_t stamps_before) noexcept {
   try {
-    rebuild_index();
+    rebuild_index(stamps_before);
   } catch (...) {  // left due (resync_due_): the next write rebuilds first, or fails with it
   }
 }
 
 template <class Key, class Value, class Hash, class Eq, class Traits>
-void cache<Key, Value, Hash, Eq, Traits>::rebuild_index() {
+void cache<Key, Value, Hash, Eq, Traits>::rebuild_index(std::uint64_t stamps_before) {
   resync_due_ = true;
   kept_deadlines kept;
   if (access_bound() != 0) {
     for (const auto& [h, r] : index_) {
-      if (r.write_expires != r.expires) kept.insert({h, {r.expires, r.write_expires}});
+      if (r.stamp < stamps_before) kept.insert({h, kept_access{r.write_expires, r.accessed}});
     }
   }
   index_.clear();
@@ -1995,14 +2018,13 @@ void cache<Key, Value, Hash, Eq, Traits>::index_map(plan* p, const kept_deadline
       continue;
     }
     // The write deadline that caps e.expires is not in the map: an entry opened keeps its
-    // deadline at most; a resync takes it from the index it rebuilds, if it had the entry.
-    std::int64_t write_expires = e.expires;
+    // deadline at most, its reads known from now on; a resync takes both from the index it
+    // rebuilds, if that had the entry as the map has it.
+    kept_access known{e.expires, std::numeric_limits<std::int64_t>::min()};
     if (kept != nullptr) {
-      if (const auto it = kept->find(h); it != kept->end() && it->second.first == e.expires) {
-        write_expires = it->second.second;
-      }
+      if (const auto it = kept->find(h); it != kept->end()) known = it->second;
     }
-    index_.insert_or_assign(h, resident{k, e.expires, weight, ++stamps_, write_expires, t});
+    index_.insert_or_assign(h, resident{k, e.expires, weight, ++stamps_, known.write_expires, known.accessed});
     if (e.expires != entry::never) deadlines_.insert({e.expires, h});
     if (!policy_ || p == nullptr) continue;
     const auto decided = policy_->on_insert(h, weight);
