@@ -138,8 +138,9 @@ struct cache_options {
   /// expire_after_access after its last read or write, and a read keeps its entry if
   /// maintenances run often enough, and one in the second half of the entry's time left: a hit of
   /// get_or_load() on such an entry runs one (about four a period of expire_after_access for the
-  /// cache, and one more for an entry that would expire before the next; none from inside a
-  /// function the cache runs, its errors left to the next write); get(), get_all(), get_many()
+  /// cache, and one more for an entry that would expire before the next; none for an entry its
+  /// write deadline caps, nor from inside a function the cache runs; its errors left to the next
+  /// write); get(), get_all(), get_many()
   /// do not, so a cache read only through them needs writes or a run_pending() at least every
   /// expire_after_access / 4 (a timer) for their reads to count. An entry may thus go early (a
   /// read not yet seen, dated early, or dropped from a full ring: a miss, never a stale value),
