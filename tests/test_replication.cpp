@@ -2194,6 +2194,17 @@ replication_errc open_error(const leftright::replication_options& opts) {
   return replication_errc::engine;
 }
 
+/// What open_leader(opts) throws (it must throw a replication_error): its message.
+std::string open_message(const leftright::replication_options& opts) {
+  try {
+    auto opened = leftright::open_leader<u64, u64>(opts);
+  } catch (const replication_error& e) {
+    return e.what();
+  }
+  FAIL("open_leader did not throw");
+  return {};
+}
+
 /// A certificate authority and a server certificate for 127.0.0.1 that it signed (made with the
 /// openssl command), in a directory of their own; and a second authority that signed nothing.
 struct tls_files {
@@ -2252,6 +2263,17 @@ TEST_CASE("replication: an engine with users refuses a client without credential
   publish_and_follow(opts, fopts);
   opts.token = "t";  // a token and a user at once: refused before connecting
   CHECK(open_error(opts) == replication_errc::protocol);
+  // A refusal names the servers, never the secrets (in the url or in the options).
+  auto wrong = options_for(server, "users");
+  wrong.url = "nats://lr:hunter2@127.0.0.1:" + server.url().substr(server.url().rfind(':') + 1);
+  std::string said = open_message(wrong);
+  CHECK(said.find("lr:***@127.0.0.1") != std::string::npos);
+  CHECK(said.find("hunter2") == std::string::npos);
+  wrong = options_for(server, "users");
+  wrong.user = "lr";
+  wrong.password = "correct-horse";
+  said = open_message(wrong);
+  CHECK(said.find("correct-horse") == std::string::npos);
 }
 
 TEST_CASE("replication: an engine with a token refuses a client without it, and serves one with it", "[replication]") {
@@ -2268,11 +2290,21 @@ TEST_CASE("replication: TLS: a client that trusts the engine's authority connect
   const std::string d = certs.dir.string();
   nats_server server({"--tls", "--tlscert", d + "/server.pem", "--tlskey", d + "/server.key"});
   auto opts = options_for(server, "tls");
-  CHECK(open_error(opts) == replication_errc::refused);  // no TLS: the engine requires it
+  CHECK(open_error(opts) == replication_errc::refused);  // no authority given: the system's do not know the test's
+  opts.tls_ca_file = certs.dir / "missing.pem";
+  CHECK(open_error(opts) == replication_errc::protocol);  // a setting to mend, not a refusal
   opts.tls_ca_file = certs.dir / "other.pem";
   CHECK(open_error(opts) == replication_errc::refused);  // a certificate no trusted authority signed
   opts.tls_ca_file = certs.dir / "ca.pem";
   publish_and_follow(opts, opts);
   opts.tls_cert_file = certs.dir / "server.pem";  // a certificate without its key
   CHECK(open_error(opts) == replication_errc::protocol);
+}
+
+TEST_CASE("replication: a tls:// url asks for TLS: an engine without it is refused, not spoken to in clear",
+          "[replication]") {
+  nats_server server;
+  auto opts = options_for(server, "tls-url");
+  opts.url = "TLS://127.0.0.1:" + server.url().substr(server.url().rfind(':') + 1);
+  CHECK(open_error(opts) == replication_errc::refused);
 }

@@ -83,12 +83,15 @@ struct replication_options {
   std::string user;
   std::string password;
   std::string token;
-  /// TLS: connect with TLS (implied by any of the files). The servers' certificates are checked
-  /// against the authorities in tls_ca_file (PEM; empty: the system's bundle,
-  /// /etc/ssl/certs/ca-certificates.crt). tls_cert_file and tls_key_file (PEM, together): this
-  /// client's certificate and key, for an engine that verifies its clients. A file that cannot
-  /// be loaded makes the open throw replication_error; a handshake that fails (a certificate not
-  /// trusted, an engine without TLS), refused.
+  /// TLS: connect with TLS (implied by any of the files, and by a tls:// url). The servers'
+  /// certificates are checked against the authorities in tls_ca_file (PEM; empty: those the
+  /// client library trusts by default, the system's). tls_cert_file and tls_key_file (PEM,
+  /// together): this client's certificate and key, for an engine that verifies its clients. A
+  /// file that cannot be loaded makes the open throw replication_error, protocol; a certificate
+  /// not trusted, or an engine without TLS, refused; a handshake cut short, unreachable.
+  /// Error messages name the servers without the secrets of their urls or of these options.
+  /// With several servers, a refusal may come back as unreachable: the client library reports
+  /// the last server it tried.
   bool tls = false;
   std::filesystem::path tls_ca_file;
   std::filesystem::path tls_cert_file;

@@ -19,8 +19,8 @@ enum class replication_errc {
   engine,       ///< any other error the engine reported
   unacknowledged,  ///< fewer followers than replication_options::acks reported a batch applied
                    ///< in time; the batch is published all the same (in the log, visible)
-  refused,  ///< the engine refused this client: its credentials or permissions, or TLS (one side
-            ///< wants it and the other does not, or a certificate is not trusted)
+  refused,  ///< the engine refused this client: its credentials, or TLS (one side wants it and
+            ///< the other does not, or a certificate is not trusted)
 };
 
 /// A failed replication operation. what() reads `leftright: <operation>: <detail>`, the detail

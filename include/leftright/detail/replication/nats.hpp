@@ -97,17 +97,15 @@ inline replication_errc classify(natsStatus s, jsErrCode jerr) noexcept {
     case NATS_NOT_PERMITTED:
     case NATS_SECURE_CONNECTION_WANTED:
     case NATS_SECURE_CONNECTION_REQUIRED:
-    case NATS_SSL_ERROR:
       return replication_errc::refused;
     default:
       return replication_errc::engine;
   }
 }
 
-/// Throws replication_error for a failed status: the status text, the JetStream error code if
-/// any, and the library's last error text for this thread.
-inline void check(natsStatus s, const char* operation, jsErrCode jerr = static_cast<jsErrCode>(0)) {
-  if (s == NATS_OK) return;
+/// What a failed status says: the status text, the JetStream error code if any, and the
+/// library's last error text for this thread.
+inline std::string describe(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0)) {
   std::string detail = natsStatus_GetText(s);
   if (jerr != 0) detail += " (JetStream error " + std::to_string(static_cast<int>(jerr)) + ")";
   natsStatus last = NATS_OK;
@@ -115,7 +113,13 @@ inline void check(natsStatus s, const char* operation, jsErrCode jerr = static_c
     detail += ": ";
     detail += text;
   }
-  throw replication_error(classify(s, jerr), operation, detail);
+  return detail;
+}
+
+/// Throws replication_error for a failed status (describe()).
+inline void check(natsStatus s, const char* operation, jsErrCode jerr = static_cast<jsErrCode>(0)) {
+  if (s == NATS_OK) return;
+  throw replication_error(classify(s, jerr), operation, describe(s, jerr));
 }
 
 /// Whether c may appear in a map's name (a stream's, a bucket's) and in a follower's id (a key
@@ -165,6 +169,41 @@ inline std::vector<std::string> split_urls(const std::string& list) {
     from = comma + 1;
   }
   return urls;
+}
+
+/// Where a url's secret is (a password, nats://user:password@host, or a token,
+/// nats://token@host): [first, last) in url, empty if it has none.
+inline std::pair<std::size_t, std::size_t> url_secret(const std::string& url) {
+  const std::size_t scheme = url.find("://");
+  const std::size_t from = scheme == std::string::npos ? 0 : scheme + 3;
+  const std::size_t at = url.find('@', from);
+  if (at == std::string::npos || url.find('/', from) < at) return {0, 0};
+  const std::size_t colon = url.find(':', from);
+  return {colon != std::string::npos && colon < at ? colon + 1 : from, at};  // a user's name stays
+}
+
+/// The engine's secrets, as an error message must not show them: the password and token, and
+/// those in the urls.
+inline std::vector<std::string> secrets_of(const connection_settings& engine) {
+  std::vector<std::string> secrets;
+  for (const std::string* s : {&engine.password, &engine.token}) {
+    if (!s->empty()) secrets.push_back(*s);
+  }
+  for (const std::string& url : split_urls(engine.url)) {
+    const auto [first, last] = url_secret(url);
+    if (last > first) secrets.push_back(url.substr(first, last - first));
+  }
+  return secrets;
+}
+
+/// text with every secret of engine replaced by ***.
+inline std::string without_secrets(std::string text, const connection_settings& engine) {
+  for (const std::string& secret : secrets_of(engine)) {
+    for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 3)) {
+      text.replace(at, secret.size(), "***");
+    }
+  }
+  return text;
 }
 
 /// One connection to the engine and the map's streams and buckets there.
@@ -676,7 +715,19 @@ class channel {
     check(natsOptions_SetSendAsap(o, true), "connect");
     check(natsOptions_SetIOBufSize(o, io_buffer_bytes), "connect");
     natsConnection* nc = nullptr;
-    check(natsConnection_Connect(&nc, o), ("connect to " + engine.url).c_str());
+    if (const natsStatus s = natsConnection_Connect(&nc, o); s != NATS_OK) {
+      // As check() would say it, without the secrets of the url or the options.
+      const std::string detail = describe(s);
+      replication_errc code = classify(s, static_cast<jsErrCode>(0));
+      // A failed TLS handshake is a refusal when a certificate was not trusted (the client library
+      // then names the certificate: "...:depth=0:cert=..."), and otherwise a connection cut short
+      // (a server restarting), as any other.
+      if (s == NATS_SSL_ERROR) {
+        code = detail.find(":depth=") != std::string::npos ? replication_errc::refused : replication_errc::unreachable;
+      }
+      throw replication_error(code, without_secrets("connect to " + engine.url, engine),
+                              without_secrets(detail, engine));
+    }
     nc_.reset(nc);
     jsOptions jo;
     jsOptions_Init(&jo);
@@ -705,10 +756,15 @@ class channel {
     }
     if (!engine.token.empty()) check(natsOptions_SetToken(o, engine.token.c_str()), "connect");
   }
-  /// TLS, if asked for by tls or by any of the files. The servers' certificates are checked
-  /// against tls_ca_file, or the system's bundle (Debian's ca-certificates) when it is empty.
+  /// TLS, if asked for by tls, by any of the files, or by a tls:// url (the client library reads
+  /// that scheme but does not turn TLS on for it). The servers' certificates are checked against
+  /// tls_ca_file, or the authorities the client library trusts by default (the system's) when it
+  /// is empty. A file that cannot be loaded is a protocol error (a setting to mend, not a refusal).
   static void set_tls(natsOptions* o, const connection_settings& engine) {
-    if (!engine.tls && engine.tls_ca_file.empty() && engine.tls_cert_file.empty() && engine.tls_key_file.empty()) {
+    bool tls_url = false;
+    for (const std::string& url : split_urls(engine.url)) tls_url = tls_url || is_tls_url(url);
+    if (!engine.tls && !tls_url && engine.tls_ca_file.empty() && engine.tls_cert_file.empty() &&
+        engine.tls_key_file.empty()) {
       return;
     }
     if (engine.tls_cert_file.empty() != engine.tls_key_file.empty()) {
@@ -716,14 +772,27 @@ class channel {
                               "replication_options: tls_cert_file and tls_key_file go together");
     }
     check(natsOptions_SetSecure(o, true), "connect (TLS)");
-    const std::string ca = !engine.tls_ca_file.empty() ? engine.tls_ca_file : std::string(system_ca_bundle);
-    check(natsOptions_LoadCATrustedCertificates(o, ca.c_str()), ("load the TLS authorities " + ca).c_str());
+    if (!engine.tls_ca_file.empty()) {
+      check_file(natsOptions_LoadCATrustedCertificates(o, engine.tls_ca_file.c_str()),
+                 "load the TLS authorities " + engine.tls_ca_file);
+    }
     if (!engine.tls_cert_file.empty()) {
-      check(natsOptions_LoadCertificatesChain(o, engine.tls_cert_file.c_str(), engine.tls_key_file.c_str()),
-            ("load the TLS certificate " + engine.tls_cert_file).c_str());
+      check_file(natsOptions_LoadCertificatesChain(o, engine.tls_cert_file.c_str(), engine.tls_key_file.c_str()),
+                 "load the TLS certificate " + engine.tls_cert_file);
     }
   }
-  static constexpr const char* system_ca_bundle = "/etc/ssl/certs/ca-certificates.crt";
+  static bool is_tls_url(const std::string& url) {
+    constexpr std::string_view scheme = "tls://";
+    if (url.size() <= scheme.size()) return false;
+    for (std::size_t i = 0; i < scheme.size(); ++i) {
+      const char c = url[i] >= 'A' && url[i] <= 'Z' ? static_cast<char>(url[i] - 'A' + 'a') : url[i];
+      if (c != scheme[i]) return false;
+    }
+    return true;
+  }
+  static void check_file(natsStatus s, const std::string& operation) {
+    if (s != NATS_OK) throw replication_error(replication_errc::protocol, operation, describe(s));
+  }
 
   /// The size of the client's socket buffers (it reads into one and writes from another): 256
   /// KiB, not the client's default 32 KiB, which a follower catching up fills with two log
