@@ -2183,36 +2183,24 @@ void publish_and_follow(const leftright::replication_options& opts, const leftri
   CHECK(*fr.read().find(u64{1}) == 11);
 }
 
-/// The code of the replication_error that open_leader(opts) throws (it must throw one).
-replication_errc open_error(const leftright::replication_options& opts) {
+/// The replication_error that open_leader(opts) throws (it must throw one).
+replication_error open_failure(const leftright::replication_options& opts) {
   try {
     auto opened = leftright::open_leader<u64, u64>(opts);
   } catch (const replication_error& e) {
-    return e.code();
+    return e;
   }
   FAIL("open_leader did not throw");
-  return replication_errc::engine;
+  return replication_error(replication_errc::engine, "open", "did not throw");
 }
-
-/// What open_leader(opts) throws (it must throw a replication_error): its message.
-std::string open_message(const leftright::replication_options& opts) {
-  try {
-    auto opened = leftright::open_leader<u64, u64>(opts);
-  } catch (const replication_error& e) {
-    return e.what();
-  }
-  FAIL("open_leader did not throw");
-  return {};
-}
+replication_errc open_error(const leftright::replication_options& opts) { return open_failure(opts).code(); }
 
 /// A certificate authority and a server certificate for 127.0.0.1 that it signed (made with the
 /// openssl command), in a directory of their own; and a second authority that signed nothing.
 struct tls_files {
-  std::filesystem::path dir;
+  temp_dir made;
+  const std::filesystem::path& dir = made.path;
   tls_files() {
-    char tmpl[] = "/tmp/leftright-tls-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir = tmpl;
     std::ofstream(dir / "ext.cnf") << "subjectAltName=IP:127.0.0.1\n";
     const std::string d = dir.string();
     const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
@@ -2224,13 +2212,6 @@ struct tls_files {
     run("openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.pem -CAkey " + d + "/ca.key" +
         " -CAcreateserial -days 2 -extfile " + d + "/ext.cnf -out " + d + "/server.pem");
   }
-  ~tls_files() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-  tls_files(const tls_files&) = delete;
-  tls_files& operator=(const tls_files&) = delete;
-
  private:
   static void run(const std::string& command) {
     if (std::system((command + " >/dev/null 2>&1").c_str()) != 0) throw std::runtime_error("failed: " + command);
@@ -2266,13 +2247,13 @@ TEST_CASE("replication: an engine with users refuses a client without credential
   // A refusal names the servers, never the secrets (in the url or in the options).
   auto wrong = options_for(server, "users");
   wrong.url = "nats://lr:hunter2@127.0.0.1:" + server.url().substr(server.url().rfind(':') + 1);
-  std::string said = open_message(wrong);
+  std::string said = std::string(open_failure(wrong).what());
   CHECK(said.find("lr:***@127.0.0.1") != std::string::npos);
   CHECK(said.find("hunter2") == std::string::npos);
   wrong = options_for(server, "users");
   wrong.user = "lr";
   wrong.password = "correct-horse";
-  said = open_message(wrong);
+  said = std::string(open_failure(wrong).what());
   CHECK(said.find("correct-horse") == std::string::npos);
 }
 
