@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/nats_credentials.hpp"
 #include "support/replication_support.hpp"
 
 namespace {
@@ -2288,4 +2289,53 @@ TEST_CASE("replication: a tls:// url asks for TLS: an engine without it is refus
   auto opts = options_for(server, "tls-url");
   opts.url = "TLS://127.0.0.1:" + server.url().substr(server.url().rfind(':') + 1);
   CHECK(open_error(opts) == replication_errc::refused);
+}
+
+TEST_CASE("replication: an engine with NKey users refuses a client without the user's seed, and serves one with it",
+          "[replication]") {
+  const temp_dir keys;
+  const lrtest::nkey user = lrtest::make_nkey('U', keys.path);
+  const lrtest::nkey other = lrtest::make_nkey('U', keys.path);
+  std::ofstream(keys.path / "nkeys.conf") << "authorization { users = [ { nkey: \"" << user.public_key << "\" } ] }\n";
+  nats_server server({"-c", (keys.path / "nkeys.conf").string()});
+  auto opts = options_for(server, "nkeys");
+  CHECK(open_error(opts) == replication_errc::refused);  // no credentials
+  opts.nkey = other.public_key;
+  opts.nkey_seed_file = other.seed_file;
+  CHECK(open_error(opts) == replication_errc::refused);  // a key the engine does not list
+  opts.nkey = user.public_key;
+  CHECK(open_error(opts) == replication_errc::refused);  // the user's key, signed with another's seed
+  opts.nkey_seed_file = keys.path / "missing.nk";
+  CHECK(open_error(opts) == replication_errc::protocol);  // a setting to mend, not a refusal
+  opts.nkey_seed_file.clear();
+  CHECK(open_error(opts) == replication_errc::protocol);  // a key without its seed
+  opts.nkey_seed_file = user.seed_file;
+  publish_and_follow(opts, opts);
+  opts.token = "t";  // two ways at once: refused before connecting
+  CHECK(open_error(opts) == replication_errc::protocol);
+  // The seed is a secret: no error shows it.
+  opts.token.clear();
+  opts.nkey = other.public_key;
+  CHECK(std::string(open_failure(opts).what()).find(user.seed) == std::string::npos);
+}
+
+TEST_CASE("replication: an engine in operator mode serves a client with a user's credentials file, and refuses others",
+          "[replication]") {
+  const temp_dir keys;
+  const lrtest::operator_setup trusted = lrtest::make_operator_setup(keys.path);
+  const std::filesystem::path untrusted = lrtest::make_untrusted_creds(keys.path);
+  std::ofstream(keys.path / "operator.conf") << trusted.server_config;
+  nats_server server({"-c", (keys.path / "operator.conf").string()});
+  auto opts = options_for(server, "creds");
+  CHECK(open_error(opts) == replication_errc::refused);  // no credentials
+  opts.credentials_file = untrusted;
+  CHECK(open_error(opts) == replication_errc::refused);  // a user of an account the operator never signed
+  opts.credentials_file = keys.path / "missing.creds";
+  CHECK(open_error(opts) == replication_errc::protocol);
+  opts.credentials_file = keys.path;  // a directory
+  CHECK(open_error(opts) == replication_errc::protocol);
+  opts.credentials_file = trusted.creds_file;
+  publish_and_follow(opts, opts);  // the map's streams and buckets, in the user's account
+  opts.user = "lr";  // two ways at once
+  CHECK(open_error(opts) == replication_errc::protocol);
 }

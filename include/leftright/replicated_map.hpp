@@ -77,12 +77,18 @@ struct replication_options {
   std::string url = "nats://127.0.0.1:4222";
   std::string name;                            ///< the map's name there: letters, digits, _ and -
   std::chrono::milliseconds timeout{5000};     ///< bounds each request to the engine
-  /// The engine's authentication (a production server): a user and password, or a token (not
-  /// both: the open throws replication_error, protocol). A client the engine refuses gets
-  /// replication_error, refused. (Credentials files, JWT and NKeys, are not supported yet.)
+  /// The engine's authentication (a production server), one way at a time (two at once: the
+  /// open throws replication_error, protocol): a user and password; a token; a credentials file
+  /// (the user's JWT and NKey seed, as the engine's operator tools write them: an engine in
+  /// operator mode); or an NKey user, its public key ("U...") in nkey and its seed in the file
+  /// nkey_seed_file (the two together). A client the engine refuses gets replication_error,
+  /// refused; a file that cannot be read, protocol.
   std::string user;
   std::string password;
   std::string token;
+  std::filesystem::path credentials_file;
+  std::string nkey;
+  std::filesystem::path nkey_seed_file;
   /// TLS: connect with TLS (implied by any of the files, and by a tls:// url). The servers'
   /// certificates are checked against the authorities in tls_ca_file (PEM; empty: those the
   /// client library trusts by default, the system's). tls_cert_file and tls_key_file (PEM,
@@ -179,6 +185,9 @@ inline connection_settings engine_of(const replication_options& o) {
   c.user = o.user;
   c.password = o.password;
   c.token = o.token;
+  c.credentials_file = o.credentials_file.string();
+  c.nkey = o.nkey;
+  c.nkey_seed_file = o.nkey_seed_file.string();
   c.tls = o.tls;
   c.tls_ca_file = o.tls_ca_file.string();
   c.tls_cert_file = o.tls_cert_file.string();

@@ -25,6 +25,8 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <memory>
@@ -152,6 +154,7 @@ struct connection_settings {
   connection_settings(std::string u = {}) : url(std::move(u)) {}  // NOLINT: a url alone converts
   std::string url;
   std::string user, password, token;
+  std::string credentials_file, nkey, nkey_seed_file;
   bool tls = false;
   std::string tls_ca_file, tls_cert_file, tls_key_file;
 };
@@ -746,15 +749,41 @@ class channel {
     for (const std::string& u : urls) servers.push_back(u.c_str());
     check(natsOptions_SetServers(o, servers.data(), static_cast<int>(servers.size())), "connect");
   }
+  /// The one way of authenticating the settings give, if any: a user and password, a token, a
+  /// credentials file or an NKey. The files must be readable (a protocol error otherwise: the
+  /// client library reads them only while connecting, and would report a refusal).
   static void set_credentials(natsOptions* o, const connection_settings& engine) {
-    if (!engine.token.empty() && (!engine.user.empty() || !engine.password.empty())) {
+    const bool user = !engine.user.empty() || !engine.password.empty();
+    const bool nkey = !engine.nkey.empty() || !engine.nkey_seed_file.empty();
+    const int ways = int(user) + int(!engine.token.empty()) + int(!engine.credentials_file.empty()) + int(nkey);
+    if (ways > 1) {
       throw replication_error(replication_errc::protocol, "open",
-                              "replication_options: a token and a user/password at once (the engine takes one)");
+                              "replication_options: more than one of a user/password, a token, a credentials file "
+                              "and an nkey (the engine takes one)");
     }
-    if (!engine.user.empty() || !engine.password.empty()) {
-      check(natsOptions_SetUserInfo(o, engine.user.c_str(), engine.password.c_str()), "connect");
-    }
+    if (user) check(natsOptions_SetUserInfo(o, engine.user.c_str(), engine.password.c_str()), "connect");
     if (!engine.token.empty()) check(natsOptions_SetToken(o, engine.token.c_str()), "connect");
+    if (!engine.credentials_file.empty()) {
+      check_readable(engine.credentials_file, "credentials_file");
+      check_file(natsOptions_SetUserCredentialsFromFiles(o, engine.credentials_file.c_str(), nullptr),
+                 "load the credentials file " + engine.credentials_file);
+    }
+    if (nkey) {
+      if (engine.nkey.empty() || engine.nkey_seed_file.empty()) {
+        throw replication_error(replication_errc::protocol, "open",
+                                "replication_options: nkey and nkey_seed_file go together");
+      }
+      check_readable(engine.nkey_seed_file, "nkey_seed_file");
+      check_file(natsOptions_SetNKeyFromSeed(o, engine.nkey.c_str(), engine.nkey_seed_file.c_str()),
+                 "load the nkey seed file " + engine.nkey_seed_file);
+    }
+  }
+  /// Throws replication_error, protocol, unless path names a file this process can read.
+  static void check_readable(const std::string& path, const char* option) {
+    std::error_code ec;
+    if (std::ifstream(path).good() && !std::filesystem::is_directory(path, ec)) return;
+    throw replication_error(replication_errc::protocol, "open",
+                            std::string("replication_options::") + option + ": cannot read " + path);
   }
   /// TLS, if asked for by tls, by any of the files, or by a tls:// url (the client library reads
   /// that scheme but does not turn TLS on for it). The servers' certificates are checked against
