@@ -2291,6 +2291,30 @@ TEST_CASE("replication: a tls:// url asks for TLS: an engine without it is refus
   CHECK(open_error(opts) == replication_errc::refused);
 }
 
+TEST_CASE("replication: a user seed is checked before connecting: its form, its checksum, its kind",
+          "[replication]") {
+  namespace rp = leftright::detail::replication;
+  const temp_dir keys;
+  const lrtest::nkey user = lrtest::make_nkey('U', keys.path);
+  const lrtest::nkey account = lrtest::make_nkey('A', keys.path);
+  CHECK(rp::user_seed_problem(user.seed).empty());
+  CHECK(rp::user_seed_problem(account.seed).find("not the seed of a user") != std::string::npos);
+  std::string flipped = user.seed;
+  flipped[20] = flipped[20] == 'A' ? 'B' : 'A';
+  CHECK(rp::user_seed_problem(flipped).find("checksum") != std::string::npos);
+  CHECK(rp::user_seed_problem(user.seed.substr(1)).find("58 characters") != std::string::npos);
+  std::string lower = user.seed;
+  lower[30] = 'a';
+  CHECK(rp::user_seed_problem(lower).find("base32") != std::string::npos);
+  // Where a file holds it: a credentials file's second block, or a seed file's line.
+  const std::string creds = "-----BEGIN NATS USER JWT-----\n  eyJ.jwt.sig \n------END NATS USER JWT------\n\n"
+                            "-----BEGIN USER NKEY SEED-----\r\n" + user.seed + "\r\n------END USER NKEY SEED------\n";
+  CHECK(rp::credential_blocks(creds) == std::vector<std::string>{"eyJ.jwt.sig", user.seed});
+  CHECK(rp::user_seed_in(creds) == user.seed);
+  CHECK(rp::user_seed_in("# a comment\n  " + user.seed + "\n") == user.seed);
+  CHECK(rp::user_seed_in("-----BEGIN NATS USER JWT-----\neyJ\n------END NATS USER JWT------\n").empty());
+}
+
 TEST_CASE("replication: an engine with NKey users refuses a client without the user's seed, and serves one with it",
           "[replication]") {
   const temp_dir keys;
@@ -2309,6 +2333,12 @@ TEST_CASE("replication: an engine with NKey users refuses a client without the u
   CHECK(open_error(opts) == replication_errc::protocol);  // a setting to mend, not a refusal
   opts.nkey_seed_file.clear();
   CHECK(open_error(opts) == replication_errc::protocol);  // a key without its seed
+  std::ofstream(keys.path / "garbage.nk") << "SUNOTASEED\n";  // the client library would report an engine error
+  opts.nkey_seed_file = keys.path / "garbage.nk";
+  CHECK(open_error(opts) == replication_errc::protocol);
+  std::ofstream(keys.path / "account.nk") << lrtest::make_nkey('A', keys.path).seed << "\n";
+  opts.nkey_seed_file = keys.path / "account.nk";
+  CHECK(open_error(opts) == replication_errc::protocol);
   opts.nkey_seed_file = user.seed_file;
   publish_and_follow(opts, opts);
   opts.token = "t";  // two ways at once: refused before connecting
@@ -2333,6 +2363,11 @@ TEST_CASE("replication: an engine in operator mode serves a client with a user's
   opts.credentials_file = keys.path / "missing.creds";
   CHECK(open_error(opts) == replication_errc::protocol);
   opts.credentials_file = keys.path;  // a directory
+  CHECK(open_error(opts) == replication_errc::protocol);
+  std::ofstream(keys.path / "garbage.creds") << "not a credentials file\n";
+  opts.credentials_file = keys.path / "garbage.creds";
+  CHECK(open_error(opts) == replication_errc::protocol);
+  opts.credentials_file = lrtest::make_nkey('U', keys.path).seed_file;  // a seed without its JWT
   CHECK(open_error(opts) == replication_errc::protocol);
   opts.credentials_file = trusted.creds_file;
   publish_and_follow(opts, opts);  // the map's streams and buckets, in the user's account

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <memory>
@@ -207,6 +208,81 @@ inline std::string without_secrets(std::string text, const connection_settings& 
     }
   }
   return text;
+}
+
+/// The first line of text without its spaces, tabs and carriage return at either end; text loses
+/// the line and its newline.
+inline std::string_view next_trimmed_line(std::string_view& text) {
+  const std::size_t end = std::min(text.find('\n'), text.size());
+  std::string_view line = text.substr(0, end);
+  text.remove_prefix(std::min(end + 1, text.size()));
+  const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
+  while (!line.empty() && blank(line.front())) line.remove_prefix(1);
+  while (!line.empty() && blank(line.back())) line.remove_suffix(1);
+  return line;
+}
+
+/// The blocks of a credentials file's text, in order: the text between two marker lines (lines
+/// that start and end with "---", as "-----BEGIN NATS USER JWT-----"), its first non-empty line,
+/// trimmed. A credentials file holds the user's JWT, then the user's seed.
+inline std::vector<std::string> credential_blocks(std::string_view text) {
+  std::vector<std::string> blocks;
+  bool inside = false, taken = false;
+  while (!text.empty()) {
+    const std::string_view line = next_trimmed_line(text);
+    if (line.size() >= 6 && line.starts_with("---") && line.ends_with("---")) {
+      inside = !inside;
+      taken = false;
+    } else if (inside && !taken && !line.empty()) {
+      blocks.emplace_back(line);
+      taken = true;
+    }
+  }
+  return blocks;
+}
+
+/// The user seed in a credentials or seed file's text: its second block (credential_blocks), or
+/// else its first line that starts with "SU" (a file of the seed alone); empty if it has none.
+inline std::string user_seed_in(std::string_view text) {
+  if (std::vector<std::string> blocks = credential_blocks(text); blocks.size() >= 2) return blocks[1];
+  while (!text.empty()) {
+    const std::string_view line = next_trimmed_line(text);
+    if (line.starts_with("SU")) return std::string(line);
+  }
+  return {};
+}
+
+/// Why seed is not a user's NKey seed as NATS encodes it (58 base32 letters: a two-byte prefix
+/// that says "seed of a user", the 32 bytes of the seed, and a CRC-16/XMODEM of those 34 bytes,
+/// little-endian), or empty if it is one. Never shows the seed.
+inline std::string user_seed_problem(std::string_view seed) {
+  if (seed.size() != 58) return "a user seed has 58 characters, this one " + std::to_string(seed.size());
+  std::uint8_t raw[36] = {};
+  std::uint32_t bits = 0;
+  int held = 0;
+  std::size_t n = 0;
+  for (const char c : seed) {
+    const int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= '2' && c <= '7' ? c - '2' + 26 : -1;
+    if (v < 0) return "a seed is base32 (A-Z, 2-7)";
+    bits = (bits << 5) | static_cast<std::uint32_t>(v);
+    held += 5;
+    if (held >= 8) {
+      held -= 8;
+      if (n < sizeof raw) raw[n++] = static_cast<std::uint8_t>(bits >> held);
+    }
+  }
+  std::uint16_t crc = 0;
+  for (std::size_t i = 0; i < 34; ++i) {
+    crc = static_cast<std::uint16_t>(crc ^ (raw[i] << 8));
+    for (int b = 0; b < 8; ++b) {
+      crc = static_cast<std::uint16_t>((crc & 0x8000) != 0 ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+  }
+  if (crc != (raw[34] | (raw[35] << 8))) return "its checksum does not match";
+  constexpr int seed_prefix = 18 << 3, user_prefix = 20 << 3;
+  const int kind = ((raw[0] & 7) << 5) | (raw[1] >> 3);
+  if ((raw[0] & 0xf8) != seed_prefix || kind != user_prefix) return "it is not the seed of a user (SU...)";
+  return {};
 }
 
 /// One connection to the engine and the map's streams and buckets there.
@@ -764,7 +840,7 @@ class channel {
     if (user) check(natsOptions_SetUserInfo(o, engine.user.c_str(), engine.password.c_str()), "connect");
     if (!engine.token.empty()) check(natsOptions_SetToken(o, engine.token.c_str()), "connect");
     if (!engine.credentials_file.empty()) {
-      check_readable(engine.credentials_file, "credentials_file");
+      check_credentials(engine.credentials_file, "credentials_file", true);
       check_file(natsOptions_SetUserCredentialsFromFiles(o, engine.credentials_file.c_str(), nullptr),
                  "load the credentials file " + engine.credentials_file);
     }
@@ -773,17 +849,27 @@ class channel {
         throw replication_error(replication_errc::protocol, "open",
                                 "replication_options: nkey and nkey_seed_file go together");
       }
-      check_readable(engine.nkey_seed_file, "nkey_seed_file");
+      check_credentials(engine.nkey_seed_file, "nkey_seed_file", false);
       check_file(natsOptions_SetNKeyFromSeed(o, engine.nkey.c_str(), engine.nkey_seed_file.c_str()),
                  "load the nkey seed file " + engine.nkey_seed_file);
     }
   }
-  /// Throws replication_error, protocol, unless path names a file this process can read.
-  static void check_readable(const std::string& path, const char* option) {
+  /// Throws replication_error, protocol, unless path names a file this process can read that
+  /// holds a valid user seed and, if with_jwt, a JWT before it: what the client library reads
+  /// from it at every connection, where it would report a bad file as an engine's error.
+  static void check_credentials(const std::string& path, const char* option, bool with_jwt) {
+    const auto refuse = [&](const std::string& why) {
+      throw replication_error(replication_errc::protocol, "open",
+                              std::string("replication_options::") + option + " " + path + ": " + why);
+    };
     std::error_code ec;
-    if (std::ifstream(path).good() && !std::filesystem::is_directory(path, ec)) return;
-    throw replication_error(replication_errc::protocol, "open",
-                            std::string("replication_options::") + option + ": cannot read " + path);
+    std::ifstream in(path, std::ios::binary);
+    if (!in || std::filesystem::is_directory(path, ec)) refuse("cannot be read");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (with_jwt && credential_blocks(text).empty()) refuse("holds no user JWT (-----BEGIN NATS USER JWT-----)");
+    const std::string seed = user_seed_in(text);
+    if (seed.empty()) refuse("holds no user seed (SU...)");
+    if (const std::string why = user_seed_problem(seed); !why.empty()) refuse("its seed is not valid: " + why);
   }
   /// TLS, if asked for by tls, by any of the files, or by a tls:// url (the client library reads
   /// that scheme but does not turn TLS on for it). The servers' certificates are checked against
