@@ -378,4 +378,42 @@ TEST_CASE("cache: a reader sees all of an invalidate_all(keys) or none of it") {
   CHECK(c.size() == 0);
 }
 
+TEST_CASE("cache: expires_in gives a live entry's time left: none for an absent or expired one, max without a deadline") {
+  fake_clock clock(0);
+  cache<int, int> c({.expire_after_write = 10s, .ticker = clock.ticker()});
+  c.put(1, 10);
+  c.put(2, 20, 3s);  // its own expiry
+  CHECK(c.expires_in(1) == 10s);
+  CHECK(c.expires_in(2) == 3s);
+  CHECK_FALSE(c.expires_in(9).has_value());
+  clock.set(2s);
+  CHECK(c.expires_in(1) == 8s);
+  CHECK(c.expires_in(2) == 1s);
+  clock.set(3s);
+  CHECK_FALSE(c.expires_in(2).has_value());  // expired, not yet removed
+  CHECK(c.size() == 2);
+  CHECK(c.stats().hits + c.stats().misses == 0);  // as peek: nothing counted
+
+  cache<int, int> forever;
+  forever.put(1, 1);
+  CHECK(forever.expires_in(1) == std::chrono::nanoseconds::max());
+
+  // With expire_after_access, the deadline moves once a maintenance has seen a read.
+  clock.set(0s);
+  cache<int, int> idle({.expire_after_access = 10s, .ticker = clock.ticker()});
+  idle.put(1, 10);
+  const auto left = [&] { return idle.expires_in(1).value_or(0ns); };
+  CHECK(left() >= 10s - 1ns);  // published at most 1 ns early (cache_options::expire_after_access)
+  CHECK(left() <= 10s);
+  clock.set(5s);
+  idle.run_pending();
+  clock.set(6s);
+  REQUIRE(idle.get(1) == 10);
+  CHECK(left() <= 4s);  // the read is not seen yet
+  clock.set(7s);
+  idle.run_pending();  // sees it, dated 5: the deadline is now 15
+  CHECK(left() >= 8s - 1ns);
+  CHECK(left() <= 8s);
+}
+
 }  // namespace LEFTRIGHT_TEST_FILE

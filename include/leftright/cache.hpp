@@ -379,6 +379,22 @@ class cache {
     if (e == nullptr || expired(*e)) return std::nullopt;
     return e->value;
   }
+  /// How long key's live entry has left before its deadline, by the cache's ticker: nullopt if
+  /// the key is absent or its entry expired, std::chrono::nanoseconds::max() if it has no
+  /// deadline (Caffeine's getExpiresAfter; for a session cookie's Max-Age, say). The deadline
+  /// as published: with expire_after_access, reads the writer has not seen yet may move it later
+  /// (it is at most 1 ns early, see that option); eviction or a write may remove the entry
+  /// before it. As peek(): not recorded, not counted. Progress: as get().
+  template <class K>
+  std::optional<std::chrono::nanoseconds> expires_in(const K& key) const {
+    auto g = local().reader.read();
+    const entry* e = g.find(key);
+    if (e == nullptr) return std::nullopt;
+    if (e->expires == entry::never) return std::chrono::nanoseconds::max();
+    const std::int64_t t = now();
+    if (t >= e->expires) return std::nullopt;
+    return std::chrono::nanoseconds(e->expires - t);
+  }
   /// Entries held now, expired ones not yet removed included (run_pending() removes them).
   std::size_t size() const { return local().reader.size(); }
   /// Calls f(key, value) for every live entry (one past its deadline is skipped), all from one
