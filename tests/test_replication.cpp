@@ -2256,6 +2256,10 @@ TEST_CASE("replication: an engine with users refuses a client without credential
   wrong.password = "correct-horse";
   said = std::string(open_failure(wrong).what());
   CHECK(said.find("correct-horse") == std::string::npos);
+  // With several servers, a refusal met before a server that is down is still a refusal (the
+  // client library's status is the last server's).
+  wrong.url = server.url() + "," + "nats://127.0.0.1:" + std::to_string(leftright_test::free_port());
+  CHECK(open_error(wrong) == replication_errc::refused);
 }
 
 TEST_CASE("replication: an engine with a token refuses a client without it, and serves one with it", "[replication]") {
@@ -2277,6 +2281,10 @@ TEST_CASE("replication: TLS: a client that trusts the engine's authority connect
   CHECK(open_error(opts) == replication_errc::protocol);  // a setting to mend, not a refusal
   opts.tls_ca_file = certs.dir / "other.pem";
   CHECK(open_error(opts) == replication_errc::refused);  // a certificate no trusted authority signed
+  const std::string url = opts.url;
+  opts.url = url + ",nats://127.0.0.1:" + std::to_string(leftright_test::free_port());  // then one down
+  CHECK(open_error(opts) == replication_errc::refused);
+  opts.url = url;
   opts.tls_ca_file = certs.dir / "ca.pem";
   publish_and_follow(opts, opts);
   opts.tls_cert_file = certs.dir / "server.pem";  // a certificate without its key
@@ -2289,6 +2297,10 @@ TEST_CASE("replication: a tls:// url asks for TLS: an engine without it is refus
   auto opts = options_for(server, "tls-url");
   opts.url = "TLS://127.0.0.1:" + server.url().substr(server.url().rfind(':') + 1);
   CHECK(open_error(opts) == replication_errc::refused);
+  opts.url += ",tls://127.0.0.1:" + std::to_string(leftright_test::free_port());  // then one down
+  const replication_error e = open_failure(opts);
+  INFO(e.what());
+  CHECK(e.code() == replication_errc::refused);
 }
 
 TEST_CASE("replication: a user seed is checked before connecting: its form, its checksum, its kind",

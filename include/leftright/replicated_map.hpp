@@ -96,8 +96,8 @@ struct replication_options {
   /// file that cannot be loaded makes the open throw replication_error, protocol; a certificate
   /// not trusted, or an engine without TLS, refused; a handshake cut short, unreachable.
   /// Error messages name the servers without the secrets of their urls or of these options.
-  /// With several servers, a refusal may come back as unreachable: the client library reports
-  /// the last server it tried.
+  /// With several servers, a refusal by one of them is refused, even if a server tried after it
+  /// is down (the client library's status is the last server's; its error text keeps the refusal).
   bool tls = false;
   std::filesystem::path tls_ca_file;
   std::filesystem::path tls_cert_file;

@@ -798,12 +798,12 @@ class channel {
       // As check() would say it, without the secrets of the url or the options.
       const std::string detail = describe(s);
       replication_errc code = classify(s, static_cast<jsErrCode>(0));
-      // A failed TLS handshake is a refusal when a certificate was not trusted (the client library
-      // then names the certificate: "...:depth=0:cert=..."), and otherwise a connection cut short
-      // (a server restarting), as any other.
-      if (s == NATS_SSL_ERROR) {
-        code = detail.find(":depth=") != std::string::npos ? replication_errc::refused : replication_errc::unreachable;
-      }
+      // A failed TLS handshake is a connection cut short (a server restarting), unless the text
+      // shows a refusal (shows_refusal()). With several servers the status is the last one's (a
+      // server refusing the credentials, then one down: "Timeout", with libnats 3.4.1), but the
+      // text keeps a refusal met on the way: that is the answer, the settings need mending.
+      if (s == NATS_SSL_ERROR) code = replication_errc::unreachable;
+      if (code == replication_errc::unreachable && shows_refusal(detail)) code = replication_errc::refused;
       throw replication_error(code, without_secrets("connect to " + engine.url, engine),
                               without_secrets(detail, engine));
     }
@@ -816,6 +816,15 @@ class channel {
     js_.reset(js);
   }
 
+  /// Whether a failed connection's text (describe()) shows that a server turned the client away:
+  /// the engine's answer to bad credentials, or a certificate not trusted (the client library
+  /// then names it: "...:depth=0:cert=...").
+  static bool shows_refusal(const std::string& detail) {
+    for (const char* sign : {"Authorization Violation", "Authentication Expired", ":depth="}) {
+      if (detail.find(sign) != std::string::npos) return true;
+    }
+    return false;
+  }
   /// The servers to try: one url, or a comma-separated list (the client library takes a list only
   /// as an array: its url setter fails on a comma).
   static void set_servers(natsOptions* o, const std::string& list) {
