@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -2303,28 +2304,71 @@ TEST_CASE("replication: a tls:// url asks for TLS: an engine without it is refus
   CHECK(e.code() == replication_errc::refused);
 }
 
-TEST_CASE("replication: a user seed is checked before connecting: its form, its checksum, its kind",
-          "[replication]") {
+TEST_CASE("replication: credentials files are read as the engine's tools write them, and refused when they would "
+          "send a secret or fail", "[replication]") {
   namespace rp = leftright::detail::replication;
   const temp_dir keys;
   const lrtest::nkey user = lrtest::make_nkey('U', keys.path);
   const lrtest::nkey account = lrtest::make_nkey('A', keys.path);
-  CHECK(rp::user_seed_problem(user.seed).empty());
-  CHECK(rp::user_seed_problem(account.seed).find("not the seed of a user") != std::string::npos);
+  // The keys themselves: form, checksum, kind (never shown in the reason).
+  CHECK(rp::user_nkey_problem(user.seed, true).empty());
+  CHECK(rp::user_nkey_problem(user.public_key, false).empty());
+  CHECK(rp::user_nkey_problem(account.seed, true).find("not the seed of a user") != std::string::npos);
+  CHECK(rp::user_nkey_problem(account.public_key, false).find("not the public key of a user") != std::string::npos);
+  CHECK(rp::user_nkey_problem(user.seed, false).find("56 characters") != std::string::npos);  // a seed as the key
   std::string flipped = user.seed;
   flipped[20] = flipped[20] == 'A' ? 'B' : 'A';
-  CHECK(rp::user_seed_problem(flipped).find("checksum") != std::string::npos);
-  CHECK(rp::user_seed_problem(user.seed.substr(1)).find("58 characters") != std::string::npos);
+  CHECK(rp::user_nkey_problem(flipped, true).find("checksum") != std::string::npos);
   std::string lower = user.seed;
   lower[30] = 'a';
-  CHECK(rp::user_seed_problem(lower).find("base32") != std::string::npos);
-  // Where a file holds it: a credentials file's second block, or a seed file's line.
-  const std::string creds = "-----BEGIN NATS USER JWT-----\n  eyJ.jwt.sig \n------END NATS USER JWT------\n\n"
-                            "-----BEGIN USER NKEY SEED-----\r\n" + user.seed + "\r\n------END USER NKEY SEED------\n";
-  CHECK(rp::credential_blocks(creds) == std::vector<std::string>{"eyJ.jwt.sig", user.seed});
-  CHECK(rp::user_seed_in(creds) == user.seed);
-  CHECK(rp::user_seed_in("# a comment\n  " + user.seed + "\n") == user.seed);
-  CHECK(rp::user_seed_in("-----BEGIN NATS USER JWT-----\neyJ\n------END NATS USER JWT------\n").empty());
+  CHECK(rp::user_nkey_problem(lower, true).find("base32") != std::string::npos);
+
+  // A credentials file as nsc writes it, and as other tools or editors may leave it.
+  const std::string jwt = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJVIn0.c2ln";
+  const std::filesystem::path nsc = keys.path / "nsc.creds";
+  lrtest::write_creds_file(nsc, jwt, user);
+  std::ifstream in(nsc, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string crlf;
+  for (const char c : text) crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
+  std::string spaced;
+  for (const char c : text) spaced += c == '\n' ? std::string(" \n\t ") : std::string(1, c);
+  std::string banner = text;
+  banner.replace(banner.find("*****"), 5, "-----");  // a banner line of dashes between the blocks
+  const std::vector<std::pair<const char*, std::string>> readable = {
+      {"nsc", text}, {"crlf + bom", "\xEF\xBB\xBF" + crlf}, {"spaces", spaced}, {"banner", banner},
+      {"prefixed markers", "## " + text.substr(0, text.find('\n')) + text.substr(text.find('\n'))}};
+  for (const auto& [name, body] : readable) {
+    INFO(name);
+    std::ofstream(keys.path / "c.creds", std::ios::binary | std::ios::trunc) << body;
+    const rp::user_credentials c((keys.path / "c.creds").string(), "credentials_file", true);
+    CHECK(c.jwt == jwt);
+    CHECK(c.seed == user.seed);
+  }
+  // What would send a secret as the JWT, or fail at every connection, is refused, naming why.
+  const auto refusal = [&](const std::string& body, bool with_jwt) {
+    std::ofstream(keys.path / "bad", std::ios::binary | std::ios::trunc) << body;
+    try {
+      const rp::user_credentials c((keys.path / "bad").string(), "credentials_file", with_jwt);
+    } catch (const replication_error& e) {
+      CHECK(e.code() == replication_errc::protocol);
+      CHECK(std::string(e.what()).find(user.seed) == std::string::npos);
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  const std::string seed_block = "-----BEGIN USER NKEY SEED-----\n" + user.seed + "\n------END USER NKEY SEED------\n";
+  CHECK(refusal(seed_block, true).find("holds no user JWT") != std::string::npos);      // the seed as the JWT
+  CHECK(refusal(seed_block + seed_block, true).find("holds no user JWT") != std::string::npos);
+  CHECK(refusal(jwt + "\n" + user.seed + "\n", true).find("holds no user JWT") != std::string::npos);  // no blocks
+  CHECK(refusal(text, false).find("seed is not valid") != std::string::npos);  // a credentials file as the seed file
+  CHECK(refusal("-----BEGIN NATS USER JWT-----\n" + jwt + "\n------END NATS USER JWT------\n-----BEGIN USER NKEY "
+                "SEED-----\n" + account.seed + "\n------END USER NKEY SEED------\n", true)
+            .find("not the seed of a user") != std::string::npos);
+  // A seed file: its first block, or its first line that starts with SU.
+  CHECK(refusal(seed_block, false) == "accepted");
+  CHECK(refusal("# the seed\r\n  " + user.seed + " \r\n", false) == "accepted");
+  CHECK(refusal("# no seed here\n", false).find("holds no user seed") != std::string::npos);
 }
 
 TEST_CASE("replication: an engine with NKey users refuses a client without the user's seed, and serves one with it",
@@ -2351,6 +2395,12 @@ TEST_CASE("replication: an engine with NKey users refuses a client without the u
   std::ofstream(keys.path / "account.nk") << lrtest::make_nkey('A', keys.path).seed << "\n";
   opts.nkey_seed_file = keys.path / "account.nk";
   CHECK(open_error(opts) == replication_errc::protocol);
+  opts.nkey = user.seed;  // the seed where the public key goes: refused before it is sent
+  opts.nkey_seed_file = user.seed_file;
+  CHECK(open_error(opts) == replication_errc::protocol);
+  opts.nkey.clear();  // a seed file without its key
+  CHECK(open_error(opts) == replication_errc::protocol);
+  opts.nkey = user.public_key;
   opts.nkey_seed_file = user.seed_file;
   publish_and_follow(opts, opts);
   opts.token = "t";  // two ways at once: refused before connecting
@@ -2385,4 +2435,16 @@ TEST_CASE("replication: an engine in operator mode serves a client with a user's
   publish_and_follow(opts, opts);  // the map's streams and buckets, in the user's account
   opts.user = "lr";  // two ways at once
   CHECK(open_error(opts) == replication_errc::protocol);
+  opts.user.clear();
+  const std::string port = server.url().substr(server.url().rfind(':') + 1);
+  opts.url = "nats://lr:pw@127.0.0.1:" + port;  // a user in the url, and the file
+  CHECK(open_error(opts) == replication_errc::protocol);
+  // A file with Windows line ends and a byte order mark serves, the same as nsc's.
+  std::ifstream in(trusted.creds_file, std::ios::binary);
+  std::string windows = "\xEF\xBB\xBF";
+  for (char c; in.get(c);) windows += c == '\n' ? std::string("\r\n") : std::string(1, c);
+  std::ofstream(keys.path / "windows.creds", std::ios::binary) << windows;
+  opts.url = server.url();
+  opts.credentials_file = keys.path / "windows.creds";
+  publish_and_follow(opts, opts);
 }

@@ -77,12 +77,14 @@ struct replication_options {
   std::string url = "nats://127.0.0.1:4222";
   std::string name;                            ///< the map's name there: letters, digits, _ and -
   std::chrono::milliseconds timeout{5000};     ///< bounds each request to the engine
-  /// The engine's authentication (a production server), one way at a time (two at once: the
-  /// open throws replication_error, protocol): a user and password; a token; a credentials file
-  /// (the user's JWT and NKey seed, as the engine's operator tools write them: an engine in
-  /// operator mode); or an NKey user, its public key ("U...") in nkey and its seed in the file
-  /// nkey_seed_file (the two together). A client the engine refuses gets replication_error,
-  /// refused; a file that cannot be read, protocol.
+  /// The engine's authentication (a production server), one way at a time (two at once, a url's
+  /// user or token included: the open throws replication_error, protocol): a user and password;
+  /// a token; a credentials file (the user's JWT and NKey seed in one file, as the engine's
+  /// operator tools write it: an engine in operator mode); or an NKey user, its public key
+  /// ("U...") in nkey and its seed in the file nkey_seed_file (the two together). The files are
+  /// read at the open and at every connection (a file replaced is used). A client the engine
+  /// refuses gets replication_error, refused; a file that cannot be read or does not hold what it
+  /// must (detail/replication/credentials.hpp), protocol, at the open.
   std::string user;
   std::string password;
   std::string token;

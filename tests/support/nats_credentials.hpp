@@ -272,7 +272,7 @@ inline std::string make_user_jwt(const nkey& account, const nkey& user, const st
                   dir);
 }
 
-/// Writes a NATS credentials file (the user JWT and its seed, as nsc writes them) to path.
+/// Writes a NATS credentials file (the user JWT and its seed) to path, byte for byte as nsc writes one.
 inline void write_creds_file(const std::filesystem::path& path, const std::string& user_jwt, const nkey& user) {
   nats_credentials_detail::write_file(path, "-----BEGIN NATS USER JWT-----\n" + user_jwt +
                                                 "\n------END NATS USER JWT------\n\n"
@@ -280,7 +280,8 @@ inline void write_creds_file(const std::filesystem::path& path, const std::strin
                                                 "NKEY Seed printed below can be used to sign and prove identity.\n"
                                                 "NKEYs are sensitive and should be treated as secrets.\n\n"
                                                 "-----BEGIN USER NKEY SEED-----\n" +
-                                                user.seed + "\n------END USER NKEY SEED------\n\n");
+                                                user.seed + "\n------END USER NKEY SEED------\n\n"
+                                                "*************************************************************\n");
 }
 
 /// An operator (self-signed JWT in dir/operator.jwt), a system account, an account with JetStream

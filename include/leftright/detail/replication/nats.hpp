@@ -25,9 +25,6 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <map>
 #include <memory>
@@ -38,6 +35,7 @@
 #include <vector>
 
 #include "../../replication_error.hpp"
+#include "credentials.hpp"
 
 namespace leftright::detail::replication {
 
@@ -208,81 +206,6 @@ inline std::string without_secrets(std::string text, const connection_settings& 
     }
   }
   return text;
-}
-
-/// The first line of text without its spaces, tabs and carriage return at either end; text loses
-/// the line and its newline.
-inline std::string_view next_trimmed_line(std::string_view& text) {
-  const std::size_t end = std::min(text.find('\n'), text.size());
-  std::string_view line = text.substr(0, end);
-  text.remove_prefix(std::min(end + 1, text.size()));
-  const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
-  while (!line.empty() && blank(line.front())) line.remove_prefix(1);
-  while (!line.empty() && blank(line.back())) line.remove_suffix(1);
-  return line;
-}
-
-/// The blocks of a credentials file's text, in order: the text between two marker lines (lines
-/// that start and end with "---", as "-----BEGIN NATS USER JWT-----"), its first non-empty line,
-/// trimmed. A credentials file holds the user's JWT, then the user's seed.
-inline std::vector<std::string> credential_blocks(std::string_view text) {
-  std::vector<std::string> blocks;
-  bool inside = false, taken = false;
-  while (!text.empty()) {
-    const std::string_view line = next_trimmed_line(text);
-    if (line.size() >= 6 && line.starts_with("---") && line.ends_with("---")) {
-      inside = !inside;
-      taken = false;
-    } else if (inside && !taken && !line.empty()) {
-      blocks.emplace_back(line);
-      taken = true;
-    }
-  }
-  return blocks;
-}
-
-/// The user seed in a credentials or seed file's text: its second block (credential_blocks), or
-/// else its first line that starts with "SU" (a file of the seed alone); empty if it has none.
-inline std::string user_seed_in(std::string_view text) {
-  if (std::vector<std::string> blocks = credential_blocks(text); blocks.size() >= 2) return blocks[1];
-  while (!text.empty()) {
-    const std::string_view line = next_trimmed_line(text);
-    if (line.starts_with("SU")) return std::string(line);
-  }
-  return {};
-}
-
-/// Why seed is not a user's NKey seed as NATS encodes it (58 base32 letters: a two-byte prefix
-/// that says "seed of a user", the 32 bytes of the seed, and a CRC-16/XMODEM of those 34 bytes,
-/// little-endian), or empty if it is one. Never shows the seed.
-inline std::string user_seed_problem(std::string_view seed) {
-  if (seed.size() != 58) return "a user seed has 58 characters, this one " + std::to_string(seed.size());
-  std::uint8_t raw[36] = {};
-  std::uint32_t bits = 0;
-  int held = 0;
-  std::size_t n = 0;
-  for (const char c : seed) {
-    const int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= '2' && c <= '7' ? c - '2' + 26 : -1;
-    if (v < 0) return "a seed is base32 (A-Z, 2-7)";
-    bits = (bits << 5) | static_cast<std::uint32_t>(v);
-    held += 5;
-    if (held >= 8) {
-      held -= 8;
-      if (n < sizeof raw) raw[n++] = static_cast<std::uint8_t>(bits >> held);
-    }
-  }
-  std::uint16_t crc = 0;
-  for (std::size_t i = 0; i < 34; ++i) {
-    crc = static_cast<std::uint16_t>(crc ^ (raw[i] << 8));
-    for (int b = 0; b < 8; ++b) {
-      crc = static_cast<std::uint16_t>((crc & 0x8000) != 0 ? (crc << 1) ^ 0x1021 : crc << 1);
-    }
-  }
-  if (crc != (raw[34] | (raw[35] << 8))) return "its checksum does not match";
-  constexpr int seed_prefix = 18 << 3, user_prefix = 20 << 3;
-  const int kind = ((raw[0] & 7) << 5) | (raw[1] >> 3);
-  if ((raw[0] & 0xf8) != seed_prefix || kind != user_prefix) return "it is not the seed of a user (SU...)";
-  return {};
 }
 
 /// One connection to the engine and the map's streams and buckets there.
@@ -834,51 +757,77 @@ class channel {
     for (const std::string& u : urls) servers.push_back(u.c_str());
     check(natsOptions_SetServers(o, servers.data(), static_cast<int>(servers.size())), "connect");
   }
-  /// The one way of authenticating the settings give, if any: a user and password, a token, a
-  /// credentials file or an NKey. The files must be readable (a protocol error otherwise: the
-  /// client library reads them only while connecting, and would report a refusal).
-  static void set_credentials(natsOptions* o, const connection_settings& engine) {
+  /// The one way of authenticating the settings give, if any: a user and password, a token (in
+  /// the options or in a url), a credentials file or an NKey. The files are read here, so that a
+  /// bad one is a protocol error at the open (credentials.hpp), and again at every connection, by
+  /// the client library's callbacks (user_jwt, sign_nonce), so that a file replaced is used.
+  void set_credentials(natsOptions* o, const connection_settings& engine) {
     const bool user = !engine.user.empty() || !engine.password.empty();
     const bool nkey = !engine.nkey.empty() || !engine.nkey_seed_file.empty();
-    const int ways = int(user) + int(!engine.token.empty()) + int(!engine.credentials_file.empty()) + int(nkey);
+    bool in_url = false;
+    for (const std::string& url : split_urls(engine.url)) in_url = in_url || url_secret(url).second != 0;
+    const int ways = int(user || in_url) + int(!engine.token.empty()) + int(!engine.credentials_file.empty()) +
+                     int(nkey);
     if (ways > 1) {
       throw replication_error(replication_errc::protocol, "open",
-                              "replication_options: more than one of a user/password, a token, a credentials file "
-                              "and an nkey (the engine takes one)");
+                              "replication_options: more than one of a user/password or token (in the options or "
+                              "a url), a credentials file and an nkey (the engine takes one)");
     }
     if (user) check(natsOptions_SetUserInfo(o, engine.user.c_str(), engine.password.c_str()), "connect");
     if (!engine.token.empty()) check(natsOptions_SetToken(o, engine.token.c_str()), "connect");
     if (!engine.credentials_file.empty()) {
-      check_credentials(engine.credentials_file, "credentials_file", true);
-      check_file(natsOptions_SetUserCredentialsFromFiles(o, engine.credentials_file.c_str(), nullptr),
-                 "load the credentials file " + engine.credentials_file);
+      const user_credentials readable(engine.credentials_file, "credentials_file", true);
+      credentials_ = credentials_registration({engine.credentials_file, "credentials_file", true});
+      check(natsOptions_SetUserCredentialsCallbacks(o, &user_jwt, credentials_.closure(), &sign_nonce,
+                                                    credentials_.closure()),
+            "connect");
     }
     if (nkey) {
       if (engine.nkey.empty() || engine.nkey_seed_file.empty()) {
         throw replication_error(replication_errc::protocol, "open",
                                 "replication_options: nkey and nkey_seed_file go together");
       }
-      check_credentials(engine.nkey_seed_file, "nkey_seed_file", false);
-      check_file(natsOptions_SetNKeyFromSeed(o, engine.nkey.c_str(), engine.nkey_seed_file.c_str()),
-                 "load the nkey seed file " + engine.nkey_seed_file);
+      if (const std::string why = user_nkey_problem(engine.nkey, false); !why.empty()) {
+        throw replication_error(replication_errc::protocol, "open", "replication_options::nkey: " + why);
+      }
+      const user_credentials readable(engine.nkey_seed_file, "nkey_seed_file", false);
+      credentials_ = credentials_registration({engine.nkey_seed_file, "nkey_seed_file", false});
+      check(natsOptions_SetNKey(o, engine.nkey.c_str(), &sign_nonce, credentials_.closure()), "connect");
     }
   }
-  /// Throws replication_error, protocol, unless path names a file this process can read that
-  /// holds a valid user seed and, if with_jwt, a JWT before it: what the client library reads
-  /// from it at every connection, where it would report a bad file as an engine's error.
-  static void check_credentials(const std::string& path, const char* option, bool with_jwt) {
-    const auto refuse = [&](const std::string& why) {
-      throw replication_error(replication_errc::protocol, "open",
-                              std::string("replication_options::") + option + " " + path + ": " + why);
-    };
-    std::error_code ec;
-    std::ifstream in(path, std::ios::binary);
-    if (!in || std::filesystem::is_directory(path, ec)) refuse("cannot be read");
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (with_jwt && credential_blocks(text).empty()) refuse("holds no user JWT (-----BEGIN NATS USER JWT-----)");
-    const std::string seed = user_seed_in(text);
-    if (seed.empty()) refuse("holds no user seed (SU...)");
-    if (const std::string why = user_seed_problem(seed); !why.empty()) refuse("its seed is not valid: " + why);
+  /// The client library's callbacks for a credentials file or an NKey (closure: the number of the
+  /// channel's credentials_registration): the user's JWT, and the server's nonce signed with the
+  /// user's seed, each read from its file anew. A failure is the client library's NATS_ERR with
+  /// our message (the seed never in it).
+  static natsStatus user_jwt(char** jwt, char** error, void* closure) noexcept {
+    return with_credentials(closure, error, [&](const user_credentials& c) {
+      *jwt = ::strdup(c.jwt.c_str());
+      return *jwt != nullptr ? NATS_OK : NATS_NO_MEMORY;
+    });
+  }
+  static natsStatus sign_nonce(char** error, unsigned char** signature, int* length, const char* nonce,
+                               void* closure) noexcept {
+    return with_credentials(closure, error, [&](const user_credentials& c) {
+      return nats_Sign(c.seed.c_str(), nonce, signature, length);
+    });
+  }
+  template <class F>
+  static natsStatus with_credentials(void* closure, char** error, F&& f) noexcept {
+    try {
+      const std::optional<credentials_source> source =
+          credentials_registry::find(reinterpret_cast<std::uintptr_t>(closure));
+      if (!source) {
+        *error = ::strdup("the replicated map's connection is closed");
+        return NATS_ERR;
+      }
+      const user_credentials c(source->path, source->option, source->with_jwt);
+      return f(c);
+    } catch (const std::exception& e) {
+      *error = ::strdup(e.what());
+      return NATS_ERR;
+    } catch (...) {
+      return NATS_ERR;
+    }
   }
   /// TLS, if asked for by tls, by any of the files, or by a tls:// url (the client library reads
   /// that scheme but does not turn TLS on for it). The servers' certificates are checked against
@@ -988,6 +937,9 @@ class channel {
   std::int64_t timeout_ms_;
   int replicas_;                        ///< the engine's copies of each stream and bucket it makes
   std::map<std::string, bool> direct_;  ///< per stream: whether it allows direct gets
+  /// The source of the connection's credentials file or seed (none: another way, or none at
+  /// all). Declared before nc_, so that it goes after the connection.
+  credentials_registration credentials_;
   connection_ptr nc_;
   js_ptr js_;
   kv_ptr meta_;

@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: Apache-2.0
+// leftright replication machinery: the engine's own credentials files, read by the library itself
+// (not by the client library's readers, whose rules change between its versions: libnats 3.4.1
+// takes no file with Windows line endings), so that the check at the open and every connection
+// read a file alike.
+//
+// - A credentials file (.creds, as the engine's operator tools write it) holds decorated blocks:
+//   a marker line ("-----BEGIN NATS USER JWT-----"), one line of content, a marker line. Its
+//   first block is the user's JWT, its second the user's NKey seed.
+// - A seed file holds the seed: its first block, or else its first line that starts with "SU".
+// - Read leniently where a tool may differ (a UTF-8 byte order mark, \r\n line ends, spaces and
+//   tabs around a line, banner lines between the blocks) and strictly where a mistake would send a
+//   secret to the engine: the JWT must look like one (the seed is never sent as a JWT), the seed
+//   and the public key must decode as NKeys of a user (checksum and kind).
+// - Nothing here puts a seed into an error message; a file's text and a seed read are zeroed
+//   once used.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <string.h>  // explicit_bzero (glibc)
+
+#include "../../replication_error.hpp"
+
+namespace leftright::detail::replication {
+
+/// A string holding a secret (a seed, a file's text), zeroed when it goes.
+class secret {
+ public:
+  secret() = default;
+  explicit secret(std::string s) : s_(std::move(s)) {}
+  secret(const secret&) = delete;
+  secret& operator=(const secret&) = delete;
+  ~secret() { ::explicit_bzero(s_.data(), s_.size()); }
+  const std::string& str() const noexcept { return s_; }
+
+ private:
+  std::string s_;
+};
+
+/// The first line of text without its spaces, tabs and carriage return at either end; text loses
+/// the line and its newline.
+inline std::string_view next_trimmed_line(std::string_view& text) {
+  const std::size_t end = std::min(text.find('\n'), text.size());
+  std::string_view line = text.substr(0, end);
+  text.remove_prefix(std::min(end + 1, text.size()));
+  const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
+  while (!line.empty() && blank(line.front())) line.remove_prefix(1);
+  while (!line.empty() && blank(line.back())) line.remove_suffix(1);
+  return line;
+}
+
+/// Whether a trimmed line is a block's marker: it ends with "---" and has "---" before that (as
+/// the engine's clients decide).
+inline bool credential_marker(std::string_view line) {
+  return line.size() >= 6 && line.ends_with("---") &&
+         line.substr(0, line.size() - 3).find("---") != std::string_view::npos;
+}
+
+/// The decorated blocks of a credentials or seed file's text, in order: each the one line between
+/// a marker line and the next non-empty line, which must be a marker too. A byte order mark at
+/// the start is skipped; lines are trimmed (next_trimmed_line).
+inline std::vector<std::string_view> credential_blocks(std::string_view text) {
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+  std::vector<std::string_view> lines;
+  while (!text.empty()) {
+    if (const std::string_view line = next_trimmed_line(text); !line.empty()) lines.push_back(line);
+  }
+  std::vector<std::string_view> blocks;
+  for (std::size_t i = 0; i + 2 < lines.size(); ++i) {
+    if (credential_marker(lines[i]) && !credential_marker(lines[i + 1]) && credential_marker(lines[i + 2])) {
+      blocks.push_back(lines[i + 1]);
+      i += 2;  // the closing marker opens no block
+    }
+  }
+  return blocks;
+}
+
+/// Why text is not an NKey of a user as the engine encodes it, or empty if it is one: a seed
+/// ("SU", 58 base32 letters: a two-byte prefix, the 32 bytes of the seed and a CRC-16/XMODEM of
+/// those 34 bytes, little-endian) or a public key ("U", 56 letters: one prefix byte, 32 bytes,
+/// the CRC). Never shows the text.
+inline std::string user_nkey_problem(std::string_view text, bool seed) {
+  const std::size_t letters = seed ? 58 : 56, bytes = seed ? 36 : 35;
+  const char* what = seed ? "a user seed" : "a user public key";
+  if (text.size() != letters) {
+    return std::string(what) + " has " + std::to_string(letters) + " characters, this one " +
+           std::to_string(text.size());
+  }
+  std::uint8_t raw[36] = {};
+  std::uint32_t bits = 0;
+  int held = 0;
+  std::size_t n = 0;
+  for (const char c : text) {
+    const int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= '2' && c <= '7' ? c - '2' + 26 : -1;
+    if (v < 0) return std::string(what) + " is base32 (A-Z, 2-7)";
+    bits = (bits << 5) | static_cast<std::uint32_t>(v);
+    held += 5;
+    if (held >= 8) {
+      held -= 8;
+      if (n < bytes) raw[n++] = static_cast<std::uint8_t>(bits >> held);
+    }
+  }
+  std::uint16_t crc = 0;
+  for (std::size_t i = 0; i + 2 < bytes; ++i) {
+    crc = static_cast<std::uint16_t>(crc ^ (raw[i] << 8));
+    for (int b = 0; b < 8; ++b) {
+      crc = static_cast<std::uint16_t>((crc & 0x8000) != 0 ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+  }
+  ::explicit_bzero(&bits, sizeof bits);
+  const bool crc_ok = crc == (raw[bytes - 2] | (raw[bytes - 1] << 8));
+  constexpr int seed_prefix = 18 << 3, user_prefix = 20 << 3;
+  const bool user = seed ? (raw[0] & 0xf8) == seed_prefix && (((raw[0] & 7) << 5) | (raw[1] >> 3)) == user_prefix
+                         : raw[0] == user_prefix;
+  ::explicit_bzero(raw, sizeof raw);
+  if (!crc_ok) return std::string(what) + ": its checksum does not match";
+  if (!user) return seed ? "not the seed of a user (SU...)" : "not the public key of a user (U...)";
+  return {};
+}
+
+/// Whether text looks like a JWT: three non-empty parts of base64url letters, joined by dots, the
+/// first a JSON object's ("eyJ").
+inline bool looks_like_jwt(std::string_view text) {
+  if (!text.starts_with("eyJ")) return false;
+  int dots = 0;
+  std::size_t part = 0;
+  for (const char c : text) {
+    if (c == '.') {
+      if (part == 0) return false;
+      ++dots;
+      part = 0;
+    } else if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_') {
+      ++part;
+    } else {
+      return false;
+    }
+  }
+  return dots == 2 && part > 0;
+}
+
+/// A user's credentials as a file at path gives them: a credentials file's JWT and seed
+/// (with_jwt), or a seed file's seed (jwt empty). The seed is zeroed when this goes. Throws
+/// replication_error, protocol, naming option, path and why, if the file cannot be read or does
+/// not hold what it must.
+struct user_credentials {
+  std::string jwt;
+  std::string seed;
+
+  user_credentials(const std::string& path, const char* option, bool with_jwt) {
+    const auto refuse = [&](const std::string& why) {
+      throw replication_error(replication_errc::protocol, "open",
+                              std::string("replication_options::") + option + " " + path + ": " + why);
+    };
+    std::error_code ec;
+    std::ifstream in(path, std::ios::binary);
+    if (!in || std::filesystem::is_directory(path, ec)) refuse("cannot be read");
+    const secret text(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+    const std::vector<std::string_view> blocks = credential_blocks(text.str());
+    std::string_view found;
+    if (with_jwt) {
+      if (blocks.size() < 2 || !looks_like_jwt(blocks[0])) {
+        refuse("holds no user JWT and seed (-----BEGIN NATS USER JWT----- ... -----BEGIN USER NKEY SEED-----; "
+               "a JWT and a seed in two files are not supported)");
+      }
+      jwt = std::string(blocks[0]);
+      found = blocks[1];
+    } else if (!blocks.empty()) {
+      found = blocks[0];
+    } else {
+      std::string_view rest = text.str();
+      if (rest.starts_with("\xEF\xBB\xBF")) rest.remove_prefix(3);
+      while (!rest.empty() && found.empty()) {
+        if (const std::string_view line = next_trimmed_line(rest); line.starts_with("SU")) found = line;
+      }
+      if (found.empty()) refuse("holds no user seed (SU...)");
+    }
+    if (const std::string why = user_nkey_problem(found, true); !why.empty()) refuse("its seed is not valid: " + why);
+    seed.assign(found);
+  }
+  user_credentials(const user_credentials&) = delete;
+  user_credentials& operator=(const user_credentials&) = delete;
+  ~user_credentials() { ::explicit_bzero(seed.data(), seed.size()); }
+};
+
+/// Where a connection's credentials come from: a credentials file (with_jwt) or a seed file, and
+/// the option that named it (for messages).
+struct credentials_source {
+  std::string path;
+  const char* option = "";
+  bool with_jwt = false;
+};
+
+/// The credentials sources of the open connections, by number. The client library's callbacks
+/// carry the number, not a pointer: one that runs after its channel went (a reconnection in
+/// flight) finds nothing and fails, instead of reading freed memory. Never destroyed (a callback
+/// may run while the process exits).
+class credentials_registry {
+ public:
+  static std::uintptr_t add(credentials_source s) {
+    state& st = get();
+    const std::lock_guard<std::mutex> lock(st.mu);
+    const std::uintptr_t id = ++st.last;
+    st.sources.emplace(id, std::move(s));
+    return id;
+  }
+  static void remove(std::uintptr_t id) noexcept {
+    state& st = get();
+    const std::lock_guard<std::mutex> lock(st.mu);
+    st.sources.erase(id);
+  }
+  static std::optional<credentials_source> find(std::uintptr_t id) {
+    state& st = get();
+    const std::lock_guard<std::mutex> lock(st.mu);
+    const auto it = st.sources.find(id);
+    if (it == st.sources.end()) return std::nullopt;
+    return it->second;
+  }
+
+ private:
+  struct state {
+    std::mutex mu;
+    std::map<std::uintptr_t, credentials_source> sources;
+    std::uintptr_t last = 0;
+  };
+  static state& get() {
+    static state* const st = new state;  // NOLINT: never destroyed (see above)
+    return *st;
+  }
+};
+
+/// A credentials source registered for as long as this lives (a channel's connection).
+class credentials_registration {
+ public:
+  credentials_registration() = default;
+  explicit credentials_registration(credentials_source s) : id_(credentials_registry::add(std::move(s))) {}
+  credentials_registration(credentials_registration&& o) noexcept : id_(std::exchange(o.id_, 0)) {}
+  credentials_registration& operator=(credentials_registration&& o) noexcept {
+    std::swap(id_, o.id_);
+    return *this;
+  }
+  ~credentials_registration() {
+    if (id_ != 0) credentials_registry::remove(id_);
+  }
+  /// The number the client library's callbacks carry.
+  void* closure() const noexcept { return reinterpret_cast<void*>(id_); }
+
+ private:
+  std::uintptr_t id_ = 0;
+};
+
+}  // namespace leftright::detail::replication
