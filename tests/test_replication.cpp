@@ -2448,3 +2448,35 @@ TEST_CASE("replication: an engine in operator mode serves a client with a user's
   opts.credentials_file = keys.path / "windows.creds";
   publish_and_follow(opts, opts);
 }
+
+TEST_CASE("replication: the credentials file is read at every connection: broken, it keeps a restarted engine's "
+          "door shut; mended, the leader goes on", "[replication]") {
+  const temp_dir keys;
+  const lrtest::operator_setup trusted = lrtest::make_operator_setup(keys.path);
+  std::ofstream(keys.path / "operator.conf") << trusted.server_config;
+  nats_server server({"-c", (keys.path / "operator.conf").string()});
+  auto opts = options_for(server, "rotated");
+  opts.credentials_file = keys.path / "live.creds";
+  std::filesystem::copy_file(trusted.creds_file, opts.credentials_file);
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  leader.insert_or_assign(1, 1);
+  REQUIRE(leader.publish() == 1);
+  std::ofstream(opts.credentials_file, std::ios::trunc) << "rotated away\n";
+  server.kill();
+  server.start();
+  leader.insert_or_assign(2, 2);
+  // Not a bound on time: with the file read once at the open, the client would be back within
+  // a reconnect wait (100 ms), and these publishes (2 s each) would go through.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    try {
+      (void)leader.publish();
+      FAIL("published through a connection whose credentials file is broken");
+    } catch (const replication_error& e) {
+      CHECK((e.code() == replication_errc::unreachable || e.code() == replication_errc::engine));
+    }
+  }
+  std::filesystem::copy_file(trusted.creds_file, opts.credentials_file,
+                             std::filesystem::copy_options::overwrite_existing);
+  CHECK(publish_retrying(leader) == 2);
+  CHECK(*lr.read().find(u64{2}) == 2);
+}
