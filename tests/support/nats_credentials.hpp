@@ -100,40 +100,30 @@ inline std::uint16_t crc16(std::string_view data) {
   return crc;
 }
 
-/// Base32 (RFC 4648 standard alphabet) without padding.
-inline std::string base32(std::string_view data) {
-  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+/// data in an alphabet of 2^Bits letters, Bits bits a letter, most significant first; the last
+/// letter padded with zero bits, no '=' padding (RFC 4648's base32 and base64url as NATS keys and
+/// JWTs write them).
+template <int Bits>
+inline std::string encode_bits(std::string_view data, const char* alphabet) {
   std::string out;
   std::uint32_t buffer = 0;
   int bits = 0;
   for (const char c : data) {
     buffer = (buffer << 8) | static_cast<std::uint8_t>(c);
     bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(buffer >> (bits - 5)) & 31];
-      bits -= 5;
+    while (bits >= Bits) {
+      out += alphabet[(buffer >> (bits - Bits)) & ((1u << Bits) - 1)];
+      bits -= Bits;
     }
   }
-  if (bits > 0) out += alphabet[(buffer << (5 - bits)) & 31];
+  if (bits > 0) out += alphabet[(buffer << (Bits - bits)) & ((1u << Bits) - 1)];
   return out;
 }
-
+/// Base32 (RFC 4648 standard alphabet) without padding.
+inline std::string base32(std::string_view data) { return encode_bits<5>(data, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"); }
 /// Base64url (RFC 4648 URL-safe alphabet) without padding, as JWTs use.
 inline std::string base64url(std::string_view data) {
-  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t buffer = 0;
-  int bits = 0;
-  for (const char c : data) {
-    buffer = (buffer << 8) | static_cast<std::uint8_t>(c);
-    bits += 8;
-    while (bits >= 6) {
-      out += alphabet[(buffer >> (bits - 6)) & 63];
-      bits -= 6;
-    }
-  }
-  if (bits > 0) out += alphabet[(buffer << (6 - bits)) & 63];
-  return out;
+  return encode_bits<6>(data, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
 }
 
 /// A fresh file name in dir: dir/<stem>-<random><ext>.
