@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -2333,8 +2334,8 @@ TEST_CASE("replication: credentials files are read as the engine's tools write t
   for (const char c : text) crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
   std::string spaced;
   for (const char c : text) spaced += c == '\n' ? std::string(" \n\t ") : std::string(1, c);
-  std::string banner = text;
-  banner.replace(banner.find("*****"), 5, "-----");  // a banner line of dashes between the blocks
+  std::string banner = text;  // banners of dashes between the blocks: marker lines that open no block
+  std::replace(banner.begin(), banner.end(), '*', '-');
   const std::vector<std::pair<const char*, std::string>> readable = {
       {"nsc", text}, {"crlf + bom", "\xEF\xBB\xBF" + crlf}, {"spaces", spaced}, {"banner", banner},
       {"prefixed markers", "## " + text.substr(0, text.find('\n')) + text.substr(text.find('\n'))}};
@@ -2447,6 +2448,16 @@ TEST_CASE("replication: an engine in operator mode serves a client with a user's
   opts.url = server.url();
   opts.credentials_file = keys.path / "windows.creds";
   publish_and_follow(opts, opts);
+  // An engine without authentication sends no nonce: nothing to sign, and it serves.
+  nats_server open_engine;
+  auto open_opts = options_for(open_engine, "creds-open");
+  open_opts.credentials_file = trusted.creds_file;
+  publish_and_follow(open_opts, open_opts);
+  open_opts.credentials_file.clear();
+  const lrtest::nkey any_user = lrtest::make_nkey('U', keys.path);
+  open_opts.nkey = any_user.public_key;
+  open_opts.nkey_seed_file = any_user.seed_file;
+  publish_and_follow(open_opts, open_opts);
 }
 
 TEST_CASE("replication: the credentials file is read at every connection: broken, it keeps a restarted engine's "

@@ -82,9 +82,13 @@ struct replication_options {
   /// a token; a credentials file (the user's JWT and NKey seed in one file, as the engine's
   /// operator tools write it: an engine in operator mode); or an NKey user, its public key
   /// ("U...") in nkey and its seed in the file nkey_seed_file (the two together). The files are
-  /// read at the open and at every connection (a file replaced is used). A client the engine
-  /// refuses gets replication_error, refused; a file that cannot be read or does not hold what it
-  /// must (detail/replication/credentials.hpp), protocol, at the open.
+  /// read at the open and at every connection: a file replaced before a reconnection is used (a
+  /// JWT renewed, say). But the client library stops reconnecting for good once the engine has
+  /// refused the same credentials twice in a row (a JWT that expired, or was revoked, before it
+  /// was replaced): every call then fails (unreachable), and the leader or follower must be
+  /// opened again. A client the engine refuses at the open gets replication_error, refused; a
+  /// file that cannot be read or does not hold what it must (detail/replication/credentials.hpp),
+  /// protocol.
   std::string user;
   std::string password;
   std::string token;

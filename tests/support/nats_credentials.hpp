@@ -4,14 +4,14 @@
 //
 // Contract:
 //   - make_nkey(kind, dir): a fresh ed25519 key as NATS encodes it: a public key "O...", "A..." or
-//     "U..." and its seed "SO...", "SA..." or "SU..."; the seed is written to a file (for nats.c
-//     natsOptions_SetNKeyFromSeed) and the key to a PEM file (to sign JWTs with), both in dir.
+//     "U..." and its seed "SO...", "SA..." or "SU..."; the seed is written to a file (for
+//     replication_options::nkey_seed_file) and the key to a PEM file (to sign JWTs with), both in dir.
 //   - make_operator_setup(dir): an operator, a system account, an account with JetStream (no
 //     limits) and a user of that account; server_config is the text of a nats-server config file
 //     trusting that operator (memory resolver, both account JWTs preloaded; no listen, port,
 //     jetstream or store_dir: the test server wrapper gives -js -a -p -sd on its command line) and
-//     creds_file the user's credentials file (for natsOptions_SetUserCredentialsFromFiles(opts,
-//     creds, NULL)). nats-server 2.9.10 insists on the system account: with JetStream on and none
+//     creds_file the user's credentials file (for replication_options::credentials_file).
+//     nats-server 2.9.10 insists on the system account: with JetStream on and none
 //     set, it exits ("Can't start JetStream: ... system account not setup"); and the system account
 //     must be preloaded too ("error resolving system account: account missing").
 //   - make_untrusted_creds(dir): a credentials file of a user of an account the server was never

@@ -12,15 +12,17 @@
 //   tabs around a line, banner lines between the blocks) and strictly where a mistake would send a
 //   secret to the engine: the JWT must look like one (the seed is never sent as a JWT), the seed
 //   and the public key must decode as NKeys of a user (checksum and kind).
-// - Nothing here puts a seed into an error message; a file's text and a seed read are zeroed
-//   once used.
+// - Nothing here puts a seed into an error message; a file is read into one buffer of its size,
+//   and that text and the seed taken from it are zeroed once used.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -150,6 +152,33 @@ inline bool looks_like_jwt(std::string_view text) {
   return dots == 2 && part > 0;
 }
 
+/// The whole of a regular file of at most 64 KiB, read into one buffer of its size (no stream
+/// buffer or growing string leaves a copy of a secret behind; a FIFO or a device cannot block or
+/// fill memory); refuse(why) otherwise, which must throw.
+template <class Refuse>
+std::string read_whole(const std::string& path, Refuse&& refuse) {
+  constexpr off_t most = 64 * 1024;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) refuse("cannot be read");
+  struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } close_it{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) refuse("cannot be read (not a regular file)");
+  if (st.st_size > most) refuse("is larger than a credentials file (64 KiB)");
+  std::string text(static_cast<std::size_t>(st.st_size), '\0');
+  std::size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // shorter than it was: what was read
+    got += static_cast<std::size_t>(n);
+  }
+  text.resize(got);
+  return text;
+}
+
 /// A user's credentials as a file at path gives them: a credentials file's JWT and seed
 /// (with_jwt), or a seed file's seed (jwt empty). The seed is zeroed when this goes. Throws
 /// replication_error, protocol, naming option, path and why, if the file cannot be read or does
@@ -163,10 +192,7 @@ struct user_credentials {
       throw replication_error(replication_errc::protocol, "open",
                               std::string("replication_options::") + option + " " + path + ": " + why);
     };
-    std::error_code ec;
-    std::ifstream in(path, std::ios::binary);
-    if (!in || std::filesystem::is_directory(path, ec)) refuse("cannot be read");
-    const secret text(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+    const secret text(read_whole(path, refuse));
     const std::vector<std::string_view> blocks = credential_blocks(text.str());
     std::string_view found;
     if (with_jwt) {
@@ -202,6 +228,13 @@ struct credentials_source {
   bool with_jwt = false;
 };
 
+/// Why a client library callback failed, for the connection attempt to say: message (no secret
+/// in it), and whether another attempt may succeed (retry).
+struct credentials_failure {
+  std::string message;
+  bool retry = false;
+};
+
 /// The credentials sources of the open connections, by number. The client library's callbacks
 /// carry the number, not a pointer: one that runs after its channel went (a reconnection in
 /// flight) finds nothing and fails, instead of reading freed memory. Never destroyed (a callback
@@ -219,6 +252,7 @@ class credentials_registry {
     state& st = get();
     const std::lock_guard<std::mutex> lock(st.mu);
     st.sources.erase(id);
+    st.failures.erase(id);
   }
   static std::optional<credentials_source> find(std::uintptr_t id) {
     state& st = get();
@@ -227,11 +261,28 @@ class credentials_registry {
     if (it == st.sources.end()) return std::nullopt;
     return it->second;
   }
+  /// Notes why a callback for id failed (the last failure is kept).
+  static void note_failure(std::uintptr_t id, credentials_failure f) {
+    state& st = get();
+    const std::lock_guard<std::mutex> lock(st.mu);
+    if (st.sources.contains(id)) st.failures.insert_or_assign(id, std::move(f));
+  }
+  /// The failure noted for id since the last call, if any.
+  static std::optional<credentials_failure> take_failure(std::uintptr_t id) {
+    state& st = get();
+    const std::lock_guard<std::mutex> lock(st.mu);
+    const auto it = st.failures.find(id);
+    if (it == st.failures.end()) return std::nullopt;
+    credentials_failure f = std::move(it->second);
+    st.failures.erase(it);
+    return f;
+  }
 
  private:
   struct state {
     std::mutex mu;
     std::map<std::uintptr_t, credentials_source> sources;
+    std::map<std::uintptr_t, credentials_failure> failures;
     std::uintptr_t last = 0;
   };
   static state& get() {
@@ -255,6 +306,11 @@ class credentials_registration {
   }
   /// The number the client library's callbacks carry.
   void* closure() const noexcept { return reinterpret_cast<void*>(id_); }
+  /// What a callback noted since the last call (none for no registration).
+  std::optional<credentials_failure> take_failure() const {
+    if (id_ == 0) return std::nullopt;
+    return credentials_registry::take_failure(id_);
+  }
 
  private:
   std::uintptr_t id_ = 0;

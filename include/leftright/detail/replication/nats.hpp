@@ -24,6 +24,8 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -717,7 +719,20 @@ class channel {
     check(natsOptions_SetSendAsap(o, true), "connect");
     check(natsOptions_SetIOBufSize(o, io_buffer_bytes), "connect");
     natsConnection* nc = nullptr;
-    if (const natsStatus s = natsConnection_Connect(&nc, o); s != NATS_OK) {
+    natsStatus s = natsConnection_Connect(&nc, o);
+    // A credentials callback that failed (sign_nonce, with_credentials): a file that changed
+    // since set_credentials read it is a setting to mend; a signature the client library cannot
+    // send, a new attempt (another nonce).
+    for (int attempt = 1; s != NATS_OK; ++attempt) {
+      const std::optional<credentials_failure> failed = credentials_.take_failure();
+      if (!failed) break;
+      if (!failed->retry || attempt == 8) {
+        throw replication_error(replication_errc::protocol, without_secrets("connect to " + engine.url, engine),
+                                failed->message);
+      }
+      s = natsConnection_Connect(&nc, o);
+    }
+    if (s != NATS_OK) {
       // As check() would say it, without the secrets of the url or the options.
       const std::string detail = describe(s);
       replication_errc code = classify(s, static_cast<jsErrCode>(0));
@@ -740,10 +755,11 @@ class channel {
   }
 
   /// Whether a failed connection's text (describe()) shows that a server turned the client away:
-  /// the engine's answer to bad credentials, or a certificate not trusted (the client library
-  /// then names it: "...:depth=0:cert=...").
+  /// the engine's answer to bad credentials, TLS wanted on one side only (the client library's
+  /// texts), or a certificate not trusted (the client library then names it: "...:depth=0:...").
   static bool shows_refusal(const std::string& detail) {
-    for (const char* sign : {"Authorization Violation", "Authentication Expired", ":depth="}) {
+    for (const char* sign : {"Authorization Violation", "Authentication Expired", "Authentication Violation",
+                             "Secure Connection Required", "Secure Connection not available", ":depth="}) {
       if (detail.find(sign) != std::string::npos) return true;
     }
     return false;
@@ -760,7 +776,8 @@ class channel {
   /// The one way of authenticating the settings give, if any: a user and password, a token (in
   /// the options or in a url), a credentials file or an NKey. The files are read here, so that a
   /// bad one is a protocol error at the open (credentials.hpp), and again at every connection, by
-  /// the client library's callbacks (user_jwt, sign_nonce), so that a file replaced is used.
+  /// the client library's callbacks (user_jwt, sign_nonce), so that a file replaced before a
+  /// reconnection is used.
   void set_credentials(natsOptions* o, const connection_settings& engine) {
     const bool user = !engine.user.empty() || !engine.password.empty();
     const bool nkey = !engine.nkey.empty() || !engine.nkey_seed_file.empty();
@@ -805,17 +822,40 @@ class channel {
       return *jwt != nullptr ? NATS_OK : NATS_NO_MEMORY;
     });
   }
+  /// A server that sends no nonce (one without NKey users, not in operator mode) asks for no
+  /// signature: none is given (as the client library's own readers do).
   static natsStatus sign_nonce(char** error, unsigned char** signature, int* length, const char* nonce,
                                void* closure) noexcept {
+    if (nonce == nullptr || *nonce == '\0') {
+      *signature = nullptr;
+      *length = 0;
+      return NATS_OK;
+    }
     return with_credentials(closure, error, [&](const user_credentials& c) {
-      return nats_Sign(c.seed.c_str(), nonce, signature, length);
+      const natsStatus s = nats_Sign(c.seed.c_str(), nonce, signature, length);
+#if NATS_VERSION_NUMBER < 0x030800
+      // Before 3.8.0 the client library sends nothing for a signature whose first byte is 0 (its
+      // base64 encoder stops at a leading zero byte) and the server refuses the client: about
+      // one connection in 256. Failing here is no refusal: the next attempt gets another nonce.
+      if (s == NATS_OK && *length > 0 && (*signature)[0] == 0) {
+        ::free(*signature);
+        *signature = nullptr;
+        *length = 0;
+        credentials_registry::note_failure(reinterpret_cast<std::uintptr_t>(closure),
+                                           {"the nonce's signature begins with a zero byte", true});
+        return NATS_ERR;
+      }
+#endif
+      return s;
     });
   }
+  /// Runs f on the credentials read from closure's source; a failure is noted in the registry
+  /// (for connect() to report as protocol) and given to the client library as NATS_ERR.
   template <class F>
   static natsStatus with_credentials(void* closure, char** error, F&& f) noexcept {
+    const auto id = reinterpret_cast<std::uintptr_t>(closure);
     try {
-      const std::optional<credentials_source> source =
-          credentials_registry::find(reinterpret_cast<std::uintptr_t>(closure));
+      const std::optional<credentials_source> source = credentials_registry::find(id);
       if (!source) {
         *error = ::strdup("the replicated map's connection is closed");
         return NATS_ERR;
@@ -823,6 +863,10 @@ class channel {
       const user_credentials c(source->path, source->option, source->with_jwt);
       return f(c);
     } catch (const std::exception& e) {
+      try {
+        credentials_registry::note_failure(id, {e.what(), false});
+      } catch (...) {  // no memory: the client library's error text says it
+      }
       *error = ::strdup(e.what());
       return NATS_ERR;
     } catch (...) {
