@@ -2448,6 +2448,21 @@ TEST_CASE("replication: an engine in operator mode serves a client with a user's
   opts.url = server.url();
   opts.credentials_file = keys.path / "windows.creds";
   publish_and_follow(opts, opts);
+  // A JWT past its expiry is not sent (the engine would refuse it): a setting to mend.
+  const long long past = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count() - 60;
+  lrtest::write_creds_file(keys.path / "expired.creds",
+                           lrtest::make_user_jwt(trusted.account, trusted.user, "expired", keys.path, past),
+                           trusted.user);
+  opts.credentials_file = keys.path / "expired.creds";
+  const replication_error expired = open_failure(opts);
+  CHECK(expired.code() == replication_errc::protocol);
+  CHECK(std::string(expired.what()).find("expired") != std::string::npos);
+  lrtest::write_creds_file(keys.path / "later.creds",
+                           lrtest::make_user_jwt(trusted.account, trusted.user, "later", keys.path, past + 3660),
+                           trusted.user);
+  opts.credentials_file = keys.path / "later.creds";  // an expiry still ahead: served
+  publish_and_follow(opts, opts);
   // An engine without authentication sends no nonce: nothing to sign, and it serves.
   nats_server open_engine;
   auto open_opts = options_for(open_engine, "creds-open");
@@ -2460,8 +2475,8 @@ TEST_CASE("replication: an engine in operator mode serves a client with a user's
   publish_and_follow(open_opts, open_opts);
 }
 
-TEST_CASE("replication: the credentials file is read at every connection: broken, it keeps a restarted engine's "
-          "door shut; mended, the leader goes on", "[replication]") {
+TEST_CASE("replication: the credentials file is read at every connection: expired, it keeps a restarted engine's "
+          "door shut; renewed, the leader goes on", "[replication]") {
   const temp_dir keys;
   const lrtest::operator_setup trusted = lrtest::make_operator_setup(keys.path);
   std::ofstream(keys.path / "operator.conf") << trusted.server_config;
@@ -2472,7 +2487,13 @@ TEST_CASE("replication: the credentials file is read at every connection: broken
   auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
   leader.insert_or_assign(1, 1);
   REQUIRE(leader.publish() == 1);
-  std::ofstream(opts.credentials_file, std::ios::trunc) << "rotated away\n";
+  // The user's JWT expires and is not yet renewed: refused by the library, not sent (two refusals
+  // by the engine would end the client library's reconnections for good).
+  const long long past = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count() - 1;
+  lrtest::write_creds_file(opts.credentials_file,
+                           lrtest::make_user_jwt(trusted.account, trusted.user, "expired", keys.path, past),
+                           trusted.user);
   server.kill();
   server.start();
   leader.insert_or_assign(2, 2);
@@ -2481,7 +2502,7 @@ TEST_CASE("replication: the credentials file is read at every connection: broken
   for (int attempt = 0; attempt < 2; ++attempt) {
     try {
       (void)leader.publish();
-      FAIL("published through a connection whose credentials file is broken");
+      FAIL("published through a connection whose credentials file holds an expired JWT");
     } catch (const replication_error& e) {
       CHECK((e.code() == replication_errc::unreachable || e.code() == replication_errc::engine));
     }

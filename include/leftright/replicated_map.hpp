@@ -83,10 +83,10 @@ struct replication_options {
   /// operator tools write it: an engine in operator mode); or an NKey user, its public key
   /// ("U...") in nkey and its seed in the file nkey_seed_file (the two together). The files are
   /// read at the open and at every connection: a file replaced before a reconnection is used (a
-  /// JWT renewed, say). But the client library stops reconnecting for good once the engine has
-  /// refused the same credentials twice in a row (a JWT that expired, or was revoked, before it
-  /// was replaced): every call then fails (unreachable), and the leader or follower must be
-  /// opened again. A client the engine refuses at the open gets replication_error, refused; a
+  /// JWT renewed, say; one past its expiry is not sent, and the client goes on trying). But the
+  /// client library stops reconnecting for good once the engine has refused the same credentials
+  /// twice in a row (a JWT revoked, or expired by the engine's clock but not this machine's):
+  /// every call then fails (unreachable), and the leader or follower must be opened again. A client the engine refuses at the open gets replication_error, refused; a
   /// file that cannot be read or does not hold what it must (detail/replication/credentials.hpp),
   /// protocol.
   std::string user;

@@ -30,6 +30,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -51,6 +52,8 @@ struct operator_setup {
   std::filesystem::path creds_file;
   std::string account_public_key;    ///< The account the user belongs to (JetStream enabled).
   std::string system_account;        ///< The operator's system account (also preloaded).
+  nkey account;                      ///< That account's key (to sign more users' JWTs with).
+  nkey user;                         ///< The user of creds_file.
 };
 
 namespace nats_credentials_detail {
@@ -234,11 +237,13 @@ inline std::string sign_jwt(const nkey& issuer, const std::string& claims, const
 
 /// A NATS v2 JWT about subject, issued (and signed) by issuer: nats_fields is the inside of the
 /// "nats" object without "type" and "version" (e.g. R"("limits":{...})" or empty).
+/// expires: its "exp" claim (seconds since the epoch), or none.
 inline std::string make_jwt(const nkey& issuer, const std::string& subject, const std::string& name,
                             const std::string& type, const std::string& nats_fields,
-                            const std::filesystem::path& dir) {
+                            const std::filesystem::path& dir, std::optional<long long> expires = std::nullopt) {
   namespace d = nats_credentials_detail;
-  const std::string claims = R"({"jti":")" + d::base32(d::random_bytes(32)) + R"(","iat":)" +
+  const std::string exp = expires ? R"("exp":)" + std::to_string(*expires) + "," : std::string();
+  const std::string claims = R"({"jti":")" + d::base32(d::random_bytes(32)) + R"(",)" + exp + R"("iat":)" +
                              std::to_string(d::now_seconds()) + R"(,"iss":")" + issuer.public_key +
                              R"(","name":")" + name + R"(","sub":")" + subject + R"(","nats":{)" + nats_fields +
                              (nats_fields.empty() ? "" : ",") + R"("type":")" + type + R"(","version":2}})";
@@ -255,11 +260,11 @@ inline std::string make_account_jwt(const nkey& op, const nkey& account, const s
   return make_jwt(op, account.public_key, name, "account", limits, dir);
 }
 
-/// A user JWT signed by the account: no permission or limit of its own.
+/// A user JWT signed by the account: no permission or limit of its own; expires: its "exp".
 inline std::string make_user_jwt(const nkey& account, const nkey& user, const std::string& name,
-                                 const std::filesystem::path& dir) {
+                                 const std::filesystem::path& dir, std::optional<long long> expires = std::nullopt) {
   return make_jwt(account, user.public_key, name, "user", R"("pub":{},"sub":{},"subs":-1,"data":-1,"payload":-1)",
-                  dir);
+                  dir, expires);
 }
 
 /// Writes a NATS credentials file (the user JWT and its seed) to path, byte for byte as nsc writes one.
@@ -293,6 +298,8 @@ inline operator_setup make_operator_setup(const std::filesystem::path& dir) {
   const std::string account_jwt = make_account_jwt(op, account, "leftright-account", dir);
   operator_setup setup;
   setup.account_public_key = account.public_key;
+  setup.account = account;
+  setup.user = user;
   setup.system_account = sys.public_key;
   setup.creds_file = dir / "user.creds";
   write_creds_file(setup.creds_file, make_user_jwt(account, user, "leftright-user", dir), user);

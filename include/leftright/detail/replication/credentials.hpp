@@ -11,7 +11,9 @@
 // - Read leniently where a tool may differ (a UTF-8 byte order mark, \r\n line ends, spaces and
 //   tabs around a line, banner lines between the blocks) and strictly where a mistake would send a
 //   secret to the engine: the JWT must look like one (the seed is never sent as a JWT), the seed
-//   and the public key must decode as NKeys of a user (checksum and kind).
+//   and the public key must decode as NKeys of a user (checksum and kind). A JWT past its "exp"
+//   (this machine's clock) is not sent either: the engine would refuse it, and two refusals in a
+//   row end the client library's reconnections for good.
 // - Nothing here puts a seed into an error message; a file is read into one buffer of its size,
 //   and that text and the seed taken from it are zeroed once used.
 #pragma once
@@ -22,6 +24,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -152,6 +156,40 @@ inline bool looks_like_jwt(std::string_view text) {
   return dots == 2 && part > 0;
 }
 
+/// The "exp" claim of a JWT (seconds since the epoch) if its claims (the middle part, base64url
+/// JSON) carry one as a whole number.
+inline std::optional<std::int64_t> jwt_expiry(std::string_view jwt) {
+  const std::size_t first = jwt.find('.'), second = jwt.find('.', first + 1);
+  if (first == std::string_view::npos || second == std::string_view::npos) return std::nullopt;
+  std::string claims;
+  std::uint32_t bits = 0;
+  int held = 0;
+  for (const char c : jwt.substr(first + 1, second - first - 1)) {
+    const int v = c >= 'A' && c <= 'Z'   ? c - 'A'
+                  : c >= 'a' && c <= 'z' ? c - 'a' + 26
+                  : c >= '0' && c <= '9' ? c - '0' + 52
+                  : c == '-'             ? 62
+                  : c == '_'             ? 63
+                                         : -1;
+    if (v < 0) return std::nullopt;
+    bits = (bits << 6) | static_cast<std::uint32_t>(v);
+    held += 6;
+    if (held >= 8) {
+      held -= 8;
+      claims += static_cast<char>((bits >> held) & 0xff);
+    }
+  }
+  std::size_t at = claims.find("\"exp\"");
+  if (at == std::string::npos) return std::nullopt;
+  at += 5;
+  while (at < claims.size() && (claims[at] == ' ' || claims[at] == ':')) ++at;
+  std::int64_t exp = 0;
+  const char* end = claims.data() + claims.size();
+  const auto [p, ec] = std::from_chars(claims.data() + at, end, exp);
+  if (ec != std::errc() || p == claims.data() + at) return std::nullopt;
+  return exp;
+}
+
 /// The whole of a regular file of at most 64 KiB, read into one buffer of its size (no stream
 /// buffer or growing string leaves a copy of a secret behind; a FIFO or a device cannot block or
 /// fill memory); refuse(why) otherwise, which must throw.
@@ -202,6 +240,15 @@ struct user_credentials {
       }
       jwt = std::string(blocks[0]);
       found = blocks[1];
+      // An expired JWT is refused here, not sent: the engine would refuse it, and the client
+      // library stops reconnecting after two refusals in a row, where a failure of ours lets it
+      // go on trying until the file is renewed.
+      const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                   std::chrono::system_clock::now().time_since_epoch()).count();
+      if (const std::optional<std::int64_t> exp = jwt_expiry(jwt); exp && *exp != 0 && *exp <= now) {
+        refuse("its JWT expired " + std::to_string(now - *exp) + " s ago (at " + std::to_string(*exp) +
+               " s since the epoch, by this machine's clock)");
+      }
     } else if (!blocks.empty()) {
       found = blocks[0];
     } else {
