@@ -2362,7 +2362,7 @@ TEST_CASE("replication: credentials files are read as the engine's tools write t
   CHECK(refusal(seed_block, true).find("holds no user JWT") != std::string::npos);      // the seed as the JWT
   CHECK(refusal(seed_block + seed_block, true).find("holds no user JWT") != std::string::npos);
   CHECK(refusal(jwt + "\n" + user.seed + "\n", true).find("holds no user JWT") != std::string::npos);  // no blocks
-  CHECK(refusal(text, false).find("seed is not valid") != std::string::npos);  // a credentials file as the seed file
+  CHECK(refusal(text, false).find("goes in credentials_file") != std::string::npos);  // as the seed file
   CHECK(refusal("-----BEGIN NATS USER JWT-----\n" + jwt + "\n------END NATS USER JWT------\n-----BEGIN USER NKEY "
                 "SEED-----\n" + account.seed + "\n------END USER NKEY SEED------\n", true)
             .find("not the seed of a user") != std::string::npos);

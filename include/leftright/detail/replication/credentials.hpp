@@ -250,6 +250,7 @@ struct user_credentials {
                " s since the epoch, by this machine's clock)");
       }
     } else if (!blocks.empty()) {
+      if (looks_like_jwt(blocks[0])) refuse("holds a JWT: a credentials file goes in credentials_file");
       found = blocks[0];
     } else {
       std::string_view rest = text.str();
