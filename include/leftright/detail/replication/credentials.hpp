@@ -93,6 +93,45 @@ inline std::vector<std::string_view> credential_blocks(std::string_view text) {
   return blocks;
 }
 
+/// The value of a base32 letter (RFC 4648's alphabet, as NKeys are written) or -1.
+constexpr int base32_value(char c) noexcept {
+  return c >= 'A' && c <= 'Z' ? c - 'A' : c >= '2' && c <= '7' ? c - '2' + 26 : -1;
+}
+/// The value of a base64url letter (RFC 4648's URL-safe alphabet, as JWTs are written) or -1.
+constexpr int base64url_value(char c) noexcept {
+  return c >= 'A' && c <= 'Z'   ? c - 'A'
+         : c >= 'a' && c <= 'z' ? c - 'a' + 26
+         : c >= '0' && c <= '9' ? c - '0' + 52
+         : c == '-'             ? 62
+         : c == '_'             ? 63
+                                : -1;
+}
+/// The bytes of text written Bits bits a letter, most significant first (value(c): a letter's
+/// value, or -1); the bits left over at the end are dropped (no padding). Nullopt for a letter
+/// not of the alphabet. The caller zeroes what it decoded if that is a secret.
+template <int Bits, class Value>
+std::optional<std::string> decode_letters(std::string_view text, Value value) {
+  std::string out;
+  out.reserve(text.size() * Bits / 8);  // one allocation: no copy of a secret left behind
+  std::uint32_t bits = 0;
+  int held = 0;
+  for (const char c : text) {
+    const int v = value(c);
+    if (v < 0) {
+      ::explicit_bzero(out.data(), out.size());
+      return std::nullopt;
+    }
+    bits = (bits << Bits) | static_cast<std::uint32_t>(v);
+    held += Bits;
+    if (held >= 8) {
+      held -= 8;
+      out += static_cast<char>((bits >> held) & 0xff);
+    }
+  }
+  ::explicit_bzero(&bits, sizeof bits);
+  return out;
+}
+
 /// Why text is not an NKey of a user as the engine encodes it, or empty if it is one: a seed
 /// ("SU", 58 base32 letters: a two-byte prefix, the 32 bytes of the seed and a CRC-16/XMODEM of
 /// those 34 bytes, little-endian) or a public key ("U", 56 letters: one prefix byte, 32 bytes,
@@ -104,33 +143,21 @@ inline std::string user_nkey_problem(std::string_view text, bool seed) {
     return std::string(what) + " has " + std::to_string(letters) + " characters, this one " +
            std::to_string(text.size());
   }
-  std::uint8_t raw[36] = {};
-  std::uint32_t bits = 0;
-  int held = 0;
-  std::size_t n = 0;
-  for (const char c : text) {
-    const int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= '2' && c <= '7' ? c - '2' + 26 : -1;
-    if (v < 0) return std::string(what) + " is base32 (A-Z, 2-7)";
-    bits = (bits << 5) | static_cast<std::uint32_t>(v);
-    held += 5;
-    if (held >= 8) {
-      held -= 8;
-      if (n < bytes) raw[n++] = static_cast<std::uint8_t>(bits >> held);
-    }
-  }
+  std::optional<std::string> decoded = decode_letters<5>(text, base32_value);
+  if (!decoded) return std::string(what) + " is base32 (A-Z, 2-7)";
+  const auto raw = [&decoded](std::size_t i) { return static_cast<std::uint8_t>((*decoded)[i]); };
   std::uint16_t crc = 0;
   for (std::size_t i = 0; i + 2 < bytes; ++i) {
-    crc = static_cast<std::uint16_t>(crc ^ (raw[i] << 8));
+    crc = static_cast<std::uint16_t>(crc ^ (raw(i) << 8));
     for (int b = 0; b < 8; ++b) {
       crc = static_cast<std::uint16_t>((crc & 0x8000) != 0 ? (crc << 1) ^ 0x1021 : crc << 1);
     }
   }
-  ::explicit_bzero(&bits, sizeof bits);
-  const bool crc_ok = crc == (raw[bytes - 2] | (raw[bytes - 1] << 8));
+  const bool crc_ok = crc == (raw(bytes - 2) | (raw(bytes - 1) << 8));
   constexpr int seed_prefix = 18 << 3, user_prefix = 20 << 3;
-  const bool user = seed ? (raw[0] & 0xf8) == seed_prefix && (((raw[0] & 7) << 5) | (raw[1] >> 3)) == user_prefix
-                         : raw[0] == user_prefix;
-  ::explicit_bzero(raw, sizeof raw);
+  const bool user = seed ? (raw(0) & 0xf8) == seed_prefix && (((raw(0) & 7) << 5) | (raw(1) >> 3)) == user_prefix
+                         : raw(0) == user_prefix;
+  ::explicit_bzero(decoded->data(), decoded->size());
   if (!crc_ok) return std::string(what) + ": its checksum does not match";
   if (!user) return seed ? "not the seed of a user (SU...)" : "not the public key of a user (U...)";
   return {};
@@ -147,7 +174,7 @@ inline bool looks_like_jwt(std::string_view text) {
       if (part == 0) return false;
       ++dots;
       part = 0;
-    } else if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_') {
+    } else if (base64url_value(c) >= 0) {
       ++part;
     } else {
       return false;
@@ -161,24 +188,10 @@ inline bool looks_like_jwt(std::string_view text) {
 inline std::optional<std::int64_t> jwt_expiry(std::string_view jwt) {
   const std::size_t first = jwt.find('.'), second = jwt.find('.', first + 1);
   if (first == std::string_view::npos || second == std::string_view::npos) return std::nullopt;
-  std::string claims;
-  std::uint32_t bits = 0;
-  int held = 0;
-  for (const char c : jwt.substr(first + 1, second - first - 1)) {
-    const int v = c >= 'A' && c <= 'Z'   ? c - 'A'
-                  : c >= 'a' && c <= 'z' ? c - 'a' + 26
-                  : c >= '0' && c <= '9' ? c - '0' + 52
-                  : c == '-'             ? 62
-                  : c == '_'             ? 63
-                                         : -1;
-    if (v < 0) return std::nullopt;
-    bits = (bits << 6) | static_cast<std::uint32_t>(v);
-    held += 6;
-    if (held >= 8) {
-      held -= 8;
-      claims += static_cast<char>((bits >> held) & 0xff);
-    }
-  }
+  const std::optional<std::string> decoded =
+      decode_letters<6>(jwt.substr(first + 1, second - first - 1), base64url_value);
+  if (!decoded) return std::nullopt;
+  const std::string& claims = *decoded;
   std::size_t at = claims.find("\"exp\"");
   if (at == std::string::npos) return std::nullopt;
   at += 5;
