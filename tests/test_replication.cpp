@@ -2342,15 +2342,16 @@ TEST_CASE("replication: credentials files are read as the engine's tools write t
   for (const auto& [name, body] : readable) {
     INFO(name);
     std::ofstream(keys.path / "c.creds", std::ios::binary | std::ios::trunc) << body;
-    const rp::user_credentials c((keys.path / "c.creds").string(), "credentials_file", true);
+    const rp::user_credentials c((keys.path / "c.creds").string(), "credentials_file",
+                                 rp::credential_file::jwt_and_seed);
     CHECK(c.jwt == jwt);
     CHECK(c.seed == user.seed);
   }
   // What would send a secret as the JWT, or fail at every connection, is refused, naming why.
-  const auto refusal = [&](const std::string& body, bool with_jwt) {
+  const auto refusal = [&](const std::string& body, rp::credential_file holds) {
     std::ofstream(keys.path / "bad", std::ios::binary | std::ios::trunc) << body;
     try {
-      const rp::user_credentials c((keys.path / "bad").string(), "credentials_file", with_jwt);
+      const rp::user_credentials c((keys.path / "bad").string(), "credentials_file", holds);
     } catch (const replication_error& e) {
       CHECK(e.code() == replication_errc::protocol);
       CHECK(std::string(e.what()).find(user.seed) == std::string::npos);
@@ -2359,17 +2360,58 @@ TEST_CASE("replication: credentials files are read as the engine's tools write t
     return std::string("accepted");
   };
   const std::string seed_block = "-----BEGIN USER NKEY SEED-----\n" + user.seed + "\n------END USER NKEY SEED------\n";
-  CHECK(refusal(seed_block, true).find("holds no user JWT") != std::string::npos);      // the seed as the JWT
-  CHECK(refusal(seed_block + seed_block, true).find("holds no user JWT") != std::string::npos);
-  CHECK(refusal(jwt + "\n" + user.seed + "\n", true).find("holds no user JWT") != std::string::npos);  // no blocks
-  CHECK(refusal(text, false).find("goes in credentials_file") != std::string::npos);  // as the seed file
-  CHECK(refusal("-----BEGIN NATS USER JWT-----\n" + jwt + "\n------END NATS USER JWT------\n-----BEGIN USER NKEY "
-                "SEED-----\n" + account.seed + "\n------END USER NKEY SEED------\n", true)
+  const std::string jwt_block = "-----BEGIN NATS USER JWT-----\n" + jwt + "\n------END NATS USER JWT------\n";
+  constexpr auto both = rp::credential_file::jwt_and_seed, jwt_only = rp::credential_file::jwt,
+                 seed_only = rp::credential_file::seed;
+  CHECK(refusal(seed_block, both).find("holds no user JWT") != std::string::npos);      // the seed as the JWT
+  CHECK(refusal(seed_block + seed_block, both).find("holds no user JWT") != std::string::npos);
+  CHECK(refusal(jwt + "\n" + user.seed + "\n", both).find("holds no user JWT") != std::string::npos);  // no blocks
+  CHECK(refusal(jwt_block, both).find("needs the seed in nkey_seed_file") != std::string::npos);  // the JWT alone
+  CHECK(refusal(text, seed_only).find("goes in credentials_file") != std::string::npos);  // as the seed file
+  CHECK(refusal(jwt_block + "-----BEGIN USER NKEY SEED-----\n" + account.seed + "\n------END USER NKEY SEED------\n",
+                both)
             .find("not the seed of a user") != std::string::npos);
   // A seed file: its first block, or its first line that starts with SU.
-  CHECK(refusal(seed_block, false) == "accepted");
-  CHECK(refusal("# the seed\r\n  " + user.seed + " \r\n", false) == "accepted");
-  CHECK(refusal("# no seed here\n", false).find("holds no user seed") != std::string::npos);
+  CHECK(refusal(seed_block, seed_only) == "accepted");
+  CHECK(refusal("# the seed\r\n  " + user.seed + " \r\n", seed_only) == "accepted");
+  CHECK(refusal("# no seed here\n", seed_only).find("holds no user seed") != std::string::npos);
+  // A JWT whose seed is in a file of its own: its first block, or the JWT alone on a line; never
+  // a seed sent as the JWT.
+  CHECK(refusal(jwt_block, jwt_only) == "accepted");
+  CHECK(refusal(text, jwt_only) == "accepted");
+  CHECK(refusal("\xEF\xBB\xBF# the user's JWT\r\n " + jwt + "\r\n", jwt_only) == "accepted");
+  CHECK(refusal(seed_block, jwt_only).find("holds no user JWT") != std::string::npos);
+  CHECK(refusal(user.seed + "\n", jwt_only).find("holds no user JWT") != std::string::npos);
+  // The two files together: the JWT from the first, the seed from the second (even where the
+  // first holds one too).
+  const lrtest::nkey second = lrtest::make_nkey('U', keys.path);
+  std::ofstream(keys.path / "jwt", std::ios::binary | std::ios::trunc) << jwt_block;
+  const rp::user_credentials split(rp::credentials_source{(keys.path / "jwt").string(), second.seed_file.string()});
+  CHECK(split.jwt == jwt);
+  CHECK(split.seed == second.seed);
+  const rp::user_credentials chained_and_seed(rp::credentials_source{nsc.string(), second.seed_file.string()});
+  CHECK(chained_and_seed.seed == second.seed);
+
+  // One connection attempt reads the files once: the seed that signs is the one read with the
+  // JWT sent, even if the files are replaced between the client library's two callbacks.
+  std::ofstream(keys.path / "live.creds", std::ios::binary | std::ios::trunc) << text;
+  std::optional<rp::credentials_registration> live(
+      rp::credentials_source{(keys.path / "live.creds").string(), {}});
+  const auto id = reinterpret_cast<std::uintptr_t>(live->closure());
+  const auto sent = rp::credentials_registry::for_jwt(id);
+  REQUIRE(sent != nullptr);
+  const std::string jwt2 = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJWIn0.c2ln";
+  lrtest::write_creds_file(keys.path / "live.creds", jwt2, second);
+  CHECK(rp::credentials_registry::for_signature(id)->seed == user.seed);  // kept from the JWT's reading
+  CHECK(rp::credentials_registry::for_signature(id)->seed == second.seed);  // the next attempt reads anew
+  CHECK(rp::credentials_registry::for_jwt(id)->jwt == jwt2);
+  rp::credentials_registry::drop_kept(id);  // an attempt that asked for no signature
+  lrtest::write_creds_file(keys.path / "live.creds", jwt, user);
+  CHECK(rp::credentials_registry::for_signature(id)->seed == user.seed);
+  (void)rp::credentials_registry::for_jwt(id);
+  live.reset();  // the connection gone: its callbacks find nothing, and nothing kept stays
+  CHECK(rp::credentials_registry::for_jwt(id) == nullptr);
+  CHECK(rp::credentials_registry::for_signature(id) == nullptr);
 }
 
 TEST_CASE("replication: an engine with NKey users refuses a client without the user's seed, and serves one with it",
@@ -2412,6 +2454,50 @@ TEST_CASE("replication: an engine with NKey users refuses a client without the u
   CHECK(std::string(open_failure(opts).what()).find(user.seed) == std::string::npos);
 }
 
+TEST_CASE("replication: a connection the engine refuses twice on reconnecting is closed for good: calls on it are "
+          "refused, not unreachable", "[replication]") {
+  const temp_dir keys;
+  const lrtest::nkey user = lrtest::make_nkey('U', keys.path);
+  const lrtest::nkey other = lrtest::make_nkey('U', keys.path);
+  const auto allow = [&](const lrtest::nkey& who) {
+    std::ofstream(keys.path / "nkeys.conf", std::ios::trunc)
+        << "authorization { users = [ { nkey: \"" << who.public_key << "\" } ] }\n";
+  };
+  allow(user);
+  nats_server server({"-c", (keys.path / "nkeys.conf").string()});
+  auto opts = options_for(server, "revoked");
+  opts.nkey = user.public_key;
+  opts.nkey_seed_file = user.seed_file;
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  leader.insert_or_assign(1, 1);
+  REQUIRE(leader.publish() == 1);
+  server.kill();
+  allow(other);  // the user revoked while the engine restarts
+  server.start();
+  // While the client library tries again, a publish is unreachable; once the engine has refused
+  // it twice in a row the library closes the connection for good, and every call is refused
+  // (not a bound on time: each attempt fails within the timeout, and the library's attempts
+  // come a reconnect wait apart).
+  leader.insert_or_assign(2, 2);
+  replication_errc last = replication_errc::unreachable;
+  std::string said;
+  for (int attempt = 0; attempt < 20 && last != replication_errc::refused; ++attempt) {
+    try {
+      (void)leader.publish();
+      FAIL("published as a user the engine no longer lists");
+    } catch (const replication_error& e) {
+      last = e.code();
+      said = e.what();
+      CHECK((last == replication_errc::unreachable || last == replication_errc::refused));
+    }
+  }
+  INFO(said);
+  CHECK(last == replication_errc::refused);
+  CHECK(said.find("Authorization Violation") != std::string::npos);
+  CHECK_FALSE(leader.connected());
+  CHECK(lr.read().find(u64{2}) == nullptr);
+}
+
 TEST_CASE("replication: an engine in operator mode serves a client with a user's credentials file, and refuses others",
           "[replication]") {
   const temp_dir keys;
@@ -2448,6 +2534,21 @@ TEST_CASE("replication: an engine in operator mode serves a client with a user's
   opts.url = server.url();
   opts.credentials_file = keys.path / "windows.creds";
   publish_and_follow(opts, opts);
+  // The JWT in a file of its own and its seed in another (as a secrets store may hold them).
+  std::ofstream(keys.path / "user.jwt") << lrtest::make_user_jwt(trusted.account, trusted.user, "split", keys.path)
+                                        << "\n";
+  opts.credentials_file = keys.path / "user.jwt";
+  CHECK(open_error(opts) == replication_errc::protocol);  // the JWT without its seed
+  opts.nkey_seed_file = lrtest::make_nkey('U', keys.path).seed_file;
+  CHECK(open_error(opts) == replication_errc::refused);  // another user's seed: the engine refuses
+  opts.nkey_seed_file = trusted.user.seed_file;
+  publish_and_follow(opts, opts);
+  opts.nkey = trusted.user.public_key;  // and an NKey user at once: two ways
+  CHECK(open_error(opts) == replication_errc::protocol);
+  opts.nkey.clear();
+  opts.credentials_file.clear();  // a seed file with neither a JWT nor a key
+  CHECK(open_error(opts) == replication_errc::protocol);
+  opts.nkey_seed_file.clear();
   // A JWT past its expiry is not sent (the engine would refuse it): a setting to mend.
   const long long past = std::chrono::duration_cast<std::chrono::seconds>(
                              std::chrono::system_clock::now().time_since_epoch()).count() - 60;

@@ -80,15 +80,16 @@ struct replication_options {
   /// The engine's authentication (a production server), one way at a time (two at once, a url's
   /// user or token included: the open throws replication_error, protocol): a user and password;
   /// a token; a credentials file (the user's JWT and NKey seed in one file, as the engine's
-  /// operator tools write it: an engine in operator mode); or an NKey user, its public key
-  /// ("U...") in nkey and its seed in the file nkey_seed_file (the two together). The files are
-  /// read at the open and at every connection: a file replaced before a reconnection is used (a
-  /// JWT renewed, say; one past its expiry is not sent, and the client goes on trying). But the
-  /// client library stops reconnecting for good once the engine has refused the same credentials
-  /// twice in a row (a JWT revoked, or expired by the engine's clock but not this machine's):
-  /// every call then fails (unreachable), and the leader or follower must be opened again. A client the engine refuses at the open gets replication_error, refused; a
-  /// file that cannot be read or does not hold what it must (detail/replication/credentials.hpp),
-  /// protocol.
+  /// operator tools write it: an engine in operator mode; or the JWT alone, its seed in
+  /// nkey_seed_file); or an NKey user, its public key ("U...") in nkey and its seed in the file
+  /// nkey_seed_file (the two together). The files are read at the open and at every connection
+  /// attempt (once for the JWT and the signature): a file replaced before a reconnection is used
+  /// (a JWT renewed, say; one past its expiry is not sent, and the client goes on trying). But
+  /// the client library stops reconnecting for good once the engine has refused the same
+  /// credentials twice in a row (a JWT revoked, or expired by the engine's clock but not this
+  /// machine's): every call then fails (refused), and the leader or follower must be opened
+  /// again. A client the engine refuses at the open gets replication_error, refused; a file that
+  /// cannot be read or does not hold what it must (detail/replication/credentials.hpp), protocol.
   std::string user;
   std::string password;
   std::string token;

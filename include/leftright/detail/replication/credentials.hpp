@@ -6,8 +6,11 @@
 //
 // - A credentials file (.creds, as the engine's operator tools write it) holds decorated blocks:
 //   a marker line ("-----BEGIN NATS USER JWT-----"), one line of content, a marker line. Its
-//   first block is the user's JWT, its second the user's NKey seed.
+//   first block is the user's JWT, its second the user's NKey seed. A JWT kept apart from its
+//   seed is a file's first block, or else its first line that starts with "eyJ".
 // - A seed file holds the seed: its first block, or else its first line that starts with "SU".
+// - A connection attempt reads the files once (credentials_registry::for_jwt): the client
+//   library asks for the JWT and then for the nonce's signature, and the two must be one user's.
 // - Read leniently where a tool may differ (a UTF-8 byte order mark, \r\n line ends, spaces and
 //   tabs around a line, banner lines between the blocks) and strictly where a mistake would send a
 //   secret to the engine: the JWT must look like one (the seed is never sent as a JWT), the seed
@@ -28,6 +31,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -230,63 +234,96 @@ std::string read_whole(const std::string& path, Refuse&& refuse) {
   return text;
 }
 
-/// A user's credentials as a file at path gives them: a credentials file's JWT and seed
-/// (with_jwt), or a seed file's seed (jwt empty). The seed is zeroed when this goes. Throws
-/// replication_error, protocol, naming option, path and why, if the file cannot be read or does
-/// not hold what it must.
+/// What a credentials file holds: a user's JWT and seed (a .creds file, as the engine's tools
+/// write it), a JWT alone (its seed in a file of its own), or a seed alone.
+enum class credential_file { jwt_and_seed, jwt, seed };
+
+/// Where a connection's credentials come from: jwt_path, a credentials file (its JWT, and its
+/// seed too if seed_path is empty); seed_path, a seed file (with jwt_path empty: an NKey user's).
+struct credentials_source {
+  std::string jwt_path;
+  std::string seed_path;
+};
+
+/// A user's credentials as files give them. The seed is zeroed when this goes. Throws
+/// replication_error, protocol, naming the option, the path and why, if a file cannot be read or
+/// does not hold what it must.
 struct user_credentials {
-  std::string jwt;
+  std::string jwt;  ///< empty: an NKey user
   std::string seed;
 
-  user_credentials(const std::string& path, const char* option, bool with_jwt) {
+  /// A credentials file alone (its JWT and seed), a credentials file's JWT and a seed file's
+  /// seed (replication_options::credentials_file and nkey_seed_file), or a seed file alone.
+  explicit user_credentials(const credentials_source& from) {
+    if (from.jwt_path.empty()) {
+      read(from.seed_path, "nkey_seed_file", credential_file::seed);
+      return;
+    }
+    read(from.jwt_path, "credentials_file",
+         from.seed_path.empty() ? credential_file::jwt_and_seed : credential_file::jwt);
+    if (!from.seed_path.empty()) read(from.seed_path, "nkey_seed_file", credential_file::seed);
+  }
+  /// What the one file at path holds (option: the option that names it, for messages).
+  user_credentials(const std::string& path, const char* option, credential_file holds) { read(path, option, holds); }
+  user_credentials(const user_credentials&) = delete;
+  user_credentials& operator=(const user_credentials&) = delete;
+  ~user_credentials() { ::explicit_bzero(seed.data(), seed.size()); }
+
+ private:
+  void read(const std::string& path, const char* option, credential_file holds) {
     const auto refuse = [&](const std::string& why) {
       throw replication_error(replication_errc::protocol, "open",
                               std::string("replication_options::") + option + " " + path + ": " + why);
     };
     const secret text(read_whole(path, refuse));
     const std::vector<std::string_view> blocks = credential_blocks(text.str());
-    std::string_view found;
-    if (with_jwt) {
-      if (blocks.size() < 2 || !looks_like_jwt(blocks[0])) {
-        refuse("holds no user JWT and seed (-----BEGIN NATS USER JWT----- ... -----BEGIN USER NKEY SEED-----; "
-               "a JWT and a seed in two files are not supported)");
+    if (holds == credential_file::seed) {
+      if (!blocks.empty() && looks_like_jwt(blocks[0])) {
+        refuse("holds a JWT: a credentials file goes in credentials_file");
       }
-      jwt = std::string(blocks[0]);
-      found = blocks[1];
-      // An expired JWT is refused here, not sent: the engine would refuse it, and the client
-      // library stops reconnecting after two refusals in a row, where a failure of ours lets it
-      // go on trying until the file is renewed.
-      const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                                   std::chrono::system_clock::now().time_since_epoch()).count();
-      if (const std::optional<std::int64_t> exp = jwt_expiry(jwt); exp && *exp != 0 && *exp <= now) {
-        refuse("its JWT expired " + std::to_string(now - *exp) + " s ago (at " + std::to_string(*exp) +
-               " s since the epoch, by this machine's clock)");
-      }
-    } else if (!blocks.empty()) {
-      if (looks_like_jwt(blocks[0])) refuse("holds a JWT: a credentials file goes in credentials_file");
-      found = blocks[0];
-    } else {
-      std::string_view rest = text.str();
-      if (rest.starts_with("\xEF\xBB\xBF")) rest.remove_prefix(3);
-      while (!rest.empty() && found.empty()) {
-        if (const std::string_view line = next_trimmed_line(rest); line.starts_with("SU")) found = line;
-      }
-      if (found.empty()) refuse("holds no user seed (SU...)");
+      take_seed(blocks.empty() ? first_line_starting(text.str(), "SU") : blocks[0], refuse);
+      return;
     }
+    std::string_view found = blocks.empty() ? std::string_view() : blocks[0];
+    if (holds == credential_file::jwt && blocks.empty()) found = first_line_starting(text.str(), "eyJ");
+    if (!looks_like_jwt(found) || (holds == credential_file::jwt_and_seed && blocks.size() < 2)) {
+      refuse(holds == credential_file::jwt
+                 ? "holds no user JWT (-----BEGIN NATS USER JWT----- ..., or the JWT alone on a line)"
+                 : "holds no user JWT and seed (-----BEGIN NATS USER JWT----- ... -----BEGIN USER NKEY SEED-----; "
+                   "a JWT without its seed needs the seed in nkey_seed_file)");
+    }
+    take_jwt(found, refuse);
+    if (holds == credential_file::jwt_and_seed) take_seed(blocks[1], refuse);
+  }
+  /// The first trimmed line of text that starts with prefix (empty if none); a byte order mark
+  /// at the start is skipped.
+  static std::string_view first_line_starting(std::string_view text, std::string_view prefix) {
+    if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+    while (!text.empty()) {
+      if (const std::string_view line = next_trimmed_line(text); line.starts_with(prefix)) return line;
+    }
+    return {};
+  }
+  /// An expired JWT is refused here, not sent: the engine would refuse it, and the client library
+  /// stops reconnecting after two refusals in a row, where a failure of ours lets it go on
+  /// trying until the file is renewed.
+  template <class Refuse>
+  void take_jwt(std::string_view found, Refuse&& refuse) {
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::system_clock::now().time_since_epoch()).count();
+    if (const std::optional<std::int64_t> exp = jwt_expiry(found); exp && *exp != 0 && *exp <= now) {
+      refuse("its JWT expired " + std::to_string(now - *exp) + " s ago (at " + std::to_string(*exp) +
+             " s since the epoch, by this machine's clock)");
+    }
+    jwt.assign(found);
+  }
+  template <class Refuse>
+  void take_seed(std::string_view found, Refuse&& refuse) {
+    if (found.empty()) refuse("holds no user seed (SU...)");
     if (const std::string why = user_nkey_problem(found, true); !why.empty()) refuse("its seed is not valid: " + why);
+    ::explicit_bzero(seed.data(), seed.size());
     seed.assign(found);
   }
-  user_credentials(const user_credentials&) = delete;
-  user_credentials& operator=(const user_credentials&) = delete;
-  ~user_credentials() { ::explicit_bzero(seed.data(), seed.size()); }
-};
-
-/// Where a connection's credentials come from: a credentials file (with_jwt) or a seed file, and
-/// the option that named it (for messages).
-struct credentials_source {
-  std::string path;
-  const char* option = "";
-  bool with_jwt = false;
 };
 
 /// Why a client library callback failed, for the connection attempt to say: message (no secret
@@ -314,6 +351,7 @@ class credentials_registry {
     const std::lock_guard<std::mutex> lock(st.mu);
     st.sources.erase(id);
     st.failures.erase(id);
+    st.for_signature.erase(id);
   }
   static std::optional<credentials_source> find(std::uintptr_t id) {
     state& st = get();
@@ -322,6 +360,30 @@ class credentials_registry {
     if (it == st.sources.end()) return std::nullopt;
     return it->second;
   }
+  /// The credentials for a connection attempt's JWT, read from id's files (nullptr: id is gone),
+  /// and kept for its signature (for_signature): the client library asks for the JWT and then
+  /// for the signature, and a file replaced between the two must not pair one user's JWT with
+  /// another's seed.
+  static std::shared_ptr<const user_credentials> for_jwt(std::uintptr_t id) {
+    const std::optional<credentials_source> source = find(id);
+    if (!source) return nullptr;
+    auto read = std::make_shared<const user_credentials>(*source);  // outside the lock: file I/O
+    state& st = get();
+    const std::lock_guard<std::mutex> lock(st.mu);
+    if (!st.sources.contains(id)) return nullptr;
+    st.for_signature.insert_or_assign(id, read);
+    return read;
+  }
+  /// The credentials for a connection attempt's signature: those for_jwt kept (taken: once), or
+  /// else read from id's files (an NKey user, who has no JWT); nullptr: id is gone.
+  static std::shared_ptr<const user_credentials> for_signature(std::uintptr_t id) {
+    if (std::shared_ptr<const user_credentials> kept = take_kept(id)) return kept;
+    const std::optional<credentials_source> source = find(id);
+    if (!source) return nullptr;
+    return std::make_shared<const user_credentials>(*source);
+  }
+  /// Forgets what for_jwt kept for id (an attempt that asks for no signature).
+  static void drop_kept(std::uintptr_t id) noexcept { (void)take_kept(id); }
   /// Notes why a callback for id failed (the last failure is kept).
   static void note_failure(std::uintptr_t id, credentials_failure f) {
     state& st = get();
@@ -340,10 +402,20 @@ class credentials_registry {
   }
 
  private:
+  static std::shared_ptr<const user_credentials> take_kept(std::uintptr_t id) noexcept {
+    state& st = get();
+    const std::lock_guard<std::mutex> lock(st.mu);
+    const auto it = st.for_signature.find(id);
+    if (it == st.for_signature.end()) return nullptr;
+    std::shared_ptr<const user_credentials> kept = std::move(it->second);
+    st.for_signature.erase(it);
+    return kept;
+  }
   struct state {
     std::mutex mu;
     std::map<std::uintptr_t, credentials_source> sources;
     std::map<std::uintptr_t, credentials_failure> failures;
+    std::map<std::uintptr_t, std::shared_ptr<const user_credentials>> for_signature;
     std::uintptr_t last = 0;
   };
   static state& get() {

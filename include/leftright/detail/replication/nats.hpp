@@ -682,6 +682,28 @@ class channel {
   std::chrono::milliseconds timeout() const noexcept { return std::chrono::milliseconds(timeout_ms_); }
 
  private:
+  /// Throws replication_error for a failed status, as replication::check() does, but for a call
+  /// on a connection the client library closed after the engine refused it (the same refusal
+  /// twice in a row on reconnecting: credentials revoked, a JWT the engine takes for expired):
+  /// refused, with the engine's answer, not unreachable. The client library never reconnects
+  /// such a connection; the leader or follower must be opened again.
+  void check(natsStatus s, const char* what, jsErrCode jerr = static_cast<jsErrCode>(0)) const {
+    if (s == NATS_OK) return;
+    replication_errc code = classify(s, jerr);
+    std::string detail = describe(s, jerr);
+    const bool closed = nc_ && natsConnection_Status(nc_.get()) == NATS_CONN_STATUS_CLOSED;
+    if (code == replication_errc::unreachable && closed) {
+      const char* last = nullptr;
+      (void)natsConnection_GetLastError(nc_.get(), &last);
+      if (last != nullptr && shows_refusal(last)) {
+        code = replication_errc::refused;
+        detail += "; the connection was closed after the engine refused it: ";
+        detail += last;
+      }
+    }
+    throw replication_error(code, what, detail);
+  }
+
   static void check_name(const std::string& name) {
     bool ok = !name.empty();
     for (char c : name) ok = ok && name_char(c);
@@ -771,20 +793,20 @@ class channel {
     if (urls.empty()) throw replication_error(replication_errc::protocol, "open", "replication_options::url is empty");
     std::vector<const char*> servers;
     for (const std::string& u : urls) servers.push_back(u.c_str());
-    check(natsOptions_SetServers(o, servers.data(), static_cast<int>(servers.size())), "connect");
+    replication::check(natsOptions_SetServers(o, servers.data(), static_cast<int>(servers.size())), "connect");
   }
   /// The one way of authenticating the settings give, if any: a user and password, a token (in
-  /// the options or in a url), a credentials file or an NKey. The files are read here, so that a
-  /// bad one is a protocol error at the open (credentials.hpp), and again at every connection, by
-  /// the client library's callbacks (user_jwt, sign_nonce), so that a file replaced before a
-  /// reconnection is used.
+  /// the options or in a url), a credentials file (its seed in it, or in nkey_seed_file) or an
+  /// NKey. The files are read here, so that a bad one is a protocol error at the open
+  /// (credentials.hpp), and again at every connection, by the client library's callbacks
+  /// (user_jwt, sign_nonce), so that a file replaced before a reconnection is used.
   void set_credentials(natsOptions* o, const connection_settings& engine) {
     const bool user = !engine.user.empty() || !engine.password.empty();
-    const bool nkey = !engine.nkey.empty() || !engine.nkey_seed_file.empty();
+    const bool creds = !engine.credentials_file.empty();
+    const bool nkey = !engine.nkey.empty();
     bool in_url = false;
     for (const std::string& url : split_urls(engine.url)) in_url = in_url || url_secret(url).second != 0;
-    const int ways = int(user || in_url) + int(!engine.token.empty()) + int(!engine.credentials_file.empty()) +
-                     int(nkey);
+    const int ways = int(user || in_url) + int(!engine.token.empty()) + int(creds) + int(nkey);
     if (ways > 1) {
       throw replication_error(replication_errc::protocol, "open",
                               "replication_options: more than one of a user/password or token (in the options or "
@@ -792,32 +814,40 @@ class channel {
     }
     if (user) check(natsOptions_SetUserInfo(o, engine.user.c_str(), engine.password.c_str()), "connect");
     if (!engine.token.empty()) check(natsOptions_SetToken(o, engine.token.c_str()), "connect");
-    if (!engine.credentials_file.empty()) {
-      const user_credentials readable(engine.credentials_file, "credentials_file", true);
-      credentials_ = credentials_registration({engine.credentials_file, "credentials_file", true});
+    if (!creds && !nkey && !engine.nkey_seed_file.empty()) {
+      throw replication_error(replication_errc::protocol, "open",
+                              "replication_options::nkey_seed_file goes with nkey (an NKey user) or with "
+                              "credentials_file (a JWT whose seed is not in its file)");
+    }
+    if (creds) {
+      const credentials_source source{engine.credentials_file, engine.nkey_seed_file};
+      const user_credentials readable(source);
+      credentials_ = credentials_registration(source);
       check(natsOptions_SetUserCredentialsCallbacks(o, &user_jwt, credentials_.closure(), &sign_nonce,
                                                     credentials_.closure()),
             "connect");
     }
     if (nkey) {
-      if (engine.nkey.empty() || engine.nkey_seed_file.empty()) {
+      if (engine.nkey_seed_file.empty()) {
         throw replication_error(replication_errc::protocol, "open",
                                 "replication_options: nkey and nkey_seed_file go together");
       }
       if (const std::string why = user_nkey_problem(engine.nkey, false); !why.empty()) {
         throw replication_error(replication_errc::protocol, "open", "replication_options::nkey: " + why);
       }
-      const user_credentials readable(engine.nkey_seed_file, "nkey_seed_file", false);
-      credentials_ = credentials_registration({engine.nkey_seed_file, "nkey_seed_file", false});
+      const credentials_source source{{}, engine.nkey_seed_file};
+      const user_credentials readable(source);
+      credentials_ = credentials_registration(source);
       check(natsOptions_SetNKey(o, engine.nkey.c_str(), &sign_nonce, credentials_.closure()), "connect");
     }
   }
   /// The client library's callbacks for a credentials file or an NKey (closure: the number of the
   /// channel's credentials_registration): the user's JWT, and the server's nonce signed with the
-  /// user's seed, each read from its file anew. A failure is the client library's NATS_ERR with
-  /// our message (the seed never in it).
+  /// user's seed, read from the files at each connection attempt, once for both
+  /// (credentials_registry::for_jwt). A failure is the client library's NATS_ERR with our message
+  /// (the seed never in it).
   static natsStatus user_jwt(char** jwt, char** error, void* closure) noexcept {
-    return with_credentials(closure, error, [&](const user_credentials& c) {
+    return with_credentials(closure, error, &credentials_registry::for_jwt, [&](const user_credentials& c) {
       *jwt = ::strdup(c.jwt.c_str());
       return *jwt != nullptr ? NATS_OK : NATS_NO_MEMORY;
     });
@@ -827,11 +857,12 @@ class channel {
   static natsStatus sign_nonce(char** error, unsigned char** signature, int* length, const char* nonce,
                                void* closure) noexcept {
     if (nonce == nullptr || *nonce == '\0') {
+      credentials_registry::drop_kept(reinterpret_cast<std::uintptr_t>(closure));
       *signature = nullptr;
       *length = 0;
       return NATS_OK;
     }
-    return with_credentials(closure, error, [&](const user_credentials& c) {
+    return with_credentials(closure, error, &credentials_registry::for_signature, [&](const user_credentials& c) {
       const natsStatus s = nats_Sign(c.seed.c_str(), nonce, signature, length);
 #if NATS_VERSION_NUMBER < 0x030800
       // Before 3.8.0 the client library sends nothing for a signature whose first byte is 0 (its
@@ -849,19 +880,20 @@ class channel {
       return s;
     });
   }
-  /// Runs f on the credentials read from closure's source; a failure is noted in the registry
-  /// (for connect() to report as protocol) and given to the client library as NATS_ERR.
+  /// Runs f on the credentials read(id) gives for closure's number; a failure is noted in the
+  /// registry (for connect() to report as protocol) and given to the client library as NATS_ERR.
   template <class F>
-  static natsStatus with_credentials(void* closure, char** error, F&& f) noexcept {
+  static natsStatus with_credentials(void* closure, char** error,
+                                     std::shared_ptr<const user_credentials> (*read)(std::uintptr_t),
+                                     F&& f) noexcept {
     const auto id = reinterpret_cast<std::uintptr_t>(closure);
     try {
-      const std::optional<credentials_source> source = credentials_registry::find(id);
-      if (!source) {
+      const std::shared_ptr<const user_credentials> c = read(id);
+      if (!c) {
         *error = ::strdup("the replicated map's connection is closed");
         return NATS_ERR;
       }
-      const user_credentials c(source->path, source->option, source->with_jwt);
-      return f(c);
+      return f(*c);
     } catch (const std::exception& e) {
       try {
         credentials_registry::note_failure(id, {e.what(), false});
@@ -888,7 +920,7 @@ class channel {
       throw replication_error(replication_errc::protocol, "open",
                               "replication_options: tls_cert_file and tls_key_file go together");
     }
-    check(natsOptions_SetSecure(o, true), "connect (TLS)");
+    replication::check(natsOptions_SetSecure(o, true), "connect (TLS)");
     if (!engine.tls_ca_file.empty()) {
       check_file(natsOptions_LoadCATrustedCertificates(o, engine.tls_ca_file.c_str()),
                  "load the TLS authorities " + engine.tls_ca_file);
