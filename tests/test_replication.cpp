@@ -2354,7 +2354,9 @@ TEST_CASE("replication: credentials files are read as the engine's tools write t
       const rp::user_credentials c((keys.path / "bad").string(), "credentials_file", holds);
     } catch (const replication_error& e) {
       CHECK(e.code() == replication_errc::protocol);
-      CHECK(std::string(e.what()).find(user.seed) == std::string::npos);
+      for (const std::string& seed : {user.seed, account.seed}) {
+        CHECK(std::string(e.what()).find(seed) == std::string::npos);
+      }
       return std::string(e.what());
     }
     return std::string("accepted");
@@ -2398,17 +2400,23 @@ TEST_CASE("replication: credentials files are read as the engine's tools write t
   std::optional<rp::credentials_registration> live(
       rp::credentials_source{(keys.path / "live.creds").string(), {}});
   const auto id = reinterpret_cast<std::uintptr_t>(live->closure());
-  const auto sent = rp::credentials_registry::for_jwt(id);
-  REQUIRE(sent != nullptr);
+  const auto read = [id](auto how) {
+    const std::shared_ptr<const rp::user_credentials> c = how(id);
+    REQUIRE(c != nullptr);
+    return std::pair<std::string, std::string>(c->jwt, c->seed);
+  };
+  const auto for_jwt = &rp::credentials_registry::for_jwt;
+  const auto for_signature = &rp::credentials_registry::for_signature;
+  CHECK(read(for_jwt).first == jwt);
   const std::string jwt2 = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJWIn0.c2ln";
   lrtest::write_creds_file(keys.path / "live.creds", jwt2, second);
-  CHECK(rp::credentials_registry::for_signature(id)->seed == user.seed);  // kept from the JWT's reading
-  CHECK(rp::credentials_registry::for_signature(id)->seed == second.seed);  // the next attempt reads anew
-  CHECK(rp::credentials_registry::for_jwt(id)->jwt == jwt2);
+  CHECK(read(for_signature).second == user.seed);    // kept from the JWT's reading
+  CHECK(read(for_signature).second == second.seed);  // the next attempt reads anew
+  CHECK(read(for_jwt).first == jwt2);
   rp::credentials_registry::drop_kept(id);  // an attempt that asked for no signature
   lrtest::write_creds_file(keys.path / "live.creds", jwt, user);
-  CHECK(rp::credentials_registry::for_signature(id)->seed == user.seed);
-  (void)rp::credentials_registry::for_jwt(id);
+  CHECK(read(for_signature).second == user.seed);
+  (void)read(for_jwt);
   live.reset();  // the connection gone: its callbacks find nothing, and nothing kept stays
   CHECK(rp::credentials_registry::for_jwt(id) == nullptr);
   CHECK(rp::credentials_registry::for_signature(id) == nullptr);
@@ -2474,10 +2482,10 @@ TEST_CASE("replication: a connection the engine refuses twice on reconnecting is
   server.kill();
   allow(other);  // the user revoked while the engine restarts
   server.start();
-  // While the client library tries again, a publish is unreachable; once the engine has refused
-  // it twice in a row the library closes the connection for good, and every call is refused
-  // (not a bound on time: each attempt fails within the timeout, and the library's attempts
-  // come a reconnect wait apart).
+  // While the client library may still try again, a publish is unreachable; once the engine has
+  // refused it twice in a row the library closes the connection for good, and every call is
+  // refused (not a bound on time: each attempt fails within the timeout, and the library's
+  // attempts come a reconnect wait apart; here the first publish usually finds it closed).
   leader.insert_or_assign(2, 2);
   replication_errc last = replication_errc::unreachable;
   std::string said;
@@ -2574,6 +2582,43 @@ TEST_CASE("replication: an engine in operator mode serves a client with a user's
   open_opts.nkey = any_user.public_key;
   open_opts.nkey_seed_file = any_user.seed_file;
   publish_and_follow(open_opts, open_opts);
+}
+
+TEST_CASE("replication: a user the engine revokes while connected is closed out at once: calls are refused",
+          "[replication]") {
+  const temp_dir keys;
+  const lrtest::operator_setup trusted = lrtest::make_operator_setup(keys.path);
+  std::ofstream(keys.path / "operator.conf") << trusted.server_config;
+  nats_server server({"-c", (keys.path / "operator.conf").string()});
+  auto opts = options_for(server, "revoked-user");
+  opts.credentials_file = trusted.creds_file;
+  auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
+  leader.insert_or_assign(1, 1);
+  REQUIRE(leader.publish() == 1);
+  std::ofstream(keys.path / "operator.conf", std::ios::trunc) << trusted.server_config_revoking(trusted.user);
+  server.reload();
+  // Until the engine has read its configuration again, publishes go through; then the client
+  // library closes the connection at the engine's notice, and every call is refused (a bound on
+  // attempts, not on time).
+  std::string said;
+  for (int attempt = 0; attempt < 100'000 && said.empty(); ++attempt) {
+    leader.insert_or_assign(2, u64(attempt));
+    try {
+      (void)leader.publish();
+    } catch (const replication_error& e) {
+      said = e.what();
+      CHECK(e.code() == replication_errc::refused);
+    }
+  }
+  INFO(said);
+  CHECK(said.find("Revoked") != std::string::npos);
+  CHECK_FALSE(leader.connected());
+  try {
+    (void)leader.publish();
+    FAIL("published as a revoked user");
+  } catch (const replication_error& e) {
+    CHECK(e.code() == replication_errc::refused);
+  }
 }
 
 TEST_CASE("replication: the credentials file is read at every connection: expired, it keeps a restarted engine's "

@@ -84,12 +84,14 @@ struct replication_options {
   /// nkey_seed_file); or an NKey user, its public key ("U...") in nkey and its seed in the file
   /// nkey_seed_file (the two together). The files are read at the open and at every connection
   /// attempt (once for the JWT and the signature): a file replaced before a reconnection is used
-  /// (a JWT renewed, say; one past its expiry is not sent, and the client goes on trying). But
-  /// the client library stops reconnecting for good once the engine has refused the same
-  /// credentials twice in a row (a JWT revoked, or expired by the engine's clock but not this
-  /// machine's): every call then fails (refused), and the leader or follower must be opened
-  /// again. A client the engine refuses at the open gets replication_error, refused; a file that
-  /// cannot be read or does not hold what it must (detail/replication/credentials.hpp), protocol.
+  /// (a JWT renewed, say; one past its expiry is not sent, and the client goes on trying).
+  /// Replace a JWT file and its seed file together: a reconnection between the two would pair
+  /// them wrongly. The client library closes the connection for good when the engine revokes
+  /// the user while connected, or refuses the same credentials twice in a row on reconnecting
+  /// (a JWT expired by the engine's clock but not this machine's): every call then fails
+  /// (refused, with the engine's answer), and the leader or follower must be opened again. A
+  /// client the engine refuses at the open gets replication_error, refused; a file that cannot
+  /// be read or does not hold what it must (detail/replication/credentials.hpp), protocol.
   std::string user;
   std::string password;
   std::string token;
@@ -433,7 +435,7 @@ class ack_view {
     if (st != NATS_OK) {
       sub_.reset();  // reopened, with the bucket read afresh, by the next take_arrived()
       if (st == NATS_SLOW_CONSUMER) return false;
-      check(st, "wait for acks");
+      ch_.check(st, "wait for acks");
     }
     const std::string_view subject = natsMsg_GetSubject(m);
     const std::string prefix = ch_.ack_subject("");

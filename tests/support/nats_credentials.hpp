@@ -29,12 +29,15 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace lrtest {
 
@@ -54,6 +57,8 @@ struct operator_setup {
   std::string system_account;        ///< The operator's system account (also preloaded).
   nkey account;                      ///< That account's key (to sign more users' JWTs with).
   nkey user;                         ///< The user of creds_file.
+  /// server_config with the account's JWT revoking a user's JWTs (all those issued so far).
+  std::function<std::string(const nkey&)> server_config_revoking;
 };
 
 namespace nats_credentials_detail {
@@ -250,13 +255,22 @@ inline std::string make_jwt(const nkey& issuer, const std::string& subject, cons
   return sign_jwt(issuer, claims, dir);
 }
 
-/// An account JWT signed by the operator: JetStream enabled and no limits at all.
+/// An account JWT signed by the operator: JetStream enabled and no limits at all; revoked: users
+/// whose JWTs issued before a time (seconds since the epoch) the account no longer accepts.
 inline std::string make_account_jwt(const nkey& op, const nkey& account, const std::string& name,
-                                    const std::filesystem::path& dir) {
-  const std::string limits =
+                                    const std::filesystem::path& dir,
+                                    const std::vector<std::pair<std::string, long long>>& revoked = {}) {
+  std::string limits =
       R"("limits":{"subs":-1,"data":-1,"payload":-1,"imports":-1,"exports":-1,"wildcards":true,"conn":-1,)"
       R"("leaf":-1,"mem_storage":-1,"disk_storage":-1,"streams":-1,"consumer":-1},)"
       R"("default_permissions":{"pub":{},"sub":{}})";
+  if (!revoked.empty()) {
+    limits += R"(,"revocations":{)";
+    for (std::size_t i = 0; i < revoked.size(); ++i) {
+      limits += (i == 0 ? "\"" : ",\"") + revoked[i].first + "\":" + std::to_string(revoked[i].second);
+    }
+    limits += "}";
+  }
   return make_jwt(op, account.public_key, name, "account", limits, dir);
 }
 
@@ -295,8 +309,16 @@ inline operator_setup make_operator_setup(const std::filesystem::path& dir) {
                                        R"("limits":{"subs":-1,"data":-1,"payload":-1,"imports":-1,"exports":-1,)"
                                        R"("wildcards":true,"conn":-1,"leaf":-1})",
                                        dir);
-  const std::string account_jwt = make_account_jwt(op, account, "leftright-account", dir);
   operator_setup setup;
+  setup.server_config_revoking = [=](const nkey& revoked_user) {
+    const long long issued_by = nats_credentials_detail::now_seconds() + 5;
+    const std::string revoking =
+        make_account_jwt(op, account, "leftright-account", dir, {{revoked_user.public_key, issued_by}});
+    return "operator: \"" + op_jwt_file.string() + "\"\nsystem_account: " + sys.public_key +
+           "\nresolver: MEMORY\nresolver_preload: {\n  " + sys.public_key + ": \"" + sys_jwt + "\"\n  " +
+           account.public_key + ": \"" + revoking + "\"\n}\n";
+  };
+  const std::string account_jwt = make_account_jwt(op, account, "leftright-account", dir);
   setup.account_public_key = account.public_key;
   setup.account = account;
   setup.user = user;

@@ -130,6 +130,8 @@ class nats_server {
     if (!eventually([&] { return all_threads_stopped(); })) throw std::runtime_error("nats-server did not stop");
   }
   void cont_signal() { ::kill(pid_, SIGCONT); }
+  /// SIGHUP: it reads its configuration files again (returns at once; the reload is its own).
+  void reload() { ::kill(pid_, SIGHUP); }
 
  private:
   bool all_threads_stopped() const {

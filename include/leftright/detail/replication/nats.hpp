@@ -681,12 +681,13 @@ class channel {
 
   std::chrono::milliseconds timeout() const noexcept { return std::chrono::milliseconds(timeout_ms_); }
 
- private:
   /// Throws replication_error for a failed status, as replication::check() does, but for a call
-  /// on a connection the client library closed after the engine refused it (the same refusal
-  /// twice in a row on reconnecting: credentials revoked, a JWT the engine takes for expired):
-  /// refused, with the engine's answer, not unreachable. The client library never reconnects
-  /// such a connection; the leader or follower must be opened again.
+  /// on a connection that the client library closed for good, which it never does on its own for
+  /// a server it cannot reach (it reconnects for ever): the engine turned the client away, and
+  /// the detail has its answer. Refused where that answer is one (shows_refusal(): a user revoked
+  /// while connected, closed at the notice; credentials refused twice in a row on reconnecting),
+  /// else engine; never unreachable, since waiting will not help: the leader or follower must be
+  /// opened again.
   void check(natsStatus s, const char* what, jsErrCode jerr = static_cast<jsErrCode>(0)) const {
     if (s == NATS_OK) return;
     replication_errc code = classify(s, jerr);
@@ -695,15 +696,15 @@ class channel {
     if (code == replication_errc::unreachable && closed) {
       const char* last = nullptr;
       (void)natsConnection_GetLastError(nc_.get(), &last);
-      if (last != nullptr && shows_refusal(last)) {
-        code = replication_errc::refused;
-        detail += "; the connection was closed after the engine refused it: ";
-        detail += last;
-      }
+      const std::string answer = last != nullptr ? last : "";
+      code = shows_refusal(answer) ? replication_errc::refused : replication_errc::engine;
+      detail += "; the client library closed the connection for good";
+      if (!answer.empty()) detail += ": " + answer;
     }
     throw replication_error(code, what, detail);
   }
 
+ private:
   static void check_name(const std::string& name) {
     bool ok = !name.empty();
     for (char c : name) ok = ok && name_char(c);
@@ -777,12 +778,17 @@ class channel {
   }
 
   /// Whether a failed connection's text (describe()) shows that a server turned the client away:
-  /// the engine's answer to bad credentials, TLS wanted on one side only (the client library's
-  /// texts), or a certificate not trusted (the client library then names it: "...:depth=0:...").
+  /// the engine's answer to bad credentials (refused, expired, revoked), to a client past its
+  /// connection limits, TLS wanted on one side only (the client library's texts), or a
+  /// certificate not trusted (the client library then names it: "...:depth=0:..."). Any case.
   static bool shows_refusal(const std::string& detail) {
-    for (const char* sign : {"Authorization Violation", "Authentication Expired", "Authentication Violation",
-                             "Secure Connection Required", "Secure Connection not available", ":depth="}) {
-      if (detail.find(sign) != std::string::npos) return true;
+    std::string lower = detail;
+    for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    for (const char* sign : {"authorization violation", "authentication expired", "authentication violation",
+                             "authentication revoked", "secure connection required",
+                             "secure connection not available", ":depth=", "maximum connections exceeded",
+                             "maximum account active connections exceeded"}) {
+      if (lower.find(sign) != std::string::npos) return true;
     }
     return false;
   }
