@@ -95,6 +95,7 @@ inline replication_errc classify(natsStatus s, jsErrCode jerr) noexcept {
     case NATS_IO_ERROR:
     case NATS_NO_RESPONDERS:
     case NATS_NOT_YET_CONNECTED:
+    case NATS_SSL_ERROR:  // a TLS handshake cut short (a server restarting); a refusal's text says so (channel)
       return replication_errc::unreachable;
     case NATS_CONNECTION_AUTH_FAILED:
     case NATS_NOT_PERMITTED:
@@ -759,11 +760,10 @@ class channel {
       // As check() would say it, without the secrets of the url or the options.
       const std::string detail = describe(s);
       replication_errc code = classify(s, static_cast<jsErrCode>(0));
-      // A failed TLS handshake is a connection cut short (a server restarting), unless the text
-      // shows a refusal (shows_refusal()). With several servers the status is the last one's (a
-      // server refusing the credentials, then one down: "Timeout", with libnats 3.4.1), but the
-      // text keeps a refusal met on the way: that is the answer, the settings need mending.
-      if (s == NATS_SSL_ERROR) code = replication_errc::unreachable;
+      // A failed TLS handshake (classify()) is unreachable unless the text shows a refusal
+      // (shows_refusal()). With several servers the status is the last one's (a server refusing
+      // the credentials, then one down: "Timeout", with libnats 3.4.1), but the text keeps a
+      // refusal met on the way: that is the answer, the settings need mending.
       if (code == replication_errc::unreachable && shows_refusal(detail)) code = replication_errc::refused;
       throw replication_error(code, without_secrets("connect to " + engine.url, engine),
                               without_secrets(detail, engine));
