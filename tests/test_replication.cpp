@@ -164,9 +164,11 @@ leftright::replication_options options_for(const nats_server& s, const std::stri
   return o;
 }
 
-/// w.publish(), retried while the engine answers unreachable or unavailable (just restarted).
+/// w.publish(), retried while the engine answers unreachable or unavailable (just restarted);
+/// mending: also while the last reconnection failed on a credentials file mended since (protocol,
+/// until the client's next attempt reads it).
 template <class Writer>
-u64 publish_retrying(Writer& w) {
+u64 publish_retrying(Writer& w, bool mending = false) {
   u64 v = 0;
   std::string last;
   const bool published = eventually([&] {
@@ -175,7 +177,9 @@ u64 publish_retrying(Writer& w) {
       return true;
     } catch (const replication_error& e) {
       last = e.what();
-      if (e.code() != replication_errc::unreachable && e.code() != replication_errc::engine) throw;
+      const bool retry = e.code() == replication_errc::unreachable || e.code() == replication_errc::engine ||
+                         (mending && e.code() == replication_errc::protocol);
+      if (!retry) throw;
       return false;
     }
   }, std::chrono::seconds(20));
@@ -2214,6 +2218,14 @@ struct tls_files {
     run("openssl req" + ec + " -subj /CN=127.0.0.1 -keyout " + d + "/server.key -out " + d + "/server.csr");
     run("openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.pem -CAkey " + d + "/ca.key" +
         " -CAcreateserial -days 2 -extfile " + d + "/ext.cnf -out " + d + "/server.pem");
+    // Client certificates: one the test's authority signed, one the other authority signed.
+    for (const std::string who : {"client", "other-client"}) {
+      const std::string ca = who == "client" ? "ca" : "other";
+      run("openssl req" + ec + " -subj /CN=leftright-" + who + " -keyout " + d + "/" + who + ".key -out " + d + "/" +
+          who + ".csr");
+      run("openssl x509 -req -in " + d + "/" + who + ".csr -CA " + d + "/" + ca + ".pem -CAkey " + d + "/" + ca +
+          ".key -CAcreateserial -days 2 -out " + d + "/" + who + ".pem");
+    }
   }
  private:
   static void run(const std::string& command) {
@@ -2247,6 +2259,9 @@ TEST_CASE("replication: an engine with users refuses a client without credential
   publish_and_follow(opts, fopts);
   opts.token = "t";  // a token and a user at once: refused before connecting
   CHECK(open_error(opts) == replication_errc::protocol);
+  opts.token.clear();
+  opts.url = fopts.url;  // a user in the url and one in the options: the client would drop one
+  CHECK(open_error(opts) == replication_errc::protocol);
   // A refusal names the servers, never the secrets (in the url or in the options).
   auto wrong = options_for(server, "users");
   wrong.url = "nats://lr:hunter2@127.0.0.1:" + server.url().substr(server.url().rfind(':') + 1);
@@ -2262,6 +2277,23 @@ TEST_CASE("replication: an engine with users refuses a client without credential
   // client library's status is the last server's).
   wrong.url = server.url() + "," + "nats://127.0.0.1:" + std::to_string(leftright_test::free_port());
   CHECK(open_error(wrong) == replication_errc::refused);
+}
+
+TEST_CASE("replication: error messages hide the secrets of the urls and options, and only them", "[replication]") {
+  namespace rp = leftright::detail::replication;
+  rp::connection_settings engine;
+  engine.url = "nats://lr:hunter2@127.0.0.1:4222, nats://tok3n@10.0.0.1:4222";
+  engine.password = "o";  // a short one: its letters stand in many words
+  engine.token = "correct-horse";
+  const std::string said = rp::without_secrets(
+      "connect to nats://lr:hunter2@127.0.0.1:4222, nats://tok3n@10.0.0.1:4222: Authentication Violation "
+      "(token correct-horse; 'nats://lr:hunter2@127.0.0.1:4222' and tls://u:p@h:1)",
+      engine);
+  CHECK(said ==
+        "connect to nats://lr:***@127.0.0.1:4222, nats://***@10.0.0.1:4222: Authentication Violation "
+        "(token ***; 'nats://lr:***@127.0.0.1:4222' and tls://u:***@h:1)");
+  engine.password = "*";  // a secret that the mask itself holds: each place is masked once
+  CHECK(rp::without_secrets("a * b", engine) == "a *** b");
 }
 
 TEST_CASE("replication: an engine with a token refuses a client without it, and serves one with it", "[replication]") {
@@ -2291,6 +2323,26 @@ TEST_CASE("replication: TLS: a client that trusts the engine's authority connect
   publish_and_follow(opts, opts);
   opts.tls_cert_file = certs.dir / "server.pem";  // a certificate without its key
   CHECK(open_error(opts) == replication_errc::protocol);
+}
+
+TEST_CASE("replication: TLS: an engine that verifies its clients refuses one without a certificate its authority "
+          "signed", "[replication]") {
+  const tls_files certs;
+  const std::string d = certs.dir.string();
+  nats_server server({"--tls", "--tlscert", d + "/server.pem", "--tlskey", d + "/server.key", "--tlsverify",
+                      "--tlscacert", d + "/ca.pem"});
+  auto opts = options_for(server, "mtls");
+  opts.tls_ca_file = certs.dir / "ca.pem";
+  const replication_error none = open_failure(opts);  // no certificate of its own
+  INFO(none.what());
+  CHECK(none.code() == replication_errc::refused);
+  CHECK(std::string(none.what()).find("tls_cert_file") != std::string::npos);
+  opts.tls_cert_file = certs.dir / "other-client.pem";  // signed by an authority the engine does not trust
+  opts.tls_key_file = certs.dir / "other-client.key";
+  CHECK(open_error(opts) == replication_errc::refused);
+  opts.tls_cert_file = certs.dir / "client.pem";
+  opts.tls_key_file = certs.dir / "client.key";
+  publish_and_follow(opts, opts);
 }
 
 TEST_CASE("replication: a tls:// url asks for TLS: an engine without it is refused, not spoken to in clear",
@@ -2368,7 +2420,7 @@ TEST_CASE("replication: credentials files are read as the engine's tools write t
   CHECK(refusal(seed_block, both).find("holds no user JWT") != std::string::npos);      // the seed as the JWT
   CHECK(refusal(seed_block + seed_block, both).find("holds no user JWT") != std::string::npos);
   CHECK(refusal(jwt + "\n" + user.seed + "\n", both).find("holds no user JWT") != std::string::npos);  // no blocks
-  CHECK(refusal(jwt_block, both).find("needs the seed in nkey_seed_file") != std::string::npos);  // the JWT alone
+  CHECK(refusal(jwt_block, both).find("holds a JWT but no seed") != std::string::npos);  // the JWT alone
   CHECK(refusal(text, seed_only).find("goes in credentials_file") != std::string::npos);  // as the seed file
   CHECK(refusal(jwt_block + "-----BEGIN USER NKEY SEED-----\n" + account.seed + "\n------END USER NKEY SEED------\n",
                 both)
@@ -2650,11 +2702,39 @@ TEST_CASE("replication: the credentials file is read at every connection: expire
       (void)leader.publish();
       FAIL("published through a connection whose credentials file holds an expired JWT");
     } catch (const replication_error& e) {
-      CHECK((e.code() == replication_errc::unreachable || e.code() == replication_errc::engine));
+      // Unreachable until the client's first attempt has failed on the file; then protocol,
+      // naming why.
+      INFO(e.what());
+      if (e.code() == replication_errc::protocol) {
+        CHECK(std::string(e.what()).find("expired") != std::string::npos);
+      } else {
+        CHECK((e.code() == replication_errc::unreachable || e.code() == replication_errc::engine));
+      }
     }
   }
   std::filesystem::copy_file(trusted.creds_file, opts.credentials_file,
                              std::filesystem::copy_options::overwrite_existing);
-  CHECK(publish_retrying(leader) == 2);
+  CHECK(publish_retrying(leader, true) == 2);
   CHECK(*lr.read().find(u64{2}) == 2);
+  // A file that no longer holds what it must while the client reconnects: every attempt fails,
+  // and a call says why (protocol, the file named), not that the engine is out of reach.
+  std::ofstream(opts.credentials_file, std::ios::trunc) << "not a credentials file\n";
+  server.kill();
+  server.start();
+  leader.insert_or_assign(3, 3);
+  std::string said;
+  for (int attempt = 0; attempt < 10 && said.find("every reconnection fails") == std::string::npos; ++attempt) {
+    try {
+      (void)leader.publish();
+      FAIL("published through a connection whose credentials file holds garbage");
+    } catch (const replication_error& e) {
+      said = e.what();
+      if (said.find("every reconnection fails") != std::string::npos) CHECK(e.code() == replication_errc::protocol);
+    }
+  }
+  INFO(said);
+  CHECK(said.find(opts.credentials_file.string()) != std::string::npos);
+  std::filesystem::copy_file(trusted.creds_file, opts.credentials_file,
+                             std::filesystem::copy_options::overwrite_existing);
+  CHECK(publish_retrying(leader, true) == 3);
 }

@@ -1031,7 +1031,8 @@ class follower {
     });
   }
   /// How many versions the log held beyond version() when the follower last looked (at most
-  /// about a second ago while messages flow; the staleness bound of its reads).
+  /// about a second ago while messages flow; the staleness bound of its reads while connected():
+  /// cut off, the follower cannot look, and this keeps its last figure).
   std::uint64_t lag() const noexcept {
     // [F3] relaxed: an estimate; no other data is read through it.
     const std::uint64_t last = s_->known_last.load(std::memory_order_relaxed);
@@ -1073,7 +1074,8 @@ class follower {
     return s_->replaced.load(std::memory_order_relaxed);
   }
   /// The last error the follower's thread met (it retries; empty if none), or why it stopped
-  /// following (log_replaced(): "log replaced", "engine lost versions").
+  /// following (log_replaced(): "log replaced", "engine lost versions"). Kept once the follower
+  /// recovers: connected() and lag() tell its health now.
   std::string last_error() const {
     std::lock_guard lock(s_->mu);
     return s_->error;

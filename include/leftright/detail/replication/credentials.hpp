@@ -286,11 +286,13 @@ struct user_credentials {
     }
     std::string_view found = blocks.empty() ? std::string_view() : blocks[0];
     if (holds == credential_file::jwt && blocks.empty()) found = first_line_starting(text.str(), "eyJ");
-    if (!looks_like_jwt(found) || (holds == credential_file::jwt_and_seed && blocks.size() < 2)) {
+    if (!looks_like_jwt(found)) {
       refuse(holds == credential_file::jwt
                  ? "holds no user JWT (-----BEGIN NATS USER JWT----- ..., or the JWT alone on a line)"
-                 : "holds no user JWT and seed (-----BEGIN NATS USER JWT----- ... -----BEGIN USER NKEY SEED-----; "
-                   "a JWT without its seed needs the seed in nkey_seed_file)");
+                 : "holds no user JWT and seed (-----BEGIN NATS USER JWT----- ... -----BEGIN USER NKEY SEED-----)");
+    }
+    if (holds == credential_file::jwt_and_seed && blocks.size() < 2) {
+      refuse("holds a JWT but no seed after it: give the seed's file as nkey_seed_file");
     }
     take_jwt(found, refuse);
     if (holds == credential_file::jwt_and_seed) take_seed(blocks[1], refuse);
@@ -364,6 +366,7 @@ class credentials_registry {
   /// and kept for its signature (for_signature): the client library asks for the JWT and then
   /// for the signature, and a file replaced between the two must not pair one user's JWT with
   /// another's seed.
+  /// An attempt whose files read well forgets the failure an earlier one noted.
   static std::shared_ptr<const user_credentials> for_jwt(std::uintptr_t id) {
     const std::optional<credentials_source> source = find(id);
     if (!source) return nullptr;
@@ -372,6 +375,7 @@ class credentials_registry {
     const std::lock_guard<std::mutex> lock(st.mu);
     if (!st.sources.contains(id)) return nullptr;
     st.for_signature.insert_or_assign(id, read);
+    st.failures.erase(id);
     return read;
   }
   /// The credentials for a connection attempt's signature: those for_jwt kept (taken: once), or
@@ -380,7 +384,11 @@ class credentials_registry {
     if (std::shared_ptr<const user_credentials> kept = take_kept(id)) return kept;
     const std::optional<credentials_source> source = find(id);
     if (!source) return nullptr;
-    return std::make_shared<const user_credentials>(*source);
+    auto read = std::make_shared<const user_credentials>(*source);
+    state& st = get();
+    const std::lock_guard<std::mutex> lock(st.mu);
+    st.failures.erase(id);  // (an NKey user's attempt: this is its only reading)
+    return read;
   }
   /// Forgets what for_jwt kept for id (an attempt that asks for no signature).
   static void drop_kept(std::uintptr_t id) noexcept { (void)take_kept(id); }
@@ -389,6 +397,14 @@ class credentials_registry {
     state& st = get();
     const std::lock_guard<std::mutex> lock(st.mu);
     if (st.sources.contains(id)) st.failures.insert_or_assign(id, std::move(f));
+  }
+  /// The failure noted for id, if the last attempt's callbacks failed (kept: see for_jwt()).
+  static std::optional<credentials_failure> last_failure(std::uintptr_t id) {
+    state& st = get();
+    const std::lock_guard<std::mutex> lock(st.mu);
+    const auto it = st.failures.find(id);
+    if (it == st.failures.end()) return std::nullopt;
+    return it->second;
   }
   /// The failure noted for id since the last call, if any.
   static std::optional<credentials_failure> take_failure(std::uintptr_t id) {
@@ -443,6 +459,11 @@ class credentials_registration {
   std::optional<credentials_failure> take_failure() const {
     if (id_ == 0) return std::nullopt;
     return credentials_registry::take_failure(id_);
+  }
+  /// What the last attempt's callbacks noted, kept (none for no registration).
+  std::optional<credentials_failure> last_failure() const {
+    if (id_ == 0) return std::nullopt;
+    return credentials_registry::last_failure(id_);
   }
 
  private:

@@ -201,11 +201,33 @@ inline std::vector<std::string> secrets_of(const connection_settings& engine) {
   return secrets;
 }
 
-/// text with every secret of engine replaced by ***.
+/// text with the engine's secrets replaced by ***: in every url written in it (scheme://...@),
+/// the part a secret takes (url_secret()); elsewhere, each password or token of the settings
+/// (secrets_of()) where it stands as a word of its own (no letter or digit on either side), so
+/// that a short one does not mark every place its letters happen to appear in the text ("o"
+/// in "connect to").
 inline std::string without_secrets(std::string text, const connection_settings& engine) {
+  const auto word_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  for (std::size_t scheme = text.find("://"); scheme != std::string::npos; scheme = text.find("://", scheme + 3)) {
+    std::size_t end = scheme + 3;
+    while (end < text.size() && text[end] != '/' && text[end] != ' ' && text[end] != ',' && text[end] != '\'' &&
+           text[end] != '"' && text[end] != ')') {
+      ++end;
+    }
+    std::size_t begin = scheme;
+    while (begin > 0 && word_char(text[begin - 1])) --begin;
+    const std::string url = text.substr(begin, end - begin);
+    const auto [first, last] = url_secret(url);
+    if (last > first) text.replace(begin + first, last - first, "***");
+  }
   for (const std::string& secret : secrets_of(engine)) {
-    for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 3)) {
-      text.replace(at, secret.size(), "***");
+    for (std::size_t at = text.find(secret); at != std::string::npos;) {
+      const bool alone = (at == 0 || !word_char(text[at - 1])) &&
+                         (at + secret.size() == text.size() || !word_char(text[at + secret.size()]));
+      if (alone) text.replace(at, secret.size(), "***");
+      at = text.find(secret, at + (alone ? 3 : 1));
     }
   }
   return text;
@@ -694,6 +716,15 @@ class channel {
     replication_errc code = classify(s, jerr);
     std::string detail = describe(s, jerr);
     const bool closed = nc_ && natsConnection_Status(nc_.get()) == NATS_CONN_STATUS_CLOSED;
+    if (code == replication_errc::unreachable && !closed && !connected()) {
+      // Reconnecting: a credentials file that no longer holds what it must fails every attempt
+      // (the callbacks' last failure): a setting to mend, named, not a server out of reach. A
+      // file mended is read at the next attempt.
+      if (const std::optional<credentials_failure> f = credentials_.last_failure(); f && !f->retry) {
+        code = replication_errc::protocol;
+        detail += "; every reconnection fails: " + f->message;
+      }
+    }
     if (code == replication_errc::unreachable && closed) {
       const char* last = nullptr;
       (void)natsConnection_GetLastError(nc_.get(), &last);
@@ -765,8 +796,19 @@ class channel {
       // the credentials, then one down: "Timeout", with libnats 3.4.1), but the text keeps a
       // refusal met on the way: that is the answer, the settings need mending.
       if (code == replication_errc::unreachable && shows_refusal(detail)) code = replication_errc::refused;
+      // A server that verifies its clients' certificates closes the connection after a TLS 1.3
+      // handshake whose client certificate it refused: the client library then reads nothing
+      // where the engine's first answer should be ("Expected 'PONG', got ''"), and no text of the
+      // engine's says why.
+      std::string why = detail;
+      if (s == NATS_PROTOCOL_ERROR && wants_tls(engine) && detail.find("got ''") != std::string::npos) {
+        code = replication_errc::refused;
+        why += " (the engine closed the connection after the TLS handshake: one that verifies its clients' "
+               "certificates refuses a client without tls_cert_file and tls_key_file, or with a certificate "
+               "that none of its authorities signed)";
+      }
       throw replication_error(code, without_secrets("connect to " + engine.url, engine),
-                              without_secrets(detail, engine));
+                              without_secrets(why, engine));
     }
     nc_.reset(nc);
     jsOptions jo;
@@ -812,11 +854,12 @@ class channel {
     const bool nkey = !engine.nkey.empty();
     bool in_url = false;
     for (const std::string& url : split_urls(engine.url)) in_url = in_url || url_secret(url).second != 0;
-    const int ways = int(user || in_url) + int(!engine.token.empty()) + int(creds) + int(nkey);
+    const int ways = int(user) + int(in_url) + int(!engine.token.empty()) + int(creds) + int(nkey);
     if (ways > 1) {
       throw replication_error(replication_errc::protocol, "open",
-                              "replication_options: more than one of a user/password or token (in the options or "
-                              "a url), a credentials file and an nkey (the engine takes one)");
+                              "replication_options: more than one of a user/password in the options, a user or "
+                              "token in a url, a token in the options, a credentials file and an nkey (the engine "
+                              "takes one; the client library would send the url's and drop the others)");
     }
     if (user) check(natsOptions_SetUserInfo(o, engine.user.c_str(), engine.password.c_str()), "connect");
     if (!engine.token.empty()) check(natsOptions_SetToken(o, engine.token.c_str()), "connect");
@@ -915,13 +958,14 @@ class channel {
   /// that scheme but does not turn TLS on for it). The servers' certificates are checked against
   /// tls_ca_file, or the authorities the client library trusts by default (the system's) when it
   /// is empty. A file that cannot be loaded is a protocol error (a setting to mend, not a refusal).
-  static void set_tls(natsOptions* o, const connection_settings& engine) {
+  static bool wants_tls(const connection_settings& engine) {
     bool tls_url = false;
     for (const std::string& url : split_urls(engine.url)) tls_url = tls_url || is_tls_url(url);
-    if (!engine.tls && !tls_url && engine.tls_ca_file.empty() && engine.tls_cert_file.empty() &&
-        engine.tls_key_file.empty()) {
-      return;
-    }
+    return engine.tls || tls_url || !engine.tls_ca_file.empty() || !engine.tls_cert_file.empty() ||
+           !engine.tls_key_file.empty();
+  }
+  static void set_tls(natsOptions* o, const connection_settings& engine) {
+    if (!wants_tls(engine)) return;
     if (engine.tls_cert_file.empty() != engine.tls_key_file.empty()) {
       throw replication_error(replication_errc::protocol, "open",
                               "replication_options: tls_cert_file and tls_key_file go together");
