@@ -2647,6 +2647,9 @@ TEST_CASE("replication: a user the engine revokes while connected is closed out 
   auto [leader, lr] = leftright::open_leader<u64, u64>(opts);
   leader.insert_or_assign(1, 1);
   REQUIRE(leader.publish() == 1);
+  auto [f, fr] = leftright::open_follower<u64, u64>(opts);
+  REQUIRE(f.wait_for(1, std::chrono::seconds(10)));
+  CHECK_FALSE(f.closed());
   std::ofstream(keys.path / "operator.conf", std::ios::trunc) << trusted.server_config_revoking(trusted.user);
   server.reload();
   // Until the engine has read its configuration again, publishes go through; then the client
@@ -2665,6 +2668,11 @@ TEST_CASE("replication: a user the engine revokes while connected is closed out 
   INFO(said);
   CHECK(said.find("Revoked") != std::string::npos);
   CHECK_FALSE(leader.connected());
+  // The follower, the same user, is closed out too (the engine's notice reaches each connection
+  // as its own: waited for, not timed), and its readers keep version 1.
+  CHECK(eventually([&] { return f.closed(); }, std::chrono::seconds(30)));
+  CHECK_FALSE(f.connected());
+  CHECK(*fr.read().find(u64{1}) == 1);
   try {
     (void)leader.publish();
     FAIL("published as a revoked user");

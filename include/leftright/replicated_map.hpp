@@ -1042,6 +1042,11 @@ class follower {
   /// Whether the connection to the engine is up now. While it is not, readers keep the last
   /// version (stale, consistent).
   bool connected() const noexcept { return s_->ch->connected(); }
+  /// Whether the engine turned this follower away for good (a user revoked while connected,
+  /// credentials refused twice in a row on reconnecting): the client library then closes the
+  /// connection and never reconnects it, last_error() says why, and only a follower opened anew
+  /// (with mended settings) follows again. Readers keep the last version meanwhile.
+  bool closed() const noexcept { return s_->ch->closed(); }
   /// Its name in the engine's acks bucket (replication_options::id, or the default made).
   const std::string& id() const noexcept { return s_->id; }
   /// Sets the function called after each re-bootstrap (a follower behind the retained log jumps

@@ -274,6 +274,9 @@ class channel {
   std::string ack_subject(std::string_view id) const { return "$KV." + acks_bucket() + "." + std::string(id); }
 
   bool connected() const noexcept { return natsConnection_Status(nc_.get()) == NATS_CONN_STATUS_CONNECTED; }
+  /// Whether the client library closed the connection for good (it never does for a server out
+  /// of reach: the engine turned the client away; see check()).
+  bool closed() const noexcept { return natsConnection_Status(nc_.get()) == NATS_CONN_STATUS_CLOSED; }
   /// The largest message the server takes (payload bytes).
   std::size_t max_payload() const noexcept {
     const int64_t n = natsConnection_GetMaxPayload(nc_.get());
@@ -715,7 +718,7 @@ class channel {
     if (s == NATS_OK) return;
     replication_errc code = classify(s, jerr);
     std::string detail = describe(s, jerr);
-    const bool closed = nc_ && natsConnection_Status(nc_.get()) == NATS_CONN_STATUS_CLOSED;
+    const bool closed = nc_ && this->closed();
     if (code == replication_errc::unreachable && !closed && !connected()) {
       // Reconnecting: a credentials file that no longer holds what it must fails every attempt
       // (the callbacks' last failure): a setting to mend, named, not a server out of reach. A
