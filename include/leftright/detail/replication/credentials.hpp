@@ -465,6 +465,20 @@ class credentials_registration {
     if (id_ == 0) return std::nullopt;
     return credentials_registry::last_failure(id_);
   }
+  /// Why the files cannot be used now, read afresh (none if they can, or for no registration).
+  std::optional<std::string> problem_now() const {
+    const std::optional<credentials_source> source = id_ == 0 ? std::nullopt : credentials_registry::find(id_);
+    if (!source) return std::nullopt;
+    try {
+      const user_credentials read(*source);
+    } catch (const replication_error& e) {
+      std::string why = e.what();
+      constexpr std::string_view prefix = "leftright: open: ";  // the reading's own, not an open's
+      if (why.starts_with(prefix)) why.erase(0, prefix.size());
+      return why;
+    }
+    return std::nullopt;
+  }
 
  private:
   std::uintptr_t id_ = 0;

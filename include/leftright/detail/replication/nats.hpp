@@ -177,58 +177,49 @@ inline std::vector<std::string> split_urls(const std::string& list) {
 }
 
 /// Where a url's secret is (a password, nats://user:password@host, or a token,
-/// nats://token@host): [first, last) in url, empty if it has none.
-inline std::pair<std::size_t, std::size_t> url_secret(const std::string& url) {
+/// nats://token@host): [first, last) in url, empty if it has none. Read as the client library
+/// reads a url (libnats 3.4.1, natsUrl_Create): the user information ends at the url's last @,
+/// and a password starts after its first colon; a / or an @ may stand in a password.
+inline std::pair<std::size_t, std::size_t> url_secret(std::string_view url) {
   const std::size_t scheme = url.find("://");
-  const std::size_t from = scheme == std::string::npos ? 0 : scheme + 3;
-  const std::size_t at = url.find('@', from);
-  if (at == std::string::npos || url.find('/', from) < at) return {0, 0};
+  const std::size_t from = scheme == std::string_view::npos ? 0 : scheme + 3;
+  const std::size_t at = url.rfind('@');
+  if (at == std::string_view::npos || at < from) return {0, 0};
   const std::size_t colon = url.find(':', from);
-  return {colon != std::string::npos && colon < at ? colon + 1 : from, at};  // a user's name stays
+  return {colon < at ? colon + 1 : from, at};  // a user's name stays
 }
 
-/// The engine's secrets, as an error message must not show them: the password and token, and
-/// those in the urls.
-inline std::vector<std::string> secrets_of(const connection_settings& engine) {
-  std::vector<std::string> secrets;
-  for (const std::string* s : {&engine.password, &engine.token}) {
-    if (!s->empty()) secrets.push_back(*s);
-  }
-  for (const std::string& url : split_urls(engine.url)) {
-    const auto [first, last] = url_secret(url);
-    if (last > first) secrets.push_back(url.substr(first, last - first));
-  }
-  return secrets;
+/// url with its secret (url_secret()) replaced by ***.
+inline std::string masked_url(std::string url) {
+  const auto [first, last] = url_secret(url);
+  if (last > first) url.replace(first, last - first, "***");
+  return url;
 }
 
-/// text with the engine's secrets replaced by ***: in every url written in it (scheme://...@),
-/// the part a secret takes (url_secret()); elsewhere, each password or token of the settings
-/// (secrets_of()) where it stands as a word of its own (no letter or digit on either side), so
-/// that a short one does not mark every place its letters happen to appear in the text ("o"
-/// in "connect to").
+/// text with the secrets of the engine's urls replaced by ***: each url of the settings where it
+/// is written as given, and any other url in it (scheme://..., up to a space, a comma, a quote or
+/// a closing parenthesis: the client library writes a url of its own form, with a port added,
+/// say) where it has user information. The options' password and token are not looked for: the
+/// client library never writes them (and masking each place a short one's letters stand only
+/// showed where they stood).
 inline std::string without_secrets(std::string text, const connection_settings& engine) {
+  for (const std::string& url : split_urls(engine.url)) {
+    const std::string masked = masked_url(url);
+    if (masked == url) continue;
+    for (std::size_t at = text.find(url); at != std::string::npos; at = text.find(url, at + masked.size())) {
+      text.replace(at, url.size(), masked);
+    }
+  }
   const auto word_char = [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
   };
-  for (std::size_t scheme = text.find("://"); scheme != std::string::npos; scheme = text.find("://", scheme + 3)) {
-    std::size_t end = scheme + 3;
-    while (end < text.size() && text[end] != '/' && text[end] != ' ' && text[end] != ',' && text[end] != '\'' &&
-           text[end] != '"' && text[end] != ')') {
-      ++end;
-    }
-    std::size_t begin = scheme;
+  for (std::size_t scheme = text.find("://"); scheme != std::string::npos;) {
+    std::size_t begin = scheme, end = scheme + 3;
     while (begin > 0 && word_char(text[begin - 1])) --begin;
-    const std::string url = text.substr(begin, end - begin);
-    const auto [first, last] = url_secret(url);
-    if (last > first) text.replace(begin + first, last - first, "***");
-  }
-  for (const std::string& secret : secrets_of(engine)) {
-    for (std::size_t at = text.find(secret); at != std::string::npos;) {
-      const bool alone = (at == 0 || !word_char(text[at - 1])) &&
-                         (at + secret.size() == text.size() || !word_char(text[at + secret.size()]));
-      if (alone) text.replace(at, secret.size(), "***");
-      at = text.find(secret, at + (alone ? 3 : 1));
-    }
+    while (end < text.size() && std::string_view(" ,'\")").find(text[end]) == std::string_view::npos) ++end;
+    const std::string masked = masked_url(text.substr(begin, end - begin));
+    text.replace(begin, end - begin, masked);
+    scheme = text.find("://", begin + masked.size());
   }
   return text;
 }
@@ -723,9 +714,12 @@ class channel {
       // Reconnecting: a credentials file that no longer holds what it must fails every attempt
       // (the callbacks' last failure): a setting to mend, named, not a server out of reach. A
       // file mended is read at the next attempt.
-      if (const std::optional<credentials_failure> f = credentials_.last_failure(); f && !f->retry) {
-        code = replication_errc::protocol;
-        detail += "; every reconnection fails: " + f->message;
+      const std::optional<credentials_failure> f = credentials_.last_failure();
+      if (f && !f->retry) {
+        if (const std::optional<std::string> why = credentials_.problem_now()) {  // not mended since
+          code = replication_errc::protocol;
+          detail += "; every reconnection fails: " + *why;
+        }
       }
     }
     if (code == replication_errc::unreachable && closed) {
@@ -777,18 +771,21 @@ class channel {
     check(natsOptions_SetSendAsap(o, true), "connect");
     check(natsOptions_SetIOBufSize(o, io_buffer_bytes), "connect");
     natsConnection* nc = nullptr;
-    natsStatus s = natsConnection_Connect(&nc, o);
-    // A credentials callback that failed (sign_nonce, with_credentials): a file that changed
-    // since set_credentials read it is a setting to mend; a signature the client library cannot
-    // send, a new attempt (another nonce).
-    for (int attempt = 1; s != NATS_OK; ++attempt) {
-      const std::optional<credentials_failure> failed = credentials_.take_failure();
-      if (!failed) break;
-      if (!failed->retry || attempt == 8) {
-        throw replication_error(replication_errc::protocol, without_secrets("connect to " + engine.url, engine),
-                                failed->message);
+    natsStatus s = attempt(o, &nc, engine);
+    // A server that verifies its clients' certificates closes the connection after a TLS 1.3
+    // handshake whose client certificate it refused: the client library then reads nothing where
+    // the engine's first answer should be ("Expected 'PONG', got ''"), and no text of the
+    // engine's says why. A server going down right after a handshake looks the same, once: a
+    // refusal repeats at a second attempt.
+    if (s != NATS_OK && dropped_after_tls(s, engine)) {
+      s = attempt(o, &nc, engine);
+      if (s != NATS_OK && dropped_after_tls(s, engine)) {
+        throw replication_error(replication_errc::refused, without_secrets("connect to " + engine.url, engine),
+                                without_secrets(describe(s), engine) +
+                                    " (twice: the engine closed the connection after the TLS handshake; one that "
+                                    "verifies its clients' certificates refuses a client without tls_cert_file and "
+                                    "tls_key_file, or with a certificate that none of its authorities signed)");
       }
-      s = natsConnection_Connect(&nc, o);
     }
     if (s != NATS_OK) {
       // As check() would say it, without the secrets of the url or the options.
@@ -799,19 +796,8 @@ class channel {
       // the credentials, then one down: "Timeout", with libnats 3.4.1), but the text keeps a
       // refusal met on the way: that is the answer, the settings need mending.
       if (code == replication_errc::unreachable && shows_refusal(detail)) code = replication_errc::refused;
-      // A server that verifies its clients' certificates closes the connection after a TLS 1.3
-      // handshake whose client certificate it refused: the client library then reads nothing
-      // where the engine's first answer should be ("Expected 'PONG', got ''"), and no text of the
-      // engine's says why.
-      std::string why = detail;
-      if (s == NATS_PROTOCOL_ERROR && wants_tls(engine) && detail.find("got ''") != std::string::npos) {
-        code = replication_errc::refused;
-        why += " (the engine closed the connection after the TLS handshake: one that verifies its clients' "
-               "certificates refuses a client without tls_cert_file and tls_key_file, or with a certificate "
-               "that none of its authorities signed)";
-      }
       throw replication_error(code, without_secrets("connect to " + engine.url, engine),
-                              without_secrets(why, engine));
+                              without_secrets(detail, engine));
     }
     nc_.reset(nc);
     jsOptions jo;
@@ -822,6 +808,28 @@ class channel {
     js_.reset(js);
   }
 
+  /// natsConnection_Connect, again while a credentials callback failed on what another attempt
+  /// may mend (sign_nonce: a signature the client library cannot send; another nonce comes).
+  /// Throws replication_error, protocol, for a callback's failure that is a setting to mend (a
+  /// file that changed since set_credentials read it).
+  natsStatus attempt(natsOptions* o, natsConnection** nc, const connection_settings& engine) {
+    natsStatus s = natsConnection_Connect(nc, o);
+    for (int tries = 1; s != NATS_OK; ++tries) {
+      const std::optional<credentials_failure> failed = credentials_.take_failure();
+      if (!failed) break;
+      if (!failed->retry || tries == 8) {
+        throw replication_error(replication_errc::protocol, without_secrets("connect to " + engine.url, engine),
+                                failed->message);
+      }
+      s = natsConnection_Connect(nc, o);
+    }
+    return s;
+  }
+  /// Whether a connection failed with TLS on because the server closed it before its first
+  /// answer (see connect()).
+  static bool dropped_after_tls(natsStatus s, const connection_settings& engine) {
+    return s == NATS_PROTOCOL_ERROR && wants_tls(engine) && describe(s).find("got ''") != std::string::npos;
+  }
   /// Whether a failed connection's text (describe()) shows that a server turned the client away:
   /// the engine's answer to bad credentials (refused, expired, revoked), to a client past its
   /// connection limits, TLS wanted on one side only (the client library's texts), or a
