@@ -355,13 +355,7 @@ class credentials_registry {
     st.failures.erase(id);
     st.for_signature.erase(id);
   }
-  static std::optional<credentials_source> find(std::uintptr_t id) {
-    state& st = get();
-    const std::lock_guard<std::mutex> lock(st.mu);
-    const auto it = st.sources.find(id);
-    if (it == st.sources.end()) return std::nullopt;
-    return it->second;
-  }
+  static std::optional<credentials_source> find(std::uintptr_t id) { return copy_of(&state::sources, id); }
   /// The credentials for a connection attempt's JWT, read from id's files (nullptr: id is gone),
   /// and kept for its signature (for_signature): the client library asks for the JWT and then
   /// for the signature, and a file replaced between the two must not pair one user's JWT with
@@ -400,11 +394,7 @@ class credentials_registry {
   }
   /// The failure noted for id, if the last attempt's callbacks failed (kept: see for_jwt()).
   static std::optional<credentials_failure> last_failure(std::uintptr_t id) {
-    state& st = get();
-    const std::lock_guard<std::mutex> lock(st.mu);
-    const auto it = st.failures.find(id);
-    if (it == st.failures.end()) return std::nullopt;
-    return it->second;
+    return copy_of(&state::failures, id);
   }
   /// The failure noted for id since the last call, if any.
   static std::optional<credentials_failure> take_failure(std::uintptr_t id) {
@@ -434,6 +424,15 @@ class credentials_registry {
     std::map<std::uintptr_t, std::shared_ptr<const user_credentials>> for_signature;
     std::uintptr_t last = 0;
   };
+  /// A copy of what one of the state's maps holds for id, read under the lock.
+  template <class T>
+  static std::optional<T> copy_of(std::map<std::uintptr_t, T> state::*map, std::uintptr_t id) {
+    state& st = get();
+    const std::lock_guard<std::mutex> lock(st.mu);
+    const auto it = (st.*map).find(id);
+    if (it == (st.*map).end()) return std::nullopt;
+    return it->second;
+  }
   static state& get() {
     static state* const st = new state;  // NOLINT: never destroyed (see above)
     return *st;
