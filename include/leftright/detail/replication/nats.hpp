@@ -698,22 +698,21 @@ class channel {
 
   std::chrono::milliseconds timeout() const noexcept { return std::chrono::milliseconds(timeout_ms_); }
 
-  /// Throws replication_error for a failed status, as replication::check() does, but for a call
-  /// on a connection that the client library closed for good, which it never does on its own for
-  /// a server it cannot reach (it reconnects for ever): the engine turned the client away, and
-  /// the detail has its answer. Refused where that answer is one (shows_refusal(): a user revoked
-  /// while connected, closed at the notice; credentials refused twice in a row on reconnecting),
-  /// else engine; never unreachable, since waiting will not help: the leader or follower must be
-  /// opened again.
+  /// Throws replication_error for a failed status, as replication::check() does, but says why a
+  /// call failed where the connection tells more than the status (unreachable):
+  /// - reconnecting, and the credentials file failed the client's last attempt and still fails
+  ///   read again now: protocol, naming it (a setting to mend; a file mended is read at the
+  ///   next attempt);
+  /// - closed for good, which the client library never does for a server out of reach (it
+  ///   reconnects for ever): the engine turned the client away (a user revoked while connected,
+  ///   closed at the notice; credentials refused twice in a row on reconnecting). Refused where
+  ///   its answer shows a refusal (shows_refusal()), else engine; never unreachable, since
+  ///   waiting will not help: the leader or follower must be opened again.
   void check(natsStatus s, const char* what, jsErrCode jerr = static_cast<jsErrCode>(0)) const {
     if (s == NATS_OK) return;
     replication_errc code = classify(s, jerr);
     std::string detail = describe(s, jerr);
-    const bool closed = nc_ && this->closed();
-    if (code == replication_errc::unreachable && !closed && !connected()) {
-      // Reconnecting: a credentials file that no longer holds what it must fails every attempt
-      // (the callbacks' last failure): a setting to mend, named, not a server out of reach. A
-      // file mended is read at the next attempt.
+    if (code == replication_errc::unreachable && nc_ && !closed() && !connected()) {
       const std::optional<credentials_failure> f = credentials_.last_failure();
       if (f && !f->retry) {
         if (const std::optional<std::string> why = credentials_.problem_now()) {  // not mended since
@@ -722,7 +721,7 @@ class channel {
         }
       }
     }
-    if (code == replication_errc::unreachable && closed) {
+    if (code == replication_errc::unreachable && nc_ && closed()) {
       const char* last = nullptr;
       (void)natsConnection_GetLastError(nc_.get(), &last);
       const std::string answer = last != nullptr ? last : "";
@@ -965,16 +964,17 @@ class channel {
       return NATS_ERR;
     }
   }
-  /// TLS, if asked for by tls, by any of the files, or by a tls:// url (the client library reads
-  /// that scheme but does not turn TLS on for it). The servers' certificates are checked against
-  /// tls_ca_file, or the authorities the client library trusts by default (the system's) when it
-  /// is empty. A file that cannot be loaded is a protocol error (a setting to mend, not a refusal).
+  /// Whether the settings ask for TLS: tls, any of the files, or a tls:// url (the client
+  /// library reads that scheme but does not turn TLS on for it).
   static bool wants_tls(const connection_settings& engine) {
     bool tls_url = false;
     for (const std::string& url : split_urls(engine.url)) tls_url = tls_url || is_tls_url(url);
     return engine.tls || tls_url || !engine.tls_ca_file.empty() || !engine.tls_cert_file.empty() ||
            !engine.tls_key_file.empty();
   }
+  /// TLS, if the settings want it (wants_tls()). The servers' certificates are checked against
+  /// tls_ca_file, or the authorities the client library trusts by default (the system's) when it
+  /// is empty. A file that cannot be loaded is a protocol error (a setting to mend, not a refusal).
   static void set_tls(natsOptions* o, const connection_settings& engine) {
     if (!wants_tls(engine)) return;
     if (engine.tls_cert_file.empty() != engine.tls_key_file.empty()) {
