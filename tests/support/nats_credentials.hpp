@@ -309,25 +309,25 @@ inline operator_setup make_operator_setup(const std::filesystem::path& dir) {
                                        R"("limits":{"subs":-1,"data":-1,"payload":-1,"imports":-1,"exports":-1,)"
                                        R"("wildcards":true,"conn":-1,"leaf":-1})",
                                        dir);
+  // The server's configuration: the operator trusted, both accounts preloaded (the account's JWT
+  // as given).
+  const auto config_with = [=](const std::string& account_jwt) {
+    return "operator: \"" + op_jwt_file.string() + "\"\nsystem_account: " + sys.public_key +
+           "\nresolver: MEMORY\nresolver_preload: {\n  " + sys.public_key + ": \"" + sys_jwt + "\"\n  " +
+           account.public_key + ": \"" + account_jwt + "\"\n}\n";
+  };
   operator_setup setup;
   setup.server_config_revoking = [=](const nkey& revoked_user) {
     const long long issued_by = nats_credentials_detail::now_seconds() + 5;
-    const std::string revoking =
-        make_account_jwt(op, account, "leftright-account", dir, {{revoked_user.public_key, issued_by}});
-    return "operator: \"" + op_jwt_file.string() + "\"\nsystem_account: " + sys.public_key +
-           "\nresolver: MEMORY\nresolver_preload: {\n  " + sys.public_key + ": \"" + sys_jwt + "\"\n  " +
-           account.public_key + ": \"" + revoking + "\"\n}\n";
+    return config_with(make_account_jwt(op, account, "leftright-account", dir, {{revoked_user.public_key, issued_by}}));
   };
-  const std::string account_jwt = make_account_jwt(op, account, "leftright-account", dir);
   setup.account_public_key = account.public_key;
   setup.account = account;
   setup.user = user;
   setup.system_account = sys.public_key;
   setup.creds_file = dir / "user.creds";
   write_creds_file(setup.creds_file, make_user_jwt(account, user, "leftright-user", dir), user);
-  setup.server_config = "operator: \"" + op_jwt_file.string() + "\"\nsystem_account: " + sys.public_key +
-                        "\nresolver: MEMORY\nresolver_preload: {\n  " + sys.public_key + ": \"" + sys_jwt +
-                        "\"\n  " + account.public_key + ": \"" + account_jwt + "\"\n}\n";
+  setup.server_config = config_with(make_account_jwt(op, account, "leftright-account", dir));
   return setup;
 }
 

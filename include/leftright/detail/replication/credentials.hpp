@@ -71,6 +71,12 @@ inline std::string_view next_trimmed_line(std::string_view& text) {
   return line;
 }
 
+/// text without the UTF-8 byte order mark an editor may have put at its start.
+inline std::string_view without_bom(std::string_view text) {
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+  return text;
+}
+
 /// Whether a trimmed line is a block's marker: it ends with "---" and has "---" before that (as
 /// the engine's clients decide).
 inline bool credential_marker(std::string_view line) {
@@ -82,7 +88,7 @@ inline bool credential_marker(std::string_view line) {
 /// a marker line and the next non-empty line, which must be a marker too. A byte order mark at
 /// the start is skipped; lines are trimmed (next_trimmed_line).
 inline std::vector<std::string_view> credential_blocks(std::string_view text) {
-  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+  text = without_bom(text);
   std::vector<std::string_view> lines;
   while (!text.empty()) {
     if (const std::string_view line = next_trimmed_line(text); !line.empty()) lines.push_back(line);
@@ -300,7 +306,7 @@ struct user_credentials {
   /// The first trimmed line of text that starts with prefix (empty if none); a byte order mark
   /// at the start is skipped.
   static std::string_view first_line_starting(std::string_view text, std::string_view prefix) {
-    if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+    text = without_bom(text);
     while (!text.empty()) {
       if (const std::string_view line = next_trimmed_line(text); line.starts_with(prefix)) return line;
     }
