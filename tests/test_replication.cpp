@@ -2281,6 +2281,15 @@ TEST_CASE("replication: an engine with users refuses a client without credential
   CHECK(open_error(wrong) == replication_errc::refused);
 }
 
+TEST_CASE("replication: an error's detail is its message without the operation", "[replication]") {
+  const replication_error e(replication_errc::refused, "connect to nats://h:1", "Authorization Violation: x: y");
+  CHECK(std::string(e.what()) == "leftright: connect to nats://h:1: Authorization Violation: x: y");
+  CHECK(std::string(e.detail()) == "Authorization Violation: x: y");
+  const replication_error copy = e;  // the copy's detail is in the copy's message
+  CHECK(std::string(copy.detail()) == "Authorization Violation: x: y");
+  CHECK(std::string(replication_error(replication_errc::engine, "open", "").detail()).empty());
+}
+
 TEST_CASE("replication: error messages hide the secrets of the urls, read as the client library reads a url",
           "[replication]") {
   namespace rp = leftright::detail::replication;

@@ -3,9 +3,11 @@
 // (replicated_map.hpp). It needs no NATS header: the engine's status is carried as its text.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace leftright {
 
@@ -29,11 +31,16 @@ enum class replication_errc {
 class replication_error : public std::runtime_error {
  public:
   replication_error(replication_errc code, const std::string& operation, const std::string& detail)
-      : std::runtime_error("leftright: " + operation + ": " + detail), code_(code) {}
+      : std::runtime_error("leftright: " + operation + ": " + detail),
+        code_(code),
+        detail_at_(std::string_view(what()).size() - detail.size()) {}
   replication_errc code() const noexcept { return code_; }
+  /// The detail alone: what() without its `leftright: <operation>: `.
+  const char* detail() const noexcept { return what() + detail_at_; }
 
  private:
   replication_errc code_;
+  std::size_t detail_at_;
 };
 
 }  // namespace leftright

@@ -477,10 +477,7 @@ class credentials_registration {
     try {
       const user_credentials read(*source);
     } catch (const replication_error& e) {
-      std::string why = e.what();
-      constexpr std::string_view prefix = "leftright: open: ";  // the reading's own, not an open's
-      if (why.starts_with(prefix)) why.erase(0, prefix.size());
-      return why;
+      return e.detail();  // without the reading's "open:", which this is not
     }
     return std::nullopt;
   }

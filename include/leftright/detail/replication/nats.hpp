@@ -17,6 +17,8 @@
 // never depends on the lease, which only keeps two leaders from taking turns.
 #pragma once
 
+#include <absl/strings/ascii.h>
+#include <absl/strings/match.h>
 #include <nats/nats.h>
 
 #include <algorithm>
@@ -750,7 +752,22 @@ class channel {
                                 "leader)");
   }
 
+  /// Connects to the engine with the settings (options_for()), or throws replication_error,
+  /// then opens the JetStream context every call of the channel uses.
   void connect(const connection_settings& engine) {
+    const options_ptr opts = options_for(engine);
+    nc_.reset(connection_or_throw(opts.get(), engine));
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = timeout_ms_;
+    jsCtx* js = nullptr;
+    check(natsConnection_JetStream(&js, nc_.get(), &jo), "jetstream");
+    js_.reset(js);
+  }
+
+  /// The client library's options for the settings: servers, credentials, TLS, and a connection
+  /// that reconnects for ever and notices a silent server in about 2 s.
+  options_ptr options_for(const connection_settings& engine) {
     natsOptions* o = nullptr;
     check(natsOptions_Create(&o), "connect");
     options_ptr opts(o);
@@ -769,6 +786,12 @@ class channel {
     // acks would wait that long. Requests (JetStream's) were written at once already.
     check(natsOptions_SetSendAsap(o, true), "connect");
     check(natsOptions_SetIOBufSize(o, io_buffer_bytes), "connect");
+    return opts;
+  }
+
+  /// The first connection (attempt()), or replication_error saying why there is none, as check()
+  /// would say it, without the secrets of the url or the options.
+  natsConnection* connection_or_throw(natsOptions* o, const connection_settings& engine) {
     natsConnection* nc = nullptr;
     natsStatus s = attempt(o, &nc, engine);
     // A server that verifies its clients' certificates closes the connection after a TLS 1.3
@@ -786,25 +809,15 @@ class channel {
                                     "tls_key_file, or with a certificate that none of its authorities signed)");
       }
     }
-    if (s != NATS_OK) {
-      // As check() would say it, without the secrets of the url or the options.
-      const std::string detail = describe(s);
-      replication_errc code = classify(s, static_cast<jsErrCode>(0));
-      // A failed TLS handshake (classify()) is unreachable unless the text shows a refusal
-      // (shows_refusal()). With several servers the status is the last one's (a server refusing
-      // the credentials, then one down: "Timeout", with libnats 3.4.1), but the text keeps a
-      // refusal met on the way: that is the answer, the settings need mending.
-      if (code == replication_errc::unreachable && shows_refusal(detail)) code = replication_errc::refused;
-      throw replication_error(code, without_secrets("connect to " + engine.url, engine),
-                              without_secrets(detail, engine));
-    }
-    nc_.reset(nc);
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jo.Wait = timeout_ms_;
-    jsCtx* js = nullptr;
-    check(natsConnection_JetStream(&js, nc, &jo), "jetstream");
-    js_.reset(js);
+    if (s == NATS_OK) return nc;
+    const std::string detail = describe(s);
+    replication_errc code = classify(s, static_cast<jsErrCode>(0));
+    // A failed TLS handshake (classify()) is unreachable unless the text shows a refusal
+    // (shows_refusal()). With several servers the status is the last one's (a server refusing
+    // the credentials, then one down: "Timeout", with libnats 3.4.1), but the text keeps a
+    // refusal met on the way: that is the answer, the settings need mending.
+    if (code == replication_errc::unreachable && shows_refusal(detail)) code = replication_errc::refused;
+    throw replication_error(code, without_secrets("connect to " + engine.url, engine), without_secrets(detail, engine));
   }
 
   /// natsConnection_Connect, again while a credentials callback failed on what another attempt
@@ -834,8 +847,7 @@ class channel {
   /// connection limits, TLS wanted on one side only (the client library's texts), or a
   /// certificate not trusted (the client library then names it: "...:depth=0:..."). Any case.
   static bool shows_refusal(const std::string& detail) {
-    std::string lower = detail;
-    for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    const std::string lower = absl::AsciiStrToLower(detail);
     for (const char* sign : {"authorization violation", "authentication expired", "authentication violation",
                              "authentication revoked", "secure connection required",
                              "secure connection not available", ":depth=", "maximum connections exceeded",
@@ -992,13 +1004,8 @@ class channel {
     }
   }
   static bool is_tls_url(const std::string& url) {
-    constexpr std::string_view scheme = "tls://";
-    if (url.size() <= scheme.size()) return false;
-    for (std::size_t i = 0; i < scheme.size(); ++i) {
-      const char c = url[i] >= 'A' && url[i] <= 'Z' ? static_cast<char>(url[i] - 'A' + 'a') : url[i];
-      if (c != scheme[i]) return false;
-    }
-    return true;
+    constexpr absl::string_view scheme = "tls://";
+    return url.size() > scheme.size() && absl::StartsWithIgnoreCase(url, scheme);
   }
   static void check_file(natsStatus s, const std::string& operation) {
     if (s != NATS_OK) throw replication_error(replication_errc::protocol, operation, describe(s));
