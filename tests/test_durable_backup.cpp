@@ -122,6 +122,22 @@ TEST_CASE("a backup onto an existing map, or a left-over partial one, is refused
   CHECK(contents(r) == m);
 }
 
+TEST_CASE("a backup to a path written with a trailing separator is the directory it names", "[durable][backup]") {
+  // The partial copy was <to>/.partial, inside the backup's own directory, which the rename
+  // into place could then never replace: every such backup failed.
+  lrtest::temp_dir dir("durable-backup-slash");
+  model m;
+  auto [w, r] = open_labelled(options_at(dir.path() / "map"));
+  publish_history(w, m, 1, 3);
+  const std::filesystem::path to = dir.path() / "copies" / "one";
+  CHECK(w.backup(to.string() + "/") == 3);
+  CHECK_FALSE(std::filesystem::exists(to / ".partial"));
+  CHECK_FALSE(std::filesystem::exists(to.string() + ".partial"));
+  auto [bw, br] = open_labelled(options_at(to));
+  CHECK(bw.version() == 3);
+  CHECK(contents(br) == m);
+}
+
 TEST_CASE("sim: a backup cut by a crash at any file-system call is absent or whole", "[durable][backup][sim]") {
   const auto run_until_backup = [](const std::shared_ptr<sim::file_system>& fsys, model& m) {
     auto made = open_labelled(options_at("/data/map", fsys));

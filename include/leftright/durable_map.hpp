@@ -199,11 +199,13 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   /// Returns the version copied.
   /// Thread-safety: the writer's thread. Progress: blocking, O(size): publishes wait for it.
   /// Cost: what checkpoint() writes, in another directory, plus a few syncs there.
-  std::uint64_t backup(const std::filesystem::path& to) {
+  std::uint64_t backup(const std::filesystem::path& to_as_given) {
     check_usable();
     namespace st = detail::storage;
     auto& s = *st_;
     const std::uint64_t v = base::version();
+    // "dir/" names dir: without the separator, so that the partial copy is dir.partial beside it.
+    const std::filesystem::path to = to_as_given.has_filename() ? to_as_given : to_as_given.parent_path();
     const std::filesystem::path partial = to.string() + ".partial";
     make_new_directory(*s.fs, partial);
     st::write_snapshot(s.fs, partial, v, base::published(), base::published_meta(), s.key_codec, s.value_codec);
