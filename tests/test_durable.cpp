@@ -4,12 +4,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -17,6 +20,7 @@
 #include <catch2/catch.hpp>
 #include <leftright/durable_map.hpp>
 
+#include "support/mapping_sync_fs.hpp"
 #include "support/test_support.hpp"
 #include "support/test_file.hpp"
 
@@ -258,6 +262,43 @@ TEST_CASE("readers of a durable map outlive its writer; the directory can then b
   auto [w2, r2] = leftright::open_map<int, int>(o);
   CHECK(r2.get(1) == 1);
   CHECK(r.get(1) == 1);  // the old reader still reads its own memory
+}
+
+namespace {
+/// Counts the syncs of the log's mappings (the async syncer's, a flush's).
+struct counting_sync_fs final : lrtest::mapping_sync_fs {
+  using mapping_sync_fs::mapping_sync_fs;
+  std::atomic<int> syncs{0};  ///< [T1] seq_cst: read by the test thread while the syncer counts
+  void sync_mapping(leftright::detail::storage::mapping& m, std::size_t off, std::size_t len) override {
+    ++syncs;  // [T1]
+    m.sync(off, len);
+  }
+};
+}  // namespace
+
+TEST_CASE("durability::async: a sync_interval too long for the clock's nanoseconds waits, not spins",
+          "[durable]") {
+  // The background syncer waited with wait_for(sync_interval), whose deadline, in nanoseconds,
+  // overflowed for an interval past about 292 years: each wait ended at once, and the thread
+  // synced the log as soon as anything was in it, a core kept busy for the life of the map.
+  lrtest::temp_dir dir("durable-async-long");
+  auto fsys = std::make_shared<counting_sync_fs>(leftright::detail::storage::default_file_system());
+  auto o = options(dir.path(), leftright::durability::async);
+  o.sync_interval = std::chrono::hours(24 * 365 * 1000);
+  o.file_system = fsys;
+  auto [w, r] = leftright::open_map<int, int>(o);
+  w.insert_or_assign(1, 1);
+  w.publish();  // in the page cache: the syncer's to sync, a thousand years from now
+  // Gives a syncer that does not wait the time to sync it (the old one did so at once). The
+  // result does not depend on the bound: a syncer that waits never syncs within it.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+  while (fsys->syncs == 0 && std::chrono::steady_clock::now() < until) {  // [T1]
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  CHECK(fsys->syncs == 0);  // [T1]
+  w.flush();
+  CHECK(fsys->syncs > 0);  // [T1]
+  CHECK(r.get(1) == 1);
 }
 
 TEST_CASE("try_publish logs only what it publishes", "[durable]") {
