@@ -138,6 +138,26 @@ TEST_CASE("a backup to a path written with a trailing separator is the directory
   CHECK(contents(br) == m);
 }
 
+TEST_CASE("a backup opened read-only excludes a writable open of it, as a map's own directory does",
+          "[durable][backup]") {
+  // A backup had no LOCK file, and a read-only open of a directory without one locks nothing
+  // (it writes nothing, so it cannot make one): a writable open then went ahead under it.
+  lrtest::temp_dir dir("durable-backup-lock");
+  model m;
+  auto [w, r] = open_labelled(options_at(dir.path() / "map"));
+  publish_history(w, m, 1, 3);
+  const std::filesystem::path to = dir.path() / "copy";
+  REQUIRE(w.backup(to) == 3);
+  {
+    auto ro = leftright::open_map_read_only<K, V, hash_t, eq_t, labelled_traits>(options_at(to));
+    CHECK(ro.version() == 3);
+    CHECK_THROWS_AS(open_labelled(options_at(to)), leftright::storage_error);
+  }
+  auto [bw, br] = open_labelled(options_at(to));  // once the read-only map is gone
+  CHECK(bw.version() == 3);
+  CHECK(contents(br) == m);
+}
+
 TEST_CASE("sim: a backup cut by a crash at any file-system call is absent or whole", "[durable][backup][sim]") {
   const auto run_until_backup = [](const std::shared_ptr<sim::file_system>& fsys, model& m) {
     auto made = open_labelled(options_at("/data/map", fsys));

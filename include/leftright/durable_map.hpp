@@ -191,8 +191,8 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   /// Copies the published state to a new map directory, `to` (a hot backup, as LMDB's
   /// mdb_env_copy or SQLite's backup API): open_map() on it recovers this version, with its
   /// entries and metadata, and may write on from there; this map is not changed. The copy is
-  /// written as `<to>.partial` (a snapshot, then an empty log segment after it, then the marker,
-  /// each synced) and renamed to `to` once complete, so `to` appears whole or not at all, even
+  /// written as `<to>.partial` (a snapshot, then an empty log segment after it, the lock file,
+  /// then the marker, each synced) and renamed to `to` once complete, so `to` appears whole or not at all, even
   /// across a crash. storage_error: `<to>.partial` exists (a backup that failed or crashed left
   /// it: remove it), `to` exists and is not an empty directory, or a write failed. A
   /// failed backup leaves this writer usable: only a failure of its own log makes it failed().
@@ -213,6 +213,9 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
                                                        st::wal_writer::first_segment_size);  // as wal_writer sizes it
     st::create_segment_file(*s.fs, partial, partial / st::segment_name(v + 1),
                             st::segment_header(st::fresh_salt(), v + 1, size, s.key_codec, s.value_codec), size);
+    // The lock file a writable open makes (file_system::lock_directory): without it a read-only
+    // open of the copy, which writes nothing, could lock nothing, and would not exclude a writer.
+    s.fs->open(partial / "LOCK", st::open_mode::create_new);
     st::write_marker(*s.fs, partial, s.key_codec, s.value_codec);
     s.fs->rename(partial, to);
     s.fs->sync_directory(to.has_parent_path() ? to.parent_path() : std::filesystem::path("."));
