@@ -188,6 +188,30 @@ TEST_CASE("durable shared_map: after a storage error every write throws it; read
   CHECK_FALSE(m.contains(k));
 }
 
+TEST_CASE("durable shared_map: after a storage error, each refused call names itself in the error",
+          "[shared_map][durable]") {
+  // Every refusal of a failed writer said "publish", also for sync() (a flush), checkpoint()
+  // and backup().
+  auto fsys = std::make_shared<sim::file_system>();
+  dmap m(sim_options(fsys, durability::sync));
+  m.insert_or_assign(1, value_of(1));
+  fsys->inject(sim::call::msync, 1, sim::fault::eio);
+  CHECK_THROWS_AS(m.insert_or_assign(2, value_of(2)), leftright::storage_error);
+  const auto operation_of = [](auto&& call) -> std::string {
+    try {
+      call();
+    } catch (const leftright::storage_error& e) {
+      return e.operation();
+    }
+    return "none";
+  };
+  CHECK(operation_of([&] { m.insert_or_assign(3, value_of(3)); }) == "publish");
+  CHECK(operation_of([&] { m.sync(); }) == "flush");
+  CHECK(operation_of([&] { m.checkpoint(); }) == "checkpoint");
+  CHECK(operation_of([&] { m.backup("/data/copy"); }) == "backup");
+  CHECK(m.get(1) == std::optional<std::string>(value_of(1)));
+}
+
 TEST_CASE("durable shared_map: posted writes, sync() and checkpoint() in durability::none",
           "[shared_map][durable]") {
   auto fsys = std::make_shared<sim::file_system>();

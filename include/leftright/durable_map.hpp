@@ -170,7 +170,7 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   /// removes the log segments and older snapshots it covers. A crash at any point loses nothing.
   /// Progress: blocking; O(size of the map). Queued operations stay queued.
   void checkpoint() {
-    check_usable();
+    check_usable("checkpoint");
     try {
       auto& s = *st_;
       const std::uint64_t v = base::version();
@@ -200,7 +200,7 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   /// Thread-safety: the writer's thread. Progress: blocking, O(size): publishes wait for it.
   /// Cost: what checkpoint() writes, in another directory, plus a few syncs there.
   std::uint64_t backup(const std::filesystem::path& to_as_given) {
-    check_usable();
+    check_usable("backup");
     namespace st = detail::storage;
     auto& s = *st_;
     const std::uint64_t v = base::version();
@@ -224,7 +224,7 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
 
   /// Makes every published batch durable now (msync of the log). Useful with none and async.
   void flush() {
-    check_usable();
+    check_usable("flush");
     try {
       st_->wal.sync();
     } catch (...) {
@@ -415,7 +415,9 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     }
   }
 
-  void check_usable() {
+  /// Throws if the writer may not go on: storage_error, naming `operation` (the refused call)
+  /// once it failed.
+  void check_usable(const char* operation = "publish") {
     if (!st_) throw std::logic_error("leftright: use of a moved-from durable_writer");
     if (st_->opts.durability == durability::async) {
       std::lock_guard<std::mutex> lock(st_->mu);
@@ -431,7 +433,7 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
       }
     }
     if (st_->failed) {
-      throw storage_error(st_->opts.path, "publish", 0,
+      throw storage_error(st_->opts.path, operation, 0,
                           "an earlier write or sync failed; this writer acknowledges nothing more "
                           "(reopen the map to recover what was durable): " +
                               (st_->failure.empty() ? std::string("the reason could not be recorded (no memory)")
