@@ -330,6 +330,44 @@ TEST_CASE("cache: stats count the weight evicted and the time loaders took") {
   CHECK(s.average_load_penalty_ns() == 2'000'000'000.0);
 }
 
+TEST_CASE("cache: a write that fails counts none of the expirations and evictions it dropped") {
+  // A failed write publishes nothing: the entries its maintenance expired and the victims it
+  // chose stay in the map, and the next write removes (and counts) them again.
+  fake_clock clock;
+  cache<int, fragile, fixed_hash> c({.max_entries = 50, .expire_after_write = 10s, .ticker = clock.ticker()});
+  int expired = 0, evicted = 0;
+  c.set_removal_listener([&](const int&, const fragile&, removal_cause why) {
+    if (why == removal_cause::expired) ++expired;
+    if (why == removal_cause::evicted) ++evicted;
+  });
+  c.put(0, fragile(0));
+  clock.advance(11s);  // 0 is past its deadline
+  for (int k = 1; k < 50; ++k) c.put(k, fragile(k));
+  CHECK(expired == 1);
+  c.put(0, fragile(0));
+  clock.advance(11s);  // 0 is past its deadline again, the others too
+  CHECK_THROWS_AS(c.invalidate_if([](const int&, const fragile&) -> bool { throw std::runtime_error("pred"); }),
+                  std::runtime_error);
+  CHECK(c.size() == 50);
+  c.run_pending();
+  CHECK(c.size() == 0);
+  CHECK(expired == 51);
+  CHECK(c.stats().expirations == 51);
+
+  for (int k = 0; k < 50; ++k) c.put(k, fragile(k));
+  fragile::failing = true;  // reporting the first victim copies its value: it throws
+  CHECK_THROWS_AS(c.set_maximum(5), std::runtime_error);
+  fragile::failing = false;
+  CHECK(c.size() == 50);
+  CHECK(c.stats().evictions == 0);
+  c.set_maximum(5);
+  CHECK(c.size() <= 5);
+  const auto s = c.stats();
+  CHECK(s.evictions == static_cast<std::uint64_t>(evicted));
+  CHECK(s.evictions == 50 - c.size());
+  CHECK(s.eviction_weight == s.evictions);
+}
+
 TEST_CASE("cache: invalidate_all(keys) removes the keys named in one write, and wins over their loads") {
   cache<int, int> c({.max_entries = 100});
   std::vector<std::tuple<int, int, removal_cause>> heard;

@@ -755,6 +755,9 @@ class cache {
     std::optional<std::uint64_t> new_bound;  ///< set_maximum(): the bound once published
     /// The first stamp this plan gives: a resident with a smaller one was in the map before it.
     std::uint64_t first_stamp = 0;
+    /// The counters before this plan: a plan dropped (abandon()) publishes none of the removals
+    /// it counted, which the next write finds and counts again.
+    std::uint64_t evictions_before = 0, eviction_weight_before = 0, expirations_before = 0;
   };
 
   struct load_state;
@@ -915,6 +918,9 @@ class cache {
       p.reporting = bool(listener_);
       p.refresh_at = refresh_deadline();
       p.first_stamp = stamps_ + 1;
+      p.evictions_before = evictions_;
+      p.eviction_weight_before = eviction_weight_;
+      p.expirations_before = expirations_;
       make_plan(p, decide);
       publish(p);
       if (p.new_bound) bound_ = *p.new_bound;  // (failed, the writer's state is rebuilt with the old one)
@@ -965,10 +971,14 @@ class cache {
       throw;
     }
   }
-  /// Drops a plan that is not to be published, and brings the writer's state back to the map's.
+  /// Drops a plan that is not to be published, and brings the writer's state (its counters
+  /// too) back to the map's.
   void abandon(plan& p) noexcept {
     p.ops.clear();
     p.removed.clear();
+    evictions_ = p.evictions_before;
+    eviction_weight_ = p.eviction_weight_before;
+    expirations_ = p.expirations_before;
     resync(p.first_stamp);
   }
 
