@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <cstdint>
+#include <latch>
 #include <map>
 #include <optional>
 #include <set>
@@ -291,6 +292,37 @@ TEST_CASE("cache: a key another caller's bulk load did not find is asked of this
   std::set<int> asked;
   for (const auto& call : calls) asked.insert(call.begin(), call.end());
   CHECK(asked == std::set<int>{1, 2});
+}
+
+TEST_CASE("cache: an entry a bulk loader gives for a key another caller is loading is ignored", "[cache][bulk_load]") {
+  // The second call waits for the first one's load of key 1, and its loader, asked for key 2,
+  // returns key 1 too (a store that answers with all it has). That answer is from before key 1
+  // was invalidated; the first load does not find key 1, so the second call asks its own loader
+  // for it, which no longer has it: key 1 must stay absent, not take the answer not asked for.
+  cache<int, std::string> c;
+  std::latch first_loading(1), release_first(1);
+  std::thread first([&] {
+    const entries r = c.get_all_or_load(std::vector<int>{1}, [&](std::span<const int>) {
+      first_loading.count_down();
+      release_first.wait();
+      return entries{};
+    });
+    CHECK(r.empty());
+  });
+  first_loading.wait();  // key 1 is claimed by the first call
+  std::vector<std::vector<int>> calls;
+  const entries got = c.get_all_or_load(std::vector<int>{1, 2}, [&](std::span<const int> keys) {
+    calls.emplace_back(keys.begin(), keys.end());
+    if (calls.size() > 1) return entries{};  // key 1 is gone from the store by now
+    c.invalidate(1);  // the store's key 1 is deleted, and the cache told so
+    release_first.count_down();
+    return entries{{1, "stale"}, {2, "two"}};
+  });
+  first.join();
+  CHECK(calls == std::vector<std::vector<int>>{{2}, {1}});
+  CHECK(got == entries{{2, "two"}});
+  CHECK_FALSE(c.peek(1).has_value());
+  CHECK(c.peek(2) == "two");
 }
 
 TEST_CASE("cache: a bulk loader's with_ttl gives each entry its own expiry", "[cache][bulk_load]") {

@@ -1614,13 +1614,17 @@ class cache {
     }
   }
   /// loader(ask), its entries for keys asked put into missed (and the ttl of each entry given as a
-  /// with_ttl<Value> into ttls); counted as one load.
+  /// with_ttl<Value> into ttls); counted as one load. An entry for a key missed but not asked (one
+  /// another caller is loading, or a key an earlier round did not find) is ignored: its value
+  /// may predate a write that the load registered for it later does not count.
   template <class BulkLoader>
   void call_bulk_loader(const std::vector<Key>& ask, BulkLoader& loader, bulk_results& missed, bulk_ttls& ttls) {
+    const absl::flat_hash_set<Key, Hash, Eq> asked(ask.begin(), ask.end());
     const load_timer timer{*this};
     try {
       auto&& got = std::invoke(loader, std::span<const Key>(ask));
       for (auto&& [k, v] : got) {
+        if (!asked.contains(k)) continue;
         const auto it = missed.find(k);
         if (it == missed.end() || it->second) continue;
         if constexpr (detail::is_with_ttl<decltype(v), Value>) {
