@@ -120,6 +120,7 @@ TEST_CASE("damage (a): a damaged last record is a torn tail: cut, the rest recov
     INFO("note: " << w.recovery().note);
     CHECK(w.recovery().tail_truncated);
     CHECK(w.recovery().note.find(base().segments.back()) != std::string::npos);
+    CHECK_FALSE(w.recovery().note.ends_with("; "));  // findings are separated, not ended, by "; "
     REQUIRE(w.version() == base_batches - 1);
     CHECK(w.recovery().snapshot_version == base_snapshot);
     const std::string diff = lrtest::compare_to_model(r, model_at(base_batches - 1));
@@ -311,6 +312,18 @@ TEST_CASE("damage (g): a path that is a file, or an unwritable directory, is ref
     INFO("what(): " << e.what());
     CHECK(std::string(e.what()).find("plain-file") != std::string::npos);
   }
+  SECTION("a durability that is none of the three") {
+    // Designated, as a user writes the options (every member has an initializer: no warning).
+    const leftright::durable_options o{.path = tmp.path() / "map", .durability = static_cast<leftright::durability>(7)};
+    try {
+      auto opened = leftright::open_map<key_type, value_type>(o);
+      FAIL("open_map succeeded at version " << opened.first.version());
+    } catch (const storage_error& e) {
+      CHECK(e.code().value() == EINVAL);
+      CHECK(std::string(e.what()).find("durability is 7") != std::string::npos);
+    }
+    CHECK_FALSE(fs::exists(tmp.path() / "map"));  // refused before anything is made
+  }
   SECTION("the path is empty") { CHECK_THROWS_AS((leftright::open_map<key_type, value_type>(leftright::durable_options{})), storage_error); }
   SECTION("an unwritable directory") {
     const fs::path ro = tmp.path() / "read-only";
@@ -319,7 +332,9 @@ TEST_CASE("damage (g): a path that is a file, or an unwritable directory, is ref
                      fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec;
     fs::permissions(ro, r_x);
     if (::geteuid() != 0) {
-      CHECK(open_error(ro).code().value() == EACCES);          // cannot create LOCK
+      const storage_error lock_error = open_error(ro);
+      CHECK(lock_error.code().value() == EACCES);  // cannot create LOCK
+      CHECK(std::string(lock_error.what()).find("open_map_read_only") != std::string::npos);  // the way out
       CHECK(open_error(ro / "map").code().value() == EACCES);  // cannot create the directory
     } else {
       // Root ignores permissions: try as nobody, in a child that drops its privileges.
@@ -337,6 +352,8 @@ TEST_CASE("damage (g): a path that is a file, or an unwritable directory, is ref
           } catch (const storage_error& e) {
             put(fd, std::string(e.what()) + "\n");
             if (e.code().value() != EACCES) return 4;
+            // The LOCK file's refusal names the way out: a read-only open.
+            if (p == ro && std::string(e.what()).find("open_map_read_only") == std::string::npos) return 6;
           }
         }
         return 1;

@@ -497,6 +497,12 @@ open_map(const durable_options& options) {
   namespace st = detail::storage;
   const auto started = std::chrono::steady_clock::now();
   if (options.path.empty()) throw storage_error({}, "open", EINVAL, "durable_options.path is empty");
+  if (options.durability != durability::none && options.durability != durability::async &&
+      options.durability != durability::sync) {
+    throw storage_error(options.path, "open", EINVAL,
+                        "durability is " + std::to_string(static_cast<int>(options.durability)) +
+                            ": none, async or sync");
+  }
   if (options.durability == durability::async && options.sync_interval.count() <= 0) {
     throw storage_error(options.path, "open", EINVAL, "sync_interval must be positive");
   }

@@ -56,7 +56,7 @@ struct durable_options {
   /// storage_error (EINVAL).
   unsigned recovery_threads = 0;
   /// The file system underneath; null: the real one. (Tests put a simulated one here.)
-  std::shared_ptr<detail::storage::file_system> file_system;
+  std::shared_ptr<detail::storage::file_system> file_system{};
 };
 
 /// What open_map() found and did.

@@ -479,7 +479,8 @@ class lr_reader {
   ~lr_reader() {
     if (slot_ == nullptr) return;
     // [R0] relaxed: only this reader stores its epoch; inside would mean a guard is still alive.
-    assert(!epoch_word::inside(slot_->epoch.load(std::memory_order_relaxed)) && "a read guard outlived its reader");
+    assert(!epoch_word::inside(slot_->epoch.load(std::memory_order_relaxed)) &&
+           "a read guard outlived its reader (of a shared_map or cache: its map)");
     core_->registry.release(slot_);
   }
   void swap(lr_reader& other) noexcept {

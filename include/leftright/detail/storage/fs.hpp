@@ -390,7 +390,13 @@ class posix_file_system final : public file_system {
   std::unique_ptr<lock_handle> lock_directory(const fs::path& dir) override {
     const fs::path p = dir / "LOCK";
     const int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) posix::fail(p, "open", errno);
+    if (fd < 0) {
+      const int err = errno;
+      posix::fail(p, "open", err,
+                  err == EACCES || err == EROFS
+                      ? "a writable open needs to write here; open_map_read_only() reads a directory it cannot write"
+                      : std::string{});
+    }
     auto lock = std::make_unique<posix::posix_lock>(fd);  // owns fd from here on
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       const int err = errno;

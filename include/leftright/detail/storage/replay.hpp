@@ -850,6 +850,7 @@ std::pair<inventory, log_state> recover_directory(Tables& ts, const recovery_sou
   auto log = replay_log<Key, Value>(ts, src, inv, expect, rep);
   ts.release_sort_buffer();  // before the caller copies a table or builds the map
   check_marker(inv, log, src.dir);
+  if (rep.note.ends_with("; ")) rep.note.resize(rep.note.size() - 2);  // each finding ends with one
   return {std::move(inv), std::move(log)};
 }
 
