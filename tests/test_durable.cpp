@@ -190,6 +190,33 @@ TEST_CASE("an automatic checkpoint bounds the log", "[durable]") {
   CHECK(contents(r) == model);
 }
 
+TEST_CASE("an automatic checkpoint counts the log a reopen found: a map reopened often still checkpoints",
+          "[durable]") {
+  // The count of log bytes since the last checkpoint started at zero on every open, so a map
+  // reopened before each run wrote checkpoint_bytes never checkpointed: its log, and the time
+  // to recover it, grew without bound.
+  lrtest::temp_dir dir("durable");
+  auto o = options(dir.path(), leftright::durability::none);
+  o.checkpoint_bytes = 256 << 10;
+  std::map<int, std::string> model;
+  std::uint64_t checkpoints = 0;
+  for (int run = 0; run < 4; ++run) {  // each run logs about 100 KiB, well under the threshold
+    auto [w, r] = leftright::open_map<int, std::string>(o);
+    for (int i = 0; i < 25; ++i) {
+      const std::string v(4000, static_cast<char>('a' + run));
+      w.insert_or_assign(run * 100 + i, v);
+      model[run * 100 + i] = v;
+      w.publish();
+    }
+    checkpoints += w.checkpoints();
+  }
+  CHECK(checkpoints >= 1);
+  auto [w, r] = leftright::open_map<int, std::string>(o);
+  CHECK(w.version() == 100);
+  CHECK(w.recovery().snapshot_version > 0);
+  CHECK(contents(r) == model);
+}
+
 TEST_CASE("unpublished and discarded operations are never persisted", "[durable]") {
   lrtest::temp_dir dir("durable");
   const auto o = options(dir.path(), leftright::durability::sync);

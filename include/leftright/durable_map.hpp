@@ -525,6 +525,8 @@ open_map(const durable_options& options) {
   s->wal.mark_synced(version);
   s->wal.set_sync_on_roll(options.durability != durability::none);
   st::start_log(s->wal, *fsys, options.path, log, version, inv.marker, s->key_codec, s->value_codec);
+  // The log since the last checkpoint counts towards checkpoint_bytes, whichever open wrote it.
+  s->wal.add_checkpoint_bytes(log.bytes);
   s->report.duration = std::chrono::steady_clock::now() - started;
   writer_t w(st::recovered_core<typename writer_t::ops, Traits>(std::move(t), version, meta, ts.take_second()),
              std::move(s));

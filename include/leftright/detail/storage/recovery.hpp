@@ -216,6 +216,10 @@ struct log_state {
   };
   std::optional<end> open_end;
   bool holds_data = false;  ///< a segment with a record, a successor record or a torn tail
+  /// The log's bytes the replay read (each segment's header and valid records), as wal_writer
+  /// counts what it writes: the log written since the last checkpoint, which checkpoint_bytes
+  /// measures across reopens too.
+  std::uint64_t bytes = 0;
 };
 
 /// Refuses what the marker says cannot be: a marker without a segment (the log was deleted), or

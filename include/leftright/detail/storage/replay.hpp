@@ -794,6 +794,7 @@ bool replay_segment(Tables& ts, const recovery_source& src, const segment_list& 
   }
   expect = apply_scanned<Key, Value>(ts, scan, expect, limit, path, rep);
   note_log_end(out, scan, path, seg.header.salt);
+  out.bytes += scan.end_offset;
   const std::uint64_t ended = scan.first_seq + scan.records.size();  // first seq not read
   const bool hole = !last && ended < limit && expect < limit;
   if (hole) {

@@ -427,6 +427,8 @@ class wal_writer {
   /// Log bytes written since reset_checkpoint_bytes().
   std::uint64_t bytes_since_checkpoint() const { return bytes_since_checkpoint_; }
   void reset_checkpoint_bytes() { bytes_since_checkpoint_ = 0; }
+  /// Counts n more (the log a reopen found after the last checkpoint).
+  void add_checkpoint_bytes(std::uint64_t n) { bytes_since_checkpoint_ += n; }
   /// Forgets the unsynced segments whose records are all <= seq (a checkpoint covers them and
   /// is about to remove them).
   void forget_unsynced_through(std::uint64_t seq) {
