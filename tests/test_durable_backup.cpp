@@ -6,6 +6,7 @@
 // LEFTRIGHT_TEST_ONE_THREAD: one thread only, so ThreadSanitizer builds leave this file out.
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -120,6 +121,71 @@ TEST_CASE("a backup onto an existing map, or a left-over partial one, is refused
   publish_history(w, m, 4, 5);
   CHECK(w.version() == 5);
   CHECK(contents(r) == m);
+}
+
+TEST_CASE("a backup's target is checked before anything is written; nothing is left behind", "[durable][backup]") {
+  namespace fs = std::filesystem;
+  lrtest::temp_dir dir("durable-backup-target");
+  model m;
+  auto [w, r] = open_labelled(options_at(dir.path() / "map"));
+  publish_history(w, m, 1, 3);
+  auto& writer = w;  // for the lambda (a structured binding cannot be captured before C++20's clang 16)
+  const auto refused = [&](const fs::path& to) -> leftright::storage_error {
+    try {
+      writer.backup(to);
+    } catch (const leftright::storage_error& e) {
+      return e;
+    }
+    FAIL("backup to '" << to.string() << "' succeeded");
+    throw std::logic_error("not reached");
+  };
+  // A backup rerun to the name of the last one: refused at once, and no partial copy is left to
+  // block the next one once the old backup is removed.
+  REQUIRE(w.backup(dir.path() / "nightly") == 3);
+  const leftright::storage_error again = refused(dir.path() / "nightly");
+  CHECK(again.code().value() == EEXIST);
+  CHECK_THAT(again.what(), Catch::Matchers::Contains("not empty"));
+  CHECK_FALSE(fs::exists(dir.path() / "nightly.partial"));
+  fs::remove_all(dir.path() / "nightly");
+  CHECK(w.backup(dir.path() / "nightly") == 3);
+  // A file where the copy should go.
+  std::ofstream(dir.path() / "a-file") << "abc";
+  CHECK(refused(dir.path() / "a-file").code().value() == EEXIST);
+  CHECK_FALSE(fs::exists(dir.path() / "a-file.partial"));
+  // No target, the map's own directory, a directory inside it.
+  CHECK(refused("").code().value() == EINVAL);
+  CHECK(refused(dir.path() / "map").code().value() == EINVAL);
+  CHECK(refused(dir.path() / "map" / "inner").code().value() == EINVAL);
+  CHECK(refused(dir.path() / "map" / ".." / "map" / "inner").code().value() == EINVAL);
+  CHECK_FALSE(fs::exists(dir.path() / "map" / "inner.partial"));
+  // An empty directory is taken (the copy replaces it), and a sibling whose name starts as the
+  // map's is not inside it.
+  fs::create_directory(dir.path() / "empty");
+  CHECK(w.backup(dir.path() / "empty") == 3);
+  CHECK(w.backup(dir.path() / "map-copy") == 3);
+  CHECK_FALSE(w.failed());
+  publish_history(w, m, 4, 5);
+  CHECK(contents(r) == m);
+}
+
+TEST_CASE("sim: a backup whose write fails removes its partial copy; the next one succeeds", "[durable][backup][sim]") {
+  auto fsys = std::make_shared<sim::file_system>();
+  model m;
+  auto [w, r] = open_labelled(options_at("/data/map", fsys));
+  publish_history(w, m, 1, 4);
+  for (const sim::call c : {sim::call::write, sim::call::sync, sim::call::create, sim::call::rename}) {
+    INFO("the backup's first call of kind " << static_cast<int>(c) << " fails");
+    const std::uint64_t fired = fsys->faults_fired();
+    fsys->inject(c, 1, sim::fault::eio);
+    CHECK_THROWS_AS(w.backup("/data/backup"), leftright::storage_error);
+    CHECK(fsys->faults_fired() == fired + 1);
+    CHECK_FALSE(fsys->exists("/data/backup.partial"));
+    CHECK_FALSE(fsys->exists("/data/backup"));
+    CHECK_FALSE(w.failed());
+  }
+  CHECK(w.backup("/data/backup") == 4);
+  auto [bw, br] = open_labelled(options_at("/data/backup", fsys));
+  CHECK(contents(br) == m);
 }
 
 TEST_CASE("a backup to a path written with a trailing separator is the directory it names", "[durable][backup]") {

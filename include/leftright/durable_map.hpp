@@ -193,31 +193,28 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   /// entries and metadata, and may write on from there; this map is not changed. The copy is
   /// written as `<to>.partial` (a snapshot, then an empty log segment after it, the lock file,
   /// then the marker, each synced) and renamed to `to` once complete, so `to` appears whole or not at all, even
-  /// across a crash. storage_error: `<to>.partial` exists (a backup that failed or crashed left
-  /// it: remove it), `to` exists and is not an empty directory, or a write failed. A
-  /// failed backup leaves this writer usable: only a failure of its own log makes it failed().
+  /// across a crash. storage_error, before anything is written: `to` is empty, this map's
+  /// directory or inside it (EINVAL), or exists and is not an empty directory (EEXIST);
+  /// `<to>.partial` exists (a backup that crashed left it: remove it). storage_error from a
+  /// write that failed: the partial copy is removed. A failed backup leaves this writer usable:
+  /// only a failure of its own log makes it failed().
   /// Returns the version copied.
   /// Thread-safety: the writer's thread. Progress: blocking, O(size): publishes wait for it.
   /// Cost: what checkpoint() writes, in another directory, plus a few syncs there.
   std::uint64_t backup(const std::filesystem::path& to_as_given) {
     check_usable("backup");
-    namespace st = detail::storage;
     auto& s = *st_;
     const std::uint64_t v = base::version();
-    // "dir/" names dir: without the separator, so that the partial copy is dir.partial beside it.
-    const std::filesystem::path to = to_as_given.has_filename() ? to_as_given : to_as_given.parent_path();
+    const std::filesystem::path to = backup_target(to_as_given);
     const std::filesystem::path partial = to.string() + ".partial";
     make_new_directory(*s.fs, partial);
-    st::write_snapshot(s.fs, partial, v, base::published(), base::published_meta(), s.key_codec, s.value_codec);
-    const std::uint64_t size = std::min<std::uint64_t>(std::max<std::uint64_t>(s.opts.segment_size, st::segment_header_size * 2),
-                                                       st::wal_writer::first_segment_size);  // as wal_writer sizes it
-    st::create_segment_file(*s.fs, partial, partial / st::segment_name(v + 1),
-                            st::segment_header(st::fresh_salt(), v + 1, size, s.key_codec, s.value_codec), size);
-    // The lock file a writable open makes (file_system::lock_directory): without it a read-only
-    // open of the copy, which writes nothing, could lock nothing, and would not exclude a writer.
-    s.fs->open(partial / "LOCK", st::open_mode::create_new);
-    st::write_marker(*s.fs, partial, s.key_codec, s.value_codec);
-    s.fs->rename(partial, to);
+    try {
+      write_backup(partial, v);
+      s.fs->rename(partial, to);
+    } catch (...) {
+      remove_partial(partial);
+      throw;
+    }
     s.fs->sync_directory(to.has_parent_path() ? to.parent_path() : std::filesystem::path("."));
     return v;
   }
@@ -242,6 +239,59 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
   std::uint64_t checkpoints() const noexcept { return st_->checkpoints; }
 
  private:
+  /// backup()'s target as a directory's name ("dir/" names dir, so that the partial copy is
+  /// dir.partial beside it), or storage_error if it cannot be one (see backup()).
+  std::filesystem::path backup_target(const std::filesystem::path& as_given) const {
+    auto& s = *st_;
+    const std::filesystem::path to = as_given.has_filename() ? as_given : as_given.parent_path();
+    if (to.empty()) throw storage_error(as_given, "backup", EINVAL, "the target is empty");
+    const std::filesystem::path target = std::filesystem::absolute(to).lexically_normal();
+    const std::filesystem::path own = std::filesystem::absolute(s.opts.path).lexically_normal();
+    const std::filesystem::path inside = target.lexically_relative(own);
+    if (!inside.empty() && *inside.begin() != "..") {
+      throw storage_error(to, "backup", EINVAL,
+                          "the target is this map's directory or inside it: " + s.opts.path.string());
+    }
+    std::vector<std::string> there;
+    try {
+      there = s.fs->list(to);
+    } catch (const storage_error& e) {
+      if (e.code().value() == ENOENT) return to;  // to be made by the rename
+      if (e.code().value() == ENOTDIR) throw storage_error(to, "backup", EEXIST, "exists and is not a directory");
+      throw;
+    }
+    if (!there.empty()) {
+      throw storage_error(to, "backup", EEXIST,
+                          "exists and is not empty (" + std::to_string(there.size()) +
+                              " files): remove it, or back up to another name");
+    }
+    return to;
+  }
+  /// The copy's files in partial, each synced: a snapshot at version v, an empty log segment
+  /// after it, the lock file, then the marker.
+  void write_backup(const std::filesystem::path& partial, std::uint64_t v) {
+    namespace st = detail::storage;
+    auto& s = *st_;
+    st::write_snapshot(s.fs, partial, v, base::published(), base::published_meta(), s.key_codec, s.value_codec);
+    const std::uint64_t size = std::min<std::uint64_t>(std::max<std::uint64_t>(s.opts.segment_size, st::segment_header_size * 2),
+                                                       st::wal_writer::first_segment_size);  // as wal_writer sizes it
+    st::create_segment_file(*s.fs, partial, partial / st::segment_name(v + 1),
+                            st::segment_header(st::fresh_salt(), v + 1, size, s.key_codec, s.value_codec), size);
+    // The lock file a writable open makes (file_system::lock_directory): without it a read-only
+    // open of the copy, which writes nothing, could lock nothing, and would not exclude a writer.
+    s.fs->open(partial / "LOCK", st::open_mode::create_new);
+    st::write_marker(*s.fs, partial, s.key_codec, s.value_codec);
+  }
+  /// Removes a failed backup's partial copy, as far as it can (the backup's own error is the
+  /// one to report; what stays is named by the next backup's EEXIST).
+  void remove_partial(const std::filesystem::path& partial) noexcept {
+    try {
+      auto& fsys = *st_->fs;
+      for (const std::string& name : fsys.list(partial)) fsys.remove(partial / name);
+      fsys.remove(partial);
+    } catch (...) {  // NOLINT(bugprone-empty-catch): see above
+    }
+  }
   template <class K, class V, class H, class E, class T>
   friend std::pair<durable_writer<K, V, H, E, T>, map_reader<K, V, H, E, T>> open_map(
       const durable_options&);

@@ -114,6 +114,7 @@ class file_system {
   /// The names of the regular files in dir.
   virtual std::vector<std::string> list(const fs::path& dir) = 0;
   virtual void rename(const fs::path& from, const fs::path& to) = 0;
+  /// Removes a file or an empty directory; one that does not exist is not an error.
   virtual void remove(const fs::path& p) = 0;
   /// fsync of the directory itself: makes creates, renames and removes in it durable.
   virtual void sync_directory(const fs::path& dir) = 0;
@@ -379,7 +380,7 @@ class posix_file_system final : public file_system {
     if (::rename(from.c_str(), to.c_str()) != 0) posix::fail(from, "rename", errno, "to " + to.string());
   }
   void remove(const fs::path& p) override {
-    if (::unlink(p.c_str()) != 0 && errno != ENOENT) posix::fail(p, "unlink", errno);
+    if (::remove(p.c_str()) != 0 && errno != ENOENT) posix::fail(p, "remove", errno);
   }
   void sync_directory(const fs::path& dir) override {
     const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
