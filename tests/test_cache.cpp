@@ -1167,6 +1167,43 @@ TEST_CASE("cache: a refresh that throws keeps the old value and counts a failure
   CHECK(s.load_failures == 1);
 }
 
+namespace {
+/// fixed_hash, but throwing while `failing` is set (a hash that allocates, under memory pressure).
+struct failing_hash {
+  static inline bool failing = false;
+  std::size_t operator()(int k) const {
+    if (failing) throw std::runtime_error("hash");
+    return fixed_hash{}(k);
+  }
+};
+}  // namespace
+
+TEST_CASE("cache: a refresh whose end meets a throwing hash still ends; the next due call refreshes") {
+  // The refresh's put fails (the hash throws), and so does its end's erase of the key from the
+  // refreshes in flight: that erase used to throw out of a noexcept function (std::terminate).
+  fake_clock clock;
+  cache<int, int, failing_hash> c({.ticker = clock.ticker(), .refresh_after_write = 10s});
+  c.put(1, 1);
+  clock.advance(10s);
+  CHECK_THROWS_AS(c.get_or_load(1,
+                                [](const int&) {
+                                  failing_hash::failing = true;
+                                  return 2;
+                                }),
+                  std::runtime_error);
+  failing_hash::failing = false;
+  CHECK(c.peek(1) == 1);
+  c.run_pending();  // the rebuild the failed put left due
+  int calls = 0;
+  CHECK(c.get_or_load(1,
+                      [&](const int&) {
+                        ++calls;
+                        return 3;
+                      }) == 3);  // not stuck behind the refresh that failed
+  CHECK(calls == 1);
+  CHECK(c.peek(1) == 3);
+}
+
 TEST_CASE("cache: an executor that refuses or drops a refresh leaves the old value and no refresh in flight") {
   fake_clock clock;
   int submitted = 0;

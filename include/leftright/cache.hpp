@@ -54,7 +54,7 @@
 // Refreshes (cache_options::refresh_after_write, as Caffeine's refreshAfterWrite). Each entry
 // holds when it becomes due for refresh, as it holds its deadline; get_or_load()'s hit checks
 // it (get() does not: it never refreshes). The first caller to find an entry due registers a
-// refresh of the key (a set under the load mutex, beside the loads in flight: one refresh per
+// refresh of the key (a table under the load mutex, beside the loads in flight: one refresh per
 // key at a time, none while a load of the key runs) and takes, under the writer lock, the stamp
 // of the write that put the entry. The refresh runs the caller's loader, on the caller's thread
 // or on the refresh executor, and puts the value through the writer only if the entry still
@@ -1716,15 +1716,31 @@ class cache {
   // entry it found due, known by its stamp (resident::stamp), taken under the writer lock.
   template <class L>
   struct refresh_job;
+  /// A refresh's registration (under load_mu_). ended: its end could not erase it (a throwing
+  /// hash), so the next refresh of its key replaces it instead of waiting for it for good.
+  struct refresh_mark {
+    bool ended = false;
+  };
+  /// A registered refresh: the stamp of the entry it replaces, and its registration.
+  struct refresh_ticket {
+    std::uint64_t stamp;
+    std::shared_ptr<refresh_mark> mark;
+  };
   template <class Loader>
   Value refresh(const Key& key, Value old, Loader&& loader);
-  std::optional<std::uint64_t> begin_refresh(const Key& key);
-  void end_refresh(const Key& key) noexcept {
+  std::optional<refresh_ticket> begin_refresh(const Key& key);
+  void end_refresh(const Key& key, const std::shared_ptr<refresh_mark>& mark) noexcept {
     std::lock_guard<std::mutex> lock(load_mu_);
-    refreshes_in_flight_.erase(key);
+    try {
+      if (const auto it = refreshes_in_flight_.find(key); it != refreshes_in_flight_.end() && it->second == mark) {
+        refreshes_in_flight_.erase(it);
+      }
+    } catch (...) {  // a throwing hash: the registration stays, ended, and the next one replaces it
+      mark->ended = true;
+    }
   }
   template <class Loader>
-  std::optional<Value> refresh_here(const Key& key, std::uint64_t stamp, Loader& loader);
+  std::optional<Value> refresh_here(const Key& key, const refresh_ticket& ticket, Loader& loader);
   void put_if_unchanged(const Key& key, std::uint64_t stamp, const loaded& l);
 
   const std::uint64_t id_ = detail::next_shared_map_id();
@@ -1769,7 +1785,7 @@ class cache {
   // Loads in flight, under load_mu_.
   std::mutex load_mu_;
   absl::flat_hash_map<Key, std::shared_ptr<load_state>, Hash, Eq> loads_;
-  absl::flat_hash_set<Key, Hash, Eq> refreshes_in_flight_;
+  absl::flat_hash_map<Key, std::shared_ptr<refresh_mark>, Hash, Eq> refreshes_in_flight_;
   std::atomic<std::uint64_t> load_successes_{0}, load_failures_{0}, refreshes_{0}, load_time_ns_{0};
 };
 
@@ -1892,22 +1908,22 @@ template <class L>
 struct cache<Key, Value, Hash, Eq, Traits>::refresh_job {
   cache* owner;
   Key key;
-  std::uint64_t stamp;
+  refresh_ticket ticket;
   L loader;
   bool ran = false;  // the executor orders a task's run before its destruction
 
-  refresh_job(cache* c, const Key& k, std::uint64_t s, L&& l)
-      : owner(c), key(k), stamp(s), loader(std::move(l)) {}
+  refresh_job(cache* c, const Key& k, refresh_ticket t, L&& l)
+      : owner(c), key(k), ticket(std::move(t)), loader(std::move(l)) {}
   refresh_job(const refresh_job&) = delete;
   refresh_job& operator=(const refresh_job&) = delete;
   ~refresh_job() {
-    if (!ran) owner->end_refresh(key);
+    if (!ran) owner->end_refresh(key, ticket.mark);
   }
   void run() noexcept {
     if (ran) return;
     ran = true;
     try {
-      (void)owner->refresh_here(key, stamp, loader);
+      (void)owner->refresh_here(key, ticket, loader);
     } catch (...) {  // the put's allocation failed: the old value stays, as after a failed load
     }
   }
@@ -1916,16 +1932,16 @@ struct cache<Key, Value, Hash, Eq, Traits>::refresh_job {
 template <class Key, class Value, class Hash, class Eq, class Traits>
 template <class Loader>
 Value cache<Key, Value, Hash, Eq, Traits>::refresh(const Key& key, Value old, Loader&& loader) {
-  const std::optional<std::uint64_t> stamp = begin_refresh(key);
-  if (!stamp) return old;  // one is in flight, or the entry changed since this caller found it
+  const std::optional<refresh_ticket> ticket = begin_refresh(key);
+  if (!ticket) return old;  // one is in flight, or the entry changed since this caller found it
   using L = std::decay_t<Loader>;
   if constexpr (std::is_constructible_v<L, Loader&&>) {
     if (options_.refresh_executor) {
       std::shared_ptr<refresh_job<L>> job;
       try {
-        job = std::make_shared<refresh_job<L>>(this, key, *stamp, L(std::forward<Loader>(loader)));
+        job = std::make_shared<refresh_job<L>>(this, key, *ticket, L(std::forward<Loader>(loader)));
       } catch (...) {  // copying the loader or the key threw: no refresh
-        end_refresh(key);
+        end_refresh(key, ticket->mark);
         return old;
       }
       try {
@@ -1936,18 +1952,28 @@ Value cache<Key, Value, Hash, Eq, Traits>::refresh(const Key& key, Value old, Lo
     }
   }
   // This caller refreshes, and returns the refreshed value (the old one if the loader threw).
-  if (std::optional<Value> v = refresh_here(key, *stamp, loader)) return *std::move(v);
+  if (std::optional<Value> v = refresh_here(key, *ticket, loader)) return *std::move(v);
   return old;
 }
 
 /// Registers a refresh of key, unless a refresh or a load of key is in flight, or key's entry is
 /// gone or no longer due (put again since the caller found it due). Returns the stamp of the
-/// entry to replace, or nullopt (nothing registered).
+/// entry to replace and the registration, or nullopt (nothing registered).
 template <class Key, class Value, class Hash, class Eq, class Traits>
-std::optional<std::uint64_t> cache<Key, Value, Hash, Eq, Traits>::begin_refresh(const Key& key) {
+auto cache<Key, Value, Hash, Eq, Traits>::begin_refresh(const Key& key) -> std::optional<refresh_ticket> {
+  std::shared_ptr<refresh_mark> mark;
   {
     std::lock_guard<std::mutex> lock(load_mu_);
-    if (loads_.contains(key) || !refreshes_in_flight_.insert(key).second) return std::nullopt;
+    if (loads_.contains(key)) return std::nullopt;
+    auto [it, fresh] = refreshes_in_flight_.try_emplace(key);
+    if (!fresh && !it->second->ended) return std::nullopt;  // one in flight
+    try {
+      it->second = std::make_shared<refresh_mark>();
+    } catch (...) {
+      if (fresh) refreshes_in_flight_.erase(it);
+      throw;
+    }
+    mark = it->second;
   }
   std::optional<std::uint64_t> stamp;
   try {
@@ -1958,11 +1984,14 @@ std::optional<std::uint64_t> cache<Key, Value, Hash, Eq, Traits>::begin_refresh(
       if (e != nullptr && e->refresh_at != entry::never && now() >= e->refresh_at) stamp = it->second.stamp;
     }
   } catch (...) {
-    end_refresh(key);
+    end_refresh(key, mark);
     throw;
   }
-  if (!stamp) end_refresh(key);
-  return stamp;
+  if (!stamp) {
+    end_refresh(key, mark);
+    return std::nullopt;
+  }
+  return refresh_ticket{*stamp, std::move(mark)};
 }
 
 /// Runs a registered refresh on this thread: loader(key), then the put if the entry is still the
@@ -1970,13 +1999,14 @@ std::optional<std::uint64_t> cache<Key, Value, Hash, Eq, Traits>::begin_refresh(
 /// threw (counted; the old value stays). Throws what the put throws (the registration ends).
 template <class Key, class Value, class Hash, class Eq, class Traits>
 template <class Loader>
-std::optional<Value> cache<Key, Value, Hash, Eq, Traits>::refresh_here(const Key& key, std::uint64_t stamp,
+std::optional<Value> cache<Key, Value, Hash, Eq, Traits>::refresh_here(const Key& key, const refresh_ticket& ticket,
                                                                         Loader& loader) {
   struct ender {
     cache* c;
     const Key& k;
-    ~ender() { c->end_refresh(k); }
-  } end{this, key};
+    const std::shared_ptr<refresh_mark>& mark;
+    ~ender() { c->end_refresh(k, mark); }
+  } end{this, key, ticket.mark};
   refreshes_.fetch_add(1, std::memory_order_relaxed);  // [K1]
   std::optional<loaded> got;
   try {
@@ -1984,7 +2014,7 @@ std::optional<Value> cache<Key, Value, Hash, Eq, Traits>::refresh_here(const Key
   } catch (...) {
     return std::nullopt;
   }
-  put_if_unchanged(key, stamp, *got);
+  put_if_unchanged(key, ticket.stamp, *got);
   return std::move(got->value);
 }
 
