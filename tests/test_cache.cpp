@@ -170,6 +170,27 @@ TEST_CASE("cache: the count bound holds after every put, and run_pending keeps i
   CHECK(s.evictions == 5000 - c.size());
 }
 
+TEST_CASE("cache: a cache of one entry keeps its newest, from the start and after set_maximum(1)") {
+  // Its policy's window holds one entry (with none, every newcomer contested the resident and
+  // lost on a tie: put(k) then get(k) missed nearly always).
+  cache<std::uint64_t, std::uint64_t> c({.max_entries = 1});
+  for (std::uint64_t k = 0; k < 200; ++k) {
+    c.put(k, k + 7);
+    REQUIRE(c.get(k) == k + 7);
+    REQUIRE(c.size() == 1);
+  }
+  CHECK(c.compute(1000, [](const std::uint64_t*) { return std::optional<std::uint64_t>(5); }) == 5u);
+  CHECK(c.get(1000) == 5u);
+  cache<std::uint64_t, std::uint64_t> shrunk({.max_entries = 50});
+  for (std::uint64_t k = 0; k < 50; ++k) shrunk.put(k, k);
+  shrunk.set_maximum(1);
+  for (std::uint64_t k = 100; k < 300; ++k) {
+    shrunk.put(k, k);
+    REQUIRE(shrunk.get(k) == k);
+    REQUIRE(shrunk.size() == 1);
+  }
+}
+
 TEST_CASE("cache: the weight bound holds, and an entry heavier than the bound is not kept") {
   cache<int, std::string> c({.max_weight = 100},
                             [](const int&, const std::string& v) { return static_cast<std::uint64_t>(v.size()); });

@@ -417,7 +417,9 @@ class cache_policy {
     size_by_entries(entries);
     window_max_ = std::min(capacity, static_cast<std::uint64_t>(
                                          std::llround(double(capacity) * options_.initial_window)));
-    if (window_max_ == 0 && capacity > 1) window_max_ = 1;
+    // At least one entry's room: a cache of one entry keeps its newest (a window of 0 made every
+    // newcomer contest the one resident, and lose on a tie: put(k) then get(k) missed).
+    if (window_max_ == 0 && capacity > 0) window_max_ = 1;
     protected_max_ = static_cast<std::uint64_t>(double(capacity - window_max_) *
                                                 options_.protected_share);
     step_ = -options_.step_share * double(capacity);
