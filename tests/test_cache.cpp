@@ -5,6 +5,7 @@
 #include <atomic>
 #include <barrier>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <latch>
@@ -1066,6 +1067,70 @@ TEST_CASE("cache: a due entry is served at once and refreshed once, on the execu
   CHECK(s.load_failures == 0);
   CHECK(s.misses == 1);
   CHECK(s.hits == 5);
+}
+
+TEST_CASE("cache: refresh tasks may outlive their cache: run or destroyed after it, they do nothing") {
+  fake_clock clock;
+  task_queue q;  // an executor that outlives the caches below (a thread pool, usually)
+  int calls = 0;
+  const auto loader = [&calls](const int& k) { return "v" + std::to_string(k) + "." + std::to_string(++calls); };
+  for (int k : {1, 2}) {
+    cache<int, std::string> c({.ticker = clock.ticker(), .refresh_after_write = 5s, .refresh_executor = q.executor()});
+    CHECK(c.get_or_load(k, loader) == "v" + std::to_string(k) + ".1");
+    clock.advance(5s);
+    CHECK(c.get_or_load(k, loader) == "v" + std::to_string(k) + ".1");  // due: a task submitted
+    calls = 0;
+  }
+  REQUIRE(q.size() == 2);
+  // The first task runs after its cache is gone (ASan: no use after free), the second is
+  // destroyed unrun (its end touches no cache either).
+  std::vector<std::function<void()>> tasks;
+  tasks.swap(q.tasks);
+  tasks.front()();
+  CHECK(calls == 0);  // its loader was not called: the cache it would fill is gone
+  tasks.clear();
+}
+
+TEST_CASE("cache: destroying a cache waits for the refresh task running in it") {
+  fake_clock clock;
+  task_queue q;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool loading = false, release = false, loaded = false;
+  const auto slow = [&](const int&) {
+    std::unique_lock<std::mutex> lock(mu);
+    loading = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+    loaded = true;
+    return std::string("new");
+  };
+  auto c = std::make_unique<cache<int, std::string>>(
+      cache_options{.ticker = clock.ticker(), .refresh_after_write = 5s, .refresh_executor = q.executor()});
+  c->put(1, "old");
+  clock.advance(5s);
+  CHECK(c->get_or_load(1, slow) == "old");
+  REQUIRE(q.size() == 1);
+  std::thread runner([&] { q.run_all(); });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return loading; });  // the task is inside the cache, in its loader
+  }
+  bool loaded_before_gone = false;
+  std::thread destroyer([&] {
+    c.reset();  // waits for the task
+    std::lock_guard<std::mutex> lock(mu);
+    loaded_before_gone = loaded;
+  });
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  runner.join();
+  destroyer.join();
+  CHECK(loaded_before_gone);  // the loader had returned before the cache was gone
+  CHECK(c == nullptr);
 }
 
 TEST_CASE("cache: get, get_all and peek never refresh") {

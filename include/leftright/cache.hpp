@@ -168,10 +168,12 @@ struct cache_options {
   /// Where refreshes run. Empty: on the thread of the get_or_load() that found the entry due,
   /// before it returns, and that call returns the refreshed value (or, if the refresh threw, the
   /// old one); other callers meanwhile get the old value without waiting. Set: each refresh is
-  /// submitted as a task, and the call returns the old value at once. The task does not throw;
-  /// it holds a pointer to the cache, so the executor must run or destroy every task before the
-  /// cache is destroyed (a task destroyed unrun ends its refresh: the next due call starts
-  /// another). An executor that throws: no refresh, the call still returns the old value.
+  /// submitted as a task, and the call returns the old value at once. The task does not throw,
+  /// and may outlive the cache (a thread pool that outlives it is the usual case): destroying
+  /// the cache waits for the tasks running then (do not destroy it from a loader's thread while
+  /// its loader waits for that thread), and a task run or destroyed after it does nothing. A
+  /// task destroyed unrun ends its refresh: the next due call starts another. An executor that
+  /// throws: no refresh, the call still returns the old value.
   std::function<void(std::function<void()>)> refresh_executor{};
 };
 
@@ -311,7 +313,10 @@ class cache {
   }
   cache(const cache&) = delete;
   cache& operator=(const cache&) = delete;
-  ~cache() { home_->close(&id_); }
+  ~cache() {
+    refresh_gate_->close();  // no refresh task inside from here on
+    home_->close(&id_);
+  }
 
   // ---- Reads. Progress: wait-free after the thread's first read (which registers it). ----
 
@@ -1721,6 +1726,34 @@ class cache {
   struct refresh_mark {
     bool ended = false;
   };
+  /// What the refresh tasks submitted to refresh_executor share with their cache: whether it
+  /// lives, and how many tasks are inside it. The cache's destructor closes the gate and waits
+  /// for those inside; a task that comes later does nothing: the cache, and its refresh's
+  /// registration, are gone.
+  struct refresh_gate {
+    std::mutex mu;
+    std::condition_variable left;
+    bool open = true;
+    std::size_t inside = 0;
+    /// Enters while the cache lives; false once it is being destroyed.
+    bool enter() {
+      std::lock_guard<std::mutex> lock(mu);
+      if (open) ++inside;
+      return open;
+    }
+    void leave() {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        --inside;
+      }
+      left.notify_all();  // the gate outlives the cache: each task holds it
+    }
+    void close() {
+      std::unique_lock<std::mutex> lock(mu);
+      open = false;
+      left.wait(lock, [this] { return inside == 0; });
+    }
+  };
   /// A registered refresh: the stamp of the entry it replaces, and its registration.
   struct refresh_ticket {
     std::uint64_t stamp;
@@ -1786,6 +1819,7 @@ class cache {
   std::mutex load_mu_;
   absl::flat_hash_map<Key, std::shared_ptr<load_state>, Hash, Eq> loads_;
   absl::flat_hash_map<Key, std::shared_ptr<refresh_mark>, Hash, Eq> refreshes_in_flight_;
+  std::shared_ptr<refresh_gate> refresh_gate_ = std::make_shared<refresh_gate>();
   std::atomic<std::uint64_t> load_successes_{0}, load_failures_{0}, refreshes_{0}, load_time_ns_{0};
 };
 
@@ -1906,26 +1940,31 @@ Value cache<Key, Value, Hash, Eq, Traits>::load(const Key& key, Loader& loader) 
 template <class Key, class Value, class Hash, class Eq, class Traits>
 template <class L>
 struct cache<Key, Value, Hash, Eq, Traits>::refresh_job {
-  cache* owner;
+  cache* owner;  ///< used only inside the gate: the cache lives while a task is inside
+  std::shared_ptr<refresh_gate> gate;
   Key key;
   refresh_ticket ticket;
   L loader;
   bool ran = false;  // the executor orders a task's run before its destruction
 
   refresh_job(cache* c, const Key& k, refresh_ticket t, L&& l)
-      : owner(c), key(k), ticket(std::move(t)), loader(std::move(l)) {}
+      : owner(c), gate(c->refresh_gate_), key(k), ticket(std::move(t)), loader(std::move(l)) {}
   refresh_job(const refresh_job&) = delete;
   refresh_job& operator=(const refresh_job&) = delete;
   ~refresh_job() {
-    if (!ran) owner->end_refresh(key, ticket.mark);
+    if (ran || !gate->enter()) return;
+    owner->end_refresh(key, ticket.mark);
+    gate->leave();
   }
   void run() noexcept {
     if (ran) return;
     ran = true;
+    if (!gate->enter()) return;  // the cache is gone, and the refresh's registration with it
     try {
       (void)owner->refresh_here(key, ticket, loader);
     } catch (...) {  // the put's allocation failed: the old value stays, as after a failed load
     }
+    gate->leave();
   }
 };
 
