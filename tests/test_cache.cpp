@@ -5,6 +5,7 @@
 #include <atomic>
 #include <barrier>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -206,6 +207,21 @@ TEST_CASE("cache: the weight bound holds, and an entry heavier than the bound is
   c.put(2000, std::string(150, 'z'));
   CHECK_FALSE(c.peek(2000).has_value());
   CHECK(c.weighted_size() <= 100);
+}
+
+TEST_CASE("cache: a weigher's negative weight is refused at the put, which puts nothing") {
+  cache<int, int> c({.max_weight = 100}, [](const int&, const int& v) { return v; });  // an int weight
+  c.put(1, 10);
+  CHECK_THROWS_WITH(c.put(2, -1), Catch::Matchers::Contains("the weigher returned -1"));
+  CHECK_THROWS_AS(c.put(1, -5), std::invalid_argument);
+  CHECK(c.get(1) == 10);  // kept as it was
+  CHECK_FALSE(c.get(2).has_value());
+  CHECK(c.weighted_size() == 10);
+  CHECK(c.stats().evictions == 0);  // converted, -1 was a weight near 2^64: evicted at once
+  cache<int, double> d({.max_weight = 100}, [](const int&, const double& v) { return v; });
+  CHECK_THROWS_AS(d.put(1, std::nan("")), std::invalid_argument);
+  d.put(2, 2.5);
+  CHECK(d.weighted_size() == 2);
 }
 
 TEST_CASE("cache: a resident entry that grows past the weight bound goes alone") {
