@@ -328,6 +328,43 @@ TEST_CASE("durability::async: a sync_interval too long for the clock's nanosecon
   CHECK(r.get(1) == 1);
 }
 
+namespace {
+/// Fails every sync of the log's mappings once armed, as a disk that stopped writing.
+struct failing_sync_fs final : lrtest::mapping_sync_fs {
+  using mapping_sync_fs::mapping_sync_fs;
+  std::atomic<bool> armed{false};  ///< [T2] seq_cst: set by the test thread, read by the syncer
+  void sync_mapping(leftright::detail::storage::mapping& m, std::size_t off, std::size_t len) override {
+    if (armed) throw leftright::storage_error("log", "msync", EIO, "injected");  // [T2]
+    m.sync(off, len);
+  }
+};
+}  // namespace
+
+TEST_CASE("durability::async: failed() says so once the background sync failed, before any call",
+          "[durable]") {
+  lrtest::temp_dir dir("durable-async-failed");
+  auto fsys = std::make_shared<failing_sync_fs>(leftright::detail::storage::default_file_system());
+  auto o = options(dir.path(), leftright::durability::async);  // syncs every 5 ms
+  o.file_system = fsys;
+  auto [w, r] = leftright::open_map<int, int>(o);
+  w.insert_or_assign(1, 1);
+  w.publish();
+  fsys->armed = true;  // [T2]
+  w.insert_or_assign(2, 2);
+  w.publish();  // in the page cache: the syncer's to sync, and its sync fails
+  // A health check polls failed() and makes no other call: it must see the failure (it saw
+  // none until the next call, which then failed).
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!w.failed() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  CHECK(w.failed());
+  w.insert_or_assign(3, 3);
+  CHECK_THROWS_WITH(w.publish(), Catch::Matchers::Contains("background sync failed"));
+  CHECK(r.get(2) == 2);  // reads go on
+  CHECK_FALSE(r.get(3).has_value());
+}
+
 TEST_CASE("try_publish logs only what it publishes", "[durable]") {
   lrtest::temp_dir dir("durable");
   const auto o = options(dir.path(), leftright::durability::sync);

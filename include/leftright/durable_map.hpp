@@ -11,9 +11,14 @@
 //     sync_interval; with none, batches up to the last checkpoint() or flush().
 //   - in every case the map reopens as the state after some prefix of published batches: never
 //     a partial batch, never a hole. Unpublished operations are never written.
+//
+// Atomics in this file:
+//   [D1] syncer_failed: relaxed both ways: a flag for failed() alone; the error it stands for is
+//        read under the mutex that guards it (check_usable), never through the flag
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <concepts>
 #include <condition_variable>
@@ -232,8 +237,12 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
 
   /// What open_map() found and did.
   const recovery_report& recovery() const noexcept { return st_->report; }
-  /// True once a write or sync failed; the writer then refuses to go on.
-  bool failed() const noexcept { return st_ && st_->failed; }
+  /// True once a write or sync failed (durability::async: the background sync too, as soon as it
+  /// failed); the writer then refuses to go on.
+  bool failed() const noexcept {
+    // [D1] relaxed: a flag read alone
+    return st_ && (st_->failed || st_->syncer_failed.load(std::memory_order_relaxed));
+  }
   const durable_options& options() const noexcept { return st_->opts; }
   /// Checkpoints taken by this writer (explicit and automatic).
   std::uint64_t checkpoints() const noexcept { return st_->checkpoints; }
@@ -324,6 +333,7 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
     std::condition_variable cv;
     bool stop = false;                  // guarded by mu
     std::exception_ptr syncer_error;    // guarded by mu
+    std::atomic<bool> syncer_failed{false};  // syncer_error is set, for failed() (no lock there)
 
     state(durable_options o, std::shared_ptr<detail::storage::file_system> f, std::string k, std::string v)
         : opts(std::move(o)),
@@ -355,6 +365,7 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
           } catch (...) {
             lock.lock();
             s->syncer_error = std::current_exception();
+            s->syncer_failed.store(true, std::memory_order_relaxed);  // [D1] a flag read alone
             continue;
           }
           lock.lock();
