@@ -292,11 +292,14 @@ TEST_CASE("readers of a durable map outlive its writer; the directory can then b
 }
 
 namespace {
-/// Counts the syncs of the log's mappings (the async syncer's, a flush's).
-struct counting_sync_fs final : lrtest::mapping_sync_fs {
+/// Counts the syncs of the log's mappings (the async syncer's, a flush's), and fails every one
+/// once armed, as a disk that stopped writing.
+struct watched_sync_fs final : lrtest::mapping_sync_fs {
   using mapping_sync_fs::mapping_sync_fs;
-  std::atomic<int> syncs{0};  ///< [T1] seq_cst: read by the test thread while the syncer counts
+  std::atomic<int> syncs{0};       ///< [T1] seq_cst: read by the test thread while the syncer counts
+  std::atomic<bool> armed{false};  ///< [T2] seq_cst: set by the test thread, read by the syncer
   void sync_mapping(leftright::detail::storage::mapping& m, std::size_t off, std::size_t len) override {
+    if (armed) throw leftright::storage_error("log", "msync", EIO, "injected");  // [T2]
     ++syncs;  // [T1]
     m.sync(off, len);
   }
@@ -309,7 +312,7 @@ TEST_CASE("durability::async: a sync_interval too long for the clock's nanosecon
   // overflowed for an interval past about 292 years: each wait ended at once, and the thread
   // synced the log as soon as anything was in it, a core kept busy for the life of the map.
   lrtest::temp_dir dir("durable-async-long");
-  auto fsys = std::make_shared<counting_sync_fs>(leftright::detail::storage::default_file_system());
+  auto fsys = std::make_shared<watched_sync_fs>(leftright::detail::storage::default_file_system());
   auto o = options(dir.path(), leftright::durability::async);
   o.sync_interval = std::chrono::hours(24 * 365 * 1000);
   o.file_system = fsys;
@@ -328,22 +331,10 @@ TEST_CASE("durability::async: a sync_interval too long for the clock's nanosecon
   CHECK(r.get(1) == 1);
 }
 
-namespace {
-/// Fails every sync of the log's mappings once armed, as a disk that stopped writing.
-struct failing_sync_fs final : lrtest::mapping_sync_fs {
-  using mapping_sync_fs::mapping_sync_fs;
-  std::atomic<bool> armed{false};  ///< [T2] seq_cst: set by the test thread, read by the syncer
-  void sync_mapping(leftright::detail::storage::mapping& m, std::size_t off, std::size_t len) override {
-    if (armed) throw leftright::storage_error("log", "msync", EIO, "injected");  // [T2]
-    m.sync(off, len);
-  }
-};
-}  // namespace
-
 TEST_CASE("durability::async: failed() says so once the background sync failed, before any call",
           "[durable]") {
   lrtest::temp_dir dir("durable-async-failed");
-  auto fsys = std::make_shared<failing_sync_fs>(leftright::detail::storage::default_file_system());
+  auto fsys = std::make_shared<watched_sync_fs>(leftright::detail::storage::default_file_system());
   auto o = options(dir.path(), leftright::durability::async);  // syncs every 5 ms
   o.file_system = fsys;
   auto [w, r] = leftright::open_map<int, int>(o);

@@ -995,6 +995,26 @@ class cache {
     });
   }
   std::uint64_t weigh(const Key& key, const Value& value) const { return weigher_ ? weigher_(key, value) : 1; }
+  /// The weigher as the cache calls it. One that returns a signed number is checked: a negative
+  /// one (or a NaN) throws std::invalid_argument from the put that weighs it, which then puts
+  /// nothing (converted, it was a weight near 2^64 that the bound refused, counted as evicted).
+  template <class Weigher>
+  static weigher_type weigher_of(Weigher w) {
+    using R = std::remove_cvref_t<std::invoke_result_t<Weigher&, const Key&, const Value&>>;
+    if constexpr (std::is_arithmetic_v<R> && std::is_signed_v<R>) {
+      if (!weigher_type(w)) return {};  // an empty std::function stays empty: no weigher
+      return [w = std::move(w)](const Key& k, const Value& v) -> std::uint64_t {
+        const R r = w(k, v);
+        if (!(r >= R{0})) {
+          throw std::invalid_argument("leftright::cache: the weigher returned " + std::to_string(r) +
+                                      " for an entry: a weight is 0 or more");
+        }
+        return static_cast<std::uint64_t>(r);
+      };
+    } else {
+      return weigher_type(std::move(w));
+    }
+  }
 
   /// compute()'s write: f's decision on key, stored (store_computed), winning over a load of key
   /// in flight. ttl: the put's, nullopt for the default expiry. What f throws is kept out of the
@@ -1778,26 +1798,6 @@ class cache {
 
   const std::uint64_t id_ = detail::next_shared_map_id();
   const cache_options options_;
-  /// The weigher as the cache calls it. One that returns a signed number is checked: a negative
-  /// one (or a NaN) throws std::invalid_argument from the put that weighs it, which then puts
-  /// nothing (converted, it was a weight near 2^64 that the bound refused, counted as evicted).
-  template <class Weigher>
-  static weigher_type weigher_of(Weigher w) {
-    using R = std::remove_cvref_t<std::invoke_result_t<Weigher&, const Key&, const Value&>>;
-    if constexpr (std::is_arithmetic_v<R> && std::is_signed_v<R>) {
-      if (!weigher_type(w)) return {};  // an empty std::function stays empty: no weigher
-      return [w = std::move(w)](const Key& k, const Value& v) -> std::uint64_t {
-        const R r = w(k, v);
-        if (!(r >= R{0})) {
-          throw std::invalid_argument("leftright::cache: the weigher returned " + std::to_string(r) +
-                                      " for an entry: a weight is 0 or more");
-        }
-        return static_cast<std::uint64_t>(r);
-      };
-    } else {
-      return weigher_type(std::move(w));
-    }
-  }
   const weigher_type weigher_;
   const bool wall_clock_ = false;  ///< no ticker: the wall clock (a durable cache), not steady_clock
   [[no_unique_address]] Hash hash_{};

@@ -347,17 +347,12 @@ class durable_writer : private map_writer<Key, Value, Hash, Eq, Traits> {
       : base(std::move(core)), st_(std::move(st)) {
     if (st_->opts.durability == durability::async) {
       state* s = st_.get();
-      // In nanoseconds, saturated, as each wait's deadline (saturating_after): wait_for's own
-      // now + interval overflowed past about 292 years, and each wait then ended at once.
-      using std::chrono::nanoseconds;
-      const nanoseconds interval =
-          s->opts.sync_interval > std::chrono::duration_cast<std::chrono::milliseconds>(nanoseconds::max())
-              ? nanoseconds::max()
-              : std::chrono::duration_cast<nanoseconds>(s->opts.sync_interval);
-      s->syncer = std::thread([s, interval] {
+      s->syncer = std::thread([s] {
         std::unique_lock<std::mutex> lock(s->mu);
         while (!s->stop) {
-          s->cv.wait_until(lock, detail::saturating_after(std::chrono::steady_clock::now(), interval));
+          // Saturated: wait_for's own now + interval overflowed past about 292 years, and each
+          // wait then ended at once.
+          s->cv.wait_until(lock, detail::saturating_after(std::chrono::steady_clock::now(), s->opts.sync_interval));
           if (s->stop || s->syncer_error) continue;
           lock.unlock();
           try {

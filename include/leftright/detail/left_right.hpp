@@ -219,10 +219,17 @@ namespace detail {
 
 /// now + d, or the clock's last time point where that would overflow (a wait bounded by
 /// nanoseconds::max() is a wait without bound).
-inline std::chrono::steady_clock::time_point saturating_after(std::chrono::steady_clock::time_point now,
-                                                               std::chrono::nanoseconds d) noexcept {
-  if (d >= std::chrono::steady_clock::time_point::max() - now) return std::chrono::steady_clock::time_point::max();
-  return now + d;
+/// Compared in d's own unit (the room left, converted to it, rounds down and cannot overflow), so
+/// that a duration too long for the clock's nanoseconds (milliseconds::max(), a sync_interval of
+/// centuries) is the clock's end too.
+template <class Rep, class Period>
+std::chrono::steady_clock::time_point saturating_after(std::chrono::steady_clock::time_point now,
+                                                       std::chrono::duration<Rep, Period> d) noexcept {
+  using clock = std::chrono::steady_clock;
+  if (d >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(clock::time_point::max() - now)) {
+    return clock::time_point::max();
+  }
+  return now + std::chrono::duration_cast<clock::duration>(d);
 }
 
 /// One copy and the version it holds. Aligned so that the writer's stores to one copy's header
